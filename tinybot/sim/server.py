@@ -1,0 +1,425 @@
+"""Bitvavo REST v2 over HTTP on loopback: routing, signatures, rate limit, faults, admin.
+
+Paths are served with and without the ``/v2`` prefix (ccxt requests
+``/v2/...``); the signature is always checked over ``"/v2" + path``, which is
+what Bitvavo clients sign.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+import socket
+import struct
+import sys
+import threading
+import traceback
+from decimal import Decimal
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+from .engine import INTERVALS, SimError, Simulator, bad
+from .faults import make_fault, parse_fault_spec
+
+_SIG_RE = re.compile(r"[0-9a-fA-F]{64}")
+_MARKET_PATH = re.compile(r"/([A-Za-z0-9]+-[A-Za-z0-9]+)/(book|candles|trades)")
+
+_HTML_5XX = (b"<html><head><title>502 Bad Gateway</title></head><body>"
+             b"<center><h1>502 Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>\n")
+_GARBAGE = b"<<<\x00 not json: upstream said OK \xff>>>"
+
+
+class Route:
+    def __init__(self, kind, private, perm, params, weight, call):
+        self.kind, self.private, self.perm = kind, private, perm
+        self.params = params  # allowed url parameters (GET/DELETE)
+        self.weight = weight  # int or callable(params) -> int
+        self.call = call  # (sim, key, params, path_market) -> JSON-able
+
+    def cost(self, params: dict) -> int:
+        return self.weight(params) if callable(self.weight) else self.weight
+
+
+def _one_or_all(params, one, everything):
+    return one(params["market"]) if "market" in params else everything()
+
+
+def _depth(params) -> int:
+    raw = params.get("depth", "1000")
+    if not str(raw).isdigit():
+        raise bad(205, "depth parameter is invalid.")
+    return int(raw)
+
+
+def _candles(sim: Simulator, market: str, params: dict) -> list:
+    sim.market(market)
+    interval = params.get("interval")
+    if interval is None:
+        raise bad(203, "interval parameter is required.")
+    if interval not in INTERVALS or INTERVALS[interval] * 1000 < sim.interval_ms:
+        raise bad(205, "interval parameter is invalid.")
+    start, end, limit = Simulator._window(params, 1440, 1440)
+    rows = [r for r in sim.candles(market, interval)
+            if (start is None or r[0] >= start) and (end is None or r[0] < end)]
+    rows = rows[::-1][:limit]  # newest first
+    return [[r[0], *(format(x, "f") for x in r[1:])] for r in rows]
+
+
+def _ticker_price(sim, market):
+    return {"market": market, "price": format(sim.market(market).last, "f")}
+
+
+def _ticker_book(sim, market):
+    bid, ask = sim.market(market).bid_ask()
+    return {"market": market, "bid": format(bid, "f"), "bidSize": "0.50000000",
+            "ask": format(ask, "f"), "askSize": "0.50000000"}
+
+
+def _assets(sim: Simulator, params: dict):
+    assets = sim.assets_json()
+    if "symbol" not in params:
+        return assets
+    for a in assets:
+        if a["symbol"] == params["symbol"]:
+            return a
+    raise bad(205, "symbol parameter is invalid.")
+
+
+def _fees(sim: Simulator) -> dict:
+    return {"tier": "0", "volume": "0.00", "taker": format(sim.taker_fee, "f"), "maker": format(sim.maker_fee, "f")}
+
+
+ROUTES = {
+    ("GET", "/time"): Route("time", False, None, (), 1,
+                            lambda sim, k, p, m: {"time": sim.now_ms(), "timeNs": sim.now_ms() * 1_000_000}),
+    ("GET", "/markets"): Route("markets", False, None, ("market",), 1, lambda sim, k, p, m: _one_or_all(
+        p, lambda n: sim.market(n).describe(), lambda: [x.describe() for x in sim.markets.values()])),
+    ("GET", "/assets"): Route("assets", False, None, ("symbol",), 1, lambda sim, k, p, m: _assets(sim, p)),
+    ("GET", "/ticker/price"): Route("ticker", False, None, ("market",), 1, lambda sim, k, p, m: _one_or_all(
+        p, lambda n: _ticker_price(sim, n), lambda: [_ticker_price(sim, n) for n in sim.markets])),
+    ("GET", "/ticker/book"): Route("ticker", False, None, ("market",), 1, lambda sim, k, p, m: _one_or_all(
+        p, lambda n: _ticker_book(sim, n), lambda: [_ticker_book(sim, n) for n in sim.markets])),
+    ("GET", "/ticker/24h"): Route("ticker", False, None, ("market",), lambda p: 1 if "market" in p else 25,
+                                  lambda sim, k, p, m: _one_or_all(
+                                      p, sim.ticker_24h, lambda: [sim.ticker_24h(n) for n in sim.markets])),
+    ("GET", "book"): Route("book", False, None, ("depth",), 1, lambda sim, k, p, m: sim.book(m, _depth(p))),
+    ("GET", "candles"): Route("candles", False, None, ("interval", "limit", "start", "end"), 1,
+                              lambda sim, k, p, m: _candles(sim, m, p)),
+    ("GET", "trades"): Route("public_trades", False, None, ("limit", "start", "end", "tradeIdFrom", "tradeIdTo"), 5,
+                             lambda sim, k, p, m: sim.list_trades(None, {**p, "market": m})),
+    ("GET", "/balance"): Route("balance", True, "view", ("symbol",), 5,
+                               lambda sim, k, p, m: sim.balances_json(k, p.get("symbol"))),
+    ("GET", "/account"): Route("account", True, "view", (), 1, lambda sim, k, p, m: {
+        "fees": _fees(sim), "capabilities": ["buy", "sell", "depositCrypto", "depositFiat",
+                                             "withdrawCrypto", "withdrawFiat"]}),
+    ("GET", "/account/fees"): Route("fees", True, "view", ("market", "quote"), 1, lambda sim, k, p, m: (
+        sim.market(p["market"]) and _fees(sim)) if "market" in p else _fees(sim)),
+    ("POST", "/order"): Route("create_order", True, "trade", (), 1, lambda sim, k, p, m: sim.create_order(k, p)),
+    ("GET", "/order"): Route("get_order", True, "view", ("market", "orderId", "clientOrderId"), 1,
+                             lambda sim, k, p, m: sim.get_order(k, p)),
+    ("DELETE", "/order"): Route("cancel_order", True, "trade", ("market", "orderId", "clientOrderId", "operatorId"), 1,
+                                lambda sim, k, p, m: sim.cancel_order(k, p)),
+    ("GET", "/orders"): Route("orders", True, "view", ("market", "limit", "start", "end", "orderIdFrom", "orderIdTo"),
+                              5, lambda sim, k, p, m: sim.list_orders(k, p)),
+    ("DELETE", "/orders"): Route("cancel_orders", True, "trade", ("market", "operatorId"),
+                                 lambda p: 25 if "market" in p else 100, lambda sim, k, p, m: sim.cancel_orders(k, p)),
+    ("GET", "/ordersOpen"): Route("open_orders", True, "view", ("market", "base"),
+                                  lambda p: 5 if "market" in p else 100, lambda sim, k, p, m: sim.open_orders(k, p)),
+    ("GET", "/trades"): Route("trades", True, "view", ("market", "limit", "start", "end", "tradeIdFrom", "tradeIdTo"),
+                              5, lambda sim, k, p, m: sim.list_trades(k, p)),
+}
+
+
+def _json_default(o):
+    if isinstance(o, Decimal):
+        return format(o, "f")
+    raise TypeError(type(o).__name__)
+
+
+class _Drop(Exception):
+    """Close the connection without an answer (reset=True: with a TCP RST)."""
+
+    def __init__(self, reset: bool = False):
+        self.reset = reset
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "tinybot-sim"
+    sys_version = ""
+
+    def do_GET(self):
+        self._dispatch("GET")
+
+    def do_POST(self):
+        self._dispatch("POST")
+
+    def do_DELETE(self):
+        self._dispatch("DELETE")
+
+    def do_PUT(self):
+        self._dispatch("PUT")
+
+    def log_message(self, fmt, *args):
+        if self.server.verbose:
+            sys.stderr.write("sim: %s %s\n" % (self.address_string(), fmt % args))
+
+    # --- plumbing -------------------------------------------------------------
+
+    def _send(self, status: int, payload=None, *, raw: bytes | None = None,
+              content_type: str = "application/json; charset=utf-8", headers: dict | None = None):
+        body = raw if raw is not None else json.dumps(payload, default=_json_default,
+                                                      separators=(",", ":")).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, str(v))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _drop(self, reset: bool):
+        self.close_connection = True
+        if reset:
+            # SO_LINGER 0 makes close() send RST: the client sees "connection reset".
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+
+    def _hang(self, seconds: float):
+        self.server.stopping.wait(seconds)
+
+    def _dispatch(self, method: str):
+        try:
+            self._serve(method)
+        except _Drop as d:
+            self._drop(d.reset)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception:  # a simulator bug: say so loudly, answer like Bitvavo's unknown error
+            traceback.print_exc(file=sys.stderr)
+            try:
+                self._send(500, {"errorCode": 400, "error": "Unknown error (simulator bug, see its stderr)."})
+            except OSError:
+                self.close_connection = True
+
+    def _serve(self, method: str):
+        path, _, query = self.path.partition("?")
+        length = int(self.headers.get("Content-Length") or 0)
+        raw_body = self.rfile.read(length) if length else b""
+        if path == "/_sim" or path.startswith("/_sim/"):
+            return self._admin(method, path, raw_body)
+
+        rest = path[3:] if path.startswith("/v2/") else path
+        route, path_market = ROUTES.get((method, rest)), None
+        if route is None:
+            mm = _MARKET_PATH.fullmatch(rest)
+            if mm:
+                route, path_market = ROUTES.get((method, mm.group(2))), mm.group(1)
+        if route is None:
+            return self._send(404, {"errorCode": 110, "error": "Invalid endpoint. Please check url and HTTP method."})
+        sim: Simulator = self.server.sim
+        params = dict(parse_qsl(query, keep_blank_values=True))
+
+        fault = sim.take_fault(route.kind)
+        if fault is not None:
+            if fault.kind == "delay":
+                self._hang(fault.delay)
+            elif fault.kind == "timeout_before_accept":
+                self._hang(fault.delay)
+                raise _Drop()
+            elif fault.kind == "html_5xx":
+                return self._send(fault.status or 502, raw=_HTML_5XX, content_type="text/html")
+            elif fault.kind == "rate_limit_110":
+                reset_at = sim.now_ms() + 60_000
+                return self._send(429, {"errorCode": 110, "error": "Rate limit exceeded (simulated fault)."},
+                                  headers={"bitvavo-ratelimit-remaining": 0, "bitvavo-ratelimit-resetat": reset_at})
+            elif not fault.accept:
+                return self._faulty_answer(fault)
+
+        ident = self.headers.get("Bitvavo-Access-Key") or f"ip:{self.client_address[0]}"
+        ok, remaining, reset_at = sim.charge(ident, route.cost(params))
+        limit_headers = {"bitvavo-ratelimit-remaining": remaining, "bitvavo-ratelimit-resetat": reset_at}
+        if not ok:
+            status, payload = 429, {"errorCode": 110, "error": (
+                f"Rate limit exceeded: {sim.rate_limit} weight per minute. Requests allowed again at {reset_at}.")}
+        else:
+            try:
+                key = self._authenticate(method, rest, query, raw_body, route.perm) if route.private else None
+                if method in ("POST", "PUT"):
+                    if params:
+                        raise bad(200, f"{next(iter(params))} url parameter is not supported. Please note that "
+                                       "parameters are case-sensitive and use body parameters for PUT and POST requests.")
+                    params = self._json_body(raw_body)
+                else:
+                    for p in params:
+                        if p not in route.params:
+                            raise bad(200, f"{p} url parameter is not supported. Please note that parameters are "
+                                           "case-sensitive and use body parameters for PUT and POST requests.")
+                status, payload = 200, route.call(sim, key, params, path_market)
+            except SimError as e:
+                status, payload = e.status, {"errorCode": e.code, "error": e.message}
+
+        if fault is not None and fault.kind != "delay":
+            if fault.kind == "timeout_after_accept":
+                self._hang(fault.delay)
+                raise _Drop()
+            return self._faulty_answer(fault)
+        self._send(status, payload, headers=limit_headers)
+
+    def _faulty_answer(self, fault):
+        if fault.kind == "error_101":
+            return self._send(500, {"errorCode": 101, "error": "Unknown error. Operation may or may not have succeeded."})
+        if fault.kind == "error_109":
+            return self._send(500, {"errorCode": 109, "error": (
+                "The matching engine did not respond in time. Operation may or may not have succeeded.")})
+        if fault.kind == "garbage_200":
+            return self._send(200, raw=_GARBAGE, content_type="text/plain")
+        if fault.kind == "reset":
+            raise _Drop(reset=True)
+        raise AssertionError(fault.kind)
+
+    @staticmethod
+    def _json_body(raw: bytes) -> dict:
+        if not raw:
+            return {}
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            raise bad(102, "Invalid JSON.") from None
+        if not isinstance(body, dict):
+            raise bad(102, "Invalid JSON.")
+        return body
+
+    def _authenticate(self, method: str, rest: str, query: str, raw_body: bytes, perm: str) -> str:
+        sim: Simulator = self.server.sim
+        h = self.headers
+        key, sig, ts, window = (h.get("Bitvavo-Access-Key"), h.get("Bitvavo-Access-Signature"),
+                                h.get("Bitvavo-Access-Timestamp"), h.get("Bitvavo-Access-Window", "10000"))
+
+        def refuse(code, message):
+            return SimError(403, code, message)
+
+        if not key or not sig or ts is None:
+            raise refuse(300, "Authentication is required for this endpoint.")
+        if not ts.isdigit():
+            raise refuse(302, "Timestamp is invalid. This must be a timestamp in ms. See Bitvavo-Access-Timestamp header.")
+        if not window.isdigit() or not 100 <= int(window) <= 60000:
+            raise refuse(303, "Window must be between 100 and 60000 ms.")
+        account = sim.accounts.get(key)
+        if account is None:
+            raise refuse(305, "No active API key found.")
+        if not _SIG_RE.fullmatch(sig):
+            raise refuse(308, "The signature length is invalid (HMAC-SHA256 should return a 64 length hexadecimal string).")
+        signed = ts + method + "/v2" + rest + ("?" + query if query else "") + raw_body.decode("utf-8", "replace")
+        expected = hmac.new(account.secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, sig.lower()):
+            raise refuse(309, "The signature is invalid.")
+        if abs(sim.now_ms() - int(ts)) > int(window):
+            raise refuse(304, "Request was not received within acceptable window (default 10s, or custom with "
+                              "Bitvavo-Access-Window header) of Bitvavo-Access-Timestamp header.")
+        if perm not in account.permissions:
+            if perm == "trade":
+                raise refuse(310, "This key does not allow trading actions.")
+            raise refuse(311, "This key does not allow showing account information.")
+        return key
+
+    # --- admin (loopback only, no auth) -------------------------------------------
+
+    def _admin(self, method: str, path: str, raw_body: bytes):
+        if not ipaddress.ip_address(self.client_address[0]).is_loopback:
+            return self._send(403, {"error": "admin endpoints answer loopback clients only"})
+        sim: Simulator = self.server.sim
+        try:
+            body = json.loads(raw_body) if raw_body else {}
+            if not isinstance(body, dict):
+                raise ValueError("body must be a JSON object")
+            if (method, path) == ("GET", "/_sim/state"):
+                return self._send(200, sim.state_json())
+            if (method, path) == ("GET", "/_sim/faults"):
+                return self._send(200, {"faults": [f.as_dict() for f in sim.faults()]})
+            if (method, path) == ("POST", "/_sim/faults"):
+                if "spec" in body:
+                    fault = parse_fault_spec(body["spec"])
+                else:
+                    fault = make_fault(**{k: body[k] for k in ("kind", "on", "count", "delay", "accept", "status")
+                                          if k in body})
+                with sim.lock:
+                    sim._faults.append(fault)
+                return self._send(200, {"faults": [f.as_dict() for f in sim.faults()]})
+            if (method, path) == ("DELETE", "/_sim/faults"):
+                sim.clear_faults()
+                return self._send(200, {"faults": []})
+            if (method, path) == ("POST", "/_sim/advance"):
+                steps = body.get("steps", 1)
+                if not isinstance(steps, int) or steps < 1:
+                    raise ValueError("steps must be a positive integer")
+                sim.advance(steps)
+                return self._send(200, {"steps": sim.steps, "prices": sim.state_json()["prices"]})
+            if (method, path) == ("POST", "/_sim/price"):
+                if body.get("market") not in sim.markets:
+                    raise ValueError(f"market must be one of {', '.join(sim.markets)}")
+                sim.set_price(body["market"], Decimal(str(body["price"])))
+                return self._send(200, {"market": body["market"], "price": format(sim.price(body["market"]), "f")})
+            if (method, path) == ("POST", "/_sim/balance"):
+                if body.get("key") not in sim.accounts:
+                    raise ValueError("key must be one of the simulator's API keys")
+                sim.set_balance(body["key"], body["asset"], Decimal(str(body["available"])))
+                return self._send(200, {"key": body["key"], "balance": sim.balances_json(body["key"])})
+        except (ValueError, KeyError, TypeError, ArithmeticError) as e:
+            return self._send(400, {"error": f"{type(e).__name__}: {e}"})
+        return self._send(404, {"error": f"no admin endpoint {method} {path}; see docs/SIMULATOR.md"})
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    block_on_close = False  # never wait for a fault that is still hanging
+    allow_reuse_address = True
+
+
+def loopback_address(host: str) -> str:
+    """The IPv4 loopback address `host` names, or ValueError: admin endpoints have no auth."""
+    try:
+        ip = ipaddress.ip_address(socket.gethostbyname(host))
+    except (OSError, ValueError):
+        ip = None
+    if ip is None or not ip.is_loopback:
+        raise ValueError(f"the simulator binds to loopback only (127.0.0.1), not {host!r}: "
+                         "its /_sim/ admin endpoints have no authentication")
+    return str(ip)
+
+
+class SimServer:
+    """A running simulator endpoint: ``url``, ``port``, ``close()``; also a context manager."""
+
+    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False):
+        address = loopback_address(host)
+        self.sim = sim
+        self.httpd = _HTTPServer((address, port), Handler)
+        self.httpd.sim = sim
+        self.httpd.verbose = verbose
+        self.httpd.stopping = threading.Event()
+        self.host, self.port = address, self.httpd.server_address[1]
+        self.url = f"http://{address}:{self.port}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"bitvavo-sim:{self.port}", daemon=True)
+        self._thread.start()
+        self._closed = False
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.httpd.stopping.set()  # wake handlers hanging in a fault
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def __enter__(self) -> "SimServer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SimServer {self.url}>"
