@@ -1,0 +1,51 @@
+"""Exchange backends behind one contract (see base.py).
+
+``read_only(cfg)`` is the client every module but the executor uses: market
+data, balances and order lookups, and order methods that raise.  The trading
+client is built only by ``tinybot.executor.trading_exchange``.  Nothing here
+imports ccxt until a Bitvavo client is actually built.
+"""
+from __future__ import annotations
+
+from .base import ReadOnlyClientError
+
+READ_METHODS = ("markets", "ticker", "candles", "balances", "fetch_order", "orders_since", "open_orders",
+                "trades_since", "server_time_ms")
+
+
+def market_data(cfg):
+    """Prices and markets: fixed [paper] prices when configured, else Bitvavo (or exchange.url)."""
+    if cfg.mode == "paper" and cfg.paper.prices:
+        from .static import StaticMarketData
+
+        return StaticMarketData(cfg.paper.prices)
+    from .bitvavo import read_only_client
+
+    return read_only_client(cfg)
+
+
+class ReadOnlyView:
+    """Exposes only the read half of an exchange; order methods raise."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.name = inner.name
+        for m in READ_METHODS:
+            if hasattr(inner, m):
+                setattr(self, m, getattr(inner, m))
+
+    def send_order(self, *a, **k):
+        raise ReadOnlyClientError("this is a read-only exchange client; only the executor places orders")
+
+    def cancel_order(self, *a, **k):
+        raise ReadOnlyClientError("this is a read-only exchange client; only the executor cancels orders")
+
+
+def read_only(cfg, source=None):
+    """The read-only client for cfg's mode (paper: the paper account over market data)."""
+    if cfg.mode == "paper":
+        from .paper import PaperExchange
+
+        return ReadOnlyView(PaperExchange(cfg.db_path, source or market_data(cfg),
+                                          starting_eur=cfg.paper.starting_eur, taker_fee=cfg.paper.taker_fee))
+    return source or market_data(cfg)

@@ -1,0 +1,208 @@
+-- tinybot's schema: the single source of the DDL.
+--
+-- Conventions (see docs/HARDENING.md):
+--   * every timestamp is written by Python as ISO-8601 UTC text with
+--     microseconds ('2026-11-27T20:08:32.000000Z'), so that freezegun controls
+--     all of them and text order is time order.  No CURRENT_TIMESTAMP, no
+--     datetime('now') anywhere: SQL-side clocks cannot be frozen in tests.
+--   * money, prices and amounts are Decimal strings ('10.00', '0.00012345');
+--     never REAL.  Sums are done in Python with Decimal.
+--
+-- Each statement below belongs to the migration named in the "-- migration:"
+-- line above it; db.py applies migrations in order, each in its own
+-- BEGIN IMMEDIATE transaction, and records the name in schema_migrations.
+
+-- migration: 0001_core
+
+-- What an advisor (or a person) wants to do.  Parameters are fixed at
+-- approval: approval_hash covers market, side, amounts and expiry, and the
+-- executor refuses a proposal whose parameters no longer match it.
+CREATE TABLE proposals (
+    id            INTEGER PRIMARY KEY,
+    market        TEXT NOT NULL,
+    side          TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    amount_quote  TEXT,                 -- EUR to spend (buy by EUR)
+    amount        TEXT,                 -- base amount (sell, or buy by base)
+    source        TEXT NOT NULL,        -- 'cli', 'rules', 'dca', 'llm', 'module:function'
+    reason        TEXT NOT NULL DEFAULT '',
+    status        TEXT NOT NULL DEFAULT 'pending'
+                  CHECK (status IN ('pending', 'approved', 'rejected', 'expired')),
+    created_at    TEXT NOT NULL,
+    expires_at    TEXT NOT NULL,
+    decided_at    TEXT,                 -- approved / rejected / expired at
+    decided_by    TEXT,                 -- 'auto', 'cli', ...
+    approval_hash TEXT,
+    CHECK ((amount_quote IS NULL) <> (amount IS NULL))
+);
+CREATE INDEX proposals_status ON proposals (status, expires_at);
+
+-- One row per attempt to turn a proposal into an order.  UNIQUE(proposal_id)
+-- is the idempotency claim: a second execute of the same proposal cannot
+-- insert a second row, so it cannot send a second order.  client_order_id is
+-- fixed at claim and is the only id ever sent for this proposal.
+CREATE TABLE trade_executions (
+    id                INTEGER PRIMARY KEY,
+    proposal_id       INTEGER NOT NULL UNIQUE REFERENCES proposals (id),
+    client_order_id   TEXT NOT NULL UNIQUE,
+    exchange          TEXT NOT NULL,    -- 'paper' | 'bitvavo'
+    market            TEXT NOT NULL,
+    side              TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    amount_quote      TEXT,             -- copied from the proposal at claim
+    amount            TEXT,
+    notional_eur      TEXT,             -- EUR this execution counts for in caps
+    state             TEXT NOT NULL
+                      CHECK (state IN ('claimed', 'blocked', 'submitting', 'submitted',
+                                       'filled', 'canceled', 'failed', 'unknown')),
+    reason            TEXT,             -- reason code: text, for blocked/failed/unknown
+    exchange_order_id TEXT,
+    access_window_ms  INTEGER,          -- the request's validity window
+    claimed_at        TEXT NOT NULL,
+    submitting_at     TEXT,             -- durable commit right before the send
+    resolved_at       TEXT,             -- reached a final state
+    updated_at        TEXT NOT NULL,
+    filled_amount     TEXT NOT NULL DEFAULT '0',
+    filled_quote      TEXT NOT NULL DEFAULT '0',
+    fee_paid          TEXT NOT NULL DEFAULT '0',
+    fee_currency      TEXT
+);
+-- cooldown / anti-flip / caps read the latest in-flight-or-done rows per
+-- market and per day; these keep those reads flat as history grows.
+CREATE INDEX trade_executions_market_time ON trade_executions (market, submitting_at);
+CREATE INDEX trade_executions_time ON trade_executions (submitting_at);
+CREATE INDEX trade_executions_state ON trade_executions (state);
+
+-- Fills as the exchange reports them.  UNIQUE(exchange, trade_id): a fill
+-- seen twice (executor and reconcile, or two syncs) is stored once.
+CREATE TABLE trade_history (
+    id              INTEGER PRIMARY KEY,
+    execution_id    INTEGER REFERENCES trade_executions (id),
+    exchange        TEXT NOT NULL,
+    trade_id        TEXT NOT NULL,
+    order_id        TEXT NOT NULL,
+    client_order_id TEXT,
+    market          TEXT NOT NULL,
+    side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    amount          TEXT NOT NULL,
+    price           TEXT NOT NULL,
+    fee             TEXT NOT NULL,
+    fee_currency    TEXT NOT NULL,
+    executed_at     TEXT NOT NULL,
+    recorded_at     TEXT NOT NULL,
+    UNIQUE (exchange, trade_id)
+);
+CREATE INDEX trade_history_market_time ON trade_history (market, executed_at);
+
+-- Position per market at cost, maintained in the same transaction that
+-- inserts a fill, so the exposure cap reads one row per market.
+CREATE TABLE positions (
+    market     TEXT PRIMARY KEY,
+    base       TEXT NOT NULL,           -- base amount held by tinybot's fills
+    cost_eur   TEXT NOT NULL,           -- EUR at cost (buys incl. fees, reduced pro rata by sells)
+    realised_eur TEXT NOT NULL DEFAULT '0',
+    updated_at TEXT NOT NULL
+);
+
+-- The kill switch: exactly one row.  Read inside the send transaction.
+CREATE TABLE kill_switch (
+    id              INTEGER PRIMARY KEY CHECK (id = 1),
+    trading_enabled INTEGER NOT NULL CHECK (trading_enabled IN (0, 1)),
+    reason          TEXT NOT NULL DEFAULT '',
+    changed_at      TEXT NOT NULL,
+    changed_by      TEXT NOT NULL DEFAULT ''
+);
+
+-- Every guard verdict, pass or block, so "why (not)?" always has an answer.
+CREATE TABLE guard_decisions (
+    id           INTEGER PRIMARY KEY,
+    proposal_id  INTEGER NOT NULL REFERENCES proposals (id),
+    execution_id INTEGER REFERENCES trade_executions (id),
+    stage        TEXT NOT NULL,         -- 'claim' | 'preflight' | 'commit' | 'approval'
+    guard        TEXT NOT NULL,         -- e.g. 'cooldown'
+    verdict      TEXT NOT NULL CHECK (verdict IN ('pass', 'block')),
+    reason_code  TEXT NOT NULL,         -- e.g. 'ok', 'cooldown_active'
+    detail       TEXT NOT NULL DEFAULT '',
+    decided_at   TEXT NOT NULL
+);
+CREATE INDEX guard_decisions_proposal ON guard_decisions (proposal_id);
+CREATE INDEX guard_decisions_time ON guard_decisions (decided_at);
+
+-- What happened, for humans and alerts: state changes found by reconcile,
+-- kill switch flips, surprises (orders we have no row for), tick failures.
+CREATE TABLE events (
+    id           INTEGER PRIMARY KEY,
+    at           TEXT NOT NULL,
+    kind         TEXT NOT NULL,
+    severity     TEXT NOT NULL DEFAULT 'info' CHECK (severity IN ('info', 'warning', 'error')),
+    execution_id INTEGER REFERENCES trade_executions (id),
+    detail       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX events_time ON events (at);
+
+-- LLM spend: reserve worst case before a call, settle to real usage after.
+CREATE TABLE gpt_usage_log (
+    id                INTEGER PRIMARY KEY,
+    state             TEXT NOT NULL CHECK (state IN ('reserved', 'settled', 'expired', 'failed')),
+    model             TEXT NOT NULL,
+    reserved_at       TEXT NOT NULL,
+    settled_at        TEXT,
+    day               TEXT NOT NULL,    -- 'YYYY-MM-DD' UTC, the budget period it counts in
+    month             TEXT NOT NULL,    -- 'YYYY-MM'
+    prompt_tokens_est INTEGER NOT NULL,
+    max_tokens        INTEGER NOT NULL,
+    reserved_eur      TEXT NOT NULL,
+    input_tokens      INTEGER,
+    output_tokens     INTEGER,
+    cost_eur          TEXT,
+    detail            TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX gpt_usage_log_period ON gpt_usage_log (day, month, state);
+
+-- Scheduler ticks: the slot is claimed with a UNIQUE row, so a slot is never
+-- processed twice, even across restarts or two schedulers.
+CREATE TABLE ticks (
+    id          INTEGER PRIMARY KEY,
+    slot        TEXT NOT NULL UNIQUE,   -- aligned slot start
+    started_at  TEXT NOT NULL,
+    finished_at TEXT,
+    status      TEXT NOT NULL CHECK (status IN ('running', 'ok', 'failed')),
+    pid         INTEGER NOT NULL,
+    summary     TEXT NOT NULL DEFAULT ''
+);
+
+-- Paper exchange state lives in the same file, so paper orders go through
+-- the very same transactions and crash behaviour as the bot's own rows.
+CREATE TABLE paper_balances (
+    asset     TEXT PRIMARY KEY,
+    available TEXT NOT NULL,
+    in_order  TEXT NOT NULL DEFAULT '0'
+);
+
+CREATE TABLE paper_orders (
+    order_id            TEXT PRIMARY KEY,
+    client_order_id     TEXT NOT NULL UNIQUE,
+    market              TEXT NOT NULL,
+    side                TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    order_type          TEXT NOT NULL,
+    status              TEXT NOT NULL,
+    amount              TEXT,
+    amount_quote        TEXT,
+    filled_amount       TEXT NOT NULL,
+    filled_amount_quote TEXT NOT NULL,
+    fee_paid            TEXT NOT NULL,
+    fee_currency        TEXT,
+    created_ms          INTEGER NOT NULL
+);
+CREATE INDEX paper_orders_market_time ON paper_orders (market, created_ms);
+
+CREATE TABLE paper_fills (
+    trade_id     TEXT PRIMARY KEY,
+    order_id     TEXT NOT NULL REFERENCES paper_orders (order_id),
+    market       TEXT NOT NULL,
+    side         TEXT NOT NULL,
+    amount       TEXT NOT NULL,
+    price        TEXT NOT NULL,
+    fee          TEXT NOT NULL,
+    fee_currency TEXT NOT NULL,
+    timestamp_ms INTEGER NOT NULL
+);
+CREATE INDEX paper_fills_market_time ON paper_fills (market, timestamp_ms);

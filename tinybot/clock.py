@@ -1,0 +1,72 @@
+"""The one clock.  Every timestamp tinybot stores or compares comes from here.
+
+Python's clock (``datetime.now(timezone.utc)`` / ``time.time()``) is what
+freezegun moves in tests; SQL's ``CURRENT_TIMESTAMP`` is not, so SQL never
+makes a timestamp in tinybot.
+"""
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta, timezone
+
+ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def to_iso(dt: datetime) -> str:
+    """Fixed-width UTC text: sorts as time sorts."""
+    return dt.astimezone(timezone.utc).strftime(ISO_FORMAT)
+
+
+def now_iso() -> str:
+    return to_iso(now())
+
+
+def from_iso(text: str) -> datetime:
+    return datetime.strptime(text, ISO_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def now_ms() -> int:
+    return int(now().timestamp() * 1000)
+
+
+def to_ms(dt: datetime) -> int:
+    return int(dt.timestamp() * 1000)
+
+
+def from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def day_start(dt: datetime) -> datetime:
+    """Start of the UTC day containing dt (daily caps count UTC days)."""
+    return dt.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> timedelta:
+    """'30s', '10m', '2h', '1d', '1w' -> timedelta.  Compound forms like '1h30m' too."""
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{text!r} is not a duration (use e.g. '30s', '10m', '2h', '1d')")
+    total = 0
+    rest = text.strip()
+    parts = re.findall(r"(\d+)\s*([smhdw])", rest)
+    if not parts or re.sub(r"\s+", "", "".join(n + u for n, u in parts)) != re.sub(r"\s+", "", rest):
+        raise ValueError(f"{text!r} is not a duration (use e.g. '30s', '10m', '2h', '1d')")
+    for number, unit in parts:
+        total += int(number) * _UNIT_SECONDS[unit]
+    return timedelta(seconds=total)
+
+
+def format_duration(td: timedelta) -> str:
+    seconds = int(td.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

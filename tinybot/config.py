@@ -1,0 +1,466 @@
+"""bot.toml + secrets -> frozen dataclasses, validated strictly.
+
+Every problem is a ``ConfigError`` that names the file and the key
+(``bot.toml: risk.max_trade_eur: must not be negative``) and nothing starts.
+Secrets never come from bot.toml: they come from environment variables or a
+secrets file readable by its owner only, and are read lazily, name by name, so
+that paper mode never reads the trade key (``Secrets.requested`` records
+which names were asked for; a test holds us to it).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from .clock import format_duration, parse_duration
+
+DEFAULT_CONFIG = Path("~/.tinybot/bot.toml")
+MARKET_RE = re.compile(r"^[A-Z0-9]{1,12}-EUR$")
+SECRET_NAMES = (
+    "TINYBOT_READ_KEY",
+    "TINYBOT_READ_SECRET",
+    "TINYBOT_TRADE_KEY",
+    "TINYBOT_TRADE_SECRET",
+    "TINYBOT_LLM_KEY",
+    "TINYBOT_ALERT_URLS",
+)
+
+
+class ConfigError(Exception):
+    """A config or secrets problem a person can fix; the message says where."""
+
+
+# --- typed field markers -------------------------------------------------
+# A field's metadata says how to read it from TOML; defaults are the values
+# a missing key takes.  Money is Decimal, durations are timedelta.
+
+def money(default: str, *, allow_zero: bool = True) -> Any:
+    return field(default=Decimal(default), metadata={"kind": "money", "allow_zero": allow_zero})
+
+
+def duration(default: str) -> Any:
+    return field(default=parse_duration(default), metadata={"kind": "duration"})
+
+
+def integer(default: int | None, *, minimum: int | None = 0, maximum: int | None = None) -> Any:
+    return field(default=default, metadata={"kind": "int", "min": minimum, "max": maximum})
+
+
+def text(default: str | None, *, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"kind": "str", "choices": choices})
+
+
+def markets(default: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"kind": "markets"})
+
+
+def strings(default: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"kind": "strings"})
+
+
+def prices(default: dict | None = None) -> Any:
+    return field(default_factory=lambda: dict(default or {}), metadata={"kind": "prices"})
+
+
+def boolean(default: bool) -> Any:
+    return field(default=default, metadata={"kind": "bool"})
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    allowlist: tuple[str, ...] = markets(())
+    max_trade_eur: Decimal = money("10")
+    max_daily_eur: Decimal = money("20")
+    max_exposure_eur: Decimal = money("25")
+    cooldown: timedelta = duration("1h")
+    anti_flip: timedelta = duration("6h")
+    proposal_ttl: timedelta = duration("30m")
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    starting_eur: Decimal = money("25")
+    taker_fee: Decimal = money("0.0025")
+    # Fixed mid prices per market: paper mode then needs no network at all.
+    prices: dict = prices()
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    operator_id: int | None = integer(None, minimum=1)
+    url: str | None = text(None)
+    access_window: timedelta = duration("10s")
+    timeout: timedelta = duration("8s")
+    reconcile_grace: timedelta = duration("60s")
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    interval: timedelta = duration("1m")
+    approval: str = text("auto", choices=("auto", "manual"))
+    log_file: str = text("tinybot.log")
+    log_max_bytes: int = integer(1_000_000, minimum=10_000)
+    log_backups: int = integer(3, minimum=0)
+
+
+@dataclass(frozen=True)
+class RulesConfig:
+    markets: tuple[str, ...] = markets(())
+    candle_interval: str = text("1h", choices=("1m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"))
+    fast: int = integer(12, minimum=1)
+    slow: int = integer(26, minimum=2)
+    buy_eur: Decimal = money("5", allow_zero=False)
+
+
+@dataclass(frozen=True)
+class DcaConfig:
+    market: str | None = text(None)
+    buy_eur: Decimal = money("5", allow_zero=False)
+    every: timedelta = duration("7d")
+
+
+@dataclass(frozen=True)
+class LlmConfig:
+    base_url: str = text("https://api.openai.com/v1")
+    model: str = text("gpt-4o-mini")
+    max_tokens: int = integer(400, minimum=16)
+    price_in_per_mtok_eur: Decimal = money("0.15")
+    price_out_per_mtok_eur: Decimal = money("0.60")
+    daily_budget_eur: Decimal = money("0.05")
+    monthly_budget_eur: Decimal = money("1.00")
+    timeout: timedelta = duration("30s")
+    reservation_expiry: timedelta = duration("1h")
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    urls: tuple[str, ...] = strings(())
+    min_interval: timedelta = duration("15m")
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    max_daily_loss_eur: Decimal = money("5")
+    max_consecutive_errors: int = integer(5, minimum=1)
+    unknown_limit: timedelta = duration("15m")
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    mode: str = text("paper", choices=("paper", "live"))
+    db: str = text("tinybot.db")
+    secrets_file: str = text("secrets.env")
+    advisors: tuple[str, ...] = strings(())
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    dca: DcaConfig = field(default_factory=DcaConfig)
+    llm: LlmConfig = field(default_factory=LlmConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def db_path(self) -> Path:
+        return (self.base_dir / self.db).resolve()
+
+    @property
+    def lock_path(self) -> Path:
+        return self.db_path.with_suffix(self.db_path.suffix + ".lock")
+
+    @property
+    def log_path(self) -> Path:
+        return (self.base_dir / self.scheduler.log_file).resolve()
+
+    @property
+    def secrets_path(self) -> Path:
+        return (self.base_dir / self.secrets_file).resolve()
+
+    def secrets(self) -> "Secrets":
+        return Secrets(self.secrets_path)
+
+
+SECTIONS = {
+    "risk": RiskConfig,
+    "paper": PaperConfig,
+    "exchange": ExchangeConfig,
+    "scheduler": SchedulerConfig,
+    "rules": RulesConfig,
+    "dca": DcaConfig,
+    "llm": LlmConfig,
+    "alerts": AlertsConfig,
+    "safety": SafetyConfig,
+}
+KNOWN_ADVISORS = ("rules", "dca", "llm")
+
+
+def config_path(explicit: str | os.PathLike | None = None) -> Path:
+    """--config, else $TINYBOT_CONFIG, else ~/.tinybot/bot.toml."""
+    chosen = explicit or os.environ.get("TINYBOT_CONFIG") or DEFAULT_CONFIG
+    return Path(chosen).expanduser().resolve()
+
+
+def load(path: str | os.PathLike | None = None, *, must_exist: bool = True) -> Config:
+    p = config_path(path)
+    if not p.exists():
+        if must_exist:
+            raise ConfigError(f"no config file at {p}; run `tinybot init` (or pass --config / set TINYBOT_CONFIG)")
+        return Config(path=p)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    return from_dict(data, p)
+
+
+def from_dict(data: dict, path: Path) -> Config:
+    where = path.name if path else "bot.toml"
+    top_values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in SECTIONS:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{path}: {key}: must be a table ([{key}])")
+            top_values[key] = _read_section(SECTIONS[key], value, key, path)
+        else:
+            top_values[key] = value
+    cfg_fields = {f.name: f for f in dataclasses.fields(Config) if f.name != "path" and f.name not in SECTIONS}
+    plain = {}
+    for key, value in list(top_values.items()):
+        if key in SECTIONS:
+            continue
+        if key not in cfg_fields:
+            raise ConfigError(f"{path}: {key}: unknown key{_suggest(key, list(cfg_fields) + list(SECTIONS))}")
+        plain[key] = _coerce(cfg_fields[key], value, key, path)
+    cfg = Config(path=path, **plain, **{k: v for k, v in top_values.items() if k in SECTIONS})
+    _cross_checks(cfg)
+    return cfg
+
+
+def _read_section(cls, table: dict, section: str, path: Path):
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    values = {}
+    for key, value in table.items():
+        dotted = f"{section}.{key}"
+        if key not in known:
+            raise ConfigError(f"{path}: {dotted}: unknown key{_suggest(key, list(known))}")
+        values[key] = _coerce(known[key], value, dotted, path)
+    return cls(**values)
+
+
+def _suggest(key: str, options: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, options, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(f: dataclasses.Field, value: Any, key: str, path: Path) -> Any:
+    kind = f.metadata.get("kind")
+
+    def bad(msg: str) -> ConfigError:
+        return ConfigError(f"{path}: {key}: {msg}")
+
+    if kind == "money":
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise bad(f"must be an amount in EUR like 10 or \"10.50\", not {type(value).__name__}")
+        try:
+            d = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise bad(f"{value!r} is not a number") from None
+        if not d.is_finite() or (isinstance(value, float) and not math.isfinite(value)):
+            raise bad("must be a finite amount")
+        if d < 0:
+            raise bad("must not be negative")
+        if d == 0 and not f.metadata.get("allow_zero", True):
+            raise bad("must be greater than zero")
+        return d
+    if kind == "duration":
+        if not isinstance(value, str):
+            raise bad(f"must be a duration string like \"30m\", not {type(value).__name__}")
+        try:
+            return parse_duration(value)
+        except ValueError as e:
+            raise bad(str(e)) from None
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad(f"must be a whole number, not {type(value).__name__}")
+        lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        if lo is not None and value < lo:
+            raise bad(f"must be at least {lo}")
+        if hi is not None and value > hi:
+            raise bad(f"must be at most {hi}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise bad(f"must be a string, not {type(value).__name__}")
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise bad(f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}")
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad(f"must be true or false, not {type(value).__name__}")
+        return value
+    if kind in ("markets", "strings"):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise bad("must be a list of strings")
+        if kind == "strings":
+            return tuple(value)
+        out = []
+        for v in value:
+            name = v.strip().upper().replace("/", "-")
+            if not MARKET_RE.match(name):
+                raise bad(f"{v!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
+            if name not in out:
+                out.append(name)
+        return tuple(out)
+    if kind == "prices":
+        if not isinstance(value, dict):
+            raise bad('must be a table of market = price, like { "BTC-EUR" = "60000" }')
+        out = {}
+        for market, price in value.items():
+            name = market.strip().upper().replace("/", "-")
+            if not MARKET_RE.match(name):
+                raise ConfigError(f"{path}: {key}.{market}: not a Bitvavo EUR market name (like \"BTC-EUR\")")
+            inner = dataclasses.field(default=Decimal(0), metadata={"kind": "money", "allow_zero": False})
+            out[name] = _coerce(inner, price, f"{key}.{market}", path)
+        return out
+    raise AssertionError(f"field {f.name} has no kind")
+
+
+def _cross_checks(cfg: Config) -> None:
+    p = cfg.path
+    for name in cfg.advisors:
+        if name not in KNOWN_ADVISORS and not re.match(r"^[\w.]+:\w+$", name):
+            raise ConfigError(
+                f"{p}: advisors: {name!r} is not a built-in advisor ({', '.join(KNOWN_ADVISORS)})"
+                " or a 'module:function' path"
+            )
+    if cfg.rules.fast >= cfg.rules.slow:
+        raise ConfigError(f"{p}: rules.fast: must be smaller than rules.slow ({cfg.rules.slow})")
+    if cfg.dca.market is not None and not MARKET_RE.match(cfg.dca.market.upper().replace("/", "-")):
+        raise ConfigError(f"{p}: dca.market: {cfg.dca.market!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
+    window = cfg.exchange.access_window.total_seconds()
+    if not 0.1 <= window <= 60:
+        raise ConfigError(f"{p}: exchange.access_window: must be between 100ms and 60s (Bitvavo's range)")
+    if cfg.exchange.url is not None and not re.match(r"^https?://[^\s/]+(:\d+)?/?$", cfg.exchange.url):
+        raise ConfigError(f"{p}: exchange.url: {cfg.exchange.url!r} is not a base URL like \"http://127.0.0.1:8123\"")
+    if cfg.scheduler.interval < timedelta(seconds=1):
+        raise ConfigError(f"{p}: scheduler.interval: must be at least 1s")
+    for key in ("cooldown", "anti_flip"):
+        pass  # zero is allowed: it switches the guard off, documented in bot.toml
+    if cfg.risk.proposal_ttl <= timedelta(0):
+        raise ConfigError(f"{p}: risk.proposal_ttl: must be longer than 0s")
+
+
+def describe(cfg: Config) -> dict:
+    """A JSON-friendly view of the effective config (no secrets: there are none in it)."""
+
+    def plain(v):
+        if isinstance(v, Decimal):
+            return str(v)
+        if isinstance(v, timedelta):
+            return format_duration(v)
+        if isinstance(v, tuple):
+            return list(v)
+        if isinstance(v, Path):
+            return str(v)
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    out = {}
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(v):
+            out[f.name] = {g.name: plain(getattr(v, g.name)) for g in dataclasses.fields(v)}
+        else:
+            out[f.name] = plain(v)
+    return out
+
+
+# --- secrets ---------------------------------------------------------------
+
+class Secrets:
+    """Environment first, then the secrets file; read one name at a time.
+
+    The file is ``NAME=value`` lines (``#`` comments allowed) and must be
+    readable by its owner only.  Values are never logged or stored.
+    """
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.requested: list[str] = []
+        self._file: dict[str, str] | None = None
+
+    def get(self, name: str) -> str | None:
+        if name not in SECRET_NAMES:
+            raise KeyError(name)
+        self.requested.append(name)
+        value = os.environ.get(name)
+        if value:
+            return value
+        return self._from_file().get(name) or None
+
+    def pair(self, key_name: str, secret_name: str) -> tuple[str, str] | None:
+        key, secret = self.get(key_name), self.get(secret_name)
+        if key and secret:
+            return key, secret
+        if key or secret:
+            missing = secret_name if key else key_name
+            raise ConfigError(f"{missing} is not set but {key_name if key else secret_name} is; set both or neither")
+        return None
+
+    def _from_file(self) -> dict[str, str]:
+        if self._file is not None:
+            return self._file
+        self._file = {}
+        if self.path is None or not self.path.exists():
+            return self._file
+        st = self.path.stat()
+        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                f"{self.path}: secrets file is readable by others (mode {stat.S_IMODE(st.st_mode):o});"
+                f" run `chmod 600 {self.path}`"
+            )
+        if hasattr(os, "getuid") and st.st_uid != os.getuid():
+            raise ConfigError(f"{self.path}: secrets file is not owned by you; fix with chown and `chmod 600`")
+        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            if "=" not in line:
+                raise ConfigError(f"{self.path}: line {n}: expected NAME=value")
+            name, value = (s.strip() for s in line.split("=", 1))
+            if name.startswith("export "):
+                name = name[len("export "):].strip()
+            if name not in SECRET_NAMES:
+                raise ConfigError(f"{self.path}: line {n}: unknown secret {name!r} (known: {', '.join(SECRET_NAMES)})")
+            self._file[name] = value.strip().strip('"').strip("'")
+        return self._file
+
+    def values(self) -> list[str]:
+        """Every secret value that is set (for redaction and leak checks)."""
+        out = [os.environ[n] for n in SECRET_NAMES if os.environ.get(n)]
+        try:
+            out += [v for v in self._from_file().values() if v]
+        except ConfigError:
+            pass
+        return [v for v in out if len(v) >= 4]

@@ -1,0 +1,168 @@
+"""``tinybot sim``: run the Bitvavo simulator in the foreground until Ctrl-C."""
+from __future__ import annotations
+
+import signal
+import threading
+from decimal import Decimal, InvalidOperation
+
+import click
+
+from .engine import INTERVALS, PERMISSIONS, SimAccount, Simulator
+from .faults import parse_fault_spec
+
+
+def _parse_balance(value: str) -> tuple[str | None, dict[str, Decimal]]:
+    """``[KEY:]ASSET=AMOUNT[,ASSET=AMOUNT...]`` → (key or None, balances)."""
+    key, sep, rest = value.rpartition(":")
+    key = key if sep else None
+    out: dict[str, Decimal] = {}
+    for item in rest.split(","):
+        asset, eq, amount = item.partition("=")
+        asset = asset.strip().upper()
+        try:
+            amt = Decimal(amount.strip())
+        except InvalidOperation:
+            amt = None
+        if not eq or not asset.isalnum() or amt is None or not amt.is_finite() or amt < 0:
+            raise click.BadParameter(f"{value!r} is not [KEY:]ASSET=AMOUNT, e.g. EUR=25", param_hint="'--balance'")
+        out[asset] = amt
+    return key, out
+
+
+def build_accounts(keys, secrets, permissions, balances) -> list[SimAccount]:
+    """Pair --key/--secret/--permissions/--balance in order (see --help)."""
+    if not keys:
+        keys, secrets = ("sim-key",), ("sim-secret",)
+    if len(secrets) != len(keys):
+        raise click.BadParameter(f"give one --secret per --key ({len(keys)} keys, {len(secrets)} secrets)",
+                                 param_hint="'--secret'")
+    if len(permissions) > len(keys):
+        raise click.BadParameter("more --permissions than --key", param_hint="'--permissions'")
+    perms = []
+    for p in permissions:
+        chosen = frozenset(x.strip() for x in p.split(",") if x.strip())
+        if not chosen or not chosen <= PERMISSIONS:
+            raise click.BadParameter(f"{p!r}: use a comma list of {', '.join(sorted(PERMISSIONS))}",
+                                     param_hint="'--permissions'")
+        perms.append(chosen)
+    perms += [frozenset({"view", "trade"})] * (len(keys) - len(perms))
+
+    per_key: dict[str, dict[str, Decimal]] = {k: {} for k in keys}
+    unkeyed = []
+    for value in balances:
+        key, bal = _parse_balance(value)
+        if key is None:
+            unkeyed.append(bal)
+        elif key not in per_key:
+            raise click.BadParameter(f"{value!r} names key {key!r}, which no --key gives", param_hint="'--balance'")
+        else:
+            per_key[key].update(bal)
+    if len(keys) == 1:
+        for bal in unkeyed:
+            per_key[keys[0]].update(bal)
+    else:
+        if len(unkeyed) > len(keys):
+            raise click.BadParameter("with several --key, give at most one unprefixed --balance per key "
+                                     "(use commas, or KEY:ASSET=AMOUNT)", param_hint="'--balance'")
+        for k, bal in zip(keys, unkeyed):
+            per_key[k].update(bal)
+    if len(keys) == 1 and not balances:
+        per_key[keys[0]] = {"EUR": Decimal("25")}
+    if len(set(keys)) != len(keys):
+        raise click.BadParameter("each --key must be different", param_hint="'--key'")
+    return [SimAccount(k, s, p, per_key[k]) for k, s, p in zip(keys, secrets, perms)]
+
+
+def _faults(ctx, param, values):
+    try:
+        return [parse_fault_spec(v) for v in values]
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _markets(ctx, param, values):
+    for m in values:
+        if m.count("-") != 1 or not all(m.split("-")) or m != m.upper():
+            raise click.BadParameter(f"{m!r} is not a Bitvavo market name like BTC-EUR")
+    return values
+
+
+@click.command(name="sim")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Loopback only: the /_sim/ admin endpoints have no authentication.")
+@click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
+@click.option("--key", "keys", multiple=True, help="API key of an account (repeatable).")
+@click.option("--secret", "secrets", multiple=True, help="Its secret; the n-th --secret goes with the n-th --key.")
+@click.option("--permissions", multiple=True, metavar="LIST",
+              help="Comma list of view,trade,withdraw; n-th goes with n-th --key (default view,trade).")
+@click.option("--balance", "balances", multiple=True, metavar="[KEY:]ASSET=AMOUNT[,...]",
+              help="Starting balance. With one --key every --balance is that key's; with several, "
+                   "prefix KEY: or give one comma list per key, in order. Default EUR=25.")
+@click.option("--market", "markets", multiple=True, callback=_markets,
+              help="Market to list (repeatable). Default BTC-EUR and ETH-EUR.")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic price walk.")
+@click.option("--interval", type=click.Choice(list(INTERVALS)), default="1m", show_default=True,
+              help="One price-path step = one candle of this length.")
+@click.option("--candles-csv", type=click.Path(exists=True, dir_okay=False),
+              help="CSV with header market,timestamp,open,high,low,close,volume to replay.")
+@click.option("--step-every", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
+              help="Advance the price path every SECONDS wall-clock seconds (0 = only via /_sim/advance).")
+@click.option("--fault", "faults", multiple=True, callback=_faults, metavar="ON:KIND[:OPTS]",
+              help="Arm a fault at start, e.g. create_order:timeout_after_accept:count=1,delay=5 (repeatable).")
+@click.option("--find-closed-by-client-id/--no-find-closed-by-client-id", default=True, show_default=True,
+              help="Whether GET /order?clientOrderId= still finds filled/canceled orders.")
+@click.option("--verbose", is_flag=True, help="Log every request to stderr.")
+def sim_command(host, port, keys, secrets, permissions, balances, markets, seed, interval, candles_csv,
+                step_every, faults, find_closed_by_client_id, verbose):
+    """Run a local Bitvavo REST v2 simulator (for tests, demos and dry runs).
+
+    It checks signatures, the access window, permissions, operatorId,
+    clientOrderId and order limits like Bitvavo, fills orders against a
+    seeded price path, and can inject faults. Stop it with Ctrl-C.
+
+    \b
+    Example:
+      tinybot sim --port 8999 --key K --secret S --permissions view,trade \\
+          --balance EUR=25 --balance BTC=0.001 \\
+          --key R --secret RS --permissions view \\
+          --step-every 5 --fault create_order:error_101:accept=false
+
+    \b
+    Point ccxt at it:
+      ccxt.bitvavo({"apiKey": "K", "secret": "S",
+                    "urls": {"api": {"public": URL, "private": URL}},
+                    "options": {"operatorId": 1}})
+    Runtime control: curl URL/_sim/state, POST URL/_sim/faults, ... (docs/SIMULATOR.md).
+    """
+    accounts = build_accounts(keys, secrets, permissions, balances)
+    try:
+        sim = Simulator(accounts=accounts, markets=markets or ("BTC-EUR", "ETH-EUR"), seed=seed,
+                        candles_csv=candles_csv, interval=interval,
+                        find_closed_by_client_id=find_closed_by_client_id)
+        server = sim.serve(host=host, port=port, verbose=verbose)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    except OSError as e:
+        raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    with sim.lock:
+        sim._faults.extend(faults)
+
+    click.echo(f"Bitvavo simulator listening on {server.url}", color=False)
+    for a in accounts:
+        bal = ", ".join(f"{k}={v}" for k, v in a.balances.items()) or "nothing"
+        click.echo(f"  key {a.key} ({','.join(sorted(a.permissions))}): {bal}")
+    click.echo(f"  markets {', '.join(sim.markets)}; state at {server.url}/_sim/state; Ctrl-C stops")
+    click.get_text_stream("stdout").flush()
+
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # systemd/kill stop as cleanly as Ctrl-C
+    try:
+        while not stop.wait(step_every or 3600):
+            if step_every:
+                sim.advance(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    click.echo("simulator stopped")

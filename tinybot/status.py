@@ -1,0 +1,50 @@
+"""What the bot knows, read from the database only (no exchange, no ccxt)."""
+from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
+
+from . import clock, guards, killswitch
+from .config import Config, describe
+
+
+def status(conn: sqlite3.Connection, cfg: Config) -> dict:
+    now = clock.now()
+    spent = guards.spent_today(conn, now)
+    exposed = guards.exposure(conn)
+    balances = {r["asset"]: {"available": r["available"], "in_order": r["in_order"]}
+                for r in conn.execute("SELECT * FROM paper_balances ORDER BY asset")} if cfg.mode == "paper" else None
+    positions = [dict(r) for r in conn.execute("SELECT * FROM positions WHERE base != '0' ORDER BY market")]
+    pending = conn.execute(
+        "SELECT COUNT(*) FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at > ?"
+        " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)", (clock.to_iso(now),)
+    ).fetchone()[0]
+    unresolved = [dict(r) for r in conn.execute(
+        "SELECT id, proposal_id, market, side, state, reason, submitting_at FROM trade_executions"
+        " WHERE state IN ('claimed', 'submitting', 'unknown') ORDER BY id")]
+    last_tick = conn.execute("SELECT * FROM ticks ORDER BY slot DESC LIMIT 1").fetchone()
+    return {
+        "now": clock.to_iso(now),
+        "mode": cfg.mode,
+        "config": str(cfg.path),
+        "db": str(cfg.db_path),
+        "kill_switch": killswitch.state(conn),
+        "paper_balances": balances,
+        "positions": positions,
+        "caps": {
+            "max_trade_eur": str(cfg.risk.max_trade_eur),
+            "daily": {"used_eur": _eur(spent), "cap_eur": str(cfg.risk.max_daily_eur),
+                      "left_eur": _eur(max(cfg.risk.max_daily_eur - spent, Decimal(0)))},
+            "exposure": {"used_eur": _eur(exposed), "cap_eur": str(cfg.risk.max_exposure_eur),
+                         "left_eur": _eur(max(cfg.risk.max_exposure_eur - exposed, Decimal(0)))},
+        },
+        "allowlist": list(cfg.risk.allowlist),
+        "pending_proposals": pending,
+        "unresolved_executions": unresolved,
+        "last_tick": dict(last_tick) if last_tick else None,
+        "risk": describe(cfg)["risk"],
+    }
+
+
+def _eur(d: Decimal) -> str:
+    return f"{d:.2f}"
