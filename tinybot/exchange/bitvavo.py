@@ -538,7 +538,11 @@ class BitvavoTrading(BitvavoReadOnly):
 
     def _prepare(self, market: str, side: str, cid: str, amount_quote: Decimal | None,
                  amount: Decimal | None) -> SendOutcome | tuple[str, str | None, dict]:
-        """Every check that needs no order request; a refusal here sends nothing."""
+        """Every check before the order request; a refusal here sends nothing."""
+        if self.operator_id is None:  # ccxt would refuse too (ArgumentsRequired); say why first
+            return SendOutcome.refused(
+                f"not sent: live mode needs an operatorId: set [exchange] operator_id in {self.cfg.path}",
+                code="no_operator_id")
         if side not in ("buy", "sell"):
             return SendOutcome.refused(f"side must be 'buy' or 'sell', not {side!r}", code="205")
         try:
@@ -583,6 +587,16 @@ class BitvavoTrading(BitvavoReadOnly):
             self._call("markets", self._ccxt.load_markets)
         except ExchangeError as e:
             return SendOutcome.refused(f"not sent: {e}", code="preflight")
+        # Bitvavo refuses a clientOrderId only while its order is *open* (220): a
+        # resend after a fill would make a second order. Look it up first.
+        try:
+            existing = self.fetch_order(market, cid)
+        except ExchangeError as e:
+            return SendOutcome.refused(f"not sent: cannot check clientOrderId {cid}: {e}", code="preflight")
+        if existing is not None:
+            return SendOutcome.ambiguous(
+                f"not sent: Bitvavo already has order {existing.order_id} ({existing.status}) with"
+                f" clientOrderId {cid}; reconcile decides", code="220")
         ccxt_market = (self._ccxt.markets_by_id.get(market) or [None])[0]
         if ccxt_market is None:
             return SendOutcome.refused(f"unknown market {market}", code="205")
