@@ -51,6 +51,12 @@ class LazyGroup(click.Group):
 
     lazy = {
         "sim": ("tinybot.sim.cli", "sim_command"),
+        "run": ("tinybot.cli_run", "run_command"),
+        "demo": ("tinybot.cli_run", "demo_command"),
+        "advise": ("tinybot.cli_run", "advise_command"),
+        "usage": ("tinybot.cli_llm", "usage_command"),
+        "doctor": ("tinybot.cli_ops", "doctor_command"),
+        "backup": ("tinybot.cli_ops", "backup_command"),
     }
 
     def list_commands(self, ctx):
@@ -63,7 +69,9 @@ class LazyGroup(click.Group):
             module, attr = self.lazy[name]
             try:
                 return getattr(importlib.import_module(module), attr)
-            except (ImportError, AttributeError):
+            except ModuleNotFoundError as e:
+                if e.name != module:
+                    raise
                 return None
         return super().get_command(ctx, name)
 
