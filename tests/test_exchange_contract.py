@@ -1,0 +1,154 @@
+"""One contract, two backends: the paper exchange and ccxt → the Bitvavo simulator.
+
+Every assertion here holds for both. Where the two may differ (how a reused
+clientOrderId is answered), the test says what both must guarantee.
+"""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from tinybot.config import Config, ExchangeConfig
+from tinybot.exchange.base import MarketData, Trading
+
+MARKET = "BTC-EUR"
+
+
+@dataclass
+class Backend:
+    exchange: Trading
+    eur_start: Decimal
+
+
+def _paper(tmp_path: Path, request) -> Backend:
+    from tinybot.exchange.paper import PaperExchange
+    from tinybot.exchange.static import StaticMarketData
+
+    ex = PaperExchange(tmp_path / "t.db", StaticMarketData(), starting_eur=Decimal("25"))
+    request.addfinalizer(ex.close)
+    return Backend(ex, Decimal("25"))
+
+
+def _live(tmp_path: Path, request) -> Backend:
+    from tinybot.exchange.bitvavo import BitvavoTrading
+
+    sim = request.getfixturevalue("sim")  # view+trade key with EUR 25
+    cfg = Config(path=tmp_path / "bot.toml",
+                 exchange=ExchangeConfig(operator_id=sim.OPERATOR_ID, url=sim.url, timeout=timedelta(seconds=2)))
+    return Backend(BitvavoTrading(cfg, sim.TRADE_KEY, sim.TRADE_SECRET, rate_limit=False), Decimal("25"))
+
+
+BACKENDS: dict[str, Callable] = {"paper": _paper, "live": _live}
+
+
+@pytest.fixture(params=list(BACKENDS))
+def backend(request, tmp_path) -> Backend:
+    return BACKENDS[request.param](tmp_path, request)
+
+
+def cid() -> str:
+    return str(uuid.uuid4())
+
+
+def orders_with(ex: Trading, client_order_id: str) -> list:
+    return [o for o in ex.orders_since(MARKET, 0) if o.client_order_id == client_order_id]
+
+
+class TestExchangeContract:
+    def test_implements_the_protocols(self, backend):
+        assert isinstance(backend.exchange, MarketData)
+        assert isinstance(backend.exchange, Trading)
+
+    def test_markets_carry_minimum_and_precision(self, backend):
+        m = backend.exchange.markets()[MARKET]
+        assert (m.name, m.base, m.quote, m.status) == (MARKET, "BTC", "EUR", "trading")
+        assert m.min_quote == Decimal("5")
+        assert m.quantity_decimals == 8 and m.notional_decimals == 2
+        assert isinstance(m.tick_size, Decimal) and m.tick_size > 0
+
+    def test_ticker_bid_below_ask(self, backend):
+        t = backend.exchange.ticker(MARKET)
+        assert isinstance(t.bid, Decimal) and isinstance(t.ask, Decimal)
+        assert 0 < t.bid < t.ask
+
+    def test_starting_balance(self, backend):
+        assert backend.exchange.balances()["EUR"].available == backend.eur_start
+
+    def test_buy_by_eur_fills_with_fee_and_moves_balances(self, backend):
+        ex, c = backend.exchange, cid()
+        out = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("10"))
+        assert out.kind == "accepted", out
+        o = out.order
+        assert (o.client_order_id, o.market, o.side, o.status) == (c, MARKET, "buy", "filled")
+        assert o.amount_quote == Decimal("10")
+        assert o.fee_currency == "EUR"
+        assert o.fee_paid == Decimal("0.025")  # 0.25 % taker of €10
+        assert o.filled_amount > 0 and o.fills
+        assert sum(f.amount for f in o.fills) == o.filled_amount
+        assert sum(f.fee for f in o.fills) == o.fee_paid
+        bal = ex.balances()
+        assert bal["EUR"].available == backend.eur_start - Decimal("10")
+        assert bal["BTC"].available == o.filled_amount
+
+    def test_sell_by_base_amount(self, backend):
+        ex = backend.exchange
+        bought = ex.send_order(MARKET, "buy", client_order_id=cid(), amount_quote=Decimal("10")).order
+        eur_before = ex.balances()["EUR"].available
+        out = ex.send_order(MARKET, "sell", client_order_id=cid(), amount=bought.filled_amount)
+        assert out.kind == "accepted", out
+        o = out.order
+        assert (o.side, o.status, o.amount, o.filled_amount) == ("sell", "filled", bought.filled_amount,
+                                                                  bought.filled_amount)
+        assert o.fee_currency == "EUR" and o.fee_paid > 0
+        bal = ex.balances()
+        assert bal.get("BTC") is None or bal["BTC"].available == 0
+        assert bal["EUR"].available == eur_before + o.filled_amount_quote - o.fee_paid
+
+    def test_fetch_order_by_client_id(self, backend):
+        ex, c = backend.exchange, cid()
+        sent = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("6")).order
+        found = ex.fetch_order(MARKET, c)
+        assert found is not None
+        assert (found.order_id, found.client_order_id, found.status) == (sent.order_id, c, "filled")
+        assert found.filled_amount == sent.filled_amount and found.fills == sent.fills
+        assert ex.fetch_order(MARKET, cid()) is None
+
+    def test_orders_since_includes_the_order(self, backend):
+        ex = backend.exchange
+        since = ex.server_time_ms() - 1000
+        sent = ex.send_order(MARKET, "buy", client_order_id=cid(), amount_quote=Decimal("6")).order
+        assert sent.order_id in [o.order_id for o in ex.orders_since(MARKET, since)]
+        assert sent.order_id in [f.order_id for f in ex.trades_since(MARKET, since)]
+        assert ex.orders_since(MARKET, sent.created_ms + 60_000) == []
+
+    def test_below_minimum_is_refused_217_and_creates_nothing(self, backend):
+        ex, c = backend.exchange, cid()
+        out = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("4.99"))
+        assert (out.kind, out.code) == ("refused", "217")
+        assert out.reason
+        assert ex.fetch_order(MARKET, c) is None
+        assert ex.orders_since(MARKET, 0) == []
+        assert ex.balances()["EUR"].available == backend.eur_start
+
+    def test_insufficient_funds_is_refused_216(self, backend):
+        ex, c = backend.exchange, cid()
+        out = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("100"))
+        assert (out.kind, out.code) == ("refused", "216")
+        assert ex.fetch_order(MARKET, c) is None
+        assert ex.balances()["EUR"].available == backend.eur_start
+
+    def test_same_client_order_id_twice_never_makes_two_orders(self, backend):
+        ex, c = backend.exchange, cid()
+        first = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("6"))
+        assert first.kind == "accepted"
+        second = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("6"))
+        assert second.kind in ("ambiguous", "refused"), second
+        assert second.order is None
+        assert len(orders_with(ex, c)) == 1
+        assert ex.balances()["EUR"].available == backend.eur_start - Decimal("6")
