@@ -1,1 +1,79 @@
+"""Shared fixtures.  Every test gets its own config dir under tmp_path: no test touches real state."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 pytest_plugins = ["simfixtures"]
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET_ENV = ("TINYBOT_READ_KEY", "TINYBOT_READ_SECRET", "TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET",
+              "TINYBOT_LLM_KEY", "TINYBOT_ALERT_URLS")
+
+PAPER_TOML = """\
+mode = "paper"
+[risk]
+allowlist = ["BTC-EUR", "ETH-EUR"]
+max_trade_eur = 10
+max_daily_eur = 20
+max_exposure_eur = 25
+cooldown = "1h"
+anti_flip = "6h"
+proposal_ttl = "30m"
+[paper]
+starting_eur = 25
+prices = { "BTC-EUR" = "60000", "ETH-EUR" = "3000" }
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """Point tinybot at tmp_path and clear every secret from the environment."""
+    monkeypatch.setenv("TINYBOT_CONFIG", str(tmp_path / "bot.toml"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("TINYBOT_CRASH_AT", raising=False)
+    monkeypatch.delenv("TINYBOT_RAISE_ERRORS", raising=False)
+    for name in SECRET_ENV:
+        monkeypatch.delenv(name, raising=False)
+    yield tmp_path
+
+
+@pytest.fixture
+def write_config(tmp_path):
+    """write_config(text=PAPER_TOML, **replacements) -> Config loaded from tmp_path/bot.toml."""
+    from tinybot import config
+
+    def write(text: str = PAPER_TOML, name: str = "bot.toml"):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        return config.load(path)
+
+    return write
+
+
+@pytest.fixture
+def paper(write_config):
+    """A paper-mode setup: (cfg, conn, exchange over fixed prices)."""
+    from tinybot import db
+    from tinybot.exchange.paper import PaperExchange
+    from tinybot.exchange.static import StaticMarketData
+
+    cfg = write_config()
+    conn = db.open_db(cfg.db_path)
+    prices = StaticMarketData(cfg.paper.prices)
+    ex = PaperExchange(cfg.db_path, prices, starting_eur=cfg.paper.starting_eur)
+    yield cfg, conn, ex, prices
+    ex.close()
+    conn.close()
+
+
+def run_cli(*args, env=None, timeout=60):
+    """Run the real `tinybot` entry point in a fresh OS process."""
+    full_env = {k: v for k, v in os.environ.items()}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "tinybot", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout)

@@ -29,48 +29,72 @@ def _parse_balance(value: str) -> tuple[str | None, dict[str, Decimal]]:
     return key, out
 
 
-def build_accounts(keys, secrets, permissions, balances) -> list[SimAccount]:
-    """Pair --key/--secret/--permissions/--balance in order (see --help)."""
-    if not keys:
-        keys, secrets = ("sim-key",), ("sim-secret",)
-    if len(secrets) != len(keys):
-        raise click.BadParameter(f"give one --secret per --key ({len(keys)} keys, {len(secrets)} secrets)",
-                                 param_hint="'--secret'")
-    if len(permissions) > len(keys):
-        raise click.BadParameter("more --permissions than --key", param_hint="'--permissions'")
-    perms = []
-    for p in permissions:
-        chosen = frozenset(x.strip() for x in p.split(",") if x.strip())
-        if not chosen or not chosen <= PERMISSIONS:
-            raise click.BadParameter(f"{p!r}: use a comma list of {', '.join(sorted(PERMISSIONS))}",
-                                     param_hint="'--permissions'")
-        perms.append(chosen)
-    perms += [frozenset({"view", "trade"})] * (len(keys) - len(perms))
+def _owners(args: list[str]) -> dict[str, list[int]]:
+    """For each --secret/--permissions/--balance occurrence, the index of the --key before it.
 
-    per_key: dict[str, dict[str, Decimal]] = {k: {} for k in keys}
-    unkeyed = []
-    for value in balances:
-        key, bal = _parse_balance(value)
-        if key is None:
-            unkeyed.append(bal)
-        elif key not in per_key:
-            raise click.BadParameter(f"{value!r} names key {key!r}, which no --key gives", param_hint="'--balance'")
-        else:
-            per_key[key].update(bal)
-    if len(keys) == 1:
-        for bal in unkeyed:
-            per_key[keys[0]].update(bal)
-    else:
-        if len(unkeyed) > len(keys):
-            raise click.BadParameter("with several --key, give at most one unprefixed --balance per key "
-                                     "(use commas, or KEY:ASSET=AMOUNT)", param_hint="'--balance'")
-        for k, bal in zip(keys, unkeyed):
-            per_key[k].update(bal)
-    if len(keys) == 1 and not balances:
-        per_key[keys[0]] = {"EUR": Decimal("25")}
+    click hands repeated options over as separate tuples and forgets how they
+    interleave, so the raw argv is scanned once for that.
+    """
+    owners: dict[str, list[int]] = {"--secret": [], "--permissions": [], "--balance": []}
+    current = -1
+    for token in args:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        if name == "--key":
+            current += 1
+        elif name in owners:
+            owners[name].append(max(current, 0))
+    return owners
+
+
+class _AccountsCommand(click.Command):
+    def parse_args(self, ctx, args):
+        ctx.meta["tinybot.sim.owners"] = _owners(list(args))
+        return super().parse_args(ctx, args)
+
+
+def build_accounts(keys, secrets, permissions, balances, owners=None) -> list[SimAccount]:
+    """Each --key starts an account; --secret/--permissions/--balance after it belong to it."""
+    if not keys:
+        if secrets or permissions:
+            raise click.BadParameter("give --key before its --secret/--permissions", param_hint="'--key'")
+        keys, secrets = ("sim-key",), ("sim-secret",)
+        owners = {"--secret": [0], "--permissions": [], "--balance": [0] * len(balances)}
+    if owners is None:  # called from Python without argv: pair in order
+        owners = {"--secret": list(range(len(secrets))), "--permissions": list(range(len(permissions))),
+                  "--balance": [0] * len(balances)}
     if len(set(keys)) != len(keys):
         raise click.BadParameter("each --key must be different", param_hint="'--key'")
-    return [SimAccount(k, s, p, per_key[k]) for k, s, p in zip(keys, secrets, perms)]
+    n = len(keys)
+    secret_of: dict[int, str] = {}
+    for i, value in zip(owners["--secret"], secrets):
+        if i in secret_of:
+            raise click.BadParameter(f"two secrets for key {keys[i]!r}", param_hint="'--secret'")
+        secret_of[i] = value
+    missing = [keys[i] for i in range(n) if i not in secret_of]
+    if missing:
+        raise click.BadParameter(f"no --secret for key {missing[0]!r}", param_hint="'--secret'")
+    perms_of: dict[int, frozenset] = {}
+    for i, value in zip(owners["--permissions"], permissions):
+        chosen = frozenset(x.strip() for x in value.split(",") if x.strip())
+        if not chosen or not chosen <= PERMISSIONS:
+            raise click.BadParameter(f"{value!r}: use a comma list of {', '.join(sorted(PERMISSIONS))}",
+                                     param_hint="'--permissions'")
+        perms_of[i] = chosen
+    balances_of: dict[int, dict[str, Decimal]] = {i: {} for i in range(n)}
+    for i, value in zip(owners["--balance"], balances):
+        key, bal = _parse_balance(value)
+        if key is not None:
+            if key not in keys:
+                raise click.BadParameter(f"{value!r} names key {key!r}, which no --key gives",
+                                         param_hint="'--balance'")
+            i = keys.index(key)
+        balances_of[i].update(bal)
+    if not balances:
+        balances_of = {i: {"EUR": Decimal("25")} for i in range(n)}
+    return [SimAccount(keys[i], secret_of[i], perms_of.get(i, frozenset({"view", "trade"})), balances_of[i])
+            for i in range(n)]
 
 
 def _faults(ctx, param, values):
@@ -87,17 +111,17 @@ def _markets(ctx, param, values):
     return values
 
 
-@click.command(name="sim")
+@click.command(name="sim", cls=_AccountsCommand)
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Loopback only: the /_sim/ admin endpoints have no authentication.")
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
 @click.option("--key", "keys", multiple=True, help="API key of an account (repeatable).")
-@click.option("--secret", "secrets", multiple=True, help="Its secret; the n-th --secret goes with the n-th --key.")
+@click.option("--secret", "secrets", multiple=True, help="Secret of the --key before it.")
 @click.option("--permissions", multiple=True, metavar="LIST",
-              help="Comma list of view,trade,withdraw; n-th goes with n-th --key (default view,trade).")
+              help="Comma list of view,trade,withdraw for the --key before it (default view,trade).")
 @click.option("--balance", "balances", multiple=True, metavar="[KEY:]ASSET=AMOUNT[,...]",
-              help="Starting balance. With one --key every --balance is that key's; with several, "
-                   "prefix KEY: or give one comma list per key, in order. Default EUR=25.")
+              help="Starting balance of the --key before it (or of KEY:), repeatable. "
+                   "Default EUR=25 for every key when no --balance is given.")
 @click.option("--market", "markets", multiple=True, callback=_markets,
               help="Market to list (repeatable). Default BTC-EUR and ETH-EUR.")
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic price walk.")
@@ -115,6 +139,10 @@ def _markets(ctx, param, values):
 def sim_command(host, port, keys, secrets, permissions, balances, markets, seed, interval, candles_csv,
                 step_every, faults, find_closed_by_client_id, verbose):
     """Run a local Bitvavo REST v2 simulator (for tests, demos and dry runs).
+
+    Each --key starts an account; the --secret, --permissions and --balance
+    options that follow it (until the next --key) belong to that account.
+    Without any --key there is one account sim-key/sim-secret with EUR=25.
 
     It checks signatures, the access window, permissions, operatorId,
     clientOrderId and order limits like Bitvavo, fills orders against a
@@ -134,7 +162,8 @@ def sim_command(host, port, keys, secrets, permissions, balances, markets, seed,
                     "options": {"operatorId": 1}})
     Runtime control: curl URL/_sim/state, POST URL/_sim/faults, ... (docs/SIMULATOR.md).
     """
-    accounts = build_accounts(keys, secrets, permissions, balances)
+    owners = click.get_current_context().meta.get("tinybot.sim.owners")
+    accounts = build_accounts(keys, secrets, permissions, balances, owners)
     try:
         sim = Simulator(accounts=accounts, markets=markets or ("BTC-EUR", "ETH-EUR"), seed=seed,
                         candles_csv=candles_csv, interval=interval,
