@@ -285,6 +285,14 @@ def market_from_raw(raw: dict) -> Market:
     )
 
 
+def _shape(raw: Any) -> str:
+    """What an unexpected answer looked like, without echoing HTML or control bytes."""
+    if isinstance(raw, (str, bytes)):
+        return f"not JSON ({len(raw)} characters)"
+    text = json.dumps(raw, default=str)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
 def _decimals(d: Decimal) -> int:
     exp = d.normalize().as_tuple().exponent
     return max(0, -exp) if isinstance(exp, int) else 0
@@ -390,7 +398,7 @@ class BitvavoReadOnly:
         except ExchangeError as e:
             raise ExchangeError(f"Bitvavo {what}: {e}") from None
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-            raise ExchangeError(f"Bitvavo sent an unexpected answer to {what}: {str(raw)[:200]!r}") from None
+            raise ExchangeError(f"Bitvavo sent an unexpected answer to {what}: {_shape(raw)}") from None
 
     # --- MarketData -------------------------------------------------------------
     def markets(self) -> dict[str, Market]:
@@ -460,7 +468,7 @@ class BitvavoReadOnly:
         for _ in range(MAX_PAGES):
             page = self._call(what, fn, dict(params), private=True)
             if not isinstance(page, list):
-                raise ExchangeError(f"Bitvavo sent an unexpected answer to {what}: {str(page)[:200]!r}")
+                raise ExchangeError(f"Bitvavo sent an unexpected answer to {what}: {_shape(page)}")
             new = [r for r in page if isinstance(r, dict) and r.get(id_key) not in rows]
             for r in new:
                 rows[r[id_key]] = r
