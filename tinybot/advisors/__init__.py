@@ -1,0 +1,297 @@
+"""Advisors: plain functions that turn a read-only market snapshot into trade drafts.
+
+The whole interface, for anyone writing one (the built-ins ``rules`` and
+``dca`` are short examples)::
+
+    from tinybot.advisors import Snapshot
+    from tinybot.proposals import Draft
+
+    def advise(snapshot: Snapshot, cfg) -> list[Draft]:
+        t = snapshot.tickers.get("BTC-EUR")
+        if t and t.last < 50_000:
+            return [Draft("BTC-EUR", "buy", amount_quote=Decimal("5"), reason="BTC under 50k")]
+        return []
+
+* **Input.** ``snapshot`` is a frozen ``Snapshot`` (below): markets, tickers,
+  closed candles, balances, tinybot's positions, what is left under the caps,
+  the advisor's own recent proposals, and ``now``.  It holds data only: no
+  exchange client, no database connection, so an advisor cannot place an
+  order.  ``cfg`` is the whole ``Config``; a built-in reads its own table
+  (``cfg.rules``, ``cfg.dca``, ``cfg.llm``).
+* **Output.** A ``list`` (or tuple) of ``tinybot.proposals.Draft``:
+  ``Draft(market, side, amount_quote=EUR, amount=base, reason="why")``, exactly
+  one of ``amount_quote``/``amount``, and a non-empty ``reason`` (it is shown in
+  ``tinybot proposals`` and ``tinybot why``).  Return ``[]`` for "nothing to do".
+  At most ``MAX_DRAFTS`` drafts per call.
+* **What happens next.** Each valid draft becomes a proposal with
+  ``source`` = the advisor's name (``"rules"``, ``"dca"``, ``"llm"`` or the
+  ``"module:function"`` string), its reason, and an expiry of
+  ``risk.proposal_ttl``.  The approval policy (``scheduler.approval``) and
+  the executor's guards decide whether it is ever sent.
+* **Failure.** An advisor that raises, returns something that is not a list
+  of ``Draft``, or returns a draft with an invalid field, is logged (and the
+  error shown on the tick line); its output is skipped as a whole if it is
+  not a list, draft by draft otherwise.  Nothing from it is executed, and the
+  other advisors still run.  Advisors run one after another in the
+  scheduler's process, so a slow one delays the tick: keep your own timeouts.
+* **Names.** ``advisors = ["rules", "dca", "llm", "mypkg.mymod:advise"]`` in
+  bot.toml.  Built-ins live in ``tinybot/advisors/<name>.py`` as ``advise``.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Callable, Mapping
+
+from .. import clock, guards
+from ..config import Config
+from ..exchange.base import Balance, Candle, ExchangeError, Market, Ticker
+from ..proposals import Draft, ProposalError, validate
+
+log = logging.getLogger("tinybot.advisors")
+
+MAX_DRAFTS = 10  # more than this in one call is treated as garbage
+HISTORY_PER_SOURCE = 50  # recent proposals of each advisor shown to it
+CANDLE_LIMIT_MIN = 60  # at least this many candles are fetched per watched market
+
+BUILTIN = {
+    "rules": "tinybot.advisors.rules:advise",
+    "dca": "tinybot.advisors.dca:advise",
+    "llm": "tinybot.advisors.llm:advise",
+}
+
+Advisor = Callable[["Snapshot", Config], list]
+
+
+@dataclass(frozen=True)
+class Position:
+    """What tinybot's own fills hold in a market (from the positions table)."""
+
+    market: str
+    base: Decimal  # amount of the base asset held
+    cost_eur: Decimal  # at cost, fees included
+    realised_eur: Decimal
+
+
+@dataclass(frozen=True)
+class Caps:
+    """Room left under the risk caps at snapshot time (in-flight orders counted)."""
+
+    max_trade_eur: Decimal
+    daily_left_eur: Decimal
+    exposure_left_eur: Decimal
+
+
+@dataclass(frozen=True)
+class PastProposal:
+    """One of an advisor's recent proposals and what became of it."""
+
+    id: int
+    source: str
+    market: str
+    side: str
+    amount_quote: Decimal | None
+    amount: Decimal | None
+    status: str  # pending / approved / rejected / expired
+    created_at: datetime
+    execution_state: str | None  # None if never executed, else trade_executions.state
+    reason: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything an advisor may look at; data only, frozen.
+
+    ``candles[market]`` are *closed* candles of ``candle_interval``, oldest
+    first (the still-open candle is dropped).  ``tickers`` and ``candles``
+    cover the watched markets: ``risk.allowlist``, ``rules.markets`` and
+    ``dca.market``.  A market whose data could not be read is missing from
+    the mapping (and named in ``problems``).
+    """
+
+    now: datetime
+    mode: str
+    markets: Mapping[str, Market]
+    tickers: Mapping[str, Ticker]
+    candle_interval: str
+    candles: Mapping[str, tuple[Candle, ...]]
+    balances: Mapping[str, Balance]
+    positions: Mapping[str, Position]
+    caps: Caps
+    allowlist: tuple[str, ...]
+    history: Mapping[str, tuple[PastProposal, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    problems: tuple[str, ...] = ()
+
+    def proposals_by(self, source: str) -> tuple[PastProposal, ...]:
+        """This source's recent proposals, newest first."""
+        return self.history.get(source, ())
+
+
+# --- building a snapshot --------------------------------------------------------
+
+def watched_markets(cfg: Config) -> tuple[str, ...]:
+    out: list[str] = list(cfg.risk.allowlist)
+    for m in (cfg.rules.markets or ()):
+        if m not in out:
+            out.append(m)
+    if cfg.dca.market:
+        m = cfg.dca.market.upper().replace("/", "-")
+        if m not in out:
+            out.append(m)
+    return tuple(out)
+
+
+def closed_candles(candles: list[Candle], interval: str, now_ms: int) -> tuple[Candle, ...]:
+    """Drop candles that have not closed yet (open time + interval is still in the future)."""
+    step = int(clock.parse_duration(interval).total_seconds() * 1000)
+    return tuple(c for c in sorted(candles, key=lambda c: c.timestamp_ms) if c.timestamp_ms + step <= now_ms)
+
+
+def candle_limit(cfg: Config) -> int:
+    return max(cfg.rules.slow + 3, CANDLE_LIMIT_MIN)
+
+
+def build_snapshot(conn: sqlite3.Connection, cfg: Config, exchange, *, sources: tuple[str, ...] = ()) -> Snapshot:
+    """Read markets, tickers, candles and balances through the *read-only* client.
+
+    Raises ``ExchangeError`` when the exchange cannot be reached at all (no
+    market list): the scheduler treats that as an outage and backs off.  A
+    single market failing is recorded in ``problems`` and left out.
+    """
+    now = clock.now()
+    problems: list[str] = []
+    markets = exchange.markets()  # an outage raises here
+    tickers: dict[str, Ticker] = {}
+    candles: dict[str, tuple[Candle, ...]] = {}
+    interval = cfg.rules.candle_interval
+    for m in watched_markets(cfg):
+        if m not in markets:
+            problems.append(f"{m}: the exchange does not list it")
+            continue
+        try:
+            tickers[m] = exchange.ticker(m)
+            candles[m] = closed_candles(exchange.candles(m, interval, candle_limit(cfg)), interval, clock.to_ms(now))
+        except ExchangeError as e:
+            problems.append(f"{m}: {e}")
+    try:
+        balances = dict(exchange.balances())
+    except ExchangeError as e:
+        balances = {}
+        problems.append(f"balances: {e}")
+    return Snapshot(
+        now=now,
+        mode=cfg.mode,
+        markets=MappingProxyType(dict(markets)),
+        tickers=MappingProxyType(tickers),
+        candle_interval=interval,
+        candles=MappingProxyType(candles),
+        balances=MappingProxyType(balances),
+        positions=MappingProxyType(read_positions(conn)),
+        caps=read_caps(conn, cfg, now),
+        allowlist=tuple(cfg.risk.allowlist),
+        history=MappingProxyType({s: read_history(conn, s) for s in sources}),
+        problems=tuple(problems),
+    )
+
+
+def read_positions(conn: sqlite3.Connection) -> dict[str, Position]:
+    return {
+        r["market"]: Position(r["market"], Decimal(r["base"]), Decimal(r["cost_eur"]), Decimal(r["realised_eur"]))
+        for r in conn.execute("SELECT * FROM positions WHERE base != '0' ORDER BY market")
+        if Decimal(r["base"]) > 0
+    }
+
+
+def read_caps(conn: sqlite3.Connection, cfg: Config, now: datetime) -> Caps:
+    zero = Decimal(0)
+    return Caps(
+        max_trade_eur=cfg.risk.max_trade_eur,
+        daily_left_eur=max(cfg.risk.max_daily_eur - guards.spent_today(conn, now), zero),
+        exposure_left_eur=max(cfg.risk.max_exposure_eur - guards.exposure(conn), zero),
+    )
+
+
+def read_history(conn: sqlite3.Connection, source: str, limit: int = HISTORY_PER_SOURCE) -> tuple[PastProposal, ...]:
+    rows = conn.execute(
+        "SELECT p.*, e.state AS execution_state FROM proposals p"
+        " LEFT JOIN trade_executions e ON e.proposal_id = p.id"
+        " WHERE p.source = ? ORDER BY p.id DESC LIMIT ?", (source, limit)).fetchall()
+    return tuple(
+        PastProposal(r["id"], r["source"], r["market"], r["side"],
+                     Decimal(r["amount_quote"]) if r["amount_quote"] is not None else None,
+                     Decimal(r["amount"]) if r["amount"] is not None else None,
+                     r["status"], clock.from_iso(r["created_at"]), r["execution_state"], r["reason"])
+        for r in rows
+    )
+
+
+# --- finding and running advisors ------------------------------------------------
+
+class AdvisorError(Exception):
+    """An advisor could not be loaded or did not behave; the message names it."""
+
+
+def resolve(name: str) -> Advisor:
+    """'rules' / 'dca' / 'llm' / 'package.module:function' -> the function."""
+    target = BUILTIN.get(name, name)
+    module_name, sep, attr = target.partition(":")
+    if not sep or not module_name or not attr:
+        raise AdvisorError(f"advisor {name!r}: not a built-in ({', '.join(BUILTIN)}) or 'module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise AdvisorError(f"advisor {name!r}: cannot import {module_name}: {e}") from None
+    fn = getattr(module, attr, None)
+    if not callable(fn):
+        raise AdvisorError(f"advisor {name!r}: {module_name} has no function {attr!r}")
+    return fn
+
+
+@dataclass
+class Outcome:
+    """What one advisor call produced: valid drafts, and every problem with its output."""
+
+    name: str
+    drafts: list[Draft] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def run_advisor(name: str, snapshot: Snapshot, cfg: Config, fn: Advisor | None = None) -> Outcome:
+    """Call one advisor and keep only well-formed drafts.  Never raises for the advisor's faults."""
+    out = Outcome(name)
+    try:
+        fn = fn or resolve(name)
+        result = fn(snapshot, cfg)
+    except Exception as e:  # an advisor's bug must not stop the tick
+        log.exception("advisor %s raised", name)
+        out.errors.append(f"raised {type(e).__name__}: {e}")
+        return out
+    if not isinstance(result, (list, tuple)):
+        out.errors.append(f"returned {type(result).__name__}, not a list of Draft; output skipped")
+        log.error("advisor %s returned garbage: %r", name, result if len(repr(result)) < 500 else repr(result)[:500])
+        return out
+    if len(result) > MAX_DRAFTS:
+        out.errors.append(f"returned {len(result)} drafts (more than {MAX_DRAFTS}); output skipped")
+        log.error("advisor %s returned %d drafts; skipped", name, len(result))
+        return out
+    for i, item in enumerate(result):
+        if not isinstance(item, Draft):
+            out.errors.append(f"item {i} is {type(item).__name__}, not a Draft; skipped")
+            continue
+        try:
+            d = validate(item)
+        except ProposalError as e:
+            out.errors.append(f"item {i}: {e}; skipped")
+            continue
+        if not d.reason:
+            out.errors.append(f"item {i}: reason: an advisor must say why; skipped")
+            continue
+        out.drafts.append(d)
+    for err in out.errors:
+        log.warning("advisor %s: %s", name, err)
+    return out
