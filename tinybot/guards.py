@@ -116,10 +116,10 @@ def allowlist(ctx: Context) -> Verdict:
 
 
 def _latest(ctx: Context, side: str | None, since: datetime) -> sqlite3.Row | None:
-    """Most recent counted execution on this market since `since` (uses the market/time index)."""
+    """Most recent counted execution on this market after `since` (a window ends at since + window exactly)."""
     sql = (
         "SELECT id, side, submitting_at FROM trade_executions"
-        " WHERE market = ? AND submitting_at >= ? AND state IN (%s)" % ",".join("?" * len(COUNTED))
+        " WHERE market = ? AND submitting_at > ? AND state IN (%s)" % ",".join("?" * len(COUNTED))
     )
     args: list = [ctx.name, clock.to_iso(since), *COUNTED]
     if side:

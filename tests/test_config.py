@@ -1,0 +1,152 @@
+"""Strict config: every mistake names the file and the key, and nothing starts."""
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from tinybot import config
+from tinybot.config import ConfigError
+
+from conftest import PAPER_TOML, run_cli
+
+
+def load_text(tmp_path, text):
+    p = tmp_path / "bot.toml"
+    p.write_text(text, encoding="utf-8")
+    return config.load(p), p
+
+
+def test_example_bot_toml_loads_and_every_key_is_commented():
+    from conftest import ROOT
+
+    cfg = config.load(ROOT / "bot.toml")
+    assert cfg.mode == "paper" and cfg.risk.allowlist == ("BTC-EUR",)
+    lines = (ROOT / "bot.toml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if "=" in line and not line.lstrip().startswith("#"):
+            assert lines[i - 1].lstrip().startswith("#"), f"bot.toml line {i + 1} has no comment above it: {line}"
+
+
+def test_defaults_are_sized_for_25_eur(tmp_path):
+    cfg, _ = load_text(tmp_path, "")
+    assert cfg.mode == "paper"
+    assert cfg.risk.allowlist == ()  # missing = block everything
+    assert cfg.risk.max_trade_eur <= cfg.risk.max_daily_eur <= cfg.risk.max_exposure_eur == Decimal("25")
+    assert cfg.risk.cooldown == timedelta(hours=1) and cfg.risk.proposal_ttl == timedelta(minutes=30)
+    assert cfg.db_path == (tmp_path / "tinybot.db").resolve()
+    assert cfg.lock_path.name == "tinybot.db.lock" and cfg.lock_path.parent == tmp_path.resolve()
+
+
+@pytest.mark.parametrize("text, message", [
+    ('moed = "paper"', "moed: unknown key (did you mean 'mode'?)"),
+    ('mode = "yolo"', "mode: must be one of 'paper', 'live', not 'yolo'"),
+    ("[risk]\nmax_trade = 5", "risk.max_trade: unknown key (did you mean 'max_trade_eur'?)"),
+    ("[risk]\nmax_trade_eur = -1", "risk.max_trade_eur: must not be negative"),
+    ("[risk]\nmax_trade_eur = nan", "risk.max_trade_eur: must be a finite amount"),
+    ("[risk]\nmax_daily_eur = inf", "risk.max_daily_eur: must be a finite amount"),
+    ('[risk]\nmax_trade_eur = "ten"', "risk.max_trade_eur: 'ten' is not a number"),
+    ("[risk]\nmax_trade_eur = true", "risk.max_trade_eur: must be an amount in EUR like 10 or \"10.50\", not bool"),
+    ('[risk]\ncooldown = "soon"', "risk.cooldown: 'soon' is not a duration (use e.g. '30s', '10m', '2h', '1d')"),
+    ("[risk]\ncooldown = 60", "risk.cooldown: must be a duration string like \"30m\", not int"),
+    ('[risk]\nallowlist = ["BTC-USD"]', "risk.allowlist: 'BTC-USD' is not a Bitvavo EUR market name (like \"BTC-EUR\")"),
+    ('[risk]\nallowlist = "BTC-EUR"', "risk.allowlist: must be a list of strings"),
+    ("risk = 5", "risk: must be a table ([risk])"),
+    ("[paper]\nstarting_eur = -25", "paper.starting_eur: must not be negative"),
+    ('[exchange]\noperator_id = "abc"', "exchange.operator_id: must be a whole number, not str"),
+    ('[exchange]\naccess_window = "2m"', "exchange.access_window: must be between 100ms and 60s (Bitvavo's range)"),
+    ('advisors = ["oracle"]', "advisors: 'oracle' is not a built-in advisor (rules, dca, llm) or a 'module:function' path"),
+    ("[rules]\nfast = 30\nslow = 10", "rules.fast: must be smaller than rules.slow (10)"),
+    ('[paper]\nprices = { "BTC-EUR" = 0 }', "paper.prices.BTC-EUR: must be greater than zero"),
+])
+def test_bad_config_names_file_and_key(tmp_path, text, message):
+    with pytest.raises(ConfigError) as e:
+        load_text(tmp_path, text)
+    assert str(e.value) == f"{tmp_path / 'bot.toml'}: {message}"
+
+
+def test_not_toml(tmp_path):
+    with pytest.raises(ConfigError, match=r"bot.toml: not valid TOML"):
+        load_text(tmp_path, "mode = ")
+
+
+def test_missing_config_says_run_init(tmp_path):
+    with pytest.raises(ConfigError, match=r"no config file at .*bot.toml; run `tinybot init`"):
+        config.load(tmp_path / "bot.toml")
+
+
+def test_market_names_accept_slash_form(tmp_path):
+    cfg, _ = load_text(tmp_path, '[risk]\nallowlist = ["btc/eur", "ETH-EUR", "BTC-EUR"]')
+    assert cfg.risk.allowlist == ("BTC-EUR", "ETH-EUR")
+
+
+def test_cli_refuses_to_start_on_bad_config(tmp_path):
+    (tmp_path / "bot.toml").write_text("[risk]\nmax_trade_eur = -1\n")
+    r = run_cli("status")
+    assert r.returncode == 1
+    assert r.stderr.strip() == f"Error: {tmp_path / 'bot.toml'}: risk.max_trade_eur: must not be negative"
+    assert not (tmp_path / "tinybot.db").exists()  # nothing started, nothing written
+
+
+# --- secrets -------------------------------------------------------------------
+
+def test_secrets_from_env_first_then_file(tmp_path, monkeypatch):
+    cfg, _ = load_text(tmp_path, PAPER_TOML)
+    f = tmp_path / "secrets.env"
+    f.write_text("# mine\nTINYBOT_READ_KEY=file-key\nexport TINYBOT_READ_SECRET='file-secret'\n")
+    f.chmod(0o600)
+    s = cfg.secrets()
+    assert s.pair("TINYBOT_READ_KEY", "TINYBOT_READ_SECRET") == ("file-key", "file-secret")
+    monkeypatch.setenv("TINYBOT_READ_KEY", "env-key")
+    assert cfg.secrets().get("TINYBOT_READ_KEY") == "env-key"
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644])
+def test_secrets_file_readable_by_others_is_refused(tmp_path, mode):
+    cfg, _ = load_text(tmp_path, PAPER_TOML)
+    f = tmp_path / "secrets.env"
+    f.write_text("TINYBOT_READ_KEY=k\n")
+    f.chmod(mode)
+    with pytest.raises(ConfigError) as e:
+        cfg.secrets().get("TINYBOT_READ_KEY")
+    assert str(e.value) == (f"{f}: secrets file is readable by others (mode {mode:o}); run `chmod 600 {f}`")
+
+
+def test_secrets_file_unknown_name_and_bad_line(tmp_path):
+    cfg, _ = load_text(tmp_path, PAPER_TOML)
+    f = tmp_path / "secrets.env"
+    f.write_text("TINYBOT_TRADE_KYE=x\n")
+    f.chmod(0o600)
+    with pytest.raises(ConfigError, match="line 1: unknown secret 'TINYBOT_TRADE_KYE'"):
+        cfg.secrets().get("TINYBOT_READ_KEY")
+    f.write_text("just a line\n")
+    with pytest.raises(ConfigError, match="line 1: expected NAME=value"):
+        config.Secrets(f).get("TINYBOT_READ_KEY")
+
+
+def test_half_a_key_pair_is_an_error(tmp_path, monkeypatch):
+    cfg, _ = load_text(tmp_path, PAPER_TOML)
+    monkeypatch.setenv("TINYBOT_TRADE_KEY", "k")
+    with pytest.raises(ConfigError, match="TINYBOT_TRADE_SECRET is not set but TINYBOT_TRADE_KEY is"):
+        cfg.secrets().pair("TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET")
+
+
+def test_paper_mode_never_reads_the_trade_key(tmp_path, monkeypatch):
+    """Paper execution builds its exchange without asking for TINYBOT_TRADE_* at all."""
+    from tinybot import db, executor, proposals
+    from tinybot.proposals import Draft
+
+    monkeypatch.setenv("TINYBOT_TRADE_KEY", "must-not-be-read")
+    monkeypatch.setenv("TINYBOT_TRADE_SECRET", "must-not-be-read")
+    asked: list[str] = []
+    real_get = config.Secrets.get
+    monkeypatch.setattr(config.Secrets, "get", lambda self, name: asked.append(name) or real_get(self, name))
+    cfg, _ = load_text(tmp_path, PAPER_TOML)
+    conn = db.open_db(cfg.db_path)
+    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5")), source="t", ttl=timedelta(minutes=5),
+                           approve=True)
+    ex = executor.trading_exchange(cfg)
+    assert executor.execute(conn, cfg, ex, pid).state == "filled"
+    assert not [n for n in asked if n.startswith("TINYBOT_TRADE")]
