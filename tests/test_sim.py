@@ -536,3 +536,38 @@ def test_cli_refuses_a_non_loopback_host():
 
     result = CliRunner().invoke(sim_command, ["--host", "0.0.0.0"])
     assert result.exit_code == 1 and "Error: the simulator binds to loopback only" in result.output
+
+
+def test_default_clock_follows_freezegun():
+    from freezegun import freeze_time
+
+    with freeze_time("2025-06-01 12:00:30") as frozen:
+        s = Simulator(history=10)
+        assert s.now_ms() == 1_748_779_230_000
+        assert s.candles("BTC-EUR")[-1][0] == 1_748_779_200_000
+        frozen.tick(90)
+        assert s.candles("BTC-EUR")[-1][0] == 1_748_779_320_000
+
+
+@pytest.mark.parametrize("prefix", ["/v2", ""])
+def test_hand_signed_request_like_any_bitvavo_client(sim, prefix):
+    import hashlib
+    import hmac
+
+    body = json.dumps({"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6",
+                       "operatorId": 1, "clientOrderId": cid()}, separators=(",", ":"))
+    ts = str(int(time.time() * 1000))
+    # Clients always sign "/v2" + path, whatever URL prefix they were configured with.
+    sig = hmac.new(b"trade-secret", (ts + "POST" + "/v2/order" + body).encode(), hashlib.sha256).hexdigest()
+    req = urllib.request.Request(sim.url + prefix + "/order", data=body.encode(), method="POST", headers={
+        "Bitvavo-Access-Key": TRADE_KEY, "Bitvavo-Access-Signature": sig, "Bitvavo-Access-Timestamp": ts,
+        "Bitvavo-Access-Window": "10000", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=2) as r:
+        order = json.loads(r.read())
+        assert r.headers["bitvavo-ratelimit-remaining"] == "999"
+    assert order["status"] == "filled" and order["operatorId"] == 1 and order["amountQuote"] == "6"
+    tampered = urllib.request.Request(sim.url + prefix + "/order", data=body.replace('"6"', '"7"').encode(),
+                                      method="POST", headers=dict(req.headers))
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(tampered, timeout=2)
+    assert e.value.code == 403 and json.loads(e.value.read())["errorCode"] == 309

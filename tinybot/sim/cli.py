@@ -173,8 +173,8 @@ def sim_command(host, port, keys, secrets, permissions, balances, markets, seed,
         raise click.ClickException(str(e)) from None
     except OSError as e:
         raise click.ClickException(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
-    with sim.lock:
-        sim._faults.extend(faults)
+    for fault in faults:
+        sim.arm(fault)
 
     click.echo(f"Bitvavo simulator listening on {server.url}", color=False)
     for a in accounts:

@@ -138,9 +138,6 @@ class MarketState:
         while len(self.candles) < history:
             self.candles.append(self._walk(last))
             last = self.candles[-1][3]
-        if self.candles and not csv_rows:
-            # Synthetic history was generated forward from `start`; fine, it is synthetic.
-            pass
 
     def _walk(self, prev_close: Decimal) -> list[Decimal]:
         r = self.rng
@@ -360,7 +357,10 @@ class Simulator:
                   delay: float | None = None, accept: bool | None = None,
                   status: int | None = None) -> Fault:
         """Arm a fault for the next `count` requests of kind `on` (None = every one)."""
-        fault = make_fault(kind, on=on, count=count, delay=delay, accept=accept, status=status)
+        return self.arm(make_fault(kind, on=on, count=count, delay=delay, accept=accept, status=status))
+
+    def arm(self, fault: Fault) -> Fault:
+        """Arm an already built fault (from ``parse_fault_spec``, the CLI or the admin endpoint)."""
         with self.lock:
             self._faults.append(fault)
         return fault

@@ -345,8 +345,7 @@ class Handler(BaseHTTPRequestHandler):
                 else:
                     fault = make_fault(**{k: body[k] for k in ("kind", "on", "count", "delay", "accept", "status")
                                           if k in body})
-                with sim.lock:
-                    sim._faults.append(fault)
+                sim.arm(fault)
                 return self._send(200, {"faults": [f.as_dict() for f in sim.faults()]})
             if (method, path) == ("DELETE", "/_sim/faults"):
                 sim.clear_faults()
