@@ -206,3 +206,30 @@ CREATE TABLE paper_fills (
     timestamp_ms INTEGER NOT NULL
 );
 CREATE INDEX paper_fills_market_time ON paper_fills (market, timestamp_ms);
+
+-- migration: 0004_ops
+
+-- Every alert tinybot tried to send (text already redacted), so dedupe and
+-- the hourly rate limit survive restarts and hold across processes: the
+-- check and the 'sending' row are written in one BEGIN IMMEDIATE.
+CREATE TABLE alert_log (
+    id         INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    kind       TEXT NOT NULL,           -- 'kill_switch', 'order', 'tick_failed', ...
+    dedupe_key TEXT NOT NULL,           -- same key => at most once per [alerts] min_interval
+    severity   TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'error')),
+    text       TEXT NOT NULL,
+    status     TEXT NOT NULL
+               CHECK (status IN ('sending', 'sent', 'failed', 'suppressed', 'unconfigured')),
+    detail     TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX alert_log_key_time ON alert_log (dedupe_key, at);
+CREATE INDEX alert_log_time ON alert_log (at);
+
+-- Small named values the ops code keeps between ticks: alert cursors, the
+-- consecutive exchange error counter, today's P&L baseline for the loss limit.
+CREATE TABLE ops_state (
+    name       TEXT PRIMARY KEY,
+    value      TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);

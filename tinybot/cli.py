@@ -420,14 +420,33 @@ def status(state, as_json):
 
 @cli.command()
 @click.option("--reason", default="manual kill", show_default=True, help="Recorded with the switch.")
+@click.option("--cancel-open", is_flag=True,
+              help="Also cancel tinybot's open orders on the exchange (by clientOrderId; needs the trade key).")
 @pass_state
 @friendly
-def kill(state, reason):
-    """Stop all trading now: nothing not yet sent will be sent.  `tinybot resume` undoes it."""
+def kill(state, reason, cancel_open):
+    """Stop all trading now: nothing not yet sent will be sent.  `tinybot resume` undoes it.
+
+    \b
+    Example (before a rollback):
+        tinybot kill --cancel-open --reason "rolling back"
+    """
     from . import killswitch
 
     killswitch.set_enabled(state.conn, False, reason, by="cli")
     click.echo(f"Trading DISABLED: {reason}")
+    if not cancel_open:
+        return
+    from . import executor, safety  # the switch is already off: a slow or failing exchange cannot undo that
+
+    results = safety.cancel_open(state.conn, state.cfg, executor.trading_exchange(state.cfg))
+    for r in results:
+        click.echo(f"{r.outcome:<9} execution {r.execution_id} {r.market} {r.client_order_id}"
+                   + (f" — {r.detail}" if r.detail else ""))
+    if not results:
+        click.echo("No open tinybot orders.")
+    if any(r.outcome == "error" for r in results):
+        raise Fail("some orders could not be cancelled; check them on the exchange and run `tinybot reconcile`")
 
 
 @cli.command()
