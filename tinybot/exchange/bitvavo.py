@@ -386,10 +386,10 @@ class BitvavoReadOnly:
         self._check_backoff()
         try:
             return fn(*args)
-        except ccxt.BaseError as e:
+        except Exception as e:  # ccxt's errors, and anything else ccxt lets through
             self._note_rate_limit(e)
             err = ExchangeError(f"Bitvavo {what} failed: {describe_error(e)}")
-            err.code = error_code(e)[0]
+            err.code = error_code(e)[0]  # 240/233 tell fetch_order "not found"
             raise err from None
 
     def _parse(self, what: str, fn: Callable, raw: Any) -> Any:
