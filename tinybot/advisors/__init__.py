@@ -266,6 +266,11 @@ def run_advisor(name: str, snapshot: Snapshot, cfg: Config, fn: Advisor | None =
     out = Outcome(name)
     try:
         fn = fn or resolve(name)
+    except AdvisorError as e:
+        log.error("%s", e)
+        out.errors.append(str(e))
+        return out
+    try:
         result = fn(snapshot, cfg)
     except Exception as e:  # an advisor's bug must not stop the tick
         log.exception("advisor %s raised", name)

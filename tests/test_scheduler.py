@@ -1,0 +1,378 @@
+"""The scheduler: the lock (OS processes), slot claims, the tick, the approval policy, SIGTERM, liveness.
+
+The gate advisors below are also imported by the `tinybot run` processes the
+tests start (tests/ is put on their PYTHONPATH): a gate writes a marker file
+and waits until the test creates a release file, so "mid-tick" is a state
+the test controls instead of a race it hopes to win.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+
+from conftest import PAPER_TOML
+
+from tinybot import clock, db, proposals, scheduler
+from tinybot.proposals import Draft
+
+TESTS = Path(__file__).resolve().parent
+
+
+# --- advisors used by these tests (also from subprocesses) -----------------------
+
+def gate_advisor(snapshot, cfg):
+    """Write $TB_MARKER, wait for $TB_RELEASE (at most 20 s), then propose a small buy."""
+    Path(os.environ["TB_MARKER"]).write_text(str(os.getpid()))
+    release = Path(os.environ["TB_RELEASE"])
+    deadline = time.monotonic() + 20
+    while not release.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return [Draft("BTC-EUR", "buy", amount_quote=Decimal("5"), reason="gate opened")]
+
+
+def buy_btc(snapshot, cfg):
+    return [Draft("BTC-EUR", "buy", amount_quote=Decimal("5"), reason="test: buy €5")]
+
+
+def garbage(snapshot, cfg):
+    return "buy everything"
+
+
+def raises(snapshot, cfg):
+    raise RuntimeError("advisor bug")
+
+
+def half_bad(snapshot, cfg):
+    return [Draft("BTC-EUR", "buy", amount_quote=Decimal("5"), reason="fine"),
+            Draft("BTC-EUR", "hold", amount_quote=Decimal("5"), reason="bad side"),
+            {"market": "BTC-EUR"},
+            Draft("BTC-EUR", "buy", amount_quote=Decimal("5"), reason="")]
+
+
+def sneaky(snapshot, cfg):
+    """Tries to reach an exchange from the snapshot: it holds only data."""
+    assert not any(hasattr(snapshot, a) for a in ("send_order", "exchange", "client", "conn"))
+    return []
+
+
+def config_text(advisors=(), approval="auto", interval="1m", extra="") -> str:
+    adv = ", ".join(f'"{a}"' for a in advisors)
+    return (f"advisors = [{adv}]\n" + PAPER_TOML
+            + f'[scheduler]\ninterval = "{interval}"\napproval = "{approval}"\n' + extra)
+
+
+def subprocess_env(tmp_path) -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS), env.get("PYTHONPATH", "")])
+    env["TB_MARKER"] = str(tmp_path / "marker")
+    env["TB_RELEASE"] = str(tmp_path / "release")
+    return env
+
+
+def start_run(tmp_path, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "tinybot", "run", *args], env=subprocess_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(path: Path, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear")
+        time.sleep(0.02)
+
+
+def lock_is_free(path: Path) -> bool:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+# --- the lock across OS processes -----------------------------------------------
+
+def test_two_run_once_at_the_same_moment_one_ticks_the_other_is_refused(tmp_path, write_config):
+    cfg = write_config(config_text(["test_scheduler:gate_advisor"]))
+    a, b = start_run(tmp_path, "--once"), start_run(tmp_path, "--once")
+    wait_for(tmp_path / "marker")  # one of them is mid-tick, holding the lock
+    holder = int((tmp_path / "marker").read_text())
+    loser = b if holder == a.pid else a
+    winner = a if loser is b else b
+    out, err = loser.communicate(timeout=30)
+    (tmp_path / "release").write_text("go")
+    wout, werr = winner.communicate(timeout=30)
+
+    assert loser.returncode == scheduler.EXIT_LOCKED == 75
+    assert err.strip() == (f"Error: tinybot run is already running: PID {winner.pid} holds the lock {cfg.lock_path}."
+                           f" Stop it first (Ctrl-C in its terminal, or kill -TERM {winner.pid});"
+                           " only one scheduler may run per database.")
+    assert winner.returncode == 0, werr
+    assert " ok " in wout and "proposals: #1 test_scheduler:gate_advisor buy BTC-EUR €5.00" in wout
+    conn = db.open_db(cfg.db_path)
+    ticks = conn.execute("SELECT status, pid FROM ticks").fetchall()
+    assert [(t["status"], t["pid"]) for t in ticks] == [("ok", winner.pid)]
+    assert conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 1
+    assert lock_is_free(cfg.lock_path)
+
+
+def test_sigterm_mid_tick_finishes_the_step_leaves_a_consistent_db_and_a_free_lock(tmp_path, write_config):
+    cfg = write_config(config_text(["test_scheduler:gate_advisor"]))
+    proc = start_run(tmp_path)  # the loop, not --once
+    wait_for(tmp_path / "marker")
+    proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)  # give the handler a chance to run while the advisor is still blocked
+    (tmp_path / "release").write_text("go")
+    out, err = proc.communicate(timeout=30)
+
+    assert proc.returncode == 0, err
+    assert "Stopped (SIGTERM); lock released." in out
+    conn = db.open_db(cfg.db_path)
+    assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    tick = conn.execute("SELECT * FROM ticks").fetchone()
+    assert tick["status"] == "failed" and "interrupted by SIGTERM before approval" in tick["summary"]
+    # The advisor's step finished (its proposal was written); nothing after it ran.
+    assert [r["status"] for r in conn.execute("SELECT status FROM proposals")] == ["pending"]
+    assert conn.execute("SELECT COUNT(*) FROM trade_executions").fetchone()[0] == 0
+    hb = conn.execute("SELECT * FROM scheduler_heartbeat").fetchone()
+    assert hb["state"] == "stopped" and hb["next_tick_at"] is None
+    assert lock_is_free(cfg.lock_path)
+    assert cfg.lock_path.read_text() == ""
+
+
+def test_a_stale_lock_file_from_a_killed_process_does_not_block(tmp_path, write_config):
+    cfg = write_config(config_text())
+    killed = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        f"fd = os.open({str(cfg.lock_path)!r}, os.O_RDWR | os.O_CREAT)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "os.write(fd, str(os.getpid()).encode())\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert killed.stdout.readline().strip() == "locked"
+    with pytest.raises(scheduler.AlreadyRunning) as e:
+        scheduler.RunLock(cfg.lock_path).acquire()
+    assert e.value.pid == killed.pid
+    killed.kill()
+    killed.wait()
+    assert cfg.lock_path.read_text() == str(killed.pid)  # the file is still there, naming a dead process
+    with scheduler.RunLock(cfg.lock_path) as lock:
+        assert cfg.lock_path.read_text().strip() == str(os.getpid())
+    assert lock.fd is None and lock_is_free(cfg.lock_path)
+
+
+def test_lock_released_when_a_tick_raises_out_of_run(tmp_path, write_config, monkeypatch):
+    cfg = write_config(config_text())
+    sched = scheduler.Scheduler(cfg, echo=lambda s: None)
+    monkeypatch.setattr(sched, "tick", lambda slot: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        sched.run(once=True)
+    assert lock_is_free(cfg.lock_path)
+
+
+# --- slots and ticks (in-process, freezegun) --------------------------------------
+
+def test_slots_are_aligned():
+    t = datetime(2026, 11, 27, 20, 7, 42, 123456, tzinfo=timezone.utc)
+    assert scheduler.slot_of(t, timedelta(minutes=1)) == t.replace(second=0, microsecond=0)
+    assert scheduler.slot_of(t, timedelta(minutes=5)) == t.replace(minute=5, second=0, microsecond=0)
+    assert scheduler.next_slot(t, timedelta(minutes=5)) == t.replace(minute=10, second=0, microsecond=0)
+    assert scheduler.slot_of(t.replace(minute=5, second=0, microsecond=0), timedelta(minutes=5)) == \
+        t.replace(minute=5, second=0, microsecond=0)
+
+
+def test_a_claimed_slot_is_skipped_even_by_a_new_scheduler(write_config):
+    cfg = write_config(config_text(["test_scheduler:buy_btc"]))
+    with freeze_time("2026-11-27 20:00:10"):
+        first = scheduler.Scheduler(cfg, echo=lambda s: None).tick()
+        again = scheduler.Scheduler(cfg, echo=lambda s: None).tick()
+    assert first.status == "ok" and again.status == "skipped"
+    assert again.line() == "20:00:00 slot already processed; skipped"
+    conn = db.open_db(cfg.db_path)
+    assert conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 1
+    assert [r["slot"] for r in conn.execute("SELECT slot FROM ticks")] == ["2026-11-27T20:00:00.000000Z"]
+
+
+def test_run_once_via_cli_and_a_second_once_in_the_same_slot_skips(write_config):
+    from conftest import run_cli
+
+    write_config(config_text(["test_scheduler:buy_btc"]))
+    env = {"PYTHONPATH": str(TESTS)}
+    r1, r2 = run_cli("run", "--once", env=env), run_cli("run", "--once", env=env)
+    assert r1.returncode == 0, r1.stderr
+    assert "orders: #1 buy BTC-EUR filled" in r1.stdout
+    assert r2.returncode == 0 and "slot already processed; skipped" in r2.stdout
+
+
+def test_tick_runs_the_whole_path_auto_approves_within_caps_and_blocks_with_reasons(write_config):
+    cfg = write_config(config_text(["test_scheduler:buy_btc"]))
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        sched = scheduler.Scheduler(cfg, echo=lambda s: None)
+        r1 = sched.tick()
+        frozen.tick(timedelta(minutes=1))
+        r2 = sched.tick()  # cooldown 1h: the executor blocks the second buy
+    assert r1.status == "ok" and r1.prices == {"BTC-EUR": Decimal("60000"), "ETH-EUR": Decimal("3000")}
+    assert r1.orders and r1.orders[0].startswith("#1 buy BTC-EUR filled")
+    assert r2.blocks == ["#2 cooldown_active"]
+    assert r2.line().startswith("20:01:00 ok | BTC-EUR 60000.00 ETH-EUR 3000.00 | proposals: #2 test_scheduler:buy_btc")
+    conn = db.open_db(cfg.db_path)
+    rows = conn.execute("SELECT id, status, decided_by, source, reason FROM proposals ORDER BY id").fetchall()
+    assert [(r["status"], r["decided_by"], r["source"]) for r in rows] == [
+        ("approved", "auto", "test_scheduler:buy_btc")] * 2
+    assert conn.execute("SELECT state FROM trade_executions ORDER BY id").fetchall()[1][0] == "blocked"
+    assert [r["status"] for r in conn.execute("SELECT status FROM ticks ORDER BY id")] == ["ok", "ok"]
+
+
+def test_auto_approval_leaves_a_proposal_over_the_caps_pending(write_config):
+    cfg = write_config(config_text(["test_scheduler:buy_btc"]).replace("max_trade_eur = 10", "max_trade_eur = 4"))
+    with freeze_time("2026-11-27 20:00:05"):
+        r = scheduler.Scheduler(cfg, echo=lambda s: None).tick()
+    assert r.blocks == ["#1 over_max_trade (not auto-approved)"]
+    conn = db.open_db(cfg.db_path)
+    assert conn.execute("SELECT status FROM proposals").fetchone()[0] == "pending"
+    assert conn.execute("SELECT COUNT(*) FROM trade_executions").fetchone()[0] == 0
+    d = conn.execute("SELECT stage, reason_code FROM guard_decisions WHERE verdict = 'block'").fetchall()
+    assert [tuple(x) for x in d] == [("approval", "over_max_trade")]
+
+
+def test_manual_approval_never_auto_executes_until_a_person_approves(write_config):
+    cfg = write_config(config_text(["test_scheduler:buy_btc"], approval="manual"))
+    conn = db.open_db(cfg.db_path)
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        sched = scheduler.Scheduler(cfg, echo=lambda s: None)
+        r1 = sched.tick()
+        for _ in range(3):
+            frozen.tick(timedelta(minutes=1))
+            sched.tick()
+        assert r1.waiting == [1] and "waiting for approval: #1" in r1.line()
+        assert conn.execute("SELECT COUNT(*) FROM trade_executions").fetchone()[0] == 0
+        assert {r[0] for r in conn.execute("SELECT status FROM proposals")} == {"pending"}
+        proposals.approve(conn, 1, by="cli")  # a person: `tinybot approve 1`
+        frozen.tick(timedelta(minutes=1))
+        r = sched.tick()
+    assert r.orders and r.orders[0].startswith("#1 buy BTC-EUR filled")
+    assert conn.execute("SELECT proposal_id FROM trade_executions").fetchall()[0][0] == 1
+
+
+def test_expired_proposals_are_swept_and_never_executed(write_config):
+    cfg = write_config(config_text(approval="manual"))
+    conn = db.open_db(cfg.db_path)
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "x"), source="cli",
+                               ttl=timedelta(minutes=2), approve=True)
+        frozen.tick(timedelta(minutes=2))
+        r = scheduler.Scheduler(cfg, echo=lambda s: None).tick()
+    assert "expired: #1" in r.line() and not r.orders
+    assert proposals.get(conn, pid)["status"] == "expired"
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("test_scheduler:garbage", "returned str, not a list of Draft; output skipped"),
+    ("test_scheduler:raises", "raised RuntimeError: advisor bug"),
+    ("test_scheduler:nope", "advisor 'test_scheduler:nope': test_scheduler has no function 'nope'"),
+    ("no_such_module_xyz:advise", "advisor 'no_such_module_xyz:advise': cannot import no_such_module_xyz"),
+])
+def test_advisor_errors_are_logged_and_skipped_and_the_tick_goes_on(write_config, name, expected):
+    cfg = write_config(config_text([name, "test_scheduler:buy_btc"]))
+    with freeze_time("2026-11-27 20:00:05"):
+        r = scheduler.Scheduler(cfg, echo=lambda s: None).tick()
+    assert r.status == "ok"
+    assert any(expected in e for e in r.errors), r.errors
+    conn = db.open_db(cfg.db_path)
+    assert [x[0] for x in conn.execute("SELECT source FROM proposals")] == ["test_scheduler:buy_btc"]
+
+
+def test_invalid_drafts_are_skipped_one_by_one(write_config):
+    cfg = write_config(config_text(["test_scheduler:half_bad", "test_scheduler:sneaky"]))
+    with freeze_time("2026-11-27 20:00:05"):
+        r = scheduler.Scheduler(cfg, echo=lambda s: None).tick()
+    assert r.status == "ok"
+    assert r.errors == [
+        "advisor test_scheduler:half_bad: item 1: side: must be 'buy' or 'sell', not 'hold'; skipped",
+        "advisor test_scheduler:half_bad: item 2 is dict, not a Draft; skipped",
+        "advisor test_scheduler:half_bad: item 3: reason: an advisor must say why; skipped",
+    ]
+    assert len(r.proposals) == 1
+
+
+def test_an_exception_in_a_tick_is_recorded_and_the_loop_goes_on(write_config, monkeypatch):
+    cfg = write_config(config_text(["test_scheduler:buy_btc"]))
+    from tinybot import reconcile
+
+    real = reconcile.reconcile
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("boom")
+        return real(*a, **k)
+
+    monkeypatch.setattr(reconcile, "reconcile", flaky)
+    lines = []
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        sched = scheduler.Scheduler(cfg, echo=lines.append)
+        code = sched.run(until=clock.now() + timedelta(minutes=2, seconds=30),
+                         sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+    assert code == 0
+    conn = db.open_db(cfg.db_path)
+    ticks = conn.execute("SELECT slot, status, summary FROM ticks ORDER BY slot").fetchall()
+    assert [(t["slot"][11:16], t["status"]) for t in ticks] == [("20:00", "failed"), ("20:01", "ok"), ("20:02", "ok")]
+    assert "reconcile: ValueError: boom" in ticks[0]["summary"]
+    ev = conn.execute("SELECT kind, severity FROM events WHERE kind = 'tick_failed'").fetchall()
+    assert [tuple(e) for e in ev] == [("tick_failed", "error")]
+    assert "Traceback" in cfg.log_path.read_text()
+    assert lines[0].startswith("20:00:00 failed") and lines[1].startswith("20:01:00 ok")
+
+
+def test_exchange_outage_backs_off(write_config, monkeypatch):
+    cfg = write_config(config_text())
+    from tinybot.exchange.base import ExchangeError
+    from tinybot import advisors
+
+    monkeypatch.setattr(advisors, "build_snapshot", lambda *a, **k: (_ for _ in ()).throw(ExchangeError("down")))
+    lines = []
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        sched = scheduler.Scheduler(cfg, echo=lines.append)
+        sched.run(until=clock.now() + timedelta(minutes=10), sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+    conn = db.open_db(cfg.db_path)
+    slots = [r[0][11:16] for r in conn.execute("SELECT slot FROM ticks ORDER BY slot")]
+    # backoff 1m, 2m, 4m: 20:00 → 20:01 → 20:03 → 20:07 (not every minute)
+    assert slots == ["20:00", "20:01", "20:03", "20:07"]
+    assert "backing off 4m" in "\n".join(lines)
+
+
+def test_liveness(write_config, tmp_path):
+    cfg = write_config(config_text(["test_scheduler:buy_btc"]))
+    conn = db.open_db(cfg.db_path)
+    assert scheduler.liveness(conn, cfg)["state"] == "never_run"
+    with freeze_time("2026-11-27 20:00:05"):
+        scheduler.Scheduler(cfg, conn, echo=lambda s: None).run(once=True)
+        live = scheduler.liveness(conn, cfg)
+    assert live["alive"] is False and live["state"] == "stopped" and live["last_tick"]["status"] == "ok"
+    # while a scheduler holds the lock, it is alive and says when it ticks next
+    with freeze_time("2026-11-27 20:00:30"):
+        with scheduler.RunLock(cfg.lock_path):
+            scheduler.heartbeat(conn, cfg, "running", started_at=clock.now_iso(),
+                                next_tick=datetime(2026, 11, 27, 20, 1, tzinfo=timezone.utc))
+            live = scheduler.liveness(conn, cfg)
+        assert live["alive"] is True and live["pid"] == os.getpid() and live["state"] == "running"
+        assert live["next_tick_at"] == "2026-11-27T20:01:00.000000Z" and live["stale"] is False
+        # the process "died" without a clean stop: heartbeat still says running, nobody holds the lock
+        dead = scheduler.liveness(conn, cfg)
+    assert dead["alive"] is False and dead["state"] == "died"
