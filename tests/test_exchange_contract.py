@@ -47,6 +47,14 @@ def _live(tmp_path: Path, request) -> Backend:
 BACKENDS: dict[str, Callable] = {"paper": _paper, "live": _live}
 
 
+@pytest.fixture(autouse=True)
+def no_rate_limit_backoff():
+    # the adapter's backoff is process-wide, keyed by URL; a new simulator may reuse a port
+    from tinybot.exchange import bitvavo
+
+    bitvavo._backoff_until.clear()
+
+
 @pytest.fixture(params=list(BACKENDS))
 def backend(request, tmp_path) -> Backend:
     return BACKENDS[request.param](tmp_path, request)
