@@ -1,0 +1,203 @@
+"""The built-in advisors at their boundaries (time moves with freezegun), and the snapshot they get."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from types import MappingProxyType
+
+import pytest
+from freezegun import freeze_time
+
+from conftest import PAPER_TOML
+
+from tinybot import clock, db, proposals, scheduler
+from tinybot.advisors import Caps, Position, Snapshot, build_snapshot, closed_candles, dca, rules, run_advisor
+from tinybot.exchange.base import Balance, Candle
+from tinybot.exchange.static import eur_market
+from tinybot.proposals import Draft
+
+T0 = datetime(2026, 11, 27, 20, 0, tzinfo=timezone.utc)
+MIN = 60_000
+
+
+def candles(closes, *, end=T0, step_ms=MIN):
+    """Candles with these closes whose last one *opened* one step before `end` (so it closed at `end`)."""
+    start = clock.to_ms(end) - step_ms * len(closes)
+    return tuple(Candle(start + i * step_ms, Decimal(c), Decimal(c), Decimal(c), Decimal(c), Decimal(1))
+                 for i, c in enumerate(closes))
+
+
+def snap(*, now=T0, market_candles=None, positions=None, balances=None, history=None, price="100"):
+    markets = {"BTC-EUR": eur_market("BTC-EUR", tick="0.01")}
+    from tinybot.exchange.base import Ticker
+
+    p = Decimal(price)
+    return Snapshot(
+        now=now, mode="paper", markets=MappingProxyType(markets),
+        tickers=MappingProxyType({"BTC-EUR": Ticker("BTC-EUR", p, p, p, clock.to_ms(now))}),
+        candle_interval="1m", candles=MappingProxyType(market_candles or {}),
+        balances=MappingProxyType(balances or {"EUR": Balance(Decimal(25), Decimal(0))}),
+        positions=MappingProxyType(positions or {}),
+        caps=Caps(Decimal(10), Decimal(20), Decimal(25)), allowlist=("BTC-EUR",),
+        history=MappingProxyType(history or {}),
+    )
+
+
+def rules_cfg(write_config, extra=""):
+    return write_config('advisors = ["rules"]\n' + PAPER_TOML
+                        + f'[rules]\ncandle_interval = "1m"\nfast = 2\nslow = 4\nbuy_eur = 6\n{extra}')
+
+
+# --- closed candles ------------------------------------------------------------------
+
+def test_the_still_open_candle_is_dropped_at_the_exact_boundary():
+    cs = candles(["1", "2", "3"], end=T0)  # the last one opened at T0 - 1m and closes at T0
+    assert len(closed_candles(list(cs), "1m", clock.to_ms(T0))) == 3
+    assert len(closed_candles(list(cs), "1m", clock.to_ms(T0) - 1)) == 2  # 1 ms before it closes: still open
+
+
+def test_build_snapshot_keeps_only_closed_candles(write_config):
+    cfg = rules_cfg(write_config)
+    conn = db.open_db(cfg.db_path)
+    from tinybot.exchange import read_only
+
+    with freeze_time("2026-11-27 20:00:30"):
+        s = build_snapshot(conn, cfg, read_only(cfg), sources=("rules",))
+    # static prices: one candle, the current one, which is still open at 20:00:30
+    assert s.candles["BTC-EUR"] == () and s.tickers["BTC-EUR"].last == Decimal("60000")
+    assert s.caps == Caps(Decimal(10), Decimal(20), Decimal(25))
+    with pytest.raises(TypeError):
+        s.tickers["X"] = None  # read-only mapping
+    with pytest.raises(AttributeError):
+        s.now = T0  # frozen
+
+
+# --- rules -------------------------------------------------------------------------
+
+def test_rules_signal_needs_a_real_cross():
+    # fast(2) vs slow(4): flat then a jump on the newest closed candle → cross up
+    assert rules.signal(candles(["10", "10", "10", "10", "12"]), 2, 4) == "up"
+    assert rules.signal(candles(["10", "10", "10", "10", "8"]), 2, 4) == "down"
+    assert rules.signal(candles(["10", "10", "10", "12", "13"]), 2, 4) is None  # already above: no new cross
+    assert rules.signal(candles(["10", "10", "10", "12"]), 2, 4) is None  # too few candles (needs slow + 1)
+    # equal averages on the previous candle count as "not above" (≤): a rise from equality is a cross
+    assert rules.signal(candles(["10", "10", "10", "10", "10.01"]), 2, 4) == "up"
+
+
+def test_rules_buys_on_a_cross_up_once_per_crossing_candle(write_config):
+    cfg = rules_cfg(write_config)
+    cs = {"BTC-EUR": candles(["10", "10", "10", "10", "12"])}
+    [d] = rules.advise(snap(market_candles=cs), cfg)
+    assert (d.market, d.side, d.amount_quote) == ("BTC-EUR", "buy", Decimal("6"))
+    assert d.reason == ("SMA2 11.00 crossed above SMA4 10.50 on the 1m candle closed 2026-11-27T20:00:00.000000Z:"
+                        " buy €6")
+    # a later tick sees the same crossing candle and a rules buy made after it closed: nothing new
+    from tinybot.advisors import PastProposal
+
+    made = PastProposal(1, "rules", "BTC-EUR", "buy", Decimal(6), None, "approved", T0 + timedelta(seconds=5),
+                        "filled", d.reason)
+    assert rules.advise(snap(market_candles=cs, history={"rules": (made,)}), cfg) == []
+    # a buy made *before* that candle closed was for an older cross: this one is new
+    older = PastProposal(1, "rules", "BTC-EUR", "buy", Decimal(6), None, "approved", T0 - timedelta(seconds=1),
+                         "filled", "")
+    assert len(rules.advise(snap(market_candles=cs, history={"rules": (older,)}), cfg)) == 1
+
+
+def test_rules_sells_the_position_on_a_cross_down_and_nothing_without_one(write_config):
+    cfg = rules_cfg(write_config)
+    cs = {"BTC-EUR": candles(["10", "10", "10", "10", "8"])}
+    assert rules.advise(snap(market_candles=cs), cfg) == []  # nothing held
+    pos = {"BTC-EUR": Position("BTC-EUR", Decimal("0.123456789"), Decimal("6"), Decimal(0))}
+    bal = {"EUR": Balance(Decimal(19), Decimal(0)), "BTC": Balance(Decimal("0.12"), Decimal(0))}
+    [d] = rules.advise(snap(market_candles=cs, positions=pos, balances=bal), cfg)
+    assert (d.side, d.amount, d.amount_quote) == ("sell", Decimal("0.12"), None)  # capped by what is available
+    # worth less than the €5 minimum at the bid: no sell is proposed
+    assert rules.advise(snap(market_candles=cs, positions=pos, balances=bal, price="40"), cfg) == []
+
+
+def test_rules_run_through_the_output_checks(write_config):
+    cfg = rules_cfg(write_config)
+    out = run_advisor("rules", snap(market_candles={"BTC-EUR": candles(["10", "10", "10", "10", "12"])}), cfg)
+    assert out.errors == [] and len(out.drafts) == 1
+
+
+# --- dca -----------------------------------------------------------------------------
+
+def dca_cfg(write_config, every="1d", ttl="30m"):
+    return write_config('advisors = ["dca"]\n' + PAPER_TOML.replace('proposal_ttl = "30m"', f'proposal_ttl = "{ttl}"')
+                        .replace('cooldown = "1h"', 'cooldown = "0s"').replace('anti_flip = "6h"', 'anti_flip = "0s"')
+                        + f'[dca]\nmarket = "BTC-EUR"\nbuy_eur = 5\nevery = "{every}"\n')
+
+
+def dca_proposals(conn):
+    return [(r["created_at"][:19], r["status"]) for r in conn.execute(
+        "SELECT created_at, status FROM proposals WHERE source = 'dca' ORDER BY id")]
+
+
+def test_dca_buys_every_period_exactly_at_the_boundary(write_config):
+    cfg = dca_cfg(write_config, every="1d")
+    conn = db.open_db(cfg.db_path)
+    with freeze_time("2026-11-27 20:00:00") as frozen:
+        sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
+        first = sched.tick()
+        assert first.orders and first.proposals == ["#1 dca buy BTC-EUR €5.00"]
+        frozen.move_to("2026-11-28 19:59:59")  # one second before a day has passed
+        sched.tick(scheduler.slot_of(clock.now(), timedelta(seconds=1)))
+        assert len(dca_proposals(conn)) == 1
+        frozen.move_to("2026-11-28 20:00:00")  # exactly `every` after the last one
+        r = sched.tick(scheduler.slot_of(clock.now(), timedelta(seconds=1)))
+    assert r.proposals == ["#2 dca buy BTC-EUR €5.00"] and r.orders
+    assert dca_proposals(conn) == [("2026-11-27T20:00:00", "approved"), ("2026-11-28T20:00:00", "approved")]
+    assert "last one proposed 2026-11-27 20:00Z" in proposals.get(conn, 2)["reason"]
+
+
+def test_dca_retries_a_blocked_buy_after_the_ttl_not_every_tick(write_config):
+    cfg = dca_cfg(write_config, every="7d", ttl="30m")
+    conn = db.open_db(cfg.db_path)
+    from tinybot import killswitch
+
+    killswitch.set_enabled(conn, False, "test", by="test")
+    with freeze_time("2026-11-27 20:00:00") as frozen:
+        sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
+        assert sched.tick().blocks == ["#1 kill_switch_on"]
+        frozen.move_to("2026-11-27 20:29:59")
+        sched.tick()
+        assert len(dca_proposals(conn)) == 1  # blocked, but not retried before the TTL
+        killswitch.set_enabled(conn, True, "test", by="test")
+        frozen.move_to("2026-11-27 20:30:00")
+        r = sched.tick()
+    assert r.proposals == ["#2 dca buy BTC-EUR €5.00"] and r.orders and "first buy" in proposals.get(conn, 2)["reason"]
+
+
+def test_dca_waits_for_a_pending_manual_proposal_and_counts_a_rejection(write_config):
+    cfg = dca_cfg(write_config, every="1d", ttl="2h")
+    conn = db.open_db(cfg.db_path)
+    s = lambda now, hist: dca.advise(snap(now=now, history={"dca": hist}), cfg)  # noqa: E731
+    from tinybot.advisors import PastProposal
+
+    def past(status, state, at):
+        return PastProposal(1, "dca", "BTC-EUR", "buy", Decimal(5), None, status, at, state, "")
+
+    assert len(s(T0, ())) == 1
+    assert s(T0 + timedelta(hours=3), (past("pending", None, T0),)) == []  # still waiting for a person
+    assert s(T0 + timedelta(hours=3), (past("rejected", None, T0),)) == []  # a person decided this period
+    assert len(s(T0 + timedelta(hours=3), (past("expired", None, T0),))) == 1  # came to nothing: retry
+    assert len(s(T0 + timedelta(days=1), (past("approved", "filled", T0),))) == 1
+    assert s(T0 + timedelta(days=1) - timedelta(microseconds=1), (past("approved", "filled", T0),)) == []
+
+
+def test_dca_off_without_a_market(write_config):
+    cfg = write_config('advisors = ["dca"]\n' + PAPER_TOML)
+    assert dca.advise(snap(), cfg) == []
+
+
+def test_an_advisor_cannot_place_orders_through_the_read_only_client(write_config):
+    from tinybot.exchange import read_only
+    from tinybot.exchange.base import ReadOnlyClientError
+
+    cfg = write_config(PAPER_TOML)
+    ro = read_only(cfg)
+    with pytest.raises(ReadOnlyClientError):
+        ro.send_order("BTC-EUR", "buy", client_order_id="x", amount_quote=Decimal(5))
+    s = build_snapshot(db.open_db(cfg.db_path), cfg, ro)
+    assert not any(hasattr(s, a) for a in ("send_order", "exchange", "conn"))
