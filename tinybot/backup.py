@@ -8,7 +8,8 @@ database, named after the time (from tinybot's clock) they were taken.
 
 ``restore`` copies a backup back *into* the database with the same API while
 holding the scheduler's lock, so `tinybot run` cannot be ticking meanwhile;
-the database as it was is kept first as a ``pre-restore`` backup.
+the database as it was is kept first as a ``pre-restore`` backup, and the
+restored database starts with trading turned off (kill switch, by="restore").
 
 ``before_migration(cfg)`` is the callback for ``db.migrate``/``db.open_db``:
 migrations take a backup first.
@@ -162,6 +163,16 @@ def restore(cfg, name: str) -> Backup | None:
                 src.backup(dst)
             finally:
                 dst.close()
+            # A restored database must not trade on its own: orders placed after the
+            # backup are unknown to it.  `tinybot resume` after checking.
+            from . import db, killswitch
+
+            conn = db.connect(cfg.db_path)
+            try:
+                killswitch.set_enabled(conn, False, f"restored from backup {path.name}; check, then"
+                                       " `tinybot resume`", by="restore")
+            finally:
+                conn.close()
     except sqlite3.Error as e:
         raise BackupError(f"restore from {path} failed: {e}") from None
     finally:

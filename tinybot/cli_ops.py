@@ -71,7 +71,7 @@ def backup_command(state, list_, restore_from, label, as_json):
             emit(data, as_json, lambda d: click.echo(
                 f"Restored {d['restored']} into {d['db']}."
                 + (f"\nThe database it replaced is saved as {d['previous_db_saved_as']}." if before else "")
-                + "\nTrading stays as the backup had it; check `tinybot status` before `tinybot run`."))
+                + "\nTrading is DISABLED until you check (`tinybot status`, `tinybot doctor`) and run `tinybot resume`."))
             return
         b = backup.make(cfg, label=label)
     except backup.BackupError as e:
