@@ -101,6 +101,10 @@ def test_rules_buys_on_a_cross_up_once_per_crossing_candle(write_config):
     older = PastProposal(1, "rules", "BTC-EUR", "buy", Decimal(6), None, "approved", T0 - timedelta(seconds=1),
                          "filled", "")
     assert len(rules.advise(snap(market_candles=cs, history={"rules": (older,)}), cfg)) == 1
+    # a sell came in between (the newest rules proposal is a sell): a new cross up is a new signal
+    sell = PastProposal(2, "rules", "BTC-EUR", "sell", None, Decimal(1), "approved", T0 + timedelta(seconds=9),
+                        "filled", "")
+    assert len(rules.advise(snap(market_candles=cs, history={"rules": (sell, made)}), cfg)) == 1
 
 
 def test_rules_sells_the_position_on_a_cross_down_and_nothing_without_one(write_config):

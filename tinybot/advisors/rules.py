@@ -12,9 +12,12 @@ The rule, per market in ``rules.markets`` (empty = every market in
 * **Cross down** (fast was ≥ slow, now fast < slow): sell the whole position
   tinybot holds in that market (its own fills, capped by the available
   balance; DCA buys included), if it is worth at least the exchange minimum.
-* One proposal per cross: a crossing candle that already led to a ``rules``
-  proposal on that market and side (created after the candle closed) is not
-  proposed again on later ticks.
+* Only the newest closed candle is looked at, on every tick: a cross on an
+  older candle (the bot was down, or ticks are slower than candles) is not
+  acted on late.
+* One proposal per cross: if the newest ``rules`` proposal on that market has
+  the same side and was made after the crossing candle closed, later ticks
+  that still see that candle propose nothing.
 
 It only proposes.  The caps, cooldown and anti-flip guards still decide.
 Size ``buy_eur`` a little above Bitvavo's €5 minimum (the fee comes out of the
@@ -54,8 +57,10 @@ def signal(candles: tuple[Candle, ...] | list[Candle], fast: int, slow: int) -> 
 
 
 def _already_proposed(snapshot: Snapshot, market: str, side: str, since) -> bool:
-    return any(p.market == market and p.side == side and p.created_at >= since
-               for p in snapshot.proposals_by(SOURCE))
+    """Did this cross already lead to a proposal?  True if the newest ``rules`` proposal on the
+    market has this side and was made after the crossing candle closed."""
+    last = next((p for p in snapshot.proposals_by(SOURCE) if p.market == market), None)
+    return last is not None and last.side == side and last.created_at >= since
 
 
 def advise(snapshot: Snapshot, cfg: Config) -> list[Draft]:
