@@ -33,6 +33,14 @@ def default_accounts() -> list[SimAccount]:
     ]
 
 
+def shared_accounts() -> list[SimAccount]:
+    """One account with two keys, as a tinybot user sets up Bitvavo: view-only for reads, trade for orders."""
+    return [
+        SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), {"EUR": Decimal("25")}, account="me"),
+        SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}, account="me"),
+    ]
+
+
 @dataclass
 class RunningSim:
     sim: Simulator

@@ -571,3 +571,21 @@ def test_hand_signed_request_like_any_bitvavo_client(sim, prefix):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(tampered, timeout=2)
     assert e.value.code == 403 and json.loads(e.value.read())["errorCode"] == 309
+
+
+def test_keys_of_one_account_share_balances_and_orders(sim_factory, ccxt_client):
+    """Two API keys of one account: the view-only key sees what the trade key did (as on Bitvavo)."""
+    from simfixtures import TRADE_SECRET, make_ccxt, shared_accounts
+
+    running = sim_factory(accounts=shared_accounts())
+    trader = make_ccxt(running.url, TRADE_KEY, TRADE_SECRET)
+    reader = make_ccxt(running.url, READ_KEY, READ_SECRET)
+    cid = str(uuid.uuid4())
+    trader.create_order("BTC/EUR", "market", "buy", None, None, {"cost": "5", "clientOrderId": cid})
+    assert reader.fetch_order(None, "BTC/EUR", {"clientOrderId": cid})["info"]["clientOrderId"] == cid
+    assert reader.fetch_balance()["EUR"]["free"] == 20
+    with pytest.raises(ccxt.PermissionDenied):
+        reader.create_order("BTC/EUR", "market", "buy", None, None, {"cost": "5", "clientOrderId": str(uuid.uuid4())})
+    with pytest.raises(ValueError, match="give balances on its first key only"):
+        Simulator(accounts=[*shared_accounts()[:1], type(shared_accounts()[1])("k2", "s2", frozenset({"view"}),
+                                                                                {"EUR": 1}, account="me")])

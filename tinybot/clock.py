@@ -46,25 +46,25 @@ def day_start(dt: datetime) -> datetime:
     return dt.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+)\s*(ms|[smhdw])")
 
 
 def parse_duration(text: str) -> timedelta:
-    """'30s', '10m', '2h', '1d', '1w' -> timedelta.  Compound forms like '1h30m' too."""
+    """'500ms', '30s', '10m', '2h', '1d', '1w' -> timedelta; compound forms like '1h30m' too."""
+    problem = ValueError(f"{text!r} is not a duration (use e.g. '30s', '10m', '2h', '1d')")
     if not isinstance(text, str) or not text.strip():
-        raise ValueError(f"{text!r} is not a duration (use e.g. '30s', '10m', '2h', '1d')")
-    total = 0
-    rest = text.strip()
-    parts = re.findall(r"(\d+)\s*([smhdw])", rest)
-    if not parts or re.sub(r"\s+", "", "".join(n + u for n, u in parts)) != re.sub(r"\s+", "", rest):
-        raise ValueError(f"{text!r} is not a duration (use e.g. '30s', '10m', '2h', '1d')")
-    for number, unit in parts:
-        total += int(number) * _UNIT_SECONDS[unit]
-    return timedelta(seconds=total)
+        raise problem
+    compact = re.sub(r"\s+", "", text)
+    parts = _PART.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise problem
+    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
 
 
 def format_duration(td: timedelta) -> str:
+    if td.total_seconds() != int(td.total_seconds()):
+        return f"{int(td.total_seconds() * 1000)}ms"
     seconds = int(td.total_seconds())
     for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
         if seconds and seconds % size == 0:

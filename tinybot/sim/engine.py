@@ -64,12 +64,19 @@ def bad(code: int, message: str) -> SimError:
 
 @dataclass(frozen=True)
 class SimAccount:
-    """One API key of one (sub)account. ``permissions`` ⊆ {"view", "trade", "withdraw"}."""
+    """One API key of one (sub)account. ``permissions`` ⊆ {"view", "trade", "withdraw"}.
+
+    Keys with the same non-empty ``account`` name share one account (balances,
+    orders, trades), as several API keys of one Bitvavo account do: a
+    view-only key sees the orders the trading key placed.  The first key of
+    an account brings its balances; later keys must not name any.
+    """
 
     key: str
     secret: str
     permissions: frozenset = frozenset({"view", "trade"})
     balances: dict = field(default_factory=dict)
+    account: str = ""
 
 
 def s(x: Decimal) -> str:
@@ -242,6 +249,7 @@ class Simulator:
                 raise ValueError(f"market {name!r} is not BASE-QUOTE, e.g. BTC-EUR")
             self.markets[name] = MarketState(name, INTERVALS[interval], history, seed, csv_rows.get(name))
         self.accounts: dict[str, SimAccount] = {}
+        self._owner: dict[str, str] = {}  # api key -> the key that owns the account's books
         self._available: dict[str, dict[str, Decimal]] = {}
         self._in_order: dict[str, dict[str, Decimal]] = {}
         for acct in accounts:
@@ -270,19 +278,34 @@ class Simulator:
         with self.lock:
             if account.key in self.accounts:
                 raise ValueError(f"duplicate API key {account.key!r}")
+            sibling = next((k for k, a in self.accounts.items() if account.account and a.account == account.account),
+                           None)
             self.accounts[account.key] = account
+            if sibling is not None:
+                if account.balances:
+                    raise ValueError(f"key {account.key!r} joins account {account.account!r}: give balances"
+                                     " on its first key only")
+                self._owner[account.key] = self._owner[sibling]
+                return
+            self._owner[account.key] = account.key
             self._available[account.key] = {"EUR": Decimal(0)} | {
                 a: Decimal(str(v)) for a, v in account.balances.items()
             }
             self._in_order[account.key] = {}
 
+    def owner(self, key: str | None) -> str | None:
+        """The key whose books an API key's account uses (itself unless it shares an account)."""
+        return None if key is None else self._owner.get(key, key)
+
     def balance(self, key: str, *, in_order: bool = False) -> dict[str, Decimal]:
         """Available balances of a key's account (or what is held in orders)."""
+        key = self.owner(key)
         with self.lock:
             src = self._in_order if in_order else self._available
             return dict(src[key])
 
     def set_balance(self, key: str, asset: str, available) -> None:
+        key = self.owner(key)
         with self.lock:
             self._available[key][asset] = Decimal(str(available))
 
@@ -408,13 +431,15 @@ class Simulator:
     # --- orders: views ---------------------------------------------------------
 
     def orders(self, key: str | None = None) -> list[dict]:
-        """Every order the exchange accepted, oldest first, incl. operatorId and apiKey."""
+        """Every order the exchange accepted, oldest first, incl. operatorId and apiKey (the account's first key)."""
+        key = self.owner(key)
         with self.lock:
             return [self._order_json(o) | {"apiKey": o["key"]}
                     for o in self._orders.values() if key in (None, o["key"])]
 
     def trades(self, key: str | None = None) -> list[dict]:
-        """Every fill, oldest first, as GET /trades rows plus apiKey."""
+        """Every fill, oldest first, as GET /trades rows plus apiKey (the account's first key)."""
+        key = self.owner(key)
         with self.lock:
             return [self._trade_json(t) | {"apiKey": t["key"]}
                     for t in self._trades if key in (None, t["key"])]
