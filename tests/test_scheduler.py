@@ -376,3 +376,17 @@ def test_liveness(write_config, tmp_path):
         # the process "died" without a clean stop: heartbeat still says running, nobody holds the lock
         dead = scheduler.liveness(conn, cfg)
     assert dead["alive"] is False and dead["state"] == "died"
+
+
+def test_a_tick_that_overruns_its_slot_runs_the_current_slot_late_instead_of_skipping_it(write_config):
+    cfg = write_config(config_text())
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        slow = lambda slot: frozen.tick(timedelta(seconds=70)) if slot.minute == 0 else None  # noqa: E731
+        sched = scheduler.Scheduler(cfg, echo=lambda s: None, before_tick=slow)
+        sched.run(until=datetime(2026, 11, 27, 20, 2, 30, tzinfo=timezone.utc),
+                  sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+    conn = db.open_db(cfg.db_path)
+    ticks = conn.execute("SELECT slot, started_at FROM ticks ORDER BY slot").fetchall()
+    # 20:00 ran until 20:01:15; 20:01 ran at once (late), then 20:02 on time
+    assert [(t["slot"][11:19], t["started_at"][11:19]) for t in ticks] == [
+        ("20:00:00", "20:00:05"), ("20:01:00", "20:01:15"), ("20:02:00", "20:02:00")]

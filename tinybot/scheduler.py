@@ -537,7 +537,9 @@ class Scheduler:
                     not_before = self._backoff(report)
                     if once:
                         break
-                wake = next_slot(clock.now(), interval)
+                now = clock.now()
+                # a tick that overran into the next slot: run that slot now (late) rather than skip it
+                wake = now if slot_of(now, interval) != self.last_slot else next_slot(now, interval)
                 if not_before is not None and wake < not_before:
                     wake = not_before  # backing off: the slot current at that time runs (late)
                 if until is not None:
