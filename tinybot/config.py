@@ -139,6 +139,7 @@ class LlmConfig:
     monthly_budget_eur: Decimal = money("1.00")
     timeout: timedelta = duration("30s")
     reservation_expiry: timedelta = duration("1h")
+    every: timedelta = duration("1h")
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,8 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"{p}: scheduler.interval: must be at least 1s")
     for key in ("cooldown", "anti_flip"):
         pass  # zero is allowed: it switches the guard off, documented in bot.toml
+    if not re.match(r"^https?://[^\s/]+", cfg.llm.base_url):
+        raise ConfigError(f"{p}: llm.base_url: {cfg.llm.base_url!r} is not an http(s) URL")
     if cfg.risk.proposal_ttl <= timedelta(0):
         raise ConfigError(f"{p}: risk.proposal_ttl: must be longer than 0s")
 
