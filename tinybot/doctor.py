@@ -422,5 +422,5 @@ def recent_backup(cfg: Config) -> Check:
     if age > BACKUP_MAX_AGE:
         return failed("backup", f"newest backup is {age.days} days old ({b.path.name})",
                       "run `tinybot backup` (and schedule it daily: docs/OPERATIONS.md)")
-    return passed("backup", f"{b.path.name} ({clock.format_duration(timedelta(seconds=int(age.total_seconds())))}"
-                            " old)" if age.total_seconds() >= 1 else f"{b.path.name} (just now)")
+    secs = int(age.total_seconds())
+    return passed("backup", f"{b.path.name} ({secs // 3600}h{secs % 3600 // 60:02d}m old)")
