@@ -1,0 +1,620 @@
+"""tinybot benchmarks: what the guarantees cost, and how light the bot is.
+
+Every figure is printed next to a baseline measured in the same run, on the
+same disk, as a ratio, with the target from issue #8.  Stdlib timing only;
+this is a script, not a timed test (tests/test_bench_smoke.py runs it in
+``--quick`` mode so it cannot rot).
+
+    python bench/run.py                 # everything, ~4 minutes
+    python bench/run.py --only execute,guards
+    python bench/run.py --quick         # tiny sizes, a few seconds: proves it runs
+    python bench/run.py --dir /mnt/sd   # put the databases on another disk
+
+Sections:
+  execute  claim → guards → submitting → paper send → submitted, in-process,
+           p50/p99 over N proposals vs. the floor: three bare
+           BEGIN IMMEDIATE; INSERT; COMMIT (WAL, synchronous=FULL), same disk
+  guards   guards.evaluate() with 10 / 1 000 / 100 000 past executions + fills
+  startup  tinybot kill / status / --help vs python -c pass / import ccxt
+  run      tinybot run (live, against the simulator) over N ticks: peak RSS,
+           CPU per idle tick
+  growth   DB bytes per tick and per trade → bytes per day and per year,
+           with and without tinybot.retention
+  storm    10 and 50 OS processes executing one proposal
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import platform
+import resource
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SECTIONS = ("execute", "guards", "startup", "run", "growth", "storm")
+MARKETS = ("BTC-EUR", "ETH-EUR", "SOL-EUR", "XRP-EUR", "ADA-EUR", "DOT-EUR", "LTC-EUR", "LINK-EUR")
+PRICES = {"BTC-EUR": "60000", "ETH-EUR": "3000", "SOL-EUR": "150", "XRP-EUR": "0.5", "ADA-EUR": "0.4",
+          "DOT-EUR": "6", "LTC-EUR": "80", "LINK-EUR": "15"}
+
+SIM_TRADE = ("bench-trade-key", "bench-trade-secret")
+SIM_READ = ("bench-read-key", "bench-read-secret")
+
+
+# --- small helpers ------------------------------------------------------------------
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = min(len(xs) - 1, max(0, round(p / 100 * (len(xs) - 1))))
+    return xs[k]
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.2f} ms"
+
+
+def mib(kib: int) -> str:
+    return f"{kib / 1024:.1f} MiB"
+
+
+def verdict(ok: bool) -> str:
+    return "OK" if ok else "MISS"
+
+
+class Report:
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def add(self, section: str, name: str, value: str, ratio: float | None = None, baseline: str = "",
+            target: str = "", ok: bool | None = None, **raw):
+        row = dict(section=section, name=name, value=value, ratio=ratio, baseline=baseline, target=target,
+                   ok=ok, **raw)
+        self.rows.append(row)
+        r = f"{ratio:.2f}×" if ratio is not None else ""
+        t = f"target {target}: {verdict(ok)}" if ok is not None else (f"({target})" if target else "")
+        print(f"  {name:<44} {value:>14}  {r:>7}  {('vs ' + baseline) if baseline else '':<34} {t}", flush=True)
+
+
+def bench_config(directory: Path, *, cooldown="0s", anti_flip="0s", markets=MARKETS, extra="") -> Path:
+    prices = ", ".join(f'"{m}" = "{PRICES[m]}"' for m in markets)
+    allow = ", ".join(f'"{m}"' for m in markets)
+    text = f"""\
+mode = "paper"
+[risk]
+allowlist = [{allow}]
+max_trade_eur = 1000000
+max_daily_eur = 1000000000
+max_exposure_eur = 1000000000
+cooldown = "{cooldown}"
+anti_flip = "{anti_flip}"
+proposal_ttl = "1d"
+[paper]
+starting_eur = 1000000000
+prices = {{ {prices} }}
+{extra}"""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "bot.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def machine() -> dict:
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"uname": " ".join(platform.uname()), "cpu": cpu, "cores": os.cpu_count(),
+            "python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version}
+
+
+# --- 1. the execute path vs the fsync floor --------------------------------------------
+
+def floor_samples(path: Path, n: int) -> list[float]:
+    """Three bare BEGIN IMMEDIATE; INSERT; COMMIT with tinybot's pragmas: the physical floor of 3 durable commits."""
+    from tinybot import db
+
+    conn = db.connect(path)
+    conn.execute("CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter()
+        for _ in range(3):
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO floor (v) VALUES (?)", (f"row {i}",))
+            conn.execute("COMMIT")
+        out.append(time.perf_counter() - t0)
+    conn.close()
+    return out
+
+
+def bench_execute(rep: Report, work: Path, n: int, profile: bool = False) -> None:
+    from tinybot import config, db, executor, proposals
+    from tinybot.exchange.paper import PaperExchange
+    from tinybot.exchange.static import StaticMarketData
+    from tinybot.proposals import Draft
+
+    print(f"\n1. execute path, {n} proposals over {len(MARKETS)} markets (paper, fixed prices)", flush=True)
+    d = work / "execute"
+    cfg = config.load(bench_config(d))
+    conn = db.open_db(cfg.db_path)
+    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    ids = [proposals.create(conn, Draft(MARKETS[i % len(MARKETS)], "buy", Decimal("5"), None, "bench"),
+                            source="bench", ttl=timedelta(days=1), approve=True) for i in range(n)]
+    floor = floor_samples(d / "floor.db", n)
+    times = []
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+    for pid in ids:
+        t0 = time.perf_counter()
+        if prof:
+            prof.enable()
+        r = executor.execute(conn, cfg, ex, pid)
+        if prof:
+            prof.disable()
+        times.append(time.perf_counter() - t0)
+        assert r.state == "filled", (pid, r)
+    if prof:
+        import pstats
+
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(25)
+    # the floor again after, so a disk that got slower (or faster) shows
+    floor += floor_samples(d / "floor.db", n)
+    f50, f99 = pct(floor, 50), pct(floor, 99)
+    p50, p99 = pct(times, 50), pct(times, 99)
+    rep.add("execute", "floor: 3× BEGIN IMMEDIATE;INSERT;COMMIT p50", ms(f50), raw_s=f50)
+    rep.add("execute", "floor p99", ms(f99), raw_s=f99)
+    rep.add("execute", "execute() p50", ms(p50), p50 / f50, "floor p50", "≤ 1.5×", p50 / f50 <= 1.5, raw_s=p50)
+    rep.add("execute", "execute() p99", ms(p99), p99 / f99, "floor p99", "", None, raw_s=p99)
+    # does it drift as today's executions pile up? (the daily cap sums today's buys)
+    k = max(1, n // 10)
+    first, last = pct(times[:k], 50), pct(times[-k:], 50)
+    rep.add("execute", f"execute() p50, first {k} vs last {k}", f"{ms(first)}→{ms(last)}", last / first,
+            "first tenth", "", None)
+    ex.close()
+    conn.close()
+
+
+# --- 2. guards as history grows ----------------------------------------------------------
+
+def seed_history(conn: sqlite3.Connection, n: int, now: datetime, per_day: int = 24) -> None:
+    """n past executions (each with one fill), `per_day` a day going back from `now`, over two markets.
+
+    The density is fixed, so a longer history means more days, as on a real
+    bot: the day window of the daily cap holds the same rows at every size.
+    The newest is 2 h old, outside a 1 h cooldown, inside a 6 h anti-flip.
+    """
+    step = timedelta(days=1) / per_day
+    rows_p, rows_e, rows_h = [], [], []
+    for i in range(n):
+        t = now - timedelta(hours=2) - step * i
+        iso = t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        market = ("BTC-EUR", "ETH-EUR")[i % 2]
+        side = "buy" if i % 3 else "sell"
+        state = "blocked" if i % 10 == 5 else "filled"
+        pid = i + 1
+        rows_p.append((pid, market, side, "5", "bench", "approved", iso, iso))
+        rows_e.append((pid, pid, f"cid-{pid}", market, side, "5", "5" if state == "filled" else None, state, iso,
+                       iso if state == "filled" else None, iso, "0.0001", "4.9875", "0.0125"))
+        if state == "filled":
+            rows_h.append((pid, f"t-{pid}", f"o-{pid}", market, side, "0.0001", "49875", "0.0125", iso, iso))
+    with conn:
+        pass
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany("INSERT INTO proposals (id, market, side, amount_quote, source, status, created_at, expires_at)"
+                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows_p)
+    conn.executemany("INSERT INTO trade_executions (id, proposal_id, client_order_id, exchange, market, side,"
+                     " amount_quote, notional_eur, state, claimed_at, submitting_at, updated_at, filled_amount,"
+                     " filled_quote, fee_paid) VALUES (?, ?, ?, 'paper', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows_e)
+    conn.executemany("INSERT INTO trade_history (execution_id, exchange, trade_id, order_id, market, side, amount,"
+                     " price, fee, fee_currency, executed_at, recorded_at)"
+                     " VALUES (?, 'paper', ?, ?, ?, ?, ?, ?, ?, 'EUR', ?, ?)", rows_h)
+    conn.execute("INSERT INTO positions (market, base, cost_eur, updated_at) VALUES ('BTC-EUR', '0.001', '60', ?)",
+                 (now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),))
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")
+
+
+def bench_guards(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
+    from tinybot import clock, config, db, guards, proposals
+    from tinybot.exchange.static import StaticMarketData
+    from tinybot.proposals import Draft
+
+    print(f"\n2. guards.evaluate() as history grows (cooldown 1h, anti-flip 6h; {reps} evaluations each)",
+          flush=True)
+    results = {}
+    for n in sizes:
+        d = work / f"guards-{n}"
+        cfg = config.load(bench_config(d, cooldown="1h", anti_flip="6h"))
+        conn = db.open_db(cfg.db_path)
+        now = clock.now()
+        seed_history(conn, n, now)
+        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "bench"), source="bench",
+                               ttl=timedelta(hours=1), approve=True)
+        md = StaticMarketData(cfg.paper.prices)
+        markets, ticker = md.markets(), md.ticker("BTC-EUR")
+        from tinybot.exchange.base import Balance
+
+        balances = {"EUR": Balance(Decimal("1000"), Decimal(0))}
+        proposal = conn.execute("SELECT * FROM proposals WHERE id = ?", (pid,)).fetchone()
+        times = []
+        for _ in range(reps):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                ctx = guards.Context(conn, cfg, clock.now(), proposal, None, markets["BTC-EUR"], ticker, balances)
+                t0 = time.perf_counter()
+                verdicts = guards.evaluate(ctx)
+                times.append(time.perf_counter() - t0)
+            finally:
+                conn.execute("ROLLBACK")
+        blocks = sorted(v.code for v in verdicts if not v.ok)
+        assert blocks == ["anti_flip"] or n < 10, blocks  # the seeded sell 2 h ago must be seen
+        results[n] = pct(times, 50)
+        conn.close()
+    base = results[sizes[0]]
+    for n in sizes:
+        rep.add("guards", f"evaluate() p50, {n:,} past executions", f"{results[n] * 1e6:.0f} µs", results[n] / base,
+                f"{sizes[0]:,}", "", None, raw_s=results[n])
+    if len(sizes) >= 3:
+        mid, top = results[sizes[1]], results[sizes[-1]]
+        rep.add("guards", f"{sizes[-1]:,} vs {sizes[1]:,}", f"{top * 1e6:.0f} µs", top / mid, f"{sizes[1]:,}",
+                "≤ 1.2×", top / mid <= 1.2)
+
+
+# --- 3. command start-up -----------------------------------------------------------------
+
+def run_child(argv: list[str], env: dict, cwd: Path | None = None) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS KiB, exit code) of one child process."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return wall, usage.ru_maxrss, p.returncode
+
+
+IMPORT_PROBE = ("import atexit, runpy, sys\n"
+                "atexit.register(lambda: open({out!r}, 'w').write(' '.join(sorted(m for m in sys.modules"
+                " if m.split('.')[0] in ('ccxt', 'aiohttp', 'requests')))))\n"
+                "sys.argv = ['tinybot'] + {args!r}\n"
+                "runpy.run_module('tinybot', run_name='__main__')\n")
+
+
+def bench_startup(rep: Report, work: Path, reps: int) -> dict:
+    print(f"\n3. command start-up, median of {reps} runs each (fresh processes)", flush=True)
+    d = work / "startup"
+    cfg_path = bench_config(d)
+    env = {**os.environ, "TINYBOT_CONFIG": str(cfg_path)}
+    py = sys.executable
+    subprocess.run([py, "-m", "tinybot", "status"], env=env, capture_output=True, check=True)  # migrate once
+    cmds = {
+        "python -c pass": [py, "-c", "pass"],
+        "python -c 'import ccxt'": [py, "-c", "import ccxt"],
+        "tinybot --help": [py, "-m", "tinybot", "--help"],
+        "tinybot kill": [py, "-m", "tinybot", "kill", "--reason", "bench"],
+        "tinybot status": [py, "-m", "tinybot", "status"],
+    }
+    res: dict[str, tuple[float, int]] = {}
+    for name, argv in cmds.items():
+        run_child(argv, env)  # warm the page cache
+    for name, argv in cmds.items():
+        walls, rss = [], []
+        for _ in range(reps):
+            w, r, code = run_child(argv, env)
+            assert code == 0, (name, code)
+            walls.append(w)
+            rss.append(r)
+        res[name] = (statistics.median(walls), max(rss))
+    subprocess.run([py, "-m", "tinybot", "resume"], env=env, capture_output=True)
+    ccxt_wall, ccxt_rss = res["python -c 'import ccxt'"]
+    bare_wall, bare_rss = res["python -c pass"]
+    for name, (w, r) in res.items():
+        rep.add("startup", f"{name}: wall", ms(w), w / ccxt_wall, "import ccxt",
+                "≤ 0.25×" if name in ("tinybot kill", "tinybot status") else "",
+                (w / ccxt_wall <= 0.25) if name in ("tinybot kill", "tinybot status") else None, raw_s=w)
+        rep.add("startup", f"{name}: peak RSS", mib(r), r / ccxt_rss, "import ccxt", "", None, raw_kib=r)
+    for name in ("tinybot kill", "tinybot status"):
+        w = res[name][0]
+        rep.add("startup", f"{name}: wall over bare python", ms(w - bare_wall), w / bare_wall, "python -c pass")
+    # never import ccxt: the modules loaded by the real entry point, read at exit
+    for args in (["kill", "--reason", "bench"], ["resume"], ["status"], ["status", "--json"], ["--help"]):
+        out = d / "modules.txt"
+        out.unlink(missing_ok=True)
+        subprocess.run([py, "-c", IMPORT_PROBE.format(out=str(out), args=args)], env=env, capture_output=True)
+        loaded = out.read_text() if out.exists() else "(probe failed)"
+        rep.add("startup", f"tinybot {' '.join(args)}: imports ccxt?", "no" if not loaded else loaded,
+                target="never", ok=not loaded)
+    return {"ccxt_rss_kib": ccxt_rss, "ccxt_wall": ccxt_wall}
+
+
+# --- 4 + 5. the running bot against the simulator; DB growth -------------------------------
+
+def start_sim(env: dict) -> tuple[subprocess.Popen, str]:
+    argv = [sys.executable, "-m", "tinybot", "sim", "--port", "0",
+            "--key", SIM_TRADE[0], "--secret", SIM_TRADE[1], "--permissions", "view,trade", "--balance", "EUR=25",
+            "--key", SIM_READ[0], "--secret", SIM_READ[1], "--permissions", "view", "--balance", "EUR=25"]
+    p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = p.stdout.readline()
+    if "listening on" not in line:
+        p.kill()
+        raise RuntimeError(f"simulator did not start: {line!r}")
+    return p, line.rsplit(" ", 1)[1].strip()
+
+
+def live_config(directory: Path, url: str, interval: str, advisors: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "bot.toml"
+    path.write_text(f"""\
+mode = "live"
+advisors = {advisors}
+[risk]
+allowlist = ["BTC-EUR", "ETH-EUR"]
+[exchange]
+operator_id = 1001
+url = "{url}"
+timeout = "3s"
+[scheduler]
+interval = "{interval}"
+[rules]
+markets = ["BTC-EUR", "ETH-EUR"]
+[dca]
+market = "BTC-EUR"
+""", encoding="utf-8")
+    return path
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def table_bytes(db_path: Path) -> dict[str, int]:
+    conn = sqlite3.connect(str(db_path))
+    try:
+        rows = conn.execute("SELECT name, SUM(pgsize - unused) FROM dbstat GROUP BY name").fetchall()
+        return {name: int(b or 0) for name, b in rows}
+    except sqlite3.OperationalError:  # SQLite built without dbstat: count pages instead
+        return {"(all)": conn.execute("PRAGMA page_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]}
+    finally:
+        conn.close()
+
+
+def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dict:
+    print(f"\n4. tinybot run (live mode → simulator on loopback), {ticks} ticks at 1s, advisors rules + dca",
+          flush=True)
+    d = work / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
+    sim, url = start_sim(env)
+    try:
+        cfg_path = live_config(d, url, "1s", '["rules", "dca"]')
+        env.update({"TINYBOT_CONFIG": str(cfg_path), "TINYBOT_TRADE_KEY": SIM_TRADE[0],
+                    "TINYBOT_TRADE_SECRET": SIM_TRADE[1], "TINYBOT_READ_KEY": SIM_READ[0],
+                    "TINYBOT_READ_SECRET": SIM_READ[1]})
+        bot = subprocess.Popen([sys.executable, "-m", "tinybot", "run"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+        dbp = d / "tinybot.db"
+
+        def done_ticks() -> int:
+            try:
+                c = sqlite3.connect(f"file:{dbp}?mode=ro", uri=True, timeout=5)
+                try:
+                    return c.execute("SELECT COUNT(*) FROM ticks WHERE status != 'running'").fetchone()[0]
+                finally:
+                    c.close()
+            except sqlite3.Error:
+                return 0
+
+        deadline = time.monotonic() + ticks * 3 + 60
+        while done_ticks() < 1:
+            if bot.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"tinybot run did not tick: {bot.stderr.read() if bot.poll() is not None else ''}")
+            time.sleep(0.05)
+        cpu0, n0, t0 = proc_cpu_s(bot.pid), done_ticks(), time.monotonic()
+        bytes0 = table_bytes(dbp)
+        while done_ticks() < ticks:
+            if bot.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("tinybot run stopped or stalled")
+            time.sleep(0.2)
+        cpu1, n1, t1 = proc_cpu_s(bot.pid), done_ticks(), time.monotonic()
+        bytes1 = table_bytes(dbp)
+        bot.send_signal(signal.SIGTERM)
+        _, status, usage = os.wait4(bot.pid, 0)
+        bot.returncode = os.waitstatus_to_exitcode(status)
+        peak = usage.ru_maxrss
+        c = sqlite3.connect(str(dbp))
+        failed = c.execute("SELECT COUNT(*) FROM ticks WHERE status = 'failed'").fetchone()[0]
+        props = c.execute("SELECT COUNT(*) FROM proposals").fetchone()[0]
+        c.close()
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    per_tick = (cpu1 - cpu0) / max(1, n1 - n0)
+    rep.add("run", f"ticks done (failed {failed}, proposals {props})", f"{n1}", target="", ok=None)
+    if baseline:
+        r = peak / baseline["ccxt_rss_kib"]
+        rep.add("run", "tinybot run: peak RSS", mib(peak), r, "python -c 'import ccxt'", "≤ 1.3×", r <= 1.3,
+                raw_kib=peak)
+    else:
+        rep.add("run", "tinybot run: peak RSS", mib(peak), raw_kib=peak)
+    rep.add("run", "CPU per idle tick (user+sys)", ms(per_tick), per_tick / 0.020, "20 ms budget", "≤ 20 ms",
+            per_tick <= 0.020, raw_s=per_tick)
+    rep.add("run", "wall per tick slot", ms((t1 - t0) / max(1, n1 - n0)), None, "", "1s interval")
+    grow = {k: bytes1.get(k, 0) - bytes0.get(k, 0) for k in set(bytes0) | set(bytes1)}
+    return {"per_tick_bytes": grow, "ticks": n1 - n0}
+
+
+def bench_growth(rep: Report, work: Path, run_growth: dict | None, trades: int) -> None:
+    """Bytes per day at a 1-minute tick: idle ticks (from the run section) plus trades (from executes)."""
+    from tinybot import clock, config, db, executor, proposals, retention
+    from tinybot.exchange.paper import PaperExchange
+    from tinybot.exchange.static import StaticMarketData
+    from tinybot.proposals import Draft
+
+    print("\n5. DB growth: bytes per tick (measured on the run above) and per trade (execute + its audit)",
+          flush=True)
+    d = work / "growth"
+    cfg = config.load(bench_config(d))
+    conn = db.open_db(cfg.db_path)
+    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    before = table_bytes(cfg.db_path)
+    for i in range(trades):
+        pid = proposals.create(conn, Draft(MARKETS[i % 2], "buy", Decimal("5"), None,
+                                           "rules: SMA12 crossed above SMA26 on closed 1h candles"),
+                               source="rules", ttl=timedelta(minutes=30), approve=True)
+        executor.execute(conn, cfg, ex, pid)
+    after = table_bytes(cfg.db_path)
+    ex.close()
+    conn.close()
+    per_trade = {k: (after.get(k, 0) - before.get(k, 0)) / trades for k in set(before) | set(after)}
+    trade_b = sum(per_trade.values())
+    top = sorted(((v, k) for k, v in per_trade.items() if v > 0), reverse=True)[:4]
+    rep.add("growth", "bytes per trade (rows + indexes)", f"{trade_b:,.0f} B", None, "",
+            ", ".join(f"{k} {v:,.0f}" for v, k in top))
+    if run_growth and run_growth["ticks"]:
+        g, n = run_growth["per_tick_bytes"], run_growth["ticks"]
+        tick_b = sum(g.values()) / n
+        top = sorted(((v / n, k) for k, v in g.items() if v > 0), reverse=True)[:4]
+        rep.add("growth", "bytes per idle tick (rows + indexes)", f"{tick_b:,.0f} B", None, "",
+                ", ".join(f"{k} {v:,.0f}" for v, k in top))
+    else:
+        tick_b = 0.0
+    trades_per_day = 4  # max_daily_eur 20 at €5 a buy, plus the sells that close them
+    day = tick_b * 1440 + trade_b * trades_per_day
+    rep.add("growth", "bytes per day (1-min tick, 4 trades/day)", f"{day / 1024:,.0f} KiB", None, "",
+            "→ a year without retention: " + f"{day * 365 / 2**20:,.0f} MiB")
+    kept = retention.DEFAULT_KEEP_DAYS
+    year = (tick_b * 1440 * kept + trade_b * trades_per_day * 365)
+    rep.add("growth", f"a year with retention ({kept} d of ticks/audit)", f"{year / 2**20:,.1f} MiB", None, "",
+            f"documented bound {retention.YEAR_BOUND_MIB} MiB", year / 2**20 <= retention.YEAR_BOUND_MIB)
+
+
+# --- 6. retry storm ------------------------------------------------------------------------
+
+def _storm_worker(config_path: str, proposal_id: int, barrier, results, bare: bool) -> None:
+    os.environ["TINYBOT_CONFIG"] = config_path
+    from tinybot import config, db, executor
+
+    cfg = config.load(config_path)
+    conn = db.open_db(cfg.db_path)
+    exchange = None if bare else executor.trading_exchange(cfg)
+    barrier.wait()
+    t0 = time.time()
+    if bare:  # the floor: one durable write per process, same lock, same disk
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT INTO events (at, kind, detail) VALUES (?, 'bench', '')", (str(t0),))
+        conn.execute("COMMIT")
+        sent = False
+    else:
+        sent = executor.execute(conn, cfg, exchange, proposal_id).sent
+    results.put((t0, time.time(), sent))
+
+
+def storm(config_path: Path, proposal_id: int, n: int, bare: bool) -> tuple[float, int]:
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(n)
+    results = ctx.Queue()
+    procs = [ctx.Process(target=_storm_worker, args=(str(config_path), proposal_id, barrier, results, bare))
+             for _ in range(n)]
+    for p in procs:
+        p.start()
+    out = [results.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    start, end = min(o[0] for o in out), max(o[1] for o in out)
+    return end - start, sum(o[2] for o in out)
+
+
+def bench_storm(rep: Report, work: Path, sizes: list[int]) -> None:
+    from tinybot import config, db, proposals
+    from tinybot.proposals import Draft
+
+    print(f"\n6. retry storm: {', '.join(map(str, sizes))} processes execute one proposal (released by a barrier)",
+          flush=True)
+    for n in sizes:
+        d = work / f"storm-{n}"
+        cfg = config.load(bench_config(d))
+        conn = db.open_db(cfg.db_path)
+        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "storm"), source="bench",
+                               ttl=timedelta(hours=1), approve=True)
+        orders_before = conn.execute("SELECT COUNT(*) FROM paper_orders").fetchone()[0]
+        conn.close()
+        bare, _ = storm(cfg.path, pid, n, bare=True)
+        wall, sent = storm(cfg.path, pid, n, bare=False)
+        conn = db.connect(cfg.db_path)
+        orders = conn.execute("SELECT COUNT(*) FROM paper_orders").fetchone()[0] - orders_before
+        conn.close()
+        rep.add("storm", f"{n} processes → {orders} order(s), {sent} sent", ms(wall), wall / bare,
+                f"{n}× one bare durable write ({ms(bare)})", "one order", orders == 1 and sent == 1, raw_s=wall)
+
+
+# --- main --------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs, figures are noise")
+    ap.add_argument("--dir", help="where the databases go (default: a temp dir under the current directory)")
+    ap.add_argument("--json", help="also write every row to this JSON file")
+    ap.add_argument("--profile", action="store_true", help="cProfile the execute section")
+    args = ap.parse_args(argv)
+    only = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(only) - set(SECTIONS)
+    if unknown:
+        ap.error(f"unknown section(s): {', '.join(sorted(unknown))}")
+    q = args.quick
+    sizes = dict(execute=30 if q else 1000, guards=[10, 100, 1000] if q else [10, 1000, 100_000],
+                 guard_reps=20 if q else 500, startup_reps=1 if q else 7, ticks=3 if q else 100,
+                 trades=5 if q else 200, storm=[3] if q else [10, 50])
+
+    m = machine()
+    print(f"tinybot bench — {m['uname']}\n  CPU {m['cpu']} ({m['cores']} cores), Python {m['python']},"
+          f" SQLite {m['sqlite']}", flush=True)
+    base = Path(args.dir) if args.dir else Path.cwd()
+    base.mkdir(parents=True, exist_ok=True)
+    rep = Report()
+    with tempfile.TemporaryDirectory(prefix="tinybot-bench-", dir=base) as tmp:
+        work = Path(tmp)
+        print(f"  databases under {work}", flush=True)
+        baseline = run_growth = None
+        if "execute" in only:
+            bench_execute(rep, work, sizes["execute"], args.profile)
+        if "guards" in only:
+            bench_guards(rep, work, sizes["guards"], sizes["guard_reps"])
+        if "startup" in only:
+            baseline = bench_startup(rep, work, sizes["startup_reps"])
+        if "run" in only:
+            run_growth = bench_run(rep, work, sizes["ticks"], baseline)
+        if "growth" in only:
+            bench_growth(rep, work, run_growth, sizes["trades"])
+        if "storm" in only:
+            bench_storm(rep, work, sizes["storm"])
+    misses = [r for r in rep.rows if r["ok"] is False]
+    print(f"\n{len(misses)} target(s) missed" + (": " + "; ".join(r["name"] for r in misses) if misses else ""))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": m, "rows": rep.rows}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
