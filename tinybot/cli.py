@@ -93,11 +93,12 @@ class State:
     @property
     def conn(self):
         if self._conn is None:
-            from . import db
+            from . import backup, db
 
             path = self.cfg.db_path
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._conn = db.open_db(path)
+            # migrations of an existing database take a backup first
+            self._conn = db.open_db(path, before_migration=backup.before_migration(self.cfg))
         return self._conn
 
 
@@ -158,9 +159,11 @@ def init(state, force):
     else:
         path.write_text(example_config(), encoding="utf-8")
         click.echo(f"Config: {path} (written; edit risk.allowlist before trading)")
+    from . import backup
+
     cfg = config.load(path)
     conn = db.connect(cfg.db_path)
-    applied = db.migrate(conn)
+    applied = db.migrate(conn, before_migration=backup.before_migration(cfg))
     click.echo(f"Database: {cfg.db_path} ({'migrations applied: ' + ', '.join(applied) if applied else 'up to date'})")
     click.echo(f"Mode: {cfg.mode}")
 
