@@ -390,3 +390,22 @@ def test_a_tick_that_overruns_its_slot_runs_the_current_slot_late_instead_of_ski
     # 20:00 ran until 20:01:15; 20:01 ran at once (late), then 20:02 on time
     assert [(t["slot"][11:19], t["started_at"][11:19]) for t in ticks] == [
         ("20:00:00", "20:00:05"), ("20:01:00", "20:01:15"), ("20:02:00", "20:02:00")]
+
+
+def test_outage_ticks_count_towards_the_automatic_kill_switch_and_failures_are_alerted(write_config, monkeypatch):
+    cfg = write_config(config_text(extra="[safety]\nmax_consecutive_errors = 2\n"))
+    from tinybot import advisors, killswitch
+    from tinybot.exchange.base import ExchangeError
+
+    monkeypatch.setattr(advisors, "build_snapshot", lambda *a, **k: (_ for _ in ()).throw(ExchangeError("down")))
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        sched = scheduler.Scheduler(cfg, echo=lambda s: None)
+        r1 = sched.tick()
+        frozen.tick(timedelta(minutes=1))
+        r2 = sched.tick()
+    conn = db.open_db(cfg.db_path)
+    assert r1.outage and killswitch.state(conn)["trading_enabled"] == 0
+    assert killswitch.state(conn)["changed_by"] == "auto"
+    assert any("KILL SWITCH turned trading OFF" in e for e in r2.errors)
+    kinds = [r[0] for r in conn.execute("SELECT kind FROM alert_log ORDER BY id")]
+    assert kinds[0] == "tick_failed" and "kill_switch" in kinds

@@ -14,15 +14,16 @@ once, across restarts and across processes.
 
 One tick::
 
-    reconcile → expire stale proposals → snapshot (read-only client)
+    reconcile → safety rules (auto kill switch) → expire stale proposals
+      → snapshot (read-only client)
       → advisors → proposals → approval policy → execute approved
       → sync fills → heartbeat
 
 SIGINT/SIGTERM set a flag; the step in progress finishes (an order being
 sent is sent and recorded), the tick stops before its next step, the lock is
 released and the process exits 0.  An exception in a tick is logged with its
-traceback, recorded (``ticks.status = 'failed'`` and an ``events`` row) and
-the loop goes on; when the exchange cannot be reached the loop backs off
+traceback, recorded (``ticks.status = 'failed'`` and an ``events`` row),
+alerted (``tinybot.notify``) and the loop goes on; when the exchange cannot be reached the loop backs off
 (one interval, doubling, up to ``MAX_BACKOFF``).
 """
 from __future__ import annotations
@@ -265,6 +266,7 @@ class TickReport:
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     outage: bool = False
+    exchange_counted: bool = False  # this tick's exchange failure was already counted for the safety rules
 
     def line(self) -> str:
         """The one terminal line for this tick."""
@@ -320,6 +322,7 @@ class Scheduler:
         self.started_at = clock.now_iso()
         self.last_slot: datetime | None = None
         self.step = ""
+        self._notifier = None
 
     # -- plumbing --
     def _connection(self) -> sqlite3.Connection:
@@ -341,6 +344,39 @@ class Scheduler:
 
             self._trading = trading_exchange(self.cfg)
         return self._trading
+
+    def notifier(self):
+        """Alerts (dedupe, rate limit, redaction): tinybot.notify.  Never raises."""
+        if self._notifier is None:
+            from .notify import Notifier
+
+            self._notifier = Notifier(self.cfg, self._connection())
+        return self._notifier
+
+    def _safety(self, conn, report: TickReport, *, exchange_ok: bool | None) -> None:
+        """The automatic kill switch rules (tinybot.safety).  exchange_ok feeds the consecutive-errors count."""
+        from . import safety
+
+        turned_off = safety.check(conn, self.cfg, exchange_ok=exchange_ok, market_data=self._ro,
+                                  notifier=self.notifier())
+        if turned_off:
+            report.errors.append("KILL SWITCH turned trading OFF: " + "; ".join(turned_off)
+                                 + " (`tinybot resume` after checking)")
+
+    def _after_tick(self, conn, report: TickReport) -> None:
+        """Count the tick for the consecutive-errors rule, then send the alerts (events, block summary)."""
+        from . import safety
+
+        try:
+            if report.outage and not report.exchange_counted:
+                self._safety(conn, report, exchange_ok=False)
+            elif report.status == "ok" and not report.exchange_counted:
+                safety.consecutive_errors(conn, self.cfg, True)  # a good tick resets the count
+        except Exception:
+            log.exception("safety check after the tick failed")
+        notifier = self.notifier()
+        notifier.drain_events()  # kill switch, surprises, unknowns, tick failures: each alerted once
+        notifier.summarise_blocks()
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -388,6 +424,10 @@ class Scheduler:
                 log.exception("could not record the failed tick as an event")
         finally:
             self.step = ""
+        try:
+            self._after_tick(conn, report)
+        except Exception:
+            log.exception("alerts after the tick failed")
         line = report.line()
         status = {"ok": "ok", "interrupted": "failed", "failed": "failed"}[report.status]
         finish_tick(conn, tick_id, status, line)
@@ -409,6 +449,9 @@ class Scheduler:
         for e in rec.errors:
             report.errors.append(e)
             log.warning("reconcile: %s", e)
+        self._checkpoint("safety")
+        report.exchange_counted = bool(rec.errors)
+        self._safety(conn, report, exchange_ok=False if rec.errors else None)
 
         self._checkpoint("expire")
         expired = proposals.expire_stale(conn)
@@ -486,6 +529,7 @@ class Scheduler:
             except executor.NotExecutable as e:
                 report.errors.append(str(e))
                 continue
+            self.notifier().execution(res)
             ex = conn.execute("SELECT * FROM trade_executions WHERE id = ?", (res.execution_id,)).fetchone() \
                 if res.execution_id else None
             if res.state == "blocked":
@@ -518,8 +562,15 @@ class Scheduler:
         handler = None
         try:
             handler = attach_log_file(self.cfg)
+            try:
+                from .notify import install_redaction
+
+                install_redaction(self.cfg, logging.getLogger("tinybot"))  # secrets never reach the log file
+            except Exception:
+                log.exception("could not install log redaction")
             conn = self._connection()
             abandon_dead_ticks(conn)
+            self.notifier().drain_events()  # the first drain ever skips history; this run's events get alerted
             interval = self.cfg.scheduler.interval
             log.info("scheduler started: pid %s, mode %s, interval %s, approval %s, advisors %s",
                      os.getpid(), self.cfg.mode, clock.format_duration(interval), self.cfg.scheduler.approval,
