@@ -415,7 +415,11 @@ def status(state, as_json):
         un = d["unresolved_executions"]
         click.echo(f"Unresolved executions: {len(un)}" + "".join(
             f"\n  {u['id']}: {u['market']} {u['side']} {u['state']} {u['reason'] or ''}" for u in un))
-        t = d["last_tick"]
+        sch = d["scheduler"]
+        t = sch["last_tick"]
+        click.echo(f"Scheduler: {sch['state']}" + (f" (PID {sch['pid']})" if sch["pid"] else "")
+                   + (" — STALE: no sign of life for over two intervals" if sch["stale"] else "")
+                   + (f"; next tick {sch['next_tick_at']}" if sch["next_tick_at"] else ""))
         click.echo(f"Last tick: {t['slot']} ({t['status']})" if t else "Last tick: never")
 
     emit(data, as_json, human)

@@ -13,9 +13,11 @@ from .cli import Fail, friendly, pass_state
 
 @click.command(name="run")
 @click.option("--once", is_flag=True, help="Run a single tick for the current slot and exit (for cron).")
+@click.option("--ignore-doctor", is_flag=True,
+              help="Live mode: start even though `tinybot doctor` fails (logged and alerted loudly).")
 @pass_state
 @friendly
-def run_command(state, once):
+def run_command(state, once, ignore_doctor):
     """Run the scheduler: tick every scheduler.interval until Ctrl-C / SIGTERM.
 
     \b
@@ -30,6 +32,8 @@ def run_command(state, once):
     from . import scheduler
 
     cfg = state.cfg
+    if cfg.mode == "live":
+        _doctor_gate(state, ignore_doctor)
     sched = scheduler.Scheduler(cfg, state.conn, echo=click.echo)
     try:
         if not once:
@@ -41,6 +45,33 @@ def run_command(state, once):
         click.echo(f"Error: {e}", err=True)
         sys.exit(scheduler.EXIT_LOCKED)
     sys.exit(code)
+
+
+def _doctor_gate(state, ignore: bool) -> None:
+    """Live mode starts only when doctor's go/no-go passes, unless explicitly and loudly overridden."""
+    import logging
+
+    from . import doctor
+
+    ok, failures = doctor.go_no_go(state.cfg)
+    if ok:
+        return
+    summary = "; ".join(f"{c.name}: {c.detail}" for c in failures)
+    if not ignore:
+        raise Fail(f"doctor fails: {summary} — run `tinybot doctor` for the fixes, or start with --ignore-doctor")
+    text = f"STARTING LIVE DESPITE FAILING DOCTOR CHECKS (--ignore-doctor): {summary}"
+    click.echo(f"Warning: {text}", err=True)
+    from .notify import Notifier, install_redaction
+    from .scheduler import attach_log_file, detach_log_file
+
+    handler = attach_log_file(state.cfg)  # the log file must say it too, not only the terminal
+    try:
+        install_redaction(state.cfg, logging.getLogger("tinybot"))
+        logging.getLogger("tinybot.run").warning("%s", text)
+    finally:
+        detach_log_file(handler)
+
+    Notifier(state.cfg, state.conn).alert("doctor_ignored", text, key="doctor_ignored", severity="error")
 
 
 @click.command(name="advise")
@@ -58,7 +89,7 @@ def advise_command(state, as_json):
     if not cfg.advisors:
         raise Fail(f"no advisors configured: set advisors = [\"rules\"] (or \"dca\", ...) in {cfg.path}")
     snap = build_snapshot(state.conn, cfg, read_only(cfg), sources=tuple(cfg.advisors))
-    results = [run_advisor(name, snap, cfg) for name in cfg.advisors]
+    results = [_advise_llm(state, snap) if name == "llm" else run_advisor(name, snap, cfg) for name in cfg.advisors]
     if as_json:
         click.echo(json.dumps({
             "now": snap.now.isoformat(), "problems": list(snap.problems),
@@ -78,6 +109,20 @@ def advise_command(state, as_json):
             click.echo(f"{r.name}: {d.side} {d.market} {amount} — {d.reason}")
         for e in r.errors:
             click.echo(f"{r.name}: ERROR {e}", err=True)
+
+
+def _advise_llm(state, snap):
+    """The LLM on demand: ignores [llm] every (you asked now), still spends and respects the budget."""
+    from datetime import timedelta
+
+    from .advisors import Outcome, llm
+
+    r = llm.run(snap, state.cfg, conn=state.conn, min_interval=timedelta(0))
+    out = Outcome("llm")
+    out.drafts.extend(r.drafts)
+    if r.skipped or r.rejected:
+        out.errors.append(r.message or r.rejected or r.skipped)
+    return out
 
 
 @click.command(name="demo")

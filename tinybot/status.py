@@ -22,7 +22,8 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
     unresolved = [dict(r) for r in conn.execute(
         "SELECT id, proposal_id, market, side, state, reason, submitting_at FROM trade_executions"
         " WHERE state IN ('claimed', 'submitting', 'unknown') ORDER BY id")]
-    last_tick = conn.execute("SELECT * FROM ticks ORDER BY slot DESC LIMIT 1").fetchone()
+    from .scheduler import liveness
+
     return {
         "now": clock.to_iso(now),
         "mode": cfg.mode,
@@ -41,7 +42,7 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "allowlist": list(cfg.risk.allowlist),
         "pending_proposals": pending,
         "unresolved_executions": unresolved,
-        "last_tick": dict(last_tick) if last_tick else None,
+        "scheduler": liveness(conn, cfg),
         "risk": describe(cfg)["risk"],
     }
 
