@@ -92,8 +92,8 @@ def test_restore_refuses_while_the_scheduler_holds_the_lock(tmp_path):
     assert "`tinybot run` holds" in result.output and "stop it first" in result.output
 
 
-def rollback_block() -> list[str]:
-    text = DOC.read_text(encoding="utf-8")
+def rollback_block(doc: Path = DOC) -> list[str]:
+    text = doc.read_text(encoding="utf-8")
     block = re.search(r"<!-- rollback:begin -->\s*```sh\n(.*?)```\s*<!-- rollback:end -->", text, re.S).group(1)
     return [line.strip() for line in block.splitlines() if line.strip()]
 
@@ -148,3 +148,8 @@ def test_the_documented_rollback_procedure(tmp_path, monkeypatch):
     # the rollback itself can be rolled back: the damaged database was kept
     (saved,) = [b for b in backup.listing(cfg) if b.label == "pre-restore"]
     assert "0099_bad" in [r[0] for r in db.connect(saved.path).execute("SELECT name FROM schema_migrations")]
+
+
+def test_readme_shows_the_same_rollback_procedure():
+    """The README's copy of the procedure is the one the test above runs."""
+    assert rollback_block(DOC.parent.parent / "README.md") == rollback_block()
