@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import ccxt
 
-from .. import clock
+from .. import clock, crash
 from ..config import Config, ConfigError
 from .base import (
     Balance,
@@ -542,6 +542,7 @@ class BitvavoTrading(BitvavoReadOnly):
         except Exception as e:  # every exception is an outcome; classify_send sorts them
             self._note_rate_limit(e)
             return classify_send(e)
+        crash.point("after_send_before_reply")
         return classify_send(result)
 
     def _prepare(self, market: str, side: str, cid: str, amount_quote: Decimal | None,

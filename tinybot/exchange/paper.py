@@ -17,7 +17,7 @@ import uuid
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from pathlib import Path
 
-from .. import clock, db
+from .. import clock, crash, db
 from .base import (
     Balance,
     Candle,
@@ -170,6 +170,7 @@ class PaperExchange:
                 " timestamp_ms) VALUES (?, ?, ?, ?, ?, ?, ?, 'EUR', ?)",
                 (str(uuid.uuid4()), order_id, market, side, str(base), str(price), str(fee), now_ms),
             )
+        crash.point("after_send_before_reply")
         return SendOutcome.accepted(self.fetch_order(market, cid))
 
     # --- rows -> contract objects --------------------------------------------

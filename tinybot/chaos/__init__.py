@@ -1,0 +1,535 @@
+"""Crash-consistency and fault-injection harness: numbers, not promises.
+
+``run(runs, seed)`` drives tinybot, in live mode, against the Bitvavo
+simulator through a seeded random sequence of *runs*.  One run is one
+proposal and everything that can go wrong around it:
+
+* 1–3 OS processes executing the proposal at the same instant (a barrier),
+  sometimes with a reconcile loop racing them;
+* a crash point armed in one of them (``TINYBOT_CRASH_AT``: the process
+  dies with ``os._exit`` on the spot), and sometimes one armed in the
+  reconcile that follows;
+* a simulator fault (timeouts before/after accept, resets, 5xx, 101, 109,
+  110, garbage 200, delays) on the order request or on one of the reads
+  around it;
+* then a restart (a clean ``execute`` of the same proposal) when something
+  crashed or stopped early, and a reconcile.
+
+Runs are grouped in *batches*: one simulator account and one fresh bot
+database per batch.  At the end of a batch the harness waits until every
+request's access window has passed, reconciles once more, and checks the
+invariants of ``tinybot.chaos.invariants`` against the simulator's own
+record.  Every batch has its own seed (derived from the run's seed and the
+batch number), so ``--seed S --only-batch B`` replays one batch.
+
+The processes are forked from a forkserver that has already imported
+ccxt and tinybot: ``import ccxt`` costs ~0.8 s of CPU, which per process
+would turn the 2000-run soak into hours.  They are real processes all the
+same: separate memory, separate SQLite connections, killed without cleanup.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import random
+import shutil
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+
+from tinybot import clock, config, crash, db, proposals, reconcile
+from tinybot.proposals import Draft
+
+from .invariants import Findings, check
+
+TRADE_KEY, TRADE_SECRET = "chaos-trade-key", "chaos-trade-secret"
+READ_KEY, READ_SECRET = "chaos-read-key", "chaos-read-secret"
+MARKETS = ("BTC-EUR", "ETH-EUR")
+START = {"EUR": Decimal("100")}
+EXEC_POINTS = ("after_claim", "after_submitting_commit", "after_send_before_reply", "after_reply_before_record")
+RECONCILE_POINTS = ("mid_reconcile", "mid_fill_sync")
+FAULT_KINDS = ("delay", "timeout_after_accept", "timeout_before_accept", "html_5xx", "error_101", "error_109",
+               "rate_limit_110", "garbage_200", "reset")
+ACCEPT_CHOOSABLE = ("error_101", "error_109", "garbage_200", "reset")
+# where a fault lands: mostly the order itself, else a read before or after it
+FAULT_ON = ("create_order",) * 6 + ("get_order", "orders", "balance", "markets", "ticker")
+CRASH_EXIT = 137
+
+# Small windows keep a batch short: a request older than access_window is
+# refused by the exchange (304), so reconcile may call an absent order failed
+# after access_window + reconcile_grace.  The client timeout must be shorter
+# than the hanging faults (TIMEOUT_FAULT_DELAY) so those are real timeouts.
+CONFIG = """\
+mode = "live"
+[risk]
+allowlist = ["BTC-EUR", "ETH-EUR"]
+max_trade_eur = {max_trade}
+max_daily_eur = {max_daily}
+max_exposure_eur = {max_exposure}
+cooldown = "{cooldown}"
+anti_flip = "{anti_flip}"
+proposal_ttl = "30m"
+[exchange]
+operator_id = 1
+url = "{url}"
+timeout = "{timeout}"
+access_window = "{window}"
+reconcile_grace = "{grace}"
+"""
+TIMEOUT_FAULT_DELAY = 1.3
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_trade: str = "10"
+    max_daily: str = "60"
+    max_exposure: str = "40"
+    cooldown: str = "300ms"
+    anti_flip: str = "600ms"
+    window: str = "1s"
+    grace: str = "0s"
+    timeout: str = "1s"
+
+
+@dataclass
+class Report:
+    seed: int
+    runs: int = 0
+    batches: int = 0
+    proposals: int = 0
+    processes: int = 0
+    crashes: Counter = field(default_factory=Counter)  # point -> processes it killed
+    crashes_armed: Counter = field(default_factory=Counter)
+    faults: Counter = field(default_factory=Counter)  # kind -> requests it hit
+    faults_armed: Counter = field(default_factory=Counter)
+    states: Counter = field(default_factory=Counter)  # final execution states
+    orders: int = 0
+    fills: int = 0
+    duplicates: int = 0
+    lost: int = 0
+    late: int = 0
+    violations: list[str] = field(default_factory=list)
+    child_errors: list[str] = field(default_factory=list)
+    failed_batches: list[int] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    workdir: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not (self.duplicates or self.lost or self.violations or self.child_errors)
+
+    def add(self, batch: int, f: Findings) -> None:
+        self.orders += f.orders
+        self.fills += f.fills
+        self.duplicates += f.duplicates
+        self.lost += f.lost
+        self.late += f.late
+        self.violations += [f"batch {batch}: {v}" for v in f.violations]
+        if f.violations or f.duplicates or f.lost:
+            self.failed_batches.append(batch)
+
+    def as_dict(self) -> dict:
+        return {
+            "seed": self.seed, "runs": self.runs, "batches": self.batches, "proposals": self.proposals,
+            "processes": self.processes, "crashes": dict(self.crashes), "crashes_armed": dict(self.crashes_armed),
+            "faults": dict(self.faults), "faults_armed": dict(self.faults_armed), "states": dict(self.states),
+            "orders": self.orders, "fills": self.fills, "duplicates": self.duplicates, "lost": self.lost,
+            "late_orders": self.late, "violations": self.violations, "child_errors": self.child_errors,
+            "failed_batches": self.failed_batches, "wall_seconds": round(self.wall_seconds, 1), "ok": self.ok,
+        }
+
+    def text(self, replay: str) -> str:
+        def counts(c: Counter, armed: Counter, names) -> str:
+            return "\n".join(f"  {n:<27} {c.get(n, 0):>6} of {armed.get(n, 0):>6} armed" for n in names)
+
+        lines = [
+            f"runs {self.runs} in {self.batches} batches, {self.proposals} proposals, {self.processes} processes,"
+            f" {self.wall_seconds:.0f}s",
+            "crashes per point (processes killed):",
+            counts(self.crashes, self.crashes_armed, crash.POINTS),
+            "faults per kind (requests hit):",
+            counts(self.faults, self.faults_armed, FAULT_KINDS),
+            "final execution states: " + ", ".join(f"{k} {v}" for k, v in sorted(self.states.items())),
+            f"exchange orders {self.orders}, fills {self.fills}",
+            f"orders that landed after submitting_at + window + grace: {self.late}",
+            f"duplicates {self.duplicates}",
+            f"lost {self.lost}",
+            f"invariant violations {len(self.violations)}",
+            f"child errors {len(self.child_errors)}",
+        ]
+        for v in (self.violations + self.child_errors)[:20]:
+            lines.append(f"  ! {v}")
+        if not self.ok:
+            lines.append(f"databases kept in {self.workdir}")
+        lines.append(("OK" if self.ok else "FAILED") + f" — replay: {replay}"
+                     + (f" (failing batches: {', '.join(map(str, self.failed_batches[:10]))};"
+                        f" add --only-batch B)" if self.failed_batches else ""))
+        return "\n".join(lines)
+
+
+_ctx = None
+
+
+def processes():
+    """The forkserver context; its server imports ccxt and tinybot once."""
+    global _ctx
+    if _ctx is None:
+        _ctx = mp.get_context("forkserver")
+        _ctx.set_forkserver_preload(["tinybot.chaos.worker"])
+    return _ctx
+
+
+def env(cfg_path: Path, crash_at: str | None = None, crash_after: int = 0) -> dict:
+    e = {"TINYBOT_CONFIG": str(cfg_path), "TINYBOT_TRADE_KEY": TRADE_KEY, "TINYBOT_TRADE_SECRET": TRADE_SECRET,
+         "TINYBOT_READ_KEY": READ_KEY, "TINYBOT_READ_SECRET": READ_SECRET}
+    if crash_at:
+        e |= {"TINYBOT_CRASH_AT": crash_at, "TINYBOT_CRASH_AFTER": str(crash_after)}
+    return e
+
+
+class Bench:
+    """One simulator account and one bot database: the world a batch (or a storm) runs in."""
+
+    def __init__(self, root: Path, name: str, seed: int, settings: Settings = Settings(),
+                 start: dict[str, Decimal] = START):
+        from tinybot.sim import SimAccount, Simulator
+
+        self.dir = root / name
+        self.dir.mkdir(parents=True)
+        self.start = dict(start)
+        self.sim = Simulator(
+            accounts=[SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), dict(start), account="me"),
+                      SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}, account="me")],
+            markets=MARKETS, seed=seed, rate_limit=10**9)
+        self.server = self.sim.serve()
+        self.cfg_path = self.dir / "bot.toml"
+        self.cfg_path.write_text(CONFIG.format(url=self.server.url, **settings.__dict__), encoding="utf-8")
+        self.cfg = config.load(self.cfg_path)
+        self.conn = db.open_db(self.cfg.db_path)
+        self._ro = None
+        self._n = 0
+        self.processes = 0
+        self.errors: list[str] = []
+
+    def read_only(self):
+        """The reconcile client in this process: the read key, as `read_only(cfg)` builds it."""
+        from tinybot.exchange import bitvavo
+
+        bitvavo._backoff_until.clear()  # a 110 seen by a crashed run must not outlive it (a restart forgets it too)
+        if self._ro is None:
+            self._ro = bitvavo.BitvavoReadOnly(self.cfg, READ_KEY, READ_SECRET, rate_limit=False)
+        return self._ro
+
+    def propose(self, draft: Draft) -> int:
+        return proposals.create(self.conn, draft, source="chaos", ttl=timedelta(minutes=30), approve=True)
+
+    def spawn(self, jobs: list[tuple[str, dict, dict]], timeout: float = 120) -> list[tuple[int, dict | None]]:
+        """Start one process per job, released together by a barrier; → [(exit code, result)].
+
+        Reconcile jobs loop until every execute job has ended (at most their
+        ``seconds``), so they race the executors for the whole of their run.
+        """
+        from . import worker
+
+        ctx = processes()
+        bar = ctx.Barrier(len(jobs)) if len(jobs) > 1 else None
+        stop = ctx.Event()
+        started = []
+        for kind, e, extra in jobs:
+            self._n += 1
+            out = str(self.dir / f"p{self._n}.json")
+            if kind == "execute":
+                p = ctx.Process(target=worker.execute, args=(str(self.cfg_path), extra["proposal_id"], e, bar, out))
+            else:
+                p = ctx.Process(target=worker.reconcile_loop,
+                                args=(str(self.cfg_path), e, bar, out, extra.get("seconds", 0), stop))
+            p.start()
+            started.append((kind, p, out))
+        self.processes += len(started)
+        codes = {}
+        for kind in ("execute", "reconcile"):
+            for k, p, _ in started:
+                if k == kind:
+                    p.join(timeout)
+                    if p.exitcode is None:
+                        p.kill()
+                        p.join()
+                        self.errors.append(f"{k} process {p.pid} hung for {timeout}s and was killed")
+                    codes[p.pid] = p.exitcode
+            stop.set()
+        results = []
+        for kind, p, out in started:
+            path = Path(out)
+            data = json.loads(path.read_text()) if path.exists() else None
+            if p.exitcode not in (0, CRASH_EXIT):
+                self.errors.append(f"{kind} process {p.pid} exited {p.exitcode} (its traceback is on stderr)")
+            results.append((p.exitcode, data))
+        return results
+
+    def reconcile_here(self):
+        return reconcile.reconcile(self.conn, self.cfg, self.read_only())
+
+    def wait_out_windows(self) -> None:
+        """Sleep until every open request's access window + grace is over (reconcile may then call absences failed)."""
+        row = self.conn.execute("SELECT MAX(submitting_at) FROM trade_executions"
+                                " WHERE state IN ('submitting', 'unknown')").fetchone()[0]
+        if row:
+            deadline = clock.from_iso(row) + self.cfg.exchange.access_window + self.cfg.exchange.reconcile_grace
+            pause = (deadline - clock.now()).total_seconds() + 0.05
+            if pause > 0:
+                time.sleep(pause)
+
+    def findings(self) -> Findings:
+        bal = self.sim.balance(TRADE_KEY)
+        held = self.sim.balance(TRADE_KEY, in_order=True)
+        total = {a: bal.get(a, Decimal(0)) + held.get(a, Decimal(0)) for a in set(bal) | set(held)}
+        return check(self.conn, self.cfg, self.sim.orders(TRADE_KEY), self.sim.trades(TRADE_KEY), total, self.start)
+
+    def close(self) -> None:
+        self.conn.close()
+        self.sim.close()
+
+
+# --- one run ---------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    draft: Draft
+    racers: int
+    exec_crash: str | None
+    reconcile_crash: str | None
+    reconcile_crash_after: int
+    fault: dict | None
+    racing_reconcile: bool
+
+
+def plan_run(rng: random.Random, bench: Bench) -> Plan:
+    market = rng.choice(MARKETS)
+    price = bench.sim.price(market)
+    if rng.random() < 0.7:
+        eur = Decimal(rng.choice(("5", "6", "7.50", "10", "12")))  # 12 is over max_trade
+        if rng.random() < 0.15:
+            draft = Draft(market, "buy", None, (eur * Decimal("1.01") / price).quantize(Decimal("1e-8"), ROUND_DOWN))
+        else:
+            draft = Draft(market, "buy", eur, None)
+    else:
+        base = market.split("-")[0]
+        held = bench.sim.balance(TRADE_KEY).get(base, Decimal(0))
+        if held * price >= 5 and rng.random() < 0.6:
+            amount = (held * Decimal(str(rng.uniform(0.3, 1.0)))).quantize(Decimal("1e-8"), ROUND_DOWN)
+            if amount * price < Decimal("5.1"):
+                amount = held
+            draft = Draft(market, "sell", None, amount)
+        else:
+            draft = Draft(market, "sell", Decimal(rng.choice(("5", "6", "8"))), None)
+    fault = None
+    if rng.random() < 0.5:
+        kind = rng.choice(FAULT_KINDS)
+        fault = {"kind": kind, "on": rng.choice(FAULT_ON)}
+        if kind in ACCEPT_CHOOSABLE:
+            fault["accept"] = rng.random() < 0.6
+        if kind in ("timeout_after_accept", "timeout_before_accept"):
+            fault["delay"] = TIMEOUT_FAULT_DELAY
+        elif kind == "delay":
+            fault["delay"] = rng.choice((0.2, 0.6, 1.2))  # 1.2 s: past the client's timeout and the window
+    return Plan(
+        draft=draft,
+        racers=rng.choice((1, 1, 2, 3)),
+        exec_crash=rng.choice(EXEC_POINTS) if rng.random() < 0.55 else None,
+        reconcile_crash=rng.choice(RECONCILE_POINTS) if rng.random() < 0.35 else None,
+        reconcile_crash_after=rng.choice((0, 0, 1)),
+        fault=fault,
+        racing_reconcile=rng.random() < 0.3,
+    )
+
+
+def do_run(bench: Bench, plan: Plan, report: Report) -> None:
+    pid = bench.propose(plan.draft)
+    report.proposals += 1
+    armed = bench.sim.add_fault(**plan.fault) if plan.fault else None
+    if armed:
+        report.faults_armed[armed.kind] += 1
+    jobs = []
+    for i in range(plan.racers):
+        crash_at = plan.exec_crash if i == 0 else None
+        jobs.append(("execute", env(bench.cfg_path, crash_at), {"proposal_id": pid}))
+    if plan.exec_crash:
+        report.crashes_armed[plan.exec_crash] += 1
+    reconcile_crash = plan.reconcile_crash
+    if plan.racing_reconcile:
+        jobs.append(("reconcile", env(bench.cfg_path, reconcile_crash, plan.reconcile_crash_after), {"seconds": 1.5}))
+        if reconcile_crash:
+            report.crashes_armed[reconcile_crash] += 1
+            reconcile_crash = None
+    results = bench.spawn(jobs)
+    crashed = False
+    for (kind, e, _), (code, data) in zip(jobs, results):
+        if code == CRASH_EXIT:
+            report.crashes[e["TINYBOT_CRASH_AT"]] += 1
+            crashed = True
+        if kind == "execute" and data is not None and data["state"] == "claimed":
+            crashed = True  # a preflight read failed: nothing was sent; the next attempt resumes it
+    if crashed:  # the restart: execute again; an existing execution is returned, never resent
+        bench.spawn([("execute", env(bench.cfg_path), {"proposal_id": pid})])
+    if armed:
+        bench.sim.clear_faults()
+        if armed.fired:
+            report.faults[armed.kind] += 1
+    if reconcile_crash:
+        report.crashes_armed[reconcile_crash] += 1
+        (code, _), = bench.spawn([("reconcile", env(bench.cfg_path, reconcile_crash, plan.reconcile_crash_after),
+                                   {"seconds": 0})])
+        if code == CRASH_EXIT:
+            report.crashes[reconcile_crash] += 1
+    bench.reconcile_here()  # the restarted bot reconciles at start
+
+
+TOUR_SETTINGS = Settings(max_daily="1000", max_exposure="1000", cooldown="0s", anti_flip="0s")
+
+
+def tour() -> list[Plan]:
+    """One run per crash point and per fault kind on the order request, so a short run covers them all.
+
+    It runs in its own batch without cooldown, anti-flip or tight caps, or
+    most of its buys would be (rightly) blocked before reaching the points.
+    """
+    plans = []
+
+    def buy(i):
+        return Draft(MARKETS[i % 2], "buy", Decimal("5"), None)
+
+    for i, p in enumerate(EXEC_POINTS):  # alone, then with a racer that may get there first
+        plans.append(Plan(buy(i), 1, p, None, 0, None, False))
+        plans.append(Plan(buy(i + 1), 2, p, None, 0, None, True))
+    for i, p in enumerate(RECONCILE_POINTS):  # leave an order to find: crash right after it was accepted
+        plans.append(Plan(buy(i), 1, "after_send_before_reply", p, 0, None, False))
+    for i, kind in enumerate(FAULT_KINDS):
+        fault = {"kind": kind, "on": "create_order"}
+        if kind in ("timeout_after_accept", "timeout_before_accept"):
+            fault["delay"] = TIMEOUT_FAULT_DELAY
+        plans.append(Plan(buy(i), 2, None, None, 0, fault, i % 2 == 0))
+    return plans
+
+
+def run_tour(root: Path, seed: int, report: Report) -> None:
+    bench = Bench(root, "tour", batch_seed(seed, -1), TOUR_SETTINGS, start={"EUR": Decimal("500")})
+    try:
+        for plan in tour():
+            do_run(bench, plan, report)
+            report.runs += 1
+        finish(bench, -1, report)
+    finally:
+        bench.close()
+
+
+def finish(bench: Bench, batch: int, report: Report) -> None:
+    """End of a batch: let every window pass, reconcile once more, check the invariants."""
+    bench.wait_out_windows()
+    bench.reconcile_here()
+    report.add(batch, bench.findings())
+    report.child_errors += [f"batch {batch}: {e}" for e in bench.errors]
+    report.processes += bench.processes
+    report.states.update(r[0] for r in bench.conn.execute("SELECT state FROM trade_executions"))
+    report.batches += 1
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    return seed * 1_000_003 + batch
+
+
+def run_batch(root: Path, seed: int, batch: int, runs: int, report: Report, settings: Settings = Settings()) -> None:
+    rng = random.Random(batch_seed(seed, batch))
+    bench = Bench(root, f"batch-{batch:04d}", batch_seed(seed, batch), settings)
+    try:
+        for _ in range(runs):
+            do_run(bench, plan_run(rng, bench), report)
+            report.runs += 1
+        finish(bench, batch, report)
+    finally:
+        bench.close()
+
+
+def run(runs: int, seed: int, *, batch_size: int = 20, only_batch: int | None = None, with_tour: bool = True,
+        workdir: str | Path | None = None, progress=None, settings: Settings = Settings()) -> Report:
+    """The harness: the tour (batch -1), then `runs` seeded runs in batches of `batch_size`; → Report."""
+    report = Report(seed=seed)
+    t0 = time.monotonic()
+    root = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="tinybot-chaos-"))
+    report.workdir = str(root)
+    try:
+        if with_tour and only_batch in (None, -1):
+            run_tour(root, seed, report)
+        batches = range((runs + batch_size - 1) // batch_size)
+        for b in batches:
+            if only_batch is not None and b != only_batch:
+                continue
+            n = min(batch_size, runs - b * batch_size)
+            run_batch(root, seed, b, n, report, settings)
+            if progress:
+                progress(report)
+    finally:
+        report.wall_seconds = time.monotonic() - t0
+        if workdir is None and report.ok:
+            shutil.rmtree(root, ignore_errors=True)  # a failure keeps its databases for inspection
+    return report
+
+
+# --- the retry storm and the cap race ---------------------------------------------
+
+# Many processes on few CPUs: a request can wait its turn for a second or
+# more, so these two use Bitvavo's default window and a relaxed timeout.
+STORM_SETTINGS = Settings(window="10s", timeout="5s")
+
+
+def storm(root: Path, n: int, seed: int = 0) -> dict:
+    """`n` processes execute ONE proposal at the same instant: exactly one order, exactly one `sent`."""
+    bench = Bench(root, f"storm-{n}", seed, STORM_SETTINGS)
+    try:
+        pid = bench.propose(Draft("BTC-EUR", "buy", Decimal("5"), None))
+        t0 = time.monotonic()
+        results = bench.spawn([("execute", env(bench.cfg_path), {"proposal_id": pid})] * n)
+        seconds = time.monotonic() - t0
+        bench.wait_out_windows()
+        bench.reconcile_here()
+        f = bench.findings()
+        sent = sum(1 for _, r in results if r and r["sent"])
+        orders = len(bench.sim.orders(TRADE_KEY))
+        return {"processes": n, "orders": orders, "sent": sent, "seconds": round(seconds, 2),
+                "returned": dict(Counter(r["state"] if r else "no answer" for _, r in results)),
+                "violations": f.violations + bench.errors,
+                "ok": orders == 1 and sent == 1 and not f.violations and not bench.errors}
+    finally:
+        bench.close()
+
+
+def cap_race(root: Path, n: int, seed: int = 0, cap: str = "20", eur: str = "5") -> dict:
+    """`n` processes each execute a DIFFERENT €`eur` buy at once under a daily cap of €`cap`.
+
+    Cooldown and anti-flip are off and the account holds plenty, so only the
+    daily cap stands between 50 buys and the exchange: at most cap / eur orders.
+    """
+    settings = Settings(max_daily=cap, max_exposure="100000", max_trade="100", cooldown="0s", anti_flip="0s",
+                        window="10s", timeout="5s")
+    bench = Bench(root, f"cap-race-{n}", seed, settings, start={"EUR": Decimal("100000")})
+    try:
+        pids = [bench.propose(Draft(MARKETS[i % 2], "buy", Decimal(eur), None)) for i in range(n)]
+        t0 = time.monotonic()
+        results = bench.spawn([("execute", env(bench.cfg_path), {"proposal_id": p}) for p in pids])
+        seconds = time.monotonic() - t0
+        bench.wait_out_windows()
+        bench.reconcile_here()
+        f = bench.findings()
+        orders = bench.sim.orders(TRADE_KEY)
+        spent = sum((Decimal(o["amountQuote"]) for o in orders), Decimal(0))
+        allowed = int(Decimal(cap) // Decimal(eur))
+        return {"processes": n, "cap_eur": cap, "eur_each": eur, "allowed": allowed, "orders": len(orders),
+                "spent_eur": str(spent), "seconds": round(seconds, 2),
+                "returned": dict(Counter(r["state"] if r else "no answer" for _, r in results)),
+                "violations": f.violations + bench.errors,
+                "ok": len(orders) <= allowed and spent <= Decimal(cap) and not f.violations and not bench.errors}
+    finally:
+        bench.close()
