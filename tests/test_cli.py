@@ -113,7 +113,10 @@ def test_kill_and_resume(runner):
     assert status["kill_switch"]["trading_enabled"] == 0 and status["kill_switch"]["reason"] == "going on holiday"
     invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
     assert invoke(runner, "execute", "1").output.startswith("Proposal 1: blocked — kill_switch_on")
+    again = invoke(runner, "kill", "--reason", "second thoughts").output.strip()
+    assert again.startswith("Trading was already DISABLED since ") and again.endswith("(cli: going on holiday)")
     assert invoke(runner, "resume").output.strip() == "Trading ENABLED."
+    assert invoke(runner, "resume").output.strip() == "Trading was already enabled."
 
 
 def test_init_writes_config_and_db(tmp_path):

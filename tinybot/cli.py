@@ -440,8 +440,11 @@ def kill(state, reason, cancel_open):
     """
     from . import killswitch
 
-    killswitch.set_enabled(state.conn, False, reason, by="cli")
-    click.echo(f"Trading DISABLED: {reason}")
+    if killswitch.set_enabled(state.conn, False, reason, by="cli"):
+        click.echo(f"Trading DISABLED: {reason}")
+    else:
+        ks = killswitch.state(state.conn)
+        click.echo(f"Trading was already DISABLED since {ks['changed_at']} ({ks['changed_by']}: {ks['reason']})")
     if not cancel_open:
         return
     from . import executor, safety  # the switch is already off: a slow or failing exchange cannot undo that
@@ -463,8 +466,10 @@ def resume(state):
     """Re-enable trading after `tinybot kill` (or an automatic kill)."""
     from . import killswitch
 
-    killswitch.set_enabled(state.conn, True, "resumed", by="cli")
-    click.echo("Trading ENABLED.")
+    if killswitch.set_enabled(state.conn, True, "resumed", by="cli"):
+        click.echo("Trading ENABLED.")
+    else:
+        click.echo("Trading was already enabled.")
 
 
 def main():  # pragma: no cover - console entry
