@@ -24,7 +24,7 @@ def test_bounded_run_crashes_faults_and_no_duplicate_lost_or_violation(tmp_path)
     assert (report.duplicates, report.lost, report.violations, report.child_errors) == (0, 0, [], [])
     # the tour put a process down at every crash point and fired every fault kind
     assert set(report.crashes) == set(crash.POINTS), report.crashes
-    assert set(report.faults) == set(chaos.FAULT_KINDS), report.faults
+    assert set(report.faults) == set(chaos.SCENARIOS), report.faults
     assert report.runs == len(chaos.tour()) + 20
     assert report.orders > 10 and report.fills == report.orders  # market orders fill once each
     assert report.states["filled"] > 0 and report.states["blocked"] > 0
@@ -84,7 +84,7 @@ def test_checks_catch_a_duplicate_an_untracked_order_and_missing_fills(tmp_path)
 
 
 def test_guard_check_catches_cooldown_anti_flip_and_cap_breaches(tmp_path):
-    bench = chaos.Bench(tmp_path, "guards", 1)  # for its config: cooldown 300ms, anti-flip 600ms, caps 10/60/40
+    bench = chaos.Bench(tmp_path, "guards", 1)  # for its config: cooldown 300ms, anti-flip 600ms, caps 10/80/60
     cfg = bench.cfg
     bench.close()
 
@@ -105,7 +105,7 @@ def test_guard_check_catches_cooldown_anti_flip_and_cap_breaches(tmp_path):
     assert "cooldown: order b" in text and "anti-flip: order c" in text and "max_trade: order d" in text
     f = Findings()
     _guards(f, cfg, [(order(str(i), "buy", "10", ("BTC-EUR", "ETH-EUR")[i % 2]), row(f"{10 + i}.000000"))
-                     for i in range(7)])
+                     for i in range(9)])
     assert any("daily cap" in v for v in f.violations) and any("exposure" in v for v in f.violations)
 
 
@@ -162,3 +162,24 @@ def test_paper_killed_after_the_paper_exchange_filled_then_reconcile_finds_it(wr
         assert conn.execute("SELECT COUNT(*) FROM trade_history").fetchone()[0] == 1
     finally:
         conn.close()
+
+
+@pytest.mark.xfail(strict=True, reason="B1 (docs/CHAOS.md): reconcile's deadline starts at submitting_at, but "
+                   "send_order signs the order only after its own reads; with reconcile_grace below their time "
+                   "an order that lands is called failed and its fills are never recorded")
+def test_an_order_signed_late_is_not_lost_when_the_grace_is_short(tmp_path):
+    bench = chaos.Bench(tmp_path, "late", 1, chaos.Settings(grace="0s"))  # window 1s, timeout 1s
+    try:
+        pid = bench.propose(Draft("BTC-EUR", "buy", Decimal("5"), None))
+        chaos.arm(bench, {"kind": chaos.SLOW_PREPARE, "delay": 0.9})  # signs ~1.8 s after the submitting commit
+        results = bench.spawn([("execute", chaos.env(bench.cfg_path), {"proposal_id": pid}),
+                               ("reconcile", chaos.env(bench.cfg_path), {"seconds": 5})])
+        assert [code for code, _ in results] == [0, 0]
+        assert len(bench.sim.orders(chaos.TRADE_KEY)) == 1
+        bench.wait_out_windows()
+        bench.reconcile_here()
+        f = bench.findings()
+    finally:
+        bench.close()
+    assert f.late == 1  # the order reached the exchange after submitting_at + window + grace
+    assert (f.lost, f.violations) == (0, []), f.violations

@@ -36,7 +36,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -54,6 +54,12 @@ EXEC_POINTS = ("after_claim", "after_submitting_commit", "after_send_before_repl
 RECONCILE_POINTS = ("mid_reconcile", "mid_fill_sync")
 FAULT_KINDS = ("delay", "timeout_after_accept", "timeout_before_accept", "html_5xx", "error_101", "error_109",
                "rate_limit_110", "garbage_200", "reset")
+# Not a simulator fault but a pair of them: the reads send_order makes after
+# the `submitting` commit (ccxt's load_markets: /markets and /assets) answer
+# slowly but within the client timeout, so the order is signed — and can
+# land — well after submitting_at.  Always with a reconcile racing it.
+SLOW_PREPARE = "slow_prepare"
+SCENARIOS = FAULT_KINDS + (SLOW_PREPARE,)
 ACCEPT_CHOOSABLE = ("error_101", "error_109", "garbage_200", "reset")
 # where a fault lands: mostly the order itself, else a read before or after it
 FAULT_ON = ("create_order",) * 6 + ("get_order", "orders", "balance", "markets", "ticker")
@@ -86,12 +92,16 @@ TIMEOUT_FAULT_DELAY = 1.3
 @dataclass(frozen=True)
 class Settings:
     max_trade: str = "10"
-    max_daily: str = "60"
-    max_exposure: str = "40"
+    max_daily: str = "80"
+    max_exposure: str = "60"
     cooldown: str = "300ms"
     anti_flip: str = "600ms"
     window: str = "1s"
-    grace: str = "0s"
+    # send_order makes up to four reads after the `submitting` commit (markets,
+    # ticker, ccxt's two load_markets requests, the clientOrderId look-up), each
+    # up to the 1 s timeout, before it signs the order: 5 s covers them.  With
+    # less, reconcile can call an order failed before it lands (docs/CHAOS.md).
+    grace: str = "5s"
     timeout: str = "1s"
 
 
@@ -151,8 +161,8 @@ class Report:
             f" {self.wall_seconds:.0f}s",
             "crashes per point (processes killed):",
             counts(self.crashes, self.crashes_armed, crash.POINTS),
-            "faults per kind (requests hit):",
-            counts(self.faults, self.faults_armed, FAULT_KINDS),
+            "faults per kind (runs where it fired):",
+            counts(self.faults, self.faults_armed, SCENARIOS),
             "final execution states: " + ", ".join(f"{k} {v}" for k, v in sorted(self.states.items())),
             f"exchange orders {self.orders}, fills {self.fills}",
             f"orders that landed after submitting_at + window + grace: {self.late}",
@@ -311,7 +321,7 @@ def plan_run(rng: random.Random, bench: Bench) -> Plan:
     market = rng.choice(MARKETS)
     price = bench.sim.price(market)
     if rng.random() < 0.7:
-        eur = Decimal(rng.choice(("5", "6", "7.50", "10", "12")))  # 12 is over max_trade
+        eur = Decimal(rng.choice(("5", "5", "6", "7.50", "10", "12")))  # 12 is over max_trade
         if rng.random() < 0.15:
             draft = Draft(market, "buy", None, (eur * Decimal("1.01") / price).quantize(Decimal("1e-8"), ROUND_DOWN))
         else:
@@ -327,9 +337,13 @@ def plan_run(rng: random.Random, bench: Bench) -> Plan:
         else:
             draft = Draft(market, "sell", Decimal(rng.choice(("5", "6", "8"))), None)
     fault = None
+    racing = rng.random() < 0.3
     if rng.random() < 0.5:
-        kind = rng.choice(FAULT_KINDS)
+        kind = rng.choice(SCENARIOS)
         fault = {"kind": kind, "on": rng.choice(FAULT_ON)}
+        if kind == SLOW_PREPARE:
+            fault = {"kind": kind, "delay": rng.choice((0.45, 0.9))}
+            racing = True
         if kind in ACCEPT_CHOOSABLE:
             fault["accept"] = rng.random() < 0.6
         if kind in ("timeout_after_accept", "timeout_before_accept"):
@@ -343,16 +357,26 @@ def plan_run(rng: random.Random, bench: Bench) -> Plan:
         reconcile_crash=rng.choice(RECONCILE_POINTS) if rng.random() < 0.35 else None,
         reconcile_crash_after=rng.choice((0, 0, 1)),
         fault=fault,
-        racing_reconcile=rng.random() < 0.3,
+        racing_reconcile=racing,
     )
+
+
+def arm(bench: Bench, fault: dict | None) -> list:
+    """Arm the run's fault on the simulator; → the armed faults (the last one tells whether it fired)."""
+    if fault is None:
+        return []
+    if fault["kind"] == SLOW_PREPARE:
+        return [bench.sim.add_fault("delay", on="markets", count=2, delay=fault["delay"]),  # preflight, then ccxt
+                bench.sim.add_fault("delay", on="assets", delay=fault["delay"])]
+    return [bench.sim.add_fault(**fault)]
 
 
 def do_run(bench: Bench, plan: Plan, report: Report) -> None:
     pid = bench.propose(plan.draft)
     report.proposals += 1
-    armed = bench.sim.add_fault(**plan.fault) if plan.fault else None
+    armed = arm(bench, plan.fault)
     if armed:
-        report.faults_armed[armed.kind] += 1
+        report.faults_armed[plan.fault["kind"]] += 1
     jobs = []
     for i in range(plan.racers):
         crash_at = plan.exec_crash if i == 0 else None
@@ -377,8 +401,8 @@ def do_run(bench: Bench, plan: Plan, report: Report) -> None:
         bench.spawn([("execute", env(bench.cfg_path), {"proposal_id": pid})])
     if armed:
         bench.sim.clear_faults()
-        if armed.fired:
-            report.faults[armed.kind] += 1
+        if armed[-1].fired:
+            report.faults[plan.fault["kind"]] += 1
     if reconcile_crash:
         report.crashes_armed[reconcile_crash] += 1
         (code, _), = bench.spawn([("reconcile", env(bench.cfg_path, reconcile_crash, plan.reconcile_crash_after),
@@ -388,7 +412,7 @@ def do_run(bench: Bench, plan: Plan, report: Report) -> None:
     bench.reconcile_here()  # the restarted bot reconciles at start
 
 
-TOUR_SETTINGS = Settings(max_daily="1000", max_exposure="1000", cooldown="0s", anti_flip="0s")
+TOUR_RISK = {"max_daily": "1000", "max_exposure": "1000", "cooldown": "0s", "anti_flip": "0s"}
 
 
 def tour() -> list[Plan]:
@@ -407,16 +431,16 @@ def tour() -> list[Plan]:
         plans.append(Plan(buy(i + 1), 2, p, None, 0, None, True))
     for i, p in enumerate(RECONCILE_POINTS):  # leave an order to find: crash right after it was accepted
         plans.append(Plan(buy(i), 1, "after_send_before_reply", p, 0, None, False))
-    for i, kind in enumerate(FAULT_KINDS):
-        fault = {"kind": kind, "on": "create_order"}
+    for i, kind in enumerate(SCENARIOS):
+        fault = {"kind": kind, "on": "create_order"} if kind != SLOW_PREPARE else {"kind": kind, "delay": 0.45}
         if kind in ("timeout_after_accept", "timeout_before_accept"):
             fault["delay"] = TIMEOUT_FAULT_DELAY
         plans.append(Plan(buy(i), 2, None, None, 0, fault, i % 2 == 0))
     return plans
 
 
-def run_tour(root: Path, seed: int, report: Report) -> None:
-    bench = Bench(root, "tour", batch_seed(seed, -1), TOUR_SETTINGS, start={"EUR": Decimal("500")})
+def run_tour(root: Path, seed: int, report: Report, settings: Settings = Settings()) -> None:
+    bench = Bench(root, "tour", batch_seed(seed, -1), replace(settings, **TOUR_RISK), start={"EUR": Decimal("500")})
     try:
         for plan in tour():
             do_run(bench, plan, report)
@@ -462,7 +486,7 @@ def run(runs: int, seed: int, *, batch_size: int = 20, only_batch: int | None = 
     report.workdir = str(root)
     try:
         if with_tour and only_batch in (None, -1):
-            run_tour(root, seed, report)
+            run_tour(root, seed, report, settings)
         batches = range((runs + batch_size - 1) // batch_size)
         for b in batches:
             if only_batch is not None and b != only_batch:

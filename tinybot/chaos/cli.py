@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from . import cap_race, run, storm
+from . import Settings, cap_race, run, storm
 
 
 @click.command()
@@ -24,15 +24,17 @@ from . import cap_race, run, storm
               help="Also: N processes execute one proposal (repeatable), e.g. --storm 10 --storm 50.")
 @click.option("--cap-race", "cap_races", multiple=True, type=click.IntRange(2),
               help="Also: N processes each execute a different €5 buy under a €20 daily cap.")
+@click.option("--grace", default=Settings.grace, show_default=True,
+              help="exchange.reconcile_grace for the runs (access_window is 1s, the timeout 1s).")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep every database and result file in this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def main(runs, seed, batch_size, only_batch, no_tour, storms, cap_races, keep, as_json):
+def main(runs, seed, batch_size, only_batch, no_tour, storms, cap_races, grace, keep, as_json):
     """Crash and fault-inject tinybot against the Bitvavo simulator, then check the invariants.
 
     \b
     python -m tinybot.chaos --runs 2000 --seed 20261127 --storm 10 --storm 50 --cap-race 50
     """
-    replay = f"python -m tinybot.chaos --runs {runs} --seed {seed} --batch-size {batch_size}"
+    replay = f"python -m tinybot.chaos --runs {runs} --seed {seed} --batch-size {batch_size} --grace {grace}"
 
     started = time.monotonic()
 
@@ -42,7 +44,7 @@ def main(runs, seed, batch_size, only_batch, no_tour, storms, cap_races, keep, a
                        f" {len(r.violations)} violations, {time.monotonic() - started:.0f}s", err=True)
 
     report = run(runs, seed, batch_size=batch_size, only_batch=only_batch, with_tour=not no_tour,
-                 workdir=keep, progress=progress)
+                 workdir=keep, progress=progress, settings=Settings(grace=grace))
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tinybot-chaos-"))
     extra = {"storms": [storm(root, n, seed) for n in storms],
              "cap_races": [cap_race(root, n, seed) for n in cap_races]}
