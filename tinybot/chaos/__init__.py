@@ -397,8 +397,10 @@ def do_run(bench: Bench, plan: Plan, report: Report) -> None:
             crashed = True
         if kind == "execute" and data is not None and data["state"] == "claimed":
             crashed = True  # a preflight read failed: nothing was sent; the next attempt resumes it
-    if crashed:  # the restart: execute again; an existing execution is returned, never resent
-        bench.spawn([("execute", env(bench.cfg_path), {"proposal_id": pid})])
+    for _ in range(3 if crashed else 0):  # the restart: execute again; an existing execution is returned, never resent
+        (_, data), = bench.spawn([("execute", env(bench.cfg_path), {"proposal_id": pid})])
+        if data is None or data["state"] != "claimed":  # claimed: a read failed (the fault again); retry
+            break
     if armed:
         bench.sim.clear_faults()
         if armed[-1].fired:
