@@ -160,7 +160,7 @@ def test_timeout_before_accept_fails_only_after_window_and_grace(paper):
         pid = propose(conn)
         ex.faults.append("timeout_before_accept")
         assert executor.execute(conn, cfg, ex, pid).state == "unknown"
-        window = cfg.exchange.access_window + cfg.exchange.reconcile_grace
+        window = 2 * cfg.exchange.access_window + cfg.exchange.reconcile_grace  # signed by +1 window, valid +1
         frozen.tick(window - timedelta(seconds=1))
         assert reconcile.reconcile(conn, cfg, ex).still_unknown == [1]
         frozen.tick(timedelta(seconds=1))

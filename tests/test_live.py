@@ -103,7 +103,9 @@ def test_timeout_before_accept_fails_after_window_with_zero_orders(live):
     ro = read_only(cfg)
     assert reconcile.reconcile(conn, cfg, ro).still_unknown == [1]  # window not over: stays unknown
     row = conn.execute("SELECT submitting_at FROM trade_executions").fetchone()
-    later = clock.from_iso(row[0]) + cfg.exchange.access_window + cfg.exchange.reconcile_grace
+    later = clock.from_iso(row[0]) + 2 * cfg.exchange.access_window + cfg.exchange.reconcile_grace
+    with freeze_time(later - timedelta(seconds=1)):
+        assert reconcile.reconcile(conn, cfg, ro).still_unknown == [1]
     with freeze_time(later):
         report = reconcile.reconcile(conn, cfg, ro)
     assert [(c.before, c.after) for c in report.changes] == [("unknown", "failed")]
@@ -225,3 +227,20 @@ def test_reconcile_reports_orders_we_have_no_row_for(live):
     assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'surprise_order' AND severity = 'error'").fetchone()[0] == 1
     r = run_cli("reconcile")
     assert "SURPRISE: order" in r.stderr
+
+
+def test_slow_checks_before_sending_past_the_deadline_send_nothing(live):
+    """B1: the adapter's own reads after `submitting` may be slow; past sign_by it must not sign a request,
+    or the order could land after reconcile was entitled to call it absent (docs/CHAOS.md)."""
+    cfg, conn, ex, sim = live
+    pid = propose(conn)
+    real_prepare = ex._prepare
+    with freeze_time(clock.now(), tick=True) as frozen:
+        def slow_prepare(*a, **k):
+            frozen.tick(cfg.exchange.access_window + timedelta(seconds=1))  # the reads "took" over a window
+            return real_prepare(*a, **k)
+
+        ex._prepare = slow_prepare
+        r = executor.execute(conn, cfg, ex, pid)
+    assert r.state == "failed" and "send_deadline" in r.reason, r.reason
+    assert our_orders(sim) == []

@@ -141,8 +141,8 @@ def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_i
                 (clock.to_iso(now), clock.to_iso(now), str(notional),
                  int(cfg.exchange.access_window.total_seconds() * 1000), execution["id"]),
             )
+    execution = conn.execute("SELECT * FROM trade_executions WHERE id = ?", (execution["id"],)).fetchone()
     if blocks:
-        execution = conn.execute("SELECT * FROM trade_executions WHERE id = ?", (execution["id"],)).fetchone()
         return _result(execution, sent=False)
     crash.point("after_submitting_commit")
 
@@ -157,12 +157,25 @@ def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_i
     return _result(execution, sent=True)
 
 
+def sign_by_ms(execution: sqlite3.Row) -> int:
+    """The latest moment the order request may be signed: one access window after `submitting`.
+
+    The backend's own reads before the request (market table, the
+    clientOrderId lookup) may be slow; past this moment it sends nothing.  So
+    a request carries a timestamp <= submitting_at + window and Bitvavo
+    refuses it after + another window: reconcile may call an order absent
+    from submitting_at + 2 × window + grace on (reconcile.absent_after).
+    """
+    return clock.to_ms(clock.from_iso(execution["submitting_at"])) + execution["access_window_ms"]
+
+
 def _send(exchange: Trading, execution: sqlite3.Row) -> SendOutcome:
     try:
         return exchange.send_order(
             execution["market"], execution["side"], client_order_id=execution["client_order_id"],
             amount_quote=Decimal(execution["amount_quote"]) if execution["amount_quote"] is not None else None,
             amount=Decimal(execution["amount"]) if execution["amount"] is not None else None,
+            sign_by_ms=sign_by_ms(execution),
         )
     except Exception as e:  # a bug or an unclassified failure: the order may exist
         return SendOutcome.ambiguous(f"send raised {type(e).__name__}: {e}", code=type(e).__name__)

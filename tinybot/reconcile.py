@@ -6,10 +6,10 @@ Runs at start-up, at every tick before anything else, and on demand
 * ``submitting`` / ``unknown``: look the order up by clientOrderId, then (as a
   fallback, because Bitvavo may not find closed orders by clientOrderId) in
   the market's orders since the send.  Found -> submitted / filled / canceled
-  with fills.  Not found -> stays as it is until the request's access window
-  plus a grace period has passed (after that Bitvavo would refuse the request
-  with 304, so it can no longer land), then failed: "never reached the
-  exchange".
+  with fills.  Not found -> stays as it is until the request can no longer
+  land (it was signed at the latest one access window after `submitting`,
+  and Bitvavo refuses it with 304 one window after its signature) plus a
+  grace period, then failed: "never reached the exchange".
 * ``submitted``: open orders are synced to their final state and fills.
 * Surprises: orders carrying a clientOrderId on an allowlisted market that we
   have no row for are reported loudly (an ``error`` event).
@@ -49,6 +49,19 @@ class Report:
             "surprises": self.surprises,
             "errors": self.errors,
         }
+
+
+def absent_after(row: sqlite3.Row, grace: timedelta):
+    """From when an order not found is provably absent.
+
+    The executor lets the backend sign the request no later than
+    submitting_at + window (``executor.sign_by_ms``), and Bitvavo refuses a
+    request older than its window (304): nothing can land after
+    submitting_at + 2 × window.  The grace covers clock skew and ccxt's
+    throttle between the deadline check and the signature.
+    """
+    window = timedelta(milliseconds=row["access_window_ms"] or 10_000)
+    return clock.from_iso(row["submitting_at"]) + 2 * window + grace
 
 
 def _find(exchange: MarketData, row: sqlite3.Row) -> Order | None:
@@ -94,12 +107,11 @@ def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, su
             if row["state"] == "submitted":
                 report.errors.append(f"execution {row['id']}: submitted order {row['exchange_order_id']} not found")
                 continue
-            sent_at = clock.from_iso(row["submitting_at"])
-            window = timedelta(milliseconds=row["access_window_ms"] or 10_000)
-            deadline = sent_at + window + grace
+            deadline = absent_after(row, grace)
             if clock.now() >= deadline:
                 detail = (f"never reached the exchange: not found by clientOrderId nor in orders since the send,"
-                          f" and the request's window ({clock.to_iso(sent_at + window)}) plus grace has passed")
+                          f" and the request can no longer land (signed by submitting + window, valid one"
+                          f" more window; + grace = {clock.to_iso(deadline)})")
                 conn.execute(
                     "UPDATE trade_executions SET state = 'failed', reason = ?, updated_at = ?, resolved_at = ?"
                     " WHERE id = ? AND state = ?",

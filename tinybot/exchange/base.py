@@ -178,10 +178,15 @@ class Trading(MarketData, Protocol):
         client_order_id: str,
         amount_quote: Decimal | None = None,
         amount: Decimal | None = None,
+        sign_by_ms: int | None = None,
     ) -> SendOutcome:
         """Place a market order: buys by ``amount_quote`` (EUR), sells by ``amount`` (base).
 
-        Never raises for an exchange outcome; classifies it.
+        Never raises for an exchange outcome; classifies it.  ``sign_by_ms``:
+        if the backend's own checks before the order request run past this
+        moment, it sends nothing and refuses (code ``send_deadline``).  That
+        bounds when a request can be signed, so reconcile knows when it can no
+        longer land.
         """
 
     def cancel_order(self, market: str, client_order_id: str) -> bool:

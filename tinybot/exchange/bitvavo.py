@@ -528,7 +528,8 @@ class BitvavoTrading(BitvavoReadOnly):
         return self.operator_id
 
     def send_order(self, market: str, side: Side, *, client_order_id: str,
-                   amount_quote: Decimal | None = None, amount: Decimal | None = None) -> SendOutcome:
+                   amount_quote: Decimal | None = None, amount: Decimal | None = None,
+                   sign_by_ms: int | None = None) -> SendOutcome:
         """A market order. Never raises for an exchange outcome: see ``classify_send``."""
         until = self.rate_limited_until_ms()
         if until:
@@ -537,6 +538,12 @@ class BitvavoTrading(BitvavoReadOnly):
         if isinstance(prepared, SendOutcome):
             return prepared
         symbol, order_amount, params = prepared
+        if sign_by_ms is not None and clock.now_ms() > sign_by_ms:
+            # the reads above were slow: a request signed now could land after the
+            # moment reconcile is entitled to call this order absent
+            return SendOutcome.refused(
+                f"not sent: the checks before sending took until {clock.to_iso(clock.now())}, past the send"
+                f" deadline {clock.to_iso(clock.from_ms(sign_by_ms))}", code="send_deadline")
         try:
             result = self._ccxt.create_order(symbol, "market", side, order_amount, None, params)
         except Exception as e:  # every exception is an outcome; classify_send sorts them

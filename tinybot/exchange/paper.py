@@ -96,12 +96,15 @@ class PaperExchange:
 
     # --- trading -------------------------------------------------------------
     def send_order(self, market: str, side: str, *, client_order_id: str,
-                   amount_quote: Decimal | None = None, amount: Decimal | None = None) -> SendOutcome:
+                   amount_quote: Decimal | None = None, amount: Decimal | None = None,
+                   sign_by_ms: int | None = None) -> SendOutcome:
         fault = self.faults.pop(0) if self.faults else None
         if fault == "timeout_before_accept":
             return SendOutcome.ambiguous("timeout: no reply from the paper exchange", code="RequestTimeout")
         if fault == "refuse":
             return SendOutcome.refused("paper exchange refused the order (injected)", code="injected")
+        if sign_by_ms is not None and clock.now_ms() > sign_by_ms:
+            return SendOutcome.refused("not sent: past the send deadline", code="send_deadline")
         try:
             outcome = self._fill_market_order(normalise_market(market), side, client_order_id, amount_quote, amount)
         except ExchangeError as e:  # market data unavailable: nothing was written
