@@ -79,8 +79,8 @@ def _rules(cut: str) -> list[tuple[str, str, tuple]]:
     final = ",".join("?" * len(FINAL_STATES))
     return [
         ("guard_decisions",
-         "decided_at < ? AND (execution_id IS NULL OR execution_id IN"
-         f" (SELECT id FROM trade_executions WHERE state IN ({final})))",
+         "decided_at < ? AND NOT EXISTS (SELECT 1 FROM trade_executions e"
+         f" WHERE e.id = guard_decisions.execution_id AND e.state NOT IN ({final}))",
          (cut, *FINAL_STATES)),
         ("ticks", "slot < ? AND status != 'running'", (cut,)),
         ("events", f"at < ? AND kind NOT IN ({kinds})", (cut, *KEEP_EVENT_KINDS)),
@@ -100,10 +100,15 @@ def prune(conn: sqlite3.Connection, now: datetime | None = None, *, keep_days: i
         for table, where, args in _rules(cutoff(now, keep_days)):
             if not _has_table(conn, table):
                 continue
+            newest = conn.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0]
+            if newest is None:
+                out.counts[table] = 0
+                continue
+            # "+id" and no ORDER BY: the time index finds the old rows (with nothing due, one index
+            # seek), instead of a walk of the whole table in id order
             cur = conn.execute(
-                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where}"
-                f" AND id < (SELECT MAX(id) FROM {table}) ORDER BY id LIMIT ?)",
-                (*args, batch),
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} WHERE {where} AND +id < ? LIMIT ?)",
+                (*args, newest, batch),
             )
             out.counts[table] = cur.rowcount
             more = more or cur.rowcount >= batch
