@@ -97,11 +97,10 @@ class Settings:
     cooldown: str = "300ms"
     anti_flip: str = "600ms"
     window: str = "1s"
-    # send_order makes up to four reads after the `submitting` commit (markets,
-    # ticker, ccxt's two load_markets requests, the clientOrderId look-up), each
-    # up to the 1 s timeout, before it signs the order: 5 s covers them.  With
-    # less, reconcile can call an order failed before it lands (docs/CHAOS.md).
-    grace: str = "5s"
+    # Since B1's fix an order is signed by submitting_at + window at the latest
+    # and reconcile waits 2 × window + grace; the grace covers the moment
+    # between the send-deadline check and ccxt's signature.
+    grace: str = "250ms"
     timeout: str = "1s"
 
 
@@ -165,7 +164,7 @@ class Report:
             counts(self.faults, self.faults_armed, SCENARIOS),
             "final execution states: " + ", ".join(f"{k} {v}" for k, v in sorted(self.states.items())),
             f"exchange orders {self.orders}, fills {self.fills}",
-            f"orders that landed after submitting_at + window + grace: {self.late}",
+            f"orders that landed after reconcile could have called them absent: {self.late}",
             f"duplicates {self.duplicates}",
             f"lost {self.lost}",
             f"invariant violations {len(self.violations)}",
@@ -284,11 +283,10 @@ class Bench:
         return reconcile.reconcile(self.conn, self.cfg, self.read_only())
 
     def wait_out_windows(self) -> None:
-        """Sleep until every open request's access window + grace is over (reconcile may then call absences failed)."""
-        row = self.conn.execute("SELECT MAX(submitting_at) FROM trade_executions"
-                                " WHERE state IN ('submitting', 'unknown')").fetchone()[0]
-        if row:
-            deadline = clock.from_iso(row) + self.cfg.exchange.access_window + self.cfg.exchange.reconcile_grace
+        """Sleep until reconcile may call every unresolved request absent (``reconcile.absent_after``)."""
+        rows = self.conn.execute("SELECT * FROM trade_executions WHERE state IN ('submitting', 'unknown')").fetchall()
+        if rows:
+            deadline = max(reconcile.absent_after(r, self.cfg.exchange.reconcile_grace) for r in rows)
             pause = (deadline - clock.now()).total_seconds() + 0.05
             if pause > 0:
                 time.sleep(pause)
@@ -385,7 +383,8 @@ def do_run(bench: Bench, plan: Plan, report: Report) -> None:
         report.crashes_armed[plan.exec_crash] += 1
     reconcile_crash = plan.reconcile_crash
     if plan.racing_reconcile:
-        jobs.append(("reconcile", env(bench.cfg_path, reconcile_crash, plan.reconcile_crash_after), {"seconds": 1.5}))
+        # it stops when the executors have ended; the bound only matters if one hangs
+        jobs.append(("reconcile", env(bench.cfg_path, reconcile_crash, plan.reconcile_crash_after), {"seconds": 6}))
         if reconcile_crash:
             report.crashes_armed[reconcile_crash] += 1
             reconcile_crash = None

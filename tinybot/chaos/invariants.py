@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from tinybot import clock
+from tinybot import clock, reconcile
 from tinybot.config import Config
 
 ON_EXCHANGE = ("submitted", "filled", "canceled")
@@ -25,7 +25,7 @@ class Findings:
     fills: int = 0
     duplicates: int = 0  # exchange orders beyond the first for one proposal
     lost: int = 0  # exchange orders tinybot has no row for, or a row that says they do not exist
-    late: int = 0  # orders that reached the exchange after submitting_at + window + grace
+    late: int = 0  # orders that reached the exchange after reconcile could have called them absent
     violations: list[str] = field(default_factory=list)
 
 
@@ -71,7 +71,7 @@ def _orders_vs_rows(f: Findings, cfg: Config, orders: list[dict], rows: dict) ->
         if sent is None or created < sent - 1:
             f.violations.append(f"(2) order {o['orderId']} reached the exchange at {created}, before execution"
                                 f" {row['id']} committed 'submitting' ({row['submitting_at']})")
-        elif created > sent + (row["access_window_ms"] or 0) + cfg.exchange.reconcile_grace.total_seconds() * 1000:
+        elif created > clock.to_ms(reconcile.absent_after(row, cfg.exchange.reconcile_grace)):
             f.late += 1
     for pid, ids in per_proposal.items():
         if len(ids) > 1:
