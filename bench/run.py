@@ -30,7 +30,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import resource
 import signal
 import sqlite3
 import statistics
@@ -38,7 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -292,8 +291,6 @@ def seed_history(conn: sqlite3.Connection, n: int, now: datetime, per_day: int =
                        iso if state == "filled" else None, iso, "0.0001", "4.9875", "0.0125"))
         if state == "filled":
             rows_h.append((pid, f"t-{pid}", f"o-{pid}", market, side, "0.0001", "49875", "0.0125", iso, iso))
-    with conn:
-        pass
     conn.execute("BEGIN IMMEDIATE")
     conn.executemany("INSERT INTO proposals (id, market, side, amount_quote, source, status, created_at, expires_at)"
                      " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows_p)
