@@ -409,3 +409,23 @@ def test_outage_ticks_count_towards_the_automatic_kill_switch_and_failures_are_a
     assert any("KILL SWITCH turned trading OFF" in e for e in r2.errors)
     kinds = [r[0] for r in conn.execute("SELECT kind FROM alert_log ORDER BY id")]
     assert kinds[0] == "tick_failed" and "kill_switch" in kinds
+
+
+def test_each_tick_prunes_audit_rows_older_than_keep_days(tmp_path, write_config):
+    """The retention rule runs once a tick: old ticks go, the money record stays."""
+    from freezegun import freeze_time
+
+    from tinybot import db as tdb
+    from tinybot.scheduler import Scheduler
+
+    cfg = write_config(PAPER_TOML.replace("[risk]", '[scheduler]\nkeep_days = 1\n[risk]'))
+    conn = tdb.open_db(cfg.db_path)
+    with freeze_time("2026-11-01 12:00:00") as frozen:
+        Scheduler(cfg, conn, echo=lambda s: None).tick()
+        frozen.move_to("2026-11-01 12:01:00")
+        Scheduler(cfg, conn, echo=lambda s: None).tick()
+        assert conn.execute("SELECT COUNT(*) FROM ticks").fetchone()[0] == 2
+        frozen.move_to("2026-11-05 12:00:00")
+        Scheduler(cfg, conn, echo=lambda s: None).tick()
+    slots = [r[0] for r in conn.execute("SELECT slot FROM ticks ORDER BY slot")]
+    assert slots == ["2026-11-05T12:00:00.000000Z"]  # the two old ones pruned (the newest is always kept)

@@ -32,18 +32,24 @@ def friendly(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from .executor import NotExecutable
-        from .proposals import ProposalError
-        from .exchange.base import ExchangeError
-
         try:
             return fn(*args, **kwargs)
-        except (ConfigError, ProposalError, NotExecutable, ExchangeError) as e:
-            if os.environ.get("TINYBOT_RAISE_ERRORS"):
+        except Exception as e:
+            if not _known_error(e) or os.environ.get("TINYBOT_RAISE_ERRORS"):
                 raise
             raise Fail(str(e)) from None
 
     return wrapper
+
+
+# (module, class): an error of a module nobody imported cannot have been raised,
+# so checking sys.modules keeps kill/status from importing the executor.
+KNOWN_ERRORS = (("tinybot.config", "ConfigError"), ("tinybot.proposals", "ProposalError"),
+                ("tinybot.executor", "NotExecutable"), ("tinybot.exchange.base", "ExchangeError"))
+
+
+def _known_error(e: Exception) -> bool:
+    return any(isinstance(e, getattr(sys.modules[m], c)) for m, c in KNOWN_ERRORS if m in sys.modules)
 
 
 class LazyGroup(click.Group):

@@ -110,6 +110,7 @@ class SchedulerConfig:
     log_file: str = text("tinybot.log")
     log_max_bytes: int = integer(1_000_000, minimum=10_000)
     log_backups: int = integer(3, minimum=0)
+    keep_days: int = integer(30, minimum=1)
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def _latest(ctx: Context, side: str | None, since: datetime) -> sqlite3.Row | No
     """Most recent counted execution on this market after `since` (a window ends at since + window exactly)."""
     sql = (
         "SELECT id, side, submitting_at FROM trade_executions"
-        " WHERE market = ? AND submitting_at > ? AND state IN (%s)" % ",".join("?" * len(COUNTED))
+        " WHERE market = ? AND submitting_at > ? AND +state IN (%s)" % ",".join("?" * len(COUNTED))
     )
     args: list = [ctx.name, clock.to_iso(since), *COUNTED]
     if side:
@@ -174,7 +174,9 @@ def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None 
     """EUR committed to buys today (UTC): in-flight at their asked amount, done at what filled."""
     rows = conn.execute(
         "SELECT id, state, notional_eur, filled_quote, fee_paid FROM trade_executions"
-        " WHERE side = 'buy' AND submitting_at >= ? AND state IN (%s)" % ",".join("?" * len(COUNTED + ("canceled",))),
+        # "+state": never walk the state index (it holds every filled execution ever); today's rows come
+        # from trade_executions_time, so this reads one day, however long the history
+        " WHERE side = 'buy' AND submitting_at >= ? AND +state IN (%s)" % ",".join("?" * len(COUNTED + ("canceled",))),
         (clock.to_iso(clock.day_start(now)), *COUNTED, "canceled"),
     ).fetchall()
     total = Decimal(0)

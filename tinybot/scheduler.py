@@ -31,7 +31,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
-import logging.handlers
 import os
 import signal
 import sqlite3
@@ -53,6 +52,22 @@ EXIT_OK = 0
 EXIT_LOCKED = 75  # EX_TEMPFAIL: another `tinybot run` holds the lock; try again later
 MAX_BACKOFF = timedelta(minutes=15)
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+SURPRISE_EVERY = 5  # ticks between scans for orders we have no row for (5 weight per market per scan)
+
+
+class TickPrices:
+    """The read-only client for one tick: ticker() answers once per market, the rest passes through."""
+
+    def __init__(self, inner):
+        self._inner, self._tickers = inner, {}
+
+    def ticker(self, market):
+        if market not in self._tickers:
+            self._tickers[market] = self._inner.ticker(market)
+        return self._tickers[market]
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
 
 
 # --- the lock ---------------------------------------------------------------------
@@ -323,6 +338,8 @@ class Scheduler:
         self.last_slot: datetime | None = None
         self.step = ""
         self._notifier = None
+        self._tick_ro = None  # this tick's read-only client (tickers read once per tick)
+        self._reconciles = 0
 
     # -- plumbing --
     def _connection(self) -> sqlite3.Connection:
@@ -357,7 +374,8 @@ class Scheduler:
         """The automatic kill switch rules (tinybot.safety).  exchange_ok feeds the consecutive-errors count."""
         from . import safety
 
-        turned_off = safety.check(conn, self.cfg, exchange_ok=exchange_ok, market_data=self._ro,
+        turned_off = safety.check(conn, self.cfg, exchange_ok=exchange_ok,
+                                  market_data=self._tick_ro or self._ro,
                                   notifier=self.notifier())
         if turned_off:
             report.errors.append("KILL SWITCH turned trading OFF: " + "; ".join(turned_off)
@@ -432,6 +450,12 @@ class Scheduler:
         status = {"ok": "ok", "interrupted": "failed", "failed": "failed"}[report.status]
         finish_tick(conn, tick_id, status, line)
         log.info("tick %s: %s", tick_id, line)
+        try:  # old audit rows (ticks, guard decisions, events) go; fills and executions stay forever
+            from . import retention
+
+            retention.prune(conn, keep_days=self.cfg.scheduler.keep_days)
+        except Exception:
+            log.exception("pruning old rows failed (nothing lost; tried again next tick)")
         return report
 
     def _run_steps(self, conn: sqlite3.Connection, report: TickReport) -> None:
@@ -440,8 +464,11 @@ class Scheduler:
 
         cfg = self.cfg
         self._checkpoint("reconcile")
-        ro = self.read_only()
-        rec = reconcile.reconcile(conn, cfg, ro)
+        ro = TickPrices(self.read_only())  # one ticker read per market per tick, shared by safety and the snapshot
+        self._tick_ro = ro
+        # orders we have no row for: looked for at start and every SURPRISE_EVERY ticks (each scan covers a day)
+        rec = reconcile.reconcile(conn, cfg, ro, surprises=self._reconciles % SURPRISE_EVERY == 0)
+        self._reconciles += 1
         for c in rec.changes:
             report.notes.append(f"reconciled #{c.execution_id}: {c.before}→{c.after}")
         for s in rec.surprises:
@@ -661,6 +688,8 @@ class _UTCFormatter(logging.Formatter):
 def attach_log_file(cfg: Config) -> logging.Handler:
     """Full detail to a rotating log file next to the config; the terminal gets one line per tick."""
     cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
+    import logging.handlers  # here: `tinybot status` imports this module for liveness() and needs no file handler
+
     handler = logging.handlers.RotatingFileHandler(
         cfg.log_path, maxBytes=cfg.scheduler.log_max_bytes, backupCount=cfg.scheduler.log_backups, encoding="utf-8")
     handler.setFormatter(_UTCFormatter("%(asctime)sZ %(levelname)s %(name)s [%(process)d] %(message)s"))

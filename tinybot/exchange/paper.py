@@ -46,6 +46,11 @@ class PaperExchange:
         self.taker_fee = taker_fee
         self.faults: list[str] = []  # consumed one per send, front first
         self._conn = db.open_db(self.db_path)
+        # The paper exchange stands in for Bitvavo: an order it accepted and a power cut then lost is an
+        # order that never reached the exchange, which the executor already handles (unknown → reconcile
+        # → failed).  Its commits need not wait for the disk; the executor's FULL commit right after
+        # syncs the WAL, paper frames included.
+        self._conn.execute("PRAGMA synchronous = NORMAL")
         with db.transaction(self._conn) as c:
             if c.execute("SELECT COUNT(*) FROM paper_balances").fetchone()[0] == 0:
                 c.execute("INSERT INTO paper_balances (asset, available) VALUES ('EUR', ?)", (str(starting_eur),))
