@@ -287,3 +287,22 @@ def test_preflight_failure_leaves_claimed_and_retry_resumes_once(paper):
     r2 = executor.execute(conn, cfg, ex, pid)
     assert r2.state == "filled" and r2.client_order_id == r.client_order_id
     assert paper_orders(conn) == 1
+
+
+@freeze_time(T0)
+def test_an_order_found_for_a_failed_execution_corrects_the_record_loudly(paper):
+    """Should never happen (the send deadline prevents it); if the exchange has it anyway, the record follows."""
+    cfg, conn, ex, _ = paper
+    pid = propose(conn)
+    ex.faults.append("timeout_before_accept")
+    r = executor.execute(conn, cfg, ex, pid)
+    with db.transaction(conn):  # as if reconcile had (wrongly) proved it absent
+        conn.execute("UPDATE trade_executions SET state = 'failed' WHERE id = ?", (r.execution_id,))
+    from decimal import Decimal as D
+
+    assert ex.send_order("BTC-EUR", "buy", client_order_id=r.client_order_id, amount_quote=D("5")).kind == "accepted"
+    report = reconcile.reconcile(conn, cfg, ex)
+    assert [(c.before, c.after) for c in report.changes] == [("failed", "filled")]
+    assert report.surprises and "recorded as failed" in report.surprises[0]
+    assert conn.execute("SELECT COUNT(*) FROM trade_history").fetchone()[0] == 1
+    assert conn.execute("SELECT severity FROM events WHERE kind = 'surprise_order'").fetchone()[0] == "error"

@@ -185,7 +185,15 @@ def record_outcome(conn: sqlite3.Connection, execution: sqlite3.Row, exchange_na
     """Write what the send said.  Only moves a row still in `submitting` (reconcile may have been faster)."""
     now = clock.now_iso()
     if outcome.kind == "accepted" and outcome.order is not None:
-        ledger.apply_order(conn, execution, exchange_name, outcome.order, from_states=("submitting",))
+        if not ledger.apply_order(conn, execution, exchange_name, outcome.order, from_states=("submitting",)):
+            current = conn.execute("SELECT state FROM trade_executions WHERE id = ?", (execution["id"],)).fetchone()[0]
+            if current in ("failed", "blocked"):
+                # reconcile called it absent, yet the exchange accepted it: the exchange is right
+                ledger.apply_order(conn, execution, exchange_name, outcome.order, from_states=(current,))
+                ledger.event(conn, "surprise_order",
+                             f"order {outcome.order.order_id} was accepted for execution {execution['id']}, which"
+                             f" was recorded as {current}; corrected to what the exchange says",
+                             severity="error", execution_id=execution["id"])
         return
     if outcome.kind == "refused":
         state, reason = "failed", f"refused: {outcome.reason}" + (f" (code {outcome.code})" if outcome.code else "")

@@ -128,10 +128,17 @@ def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, su
 
 
 def _surprises(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, report: Report) -> None:
+    """Orders on our markets that tinybot cannot account for.
+
+    * a clientOrderId we have no execution for: reported loudly (an error
+      event; the automatic kill switch acts on it);
+    * an order for an execution recorded as ``failed`` (or ``blocked``): the
+      exchange has it after all, so the row is corrected to the order's
+      state with its fills, and that is reported as loudly.  With the send
+      deadline (executor.sign_by_ms) this should never happen; if it does,
+      the record follows the exchange.
+    """
     since = clock.to_ms(clock.now() - SURPRISE_LOOKBACK)
-    known = {r[0] for r in conn.execute(
-        "SELECT client_order_id FROM trade_executions WHERE claimed_at >= ?",
-        (clock.to_iso(clock.now() - SURPRISE_LOOKBACK - timedelta(days=1)),))}
     for market in cfg.risk.allowlist:
         try:
             orders = exchange.orders_since(market, since)
@@ -139,15 +146,24 @@ def _surprises(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, repo
             report.errors.append(f"{market}: could not list orders: {e}")
             continue
         for o in orders:
-            if o.client_order_id and o.client_order_id not in known:
-                if conn.execute("SELECT 1 FROM trade_executions WHERE client_order_id = ?",
-                                (o.client_order_id,)).fetchone():
-                    continue
+            if not o.client_order_id:
+                continue  # placed by hand, without a clientOrderId: not tinybot's
+            row = conn.execute("SELECT * FROM trade_executions WHERE client_order_id = ?",
+                               (o.client_order_id,)).fetchone()
+            if row is not None and row["state"] not in ("failed", "blocked"):
+                continue
+            if row is None:
                 msg = (f"order {o.order_id} on {market} ({o.side}, {o.status}) carries clientOrderId"
                        f" {o.client_order_id}, which tinybot has no execution for")
-                report.surprises.append(msg)
-                already = conn.execute("SELECT 1 FROM events WHERE kind = 'surprise_order' AND detail = ?",
-                                       (msg,)).fetchone()
-                if not already:
-                    with db.transaction(conn):
-                        ledger.event(conn, "surprise_order", msg, severity="error")
+            else:
+                msg = (f"order {o.order_id} on {market} ({o.side}, {o.status}) belongs to execution {row['id']},"
+                       f" which was recorded as {row['state']}; corrected to what the exchange says")
+            report.surprises.append(msg)
+            with db.transaction(conn):
+                if row is not None and ledger.apply_order(conn, row, exchange.name, o, from_states=(row["state"],)):
+                    after = conn.execute("SELECT state FROM trade_executions WHERE id = ?", (row["id"],)).fetchone()[0]
+                    report.changes.append(Change(row["id"], row["state"], after, msg))
+                if not conn.execute("SELECT 1 FROM events WHERE kind = 'surprise_order' AND detail = ?",
+                                    (msg,)).fetchone():
+                    ledger.event(conn, "surprise_order", msg, severity="error",
+                                 execution_id=row["id"] if row is not None else None)
