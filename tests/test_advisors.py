@@ -205,3 +205,28 @@ def test_an_advisor_cannot_place_orders_through_the_read_only_client(write_confi
         ro.send_order("BTC-EUR", "buy", client_order_id="x", amount_quote=Decimal(5))
     s = build_snapshot(db.open_db(cfg.db_path), cfg, ro)
     assert not any(hasattr(s, a) for a in ("send_order", "exchange", "conn"))
+
+
+def test_closed_candles_are_read_again_only_when_the_next_one_has_closed(write_config):
+    """The scheduler's candle cache: closed candles never change, so one read per candle interval."""
+    from tinybot.exchange import read_only
+
+    cfg = rules_cfg(write_config)
+    conn = db.open_db(cfg.db_path)
+    client = read_only(cfg)
+    reads = []
+    real = client.candles
+    client.candles = lambda *a, **k: reads.append(a) or real(*a, **k)
+    src = client._inner.source  # the static prices behind the paper account
+    cache: dict = {}
+    with freeze_time("2026-11-27 20:00:30") as frozen:
+        for price in ("60000", "60100"):  # history: two closed candles by 20:02
+            frozen.tick(timedelta(minutes=1))
+            src.set_price("BTC-EUR", price)
+        first = build_snapshot(conn, cfg, client, sources=("rules",), candle_cache=cache)
+        frozen.tick(timedelta(seconds=20))  # same minute: served from the cache
+        again = build_snapshot(conn, cfg, client, sources=("rules",), candle_cache=cache)
+        assert again.candles == first.candles and len([r for r in reads if r[0] == "BTC-EUR"]) == 1
+        frozen.tick(timedelta(minutes=1))  # a new candle closed: read again
+        build_snapshot(conn, cfg, client, sources=("rules",), candle_cache=cache)
+    assert len([r for r in reads if r[0] == "BTC-EUR"]) == 2

@@ -192,7 +192,9 @@ def run_demo(*, seconds: int = 40, seed: int = 7, keep: bool = False,
         def before_tick(slot):
             sim.advance(CANDLES_PER_TICK)
 
-        sched = scheduler.Scheduler(cfg, conn, echo=lambda line: echo("  " + line), before_tick=before_tick)
+        # no candle cache: the simulator rewrites "closed" candles as it fast-forwards its price path
+        sched = scheduler.Scheduler(cfg, conn, echo=lambda line: echo("  " + line), before_tick=before_tick,
+                                    cache_candles=False)
         started = time.monotonic()
         sched.run(until=clock.now() + timedelta(seconds=seconds))
         elapsed = time.monotonic() - started

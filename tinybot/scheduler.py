@@ -325,7 +325,7 @@ class Scheduler:
 
     def __init__(self, cfg: Config, conn: sqlite3.Connection | None = None, *,
                  echo: Callable[[str], None] = print, read_only=None, trading=None,
-                 before_tick: Callable[[datetime], None] | None = None):
+                 before_tick: Callable[[datetime], None] | None = None, cache_candles: bool = True):
         self.cfg = cfg
         self.conn = conn
         self.echo = echo
@@ -339,6 +339,9 @@ class Scheduler:
         self.step = ""
         self._notifier = None
         self._tick_ro = None  # this tick's read-only client (tickers read once per tick)
+        # Closed candles never change on Bitvavo: read them again only when the next one has closed.
+        # The demo turns this off: its simulator replays an accelerated path under fixed timestamps.
+        self._candle_cache: dict | None = {} if cache_candles else None
         self._reconciles = 0
 
     # -- plumbing --
@@ -486,7 +489,7 @@ class Scheduler:
             report.notes.append("expired: " + ", ".join(f"#{i}" for i in expired))
 
         self._checkpoint("snapshot")
-        snap = build_snapshot(conn, cfg, ro, sources=tuple(cfg.advisors))
+        snap = build_snapshot(conn, cfg, ro, sources=tuple(cfg.advisors), candle_cache=self._candle_cache)
         report.prices = {m: t.last for m, t in snap.tickers.items()}
         for p in snap.problems:
             report.errors.append(p)

@@ -152,11 +152,27 @@ def closed_candles(candles: list[Candle], interval: str, now_ms: int) -> tuple[C
     return tuple(c for c in sorted(candles, key=lambda c: c.timestamp_ms) if c.timestamp_ms + step <= now_ms)
 
 
+def _closed_candles_cached(exchange, market: str, interval: str, limit: int, now_ms: int, cache: dict | None):
+    """Closed candles cannot change: read them again only once the next one has closed."""
+    if cache is None:
+        return closed_candles(exchange.candles(market, interval, limit), interval, now_ms)
+    step = int(clock.parse_duration(interval).total_seconds() * 1000)
+    key = (market, interval, limit)
+    hit = cache.get(key)
+    if hit is not None and hit[0] == now_ms // step:
+        return hit[1]
+    closed = closed_candles(exchange.candles(market, interval, limit), interval, now_ms)
+    if closed and closed[-1].timestamp_ms == (now_ms // step - 1) * step:  # the newest closed one is there
+        cache[key] = (now_ms // step, closed)
+    return closed
+
+
 def candle_limit(cfg: Config) -> int:
     return max(cfg.rules.slow + 3, CANDLE_LIMIT_MIN)
 
 
-def build_snapshot(conn: sqlite3.Connection, cfg: Config, exchange, *, sources: tuple[str, ...] = ()) -> Snapshot:
+def build_snapshot(conn: sqlite3.Connection, cfg: Config, exchange, *, sources: tuple[str, ...] = (),
+                   candle_cache: dict | None = None) -> Snapshot:
     """Read markets, tickers, candles and balances through the *read-only* client.
 
     Raises ``ExchangeError`` when the exchange cannot be reached at all (no
@@ -175,7 +191,8 @@ def build_snapshot(conn: sqlite3.Connection, cfg: Config, exchange, *, sources: 
             continue
         try:
             tickers[m] = exchange.ticker(m)
-            candles[m] = closed_candles(exchange.candles(m, interval, candle_limit(cfg)), interval, clock.to_ms(now))
+            candles[m] = _closed_candles_cached(exchange, m, interval, candle_limit(cfg), clock.to_ms(now),
+                                                candle_cache)
         except ExchangeError as e:
             problems.append(f"{m}: {e}")
     try:
