@@ -211,7 +211,8 @@ def test_a_claimed_slot_is_skipped_even_by_a_new_scheduler(write_config):
 def test_run_once_via_cli_and_a_second_once_in_the_same_slot_skips(write_config):
     from conftest import run_cli
 
-    write_config(config_text(["test_scheduler:buy_btc"]))
+    # a day-long slot: the two real-time runs cannot straddle a slot boundary (a 1m slot could, under load)
+    write_config(config_text(["test_scheduler:buy_btc"], interval="1d"))
     env = {"PYTHONPATH": str(TESTS)}
     r1, r2 = run_cli("run", "--once", env=env), run_cli("run", "--once", env=env)
     assert r1.returncode == 0, r1.stderr
