@@ -294,18 +294,18 @@ def execute(state, proposal_id, as_json):
 
 
 @cli.command()
-@click.option("--state", "state_filter", help="Only executions in this state.")
+@click.option("--state", "state_filter", help="Only executions in this state.",
+              type=click.Choice(["claimed", "blocked", "submitting", "submitted", "filled", "canceled", "failed",
+                                 "unknown"]))
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 @friendly
 def executions(state, state_filter, limit, as_json):
     """List executions (one per executed proposal), newest first."""
-    sql, args = "SELECT * FROM trade_executions", []
-    if state_filter:
-        sql += " WHERE state = ?"
-        args.append(state_filter)
-    rows = [dict(r) for r in state.conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
+    from .status import executions as rows_of
+
+    rows = rows_of(state.conn, state_filter, limit)
     emit(rows, as_json, lambda rs: table(rs, ["id", "proposal_id", "market", "side", "state", "notional_eur",
                                                "filled_amount", "fee_paid", "submitting_at", "reason"]))
 
@@ -318,13 +318,9 @@ def executions(state, state_filter, limit, as_json):
 @friendly
 def history(state, market, limit, as_json):
     """List fills as the exchange reported them, newest first."""
-    sql, args = "SELECT * FROM trade_history", []
-    if market:
-        from .exchange.base import normalise_market
+    from .status import fills
 
-        sql += " WHERE market = ?"
-        args.append(normalise_market(market))
-    rows = [dict(r) for r in state.conn.execute(sql + " ORDER BY executed_at DESC, id DESC LIMIT ?", (*args, limit))]
+    rows = fills(state.conn, market, limit)
     emit(rows, as_json, lambda rs: table(rs, ["id", "execution_id", "market", "side", "amount", "price", "fee",
                                                "fee_currency", "executed_at", "trade_id"]))
 
@@ -336,14 +332,9 @@ def history(state, market, limit, as_json):
 @friendly
 def why(state, proposal_id, as_json):
     """Explain what happened to a proposal: every guard decision, and the execution."""
-    from . import proposals
+    from .status import why as explain
 
-    p = dict(proposals.get(state.conn, proposal_id))
-    ex = state.conn.execute("SELECT * FROM trade_executions WHERE proposal_id = ?", (proposal_id,)).fetchone()
-    decisions = [dict(r) for r in state.conn.execute(
-        "SELECT stage, guard, verdict, reason_code, detail, decided_at FROM guard_decisions WHERE proposal_id = ?"
-        " ORDER BY id", (proposal_id,))]
-    data = {"proposal": p, "execution": dict(ex) if ex else None, "decisions": decisions}
+    data = explain(state.conn, proposal_id)
 
     def human(d):
         pr = d["proposal"]

@@ -49,3 +49,33 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
 
 def _eur(d: Decimal) -> str:
     return f"{d:.2f}"
+
+
+def executions(conn: sqlite3.Connection, state: str | None = None, limit: int = 50) -> list[dict]:
+    sql, args = "SELECT * FROM trade_executions", []
+    if state:
+        sql += " WHERE state = ?"
+        args.append(state)
+    return [dict(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
+
+
+def fills(conn: sqlite3.Connection, market: str | None = None, limit: int = 50) -> list[dict]:
+    sql, args = "SELECT * FROM trade_history", []
+    if market:
+        from .exchange.base import normalise_market
+
+        sql += " WHERE market = ?"
+        args.append(normalise_market(market))
+    return [dict(r) for r in conn.execute(sql + " ORDER BY executed_at DESC, id DESC LIMIT ?", (*args, limit))]
+
+
+def why(conn: sqlite3.Connection, proposal_id: int) -> dict:
+    """A proposal, its execution (if any) and every guard decision about it, in order."""
+    from . import proposals
+
+    p = dict(proposals.get(conn, proposal_id))
+    ex = conn.execute("SELECT * FROM trade_executions WHERE proposal_id = ?", (proposal_id,)).fetchone()
+    decisions = [dict(r) for r in conn.execute(
+        "SELECT stage, guard, verdict, reason_code, detail, decided_at FROM guard_decisions WHERE proposal_id = ?"
+        " ORDER BY id", (proposal_id,))]
+    return {"proposal": p, "execution": dict(ex) if ex else None, "decisions": decisions}
