@@ -158,7 +158,10 @@ def test_overdue_unknown_is_alerted(env):
     n = notify.Notifier(cfg, conn, urls=[])
     n.alert = lambda kind, text, **kw: sent.append((kind, kw["key"]))
     safety.check(conn, cfg, notifier=n)
-    frozen.tick(timedelta(seconds=70))  # window 10s + grace 60s
+    frozen.tick(timedelta(seconds=79))  # 2 × window 10s + grace 60s = 80s: not yet
+    safety.check(conn, cfg, notifier=n)
+    assert sent == []
+    frozen.tick(timedelta(seconds=1))
     safety.check(conn, cfg, notifier=n)
     assert sent == [("execution_overdue", f"overdue:{eid}")]
 

@@ -170,14 +170,12 @@ def daily_loss(conn: sqlite3.Connection, cfg, market_data, since: _Since) -> str
 
 
 def overdue(conn: sqlite3.Connection, cfg) -> list[sqlite3.Row]:
-    """Executions still unresolved after their request's access window plus the reconcile grace."""
-    out = []
-    for r in conn.execute("SELECT * FROM trade_executions WHERE state IN ('unknown', 'submitting')"
-                          " AND submitting_at IS NOT NULL ORDER BY id"):
-        window = timedelta(milliseconds=r["access_window_ms"] or 10_000)
-        if clock.from_iso(r["submitting_at"]) + window + cfg.exchange.reconcile_grace <= clock.now():
-            out.append(r)
-    return out
+    """Executions still unresolved after the moment reconcile may call them absent (reconcile.absent_after)."""
+    from .reconcile import absent_after
+
+    return [r for r in conn.execute("SELECT * FROM trade_executions WHERE state IN ('unknown', 'submitting')"
+                                    " AND submitting_at IS NOT NULL ORDER BY id")
+            if absent_after(r, cfg.exchange.reconcile_grace) <= clock.now()]
 
 
 # --- tinybot kill --cancel-open -----------------------------------------------------
