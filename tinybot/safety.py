@@ -68,8 +68,8 @@ def check(conn: sqlite3.Connection, cfg, report=None, *, exchange_ok: bool | Non
     if notifier is not None:
         for row in overdue(conn, cfg):
             notifier.alert("execution_overdue",
-                           f"execution {row['id']} ({row['market']} {row['side']}) is still {row['state']} after its"
-                           f" access window plus grace; reconcile cannot find it (exchange down?)",
+                           f"execution {row['id']} ({row['market']} {row['side']}) is still {row['state']} after the"
+                           f" moment it could still land; reconcile cannot find it (exchange down?)",
                            key=f"overdue:{row['id']}", severity="error")
     turned_off = []
     if fired and killswitch.state(conn)["trading_enabled"]:
