@@ -14,8 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = ("TINYBOT_READ_KEY", "TINYBOT_READ_SECRET", "TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET",
               "TINYBOT_LLM_KEY", "TINYBOT_ALERT_URLS")
 
-PAPER_TOML = """\
-mode = "paper"
+RISK_TOML = """\
 [risk]
 allowlist = ["BTC-EUR", "ETH-EUR"]
 max_trade_eur = 10
@@ -24,6 +23,9 @@ max_exposure_eur = 25
 cooldown = "1h"
 anti_flip = "6h"
 proposal_ttl = "30m"
+"""
+
+PAPER_TOML = 'mode = "paper"\n' + RISK_TOML + """\
 [paper]
 starting_eur = 25
 prices = { "BTC-EUR" = "60000", "ETH-EUR" = "3000" }

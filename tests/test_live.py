@@ -15,22 +15,13 @@ from tinybot.config import ConfigError
 from tinybot.exchange import read_only
 from tinybot.proposals import Draft
 
-from conftest import run_cli
+from conftest import RISK_TOML, run_cli
 from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET
 
 
-def live_text(url: str, operator_id: int | None = OPERATOR_ID, extra_risk: str = "") -> str:
+def live_text(url: str, operator_id: int | None = OPERATOR_ID) -> str:
     op = f"operator_id = {operator_id}\n" if operator_id is not None else ""
-    return f"""\
-mode = "live"
-[risk]
-allowlist = ["BTC-EUR", "ETH-EUR"]
-max_trade_eur = 10
-max_daily_eur = 20
-max_exposure_eur = 25
-cooldown = "1h"
-anti_flip = "6h"
-{extra_risk}
+    return 'mode = "live"\n' + RISK_TOML + f"""\
 [exchange]
 {op}url = "{url}"
 timeout = "700ms"
