@@ -306,3 +306,25 @@ def test_an_order_found_for_a_failed_execution_corrects_the_record_loudly(paper)
     assert report.surprises and "recorded as failed" in report.surprises[0]
     assert conn.execute("SELECT COUNT(*) FROM trade_history").fetchone()[0] == 1
     assert conn.execute("SELECT severity FROM events WHERE kind = 'surprise_order'").fetchone()[0] == "error"
+
+
+def test_time_window_guards_read_through_the_time_indexes(paper):
+    """Guards stay flat as history grows: the cooldown, anti-flip and daily-cap queries are planned on the
+    (market, submitting_at) / (submitting_at) indexes, never on the state index that holds every fill ever."""
+    from tinybot import guards
+
+    cfg, conn, ex, _ = paper
+    pid = propose(conn)
+    row = conn.execute("SELECT * FROM proposals WHERE id = ?", (pid,)).fetchone()
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    with freeze_time(T0):
+        ctx = guards.Context(conn, cfg, guards.clock.now(), row, None, ex.markets()["BTC-EUR"],
+                             ex.ticker("BTC-EUR"), ex.balances())
+        guards.evaluate(ctx)
+    conn.set_trace_callback(None)
+    windowed = [s for s in seen if "FROM trade_executions" in s and "submitting_at" in s]
+    assert len(windowed) >= 3  # cooldown, anti-flip, daily cap
+    for sql in windowed:
+        plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "trade_executions_state" not in plan and "USING INDEX trade_executions_" in plan, (sql, plan)

@@ -430,3 +430,27 @@ def test_each_tick_prunes_audit_rows_older_than_keep_days(tmp_path, write_config
         Scheduler(cfg, conn, echo=lambda s: None).tick()
     slots = [r[0] for r in conn.execute("SELECT slot FROM ticks ORDER BY slot")]
     assert slots == ["2026-11-05T12:00:00.000000Z"]  # the two old ones pruned (the newest is always kept)
+
+
+def test_surprise_orders_are_looked_for_at_start_and_every_fifth_tick(write_config, monkeypatch):
+    from tinybot import reconcile
+
+    cfg = write_config(config_text())
+    scans = []
+    real = reconcile._surprises
+    monkeypatch.setattr(reconcile, "_surprises", lambda *a, **k: scans.append(1) or real(*a, **k))
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        sched = scheduler.Scheduler(cfg, echo=lambda s: None)
+        conn = db.open_db(cfg.db_path)
+        with db.transaction(conn):  # an order on the exchange that tinybot has no execution for
+            conn.execute("INSERT INTO paper_orders (order_id, client_order_id, market, side, order_type, status,"
+                         " amount_quote, filled_amount, filled_amount_quote, fee_paid, created_ms)"
+                         " VALUES ('o1', 'f00dfeed-0000-4000-8000-000000000001', 'BTC-EUR', 'buy', 'market',"
+                         " 'filled', '5', '0', '0', '0', ?)", (clock.now_ms(),))
+        reports = []
+        for _ in range(6):
+            reports.append(sched.tick())
+            frozen.tick(timedelta(minutes=1))
+    assert len(scans) == 2  # tick 1 and tick 6 (scheduler.SURPRISE_EVERY = 5)
+    assert any("SURPRISE" in e for e in reports[0].errors)
+    assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'surprise_order'").fetchone()[0] == 1
