@@ -467,7 +467,3 @@ def resume(state):
         click.echo("Trading ENABLED.")
     else:
         click.echo("Trading was already enabled.")
-
-
-def main():  # pragma: no cover - console entry
-    cli()

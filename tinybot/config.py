@@ -366,8 +366,6 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"{p}: exchange.url: {cfg.exchange.url!r} is not a base URL like \"http://127.0.0.1:8123\"")
     if cfg.scheduler.interval < timedelta(seconds=1):
         raise ConfigError(f"{p}: scheduler.interval: must be at least 1s")
-    for key in ("cooldown", "anti_flip"):
-        pass  # zero is allowed: it switches the guard off, documented in bot.toml
     if not re.match(r"^https?://[^\s/]+", cfg.llm.base_url):
         raise ConfigError(f"{p}: llm.base_url: {cfg.llm.base_url!r} is not an http(s) URL")
     if cfg.risk.proposal_ttl <= timedelta(0):
