@@ -80,9 +80,10 @@ class Fill:
     side: Side
     amount: Decimal  # base
     price: Decimal
-    fee: Decimal
+    fee: Decimal  # Decimal(0) while not settled: Bitvavo sends fee/feeCurrency only once `settled` is true
     fee_currency: str
     timestamp_ms: int
+    settled: bool = True  # False: the fee is not known yet; a later lookup of the same fill corrects it
 
 
 @dataclass(frozen=True)
