@@ -252,3 +252,67 @@ CREATE TABLE scheduler_heartbeat (
     next_tick_at  TEXT,                 -- the slot it will run next (NULL once stopped)
     detail        TEXT NOT NULL DEFAULT ''
 );
+
+-- migration: 0005_money_path
+
+-- Bitvavo documents trade ids (and order ids) as unique *per market*: a fill
+-- is keyed by (exchange, market, trade_id), so the same id on another market
+-- is another fill, not a duplicate to drop.  `settled` = 0 while Bitvavo has
+-- not yet reported the fill's fee (fee/feeCurrency come only once settled);
+-- a later sighting of the same fill corrects the fee, and the position with it.
+CREATE TABLE trade_history_v2 (
+    id              INTEGER PRIMARY KEY,
+    execution_id    INTEGER REFERENCES trade_executions (id),
+    exchange        TEXT NOT NULL,
+    trade_id        TEXT NOT NULL,
+    order_id        TEXT NOT NULL,
+    client_order_id TEXT,
+    market          TEXT NOT NULL,
+    side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    amount          TEXT NOT NULL,
+    price           TEXT NOT NULL,
+    fee             TEXT NOT NULL,
+    fee_currency    TEXT NOT NULL,
+    executed_at     TEXT NOT NULL,
+    recorded_at     TEXT NOT NULL,
+    settled         INTEGER NOT NULL DEFAULT 1 CHECK (settled IN (0, 1)),
+    external        INTEGER NOT NULL DEFAULT 0 CHECK (external IN (0, 1)),  -- coins tinybot did not buy: not in its P/L
+    UNIQUE (exchange, market, trade_id)
+);
+INSERT INTO trade_history_v2 (id, execution_id, exchange, trade_id, order_id, client_order_id, market, side,
+                              amount, price, fee, fee_currency, executed_at, recorded_at)
+    SELECT id, execution_id, exchange, trade_id, order_id, client_order_id, market, side,
+           amount, price, fee, fee_currency, executed_at, recorded_at FROM trade_history;
+DROP TABLE trade_history;
+ALTER TABLE trade_history_v2 RENAME TO trade_history;
+CREATE INDEX trade_history_market_time ON trade_history (market, executed_at);
+CREATE INDEX trade_history_time ON trade_history (executed_at);
+CREATE INDEX trade_history_unsettled ON trade_history (execution_id) WHERE settled = 0;
+
+-- A sell proposed explicitly as selling coins tinybot did not buy
+-- (`tinybot propose ... sell --external`): allowed past tinybot's own
+-- position, booked apart from its P/L.
+ALTER TABLE proposals ADD COLUMN external INTEGER NOT NULL DEFAULT 0 CHECK (external IN (0, 1));
+ALTER TABLE trade_executions ADD COLUMN external INTEGER NOT NULL DEFAULT 0 CHECK (external IN (0, 1));
+-- When an execution became "in doubt" without a send of its own that bounds
+-- it (a restore from backup put it back as claimed/submitting/unknown): reconcile
+-- may call its order absent only from in_doubt_at + 2 access windows + grace.
+ALTER TABLE trade_executions ADD COLUMN in_doubt_at TEXT;
+-- Orders the exchange has that no execution accounts for (a clientOrderId
+-- tinybot has no row for, a second order under an execution's clientOrderId,
+-- an order for a row that never sent one): found by reconcile's surprise
+-- scan, booked (their fills move positions and count against the caps),
+-- alerted once, and remembered here so a later scan only syncs their fills.
+CREATE TABLE unaccounted_orders (
+    id              INTEGER PRIMARY KEY,
+    exchange        TEXT NOT NULL,
+    market          TEXT NOT NULL,
+    order_id        TEXT NOT NULL,
+    client_order_id TEXT,
+    execution_id    INTEGER REFERENCES trade_executions (id),
+    side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    status          TEXT NOT NULL,
+    first_seen_at   TEXT NOT NULL,
+    detail          TEXT NOT NULL,
+    UNIQUE (exchange, market, order_id)
+);

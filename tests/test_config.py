@@ -145,7 +145,7 @@ def test_paper_mode_never_reads_the_trade_key(tmp_path, monkeypatch):
     monkeypatch.setattr(config.Secrets, "get", lambda self, name: asked.append(name) or real_get(self, name))
     cfg, _ = load_text(tmp_path, PAPER_TOML)
     conn = db.open_db(cfg.db_path)
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5")), source="t", ttl=timedelta(minutes=5),
+    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6")), source="t", ttl=timedelta(minutes=5),
                            approve=True)
     ex = executor.trading_exchange(cfg)
     assert executor.execute(conn, cfg, ex, pid).state == "filled"

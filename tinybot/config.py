@@ -84,6 +84,14 @@ class RiskConfig:
     cooldown: timedelta = duration("1h")
     anti_flip: timedelta = duration("6h")
     proposal_ttl: timedelta = duration("30m")
+    # what the caps assume a live order pays (your Bitvavo tier; 0.25 % taker at the lowest)
+    fee_rate: Decimal = money("0.0025")
+    # room for a live market buy by base amount to fill above the ask; counted by every cap
+    slippage_margin: Decimal = money("0.02")
+    # a buy must leave the position worth the €5 minimum plus this share at the bid (tinybot.sizing)
+    sellable_margin: Decimal = money("0.10")
+    # propose the smallest buy (within the caps) that makes a stranded position sellable again
+    top_up_to_exit: bool = boolean(False)
 
 
 @dataclass(frozen=True)
@@ -119,13 +127,13 @@ class RulesConfig:
     candle_interval: str = text("1h", choices=("1m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"))
     fast: int = integer(12, minimum=1)
     slow: int = integer(26, minimum=2)
-    buy_eur: Decimal = money("5", allow_zero=False)
+    buy_eur: Decimal = money("6", allow_zero=False)
 
 
 @dataclass(frozen=True)
 class DcaConfig:
     market: str | None = text(None)
-    buy_eur: Decimal = money("5", allow_zero=False)
+    buy_eur: Decimal = money("6", allow_zero=False)
     every: timedelta = duration("7d")
 
 
@@ -370,6 +378,31 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"{p}: llm.base_url: {cfg.llm.base_url!r} is not an http(s) URL")
     if cfg.risk.proposal_ttl <= timedelta(0):
         raise ConfigError(f"{p}: risk.proposal_ttl: must be longer than 0s")
+    for key, share in (("risk.fee_rate", cfg.risk.fee_rate), ("risk.slippage_margin", cfg.risk.slippage_margin),
+                       ("risk.sellable_margin", cfg.risk.sellable_margin)):
+        if share >= 1:
+            raise ConfigError(f"{p}: {key}: {share} is a share (0.0025 = 0.25 %), not a percentage; must be below 1")
+    _sellable_buys(cfg)
+
+
+def _pct(share: Decimal) -> str:
+    return f"{(share * 100).normalize():f} %"
+
+
+def _sellable_buys(cfg: Config) -> None:
+    """Every fixed buy size must leave a position the exchange lets tinybot sell again (tinybot.sizing)."""
+    from . import sizing
+
+    need = sizing.min_sellable_buy_eur(cfg)
+    sizes = [("rules.buy_eur", cfg.rules.buy_eur)] if "rules" in cfg.advisors else []
+    sizes += [("dca.buy_eur", cfg.dca.buy_eur)] if "dca" in cfg.advisors and cfg.dca.market else []
+    for key, eur in sizes:
+        if eur < need:
+            raise ConfigError(
+                f"{cfg.path}: {key}: €{eur} buys a position that could not be sold again: after the"
+                f" {_pct(sizing.fee_rate(cfg))} fee it must be worth at least €{sizing.min_sellable_eur(cfg)}"
+                f" (the €{sizing.EXCHANGE_MINIMUM_EUR} minimum + risk.sellable_margin {_pct(cfg.risk.sellable_margin)});"
+                f" set it to €{need} or more")
 
 
 def describe(cfg: Config) -> dict:
