@@ -400,7 +400,7 @@ def _sellable_buys(cfg: Config) -> None:
         if eur < need:
             raise ConfigError(
                 f"{cfg.path}: {key}: €{eur} buys a position that could not be sold again: after the"
-                f" {_pct(sizing.fee_rate(cfg))} fee it must be worth at least €{sizing.min_sellable_eur(cfg)}"
+                f" {_pct(sizing.fee_rate(cfg))} fee it must be worth at least €{sizing.min_sellable_eur(cfg):.2f}"
                 f" (the €{sizing.EXCHANGE_MINIMUM_EUR} minimum + risk.sellable_margin {_pct(cfg.risk.sellable_margin)});"
                 f" set it to €{need} or more")
 
