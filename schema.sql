@@ -316,3 +316,31 @@ CREATE TABLE unaccounted_orders (
     detail          TEXT NOT NULL,
     UNIQUE (exchange, market, order_id)
 );
+
+-- migration: 0006_pnl
+
+-- What the last tick saw, so `tinybot pnl` and `status` answer from the
+-- database alone (no exchange, no ccxt): one row per market and per asset,
+-- overwritten every tick (small writes; nothing accumulates).
+CREATE TABLE market_prices (
+    market  TEXT PRIMARY KEY,
+    bid     TEXT NOT NULL,
+    ask     TEXT NOT NULL,
+    last    TEXT NOT NULL,
+    at      TEXT NOT NULL
+);
+CREATE TABLE account_balances (
+    asset     TEXT PRIMARY KEY,
+    available TEXT NOT NULL,
+    in_order  TEXT NOT NULL,
+    at        TEXT NOT NULL
+);
+-- What the account held before tinybot's first recorded fill, per asset
+-- (fixed at the first balance snapshot: balance minus the fills booked by
+-- then).  drift = balance now - (baseline + every fill since): zero unless
+-- money moved outside tinybot (deposits, withdrawals, manual trades).
+CREATE TABLE account_baseline (
+    asset  TEXT PRIMARY KEY,
+    amount TEXT NOT NULL,
+    at     TEXT NOT NULL
+);
