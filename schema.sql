@@ -344,3 +344,13 @@ CREATE TABLE account_baseline (
     amount TEXT NOT NULL,
     at     TEXT NOT NULL
 );
+-- One price per market per hour (the first tick of the hour), for the
+-- report's equity curve and price chart: 24 small rows a day per market.
+CREATE TABLE price_log (
+    hour    TEXT NOT NULL,      -- 'YYYY-MM-DDTHH:00:00.000000Z'
+    market  TEXT NOT NULL,
+    bid     TEXT NOT NULL,
+    ask     TEXT NOT NULL,
+    last    TEXT NOT NULL,
+    PRIMARY KEY (hour, market)
+);

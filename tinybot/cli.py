@@ -64,6 +64,7 @@ class LazyGroup(click.Group):
         "doctor": ("tinybot.cli_ops", "doctor_command"),
         "backup": ("tinybot.cli_ops", "backup_command"),
         "pnl": ("tinybot.cli_report", "pnl_command"),
+        "report": ("tinybot.cli_report", "report_command"),
     }
 
     def list_commands(self, ctx):

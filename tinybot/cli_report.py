@@ -91,3 +91,46 @@ def _print(d: dict) -> None:
     for p in d.get("periods", []):
         click.echo(f"  {p['period']}: realised {eur(p['realised_eur'])}, fees {eur(p['fees_eur'])},"
                    f" LLM {eur(p['llm_cost_eur'])}, {p['trades']} fill(s)")
+
+
+def _date(value: str | None, name: str):
+    if value is None:
+        return None
+    from datetime import datetime, timezone
+
+    try:
+        d = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise Fail(f"{name}: {value!r} is not a date like 2026-01-31 (or 2026-01-31T12:00)") from None
+    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+
+
+@click.command(name="report")
+@click.argument("file", type=click.Path(dir_okay=False, writable=True))
+@click.option("--from", "since", help="First day (UTC), e.g. 2026-01-01; default: the beginning.")
+@click.option("--to", "until", help="Last moment (UTC), e.g. 2026-12-31T23:59; default: now.")
+@click.option("--title", default="tinybot report", show_default=True, help="The page's title.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@pass_state
+@friendly
+def report_command(state, file, since, until, title, as_json):
+    """Write one self-contained HTML page: P/L against holding, prices with trades, costs, guard blocks.
+
+    \b
+    The page needs no network to view (inline SVG charts, no scripts).  It
+    reads the database only: the paper or live history, or a replay's.
+    \b
+    Example:
+        tinybot report ~/tinybot-2026.html --from 2026-01-01
+    """
+    from .report import ReportError, write
+
+    try:
+        out = write(state.conn, state.cfg, file, since=_date(since, "--from"), until=_date(until, "--to"),
+                    title=title)
+    except ReportError as e:
+        raise Fail(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(f"Report: {out['path']} ({out['charts']} charts, {out['fills']} fills, {out['bytes']} bytes)")

@@ -206,6 +206,11 @@ def record_snapshot(conn: sqlite3.Connection, tickers: dict, account: dict | Non
             "INSERT INTO market_prices (market, bid, ask, last, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (market)"
             " DO UPDATE SET bid = excluded.bid, ask = excluded.ask, last = excluded.last, at = excluded.at",
             [(m, str(t.bid), str(t.ask), str(t.last), now) for m, t in tickers.items()])
+        hour = clock.to_iso(clock.now().replace(minute=0, second=0, microsecond=0))
+        conn.executemany(
+            "INSERT INTO price_log (hour, market, bid, ask, last) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (hour, market) DO NOTHING",
+            [(hour, m, str(t.bid), str(t.ask), str(t.last)) for m, t in tickers.items()])
         if account is None:
             return
         # /balance omits zero balances: an asset that is gone is zero, not "as before"
