@@ -171,6 +171,8 @@ class Config:
     db: str = text("tinybot.db")
     secrets_file: str = text("secrets.env")
     advisors: tuple[str, ...] = strings(())
+    # the day of the daily cap, the LLM's day and month budgets, reports and exports ("UTC" when unset)
+    timezone: str = text("UTC")
     risk: RiskConfig = field(default_factory=RiskConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
@@ -180,6 +182,13 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+    @property
+    def tz(self):
+        """The configured ``timezone`` as a ZoneInfo (validated when the config loads)."""
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
 
     @property
     def base_dir(self) -> Path:
@@ -378,6 +387,11 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"{p}: llm.base_url: {cfg.llm.base_url!r} is not an http(s) URL")
     if cfg.risk.proposal_ttl <= timedelta(0):
         raise ConfigError(f"{p}: risk.proposal_ttl: must be longer than 0s")
+    try:
+        cfg.tz
+    except (ValueError, KeyError, OSError):  # zoneinfo raises ZoneInfoNotFoundError (a KeyError) or ValueError
+        raise ConfigError(f"{p}: timezone: {cfg.timezone!r} is not a time zone name like \"Europe/Amsterdam\""
+                          " or \"UTC\"") from None
     for key, share in (("risk.fee_rate", cfg.risk.fee_rate), ("risk.slippage_margin", cfg.risk.slippage_margin),
                        ("risk.sellable_margin", cfg.risk.sellable_margin)):
         if share >= 1:

@@ -187,14 +187,15 @@ def max_trade(ctx: Context) -> Verdict:
     return passed("max_trade", f"€{notional:.2f} of €{cap} (fee included)")
 
 
-def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None = None) -> Decimal:
-    """EUR committed to buys today (UTC): in-flight at their asked amount, done at what filled."""
+def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None = None, tz=None) -> Decimal:
+    """EUR committed to buys today (in ``tz``, the config's timezone): in flight at the most they can spend,
+    done at what filled plus the fee."""
     rows = conn.execute(
         "SELECT id, state, notional_eur, filled_quote, fee_paid FROM trade_executions"
         # "+state": never walk the state index (it holds every filled execution ever); today's rows come
         # from trade_executions_time, so this reads one day, however long the history
         " WHERE side = 'buy' AND submitting_at >= ? AND +state IN (%s)" % ",".join("?" * len(COUNTED + ("canceled",))),
-        (clock.to_iso(clock.day_start(now)), *COUNTED, "canceled"),
+        (clock.to_iso(clock.day_start(now, tz)), *COUNTED, "canceled"),
     ).fetchall()
     total = Decimal(0)
     for r in rows:
@@ -204,10 +205,10 @@ def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None 
             total += Decimal(r["notional_eur"] or 0)
         else:
             total += Decimal(r["filled_quote"]) + Decimal(r["fee_paid"])
-    return total + unaccounted_spent(conn, now)
+    return total + unaccounted_spent(conn, now, tz)
 
 
-def unaccounted_spent(conn: sqlite3.Connection, now: datetime) -> Decimal:
+def unaccounted_spent(conn: sqlite3.Connection, now: datetime, tz=None) -> Decimal:
     """EUR spent today by buy fills that no execution's own order accounts for (reconcile's surprises)."""
     total = Decimal(0)
     for r in conn.execute(
@@ -215,7 +216,7 @@ def unaccounted_spent(conn: sqlite3.Connection, now: datetime) -> Decimal:
         " LEFT JOIN trade_executions e ON e.id = h.execution_id"
         " WHERE h.executed_at >= ? AND h.side = 'buy' AND h.external = 0"
         " AND (e.id IS NULL OR e.exchange_order_id IS NULL OR h.order_id != e.exchange_order_id)",
-        (clock.to_iso(clock.day_start(now)),),
+        (clock.to_iso(clock.day_start(now, tz)),),
     ):
         total += Decimal(r["amount"]) * Decimal(r["price"]) + (Decimal(r["fee"]) if r["fee_currency"] == "EUR" else 0)
     return total
@@ -227,7 +228,7 @@ def daily_cap(ctx: Context) -> Verdict:
     notional = ctx.spend_eur()
     if notional is None:
         return blocked("daily_cap", "no_price", "no price to value the trade")
-    used = spent_today(ctx.conn, ctx.now, ctx.execution_id)
+    used = spent_today(ctx.conn, ctx.now, ctx.execution_id, ctx.cfg.tz)
     cap = ctx.cfg.risk.max_daily_eur
     if used + notional > cap:
         return blocked("daily_cap", "over_daily_cap",
