@@ -65,6 +65,7 @@ class LazyGroup(click.Group):
         "backup": ("tinybot.cli_ops", "backup_command"),
         "pnl": ("tinybot.cli_report", "pnl_command"),
         "report": ("tinybot.cli_report", "report_command"),
+        "export": ("tinybot.cli_report", "export_command"),
     }
 
     def list_commands(self, ctx):

@@ -134,3 +134,33 @@ def report_command(state, file, since, until, title, as_json):
         click.echo(json.dumps(out, indent=2))
     else:
         click.echo(f"Report: {out['path']} ({out['charts']} charts, {out['fills']} fills, {out['bytes']} bytes)")
+
+
+@click.command(name="export")
+@click.option("--csv", "file", required=True, type=click.Path(dir_okay=False, writable=True),
+              help="The CSV file to write (replaced whole, or left alone on an error).")
+@click.option("--year", type=int, help="Only fills of this year (in the config's timezone).")
+@click.option("--format", "layout", type=click.Choice(["generic", "koinly"]), default="generic", show_default=True,
+              help="generic: one row per fill with every field; koinly: Koinly's universal import template.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@pass_state
+@friendly
+def export_command(state, file, year, layout, as_json):
+    """Write every fill to a CSV file: for your books or a crypto-tax tool.
+
+    \b
+    Examples:
+        tinybot export --csv fills-2026.csv --year 2026
+        tinybot export --csv koinly.csv --format koinly
+    """
+    from .export import ExportError, write
+
+    try:
+        out = write(state.conn, state.cfg, file, layout=layout, year=year)
+    except ExportError as e:
+        raise Fail(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(out, indent=2))
+    else:
+        click.echo(f"Exported {out['fills']} fill(s) to {out['path']} ({out['layout']} layout"
+                   + (f", {out['year']})" if out["year"] else ")"))
