@@ -184,6 +184,13 @@ class Config:
     safety: SafetyConfig = field(default_factory=SafetyConfig)
 
     @property
+    def active_advisors(self) -> tuple[str, ...]:
+        """The advisors a tick runs: ``advisors``, plus ``top_up`` when [risk] top_up_to_exit is on."""
+        if self.risk.top_up_to_exit and "top_up" not in self.advisors:
+            return (*self.advisors, "top_up")
+        return self.advisors
+
+    @property
     def tz(self):
         """The configured ``timezone`` as a ZoneInfo (validated when the config loads)."""
         from zoneinfo import ZoneInfo
@@ -225,7 +232,7 @@ SECTIONS = {
     "alerts": AlertsConfig,
     "safety": SafetyConfig,
 }
-KNOWN_ADVISORS = ("rules", "dca", "llm")
+KNOWN_ADVISORS = ("rules", "dca", "llm", "top_up")
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path:

@@ -63,6 +63,7 @@ BUILTIN = {
     "rules": "tinybot.advisors.rules:advise",
     "dca": "tinybot.advisors.dca:advise",
     "llm": "tinybot.advisors.llm:advise",
+    "top_up": "tinybot.advisors.topup:advise",
 }
 
 Advisor = Callable[["Snapshot", Config], list]
