@@ -104,8 +104,11 @@ class SimAccount:
 
 
 def s(x: Decimal) -> str:
-    """Decimal → plain string, never scientific notation."""
-    return format(x, "f")
+    """Decimal → plain string without trailing zeros, never scientific notation.
+
+    As Bitvavo writes numbers (SRC_CCXT_FIXTURES: "0.0002", "6.8976", "34469", "16.48").
+    """
+    return format(x.normalize(), "f") if x else "0"
 
 
 def dec(value, name: str) -> Decimal:
