@@ -474,3 +474,100 @@ def test_classifier_on_exceptions_ccxt_raises_without_http():
     assert classify_send(TypeError("boom")).kind == "ambiguous"
     assert classify_send({"id": None, "info": "not json"}).kind == "ambiguous"
     assert classify_send({"id": "x", "info": {"orderId": "x"}}).kind == "ambiguous"  # an order we cannot read
+
+
+# --- unsettled fills, time windows, pages, the pre-send check --------------------------------
+
+def rich_accounts():
+    return [SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), {"EUR": Decimal("1000")})]
+
+
+def test_unsettled_fills_carry_no_fee_until_bitvavo_settles_them(sim_factory, tmp_path):
+    running = sim_factory(accounts=rich_accounts(), unsettled="manual")
+    t = BitvavoTrading(make_cfg(tmp_path, running.url), TRADE_KEY, TRADE_SECRET, rate_limit=False, sleep=never_sleep)
+    since = t.server_time_ms() - 1000
+    out = buy(t, "6")
+    assert out.kind == "accepted", out
+    (f,) = out.order.fills
+    assert (f.settled, f.fee) == (False, Decimal(0))
+    (f,) = t.trades_since(MARKET, since)
+    assert (f.settled, f.fee) == (False, Decimal(0))
+    assert running.sim.settle_fills() == 1
+    (g,) = t.trades_since(MARKET, since)
+    assert (g.trade_id, g.settled) == (f.trade_id, True) and g.fee > 0
+    assert g.fee == t.fetch_order(MARKET, out.order.client_order_id).fee_paid
+
+
+@pytest.mark.parametrize("window", ["clamp", "refuse"])
+def test_orders_and_trades_older_than_a_day_are_read_in_24_hour_slices(sim_factory, tmp_path, window):
+    """Bitvavo's GET /trades spans at most 24 h a request (its websocket docs say the same of orders):
+    whether the exchange refuses a longer span or silently cuts it, every order and fill is found."""
+    running = sim_factory(accounts=rich_accounts(), trades_window=window, orders_window=window)
+    start = datetime.now(timezone.utc)
+    with freeze_time(start) as frozen:
+        t = BitvavoTrading(make_cfg(tmp_path, running.url), TRADE_KEY, TRADE_SECRET, rate_limit=False,
+                           sleep=never_sleep)
+        sent = []
+        for _ in range(3):
+            out = buy(t)
+            assert out.kind == "accepted", out
+            sent.append(out.order.order_id)
+            frozen.tick(timedelta(hours=25))
+        wire = spy(t)
+        since = clock.to_ms(start) - 60_000
+        assert sorted(o.order_id for o in t.orders_since(MARKET, since)) == sorted(sent)
+        assert sorted(f.order_id for f in t.trades_since(MARKET, since)) == sorted(sent)
+        now = clock.now_ms()
+    day = 86_400_000
+    for path in ("/v2/orders", "/v2/trades"):
+        spans = []
+        for _, url, _, _ in wire.to("GET", path):
+            q = dict(p.split("=") for p in url.split("?")[1].split("&"))
+            s, e = int(q["start"]), int(q["end"]) if "end" in q else None
+            assert (e - s if e is not None else now - s) <= day, url
+            spans.append((s, e))
+        assert len(spans) >= 4  # 75 hours in slices of at most 24
+        assert spans[0][0] == since and spans[-1][1] is None
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # contiguous: nothing falls between
+
+
+def test_a_full_page_is_followed_back_until_it_is_not_full(trading, monkeypatch):
+    t, _, sim = trading
+    since = t.server_time_ms() - 1000
+    sent = {buy(t).order.order_id for _ in range(5)}
+    monkeypatch.setattr(bitvavo, "PAGE_LIMIT", 2)
+    wire = spy(t)
+    assert {o.order_id for o in t.orders_since(MARKET, since)} == sent
+    assert {f.order_id for f in t.trades_since(MARKET, since)} == sent
+    assert len(wire.to("GET", "/v2/orders")) >= 3 and len(wire.to("GET", "/v2/trades")) >= 3
+
+
+def test_lookups_further_back_than_a_month_are_refused_not_silently_cut(trading):
+    t, wire, _ = trading
+    with pytest.raises(ExchangeError, match="more than 31 days back"):
+        t.orders_since(MARKET, 0)
+    assert wire.requests == []
+
+
+def test_the_pre_send_check_scans_orders_since_the_claim_when_the_id_lookup_finds_nothing(sim_factory, tmp_path):
+    """Bitvavo may not find a closed order by clientOrderId: a resend after a fill must still be caught."""
+    running = sim_factory(accounts=rich_accounts(), find_closed_by_client_id=False)
+    t = BitvavoTrading(make_cfg(tmp_path, running.url), TRADE_KEY, TRADE_SECRET, rate_limit=False, sleep=never_sleep)
+    c, claimed = cid(), t.server_time_ms() - 5_000
+    first = t.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("5"), claimed_ms=claimed)
+    assert first.kind == "accepted", first
+    assert t.fetch_order(MARKET, c) is None  # the premise: the filled order is not found by its id
+    wire = spy(t)
+    again = t.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("5"), claimed_ms=claimed)
+    assert (again.kind, again.code) == ("ambiguous", "220"), again
+    assert first.order.order_id in again.reason
+    assert wire.to("POST", "/v2/order") == [] and len(running.sim.orders()) == 1
+    (scan,) = wire.to("GET", "/v2/orders")
+    assert f"start={claimed}" in scan[1]
+    # without a claim time the scan starts one day before the signing deadline
+    sign_by = t.server_time_ms() + 10_000
+    wire.requests.clear()
+    again = t.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("5"), sign_by_ms=sign_by)
+    assert (again.kind, again.code) == ("ambiguous", "220")
+    assert f"start={sign_by - 86_400_000}" in wire.to("GET", "/v2/orders")[0][1]
+    assert len(running.sim.orders()) == 1
