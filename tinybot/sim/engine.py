@@ -683,15 +683,16 @@ class Simulator:
         # An order by amountQuote echoes amountQuote/amountQuoteRemaining and no amount, for
         # sells too (docs get-orders: "If you set amountQuote in your order, amount is not returned").
         # Remainders are what is left after the fills, whatever the status.
+        sent = o.get("sent", {})
         if o["amountQuote"] is not None:
-            out["amountQuote"] = s(o["amountQuote"])
+            out["amountQuote"] = sent.get("amountQuote", s(o["amountQuote"]))
             spent = o["filledQuote"] + (o["fee"] if o["side"] == "buy" else 0)
             out["amountQuoteRemaining"] = "0" if o["status"] == "filled" else s(max(Decimal(0), o["amountQuote"] - spent))
         elif o["amount"] is not None:
-            out["amount"] = s(o["amount"])
+            out["amount"] = sent.get("amount", s(o["amount"]))
             out["amountRemaining"] = s(o["amount"] - o["filled"])
         if o["price"] is not None:
-            out["price"] = s(o["price"])
+            out["price"] = sent.get("price", s(o["price"]))
         held = o["held"] if o["status"] in OPEN_STATUSES else Decimal(0)
         if o.get("show_on_hold") is not None:  # an outcome's on_hold: shown in the create answer only
             held = o.pop("show_on_hold")
@@ -862,6 +863,9 @@ class Simulator:
                 "held": Decimal(0), "filled": Decimal(0), "filledQuote": Decimal(0), "fee": Decimal(0),
                 "fills": [], "timeInForce": tif if otype == "limit" else "IOC", "postOnly": post_only,
                 "selfTradePrevention": stp, "operatorId": operator_id,
+                # The amounts echo as they were sent ("10.00" stays "10.00"): no recording shows
+                # Bitvavo rewriting them, and tests check what a client sent through this echo.
+                "sent": {k: str(body[k]) for k in ("amount", "amountQuote", "price") if k in body},
             }
             self._orders[o["orderId"]] = o
             if otype == "market":
