@@ -447,6 +447,9 @@ def test_trades_span_at_most_24_hours(sim, ccxt_client):
     assert ex.privateGetTrades({"market": "BTC-EUR", "start": now - 86_405_000, "end": now + 1000}) == []
     # /orders: the REST page documents no window, so none by default
     assert len(ex.privateGetOrders({"market": "BTC-EUR", "start": now - 10 * 86_400_000})) == 1
+    sim.sim.set_mode(orders_window="refuse")  # the websocket page's 24 h, as a setting
+    with pytest.raises(ccxt.BadRequest):
+        ex.privateGetOrders({"market": "BTC-EUR", "start": now - 86_405_000, "end": now + 1000})
 
 
 # --- 9. signatures over the canonical form ---------------------------------------------------------
@@ -613,3 +616,45 @@ def test_simaccount_api_unchanged():
     """Existing callers (demo, chaos, tests) build accounts positionally and by keyword."""
     a = SimAccount("k", "s", frozenset({"view"}), {}, account="x")
     assert (a.key, a.secret, a.permissions, a.balances, a.account) == ("k", "s", frozenset({"view"}), {}, "x")
+
+
+def test_markets_have_the_documented_fields(sim):
+    """constructed_bitvavo_markets.json: the GET /markets field list of Bitvavo's docs (not a recording)."""
+    documented = json.loads((FIXTURES / "constructed_bitvavo_markets.json").read_text())["rows"][0]
+    ex = make_ccxt(sim.url)
+    row = ex.publicGetMarkets({"market": "BTC-EUR"})
+    assert set(documented) <= set(row)
+    assert row["pricePrecision"] is None  # docs releases v2.12.0: deprecated, always null
+    assert {k: row[k] for k in ("status", "minOrderInQuoteAsset")} == {"status": "trading", "minOrderInQuoteAsset": "5.00"}
+
+
+def test_each_documented_error_comes_with_its_http_status(sim_factory):
+    """constructed_bitvavo_errors.json (HTTP status, errorCode) pairs, each produced by the simulator."""
+    want = {(h, e["errorCode"]) for h, e in json.loads((FIXTURES / "constructed_bitvavo_errors.json").read_text())["errors"]}
+    got = set()
+    s = sim_factory(accounts=[SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), {"EUR": D(25)}),
+                              SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}),
+                              SimAccount("trade-only", "to-secret", frozenset({"trade"}), {})])
+    sim = s.sim
+    body = lambda **kw: json.dumps(order_body(side="buy", orderType="market", amountQuote="6") | kw,
+                                   separators=(",", ":"))
+    record = lambda r: got.add((r[0], r[1]["errorCode"]))
+    record(signed(s.url, "GET", "/nope"))
+    record(signed(s.url, "GET", "/ordersOpen", key=READ_KEY, secret=READ_SECRET))
+    record(signed(s.url, "GET", "/balance", key="trade-only", secret="to-secret"))
+    record(signed(s.url, "POST", "/order", body(amountQuote="6.001")))
+    record(signed(s.url, "POST", "/order", json.dumps(order_body(side="buy", orderType="limit", amount="0.0001",
+                                                                 price="50000.5"), separators=(",", ":"))))
+    for status in ("delisted", "halted"):
+        sim.set_market_status("BTC-EUR", status)
+        record(signed(s.url, "POST", "/order", body()))
+    sim.set_market_status("BTC-EUR", "trading")
+    for kind in ("error_101", "error_109"):
+        sim.add_fault(kind, on="balance")
+        record(signed(s.url, "GET", "/balance"))
+    for code in (110, 105):
+        sim.set_mode(rate_limit_code=code)
+        sim.rate_limit = 0
+        record(signed(s.url, "GET", "/time"))
+        sim._weights.clear()
+    assert want <= got, want - got
