@@ -571,3 +571,22 @@ def test_the_pre_send_check_scans_orders_since_the_claim_when_the_id_lookup_find
     assert (again.kind, again.code) == ("ambiguous", "220")
     assert f"start={sign_by - 86_400_000}" in wire.to("GET", "/v2/orders")[0][1]
     assert len(running.sim.orders()) == 1
+
+
+def test_probing_what_each_key_may_read_uses_get_only(sim_factory, tmp_path):
+    from simfixtures import shared_accounts
+
+    running = sim_factory(accounts=shared_accounts())
+    cfg = make_cfg(tmp_path, running.url)
+    keys = {"read": (READ_KEY, READ_SECRET), "trade": (TRADE_KEY, TRADE_SECRET)}
+    read, trade = bitvavo.probe_key_rights(cfg, MARKET, keys, rate_limit=False)
+    assert (read.role, read.balance, read.reads_orders) == ("read", None, False)
+    assert "errorCode 310" in read.orders
+    assert (trade.role, trade.balance, trade.orders, trade.reads_orders) == ("trade", None, None, True)
+    # a "view" key that can read orders is reported as such (it very likely has trade rights)
+    running.sim.set_mode(view_key_reads_orders=True)
+    read, _ = bitvavo.probe_key_rights(cfg, MARKET, keys, rate_limit=False)
+    assert read.reads_orders
+    (bad,) = bitvavo.probe_key_rights(cfg, MARKET, {"read": ("nobody", "nothing")}, rate_limit=False)
+    assert bad.balance and bad.orders and "errorCode 30" in bad.balance
+    assert running.sim.orders() == []

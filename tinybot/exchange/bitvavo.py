@@ -1018,3 +1018,44 @@ def read_only_client(cfg: Config, *, rate_limit: bool = True) -> BitvavoReadOnly
     lookup_key, lookup_secret = lookup if lookup else (None, None)
     return BitvavoReadOnly(cfg, key, secret, lookup_key=lookup_key, lookup_secret=lookup_secret,
                            rate_limit=rate_limit)
+
+
+@dataclass(frozen=True)
+class KeyRights:
+    """What one key could read, found out with GET requests only (nothing is placed or cancelled).
+
+    ``balance`` / ``orders``: None when Bitvavo answered, else why not. A key
+    that may read orders very likely has trade rights (Bitvavo: *Trade* =
+    place, update, view and cancel orders).
+    """
+
+    role: str  # the name the caller gave the key, e.g. "read" or "trade"
+    balance: str | None
+    orders: str | None
+
+    @property
+    def reads_orders(self) -> bool:
+        return self.orders is None
+
+
+def probe_key_rights(cfg: Config, market: str, keys: dict[str, tuple[str, str]], *,
+                     rate_limit: bool = True) -> list[KeyRights]:
+    """For `tinybot doctor`: ``GET /balance`` and ``GET /ordersOpen?market=`` with each key, GET only.
+
+    ``keys`` maps a role ("read", "trade") to (key, secret); the caller reads
+    them. Each probe goes through a GET-only endpoint, so even a key with
+    trade rights cannot place anything here.
+    """
+    out = []
+    for role, (key, secret) in keys.items():
+        ep = _Endpoint(cfg, key, secret, rate_limit=rate_limit, get_only=True)
+        answers: list[str | None] = []
+        for what, fn, params in (("balance", ep.ccxt.privateGetBalance, {}),
+                                 ("open orders", ep.ccxt.privateGetOrdersOpen, {"market": normalise_market(market)})):
+            try:
+                ep.call(what, fn, params, private=True)
+                answers.append(None)
+            except ExchangeError as e:
+                answers.append(str(e))
+        out.append(KeyRights(role, *answers))
+    return out
