@@ -176,3 +176,14 @@ class TestExchangeContract:
         assert second.order is None
         assert len(orders_with(ex, c)) == 1
         assert ex.balances()["EUR"].available == backend.eur_start - Decimal("6")
+
+    def test_a_resend_with_the_claim_time_is_never_a_second_order(self, backend):
+        ex, c = backend.exchange, cid()
+        claimed = ex.server_time_ms() - 2_000
+        first = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("6"), claimed_ms=claimed)
+        assert first.kind == "accepted", first
+        again = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("6"), claimed_ms=claimed,
+                              sign_by_ms=ex.server_time_ms() + 10_000)
+        assert (again.kind, again.code) == ("ambiguous", "220"), again
+        assert len(orders_with(ex, c)) == 1
+        assert ex.balances()["EUR"].available == backend.eur_start - Decimal("6")
