@@ -92,8 +92,9 @@ class SimAccount:
 
     Keys with the same non-empty ``account`` name share one account (balances,
     orders, trades), as several API keys of one Bitvavo account do: a
-    view-only key sees the orders the trading key placed.  The first key of
-    an account brings its balances; later keys must not name any.
+    view-only key sees the balance the trading key's orders moved (reading the
+    orders themselves needs ``trade``, unless ``view_key_reads_orders``). The
+    first key of an account brings its balances; later keys must not name any.
     """
 
     key: str
