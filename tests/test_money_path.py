@@ -86,13 +86,15 @@ def test_reconcile_looks_up_a_filled_order_again_until_its_fills_settle(paper):
     with freeze_time(T0):
         r = executor.execute(conn, cfg, ex, pid)
     assert r.state == "filled"
+    cost = Decimal(conn.execute("SELECT cost_eur FROM positions").fetchone()[0])
+    fee = Decimal(conn.execute("SELECT fee FROM trade_history").fetchone()[0])
     with db.transaction(conn):  # as if Bitvavo had reported the fill before settling it
         conn.execute("UPDATE trade_history SET settled = 0, fee = '0'")
-        conn.execute("UPDATE positions SET cost_eur = '5.985'")
+        conn.execute("UPDATE positions SET cost_eur = ?", (str(cost - fee),))
     rep = reconcile.reconcile(conn, cfg, ex, surprises=False)
     assert rep.errors == []
     assert conn.execute("SELECT settled FROM trade_history").fetchone()[0] == 1
-    assert Decimal(conn.execute("SELECT cost_eur FROM positions").fetchone()[0]) == Decimal("6.000")
+    assert Decimal(conn.execute("SELECT cost_eur FROM positions").fetchone()[0]) == cost == Decimal("6")
 
 
 # --- 3. caps count the fee ----------------------------------------------------------------
