@@ -63,6 +63,8 @@ class LazyGroup(click.Group):
         "usage": ("tinybot.cli_llm", "usage_command"),
         "doctor": ("tinybot.cli_ops", "doctor_command"),
         "backup": ("tinybot.cli_ops", "backup_command"),
+        "data": ("tinybot.cli_data", "data_group"),
+        "replay": ("tinybot.cli_data", "replay_command"),
     }
 
     def list_commands(self, ctx):
