@@ -1,0 +1,246 @@
+"""`tinybot replay`: the real tick over stored candles, on a simulated clock, in a scratch database."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import sqlite3
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tinybot import candles, clock, config, db, replay
+from tinybot.cli import cli
+
+HOUR = 3_600_000
+T0 = 1_735_689_600_000  # 2025-01-01T00:00Z
+N = 300  # hourly candles per market: a fast test, still a dozen crossings
+
+CONFIG = """\
+mode = "paper"
+advisors = ["rules"]
+
+[risk]
+allowlist = ["BTC-EUR", "ETH-EUR"]
+max_trade_eur = 10
+max_daily_eur = 20
+max_exposure_eur = 25
+cooldown = "1h"
+anti_flip = "6h"
+proposal_ttl = "30m"
+
+[scheduler]
+interval = "1h"
+
+[rules]
+candle_interval = "1h"
+fast = 3
+slow = 8
+buy_eur = 6
+"""
+
+
+def csv_rows(n=N, seed=3, gaps=True, start_ms=T0):
+    """Two markets of a wavy random walk; every 97th candle missing (an hour without trades)."""
+    rnd = random.Random(seed)
+    rows = []
+    for market, p0, dec in (("BTC-EUR", 60000, 0), ("ETH-EUR", 3000, 1)):
+        p = p0
+        for i in range(n):
+            o = p
+            c = o * (1 + 0.002 * math.sin(i / 15) + rnd.gauss(0, 0.004))
+            h = max(o, c) * (1 + abs(rnd.gauss(0, 0.002)))
+            lo = min(o, c) * (1 - abs(rnd.gauss(0, 0.002)))
+            f = lambda x: f"{x:.{dec}f}"  # noqa: E731
+            p = float(f(c))
+            if gaps and i % 97 == 50:
+                continue
+            rows.append(f"{market},{start_ms + i * HOUR},{f(o)},{f(h)},{f(lo)},{f(c)},{rnd.uniform(0.1, 5):.4f}")
+    return rows
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """bot.toml + the live database holding the candles; returns (cfg, path of the csv)."""
+    (tmp_path / "bot.toml").write_text(CONFIG)
+    path = tmp_path / "candles.csv"
+    path.write_text("\n".join(["market,timestamp,open,high,low,close,volume", *csv_rows()]) + "\n")
+    cfg = config.load(tmp_path / "bot.toml")
+    conn = db.open_db(cfg.db_path)
+    candles.import_csv(conn, path)
+    conn.close()
+    return cfg, path
+
+
+def run(cfg, **kw):
+    store = replay.open_store(cfg.db_path)
+    try:
+        return replay.replay(cfg, store, **kw)
+    finally:
+        store.close()
+
+
+def to_tick(x: Decimal, tick: Decimal, rounding) -> Decimal:
+    return (x / tick).to_integral_value(rounding=rounding) * tick
+
+
+def test_orders_fill_at_the_open_of_the_next_candle_with_fee_minimum_and_slippage(setup):
+    cfg, _ = setup
+    slip = Decimal("0.0005")
+    s = run(cfg, slippage=slip)
+    assert len(s["trades"]) >= 10 and {t["side"] for t in s["trades"]} == {"buy", "sell"}
+    store = replay.open_store(cfg.db_path)
+    ticks = {"BTC-EUR": Decimal(1), "ETH-EUR": Decimal("0.1")}  # the CSV's precision
+    for t in s["trades"]:
+        at = clock.to_ms(clock.from_iso(t["time"]))
+        assert at % HOUR == 0  # filled at a tick
+        # the decision saw candles closed by `at`; the order fills at the open of the candle opening then
+        row = store.execute("SELECT open FROM candles WHERE market = ? AND ts_ms = ?", (t["market"], at)).fetchone()
+        ref = Decimal(row[0]) if row else Decimal(store.execute(
+            "SELECT close FROM candles WHERE market = ? AND ts_ms < ? ORDER BY ts_ms DESC LIMIT 1",
+            (t["market"], at)).fetchone()[0])  # a gap: the last trade price
+        tick = ticks[t["market"]]
+        half = max(tick, to_tick(ref * Decimal("0.0001"), tick, ROUND_CEILING))  # the simulator's spread
+        price, amount, fee = Decimal(t["price"]), Decimal(t["amount"]), Decimal(t["fee"])
+        if t["side"] == "buy":
+            assert price == to_tick((ref + half) * (1 + slip), tick, ROUND_CEILING)
+            assert fee == Decimal("0.015")  # 0.25 % of the €6 bought, out of the €6
+            assert amount == ((Decimal(6) - fee) / price).quantize(Decimal("1e-8"), rounding=ROUND_FLOOR)
+        else:
+            assert price == to_tick((ref - half) * (1 - slip), tick, ROUND_FLOOR)
+            assert fee == (amount * price * Decimal("0.0025")).quantize(Decimal("1e-8"), rounding=ROUND_CEILING)
+            assert amount * price >= 5  # the €5 minimum
+    store.close()
+
+
+def test_a_decision_never_sees_the_future(setup, tmp_path):
+    """Change every candle after X (and all but the open of the one opening at X): nothing up to X changes."""
+    cfg, path = setup
+    first = run(cfg)
+    cut = clock.to_ms(clock.from_iso(first["trades"][len(first["trades"]) // 2]["time"]))
+    lines = path.read_text().splitlines()
+    changed = [lines[0]]
+    for line in lines[1:]:
+        market, ts, o, h, lo, c, v = line.split(",")
+        if int(ts) >= cut:
+            # the future turns upside down: a crash, then a rally; the candle at `cut` keeps only its open
+            k = Decimal("0.7") if int(ts) < cut + 40 * HOUR else Decimal("1.3")
+            nc = (Decimal(c) * k).quantize(Decimal(o))
+            h, lo, c = max(Decimal(o), nc, Decimal(h) * k), min(Decimal(o), nc, Decimal(lo) * k), nc
+            line = ",".join(map(str, [market, ts, o, h.quantize(Decimal(o)), lo.quantize(Decimal(o)), c, v]))
+        changed.append(line)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "bot.toml").write_text(CONFIG)
+    (other / "c.csv").write_text("\n".join(changed) + "\n")
+    cfg2 = config.load(other / "bot.toml")
+    conn = db.open_db(cfg2.db_path)
+    candles.import_csv(conn, other / "c.csv")
+    conn.close()
+    second = run(cfg2)
+
+    def upto(s):
+        return [t for t in s["trades"] if clock.to_ms(clock.from_iso(t["time"])) <= cut]
+
+    assert upto(first) and upto(first) == upto(second)
+    assert first["trades"] != second["trades"]  # the future did change what happened after X
+
+
+def test_guards_and_the_automatic_kill_switch_apply_as_live(setup):
+    cfg, _ = setup
+    s = run(cfg)
+    assert s["blocks"].get("anti_flip", 0) > 0  # the 6h anti-flip window said no
+    assert s["kill_switch"]["trading_enabled"] is True
+    tight = replay.apply_sets(cfg, ["safety.max_daily_loss_eur=0.05"])
+    k = run(tight)
+    assert k["kill_switch"]["trading_enabled"] is False
+    assert k["kill_switch"]["reason"].startswith("auto: ") and "loss" in k["kill_switch"]["reason"]
+    assert k["blocks"].get("kill_switch_on", 0) > 0
+    off_at = k["kill_switch"]["changed_at"]
+    assert all(t["time"] <= off_at for t in k["trades"])  # nothing traded after it turned off
+    assert len(k["trades"]) < len(s["trades"])
+
+
+def test_summary_has_benchmarks_drawdown_and_trades_with_their_proposals(setup):
+    cfg, _ = setup
+    s = run(cfg, eur=Decimal("30"))
+    assert s["starting_eur"] == "30.00" and s["ticks"] > 200
+    assert Decimal(s["pnl_eur"]) == Decimal(s["final_equity_eur"]) - 30 - Decimal(s["llm_cost_eur"])
+    fees = sum(Decimal(t["fee"]) for t in s["trades"])
+    assert Decimal(s["fees_eur"]) == fees.quantize(Decimal("0.01"))
+    assert Decimal(s["max_drawdown_eur"]) > 0 and Decimal(s["max_exposure_eur"]) <= 25 + 1
+    assert set(s["benchmarks"]) == {"hold", "dca"} and s["benchmarks"]["dca"]["buys"] >= 2
+    assert all(t["source"] == "rules" and t["reason"].startswith("SMA3") for t in s["trades"])
+    for t in s["trades"]:
+        datetime.strptime(t["time"], clock.ISO_FORMAT)  # ISO-8601 UTC
+    assert s["proposals"] == s["proposals_by_source"]["rules"] >= len(s["trades"])
+
+
+def test_real_keys_in_the_environment_are_never_used(setup, monkeypatch):
+    cfg, _ = setup
+    for name in config.SECRET_NAMES:
+        monkeypatch.setenv(name, "real-value-must-not-be-used")
+    monkeypatch.setenv("TINYBOT_ALERT_URLS", "json://127.0.0.1:9/")
+    s = run(cfg, keep=Path(cfg.base_dir) / "scratch")
+    assert len(s["trades"]) >= 10  # the simulator would refuse any key but its own throwaway one
+    scratch = sqlite3.connect(Path(s["scratch_dir"]) / "replay.db")
+    statuses = {r[0] for r in scratch.execute("SELECT status FROM alert_log")}
+    assert statuses <= {"unconfigured", "suppressed"}  # no alert went anywhere
+
+
+def test_the_cli_prints_json_and_never_writes_the_live_database(setup, tmp_path, monkeypatch):
+    cfg, _ = setup
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    before = hashlib.sha256(cfg.db_path.read_bytes()).hexdigest()
+    runner = CliRunner()
+    r = runner.invoke(cli, ["replay", "--json", "--no-progress", "--report", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    s = json.loads(r.output)
+    assert json.loads((tmp_path / "r.json").read_text()) == s
+    assert {"time", "market", "side", "amount", "price", "fee"} <= set(s["trades"][0])
+    r = runner.invoke(cli, ["replay", "--no-progress", "--from", "2025-01-05", "--to", "2025-01-08"])
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("Replay 2025-01-05T00:00Z → 2025-01-07T23:00Z: 72 ticks every 1h")
+    assert "benchmarks: buy and hold" in r.output
+    assert hashlib.sha256(cfg.db_path.read_bytes()).hexdigest() == before
+    assert list((tmp_path / "tmp").iterdir()) == []  # the scratch directory is gone
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--markets", "XRP-EUR"], "XRP-EUR: no candles stored; run `tinybot data fetch XRP-EUR --interval 1h"),
+    (["--markets", "BTC-USD"], "--markets: 'BTC-USD' is not a Bitvavo EUR market name"),
+    (["--from", "2026-01-01"], "empty range: no 1h tick between 2026-01-01T00:00Z and"),
+    (["--from", "2025-01-05", "--to", "2025-01-04"], "empty range: --to 2025-01-04 is not after --from"),
+    (["--set", "rules.fsat=8"], "--set: "),
+    (["--set", "rules.fast=30"], "rules.fast: must be smaller than rules.slow (8)"),
+    (["--set", "rules"], "--set 'rules': write it as key=value"),
+    (["--set", "rules.candle_interval=4h", "--set", "rules.fast=2", "--set", "rules.slow=3"], None),
+    (["--eur", "-3"], "--eur must be a number above 0"),
+])
+def test_bad_input_is_one_clear_error_and_the_live_database_is_untouched(setup, args, message):
+    cfg, _ = setup
+    before = hashlib.sha256(cfg.db_path.read_bytes()).hexdigest()
+    r = CliRunner().invoke(cli, ["replay", "--no-progress", *args])
+    if message is None:  # 4h candles built from the stored 1h ones
+        assert r.exit_code == 0, r.output
+    else:
+        assert r.exit_code == 1, r.output
+        assert r.output.startswith("Error: ") and message in r.output and len(r.output.splitlines()) == 1
+    if args[:2] == ["--set", "rules.fsat=8"]:
+        assert "rules.fsat: unknown key (did you mean 'fast'?)" in r.output
+    assert hashlib.sha256(cfg.db_path.read_bytes()).hexdigest() == before
+
+
+def test_without_a_candle_store_replay_says_how_to_get_one(tmp_path):
+    (tmp_path / "bot.toml").write_text(CONFIG)
+    r = CliRunner().invoke(cli, ["replay"])
+    assert r.exit_code == 1 and "run `tinybot init`, then `tinybot data fetch`" in r.output
+    assert not (tmp_path / "tinybot.db").exists()
