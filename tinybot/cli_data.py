@@ -177,6 +177,8 @@ def _print_summary(s: dict) -> None:
       f" DCA {d['buys']} × €{d['eur_per_buy']} €{d['final_equity_eur']} (P/L €{d['pnl_eur']})")
     if not s["kill_switch"]["trading_enabled"]:
         e(f"  kill switch turned OFF at {s['kill_switch']['changed_at'][:16]}Z: {s['kill_switch']['reason']}")
+    if s["skipped_advisors"]:
+        e(f"  not replayed: {', '.join(s['skipped_advisors'])} (the LLM is never called in a replay; docs/REPLAY.md)")
     if s["failed_ticks"]:
         e(f"  {s['failed_ticks']} tick(s) failed (see replay.log with --keep)")
     for w in s["warnings"]:

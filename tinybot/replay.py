@@ -34,6 +34,7 @@ from .config import AlertsConfig, Config, ConfigError, Secrets, from_dict
 
 REPLAY_KEY, REPLAY_SECRET = "replay-key", "replay-secret"  # the simulator's throwaway account
 DEFAULT_SLIPPAGE = Decimal("0.0005")  # 0.05 % against the order, on top of the simulator's spread
+SKIPPED_ADVISORS = ("llm",)  # never called in a replay: no recorded answers to replay yet, and calls cost money
 KEEP_DAYS = 36_500  # retention must not prune the replay's own audit rows (simulated time moves fast)
 SERIES_POINTS = 500  # equity/exposure points kept in the JSON
 
@@ -115,6 +116,7 @@ def scratch_config(cfg: Config, scratch: Path, url: str, markets: tuple[str, ...
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     values.update(
         path=scratch / "bot.toml", mode="live", db="replay.db", risk=risk, rules=rules, dca=dca,
+        advisors=tuple(a for a in cfg.advisors if a not in SKIPPED_ADVISORS),
         exchange=dataclasses.replace(cfg.exchange, url=url, operator_id=cfg.exchange.operator_id or 1),
         scheduler=dataclasses.replace(cfg.scheduler, approval="auto", log_file="replay.log", keep_days=KEEP_DAYS),
         alerts=AlertsConfig(),
@@ -297,6 +299,13 @@ def make_plan(store, cfg: Config, markets: tuple[str, ...], start: datetime | No
         for (_, b1), (a2, _) in zip(cov, cov[1:]):
             warnings.append(f"{m}: no {interval[m]} data fetched from {candles.iso_ms(b1)} to {candles.iso_ms(a2)}"
                             " (not a gap in trading: nobody downloaded it)")
+    finest = min(candles.INTERVALS[i] for i in interval.values())
+    if cfg.scheduler.interval < timedelta(milliseconds=finest):
+        warnings.append(f"ticks every {clock.format_duration(cfg.scheduler.interval)} on"
+                        f" {min(interval.values(), key=candles.INTERVALS.get)} candles:"
+                        " between two candle opens the price is not known and stays at the open;"
+                        " --set scheduler.interval=" + min(interval.values(), key=candles.INTERVALS.get)
+                        + " ticks once per candle (faster)")
     warm = candle_limit(cfg) * candles.INTERVALS[want]
     data_start = clock.from_ms(max(firsts) + warm)
     data_end = clock.from_ms(min(lasts) + 1)  # the last tick can be at the newest candle's open
@@ -494,7 +503,8 @@ def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: 
         "tick_interval": clock.format_duration(cfg.scheduler.interval),
         "markets": list(plan.markets),
         "candle_interval": plan.data_interval,
-        "advisors": list(cfg.advisors),
+        "advisors": [a for a in cfg.advisors if a not in SKIPPED_ADVISORS],
+        "skipped_advisors": [a for a in cfg.advisors if a in SKIPPED_ADVISORS],
         "approval": "auto" + (" (config says manual; replay approves as auto would)"
                               if cfg.scheduler.approval == "manual" else ""),
         "slippage": str(slippage),
