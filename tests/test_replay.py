@@ -317,3 +317,34 @@ def test_decision_parity_with_a_paper_tinybot_run_against_the_simulator(setup, t
     replayed = _decisions(sqlite3.connect(kept / "replay.db"))
     assert len(paper["trades"]) >= 10 and len(paper["verdicts"]) > 100
     assert paper == replayed
+
+
+def test_a_sweep_runs_the_grid_in_processes_sorted_by_net_pnl(setup):
+    cfg, _ = setup
+    assert replay.expand_sets(["rules.fast=2,3", "rules.slow=8,13", 'risk.allowlist=["BTC-EUR","ETH-EUR"]']) == [
+        ["rules.fast=2", "rules.slow=8", 'risk.allowlist=["BTC-EUR","ETH-EUR"]'],
+        ["rules.fast=2", "rules.slow=13", 'risk.allowlist=["BTC-EUR","ETH-EUR"]'],
+        ["rules.fast=3", "rules.slow=8", 'risk.allowlist=["BTC-EUR","ETH-EUR"]'],
+        ["rules.fast=3", "rules.slow=13", 'risk.allowlist=["BTC-EUR","ETH-EUR"]']]
+    r = CliRunner().invoke(cli, ["replay", "--json", "--no-progress", "--set", "rules.fast=2,9", "--set",
+                                 "rules.slow=8", "--from", "2025-01-05", "--to", "2025-01-10"])
+    assert r.exit_code == 0, r.output
+    runs = json.loads(r.output)["runs"]
+    assert runs[-1] == {"sets": ["rules.fast=9", "rules.slow=8"],
+                        "error": f"--set: {cfg.path}: rules.fast: must be smaller than rules.slow (8)"}
+    single = run(replay.apply_sets(cfg, ["rules.fast=2"]), start=datetime(2025, 1, 5, tzinfo=timezone.utc),
+                 end=datetime(2025, 1, 10, tzinfo=timezone.utc))
+    assert runs[0]["sets"] == ["rules.fast=2", "rules.slow=8"]
+    assert (runs[0]["pnl_eur"], runs[0]["trades"]) == (single["pnl_eur"], len(single["trades"]))
+    r = CliRunner().invoke(cli, ["replay", "--set", "rules.fast=2,3", "--set", "rules.fsat=1"])
+    assert r.exit_code == 1 and "rules.fsat: unknown key" in r.output
+
+
+def test_a_sweep_table_is_sorted_by_net_pnl_with_benchmarks_beside(setup):
+    r = CliRunner().invoke(cli, ["replay", "--no-progress", "--set", "rules.fast=2,3,5", "--set", "rules.slow=13",
+                                 "--from", "2025-01-05", "--to", "2025-01-09"])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert lines[1].split()[:2] == ["settings", "trades"] and "hold" in lines[1] and "DCA" in lines[1]
+    pnl = [Decimal(line.split()[4]) for line in lines[2:5]]
+    assert pnl == sorted(pnl, reverse=True)

@@ -188,12 +188,35 @@ def _print_summary(s: dict) -> None:
           " apply: it is a replay, look with sqlite3)")
 
 
+def _print_sweep(result: dict) -> None:
+    runs = result["runs"]
+    ok = [r for r in runs if "error" not in r]
+    if ok:
+        first = ok[0]
+        click.echo(f"Sweep {first['from'][:16]}Z → {first['to'][:16]}Z, {first['ticks']} ticks each;"
+                   f" best net P/L first")
+        rows = []
+        for r in ok:
+            row = {"settings": " ".join(r["sets"]), "trades": r["trades"], "fees": r["fees_eur"],
+                   "P/L €": r["pnl_eur"], "P/L %": r["pnl_pct"], "max DD %": r["max_drawdown_pct"],
+                   "hold P/L €": r["benchmarks"]["hold"]["pnl_eur"], "DCA P/L €": r["benchmarks"]["dca"]["pnl_eur"]}
+            if not r["kill_switch"]["trading_enabled"]:
+                row["settings"] += " (kill switch tripped)"
+            rows.append(row)
+        table(rows, list(rows[0]))
+    for r in runs:
+        if "error" in r:
+            click.echo(f"skipped {' '.join(r['sets'])}: {r['error']}")
+
+
 @click.command(name="replay")
 @click.option("--from", "start", help="First tick, UTC (default: once the advisors have their history).")
 @click.option("--to", "end", help="Stop before this time, UTC (default: the end of the stored candles).")
 @click.option("--markets", multiple=True, help="Markets to replay (default: the config's allowlist); repeat or comma-separate.")
 @click.option("--eur", type=str, help="Starting euros (default: paper.starting_eur).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a bot.toml setting, e.g. rules.fast=8.")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a bot.toml setting, e.g. rules.fast=8; rules.fast=8,12,20 sweeps (the grid of all --set"
+                   " lists runs in parallel).")
 @click.option("--slippage", default="0.05%", show_default=True,
               help="Extra price slippage on every market order, against you, on top of the simulator's spread.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole summary as JSON.")
@@ -216,6 +239,7 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
     Example:
         tinybot data fetch BTC-EUR --interval 1h --since 2025-01-01
         tinybot replay --from 2025-02-01 --set scheduler.interval=1h --set rules.fast=8
+        tinybot replay --set rules.fast=8,12,20 --set rules.slow=26,50
     """
     import json
     from decimal import Decimal, InvalidOperation
@@ -223,7 +247,8 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
 
     from . import candles, replay
 
-    cfg = replay.apply_sets(state.cfg, sets)
+    grid = replay.expand_sets(sets)
+    cfg = replay.apply_sets(state.cfg, grid[0]) if len(grid) == 1 else state.cfg
     begin = candles.parse_time(start, "--from") if start else None
     stop = candles.parse_time(end, "--to") if end else None
     if begin and stop and stop <= begin:
@@ -239,6 +264,20 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
     if start_eur is not None and (not start_eur.is_finite() or start_eur <= 0):
         raise Fail("--eur must be a number above 0, like 25")
     store = replay.open_store(cfg.db_path)
+    if len(grid) > 1:
+        store.close()
+        bar = _Bar(f"replaying {len(grid)} combinations", enabled=not no_progress)
+        bar.start(len(grid))
+        try:
+            runs = replay.sweep(state.cfg, grid, progress=bar.step, start=begin, end=stop,
+                                markets=tuple(markets), eur=start_eur, slippage=slip)
+        finally:
+            bar.close()
+        result = {"runs": runs}
+        if report_path:
+            Path(report_path).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        emit(result, as_json, _print_sweep)
+        return
     bar = _Bar("replaying", enabled=not no_progress)
     try:
         summary = replay.replay(cfg, store, start=begin, end=stop, markets=markets, eur=start_eur, slippage=slip,
