@@ -196,6 +196,8 @@ def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[
                              rate_limit=10**9)
             self.series = series
             self.stamps = {m: [c.timestamp_ms for c in s] for m, s in series.items()}
+            self.rows = {m: [(c.timestamp_ms, c.open, c.high, c.low, c.close, c.volume) for c in s]
+                         for m, s in series.items()}
             self.step_ms = {m: INTERVALS[data_interval[m]] * 1000 for m in series}
             for m in series:
                 state = ReplayMarket(m, INTERVALS[data_interval[m]], 1, 7, None)
@@ -227,33 +229,96 @@ def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[
                         prices[m] = p
             return prices
 
-        def candles(self, market: str, interval: str | None = None) -> list[list]:
-            """Stored candles up to now (the current one only its open, as at its first instant), oldest first."""
+        def candles(self, market: str, interval: str | None = None) -> list:
+            """Stored candles up to now (the current one only its open, as at its first instant), oldest first.
+
+            At most the 1440 newest (of the interval asked for): Bitvavo's limit per request.
+            """
             step = self.step_ms[market]
             want = INTERVALS[interval] * 1000 if interval else step
             if want < step or want % step:
                 raise bad(205, "interval parameter is invalid.")
             now = self.now_ms()
             end = bisect.bisect_right(self.stamps[market], now)
-            start = max(0, end - 1440 * (want // step) - want // step)
+            rows = self.rows[market][max(0, end - 1440 * (want // step) - want // step):end]
+            if rows and rows[-1][0] + step > now:
+                ts, o = rows[-1][0], rows[-1][1]
+                rows[-1] = (ts, o, o, o, o, Decimal(0))
+            if want == step:
+                return rows
             out: list[list] = []
-            for c in self.series[market][start:end]:
-                if c.timestamp_ms + step <= now:
-                    row = [c.timestamp_ms, c.open, c.high, c.low, c.close, c.volume]
+            for ts, o, hi, lo, c, v in rows:  # aggregate into the coarser interval
+                bucket = ts // want * want
+                if out and out[-1][0] == bucket:
+                    last = out[-1]
+                    last[2], last[3], last[4], last[5] = max(last[2], hi), min(last[3], lo), c, last[5] + v
                 else:
-                    row = [c.timestamp_ms, c.open, c.open, c.open, c.open, Decimal(0)]
-                if want != step:
-                    bucket = row[0] // want * want
-                    if out and out[-1][0] == bucket:
-                        last = out[-1]
-                        last[2], last[3], last[4], last[5] = max(last[2], row[2]), min(last[3], row[3]), row[4], \
-                            last[5] + row[5]
-                        continue
-                    row[0] = bucket
-                out.append(row)
+                    out.append([bucket, o, hi, lo, c, v])
             return out
 
     return ReplaySimulator()
+
+
+class InProcessSession:
+    """Stands in for ccxt's HTTP session: each request goes to the simulator's own request handler
+    in this thread, without a socket.
+
+    Everything above it is what live mode runs (ccxt building, signing and parsing every request,
+    and raising on every error answer) and everything below it is the simulator's server code
+    (routing, signature and access-window checks, rate limit, Bitvavo-shaped answers).  Only
+    requests' session, the TCP round trip and the server thread are left out: they were most of a
+    replay tick's time (docs/REPLAY.md, "Speed").
+    """
+
+    def __init__(self, sim):
+        import threading
+        from types import SimpleNamespace
+
+        from requests.cookies import RequestsCookieJar
+
+        self.server = SimpleNamespace(sim=sim, verbose=False, stopping=threading.Event())
+        self.headers: dict = {}
+        self.cookies = RequestsCookieJar()
+
+    def request(self, method, url, data=None, headers=None, **_ignored):
+        import io
+        from http.client import HTTPMessage
+        from urllib.parse import urlsplit
+
+        import requests
+        from requests.structures import CaseInsensitiveDict
+
+        from .sim.server import Handler, _Drop
+
+        parts = urlsplit(url)
+        body = data or b""
+        body = body.encode() if isinstance(body, str) else body
+        h = Handler.__new__(Handler)  # a request handler without a socket: rfile/wfile are in memory
+        h.server, h.client_address = self.server, ("127.0.0.1", 0)
+        h.command, h.request_version, h.close_connection = method, "HTTP/1.1", False
+        h.path = parts.path + ("?" + parts.query if parts.query else "")
+        h.requestline = f"{method} {h.path} HTTP/1.1"
+        h.headers = HTTPMessage()
+        for k, v in (headers or {}).items():
+            h.headers[k] = str(v)
+        h.headers["Content-Length"] = str(len(body))
+        h.rfile, h.wfile = io.BytesIO(body), io.BytesIO()
+        try:
+            h._serve(method)
+        except _Drop as d:
+            raise requests.ConnectionError("connection reset by the simulator" if d.reset
+                                           else "no answer from the simulator (Read timed out)") from None
+        head, _, payload = h.wfile.getvalue().partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        _version, code, *reason = lines[0].split(" ", 2)
+        resp = requests.Response()
+        resp.status_code, resp.reason = int(code), reason[0] if reason else ""
+        resp.headers = CaseInsensitiveDict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+        resp._content, resp.encoding, resp.url = payload, "utf-8", url
+        return resp
+
+    def close(self) -> None:
+        pass
 
 
 # --- planning ---------------------------------------------------------------------------
@@ -429,6 +494,7 @@ def _run(cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_pl
             for client in (ro, trading):  # requests are signed on the simulated clock, never throttled
                 client.client.enableRateLimit = False
                 client.client.milliseconds = sim_clock.ms
+                client.client.session = InProcessSession(sim)
             sched = scheduler.Scheduler(rcfg, conn, echo=lambda line: None, read_only=ro, trading=trading)
             if on_plan:
                 on_plan(len(plan.slots))
