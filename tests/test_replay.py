@@ -348,3 +348,15 @@ def test_a_sweep_table_is_sorted_by_net_pnl_with_benchmarks_beside(setup):
     assert lines[1].split()[:2] == ["settings", "trades"] and "hold" in lines[1] and "DCA" in lines[1]
     pnl = [Decimal(line.split()[4]) for line in lines[2:5]]
     assert pnl == sorted(pnl, reverse=True)
+
+
+def test_the_config_lists_are_replayed_as_they_are_and_markets_replaces_them(setup):
+    cfg, _ = setup
+    narrow = replay.apply_sets(cfg, ['risk.allowlist=["BTC-EUR"]', 'rules.markets=["BTC-EUR","ETH-EUR"]'])
+    s = run(narrow)
+    assert s["markets"] == ["BTC-EUR", "ETH-EUR"]  # rules watches ETH: its candles are replayed
+    assert s["blocks"].get("not_allowlisted", 0) > 0  # ... and the allowlist still says no to it
+    assert {t["market"] for t in s["trades"]} == {"BTC-EUR"}
+    only_eth = run(narrow, markets=["eth-eur"])
+    assert only_eth["markets"] == ["ETH-EUR"] and {t["market"] for t in only_eth["trades"]} == {"ETH-EUR"}
+    assert "not_allowlisted" not in only_eth["blocks"]

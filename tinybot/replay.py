@@ -105,12 +105,16 @@ class ReplayConfig(Config):
         return ReplaySecrets()
 
 
-def scratch_config(cfg: Config, scratch: Path, url: str, markets: tuple[str, ...]) -> ReplayConfig:
-    """The user's settings, pointed at the simulator and the scratch directory."""
+def scratch_config(cfg: Config, scratch: Path, url: str, markets: tuple[str, ...] | None) -> ReplayConfig:
+    """The user's settings, pointed at the simulator and the scratch directory.
+
+    ``markets`` (from --markets) replaces risk.allowlist and rules.markets; dca.market is kept only
+    if it is one of them.  Without it the config's own lists stay as they are.
+    """
     risk, rules, dca = cfg.risk, cfg.rules, cfg.dca
     if markets:
         risk = dataclasses.replace(risk, allowlist=markets)
-        rules = dataclasses.replace(rules, markets=tuple(m for m in (rules.markets or markets) if m in markets))
+        rules = dataclasses.replace(rules, markets=markets)
         if dca.market and dca.market.upper().replace("/", "-") not in markets:
             dca = dataclasses.replace(dca, market=None)
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
@@ -331,6 +335,7 @@ class Plan:
     start: datetime
     end: datetime
     warnings: list[str] = field(default_factory=list)
+    explicit: bool = False  # the markets came from --markets
 
 
 def choose_interval(store, market: str, want: str) -> str:
@@ -451,7 +456,13 @@ def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = N
     if eur <= 0:
         raise ReplayError("--eur must be more than 0")
     names = replay_markets(cfg, markets)
-    plan = make_plan(store, cfg, names, start, end)
+    try:
+        plan = make_plan(store, cfg, names, start, end)
+    except ReplayError as e:
+        if markets or "no candles stored" not in str(e):
+            raise
+        raise ReplayError(f"{e}; or replay only the markets you have with --markets") from None
+    plan.explicit = bool(markets)
     # candles the first tick may look back at, up to the end
     lookback = (max(cfg.rules.slow + 3, 60) + 2) * candles.INTERVALS[cfg.rules.candle_interval]
     lo, hi = clock.to_ms(plan.slots[0]) - lookback, clock.to_ms(plan.end) + 86_400_000
@@ -485,7 +496,7 @@ def _run(cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_pl
     server = sim.serve()
     points: list[TickPoint] = []
     with simulated_clock(sim_clock):
-        rcfg = scratch_config(cfg, scratch, server.url, plan.markets)
+        rcfg = scratch_config(cfg, scratch, server.url, plan.markets if plan.explicit else None)
         conn = db.open_db(rcfg.db_path)
         conn.execute("PRAGMA synchronous = OFF")  # a scratch database: durability buys nothing here
         log_handler = scheduler.attach_log_file(rcfg)
