@@ -360,3 +360,22 @@ def test_the_config_lists_are_replayed_as_they_are_and_markets_replaces_them(set
     only_eth = run(narrow, markets=["eth-eur"])
     assert only_eth["markets"] == ["ETH-EUR"] and {t["market"] for t in only_eth["trades"]} == {"ETH-EUR"}
     assert "not_allowlisted" not in only_eth["blocks"]
+
+
+def test_the_replay_simulator_shows_only_what_has_happened_by_now():
+    c = lambda i, o, h, lo, cl: candles.Candle(T0 + i * HOUR, Decimal(o), Decimal(h), Decimal(lo), Decimal(cl),  # noqa: E731
+                                               Decimal(1))
+    series = {"BTC-EUR": [c(0, 100, 110, 90, 105), c(1, 105, 120, 100, 115), c(2, 115, 130, 111, 112),
+                          c(4, 120, 125, 95, 99)]}  # no candle at 3: an hour without trades
+    now = replay.SimClock(clock.from_ms(T0 + 2 * HOUR))
+    sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), now, Decimal(0))
+    assert sim.move_to(T0 + 2 * HOUR) == {"BTC-EUR": Decimal(115)}  # the open of the candle starting now
+    assert [list(r[:5]) for r in sim.candles("BTC-EUR")] == [
+        [T0, 100, 110, 90, 105], [T0 + HOUR, 105, 120, 100, 115], [T0 + 2 * HOUR, 115, 115, 115, 115]]
+    assert [r[:5] for r in sim.candles("BTC-EUR", "2h")] == [[T0, 100, 120, 90, 115], [T0 + 2 * HOUR, 115, 115, 115, 115]]
+    now.t = clock.from_ms(T0 + 3 * HOUR)
+    assert sim.move_to(T0 + 3 * HOUR) == {"BTC-EUR": Decimal(112)}  # a gap: the last close
+    assert [r[0] for r in sim.candles("BTC-EUR")] == [T0, T0 + HOUR, T0 + 2 * HOUR]
+    ticker = sim.ticker_24h("BTC-EUR")
+    assert (ticker["last"], ticker["high"]) == ("112", "130")
+    sim.close()
