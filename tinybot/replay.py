@@ -196,8 +196,7 @@ def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[
             finest = min(data_interval.values(), key=lambda i: INTERVALS[i])
             super().__init__(accounts=[SimAccount(REPLAY_KEY, REPLAY_SECRET, frozenset({"view", "trade"}),
                                                   {"EUR": eur})],
-                             markets=tuple(series), interval=finest, history=1, clock=sim_clock.seconds,
-                             rate_limit=10**9)
+                             markets=tuple(series), interval=finest, history=1, clock=sim_clock.seconds)
             self.series = series
             self.stamps = {m: [c.timestamp_ms for c in s] for m, s in series.items()}
             self.rows = {m: [(c.timestamp_ms, c.open, c.high, c.low, c.close, c.volume) for c in s]
