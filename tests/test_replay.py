@@ -379,3 +379,14 @@ def test_the_replay_simulator_shows_only_what_has_happened_by_now():
     ticker = sim.ticker_24h("BTC-EUR")
     assert (ticker["last"], ticker["high"]) == ("112", "130")
     sim.close()
+
+
+def test_the_replay_benchmark_runs():
+    """bench/replay_bench.py in a tiny size, so it cannot rot (its figures are in docs/REPLAY.md)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("replay_bench", Path(__file__).parent.parent / "bench" / "replay_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    r = bench.bench_replay(days=5, live_ticks=3)
+    assert r["ticks"] > 50 and r["ticks_per_second"] > 0 and r["idle_live_tick_ms"] > 0 and r["ratio"] > 0
