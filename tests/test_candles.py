@@ -222,3 +222,10 @@ def test_fast_commands_never_import_the_candle_store(tmp_path, command):
              " file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
+
+
+def test_fetch_of_an_empty_range_says_so_and_writes_nothing(tmp_path, store, sim):
+    client = client_for(tmp_path, sim.url)
+    with pytest.raises(candles.CandleError, match="empty range: from .* holds no closed 1h candle"):
+        candles.fetch(store, client, ["BTC-EUR"], "1h", datetime.now(timezone.utc) + timedelta(days=1))
+    assert count(store, "SELECT COUNT(*) FROM candle_markets") == 0 and count(store) == 0

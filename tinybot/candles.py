@@ -179,8 +179,6 @@ def fetch(conn, client, markets: list[str], interval: str, since: datetime, unti
     for m in names:
         if m not in listed:
             raise CandleError(f"{m}: Bitvavo does not list this market; check the name (like BTC-EUR)")
-    for m in names:
-        store_market(conn, listed[m])
     try:
         now_ms = client.server_time_ms()
     except ExchangeError as e:
@@ -189,6 +187,8 @@ def fetch(conn, client, markets: list[str], interval: str, since: datetime, unti
     end = min(clock.to_ms(until) if until else now_ms, now_ms // step * step)  # only closed candles
     if end <= start:
         raise CandleError(f"empty range: from {iso_ms(start)} to {iso_ms(end)} holds no closed {interval} candle")
+    for m in names:
+        store_market(conn, listed[m])
     todo = plan(conn, names, interval, start, end)
     if on_plan:
         on_plan(sum(len(w) for w in todo.values()))

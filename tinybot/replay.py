@@ -463,7 +463,9 @@ def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = N
         raise ReplayError(f"{e}; or replay only the markets you have with --markets") from None
     plan.explicit = bool(markets)
     # candles the first tick may look back at, up to the end
-    lookback = (max(cfg.rules.slow + 3, 60) + 2) * candles.INTERVALS[cfg.rules.candle_interval]
+    from .advisors import candle_limit
+
+    lookback = (candle_limit(cfg) + 2) * candles.INTERVALS[cfg.rules.candle_interval]
     lo, hi = clock.to_ms(plan.slots[0]) - lookback, clock.to_ms(plan.end) + 86_400_000
     series = {m: candles.load(store, m, plan.data_interval[m], lo, hi) for m in names}
     limits = {m: candles.market_info(store, m) for m in names}
