@@ -390,3 +390,17 @@ def test_the_replay_benchmark_runs():
     spec.loader.exec_module(bench)
     r = bench.bench_replay(days=5, live_ticks=3)
     assert r["ticks"] > 50 and r["ticks_per_second"] > 0 and r["idle_live_tick_ms"] > 0 and r["ratio"] > 0
+
+
+def test_keep_leaves_a_scratch_dir_that_tinybot_why_can_read(setup, tmp_path):
+    cfg, _ = setup
+    kept = tmp_path / "kept"
+    r = CliRunner().invoke(cli, ["replay", "--no-progress", "--keep", str(kept), "--from", "2025-01-05",
+                                 "--to", "2025-01-08"])
+    assert r.exit_code == 0, r.output
+    assert f"kept in {kept}: replay.db and replay.log" in r.output
+    blocked = sqlite3.connect(kept / "replay.db").execute(
+        "SELECT proposal_id FROM guard_decisions WHERE verdict = 'block' LIMIT 1").fetchone()[0]
+    r = CliRunner().invoke(cli, ["--config", str(kept / "bot.toml"), "why", str(blocked), "--json"])
+    assert r.exit_code == 0, r.output
+    assert any(d["verdict"] == "block" for d in json.loads(r.output)["decisions"])

@@ -184,8 +184,8 @@ def _print_summary(s: dict) -> None:
     for w in s["warnings"]:
         e(f"  warning: {w}")
     if s["scratch_dir"]:
-        e(f"  scratch data kept in {s['scratch_dir']} (tinybot --config {s['scratch_dir']}/bot.toml … does not"
-          " apply: it is a replay, look with sqlite3)")
+        e(f"  kept in {s['scratch_dir']}: replay.db and replay.log; look around with"
+          f" tinybot --config {s['scratch_dir']}/bot.toml why N (or proposals, executions, history)")
 
 
 def _print_sweep(result: dict) -> None:

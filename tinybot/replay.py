@@ -479,6 +479,11 @@ def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = N
         points = _run(cfg, plan, sim, sim_clock, scratch, on_plan, progress)
         conn = sqlite3.connect(scratch / "replay.db")
         conn.row_factory = sqlite3.Row
+        if keep is not None:  # `tinybot --config DIR/bot.toml why N` (history, executions, ...) then reads it
+            (scratch / "bot.toml").write_text(
+                "# Written by `tinybot replay --keep`: its scratch database, to look around with\n"
+                f"# tinybot --config {scratch / 'bot.toml'} why N   (or proposals, executions, history)\n"
+                'mode = "paper"\ndb = "replay.db"\n', encoding="utf-8")
         return summarize(conn, cfg, plan, points, sim, eur, slippage, scratch if keep else None)
     finally:
         sim.close()
