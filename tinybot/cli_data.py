@@ -111,12 +111,13 @@ def fetch_command(state, markets, interval, since, until, as_json, no_progress):
 @friendly
 @data_errors
 def import_command(state, path, interval, as_json):
-    """Import candles from a CSV: market,timestamp,open,high,low,close,volume.
+    """Import candles from a CSV file (the simulator's --candles-csv format).
 
     \b
-    timestamp is the candle's open time in milliseconds since the epoch (UTC),
-    the same format as `tinybot sim --candles-csv`.  The file is checked
-    completely first: a bad row names its line and nothing is imported.
+    Header: market,timestamp,open,high,low,close,volume
+    timestamp: the candle's open time, milliseconds since the epoch (UTC).
+    The file is checked completely first: a bad row names its line and
+    nothing is imported.  The interval is inferred unless --interval.
     \b
     Example:
         tinybot data import btc-2024.csv --interval 1h
@@ -212,7 +213,8 @@ def _print_sweep(result: dict) -> None:
 @click.command(name="replay")
 @click.option("--from", "start", help="First tick, UTC (default: once the advisors have their history).")
 @click.option("--to", "end", help="Stop before this time, UTC (default: the end of the stored candles).")
-@click.option("--markets", multiple=True, help="Markets to replay (default: the config's allowlist); repeat or comma-separate.")
+@click.option("--markets", multiple=True, help="Markets to replay, replacing risk.allowlist and rules.markets (default: the markets the"
+                   " config watches); repeat or comma-separate.")
 @click.option("--eur", type=str, help="Starting euros (default: paper.starting_eur).")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a bot.toml setting, e.g. rules.fast=8; rules.fast=8,12,20 sweeps (the grid of all --set"
@@ -232,7 +234,7 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
     \b
     The configured advisors, [risk] and [scheduler] settings run through the
     real scheduler, guards and executor against a simulated Bitvavo (fees,
-    cent rules, the €5 minimum, precision), one tick per scheduler.interval,
+    the €5 minimum, precision, balances), one tick per scheduler.interval,
     on a simulated clock, in a scratch database.  The live database is only
     read.  Semantics: docs/REPLAY.md.
     \b
