@@ -372,10 +372,13 @@ def test_the_replay_simulator_shows_only_what_has_happened_by_now():
     assert sim.move_to(T0 + 2 * HOUR) == {"BTC-EUR": Decimal(115)}  # the open of the candle starting now
     assert [list(r[:5]) for r in sim.candles("BTC-EUR")] == [
         [T0, 100, 110, 90, 105], [T0 + HOUR, 105, 120, 100, 115], [T0 + 2 * HOUR, 115, 115, 115, 115]]
-    assert [r[:5] for r in sim.candles("BTC-EUR", "2h")] == [[T0, 100, 120, 90, 115], [T0 + 2 * HOUR, 115, 115, 115, 115]]
+    assert [list(r[:5]) for r in sim.candles("BTC-EUR", "2h")] == [
+        [T0, 100, 120, 90, 115], [T0 + 2 * HOUR, 115, 115, 115, 115]]
     now.t = clock.from_ms(T0 + 3 * HOUR)
     assert sim.move_to(T0 + 3 * HOUR) == {"BTC-EUR": Decimal(112)}  # a gap: the last close
     assert [r[0] for r in sim.candles("BTC-EUR")] == [T0, T0 + HOUR, T0 + 2 * HOUR]
+    assert [list(r[:5]) for r in sim.candles("BTC-EUR", "2h")] == [
+        [T0, 100, 120, 90, 115], [T0 + 2 * HOUR, 115, 130, 111, 112]]  # the open bucket: what closed so far
     ticker = sim.ticker_24h("BTC-EUR")
     assert (ticker["last"], ticker["high"]) == ("112", "130")
     sim.close()

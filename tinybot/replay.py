@@ -202,6 +202,7 @@ def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[
             self.rows = {m: [(c.timestamp_ms, c.open, c.high, c.low, c.close, c.volume) for c in s]
                          for m, s in series.items()}
             self.step_ms = {m: INTERVALS[data_interval[m]] * 1000 for m in series}
+            self._aggregated: dict = {}
             for m in series:
                 state = ReplayMarket(m, INTERVALS[data_interval[m]], 1, 7, None)
                 state.slippage = slippage
@@ -243,21 +244,37 @@ def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[
                 raise bad(205, "interval parameter is invalid.")
             now = self.now_ms()
             end = bisect.bisect_right(self.stamps[market], now)
-            rows = self.rows[market][max(0, end - 1440 * (want // step) - want // step):end]
+            rows = self.rows[market][max(0, end - (1440 if want == step else want // step)):end]
             if rows and rows[-1][0] + step > now:
                 ts, o = rows[-1][0], rows[-1][1]
                 rows[-1] = (ts, o, o, o, o, Decimal(0))
             if want == step:
                 return rows
-            out: list[list] = []
-            for ts, o, hi, lo, c, v in rows:  # aggregate into the coarser interval
-                bucket = ts // want * want
-                if out and out[-1][0] == bucket:
-                    last = out[-1]
-                    last[2], last[3], last[4], last[5] = max(last[2], hi), min(last[3], lo), c, last[5] + v
-                else:
-                    out.append([bucket, o, hi, lo, c, v])
+            # a coarser interval: whole buckets built once, the one still open from its base candles so far
+            closed = self._coarse(market, want)
+            bucket = now // want * want
+            i = bisect.bisect_left(closed[0], bucket)
+            out = list(closed[1][max(0, i - 1440):i])
+            current = [r for r in rows if r[0] >= bucket]
+            if current:
+                out.append((bucket, current[0][1], max(r[2] for r in current), min(r[3] for r in current),
+                            current[-1][4], sum((r[5] for r in current), Decimal(0))))
             return out
+
+        def _coarse(self, market: str, want: int) -> tuple[list[int], list[tuple]]:
+            key = (market, want)
+            if key not in self._aggregated:
+                stamps, rows = [], []
+                for ts, o, hi, lo, c, v in self.rows[market]:
+                    b = ts // want * want
+                    if rows and rows[-1][0] == b:
+                        _, o0, h0, l0, _c0, v0 = rows[-1]
+                        rows[-1] = (b, o0, max(h0, hi), min(l0, lo), c, v0 + v)
+                    else:
+                        stamps.append(b)
+                        rows.append((b, o, hi, lo, c, v))
+                self._aggregated[key] = (stamps, rows)
+            return self._aggregated[key]
 
     return ReplaySimulator()
 
