@@ -407,3 +407,12 @@ def test_keep_leaves_a_scratch_dir_that_tinybot_why_can_read(setup, tmp_path):
     r = CliRunner().invoke(cli, ["--config", str(kept / "bot.toml"), "why", str(blocked), "--json"])
     assert r.exit_code == 0, r.output
     assert any(d["verdict"] == "block" for d in json.loads(r.output)["decisions"])
+
+
+def test_candles_finer_than_the_store_has_are_a_clear_error(setup):
+    cfg, _ = setup
+    r = CliRunner().invoke(cli, ["replay", "--set", "rules.candle_interval=30m"])
+    assert r.exit_code == 1
+    assert ("BTC-EUR: the advisors read 30m candles (rules.candle_interval) but the store has only 1h; run"
+            " `tinybot data fetch BTC-EUR --interval 30m --since …` or replay with --set rules.candle_interval=1h"
+            ) in r.output

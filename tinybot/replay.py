@@ -364,8 +364,9 @@ def choose_interval(store, market: str, want: str) -> str:
     fits = [i for i in have if candles.INTERVALS[i] < candles.INTERVALS[want]
             and candles.INTERVALS[want] % candles.INTERVALS[i] == 0]
     if not fits:
-        raise ReplayError(f"{market}: the advisors read {want} candles but the store has only"
-                          f" {', '.join(have)}; run `tinybot data fetch {market} --interval {want} --since …`")
+        raise ReplayError(f"{market}: the advisors read {want} candles (rules.candle_interval) but the store has"
+                          f" only {', '.join(have)}; run `tinybot data fetch {market} --interval {want} --since …`"
+                          f" or replay with --set rules.candle_interval={have[0]}")
     return fits[-1]  # the coarsest that builds `want`
 
 
