@@ -53,7 +53,19 @@ def backup_dir(cfg) -> Path:
 
 def listing(cfg) -> list[Backup]:
     """Backups in backup_dir(cfg), newest first (by the time in their name)."""
-    d = backup_dir(cfg)
+    return listing_in(backup_dir(cfg))
+
+
+def newest_in(d: Path) -> Backup | None:
+    """The newest backup in directory ``d`` (for error messages that give the exact restore command)."""
+    try:
+        found = listing_in(d)
+    except OSError:
+        return None
+    return found[0] if found else None
+
+
+def listing_in(d: Path) -> list[Backup]:
     out = []
     if d.is_dir():
         for p in d.iterdir():

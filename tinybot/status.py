@@ -19,6 +19,10 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "SELECT COUNT(*) FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at > ?"
         " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)", (clock.to_iso(now),)
     ).fetchone()[0]
+    expired = conn.execute(  # past expiry, not yet marked by a tick: expired all the same
+        "SELECT COUNT(*) FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at <= ?"
+        " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)", (clock.to_iso(now),)
+    ).fetchone()[0]
     unresolved = [dict(r) for r in conn.execute(
         "SELECT id, proposal_id, market, side, state, reason, submitting_at FROM trade_executions"
         " WHERE state IN ('claimed', 'submitting', 'unknown') ORDER BY id")]
@@ -41,6 +45,7 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         },
         "allowlist": list(cfg.risk.allowlist),
         "pending_proposals": pending,
+        "expired_unmarked_proposals": expired,
         "unresolved_executions": unresolved,
         "scheduler": liveness(conn, cfg),
         "risk": describe(cfg)["risk"],
@@ -75,6 +80,7 @@ def why(conn: sqlite3.Connection, proposal_id: int) -> dict:
 
     p = dict(proposals.get(conn, proposal_id))
     ex = conn.execute("SELECT * FROM trade_executions WHERE proposal_id = ?", (proposal_id,)).fetchone()
+    p["status"] = proposals.effective_status(p["status"], p["expires_at"], ex is not None)
     decisions = [dict(r) for r in conn.execute(
         "SELECT stage, guard, verdict, reason_code, detail, decided_at FROM guard_decisions WHERE proposal_id = ?"
         " ORDER BY id", (proposal_id,))]
