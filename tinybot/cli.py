@@ -138,6 +138,11 @@ class State:
             self._conn = db.open_existing(self.cfg.db_path, before_migration=backup.before_migration(self.cfg))
         return self._conn
 
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
     def db_path_or_none(self):
         return self._cfg.db_path if self._cfg is not None else None
 
@@ -162,6 +167,7 @@ def cli(ctx, config_path):
         tinybot status
     """
     ctx.obj = State(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def emit(data, as_json: bool, human) -> None:
@@ -204,7 +210,10 @@ def init(state, force):
     cfg = state._cfg = config.load(path)
     cfg.db_path.parent.mkdir(parents=True, exist_ok=True)  # init, and only init, creates the database
     conn = db.connect(cfg.db_path)
-    applied = db.migrate(conn, before_migration=backup.before_migration(cfg))
+    try:
+        applied = db.migrate(conn, before_migration=backup.before_migration(cfg))
+    finally:
+        conn.close()
     click.echo(f"Database: {cfg.db_path} ({'migrations applied: ' + ', '.join(applied) if applied else 'up to date'})")
     click.echo(f"Mode: {cfg.mode}")
 
@@ -321,8 +330,12 @@ def execute(state, proposal_id, as_json):
     """
     from . import executor
 
+    conn = state.conn  # first: the paper exchange would otherwise create a missing database
     exchange = executor.trading_exchange(state.cfg)
-    result = executor.execute(state.conn, state.cfg, exchange, proposal_id)
+    try:
+        result = executor.execute(conn, state.cfg, exchange, proposal_id)
+    finally:
+        getattr(exchange, "close", lambda: None)()
     emit(result.as_dict(), as_json, lambda r: click.echo(
         f"Proposal {r['proposal_id']}: {r['state']}"
         + (f" — {shown(r['reason'])}" if r["reason"] else "")
@@ -527,9 +540,10 @@ def kill(state, reason, cancel_open):
     try:
         out = killswitch.kill(path, reason, by="cli")
     except OSError as e:
-        raise Fail(f"could NOT stop trading: cannot write the kill file {killswitch.kill_file(path)}"
-                   f" ({e.strerror}); stop the bot itself (`sudo systemctl stop tinybot`, or Ctrl-C in its tmux"
-                   f" window)") from None
+        why = (" — the filesystem is read-only, so the bot cannot commit an order either (each is written"
+               " before it is sent)" if db.read_only_fs(path) else "")
+        raise Fail(f"could NOT write the kill file {killswitch.kill_file(path)} ({e.strerror}){why};"
+                   " stop the bot itself: `sudo systemctl stop tinybot` (or Ctrl-C in its tmux window)") from None
     if out.previous is not None:
         p = out.previous
         click.echo(f"Trading was already DISABLED since {p['changed_at']} ({p['changed_by']}: {shown(p['reason'])})")

@@ -43,7 +43,7 @@ def restore_hint(path: str | Path) -> str:
     if newest is None:
         return (f"there is no backup in {Path(path).parent / 'backups'}: move {Path(path).name} aside and run"
                 " `tinybot init` to start a new database")
-    return f"restore a backup: `tinybot backup --restore {newest.name}` (`tinybot backup --list` shows all)"
+    return f"restore a backup: `tinybot backup --restore {newest.path.name}` (`tinybot backup --list` shows all)"
 
 
 def read_only_fs(path: str | Path) -> bool:
@@ -69,16 +69,17 @@ def check_exists(path: str | Path) -> None:
                                f"there is no backup: delete it and run `tinybot init` to start a new database"))
 
 
-def fault(e: BaseException, path: str | Path) -> DatabaseFault:
+def fault(e: BaseException, path: str | Path, *, waited_ms: int | None = None) -> DatabaseFault:
     """Translate an SQLite or OS error about ``path`` into the one line a person can act on."""
     if isinstance(e, DatabaseFault):
         return e
+    waited = (BUSY_TIMEOUT_MS if waited_ms is None else waited_ms) / 1000
     name = getattr(e, "sqlite_errorname", "") or ""
     text = str(e)
     low = text.lower()
     if name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED") or "database is locked" in low:
         return DatabaseFault(
-            f"{path} is locked by another process (waited {BUSY_TIMEOUT_MS / 1000:g}s); find it with"
+            f"{path} is locked by another process (waited {waited:g}s); find it with"
             f" `fuser -v {path}` (a `sqlite3` shell left open? another tinybot?), end it and try again",
             exitcodes.LOCKED)
     if (name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in low

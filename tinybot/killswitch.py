@@ -157,12 +157,12 @@ def kill(db_path: Path, reason: str, by: str) -> KillOutcome:
     try:
         conn = db.connect(db_path, busy_timeout_ms=KILL_ROW_TIMEOUT_MS)
     except sqlite3.Error as e:
-        return KillOutcome(path, written, "fault", str(db.fault(e, db_path)))
+        return KillOutcome(path, written, "fault", str(db.fault(e, db_path, waited_ms=KILL_ROW_TIMEOUT_MS)))
     try:
         before = _with_file(_row(conn), existing)  # the switch as it was before this kill
         changed = set_enabled(conn, False, reason, by)
     except sqlite3.Error as e:
-        f = db.fault(e, db_path)
+        f = db.fault(e, db_path, waited_ms=KILL_ROW_TIMEOUT_MS)
         return KillOutcome(path, written, "locked" if f.exit_code == exitcodes.LOCKED else "fault", str(f))
     finally:
         conn.close()

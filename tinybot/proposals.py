@@ -216,4 +216,4 @@ def listing(conn: sqlite3.Connection, status: str | None = None, limit: int = 50
 
 
 def _s(d: Decimal | None) -> str | None:
-    return None if d is None else str(d)
+    return None if d is None else format(d, "f")  # never "1E-7": stored and shown as people write amounts

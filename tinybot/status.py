@@ -37,10 +37,10 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "paper_balances": balances,
         "positions": positions,
         "caps": {
-            "max_trade_eur": str(cfg.risk.max_trade_eur),
-            "daily": {"used_eur": _eur(spent), "cap_eur": str(cfg.risk.max_daily_eur),
+            "max_trade_eur": format(cfg.risk.max_trade_eur, "f"),
+            "daily": {"used_eur": _eur(spent), "cap_eur": format(cfg.risk.max_daily_eur, "f"),
                       "left_eur": _eur(max(cfg.risk.max_daily_eur - spent, Decimal(0)))},
-            "exposure": {"used_eur": _eur(exposed), "cap_eur": str(cfg.risk.max_exposure_eur),
+            "exposure": {"used_eur": _eur(exposed), "cap_eur": format(cfg.risk.max_exposure_eur, "f"),
                          "left_eur": _eur(max(cfg.risk.max_exposure_eur - exposed, Decimal(0)))},
         },
         "allowlist": list(cfg.risk.allowlist),
