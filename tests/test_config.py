@@ -78,7 +78,7 @@ def test_defaults_are_sized_for_25_eur(tmp_path):
                                   " allowed market"),
     ('[scheduler]\ninterval = "500ms"', "scheduler.interval: must be at least 1s"),
     ('[llm]\ntimeout = "0s"', "llm.timeout: must be at least 100ms"),
-    ("[risk]\nmax_trade_eur = 1e12", "risk.max_trade_eur: must be at most 1000000"),
+    ("[risk]\nmax_trade_eur = 1e12", "risk.max_trade_eur: must be at most 1000000000"),
     ('[paper]\nprices = { "BTC-EUR" = "1e30" }', "paper.prices.BTC-EUR: must be at most 1000000000"),
     ("[scheduler]\nlog_backups = 100000", "scheduler.log_backups: must be at most 1000"),
 ])

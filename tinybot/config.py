@@ -46,7 +46,7 @@ class ConfigError(Exception):
 # and duration has a range, so a typo of a few zeros is an error naming the
 # key, not an overflow deep inside the bot.
 
-MAX_EUR = Decimal("1000000")  # more than any setting of a bot sized for €25 could mean
+MAX_EUR = Decimal("1000000000")  # far past any real setting: only a typo of many zeros (or 1e30) gets here
 INT64_MAX = 2**63 - 1
 MAX_TTL = timedelta(days=30)
 
