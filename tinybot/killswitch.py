@@ -10,6 +10,11 @@ executor checks it in the same transaction as the row (``guards.kill_switch``).
 Then kill sets the row too when it can get the lock within
 ``KILL_ROW_TIMEOUT_MS``.  Trading is enabled only when the row says so *and*
 there is no kill file; `tinybot resume` clears both in one transaction.
+
+What the file does not change: an executor that has already read the switch
+inside its send transaction and is about to COMMIT still sends that one order
+(as with a kill a moment later).  When kill also sets the row, it has waited
+for any such COMMIT, so once it reports the row set, nothing else can pass.
 """
 from __future__ import annotations
 
