@@ -196,16 +196,14 @@ def test_a_lock_held_past_the_timeout_exits_locked_with_the_file_and_the_fix(hom
 
 def _in_read_only_mount(home: Path, tmp_path_factory, *commands: list[str]) -> list[tuple[int, str, str]]:
     """Run tinybot commands with home/ bind-mounted read-only at another path, in a private mount namespace."""
-    view = tmp_path_factory.mktemp("ro-view")
-    script = ["set -e", f"mount --bind -o ro {home} {view}"]
+    view, base = tmp_path_factory.mktemp("ro-view"), tmp_path_factory.mktemp("ro-out")
+    script = [f"mount --bind -o ro {home} {view} || exit 1"]
     for i, c in enumerate(commands):
         args = " ".join(f"'{a}'" for a in c)
         script.append(f"TINYBOT_CONFIG={view}/bot.toml {sys.executable} -m tinybot {args}"
-                      f" >{home}/../out{i} 2>{home}/../err{i}; echo $? >{home}/../rc{i} || true")
-    out = subprocess.run(["unshare", "-m", "sh", "-c", "\n".join(script).replace("set -e\n", "")],
-                         capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    base = home.parent
+                      f" >{base}/out{i} 2>{base}/err{i}; echo $? >{base}/rc{i}")
+    out = subprocess.run(["unshare", "-m", "sh", "-c", "\n".join(script)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr  # needs root (CI runs as root): a read-only mount, not chmod
     return [(int((base / f"rc{i}").read_text()), (base / f"out{i}").read_text().replace(str(view), str(home)),
              (base / f"err{i}").read_text().replace(str(view), str(home))) for i in range(len(commands))]
 
