@@ -178,3 +178,20 @@ def test_expiry_of_a_claimed_execution_is_atomic_with_the_proposal_expiry(unreac
     other = db.connect(cfg.db_path)
     assert other.execute("SELECT status FROM proposals WHERE id = 2").fetchone()[0] == "pending"
     assert other.execute("SELECT state FROM trade_executions").fetchone()[0] == "claimed"
+
+
+def test_stored_amounts_in_exponent_form_print_plain_and_a_zero_position_is_no_position(home):
+    """Decimal's str() writes 0.00000008 - 0.00000008 as "0E-8" and 0.0000001 as "1E-7"; neither reaches a screen."""
+    invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    invoke("execute", "1")
+    conn = db.connect(home.db_path)
+    with db.transaction(conn):
+        conn.execute("UPDATE positions SET base = '0E-8', cost_eur = '0E-12' WHERE market = 'BTC-EUR'")
+        conn.execute("INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at)"
+                     " VALUES ('ETH-EUR', '1E-7', '0.0003', '0', 'x')")
+        conn.execute("UPDATE trade_history SET amount = '1E-7'")
+    st = invoke("status").output
+    assert "Positions: ETH-EUR 0.0000001 (cost €0.00)" in st and "BTC-EUR 0" not in st
+    assert [p["base"] for p in json.loads(invoke("status", "--json").output)["positions"]] == ["0.0000001"]
+    assert json.loads(invoke("history", "--json").output)[0]["amount"] == "0.0000001"
+    assert "1E-7" not in invoke("history").output and "0.0000001" in invoke("history").output

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from datetime import timedelta
 from decimal import Decimal
@@ -172,9 +173,25 @@ def cli(ctx, config_path):
 
 def emit(data, as_json: bool, human) -> None:
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json.dumps(plain(data), indent=2, default=str))
     else:
-        human(data)
+        human(plain(data))
+
+
+_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?E[+-]?\d+")
+
+
+def plain(value):
+    """Amounts as people write them: Decimal's str() gives "1E-7" and "0E-8"; print 0.0000001 and 0.00000000."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
+        return format(Decimal(value), "f")
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 def table(rows: list[dict], columns: list[str]) -> None:

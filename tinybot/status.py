@@ -14,7 +14,8 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
     exposed = guards.exposure(conn)
     balances = {r["asset"]: {"available": r["available"], "in_order": r["in_order"]}
                 for r in conn.execute("SELECT * FROM paper_balances ORDER BY asset")} if cfg.mode == "paper" else None
-    positions = [dict(r) for r in conn.execute("SELECT * FROM positions WHERE base != '0' ORDER BY market")]
+    # compared as numbers: a position sold to nothing can be stored as "0E-8", which is not the text '0'
+    positions = [dict(r) for r in conn.execute("SELECT * FROM positions ORDER BY market") if Decimal(r["base"]) != 0]
     pending = conn.execute(
         "SELECT COUNT(*) FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at > ?"
         " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)", (clock.to_iso(now),)
