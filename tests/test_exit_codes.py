@@ -64,7 +64,7 @@ def live_sim(sim_factory, write_config, keys):
 
 
 def test_execute_exits_unreachable_when_preflight_cannot_reach_the_exchange(unreachable):
-    assert invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve").exit_code == 0
+    assert invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve").exit_code == 0
     r = invoke("execute", "1")
     assert r.exit_code == exitcodes.UNREACHABLE, r.output
     assert r.output.startswith("Proposal 1: claimed — preflight_failed: ")
@@ -74,7 +74,7 @@ def test_execute_exits_unreachable_when_preflight_cannot_reach_the_exchange(unre
 def test_execute_and_reconcile_exit_unknown_while_an_ambiguous_send_is_unresolved(live_sim):
     cfg, sim = live_sim
     sim.sim.add_fault("error_101", on="create_order", accept=False)
-    assert invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve").exit_code == 0
+    assert invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve").exit_code == 0
     r = invoke("execute", "1")
     assert r.exit_code == exitcodes.UNKNOWN, r.output
     assert r.output.startswith("Proposal 1: unknown")
@@ -85,7 +85,7 @@ def test_execute_and_reconcile_exit_unknown_while_an_ambiguous_send_is_unresolve
 
 
 def test_execute_exits_0_only_when_the_order_is_on_the_exchange(live_sim):
-    assert invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve").exit_code == 0
+    assert invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve").exit_code == 0
     r = invoke("execute", "1")
     assert r.exit_code == exitcodes.OK and r.output.startswith("Proposal 1: filled"), r.output
 
@@ -95,7 +95,7 @@ def test_reconcile_exits_error_on_a_surprise_order(live_sim, ccxt_client):
     _resting_buy(sim, str(uuid.uuid4()))  # placed with a clientOrderId tinybot never made
     r = invoke("reconcile")
     assert r.exit_code == exitcodes.ERROR, r.output
-    assert "SURPRISE: order " in r.output and "which tinybot has no execution for" in r.output
+    assert "SURPRISE: order " in r.output and "tinybot has no execution with that clientOrderId" in r.output
 
 
 def test_reconcile_exits_unreachable_when_the_exchange_does_not_answer(unreachable):

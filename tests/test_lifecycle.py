@@ -30,7 +30,7 @@ def home(write_config):
 
 def test_expired_shows_as_expired_everywhere_without_a_tick(home):
     with freeze_time(T0):
-        assert invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve").exit_code == 0
+        assert invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve").exit_code == 0
         assert invoke("propose", "BTC-EUR", "buy", "--eur", "6").exit_code == 0
     with freeze_time(LATER):
         rows = json.loads(invoke("proposals", "--json").output)
@@ -39,7 +39,7 @@ def test_expired_shows_as_expired_everywhere_without_a_tick(home):
         assert [r["id"] for r in json.loads(invoke("proposals", "--status", "expired", "--json").output)] == [2, 1]
         assert json.loads(invoke("proposals", "--status", "approved", "--json").output) == []
         why = invoke("why", "1").output.splitlines()
-        assert why[0] == "Proposal 1: buy BTC-EUR €5 from cli — expired"
+        assert why[0] == "Proposal 1: buy BTC-EUR €6 from cli — expired"
         assert why[1] == "Not executed: expired at 2026-11-02T10:30:00.000000Z. Propose it again to trade."
         assert json.loads(invoke("why", "2", "--json").output)["proposal"]["status"] == "expired"
         st = invoke("status").output
@@ -51,9 +51,9 @@ def test_expired_shows_as_expired_everywhere_without_a_tick(home):
 
 
 def test_a_blocked_execution_says_it_is_final_and_how_to_propose_again(home):
-    invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     invoke("execute", "1")
-    invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     r = invoke("execute", "2")
     assert r.exit_code == exitcodes.BLOCKED
     lines = r.output.strip().splitlines()
@@ -64,9 +64,9 @@ def test_a_blocked_execution_says_it_is_final_and_how_to_propose_again(home):
 
 
 def test_a_filled_proposal_reads_as_filled(home):
-    invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     invoke("execute", "1")
-    assert invoke("why", "1").output.splitlines()[0] == "Proposal 1: buy BTC-EUR €5 from cli — filled"
+    assert invoke("why", "1").output.splitlines()[0] == "Proposal 1: buy BTC-EUR €6 from cli — filled"
     with freeze_time(clock.now() + timedelta(hours=2)):  # executed: its expiry no longer matters
         row = json.loads(invoke("proposals", "--json").output)[0]
         assert (row["status"], row["execution_state"]) == ("approved", "filled")
@@ -74,7 +74,7 @@ def test_a_filled_proposal_reads_as_filled(home):
 
 def test_control_characters_in_a_reason_are_escaped_when_shown(home):
     evil = "fine\x1b[2J\x1b[1;1HTrading: ENABLED\rspoof\x07"
-    assert invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--reason", evil).exit_code == 0
+    assert invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--reason", evil).exit_code == 0
     shown = r"fine\x1b[2J\x1b[1;1HTrading: ENABLED\rspoof\x07"
     listing = invoke("proposals").output
     assert shown in listing and "\x1b" not in listing and "\r" not in listing
@@ -84,12 +84,12 @@ def test_control_characters_in_a_reason_are_escaped_when_shown(home):
 
 
 def test_a_reason_over_the_limit_is_refused_not_cut(home):
-    r = CliRunner().invoke(cli, ["propose", "BTC-EUR", "buy", "--eur", "5", "--reason", "x" * 2001])
+    r = CliRunner().invoke(cli, ["propose", "BTC-EUR", "buy", "--eur", "6", "--reason", "x" * 2001])
     assert r.exit_code == exitcodes.ERROR
     assert r.output.strip() == ("Error: --reason: 2001 characters is over the limit of 2000; shorten it"
                                 " (a reason is never cut silently)")
     assert db.connect(home.db_path).execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 0
-    assert invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--reason", "x" * 2000).exit_code == 0
+    assert invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--reason", "x" * 2000).exit_code == 0
     k = CliRunner().invoke(cli, ["kill", "--reason", "y" * 2001])
     assert k.exit_code == exitcodes.ERROR and "--reason: 2001 characters is over the limit of 2000" in k.output
 
@@ -99,9 +99,9 @@ def test_propose_warns_at_once_below_the_exchange_minimum_and_when_the_switch_is
     assert r.exit_code == 0
     assert r.stderr.strip() == ("Warning: €4.99 is below the exchange's minimum order of €5;"
                                 " the executor will block it.")
-    assert invoke("propose", "BTC-EUR", "buy", "--eur", "5").stderr == ""
+    assert invoke("propose", "BTC-EUR", "buy", "--eur", "6").stderr == ""
     invoke("kill", "--reason", "holiday")
-    r = invoke("propose", "BTC-EUR", "buy", "--eur", "5")
+    r = invoke("propose", "BTC-EUR", "buy", "--eur", "6")
     assert r.stderr.strip() == ("Warning: trading is DISABLED (kill switch: holiday); nothing will be sent until"
                                 " `tinybot resume`.")
 
@@ -118,7 +118,7 @@ def test_amounts_never_print_in_scientific_notation(home):
     ("0s", "Error: --expires-in: must be at least 1s"),
 ])
 def test_expires_in_has_a_range(home, value, error):
-    r = CliRunner().invoke(cli, ["propose", "BTC-EUR", "buy", "--eur", "5", "--expires-in", value])
+    r = CliRunner().invoke(cli, ["propose", "BTC-EUR", "buy", "--eur", "6", "--expires-in", value])
     assert r.exit_code == exitcodes.ERROR and r.output.strip() == error
 
 
@@ -140,8 +140,8 @@ def unreachable_live(write_config, monkeypatch):
 def test_expiry_resolves_a_claimed_execution_as_blocked_in_the_same_transaction(unreachable_live):
     cfg = unreachable_live
     with freeze_time(T0):
-        invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve", "--expires-in", "10m")
-        invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve", "--expires-in", "2h")
+        invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve", "--expires-in", "10m")
+        invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve", "--expires-in", "2h")
         for pid in (1, 2):  # the preflight cannot reach the exchange: both stay claimed, nothing sent
             assert invoke("execute", str(pid)).exit_code == exitcodes.UNREACHABLE
     conn = db.connect(cfg.db_path)
@@ -164,9 +164,9 @@ def test_expiry_of_a_claimed_execution_is_atomic_with_the_proposal_expiry(unreac
     """Both updates are one transaction: if the second statement fails, the first is rolled back too."""
     cfg = unreachable_live
     with freeze_time(T0):
-        invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve", "--expires-in", "10m")  # 1: will be claimed
+        invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve", "--expires-in", "10m")  # 1: will be claimed
         invoke("execute", "1")
-        invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--expires-in", "10m")  # 2: pending, no execution
+        invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--expires-in", "10m")  # 2: pending, no execution
     conn = db.connect(cfg.db_path)
 
     def refuse(*args, **kwargs):
@@ -182,7 +182,7 @@ def test_expiry_of_a_claimed_execution_is_atomic_with_the_proposal_expiry(unreac
 
 def test_stored_amounts_in_exponent_form_print_plain_and_a_zero_position_is_no_position(home):
     """Decimal's str() writes 0.00000008 - 0.00000008 as "0E-8" and 0.0000001 as "1E-7"; neither reaches a screen."""
-    invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     invoke("execute", "1")
     conn = db.connect(home.db_path)
     with db.transaction(conn):

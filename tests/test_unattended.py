@@ -32,7 +32,7 @@ def home(tmp_path):
     """bot.toml + a database made by `tinybot init`, and proposal 1 (approved, not executed)."""
     (tmp_path / "bot.toml").write_text(PAPER_TOML)
     assert invoke("init").exit_code == 0
-    assert invoke("propose", "BTC-EUR", "buy", "--eur", "5", "--approve").exit_code == 0
+    assert invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--approve").exit_code == 0
     return tmp_path
 
 
@@ -121,7 +121,7 @@ def test_a_kill_file_alone_is_cleared_by_resume(home):
 # --- item 4: database faults --------------------------------------------------------------
 
 COMMANDS = [["status"], ["history"], ["why", "1"], ["proposals"], ["executions"], ["kill"], ["resume"],
-            ["doctor"], ["propose", "BTC-EUR", "buy", "--eur", "5"], ["approve", "1"], ["execute", "1"],
+            ["doctor"], ["propose", "BTC-EUR", "buy", "--eur", "6"], ["approve", "1"], ["execute", "1"],
             ["reconcile"], ["run", "--once"]]
 
 
@@ -185,7 +185,7 @@ def test_kill_on_a_damaged_database_still_stops_trading_and_says_what_it_could_n
 def test_a_lock_held_past_the_timeout_exits_locked_with_the_file_and_the_fix(home, held_lock, monkeypatch):
     monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", 300)  # the real timeout is 30 s; the path is the same
     held_lock(home / "tinybot.db")
-    for command in (["propose", "BTC-EUR", "buy", "--eur", "5"], ["resume"], ["approve", "1"]):
+    for command in (["propose", "BTC-EUR", "buy", "--eur", "6"], ["resume"], ["approve", "1"]):
         r = CliRunner().invoke(cli, command)
         assert r.exit_code == exitcodes.LOCKED, (command, r.output)
         assert r.output.strip().splitlines()[-1] == (
@@ -212,14 +212,14 @@ def test_read_only_filesystem_reads_work_and_writes_say_so(tmp_path_factory):
     home = tmp_path_factory.mktemp("pi")
     (home / "bot.toml").write_text(PAPER_TOML)
     assert run_cli("--config", str(home / "bot.toml"), "init").returncode == 0
-    assert run_cli("--config", str(home / "bot.toml"), "propose", "BTC-EUR", "buy", "--eur", "5").returncode == 0
+    assert run_cli("--config", str(home / "bot.toml"), "propose", "BTC-EUR", "buy", "--eur", "6").returncode == 0
     results = _in_read_only_mount(home, tmp_path_factory, ["status"], ["history"], ["why", "1"], ["proposals"],
-                                  ["doctor", "--json"], ["propose", "BTC-EUR", "buy", "--eur", "5"], ["kill"])
+                                  ["doctor", "--json"], ["propose", "BTC-EUR", "buy", "--eur", "6"], ["kill"])
     for rc, out, err in results:
         assert "Traceback" not in err, err
     (st, _, _), (hi, _, _), (why, why_out, _), (pr, _, _) = results[:4]
     assert (st, hi, why, pr) == (0, 0, 0, 0), results[:4]
-    assert why_out.startswith("Proposal 1: buy BTC-EUR €5 from cli — pending")
+    assert why_out.startswith("Proposal 1: buy BTC-EUR €6 from cli — pending")
     doc = json.loads(results[4][1])
     assert {c["name"]: c["status"] for c in doc["checks"]}["database"] == "pass"
     rc, _, err = results[5]
@@ -274,9 +274,9 @@ def test_restore_quarantines_in_flight_executions_when_reconcile_can(home, monke
     def quarantine(conn, reason):
         calls.append((conn.execute("SELECT trading_enabled FROM kill_switch").fetchone()[0], reason))
 
-    monkeypatch.setattr(reconcile, "quarantine_after_restore", quarantine, raising=False)
+    monkeypatch.setattr(reconcile, "quarantine_after_restore", quarantine)
     backup.restore(cfg, b.path.name)
-    assert calls == [(0, f"restored from backup {b.path.name}; check, then `tinybot resume`")]
+    assert calls == [(0, f"restore from backup {b.path.name}")]
 
 
 # --- item 5: only init creates a database -------------------------------------------------
