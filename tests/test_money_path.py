@@ -160,7 +160,11 @@ def test_a_slow_lookup_does_not_eat_the_grace_period(paper, monkeypatch):
 
 
 def test_the_grace_period_has_a_floor(write_config):
-    cfg = write_config(paper_config_text() + '[exchange]\nreconcile_grace = "0s"\n')
+    with pytest.raises(ConfigError) as e:
+        write_config(paper_config_text() + '[exchange]\nreconcile_grace = "1s"\n')
+    assert str(e.value).endswith(
+        "exchange.reconcile_grace: must be at least 4500ms (a quarter of exchange.access_window for clock skew,"
+        " plus 2s for ccxt's throttle): a shorter grace could call an order absent that is still on its way")
     row = {"access_window_ms": 10_000, "submitting_at": "2026-11-27T12:00:00.000000Z", "claimed_at": None,
            "in_doubt_at": None}
 
@@ -168,8 +172,8 @@ def test_the_grace_period_has_a_floor(write_config):
         def keys(self):
             return super().keys()
 
-    deadline = reconcile.absent_after(R(row), cfg.exchange.reconcile_grace)
-    # 2 windows + (a quarter window of allowed clock skew + ccxt's throttle)
+    # and whatever reaches absent_after: 2 windows + (a quarter window of allowed clock skew + ccxt's throttle)
+    deadline = reconcile.absent_after(R(row), timedelta(0))
     assert deadline == clock.from_iso(row["submitting_at"]) + timedelta(seconds=20 + 2.5 + 2)
 
 

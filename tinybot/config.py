@@ -477,6 +477,14 @@ def _cross_checks(cfg: Config) -> None:
     except (ValueError, KeyError, OSError):  # zoneinfo raises ZoneInfoNotFoundError (a KeyError) or ValueError
         raise ConfigError(f"{p}: timezone: {cfg.timezone!r} is not a time zone name like \"Europe/Amsterdam\""
                           " or \"UTC\"") from None
+    from .reconcile import grace_floor
+
+    floor = grace_floor(cfg.exchange.access_window)
+    if cfg.exchange.reconcile_grace < floor:
+        raise ConfigError(
+            f"{p}: exchange.reconcile_grace: must be at least {format_duration(floor)} (a quarter of"
+            f" exchange.access_window for clock skew, plus 2s for ccxt's throttle): a shorter grace could call an"
+            " order absent that is still on its way")
     _sellable_buys(cfg)
 
 
