@@ -25,11 +25,7 @@ HERE = Path(__file__).parent
 
 def propose(conn, market="BTC-EUR", side="buy", eur="6", amount=None, external=False):
     d = Draft(market, side, Decimal(eur) if eur is not None else None, Decimal(amount) if amount else None)
-    pid = proposals.create(conn, d, source="test", ttl=timedelta(minutes=30), approve=True)
-    if external:
-        with db.transaction(conn):
-            conn.execute("UPDATE proposals SET external = 1 WHERE id = ?", (pid,))
-    return pid
+    return proposals.create(conn, d, source="test", ttl=timedelta(minutes=30), approve=True, external=external)
 
 
 def blocks(conn, pid):
@@ -333,3 +329,15 @@ def test_two_processes_one_held_in_preflight_send_one_order(write_config, tmp_pa
     late = json.loads(out)
     assert (late["state"], late["sent"]) == ("filled", False)
     assert (tmp_path / "sends.log").read_text().splitlines() == [late["client_order_id"]]
+
+
+def test_propose_external_from_the_cli_and_only_for_sells(tmp_path):
+    from conftest import run_cli
+
+    assert run_cli("init").returncode == 0
+    bad = run_cli("propose", "BTC-EUR", "buy", "--eur", "6", "--external")
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "Error: --external: only a sell can be external (it sells coins tinybot did not buy)")
+    ok = run_cli("propose", "BTC-EUR", "sell", "--amount", "0.0001", "--external", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["external"] == 1

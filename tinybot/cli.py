@@ -259,10 +259,12 @@ def example_config() -> str:
 @click.option("--expires-in", default=None, help="How long the proposal stays valid, e.g. 10m (default: risk.proposal_ttl).")
 @click.option("--reason", default="", help="Why; shown in listings and `tinybot why`.")
 @click.option("--approve", "approve_now", is_flag=True, help="Approve it at once.")
+@click.option("--external", is_flag=True,
+              help="A sell of coins tinybot did not buy: may exceed its own position; booked apart from its P/L.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new proposal as JSON.")
 @pass_state
 @friendly
-def propose(state, market, side, eur, amount, expires_in, reason, approve_now, as_json):
+def propose(state, market, side, eur, amount, expires_in, reason, approve_now, external, as_json):
     """Propose a trade.  Markets are Bitvavo names: BTC-EUR (BTC/EUR works too).
 
     \b
@@ -283,11 +285,11 @@ def propose(state, market, side, eur, amount, expires_in, reason, approve_now, a
         raise Fail(f"--expires-in: {e}") from None
     draft = proposals.Draft(market, side, eur, amount, reason)
     try:
-        pid = proposals.create(state.conn, draft, source="cli", ttl=ttl, approve=approve_now)
+        pid = proposals.create(state.conn, draft, source="cli", ttl=ttl, approve=approve_now, external=external)
     except proposals.ProposalError as e:
         field = str(e).split(":", 1)[0]
         flag = {"eur": "--eur", "amount": "--amount", "market": "MARKET", "side": "SIDE",
-                "reason": "--reason", "expires-in": "--expires-in"}.get(field)
+                "reason": "--reason", "expires-in": "--expires-in", "external": "--external"}.get(field)
         raise Fail(str(e).replace(f"{field}:", f"{flag}:", 1) if flag else str(e)) from None
     row = dict(proposals.get(state.conn, pid))
     for warning in proposals.warnings(state.conn, state.cfg, row):

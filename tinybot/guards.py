@@ -92,7 +92,10 @@ def _dec(v) -> Decimal | None:
 def approval_hash(proposal) -> str:
     """Fingerprint of what was approved; a changed row no longer matches it."""
     fields = (proposal["market"], proposal["side"], proposal["amount_quote"], proposal["amount"], proposal["expires_at"])
-    return hashlib.sha256("|".join("" if f is None else str(f) for f in fields).encode()).hexdigest()
+    text = "|".join("" if f is None else str(f) for f in fields)
+    if "external" in proposal.keys() and proposal["external"]:
+        text += "|external"  # selling coins tinybot did not buy is part of what was approved
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- the guards --------------------------------------------------------------

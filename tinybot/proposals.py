@@ -89,17 +89,25 @@ def effective_status(status: str, expires_at: str, has_execution: bool, now=None
 
 
 def create(conn: sqlite3.Connection, draft: Draft, *, source: str, ttl: timedelta,
-           approve: bool = False, approved_by: str = "cli") -> int:
+           approve: bool = False, approved_by: str = "cli", external: bool = False) -> int:
+    """Write a pending proposal (and approve it at once if asked).
+
+    ``external``: a sell of coins tinybot did not buy (`propose ... sell
+    --external`): it may exceed tinybot's own position, and its fills are
+    booked apart from tinybot's P/L.
+    """
     d = validate(draft)
     if ttl <= timedelta(0):
         raise ProposalError("expires-in: must be longer than 0s")
+    if external and d.side != "sell":
+        raise ProposalError("external: only a sell can be external (it sells coins tinybot did not buy)")
     now = clock.now()
     with db.transaction(conn):
         cur = conn.execute(
-            "INSERT INTO proposals (market, side, amount_quote, amount, source, reason, status, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+            "INSERT INTO proposals (market, side, amount_quote, amount, source, reason, status, created_at, expires_at,"
+            " external) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
             (d.market, d.side, _s(d.amount_quote), _s(d.amount), source, d.reason,
-             clock.to_iso(now), clock.to_iso(now + ttl)),
+             clock.to_iso(now), clock.to_iso(now + ttl), int(external)),
         )
         pid = cur.lastrowid
         if approve:
