@@ -418,8 +418,21 @@ def history(state, market, limit, as_json):
     from .status import fills
 
     rows = fills(state.conn, market, limit)
-    emit(rows, as_json, lambda rs: table(rs, ["id", "execution_id", "market", "side", "amount", "price", "fee",
-                                               "fee_currency", "executed_at", "trade_id"]))
+
+    def human(rs):
+        from .money import eur
+
+        table([{**r, "eur_value": eur(Decimal(r["eur_value"]))} for r in rs],
+              ["executed_at", "market", "side", "amount", "price", "eur_value", "fee", "fee_currency", "execution_id",
+               "trade_id"])
+        if rs:
+            bought = sum((Decimal(r["eur_value"]) for r in rs if r["side"] == "buy"), Decimal(0))
+            sold = sum((Decimal(r["eur_value"]) for r in rs if r["side"] == "sell"), Decimal(0))
+            fees = sum((Decimal(r["fee"]) for r in rs if r["fee_currency"] == "EUR"), Decimal(0))
+            click.echo(f"Total of these {len(rs)} fill(s): bought {eur(bought)}, sold {eur(sold)}, fees {eur(fees)}"
+                       + (" (+ fees paid in coin)" if any(r["fee_currency"] != "EUR" for r in rs) else ""))
+
+    emit(rows, as_json, human)
 
 
 @cli.command()
@@ -517,8 +530,23 @@ def status(state, as_json):
         if d["paper_balances"] is not None:
             click.echo("Paper balances: " + (", ".join(f"{a} {b['available']}" for a, b in d["paper_balances"].items())
                                              or "(none yet)"))
+        if d["live_balances"] is not None:
+            lb = d["live_balances"]
+            click.echo("Exchange balances: " + (", ".join(f"{a} {b['available']}" + (f" (+{b['in_order']} in orders)"
+                                                                                   if Decimal(b["in_order"]) else "")
+                                                          for a, b in lb["assets"].items()) or "(none)")
+                       + (f" — as of the last tick, {lb['age_s']}s ago" if lb["at"] else " — no tick has read them yet"))
         click.echo("Positions: " + (", ".join(f"{p['market']} {p['base']} (cost €{Decimal(p['cost_eur']):.2f})"
                                               for p in d["positions"]) or "(none)"))
+        for s in d["stranded"]:
+            click.echo(f"  STRANDED: {s['market']} is worth €{s['value_eur']}, under the €{s['minimum_eur']} minimum;"
+                       f" a buy of €{s['top_up_eur']} makes it sellable ([risk] top_up_to_exit)")
+        m = d["pnl"]
+        from .money import eur
+
+        click.echo(f"P/L: net {eur(m['net_eur'])} (realised {eur(m['realised_eur'])}, unrealised"
+                   f" {eur(m['unrealised_eur'])}, fees {eur(m['fees_eur'])}, LLM {eur(m['llm_cost_eur'])});"
+                   f" holding would be {eur(m['hold_eur'])} — `tinybot pnl` for more")
         c = d["caps"]
         click.echo(f"Today: €{c['daily']['used_eur']} of €{c['daily']['cap_eur']} spent (€{c['daily']['left_eur']} left);"
                    f" exposure €{c['exposure']['used_eur']} of €{c['exposure']['cap_eur']};"

@@ -27,8 +27,17 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
     unresolved = [dict(r) for r in conn.execute(
         "SELECT id, proposal_id, market, side, state, reason, submitting_at FROM trade_executions"
         " WHERE state IN ('claimed', 'submitting', 'unknown') ORDER BY id")]
+    from . import pnl
     from .scheduler import liveness
 
+    live_balances = None
+    if cfg.mode == "live":
+        rows = conn.execute("SELECT * FROM account_balances ORDER BY asset").fetchall()
+        at = max((r["at"] for r in rows), default=None)
+        live_balances = {
+            "at": at, "age_s": int((now - clock.from_iso(at)).total_seconds()) if at else None,
+            "assets": {r["asset"]: {"available": r["available"], "in_order": r["in_order"]} for r in rows}}
+    money = pnl.report(conn, cfg)
     return {
         "now": clock.to_iso(now),
         "mode": cfg.mode,
@@ -36,7 +45,11 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "db": str(cfg.db_path),
         "kill_switch": killswitch.state(conn),
         "paper_balances": balances,
+        "live_balances": live_balances,
         "positions": positions,
+        "pnl": {k: money[k] for k in ("realised_eur", "unrealised_eur", "fees_eur", "llm_cost_eur", "net_eur",
+                                      "hold_eur", "prices_at")},
+        "stranded": money["stranded"],
         "caps": {
             "max_trade_eur": format(cfg.risk.max_trade_eur, "f"),
             "daily": {"used_eur": _eur(spent), "cap_eur": format(cfg.risk.max_daily_eur, "f"),
@@ -72,7 +85,10 @@ def fills(conn: sqlite3.Connection, market: str | None = None, limit: int = 50) 
 
         sql += " WHERE market = ?"
         args.append(normalise_market(market))
-    return [dict(r) for r in conn.execute(sql + " ORDER BY executed_at DESC, id DESC LIMIT ?", (*args, limit))]
+    rows = [dict(r) for r in conn.execute(sql + " ORDER BY executed_at DESC, id DESC LIMIT ?", (*args, limit))]
+    for r in rows:  # what the fill was worth in EUR, exact (amount × price), and its fee in EUR when paid in EUR
+        r["eur_value"] = format(Decimal(r["amount"]) * Decimal(r["price"]), "f")
+    return rows
 
 
 def why(conn: sqlite3.Connection, proposal_id: int) -> dict:
