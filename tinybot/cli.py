@@ -63,6 +63,7 @@ class LazyGroup(click.Group):
         "usage": ("tinybot.cli_llm", "usage_command"),
         "doctor": ("tinybot.cli_ops", "doctor_command"),
         "backup": ("tinybot.cli_ops", "backup_command"),
+        "telegram": ("tinybot.cli_telegram", "telegram_command"),
     }
 
     def list_commands(self, ctx):

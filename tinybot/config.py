@@ -32,6 +32,7 @@ SECRET_NAMES = (
     "TINYBOT_TRADE_SECRET",
     "TINYBOT_LLM_KEY",
     "TINYBOT_ALERT_URLS",
+    "TINYBOT_TELEGRAM_TOKEN",
 )
 
 
@@ -73,6 +74,10 @@ def prices(default: dict | None = None) -> Any:
 
 def boolean(default: bool) -> Any:
     return field(default=default, metadata={"kind": "bool"})
+
+
+def integers(default: tuple[int, ...] = ()) -> Any:
+    return field(default=default, metadata={"kind": "ints"})
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,18 @@ class LlmConfig:
 class AlertsConfig:
     urls: tuple[str, ...] = strings(())
     min_interval: timedelta = duration("15m")
+    # push URL pinged after each good tick (healthchecks.io, Uptime Kuma): tinybot.heartbeat
+    heartbeat_url: str | None = text(None)
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    """The owner's phone (tinybot.telegram): only these chats are served; the token is a secret."""
+
+    chat_ids: tuple[int, ...] = integers(())
+    api_url: str = text("https://api.telegram.org")
+    allow_resume: bool = boolean(False)
+    poll_timeout: timedelta = duration("25s")
 
 
 @dataclass(frozen=True)
@@ -180,6 +197,7 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
 
     @property
     def base_dir(self) -> Path:
@@ -215,6 +233,7 @@ SECTIONS = {
     "llm": LlmConfig,
     "alerts": AlertsConfig,
     "safety": SafetyConfig,
+    "telegram": TelegramConfig,
 }
 KNOWN_ADVISORS = ("rules", "dca", "llm")
 
@@ -328,6 +347,10 @@ def _coerce(f: dataclasses.Field, value: Any, key: str, path: Path) -> Any:
         if not isinstance(value, bool):
             raise bad(f"must be true or false, not {type(value).__name__}")
         return value
+    if kind == "ints":
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise bad("must be a list of whole numbers, like [123456789]")
+        return tuple(dict.fromkeys(value))
     if kind in ("markets", "strings"):
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise bad("must be a list of strings")
@@ -376,6 +399,11 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"{p}: scheduler.interval: must be at least 1s")
     if not re.match(r"^https?://[^\s/]+", cfg.llm.base_url):
         raise ConfigError(f"{p}: llm.base_url: {cfg.llm.base_url!r} is not an http(s) URL")
+    for key, url in (("alerts.heartbeat_url", cfg.alerts.heartbeat_url), ("telegram.api_url", cfg.telegram.api_url)):
+        if url is not None and not re.match(r"^https?://[^\s/]+\S*$", url):
+            raise ConfigError(f"{p}: {key}: {url!r} is not an http(s) URL")
+    if not timedelta(0) <= cfg.telegram.poll_timeout <= timedelta(seconds=50):
+        raise ConfigError(f"{p}: telegram.poll_timeout: must be between 0s and 50s")
     if cfg.risk.proposal_ttl <= timedelta(0):
         raise ConfigError(f"{p}: risk.proposal_ttl: must be longer than 0s")
     for key, share in (("risk.fee_rate", cfg.risk.fee_rate), ("risk.slippage_margin", cfg.risk.slippage_margin),
