@@ -56,6 +56,7 @@ class FakeTelegram:
         self._cond = threading.Condition()
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
+        self.server.handle_error = lambda request, address: None  # a client that hangs up mid-request (a stop)
         self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
@@ -312,9 +313,19 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8444)
     ap.add_argument("--token", default="123456:TEST-token-abcdefghij")
     ap.add_argument("--max-poll", type=float, default=50.0, help="cap on getUpdates' timeout (seconds)")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
+                    help="serve HTTPS (as api.telegram.org does); point the client at CERT with SSL_CERT_FILE")
     args = ap.parse_args()
     fake = FakeTelegram(args.token, max_poll=args.max_poll, port=args.port)
-    print(f"fake Telegram Bot API on {fake.url}", flush=True)
+    url = fake.url
+    if args.tls:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*args.tls)
+        fake.server.socket = ctx.wrap_socket(fake.server.socket, server_side=True)
+        url = url.replace("http://", "https://")
+    print(f"fake Telegram Bot API on {url}", flush=True)
     try:
         fake.server.serve_forever()
     except KeyboardInterrupt:
