@@ -48,7 +48,8 @@ def cpu_seconds(pid: int) -> float:
 
 def baseline(code: str, env: dict) -> int:
     """VmRSS (KiB) of a python that ran ``code`` and then waits."""
-    p = subprocess.Popen([sys.executable, "-c", code + "\nimport sys; sys.stdin.read()"], stdin=subprocess.PIPE, env=env)
+    p = subprocess.Popen([sys.executable, "-c", code + "\nimport sys; sys.stdin.read()"], stdin=subprocess.PIPE,
+                         env=env)
     try:
         time.sleep(1.0)
         return proc_kib(p.pid)["VmRSS"]
@@ -135,7 +136,8 @@ def main() -> None:
     # (PYTHONDONTWRITEBYTECODE would make every import compile its source, and count the compiler's memory)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     subprocess.run([sys.executable, "-c", "import tinybot.cli, tinybot.cli_telegram, tinybot.telegram, tinybot.status,"
-                    " tinybot.proposals, tinybot.killswitch, tinybot.exchange.static, tinybot.backup, ssl, http.client"],
+                    " tinybot.proposals, tinybot.killswitch, tinybot.exchange.static, tinybot.backup, ssl,"
+                    " http.client"],
                    env=env, check=True)
     subprocess.run([sys.executable, "-m", "tinybot", "init"], env=env, check=True, capture_output=True)
     child = subprocess.Popen([sys.executable, "-m", "tinybot", "telegram"], env=env,

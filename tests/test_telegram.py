@@ -309,7 +309,7 @@ def test_kill_from_a_separate_process_with_the_exchange_unreachable_and_ccxt_uni
         dead_port = s.getsockname()[1]  # nothing listens here once closed
     poison = tmp_path / "poison"
     (poison / "ccxt").mkdir(parents=True)
-    (poison / "ccxt" / "__init__.py").write_text("raise ImportError('ccxt must not be imported by the Telegram loop')\n")
+    (poison / "ccxt" / "__init__.py").write_text("raise ImportError('the Telegram loop must not import ccxt')\n")
     cfg_path = tmp_path / "bot.toml"
     cfg_path.write_text(paper_config_text().replace('mode = "paper"', 'mode = "live"')
                         + f'[exchange]\noperator_id = 1\nurl = "http://127.0.0.1:{dead_port}"\n'

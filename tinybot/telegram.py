@@ -167,16 +167,16 @@ class BotApi:
             except (OSError, http.client.HTTPException) as e:
                 self.close()
                 # a kept-alive connection the other side dropped while idle: once more on a fresh one
-                if attempt == 1 and reused and not self.aborted and isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError,
-                                                              BrokenPipeError)):
+                dropped = isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                if attempt == 1 and reused and dropped and not self.aborted:
                     continue
                 raise TelegramError(method, self.scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
                                     + f" (is {self.scheme}://{self.host} reachable?)") from None
         try:
             data = json.loads(raw)
         except ValueError:
-            raise TelegramError(method, f"HTTP {status}, not a Bot API answer: {self.scrub(raw[:80].decode(errors='replace'))!r}",
-                                code=status) from None
+            start = self.scrub(raw[:80].decode(errors="replace"))
+            raise TelegramError(method, f"HTTP {status}, not a Bot API answer: {start!r}", code=status) from None
         if not isinstance(data, dict):
             raise TelegramError(method, f"HTTP {status}, not a Bot API answer", code=status)
         if status != 200 or not data.get("ok"):
@@ -392,7 +392,8 @@ class Poller:
         self.send(chat, "\n".join(lines))
 
     def cmd_pnl(self, chat: int, rest: str) -> None:
-        rows = self.conn.execute("SELECT market, base, cost_eur, realised_eur FROM positions ORDER BY market").fetchall()
+        rows = self.conn.execute(
+            "SELECT market, base, cost_eur, realised_eur FROM positions ORDER BY market").fetchall()
         realised = sum((Decimal(r["realised_eur"]) for r in rows), Decimal(0))
         held = [r for r in rows if Decimal(r["base"]) != 0]
         lines = [f"Realised: €{realised:.2f} (fees included)"]
@@ -876,7 +877,8 @@ def recent_chats(cfg: Config) -> list[dict]:
         if chat is None:
             continue
         c, who = msg.get("chat") or {}, msg.get("from") or {}
-        name = c.get("title") or c.get("username") or c.get("first_name") or who.get("username") or who.get("first_name")
+        name = (c.get("title") or c.get("username") or c.get("first_name")
+                or who.get("username") or who.get("first_name"))
         chats[chat] = {"chat_id": chat, "type": c.get("type", ""), "name": name or "",
                        "last_text": _short(_what(u), 60), "allowed": chat in cfg.telegram.chat_ids}
     return list(chats.values())
