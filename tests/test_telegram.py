@@ -322,7 +322,7 @@ def test_kill_from_a_separate_process_with_the_exchange_unreachable_and_ccxt_uni
         assert fake.wait_for(lambda f: "getUpdates" in f.methods(), 20), proc.stderr.read() if proc.poll() else ""
         second = subprocess.run([sys.executable, "-m", "tinybot", "telegram"], env=env, capture_output=True,
                                 text=True, timeout=30)
-        assert second.returncode == 1
+        assert second.returncode == 75  # exitcodes.LOCKED: another process holds the lock
         assert second.stderr.startswith(f"Error: another Telegram loop (PID {proc.pid}) already serves")
         fake.send_text(OWNER, "/kill exchange is down")
         assert fake.wait_for(lambda f: any(t.startswith("Trading DISABLED") for t in f.texts(OWNER)), 20)
@@ -546,6 +546,19 @@ def test_cli_telegram_chats_and_test(make, fake, monkeypatch):
     monkeypatch.setenv(telegram.TOKEN_NAME, "999:wrong-token")
     res = CliRunner().invoke(cli, ["--config", str(cfg.path), "telegram", "--test"])
     assert res.exit_code == 1 and "Error: Telegram getMe: 401 Unauthorized — the token was refused" in res.output
+
+
+def test_a_refused_token_exits_78_so_systemd_does_not_restart_it(make, fake, monkeypatch):
+    from click.testing import CliRunner
+
+    from tinybot.cli import cli
+
+    cfg, conn, poller = make()
+    monkeypatch.setenv(telegram.TOKEN_NAME, "999:wrong-token")
+    res = CliRunner().invoke(cli, ["--config", str(cfg.path), "telegram"])
+    assert res.exit_code == 78, res.output
+    assert "Error: Telegram getMe: 401 Unauthorized — the token was refused" in res.output
+    assert "wrong-token" not in res.output
 
 
 def test_telegram_needs_chat_ids(write_config, monkeypatch):

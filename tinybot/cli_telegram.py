@@ -44,7 +44,14 @@ def telegram_command(state, chats, send_test, as_json):
     except telegram.TelegramError as e:
         raise Fail(str(e)) from None
     _log_to_stderr(cfg)
-    sys.exit(telegram.serve(cfg, state.conn, echo=click.echo))
+    try:
+        code = telegram.serve(cfg, state.conn, echo=click.echo)
+    except telegram.AlreadyServing as e:
+        from .exitcodes import LOCKED
+
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(LOCKED)
+    sys.exit(code)
 
 
 def _log_to_stderr(cfg) -> None:

@@ -94,6 +94,10 @@ class TelegramError(Exception):
         return self.code in (401, 404)
 
 
+class AlreadyServing(ConfigError):
+    """Another Telegram loop holds this database's poller lock (exit code 75 for `tinybot telegram`)."""
+
+
 # --- configuration ---------------------------------------------------------------
 
 def enabled(cfg: Config) -> bool:
@@ -731,7 +735,7 @@ class PollerLock:
                 pid = self.path.read_text().strip() or "?"
             except OSError:
                 pid = "?"
-            raise ConfigError(f"another Telegram loop (PID {pid}) already serves {self._db()}: `tinybot run`"
+            raise AlreadyServing(f"another Telegram loop (PID {pid}) already serves {self._db()}: `tinybot run`"
                               " runs one when [telegram] chat_ids is set; stop one of them") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
@@ -828,9 +832,21 @@ class Background:
             self.thread.join(wait)
 
 
-def serve(cfg: Config, conn: sqlite3.Connection, *, echo: Callable[[str], None] = print) -> int:
-    """`tinybot telegram`: the loop in this process until SIGINT/SIGTERM.  Returns the exit code."""
+def _print(text: str, err: bool = False) -> None:
+    import sys
+
+    print(text, file=sys.stderr if err else sys.stdout)
+
+
+def serve(cfg: Config, conn: sqlite3.Connection, *, echo: Callable[..., None] = _print) -> int:
+    """`tinybot telegram`: the loop in this process until SIGINT/SIGTERM.  Returns the exit code.
+
+    0 when stopped by a signal; 78 (EX_CONFIG: a person must fix it, systemd should not restart) when
+    Telegram refuses the token.  AlreadyServing when another loop holds the lock (the CLI exits 75).
+    """
     import signal
+
+    from .exitcodes import OK, REFUSED_START
 
     if not enabled(cfg):
         raise ConfigError(f"telegram.chat_ids is empty in {cfg.path}: add your chat id"
@@ -849,14 +865,15 @@ def serve(cfg: Config, conn: sqlite3.Connection, *, echo: Callable[[str], None] 
             poller.start()
         except TelegramError as e:
             if e.fatal:
-                raise ConfigError(str(e)) from None
-            echo(f"Telegram not reachable yet ({e}); retrying.")
+                echo(f"Error: {e}", err=True)
+                return REFUSED_START
+            echo(f"Telegram not reachable yet ({e}); retrying.", err=True)
         echo(f"tinybot telegram: serving chat(s) {', '.join(map(str, sorted(poller.chats)))}"
              + (f" as @{poller.username}" if poller.username else "")
              + f", long poll {int(poller.poll_timeout)}s. Ctrl-C stops.")
         code = run_loop(poller, stop)
-        echo("Stopped." if code == 0 else "Stopped: the token was refused (see the log line above).")
-        return code
+        echo("Stopped." if code == 0 else "Stopped: the token was refused (see the log line above).", err=code != 0)
+        return OK if code == 0 else REFUSED_START
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
