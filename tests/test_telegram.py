@@ -413,6 +413,26 @@ def test_status_pnl_proposals_why_and_help(make, fake):
     assert [e.split(": ", 1)[1] for e in events(conn)][:3] == ["command /status", "command /pnl", "command /proposals"]
 
 
+def test_pnl_shows_positions_at_cost(make, fake):
+    from tinybot.exchange.paper import PaperExchange
+    from tinybot.exchange.static import StaticMarketData
+
+    cfg, conn, poller = make()
+    started(poller)
+    pid = propose(conn)
+    proposals.approve(conn, pid)
+    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    try:
+        assert executor.execute(conn, cfg, ex, pid).state == "filled"
+    finally:
+        ex.close()
+    fake.send_text(OWNER, "/pnl")
+    poller.poll_once()
+    lines = fake.texts(OWNER)[-1].splitlines()
+    assert lines[0] == "Realised: €0.00 (after fees)"
+    assert lines[1].startswith("BTC-EUR: 0.0000") and lines[1].endswith("held, cost €6.00, realised €0.00")
+
+
 def test_why_shows_guard_decisions(make, fake):
     from tinybot.exchange.paper import PaperExchange
     from tinybot.exchange.static import StaticMarketData

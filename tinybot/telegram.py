@@ -72,7 +72,7 @@ STALE_MESSAGE = timedelta(minutes=1)  # a message dated this long before the sta
 MAX_BACKOFF_S = 60.0
 REDACTED = "«redacted»"
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
-HELP = ("Commands:\n"
+HELP = ("Proposals waiting for your approval arrive here with Approve/Reject buttons.\nCommands:\n"
         "/status – trading on/off, positions, caps used today, scheduler\n"
         "/pnl – positions at cost and what was realised\n"
         "/proposals – proposals waiting for you\n"
@@ -400,7 +400,7 @@ class Poller:
             "SELECT market, base, cost_eur, realised_eur FROM positions ORDER BY market").fetchall()
         realised = sum((Decimal(r["realised_eur"]) for r in rows), Decimal(0))
         held = [r for r in rows if Decimal(r["base"]) != 0]
-        lines = [f"Realised: €{realised:.2f} (fees included)"]
+        lines = [f"Realised: €{realised:.2f} (after fees)"]
         lines += [f"{r['market']}: {r['base']} held, cost €{Decimal(r['cost_eur']):.2f},"
                   f" realised €{Decimal(r['realised_eur']):.2f}" for r in held] or ["No open positions."]
         lines.append("Unrealised needs live prices: `tinybot status` on the Pi.")
