@@ -101,6 +101,7 @@ class LazyGroup(click.Group):
         "export": ("tinybot.cli_report", "export_command"),
         "data": ("tinybot.cli_data", "data_group"),
         "replay": ("tinybot.cli_data", "replay_command"),
+        "telegram": ("tinybot.cli_telegram", "telegram_command"),
     }
 
     def list_commands(self, ctx):

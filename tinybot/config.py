@@ -32,6 +32,7 @@ SECRET_NAMES = (
     "TINYBOT_TRADE_SECRET",
     "TINYBOT_LLM_KEY",
     "TINYBOT_ALERT_URLS",
+    "TINYBOT_TELEGRAM_TOKEN",
 )
 
 
@@ -87,6 +88,10 @@ def prices(default: dict | None = None) -> Any:
 
 def boolean(default: bool) -> Any:
     return field(default=default, metadata={"kind": "bool"})
+
+
+def integers(default: tuple[int, ...] = ()) -> Any:
+    return field(default=default, metadata={"kind": "ints"})
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,18 @@ class LlmConfig:
 class AlertsConfig:
     urls: tuple[str, ...] = strings(())
     min_interval: timedelta = duration("15m", maximum="7d")
+    # push URL pinged after each good tick (healthchecks.io, Uptime Kuma): tinybot.heartbeat
+    heartbeat_url: str | None = text(None)
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    """The owner's phone (tinybot.telegram): only these chats are served; the token is a secret."""
+
+    chat_ids: tuple[int, ...] = integers(())
+    api_url: str = text("https://api.telegram.org")
+    allow_resume: bool = boolean(False)
+    poll_timeout: timedelta = duration("25s", maximum="50s")
 
 
 @dataclass(frozen=True)
@@ -196,6 +213,7 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
 
     @property
     def active_advisors(self) -> tuple[str, ...]:
@@ -245,6 +263,7 @@ SECTIONS = {
     "llm": LlmConfig,
     "alerts": AlertsConfig,
     "safety": SafetyConfig,
+    "telegram": TelegramConfig,
 }
 KNOWN_ADVISORS = ("rules", "dca", "llm", "top_up")
 
@@ -435,6 +454,12 @@ def _prices(value, meta, key, path) -> dict:
     return out
 
 
+def _ints(value, meta, key, path) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise _Bad("must be a list of whole numbers, like [123456789]")
+    return tuple(dict.fromkeys(value))
+
+
 CONVERTERS = {
     "money": _money,
     "fraction": _fraction,
@@ -443,6 +468,7 @@ CONVERTERS = {
     "str": _str,
     "bool": _bool,
     "strings": _strings,
+    "ints": _ints,
     "markets": _markets,
     "prices": _prices,
 }
@@ -485,6 +511,9 @@ def _cross_checks(cfg: Config) -> None:
             f"{p}: exchange.reconcile_grace: must be at least {format_duration(floor)} (a quarter of"
             f" exchange.access_window for clock skew, plus 2s for ccxt's throttle): a shorter grace could call an"
             " order absent that is still on its way")
+    for key, url in (("alerts.heartbeat_url", cfg.alerts.heartbeat_url), ("telegram.api_url", cfg.telegram.api_url)):
+        if url is not None and not re.match(r"^https?://[^\s/]+\S*$", url):
+            raise ConfigError(f"{p}: {key}: {url!r} is not an http(s) URL")
     _sellable_buys(cfg)
 
 
