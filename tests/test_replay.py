@@ -7,7 +7,7 @@ import math
 import random
 import sqlite3
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import pytest
@@ -93,6 +93,8 @@ def test_orders_fill_at_the_open_of_the_next_candle_with_fee_minimum_and_slippag
     slip = Decimal("0.0005")
     s = run(cfg, slippage=slip)
     assert len(s["trades"]) >= 10 and {t["side"] for t in s["trades"]} == {"buy", "sell"}
+    # every key's requests run on the simulated clock: no lookup refused as outside its access window (304)
+    assert (s["failed_ticks"], s["ticks_with_errors"], s["tick_errors"]) == (0, 0, [])
     store = replay.open_store(cfg.db_path)
     ticks = {"BTC-EUR": Decimal(1), "ETH-EUR": Decimal("0.1")}  # the CSV's precision
     for t in s["trades"]:
@@ -108,11 +110,17 @@ def test_orders_fill_at_the_open_of_the_next_candle_with_fee_minimum_and_slippag
         price, amount, fee = Decimal(t["price"]), Decimal(t["amount"]), Decimal(t["fee"])
         if t["side"] == "buy":
             assert price == to_tick((ref + half) * (1 + slip), tick, ROUND_CEILING)
-            assert fee == Decimal("0.015")  # 0.25 % of the €6 bought, out of the €6
-            assert amount == ((Decimal(6) - fee) / price).quantize(Decimal("1e-8"), rounding=ROUND_FLOOR)
+            # a buy by amountQuote costs exactly the €6: base = €6 / (price × 1.0025), truncated to
+            # 8 decimals; the fee is what is left of the €6 (tinybot/fees.py, Bitvavo's recorded fills)
+            assert amount == (Decimal(6) / (price * Decimal("1.0025"))).quantize(Decimal("1e-8"), ROUND_DOWN)
+            assert fee == Decimal(6) - amount * price
+            floor = Decimal(6) - Decimal(6) / Decimal("1.0025")  # 0.25 % of what was traded, no less
+            assert floor <= fee < floor + price * Decimal("1e-8")  # plus at most one truncated satoshi
         else:
             assert price == to_tick((ref - half) * (1 - slip), tick, ROUND_FLOOR)
-            assert fee == (amount * price * Decimal("0.0025")).quantize(Decimal("1e-8"), rounding=ROUND_CEILING)
+            # a sell by base receives its EUR in whole cents rounded down; the fee is the rest
+            received = (amount * price * Decimal("0.9975")).quantize(Decimal("0.01"), ROUND_FLOOR)
+            assert fee == amount * price - received
             assert amount * price >= 5  # the €5 minimum
     store.close()
 
@@ -192,6 +200,35 @@ def test_real_keys_in_the_environment_are_never_used(setup, monkeypatch):
     assert statuses <= {"unconfigured", "suppressed"}  # no alert went anywhere
 
 
+def test_routed_in_process_the_lookup_key_still_cannot_place_or_cancel(tmp_path):
+    """route_requests gives every ccxt instance the in-process session; the trade key's lookup instance
+    stays GET-only (its fetch and its new session both refuse), and the simulator sees no order."""
+    import ccxt
+
+    from tinybot.exchange.base import ReadOnlyClientError
+    from tinybot.exchange.bitvavo import BitvavoReadOnly
+
+    at = replay.SimClock(clock.from_ms(T0 + 10 * HOUR))
+    series = {"BTC-EUR": [candles.Candle(T0 + i * HOUR, *(Decimal(100),) * 4, Decimal(1)) for i in range(12)]}
+    sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
+    (tmp_path / "bot.toml").write_text('mode = "live"\n[exchange]\nurl = "http://127.0.0.1:9"\noperator_id = 1\n')
+    ro = BitvavoReadOnly(config.load(tmp_path / "bot.toml"), replay.REPLAY_KEY, replay.REPLAY_SECRET,
+                         lookup_key=replay.REPLAY_KEY, lookup_secret=replay.REPLAY_SECRET)
+    ro.route_requests(replay.InProcessSession(sim), milliseconds=at.ms)
+    with replay.simulated_clock(at):
+        assert ro.balances()["EUR"].available == 25 and ro.orders_since("BTC-EUR", T0) == []
+    lookup = ro._lookup_ep.ccxt  # the trade key's instance (the test looks inside; replay never does)
+    assert isinstance(lookup, ccxt.bitvavo) and lookup.apiKey == replay.REPLAY_KEY
+    lookup.options["operatorId"] = 1
+    for attempt in (lambda: lookup.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6}),
+                    lambda: lookup.session.request("POST", "http://127.0.0.1:9/v2/order", data="{}"),
+                    lambda: lookup.session.request("DELETE", "http://127.0.0.1:9/v2/order")):
+        with pytest.raises(ReadOnlyClientError):
+            attempt()
+    assert sim.orders(replay.REPLAY_KEY) == []
+    sim.close()
+
+
 def test_the_cli_prints_json_and_never_writes_the_live_database(setup, tmp_path, monkeypatch):
     cfg, _ = setup
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
@@ -256,9 +293,12 @@ def _decisions(conn) -> dict:
                       " ORDER BY id"),
         # not filled_quote: for a buy by EUR the paper exchange reports EUR minus fee, the simulator
         # amount × price (Bitvavo: filledAmountQuote + feePaid == amountQuote); the fills below agree
-        "executions": q("SELECT proposal_id, market, side, state, notional_eur, filled_amount, fee_paid"
-                        " FROM trade_executions ORDER BY id"),
-        "trades": [(r[0], r[1], r[2], str(Decimal(r[3])), str(Decimal(r[4])), str(Decimal(r[5]))) for r in conn.execute(
+        # numbers compared by value: the paper exchange stores "0.014988370", the simulator sends
+        # "0.01498837" (Bitvavo writes no trailing zeros); both are the same exact Decimal
+        "executions": [(*r[:4], *(None if x is None else Decimal(x) for x in r[4:])) for r in conn.execute(
+            "SELECT proposal_id, market, side, state, notional_eur, filled_amount, fee_paid"
+            " FROM trade_executions ORDER BY id")],
+        "trades": [(r[0], r[1], r[2], Decimal(r[3]), Decimal(r[4]), Decimal(r[5])) for r in conn.execute(
             "SELECT executed_at, market, side, amount, price, fee FROM trade_history ORDER BY id")],
     }
 
@@ -316,7 +356,8 @@ def test_decision_parity_with_a_paper_tinybot_run_against_the_simulator(setup, t
         sim.close()
     replayed = _decisions(sqlite3.connect(kept / "replay.db"))
     assert len(paper["trades"]) >= 10 and len(paper["verdicts"]) > 100
-    assert paper == replayed
+    for k in paper:
+        assert paper[k] == replayed[k], k
 
 
 def test_a_sweep_runs_the_grid_in_processes_sorted_by_net_pnl(setup):

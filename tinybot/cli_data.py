@@ -182,6 +182,10 @@ def _print_summary(s: dict) -> None:
         e(f"  not replayed: {', '.join(s['skipped_advisors'])} (the LLM is never called in a replay; docs/REPLAY.md)")
     if s["failed_ticks"]:
         e(f"  {s['failed_ticks']} tick(s) failed (see replay.log with --keep)")
+    if s["ticks_with_errors"]:
+        e(f"  {s['ticks_with_errors']} tick(s) reported errors (see replay.log with --keep), first:")
+        for err in s["tick_errors"]:
+            e(f"    {err}")
     for w in s["warnings"]:
         e(f"  warning: {w}")
     if s["scratch_dir"]:

@@ -37,6 +37,7 @@ DEFAULT_SLIPPAGE = Decimal("0.0005")  # 0.05 % against the order, on top of the 
 SKIPPED_ADVISORS = ("llm",)  # never called in a replay: no recorded answers to replay yet, and calls cost money
 KEEP_DAYS = 36_500  # retention must not prune the replay's own audit rows (simulated time moves fast)
 SERIES_POINTS = 500  # equity/exposure points kept in the JSON
+MAX_ERRORS_SHOWN = 5  # tick errors quoted in the summary (the count has them all)
 
 
 class ReplayError(Exception):
@@ -462,6 +463,7 @@ class TickPoint:
     time: datetime
     equity: Decimal
     exposure: Decimal
+    errors: tuple[str, ...] = ()  # what the tick reported as errors (an exchange read that failed, …)
 
 
 def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = None, end: datetime | None = None,
@@ -526,18 +528,17 @@ def _run(cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_pl
         log_handler = scheduler.attach_log_file(rcfg)
         try:
             ro, trading = read_only(rcfg), trading_exchange(rcfg)
-            for client in (ro, trading):  # requests are signed on the simulated clock, never throttled
-                client.client.enableRateLimit = False
-                client.client.milliseconds = sim_clock.ms
-                client.client.session = InProcessSession(sim)
+            session = InProcessSession(sim)
+            for client in (ro, trading):  # every key's requests: in-process, signed on the simulated clock
+                client.route_requests(session, milliseconds=sim_clock.ms)
             sched = scheduler.Scheduler(rcfg, conn, echo=lambda line: None, read_only=ro, trading=trading)
             if on_plan:
                 on_plan(len(plan.slots))
             for slot in plan.slots:
                 sim_clock.t = slot
                 prices = sim.move_to(clock.to_ms(slot))
-                sched.tick(slot)
-                points.append(_point(sim, slot, prices))
+                report = sched.tick(slot)
+                points.append(_point(sim, slot, prices, tuple(report.errors)))
                 if progress:
                     progress(1)
         finally:
@@ -547,10 +548,10 @@ def _run(cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_pl
     return points
 
 
-def _point(sim, slot: datetime, prices: dict[str, Decimal]) -> TickPoint:
+def _point(sim, slot: datetime, prices: dict[str, Decimal], errors: tuple[str, ...] = ()) -> TickPoint:
     bal = sim.balance(REPLAY_KEY)
     exposure = sum((bal.get(m.split("-")[0], Decimal(0)) * p for m, p in prices.items()), Decimal(0))
-    return TickPoint(slot, bal.get("EUR", Decimal(0)) + exposure, exposure)
+    return TickPoint(slot, bal.get("EUR", Decimal(0)) + exposure, exposure, errors)
 
 
 # --- the summary --------------------------------------------------------------------------
@@ -627,6 +628,10 @@ def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: 
         "kill_switch": {"trading_enabled": bool(kill["trading_enabled"]), "reason": kill["reason"],
                         "changed_at": kill["changed_at"]},
         "failed_ticks": failed_ticks,
+        # a tick that reported errors decided on less than a live tick would have seen (a lookup or read
+        # refused): a replay is only as good as this is small; the first few say what went wrong
+        "ticks_with_errors": sum(1 for p in points if p.errors),
+        "tick_errors": [f"{clock.to_iso(p.time)}: {err}" for p in points for err in p.errors][:MAX_ERRORS_SHOWN],
         "benchmarks": {"hold": hold, "dca": dca},
         "series": series,
         "warnings": plan.warnings,
@@ -635,13 +640,12 @@ def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: 
 
 
 def _buy(sim, market: str, eur_amount: Decimal) -> Decimal:
-    """Base bought for eur_amount at the simulator's ask now, the taker fee taken out (as a market buy by EUR)."""
-    from .sim.engine import fee_of
+    """Base bought for eur_amount at the simulator's ask now: a market buy by amountQuote (tinybot.fees)."""
+    from . import fees
 
     m = sim.markets[market]
     _bid, ask = m.bid_ask()
-    fee = fee_of(eur_amount, sim.taker_fee)
-    return ((eur_amount - fee) / ask).quantize(Decimal(1).scaleb(-m.quantity_decimals), ROUND_DOWN)
+    return fees.buy_by_quote(eur_amount, ask, m.quantity_decimals, sim.taker_fee).base
 
 
 def _value_at_end(sim, plan: Plan, held: dict[str, Decimal], cash: Decimal) -> Decimal:
