@@ -291,12 +291,12 @@ def _decisions(conn) -> dict:
                        " expires_at FROM proposals ORDER BY id"),
         "verdicts": q("SELECT proposal_id, stage, guard, verdict, reason_code, decided_at FROM guard_decisions"
                       " ORDER BY id"),
-        # not filled_quote: for a buy by EUR the paper exchange reports EUR minus fee, the simulator
-        # amount × price (Bitvavo: filledAmountQuote + feePaid == amountQuote); the fills below agree
+        # filled_quote too: the paper exchange and the simulator both settle through tinybot/fees.py
+        # (Bitvavo: filledAmountQuote + feePaid == amountQuote)
         # numbers compared by value: the paper exchange stores "0.014988370", the simulator sends
         # "0.01498837" (Bitvavo writes no trailing zeros); both are the same exact Decimal
         "executions": [(*r[:4], *(None if x is None else Decimal(x) for x in r[4:])) for r in conn.execute(
-            "SELECT proposal_id, market, side, state, notional_eur, filled_amount, fee_paid"
+            "SELECT proposal_id, market, side, state, notional_eur, filled_amount, fee_paid, filled_quote"
             " FROM trade_executions ORDER BY id")],
         "trades": [(r[0], r[1], r[2], Decimal(r[3]), Decimal(r[4]), Decimal(r[5])) for r in conn.execute(
             "SELECT executed_at, market, side, amount, price, fee FROM trade_history ORDER BY id")],
