@@ -33,7 +33,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, Callable
 
 import ccxt
@@ -558,7 +558,8 @@ class _Endpoint:
         self.last_status = None
         self._ccxt.last_response_headers = None
         try:
-            result = fn(*args)
+            with localcontext():  # ccxt sets ROUND_HALF_UP on the thread's context: keep that inside ccxt
+                result = fn(*args)
         except ReadOnlyClientError:
             raise
         except Exception as e:  # ccxt's errors, and anything else ccxt lets through
@@ -951,7 +952,8 @@ class BitvavoTrading:
         self._ep.last_status = None
         self.client.last_response_headers = None
         try:
-            result = self.client.create_order(symbol, "market", side, order_amount, None, params)
+            with localcontext():  # ccxt's decimal_to_precision changes the thread's rounding: keep it inside
+                result = self.client.create_order(symbol, "market", side, order_amount, None, params)
         except Exception as e:  # every exception is an outcome; classify_send sorts them
             self._ep.note_error(e)
             return classify_send(e, self._ep.last_status)
