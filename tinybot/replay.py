@@ -626,7 +626,7 @@ def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = N
     series = {m: candles.load(store, m, plan.data_interval[m], lo, hi) for m in names}
     limits = {m: candles.market_info(store, m) for m in names}
 
-    recorded_llm = None
+    llm_answers = None  # (the LLM record, --llm live's forwarder or None) when the llm advisor runs
     if "llm" in cfg.advisors and llm != "off":
         from . import llm_record
 
@@ -637,15 +637,17 @@ def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = N
             why = disabled_reason(cfg)  # the same checks as live: https or loopback, a key where needed
             if why:
                 raise ReplayError(f"--llm live: {why}")
-            live = LiveLLM(cfg, live_llm_budget(store, cfg, clock.now()))
-        recorded_llm = RecordedLLM(llm_record.load(store), live)
+            live = LiveLLM(cfg, live_llm_budget(store, cfg, clock.now()))  # the real clock: today's budget
+        llm_answers = (llm_record.load(store), live)
 
     scratch = Path(tempfile.mkdtemp(prefix="tinybot-replay-")) if keep is None else Path(keep)
     scratch.mkdir(parents=True, exist_ok=True)
     sim_clock = SimClock(plan.slots[0])
     sim = make_simulator(series, plan.data_interval, limits, eur, sim_clock, slippage)
-    conn = None
+    conn = recorded_llm = None
     try:
+        if llm_answers is not None:
+            recorded_llm = RecordedLLM(*llm_answers)
         points = _run(cfg, plan, sim, sim_clock, scratch, on_plan, progress,
                       recorded_llm.base_url if recorded_llm else None)
         conn = sqlite3.connect(scratch / "replay.db")
