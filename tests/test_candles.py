@@ -81,6 +81,18 @@ def test_fetch_never_stores_the_candle_still_open(tmp_path, store, sim_factory):
     assert count(store) == 30
 
 
+def test_the_trading_client_serves_candle_rows_too(tmp_path, store, sim_factory):
+    """candle_rows is on both Bitvavo clients; BitvavoTrading's once read an endpoint it does not have."""
+    from tinybot.exchange.bitvavo import BitvavoTrading
+
+    running = sim_factory(interval="1m", history=100, markets=("BTC-EUR",), clock=NOW.timestamp)
+    path = tmp_path / "trade.toml"
+    path.write_text(f'mode = "live"\n[exchange]\nurl = "{running.url}"\noperator_id = 1\n')
+    trading = BitvavoTrading(config.load(path), "k", "s", rate_limit=False)
+    report = candles.fetch(store, trading, ["BTC-EUR"], "1m", NOW - timedelta(minutes=30))
+    assert report.markets["BTC-EUR"]["candles"] == 30 == count(store)
+
+
 def test_fetch_waits_out_a_rate_limit(tmp_path, store, sim_factory):
     with freeze_time(NOW, tick=True) as frozen:
         running = sim_factory(interval="1m", history=200, markets=("BTC-EUR",))
