@@ -192,6 +192,7 @@ def test_import_rolls_back_completely_when_a_write_fails(tmp_path, store):
 
 def test_data_commands_import_list_and_fetch(tmp_path, sim):
     (tmp_path / "bot.toml").write_text(f'[exchange]\nurl = "{sim.url}"\n')
+    assert CliRunner().invoke(cli, ["init"]).exit_code == 0  # only init creates the database
     write_csv(tmp_path / "c.csv", hourly(n=6, skip=(2,)))
     runner = CliRunner()
     r = runner.invoke(cli, ["data", "import", str(tmp_path / "c.csv")])
@@ -211,6 +212,7 @@ def test_data_commands_import_list_and_fetch(tmp_path, sim):
 
 def test_data_command_errors_are_one_line_and_exit_1(tmp_path, sim):
     (tmp_path / "bot.toml").write_text(f'[exchange]\nurl = "{sim.url}"\n')
+    assert CliRunner().invoke(cli, ["init"]).exit_code == 0  # only init creates the database
     write_csv(tmp_path / "bad.csv", ["BTC-EUR,1735689600000,1,2,0.5,x,1"])
     runner = CliRunner()
     r = runner.invoke(cli, ["data", "import", str(tmp_path / "bad.csv")])
