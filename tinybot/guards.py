@@ -157,10 +157,17 @@ def _latest(ctx: Context, side: str | None, since: datetime) -> sqlite3.Row | No
     return ctx.conn.execute(sql + " ORDER BY submitting_at DESC LIMIT 1", args).fetchone()
 
 
+def _protective_exit(ctx: Context) -> bool:
+    """A sell by the exits advisor (stop-loss, take-profit, trailing stop): not held back by cooldown or anti-flip."""
+    return ctx.side == "sell" and ctx.proposal["source"] == "exits"
+
+
 def cooldown(ctx: Context) -> Verdict:
     window: timedelta = ctx.cfg.risk.cooldown
     if window <= timedelta(0):
         return passed("cooldown", "cooldown is off")
+    if _protective_exit(ctx):
+        return passed("cooldown", "exempt: protective exit")
     last = _latest(ctx, None, ctx.now - window)
     if last is not None:
         until = clock.from_iso(last["submitting_at"]) + window
@@ -174,6 +181,8 @@ def anti_flip(ctx: Context) -> Verdict:
     window: timedelta = ctx.cfg.risk.anti_flip
     if window <= timedelta(0):
         return passed("anti_flip", "anti-flip is off")
+    if _protective_exit(ctx):
+        return passed("anti_flip", "exempt: protective exit")
     opposite = "sell" if ctx.side == "buy" else "buy"
     last = _latest(ctx, opposite, ctx.now - window)
     if last is not None:
