@@ -43,6 +43,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import random
+import re
 import shutil
 import sqlite3
 import tempfile
@@ -171,6 +172,7 @@ class Report:
             "processes": self.processes, "crashes": dict(self.crashes), "crashes_armed": dict(self.crashes_armed),
             "faults": dict(self.faults), "faults_armed": dict(self.faults_armed), "states": dict(self.states),
             "orders": self.orders, "fills": self.fills, "duplicates": self.duplicates, "lost": self.lost,
+            "violation_kinds": dict(Counter(_kind(v) for v in self.violations)),
             "late_orders": self.late, "surprises_booked": self.surprises, "restores": dict(self.restores),
             "quarantined": dict(self.quarantined), "closed_lookup_batches": dict(self.lookup),
             "violations": self.violations, "child_errors": self.child_errors,
@@ -203,6 +205,9 @@ class Report:
             f"invariant violations {len(self.violations)}",
             f"child errors {len(self.child_errors)}",
         ]
+        kinds = Counter(_kind(v) for v in self.violations)
+        for kind, n in kinds.most_common():
+            lines.append(f"  {n:>6} × {kind}")
         for v in (self.violations + self.child_errors)[:20]:
             lines.append(f"  ! {v}")
         if not self.ok:
@@ -211,6 +216,21 @@ class Report:
                      + (f" (failing batches: {', '.join(map(str, self.failed_batches[:10]))};"
                         f" add --only-batch B)" if self.failed_batches else ""))
         return "\n".join(lines)
+
+
+def _kind(violation: str) -> str:
+    """'batch 3: (4) cooldown: order …' → '(4) cooldown' (+ ', after a restore' when the note says so)."""
+    from .invariants import RESTORED, RESTORED_CLAIMED
+
+    text = violation.split(": ", 1)[-1] if violation.startswith("batch ") else violation
+    kind = text.split(":")[0] if text.startswith("(") else text[:40]
+    kind = "(4) the daily cap's count" if kind.startswith("(4) the daily cap counts") else kind
+    kind = kind[:3] + re.sub(r"[0-9a-f]{8}-[0-9a-f-]{27}|€?\b\d+(\.\d+)?\b", "#", kind[3:])  # ids, amounts
+    if violation.endswith(RESTORED):
+        kind += ", the earlier order booked after a restore"
+    elif violation.endswith(RESTORED_CLAIMED):
+        kind += ", short by orders found for rows restored as claimed"
+    return kind
 
 
 _ctx = None
