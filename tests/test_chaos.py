@@ -369,10 +369,10 @@ def test_restore_of_a_backup_taken_before_the_claim_books_the_order_as_a_surpris
 
 
 @pytest.mark.xfail(strict=True, reason="BUG for the lead (found by the chaos harness, e.g. `python -m tinybot.chaos"
-                   " --runs 100 --seed 20261129 --only-batch 0`): cooldown and anti-flip (guards._latest) read only"
-                   " trade_executions.submitting_at, so an order reconcile booked after a restore (unaccounted_orders,"
-                   " or a row restored as 'claimed' whose submitting_at stays NULL) starts no cooldown and no"
-                   " anti-flip window.  Remove this marker with the fix.")
+                   " --runs 20 --seed 20261129 --only-batch 0 --no-tour`, timing-dependent): cooldown and anti-flip"
+                   " (guards._latest) read only trade_executions.submitting_at, so an order reconcile booked after a"
+                   " restore (unaccounted_orders, or a row restored as 'claimed' whose submitting_at stays NULL)"
+                   " starts no cooldown and no anti-flip window.  Remove this marker with the fix.")
 def test_BUG_cooldown_counts_an_order_booked_after_a_restore(tmp_path):
     bench = chaos.Bench(tmp_path, "drill", 1, chaos.Settings(cooldown="1h", anti_flip="1h"), closed_lookup=False)
     try:
@@ -410,7 +410,8 @@ def _position_then_a_sell_in_flight(tmp_path, first_sell, start):
 
 @pytest.mark.xfail(strict=True, reason="BUG for the lead (€5 rule): guards.no_dust computes the rest from"
                    " position_base alone, without the sells in flight that own_position deducts, so a second sell"
-                   " while the first is unresolved leaves dust tinybot can never sell.  Remove this marker with the fix.")
+                   " while the first is unresolved leaves dust tinybot can never sell.  Remove this marker with the"
+                   " fix.")
 def test_BUG_no_dust_counts_the_sells_in_flight(tmp_path):
     def sixty_percent(held):
         return Draft("BTC-EUR", "sell", None, (held * Decimal("0.6")).quantize(Decimal("1e-8"), ROUND_DOWN))
