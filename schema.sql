@@ -316,3 +316,89 @@ CREATE TABLE unaccounted_orders (
     detail          TEXT NOT NULL,
     UNIQUE (exchange, market, order_id)
 );
+
+-- migration: 0006_pnl
+
+-- What the last tick saw, so `tinybot pnl` and `status` answer from the
+-- database alone (no exchange, no ccxt): one row per market and per asset,
+-- overwritten every tick (small writes; nothing accumulates).
+CREATE TABLE market_prices (
+    market  TEXT PRIMARY KEY,
+    bid     TEXT NOT NULL,
+    ask     TEXT NOT NULL,
+    last    TEXT NOT NULL,
+    at      TEXT NOT NULL
+);
+CREATE TABLE account_balances (
+    asset     TEXT PRIMARY KEY,
+    available TEXT NOT NULL,
+    in_order  TEXT NOT NULL,
+    at        TEXT NOT NULL
+);
+-- What the account held before tinybot's first recorded fill, per asset
+-- (fixed at the first balance snapshot: balance minus the fills booked by
+-- then).  drift = balance now - (baseline + every fill since): zero unless
+-- money moved outside tinybot (deposits, withdrawals, manual trades).
+CREATE TABLE account_baseline (
+    asset  TEXT PRIMARY KEY,
+    amount TEXT NOT NULL,
+    at     TEXT NOT NULL
+);
+-- One price per market per hour (the first tick of the hour), for the
+-- report's equity curve and price chart: 24 small rows a day per market.
+CREATE TABLE price_log (
+    hour    TEXT NOT NULL,      -- 'YYYY-MM-DDTHH:00:00.000000Z'
+    market  TEXT NOT NULL,
+    bid     TEXT NOT NULL,
+    ask     TEXT NOT NULL,
+    last    TEXT NOT NULL,
+    PRIMARY KEY (hour, market)
+);
+
+-- migration: 0007_candles
+
+-- The candle store (tinybot/candles.py): Bitvavo candles fetched with
+-- `tinybot data fetch` or imported from CSV, for `tinybot replay`.  Prices
+-- and volumes are decimal strings as Bitvavo sends them; ts_ms is the
+-- candle's open time in ms since the epoch (UTC).  An interval without
+-- trades has no candle on Bitvavo and gets no row here: gaps stay gaps.
+-- Replay only reads these tables; it trades in a scratch database.
+CREATE TABLE candles (
+    market   TEXT NOT NULL,             -- 'BTC-EUR'
+    interval TEXT NOT NULL,             -- '1m', '1h', '1d', ...
+    ts_ms    INTEGER NOT NULL,          -- open time
+    open     TEXT NOT NULL,
+    high     TEXT NOT NULL,
+    low      TEXT NOT NULL,
+    close    TEXT NOT NULL,
+    volume   TEXT NOT NULL,
+    PRIMARY KEY (market, interval, ts_ms)
+) WITHOUT ROWID;
+
+-- Which time ranges were downloaded or imported, written in the same
+-- transaction as their candles: a missing candle inside a covered range is
+-- a gap (no trades), one outside was never fetched, and an interrupted
+-- fetch resumes with the ranges not covered yet.
+CREATE TABLE candle_coverage (
+    id          INTEGER PRIMARY KEY,
+    market      TEXT NOT NULL,
+    interval    TEXT NOT NULL,
+    start_ms    INTEGER NOT NULL,       -- inclusive
+    end_ms      INTEGER NOT NULL,       -- exclusive
+    source      TEXT NOT NULL,          -- 'bitvavo' or 'csv:<file name>'
+    recorded_at TEXT NOT NULL,
+    CHECK (end_ms > start_ms)
+);
+CREATE INDEX candle_coverage_market ON candle_coverage (market, interval, start_ms);
+
+-- A market's limits as Bitvavo listed them at fetch time, so replay's
+-- simulated exchange applies the real tick size, decimals and minimums.
+CREATE TABLE candle_markets (
+    market            TEXT PRIMARY KEY,
+    tick_size         TEXT NOT NULL,
+    quantity_decimals INTEGER NOT NULL,
+    notional_decimals INTEGER NOT NULL,
+    min_quote         TEXT NOT NULL,
+    min_base          TEXT NOT NULL,
+    recorded_at       TEXT NOT NULL
+);

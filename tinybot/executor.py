@@ -176,6 +176,9 @@ def _send(exchange: Trading, execution: sqlite3.Row) -> SendOutcome:
             amount_quote=Decimal(execution["amount_quote"]) if execution["amount_quote"] is not None else None,
             amount=Decimal(execution["amount"]) if execution["amount"] is not None else None,
             sign_by_ms=sign_by_ms(execution),
+            # the pre-send lookup scans the market's orders from the claim on: Bitvavo may not find a closed
+            # order by its clientOrderId
+            claimed_ms=clock.to_ms(clock.from_iso(execution["claimed_at"])),
         )
     except Exception as e:  # a bug or an unclassified failure: the order may exist
         return SendOutcome.ambiguous(f"send raised {type(e).__name__}: {e}", code=type(e).__name__)

@@ -92,16 +92,26 @@ def _dec(v) -> Decimal | None:
 def approval_hash(proposal) -> str:
     """Fingerprint of what was approved; a changed row no longer matches it."""
     fields = (proposal["market"], proposal["side"], proposal["amount_quote"], proposal["amount"], proposal["expires_at"])
-    return hashlib.sha256("|".join("" if f is None else str(f) for f in fields).encode()).hexdigest()
+    text = "|".join("" if f is None else str(f) for f in fields)
+    if "external" in proposal.keys() and proposal["external"]:
+        text += "|external"  # selling coins tinybot did not buy is part of what was approved
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- the guards --------------------------------------------------------------
 
 def kill_switch(ctx: Context) -> Verdict:
+    """The row and the kill file beside the database, both read inside the send transaction."""
+    from .killswitch import kill_file_of, read_kill_file
+
     row = ctx.conn.execute("SELECT trading_enabled, reason FROM kill_switch WHERE id = 1").fetchone()
     if row is None or not row["trading_enabled"]:
         reason = row["reason"] if row else "kill switch row missing"
         return blocked("kill_switch", "kill_switch_on", f"trading is disabled: {reason}")
+    killed = read_kill_file(kill_file_of(ctx.conn))
+    if killed is not None:
+        return blocked("kill_switch", "kill_switch_on",
+                       f"trading is disabled by the kill file {killed['path']}: {killed['reason']}")
     return passed("kill_switch")
 
 
@@ -187,14 +197,15 @@ def max_trade(ctx: Context) -> Verdict:
     return passed("max_trade", f"€{notional:.2f} of €{cap} (fee included)")
 
 
-def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None = None) -> Decimal:
-    """EUR committed to buys today (UTC): in-flight at their asked amount, done at what filled."""
+def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None = None, tz=None) -> Decimal:
+    """EUR committed to buys today (in ``tz``, the config's timezone): in flight at the most they can spend,
+    done at what filled plus the fee."""
     rows = conn.execute(
         "SELECT id, state, notional_eur, filled_quote, fee_paid FROM trade_executions"
         # "+state": never walk the state index (it holds every filled execution ever); today's rows come
         # from trade_executions_time, so this reads one day, however long the history
         " WHERE side = 'buy' AND submitting_at >= ? AND +state IN (%s)" % ",".join("?" * len(COUNTED + ("canceled",))),
-        (clock.to_iso(clock.day_start(now)), *COUNTED, "canceled"),
+        (clock.to_iso(clock.day_start(now, tz)), *COUNTED, "canceled"),
     ).fetchall()
     total = Decimal(0)
     for r in rows:
@@ -204,10 +215,10 @@ def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None 
             total += Decimal(r["notional_eur"] or 0)
         else:
             total += Decimal(r["filled_quote"]) + Decimal(r["fee_paid"])
-    return total + unaccounted_spent(conn, now)
+    return total + unaccounted_spent(conn, now, tz)
 
 
-def unaccounted_spent(conn: sqlite3.Connection, now: datetime) -> Decimal:
+def unaccounted_spent(conn: sqlite3.Connection, now: datetime, tz=None) -> Decimal:
     """EUR spent today by buy fills that no execution's own order accounts for (reconcile's surprises)."""
     total = Decimal(0)
     for r in conn.execute(
@@ -215,7 +226,7 @@ def unaccounted_spent(conn: sqlite3.Connection, now: datetime) -> Decimal:
         " LEFT JOIN trade_executions e ON e.id = h.execution_id"
         " WHERE h.executed_at >= ? AND h.side = 'buy' AND h.external = 0"
         " AND (e.id IS NULL OR e.exchange_order_id IS NULL OR h.order_id != e.exchange_order_id)",
-        (clock.to_iso(clock.day_start(now)),),
+        (clock.to_iso(clock.day_start(now, tz)),),
     ):
         total += Decimal(r["amount"]) * Decimal(r["price"]) + (Decimal(r["fee"]) if r["fee_currency"] == "EUR" else 0)
     return total
@@ -227,7 +238,7 @@ def daily_cap(ctx: Context) -> Verdict:
     notional = ctx.spend_eur()
     if notional is None:
         return blocked("daily_cap", "no_price", "no price to value the trade")
-    used = spent_today(ctx.conn, ctx.now, ctx.execution_id)
+    used = spent_today(ctx.conn, ctx.now, ctx.execution_id, ctx.cfg.tz)
     cap = ctx.cfg.risk.max_daily_eur
     if used + notional > cap:
         return blocked("daily_cap", "over_daily_cap",

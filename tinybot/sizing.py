@@ -20,14 +20,13 @@ what every cap counts (``max_spend_eur``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_CEILING, Decimal
+from decimal import Decimal
+
+from . import fees
+from .fees import cents_up as up_to_cent
 
 EXCHANGE_MINIMUM_EUR = Decimal("5")  # Bitvavo's minOrderInQuoteAsset on EUR markets
-CENT = Decimal("0.01")
-
-
-def up_to_cent(d: Decimal) -> Decimal:
-    return d.quantize(CENT, rounding=ROUND_CEILING)
+CENT = fees.CENT
 
 
 def fee_rate(cfg) -> Decimal:
@@ -41,18 +40,16 @@ def slippage(cfg) -> Decimal:
 
 
 def max_spend_eur(cfg, *, amount_quote: Decimal | None, amount: Decimal | None, ask: Decimal | None) -> Decimal | None:
-    """The most a buy can take from the account, in EUR.
+    """The most a buy can take from the account, in EUR (tinybot.fees, with the config's fee and slippage).
 
     By ``amountQuote`` Bitvavo charges exactly that amount, the fee included.
     By base amount the EUR side is rounded up to the cent, the fee comes on
     top (also rounded up), and a live market order may fill above the ask.
     """
-    if amount_quote is not None:
-        return amount_quote
-    if ask is None:
+    if amount_quote is None and ask is None:
         return None
-    cost = up_to_cent(amount * ask * (1 + slippage(cfg)))
-    return cost + up_to_cent(cost * fee_rate(cfg))
+    return fees.max_spend_eur(amount_quote=amount_quote, amount=None if amount_quote is not None else amount,
+                              price=ask, slippage=slippage(cfg), rate=fee_rate(cfg))
 
 
 def min_sellable_eur(cfg, min_quote: Decimal = EXCHANGE_MINIMUM_EUR) -> Decimal:
