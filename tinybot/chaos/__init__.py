@@ -119,8 +119,10 @@ class Settings:
     window: str = "1s"
     # Since B1's fix an order is signed by submitting_at + window at the latest
     # and reconcile waits 2 × window + grace; the grace covers the moment
-    # between the send-deadline check and ccxt's signature.
-    grace: str = "250ms"
+    # between the send-deadline check and ccxt's signature.  Since issue 11 it
+    # may not be shorter than a quarter window + 2 s (config refuses it):
+    # 2.25 s at the 1 s window, so an unresolved request waits 4.25 s.
+    grace: str = "2250ms"
     timeout: str = "1s"
 
 
@@ -677,7 +679,7 @@ def run(runs: int, seed: int, *, batch_size: int = 20, only_batch: int | None = 
 
 # Many processes on few CPUs: a request can wait its turn for a second or
 # more, so these two use Bitvavo's default window and a relaxed timeout.
-STORM_SETTINGS = Settings(window="10s", timeout="5s")
+STORM_SETTINGS = Settings(window="10s", timeout="5s", grace="4500ms")  # the grace floor at a 10 s window
 
 
 def storm(root: Path, n: int, seed: int = 0) -> dict:
@@ -709,7 +711,7 @@ def cap_race(root: Path, n: int, seed: int = 0, cap: str = "24", eur: str = "6")
     orders (buys by amountQuote: the cap counts exactly that, fee included).
     """
     settings = Settings(max_daily=cap, max_exposure="100000", max_trade="100", cooldown="0s", anti_flip="0s",
-                        window="10s", timeout="5s")
+                        window="10s", timeout="5s", grace="4500ms")
     bench = Bench(root, f"cap-race-{n}", seed, settings, start={"EUR": Decimal("100000")})
     try:
         pids = [bench.propose(Draft(MARKETS[i % 2], "buy", Decimal(eur), None)) for i in range(n)]

@@ -65,7 +65,7 @@ def check(conn: sqlite3.Connection, cfg: Config, orders: list[dict], trades: lis
     _surprises(f, conn, orders, forgotten, unaccounted)
     _fills(f, conn, trades)
     _guards(f, cfg, matched)
-    _cap_counts(f, conn, matched)
+    _cap_counts(f, conn, cfg, matched)
     _db_health(f, conn, cfg, balances, start, orders, unaccounted)
     return f
 
@@ -229,7 +229,7 @@ def _guards(f: Findings, cfg: Config, matched: list[tuple[dict, sqlite3.Row | di
             spend = _spend(o)
             if spend > risk.max_trade_eur:
                 f.violations.append(f"(4) max_trade: order {o['orderId']} spent €{spend} > €{risk.max_trade_eur}")
-            day = clock.to_iso(clock.from_ms(at))[:10]
+            day = clock.to_iso(clock.day_start(clock.from_ms(at), cfg.tz))  # the config's day (UTC unless set)
             daily[day] += spend
             if daily[day] > risk.max_daily_eur:
                 f.violations.append(f"(4) daily cap: €{daily[day]} of buys on {day} > €{risk.max_daily_eur}"
@@ -262,7 +262,8 @@ def _guards(f: Findings, cfg: Config, matched: list[tuple[dict, sqlite3.Row | di
         last[(market, None)] = last[(market, side)] = (at, o["orderId"], restored)
 
 
-def _cap_counts(f: Findings, conn: sqlite3.Connection, matched: list[tuple[dict, sqlite3.Row | dict]]) -> None:
+def _cap_counts(f: Findings, conn: sqlite3.Connection, cfg: Config,
+                matched: list[tuple[dict, sqlite3.Row | dict]]) -> None:
     """(4) the daily cap counts every buy the exchange made today, fee included.
 
     Once nothing is in flight, ``guards.spent_today`` (what the daily cap
@@ -273,16 +274,16 @@ def _cap_counts(f: Findings, conn: sqlite3.Connection, matched: list[tuple[dict,
     from tinybot import guards
 
     now = clock.now()
-    today = clock.to_iso(now)[:10]
+    today = clock.to_ms(clock.day_start(now, cfg.tz))  # the config's day (UTC unless [timezone] is set)
     theirs = restored = Decimal(0)
     for o, row in matched:
         at = _ms(row["submitting_at"]) if row["submitting_at"] else o["created"]
-        if o["side"] == "buy" and clock.to_iso(clock.from_ms(at))[:10] == today:
+        if o["side"] == "buy" and at >= today:
             took = Decimal(o["filledAmountQuote"]) + Decimal(o["feePaid"])
             theirs += took
             if isinstance(row, dict) and row.get("_restored") == "claimed":
                 restored += took
-    ours = guards.spent_today(conn, now)
+    ours = guards.spent_today(conn, now, tz=cfg.tz)
     if ours != theirs:
         f.violations.append(f"(4) the daily cap counts €{ours} of buys today (guards.spent_today); the exchange's"
                             f" buys decided today took €{theirs} (fill + fee)"
