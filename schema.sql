@@ -312,10 +312,12 @@ CREATE TABLE unaccounted_orders (
     execution_id    INTEGER REFERENCES trade_executions (id),
     side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
     status          TEXT NOT NULL,
+    created_at      TEXT NOT NULL,     -- when the exchange made the order: cooldown and anti-flip count it
     first_seen_at   TEXT NOT NULL,
     detail          TEXT NOT NULL,
     UNIQUE (exchange, market, order_id)
 );
+CREATE INDEX unaccounted_orders_market_time ON unaccounted_orders (market, created_at);
 
 -- migration: 0006_pnl
 

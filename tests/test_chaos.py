@@ -19,22 +19,9 @@ from conftest import run_cli
 from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, make_ccxt
 
 
-# BUGS in the lead's files that the harness finds (each has its own strict-xfail test below, which says
-# what is wrong).  Only violations carrying these exact notes are tolerated by the bounded run, and the
-# tour's daily-cap one must show: when they are fixed, this test fails until the list is emptied and
-# `assert report.ok` is back.
-KNOWN_BUGS = (
-    invariants.RESTORED_CLAIMED,  # test_BUG_daily_cap_counts_the_order_found_for_a_row_restored_as_claimed
-    invariants.RESTORED,  # test_BUG_cooldown_counts_an_order_booked_after_a_restore
-)
-
-
 def test_bounded_run_crashes_faults_restores_and_no_duplicate_lost_or_violation(tmp_path):
     report = chaos.run(20, seed=20261127, batch_size=20, workdir=tmp_path)
-    known = [v for v in report.violations if v.endswith(KNOWN_BUGS)]
-    assert [v for v in report.violations if v not in known] == [], report.text("pytest")
-    assert any(v.endswith(invariants.RESTORED_CLAIMED) for v in known), (
-        "the daily cap now counts orders found for rows restored as claimed: drop KNOWN_BUGS and assert report.ok")
+    assert report.ok and report.violations == [], report.text("pytest")
     assert (report.duplicates, report.lost, report.child_errors) == (0, 0, [])
     # the tour put a process down at every crash point and fired every fault kind
     assert set(report.crashes) == set(crash.POINTS), report.crashes
@@ -317,11 +304,7 @@ def test_restore_of_a_backup_taken_while_claimed_sends_nothing_again_closed_look
         bench.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG for the lead (issue 11 item 1, 'books it: caps'): a row restored as"
-                   " 'claimed' and then found filled keeps submitting_at NULL, and guards.spent_today counts only"
-                   " rows with submitting_at today (unaccounted_spent skips it: it is the row's own order), so the"
-                   " daily cap never counts the order placed after the backup.  Remove this marker with the fix.")
-def test_BUG_daily_cap_counts_the_order_found_for_a_row_restored_as_claimed(tmp_path):
+def test_daily_cap_counts_the_order_found_for_a_row_restored_as_claimed(tmp_path):
     orders, row, bench, _ = _drill_backup_while_claimed(tmp_path)
     try:
         (order,) = orders
@@ -369,12 +352,7 @@ def test_restore_of_a_backup_taken_before_the_claim_books_the_order_as_a_surpris
         bench.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG for the lead (found by the chaos harness, e.g. `python -m tinybot.chaos"
-                   " --runs 20 --seed 20261129 --only-batch 0 --no-tour`, timing-dependent): cooldown and anti-flip"
-                   " (guards._latest) read only trade_executions.submitting_at, so an order reconcile booked after a"
-                   " restore (unaccounted_orders, or a row restored as 'claimed' whose submitting_at stays NULL)"
-                   " starts no cooldown and no anti-flip window.  Remove this marker with the fix.")
-def test_BUG_cooldown_counts_an_order_booked_after_a_restore(tmp_path):
+def test_cooldown_counts_an_order_booked_after_a_restore(tmp_path):
     bench = chaos.Bench(tmp_path, "drill", 1, chaos.Settings(cooldown="1h", anti_flip="1h"), closed_lookup=False)
     try:
         trading = _trading(bench)
@@ -409,11 +387,7 @@ def _position_then_a_sell_in_flight(tmp_path, first_sell, start):
     return bench, trading, held, bench.sim.price("BTC-EUR")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG for the lead (€5 rule): guards.no_dust computes the rest from"
-                   " position_base alone, without the sells in flight that own_position deducts, so a second sell"
-                   " while the first is unresolved leaves dust tinybot can never sell.  Remove this marker with the"
-                   " fix.")
-def test_BUG_no_dust_counts_the_sells_in_flight(tmp_path):
+def test_no_dust_counts_the_sells_in_flight(tmp_path):
     def sixty_percent(held):
         return Draft("BTC-EUR", "sell", None, (held * Decimal("0.6")).quantize(Decimal("1e-8"), ROUND_DOWN))
 
@@ -428,11 +402,7 @@ def test_BUG_no_dust_counts_the_sells_in_flight(tmp_path):
         bench.close()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG for the lead (issue 11 item 6): guards.selling_in_flight skips sells"
-                   " by EUR (amount is NULL), so with a €12 sell in flight a sell of the whole position passes"
-                   " own_position and the exchange sells coins tinybot did not buy (booked as tinybot's P/L)."
-                   "  Remove this marker with the fix.")
-def test_BUG_own_position_counts_sells_by_eur_in_flight(tmp_path):
+def test_own_position_counts_sells_by_eur_in_flight(tmp_path):
     def twelve_eur(held):
         return Draft("BTC-EUR", "sell", Decimal("12"), None)
 
