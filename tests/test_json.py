@@ -249,3 +249,19 @@ def test_a_command_given_json_as_a_value_is_not_a_json_command(runner):
     """--json is read from the command's own flag once it ran, not guessed from the words typed."""
     r = runner.invoke(cli, ["propose", "BTC-EUR", "buy", "--reason", "--json"])
     assert r.exit_code == 1 and r.stdout == "" and r.stderr == "Error: give exactly one of --eur or --amount\n"
+
+
+def test_decimals_never_print_in_exponent_notation():
+    """Decimal's str() says 1E-7 and 0E-8; every --json document goes through echo_json, which never does."""
+    from decimal import Decimal
+
+    import click
+
+    from tinybot.cli_common import echo_json
+
+    @click.command()
+    def probe():
+        echo_json({"a": Decimal("1E-7"), "b": "0E-8", "c": [Decimal("1.5E+3")], "d": Decimal("-2.50")})
+
+    out = CliRunner().invoke(probe, catch_exceptions=False).stdout
+    assert api(out) == {"a": "0.0000001", "b": "0.00000000", "c": ["1500"], "d": "-2.50"}
