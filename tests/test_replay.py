@@ -274,6 +274,14 @@ def test_the_cli_prints_json_and_never_writes_the_live_database(setup, tmp_path,
     assert "benchmarks: buy and hold" in r.output
     assert hashlib.sha256(cfg.db_path.read_bytes()).hexdigest() == before
     assert list((tmp_path / "tmp").iterdir()) == []  # the scratch directory is gone
+    # --report FILE.html: the report of `tinybot report`, over the replay's own history
+    r = runner.invoke(cli, ["replay", "--no-progress", "--from", "2025-01-05", "--to", "2025-01-08",
+                            "--report", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "r.html").read_text()
+    assert page.startswith("<!doctype html>") and "<title>tinybot replay</title>" in page and page.count("<svg") >= 3
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert hashlib.sha256(cfg.db_path.read_bytes()).hexdigest() == before
 
 
 @pytest.mark.parametrize("args, message", [

@@ -232,7 +232,9 @@ def _print_sweep(result: dict) -> None:
 @click.option("--slippage", default="0.05%", show_default=True,
               help="Extra price slippage on every market order, against you, on top of the simulator's spread.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole summary as JSON.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the JSON summary to FILE.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Also write FILE: FILE.html is the report of `tinybot report` for the replay's history (charts:"
+                   " pip install 'tinybot[report]'); any other name gets the JSON summary.")
 @click.option("--keep", "keep_dir", type=click.Path(file_okay=False), help="Keep the scratch database and log in DIR.")
 @click.option("--llm", "llm_mode", type=click.Choice(["record", "live", "off"]), default="record", show_default=True,
               help="The llm advisor: answers from the LLM record at €0 (a prompt not in it: no proposal); live"
@@ -279,6 +281,9 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
         raise Fail("--slippage must be between 0% and 50%")
     if start_eur is not None and (not start_eur.is_finite() or start_eur <= 0):
         raise Fail("--eur must be a number above 0, like 25")
+    html_report = bool(report_path) and str(report_path).lower().endswith((".html", ".htm"))
+    if html_report and len(grid) > 1:
+        raise Fail("--report FILE.html shows one history; a sweep has one per combination: use --report FILE.json")
     if len(grid) > 1 and llm_mode == "live":
         raise Fail("--llm live runs one replay at a time: a sweep would spend the LLM budget once per"
                    " combination; sweep with --llm record (the default) or off")
@@ -298,13 +303,38 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
         emit(result, as_json, _print_sweep)
         return
     bar = _Bar("replaying", enabled=not no_progress)
+    import shutil
+    import tempfile
+
+    keep = Path(keep_dir) if keep_dir else (Path(tempfile.mkdtemp(prefix="tinybot-replay-report-")) if html_report
+                                            else None)
     try:
-        summary = replay.replay(cfg, store, start=begin, end=stop, markets=markets, eur=start_eur, slippage=slip,
-                                keep=Path(keep_dir) if keep_dir else None, llm=llm_mode, on_plan=bar.start,
-                                progress=bar.step)
+        try:
+            summary = replay.replay(cfg, store, start=begin, end=stop, markets=markets, eur=start_eur, slippage=slip,
+                                    keep=keep, llm=llm_mode, on_plan=bar.start, progress=bar.step)
+        finally:
+            bar.close()
+            store.close()
+        if html_report:
+            _html_report(keep, report_path)
+        elif report_path:
+            Path(report_path).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     finally:
-        bar.close()
-        store.close()
-    if report_path:
-        Path(report_path).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if keep is not None and not keep_dir:
+            shutil.rmtree(keep, ignore_errors=True)
     emit(summary, as_json, _print_summary)
+
+
+def _html_report(scratch, path) -> None:
+    """`tinybot report` over the replay's scratch database: the same page as for the live history."""
+    from . import config, db
+    from .report import ReportError, write
+
+    cfg = config.load(scratch / "bot.toml")
+    conn = db.connect(scratch / "replay.db")
+    try:
+        write(conn, cfg, path, title="tinybot replay")
+    except ReportError as e:
+        raise Fail(str(e)) from None
+    finally:
+        conn.close()

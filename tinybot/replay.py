@@ -30,7 +30,7 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Callable
 
-from . import candles, clock
+from . import candles, clock, money
 from .config import AlertsConfig, Config, ConfigError, Secrets, from_dict
 
 REPLAY_KEY, REPLAY_SECRET = "replay-key", "replay-secret"  # the simulator's throwaway account
@@ -772,7 +772,7 @@ def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: 
         "skipped_advisors": [],
         "approval": "auto" + (" (config says manual; replay approves as auto would)"
                               if cfg.scheduler.approval == "manual" else ""),
-        "slippage": str(slippage),
+        "slippage": money.plain(slippage),
         "starting_eur": _money(eur),
         "final_equity_eur": _money(final),
         "pnl_eur": _money(pnl),
