@@ -425,8 +425,7 @@ def _probe_market(cfg: Config) -> str:
     return cfg.risk.allowlist[0] if cfg.risk.allowlist else "BTC-EUR"
 
 
-def _kind(exc: BaseException) -> str:
-    code = getattr(exc, "code", None)
+def _kind(code: int | None, exc: BaseException) -> str:
     if code in AUTH_UNKNOWN_KEY:
         return "unknown_key"
     if code in AUTH_BAD_SIGNATURE:
@@ -435,9 +434,7 @@ def _kind(exc: BaseException) -> str:
         return "clock"
     if code in NO_PERMISSION:
         return "refused"
-    from .scheduler import network_failure
-
-    return "unreachable" if network_failure(exc) else "error"
+    return "unreachable" if code is None and _is_network(exc) else "error"
 
 
 def key_client(cfg: Config, env: str):
@@ -450,19 +447,27 @@ def key_client(cfg: Config, env: str):
     return BitvavoReadOnly(cfg, key, secret, rate_limit=False)
 
 
-def probe_key(cfg: Config, env: str, client=None) -> KeyProbe | None:
-    client = client or key_client(cfg, env)
-    if client is None:
+def probe_key(cfg: Config, env: str) -> KeyProbe | None:
+    """Two read-only requests signed with exactly this key (ccxt underneath, no facade that could route a
+    lookup to another key): GET /balance, then GET /ordersOpen for the first allowlisted market."""
+    from .exchange.bitvavo import describe_error, error_code
+
+    wrapper = key_client(cfg, env)
+    if wrapper is None:
         return None
+    raw = wrapper.client
     try:
-        client.balances()
+        raw.privateGetBalance({})
     except Exception as e:
-        return KeyProbe(env, _kind(e) if _kind(e) != "refused" else "error", str(e))
+        kind = _kind(error_code(e)[0], e)
+        return KeyProbe(env, "error" if kind == "refused" else kind, describe_error(e))
     try:
-        client.open_orders(_probe_market(cfg))
+        raw.privateGetOrdersOpen({"market": _probe_market(cfg)})
     except Exception as e:
-        kind = _kind(e)
-        return KeyProbe(env, "ok", orders="refused" if kind == "refused" else "error", orders_detail=str(e))
+        kind = _kind(error_code(e)[0], e)
+        if kind == "unreachable":
+            return KeyProbe(env, "unreachable", describe_error(e))
+        return KeyProbe(env, "ok", orders="refused" if kind == "refused" else "error", orders_detail=describe_error(e))
     return KeyProbe(env, "ok", orders="readable")
 
 
@@ -502,13 +507,13 @@ def key_checks(cfg: Config, *, reachable: bool, clock_ok: bool, same_key: bool,
                     failed("trade_key", "Bitvavo refused the request's timestamp (304): the clock or the access"
                                         " window is off", "sync the clock: `sudo timedatectl set-ntp true`")]
         return [skipped("read_key", why), skipped("trade_key", why)]
+    if any(p is not None and p.auth == "unreachable" for p in (read, trade)):
+        why = "the exchange stopped answering during the check"
+        return [skipped("read_key", why), skipped("trade_key", why)]
     out: list[Check] = []
     # the read key
     if read is None:
         out.append(skipped("read_key", "TINYBOT_READ_KEY/SECRET not set (see keys_separated)"))
-    elif read.auth == "unreachable" or (trade is not None and trade.auth == "unreachable"):
-        why = "the exchange stopped answering during the check"
-        return [skipped("read_key", why), skipped("trade_key", why)]
     swapped = (read is not None and trade is not None and read.auth == "ok" and trade.auth == "ok"
                and read.orders == "readable" and trade.orders == "refused")
     if read is not None and not out:
