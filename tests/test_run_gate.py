@@ -120,3 +120,43 @@ def test_a_restart_after_kill_9_mid_order_reconciles_that_order_first(live_env):
     assert conn.execute("SELECT state FROM trade_executions").fetchone()[0] == "filled"
     assert len([o for o in sim.sim.orders() if o.get("clientOrderId")]) == 1  # never re-sent
     assert any("bot died" in t and "ended without stopping" in t for t in alert_texts(receiver))
+
+
+def test_other_processes_see_a_live_bots_writes_after_its_start_gate(live_env):
+    """The start gate runs inside the bot, beside its open database: it must not open() and close() the
+    database file (that drops the process's POSIX locks, SQLite's too), or readers such as the status of
+    another process see a frozen database.  Read like `bench/run.py` does: a read-only connection."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    write, sim, receiver = live_env
+    cfg = write(interval="1s")
+    backup.make(cfg)
+    bot = subprocess.Popen([sys.executable, "-m", "tinybot", "run"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+
+    def done_ticks() -> int:
+        c = sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True, timeout=5)
+        try:
+            return c.execute("SELECT COUNT(*) FROM ticks WHERE status != 'running'").fetchone()[0]
+        finally:
+            c.close()
+
+    try:
+        deadline = time.monotonic() + 20
+        while done_ticks() < 1:
+            assert bot.poll() is None and time.monotonic() < deadline, "the bot did not tick"
+            time.sleep(0.1)
+        seen = done_ticks()
+        assert run_cli("status").returncode == 0  # another process opens and closes the database
+        while done_ticks() < seen + 2:
+            assert bot.poll() is None, bot.stderr.read()
+            assert time.monotonic() < deadline, f"another process still sees {done_ticks()} tick(s)"
+            time.sleep(0.1)
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        bot.wait(timeout=30)
+    assert bot.returncode == 0

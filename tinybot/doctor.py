@@ -81,8 +81,14 @@ def skipped(name: str, detail: str) -> Check:
     return Check(name, "skip", detail)
 
 
-def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None) -> list[Check]:
-    """Every check, in checklist order.  ``exchange``: a read-only client to use (tests); built when needed."""
+def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, scan_files: bool = True) -> list[Check]:
+    """Every check, in checklist order.  ``exchange``: a read-only client to use (tests); built when needed.
+
+    ``scan_files=False``: skip reading the database file's bytes for leaked secrets.  A process that holds
+    an open SQLite connection must never open() and close() the database file itself: closing any
+    descriptor of a file drops *all* of the process's POSIX locks on it, SQLite's included, and other
+    processes then read the database as if nobody were writing it.
+    """
     checks: list[Check] = []
     conn = _open(cfg, checks)
     if conn is not None:
@@ -90,7 +96,11 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None) -> 
     secrets = _guarded("secrets_file", lambda: secrets_file(cfg))
     checks.append(secrets)
     checks.append(_guarded("keys_separated", lambda: keys_separated(cfg)))
-    checks.append(_guarded("no_secret_leaks", lambda: no_secret_leaks(cfg)))
+    if scan_files:
+        checks.append(_guarded("no_secret_leaks", lambda: no_secret_leaks(cfg)))
+    else:
+        checks.append(skipped("no_secret_leaks", "not scanned at start (the bot holds the database open);"
+                                                 " `tinybot doctor` scans the files"))
     checks.append(_guarded("operator_id", lambda: operator_id(cfg)))
     if not secrets.ok:  # tinybot refuses to read the file: everything that needs a secret waits for that fix
         why = "tinybot refuses to read the secrets file (see secrets_file)"
@@ -125,8 +135,12 @@ def go_no_go(cfg: Config, **kwargs) -> tuple[bool, list[Check]]:
 
 
 def start_gate(cfg: Config, **kwargs) -> tuple[list[Check], list[Check]]:
-    """For `tinybot run` in live mode: (checks that block the start, checks to warn about)."""
-    checks = run_checks(cfg, **kwargs)
+    """For `tinybot run` in live mode: (checks that block the start, checks to warn about).
+
+    Runs inside the scheduler, which holds the database open: the file scan for leaked secrets is left
+    to `tinybot doctor` (see run_checks).
+    """
+    checks = run_checks(cfg, scan_files=False, **kwargs)
     return ([c for c in checks if c.blocks_start],
             [c for c in checks if c.status in ("fail", "warn") and not c.blocks_start])
 
