@@ -803,7 +803,7 @@ class Scheduler:
                 log.exception("could not install log redaction")
             conn = self._connection()
             self._previous_run_died(conn)
-            self.write("marking ticks of a dead run", lambda: abandon_dead_ticks(conn))
+            self.write("start-up: closing ticks a dead run left open", lambda: abandon_dead_ticks(conn))
             self.notifier().drain_events()  # the first drain ever skips history; this run's events get alerted
             interval = self.cfg.scheduler.interval
             log.info("scheduler started: pid %s, mode %s, interval %s, approval %s, advisors %s",
