@@ -194,7 +194,7 @@ def bench_execute(rep: Report, work: Path, n: int, profile: bool = False, spread
     ids = []
     for i in range(n):
         with shift.at(i):
-            ids.append(proposals.create(conn, Draft(MARKETS[i % len(MARKETS)], "buy", Decimal("5"), None, "bench"),
+            ids.append(proposals.create(conn, Draft(MARKETS[i % len(MARKETS)], "buy", Decimal("6"), None, "bench"),
                                         source="bench", ttl=timedelta(days=1), approve=True))
     fconn = floor_conn(d / "floor.db")
     floor, times = [], []
@@ -319,7 +319,7 @@ def bench_guards(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
         cfg = config.load(bench_config(d, cooldown="1h", anti_flip="6h"))
         conn = db.open_db(cfg.db_path)
         seed_history(conn, n, clock.now())
-        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "bench"), source="bench",
+        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "bench"), source="bench",
                                ttl=timedelta(hours=1), approve=True)
         setups[n] = (cfg, conn, conn.execute("SELECT * FROM proposals WHERE id = ?", (pid,)).fetchone())
     md = StaticMarketData(PRICES)
@@ -579,7 +579,7 @@ def bench_growth(rep: Report, work: Path, run_growth: dict | None, trades: int) 
     ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
     before = table_bytes(cfg.db_path)
     for i in range(trades):
-        pid = proposals.create(conn, Draft(MARKETS[i % 2], "buy", Decimal("5"), None,
+        pid = proposals.create(conn, Draft(MARKETS[i % 2], "buy", Decimal("6"), None,
                                            "rules: SMA12 crossed above SMA26 on closed 1h candles"),
                                source="rules", ttl=timedelta(minutes=30), approve=True)
         executor.execute(conn, cfg, ex, pid)
@@ -663,7 +663,7 @@ def bench_storm(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
             d = work / f"storm-{n}-{k}"
             cfg = config.load(bench_config(d))
             conn = db.open_db(cfg.db_path)
-            pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "storm"), source="bench",
+            pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "storm"), source="bench",
                                    ttl=timedelta(hours=1), approve=True)
             conn.close()
             bare, _ = storm(cfg.path, pid, n, bare=True)

@@ -45,7 +45,7 @@ def race(config_path, proposal_ids: list[int]) -> list[tuple]:
     return out
 
 
-def new_proposal(cfg, market="BTC-EUR", eur="5"):
+def new_proposal(cfg, market="BTC-EUR", eur="6"):
     conn = db.open_db(cfg.db_path)
     try:
         return proposals.create(conn, Draft(market, "buy", Decimal(eur), None, "race"), source="test",
@@ -100,7 +100,7 @@ def test_two_proposals_race_for_the_last_room_under_the_daily_cap(write_config):
 def test_tinybot_execute_from_ten_cli_processes_yields_one_order(write_config):
     """The issue's 'done means': `tinybot execute` on one proposal from 10 processes -> one order."""
     cfg = write_config()
-    assert run_cli("propose", "BTC-EUR", "buy", "--eur", "5", "--approve").returncode == 0
+    assert run_cli("propose", "BTC-EUR", "buy", "--eur", "6", "--approve").returncode == 0
     procs = [subprocess.Popen([sys.executable, "-m", "tinybot", "execute", "1", "--json"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
     outs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]

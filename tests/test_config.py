@@ -57,7 +57,7 @@ def test_defaults_are_sized_for_25_eur(tmp_path):
     ("[paper]\nstarting_eur = -25", "paper.starting_eur: must not be negative"),
     ('[exchange]\noperator_id = "abc"', "exchange.operator_id: must be a whole number, not str"),
     ('[exchange]\naccess_window = "2m"', "exchange.access_window: must be between 100ms and 60s (Bitvavo's range)"),
-    ('advisors = ["oracle"]', "advisors: 'oracle' is not a built-in advisor (rules, dca, llm) or a 'module:function' path"),
+    ('advisors = ["oracle"]', "advisors: 'oracle' is not a built-in advisor (rules, dca, llm, top_up) or a 'module:function' path"),
     ("[rules]\nfast = 30\nslow = 10", "rules.fast: must be smaller than rules.slow (10)"),
     ('[paper]\nprices = { "BTC-EUR" = 0 }', "paper.prices.BTC-EUR: must be greater than zero"),
 ])
@@ -145,7 +145,7 @@ def test_paper_mode_never_reads_the_trade_key(tmp_path, monkeypatch):
     monkeypatch.setattr(config.Secrets, "get", lambda self, name: asked.append(name) or real_get(self, name))
     cfg, _ = load_text(tmp_path, PAPER_TOML)
     conn = db.open_db(cfg.db_path)
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5")), source="t", ttl=timedelta(minutes=5),
+    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6")), source="t", ttl=timedelta(minutes=5),
                            approve=True)
     ex = executor.trading_exchange(cfg)
     assert executor.execute(conn, cfg, ex, pid).state == "filled"

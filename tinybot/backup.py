@@ -165,12 +165,14 @@ def restore(cfg, name: str) -> Backup | None:
                 dst.close()
             # A restored database must not trade on its own: orders placed after the
             # backup are unknown to it.  `tinybot resume` after checking.
-            from . import db, killswitch
+            from . import db, killswitch, reconcile
 
             conn = db.connect(cfg.db_path)
             try:
                 killswitch.set_enabled(conn, False, f"restored from backup {path.name}; check, then"
                                        " `tinybot resume`", by="restore")
+                # what the backup shows in flight may have been sent since: only reconcile may decide it
+                reconcile.quarantine_after_restore(conn, f"restore from backup {path.name}")
             finally:
                 conn.close()
     except sqlite3.Error as e:

@@ -63,6 +63,11 @@ class LazyGroup(click.Group):
         "usage": ("tinybot.cli_llm", "usage_command"),
         "doctor": ("tinybot.cli_ops", "doctor_command"),
         "backup": ("tinybot.cli_ops", "backup_command"),
+        "pnl": ("tinybot.cli_report", "pnl_command"),
+        "report": ("tinybot.cli_report", "report_command"),
+        "export": ("tinybot.cli_report", "export_command"),
+        "data": ("tinybot.cli_data", "data_group"),
+        "replay": ("tinybot.cli_data", "replay_command"),
     }
 
     def list_commands(self, ctx):

@@ -84,6 +84,14 @@ class RiskConfig:
     cooldown: timedelta = duration("1h")
     anti_flip: timedelta = duration("6h")
     proposal_ttl: timedelta = duration("30m")
+    # what the caps assume a live order pays (your Bitvavo tier; 0.25 % taker at the lowest)
+    fee_rate: Decimal = money("0.0025")
+    # room for a live market buy by base amount to fill above the ask; counted by every cap
+    slippage_margin: Decimal = money("0.02")
+    # a buy must leave the position worth the €5 minimum plus this share at the bid (tinybot.sizing)
+    sellable_margin: Decimal = money("0.10")
+    # propose the smallest buy (within the caps) that makes a stranded position sellable again
+    top_up_to_exit: bool = boolean(False)
 
 
 @dataclass(frozen=True)
@@ -119,13 +127,13 @@ class RulesConfig:
     candle_interval: str = text("1h", choices=("1m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"))
     fast: int = integer(12, minimum=1)
     slow: int = integer(26, minimum=2)
-    buy_eur: Decimal = money("5", allow_zero=False)
+    buy_eur: Decimal = money("6", allow_zero=False)
 
 
 @dataclass(frozen=True)
 class DcaConfig:
     market: str | None = text(None)
-    buy_eur: Decimal = money("5", allow_zero=False)
+    buy_eur: Decimal = money("6", allow_zero=False)
     every: timedelta = duration("7d")
 
 
@@ -163,6 +171,8 @@ class Config:
     db: str = text("tinybot.db")
     secrets_file: str = text("secrets.env")
     advisors: tuple[str, ...] = strings(())
+    # the day of the daily cap, the LLM's day and month budgets, reports and exports ("UTC" when unset)
+    timezone: str = text("UTC")
     risk: RiskConfig = field(default_factory=RiskConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
@@ -172,6 +182,20 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+
+    @property
+    def active_advisors(self) -> tuple[str, ...]:
+        """The advisors a tick runs: ``advisors``, plus ``top_up`` when [risk] top_up_to_exit is on."""
+        if self.risk.top_up_to_exit and "top_up" not in self.advisors:
+            return (*self.advisors, "top_up")
+        return self.advisors
+
+    @property
+    def tz(self):
+        """The configured ``timezone`` as a ZoneInfo (validated when the config loads)."""
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
 
     @property
     def base_dir(self) -> Path:
@@ -208,7 +232,7 @@ SECTIONS = {
     "alerts": AlertsConfig,
     "safety": SafetyConfig,
 }
-KNOWN_ADVISORS = ("rules", "dca", "llm")
+KNOWN_ADVISORS = ("rules", "dca", "llm", "top_up")
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -370,6 +394,36 @@ def _cross_checks(cfg: Config) -> None:
         raise ConfigError(f"{p}: llm.base_url: {cfg.llm.base_url!r} is not an http(s) URL")
     if cfg.risk.proposal_ttl <= timedelta(0):
         raise ConfigError(f"{p}: risk.proposal_ttl: must be longer than 0s")
+    try:
+        cfg.tz
+    except (ValueError, KeyError, OSError):  # zoneinfo raises ZoneInfoNotFoundError (a KeyError) or ValueError
+        raise ConfigError(f"{p}: timezone: {cfg.timezone!r} is not a time zone name like \"Europe/Amsterdam\""
+                          " or \"UTC\"") from None
+    for key, share in (("risk.fee_rate", cfg.risk.fee_rate), ("risk.slippage_margin", cfg.risk.slippage_margin),
+                       ("risk.sellable_margin", cfg.risk.sellable_margin)):
+        if share >= 1:
+            raise ConfigError(f"{p}: {key}: {share} is a share (0.0025 = 0.25 %), not a percentage; must be below 1")
+    _sellable_buys(cfg)
+
+
+def _pct(share: Decimal) -> str:
+    return f"{(share * 100).normalize():f} %"
+
+
+def _sellable_buys(cfg: Config) -> None:
+    """Every fixed buy size must leave a position the exchange lets tinybot sell again (tinybot.sizing)."""
+    from . import sizing
+
+    need = sizing.min_sellable_buy_eur(cfg)
+    sizes = [("rules.buy_eur", cfg.rules.buy_eur)] if "rules" in cfg.advisors else []
+    sizes += [("dca.buy_eur", cfg.dca.buy_eur)] if "dca" in cfg.advisors and cfg.dca.market else []
+    for key, eur in sizes:
+        if eur < need:
+            raise ConfigError(
+                f"{cfg.path}: {key}: €{eur} buys a position that could not be sold again: after the"
+                f" {_pct(sizing.fee_rate(cfg))} fee it must be worth at least €{sizing.min_sellable_eur(cfg):.2f}"
+                f" (the €{sizing.EXCHANGE_MINIMUM_EUR} minimum + risk.sellable_margin {_pct(cfg.risk.sellable_margin)});"
+                f" set it to €{need} or more")
 
 
 def describe(cfg: Config) -> dict:

@@ -10,7 +10,7 @@ from .config import Config, describe
 
 def status(conn: sqlite3.Connection, cfg: Config) -> dict:
     now = clock.now()
-    spent = guards.spent_today(conn, now)
+    spent = guards.spent_today(conn, now, tz=cfg.tz)
     exposed = guards.exposure(conn)
     balances = {r["asset"]: {"available": r["available"], "in_order": r["in_order"]}
                 for r in conn.execute("SELECT * FROM paper_balances ORDER BY asset")} if cfg.mode == "paper" else None
