@@ -15,24 +15,12 @@ from tinybot.sim import SimAccount
 
 from test_notify import Receiver
 
-ORDER_READS = (("GET", "/order"), ("GET", "/orders"), ("GET", "/ordersOpen"), ("GET", "/trades"))
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     for name in config.SECRET_NAMES + ("TINYBOT_CONFIG",):
         monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture(autouse=True)
-def documented_rights(monkeypatch):
-    """Bitvavo's documented key rights: View reads the balance and the account; reading orders and trades
-    needs Trade.  (The simulator refuses order reads to a view-only key by default once that change lands;
-    until then this sets it for these tests.)"""
-    from tinybot.sim import server
-
-    for route in ORDER_READS:
-        monkeypatch.setattr(server.ROUTES[route], "perm", "trade")
 
 
 def accounts(read_perms=("view",), trade_perms=("view", "trade"), eur="25"):
@@ -180,10 +168,10 @@ def test_caps_are_judged_against_the_account_value_after_a_trade(tmp_path, sim, 
                                                                   'max_daily_eur = 25\n'))
     cfg = config.load(cfg.path)
     conn = db.open_db(cfg.db_path)
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "t"), source="test",
+    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "t"), source="test",
                            ttl=timedelta(minutes=5), approve=True)
     assert executor.execute(conn, cfg, executor.trading_exchange(cfg), pid).state == "filled"
-    assert sim.sim.balance("trade-key")["EUR"] == Decimal("20")  # the €5 buy paid its fee out of the €5
+    assert sim.sim.balance("trade-key")["EUR"] == Decimal("19")  # the €6 buy paid its fee out of the €6
     value, source = doctor.account_value(cfg, conn, None)
     assert Decimal("24.9") < value < Decimal("25") and source == "EUR plus positions at the bid"
     c = by_name(doctor.run_checks(cfg))["caps"]
@@ -293,7 +281,7 @@ def test_live_probe_reports_where_the_exchange_differs(tmp_path, sim_factory, mo
                         find_closed_by_client_id=False)
     cfg = write_live(tmp_path, other)
     conn = db.open_db(cfg.db_path)
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "t"), source="test",
+    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "t"), source="test",
                            ttl=timedelta(minutes=5), approve=True)
     assert executor.execute(conn, cfg, executor.trading_exchange(cfg), pid).state == "filled"
     result = run_doctor(cfg, "--live-probe")

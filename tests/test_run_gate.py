@@ -83,9 +83,11 @@ def test_ignore_doctor_starts_despite_a_blocking_check_and_says_so_loudly(live_e
     cfg = write()
     monkeypatch.setenv("TINYBOT_TRADE_SECRET", "not-the-secret")
     r = run_cli("run", "--once", "--ignore-doctor")
-    assert r.returncode == 0, r.stderr
     assert "Warning: STARTING LIVE DESPITE FAILING DOCTOR CHECKS (--ignore-doctor): trade_key" in r.stderr
     assert ticks(cfg) == 1
+    # orders are looked up with the trade key: its tick cannot reconcile, and says so with its exit code
+    assert r.returncode == exitcodes.ERROR, (r.stdout, r.stderr)
+    assert "errorCode 309" in r.stdout
     assert "STARTING LIVE DESPITE FAILING DOCTOR CHECKS" in cfg.log_path.read_text()
     assert any("doctor ignored" in t for t in alert_texts(receiver))
 
