@@ -220,6 +220,14 @@ def test_a_read_key_with_trade_rights_fails_without_blocking_the_start(tmp_path,
     assert blocking == [] and "read_key" in {c.name for c in warnings}
 
 
+def test_the_key_probes_cannot_place_an_order_even_with_the_trade_key(tmp_path, sim):
+    cfg = write_live(tmp_path, sim)
+    client = doctor.key_client(cfg, "TRADE")
+    with pytest.raises(Exception):
+        client.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6, "operatorId": 1})
+    assert sim.sim.orders() == []
+
+
 def test_missing_constraint_is_found_by_introspection(tmp_path, monkeypatch):
     path = tmp_path / "bot.toml"
     path.write_text("", encoding="utf-8")

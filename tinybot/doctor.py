@@ -12,8 +12,9 @@ authenticate or cannot read orders, no operatorId, clock skew) and only warns
 about the rest (caps against the account, backup age, alerts, ...).
 
 Doctor only *reads*: the kill-switch check writes inside a transaction it
-rolls back; each key is tried with read-only calls (balance, open orders)
-through ``BitvavoReadOnly``, which has no method that places or cancels.
+rolls back; each key is tried with GET requests only (balance, open orders;
+the live probe a few more), through the adapter's GET-only guard, which
+refuses any other method before a byte leaves.
 """
 from __future__ import annotations
 
@@ -452,13 +453,15 @@ def _kind(code: int | None, exc: BaseException) -> str:
 
 
 def key_client(cfg: Config, env: str):
-    """A read-only Bitvavo client on TINYBOT_<env>_KEY: it has no method that places or cancels an order."""
-    from .exchange.bitvavo import BitvavoReadOnly
+    """A ccxt client signed with TINYBOT_<env>_KEY behind the adapter's GET-only guard (the one the
+    adapter puts the trade key behind for its lookups): it refuses every method but GET before a byte
+    leaves, so no probe can place or cancel anything, whatever the key may do."""
+    from .exchange import bitvavo
 
     key, secret = _secret(cfg, f"TINYBOT_{env}_KEY"), _secret(cfg, f"TINYBOT_{env}_SECRET")
     if not key or not secret:
         return None
-    return BitvavoReadOnly(cfg, key, secret, rate_limit=False)
+    return bitvavo._Endpoint(cfg, key, secret, rate_limit=False, get_only=True).ccxt
 
 
 def probe_key(cfg: Config, env: str) -> KeyProbe | None:
@@ -466,10 +469,9 @@ def probe_key(cfg: Config, env: str) -> KeyProbe | None:
     lookup to another key): GET /balance, then GET /ordersOpen for the first allowlisted market."""
     from .exchange.bitvavo import describe_error, error_code
 
-    wrapper = key_client(cfg, env)
-    if wrapper is None:
+    raw = key_client(cfg, env)
+    if raw is None:
         return None
-    raw = wrapper.client
     try:
         raw.privateGetBalance({})
     except Exception as e:
@@ -753,8 +755,7 @@ def live_probe(cfg: Config, clients: dict | None = None) -> list[Probe]:
     clients = clients or {}
     for env in ("READ", "TRADE"):
         if env not in clients:
-            c = key_client(cfg, env)
-            clients[env] = c.client if c is not None else None
+            clients[env] = key_client(cfg, env)
     market = _probe_market(cfg)
     out: list[Probe] = []
     out.append(_probe_rights(clients, market))
