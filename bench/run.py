@@ -403,7 +403,7 @@ def bench_startup(rep: Report, work: Path, reps: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(TINYBOT_CONFIG=str(cfg_path), PYTHONPYCACHEPREFIX=str(work / "pycache"))
     py = sys.executable
-    subprocess.run([py, "-m", "tinybot", "status"], env=env, capture_output=True, check=True)  # migrate once
+    subprocess.run([py, "-m", "tinybot", "init"], env=env, capture_output=True, check=True)  # only init creates the DB
     cmds = {
         "python -c pass": [py, "-c", "pass"],
         "python -c 'import ccxt'": [py, "-c", "import ccxt"],
@@ -511,6 +511,7 @@ def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dic
         env.update({"TINYBOT_CONFIG": str(cfg_path), "TINYBOT_TRADE_KEY": SIM_TRADE[0],
                     "TINYBOT_TRADE_SECRET": SIM_TRADE[1], "TINYBOT_READ_KEY": SIM_READ[0],
                     "TINYBOT_READ_SECRET": SIM_READ[1]})
+        subprocess.run([sys.executable, "-m", "tinybot", "init"], env=env, capture_output=True, check=True)
         # the bench has no alert URL and no backup: doctor's go/no-go says no, and that is expected here
         bot = subprocess.Popen([sys.executable, "-m", "tinybot", "run", "--ignore-doctor"], env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)

@@ -16,7 +16,9 @@ from conftest import PAPER_TOML, run_cli
 @pytest.fixture
 def runner(tmp_path):
     (tmp_path / "bot.toml").write_text(PAPER_TOML)
-    return CliRunner()
+    r = CliRunner()
+    assert r.invoke(cli, ["init"], catch_exceptions=False).exit_code == 0  # only init creates the database
+    return r
 
 
 def invoke(runner, *args):
@@ -91,7 +93,7 @@ def test_bad_input_gets_an_exact_error_and_writes_nothing(runner, tmp_path, args
     assert r.output.strip().splitlines()[-1] == error
     from tinybot import db
 
-    conn = db.open_db(tmp_path / "tinybot.db")  # may not exist yet: the error came before any write
+    conn = db.connect(tmp_path / "tinybot.db")
     assert conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 0
 
 
@@ -133,7 +135,8 @@ def test_init_writes_config_and_db(tmp_path):
                                      ["approve", "1"], ["reject", "1"], ["executions"], ["history"], ["--help"]])
 def test_fast_commands_never_import_ccxt(tmp_path, command):
     (tmp_path / "bot.toml").write_text(PAPER_TOML)
-    run_cli("propose", "BTC-EUR", "buy", "--eur", "6")
+    assert run_cli("init").returncode == 0
+    assert run_cli("propose", "BTC-EUR", "buy", "--eur", "6").returncode == 0
     probe = ("import sys; from tinybot.cli import cli\n"
              "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
              "print('CCXT_LOADED' if 'ccxt' in sys.modules else 'CCXT_ABSENT', file=sys.stderr)")

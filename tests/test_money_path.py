@@ -25,11 +25,7 @@ HERE = Path(__file__).parent
 
 def propose(conn, market="BTC-EUR", side="buy", eur="6", amount=None, external=False):
     d = Draft(market, side, Decimal(eur) if eur is not None else None, Decimal(amount) if amount else None)
-    pid = proposals.create(conn, d, source="test", ttl=timedelta(minutes=30), approve=True)
-    if external:
-        with db.transaction(conn):
-            conn.execute("UPDATE proposals SET external = 1 WHERE id = ?", (pid,))
-    return pid
+    return proposals.create(conn, d, source="test", ttl=timedelta(minutes=30), approve=True, external=external)
 
 
 def blocks(conn, pid):
@@ -160,7 +156,11 @@ def test_a_slow_lookup_does_not_eat_the_grace_period(paper, monkeypatch):
 
 
 def test_the_grace_period_has_a_floor(write_config):
-    cfg = write_config(paper_config_text() + '[exchange]\nreconcile_grace = "0s"\n')
+    with pytest.raises(ConfigError) as e:
+        write_config(paper_config_text() + '[exchange]\nreconcile_grace = "1s"\n')
+    assert str(e.value).endswith(
+        "exchange.reconcile_grace: must be at least 4500ms (a quarter of exchange.access_window for clock skew,"
+        " plus 2s for ccxt's throttle): a shorter grace could call an order absent that is still on its way")
     row = {"access_window_ms": 10_000, "submitting_at": "2026-11-27T12:00:00.000000Z", "claimed_at": None,
            "in_doubt_at": None}
 
@@ -168,8 +168,8 @@ def test_the_grace_period_has_a_floor(write_config):
         def keys(self):
             return super().keys()
 
-    deadline = reconcile.absent_after(R(row), cfg.exchange.reconcile_grace)
-    # 2 windows + (a quarter window of allowed clock skew + ccxt's throttle)
+    # and whatever reaches absent_after: 2 windows + (a quarter window of allowed clock skew + ccxt's throttle)
+    deadline = reconcile.absent_after(R(row), timedelta(0))
     assert deadline == clock.from_iso(row["submitting_at"]) + timedelta(seconds=20 + 2.5 + 2)
 
 
@@ -329,3 +329,15 @@ def test_two_processes_one_held_in_preflight_send_one_order(write_config, tmp_pa
     late = json.loads(out)
     assert (late["state"], late["sent"]) == ("filled", False)
     assert (tmp_path / "sends.log").read_text().splitlines() == [late["client_order_id"]]
+
+
+def test_propose_external_from_the_cli_and_only_for_sells(tmp_path):
+    from conftest import run_cli
+
+    assert run_cli("init").returncode == 0
+    bad = run_cli("propose", "BTC-EUR", "buy", "--eur", "6", "--external")
+    assert bad.returncode == 1 and bad.stderr.strip() == (
+        "Error: --external: only a sell can be external (it sells coins tinybot did not buy)")
+    ok = run_cli("propose", "BTC-EUR", "sell", "--amount", "0.0001", "--external", "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["external"] == 1

@@ -99,3 +99,37 @@ def test_pnl_command_reads_the_database_only_and_never_imports_ccxt(tmp_path):
     assert probe.stdout.strip().endswith("NO-CCXT"), probe.stdout + probe.stderr
     human = run_cli("pnl")
     assert "net " in human.stdout and "drift: none (ledger = exchange)" in human.stdout
+
+
+def test_status_has_a_pnl_line_and_live_balances_with_their_age_and_history_has_eur_values(write_config):
+    from freezegun import freeze_time as ft
+
+    from tinybot.status import fills, status
+
+    cfg = write_config(write_config().path.read_text().replace('mode = "paper"', 'mode = "live"')
+                       + '[exchange]\noperator_id = 1\n')
+    conn = db.open_db(cfg.db_path)
+    t = {"BTC-EUR": Ticker("BTC-EUR", Decimal("60000"), Decimal("60010"), Decimal("60005"), 0)}
+    with ft("2026-11-27 12:00:00"):
+        pnl.record_snapshot(conn, t, {"EUR": Balance(Decimal("19.00"), Decimal("0")),
+                                      "BTC": Balance(Decimal("0.0001"), Decimal("0"))})
+    with ft("2026-11-27 12:01:30"):
+        s = status(conn, cfg)
+    assert s["live_balances"]["age_s"] == 90 and s["live_balances"]["assets"]["EUR"]["available"] == "19.00"
+    assert set(s["pnl"]) >= {"realised_eur", "unrealised_eur", "net_eur", "fees_eur", "llm_cost_eur"}
+    assert fills(conn) == []
+
+
+def test_history_shows_eur_values_and_totals(write_config):
+    from conftest import run_cli
+
+    assert run_cli("init").returncode == 0
+    assert run_cli("propose", "BTC-EUR", "buy", "--eur", "6", "--approve").returncode == 0
+    assert run_cli("execute", "1").returncode == 0
+    out = run_cli("history")
+    assert "eur_value" in out.stdout.splitlines()[0]
+    assert out.stdout.splitlines()[-1].startswith("Total of these 1 fill(s): bought €5.98, sold €0.00, fees €0.02")
+    import json
+
+    [row] = json.loads(run_cli("history", "--json").stdout)
+    assert Decimal(row["eur_value"]) == Decimal(row["amount"]) * Decimal(row["price"])

@@ -213,7 +213,7 @@ def _fetch_window(client, market: str, interval: str, a: int, b: int, sleep) -> 
     what = f"candles {market} {interval} from {iso_ms(a)}"
     for attempt in range(RATE_LIMIT_RETRIES + 1):
         try:
-            raw = client._call(what, client.client.publicGetMarketCandles, params)
+            raw = client.candle_rows(what, params)
             break
         except ExchangeError as e:
             until = client.rate_limited_until_ms()

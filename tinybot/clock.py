@@ -73,7 +73,13 @@ def parse_duration(text: str) -> timedelta:
     parts = _PART.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise problem
-    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+    total = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if total > MAX_DURATION_SECONDS:  # timedelta itself overflows past ~2.7 million years
+        raise ValueError(f"{text!r} is too long (at most {MAX_DURATION_SECONDS // 86400}d)")
+    return timedelta(seconds=total)
+
+
+MAX_DURATION_SECONDS = 3650 * 86400  # ten years: longer than any setting means anything
 
 
 def format_duration(td: timedelta) -> str:

@@ -92,16 +92,26 @@ def _dec(v) -> Decimal | None:
 def approval_hash(proposal) -> str:
     """Fingerprint of what was approved; a changed row no longer matches it."""
     fields = (proposal["market"], proposal["side"], proposal["amount_quote"], proposal["amount"], proposal["expires_at"])
-    return hashlib.sha256("|".join("" if f is None else str(f) for f in fields).encode()).hexdigest()
+    text = "|".join("" if f is None else str(f) for f in fields)
+    if "external" in proposal.keys() and proposal["external"]:
+        text += "|external"  # selling coins tinybot did not buy is part of what was approved
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- the guards --------------------------------------------------------------
 
 def kill_switch(ctx: Context) -> Verdict:
+    """The row and the kill file beside the database, both read inside the send transaction."""
+    from .killswitch import kill_file_of, read_kill_file
+
     row = ctx.conn.execute("SELECT trading_enabled, reason FROM kill_switch WHERE id = 1").fetchone()
     if row is None or not row["trading_enabled"]:
         reason = row["reason"] if row else "kill switch row missing"
         return blocked("kill_switch", "kill_switch_on", f"trading is disabled: {reason}")
+    killed = read_kill_file(kill_file_of(ctx.conn))
+    if killed is not None:
+        return blocked("kill_switch", "kill_switch_on",
+                       f"trading is disabled by the kill file {killed['path']}: {killed['reason']}")
     return passed("kill_switch")
 
 

@@ -772,6 +772,14 @@ class BitvavoReadOnly:
     def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
         return self._reads.candles(market, interval, limit)
 
+    def candle_rows(self, what: str, params: dict) -> Any:
+        """``GET /{market}/candles`` with the caller's start/end/limit, the rows as Bitvavo sent them.
+
+        For the candle store (tinybot.candles), which pages through history
+        itself; rate limits and errors are handled as for every other read.
+        """
+        return self._view.call(what, self._view.ccxt.publicGetMarketCandles, params)
+
     def balances(self) -> dict[str, Balance]:
         return self._reads.balances()
 
@@ -840,6 +848,14 @@ class BitvavoTrading:
 
     def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
         return self._reads.candles(market, interval, limit)
+
+    def candle_rows(self, what: str, params: dict) -> Any:
+        """``GET /{market}/candles`` with the caller's start/end/limit, the rows as Bitvavo sent them.
+
+        For the candle store (tinybot.candles), which pages through history
+        itself; rate limits and errors are handled as for every other read.
+        """
+        return self._view.call(what, self._view.ccxt.publicGetMarketCandles, params)
 
     def balances(self) -> dict[str, Balance]:
         return self._reads.balances()
