@@ -97,11 +97,7 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
     secrets = _guarded("secrets_file", lambda: secrets_file(cfg))
     checks.append(secrets)
     checks.append(_guarded("keys_separated", lambda: keys_separated(cfg)))
-    if scan_files:
-        checks.append(_guarded("no_secret_leaks", lambda: no_secret_leaks(cfg)))
-    else:
-        checks.append(skipped("no_secret_leaks", "not scanned at start (the bot holds the database open);"
-                                                 " `tinybot doctor` scans the files"))
+    leaks_at = len(checks)  # scanned last, once this process's own connection is closed (see above)
     checks.append(_guarded("operator_id", lambda: operator_id(cfg)))
     if not secrets.ok:  # tinybot refuses to read the file: everything that needs a secret waits for that fix
         why = "tinybot refuses to read the secrets file (see secrets_file)"
@@ -126,6 +122,11 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
     checks.append(_guarded("backup", lambda: recent_backup(cfg)))
     if conn is not None:
         conn.close()
+    if scan_files:
+        checks.insert(leaks_at, _guarded("no_secret_leaks", lambda: no_secret_leaks(cfg)))
+    else:
+        checks.insert(leaks_at, skipped("no_secret_leaks", "not scanned at start (the bot holds the database"
+                                                           " open); `tinybot doctor` scans the files"))
     return checks
 
 
