@@ -12,7 +12,7 @@ pytest_plugins = ["simfixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = ("TINYBOT_READ_KEY", "TINYBOT_READ_SECRET", "TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET",
-              "TINYBOT_LLM_KEY", "TINYBOT_ALERT_URLS")
+              "TINYBOT_LLM_KEY", "TINYBOT_ALERT_URLS", "TINYBOT_TELEGRAM_TOKEN")
 
 RISK_TOML = """\
 [risk]

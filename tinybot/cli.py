@@ -99,8 +99,10 @@ class LazyGroup(click.Group):
         "pnl": ("tinybot.cli_report", "pnl_command"),
         "report": ("tinybot.cli_report", "report_command"),
         "export": ("tinybot.cli_report", "export_command"),
+        "tax": ("tinybot.cli_report", "tax_command"),
         "data": ("tinybot.cli_data", "data_group"),
         "replay": ("tinybot.cli_data", "replay_command"),
+        "telegram": ("tinybot.cli_telegram", "telegram_command"),
     }
 
     def list_commands(self, ctx):

@@ -164,3 +164,57 @@ def export_command(state, file, year, layout, as_json):
     else:
         click.echo(f"Exported {out['fills']} fill(s) to {out['path']} ({out['layout']} layout"
                    + (f", {out['year']})" if out["year"] else ")"))
+
+
+@click.command(name="tax")
+@click.argument("year", type=int)
+@click.option("--no-fetch", is_flag=True, help="Use stored candles only; never ask Bitvavo for prices.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (amounts as exact decimal strings).")
+@pass_state
+@friendly
+def tax_command(state, year, no_fetch, as_json):
+    """A Box 3 worksheet (NL) for YEAR: the peildatum values and what a counter-evidence statement needs.
+
+    \b
+    Values on 1 January 00:00 Europe/Amsterdam of YEAR and YEAR+1 (EUR as
+    savings, crypto as other assets) at Bitvavo's prices then (stored candles,
+    fetched from Bitvavo's public candles when missing), the year's fills and
+    fees, realised and unrealised results.  A worksheet, not tax advice.
+    \b
+    Example:
+        tinybot tax 2026
+    """
+    from .tax import TaxError, worksheet
+
+    client = None
+    if not no_fetch:
+        from .exchange import market_data
+
+        client = market_data(state.cfg)
+    try:
+        data = worksheet(state.conn, state.cfg, year, client)
+    except TaxError as e:
+        raise Fail(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    click.echo(f"Box 3 worksheet {year} — {data['disclaimer']}")
+    for label, snap in (("Peildatum", data["peildatum"]), ("Next peildatum", data["next_peildatum"])):
+        if snap is None:
+            click.echo(f"{label}: not reached yet")
+            continue
+        click.echo(f"{label} {snap['at_local']}: savings (EUR) {eur(snap['savings_eur'])}, other assets (crypto)"
+                   f" {eur(snap['other_assets_eur'])}, total {eur(snap['total_eur'])}")
+        for c in snap["crypto"]:
+            click.echo(f"  {c['asset']} {c['amount']} × €{c['price_eur']} = {eur(c['value_eur'])} ({c['price_source']})")
+        if snap["note"]:
+            click.echo(f"  note: {snap['note']}")
+    f = data["fills"]
+    click.echo(f"Fills in {year}: {f['count']} (bought {eur(f['bought_eur'])}, sold {eur(f['sold_eur'])},"
+               f" fees {eur(f['fees_eur'])})")
+    ce = data["counter_evidence"]
+    click.echo(f"Counter-evidence: value at start {eur(ce['value_start_eur'])}, at end {eur(ce['value_end_eur'])},"
+               f" realised {eur(ce['realised_eur'])}, unrealised at the end {eur(ce['unrealised_end_eur'])}")
+    drift = {a: v for a, v in ce["deposits_withdrawals_seen"]["drift"].items() if v not in ("0", "0.00")}
+    click.echo("Deposits/withdrawals seen (drift against the ledger): " + (", ".join(f"{a} {v}" for a, v in
+                                                                                     drift.items()) or "none"))

@@ -32,6 +32,7 @@ SECRET_NAMES = (
     "TINYBOT_TRADE_SECRET",
     "TINYBOT_LLM_KEY",
     "TINYBOT_ALERT_URLS",
+    "TINYBOT_TELEGRAM_TOKEN",
 )
 
 
@@ -87,6 +88,10 @@ def prices(default: dict | None = None) -> Any:
 
 def boolean(default: bool) -> Any:
     return field(default=default, metadata={"kind": "bool"})
+
+
+def integers(default: tuple[int, ...] = ()) -> Any:
+    return field(default=default, metadata={"kind": "ints"})
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,15 @@ class RulesConfig:
 
 
 @dataclass(frozen=True)
+class ExitsConfig:
+    """Protective exits (tinybot.advisors.exits): shares of the position's average cost; 0 = off."""
+
+    stop_loss: Decimal = fraction("0", maximum="0.9")       # sell all when the bid falls this far below cost
+    take_profit: Decimal = fraction("0", maximum="10")      # sell all when the bid rises this far above cost
+    trailing_stop: Decimal = fraction("0", maximum="0.9")   # sell all when the bid falls this far below its peak
+
+
+@dataclass(frozen=True)
 class DcaConfig:
     market: str | None = text(None)
     buy_eur: Decimal = money("6", allow_zero=False)
@@ -169,6 +183,18 @@ class LlmConfig:
 class AlertsConfig:
     urls: tuple[str, ...] = strings(())
     min_interval: timedelta = duration("15m", maximum="7d")
+    # push URL pinged after each good tick (healthchecks.io, Uptime Kuma): tinybot.heartbeat
+    heartbeat_url: str | None = text(None)
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    """The owner's phone (tinybot.telegram): only these chats are served; the token is a secret."""
+
+    chat_ids: tuple[int, ...] = integers(())
+    api_url: str = text("https://api.telegram.org")
+    allow_resume: bool = boolean(False)
+    poll_timeout: timedelta = duration("25s", maximum="50s")
 
 
 @dataclass(frozen=True)
@@ -193,16 +219,22 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
     dca: DcaConfig = field(default_factory=DcaConfig)
+    exits: ExitsConfig = field(default_factory=ExitsConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
 
     @property
     def active_advisors(self) -> tuple[str, ...]:
-        """The advisors a tick runs: ``advisors``, plus ``top_up`` when [risk] top_up_to_exit is on."""
-        if self.risk.top_up_to_exit and "top_up" not in self.advisors:
-            return (*self.advisors, "top_up")
-        return self.advisors
+        """The advisors a tick runs: ``advisors``, plus ``exits`` when an [exits] rule is set and ``top_up``
+        when [risk] top_up_to_exit is on."""
+        out = list(self.advisors)
+        if (self.exits.stop_loss or self.exits.take_profit or self.exits.trailing_stop) and "exits" not in out:
+            out.append("exits")
+        if self.risk.top_up_to_exit and "top_up" not in out:
+            out.append("top_up")
+        return tuple(out)
 
     @property
     def tz(self):
@@ -242,11 +274,13 @@ SECTIONS = {
     "scheduler": SchedulerConfig,
     "rules": RulesConfig,
     "dca": DcaConfig,
+    "exits": ExitsConfig,
     "llm": LlmConfig,
     "alerts": AlertsConfig,
     "safety": SafetyConfig,
+    "telegram": TelegramConfig,
 }
-KNOWN_ADVISORS = ("rules", "dca", "llm", "top_up")
+KNOWN_ADVISORS = ("rules", "dca", "llm", "top_up", "exits")
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -435,6 +469,12 @@ def _prices(value, meta, key, path) -> dict:
     return out
 
 
+def _ints(value, meta, key, path) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise _Bad("must be a list of whole numbers, like [123456789]")
+    return tuple(dict.fromkeys(value))
+
+
 CONVERTERS = {
     "money": _money,
     "fraction": _fraction,
@@ -443,6 +483,7 @@ CONVERTERS = {
     "str": _str,
     "bool": _bool,
     "strings": _strings,
+    "ints": _ints,
     "markets": _markets,
     "prices": _prices,
 }
@@ -485,6 +526,9 @@ def _cross_checks(cfg: Config) -> None:
             f"{p}: exchange.reconcile_grace: must be at least {format_duration(floor)} (a quarter of"
             f" exchange.access_window for clock skew, plus 2s for ccxt's throttle): a shorter grace could call an"
             " order absent that is still on its way")
+    for key, url in (("alerts.heartbeat_url", cfg.alerts.heartbeat_url), ("telegram.api_url", cfg.telegram.api_url)):
+        if url is not None and not re.match(r"^https?://[^\s/]+\S*$", url):
+            raise ConfigError(f"{p}: {key}: {url!r} is not an http(s) URL")
     _sellable_buys(cfg)
 
 
