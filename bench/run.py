@@ -506,6 +506,7 @@ def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dic
     d = work / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
     sim, url = start_sim(env)
+    bot = None
     try:
         cfg_path = live_config(d, url, "1s", '["rules", "dca"]')
         env.update({"TINYBOT_CONFIG": str(cfg_path), "TINYBOT_TRADE_KEY": SIM_TRADE[0],
@@ -548,6 +549,9 @@ def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dic
         props = c.execute("SELECT COUNT(*) FROM proposals").fetchone()[0]
         c.close()
     finally:
+        if bot is not None and bot.poll() is None:  # a failed measurement must not leave a bot running
+            bot.kill()
+            bot.wait(timeout=10)
         sim.terminate()
         sim.wait(timeout=10)
     per_tick = (cpu1 - cpu0) / max(1, n1 - n0)

@@ -185,6 +185,8 @@ class AlertsConfig:
     min_interval: timedelta = duration("15m", maximum="7d")
     # push URL pinged after each good tick (healthchecks.io, Uptime Kuma): tinybot.heartbeat
     heartbeat_url: str | None = text(None)
+    # the daily digest (tinybot.digest): local time "HH:MM" (the config's timezone), "" = off
+    digest_at: str = text("21:00")
 
 
 @dataclass(frozen=True)
@@ -526,6 +528,9 @@ def _cross_checks(cfg: Config) -> None:
             f"{p}: exchange.reconcile_grace: must be at least {format_duration(floor)} (a quarter of"
             f" exchange.access_window for clock skew, plus 2s for ccxt's throttle): a shorter grace could call an"
             " order absent that is still on its way")
+    if cfg.alerts.digest_at and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", cfg.alerts.digest_at):
+        raise ConfigError(f"{p}: alerts.digest_at: {cfg.alerts.digest_at!r} is not a local time like \"21:00\""
+                          " (\"\" turns the daily digest off)")
     for key, url in (("alerts.heartbeat_url", cfg.alerts.heartbeat_url), ("telegram.api_url", cfg.telegram.api_url)):
         if url is not None and not re.match(r"^https?://[^\s/]+\S*$", url):
             raise ConfigError(f"{p}: {key}: {url!r} is not an http(s) URL")

@@ -120,6 +120,9 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
             account = "the clock is off (see clock_skew): signed requests are refused"
         checks.append(_guarded("caps", lambda: caps(cfg, conn, exchange, account=account)))
     checks.append(_guarded("backup", lambda: recent_backup(cfg)))
+    if secrets.ok:
+        checks.append(_guarded("heartbeat", lambda: heartbeat_check(cfg)))
+        checks.append(_guarded("telegram", lambda: telegram_check(cfg, send_test_alert)))
     if conn is not None:
         conn.close()
     if scan_files:
@@ -128,6 +131,29 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
         checks.insert(leaks_at, skipped("no_secret_leaks", "not scanned at start (the bot holds the database"
                                                            " open); `tinybot doctor` scans the files"))
     return checks
+
+
+def heartbeat_check(cfg: Config) -> Check:
+    """The outside heartbeat answers (a warning, never a blocked start: the outside service may be down)."""
+    from . import heartbeat
+
+    if not heartbeat.configured(cfg):
+        return skipped("heartbeat", "no [alerts] heartbeat_url: a dead Pi would go unnoticed (docs/TELEGRAM.md)")
+    ok, detail = heartbeat.check(cfg)
+    return passed("heartbeat", detail) if ok else warned("heartbeat", detail,
+                                                          f"check [alerts] heartbeat_url in {cfg.path}")
+
+
+def telegram_check(cfg: Config, send_test: bool) -> Check:
+    """The owner's phone: the token works and the chats are set (a warning: Telegram may be down at boot)."""
+    from . import telegram
+
+    if not telegram.enabled(cfg):
+        return skipped("telegram", "off (no [telegram] chat_ids)")
+    ok, detail = telegram.check(cfg, send_test=send_test)
+    return passed("telegram", detail) if ok else warned(
+        "telegram", detail, "check TINYBOT_TELEGRAM_TOKEN in the secrets file and [telegram] chat_ids"
+                            " (`tinybot telegram --chats`)")
 
 
 def go_no_go(cfg: Config, **kwargs) -> tuple[bool, list[Check]]:

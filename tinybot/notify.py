@@ -140,8 +140,13 @@ def alert_urls(cfg) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
-def deliver(urls: list[str], title: str, body: str, severity: str = "warning") -> tuple[bool, str]:
-    """Send one message to every URL; (True, '') if at least one accepted it.  Never raises."""
+def deliver(urls: list[str], title: str, body: str, severity: str = "warning",
+            attach: list[str] | None = None) -> tuple[bool, str]:
+    """Send one message to every URL; (True, '') if at least one accepted it.  Never raises.
+
+    ``attach``: file paths sent with it (a chart); services that take attachments (Telegram, ntfy,
+    e-mail) show them, the others get the text alone.
+    """
     if not urls:
         return False, "no alert URLs configured"
     try:
@@ -151,7 +156,8 @@ def deliver(urls: list[str], title: str, body: str, severity: str = "warning") -
         bad = [i for i, u in enumerate(urls, 1) if not ap.add(u)]
         if len(ap) == 0:
             return False, f"no usable alert URL (URL {', '.join(map(str, bad))} not understood by apprise)"
-        ok = ap.notify(body=body, title=title, notify_type=_APPRISE_TYPE.get(severity, "info"))
+        ok = ap.notify(body=body, title=title, notify_type=_APPRISE_TYPE.get(severity, "info"),
+                       **({"attach": list(attach)} if attach else {}))
         if ok:
             return True, ""
         return False, "apprise could not deliver to any URL (see the log for its reason)"
@@ -186,19 +192,20 @@ class Notifier:
 
     # --- the one entry point -------------------------------------------------
     def alert(self, kind: str, text: str, *, key: str | None = None, severity: str = "warning",
-              force: bool = False) -> Sent:
+              force: bool = False, attach: list[str] | None = None) -> Sent:
         """Send ``text`` unless the same key went out within min_interval or the hour's cap is used up.
 
         ``key`` groups alerts that should not repeat (default: kind + text).
         ``force`` skips dedupe and the cap (doctor's test alert).  Never raises.
         """
         try:
-            return self._alert(kind, text, key, severity if severity in SEVERITIES else "warning", force)
+            return self._alert(kind, text, key, severity if severity in SEVERITIES else "warning", force, attach)
         except Exception as e:
             log.error("alert %s not sent: %s", kind, redact(f"{type(e).__name__}: {e}", self.secrets))
             return Sent("failed", f"{type(e).__name__}")
 
-    def _alert(self, kind: str, text: str, key: str | None, severity: str, force: bool) -> Sent:
+    def _alert(self, kind: str, text: str, key: str | None, severity: str, force: bool,
+               attach: list[str] | None = None) -> Sent:
         text = redact(str(text), self.secrets)
         key = redact(key, self.secrets) if key else f"{kind}:{text}"
         row_id = None
@@ -213,7 +220,7 @@ class Notifier:
             log.warning("alert (not delivered: no [alerts] urls / TINYBOT_ALERT_URLS): %s: %s", kind, text)
             result = Sent("unconfigured", "no alert URLs configured")
         else:
-            ok, why = deliver(self.urls, f"tinybot: {kind.replace('_', ' ')}", text, severity)
+            ok, why = deliver(self.urls, f"tinybot: {kind.replace('_', ' ')}", text, severity, attach)
             why = redact(why, self.secrets)
             if ok:
                 log.info("alert sent: %s: %s", kind, text)
@@ -329,10 +336,11 @@ class Notifier:
                 return None
             state = result.state
             what = f"proposal {result.proposal_id} (execution {result.execution_id})"
+            trade = self._trade(result.execution_id)
             if state == "filled":
-                text, sev = f"order filled: {what}, order {result.exchange_order_id}", "info"
+                text, sev = f"order filled: {trade}{what}, order {result.exchange_order_id}", "info"
             elif state == "submitted":
-                text, sev = f"order sent: {what}, order {result.exchange_order_id}", "info"
+                text, sev = f"order sent: {trade}{what}, order {result.exchange_order_id}", "info"
             elif state == "unknown":
                 text, sev = f"order outcome unknown: {what}: {result.reason}; reconcile will resolve it", "warning"
             elif state == "failed":
@@ -343,6 +351,25 @@ class Notifier:
             log.error("cannot describe execution for an alert: %s", e)
             return None
         return self.alert("order", text, key=f"execution:{result.execution_id}:{state}", severity=sev)
+
+    def _trade(self, execution_id) -> str:
+        """'buy BTC-EUR 0.0000997 @ 60030.09 = €5.99, fee €0.02; ' for an alert (empty when unknown)."""
+        if self.conn is None or execution_id is None:
+            return ""
+        from decimal import Decimal
+
+        from .money import eur, plain
+
+        e = self.conn.execute("SELECT * FROM trade_executions WHERE id = ?", (execution_id,)).fetchone()
+        if e is None:
+            return ""
+        amount, quote, fee = Decimal(e["filled_amount"]), Decimal(e["filled_quote"]), Decimal(e["fee_paid"])
+        if amount <= 0:
+            asked = f"€{e['amount_quote']}" if e["amount_quote"] else e["amount"]
+            return f"{e['side']} {e['market']} {asked}; "
+        fee_text = eur(fee) if (e["fee_currency"] or "EUR") == "EUR" else f"{plain(fee)} {e['fee_currency']}"
+        return (f"{e['side']} {e['market']} {plain(amount)} @ {plain((quote / amount).quantize(Decimal('0.01')))}"
+                f" = {eur(quote)}, fee {fee_text}; ")
 
 
 # --- a tiny key/value store for cursors and counters (table ops_state) --------------

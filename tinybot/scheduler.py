@@ -640,6 +640,11 @@ class Scheduler:
         self.write("recording the tick", lambda: finish_tick(conn, tick_id, status, line),
                    patience_s=FINAL_WRITE_PATIENCE_S if self.stop_reason else None)
         log.info("tick %s: %s", tick_id, line)
+        if report.status in ("ok", "failed"):  # the outside view: a dead Pi goes silent (never raises)
+            from . import heartbeat as outside
+
+            outside.ping(self.cfg, report.status == "ok")
+        self._digest(conn)
         try:  # old audit rows (ticks, guard decisions, events) go; fills and executions stay forever
             from . import retention
 
@@ -647,6 +652,26 @@ class Scheduler:
         except Exception:
             log.exception("pruning old rows failed (nothing lost; tried again next tick)")
         return report
+
+    def _record_snapshot(self, conn, snap) -> None:
+        """What this tick saw, for `tinybot pnl`, `status` and the report: prices, balances (a failed balance
+        read keeps the last snapshot, with its age), the hourly price log."""
+        from . import pnl
+
+        balances_read = not any(p.startswith("balances:") for p in snap.problems)
+        try:
+            pnl.record_snapshot(conn, dict(snap.tickers), dict(snap.balances) if balances_read else None)
+        except sqlite3.Error:
+            log.exception("could not record this tick's prices and balances (P/L shows the last ones)")
+
+    def _digest(self, conn) -> None:
+        """Once a day at [alerts] digest_at (local time): the day's P/L, trades, fees, LLM cost, with a chart."""
+        from . import digest
+
+        try:
+            digest.maybe_send(conn, self.cfg, self.notifier())
+        except Exception:
+            log.exception("the daily digest failed (tried again next tick)")
 
     def _run_steps(self, conn: sqlite3.Connection, report: TickReport) -> None:
         from . import proposals, reconcile
@@ -680,8 +705,9 @@ class Scheduler:
             report.notes.append("expired: " + ", ".join(f"#{i}" for i in expired))
 
         self._checkpoint("snapshot")
-        snap = build_snapshot(conn, cfg, ro, sources=tuple(cfg.advisors), candle_cache=self.candle_cache())
+        snap = build_snapshot(conn, cfg, ro, sources=cfg.active_advisors, candle_cache=self.candle_cache())
         report.prices = {m: t.last for m, t in snap.tickers.items()}
+        self._record_snapshot(conn, snap)
         for p in snap.problems:
             report.errors.append(p)
             log.warning("snapshot: %s", p)
@@ -690,7 +716,7 @@ class Scheduler:
         paused = self.outage_since(conn) or (clock.now_iso() if report.outage else None)
 
         created: list[int] = []
-        for name in cfg.advisors:
+        for name in cfg.active_advisors:  # advisors, plus exits and top_up when their settings turn them on
             self._checkpoint(f"advisor {name}")
             outcome = run_advisor(name, snap, cfg)
             for err in outcome.errors:
@@ -790,6 +816,7 @@ class Scheduler:
         restore = self._install_signals()
         self._sleep = sleep or time.sleep
         handler = None
+        phone = None
         code = exitcodes.OK
         died: str | None = None
         refused: str | None = None
@@ -818,6 +845,10 @@ class Scheduler:
                     refused = "; ".join(reasons)
                     code = exitcodes.REFUSED_START
                     return code
+            if not once:  # the owner's phone, on its own thread and connection; nothing when chat_ids is empty
+                from . import telegram
+
+                phone = telegram.Background(self.cfg).start()
             not_before: datetime | None = None
             while not self.stop_reason:
                 now = clock.now()
@@ -862,6 +893,8 @@ class Scheduler:
             return code
         finally:
             self._stopped(once=once, died=died, refused=refused)
+            if phone is not None:
+                phone.stop()
             restore()
             lock.release()
             if handler is not None:
