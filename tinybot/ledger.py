@@ -51,18 +51,20 @@ def apply_order(conn: sqlite3.Connection, execution: sqlite3.Row, exchange: str,
         record_fill(conn, execution["id"], exchange, f, execution["client_order_id"], external=external)
     new_state = state_for(order)
     now = clock.now_iso()
+    created = clock.to_iso(clock.from_ms(order.created_ms))
     cur = conn.execute(
         "UPDATE trade_executions SET state = ?, exchange_order_id = COALESCE(exchange_order_id, ?),"
         " filled_amount = ?, filled_quote = ?, fee_paid = ?, fee_currency = COALESCE(?, fee_currency),"
         " updated_at = ?, resolved_at = CASE WHEN ? IN ('filled', 'canceled') THEN ? ELSE resolved_at END,"
         " reason = CASE WHEN state = 'unknown' THEN reason || ' → found on the exchange' ELSE reason END,"
-        # an execution that never reached `submitting` here (restored as claimed, or found by the surprise scan)
-        # takes its order's creation time, so the daily cap, cooldown and anti-flip count it like any other
-        " submitting_at = COALESCE(submitting_at, ?)"
+        # an execution that never reached `submitting` here (found by the surprise scan), or one a restore put
+        # in doubt (its submitting_at is only the claim: the order may have been sent later), takes its order's
+        # creation time, so the daily cap, cooldown and anti-flip count it from when it really traded
+        " submitting_at = CASE WHEN submitting_at IS NULL THEN ?"
+        "   WHEN in_doubt_at IS NOT NULL AND submitting_at < ? THEN ? ELSE submitting_at END"
         " WHERE id = ? AND state IN (%s)" % ",".join("?" * len(from_states)),
         (new_state, order.order_id, f"{order.filled_amount:f}", f"{order.filled_amount_quote:f}", f"{order.fee_paid:f}",
-         order.fee_currency, now, new_state, now, clock.to_iso(clock.from_ms(order.created_ms)), execution["id"],
-         *from_states),
+         order.fee_currency, now, new_state, now, created, created, created, execution["id"], *from_states),
     )
     return cur.rowcount == 1
 
