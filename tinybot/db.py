@@ -23,11 +23,8 @@ BUSY_TIMEOUT_MS = 30_000
 
 
 def schema_text() -> str:
-    """schema.sql: shipped inside the package when installed, at the repo root in a checkout."""
-    shipped = resources.files("tinybot").joinpath("schema.sql")
-    if shipped.is_file():
-        return shipped.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+    """schema.sql, package data (in a checkout tinybot/schema.sql links to the top-level file)."""
+    return resources.files("tinybot").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
