@@ -252,3 +252,153 @@ CREATE TABLE scheduler_heartbeat (
     next_tick_at  TEXT,                 -- the slot it will run next (NULL once stopped)
     detail        TEXT NOT NULL DEFAULT ''
 );
+
+-- migration: 0005_money_path
+
+-- Bitvavo documents trade ids (and order ids) as unique *per market*: a fill
+-- is keyed by (exchange, market, trade_id), so the same id on another market
+-- is another fill, not a duplicate to drop.  `settled` = 0 while Bitvavo has
+-- not yet reported the fill's fee (fee/feeCurrency come only once settled);
+-- a later sighting of the same fill corrects the fee, and the position with it.
+CREATE TABLE trade_history_v2 (
+    id              INTEGER PRIMARY KEY,
+    execution_id    INTEGER REFERENCES trade_executions (id),
+    exchange        TEXT NOT NULL,
+    trade_id        TEXT NOT NULL,
+    order_id        TEXT NOT NULL,
+    client_order_id TEXT,
+    market          TEXT NOT NULL,
+    side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    amount          TEXT NOT NULL,
+    price           TEXT NOT NULL,
+    fee             TEXT NOT NULL,
+    fee_currency    TEXT NOT NULL,
+    executed_at     TEXT NOT NULL,
+    recorded_at     TEXT NOT NULL,
+    settled         INTEGER NOT NULL DEFAULT 1 CHECK (settled IN (0, 1)),
+    external        INTEGER NOT NULL DEFAULT 0 CHECK (external IN (0, 1)),  -- coins tinybot did not buy: not in its P/L
+    UNIQUE (exchange, market, trade_id)
+);
+INSERT INTO trade_history_v2 (id, execution_id, exchange, trade_id, order_id, client_order_id, market, side,
+                              amount, price, fee, fee_currency, executed_at, recorded_at)
+    SELECT id, execution_id, exchange, trade_id, order_id, client_order_id, market, side,
+           amount, price, fee, fee_currency, executed_at, recorded_at FROM trade_history;
+DROP TABLE trade_history;
+ALTER TABLE trade_history_v2 RENAME TO trade_history;
+CREATE INDEX trade_history_market_time ON trade_history (market, executed_at);
+CREATE INDEX trade_history_time ON trade_history (executed_at);
+CREATE INDEX trade_history_unsettled ON trade_history (execution_id) WHERE settled = 0;
+
+-- A sell proposed explicitly as selling coins tinybot did not buy
+-- (`tinybot propose ... sell --external`): allowed past tinybot's own
+-- position, booked apart from its P/L.
+ALTER TABLE proposals ADD COLUMN external INTEGER NOT NULL DEFAULT 0 CHECK (external IN (0, 1));
+ALTER TABLE trade_executions ADD COLUMN external INTEGER NOT NULL DEFAULT 0 CHECK (external IN (0, 1));
+-- When an execution became "in doubt" without a send of its own that bounds
+-- it (a restore from backup put it back as claimed/submitting/unknown): reconcile
+-- may call its order absent only from in_doubt_at + 2 access windows + grace.
+ALTER TABLE trade_executions ADD COLUMN in_doubt_at TEXT;
+-- Orders the exchange has that no execution accounts for (a clientOrderId
+-- tinybot has no row for, a second order under an execution's clientOrderId,
+-- an order for a row that never sent one): found by reconcile's surprise
+-- scan, booked (their fills move positions and count against the caps),
+-- alerted once, and remembered here so a later scan only syncs their fills.
+CREATE TABLE unaccounted_orders (
+    id              INTEGER PRIMARY KEY,
+    exchange        TEXT NOT NULL,
+    market          TEXT NOT NULL,
+    order_id        TEXT NOT NULL,
+    client_order_id TEXT,
+    execution_id    INTEGER REFERENCES trade_executions (id),
+    side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    status          TEXT NOT NULL,
+    first_seen_at   TEXT NOT NULL,
+    detail          TEXT NOT NULL,
+    UNIQUE (exchange, market, order_id)
+);
+
+-- migration: 0006_pnl
+
+-- What the last tick saw, so `tinybot pnl` and `status` answer from the
+-- database alone (no exchange, no ccxt): one row per market and per asset,
+-- overwritten every tick (small writes; nothing accumulates).
+CREATE TABLE market_prices (
+    market  TEXT PRIMARY KEY,
+    bid     TEXT NOT NULL,
+    ask     TEXT NOT NULL,
+    last    TEXT NOT NULL,
+    at      TEXT NOT NULL
+);
+CREATE TABLE account_balances (
+    asset     TEXT PRIMARY KEY,
+    available TEXT NOT NULL,
+    in_order  TEXT NOT NULL,
+    at        TEXT NOT NULL
+);
+-- What the account held before tinybot's first recorded fill, per asset
+-- (fixed at the first balance snapshot: balance minus the fills booked by
+-- then).  drift = balance now - (baseline + every fill since): zero unless
+-- money moved outside tinybot (deposits, withdrawals, manual trades).
+CREATE TABLE account_baseline (
+    asset  TEXT PRIMARY KEY,
+    amount TEXT NOT NULL,
+    at     TEXT NOT NULL
+);
+-- One price per market per hour (the first tick of the hour), for the
+-- report's equity curve and price chart: 24 small rows a day per market.
+CREATE TABLE price_log (
+    hour    TEXT NOT NULL,      -- 'YYYY-MM-DDTHH:00:00.000000Z'
+    market  TEXT NOT NULL,
+    bid     TEXT NOT NULL,
+    ask     TEXT NOT NULL,
+    last    TEXT NOT NULL,
+    PRIMARY KEY (hour, market)
+);
+
+-- migration: 0007_candles
+
+-- The candle store (tinybot/candles.py): Bitvavo candles fetched with
+-- `tinybot data fetch` or imported from CSV, for `tinybot replay`.  Prices
+-- and volumes are decimal strings as Bitvavo sends them; ts_ms is the
+-- candle's open time in ms since the epoch (UTC).  An interval without
+-- trades has no candle on Bitvavo and gets no row here: gaps stay gaps.
+-- Replay only reads these tables; it trades in a scratch database.
+CREATE TABLE candles (
+    market   TEXT NOT NULL,             -- 'BTC-EUR'
+    interval TEXT NOT NULL,             -- '1m', '1h', '1d', ...
+    ts_ms    INTEGER NOT NULL,          -- open time
+    open     TEXT NOT NULL,
+    high     TEXT NOT NULL,
+    low      TEXT NOT NULL,
+    close    TEXT NOT NULL,
+    volume   TEXT NOT NULL,
+    PRIMARY KEY (market, interval, ts_ms)
+) WITHOUT ROWID;
+
+-- Which time ranges were downloaded or imported, written in the same
+-- transaction as their candles: a missing candle inside a covered range is
+-- a gap (no trades), one outside was never fetched, and an interrupted
+-- fetch resumes with the ranges not covered yet.
+CREATE TABLE candle_coverage (
+    id          INTEGER PRIMARY KEY,
+    market      TEXT NOT NULL,
+    interval    TEXT NOT NULL,
+    start_ms    INTEGER NOT NULL,       -- inclusive
+    end_ms      INTEGER NOT NULL,       -- exclusive
+    source      TEXT NOT NULL,          -- 'bitvavo' or 'csv:<file name>'
+    recorded_at TEXT NOT NULL,
+    CHECK (end_ms > start_ms)
+);
+CREATE INDEX candle_coverage_market ON candle_coverage (market, interval, start_ms);
+
+-- A market's limits as Bitvavo listed them at fetch time, so replay's
+-- simulated exchange applies the real tick size, decimals and minimums.
+CREATE TABLE candle_markets (
+    market            TEXT PRIMARY KEY,
+    tick_size         TEXT NOT NULL,
+    quantity_decimals INTEGER NOT NULL,
+    notional_decimals INTEGER NOT NULL,
+    min_quote         TEXT NOT NULL,
+    min_base          TEXT NOT NULL,
+    recorded_at       TEXT NOT NULL
+);

@@ -202,7 +202,7 @@ def bench_execute(rep: Report, work: Path, n: int, profile: bool = False, spread
     ids = []
     for i in range(n):
         with shift.at(i):
-            ids.append(proposals.create(conn, Draft(MARKETS[i % len(MARKETS)], "buy", Decimal("5"), None, "bench"),
+            ids.append(proposals.create(conn, Draft(MARKETS[i % len(MARKETS)], "buy", Decimal("6"), None, "bench"),
                                         source="bench", ttl=timedelta(days=1), approve=True))
     fconn = floor_conn(d / "floor.db")
     floor, times = [], []
@@ -327,7 +327,7 @@ def bench_guards(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
         cfg = config.load(bench_config(d, cooldown="1h", anti_flip="6h"))
         conn = db.open_db(cfg.db_path)
         seed_history(conn, n, clock.now())
-        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "bench"), source="bench",
+        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "bench"), source="bench",
                                ttl=timedelta(hours=1), approve=True)
         setups[n] = (cfg, conn, conn.execute("SELECT * FROM proposals WHERE id = ?", (pid,)).fetchone())
     md = StaticMarketData(PRICES)
@@ -411,7 +411,7 @@ def bench_startup(rep: Report, work: Path, reps: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(TINYBOT_CONFIG=str(cfg_path), PYTHONPYCACHEPREFIX=str(work / "pycache"))
     py = sys.executable
-    subprocess.run([py, "-m", "tinybot", "status"], env=env, capture_output=True, check=True)  # migrate once
+    subprocess.run([py, "-m", "tinybot", "init"], env=env, capture_output=True, check=True)  # only init creates the DB
     cmds = {
         "python -c pass": [py, "-c", "pass"],
         "python -c 'import ccxt'": [py, "-c", "import ccxt"],
@@ -520,6 +520,7 @@ def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dic
         env.update({"TINYBOT_CONFIG": str(cfg_path), "TINYBOT_TRADE_KEY": SIM_TRADE[0],
                     "TINYBOT_TRADE_SECRET": SIM_TRADE[1], "TINYBOT_READ_KEY": SIM_READ[0],
                     "TINYBOT_READ_SECRET": SIM_READ[1]})
+        subprocess.run([sys.executable, "-m", "tinybot", "init"], env=env, capture_output=True, check=True)
         # the bench has no alert URL and no backup: doctor's go/no-go says no, and that is expected here
         bot = subprocess.Popen([sys.executable, "-m", "tinybot", "run", "--ignore-doctor"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -588,7 +589,7 @@ def bench_growth(rep: Report, work: Path, run_growth: dict | None, trades: int) 
     ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
     before = table_bytes(cfg.db_path)
     for i in range(trades):
-        pid = proposals.create(conn, Draft(MARKETS[i % 2], "buy", Decimal("5"), None,
+        pid = proposals.create(conn, Draft(MARKETS[i % 2], "buy", Decimal("6"), None,
                                            "rules: SMA12 crossed above SMA26 on closed 1h candles"),
                                source="rules", ttl=timedelta(minutes=30), approve=True)
         executor.execute(conn, cfg, ex, pid)
@@ -672,7 +673,7 @@ def bench_storm(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
             d = work / f"storm-{n}-{k}"
             cfg = config.load(bench_config(d))
             conn = db.open_db(cfg.db_path)
-            pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "storm"), source="bench",
+            pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "storm"), source="bench",
                                    ttl=timedelta(hours=1), approve=True)
             conn.close()
             bare, _ = storm(cfg.path, pid, n, bare=True)

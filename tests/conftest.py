@@ -12,7 +12,7 @@ pytest_plugins = ["simfixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = ("TINYBOT_READ_KEY", "TINYBOT_READ_SECRET", "TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET",
-              "TINYBOT_LLM_KEY", "TINYBOT_ALERT_URLS")
+              "TINYBOT_LLM_KEY", "TINYBOT_ALERT_URLS", "TINYBOT_TELEGRAM_TOKEN")
 
 RISK_TOML = """\
 [risk]
@@ -49,13 +49,21 @@ def isolated(tmp_path, monkeypatch):
 
 @pytest.fixture
 def write_config(tmp_path):
-    """write_config(text=PAPER_TOML, **replacements) -> Config loaded from tmp_path/bot.toml."""
-    from tinybot import config
+    """write_config(text=PAPER_TOML, name="bot.toml", init=True) -> Config loaded from tmp_path/name.
 
-    def write(text: str = PAPER_TOML, name: str = "bot.toml"):
+    ``init=True`` also creates the database, as `tinybot init` does: every other
+    command refuses a missing one.  Pass ``init=False`` to test that refusal.
+    """
+    from tinybot import config, db
+
+    def write(text: str = PAPER_TOML, name: str = "bot.toml", init: bool = True):
         path = tmp_path / name
         path.write_text(text, encoding="utf-8")
-        return config.load(path)
+        cfg = config.load(path)
+        if init:
+            cfg.db_path.parent.mkdir(parents=True, exist_ok=True)
+            db.open_db(cfg.db_path).close()
+        return cfg
 
     return write
 

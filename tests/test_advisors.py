@@ -130,7 +130,7 @@ def test_rules_run_through_the_output_checks(write_config):
 def dca_cfg(write_config, every="1d", ttl="30m"):
     return write_config('advisors = ["dca"]\n' + PAPER_TOML.replace('proposal_ttl = "30m"', f'proposal_ttl = "{ttl}"')
                         .replace('cooldown = "1h"', 'cooldown = "0s"').replace('anti_flip = "6h"', 'anti_flip = "0s"')
-                        + f'[dca]\nmarket = "BTC-EUR"\nbuy_eur = 5\nevery = "{every}"\n')
+                        + f'[dca]\nmarket = "BTC-EUR"\nbuy_eur = 6\nevery = "{every}"\n')
 
 
 def dca_proposals(conn):
@@ -144,13 +144,13 @@ def test_dca_buys_every_period_exactly_at_the_boundary(write_config):
     with freeze_time("2026-11-27 20:00:00") as frozen:
         sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
         first = sched.tick()
-        assert first.orders and first.proposals == ["#1 dca buy BTC-EUR €5.00"]
+        assert first.orders and first.proposals == ["#1 dca buy BTC-EUR €6.00"]
         frozen.move_to("2026-11-28 19:59:59")  # one second before a day has passed
         sched.tick(scheduler.slot_of(clock.now(), timedelta(seconds=1)))
         assert len(dca_proposals(conn)) == 1
         frozen.move_to("2026-11-28 20:00:00")  # exactly `every` after the last one
         r = sched.tick(scheduler.slot_of(clock.now(), timedelta(seconds=1)))
-    assert r.proposals == ["#2 dca buy BTC-EUR €5.00"] and r.orders
+    assert r.proposals == ["#2 dca buy BTC-EUR €6.00"] and r.orders
     assert dca_proposals(conn) == [("2026-11-27T20:00:00", "approved"), ("2026-11-28T20:00:00", "approved")]
     assert "last one proposed 2026-11-27 20:00Z" in proposals.get(conn, 2)["reason"]
 
@@ -170,7 +170,7 @@ def test_dca_retries_a_blocked_buy_after_the_ttl_not_every_tick(write_config):
         killswitch.set_enabled(conn, True, "test", by="test")
         frozen.move_to("2026-11-27 20:30:00")
         r = sched.tick()
-    assert r.proposals == ["#2 dca buy BTC-EUR €5.00"] and r.orders and "first buy" in proposals.get(conn, 2)["reason"]
+    assert r.proposals == ["#2 dca buy BTC-EUR €6.00"] and r.orders and "first buy" in proposals.get(conn, 2)["reason"]
 
 
 def test_dca_waits_for_a_pending_manual_proposal_and_counts_a_rejection(write_config):

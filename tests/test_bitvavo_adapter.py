@@ -6,6 +6,7 @@ so "nothing was sent" is checked on the wire, not assumed.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -15,6 +16,7 @@ import pytest
 from freezegun import freeze_time
 
 from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, make_ccxt
+from tinybot import clock
 from tinybot.config import Config, ConfigError, ExchangeConfig, Secrets
 from tinybot.exchange import bitvavo
 from tinybot.exchange.base import ExchangeError, ReadOnlyClientError
@@ -75,9 +77,14 @@ def spy(client) -> Wire:
     return wire
 
 
+def never_sleep(seconds):
+    raise AssertionError(f"a test tried to sleep {seconds}s: inject a sleep that moves the clock")
+
+
 @pytest.fixture
 def trading(rich_sim, tmp_path):
-    t = BitvavoTrading(make_cfg(tmp_path, rich_sim.url), TRADE_KEY, TRADE_SECRET, rate_limit=False)
+    t = BitvavoTrading(make_cfg(tmp_path, rich_sim.url), TRADE_KEY, TRADE_SECRET, rate_limit=False,
+                       sleep=never_sleep)
     return t, spy(t), rich_sim.sim
 
 
@@ -208,10 +215,14 @@ def test_bad_operator_id_is_refused(rich_sim, tmp_path):
 
 
 def test_view_only_key_is_refused(rich_sim, tmp_path):
+    # a view-only key may not even read orders, so the pre-send clientOrderId check is refused (31x)
+    # and nothing is sent; were it allowed to read, the order request itself would get 310
     t = BitvavoTrading(make_cfg(tmp_path, rich_sim.url), READ_KEY, READ_SECRET, rate_limit=False)
+    wire = spy(t)
     out = buy(t)
-    assert (out.kind, out.code) == ("refused", "310")
-    assert rich_sim.sim.orders() == []
+    assert out.kind == "refused", out
+    assert re.search(r"errorCode 31\d", out.reason), out.reason
+    assert rich_sim.sim.orders() == [] and wire.to("POST", "/v2/order") == []
 
 
 def test_missing_operator_id_fails_construction(rich_sim, tmp_path):
@@ -247,7 +258,8 @@ def test_amounts_are_sent_exactly_as_given(trading):
         assert b["operatorId"] == OPERATOR_ID and isinstance(b["operatorId"], int)
         assert b["orderType"] == "market" and uuid.UUID(b["clientOrderId"])
         assert "cost" not in b
-    assert [o["amountQuote"] for o in sim.orders()[:3]] == ["10", "10.00", "5.10"]
+    # what the exchange booked (the simulator echoes amounts in its own normal form)
+    assert [Decimal(o["amountQuote"]) for o in sim.orders()[:3]] == [Decimal("10"), Decimal("10"), Decimal("5.1")]
 
 
 def test_buy_by_base_and_sell_by_eur(trading):
@@ -275,24 +287,88 @@ def test_access_window_timeout_and_operator_reach_ccxt(rich_sim, tmp_path):
 
 # --- rate limits ------------------------------------------------------------------------------
 
-def test_after_a_110_nothing_reaches_the_exchange_until_reset(trading):
+def at_second_15_of_next_minute() -> datetime:
+    """A moment a few seconds ahead (freezegun moves the simulator's clock too): hh:mm:15."""
+    now = datetime.now(timezone.utc)
+    return now.replace(second=15, microsecond=0) + timedelta(minutes=1)
+
+
+def test_after_a_110_nothing_reaches_the_exchange_until_the_end_of_the_next_minute(trading):
     t, wire, sim = trading
     sim.add_fault("rate_limit_110", on="balance")
-    with pytest.raises(ExchangeError) as e:
-        t.balances()
+    over = at_second_15_of_next_minute()
+    free = over.replace(second=0) + timedelta(minutes=2)  # over at 12:00:15 → free at 12:02:00
+    with freeze_time(over):
+        with pytest.raises(ExchangeError) as e:
+            t.balances()
     assert "errorCode 110" in str(e.value)
     status, headers = wire.responses[-1]
-    assert status == 429 and t.rate_limited_until_ms() == int(headers["bitvavo-ratelimit-resetat"])
+    assert status == 429 and int(headers["bitvavo-ratelimit-resetat"]) < clock.to_ms(free)  # the header says +60 s
+    assert t.rate_limited_until_ms() == clock.to_ms(free)
     n = len(wire.requests)
-    with pytest.raises(ExchangeError, match=r"^Bitvavo rate limited until \d{4}-"):
-        t.ticker(MARKET)
-    out = buy(t)
-    assert (out.kind, out.code) == ("refused", "rate_limited")
+    with freeze_time(free - timedelta(milliseconds=1)):
+        with pytest.raises(ExchangeError, match=r"^Bitvavo rate limited until \d{4}-"):
+            t.ticker(MARKET)
+        out = buy(t)
+        assert (out.kind, out.code) == ("refused", "rate_limited")
     assert len(wire.requests) == n and sim.orders() == []
-    # the simulator's resetat header (now + 60 s) is what we wait for
-    with freeze_time(datetime.now(timezone.utc) + timedelta(seconds=61)):
+    with freeze_time(free):
         assert t.ticker(MARKET).bid > 0
     assert len(wire.requests) == n + 1
+
+
+def test_a_105_ban_lasts_as_long_as_its_message_says(trading, monkeypatch):
+    t, wire, sim = trading
+    monkeypatch.setattr(bitvavo, "PACE_RESERVE", 0)  # let it run into the limit (pacing would stop short)
+    sim.set_mode(rate_limit_code=105)
+    sim.rate_limit = 6  # balance weighs 5: the second call goes over
+    over = at_second_15_of_next_minute()
+    with freeze_time(over):
+        t.balances()
+        with pytest.raises(ExchangeError) as e:
+            t.balances()
+    assert "errorCode 105" in str(e.value)
+    stated = int(re.search(r"\b(\d{13})\b", str(e.value)).group(1))
+    assert t.rate_limited_until_ms() == max(stated, clock.to_ms(over.replace(second=0) + timedelta(minutes=2)))
+
+
+def test_110_with_http_404_is_an_invalid_endpoint_not_a_rate_limit(trading):
+    t, wire, sim = trading
+    with pytest.raises(ExchangeError) as e:
+        t._ep.call("nothing", t.client.fetch, t.url + "/v2/nowhere", "GET")
+    assert "errorCode 110" in str(e.value) and wire.responses[-1][0] == 404
+    assert t.rate_limited_until_ms() is None  # no backoff: it was a bug, not a ban
+    assert t.ticker(MARKET).bid > 0
+
+
+def test_a_send_answered_110_with_404_is_refused_and_one_with_429_is_ambiguous():
+    import ccxt
+
+    e = ccxt.BadRequest('bitvavo {"errorCode":110,"error":"Invalid endpoint. Please check url and HTTP method."}')
+    assert (classify_send(e, 404).kind, classify_send(e, 404).code) == ("refused", "110")
+    assert classify_send(e, 429).kind == "ambiguous"
+    assert classify_send(e).kind == "ambiguous"  # no status known: the safe side
+
+
+def test_reads_pause_before_the_minute_budget_runs_out(sim_factory, tmp_path):
+    """Bitvavo answers every call with bitvavo-ratelimit-remaining/-resetat: tinybot waits for the
+    minute to end before it reaches 0, instead of running into a 429 (the sleep is injected)."""
+    rich = sim_factory(accounts=[SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}),
+                                            {"EUR": Decimal("1000")})], rate_limit=30)
+    sleeps: list[float] = []
+    start = at_second_15_of_next_minute()
+    with freeze_time(start) as frozen:
+        def sleep(seconds):
+            sleeps.append(seconds)
+            frozen.tick(timedelta(seconds=seconds))
+
+        t = BitvavoTrading(make_cfg(tmp_path, rich.url), TRADE_KEY, TRADE_SECRET, rate_limit=False, sleep=sleep)
+        wire = spy(t)
+        for _ in range(12):  # 12 × weight 5 = 60: twice the minute's budget of 30
+            assert t.balances()["EUR"].available == Decimal("1000")
+    assert [s for s, _ in wire.responses] == [200] * 12  # never a 429
+    assert len(sleeps) >= 2 and all(0 < s <= 61 for s in sleeps)
+    assert t.rate_limited_until_ms() is None
 
 
 def test_backoff_is_shared_by_clients_of_the_same_key(trading, tmp_path):
@@ -398,3 +474,119 @@ def test_classifier_on_exceptions_ccxt_raises_without_http():
     assert classify_send(TypeError("boom")).kind == "ambiguous"
     assert classify_send({"id": None, "info": "not json"}).kind == "ambiguous"
     assert classify_send({"id": "x", "info": {"orderId": "x"}}).kind == "ambiguous"  # an order we cannot read
+
+
+# --- unsettled fills, time windows, pages, the pre-send check --------------------------------
+
+def rich_accounts():
+    return [SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), {"EUR": Decimal("1000")})]
+
+
+def test_unsettled_fills_carry_no_fee_until_bitvavo_settles_them(sim_factory, tmp_path):
+    running = sim_factory(accounts=rich_accounts(), unsettled="manual")
+    t = BitvavoTrading(make_cfg(tmp_path, running.url), TRADE_KEY, TRADE_SECRET, rate_limit=False, sleep=never_sleep)
+    since = t.server_time_ms() - 1000
+    out = buy(t, "6")
+    assert out.kind == "accepted", out
+    (f,) = out.order.fills
+    assert (f.settled, f.fee) == (False, Decimal(0))
+    (f,) = t.trades_since(MARKET, since)
+    assert (f.settled, f.fee) == (False, Decimal(0))
+    assert running.sim.settle_fills() == 1
+    (g,) = t.trades_since(MARKET, since)
+    assert (g.trade_id, g.settled) == (f.trade_id, True) and g.fee > 0
+    assert g.fee == t.fetch_order(MARKET, out.order.client_order_id).fee_paid
+
+
+@pytest.mark.parametrize("window", ["clamp", "refuse"])
+def test_orders_and_trades_older_than_a_day_are_read_in_24_hour_slices(sim_factory, tmp_path, window):
+    """Bitvavo's GET /trades spans at most 24 h a request (its websocket docs say the same of orders):
+    whether the exchange refuses a longer span or silently cuts it, every order and fill is found."""
+    running = sim_factory(accounts=rich_accounts(), trades_window=window, orders_window=window)
+    start = datetime.now(timezone.utc)
+    with freeze_time(start) as frozen:
+        t = BitvavoTrading(make_cfg(tmp_path, running.url), TRADE_KEY, TRADE_SECRET, rate_limit=False,
+                           sleep=never_sleep)
+        sent = []
+        for _ in range(3):
+            out = buy(t)
+            assert out.kind == "accepted", out
+            sent.append(out.order.order_id)
+            frozen.tick(timedelta(hours=25))
+        wire = spy(t)
+        since = clock.to_ms(start) - 60_000
+        assert sorted(o.order_id for o in t.orders_since(MARKET, since)) == sorted(sent)
+        assert sorted(f.order_id for f in t.trades_since(MARKET, since)) == sorted(sent)
+        now = clock.now_ms()
+    day = 86_400_000
+    for path in ("/v2/orders", "/v2/trades"):
+        spans = []
+        for _, url, _, _ in wire.to("GET", path):
+            q = dict(p.split("=") for p in url.split("?")[1].split("&"))
+            s, e = int(q["start"]), int(q["end"]) if "end" in q else None
+            assert (e - s if e is not None else now - s) <= day, url
+            spans.append((s, e))
+        assert len(spans) >= 4  # 75 hours in slices of at most 24
+        assert spans[0][0] == since and spans[-1][1] is None
+        assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))  # contiguous: nothing falls between
+
+
+def test_a_full_page_is_followed_back_until_it_is_not_full(trading, monkeypatch):
+    t, _, sim = trading
+    since = t.server_time_ms() - 1000
+    sent = {buy(t).order.order_id for _ in range(5)}
+    monkeypatch.setattr(bitvavo, "PAGE_LIMIT", 2)
+    wire = spy(t)
+    assert {o.order_id for o in t.orders_since(MARKET, since)} == sent
+    assert {f.order_id for f in t.trades_since(MARKET, since)} == sent
+    assert len(wire.to("GET", "/v2/orders")) >= 3 and len(wire.to("GET", "/v2/trades")) >= 3
+
+
+def test_lookups_further_back_than_a_month_are_refused_not_silently_cut(trading):
+    t, wire, _ = trading
+    with pytest.raises(ExchangeError, match="more than 31 days back"):
+        t.orders_since(MARKET, 0)
+    assert wire.requests == []
+
+
+def test_the_pre_send_check_scans_orders_since_the_claim_when_the_id_lookup_finds_nothing(sim_factory, tmp_path):
+    """Bitvavo may not find a closed order by clientOrderId: a resend after a fill must still be caught."""
+    running = sim_factory(accounts=rich_accounts(), find_closed_by_client_id=False)
+    t = BitvavoTrading(make_cfg(tmp_path, running.url), TRADE_KEY, TRADE_SECRET, rate_limit=False, sleep=never_sleep)
+    c, claimed = cid(), t.server_time_ms() - 5_000
+    first = t.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("5"), claimed_ms=claimed)
+    assert first.kind == "accepted", first
+    assert t.fetch_order(MARKET, c) is None  # the premise: the filled order is not found by its id
+    wire = spy(t)
+    again = t.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("5"), claimed_ms=claimed)
+    assert (again.kind, again.code) == ("ambiguous", "220"), again
+    assert first.order.order_id in again.reason
+    assert wire.to("POST", "/v2/order") == [] and len(running.sim.orders()) == 1
+    (scan,) = wire.to("GET", "/v2/orders")
+    assert f"start={claimed}" in scan[1]
+    # without a claim time the scan starts one day before the signing deadline
+    sign_by = t.server_time_ms() + 10_000
+    wire.requests.clear()
+    again = t.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("5"), sign_by_ms=sign_by)
+    assert (again.kind, again.code) == ("ambiguous", "220")
+    assert f"start={sign_by - 86_400_000}" in wire.to("GET", "/v2/orders")[0][1]
+    assert len(running.sim.orders()) == 1
+
+
+def test_probing_what_each_key_may_read_uses_get_only(sim_factory, tmp_path):
+    from simfixtures import shared_accounts
+
+    running = sim_factory(accounts=shared_accounts())
+    cfg = make_cfg(tmp_path, running.url)
+    keys = {"read": (READ_KEY, READ_SECRET), "trade": (TRADE_KEY, TRADE_SECRET)}
+    read, trade = bitvavo.probe_key_rights(cfg, MARKET, keys, rate_limit=False)
+    assert (read.role, read.balance, read.reads_orders) == ("read", None, False)
+    assert "errorCode 310" in read.orders
+    assert (trade.role, trade.balance, trade.orders, trade.reads_orders) == ("trade", None, None, True)
+    # a "view" key that can read orders is reported as such (it very likely has trade rights)
+    running.sim.set_mode(view_key_reads_orders=True)
+    read, _ = bitvavo.probe_key_rights(cfg, MARKET, keys, rate_limit=False)
+    assert read.reads_orders
+    (bad,) = bitvavo.probe_key_rights(cfg, MARKET, {"read": ("nobody", "nothing")}, rate_limit=False)
+    assert bad.balance and bad.orders and "errorCode 30" in bad.balance
+    assert running.sim.orders() == []

@@ -16,7 +16,9 @@ from conftest import PAPER_TOML, run_cli
 @pytest.fixture
 def runner(tmp_path):
     (tmp_path / "bot.toml").write_text(PAPER_TOML)
-    return CliRunner()
+    r = CliRunner()
+    assert r.invoke(cli, ["init"], catch_exceptions=False).exit_code == 0  # only init creates the database
+    return r
 
 
 def invoke(runner, *args):
@@ -35,7 +37,7 @@ def test_every_command_has_help(runner):
 
 
 def test_listings_have_json(runner):
-    invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     invoke(runner, "execute", "1")
     for args in (["proposals"], ["executions"], ["history"], ["status"], ["why", "1"], ["reconcile"]):
         r = invoke(runner, *args, "--json")
@@ -44,8 +46,8 @@ def test_listings_have_json(runner):
 
 
 def test_walkthrough_propose_approve_execute_why(runner):
-    r = invoke(runner, "propose", "btc/eur", "buy", "--eur", "5", "--reason", "try it")
-    assert r.exit_code == 0 and r.output.startswith("Proposal 1: buy BTC-EUR €5 — pending")
+    r = invoke(runner, "propose", "btc/eur", "buy", "--eur", "6", "--reason", "try it")
+    assert r.exit_code == 0 and r.output.startswith("Proposal 1: buy BTC-EUR €6 — pending")
     r = invoke(runner, "execute", "1")
     assert r.exit_code == 1
     assert r.output.strip().splitlines()[-1] == (
@@ -63,23 +65,23 @@ def test_walkthrough_propose_approve_execute_why(runner):
 
 
 def test_blocked_execute_exits_3_and_why_names_the_guard(runner):
-    invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     invoke(runner, "execute", "1")
-    invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     r = invoke(runner, "execute", "2")
     assert r.exit_code == 3 and r.output.startswith("Proposal 2: blocked — cooldown_active")
     assert any(line.split()[:3] == ["BLOCK", "commit", "cooldown"] for line in invoke(runner, "why", "2").output.splitlines())
 
 
 @pytest.mark.parametrize("args, error", [
-    (["propose", "BTC-USD", "buy", "--eur", "5"], "Error: MARKET: 'BTC-USD' is not a Bitvavo EUR market name (like BTC-EUR)"),
+    (["propose", "BTC-USD", "buy", "--eur", "6"], "Error: MARKET: 'BTC-USD' is not a Bitvavo EUR market name (like BTC-EUR)"),
     (["propose", "BTC-EUR", "buy"], "Error: give exactly one of --eur or --amount"),
-    (["propose", "BTC-EUR", "buy", "--eur", "5", "--amount", "1"], "Error: give exactly one of --eur or --amount"),
+    (["propose", "BTC-EUR", "buy", "--eur", "6", "--amount", "1"], "Error: give exactly one of --eur or --amount"),
     (["propose", "BTC-EUR", "buy", "--eur", "-5"], "Error: --eur: must be greater than zero"),
     (["propose", "BTC-EUR", "buy", "--eur", "abc"], "Error: --eur: 'abc' is not a number"),
     (["propose", "BTC-EUR", "buy", "--eur", "nan"], "Error: --eur: must be a finite number"),
     (["propose", "BTC-EUR", "buy", "--eur", "5.001"], "Error: --eur: 5.001 has more than 2 decimals (Bitvavo takes whole cents)"),
-    (["propose", "BTC-EUR", "buy", "--eur", "5", "--expires-in", "soon"],
+    (["propose", "BTC-EUR", "buy", "--eur", "6", "--expires-in", "soon"],
      "Error: --expires-in: 'soon' is not a duration (use e.g. '30s', '10m', '2h', '1d')"),
     (["approve", "42"], "Error: no proposal with id 42"),
     (["execute", "42"], "Error: no proposal with id 42"),
@@ -91,17 +93,17 @@ def test_bad_input_gets_an_exact_error_and_writes_nothing(runner, tmp_path, args
     assert r.output.strip().splitlines()[-1] == error
     from tinybot import db
 
-    conn = db.open_db(tmp_path / "tinybot.db")  # may not exist yet: the error came before any write
+    conn = db.connect(tmp_path / "tinybot.db")
     assert conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 0
 
 
 def test_bad_side_is_a_usage_error(runner):
-    r = runner.invoke(cli, ["propose", "BTC-EUR", "hodl", "--eur", "5"])
+    r = runner.invoke(cli, ["propose", "BTC-EUR", "hodl", "--eur", "6"])
     assert r.exit_code == 2 and "Invalid value for '{buy|sell}'" in r.output
 
 
 def test_reject_and_cannot_approve_rejected(runner):
-    invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "5")
+    invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "6")
     assert invoke(runner, "reject", "1").output.strip() == "Proposal 1 rejected."
     r = runner.invoke(cli, ["approve", "1"])
     assert r.output.strip() == "Error: proposal 1 is rejected; only a pending proposal can be approved"
@@ -111,7 +113,7 @@ def test_kill_and_resume(runner):
     assert invoke(runner, "kill", "--reason", "going on holiday").output.strip() == "Trading DISABLED: going on holiday"
     status = json.loads(invoke(runner, "status", "--json").output)
     assert status["kill_switch"]["trading_enabled"] == 0 and status["kill_switch"]["reason"] == "going on holiday"
-    invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     assert invoke(runner, "execute", "1").output.startswith("Proposal 1: blocked — kill_switch_on")
     again = invoke(runner, "kill", "--reason", "second thoughts").output.strip()
     assert again.startswith("Trading was already DISABLED since ") and again.endswith("(cli: going on holiday)")
@@ -133,7 +135,8 @@ def test_init_writes_config_and_db(tmp_path):
                                      ["approve", "1"], ["reject", "1"], ["executions"], ["history"], ["--help"]])
 def test_fast_commands_never_import_ccxt(tmp_path, command):
     (tmp_path / "bot.toml").write_text(PAPER_TOML)
-    run_cli("propose", "BTC-EUR", "buy", "--eur", "5")
+    assert run_cli("init").returncode == 0
+    assert run_cli("propose", "BTC-EUR", "buy", "--eur", "6").returncode == 0
     probe = ("import sys; from tinybot.cli import cli\n"
              "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
              "print('CCXT_LOADED' if 'ccxt' in sys.modules else 'CCXT_ABSENT', file=sys.stderr)")

@@ -57,14 +57,41 @@ def test_defaults_are_sized_for_25_eur(tmp_path):
     ("[paper]\nstarting_eur = -25", "paper.starting_eur: must not be negative"),
     ('[exchange]\noperator_id = "abc"', "exchange.operator_id: must be a whole number, not str"),
     ('[exchange]\naccess_window = "2m"', "exchange.access_window: must be between 100ms and 60s (Bitvavo's range)"),
-    ('advisors = ["oracle"]', "advisors: 'oracle' is not a built-in advisor (rules, dca, llm) or a 'module:function' path"),
+    ('advisors = ["oracle"]', "advisors: 'oracle' is not a built-in advisor (rules, dca, llm, top_up) or a 'module:function' path"),
     ("[rules]\nfast = 30\nslow = 10", "rules.fast: must be smaller than rules.slow (10)"),
     ('[paper]\nprices = { "BTC-EUR" = 0 }', "paper.prices.BTC-EUR: must be greater than zero"),
+    # every number and duration has a range (issue 14, item 8)
+    ('[risk]\ncooldown = "999999999999d"', "risk.cooldown: '999999999999d' is too long (at most 3650d)"),
+    ('[risk]\ncooldown = "31d"', "risk.cooldown: must be at most 30d"),
+    ('[risk]\nproposal_ttl = "0s"', "risk.proposal_ttl: must be at least 1s"),
+    ("[paper]\ntaker_fee = 2.5",
+     "paper.taker_fee: must be a fraction like 0.0025 (= 0.25 %), at most 0.05; 2.5 would be 250.0 %"),
+    ("[paper]\ntaker_fee = -0.01", "paper.taker_fee: must not be negative"),
+    ("[exchange]\noperator_id = 9223372036854775808", "exchange.operator_id: must be at most 9223372036854775807"),
+    ("[exchange]\noperator_id = 0", "exchange.operator_id: must be at least 1"),
+    ('[exchange]\ntimeout = "0s"', "exchange.timeout: must be at least 100ms"),
+    ('[exchange]\nreconcile_grace = "2d"', "exchange.reconcile_grace: must be at most 1d"),
+    ('[dca]\nevery = "0s"', "dca.every: must be at least 1s"),
+    ('[risk]\nallowlist = ["BTC-EUR"]\n[dca]\nmarket = "ETH-EUR"',
+     "dca.market: ETH-EUR is not in risk.allowlist (BTC-EUR); add it there or pick an allowed market"),
+    ('[dca]\nmarket = "BTC-EUR"', "dca.market: BTC-EUR is not in risk.allowlist (empty); add it there or pick an"
+                                  " allowed market"),
+    ('[scheduler]\ninterval = "500ms"', "scheduler.interval: must be at least 1s"),
+    ('[llm]\ntimeout = "0s"', "llm.timeout: must be at least 100ms"),
+    ("[risk]\nmax_trade_eur = 1e12", "risk.max_trade_eur: must be at most 1000000000"),
+    ('[paper]\nprices = { "BTC-EUR" = "1e30" }', "paper.prices.BTC-EUR: must be at most 1000000000"),
+    ("[scheduler]\nlog_backups = 100000", "scheduler.log_backups: must be at most 1000"),
 ])
 def test_bad_config_names_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
         load_text(tmp_path, text)
     assert str(e.value) == f"{tmp_path / 'bot.toml'}: {message}"
+
+
+def test_amounts_from_config_never_print_in_scientific_notation(tmp_path):
+    cfg, _ = load_text(tmp_path, "[risk]\nmax_trade_eur = 1e1\n[llm]\nprice_in_per_mtok_eur = 0.0000001")
+    d = config.describe(cfg)
+    assert d["risk"]["max_trade_eur"] == "10.0" and d["llm"]["price_in_per_mtok_eur"] == "0.0000001"
 
 
 def test_not_toml(tmp_path):
@@ -145,7 +172,7 @@ def test_paper_mode_never_reads_the_trade_key(tmp_path, monkeypatch):
     monkeypatch.setattr(config.Secrets, "get", lambda self, name: asked.append(name) or real_get(self, name))
     cfg, _ = load_text(tmp_path, PAPER_TOML)
     conn = db.open_db(cfg.db_path)
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5")), source="t", ttl=timedelta(minutes=5),
+    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6")), source="t", ttl=timedelta(minutes=5),
                            approve=True)
     ex = executor.trading_exchange(cfg)
     assert executor.execute(conn, cfg, ex, pid).state == "filled"

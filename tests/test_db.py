@@ -52,7 +52,7 @@ def test_schema_has_the_constraints_the_guarantees_rest_on(conn):
     d = sqlite_utils.Database(conn)
     assert ("proposal_id",) in _unique_sets(d["trade_executions"])
     assert ("client_order_id",) in _unique_sets(d["trade_executions"])
-    assert ("exchange", "trade_id") in _unique_sets(d["trade_history"])
+    assert ("exchange", "market", "trade_id") in _unique_sets(d["trade_history"])
     assert ("slot",) in _unique_sets(d["ticks"])
     sql = d["trade_executions"].schema
     states = re.search(r"state\s+TEXT NOT NULL\s+CHECK \(state IN \(([^)]*)\)\)", sql).group(1)

@@ -64,8 +64,13 @@ def cid() -> str:
     return str(uuid.uuid4())
 
 
+def recent(ex: Trading) -> int:
+    """An hour ago on the exchange's clock: every order of a test is newer (Bitvavo pages by 24 h)."""
+    return ex.server_time_ms() - 3_600_000
+
+
 def orders_with(ex: Trading, client_order_id: str) -> list:
-    return [o for o in ex.orders_since(MARKET, 0) if o.client_order_id == client_order_id]
+    return [o for o in ex.orders_since(MARKET, recent(ex)) if o.client_order_id == client_order_id]
 
 
 class TestExchangeContract:
@@ -96,10 +101,17 @@ class TestExchangeContract:
         assert (o.client_order_id, o.market, o.side, o.status) == (c, MARKET, "buy", "filled")
         assert o.amount_quote == Decimal("10")
         assert o.fee_currency == "EUR"
-        assert o.fee_paid == Decimal("0.025")  # 0.25 % taker of €10
-        assert o.filled_amount > 0 and o.fills
+        assert o.filled_amount > 0 and o.fills and all(f.settled for f in o.fills)
         assert sum(f.amount for f in o.fills) == o.filled_amount
+        assert sum(f.amount * f.price for f in o.fills) == o.filled_amount_quote
         assert sum(f.fee for f in o.fills) == o.fee_paid
+        # Bitvavo: a buy by amountQuote costs exactly amountQuote; the base is truncated to
+        # quantityDecimals (8 on BTC-EUR) and that remainder is part of the fee (tinybot/fees.py)
+        assert o.filled_amount_quote + o.fee_paid == Decimal("10")
+        assert o.filled_amount == o.filled_amount.quantize(Decimal("1e-8"))
+        top = max(f.price for f in o.fills)
+        nominal = Decimal("0.0025") * o.filled_amount_quote  # 0.25 % taker on what was traded
+        assert nominal <= o.fee_paid < nominal + top * Decimal("1e-8") * Decimal("1.0025")
         bal = ex.balances()
         assert bal["EUR"].available == backend.eur_start - Decimal("10")
         assert bal["BTC"].available == o.filled_amount
@@ -117,6 +129,10 @@ class TestExchangeContract:
         bal = ex.balances()
         assert bal.get("BTC") is None or bal["BTC"].available == 0
         assert bal["EUR"].available == eur_before + o.filled_amount_quote - o.fee_paid
+        # by base amount the EUR side settles in whole cents, rounded down for a sell
+        received = o.filled_amount_quote - o.fee_paid
+        assert received == received.quantize(Decimal("0.01"))
+        assert received == (o.filled_amount_quote * Decimal("0.9975")).quantize(Decimal("0.01"), "ROUND_FLOOR")
 
     def test_fetch_order_by_client_id(self, backend):
         ex, c = backend.exchange, cid()
@@ -141,7 +157,7 @@ class TestExchangeContract:
         assert (out.kind, out.code) == ("refused", "217")
         assert out.reason
         assert ex.fetch_order(MARKET, c) is None
-        assert ex.orders_since(MARKET, 0) == []
+        assert ex.orders_since(MARKET, recent(ex)) == []
         assert ex.balances()["EUR"].available == backend.eur_start
 
     def test_insufficient_funds_is_refused_216(self, backend):
@@ -158,5 +174,16 @@ class TestExchangeContract:
         second = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("6"))
         assert second.kind in ("ambiguous", "refused"), second
         assert second.order is None
+        assert len(orders_with(ex, c)) == 1
+        assert ex.balances()["EUR"].available == backend.eur_start - Decimal("6")
+
+    def test_a_resend_with_the_claim_time_is_never_a_second_order(self, backend):
+        ex, c = backend.exchange, cid()
+        claimed = ex.server_time_ms() - 2_000
+        first = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("6"), claimed_ms=claimed)
+        assert first.kind == "accepted", first
+        again = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("6"), claimed_ms=claimed,
+                              sign_by_ms=ex.server_time_ms() + 10_000)
+        assert (again.kind, again.code) == ("ambiguous", "220"), again
         assert len(orders_with(ex, c)) == 1
         assert ex.balances()["EUR"].available == backend.eur_start - Decimal("6")

@@ -14,7 +14,7 @@ from tinybot.proposals import Draft
 T0 = "2026-11-27 12:00:00"
 
 
-def propose(conn, market="BTC-EUR", side="buy", eur="5", amount=None, ttl=timedelta(minutes=30), approve=True):
+def propose(conn, market="BTC-EUR", side="buy", eur="6", amount=None, ttl=timedelta(minutes=30), approve=True):
     return proposals.create(conn, Draft(market, side, None if amount else Decimal(eur),
                                         Decimal(amount) if amount else None, "test"),
                             source="test", ttl=ttl, approve=approve)
@@ -32,14 +32,15 @@ def decisions(conn, pid):
 @freeze_time(T0)
 def test_execute_fills_and_records_everything(paper):
     cfg, conn, ex, _ = paper
-    pid = propose(conn, eur="5")
+    pid = propose(conn, eur="6")
     r = executor.execute(conn, cfg, ex, pid)
     assert (r.state, r.sent) == ("filled", True)
     row = conn.execute("SELECT * FROM trade_executions WHERE id = ?", (r.execution_id,)).fetchone()
     assert row["client_order_id"] == r.client_order_id and row["exchange_order_id"] == r.exchange_order_id
     fill = conn.execute("SELECT * FROM trade_history").fetchone()
-    assert Decimal(fill["fee"]) == Decimal("0.0125")  # 0.25 % of €5, in EUR
-    assert ex.balances()["EUR"].available == Decimal("20")
+    # a €6 buy by amountQuote costs exactly €6: 0.25 % plus the base truncation remainder (tinybot/fees.py)
+    assert Decimal(fill["fee"]) == Decimal("6") - Decimal(fill["amount"]) * Decimal(fill["price"]) >= Decimal("0.0149")
+    assert ex.balances()["EUR"].available == Decimal("19")
     pos = conn.execute("SELECT * FROM positions WHERE market = 'BTC-EUR'").fetchone()
     assert Decimal(pos["base"]) == Decimal(fill["amount"]) > 0
 
@@ -259,7 +260,8 @@ def test_per_trade_cap_and_exchange_minimum(paper):
     assert decisions(conn, big) == {"max_trade": "over_max_trade"}
     small = propose(conn, market="ETH-EUR", eur="4.99")
     assert executor.execute(conn, cfg, ex, small).state == "blocked"
-    assert decisions(conn, small) == {"exchange_minimum": "below_exchange_minimum"}
+    # under the minimum, and (after the fee) a position nobody could sell again
+    assert decisions(conn, small) == {"exchange_minimum": "below_exchange_minimum", "sellable_after": "would_strand"}
 
 
 def test_daily_cap_resets_at_utc_midnight(paper):

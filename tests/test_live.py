@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, db, executor, proposals, reconcile
+from tinybot import clock, db, executor, guards, proposals, reconcile
 from tinybot.config import ConfigError
 from tinybot.exchange import read_only
 from tinybot.proposals import Draft
@@ -51,7 +51,7 @@ def live(sim, write_config, monkeypatch):
     conn.close()
 
 
-def propose(conn, market="BTC-EUR", side="buy", eur="5", amount=None):
+def propose(conn, market="BTC-EUR", side="buy", eur="6", amount=None):
     return proposals.create(conn, Draft(market, side, None if amount else Decimal(eur),
                                         Decimal(amount) if amount else None, "live test"),
                             source="test", ttl=timedelta(minutes=30), approve=True)
@@ -179,7 +179,7 @@ def test_operator_id_missing_refuses_before_anything_is_sent(sim, write_config, 
     with pytest.raises(ConfigError) as e:
         executor.trading_exchange(cfg)
     assert str(e.value) == f"live mode needs an operatorId: set [exchange] operator_id in {cfg.path}"
-    run_cli("propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    run_cli("propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     r = run_cli("execute", "1")
     assert r.returncode == 1
     assert r.stderr.strip() == f"Error: live mode needs an operatorId: set [exchange] operator_id in {cfg.path}"
@@ -213,11 +213,19 @@ def test_reconcile_reports_orders_we_have_no_row_for(live):
 
     make_ccxt(sim.url).create_order("BTC/EUR", "market", "buy", None, None,
                                     {"cost": "5", "clientOrderId": "0f8a3b1e-2222-4aaa-8bbb-000000000002"})
-    report = reconcile.reconcile(conn, cfg, read_only(cfg))
-    assert len(report.surprises) == 1 and "0f8a3b1e-2222-4aaa-8bbb-000000000002" in report.surprises[0]
-    assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'surprise_order' AND severity = 'error'").fetchone()[0] == 1
     r = run_cli("reconcile")
-    assert "SURPRISE: order" in r.stderr
+    assert "SURPRISE: order" in r.stderr and "0f8a3b1e-2222-4aaa-8bbb-000000000002" in r.stderr
+    assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'surprise_order' AND severity = 'error'").fetchone()[0] == 1
+    # booked: its fill moves the position and counts against today's cap
+    fill = conn.execute("SELECT * FROM trade_history WHERE client_order_id = '0f8a3b1e-2222-4aaa-8bbb-000000000002'").fetchone()
+    assert fill is not None and fill["execution_id"] is None
+    assert Decimal(conn.execute("SELECT base FROM positions WHERE market = 'BTC-EUR'").fetchone()[0]) == Decimal(fill["amount"])
+    assert guards.spent_today(conn, clock.now()) == Decimal(fill["amount"]) * Decimal(fill["price"]) + Decimal(fill["fee"])
+    # reported once: a later scan books nothing twice and raises no second alarm
+    report = reconcile.reconcile(conn, cfg, read_only(cfg))
+    assert report.surprises == []
+    assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'surprise_order'").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM trade_history").fetchone()[0] == 1
 
 
 def test_slow_checks_before_sending_past_the_deadline_send_nothing(live):

@@ -45,7 +45,7 @@ def rows(conn, table):
 def test_backup_is_a_consistent_snapshot_while_a_writer_is_mid_transaction(tmp_path):
     tinybot("init")
     cfg = config.load()
-    tinybot("propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    tinybot("propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     writer = db.connect(cfg.db_path)
     writer.execute("BEGIN IMMEDIATE")
     writer.execute("INSERT INTO events (at, kind, detail) VALUES ('2026-01-01T00:00:00.000000Z', 'x', 'uncommitted')")
@@ -102,7 +102,7 @@ def test_the_documented_rollback_procedure(tmp_path, monkeypatch):
     # The bot trades on version N.
     tinybot("init")
     cfg = config.load()
-    tinybot("propose", "BTC-EUR", "buy", "--eur", "5", "--approve")
+    tinybot("propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     tinybot("execute", "1")
     conn = db.connect(cfg.db_path)
     before = {t: rows(conn, t) for t in ("trade_executions", "trade_history", "positions", "paper_balances")}

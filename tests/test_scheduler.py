@@ -38,11 +38,11 @@ def gate_advisor(snapshot, cfg):
     deadline = time.monotonic() + 20
     while not release.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
-    return [Draft("BTC-EUR", "buy", amount_quote=Decimal("5"), reason="gate opened")]
+    return [Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason="gate opened")]
 
 
 def buy_btc(snapshot, cfg):
-    return [Draft("BTC-EUR", "buy", amount_quote=Decimal("5"), reason="test: buy €5")]
+    return [Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason="test: buy €5")]
 
 
 def garbage(snapshot, cfg):
@@ -54,10 +54,10 @@ def raises(snapshot, cfg):
 
 
 def half_bad(snapshot, cfg):
-    return [Draft("BTC-EUR", "buy", amount_quote=Decimal("5"), reason="fine"),
-            Draft("BTC-EUR", "hold", amount_quote=Decimal("5"), reason="bad side"),
+    return [Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason="fine"),
+            Draft("BTC-EUR", "hold", amount_quote=Decimal("6"), reason="bad side"),
             {"market": "BTC-EUR"},
-            Draft("BTC-EUR", "buy", amount_quote=Decimal("5"), reason="")]
+            Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason="")]
 
 
 def sneaky(snapshot, cfg):
@@ -123,7 +123,7 @@ def test_two_run_once_at_the_same_moment_one_ticks_the_other_is_refused(tmp_path
                            f" Stop it first (Ctrl-C in its terminal, or kill -TERM {winner.pid});"
                            " only one scheduler may run per database.")
     assert winner.returncode == 0, werr
-    assert " ok " in wout and "proposals: #1 test_scheduler:gate_advisor buy BTC-EUR €5.00" in wout
+    assert " ok " in wout and "proposals: #1 test_scheduler:gate_advisor buy BTC-EUR €6.00" in wout
     conn = db.open_db(cfg.db_path)
     ticks = conn.execute("SELECT status, pid FROM ticks").fetchall()
     assert [(t["status"], t["pid"]) for t in ticks] == [("ok", winner.pid)]

@@ -122,12 +122,15 @@ def test_market_buy_by_cost_fills_with_fee_and_exact_balances(sim, ccxt_client):
     client_id = cid()
     order = ex.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 10, "clientOrderId": client_id})
 
-    fee = D("0.025")
-    qty = ((D(10) - fee) / ask).quantize(D("1e-8"), rounding=ROUND_DOWN)
+    # Costs exactly amountQuote: base truncated to 8 decimals, the remainder goes into the fee.
+    qty = (D(10) / D("1.0025") / ask).quantize(D("1e-8"), rounding=ROUND_DOWN)
+    fee = D(10) - qty * ask
     assert order["status"] == "closed" and order["info"]["status"] == "filled"
     assert order["info"]["clientOrderId"] == client_id
     assert D(order["info"]["filledAmount"]) == qty and D(order["info"]["feePaid"]) == fee
-    assert order["fee"] == {"cost": 0.025, "currency": "EUR"}
+    assert D(order["info"]["filledAmountQuote"]) + D(order["info"]["feePaid"]) == D(10)
+    assert D("0.0025") <= fee / (qty * ask) < D("0.0027")
+    assert order["info"]["amountQuoteRemaining"] == "0" and "amount" not in order["info"]
     assert sim.sim.balance(TRADE_KEY) == {"EUR": D(15), "BTC": qty}
 
     [record] = sim.sim.orders()
@@ -142,10 +145,10 @@ def test_market_sell_by_amount(sim, ccxt_client):
     ex = ccxt_client()
     bid = sim.sim.markets["BTC-EUR"].bid_ask()[0]
     order = ex.create_order("BTC/EUR", "market", "sell", 0.0004, None, {"clientOrderId": cid()})
-    proceeds = D("0.0004") * bid
-    fee = (proceeds * D("0.0025")).quantize(D("1e-8"), rounding="ROUND_UP")
-    assert order["status"] == "closed" and D(order["info"]["feePaid"]) == fee
-    assert sim.sim.balance(TRADE_KEY) == {"EUR": D(25) + proceeds - fee, "BTC": D("0.0006")}
+    gross = D("0.0004") * bid
+    net = (gross * D("0.9975")).quantize(D("0.01"), rounding="ROUND_FLOOR")  # whole cents, rounded down
+    assert order["status"] == "closed" and D(order["info"]["feePaid"]) == gross - net
+    assert sim.sim.balance(TRADE_KEY) == {"EUR": D(25) + net, "BTC": D("0.0006")}
 
 
 def test_fetch_order_by_client_id_only_and_history(sim, ccxt_client):
@@ -161,8 +164,11 @@ def test_fetch_order_by_client_id_only_and_history(sim, ccxt_client):
     with pytest.raises(ccxt.OrderNotFound) as e:
         ex.fetch_order(None, "ETH/EUR", {"clientOrderId": first})  # other market
     assert error_code(e.value) == 240
-    # Bitvavo itself accepts GET /order with only a clientOrderId.
-    assert ex.privateGetOrder({"clientOrderId": second})["orderId"] == b["id"]
+    # docs rest-api/get-order: market is required, also with a clientOrderId.
+    with pytest.raises(ccxt.BadSymbol) as e:
+        ex.privateGetOrder({"clientOrderId": second})
+    assert error_code(e.value) == 203
+    assert ex.privateGetOrder({"market": "ETH-EUR", "clientOrderId": second})["orderId"] == b["id"]
 
     assert [o["id"] for o in ex.fetch_orders("BTC/EUR", since=t0)] == [a["id"]]
     assert ex.fetch_orders("BTC/EUR", since=ex.milliseconds() + 60_000) == []
@@ -189,7 +195,7 @@ def test_limit_order_rests_fills_on_cross_and_cancel_releases_funds(sim, ccxt_cl
     s = sim.sim
     s.set_price("BTC-EUR", D("60000"))
     buy = ex.create_order("BTC/EUR", "limit", "buy", 0.0002, 59000, {"clientOrderId": cid()})
-    held = D("0.0002") * 59000 * D("1.0025")
+    held = D("11.83")  # 11.80 × 1.0025 = 11.8295, rounded up to whole cents (as Bitvavo's recorded onHold)
     assert buy["status"] == "open" and D(buy["info"]["onHold"]) == held
     assert s.balance(TRADE_KEY)["EUR"] == D(25) - held and s.balance(TRADE_KEY, in_order=True)["EUR"] == held
     assert [o["id"] for o in ex.fetch_open_orders("BTC/EUR")] == [buy["id"]]
@@ -199,8 +205,9 @@ def test_limit_order_rests_fills_on_cross_and_cancel_releases_funds(sim, ccxt_cl
     s.set_price("BTC-EUR", D("58990"))  # crosses the bid
     filled = ex.fetch_order(buy["id"], "BTC/EUR")
     assert filled["status"] == "closed" and filled["trades"][0]["takerOrMaker"] == "maker"
-    cost, fee = D("0.0002") * 59000, (D("0.0002") * 59000 * D("0.0015")).quantize(D("1e-8"))
-    assert s.balance(TRADE_KEY) == {"EUR": D(25) - cost - fee, "BTC": D("0.0002")}
+    # maker fill: 11.80 × 1.0015 = 11.8177 → 11.82 debited, the fee is 0.02
+    assert D(filled["info"]["feePaid"]) == D("0.02")
+    assert s.balance(TRADE_KEY) == {"EUR": D("13.18"), "BTC": D("0.0002")}
     assert s.balance(TRADE_KEY, in_order=True)["EUR"] == 0
 
     client_id = cid()
@@ -260,15 +267,16 @@ REFUSALS = [
         {"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6"}), ccxt.BadRequest, 203),
     ("operatorId missing on cancel", lambda ex: ex.privateDeleteOrder(
         {"market": "BTC-EUR", "orderId": str(uuid.uuid4())}), ccxt.BadRequest, 203),
+    # 422 and 429 are definite refusals ccxt leaves unmapped (ExchangeError): BITVAVO.md.
     ("price off tick", lambda ex: ex.privatePostOrder(
         {"market": "BTC-EUR", "side": "buy", "orderType": "limit", "amount": "0.0001", "price": "59000.5",
-         "operatorId": 1}), ccxt.BadRequest, 205),
+         "operatorId": 1}), ccxt.ExchangeError, 422),
     ("amount too detailed", lambda ex: ex.privatePostOrder(
         {"market": "BTC-EUR", "side": "sell", "orderType": "market", "amount": "0.000100001", "operatorId": 1}),
-     ccxt.InvalidOrder, 205),
+     ccxt.ExchangeError, 429),
     ("amountQuote too detailed", lambda ex: ex.privatePostOrder(
         {"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6.001", "operatorId": 1}),
-     ccxt.BadRequest, 205),
+     ccxt.ExchangeError, 429),
     ("unknown market", lambda ex: ex.privatePostOrder(
         {"market": "DOGE-EUR", "side": "buy", "orderType": "market", "amountQuote": "6", "operatorId": 1}),
      ccxt.BadRequest, 205),
@@ -355,7 +363,9 @@ def test_rate_limit_weights_headers_and_429(sim_factory):
     before = ex.milliseconds()
     ex.fetch_balance()  # 5
     assert ex.last_response_headers["bitvavo-ratelimit-remaining"] == "7"
-    assert 0 <= int(ex.last_response_headers["bitvavo-ratelimit-resetat"]) - before - 60_000 < 2000
+    reset_at = int(ex.last_response_headers["bitvavo-ratelimit-resetat"])
+    assert reset_at % 60_000 == 0 and before < reset_at <= before + 60_000  # the end of this wall-clock minute
+    assert ex.last_response_headers["bitvavo-ratelimit-limit"] == "12"
     ex.fetch_balance()  # 10
     with pytest.raises(ccxt.BadRequest) as e:
         ex.fetch_balance()  # 15 > 12
@@ -582,7 +592,11 @@ def test_keys_of_one_account_share_balances_and_orders(sim_factory, ccxt_client)
     reader = make_ccxt(running.url, READ_KEY, READ_SECRET)
     cid = str(uuid.uuid4())
     trader.create_order("BTC/EUR", "market", "buy", None, None, {"cost": "5", "clientOrderId": cid})
-    assert reader.fetch_order(None, "BTC/EUR", {"clientOrderId": cid})["info"]["clientOrderId"] == cid
+    # Reading orders is a Trade right (SDK README): the view-only key is refused, the balance is not.
+    with pytest.raises(ccxt.PermissionDenied) as e:
+        reader.fetch_order(None, "BTC/EUR", {"clientOrderId": cid})
+    assert error_code(e.value) == 310
+    assert trader.fetch_order(None, "BTC/EUR", {"clientOrderId": cid})["info"]["clientOrderId"] == cid
     assert reader.fetch_balance()["EUR"]["free"] == 20
     with pytest.raises(ccxt.PermissionDenied):
         reader.create_order("BTC/EUR", "market", "buy", None, None, {"cost": "5", "clientOrderId": str(uuid.uuid4())})

@@ -53,7 +53,19 @@ def backup_dir(cfg) -> Path:
 
 def listing(cfg) -> list[Backup]:
     """Backups in backup_dir(cfg), newest first (by the time in their name)."""
-    d = backup_dir(cfg)
+    return listing_in(backup_dir(cfg))
+
+
+def newest_in(d: Path) -> Backup | None:
+    """The newest backup in directory ``d`` (for error messages that give the exact restore command)."""
+    try:
+        found = listing_in(d)
+    except OSError:
+        return None
+    return found[0] if found else None
+
+
+def listing_in(d: Path) -> list[Backup]:
     out = []
     if d.is_dir():
         for p in d.iterdir():
@@ -72,7 +84,7 @@ def latest(cfg) -> Backup | None:
 def make(cfg, label: str = "manual", *, keep: int = KEEP) -> Backup:
     """Copy the database with the online backup API; verify the copy; keep the newest ``keep``."""
     src_path = cfg.db_path
-    if not src_path.exists():
+    if not src_path.exists() or src_path.stat().st_size == 0:
         raise BackupError(f"no database at {src_path} yet; nothing to back up (run `tinybot init`)")
     d = backup_dir(cfg)
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -97,7 +109,9 @@ def make(cfg, label: str = "manual", *, keep: int = KEEP) -> Backup:
             dst.close()
     except sqlite3.Error as e:
         tmp.unlink(missing_ok=True)
-        raise BackupError(f"backup of {src_path} failed: {e}") from None
+        from .db import fault
+
+        raise BackupError(f"cannot back up: {fault(e, src_path)}") from None
     finally:
         src.close()
     if check != "ok":
@@ -149,7 +163,16 @@ def resolve(cfg, name: str) -> Path:
 
 
 def restore(cfg, name: str) -> Backup | None:
-    """Put a backup back as the database; returns the backup taken of the database it replaced."""
+    """Put a backup back as the database; returns where the database it replaced now is.
+
+    A healthy database is first copied to a ``pre-restore`` backup.  A damaged
+    one (corrupt, truncated, not a database, empty) cannot be backed up, and
+    restoring is exactly what it needs: it is set aside instead, renamed with
+    its ``-wal``/``-shm`` to ``<db>.damaged-<time>`` (a stale ``-wal`` left
+    beside the restored file would be replayed into it).  Then trading is
+    turned off, and executions that were in flight are quarantined for
+    reconcile (``reconcile.quarantine_after_restore``, where it exists).
+    """
     path = resolve(cfg, name)
     src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -157,24 +180,63 @@ def restore(cfg, name: str) -> Backup | None:
         if check != "ok":
             raise BackupError(f"{path} fails SQLite's integrity check ({check}); pick another backup")
         with scheduler_lock(cfg):
-            before = make(cfg, label="pre-restore") if cfg.db_path.exists() else None
+            before = None
+            if cfg.db_path.exists():
+                problem = damaged(cfg.db_path)
+                before = set_aside(cfg.db_path) if problem else make(cfg, label="pre-restore")
             dst = sqlite3.connect(cfg.db_path, timeout=30)
             try:
                 src.backup(dst)
             finally:
                 dst.close()
-            # A restored database must not trade on its own: orders placed after the
-            # backup are unknown to it.  `tinybot resume` after checking.
-            from . import db, killswitch
-
-            conn = db.connect(cfg.db_path)
-            try:
-                killswitch.set_enabled(conn, False, f"restored from backup {path.name}; check, then"
-                                       " `tinybot resume`", by="restore")
-            finally:
-                conn.close()
+            _after_restore(cfg, path)
     except sqlite3.Error as e:
         raise BackupError(f"restore from {path} failed: {e}") from None
     finally:
         src.close()
     return before
+
+
+def _after_restore(cfg, path: Path) -> None:
+    """A restored database must not trade on its own: orders placed after the backup are unknown to it.
+    Trading goes off (`tinybot resume` after checking), and whatever was in flight is left to reconcile."""
+    from . import db, killswitch, reconcile
+
+    reason = f"restored from backup {path.name}; check, then `tinybot resume`"
+    conn = db.connect(cfg.db_path)
+    try:
+        killswitch.set_enabled(conn, False, reason, by="restore")
+        # what the backup shows in flight may have been sent since: only reconcile may decide it
+        reconcile.quarantine_after_restore(conn, f"restore from backup {path.name}")
+    finally:
+        conn.close()
+
+
+def damaged(db_path: Path) -> str | None:
+    """Why the database at ``db_path`` cannot be backed up (empty, not a database, corrupt), or None."""
+    if db_path.stat().st_size == 0:
+        return "empty (0 bytes)"
+    try:
+        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
+        try:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        if "locked" in str(e).lower():
+            raise
+        return str(e)
+    return None if result == "ok" else result
+
+
+def set_aside(db_path: Path) -> Backup:
+    """Rename a damaged database (and its -wal/-shm) out of the way; returned as the 'backup' of what was there."""
+    now = clock.now()
+    target = db_path.with_name(f"{db_path.name}.damaged-{now.strftime(_STAMP)}")
+    size = db_path.stat().st_size
+    for suffix in ("-wal", "-shm"):
+        side = Path(f"{db_path}{suffix}")
+        if side.exists():
+            os.replace(side, Path(f"{target}{suffix}"))
+    os.replace(db_path, target)
+    return Backup(target, now, "damaged", size)

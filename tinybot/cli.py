@@ -9,35 +9,46 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import click
 
-from . import clock
+from . import clock, exitcodes
 from .config import ConfigError
 
 
 class Fail(click.ClickException):
-    """An error a person can act on; exit code 1 (or the one given)."""
+    """An error a person can act on; exit code ERROR (or the one given, from tinybot.exitcodes)."""
 
-    def __init__(self, message: str, code: int = 1):
+    def __init__(self, message: str, code: int = exitcodes.ERROR):
         super().__init__(message)
         self.exit_code = code
 
 
 def friendly(fn):
-    """Turn our known exceptions into `Error: ...` lines; TINYBOT_RAISE_ERRORS=1 re-raises (tests, debugging)."""
+    """Turn our known exceptions into `Error: ...` lines; TINYBOT_RAISE_ERRORS=1 re-raises (tests, debugging).
+
+    A database fault (locked, corrupt, not a database, read-only filesystem)
+    becomes one line naming the file and the fix, whichever command met it.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except Exception as e:
-            if not _known_error(e) or os.environ.get("TINYBOT_RAISE_ERRORS"):
+            if os.environ.get("TINYBOT_RAISE_ERRORS"):
                 raise
-            raise Fail(str(e)) from None
+            fault = _database_fault(e, args)
+            if fault is not None:
+                raise Fail(str(fault), fault.exit_code) from None
+            if not _known_error(e):
+                raise
+            raise Fail(str(e), _exit_code_of(e)) from None
 
     return wrapper
 
@@ -52,6 +63,28 @@ def _known_error(e: Exception) -> bool:
     return any(isinstance(e, getattr(sys.modules[m], c)) for m, c in KNOWN_ERRORS if m in sys.modules)
 
 
+def _exit_code_of(e: Exception) -> int:
+    base = sys.modules.get("tinybot.exchange.base")
+    if base is not None and isinstance(e, base.ExchangeError) and not isinstance(e, base.ReadOnlyClientError):
+        return exitcodes.UNREACHABLE  # a read failed: nothing was changed
+    return exitcodes.ERROR
+
+
+def _database_fault(e: Exception, args):
+    """A DatabaseFault as it is, or an SQLite error about the configured database turned into one."""
+    from . import db
+
+    if isinstance(e, db.DatabaseFault):
+        return e
+    import sqlite3
+
+    if not isinstance(e, sqlite3.Error):
+        return None
+    state = next((a for a in args if isinstance(a, State)), None)
+    path = state.db_path_or_none() if state is not None else None
+    return db.fault(e, path if path is not None else "the database")
+
+
 class LazyGroup(click.Group):
     """Commands defined in other modules, imported only when invoked (or for --help)."""
 
@@ -63,6 +96,13 @@ class LazyGroup(click.Group):
         "usage": ("tinybot.cli_llm", "usage_command"),
         "doctor": ("tinybot.cli_ops", "doctor_command"),
         "backup": ("tinybot.cli_ops", "backup_command"),
+        "pnl": ("tinybot.cli_report", "pnl_command"),
+        "report": ("tinybot.cli_report", "report_command"),
+        "export": ("tinybot.cli_report", "export_command"),
+        "tax": ("tinybot.cli_report", "tax_command"),
+        "data": ("tinybot.cli_data", "data_group"),
+        "replay": ("tinybot.cli_data", "replay_command"),
+        "telegram": ("tinybot.cli_telegram", "telegram_command"),
     }
 
     def list_commands(self, ctx):
@@ -98,14 +138,21 @@ class State:
 
     @property
     def conn(self):
+        """The existing database (only `tinybot init` creates one), migrated unless its filesystem is read-only."""
         if self._conn is None:
             from . import backup, db
 
-            path = self.cfg.db_path
-            path.parent.mkdir(parents=True, exist_ok=True)
             # migrations of an existing database take a backup first
-            self._conn = db.open_db(path, before_migration=backup.before_migration(self.cfg))
+            self._conn = db.open_existing(self.cfg.db_path, before_migration=backup.before_migration(self.cfg))
         return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def db_path_or_none(self):
+        return self._cfg.db_path if self._cfg is not None else None
 
 
 pass_state = click.make_pass_decorator(State)
@@ -128,13 +175,30 @@ def cli(ctx, config_path):
         tinybot status
     """
     ctx.obj = State(config_path)
+    ctx.call_on_close(ctx.obj.close)
 
 
 def emit(data, as_json: bool, human) -> None:
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(json.dumps(plain(data), indent=2, default=str))
     else:
-        human(data)
+        human(plain(data))
+
+
+_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?E[+-]?\d+")
+
+
+def plain(value):
+    """Amounts as people write them: Decimal's str() gives "1E-7" and "0E-8"; print 0.0000001 and 0.00000000."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
+        return format(Decimal(value), "f")
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
 
 
 def table(rows: list[dict], columns: list[str]) -> None:
@@ -167,9 +231,13 @@ def init(state, force):
         click.echo(f"Config: {path} (written; edit risk.allowlist before trading)")
     from . import backup
 
-    cfg = config.load(path)
+    cfg = state._cfg = config.load(path)
+    cfg.db_path.parent.mkdir(parents=True, exist_ok=True)  # init, and only init, creates the database
     conn = db.connect(cfg.db_path)
-    applied = db.migrate(conn, before_migration=backup.before_migration(cfg))
+    try:
+        applied = db.migrate(conn, before_migration=backup.before_migration(cfg))
+    finally:
+        conn.close()
     click.echo(f"Database: {cfg.db_path} ({'migrations applied: ' + ', '.join(applied) if applied else 'up to date'})")
     click.echo(f"Mode: {cfg.mode}")
 
@@ -191,10 +259,12 @@ def example_config() -> str:
 @click.option("--expires-in", default=None, help="How long the proposal stays valid, e.g. 10m (default: risk.proposal_ttl).")
 @click.option("--reason", default="", help="Why; shown in listings and `tinybot why`.")
 @click.option("--approve", "approve_now", is_flag=True, help="Approve it at once.")
+@click.option("--external", is_flag=True,
+              help="A sell of coins tinybot did not buy: may exceed its own position; booked apart from its P/L.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new proposal as JSON.")
 @pass_state
 @friendly
-def propose(state, market, side, eur, amount, expires_in, reason, approve_now, as_json):
+def propose(state, market, side, eur, amount, expires_in, reason, approve_now, external, as_json):
     """Propose a trade.  Markets are Bitvavo names: BTC-EUR (BTC/EUR works too).
 
     \b
@@ -204,23 +274,26 @@ def propose(state, market, side, eur, amount, expires_in, reason, approve_now, a
     from . import proposals
     from .clock import parse_duration
 
+    from .config import MAX_TTL, bounded_duration
+
     if (eur is None) == (amount is None):
         raise Fail("give exactly one of --eur or --amount")
     try:
-        ttl = parse_duration(expires_in) if expires_in else state.cfg.risk.proposal_ttl
+        ttl = (bounded_duration(expires_in, minimum=timedelta(seconds=1), maximum=MAX_TTL) if expires_in
+               else state.cfg.risk.proposal_ttl)
     except ValueError as e:
         raise Fail(f"--expires-in: {e}") from None
     draft = proposals.Draft(market, side, eur, amount, reason)
     try:
-        pid = proposals.create(state.conn, draft, source="cli", ttl=ttl, approve=approve_now)
+        pid = proposals.create(state.conn, draft, source="cli", ttl=ttl, approve=approve_now, external=external)
     except proposals.ProposalError as e:
         field = str(e).split(":", 1)[0]
-        flag = {"eur": "--eur", "amount": "--amount", "market": "MARKET", "side": "SIDE"}.get(field)
+        flag = {"eur": "--eur", "amount": "--amount", "market": "MARKET", "side": "SIDE",
+                "reason": "--reason", "expires-in": "--expires-in", "external": "--external"}.get(field)
         raise Fail(str(e).replace(f"{field}:", f"{flag}:", 1) if flag else str(e)) from None
     row = dict(proposals.get(state.conn, pid))
-    if row["market"] not in state.cfg.risk.allowlist:
-        click.echo(f"Warning: {row['market']} is not in risk.allowlist in {state.cfg.path}; the executor will block it.",
-                   err=True)
+    for warning in proposals.warnings(state.conn, state.cfg, row):
+        click.echo(f"Warning: {warning}", err=True)
     emit(row, as_json, lambda r: click.echo(
         f"Proposal {r['id']}: {r['side']} {r['market']} "
         f"{'€' + r['amount_quote'] if r['amount_quote'] else r['amount']} — {r['status']}, expires {r['expires_at']}"))
@@ -237,8 +310,9 @@ def proposals_cmd(state, status, limit, as_json):
     from . import proposals
 
     rows = proposals.listing(state.conn, status, limit)
-    emit(rows, as_json, lambda rs: table(rs, ["id", "market", "side", "amount_quote", "amount", "status",
-                                               "execution_state", "source", "expires_at", "reason"]))
+    emit(rows, as_json, lambda rs: table([{**r, "reason": shown(r["reason"])} for r in rs],
+                                         ["id", "market", "side", "amount_quote", "amount", "status",
+                                          "execution_state", "source", "expires_at", "reason"]))
 
 
 @cli.command()
@@ -280,15 +354,40 @@ def execute(state, proposal_id, as_json):
     """
     from . import executor
 
+    conn = state.conn  # first: the paper exchange would otherwise create a missing database
     exchange = executor.trading_exchange(state.cfg)
-    result = executor.execute(state.conn, state.cfg, exchange, proposal_id)
+    try:
+        result = executor.execute(conn, state.cfg, exchange, proposal_id)
+    finally:
+        getattr(exchange, "close", lambda: None)()
     emit(result.as_dict(), as_json, lambda r: click.echo(
         f"Proposal {r['proposal_id']}: {r['state']}"
-        + (f" — {r['reason']}" if r["reason"] else "")
+        + (f" — {shown(r['reason'])}" if r["reason"] else "")
         + (f" (order {r['exchange_order_id']})" if r["exchange_order_id"] else "")
-        + ("" if r["sent"] else " [nothing sent by this call]")))
-    if result.state in ("blocked", "failed"):
-        sys.exit(3)
+        + ("" if r["sent"] else " [nothing sent by this call]")
+        + final_note(r["state"], r["proposal_id"])))
+    sys.exit(execute_exit_code(result.state, result.reason))
+
+
+def final_note(state: str, proposal_id: int) -> str:
+    """What a final state means for the person reading it."""
+    if state in ("blocked", "failed"):
+        return (f"\nThis is final: proposal {proposal_id} will not be tried again (`tinybot why {proposal_id}` says why)."
+                " To trade anyway, propose again: `tinybot propose MARKET buy|sell --eur X --approve`.")
+    if state in ("unknown", "submitting"):
+        return "\nThe order may or may not be on the exchange: `tinybot reconcile` finds out (nothing is re-sent)."
+    return ""
+
+
+def execute_exit_code(state: str, reason: str) -> int:
+    """0 only when the order is on the exchange; see the README's "Exit codes"."""
+    if state in ("filled", "submitted"):
+        return exitcodes.OK
+    if state in ("blocked", "failed", "canceled"):
+        return exitcodes.BLOCKED
+    if state == "claimed" and reason.startswith("preflight_failed"):
+        return exitcodes.UNREACHABLE  # nothing was sent; `tinybot execute` again resumes it
+    return exitcodes.UNKNOWN  # unknown/submitting (reconcile decides), or claimed by another process right now
 
 
 @cli.command()
@@ -319,8 +418,21 @@ def history(state, market, limit, as_json):
     from .status import fills
 
     rows = fills(state.conn, market, limit)
-    emit(rows, as_json, lambda rs: table(rs, ["id", "execution_id", "market", "side", "amount", "price", "fee",
-                                               "fee_currency", "executed_at", "trade_id"]))
+
+    def human(rs):
+        from .money import eur
+
+        table([{**r, "eur_value": eur(Decimal(r["eur_value"]))} for r in rs],
+              ["executed_at", "market", "side", "amount", "price", "eur_value", "fee", "fee_currency", "execution_id",
+               "trade_id"])
+        if rs:
+            bought = sum((Decimal(r["eur_value"]) for r in rs if r["side"] == "buy"), Decimal(0))
+            sold = sum((Decimal(r["eur_value"]) for r in rs if r["side"] == "sell"), Decimal(0))
+            fees = sum((Decimal(r["fee"]) for r in rs if r["fee_currency"] == "EUR"), Decimal(0))
+            click.echo(f"Total of these {len(rs)} fill(s): bought {eur(bought)}, sold {eur(sold)}, fees {eur(fees)}"
+                       + (" (+ fees paid in coin)" if any(r["fee_currency"] != "EUR" for r in rs) else ""))
+
+    emit(rows, as_json, human)
 
 
 @cli.command()
@@ -336,19 +448,21 @@ def why(state, proposal_id, as_json):
 
     def human(d):
         pr = d["proposal"]
+        e = d["execution"]
         click.echo(f"Proposal {pr['id']}: {pr['side']} {pr['market']} "
                    f"{'€' + pr['amount_quote'] if pr['amount_quote'] else pr['amount']} from {pr['source']}"
-                   f" — {pr['status']}" + (f" ({pr['reason']})" if pr["reason"] else ""))
-        e = d["execution"]
+                   f" — {e['state'] if e else pr['status']}" + (f" ({shown(pr['reason'])})" if pr["reason"] else ""))
         if e:
-            click.echo(f"Execution {e['id']}: {e['state']}" + (f" — {e['reason']}" if e["reason"] else "")
-                       + f" [clientOrderId {e['client_order_id']}]")
+            click.echo(f"Execution {e['id']}: {e['state']}" + (f" — {shown(e['reason'])}" if e["reason"] else "")
+                       + f" [clientOrderId {e['client_order_id']}]" + final_note(e["state"], pr["id"]))
+        elif pr["status"] == "expired":
+            click.echo(f"Not executed: expired at {pr['expires_at']}. Propose it again to trade.")
         else:
             click.echo("Not executed." + (" Approve it with `tinybot approve %d`." % pr["id"]
                                           if pr["status"] == "pending" else ""))
         for dec in d["decisions"]:
             mark = "ok   " if dec["verdict"] == "pass" else "BLOCK"
-            click.echo(f"  {mark} {dec['stage']:<7} {dec['guard']:<17} {dec['reason_code']:<24} {dec['detail']}")
+            click.echo(f"  {mark} {dec['stage']:<7} {dec['guard']:<17} {dec['reason_code']:<24} {shown(dec['detail'])}")
 
     emit(data, as_json, human)
 
@@ -377,6 +491,19 @@ def reconcile(state, as_json):
             click.echo("Nothing to reconcile.")
 
     emit(report.as_dict(), as_json, human)
+    sys.exit(reconcile_exit_code(report))
+
+
+def reconcile_exit_code(report) -> int:
+    """Surprise orders need a person (ERROR); errors mean the exchange did not answer (UNREACHABLE);
+    executions still unresolved mean "run it again later" (UNKNOWN)."""
+    if report.surprises:
+        return exitcodes.ERROR
+    if report.errors:
+        return exitcodes.UNREACHABLE
+    if report.still_unknown:
+        return exitcodes.UNKNOWN
+    return exitcodes.OK
 
 
 # --- status and the kill switch ------------------------------------------------
@@ -394,22 +521,42 @@ def status(state, as_json):
     def human(d):
         ks = d["kill_switch"]
         click.echo(f"Mode: {d['mode']}    Config: {d['config']}")
-        click.echo("Trading: " + ("ENABLED" if ks["trading_enabled"] else f"DISABLED (kill switch: {ks['reason']})")
+        click.echo("Trading: " + ("ENABLED" if ks["trading_enabled"]
+                                  else f"DISABLED (kill switch: {shown(ks['reason'])})")
                    + f" since {ks['changed_at']}")
+        if ks.get("kill_file"):
+            click.echo(f"Kill file: {ks['kill_file']['path']} (trading stays off until `tinybot resume`)")
         click.echo(f"Allowlist: {', '.join(d['allowlist']) or '(empty: every market is blocked)'}")
         if d["paper_balances"] is not None:
             click.echo("Paper balances: " + (", ".join(f"{a} {b['available']}" for a, b in d["paper_balances"].items())
                                              or "(none yet)"))
+        if d["live_balances"] is not None:
+            lb = d["live_balances"]
+            click.echo("Exchange balances: " + (", ".join(f"{a} {b['available']}" + (f" (+{b['in_order']} in orders)"
+                                                                                   if Decimal(b["in_order"]) else "")
+                                                          for a, b in lb["assets"].items()) or "(none)")
+                       + (f" — as of the last tick, {lb['age_s']}s ago" if lb["at"] else " — no tick has read them yet"))
         click.echo("Positions: " + (", ".join(f"{p['market']} {p['base']} (cost €{Decimal(p['cost_eur']):.2f})"
                                               for p in d["positions"]) or "(none)"))
+        for s in d["stranded"]:
+            click.echo(f"  STRANDED: {s['market']} is worth €{s['value_eur']}, under the €{s['minimum_eur']} minimum;"
+                       f" a buy of €{s['top_up_eur']} makes it sellable ([risk] top_up_to_exit)")
+        m = d["pnl"]
+        from .money import eur
+
+        click.echo(f"P/L: net {eur(m['net_eur'])} (realised {eur(m['realised_eur'])}, unrealised"
+                   f" {eur(m['unrealised_eur'])}, fees {eur(m['fees_eur'])}, LLM {eur(m['llm_cost_eur'])});"
+                   f" holding would be {eur(m['hold_eur'])} — `tinybot pnl` for more")
         c = d["caps"]
         click.echo(f"Today: €{c['daily']['used_eur']} of €{c['daily']['cap_eur']} spent (€{c['daily']['left_eur']} left);"
                    f" exposure €{c['exposure']['used_eur']} of €{c['exposure']['cap_eur']};"
                    f" max per trade €{c['max_trade_eur']}")
-        click.echo(f"Pending proposals: {d['pending_proposals']}")
+        click.echo(f"Pending proposals: {d['pending_proposals']}"
+                   + (f" ({d['expired_unmarked_proposals']} more expired: `tinybot proposals --status expired`)"
+                      if d["expired_unmarked_proposals"] else ""))
         un = d["unresolved_executions"]
         click.echo(f"Unresolved executions: {len(un)}" + "".join(
-            f"\n  {u['id']}: {u['market']} {u['side']} {u['state']} {u['reason'] or ''}" for u in un))
+            f"\n  {u['id']}: {u['market']} {u['side']} {u['state']} {shown(u['reason'] or '')}" for u in un))
         sch = d["scheduler"]
         t = sch["last_tick"]
         click.echo(f"Scheduler: {sch['state']}" + (f" (PID {sch['pid']})" if sch["pid"] else "")
@@ -429,28 +576,58 @@ def status(state, as_json):
 def kill(state, reason, cancel_open):
     """Stop all trading now: nothing not yet sent will be sent.  `tinybot resume` undoes it.
 
+    Works within about a second even while another process holds the
+    database: a kill file beside the database stops the executor, and the
+    switch's row is set too when the database lets us.
+
     \b
     Example (before a rollback):
         tinybot kill --cancel-open --reason "rolling back"
     """
-    from . import killswitch
+    from . import db, killswitch
 
-    if killswitch.set_enabled(state.conn, False, reason, by="cli"):
-        click.echo(f"Trading DISABLED: {reason}")
+    reason = check_reason(reason, "--reason")
+    path = state.cfg.db_path
+    db.check_exists(path)
+    try:
+        out = killswitch.kill(path, reason, by="cli")
+    except OSError as e:
+        why = (" — the filesystem is read-only, so the bot cannot commit an order either (each is written"
+               " before it is sent)" if db.read_only_fs(path) else "")
+        raise Fail(f"could NOT write the kill file {killswitch.kill_file(path)} ({e.strerror}){why};"
+                   " stop the bot itself: `sudo systemctl stop tinybot` (or Ctrl-C in its tmux window)") from None
+    if out.previous is not None:
+        p = out.previous
+        click.echo(f"Trading was already DISABLED since {p['changed_at']} ({p['changed_by']}: {shown(p['reason'])})")
     else:
-        ks = killswitch.state(state.conn)
-        click.echo(f"Trading was already DISABLED since {ks['changed_at']} ({ks['changed_by']}: {ks['reason']})")
+        click.echo(f"Trading DISABLED: {shown(reason)}")
+    if out.row in ("locked", "fault"):
+        click.echo(f"The kill file {out.file} stops the executor; the switch's row in the database was not set:"
+                   f" {out.row_detail}", err=True)
+    if out.row == "fault":
+        raise Fail("the database has a fault (above); trading is stopped by the kill file until `tinybot resume`")
     if not cancel_open:
         return
-    from . import executor, safety  # the switch is already off: a slow or failing exchange cannot undo that
+    _cancel_open(state)
 
-    results = safety.cancel_open(state.conn, state.cfg, executor.trading_exchange(state.cfg))
-    for r in results:
+
+def _cancel_open(state) -> None:
+    from . import db, executor, safety  # the switch is already off: a slow or failing exchange cannot undo that
+
+    conn = db.connect(state.cfg.db_path)
+    report = safety.cancel_open(conn, state.cfg, executor.trading_exchange(state.cfg))
+    for r in report.results:
         click.echo(f"{r.outcome:<9} execution {r.execution_id} {r.market} {r.client_order_id}"
                    + (f" — {r.detail}" if r.detail else ""))
-    if not results:
-        click.echo("No open tinybot orders.")
-    if any(r.outcome == "error" for r in results):
+    for market, error in report.unreachable.items():
+        click.echo(f"Could not ask the exchange for open orders on {market}: {error}", err=True)
+    if report.unreachable:
+        raise Fail("could not check every market for open tinybot orders (above); trading is stopped, but orders"
+                   " already on the exchange may still fill: check them on Bitvavo, then run `tinybot reconcile`",
+                   exitcodes.UNREACHABLE)
+    if not report.results:
+        click.echo(f"No open tinybot orders on {', '.join(report.markets) or '(no markets)'} (asked the exchange).")
+    if any(r.outcome == "error" for r in report.results):
         raise Fail("some orders could not be cancelled; check them on the exchange and run `tinybot reconcile`")
 
 
@@ -458,10 +635,28 @@ def kill(state, reason, cancel_open):
 @pass_state
 @friendly
 def resume(state):
-    """Re-enable trading after `tinybot kill` (or an automatic kill)."""
+    """Re-enable trading after `tinybot kill` (or an automatic kill): clears the switch's row and the kill file."""
     from . import killswitch
 
     if killswitch.set_enabled(state.conn, True, "resumed", by="cli"):
         click.echo("Trading ENABLED.")
     else:
         click.echo("Trading was already enabled.")
+
+
+# --- shared checks -------------------------------------------------------------
+
+def check_reason(text: str, flag: str) -> str:
+    """The same limit as a proposal's reason: longer is refused, never cut."""
+    from .proposals import REASON_MAX
+
+    if len(text) > REASON_MAX:
+        raise Fail(f"{flag}: {len(text)} characters is over the limit of {REASON_MAX}; shorten it")
+    return text
+
+
+def shown(text) -> str:
+    """Text from a user or an advisor as it is safe to print: control characters escaped (no terminal tricks)."""
+    from .proposals import escape_controls
+
+    return escape_controls("" if text is None else str(text))

@@ -54,7 +54,7 @@ def usage_command(state, days, as_json):
     from . import llm_budget
 
     cfg = state.cfg
-    data = llm_budget.usage(state.conn, cfg.llm, days=days)
+    data = llm_budget.usage(state.conn, cfg.llm, days=days, tz=cfg.tz)
     data["advisor"] = advisor_state(cfg)
     if as_json:
         click.echo(json.dumps(_plain(data), indent=2))

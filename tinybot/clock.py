@@ -41,9 +41,23 @@ def from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def day_start(dt: datetime) -> datetime:
-    """Start of the UTC day containing dt (daily caps count UTC days)."""
-    return dt.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+def day_start(dt: datetime, tz=None) -> datetime:
+    """Start (in UTC) of the day containing dt in ``tz`` (the config's ``timezone``; None = UTC).
+
+    A local day is not always 24 hours: in Europe/Amsterdam the last Sunday
+    of March has 23 and the last Sunday of October 25.  Local midnight is
+    never inside a DST jump there (they happen at 02:00/03:00), so it maps to
+    one UTC moment.
+    """
+    if tz is None:
+        return dt.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    local = dt.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None)
+    return local.replace(tzinfo=tz).astimezone(timezone.utc)
+
+
+def local_day(dt: datetime, tz=None) -> str:
+    """'YYYY-MM-DD' of dt's day in tz (None = UTC)."""
+    return dt.astimezone(tz or timezone.utc).strftime("%Y-%m-%d")
 
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -59,7 +73,13 @@ def parse_duration(text: str) -> timedelta:
     parts = _PART.findall(compact)
     if not parts or "".join(n + u for n, u in parts) != compact:
         raise problem
-    return timedelta(seconds=sum(int(n) * _UNIT_SECONDS[u] for n, u in parts))
+    total = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if total > MAX_DURATION_SECONDS:  # timedelta itself overflows past ~2.7 million years
+        raise ValueError(f"{text!r} is too long (at most {MAX_DURATION_SECONDS // 86400}d)")
+    return timedelta(seconds=total)
+
+
+MAX_DURATION_SECONDS = 3650 * 86400  # ten years: longer than any setting means anything
 
 
 def format_duration(td: timedelta) -> str:

@@ -32,6 +32,7 @@ SECRET_NAMES = (
     "TINYBOT_TRADE_SECRET",
     "TINYBOT_LLM_KEY",
     "TINYBOT_ALERT_URLS",
+    "TINYBOT_TELEGRAM_TOKEN",
 )
 
 
@@ -40,15 +41,29 @@ class ConfigError(Exception):
 
 
 # --- typed field markers -------------------------------------------------
-# A field's metadata says how to read it from TOML; defaults are the values
-# a missing key takes.  Money is Decimal, durations are timedelta.
+# A field's metadata says how to read it from TOML (its "kind", one converter
+# in CONVERTERS below) and the range it must lie in; defaults are the values a
+# missing key takes.  Money is Decimal, durations are timedelta.  Every number
+# and duration has a range, so a typo of a few zeros is an error naming the
+# key, not an overflow deep inside the bot.
 
-def money(default: str, *, allow_zero: bool = True) -> Any:
-    return field(default=Decimal(default), metadata={"kind": "money", "allow_zero": allow_zero})
+MAX_EUR = Decimal("1000000000")  # far past any real setting: only a typo of many zeros (or 1e30) gets here
+INT64_MAX = 2**63 - 1
+MAX_TTL = timedelta(days=30)
 
 
-def duration(default: str) -> Any:
-    return field(default=parse_duration(default), metadata={"kind": "duration"})
+def money(default: str, *, allow_zero: bool = True, maximum: Decimal = MAX_EUR) -> Any:
+    return field(default=Decimal(default), metadata={"kind": "money", "allow_zero": allow_zero, "max": maximum})
+
+
+def fraction(default: str, *, maximum: str) -> Any:
+    """A rate like a fee: 0.0025 means 0.25 %."""
+    return field(default=Decimal(default), metadata={"kind": "fraction", "max": Decimal(maximum)})
+
+
+def duration(default: str, *, minimum: str = "0s", maximum: str = "30d") -> Any:
+    return field(default=parse_duration(default),
+                 metadata={"kind": "duration", "min": parse_duration(minimum), "max": parse_duration(maximum)})
 
 
 def integer(default: int | None, *, minimum: int | None = 0, maximum: int | None = None) -> Any:
@@ -75,85 +90,109 @@ def boolean(default: bool) -> Any:
     return field(default=default, metadata={"kind": "bool"})
 
 
+def integers(default: tuple[int, ...] = ()) -> Any:
+    return field(default=default, metadata={"kind": "ints"})
+
+
 @dataclass(frozen=True)
 class RiskConfig:
     allowlist: tuple[str, ...] = markets(())
     max_trade_eur: Decimal = money("10")
     max_daily_eur: Decimal = money("20")
     max_exposure_eur: Decimal = money("25")
-    cooldown: timedelta = duration("1h")
-    anti_flip: timedelta = duration("6h")
-    proposal_ttl: timedelta = duration("30m")
+    cooldown: timedelta = duration("1h", maximum="30d")
+    anti_flip: timedelta = duration("6h", maximum="30d")
+    proposal_ttl: timedelta = duration("30m", minimum="1s", maximum="30d")
+    # what the caps assume a live order pays (your Bitvavo tier; 0.25 % taker at the lowest)
+    fee_rate: Decimal = fraction("0.0025", maximum="0.05")
+    # room for a live market buy by base amount to fill above the ask; counted by every cap
+    slippage_margin: Decimal = fraction("0.02", maximum="0.5")
+    # a buy must leave the position worth the €5 minimum plus this share at the bid (tinybot.sizing)
+    sellable_margin: Decimal = fraction("0.10", maximum="1")
+    # propose the smallest buy (within the caps) that makes a stranded position sellable again
+    top_up_to_exit: bool = boolean(False)
 
 
 @dataclass(frozen=True)
 class PaperConfig:
     starting_eur: Decimal = money("25")
-    taker_fee: Decimal = money("0.0025")
+    taker_fee: Decimal = fraction("0.0025", maximum="0.05")
     # Fixed mid prices per market: paper mode then needs no network at all.
     prices: dict = prices()
 
 
 @dataclass(frozen=True)
 class ExchangeConfig:
-    operator_id: int | None = integer(None, minimum=1)
+    operator_id: int | None = integer(None, minimum=1, maximum=INT64_MAX)  # Bitvavo: a 64-bit integer
     url: str | None = text(None)
-    access_window: timedelta = duration("10s")
-    timeout: timedelta = duration("8s")
-    reconcile_grace: timedelta = duration("60s")
+    access_window: timedelta = duration("10s", maximum="1d")  # Bitvavo's own range: _cross_checks
+    timeout: timedelta = duration("8s", minimum="100ms", maximum="2m")
+    reconcile_grace: timedelta = duration("60s", maximum="1d")
 
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    interval: timedelta = duration("1m")
+    interval: timedelta = duration("1m", minimum="1s", maximum="1d")
     approval: str = text("auto", choices=("auto", "manual"))
     log_file: str = text("tinybot.log")
-    log_max_bytes: int = integer(1_000_000, minimum=10_000)
-    log_backups: int = integer(3, minimum=0)
-    keep_days: int = integer(30, minimum=1)
+    log_max_bytes: int = integer(1_000_000, minimum=10_000, maximum=10_000_000_000)
+    log_backups: int = integer(3, minimum=0, maximum=1000)
+    keep_days: int = integer(30, minimum=1, maximum=36500)
 
 
 @dataclass(frozen=True)
 class RulesConfig:
     markets: tuple[str, ...] = markets(())
     candle_interval: str = text("1h", choices=("1m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"))
-    fast: int = integer(12, minimum=1)
-    slow: int = integer(26, minimum=2)
-    buy_eur: Decimal = money("5", allow_zero=False)
+    fast: int = integer(12, minimum=1, maximum=1000)
+    slow: int = integer(26, minimum=2, maximum=1000)
+    buy_eur: Decimal = money("6", allow_zero=False)
 
 
 @dataclass(frozen=True)
 class DcaConfig:
     market: str | None = text(None)
-    buy_eur: Decimal = money("5", allow_zero=False)
-    every: timedelta = duration("7d")
+    buy_eur: Decimal = money("6", allow_zero=False)
+    every: timedelta = duration("7d", minimum="1s", maximum="365d")
 
 
 @dataclass(frozen=True)
 class LlmConfig:
     base_url: str = text("https://api.openai.com/v1")
     model: str = text("gpt-4o-mini")
-    max_tokens: int = integer(400, minimum=16)
+    max_tokens: int = integer(400, minimum=16, maximum=1_000_000)
     price_in_per_mtok_eur: Decimal = money("0.15")
     price_out_per_mtok_eur: Decimal = money("0.60")
     daily_budget_eur: Decimal = money("0.05")
     monthly_budget_eur: Decimal = money("1.00")
-    timeout: timedelta = duration("30s")
-    reservation_expiry: timedelta = duration("1h")
-    every: timedelta = duration("1h")
+    timeout: timedelta = duration("30s", minimum="100ms", maximum="10m")
+    reservation_expiry: timedelta = duration("1h", minimum="1m", maximum="30d")
+    every: timedelta = duration("1h", maximum="30d")
 
 
 @dataclass(frozen=True)
 class AlertsConfig:
     urls: tuple[str, ...] = strings(())
-    min_interval: timedelta = duration("15m")
+    min_interval: timedelta = duration("15m", maximum="7d")
+    # push URL pinged after each good tick (healthchecks.io, Uptime Kuma): tinybot.heartbeat
+    heartbeat_url: str | None = text(None)
+
+
+@dataclass(frozen=True)
+class TelegramConfig:
+    """The owner's phone (tinybot.telegram): only these chats are served; the token is a secret."""
+
+    chat_ids: tuple[int, ...] = integers(())
+    api_url: str = text("https://api.telegram.org")
+    allow_resume: bool = boolean(False)
+    poll_timeout: timedelta = duration("25s", maximum="50s")
 
 
 @dataclass(frozen=True)
 class SafetyConfig:
     max_daily_loss_eur: Decimal = money("5")
-    max_consecutive_errors: int = integer(5, minimum=1)
-    unknown_limit: timedelta = duration("15m")
+    max_consecutive_errors: int = integer(5, minimum=1, maximum=100_000)
+    unknown_limit: timedelta = duration("15m", minimum="1s", maximum="30d")
 
 
 @dataclass(frozen=True)
@@ -163,6 +202,8 @@ class Config:
     db: str = text("tinybot.db")
     secrets_file: str = text("secrets.env")
     advisors: tuple[str, ...] = strings(())
+    # the day of the daily cap, the LLM's day and month budgets, reports and exports ("UTC" when unset)
+    timezone: str = text("UTC")
     risk: RiskConfig = field(default_factory=RiskConfig)
     paper: PaperConfig = field(default_factory=PaperConfig)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
@@ -172,6 +213,21 @@ class Config:
     llm: LlmConfig = field(default_factory=LlmConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
+    telegram: TelegramConfig = field(default_factory=TelegramConfig)
+
+    @property
+    def active_advisors(self) -> tuple[str, ...]:
+        """The advisors a tick runs: ``advisors``, plus ``top_up`` when [risk] top_up_to_exit is on."""
+        if self.risk.top_up_to_exit and "top_up" not in self.advisors:
+            return (*self.advisors, "top_up")
+        return self.advisors
+
+    @property
+    def tz(self):
+        """The configured ``timezone`` as a ZoneInfo (validated when the config loads)."""
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
 
     @property
     def base_dir(self) -> Path:
@@ -207,8 +263,9 @@ SECTIONS = {
     "llm": LlmConfig,
     "alerts": AlertsConfig,
     "safety": SafetyConfig,
+    "telegram": TelegramConfig,
 }
-KNOWN_ADVISORS = ("rules", "dca", "llm")
+KNOWN_ADVISORS = ("rules", "dca", "llm", "top_up")
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path:
@@ -274,77 +331,147 @@ def _suggest(key: str, options: list[str]) -> str:
 
 
 def _coerce(f: dataclasses.Field, value: Any, key: str, path: Path) -> Any:
-    kind = f.metadata.get("kind")
+    convert = CONVERTERS.get(f.metadata.get("kind"))
+    if convert is None:
+        raise AssertionError(f"field {f.name} has no kind")
+    try:
+        return convert(value, f.metadata, key, path)
+    except _Bad as e:
+        raise ConfigError(f"{path}: {key}: {e}") from None
 
-    def bad(msg: str) -> ConfigError:
-        return ConfigError(f"{path}: {key}: {msg}")
 
-    if kind == "money":
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise bad(f"must be an amount in EUR like 10 or \"10.50\", not {type(value).__name__}")
+class _Bad(Exception):
+    """What is wrong with one value; _coerce adds the file and the key."""
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _Bad(f"must be {what}, not {type(value).__name__}")
+    try:
+        d = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise _Bad(f"{value!r} is not a number") from None
+    if not d.is_finite() or (isinstance(value, float) and not math.isfinite(value)):
+        raise _Bad("must be a finite amount")
+    if d < 0:
+        raise _Bad("must not be negative")
+    return Decimal(format(d, "f"))  # 1e1 is 10: no exponent survives into storage or print
+
+
+def _money(value, meta, key, path) -> Decimal:
+    d = _decimal(value, 'an amount in EUR like 10 or "10.50"')
+    if d == 0 and not meta.get("allow_zero", True):
+        raise _Bad("must be greater than zero")
+    if d > meta.get("max", MAX_EUR):
+        raise _Bad(f"must be at most {format(meta.get('max', MAX_EUR), 'f')}")
+    return d
+
+
+def _fraction(value, meta, key, path) -> Decimal:
+    d = _decimal(value, "a fraction like 0.0025 (= 0.25 %)")
+    if d > meta["max"]:
+        raise _Bad(f"must be a fraction like 0.0025 (= 0.25 %), at most {meta['max']}; {d} would be {d * 100} %")
+    return d
+
+
+def bounded_duration(value: str, *, minimum: timedelta, maximum: timedelta) -> timedelta:
+    """parse_duration plus a range; ValueError says which bound (for config keys and CLI options alike)."""
+    td = parse_duration(value)
+    if td < minimum:
+        raise ValueError(f"must be at least {format_duration(minimum)}" if minimum else "must not be negative")
+    if td > maximum:
+        raise ValueError(f"must be at most {format_duration(maximum)}")
+    return td
+
+
+def _duration(value, meta, key, path) -> timedelta:
+    if not isinstance(value, str):
+        raise _Bad(f"must be a duration string like \"30m\", not {type(value).__name__}")
+    try:
+        return bounded_duration(value, minimum=meta["min"], maximum=meta["max"])
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+
+
+def _int(value, meta, key, path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _Bad(f"must be a whole number, not {type(value).__name__}")
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise _Bad(f"must be at least {lo}")
+    if hi is not None and value > hi:
+        raise _Bad(f"must be at most {hi}")
+    return value
+
+
+def _str(value, meta, key, path) -> str:
+    if not isinstance(value, str):
+        raise _Bad(f"must be a string, not {type(value).__name__}")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise _Bad(f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}")
+    return value
+
+
+def _bool(value, meta, key, path) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad(f"must be true or false, not {type(value).__name__}")
+    return value
+
+
+def _strings(value, meta, key, path) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Bad("must be a list of strings")
+    return tuple(value)
+
+
+def _markets(value, meta, key, path) -> tuple[str, ...]:
+    out = []
+    for v in _strings(value, meta, key, path):
+        name = v.strip().upper().replace("/", "-")
+        if not MARKET_RE.match(name):
+            raise _Bad(f"{v!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
+        if name not in out:
+            out.append(name)
+    return tuple(out)
+
+
+_PRICE = {"allow_zero": False, "max": Decimal("1000000000")}
+
+
+def _prices(value, meta, key, path) -> dict:
+    if not isinstance(value, dict):
+        raise _Bad('must be a table of market = price, like { "BTC-EUR" = "60000" }')
+    out = {}
+    for market, price in value.items():
+        name = market.strip().upper().replace("/", "-")
+        if not MARKET_RE.match(name):
+            raise ConfigError(f"{path}: {key}.{market}: not a Bitvavo EUR market name (like \"BTC-EUR\")")
         try:
-            d = Decimal(str(value).strip())
-        except InvalidOperation:
-            raise bad(f"{value!r} is not a number") from None
-        if not d.is_finite() or (isinstance(value, float) and not math.isfinite(value)):
-            raise bad("must be a finite amount")
-        if d < 0:
-            raise bad("must not be negative")
-        if d == 0 and not f.metadata.get("allow_zero", True):
-            raise bad("must be greater than zero")
-        return d
-    if kind == "duration":
-        if not isinstance(value, str):
-            raise bad(f"must be a duration string like \"30m\", not {type(value).__name__}")
-        try:
-            return parse_duration(value)
-        except ValueError as e:
-            raise bad(str(e)) from None
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad(f"must be a whole number, not {type(value).__name__}")
-        lo, hi = f.metadata.get("min"), f.metadata.get("max")
-        if lo is not None and value < lo:
-            raise bad(f"must be at least {lo}")
-        if hi is not None and value > hi:
-            raise bad(f"must be at most {hi}")
-        return value
-    if kind == "str":
-        if not isinstance(value, str):
-            raise bad(f"must be a string, not {type(value).__name__}")
-        choices = f.metadata.get("choices")
-        if choices and value not in choices:
-            raise bad(f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}")
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad(f"must be true or false, not {type(value).__name__}")
-        return value
-    if kind in ("markets", "strings"):
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise bad("must be a list of strings")
-        if kind == "strings":
-            return tuple(value)
-        out = []
-        for v in value:
-            name = v.strip().upper().replace("/", "-")
-            if not MARKET_RE.match(name):
-                raise bad(f"{v!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
-            if name not in out:
-                out.append(name)
-        return tuple(out)
-    if kind == "prices":
-        if not isinstance(value, dict):
-            raise bad('must be a table of market = price, like { "BTC-EUR" = "60000" }')
-        out = {}
-        for market, price in value.items():
-            name = market.strip().upper().replace("/", "-")
-            if not MARKET_RE.match(name):
-                raise ConfigError(f"{path}: {key}.{market}: not a Bitvavo EUR market name (like \"BTC-EUR\")")
-            inner = dataclasses.field(default=Decimal(0), metadata={"kind": "money", "allow_zero": False})
-            out[name] = _coerce(inner, price, f"{key}.{market}", path)
-        return out
-    raise AssertionError(f"field {f.name} has no kind")
+            out[name] = _money(price, _PRICE, key, path)
+        except _Bad as e:
+            raise ConfigError(f"{path}: {key}.{market}: {e}") from None
+    return out
+
+
+def _ints(value, meta, key, path) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise _Bad("must be a list of whole numbers, like [123456789]")
+    return tuple(dict.fromkeys(value))
+
+
+CONVERTERS = {
+    "money": _money,
+    "fraction": _fraction,
+    "duration": _duration,
+    "int": _int,
+    "str": _str,
+    "bool": _bool,
+    "strings": _strings,
+    "ints": _ints,
+    "markets": _markets,
+    "prices": _prices,
+}
 
 
 def _cross_checks(cfg: Config) -> None:
@@ -357,19 +484,57 @@ def _cross_checks(cfg: Config) -> None:
             )
     if cfg.rules.fast >= cfg.rules.slow:
         raise ConfigError(f"{p}: rules.fast: must be smaller than rules.slow ({cfg.rules.slow})")
-    if cfg.dca.market is not None and not MARKET_RE.match(cfg.dca.market.upper().replace("/", "-")):
-        raise ConfigError(f"{p}: dca.market: {cfg.dca.market!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
+    if cfg.dca.market is not None:
+        name = cfg.dca.market.strip().upper().replace("/", "-")
+        if not MARKET_RE.match(name):
+            raise ConfigError(f"{p}: dca.market: {cfg.dca.market!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
+        if name not in cfg.risk.allowlist:
+            raise ConfigError(f"{p}: dca.market: {name} is not in risk.allowlist"
+                              f" ({', '.join(cfg.risk.allowlist) or 'empty'}); add it there or pick an allowed market")
     window = cfg.exchange.access_window.total_seconds()
     if not 0.1 <= window <= 60:
         raise ConfigError(f"{p}: exchange.access_window: must be between 100ms and 60s (Bitvavo's range)")
     if cfg.exchange.url is not None and not re.match(r"^https?://[^\s/]+(:\d+)?/?$", cfg.exchange.url):
         raise ConfigError(f"{p}: exchange.url: {cfg.exchange.url!r} is not a base URL like \"http://127.0.0.1:8123\"")
-    if cfg.scheduler.interval < timedelta(seconds=1):
-        raise ConfigError(f"{p}: scheduler.interval: must be at least 1s")
     if not re.match(r"^https?://[^\s/]+", cfg.llm.base_url):
         raise ConfigError(f"{p}: llm.base_url: {cfg.llm.base_url!r} is not an http(s) URL")
-    if cfg.risk.proposal_ttl <= timedelta(0):
-        raise ConfigError(f"{p}: risk.proposal_ttl: must be longer than 0s")
+    try:
+        cfg.tz
+    except (ValueError, KeyError, OSError):  # zoneinfo raises ZoneInfoNotFoundError (a KeyError) or ValueError
+        raise ConfigError(f"{p}: timezone: {cfg.timezone!r} is not a time zone name like \"Europe/Amsterdam\""
+                          " or \"UTC\"") from None
+    from .reconcile import grace_floor
+
+    floor = grace_floor(cfg.exchange.access_window)
+    if cfg.exchange.reconcile_grace < floor:
+        raise ConfigError(
+            f"{p}: exchange.reconcile_grace: must be at least {format_duration(floor)} (a quarter of"
+            f" exchange.access_window for clock skew, plus 2s for ccxt's throttle): a shorter grace could call an"
+            " order absent that is still on its way")
+    for key, url in (("alerts.heartbeat_url", cfg.alerts.heartbeat_url), ("telegram.api_url", cfg.telegram.api_url)):
+        if url is not None and not re.match(r"^https?://[^\s/]+\S*$", url):
+            raise ConfigError(f"{p}: {key}: {url!r} is not an http(s) URL")
+    _sellable_buys(cfg)
+
+
+def _pct(share: Decimal) -> str:
+    return f"{(share * 100).normalize():f} %"
+
+
+def _sellable_buys(cfg: Config) -> None:
+    """Every fixed buy size must leave a position the exchange lets tinybot sell again (tinybot.sizing)."""
+    from . import sizing
+
+    need = sizing.min_sellable_buy_eur(cfg)
+    sizes = [("rules.buy_eur", cfg.rules.buy_eur)] if "rules" in cfg.advisors else []
+    sizes += [("dca.buy_eur", cfg.dca.buy_eur)] if "dca" in cfg.advisors and cfg.dca.market else []
+    for key, eur in sizes:
+        if eur < need:
+            raise ConfigError(
+                f"{cfg.path}: {key}: €{eur} buys a position that could not be sold again: after the"
+                f" {_pct(sizing.fee_rate(cfg))} fee it must be worth at least €{sizing.min_sellable_eur(cfg):.2f}"
+                f" (the €{sizing.EXCHANGE_MINIMUM_EUR} minimum + risk.sellable_margin {_pct(cfg.risk.sellable_margin)});"
+                f" set it to €{need} or more")
 
 
 def describe(cfg: Config) -> dict:
@@ -377,7 +542,7 @@ def describe(cfg: Config) -> dict:
 
     def plain(v):
         if isinstance(v, Decimal):
-            return str(v)
+            return format(v, "f")
         if isinstance(v, timedelta):
             return format_duration(v)
         if isinstance(v, tuple):

@@ -10,6 +10,7 @@ its write (the check-then-act race the guards depend on).
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -17,9 +18,83 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterator
 
-from . import clock
+from . import clock, exitcodes
 
 BUSY_TIMEOUT_MS = 30_000
+
+
+class DatabaseFault(Exception):
+    """The database file cannot be used as it is: one line naming the file and the fix.
+
+    ``exit_code`` is what the CLI exits with (LOCKED for a lock held too long,
+    ERROR for everything a person must repair).
+    """
+
+    def __init__(self, message: str, exit_code: int = exitcodes.ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def restore_hint(path: str | Path) -> str:
+    """The exact restore command for the newest backup next to ``path``, or what to do without one."""
+    from .backup import newest_in
+
+    newest = newest_in(Path(path).parent / "backups")
+    if newest is None:
+        return (f"there is no backup in {Path(path).parent / 'backups'}: move {Path(path).name} aside and run"
+                " `tinybot init` to start a new database")
+    return f"restore a backup: `tinybot backup --restore {newest.path.name}` (`tinybot backup --list` shows all)"
+
+
+def read_only_fs(path: str | Path) -> bool:
+    """Is the filesystem holding ``path`` mounted read-only?  (Root ignores file modes, not a ro mount.)"""
+    try:
+        return bool(os.statvfs(Path(path).parent).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def check_exists(path: str | Path) -> None:
+    """Refuse a missing or empty database: only `tinybot init` creates one (a typo must not start afresh)."""
+    p = Path(path)
+    if not p.exists():
+        hint = restore_hint(p)
+        fix = "run `tinybot init` to create it" + ("" if hint.startswith("there is no backup")
+                                                  else f", or {hint}")
+        raise DatabaseFault(f"no database at {p}; {fix} (check `db =` in bot.toml if it should exist)")
+    if p.is_file() and p.stat().st_size == 0:
+        hint = restore_hint(p)
+        raise DatabaseFault(f"{p} is empty (0 bytes), not a tinybot database; "
+                            + (hint if not hint.startswith("there is no backup") else
+                               f"there is no backup: delete it and run `tinybot init` to start a new database"))
+
+
+def fault(e: BaseException, path: str | Path, *, waited_ms: int | None = None) -> DatabaseFault:
+    """Translate an SQLite or OS error about ``path`` into the one line a person can act on."""
+    if isinstance(e, DatabaseFault):
+        return e
+    waited = (BUSY_TIMEOUT_MS if waited_ms is None else waited_ms) / 1000
+    name = getattr(e, "sqlite_errorname", "") or ""
+    text = str(e)
+    low = text.lower()
+    if name.startswith("SQLITE_BUSY") or name.startswith("SQLITE_LOCKED") or "database is locked" in low:
+        return DatabaseFault(
+            f"{path} is locked by another process (waited {waited:g}s); find it with"
+            f" `fuser -v {path}` (a `sqlite3` shell left open? another tinybot?), end it and try again",
+            exitcodes.LOCKED)
+    if (name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in low
+            or "not a database" in low):
+        return DatabaseFault(f"{path} is damaged ({text}); {restore_hint(path)}")
+    if (name.startswith("SQLITE_READONLY") or "readonly" in low or "read-only" in low
+            or getattr(e, "errno", None) == 30):  # EROFS
+        return DatabaseFault(
+            f"{path} cannot be written: its filesystem is read-only (a failing SD card turns read-only);"
+            " `tinybot status`, `history`, `why` and `doctor` still work; copy the newest backup to a good card,"
+            f" then {restore_hint(path)}")
+    if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")) or isinstance(e, OSError):
+        return DatabaseFault(f"{path} cannot be used ({text}): check the disk (full? failing SD card?),"
+                             f" then {restore_hint(path)}")
+    return DatabaseFault(f"{path}: database error ({text}); {restore_hint(path)}")
 
 
 def schema_text() -> str:
@@ -51,11 +126,28 @@ def migrations() -> list[Migration]:
     return found
 
 
-def connect(path: str | Path) -> sqlite3.Connection:
-    """Open the database the one way tinybot opens it."""
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+def connect(path: str | Path, *, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
+    """Open the database the one way tinybot opens it.
+
+    On a read-only filesystem (an SD card that failed into read-only mode)
+    the file is opened read-only, so the commands that only read keep
+    working: ``mode=ro`` while a ``-wal`` file holds data (SQLite reads it),
+    ``immutable=1`` when there is none (nothing can change the file, and
+    SQLite could not create the ``-shm`` it would otherwise need).
+    """
+    timeout_ms = BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
+    if read_only_fs(path) and Path(path).exists():
+        wal = Path(f"{path}-wal")
+        mode = "mode=ro" if wal.exists() and wal.stat().st_size > 0 else "mode=ro&immutable=1"
+        conn = sqlite3.connect(f"file:{Path(path).resolve()}?{mode}", uri=True, isolation_level=None,
+                               timeout=timeout_ms / 1000)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=timeout_ms / 1000)
     conn.row_factory = sqlite3.Row
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
@@ -141,7 +233,28 @@ def _statements(sql: str) -> list[str]:
 
 
 def open_db(path: str | Path, before_migration=None) -> sqlite3.Connection:
-    """connect() + migrate(): what every command that touches state calls."""
+    """connect() + migrate(), creating the file if needed: `tinybot init` (and test set-ups)."""
     conn = connect(path)
     migrate(conn, before_migration=before_migration)
+    return conn
+
+
+def open_existing(path: str | Path, before_migration=None) -> sqlite3.Connection:
+    """What every command but `tinybot init` calls: the database must exist and be a tinybot database.
+
+    A missing or empty file is refused with the fix (only init creates one);
+    on a read-only filesystem the file is opened read-only and not migrated
+    (a migration cannot be written there; reads of an older schema still work).
+    """
+    check_exists(path)
+    conn = connect(path)
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'kill_switch'").fetchone():
+            raise DatabaseFault(f"{path} is an SQLite file but not a tinybot database (no kill_switch table);"
+                                f" check `db =` in bot.toml, or {restore_hint(path)}")
+        if not read_only_fs(path):
+            migrate(conn, before_migration=before_migration)
+    except BaseException:
+        conn.close()
+        raise
     return conn

@@ -77,7 +77,7 @@ buy_eur = 6
 
 [dca]
 market = "BTC-EUR"
-buy_eur = 5
+buy_eur = 6
 every = "8s"
 """
 

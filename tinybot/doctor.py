@@ -127,8 +127,8 @@ def db_constraints(conn: sqlite3.Connection, pending: list[str]) -> Check:
         missing.append("UNIQUE(trade_executions.client_order_id)")
     if not re.search(r"\bstate TEXT NOT NULL CHECK \(state IN \(", _table_sql(conn, "trade_executions")):
         missing.append("CHECK on trade_executions.state")
-    if ("exchange", "trade_id") not in _unique_columns(conn, "trade_history"):
-        missing.append("UNIQUE(trade_history.exchange, trade_id): a fill is stored once")
+    if ("exchange", "market", "trade_id") not in _unique_columns(conn, "trade_history"):
+        missing.append("UNIQUE(trade_history.exchange, market, trade_id): a fill is stored once (ids are unique per market)")
     if not re.search(r"CHECK \(id = 1\)", _table_sql(conn, "kill_switch")):
         missing.append("CHECK(kill_switch.id = 1): one switch")
     if missing:

@@ -95,9 +95,9 @@ def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_i
                 now = clock.now_iso()
                 conn.execute(
                     "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, amount_quote,"
-                    " amount, state, claimed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'claimed', ?, ?)",
+                    " amount, external, state, claimed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'claimed', ?, ?)",
                     (proposal_id, str(uuid.uuid4()), exchange.name, proposal["market"], proposal["side"],
-                     proposal["amount_quote"], proposal["amount"], now, now),
+                     proposal["amount_quote"], proposal["amount"], proposal["external"], now, now),
                 )
     if refusal is not None:
         raise refusal
@@ -134,7 +134,7 @@ def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_i
                 "UPDATE trade_executions SET state = 'blocked', reason = ?, updated_at = ?, resolved_at = ?"
                 " WHERE id = ?", (reason, clock.to_iso(now), clock.to_iso(now), execution["id"]))
         else:
-            notional = ctx.notional_eur()
+            notional = ctx.spend_eur()  # what the caps count while in flight: fee and slippage included
             conn.execute(
                 "UPDATE trade_executions SET state = 'submitting', submitting_at = ?, updated_at = ?,"
                 " notional_eur = ?, access_window_ms = ? WHERE id = ? AND state = 'claimed'",
@@ -176,6 +176,9 @@ def _send(exchange: Trading, execution: sqlite3.Row) -> SendOutcome:
             amount_quote=Decimal(execution["amount_quote"]) if execution["amount_quote"] is not None else None,
             amount=Decimal(execution["amount"]) if execution["amount"] is not None else None,
             sign_by_ms=sign_by_ms(execution),
+            # the pre-send lookup scans the market's orders from the claim on: Bitvavo may not find a closed
+            # order by its clientOrderId
+            claimed_ms=clock.to_ms(clock.from_iso(execution["claimed_at"])),
         )
     except Exception as e:  # a bug or an unclassified failure: the order may exist
         return SendOutcome.ambiguous(f"send raised {type(e).__name__}: {e}", code=type(e).__name__)
@@ -199,12 +202,12 @@ def record_outcome(conn: sqlite3.Connection, execution: sqlite3.Row, exchange_na
         state, reason = "failed", f"refused: {outcome.reason}" + (f" (code {outcome.code})" if outcome.code else "")
     else:
         state, reason = "unknown", f"ambiguous: {outcome.reason}" + (f" (code {outcome.code})" if outcome.code else "")
-    conn.execute(
+    moved = conn.execute(
         "UPDATE trade_executions SET state = ?, reason = ?, updated_at = ?,"
         " resolved_at = CASE WHEN ? = 'failed' THEN ? ELSE resolved_at END"
         " WHERE id = ? AND state = 'submitting'",
         (state, reason, now, state, now, execution["id"]),
-    )
-    if state == "unknown":
+    ).rowcount == 1
+    if state == "unknown" and moved:  # reconcile may have resolved it while the send was slow: then nothing is unknown
         ledger.event(conn, "execution_unknown", f"execution {execution['id']}: {reason}", severity="warning",
                      execution_id=execution["id"])

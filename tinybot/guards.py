@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from . import clock
+from . import clock, sizing
 from .config import Config
 from .exchange.base import Balance, Market, Ticker
 
@@ -72,20 +72,46 @@ class Context:
         price = self.ticker.ask if self.side == "buy" else self.ticker.bid
         return Decimal(self.proposal["amount"]) * price
 
+    def spend_eur(self) -> Decimal | None:
+        """What the caps count: for a buy the most it can spend (fee and slippage included), else its value."""
+        if self.side != "buy":
+            return self.notional_eur()
+        return sizing.max_spend_eur(
+            self.cfg, amount_quote=_dec(self.proposal["amount_quote"]), amount=_dec(self.proposal["amount"]),
+            ask=self.ticker.ask if self.ticker is not None else None)
+
+    @property
+    def external(self) -> bool:
+        return "external" in self.proposal.keys() and bool(self.proposal["external"])
+
+
+def _dec(v) -> Decimal | None:
+    return None if v is None else Decimal(v)
+
 
 def approval_hash(proposal) -> str:
     """Fingerprint of what was approved; a changed row no longer matches it."""
     fields = (proposal["market"], proposal["side"], proposal["amount_quote"], proposal["amount"], proposal["expires_at"])
-    return hashlib.sha256("|".join("" if f is None else str(f) for f in fields).encode()).hexdigest()
+    text = "|".join("" if f is None else str(f) for f in fields)
+    if "external" in proposal.keys() and proposal["external"]:
+        text += "|external"  # selling coins tinybot did not buy is part of what was approved
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- the guards --------------------------------------------------------------
 
 def kill_switch(ctx: Context) -> Verdict:
+    """The row and the kill file beside the database, both read inside the send transaction."""
+    from .killswitch import kill_file_of, read_kill_file
+
     row = ctx.conn.execute("SELECT trading_enabled, reason FROM kill_switch WHERE id = 1").fetchone()
     if row is None or not row["trading_enabled"]:
         reason = row["reason"] if row else "kill switch row missing"
         return blocked("kill_switch", "kill_switch_on", f"trading is disabled: {reason}")
+    killed = read_kill_file(kill_file_of(ctx.conn))
+    if killed is not None:
+        return blocked("kill_switch", "kill_switch_on",
+                       f"trading is disabled by the kill file {killed['path']}: {killed['reason']}")
     return passed("kill_switch")
 
 
@@ -161,23 +187,25 @@ def anti_flip(ctx: Context) -> Verdict:
 def max_trade(ctx: Context) -> Verdict:
     if ctx.side != "buy":
         return passed("max_trade", "sells are bounded by what is held")
-    notional = ctx.notional_eur()
+    notional = ctx.spend_eur()
     if notional is None:
         return blocked("max_trade", "no_price", "no price to value the trade")
     cap = ctx.cfg.risk.max_trade_eur
     if notional > cap:
-        return blocked("max_trade", "over_max_trade", f"€{notional:.2f} is over risk.max_trade_eur (€{cap})")
-    return passed("max_trade", f"€{notional:.2f} of €{cap}")
+        return blocked("max_trade", "over_max_trade",
+                       f"€{notional:.2f} (fee included) is over risk.max_trade_eur (€{cap})")
+    return passed("max_trade", f"€{notional:.2f} of €{cap} (fee included)")
 
 
-def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None = None) -> Decimal:
-    """EUR committed to buys today (UTC): in-flight at their asked amount, done at what filled."""
+def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None = None, tz=None) -> Decimal:
+    """EUR committed to buys today (in ``tz``, the config's timezone): in flight at the most they can spend,
+    done at what filled plus the fee."""
     rows = conn.execute(
         "SELECT id, state, notional_eur, filled_quote, fee_paid FROM trade_executions"
         # "+state": never walk the state index (it holds every filled execution ever); today's rows come
         # from trade_executions_time, so this reads one day, however long the history
         " WHERE side = 'buy' AND submitting_at >= ? AND +state IN (%s)" % ",".join("?" * len(COUNTED + ("canceled",))),
-        (clock.to_iso(clock.day_start(now)), *COUNTED, "canceled"),
+        (clock.to_iso(clock.day_start(now, tz)), *COUNTED, "canceled"),
     ).fetchall()
     total = Decimal(0)
     for r in rows:
@@ -187,16 +215,30 @@ def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None 
             total += Decimal(r["notional_eur"] or 0)
         else:
             total += Decimal(r["filled_quote"]) + Decimal(r["fee_paid"])
+    return total + unaccounted_spent(conn, now, tz)
+
+
+def unaccounted_spent(conn: sqlite3.Connection, now: datetime, tz=None) -> Decimal:
+    """EUR spent today by buy fills that no execution's own order accounts for (reconcile's surprises)."""
+    total = Decimal(0)
+    for r in conn.execute(
+        "SELECT h.amount, h.price, h.fee, h.fee_currency FROM trade_history h"
+        " LEFT JOIN trade_executions e ON e.id = h.execution_id"
+        " WHERE h.executed_at >= ? AND h.side = 'buy' AND h.external = 0"
+        " AND (e.id IS NULL OR e.exchange_order_id IS NULL OR h.order_id != e.exchange_order_id)",
+        (clock.to_iso(clock.day_start(now, tz)),),
+    ):
+        total += Decimal(r["amount"]) * Decimal(r["price"]) + (Decimal(r["fee"]) if r["fee_currency"] == "EUR" else 0)
     return total
 
 
 def daily_cap(ctx: Context) -> Verdict:
     if ctx.side != "buy":
         return passed("daily_cap", "sells do not spend")
-    notional = ctx.notional_eur()
+    notional = ctx.spend_eur()
     if notional is None:
         return blocked("daily_cap", "no_price", "no price to value the trade")
-    used = spent_today(ctx.conn, ctx.now, ctx.execution_id)
+    used = spent_today(ctx.conn, ctx.now, ctx.execution_id, ctx.cfg.tz)
     cap = ctx.cfg.risk.max_daily_eur
     if used + notional > cap:
         return blocked("daily_cap", "over_daily_cap",
@@ -219,7 +261,7 @@ def exposure(conn: sqlite3.Connection, exclude_id: int | None = None) -> Decimal
 def exposure_cap(ctx: Context) -> Verdict:
     if ctx.side != "buy":
         return passed("exposure_cap", "sells reduce exposure")
-    notional = ctx.notional_eur()
+    notional = ctx.spend_eur()
     if notional is None:
         return blocked("exposure_cap", "no_price", "no price to value the trade")
     used = exposure(ctx.conn, ctx.execution_id)
@@ -269,11 +311,9 @@ def balance(ctx: Context) -> Verdict:
     if ctx.balances is None:
         return blocked("balance", "no_balance", "could not read a fresh balance")
     if ctx.side == "buy":
-        need = ctx.notional_eur()
+        need = ctx.spend_eur()  # by base amount the fee (and live slippage) come on top
         if need is None:
             return blocked("balance", "no_price", "no price to value the trade")
-        if ctx.proposal["amount"] is not None:  # buy by base pays the fee on top
-            need = need * (1 + Decimal("0.0025"))
         have = ctx.balances.get("EUR", Balance(Decimal(0), Decimal(0))).available
         asset = "EUR"
     else:
@@ -290,10 +330,92 @@ def balance(ctx: Context) -> Verdict:
     return passed("balance", f"{have} {asset} available")
 
 
+def _selling(ctx: Context) -> Decimal | None:
+    """Base amount a sell takes away (a sell by EUR at the bid); None without a price."""
+    if ctx.proposal["amount"] is not None:
+        return Decimal(ctx.proposal["amount"])
+    return Decimal(ctx.proposal["amount_quote"]) / ctx.ticker.bid if ctx.ticker is not None else None
+
+
+def selling_in_flight(conn: sqlite3.Connection, market: str, exclude_id: int | None) -> Decimal:
+    """Base amount of tinybot's own sells on ``market`` that are in flight and not yet filled."""
+    total = Decimal(0)
+    for r in conn.execute(
+        "SELECT id, amount, notional_eur, filled_amount FROM trade_executions WHERE market = ? AND side = 'sell'"
+        " AND external = 0 AND state IN (%s)" % ",".join("?" * len(IN_FLIGHT)), (market, *IN_FLIGHT),
+    ):
+        if r["id"] != exclude_id and r["amount"] is not None:
+            total += max(Decimal(r["amount"]) - Decimal(r["filled_amount"]), Decimal(0))
+    return total
+
+
+def own_position(ctx: Context) -> Verdict:
+    """A sell is bounded by what tinybot itself bought, not by the exchange balance."""
+    if ctx.side != "sell":
+        return passed("own_position", "buys are bounded by the caps")
+    if ctx.external:
+        return passed("own_position", "proposed as external: sells coins tinybot did not buy, booked apart")
+    selling = _selling(ctx)
+    if selling is None:
+        return blocked("own_position", "no_price", "no price to value the trade")
+    from .ledger import position_base
+
+    held = position_base(ctx.conn, ctx.name) - selling_in_flight(ctx.conn, ctx.name, ctx.execution_id)
+    if selling > held:
+        return blocked("own_position", "over_own_position",
+                       f"selling {selling:.8f} but tinybot's own {ctx.name} position is {held:.8f}"
+                       " (sells in flight deducted); to sell coins tinybot did not buy, propose it with --external")
+    return passed("own_position", f"{selling:.8f} of {held:.8f} held")
+
+
+def sellable_after(ctx: Context) -> Verdict:
+    """A buy must leave the position sellable: worth the minimum plus risk.sellable_margin at the bid."""
+    if ctx.side != "buy":
+        return passed("sellable_after", "only buys can strand a position")
+    if ctx.ticker is None:
+        return blocked("sellable_after", "no_price", "no price to value the trade")
+    from .ledger import position_base
+
+    minimum = ctx.market.min_quote if ctx.market is not None else sizing.EXCHANGE_MINIMUM_EUR
+    base = position_base(ctx.conn, ctx.name) + sizing.bought_base(
+        ctx.cfg, amount_quote=_dec(ctx.proposal["amount_quote"]), amount=_dec(ctx.proposal["amount"]),
+        ask=ctx.ticker.ask)
+    value, need = base * ctx.ticker.bid, sizing.min_sellable_eur(ctx.cfg, minimum)
+    if value < need:
+        return blocked("sellable_after", "would_strand",
+                       f"after this buy the {ctx.name} position would be worth €{value:.2f} at the bid, under"
+                       f" €{need:.2f} (the €{minimum} minimum + risk.sellable_margin): it could not be sold again;"
+                       f" buy at least €{sizing.top_up_eur(ctx.cfg, position_base(ctx.conn, ctx.name), ctx.ticker.bid, ctx.ticker.ask, minimum)}")
+    return passed("sellable_after", f"€{value:.2f} at the bid after the buy (≥ €{need:.2f})")
+
+
+def no_dust(ctx: Context) -> Verdict:
+    """A sell must not leave less than the exchange minimum behind: nobody could sell that rest."""
+    if ctx.side != "sell" or ctx.external:
+        return passed("no_dust", "buys and external sells leave no dust of tinybot's")
+    selling = _selling(ctx)
+    if selling is None:
+        return blocked("no_dust", "no_price", "no price to value the trade")
+    from .ledger import position_base
+
+    if ctx.ticker is None:
+        return blocked("no_dust", "no_price", "no price to value what the sell leaves behind")
+    held = position_base(ctx.conn, ctx.name)
+    rest = held - selling
+    minimum = ctx.market.min_quote if ctx.market is not None else sizing.EXCHANGE_MINIMUM_EUR
+    if rest > 0 and rest * ctx.ticker.bid < minimum:
+        return blocked("no_dust", "would_leave_dust",
+                       f"selling {selling:.8f} of {held:.8f} leaves {rest:.8f} {ctx.name.split('-')[0]}"
+                       f" (€{rest * ctx.ticker.bid:.2f}) behind, under the €{minimum} minimum: it could never be"
+                       f" sold; sell all ({held}) or less")
+    return passed("no_dust")
+
+
 # Order matters only for the reason shown first; every guard is evaluated and recorded.
 COMMIT_GUARDS = (
     kill_switch, approval, expiry, allowlist, market_open, cooldown, anti_flip,
     max_trade, daily_cap, exposure_cap, exchange_minimum, precision, balance,
+    own_position, sellable_after, no_dust,
 )
 
 

@@ -95,19 +95,20 @@ def worst_case_eur(prompt_tokens_est: int, llm_cfg) -> Decimal:
     return cost_eur(prompt_tokens_est, llm_cfg.max_tokens, llm_cfg)
 
 
-def period_keys(now: datetime) -> tuple[str, str]:
-    """The UTC day and month a call made at ``now`` counts in."""
-    now = now.astimezone(timezone.utc)
+def period_keys(now: datetime, tz=None) -> tuple[str, str]:
+    """The day and month (in ``tz``, the config's timezone; None = UTC) a call made at ``now`` counts in."""
+    now = now.astimezone(tz or timezone.utc)
     return now.strftime("%Y-%m-%d"), now.strftime("%Y-%m")
 
 
-def _next_period_start(period: str, key: str) -> str:
+def _next_period_start(period: str, key: str, tz=None) -> str:
+    zone = getattr(tz, "key", None) or "UTC"
     if period == "day":
         start = datetime.strptime(key, "%Y-%m-%d") + timedelta(days=1)
-        return start.strftime("%Y-%m-%d 00:00 UTC")
+        return start.strftime(f"%Y-%m-%d 00:00 {zone}")
     year, month = (int(x) for x in key.split("-"))
     year, month = (year + 1, 1) if month == 12 else (year, month + 1)
-    return f"{year:04d}-{month:02d}-01 00:00 UTC"
+    return f"{year:04d}-{month:02d}-01 00:00 {zone}"
 
 
 # --- reads ------------------------------------------------------------------
@@ -125,9 +126,9 @@ def committed_eur(conn: sqlite3.Connection, *, day: str | None = None, month: st
     return sum((Decimal(r["c"]) for r in rows), Decimal(0))
 
 
-def exhausted_notice(conn: sqlite3.Connection, now: datetime | None = None) -> sqlite3.Row | None:
+def exhausted_notice(conn: sqlite3.Connection, now: datetime | None = None, tz=None) -> sqlite3.Row | None:
     """The budget_exhausted event for the current day or month, if there is one."""
-    day, month = period_keys(now or clock.now())
+    day, month = period_keys(now or clock.now(), tz)
     return conn.execute(
         "SELECT * FROM events WHERE kind = 'budget_exhausted' AND (detail LIKE ? OR detail LIKE ?)"
         " ORDER BY id LIMIT 1",
@@ -166,7 +167,7 @@ def expire_stale(conn: sqlite3.Connection, expiry: timedelta, now: datetime | No
 
 
 def reserve(conn: sqlite3.Connection, llm_cfg, *, prompt_tokens_est: int,
-            min_interval: timedelta | None = None) -> Reservation:
+            min_interval: timedelta | None = None, tz=None) -> Reservation:
     """Reserve the worst case of one call, or raise ``BudgetRefused``.
 
     Inside one ``BEGIN IMMEDIATE``: expire stale reservations, refuse if this
@@ -178,12 +179,12 @@ def reserve(conn: sqlite3.Connection, llm_cfg, *, prompt_tokens_est: int,
     if prompt_tokens_est < 0:
         raise ValueError("prompt_tokens_est must not be negative")
     now = clock.now()
-    day, month = period_keys(now)
+    day, month = period_keys(now, tz)
     need = worst_case_eur(prompt_tokens_est, llm_cfg)
     refused: BudgetRefused | None = None
     with db.transaction(conn):
         expire_stale(conn, llm_cfg.reservation_expiry, now)
-        notice = exhausted_notice(conn, now)
+        notice = exhausted_notice(conn, now, tz)
         if notice is not None:
             raise BudgetRefused("budget_exhausted", notice["detail"])
         if min_interval:
@@ -202,7 +203,7 @@ def reserve(conn: sqlite3.Connection, llm_cfg, *, prompt_tokens_est: int,
                 message = (
                     f"{_notice_prefix(period, key)}used up: €{committed} spent or reserved of €{budget},"
                     f" a call may cost up to €{need}; the llm advisor is skipped until"
-                    f" {_next_period_start(period, key)} (llm.{'daily' if period == 'day' else 'monthly'}_budget_eur in bot.toml)"
+                    f" {_next_period_start(period, key, tz)} (llm.{'daily' if period == 'day' else 'monthly'}_budget_eur in bot.toml)"
                 )
                 conn.execute(
                     "INSERT INTO events (at, kind, severity, detail) VALUES (?, 'budget_exhausted', 'warning', ?)",
@@ -283,11 +284,11 @@ def note(conn: sqlite3.Connection, reservation_id: int, detail: str) -> None:
 
 # --- report -----------------------------------------------------------------
 
-def usage(conn: sqlite3.Connection, llm_cfg, *, days: int = 7, now: datetime | None = None) -> dict:
+def usage(conn: sqlite3.Connection, llm_cfg, *, days: int = 7, now: datetime | None = None, tz=None) -> dict:
     """What ``tinybot usage`` shows: spend per day and month, reservations, calls, tokens."""
     now = now or clock.now()
     expire_stale(conn, llm_cfg.reservation_expiry, now)
-    day, month = period_keys(now)
+    day, month = period_keys(now, tz)
 
     def summary(column: str, key: str) -> dict:
         rows = conn.execute(f"SELECT * FROM gpt_usage_log WHERE {column} = ?", (key,)).fetchall()

@@ -11,8 +11,14 @@ Runs at start-up, at every tick before anything else, and on demand
   and Bitvavo refuses it with 304 one window after its signature) plus a
   grace period, then failed: "never reached the exchange".
 * ``submitted``: open orders are synced to their final state and fills.
-* Surprises: orders carrying a clientOrderId on an allowlisted market that we
-  have no row for are reported loudly (an ``error`` event).
+* ``filled``/``canceled`` with a fill still unsettled: looked up again until
+  Bitvavo reports the fee (the ledger corrects fee and position).
+* Surprises: orders carrying a clientOrderId on an allowlisted market that no
+  execution accounts for are booked and reported loudly (an ``error`` event).
+
+The decision "absent" is taken with the time read *before* the lookup: an
+order that lands while the lookup or the lock wait is under way must not eat
+the grace period.
 """
 from __future__ import annotations
 
@@ -25,6 +31,15 @@ from .config import Config
 from .exchange.base import ExchangeError, MarketData, Order
 
 SURPRISE_LOOKBACK = timedelta(days=1)
+# The smallest grace reconcile uses, whatever [exchange] reconcile_grace says:
+# doctor lets the clock drift up to a quarter of the access window, and ccxt's
+# throttle may hold a signed request back before it leaves (~0.6 s measured).
+THROTTLE_ALLOWANCE = timedelta(seconds=2)
+IN_DOUBT = ("claimed", "submitting", "unknown")
+
+
+def grace_floor(access_window: timedelta) -> timedelta:
+    return access_window / 4 + THROTTLE_ALLOWANCE
 
 
 @dataclass
@@ -61,7 +76,12 @@ def absent_after(row: sqlite3.Row, grace: timedelta):
     throttle between the deadline check and the signature.
     """
     window = timedelta(milliseconds=row["access_window_ms"] or 10_000)
-    return clock.from_iso(row["submitting_at"]) + 2 * window + grace
+    grace = max(grace, grace_floor(window))
+    sent = row["submitting_at"] or row["claimed_at"]
+    deadline = clock.from_iso(sent) + 2 * window + grace
+    if "in_doubt_at" in row.keys() and row["in_doubt_at"]:
+        deadline = max(deadline, clock.from_iso(row["in_doubt_at"]) + 2 * window + grace)
+    return deadline
 
 
 def _find(exchange: MarketData, row: sqlite3.Row) -> Order | None:
@@ -75,13 +95,59 @@ def _find(exchange: MarketData, row: sqlite3.Row) -> Order | None:
     return None
 
 
+def quarantine_after_restore(conn: sqlite3.Connection, reason: str) -> dict:
+    """After a restore from backup: nothing the backup shows as in flight may be sent again.
+
+    The backup may predate what happened next: an execution it shows as
+    ``claimed`` may have been sent and filled since, and Bitvavo keeps a
+    clientOrderId unique only among *open* orders, so sending it again could
+    make a second order.  So, in one transaction:
+
+    * every ``claimed``/``submitting``/``unknown`` execution becomes ``unknown``
+      (only reconcile leaves it: found on the exchange → booked; provably
+      absent from ``in_doubt_at`` + 2 windows + grace → failed; never re-sent);
+    * every proposal still pending or approved without an execution is
+      rejected (by "restore"): it may have been executed after the backup
+      under a clientOrderId this database never saw.  Advisors propose anew.
+
+    The next reconcile's surprise scan books any order the database does not
+    account for.  Returns what was moved.
+    """
+    now = clock.now_iso()
+    with db.transaction(conn):
+        moved = [r["id"] for r in conn.execute(
+            "SELECT id FROM trade_executions WHERE state IN (%s) ORDER BY id" % ",".join("?" * len(IN_DOUBT)),
+            IN_DOUBT)]
+        conn.executemany(
+            "UPDATE trade_executions SET state = 'unknown', in_doubt_at = ?, updated_at = ?,"
+            " reason = ? || COALESCE(' (was ' || state || ': ' || NULLIF(reason, '') || ')', ' (was ' || state || ')')"
+            " WHERE id = ?", [(now, now, f"in doubt after {reason}", i) for i in moved])
+        retired = [r["id"] for r in conn.execute(
+            "SELECT p.id FROM proposals p LEFT JOIN trade_executions e ON e.proposal_id = p.id"
+            " WHERE p.status IN ('pending', 'approved') AND e.id IS NULL ORDER BY p.id")]
+        conn.executemany("UPDATE proposals SET status = 'rejected', decided_at = ?, decided_by = 'restore'"
+                         " WHERE id = ?", [(now, i) for i in retired])
+        if moved or retired:
+            ledger.event(conn, "restore_in_doubt",
+                         f"{reason}: executions {moved or 'none'} are in doubt until reconcile finds them on the"
+                         f" exchange or proves them absent; proposals {retired or 'none'} rejected (they may have"
+                         " been executed after the backup)", severity="warning")
+    return {"in_doubt": moved, "rejected_proposals": retired}
+
+
+def _due(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """Executions whose fate or fees the exchange still has to tell us."""
+    return conn.execute(
+        "SELECT * FROM trade_executions WHERE state IN ('submitting', 'unknown', 'submitted')"
+        " OR id IN (SELECT execution_id FROM trade_history WHERE settled = 0 AND execution_id IS NOT NULL)"
+        " ORDER BY id").fetchall()
+
+
 def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, surprises: bool = True) -> Report:
     report = Report()
     grace = cfg.exchange.reconcile_grace
-    rows = conn.execute(
-        "SELECT * FROM trade_executions WHERE state IN ('submitting', 'unknown', 'submitted') ORDER BY id"
-    ).fetchall()
-    for row in rows:
+    for row in _due(conn):
+        decided_at = clock.now()  # before the lookup: a slow lookup or lock wait must not eat the grace
         try:
             order = _find(exchange, row)
         except ExchangeError as e:
@@ -104,11 +170,12 @@ def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, su
                         ledger.event(conn, "reconciled", f"execution {row['id']}: {row['state']} → {after}: {detail}",
                                      execution_id=row["id"])
                 continue
-            if row["state"] == "submitted":
-                report.errors.append(f"execution {row['id']}: submitted order {row['exchange_order_id']} not found")
+            if row["state"] not in ("submitting", "unknown"):
+                report.errors.append(f"execution {row['id']}: {row['state']} order {row['exchange_order_id']}"
+                                     " not found")
                 continue
             deadline = absent_after(row, grace)
-            if clock.now() >= deadline:
+            if decided_at >= deadline:
                 detail = (f"never reached the exchange: not found by clientOrderId nor in orders since the send,"
                           f" and the request can no longer land (signed by submitting + window, valid one"
                           f" more window; + grace = {clock.to_iso(deadline)})")
@@ -128,15 +195,22 @@ def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, su
 
 
 def _surprises(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, report: Report) -> None:
-    """Orders on our markets that tinybot cannot account for.
+    """Orders on our markets that tinybot's executions do not account for.
 
-    * a clientOrderId we have no execution for: reported loudly (an error
-      event; the automatic kill switch acts on it);
-    * an order for an execution recorded as ``failed`` (or ``blocked``): the
-      exchange has it after all, so the row is corrected to the order's
-      state with its fills, and that is reported as loudly.  With the send
-      deadline (executor.sign_by_ms) this should never happen; if it does,
-      the record follows the exchange.
+    Every order carrying a clientOrderId on an allowlisted market is checked
+    against the execution with that clientOrderId.  It is accounted for when
+    that execution is the order's own (same order id, or no order id yet while
+    the execution is in doubt: the row loop resolves those).  Anything else is
+    booked and reported loudly (an ``error`` event, which the automatic kill
+    switch acts on), once per order:
+
+    * no execution has that clientOrderId (say, one claimed after the backup
+      a restore went back to): its fills are booked with no execution;
+    * the execution is ``failed``/``blocked``/``claimed`` (it never sent, as
+      far as the database knows): the row is corrected to the order;
+    * the execution already has another order: a second order under one
+      clientOrderId; its fills are booked under that execution (positions
+      and the daily cap count them).
     """
     since = clock.to_ms(clock.now() - SURPRISE_LOOKBACK)
     for market in cfg.risk.allowlist:
@@ -148,22 +222,44 @@ def _surprises(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, repo
         for o in orders:
             if not o.client_order_id:
                 continue  # placed by hand, without a clientOrderId: not tinybot's
-            row = conn.execute("SELECT * FROM trade_executions WHERE client_order_id = ?",
-                               (o.client_order_id,)).fetchone()
-            if row is not None and row["state"] not in ("failed", "blocked"):
-                continue
-            if row is None:
-                msg = (f"order {o.order_id} on {market} ({o.side}, {o.status}) carries clientOrderId"
-                       f" {o.client_order_id}, which tinybot has no execution for")
-            else:
-                msg = (f"order {o.order_id} on {market} ({o.side}, {o.status}) belongs to execution {row['id']},"
-                       f" which was recorded as {row['state']}; corrected to what the exchange says")
-            report.surprises.append(msg)
             with db.transaction(conn):
-                if row is not None and ledger.apply_order(conn, row, exchange.name, o, from_states=(row["state"],)):
-                    after = conn.execute("SELECT state FROM trade_executions WHERE id = ?", (row["id"],)).fetchone()[0]
-                    report.changes.append(Change(row["id"], row["state"], after, msg))
-                if not conn.execute("SELECT 1 FROM events WHERE kind = 'surprise_order' AND detail = ?",
-                                    (msg,)).fetchone():
-                    ledger.event(conn, "surprise_order", msg, severity="error",
-                                 execution_id=row["id"] if row is not None else None)
+                _account_for(conn, exchange.name, market, o, report)
+
+
+def _account_for(conn: sqlite3.Connection, exchange_name: str, market: str, o: Order, report: Report) -> None:
+    known = conn.execute("SELECT * FROM unaccounted_orders WHERE exchange = ? AND market = ? AND order_id = ?",
+                         (exchange_name, market, o.order_id)).fetchone()
+    row = conn.execute("SELECT * FROM trade_executions WHERE client_order_id = ?", (o.client_order_id,)).fetchone()
+    if known is not None:  # booked and reported before: keep its fills in step, say nothing new
+        for f in o.fills:
+            ledger.record_fill(conn, known["execution_id"], exchange_name, f, o.client_order_id)
+        conn.execute("UPDATE unaccounted_orders SET status = ? WHERE id = ?", (o.status, known["id"]))
+        return
+    if row is not None:
+        if row["exchange_order_id"] == o.order_id:
+            return  # the execution's own order
+        if row["exchange_order_id"] is None and row["state"] in ("submitting", "unknown", "submitted"):
+            return  # in doubt: the row loop finds it by clientOrderId or in the order list
+    what = f"order {o.order_id} on {market} ({o.side}, {o.status}, clientOrderId {o.client_order_id})"
+    if row is None:
+        msg = f"{what}: tinybot has no execution with that clientOrderId; booked as found"
+        for f in o.fills:
+            ledger.record_fill(conn, None, exchange_name, f, o.client_order_id)
+    elif row["exchange_order_id"] is None:
+        msg = (f"{what} belongs to execution {row['id']}, which was recorded as {row['state']} (no order sent);"
+               " corrected to what the exchange says")
+        if ledger.apply_order(conn, row, exchange_name, o, from_states=(row["state"],)):
+            after = conn.execute("SELECT state FROM trade_executions WHERE id = ?", (row["id"],)).fetchone()[0]
+            report.changes.append(Change(row["id"], row["state"], after, msg))
+    else:
+        msg = (f"{what} is a second order under execution {row['id']}'s clientOrderId (its order is"
+               f" {row['exchange_order_id']}); its fills are booked under that execution")
+        for f in o.fills:
+            ledger.record_fill(conn, row["id"], exchange_name, f, o.client_order_id)
+    report.surprises.append(msg)
+    conn.execute(
+        "INSERT INTO unaccounted_orders (exchange, market, order_id, client_order_id, execution_id, side, status,"
+        " first_seen_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (exchange_name, market, o.order_id, o.client_order_id, row["id"] if row is not None else None, o.side,
+         o.status, clock.now_iso(), msg))
+    ledger.event(conn, "surprise_order", msg, severity="error", execution_id=row["id"] if row is not None else None)

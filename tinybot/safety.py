@@ -192,39 +192,60 @@ class Cancel:
         return asdict(self)
 
 
-def cancel_open(conn: sqlite3.Connection, cfg, exchange) -> list[Cancel]:
-    """Cancel every open exchange order that belongs to one of tinybot's executions.
+@dataclass(frozen=True)
+class CancelReport:
+    """What `kill --cancel-open` did, and which markets it could not ask about (so it never claims "none")."""
+
+    markets: list[str]
+    results: list[Cancel]
+    unreachable: dict[str, str]  # market -> why the exchange could not be asked
+
+
+def cancel_open(conn: sqlite3.Connection, cfg, exchange) -> CancelReport:
+    """Ask the exchange for its open orders and cancel each one that carries a tinybot clientOrderId.
 
     ``exchange`` is the trading client from ``executor.trading_exchange(cfg)``
-    (only it may cancel).  Each order is looked up by its clientOrderId first,
-    so only orders that are really open are cancelled; a cancelled
-    ``submitted`` execution is recorded at once (``unknown``/``submitting``
-    ones are left to reconcile, the only code that resolves them).
+    (only it may cancel).  The markets asked are the allowlist plus any market
+    with an execution still in flight.  An order counts as tinybot's when an
+    execution row (in any state: a restored database may still say
+    ``claimed``) holds its clientOrderId; other orders are left alone.  A
+    cancelled ``submitted`` execution is recorded at once (``unknown`` and the
+    others are left to reconcile, the only code that resolves them).
     """
+    markets = list(dict.fromkeys([*cfg.risk.allowlist, *(r["market"] for r in conn.execute(
+        "SELECT DISTINCT market FROM trade_executions WHERE state IN ('submitted', 'submitting', 'unknown', 'claimed')"
+        " ORDER BY market"))]))
     out: list[Cancel] = []
-    rows = conn.execute("SELECT * FROM trade_executions WHERE state IN ('submitted', 'submitting', 'unknown')"
-                        " ORDER BY id").fetchall()
-    for row in rows:
-        market, cid = row["market"], row["client_order_id"]
+    unreachable: dict[str, str] = {}
+    for market in markets:
         try:
-            order = exchange.fetch_order(market, cid)
-            if order is None or not order.is_open:
-                out.append(Cancel(row["id"], market, cid, "not_open",
-                                  "no such order" if order is None else f"order is {order.status}"))
-                continue
-            confirmed = exchange.cancel_order(market, cid)
-            after = exchange.fetch_order(market, cid)
-        except Exception as e:  # keep going: the other orders still need cancelling
-            out.append(Cancel(row["id"], market, cid, "error", f"{type(e).__name__}: {e}"))
+            open_orders = exchange.open_orders(market)
+        except Exception as e:  # say so: "no open orders" must mean the exchange said so
+            unreachable[market] = f"{type(e).__name__}: {e}"
             continue
-        if after is not None and row["state"] == "submitted":
-            with db.transaction(conn):
-                ledger.apply_order(conn, row, exchange.name, after, from_states=("submitted",))
-        status = after.status if after is not None else "?"
+        for order in open_orders:
+            cid = order.client_order_id
+            row = conn.execute("SELECT * FROM trade_executions WHERE client_order_id = ?", (cid,)).fetchone() \
+                if cid else None
+            if row is None:
+                continue  # not tinybot's
+            out.append(_cancel_one(conn, exchange, row, market, cid))
+    return CancelReport(markets, out, unreachable)
+
+
+def _cancel_one(conn: sqlite3.Connection, exchange, row: sqlite3.Row, market: str, cid: str) -> Cancel:
+    try:
+        confirmed = exchange.cancel_order(market, cid)
+        after = exchange.fetch_order(market, cid)
+    except Exception as e:  # keep going: the other orders still need cancelling
+        return Cancel(row["id"], market, cid, "error", f"{type(e).__name__}: {e}")
+    if after is not None and row["state"] == "submitted":
         with db.transaction(conn):
-            ledger.event(conn, "order_canceled", f"execution {row['id']}: cancel of {market} order {cid}"
-                         f" {'confirmed' if confirmed else 'not confirmed'}; now {status}",
-                         severity="warning", execution_id=row["id"])
-        out.append(Cancel(row["id"], market, cid, "canceled" if confirmed else "error",
-                          f"now {status}" if confirmed else f"cancel not confirmed; order is {status}"))
-    return out
+            ledger.apply_order(conn, row, exchange.name, after, from_states=("submitted",))
+    status = after.status if after is not None else "?"
+    with db.transaction(conn):
+        ledger.event(conn, "order_canceled", f"execution {row['id']}: cancel of {market} order {cid}"
+                     f" {'confirmed' if confirmed else 'not confirmed'}; now {status}",
+                     severity="warning", execution_id=row["id"])
+    return Cancel(row["id"], market, cid, "canceled" if confirmed else "error",
+                  f"now {status}" if confirmed else f"cancel not confirmed; order is {status}")

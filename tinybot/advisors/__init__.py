@@ -63,6 +63,7 @@ BUILTIN = {
     "rules": "tinybot.advisors.rules:advise",
     "dca": "tinybot.advisors.dca:advise",
     "llm": "tinybot.advisors.llm:advise",
+    "top_up": "tinybot.advisors.topup:advise",
 }
 
 Advisor = Callable[["Snapshot", Config], list]
@@ -228,7 +229,7 @@ def read_caps(conn: sqlite3.Connection, cfg: Config, now: datetime) -> Caps:
     zero = Decimal(0)
     return Caps(
         max_trade_eur=cfg.risk.max_trade_eur,
-        daily_left_eur=max(cfg.risk.max_daily_eur - guards.spent_today(conn, now), zero),
+        daily_left_eur=max(cfg.risk.max_daily_eur - guards.spent_today(conn, now, tz=cfg.tz), zero),
         exposure_left_eur=max(cfg.risk.max_exposure_eur - guards.exposure(conn), zero),
     )
 

@@ -409,7 +409,7 @@ def _run(conn, snapshot: Snapshot, cfg: Config, min_interval: timedelta) -> LlmR
     body = request_body(cfg, build_messages(snapshot))
     try:
         r = llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=prompt_tokens_estimate(body),
-                               min_interval=min_interval)
+                               min_interval=min_interval, tz=cfg.tz)
     except llm_budget.BudgetRefused as e:
         if e.code == "budget_exhausted" and e.period:      # first refusal of the period: say it loudly
             log.warning(str(e))

@@ -225,12 +225,14 @@ class Bench:
         self.errors: list[str] = []
 
     def read_only(self):
-        """The reconcile client in this process: the read key, as `read_only(cfg)` builds it."""
+        """The reconcile client in this process, as `read_only(cfg)` builds it: the read key for data,
+        the trade key (GET only) for order lookups."""
         from tinybot.exchange import bitvavo
 
         bitvavo._backoff_until.clear()  # a 110 seen by a crashed run must not outlive it (a restart forgets it too)
         if self._ro is None:
-            self._ro = bitvavo.BitvavoReadOnly(self.cfg, READ_KEY, READ_SECRET, rate_limit=False)
+            self._ro = bitvavo.BitvavoReadOnly(self.cfg, READ_KEY, READ_SECRET, lookup_key=TRADE_KEY,
+                                               lookup_secret=TRADE_SECRET, rate_limit=False)
         return self._ro
 
     def propose(self, draft: Draft) -> int:

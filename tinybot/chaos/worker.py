@@ -55,8 +55,7 @@ def execute(config_path: str, proposal_id: int, env: dict, barrier, out: str | N
 def reconcile_loop(config_path: str, env: dict, barrier, out: str | None, seconds: float, stop=None) -> None:
     """`tinybot reconcile`, repeated until `stop` is set or `seconds` pass (0: once), racing the executors."""
     cfg, conn = _setup(env, config_path)
-    exchange = read_only(cfg)
-    exchange.client.enableRateLimit = False
+    exchange = read_only(cfg, rate_limit=False)  # no client-side throttle on either key (see execute)
     if barrier is not None:
         barrier.wait(timeout=60)
     deadline = time.monotonic() + seconds

@@ -1,9 +1,12 @@
 """Exchange backends behind one contract (see base.py).
 
 ``read_only(cfg)`` is the client every module but the executor uses: market
-data, balances and order lookups, and order methods that raise.  The trading
-client is built only by ``tinybot.executor.trading_exchange``.  Nothing here
-imports ccxt until a Bitvavo client is actually built.
+data, balances and order lookups, and order methods that raise.  In live
+mode market data and balances use the view key, and order/trade lookups the
+trade key behind a GET-only facade that has no method to place or cancel
+(Bitvavo lets only a key with trade rights read orders; see bitvavo.py).
+The trading client is built only by ``tinybot.executor.trading_exchange``.
+Nothing here imports ccxt until a Bitvavo client is actually built.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ READ_METHODS = ("markets", "ticker", "candles", "balances", "fetch_order", "orde
                 "trades_since", "server_time_ms")
 
 
-def market_data(cfg):
+def market_data(cfg, *, rate_limit: bool = True):
     """Prices and markets: fixed [paper] prices when configured, else Bitvavo (or exchange.url)."""
     if cfg.mode == "paper" and cfg.paper.prices:
         from .static import StaticMarketData
@@ -21,7 +24,7 @@ def market_data(cfg):
         return StaticMarketData(cfg.paper.prices)
     from .bitvavo import read_only_client
 
-    return read_only_client(cfg)
+    return read_only_client(cfg, rate_limit=rate_limit)
 
 
 class ReadOnlyView:
@@ -41,11 +44,15 @@ class ReadOnlyView:
         raise ReadOnlyClientError("this is a read-only exchange client; only the executor cancels orders")
 
 
-def read_only(cfg, source=None):
-    """The read-only client for cfg's mode (paper: the paper account over market data)."""
+def read_only(cfg, source=None, *, rate_limit: bool = True):
+    """The read-only client for cfg's mode (paper: the paper account over market data).
+
+    ``rate_limit=False`` turns off ccxt's client-side throttle on every key
+    it holds (the simulator-backed soak; never for the real exchange).
+    """
     if cfg.mode == "paper":
         from .paper import PaperExchange
 
-        return ReadOnlyView(PaperExchange(cfg.db_path, source or market_data(cfg),
+        return ReadOnlyView(PaperExchange(cfg.db_path, source or market_data(cfg, rate_limit=rate_limit),
                                           starting_eur=cfg.paper.starting_eur, taker_fee=cfg.paper.taker_fee))
-    return source or market_data(cfg)
+    return source or market_data(cfg, rate_limit=rate_limit)

@@ -152,7 +152,8 @@ class MarketData(Protocol):
     def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
         """Closed and current candles, oldest first."""
 
-    def balances(self) -> dict[str, Balance]: ...
+    def balances(self) -> dict[str, Balance]:
+        """Balances by asset.  An asset missing from the mapping holds 0 (Bitvavo omits zero balances)."""
 
     def fetch_order(self, market: str, client_order_id: str) -> Order | None:
         """Look an order up by our client order id; None if the exchange says not found."""
@@ -180,6 +181,7 @@ class Trading(MarketData, Protocol):
         amount_quote: Decimal | None = None,
         amount: Decimal | None = None,
         sign_by_ms: int | None = None,
+        claimed_ms: int | None = None,
     ) -> SendOutcome:
         """Place a market order: buys by ``amount_quote`` (EUR), sells by ``amount`` (base).
 
@@ -187,7 +189,12 @@ class Trading(MarketData, Protocol):
         if the backend's own checks before the order request run past this
         moment, it sends nothing and refuses (code ``send_deadline``).  That
         bounds when a request can be signed, so reconcile knows when it can no
-        longer land.
+        longer land.  ``claimed_ms``: when the execution was claimed (its
+        clientOrderId fixed).  Before sending, the backend looks the
+        clientOrderId up and, when that finds nothing, scans the market's
+        orders since ``claimed_ms`` (default: ``sign_by_ms`` - 1 day), because
+        Bitvavo may not find a closed order by clientOrderId; an order found
+        is not sent again (ambiguous, code ``220``).
         """
 
     def cancel_order(self, market: str, client_order_id: str) -> bool:

@@ -1,12 +1,19 @@
 """The live exchange: Bitvavo's REST v2 through ccxt, behind tinybot's contract.
 
-Two classes, two keys:
+Built by composition, one API key per ``_Endpoint`` (a ccxt instance, its
+rate-limit state, readable errors):
 
-* ``BitvavoReadOnly`` (``MarketData``) — built with the *read* key or none at
-  all; its ``send_order``/``cancel_order`` raise ``ReadOnlyClientError``.
-  ``read_only_client(cfg)`` builds one from ``TINYBOT_READ_KEY/SECRET``.
-* ``BitvavoTrading`` (``Trading``) — gets the *trade* key and secret passed in
-  by the executor's factory; it never reads a secret itself.
+* ``BitvavoReadOnly`` (``MarketData``) — what every module but the executor
+  gets (``read_only_client(cfg)``). Market data and balances use the *view*
+  key (``TINYBOT_READ_KEY``). Order and trade lookups need a key with trade
+  rights (Bitvavo: *Trade* = place, update, **view** and cancel orders), so
+  in live mode they use the *trade* key behind ``OrderLookups``: a facade
+  with no method that places or cancels, over a ccxt instance that refuses
+  any HTTP method but GET. Its own ``send_order``/``cancel_order`` raise.
+* ``BitvavoTrading`` (``Trading``) — the trade key and secret, passed in by
+  the executor's factory (it never reads a secret itself). It composes the
+  same reads over its own endpoint and adds ``send_order``/``cancel_order``;
+  it inherits from nothing that refuses to trade.
 
 Reads go through ccxt's raw endpoint methods (``publicGetMarkets``,
 ``privateGetOrder`` …) so every number is parsed to ``Decimal`` from the
@@ -21,8 +28,11 @@ tinybot imports it at package import time.
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable
 
@@ -49,7 +59,7 @@ from .base import (
 # code. "refused" only where Bitvavo says for sure that nothing was created:
 # calling an order that exists "refused" would leave it untracked, while
 # calling a refusal "ambiguous" costs one reconcile lookup. So any code not in
-# this table is ambiguous.
+# this table is ambiguous. (110 is special: see ``_classify_exception``.)
 ERROR_CODES: dict[int, tuple[Kind, str]] = {
     101: ("ambiguous", "unknown error; the order may or may not exist"),
     102: ("refused", "invalid JSON"),
@@ -64,6 +74,7 @@ ERROR_CODES: dict[int, tuple[Kind, str]] = {
     **{c: ("refused", "amount or price out of range") for c in range(210, 216)},
     216: ("refused", "insufficient balance"),
     217: ("refused", "below the minimum order size"),
+    219: ("refused", "market is no longer listed"),  # ccxt leaves it unmapped
     220: ("ambiguous", "an open order with this clientOrderId already exists"),
     230: ("refused", "rejected by the matching engine"),
     231: ("refused", "rejected by the matching engine (market paused)"),
@@ -76,31 +87,53 @@ ERROR_CODES: dict[int, tuple[Kind, str]] = {
     310: ("refused", "key does not allow trading"),
     311: ("refused", "key does not allow viewing the account"),
     312: ("refused", "key does not allow withdrawals"),
-    317: ("refused", "account locked"),
+    313: ("refused", "key or account not allowed to do this"),
+    **{c: ("refused", "account not allowed to do this") for c in range(316, 321)},  # 317: account locked
+    422: ("refused", "price is not a multiple of the market's tick size"),
+    423: ("refused", "market halted"),
+    424: ("refused", "market is cancel-only"),
+    425: ("refused", "market is in an auction"),
+    426: ("refused", "market is matching its auction"),
+    429: ("refused", "too many decimals"),
 }
 RATE_LIMIT_CODES = frozenset({103, 104, 105, 110})
 NOT_FOUND_CODES = frozenset({233, 240})
-DEFAULT_BACKOFF_MS = 60_000
-MAX_BACKOFF_MS = 15 * 60_000  # an IP ban lasts 15 minutes; never trust a header past that
+MAX_BACKOFF_MS = 15 * 60_000  # an IP ban lasts 15 minutes; never trust a header or a text past that
+PACE_RESERVE = 10  # weight kept in hand: below it, wait for the minute to end (balance/orders/trades weigh 5)
+PACE_MAX_MS = 61_000  # the weight counter resets every wall-clock minute
 MARKETS_TTL_MS = 5 * 60_000
 PAGE_LIMIT = 1000  # Bitvavo's maximum for /orders and /trades
-MAX_PAGES = 20
+MAX_PAGES = 40  # per call, over every 24-hour slice
+SLICE_MS = 23 * 3_600_000  # GET /trades spans at most 24 h a request: slices of 23 h leave an hour for clock skew
+MAX_LOOKBACK_MS = 31 * 86_400_000  # a lookup further back than this is refused (one request per slice)
+PRE_SEND_SCAN_MS = 86_400_000  # without a claim time, the pre-send scan looks back one day before sign_by
 CANDLE_LIMIT = 1440
 
-# Backoff deadlines (ms) per (API URL, key): shared by every client in the
-# process, because Bitvavo counts per key (and per IP without one).
-_backoff_until: dict[tuple[str, str | None], int] = {}
+log = logging.getLogger("tinybot.exchange")
+
+
+@dataclass
+class _Pause:
+    until_ms: int
+    ban: bool  # True: Bitvavo refused us (429): nothing may be sent before until_ms.
+    #            False: the minute's weight is nearly spent: reads wait, then go on.
+
+
+# Rate-limit pauses per (API URL, key): shared by every client in the process,
+# because Bitvavo counts per key (and per IP without one).
+_backoff_until: dict[tuple[str, str | None], _Pause] = {}
 
 
 # --- classification ------------------------------------------------------------
 
-def classify_send(result: Any) -> SendOutcome:
+def classify_send(result: Any, http_status: int | None = None) -> SendOutcome:
     """The one place a send's outcome is decided.
 
-    ``result`` is whatever ``create_order`` returned, or the exception it raised.
+    ``result`` is whatever ``create_order`` returned, or the exception it
+    raised; ``http_status`` the status of the answer, when one came.
     """
     if isinstance(result, BaseException):
-        return _classify_exception(result)
+        return _classify_exception(result, http_status)
     info = result.get("info") if isinstance(result, dict) else None
     if not isinstance(info, dict) or not info.get("orderId"):
         return SendOutcome.ambiguous(
@@ -116,8 +149,14 @@ def classify_send(result: Any) -> SendOutcome:
         )
 
 
-def _classify_exception(exc: BaseException) -> SendOutcome:
+def _classify_exception(exc: BaseException, http_status: int | None = None) -> SendOutcome:
     code, text = error_code(exc)
+    if code == 110 and http_status is not None and http_status != 429:
+        # Bitvavo uses 110 for "invalid endpoint" too (HTTP 404): the request
+        # reached no order book, and resending it would fail the same way
+        return SendOutcome.refused(
+            f"Bitvavo: {text or 'invalid endpoint'} (errorCode 110, HTTP {http_status}): a bug in tinybot or"
+            f" ccxt, nothing was created", code="110")
     if code is not None:
         kind, why = ERROR_CODES.get(code, ("ambiguous", "unexpected error code"))
         reason = f"Bitvavo: {text or why} (errorCode {code})"
@@ -214,6 +253,18 @@ def _status(raw: str) -> str:
     return "canceled" if raw.startswith("canceled") else raw
 
 
+def _fee(raw: dict, what: str) -> tuple[bool, Decimal]:
+    """(settled, fee) of one fill: Bitvavo sends fee and feeCurrency only once ``settled`` is true.
+
+    An unsettled fill (``settled: false``, or no fee yet) has fee 0 for now;
+    a later lookup of the same fill brings the real one.
+    """
+    fee = _opt_dec(raw.get("fee"), f"{what} fee")
+    if raw.get("settled") is False or fee is None:
+        return False, Decimal(0)
+    return True, fee
+
+
 def order_from_raw(raw: dict, client_order_id: str | None = None) -> Order:
     """An ``Order`` from Bitvavo's own order JSON (ccxt's ``order["info"]``)."""
     oid = str(_field(raw, "orderId", "order"))
@@ -223,6 +274,7 @@ def order_from_raw(raw: dict, client_order_id: str | None = None) -> Order:
         raise ExchangeError(f"Bitvavo's order {oid} has side {side!r}")
     fills = []
     for f in raw.get("fills") or ():
+        settled, fee = _fee(f, "fill")
         fills.append(Fill(
             trade_id=str(_field(f, "id", "fill")),
             order_id=oid,
@@ -230,9 +282,10 @@ def order_from_raw(raw: dict, client_order_id: str | None = None) -> Order:
             side=side,
             amount=_dec(f.get("amount"), "fill amount"),
             price=_dec(f.get("price"), "fill price"),
-            fee=_opt_dec(f.get("fee"), "fill fee") or Decimal(0),
+            fee=fee,
             fee_currency=str(f.get("feeCurrency") or raw.get("feeCurrency") or ""),
             timestamp_ms=_int(f.get("timestamp"), "fill timestamp"),
+            settled=settled,
         ))
     return Order(
         order_id=oid,
@@ -257,6 +310,7 @@ def fill_from_raw(raw: dict) -> Fill:
     side = _field(raw, "side", "trade")
     if side not in ("buy", "sell"):
         raise ExchangeError(f"Bitvavo's trade has side {side!r}")
+    settled, fee = _fee(raw, "trade")
     return Fill(
         trade_id=str(_field(raw, "id", "trade")),
         order_id=str(_field(raw, "orderId", "trade")),
@@ -264,10 +318,35 @@ def fill_from_raw(raw: dict) -> Fill:
         side=side,
         amount=_dec(raw.get("amount"), "trade amount"),
         price=_dec(raw.get("price"), "trade price"),
-        fee=_opt_dec(raw.get("fee"), "trade fee") or Decimal(0),
+        fee=fee,
         fee_currency=str(raw.get("feeCurrency") or ""),
         timestamp_ms=_int(raw.get("timestamp"), "trade timestamp"),
+        settled=settled,
     )
+
+
+def markets_from_raw(rows: Any) -> tuple[dict[str, Market], dict[str, str]]:
+    """Bitvavo's market table → (usable markets, {row: why it was skipped}).
+
+    One malformed row (a new listing with a field missing, a typo upstream)
+    must not make every market unusable: it is left out and reported.
+    """
+    if not isinstance(rows, list):
+        raise ExchangeError(f"Bitvavo sent an unexpected answer to markets: {_shape(rows)}")
+    good: dict[str, Market] = {}
+    skipped: dict[str, str] = {}
+    for i, row in enumerate(rows):
+        name = str(row.get("market")) if isinstance(row, dict) and row.get("market") else f"row {i}"
+        try:
+            m = market_from_raw(row)
+        except ExchangeError as e:
+            skipped[name] = str(e)
+            continue
+        good[m.name] = m
+    if rows and not good:
+        raise ExchangeError(f"Bitvavo's market table has no usable row ({len(rows)} malformed, e.g."
+                            f" {next(iter(skipped.values()))})")
+    return good, skipped
 
 
 def market_from_raw(raw: dict) -> Market:
@@ -303,26 +382,38 @@ def _plain(d: Decimal) -> str:
     return format(d, "f")
 
 
-# --- the clients -----------------------------------------------------------------
+# --- one key on one URL ------------------------------------------------------------
 
-class BitvavoReadOnly:
-    """Bitvavo market data, balances and order lookups; cannot place or cancel orders."""
+def _end_of_next_minute(now_ms: int) -> int:
+    """Bitvavo blocks a key that went over until the end of the *next* minute (12:00:15 → 12:02:00)."""
+    return (now_ms // 60_000 + 2) * 60_000
 
-    name = "bitvavo"
 
-    def __init__(self, cfg: Config, key: str | None = None, secret: str | None = None, *,
-                 rate_limit: bool = True):
+_BAN_AT_RE = re.compile(r"\b(\d{13})\b")
+
+
+class _Endpoint:
+    """One API key (or none) on one URL: its ccxt instance, its rate-limit pauses, readable errors.
+
+    ``get_only``: the instance refuses every HTTP method but GET before a
+    byte leaves, so a trade key used for lookups cannot place or cancel
+    even through ccxt's own ``create_order``.
+    """
+
+    def __init__(self, cfg: Config, key: str | None, secret: str | None, *, rate_limit: bool,
+                 operator_id: int | None = None, get_only: bool = False,
+                 sleep: Callable[[float], None] | None = None):
         self.cfg = cfg
         self.url = (cfg.exchange.url or "").rstrip("/") or None
         self.has_key = bool(key and secret)
-        self._markets: dict[str, Market] | None = None
-        self._markets_at = 0
-        self._ccxt = self._build_ccxt(key, secret, rate_limit, self._operator_id_option())
+        self.sleep = sleep or time.sleep
+        self.last_status: int | None = None
+        self._ccxt = self._build(key, secret, rate_limit, operator_id)
+        self._watch_responses()
+        if get_only:
+            self._refuse_all_but_get()
 
-    def _operator_id_option(self) -> int | None:
-        return None  # the read-only client never places or cancels orders
-
-    def _build_ccxt(self, key, secret, rate_limit, operator_id):
+    def _build(self, key, secret, rate_limit, operator_id):
         options: dict[str, Any] = {
             # sent as Bitvavo-Access-Window: a request older than this is
             # refused (304), so an unanswered send cannot land later than that
@@ -340,81 +431,170 @@ class BitvavoReadOnly:
             conf["urls"] = {"api": {"public": self.url, "private": self.url}}
         return ccxt.bitvavo(conf)
 
+    def _watch_responses(self) -> None:
+        """Keep each answer's HTTP status: errorCode 110 means a rate limit only with HTTP 429."""
+        real = self._ccxt.on_rest_response
+
+        def on_rest_response(code, *rest):
+            self.last_status = code
+            return real(code, *rest)
+
+        self._ccxt.on_rest_response = on_rest_response
+
+    def _refuse_all_but_get(self) -> None:
+        inst = self._ccxt
+        real_fetch, session = inst.fetch, inst.session
+        real_request = session.request
+
+        def refuse(method):
+            return ReadOnlyClientError(
+                f"refused {method}: this Bitvavo client only looks orders up; only the executor places or cancels")
+
+        def fetch(url, method="GET", headers=None, body=None):
+            if str(method).upper() != "GET":
+                raise refuse(method)
+            return real_fetch(url, method, headers, body)
+
+        def request(method, url, *a, **k):
+            if str(method).upper() != "GET":
+                raise refuse(method)
+            return real_request(method, url, *a, **k)
+
+        inst.fetch = fetch
+        session.request = request
+
     @property
-    def client(self):
-        """The underlying ccxt instance (for doctor and tests)."""
+    def ccxt(self):
         return self._ccxt
 
-    # --- plumbing ---------------------------------------------------------------
-    def _backoff_key(self) -> tuple[str, str | None]:
+    # --- rate limits ------------------------------------------------------------
+    def backoff_key(self) -> tuple[str, str | None]:
         return (self._ccxt.urls["api"]["private"], self._ccxt.apiKey or None)
 
-    def rate_limited_until_ms(self) -> int | None:
-        until = _backoff_until.get(self._backoff_key())
-        return until if until and until > clock.now_ms() else None
+    def banned_until_ms(self) -> int | None:
+        p = _backoff_until.get(self.backoff_key())
+        return p.until_ms if p and p.ban and p.until_ms > clock.now_ms() else None
 
-    def _backoff_message(self, until: int) -> str:
+    def paced_until_ms(self) -> int | None:
+        p = _backoff_until.get(self.backoff_key())
+        return p.until_ms if p and not p.ban and p.until_ms > clock.now_ms() else None
+
+    def backoff_message(self, until: int) -> str:
         secs = max(1, (until - clock.now_ms() + 999) // 1000)
         return f"Bitvavo rate limited until {clock.to_iso(clock.from_ms(until))} ({secs}s); not calling it before then"
 
-    def _check_backoff(self) -> None:
-        until = self.rate_limited_until_ms()
+    def wait_for_budget(self) -> None:
+        """Before a read: refuse during a ban; sleep out a nearly spent minute (never past PACE_MAX_MS)."""
+        until = self.banned_until_ms()
         if until:
-            raise ExchangeError(self._backoff_message(until))
+            raise ExchangeError(self.backoff_message(until))
+        until = self.paced_until_ms()
+        if until:
+            self.sleep(min(until - clock.now_ms(), PACE_MAX_MS) / 1000)
+            _backoff_until.pop(self.backoff_key(), None)
 
-    def _note_rate_limit(self, exc: BaseException) -> None:
-        code, _ = error_code(exc)
+    def _headers(self) -> dict:
+        return getattr(self._ccxt, "last_response_headers", None) or {}
+
+    def note_answer(self) -> None:
+        """After an answer: if the minute's weight is nearly spent, pause reads until it resets."""
+        headers = self._headers()
+        try:
+            remaining = int(headers.get("bitvavo-ratelimit-remaining"))
+            reset_at = int(headers.get("bitvavo-ratelimit-resetat"))
+        except (TypeError, ValueError):
+            return
+        now = clock.now_ms()
+        if remaining < PACE_RESERVE and now < reset_at <= now + PACE_MAX_MS:
+            key = self.backoff_key()
+            current = _backoff_until.get(key)
+            if not (current and current.ban and current.until_ms >= reset_at):
+                _backoff_until[key] = _Pause(reset_at, ban=False)
+
+    def note_error(self, exc: BaseException) -> None:
+        """After a 429 (errorCode 105 or 110): nothing reaches Bitvavo with this key until the ban ends."""
+        code, text = error_code(exc)
+        if code == 110 and self.last_status not in (None, 429):
+            return  # 110 with HTTP 404: an invalid endpoint, not a rate limit
         if code not in RATE_LIMIT_CODES and not (
             code is None and isinstance(exc, (ccxt.RateLimitExceeded, ccxt.DDoSProtection))
         ):
             return
         now = clock.now_ms()
-        until = now + DEFAULT_BACKOFF_MS
-        headers = getattr(self._ccxt, "last_response_headers", None) or {}
+        until = _end_of_next_minute(now)
+        candidates = []
+        stated = _BAN_AT_RE.search(text or "")
+        if stated:  # 105: "… The ban expires at 1700200200000."
+            candidates.append(int(stated.group(1)))
         try:
-            reset_at = int(headers.get("bitvavo-ratelimit-resetat"))
+            candidates.append(int(self._headers().get("bitvavo-ratelimit-resetat")))
         except (TypeError, ValueError):
-            reset_at = None
-        if reset_at is not None and now < reset_at <= now + MAX_BACKOFF_MS:
-            until = reset_at
-        _backoff_until[self._backoff_key()] = until
+            pass
+        for c in candidates:
+            if now < c <= now + MAX_BACKOFF_MS:
+                until = max(until, c)
+        _backoff_until[self.backoff_key()] = _Pause(until, ban=True)
 
-    def _call(self, what: str, fn: Callable, *args, private: bool = False) -> Any:
-        """One request: backoff check, ccxt call, readable ExchangeError on failure."""
+    # --- one request --------------------------------------------------------------
+    def call(self, what: str, fn: Callable, *args, private: bool = False,
+             no_key: str = "needs a read key: set TINYBOT_READ_KEY/SECRET") -> Any:
+        """One request: budget check, ccxt call, readable ExchangeError on failure."""
         if private and not self.has_key:
-            raise ExchangeError(f"{what} needs a read key: set TINYBOT_READ_KEY/SECRET")
-        self._check_backoff()
+            raise ExchangeError(f"{what} {no_key}")
+        self.wait_for_budget()
+        self.last_status = None
+        self._ccxt.last_response_headers = None
         try:
-            return fn(*args)
+            result = fn(*args)
+        except ReadOnlyClientError:
+            raise
         except Exception as e:  # ccxt's errors, and anything else ccxt lets through
-            self._note_rate_limit(e)
+            self.note_error(e)
             err = ExchangeError(f"Bitvavo {what} failed: {describe_error(e)}")
             err.code = error_code(e)[0]  # 240/233 tell fetch_order "not found"
             raise err from None
+        self.note_answer()
+        return result
 
-    def _parse(self, what: str, fn: Callable, raw: Any) -> Any:
-        try:
-            return fn(raw)
-        except ExchangeError as e:
-            raise ExchangeError(f"Bitvavo {what}: {e}") from None
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
-            raise ExchangeError(f"Bitvavo sent an unexpected answer to {what}: {_shape(raw)}") from None
 
-    # --- MarketData -------------------------------------------------------------
+def _parse(what: str, fn: Callable, raw: Any) -> Any:
+    try:
+        return fn(raw)
+    except ExchangeError as e:
+        raise ExchangeError(f"Bitvavo {what}: {e}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+        raise ExchangeError(f"Bitvavo sent an unexpected answer to {what}: {_shape(raw)}") from None
+
+
+# --- reads -------------------------------------------------------------------------
+
+class _MarketReads:
+    """Markets, tickers, candles, balances and the server time, over one endpoint."""
+
+    def __init__(self, endpoint: _Endpoint):
+        self._ep = endpoint
+        self._markets: dict[str, Market] | None = None
+        self._markets_at = 0
+        self.skipped_markets: dict[str, str] = {}  # malformed rows left out of the last market table
+
     def markets(self) -> dict[str, Market]:
-        raw = self._call("markets", self._ccxt.publicGetMarkets, {})
-        mkts = self._parse("markets", lambda r: {m.name: m for m in map(market_from_raw, r)}, raw)
+        raw = self._ep.call("markets", self._ep.ccxt.publicGetMarkets, {})
+        mkts, skipped = markets_from_raw(raw)
+        if skipped != self.skipped_markets:
+            for name, why in skipped.items():
+                log.warning("Bitvavo market %s left out: %s", name, why)
+        self.skipped_markets = skipped
         self._markets, self._markets_at = mkts, clock.now_ms()
         return dict(mkts)
 
-    def _cached_markets(self) -> dict[str, Market]:
+    def cached_markets(self) -> dict[str, Market]:
         if self._markets is None or clock.now_ms() - self._markets_at > MARKETS_TTL_MS:
             return self.markets()
         return self._markets
 
     def ticker(self, market: str) -> Ticker:
         market = normalise_market(market)
-        raw = self._call(f"ticker {market}", self._ccxt.publicGetTicker24h, {"market": market})
+        raw = self._ep.call(f"ticker {market}", self._ep.ccxt.publicGetTicker24h, {"market": market})
 
         def parse(r):
             return Ticker(
@@ -424,13 +604,13 @@ class BitvavoReadOnly:
                 last=_dec(r.get("last"), f"{market} last"),
                 timestamp_ms=_int(r.get("timestamp"), f"{market} timestamp"),
             )
-        return self._parse(f"ticker {market}", parse, raw)
+        return _parse(f"ticker {market}", parse, raw)
 
     def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
         """Oldest first; at most 1440 (Bitvavo's limit per request)."""
         market = normalise_market(market)
         params = {"market": market, "interval": interval, "limit": max(1, min(int(limit), CANDLE_LIMIT))}
-        raw = self._call(f"candles {market} {interval}", self._ccxt.publicGetMarketCandles, params)
+        raw = self._ep.call(f"candles {market} {interval}", self._ep.ccxt.publicGetMarketCandles, params)
 
         def parse(rows):
             out = [
@@ -439,121 +619,322 @@ class BitvavoReadOnly:
                 for r in rows
             ]
             return sorted(out, key=lambda c: c.timestamp_ms)  # Bitvavo sends newest first
-        return self._parse(f"candles {market}", parse, raw)
+        return _parse(f"candles {market}", parse, raw)
 
     def balances(self) -> dict[str, Balance]:
-        raw = self._call("balance", self._ccxt.privateGetBalance, {}, private=True)
-        return self._parse("balance", lambda rows: {
+        """What /balance lists; Bitvavo leaves out zero balances, so a missing asset holds 0."""
+        raw = self._ep.call("balance", self._ep.ccxt.privateGetBalance, {}, private=True)
+        return _parse("balance", lambda rows: {
             str(r["symbol"]): Balance(_dec(r.get("available"), f"{r['symbol']} available"),
                                       _opt_dec(r.get("inOrder"), f"{r['symbol']} inOrder") or Decimal(0))
             for r in rows
         }, raw)
 
+    def server_time_ms(self) -> int:
+        raw = self._ep.call("time", self._ep.ccxt.publicGetTime, {})
+        return _parse("time", lambda r: _int(r["time"], "time"), raw)
+
+
+NO_LOOKUP_KEY = ("needs the trade key: Bitvavo lets only a key with trade rights read orders and trades;"
+                 " set TINYBOT_TRADE_KEY and TINYBOT_TRADE_SECRET")
+
+
+class OrderLookups:
+    """Order and trade lookups, and nothing else: no method here places or cancels.
+
+    ``endpoint`` is None when no key may read orders (then every lookup says
+    which key to set).
+    """
+
+    def __init__(self, endpoint: _Endpoint | None):
+        self._ep = endpoint
+
+    def _call(self, what: str, fn_name: str, params: dict) -> Any:
+        if self._ep is None:
+            raise ExchangeError(f"{what} {NO_LOOKUP_KEY}")
+        return self._ep.call(what, getattr(self._ep.ccxt, fn_name), params, private=True, no_key=NO_LOOKUP_KEY)
+
     def fetch_order(self, market: str, client_order_id: str) -> Order | None:
         market = normalise_market(market)
         what = f"order lookup {client_order_id}"
         try:
-            raw = self._call(what, self._ccxt.privateGetOrder,
-                             {"market": market, "clientOrderId": client_order_id}, private=True)
+            raw = self._call(what, "privateGetOrder", {"market": market, "clientOrderId": client_order_id})
         except ExchangeError as e:
             if getattr(e, "code", None) in NOT_FOUND_CODES:
                 return None
             raise
-        return self._parse(what, lambda r: order_from_raw(r, client_order_id), raw)
+        return _parse(what, lambda r: order_from_raw(r, client_order_id), raw)
 
-    def _paged(self, what: str, fn: Callable, market: str, since_ms: int, ts_key: str, id_key: str) -> list[dict]:
-        """All rows at or after since_ms, following Bitvavo's newest-first pages."""
+    def _paged(self, what: str, fn_name: str, market: str, since_ms: int, ts_key: str, id_key: str) -> list[dict]:
+        """Every row at or after since_ms: 23-hour slices (GET /trades spans at most 24 h a request),
+        each followed back page by page while a page comes full (Bitvavo sends newest first)."""
+        if self._ep is None:
+            raise ExchangeError(f"{what} {NO_LOOKUP_KEY}")
+        now = clock.now_ms()
+        if since_ms < now - MAX_LOOKBACK_MS:
+            raise ExchangeError(
+                f"Bitvavo {what}: since {clock.to_iso(clock.from_ms(max(since_ms, 0)))} is more than"
+                f" {MAX_LOOKBACK_MS // 86_400_000} days back (Bitvavo answers 24 hours per request)")
         rows: dict[str, dict] = {}
-        params: dict[str, Any] = {"market": market, "start": since_ms, "limit": PAGE_LIMIT}
-        for _ in range(MAX_PAGES):
-            page = self._call(what, fn, dict(params), private=True)
-            if not isinstance(page, list):
-                raise ExchangeError(f"Bitvavo sent an unexpected answer to {what}: {_shape(page)}")
-            new = [r for r in page if isinstance(r, dict) and r.get(id_key) not in rows]
-            for r in new:
-                rows[r[id_key]] = r
-            if len(page) < PAGE_LIMIT or not new:
+        pages = 0
+        start = since_ms
+        while True:
+            last = start + SLICE_MS >= now
+            params: dict[str, Any] = {"market": market, "start": start, "limit": PAGE_LIMIT}
+            if not last:
+                params["end"] = start + SLICE_MS
+            while True:
+                pages += 1
+                if pages > MAX_PAGES:
+                    raise ExchangeError(f"Bitvavo {what}: more than {MAX_PAGES} pages since {since_ms}")
+                page = self._call(what, fn_name, dict(params))
+                if not isinstance(page, list):
+                    raise ExchangeError(f"Bitvavo sent an unexpected answer to {what}: {_shape(page)}")
+                new = [r for r in page if isinstance(r, dict) and r.get(id_key) not in rows]
+                for r in new:
+                    rows[r[id_key]] = r
+                if len(page) < PAGE_LIMIT:
+                    break
+                if not new:
+                    raise ExchangeError(f"Bitvavo {what}: more than {PAGE_LIMIT} rows in one millisecond")
+                params["end"] = min(_int(r.get(ts_key), ts_key) for r in page)  # inclusive: dedupe by id
+            if last:
                 break
-            params["end"] = min(_int(r.get(ts_key), ts_key) for r in page)
-        else:
-            raise ExchangeError(f"Bitvavo {what}: more than {MAX_PAGES * PAGE_LIMIT} rows since {since_ms}")
+            start += SLICE_MS
         return [r for r in rows.values() if _int(r.get(ts_key), ts_key) >= since_ms]
 
     def orders_since(self, market: str, since_ms: int) -> list[Order]:
-        """Newest first, like the paper exchange."""
+        """Newest first, like the paper exchange.
+
+        Paged in the same 23-hour slices as trades: Bitvavo documents the
+        24-hour span for GET /trades and says nothing either way for GET
+        /orders, so tinybot does not depend on /orders taking more.
+        """
         market = normalise_market(market)
         what = f"orders {market}"
-        rows = self._paged(what, self._ccxt.privateGetOrders, market, since_ms, "created", "orderId")
-        orders = self._parse(what, lambda rs: [order_from_raw(r) for r in rs], rows)
+        rows = self._paged(what, "privateGetOrders", market, since_ms, "created", "orderId")
+        orders = _parse(what, lambda rs: [order_from_raw(r) for r in rs], rows)
         return sorted(orders, key=lambda o: o.created_ms, reverse=True)
 
     def open_orders(self, market: str) -> list[Order]:
-        market = normalise_market(market)  # always with a market: without one the call weighs 100
-        raw = self._call(f"open orders {market}", self._ccxt.privateGetOrdersOpen, {"market": market}, private=True)
-        return self._parse(f"open orders {market}", lambda rs: [order_from_raw(r) for r in rs], raw)
+        market = normalise_market(market)  # always with a market: without one the call weighs 25
+        raw = self._call(f"open orders {market}", "privateGetOrdersOpen", {"market": market})
+        return _parse(f"open orders {market}", lambda rs: [order_from_raw(r) for r in rs], raw)
 
     def trades_since(self, market: str, since_ms: int) -> list[Fill]:
         """Oldest first, like the paper exchange."""
         market = normalise_market(market)
         what = f"trades {market}"
-        rows = self._paged(what, self._ccxt.privateGetTrades, market, since_ms, "timestamp", "id")
-        fills = self._parse(what, lambda rs: [fill_from_raw(r) for r in rs], rows)
+        rows = self._paged(what, "privateGetTrades", market, since_ms, "timestamp", "id")
+        fills = _parse(what, lambda rs: [fill_from_raw(r) for r in rs], rows)
         return sorted(fills, key=lambda f: (f.timestamp_ms, f.trade_id))
 
+
+# --- the clients -----------------------------------------------------------------
+
+class BitvavoReadOnly:
+    """Bitvavo market data, balances (view key) and order lookups (trade key, GET only); never trades."""
+
+    name = "bitvavo"
+
+    def __init__(self, cfg: Config, key: str | None = None, secret: str | None = None, *,
+                 lookup_key: str | None = None, lookup_secret: str | None = None,
+                 rate_limit: bool = True, sleep: Callable[[float], None] | None = None):
+        self.cfg = cfg
+        self.url = (cfg.exchange.url or "").rstrip("/") or None
+        self._view = _Endpoint(cfg, key, secret, rate_limit=rate_limit, sleep=sleep)
+        self._reads = _MarketReads(self._view)
+        self.has_key = self._view.has_key
+        lookups = None
+        if lookup_key and lookup_secret:
+            lookups = _Endpoint(cfg, lookup_key, lookup_secret, rate_limit=rate_limit, get_only=True, sleep=sleep)
+        self._lookups = OrderLookups(lookups)
+
+    @property
+    def client(self):
+        """The view key's ccxt instance (for doctor and tests)."""
+        return self._view.ccxt
+
+    @property
+    def skipped_markets(self) -> dict[str, str]:
+        return self._reads.skipped_markets
+
+    def rate_limited_until_ms(self) -> int | None:
+        return self._view.banned_until_ms()
+
+    # --- MarketData: the view key -------------------------------------------------
+    def markets(self) -> dict[str, Market]:
+        return self._reads.markets()
+
+    def ticker(self, market: str) -> Ticker:
+        return self._reads.ticker(market)
+
+    def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
+        return self._reads.candles(market, interval, limit)
+
+    def candle_rows(self, what: str, params: dict) -> Any:
+        """``GET /{market}/candles`` with the caller's start/end/limit, the rows as Bitvavo sent them.
+
+        For the candle store (tinybot.candles), which pages through history
+        itself; rate limits and errors are handled as for every other read.
+        """
+        return self._view.call(what, self._view.ccxt.publicGetMarketCandles, params)
+
+    def balances(self) -> dict[str, Balance]:
+        return self._reads.balances()
+
     def server_time_ms(self) -> int:
-        raw = self._call("time", self._ccxt.publicGetTime, {})
-        return self._parse("time", lambda r: _int(r["time"], "time"), raw)
+        return self._reads.server_time_ms()
+
+    # --- MarketData: lookups, the trade key behind a GET-only facade --------------
+    def fetch_order(self, market: str, client_order_id: str) -> Order | None:
+        return self._lookups.fetch_order(market, client_order_id)
+
+    def orders_since(self, market: str, since_ms: int) -> list[Order]:
+        return self._lookups.orders_since(market, since_ms)
+
+    def open_orders(self, market: str) -> list[Order]:
+        return self._lookups.open_orders(market)
+
+    def trades_since(self, market: str, since_ms: int) -> list[Fill]:
+        return self._lookups.trades_since(market, since_ms)
 
     # --- no trading here --------------------------------------------------------
     def send_order(self, market: str, side: Side, *, client_order_id: str,
-                   amount_quote: Decimal | None = None, amount: Decimal | None = None) -> SendOutcome:
+                   amount_quote: Decimal | None = None, amount: Decimal | None = None,
+                   sign_by_ms: int | None = None, claimed_ms: int | None = None) -> SendOutcome:
         raise ReadOnlyClientError("this is a read-only Bitvavo client: only the executor can place orders")
 
     def cancel_order(self, market: str, client_order_id: str) -> bool:
         raise ReadOnlyClientError("this is a read-only Bitvavo client: only the executor can cancel orders")
 
 
-class BitvavoTrading(BitvavoReadOnly):
+class BitvavoTrading:
     """Bitvavo with the trade key: places market orders, each with clientOrderId and operatorId."""
 
-    def __init__(self, cfg: Config, key: str, secret: str, *, rate_limit: bool = True):
+    name = "bitvavo"
+
+    def __init__(self, cfg: Config, key: str, secret: str, *, rate_limit: bool = True,
+                 sleep: Callable[[float], None] | None = None):
         if cfg.exchange.operator_id is None:
             raise ConfigError(f"live mode needs an operatorId: set [exchange] operator_id in {cfg.path}")
         if not (key and secret):
             raise ConfigError("live mode needs the trade key: set TINYBOT_TRADE_KEY and TINYBOT_TRADE_SECRET")
+        self.cfg = cfg
+        self.url = (cfg.exchange.url or "").rstrip("/") or None
         self.operator_id: int | None = cfg.exchange.operator_id
-        super().__init__(cfg, key, secret, rate_limit=rate_limit)
+        self._ep = _Endpoint(cfg, key, secret, rate_limit=rate_limit, operator_id=self.operator_id, sleep=sleep)
+        self._reads = _MarketReads(self._ep)
+        self._lookups = OrderLookups(self._ep)
+        self.has_key = True
 
-    def _operator_id_option(self) -> int | None:
-        return self.operator_id
+    @property
+    def client(self):
+        """The underlying ccxt instance (for doctor and tests)."""
+        return self._ep.ccxt
 
+    def rate_limited_until_ms(self) -> int | None:
+        return self._ep.banned_until_ms()
+
+    # --- reads, composed ------------------------------------------------------------
+    def markets(self) -> dict[str, Market]:
+        return self._reads.markets()
+
+    def _cached_markets(self) -> dict[str, Market]:
+        return self._reads.cached_markets()
+
+    def ticker(self, market: str) -> Ticker:
+        return self._reads.ticker(market)
+
+    def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
+        return self._reads.candles(market, interval, limit)
+
+    def candle_rows(self, what: str, params: dict) -> Any:
+        """``GET /{market}/candles`` with the caller's start/end/limit, the rows as Bitvavo sent them.
+
+        For the candle store (tinybot.candles), which pages through history
+        itself; rate limits and errors are handled as for every other read.
+        """
+        return self._view.call(what, self._view.ccxt.publicGetMarketCandles, params)
+
+    def balances(self) -> dict[str, Balance]:
+        return self._reads.balances()
+
+    def server_time_ms(self) -> int:
+        return self._reads.server_time_ms()
+
+    def fetch_order(self, market: str, client_order_id: str) -> Order | None:
+        return self._lookups.fetch_order(market, client_order_id)
+
+    def orders_since(self, market: str, since_ms: int) -> list[Order]:
+        return self._lookups.orders_since(market, since_ms)
+
+    def open_orders(self, market: str) -> list[Order]:
+        return self._lookups.open_orders(market)
+
+    def trades_since(self, market: str, since_ms: int) -> list[Fill]:
+        return self._lookups.trades_since(market, since_ms)
+
+    # --- trading ------------------------------------------------------------------------
     def send_order(self, market: str, side: Side, *, client_order_id: str,
                    amount_quote: Decimal | None = None, amount: Decimal | None = None,
-                   sign_by_ms: int | None = None) -> SendOutcome:
+                   sign_by_ms: int | None = None, claimed_ms: int | None = None) -> SendOutcome:
         """A market order. Never raises for an exchange outcome: see ``classify_send``."""
-        until = self.rate_limited_until_ms()
+        until = self._ep.banned_until_ms()
         if until:
-            return SendOutcome.refused(f"not sent: {self._backoff_message(until)}", code="rate_limited")
-        prepared = self._prepare(normalise_market(market), side, client_order_id, amount_quote, amount)
+            return SendOutcome.refused(f"not sent: {self._ep.backoff_message(until)}", code="rate_limited")
+        market = normalise_market(market)
+        prepared = self._prepare(market, side, client_order_id, amount_quote, amount, sign_by_ms, claimed_ms)
         if isinstance(prepared, SendOutcome):
             return prepared
         symbol, order_amount, params = prepared
+        paced = self._ep.paced_until_ms()
+        if paced and sign_by_ms is not None and paced > sign_by_ms:
+            return SendOutcome.refused(
+                f"not sent: this key's rate-limit budget is nearly spent until"
+                f" {clock.to_iso(clock.from_ms(paced))}, past the send deadline", code="rate_limited")
+        try:
+            self._ep.wait_for_budget()
+        except ExchangeError as e:
+            return SendOutcome.refused(f"not sent: {e}", code="rate_limited")
         if sign_by_ms is not None and clock.now_ms() > sign_by_ms:
             # the reads above were slow: a request signed now could land after the
             # moment reconcile is entitled to call this order absent
             return SendOutcome.refused(
                 f"not sent: the checks before sending took until {clock.to_iso(clock.now())}, past the send"
                 f" deadline {clock.to_iso(clock.from_ms(sign_by_ms))}", code="send_deadline")
+        self._ep.last_status = None
+        self.client.last_response_headers = None
         try:
-            result = self._ccxt.create_order(symbol, "market", side, order_amount, None, params)
+            result = self.client.create_order(symbol, "market", side, order_amount, None, params)
         except Exception as e:  # every exception is an outcome; classify_send sorts them
-            self._note_rate_limit(e)
-            return classify_send(e)
+            self._ep.note_error(e)
+            return classify_send(e, self._ep.last_status)
+        self._ep.note_answer()
         crash.point("after_send_before_reply")
         return classify_send(result)
 
+    def _already_sent(self, market: str, cid: str, sign_by_ms: int | None, claimed_ms: int | None) -> Order | None:
+        """The order with this clientOrderId, if Bitvavo has one: by id, then in the market's orders since the claim.
+
+        Bitvavo may not find a closed order by clientOrderId (it is unique only
+        among open orders), so "not found" is checked against the order list.
+        """
+        existing = self.fetch_order(market, cid)
+        if existing is not None:
+            return existing
+        if claimed_ms is not None:
+            since = claimed_ms
+        else:
+            since = (sign_by_ms if sign_by_ms is not None else clock.now_ms()) - PRE_SEND_SCAN_MS
+        for o in self.orders_since(market, since):
+            if o.client_order_id == cid:
+                return o
+        return None
+
     def _prepare(self, market: str, side: str, cid: str, amount_quote: Decimal | None,
-                 amount: Decimal | None) -> SendOutcome | tuple[str, str | None, dict]:
+                 amount: Decimal | None, sign_by_ms: int | None = None,
+                 claimed_ms: int | None = None) -> SendOutcome | tuple[str, str | None, dict]:
         """Every check before the order request; a refusal here sends nothing."""
         if self.operator_id is None:  # ccxt would refuse too (ArgumentsRequired); say why first
             return SendOutcome.refused(
@@ -600,20 +981,20 @@ class BitvavoTrading(BitvavoReadOnly):
         if notional < m.min_quote:
             return SendOutcome.refused(f"order below the minimum of €{_plain(m.min_quote)}", code="217")
         try:  # create_order needs ccxt's market table; load it now so a failure sends nothing
-            self._call("markets", self._ccxt.load_markets)
+            self._ep.call("markets", self.client.load_markets)
         except ExchangeError as e:
             return SendOutcome.refused(f"not sent: {e}", code="preflight")
         # Bitvavo refuses a clientOrderId only while its order is *open* (220): a
         # resend after a fill would make a second order. Look it up first.
         try:
-            existing = self.fetch_order(market, cid)
+            existing = self._already_sent(market, cid, sign_by_ms, claimed_ms)
         except ExchangeError as e:
             return SendOutcome.refused(f"not sent: cannot check clientOrderId {cid}: {e}", code="preflight")
         if existing is not None:
             return SendOutcome.ambiguous(
                 f"not sent: Bitvavo already has order {existing.order_id} ({existing.status}) with"
                 f" clientOrderId {cid}; reconcile decides", code="220")
-        ccxt_market = (self._ccxt.markets_by_id.get(market) or [None])[0]
+        ccxt_market = (self.client.markets_by_id.get(market) or [None])[0]
         if ccxt_market is None:
             return SendOutcome.refused(f"unknown market {market}", code="205")
         params: dict[str, Any] = {"clientOrderId": cid, "operatorId": self.operator_id}
@@ -630,7 +1011,7 @@ class BitvavoTrading(BitvavoReadOnly):
         market = normalise_market(market)
         params = {"market": market, "clientOrderId": client_order_id, "operatorId": self.operator_id}
         try:
-            raw = self._call(f"cancel {client_order_id}", self._ccxt.privateDeleteOrder, params, private=True)
+            raw = self._ep.call(f"cancel {client_order_id}", self.client.privateDeleteOrder, params, private=True)
         except ExchangeError as e:
             if getattr(e, "code", None) in NOT_FOUND_CODES:
                 return False
@@ -639,7 +1020,58 @@ class BitvavoTrading(BitvavoReadOnly):
 
 
 def read_only_client(cfg: Config, *, rate_limit: bool = True) -> BitvavoReadOnly:
-    """The client advisors, status, doctor and reconcile get: the read key, or none."""
-    pair = cfg.secrets().pair("TINYBOT_READ_KEY", "TINYBOT_READ_SECRET")
+    """The client advisors, status, doctor and reconcile get.
+
+    Market data and balances: the view key (``TINYBOT_READ_KEY``), or none.
+    Order and trade lookups, in live mode only: the trade key behind the
+    GET-only ``OrderLookups`` (a view-only key cannot read orders on
+    Bitvavo). Paper mode never reads the trade key.
+    """
+    secrets = cfg.secrets()
+    pair = secrets.pair("TINYBOT_READ_KEY", "TINYBOT_READ_SECRET")
     key, secret = pair if pair else (None, None)
-    return BitvavoReadOnly(cfg, key, secret, rate_limit=rate_limit)
+    lookup = secrets.pair("TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET") if cfg.mode == "live" else None
+    lookup_key, lookup_secret = lookup if lookup else (None, None)
+    return BitvavoReadOnly(cfg, key, secret, lookup_key=lookup_key, lookup_secret=lookup_secret,
+                           rate_limit=rate_limit)
+
+
+@dataclass(frozen=True)
+class KeyRights:
+    """What one key could read, found out with GET requests only (nothing is placed or cancelled).
+
+    ``balance`` / ``orders``: None when Bitvavo answered, else why not. A key
+    that may read orders very likely has trade rights (Bitvavo: *Trade* =
+    place, update, view and cancel orders).
+    """
+
+    role: str  # the name the caller gave the key, e.g. "read" or "trade"
+    balance: str | None
+    orders: str | None
+
+    @property
+    def reads_orders(self) -> bool:
+        return self.orders is None
+
+
+def probe_key_rights(cfg: Config, market: str, keys: dict[str, tuple[str, str]], *,
+                     rate_limit: bool = True) -> list[KeyRights]:
+    """For `tinybot doctor`: ``GET /balance`` and ``GET /ordersOpen?market=`` with each key, GET only.
+
+    ``keys`` maps a role ("read", "trade") to (key, secret); the caller reads
+    them. Each probe goes through a GET-only endpoint, so even a key with
+    trade rights cannot place anything here.
+    """
+    out = []
+    for role, (key, secret) in keys.items():
+        ep = _Endpoint(cfg, key, secret, rate_limit=rate_limit, get_only=True)
+        answers: list[str | None] = []
+        for what, fn, params in (("balance", ep.ccxt.privateGetBalance, {}),
+                                 ("open orders", ep.ccxt.privateGetOrdersOpen, {"market": normalise_market(market)})):
+            try:
+                ep.call(what, fn, params, private=True)
+                answers.append(None)
+            except ExchangeError as e:
+                answers.append(str(e))
+        out.append(KeyRights(role, *answers))
+    return out

@@ -5,19 +5,21 @@ balances, orders and fills in the bot's own database file (``paper_*``
 tables), each order in one ``BEGIN IMMEDIATE`` transaction, so paper mode has
 the same crash behaviour as the bot's own rows.
 
-Fill model (the same as the Bitvavo simulator's, see docs/SIMULATOR.md):
-market orders fill at once, buys at the ask and sells at the bid, paying the
-taker fee (0.25 %) in EUR.  A buy by EUR (``amount_quote``) debits exactly
-that much EUR, the fee comes out of it, and the base bought is rounded down
-to the market's quantity decimals.
+Fill model (the same as the Bitvavo simulator's; the arithmetic is
+``tinybot.fees``): market orders fill at once, buys at the ask and sells at
+the bid, paying the taker fee in EUR.  A buy by EUR (``amount_quote``)
+debits exactly that much EUR (``filledAmountQuote + feePaid ==
+amountQuote``, the base truncated to the market's quantity decimals); by
+base amount, the EUR side settles in whole cents against the user.  EUR
+balances stay in whole cents.
 """
 from __future__ import annotations
 
 import uuid
-from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from decimal import Decimal
 from pathlib import Path
 
-from .. import clock, crash, db
+from .. import clock, crash, db, fees
 from .base import (
     Balance,
     Candle,
@@ -30,8 +32,6 @@ from .base import (
     normalise_market,
 )
 
-FEE_QUANTUM = Decimal("0.00000001")
-
 # Faults a test (or the chaos harness) can arm on the paper exchange.
 FAULTS = ("timeout_after_accept", "timeout_before_accept", "refuse")
 
@@ -40,7 +40,7 @@ class PaperExchange:
     name = "paper"
 
     def __init__(self, db_path: str | Path, market_data, *, starting_eur: Decimal = Decimal("25"),
-                 taker_fee: Decimal = Decimal("0.0025")):
+                 taker_fee: Decimal = fees.TAKER_FEE):
         self.db_path = Path(db_path)
         self.source = market_data
         self.taker_fee = taker_fee
@@ -53,7 +53,8 @@ class PaperExchange:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         with db.transaction(self._conn) as c:
             if c.execute("SELECT COUNT(*) FROM paper_balances").fetchone()[0] == 0:
-                c.execute("INSERT INTO paper_balances (asset, available) VALUES ('EUR', ?)", (str(starting_eur),))
+                c.execute("INSERT INTO paper_balances (asset, available) VALUES ('EUR', ?)",
+                          (str(fees.eur(Decimal(starting_eur))),))
 
     def close(self) -> None:
         self._conn.close()
@@ -102,7 +103,11 @@ class PaperExchange:
     # --- trading -------------------------------------------------------------
     def send_order(self, market: str, side: str, *, client_order_id: str,
                    amount_quote: Decimal | None = None, amount: Decimal | None = None,
-                   sign_by_ms: int | None = None) -> SendOutcome:
+                   sign_by_ms: int | None = None, claimed_ms: int | None = None) -> SendOutcome:
+        """The contract's semantics: an order whose clientOrderId the exchange already has is never
+        made again.  Bitvavo needs a lookup by id and a scan of the orders since ``claimed_ms``; paper
+        checks every order it ever had, inside the transaction that would create it (stricter), so
+        ``claimed_ms`` changes nothing here."""
         fault = self.faults.pop(0) if self.faults else None
         if fault == "timeout_before_accept":
             return SendOutcome.ambiguous("timeout: no reply from the paper exchange", code="RequestTimeout")
@@ -128,25 +133,11 @@ class PaperExchange:
         m = mkts[market]
         t = self.source.ticker(market)
         price = t.ask if side == "buy" else t.bid
-        qstep = Decimal(1).scaleb(-m.quantity_decimals)
-        if amount_quote is not None:
-            fee = (amount_quote * self.taker_fee).quantize(FEE_QUANTUM, ROUND_UP)
-            if side == "buy":
-                base = ((amount_quote - fee) / price).quantize(qstep, ROUND_DOWN)
-                quote = amount_quote - fee
-                eur_delta, base_delta = -amount_quote, base
-            else:
-                base = (amount_quote / price).quantize(qstep, ROUND_DOWN)
-                quote = base * price
-                fee = (quote * self.taker_fee).quantize(FEE_QUANTUM, ROUND_UP)
-                eur_delta, base_delta = quote - fee, -base
-            notional = amount_quote
-        else:
-            base = amount
-            quote = base * price
-            fee = (quote * self.taker_fee).quantize(FEE_QUANTUM, ROUND_UP)
-            eur_delta, base_delta = ((-(quote + fee), base) if side == "buy" else (quote - fee, -base))
-            notional = quote
+        s = fees.settle(side, price, m.quantity_decimals, amount=amount, amount_quote=amount_quote,
+                        rate=self.taker_fee)
+        base, quote, fee = s.base, s.quote, s.fee
+        eur_delta, base_delta = (-s.eur, base) if side == "buy" else (s.eur, -base)
+        notional = amount_quote if amount_quote is not None else base * price
         if notional < m.min_quote:
             return SendOutcome.refused(f"order below the minimum of €{m.min_quote}", code="217")
         if base <= 0:

@@ -17,14 +17,15 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, ROUND_UP, Decimal, InvalidOperation
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Callable, Iterable
 
+from .. import fees
 from .faults import Fault, make_fault
 
 TAKER_FEE = Decimal("0.0025")
 MAKER_FEE = Decimal("0.0015")
-FEE_QUANTUM = Decimal("1e-8")  # fees are rounded UP to 8 decimals
+FEE_QUANTUM = Decimal("1e-8")  # candle volumes have 8 decimals
 MIN_QUOTE = Decimal("5")
 
 INTERVALS = {
@@ -34,6 +35,29 @@ INTERVALS = {
 
 OPEN_STATUSES = ("new", "partiallyFilled", "awaitingTrigger")
 PERMISSIONS = frozenset({"view", "trade", "withdraw"})
+
+# Where each behaviour comes from (docs/SIMULATOR.md has the full table with the tests).
+DOCS = "https://docs.bitvavo.com/docs"
+SRC_ERRORS = DOCS + "/errors"
+SRC_RATE_LIMITS = DOCS + "/rate-limits"
+SRC_SDK_RIGHTS = "github.com/bitvavo/python-bitvavo-api README, 'Possible rights are' (Trade: place, update, view and cancel orders)"
+SRC_CCXT_FIXTURES = "github.com/ccxt/ccxt ts/src/test/static/response/bitvavo.json (recorded responses)"
+
+# Market statuses an order can meet, and the definite refusal each gives on POST /order
+# (errorCodes as listed on SRC_ERRORS; see /work/shared/BITVAVO.md "Definite refusals").
+MARKET_STATUSES = {"trading": None, "halted": 423, "cancelOnly": 424, "auction": 425, "auctionMatching": 426,
+                   "delisted": 219}
+_STATUS_TEXT = {
+    423: "The market is halted: no orders can be placed.",
+    424: "The market is in cancelOnly mode: orders can only be canceled.",
+    425: "The market is in auction: market orders are not accepted.",
+    426: "The market is matching its auction: orders are not accepted now.",
+    219: "The market is no longer listed on Bitvavo.",
+}
+
+# How a market order may end besides "filled at once, completely" (docs get-orders: status values;
+# BITVAVO.md: canceledMarketProtection is a market order stopped part-way, with fills).
+OUTCOME_KINDS = ("filled", "partiallyFilled", "canceledMarketProtection", "expired")
 
 # Start price, tickSize, quantityDecimals, minOrderInBaseAsset per base asset.
 # Roughly Bitvavo's shapes; anything unknown gets the generic row.
@@ -68,8 +92,9 @@ class SimAccount:
 
     Keys with the same non-empty ``account`` name share one account (balances,
     orders, trades), as several API keys of one Bitvavo account do: a
-    view-only key sees the orders the trading key placed.  The first key of
-    an account brings its balances; later keys must not name any.
+    view-only key sees the balance the trading key's orders moved (reading the
+    orders themselves needs ``trade``, unless ``view_key_reads_orders``). The
+    first key of an account brings its balances; later keys must not name any.
     """
 
     key: str
@@ -80,8 +105,11 @@ class SimAccount:
 
 
 def s(x: Decimal) -> str:
-    """Decimal → plain string, never scientific notation."""
-    return format(x, "f")
+    """Decimal → plain string without trailing zeros, never scientific notation.
+
+    As Bitvavo writes numbers (SRC_CCXT_FIXTURES: "0.0002", "6.8976", "34469", "16.48").
+    """
+    return format(x.normalize(), "f") if x else "0"
 
 
 def dec(value, name: str) -> Decimal:
@@ -106,8 +134,29 @@ def to_tick(x: Decimal, tick: Decimal, rounding=ROUND_DOWN) -> Decimal:
     return (x / tick).to_integral_value(rounding=rounding) * tick
 
 
-def fee_of(quote: Decimal, rate: Decimal) -> Decimal:
-    return (quote * rate).quantize(FEE_QUANTUM, rounding=ROUND_UP)
+# --- settlement -------------------------------------------------------------------------
+#
+# What a fill moves comes from tinybot/fees.py, the one home of Bitvavo's settlement arithmetic
+# that the paper exchange uses too. Its rules match every fill recorded in SRC_CCXT_FIXTURES:
+# sell 0.00020002 BTC @ 34469 → gross 6.89448938, fee 0.02448938, net 6.87 (0.355 %); buy
+# 0.0002 @ 34488 → gross 6.8976, fee 0.0224, total 6.92 (0.325 %); sell 0.0002 @ 34464 → fee
+# 0.0228; a limit buy 0.0003 @ 30000 holds 9.03 (9.00 × 1.0025 = 9.0225 rounded up to the cent).
+# tests/test_sim_fidelity.py replays each recorded fill through the simulator.
+
+
+def quote_quantum(decimals: int) -> Decimal:
+    return Decimal(1).scaleb(-decimals)
+
+
+def limit_buy_hold(amount: Decimal, price: Decimal, rate: Decimal) -> Decimal:
+    """onHold of a resting limit buy: amount × price plus the taker fee, rounded UP to cents (recorded 9.03)."""
+    return fees.by_base("buy", [(amount, price)], rate).eur
+
+
+def _split(total: Decimal, n: int, quantum: Decimal) -> list[Decimal]:
+    """`total` in `n` parts of whole quanta; the last part takes the remainder."""
+    part = (total / n).quantize(quantum, rounding=ROUND_DOWN)
+    return [part] * (n - 1) + [total - part * (n - 1)]
 
 
 def is_uuid(value) -> bool:
@@ -123,8 +172,14 @@ def is_uuid(value) -> bool:
 class MarketState:
     """One market: its static limits and its candle path (oldest first)."""
 
-    def __init__(self, name: str, interval_s: int, history: int, seed: int, csv_rows: list | None):
+    def __init__(self, name: str, interval_s: int, history: int, seed: int, csv_rows: list | None,
+                 gap_probability: float = 0.0):
         base, _, quote = name.partition("-")
+        self.status = "trading"
+        # Bitvavo sends no candle for an interval without trades (BITVAVO.md "Candles"): with a
+        # gap probability, that share of new candles has no trades and is left out of answers.
+        self.gap_probability = gap_probability
+        self.revisions = random.Random(seed * 7_919 + zlib.crc32(name.encode()))
         self.name, self.base, self.quote = name, base, quote
         start, tick, qd, min_base = _MARKET_DEFAULTS.get(base, _GENERIC_DEFAULTS)
         self.tick = Decimal(tick)
@@ -149,6 +204,9 @@ class MarketState:
     def _walk(self, prev_close: Decimal) -> list[Decimal]:
         r = self.rng
         o = prev_close
+        # Draw only when gaps are on, so the seeded path is the same as before without them.
+        if self.gap_probability and r.random() < self.gap_probability:
+            return [o, o, o, o, Decimal(0)]
         c = to_tick(o * Decimal(repr(math.exp(r.gauss(0, self.sigma)))), self.tick, ROUND_DOWN)
         c = max(c, self.tick)
         hi = max(o, c) * Decimal(repr(1 + abs(r.gauss(0, self.sigma / 2))))
@@ -178,7 +236,7 @@ class MarketState:
     def describe(self) -> dict:
         return {
             "market": self.name,
-            "status": "trading",
+            "status": self.status,
             "base": self.base,
             "quote": self.quote,
             "pricePrecision": None,
@@ -193,6 +251,51 @@ class MarketState:
             "feeCategory": "A",
             "orderTypes": ["market", "limit"],
         }
+
+
+@dataclass
+class Outcome:
+    """How the next market order(s) end (armed with ``Simulator.add_outcome``).
+
+    kind             final status: filled | partiallyFilled | canceledMarketProtection | expired
+    fraction         share of the order that fills (filled: 1; expired: 0 unless given)
+    fills            number of fills, each one `step_ticks` ticks worse than the one before
+    on_hold          onHold the *create answer* still shows although the order filled (later
+                     lookups show "0"), as Bitvavo's answers sometimes do
+    count            how many market orders it applies to (None: every one until cleared)
+    """
+
+    kind: str = "filled"
+    fraction: Decimal = Decimal(1)
+    fills: int = 1
+    step_ticks: int = 1
+    on_hold: Decimal | None = None
+    count: int | None = 1
+    remaining: int | None = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.kind not in OUTCOME_KINDS:
+            raise ValueError(f"unknown outcome {self.kind!r}; use one of {', '.join(OUTCOME_KINDS)}")
+        self.fraction = Decimal(str(self.fraction))
+        if not 0 <= self.fraction <= 1:
+            raise ValueError("outcome fraction must be between 0 and 1")
+        if self.kind == "filled" and self.fraction != 1:
+            raise ValueError("a filled outcome fills the whole order: leave fraction at 1")
+        if self.kind in ("partiallyFilled", "canceledMarketProtection") and not 0 < self.fraction < 1:
+            raise ValueError(f"a {self.kind} outcome needs 0 < fraction < 1")
+        if not isinstance(self.fills, int) or self.fills < 1 or not isinstance(self.step_ticks, int) or self.step_ticks < 0:
+            raise ValueError("outcome fills must be >= 1 and step_ticks >= 0")
+        if self.on_hold is not None:
+            self.on_hold = Decimal(str(self.on_hold))
+        if self.count is not None and (not isinstance(self.count, int) or self.count < 1):
+            raise ValueError("outcome count must be a positive integer or None (every order)")
+        if self.remaining is None:
+            self.remaining = self.count
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "fraction": s(self.fraction), "fills": self.fills, "step_ticks": self.step_ticks,
+                "on_hold": None if self.on_hold is None else s(self.on_hold), "count": self.count,
+                "remaining": self.remaining}
 
 
 def _read_csv(path: str) -> dict[str, list]:
@@ -230,11 +333,26 @@ class Simulator:
         rate_limit: int = 1000,
         taker_fee: Decimal = TAKER_FEE,
         maker_fee: Decimal = MAKER_FEE,
+        view_key_reads_orders: bool = False,
+        rate_limit_code: int = 110,
+        trades_window: str = "refuse",
+        orders_window: str | None = None,
+        balance_zero_rows: bool = False,
+        unsettled: float | str | None = None,
+        candle_gaps: float = 0.0,
+        candle_revisions: int = 0,
+        clock_skew: float = 0.0,
     ):
         if interval not in INTERVALS:
             raise ValueError(f"interval {interval!r} is not one of {', '.join(INTERVALS)}")
         self.lock = threading.RLock()
         self._clock = clock
+        self.clock_skew = float(clock_skew)  # seconds the exchange's clock is ahead of ours (may be < 0)
+        # SRC_SDK_RIGHTS: reading orders and trades is a Trade right. A view-only key gets 310
+        # on GET /order, /orders, /ordersOpen, /trades unless this relaxes it.
+        self.view_key_reads_orders = bool(view_key_reads_orders)
+        self.set_mode(rate_limit_code=rate_limit_code, trades_window=trades_window, orders_window=orders_window,
+                      balance_zero_rows=balance_zero_rows, unsettled=unsettled, candle_revisions=candle_revisions)
         self.interval = interval
         self.interval_ms = INTERVALS[interval] * 1000
         self.find_closed_by_client_id = find_closed_by_client_id
@@ -247,7 +365,8 @@ class Simulator:
         for name in markets:
             if name.count("-") != 1 or not all(name.split("-")):
                 raise ValueError(f"market {name!r} is not BASE-QUOTE, e.g. BTC-EUR")
-            self.markets[name] = MarketState(name, INTERVALS[interval], history, seed, csv_rows.get(name))
+            self.markets[name] = MarketState(name, INTERVALS[interval], history, seed, csv_rows.get(name),
+                                             gap_probability=float(candle_gaps))
         self.accounts: dict[str, SimAccount] = {}
         self._owner: dict[str, str] = {}  # api key -> the key that owns the account's books
         self._available: dict[str, dict[str, Decimal]] = {}
@@ -258,13 +377,67 @@ class Simulator:
         self._trades: list[dict] = []
         self._faults: list[Fault] = []
         self._servers: list = []
-        self._weights: dict[str, list[int]] = {}  # rate-limit identity → [window start ms, used]
+        self._weights: dict[str, list[int]] = {}  # rate-limit identity → [minute start ms, used, banned until ms]
+        self._outcomes: list[Outcome] = []
+
+    # --- modes (each also settable at run time: POST /_sim/mode) -------------------
+
+    MODES = ("rate_limit_code", "trades_window", "orders_window", "balance_zero_rows", "unsettled",
+             "candle_gaps", "candle_revisions", "view_key_reads_orders", "clock_skew")
+
+    def set_mode(self, **modes) -> dict:
+        """Change how the simulator behaves where Bitvavo's documents leave a choice; returns all modes."""
+        for name in modes:
+            if name not in self.MODES:
+                raise ValueError(f"unknown mode {name!r}; use one of {', '.join(self.MODES)}")
+        if "rate_limit_code" in modes:
+            # SRC_RATE_LIMITS says 110; SRC_ERRORS says 105 ("banned ... expires at"). One per setting.
+            if modes["rate_limit_code"] not in (105, 110):
+                raise ValueError("rate_limit_code must be 105 or 110")
+            self.rate_limit_code = modes["rate_limit_code"]
+        for name in ("trades_window", "orders_window"):
+            if name in modes:
+                if modes[name] not in ("refuse", "clamp") + ((None,) if name == "orders_window" else ()):
+                    raise ValueError(f"{name} must be 'refuse' or 'clamp'" + (" or None" if name == "orders_window" else ""))
+                setattr(self, name, modes[name])
+        if "balance_zero_rows" in modes:
+            self.balance_zero_rows = bool(modes["balance_zero_rows"])
+        if "unsettled" in modes:
+            u = modes["unsettled"]
+            if u is not None and u != "manual" and (isinstance(u, bool) or not isinstance(u, (int, float)) or u < 0):
+                raise ValueError("unsettled must be None (fees settled at once), seconds >= 0, or 'manual'")
+            self.unsettled = u
+        if "candle_gaps" in modes:
+            p = float(modes["candle_gaps"])
+            if not 0 <= p < 1:
+                raise ValueError("candle_gaps is a probability: 0 <= p < 1")
+            for m in self.markets.values():
+                m.gap_probability = p
+        if "candle_revisions" in modes:
+            k = modes["candle_revisions"]
+            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+                raise ValueError("candle_revisions must be an integer >= 0")
+            self.candle_revisions = k
+        if "view_key_reads_orders" in modes:
+            self.view_key_reads_orders = bool(modes["view_key_reads_orders"])
+        if "clock_skew" in modes:
+            self.clock_skew = float(modes["clock_skew"])
+        return self.modes()
+
+    def modes(self) -> dict:
+        markets = getattr(self, "markets", {})
+        return {"rate_limit_code": self.rate_limit_code, "trades_window": self.trades_window,
+                "orders_window": self.orders_window, "balance_zero_rows": self.balance_zero_rows,
+                "unsettled": self.unsettled,
+                "candle_gaps": next(iter(markets.values())).gap_probability if markets else 0.0,
+                "candle_revisions": self.candle_revisions, "view_key_reads_orders": self.view_key_reads_orders,
+                "clock_skew": self.clock_skew}
 
     # --- clock -------------------------------------------------------------
 
     def now_ms(self) -> int:
         # Call the clock every time (never cache time.time): freezegun patches it.
-        return int((self._clock() if self._clock else time.time()) * 1000)
+        return int(((self._clock() if self._clock else time.time()) + self.clock_skew) * 1000)
 
     def _new_id(self) -> str:
         return str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
@@ -321,6 +494,22 @@ class Simulator:
             raise bad(205, "market parameter is invalid.")
         return m
 
+    def set_market_status(self, market: str, status: str) -> None:
+        """Halt a market (or put it in cancelOnly, auction, auctionMatching, delisted, or back to trading).
+
+        POST /order then gets the status's definite refusal (MARKET_STATUSES); a delisted market
+        also leaves GET /markets. Canceling stays possible in every status.
+        """
+        if status not in MARKET_STATUSES:
+            raise ValueError(f"unknown market status {status!r}; use one of {', '.join(MARKET_STATUSES)}")
+        with self.lock:
+            if market not in self.markets:
+                raise ValueError(f"market must be one of {', '.join(self.markets)}")
+            self.markets[market].status = status
+
+    def listed_markets(self) -> list[MarketState]:
+        return [m for m in self.markets.values() if m.status != "delisted"]
+
     def price(self, market: str) -> Decimal:
         """Last price (close of the newest candle)."""
         with self.lock:
@@ -360,7 +549,8 @@ class Simulator:
             ivl = self.interval_ms
             newest = self.now_ms() // ivl * ivl
             n = len(m.candles)
-            base = [[newest - (n - 1 - i) * ivl, *c] for i, c in enumerate(m.candles)]
+            # A candle without volume had no trades: Bitvavo leaves it out (a gap in the series).
+            base = [[newest - (n - 1 - i) * ivl, *c] for i, c in enumerate(m.candles) if c[4] != 0]
         want = INTERVALS[interval] * 1000 if interval else ivl
         if want == ivl:
             return base
@@ -373,6 +563,25 @@ class Simulator:
             else:
                 out.append([bucket, o, h, lo, c, v])
         return out
+
+    def revise_candles(self, market: str) -> None:
+        """The newest candles change between calls (BITVAVO.md "Candles"): with candle_revisions=k,
+        every candles request first revises the k closed candles before the newest one (close ±1
+        tick, more volume) and adds volume to the newest. The last price is never moved."""
+        k = self.candle_revisions
+        if not k:
+            return
+        with self.lock:
+            m = self.markets[market]
+            r = m.revisions
+            for c in m.candles[-1 - k:-1]:
+                if c[4] == 0:
+                    continue
+                c[3] = max(m.tick, c[3] + m.tick * r.choice((-1, 1)))
+                c[1], c[2] = max(c[1], c[3]), min(c[2], c[3])
+                c[4] += Decimal("0.001")
+            if m.candles[-1][4] != 0:
+                m.candles[-1][4] += Decimal("0.001")
 
     # --- faults --------------------------------------------------------------
 
@@ -412,21 +621,36 @@ class Simulator:
     # --- rate limit ------------------------------------------------------------
 
     def charge(self, ident: str, weight: int) -> tuple[bool, int, int]:
-        """Spend `weight` of `ident`'s per-minute budget → (allowed, remaining, resetAt ms).
+        """Spend `weight` of `ident`'s budget → (allowed, remaining, resetAt ms).
 
-        A fixed one-minute window that starts with the first request; a request
-        that does not fit is refused and costs nothing.
+        Source SRC_RATE_LIMITS: the counter resets on wall-clock minutes ("every minute the
+        system resets the counter at bitvavo-ratelimit-resetat"); a key that goes over is
+        blocked until the end of the NEXT minute (over at 12:00:15 → free at 12:02:00); an IP
+        (``ip:…``, unsigned calls) is blocked for 15 minutes. A refused request costs nothing.
+        While blocked, resetAt is the moment the block ends. The clock is the simulator's, so
+        tests move it instead of sleeping.
         """
         with self.lock:
             now = self.now_ms()
-            window = self._weights.get(ident)
-            if window is None or now >= window[0] + 60_000 or now < window[0]:
-                window = self._weights[ident] = [now, 0]
-            reset_at = window[0] + 60_000
-            if window[1] + weight > self.rate_limit:
-                return False, max(0, self.rate_limit - window[1]), reset_at
-            window[1] += weight
-            return True, self.rate_limit - window[1], reset_at
+            minute = now // 60_000 * 60_000
+            w = self._weights.get(ident)
+            if w is None or w[0] != minute:
+                w = self._weights[ident] = [minute, 0, w[2] if w else 0]
+            if now < w[2]:
+                return False, 0, w[2]
+            if w[1] + weight > self.rate_limit:
+                w[2] = now + 15 * 60_000 if ident.startswith("ip:") else minute + 120_000
+                return False, 0, w[2]
+            w[1] += weight
+            return True, self.rate_limit - w[1], minute + 60_000
+
+    def rate_limit_refusal(self, reset_at: int) -> SimError:
+        """The 429 answer for a blocked identity, in the errorCode the rate_limit_code mode picks."""
+        if self.rate_limit_code == 105:  # SRC_ERRORS (and ccxt's table): the text says when the ban ends
+            return SimError(429, 105, "Your IP or API key has been banned for not respecting the rate limit. "
+                                      f"The ban expires at {reset_at}.")
+        return SimError(429, 110, f"Rate limit exceeded: {self.rate_limit} weight per minute. "
+                                  f"Requests are allowed again at {reset_at}.")
 
     # --- orders: views ---------------------------------------------------------
 
@@ -457,21 +681,30 @@ class Simulator:
             "side": o["side"],
             "orderType": o["orderType"],
         }
-        if o["amount"] is not None:
-            out["amount"] = s(o["amount"])
-            out["amountRemaining"] = s(o["amount"] - o["filled"]) if o["status"] in OPEN_STATUSES else "0"
+        # An order by amountQuote echoes amountQuote/amountQuoteRemaining and no amount, for
+        # sells too (docs get-orders: "If you set amountQuote in your order, amount is not returned").
+        # Remainders are what is left after the fills, whatever the status.
+        sent = o.get("sent", {})
         if o["amountQuote"] is not None:
-            out["amountQuote"] = s(o["amountQuote"])
-            out["amountQuoteRemaining"] = "0" if o["status"] not in OPEN_STATUSES else s(o["amountQuote"])
+            out["amountQuote"] = sent.get("amountQuote", s(o["amountQuote"]))
+            spent = o["filledQuote"] + (o["fee"] if o["side"] == "buy" else 0)
+            out["amountQuoteRemaining"] = "0" if o["status"] == "filled" else s(max(Decimal(0), o["amountQuote"] - spent))
+        elif o["amount"] is not None:
+            out["amount"] = sent.get("amount", s(o["amount"]))
+            out["amountRemaining"] = s(o["amount"] - o["filled"])
         if o["price"] is not None:
-            out["price"] = s(o["price"])
+            out["price"] = sent.get("price", s(o["price"]))
         held = o["held"] if o["status"] in OPEN_STATUSES else Decimal(0)
+        if o.get("show_on_hold") is not None:  # an outcome's on_hold: shown in the create answer only
+            held = o.pop("show_on_hold")
+        self._settle_due()
         out |= {
             "onHold": s(held),
             "onHoldCurrency": m.quote if o["side"] == "buy" else m.base,
             "filledAmount": s(o["filled"]),
             "filledAmountQuote": s(o["filledQuote"]),
-            "feePaid": s(o["fee"]),
+            # feePaid counts settled fills only: an unsettled fill has no fee yet.
+            "feePaid": s(sum((t["fee"] for t in o["fills"] if t["settled"]), Decimal(0))),
             "feeCurrency": m.quote,
             "fills": [self._fill_json(t) for t in o["fills"]],
             "selfTradePrevention": o["selfTradePrevention"],
@@ -485,11 +718,29 @@ class Simulator:
 
     @staticmethod
     def _fill_json(t: dict) -> dict:
-        return {"id": t["id"], "timestamp": t["timestamp"], "amount": s(t["amount"]),
-                "price": s(t["price"]), "taker": t["taker"], "fee": s(t["fee"]),
-                "feeCurrency": t["feeCurrency"], "settled": True}
+        # BITVAVO.md: a fill carries fee and feeCurrency only once settled is true.
+        out = {"id": t["id"], "timestamp": t["timestamp"], "amount": s(t["amount"]),
+               "price": s(t["price"]), "taker": t["taker"]}
+        if t["settled"]:
+            out |= {"fee": s(t["fee"]), "feeCurrency": t["feeCurrency"]}
+        return out | {"settled": t["settled"]}
+
+    def _settle_due(self) -> None:
+        now = self.now_ms()
+        for t in self._trades:
+            if not t["settled"] and t["settle_at"] is not None and now >= t["settle_at"]:
+                t["settled"] = True
+
+    def settle_fills(self) -> int:
+        """Settle every unsettled fill now (POST /_sim/settle); returns how many."""
+        with self.lock:
+            pending = [t for t in self._trades if not t["settled"]]
+            for t in pending:
+                t["settled"] = True
+            return len(pending)
 
     def _trade_json(self, t: dict) -> dict:
+        self._settle_due()
         out = {"id": t["id"], "orderId": t["orderId"]}
         if t["clientOrderId"]:
             out["clientOrderId"] = t["clientOrderId"]
@@ -531,6 +782,9 @@ class Simulator:
 
         with self.lock:
             m = self.market(body["market"])
+            refusal = MARKET_STATUSES[m.status]
+            if refusal is not None:  # SRC_ERRORS: 219 delisted, 423-426 halted/cancelOnly/auction/auctionMatching
+                raise bad(refusal, _STATUS_TEXT[refusal])
             amount = amount_quote = price = None
             if otype == "market":
                 if "price" in body:
@@ -547,14 +801,20 @@ class Simulator:
                 for k in ("amount", "price"):
                     if k not in body:
                         raise bad(203, f"{k} parameter is required.")
+            # Too many decimals is errorCode 429, a price off the tick size 422 (SRC_ERRORS, as listed
+            # in BITVAVO.md "Definite refusals"); a value that is no positive number stays 205.
             if "amount" in body:
                 amount = dec(body["amount"], "amount")
-                if amount <= 0 or decimals_of(amount) > m.quantity_decimals:
+                if amount <= 0:
                     raise bad(205, "amount parameter is invalid.")
+                if decimals_of(amount) > m.quantity_decimals:
+                    raise bad(429, f"amount has too many decimals: {m.base} allows {m.quantity_decimals}.")
             if "amountQuote" in body:
                 amount_quote = dec(body["amountQuote"], "amountQuote")
-                if amount_quote <= 0 or decimals_of(amount_quote) > m.notional_decimals:
+                if amount_quote <= 0:
                     raise bad(205, "amountQuote parameter is invalid.")
+                if decimals_of(amount_quote) > m.notional_decimals:
+                    raise bad(429, f"amountQuote has too many decimals: {m.quote} allows {m.notional_decimals}.")
             if "price" in body:
                 price = dec(body["price"], "price")
                 if price <= 0:
@@ -562,7 +822,8 @@ class Simulator:
                 if decimals_of(price) > 15:
                     raise bad(215, "Price is too detailed. A maximum of 15 digits behind the decimal point are allowed.")
                 if price % m.tick != 0:
-                    raise bad(205, f"price parameter is invalid. It must be a multiple of the tickSize {s(m.tick)}.")
+                    # docs.bitvavo.com/releases/v2.12.0: prices must be multiples of the tick size.
+                    raise bad(422, f"Invalid price tick size: price must be a multiple of {s(m.tick)}.")
 
             bid, ask = m.bid_ask()
             ref = price if price is not None else (ask if side == "buy" else bid)
@@ -580,18 +841,19 @@ class Simulator:
             avail = self._available[key]
             if side == "buy":
                 if otype == "market":
-                    need = amount_quote if amount_quote is not None else amount * ask + fee_of(amount * ask, self.taker_fee)
+                    need = amount_quote if amount_quote is not None else fees.by_base(
+                        "buy", [(amount, ask)], self.taker_fee).eur
                 else:
-                    need = amount * price + fee_of(amount * price, self.taker_fee)
+                    need = limit_buy_hold(amount, price, self.taker_fee)
                 if avail.get(m.quote, Decimal(0)) < need:
                     raise bad(216, "You do not have sufficient balance to complete this operation.")
             else:
+                base_needed = amount
                 if otype == "market" and amount_quote is not None:
-                    amount = to_tick(amount_quote / bid, Decimal(1).scaleb(-m.quantity_decimals))
-                    amount_quote = None
-                    if amount <= 0:
+                    base_needed = to_tick(amount_quote / bid, quote_quantum(m.quantity_decimals))
+                    if base_needed <= 0:
                         raise bad(217, f"Minimum order size in quote currency is {s(MIN_QUOTE)} {m.quote}.")
-                if avail.get(m.base, Decimal(0)) < amount:
+                if avail.get(m.base, Decimal(0)) < base_needed:
                     raise bad(216, "You do not have sufficient balance to complete this operation.")
 
             now = self.now_ms()
@@ -602,34 +864,131 @@ class Simulator:
                 "held": Decimal(0), "filled": Decimal(0), "filledQuote": Decimal(0), "fee": Decimal(0),
                 "fills": [], "timeInForce": tif if otype == "limit" else "IOC", "postOnly": post_only,
                 "selfTradePrevention": stp, "operatorId": operator_id,
+                # The amounts echo as they were sent ("10.00" stays "10.00"): no recording shows
+                # Bitvavo rewriting them, and tests check what a client sent through this echo.
+                "sent": {k: str(body[k]) for k in ("amount", "amountQuote", "price") if k in body},
             }
             self._orders[o["orderId"]] = o
             if otype == "market":
-                self._fill_market(o, m, bid, ask)
+                self._fill_market(o, m, bid, ask, self._take_outcome())
             else:
                 self._place_limit(o, m, bid, ask)
             return self._order_json(o)
 
-    def _fill_market(self, o: dict, m: MarketState, bid: Decimal, ask: Decimal) -> None:
+    # --- market orders: fills and the ways they end ---------------------------------
+
+    def add_outcome(self, kind: str = "filled", *, fraction=None, fills: int = 1, step_ticks: int = 1,
+                    on_hold=None, count: int | None = 1) -> Outcome:
+        """Make the next `count` market orders end as `kind` (see ``Outcome``)."""
+        if fraction is None:
+            fraction = {"filled": 1, "partiallyFilled": Decimal("0.5"), "canceledMarketProtection": Decimal("0.5"),
+                        "expired": 0}.get(kind, 1)
+        outcome = Outcome(kind, fraction, fills, step_ticks, on_hold, count)
+        with self.lock:
+            self._outcomes.append(outcome)
+        return outcome
+
+    def outcomes(self) -> list[Outcome]:
+        with self.lock:
+            return list(self._outcomes)
+
+    def clear_outcomes(self) -> None:
+        with self.lock:
+            self._outcomes.clear()
+
+    def _take_outcome(self) -> Outcome | None:
+        if not self._outcomes:
+            return None
+        outcome = self._outcomes[0]
+        if outcome.remaining is not None:
+            outcome.remaining -= 1
+            if outcome.remaining <= 0:
+                self._outcomes.pop(0)
+        return outcome
+
+    def _fill_market(self, o: dict, m: MarketState, bid: Decimal, ask: Decimal, outcome: Outcome | None) -> None:
+        """Fill a market order now: completely at the touch unless an outcome says otherwise.
+
+        Several fills walk the price `step_ticks` ticks further each (worse for the user). Every
+        fill settles by the rules above: an amountQuote buy spends exactly its budget share, a
+        base-amount fill moves whole cents against the user.
+        """
+        kind = outcome.kind if outcome else "filled"
+        fraction = outcome.fraction if outcome else Decimal(1)
+        n = outcome.fills if outcome else 1
+        step = m.tick * (outcome.step_ticks if outcome else 0) * (1 if o["side"] == "buy" else -1)
+        touch = ask if o["side"] == "buy" else bid
+        prices = [max(m.tick, touch + step * i) for i in range(n)]
+        qd, cents = quote_quantum(m.quantity_decimals), quote_quantum(m.notional_decimals)
         if o["side"] == "buy" and o["amountQuote"] is not None:
-            # The sim's model: debit exactly amountQuote; the taker fee comes out
-            # of it; the rest buys base at the ask, rounded DOWN to
-            # quantityDecimals. The sub-cent remainder stays with the exchange.
-            fee = fee_of(o["amountQuote"], self.taker_fee)
-            qty = to_tick((o["amountQuote"] - fee) / ask, Decimal(1).scaleb(-m.quantity_decimals))
-            self._add(o["key"], m.quote, -o["amountQuote"])
-            self._add(o["key"], m.base, qty)
-            self._record_fill(o, m, qty, ask, fee, taker=True)
-        elif o["side"] == "buy":
-            fee = fee_of(o["amount"] * ask, self.taker_fee)
-            self._add(o["key"], m.quote, -(o["amount"] * ask + fee))
-            self._add(o["key"], m.base, o["amount"])
-            self._record_fill(o, m, o["amount"], ask, fee, taker=True)
+            # Each fill spends exactly its share of the budget (fees.buy_by_quote), so the order
+            # costs exactly amountQuote when it fills completely.
+            budget = (o["amountQuote"] * fraction).quantize(cents, rounding=ROUND_DOWN)
+            for part, p in zip(_split(budget, n, cents), prices):
+                fill = fees.buy_by_quote(part, p, m.quantity_decimals, self.taker_fee)
+                if fill.base > 0:
+                    self._add(o["key"], m.quote, -part)
+                    self._add(o["key"], m.base, fill.base)
+                    self._record_fill(o, m, fill.base, p, fill.fee, taker=True)
         else:
-            fee = fee_of(o["amount"] * bid, self.taker_fee)
-            self._add(o["key"], m.base, -o["amount"])
-            self._add(o["key"], m.quote, o["amount"] * bid - fee)
-            self._record_fill(o, m, o["amount"], bid, fee, taker=True)
+            # By base amount (a sell by amountQuote sells amountQuote / bid of base): the order
+            # settles in whole cents against the user (fees.by_base); its fee is shared over the fills.
+            total = o["amount"] if o["amount"] is not None else fees.truncate(o["amountQuote"] / bid, m.quantity_decimals)
+            fills = [(part, p) for part, p in zip(_split(to_tick(total * fraction, qd), n, qd), prices) if part > 0]
+            if fills:
+                done = fees.by_base(o["side"], fills, self.taker_fee)
+                base_delta, quote_delta = (done.base, -done.eur) if o["side"] == "buy" else (-done.base, done.eur)
+                self._add(o["key"], m.base, base_delta)
+                self._add(o["key"], m.quote, quote_delta)
+                for (part, p), fee in zip(fills, fees.split_fee(done.fee, [a * q for a, q in fills])):
+                    self._record_fill(o, m, part, p, fee, taker=True)
+        o["status"] = kind
+        o["updated"] = self.now_ms()
+        if kind == "partiallyFilled":
+            # The rest stays open and fills at the next advance(); its funds are held meanwhile.
+            self._hold_rest(o, m)
+        if outcome is not None and outcome.on_hold is not None:
+            o["show_on_hold"] = outcome.on_hold
+
+    def _hold_rest(self, o: dict, m: MarketState) -> None:
+        if o["side"] == "buy":
+            if o["amountQuote"] is not None:
+                o["held"] = o["amountQuote"] - o["filledQuote"] - o["fee"]
+            else:
+                o["held"] = fees.by_base("buy", [(o["amount"] - o["filled"], m.bid_ask()[1])], self.taker_fee).eur
+            asset = m.quote
+        else:
+            total = o["amount"] if o["amount"] is not None else to_tick(
+                o["amountQuote"] / m.bid_ask()[0], quote_quantum(m.quantity_decimals))
+            o["held"] = total - o["filled"]
+            asset = m.base
+        o["held"] = min(o["held"], self._available[o["key"]].get(asset, Decimal(0)))
+        self._add(o["key"], asset, -o["held"])
+        self._add(o["key"], asset, o["held"], held=True)
+
+    def _finish_market(self, o: dict, m: MarketState) -> None:
+        """A partiallyFilled market order completes at the current touch (called by advance)."""
+        asset = m.quote if o["side"] == "buy" else m.base
+        self._add(o["key"], asset, -o["held"], held=True)
+        self._add(o["key"], asset, o["held"])
+        o["held"] = Decimal(0)
+        rest = dict(o)
+        if o["amountQuote"] is not None and o["side"] == "buy":
+            rest["amountQuote"] = o["amountQuote"] - o["filledQuote"] - o["fee"]
+        elif o["amount"] is not None:
+            rest["amount"] = o["amount"] - o["filled"]
+        else:
+            rest["amount"], rest["amountQuote"] = to_tick(o["amountQuote"] / m.bid_ask()[0], quote_quantum(
+                m.quantity_decimals)) - o["filled"], None
+        before = len(o["fills"])
+        bid, ask = m.bid_ask()
+        self._fill_market(rest, m, bid, ask, None)
+        for t in rest["fills"][before:]:
+            t["orderId"] = o["orderId"]
+        o["fills"], o["filled"], o["filledQuote"], o["fee"] = rest["fills"], rest["filled"], rest["filledQuote"], rest["fee"]
+        o["status"], o["updated"] = "filled", rest["updated"]
+
+    # --- limit orders -------------------------------------------------------------------
 
     def _place_limit(self, o: dict, m: MarketState, bid: Decimal, ask: Decimal) -> None:
         crosses = o["price"] >= ask if o["side"] == "buy" else o["price"] <= bid
@@ -639,9 +998,10 @@ class Simulator:
         if not crosses and o["timeInForce"] in ("IOC", "FOK"):
             o["status"] = "canceledIOC" if o["timeInForce"] == "IOC" else "canceledFOK"
             return
-        # Reserve funds the way Bitvavo shows onHold: amount×price plus the taker fee.
+        # Reserve funds the way Bitvavo shows onHold: amount×price plus the taker fee, in whole
+        # cents rounded up (SRC_CCXT_FIXTURES: 0.0003 @ 30000 holds 9.03).
         if o["side"] == "buy":
-            o["held"] = o["amount"] * o["price"] + fee_of(o["amount"] * o["price"], self.taker_fee)
+            o["held"] = limit_buy_hold(o["amount"], o["price"], self.taker_fee)
             asset = m.quote
         else:
             o["held"] = o["amount"]
@@ -653,35 +1013,43 @@ class Simulator:
 
     def _fill_limit(self, o: dict, m: MarketState, price: Decimal, taker: bool) -> None:
         key, qty = o["key"], o["amount"]
-        fee = fee_of(qty * price, self.taker_fee if taker else self.maker_fee)
+        done = fees.by_base(o["side"], [(qty, price)], self.taker_fee if taker else self.maker_fee)
         if o["side"] == "buy":
             self._add(key, m.quote, -o["held"], held=True)
-            self._add(key, m.quote, o["held"] - qty * price - fee)
+            self._add(key, m.quote, o["held"] - done.eur)
             self._add(key, m.base, qty)
         else:
             self._add(key, m.base, -o["held"], held=True)
-            self._add(key, m.quote, qty * price - fee)
-        self._record_fill(o, m, qty, price, fee, taker=taker)
+            self._add(key, m.quote, done.eur)
+        self._record_fill(o, m, qty, price, done.fee, taker=taker)
+        o["status"] = "filled"
 
     def _record_fill(self, o: dict, m: MarketState, qty: Decimal, price: Decimal, fee: Decimal, taker: bool) -> None:
         now = self.now_ms()
+        # In the unsettled mode a fill comes back with settled=false and no fee until it settles
+        # (after `unsettled` seconds of the simulator's clock, or by settle_fills() for "manual").
+        # The balance moves at once either way; only the reported fee waits.
+        settled = self.unsettled is None
+        settle_at = None if settled or self.unsettled == "manual" else now + int(float(self.unsettled) * 1000)
         t = {"id": self._new_id(), "orderId": o["orderId"], "clientOrderId": o["clientOrderId"],
              "key": o["key"], "market": m.name, "side": o["side"], "timestamp": now,
-             "amount": qty, "price": price, "taker": taker, "fee": fee, "feeCurrency": m.quote}
+             "amount": qty, "price": price, "taker": taker, "fee": fee, "feeCurrency": m.quote,
+             "settled": settled, "settle_at": settle_at}
         self._trades.append(t)
         o["fills"].append(t)
         o["filled"] += qty
         o["filledQuote"] += qty * price
         o["fee"] += fee
-        o["status"] = "filled"
         o["updated"] = now
 
     def _match(self, m: MarketState, low: Decimal, high: Decimal) -> None:
         """Fill resting limit orders in `m` that a price range [low, high] crossed (as maker, at their price)."""
         for o in list(self._orders.values()):
-            if o["market"] != m.name or o["orderType"] != "limit" or o["status"] not in OPEN_STATUSES:
+            if o["market"] != m.name or o["status"] not in OPEN_STATUSES:
                 continue
-            if (o["side"] == "buy" and low <= o["price"]) or (o["side"] == "sell" and high >= o["price"]):
+            if o["orderType"] == "market":
+                self._finish_market(o, m)
+            elif (o["side"] == "buy" and low <= o["price"]) or (o["side"] == "sell" and high >= o["price"]):
                 self._fill_limit(o, m, o["price"], taker=False)
 
     def _find(self, key: str, market: str | None, order_id: str | None, cid: str | None) -> dict:
@@ -710,7 +1078,9 @@ class Simulator:
         if order_id is None and cid is None:
             raise bad(203, "orderId or clientOrderId parameter is required.")
         if order_id is not None and cid is not None:
-            raise bad(206, "Use either orderId or clientOrderId. The usage of both parameters at the same time is not supported.")
+            # docs websocket-api/get-order: "If you set both, we use the clientOrderId to identify
+            # the order" (the FIX OrderStatusRequest says the same of ClOrdID).
+            order_id = None
         if order_id is not None and not is_uuid(order_id):
             raise bad(205, "orderId parameter is invalid.")
         if cid is not None and not is_uuid(cid):
@@ -718,8 +1088,8 @@ class Simulator:
         return market, order_id, cid
 
     def get_order(self, key: str, params: dict) -> dict:
-        # Market is optional when the clientOrderId is given (ccxt sends it anyway).
-        market, order_id, cid = self._ids_from(params, market_required=params.get("clientOrderId") is None)
+        # docs rest-api/get-order: market is required (ccxt's fetch_order always sends it).
+        market, order_id, cid = self._ids_from(params, market_required=True)
         with self.lock:
             return self._order_json(self._find(key, market, order_id, cid))
 
@@ -784,6 +1154,8 @@ class Simulator:
             raise bad(203, "market parameter is required.")
         self.market(params["market"])
         start, end, limit = self._window(params, 500, 1000)
+        if self.orders_window is not None:  # docs websocket-api/get-orders says 24 h; the REST page does not
+            start, end = self._day_window(start, end, self.orders_window)
         with self.lock:
             rows = [o for o in self._orders.values() if o["key"] == key and o["market"] == params["market"]
                     and (start is None or o["created"] >= start) and (end is None or o["created"] <= end)]
@@ -798,12 +1170,31 @@ class Simulator:
                     and market in (None, o["market"]) and base in (None, o["market"].split("-")[0])]
             return [self._order_json(o) for o in reversed(rows)]
 
+    def _day_window(self, start, end, how: str) -> tuple[int, int]:
+        """docs rest-api/get-trade-history: "a time period of up to 24 hours"; end "cannot be more
+        than 24 hours after the start". Without start the 24 h end at `end` (default now); without
+        end they begin at `start`. A longer span is refused (205; the code is not documented) or,
+        in clamp mode, cut to the 24 h after start."""
+        day = 86_400_000
+        if start is None and end is None:
+            end = self.now_ms()
+        if start is None:
+            start = end - day
+        elif end is None:
+            end = start + day
+        if end - start > day:
+            if how == "refuse":
+                raise bad(205, "end parameter is invalid: it cannot be more than 24 hours after start.")
+            end = start + day
+        return start, end
+
     def list_trades(self, key: str | None, params: dict) -> list[dict]:
         """GET /trades (key given) or the public GET /{market}/trades (key None)."""
         if params.get("market") is None:
             raise bad(203, "market parameter is required.")
         self.market(params["market"])
         start, end, limit = self._window(params, 500, 1000)
+        start, end = self._day_window(start, end, self.trades_window)
         with self.lock:
             rows = [t for t in self._trades if key in (None, t["key"]) and t["market"] == params["market"]
                     and (start is None or t["timestamp"] >= start) and (end is None or t["timestamp"] <= end)]
@@ -814,11 +1205,18 @@ class Simulator:
             return [self._trade_json(t) for t in rows]
 
     def balances_json(self, key: str, symbol: str | None = None) -> list[dict]:
+        """GET /balance rows. docs websocket-api/get-account-balance: without a symbol it "returns
+        the balance for all assets above zero"; SRC_CCXT_FIXTURES (a 2023 recording) still lists
+        zero rows, which balance_zero_rows=True reproduces. A symbol asked for is always answered."""
+        key = self.owner(key)
         with self.lock:
             avail, held = self._available[key], self._in_order[key]
-            assets = sorted(set(avail) | set(held), key=lambda a: (a != "EUR", a))
-            return [{"symbol": a, "available": s(avail.get(a, Decimal(0))), "inOrder": s(held.get(a, Decimal(0)))}
+            assets = sorted(set(avail) | set(held) | ({symbol} if symbol else set()), key=lambda a: (a != "EUR", a))
+            rows = [{"symbol": a, "available": s(avail.get(a, Decimal(0))), "inOrder": s(held.get(a, Decimal(0)))}
                     for a in assets if symbol in (None, a)]
+            if symbol is None and not self.balance_zero_rows:
+                rows = [r for r in rows if Decimal(r["available"]) or Decimal(r["inOrder"])]
+            return rows
 
     # --- public market data ------------------------------------------------------
 
@@ -874,8 +1272,14 @@ class Simulator:
                 "time": self.now_ms(),
                 "steps": self.steps,
                 "prices": {n: s(m.last) for n, m in self.markets.items()},
-                "balances": {k: {r["symbol"]: {"available": r["available"], "inOrder": r["inOrder"]}
-                                 for r in self.balances_json(k)} for k in self.accounts},
+                "balances": {k: {a: {"available": s(v), "inOrder": s(self._in_order[self.owner(k)].get(a, Decimal(0)))}
+                                 for a, v in sorted(self._available[self.owner(k)].items(), key=lambda i: (i[0] != "EUR", i[0]))}
+                             for k in self.accounts},
+                "accounts": {k: {"account": a.account or k, "books": self.owner(k),
+                                 "permissions": sorted(a.permissions)} for k, a in self.accounts.items()},
+                "markets": {n: m.status for n, m in self.markets.items()},
+                "modes": self.modes(),
+                "outcomes": [x.as_dict() for x in self._outcomes],
                 "orders": self.orders(),
                 "trades": self.trades(),
                 "faults": [f.as_dict() for f in self._faults],

@@ -15,8 +15,9 @@ KINDS = {
     "timeout_before_accept": (False, False, 30.0),  # hang, close; nothing done
     "html_5xx": (False, False, 0.0),                # 502 (or `status`) with an HTML body; nothing done
     "error_101": (True, True, 0.0),                 # 500 {"errorCode":101}; done unless accept=False
-    "error_109": (True, True, 0.0),                 # 500 {"errorCode":109}; done unless accept=False
+    "error_109": (True, True, 0.0),                 # 503 {"errorCode":109}; done unless accept=False
     "rate_limit_110": (False, False, 0.0),          # 429 {"errorCode":110} + resetat header; nothing done
+    "rate_limit_105": (False, False, 0.0),          # 429 {"errorCode":105} "ban expires at …"; nothing done
     "garbage_200": (True, True, 0.0),               # 200 with a non-JSON body; done unless accept=False
     "reset": (True, True, 0.0),                     # TCP reset, no answer; done unless accept=False
 }

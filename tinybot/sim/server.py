@@ -61,6 +61,7 @@ def _candles(sim: Simulator, market: str, params: dict) -> list:
     if interval not in INTERVALS or INTERVALS[interval] * 1000 < sim.interval_ms:
         raise bad(205, "interval parameter is invalid.")
     start, end, limit = Simulator._window(params, 1440, 1440)
+    sim.revise_candles(market)
     rows = [r for r in sim.candles(market, interval)
             if (start is None or r[0] >= start) and (end is None or r[0] < end)]
     rows = rows[::-1][:limit]  # newest first
@@ -87,6 +88,13 @@ def _assets(sim: Simulator, params: dict):
     raise bad(205, "symbol parameter is invalid.")
 
 
+def _listed(sim: Simulator, name):
+    m = sim.market(name)
+    if m.status == "delisted":  # no longer listed: GET /markets does not know it
+        raise bad(205, "market parameter is invalid.")
+    return m
+
+
 def _fees(sim: Simulator) -> dict:
     return {"tier": "0", "volume": "0.00", "taker": format(sim.taker_fee, "f"), "maker": format(sim.maker_fee, "f")}
 
@@ -95,7 +103,7 @@ ROUTES = {
     ("GET", "/time"): Route("time", False, None, (), 1,
                             lambda sim, k, p, m: {"time": sim.now_ms(), "timeNs": sim.now_ms() * 1_000_000}),
     ("GET", "/markets"): Route("markets", False, None, ("market",), 1, lambda sim, k, p, m: _one_or_all(
-        p, lambda n: sim.market(n).describe(), lambda: [x.describe() for x in sim.markets.values()])),
+        p, lambda n: _listed(sim, n).describe(), lambda: [x.describe() for x in sim.listed_markets()])),
     ("GET", "/assets"): Route("assets", False, None, ("symbol",), 1, lambda sim, k, p, m: _assets(sim, p)),
     ("GET", "/ticker/price"): Route("ticker", False, None, ("market",), 1, lambda sim, k, p, m: _one_or_all(
         p, lambda n: _ticker_price(sim, n), lambda: [_ticker_price(sim, n) for n in sim.markets])),
@@ -117,17 +125,20 @@ ROUTES = {
     ("GET", "/account/fees"): Route("fees", True, "view", ("market", "quote"), 1, lambda sim, k, p, m: (
         sim.market(p["market"]) and _fees(sim)) if "market" in p else _fees(sim)),
     ("POST", "/order"): Route("create_order", True, "trade", (), 1, lambda sim, k, p, m: sim.create_order(k, p)),
-    ("GET", "/order"): Route("get_order", True, "view", ("market", "orderId", "clientOrderId"), 1,
+    # Reading orders and trades is a Trade right (SRC_SDK_RIGHTS): "trade_read" routes refuse a
+    # view-only key with 310 unless the simulator runs with view_key_reads_orders.
+    ("GET", "/order"): Route("get_order", True, "trade_read", ("market", "orderId", "clientOrderId"), 1,
                              lambda sim, k, p, m: sim.get_order(k, p)),
     ("DELETE", "/order"): Route("cancel_order", True, "trade", ("market", "orderId", "clientOrderId", "operatorId"), 1,
                                 lambda sim, k, p, m: sim.cancel_order(k, p)),
-    ("GET", "/orders"): Route("orders", True, "view", ("market", "limit", "start", "end", "orderIdFrom", "orderIdTo"),
+    ("GET", "/orders"): Route("orders", True, "trade_read", ("market", "limit", "start", "end", "orderIdFrom", "orderIdTo"),
                               5, lambda sim, k, p, m: sim.list_orders(k, p)),
     ("DELETE", "/orders"): Route("cancel_orders", True, "trade", ("market", "operatorId"),
                                  lambda p: 25 if "market" in p else 100, lambda sim, k, p, m: sim.cancel_orders(k, p)),
-    ("GET", "/ordersOpen"): Route("open_orders", True, "view", ("market", "base"),
-                                  lambda p: 5 if "market" in p else 100, lambda sim, k, p, m: sim.open_orders(k, p)),
-    ("GET", "/trades"): Route("trades", True, "view", ("market", "limit", "start", "end", "tradeIdFrom", "tradeIdTo"),
+    # Weight 1 with a market, 25 without (docs institutional-api/get-open-orders; BITVAVO.md).
+    ("GET", "/ordersOpen"): Route("open_orders", True, "trade_read", ("market", "base"),
+                                  lambda p: 1 if "market" in p else 25, lambda sim, k, p, m: sim.open_orders(k, p)),
+    ("GET", "/trades"): Route("trades", True, "trade_read", ("market", "limit", "start", "end", "tradeIdFrom", "tradeIdTo"),
                               5, lambda sim, k, p, m: sim.list_trades(k, p)),
 }
 
@@ -143,6 +154,19 @@ class _Drop(Exception):
 
     def __init__(self, reset: bool = False):
         self.reset = reset
+
+
+def canonical_body(method: str, raw: bytes) -> str:
+    """The body as Bitvavo checks the signature over it (BITVAVO.md "Authentication"): empty for GET
+    and DELETE whatever was sent (a `{}` some clients send on a GET), else the compact JSON of
+    the parsed body, so a client that signed compact JSON but sent it spaced is accepted. A body
+    that is not JSON is signed as sent (it is refused with 102 after the signature check)."""
+    if method in ("GET", "DELETE") or not raw:
+        return ""
+    try:
+        return json.dumps(json.loads(raw), separators=(",", ":"), ensure_ascii=False)
+    except ValueError:
+        return raw.decode("utf-8", "replace")
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -233,19 +257,29 @@ class Handler(BaseHTTPRequestHandler):
                 raise _Drop()
             elif fault.kind == "html_5xx":
                 return self._send(fault.status or 502, raw=_HTML_5XX, content_type="text/html")
-            elif fault.kind == "rate_limit_110":
+            elif fault.kind in ("rate_limit_110", "rate_limit_105"):
                 reset_at = sim.now_ms() + 60_000
-                return self._send(429, {"errorCode": 110, "error": "Rate limit exceeded (simulated fault)."},
-                                  headers={"bitvavo-ratelimit-remaining": 0, "bitvavo-ratelimit-resetat": reset_at})
+                text = ("Rate limit exceeded (simulated fault)." if fault.kind == "rate_limit_110" else
+                        f"Your IP or API key has been banned for not respecting the rate limit. The ban expires at {reset_at}.")
+                return self._send(429, {"errorCode": int(fault.kind[-3:]), "error": text},
+                                  headers={"bitvavo-ratelimit-limit": sim.rate_limit, "bitvavo-ratelimit-remaining": 0,
+                                           "bitvavo-ratelimit-resetat": reset_at})
             elif not fault.accept:
                 return self._faulty_answer(fault)
 
+        # SRC_RATE_LIMITS: signed requests count against the key (public ones too), unsigned ones
+        # against the IP. Every answer carries the three bitvavo-ratelimit-* headers.
         ident = self.headers.get("Bitvavo-Access-Key") or f"ip:{self.client_address[0]}"
-        ok, remaining, reset_at = sim.charge(ident, route.cost(params))
-        limit_headers = {"bitvavo-ratelimit-remaining": remaining, "bitvavo-ratelimit-resetat": reset_at}
+        try:
+            cost = route.cost(params)
+        except SimError:
+            cost = 1
+        ok, remaining, reset_at = sim.charge(ident, cost)
+        limit_headers = {"bitvavo-ratelimit-limit": sim.rate_limit, "bitvavo-ratelimit-remaining": remaining,
+                         "bitvavo-ratelimit-resetat": reset_at}
         if not ok:
-            status, payload = 429, {"errorCode": 110, "error": (
-                f"Rate limit exceeded: {sim.rate_limit} weight per minute. Requests allowed again at {reset_at}.")}
+            e = sim.rate_limit_refusal(reset_at)
+            status, payload = e.status, {"errorCode": e.code, "error": e.message}
         else:
             try:
                 key = self._authenticate(method, rest, query, raw_body, route.perm) if route.private else None
@@ -273,8 +307,8 @@ class Handler(BaseHTTPRequestHandler):
     def _faulty_answer(self, fault):
         if fault.kind == "error_101":
             return self._send(500, {"errorCode": 101, "error": "Unknown error. Operation may or may not have succeeded."})
-        if fault.kind == "error_109":
-            return self._send(500, {"errorCode": 109, "error": (
+        if fault.kind == "error_109":  # BITVAVO.md (SRC_ERRORS "HTTP 503"): 109 comes with 503, 101 with 500
+            return self._send(503, {"errorCode": 109, "error": (
                 "The matching engine did not respond in time. Operation may or may not have succeeded.")})
         if fault.kind == "garbage_200":
             return self._send(200, raw=_GARBAGE, content_type="text/plain")
@@ -314,13 +348,18 @@ class Handler(BaseHTTPRequestHandler):
             raise refuse(305, "No active API key found.")
         if not _SIG_RE.fullmatch(sig):
             raise refuse(308, "The signature length is invalid (HMAC-SHA256 should return a 64 length hexadecimal string).")
-        signed = ts + method + "/v2" + rest + ("?" + query if query else "") + raw_body.decode("utf-8", "replace")
+        signed = ts + method + "/v2" + rest + ("?" + query if query else "") + canonical_body(method, raw_body)
         expected = hmac.new(account.secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, sig.lower()):
             raise refuse(309, "The signature is invalid.")
         if abs(sim.now_ms() - int(ts)) > int(window):
             raise refuse(304, "Request was not received within acceptable window (default 10s, or custom with "
                               "Bitvavo-Access-Window header) of Bitvavo-Access-Timestamp header.")
+        # Texts of 310/311 as in ccxt's copy of Bitvavo's error list (ccxt/bitvavo.py 'exact').
+        if perm == "trade_read":
+            if "trade" in account.permissions or (sim.view_key_reads_orders and "view" in account.permissions):
+                return key
+            raise refuse(310, "This key does not allow trading actions.")
         if perm not in account.permissions:
             if perm == "trade":
                 raise refuse(310, "This key does not allow trading actions.")
@@ -363,6 +402,24 @@ class Handler(BaseHTTPRequestHandler):
                     raise ValueError(f"market must be one of {', '.join(sim.markets)}")
                 sim.set_price(body["market"], Decimal(str(body["price"])))
                 return self._send(200, {"market": body["market"], "price": format(sim.price(body["market"]), "f")})
+            if (method, path) == ("POST", "/_sim/market"):
+                sim.set_market_status(body.get("market"), body.get("status"))
+                return self._send(200, {"markets": {n: m.status for n, m in sim.markets.items()}})
+            if (method, path) == ("POST", "/_sim/outcome"):
+                sim.add_outcome(**{k: body[k] for k in ("kind", "fraction", "fills", "step_ticks", "on_hold", "count")
+                                   if k in body})
+                return self._send(200, {"outcomes": [o.as_dict() for o in sim.outcomes()]})
+            if (method, path) == ("GET", "/_sim/outcome"):
+                return self._send(200, {"outcomes": [o.as_dict() for o in sim.outcomes()]})
+            if (method, path) == ("DELETE", "/_sim/outcome"):
+                sim.clear_outcomes()
+                return self._send(200, {"outcomes": []})
+            if (method, path) == ("GET", "/_sim/mode"):
+                return self._send(200, sim.modes())
+            if (method, path) == ("POST", "/_sim/mode"):
+                return self._send(200, sim.set_mode(**body))
+            if (method, path) == ("POST", "/_sim/settle"):
+                return self._send(200, {"settled": sim.settle_fills()})
             if (method, path) == ("POST", "/_sim/balance"):
                 if body.get("key") not in sim.accounts:
                     raise ValueError("key must be one of the simulator's API keys")

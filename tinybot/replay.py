@@ -1,0 +1,739 @@
+"""`tinybot replay`: what would tinybot have done?  The real tick over stored candles.
+
+Replay runs the real scheduler tick — reconcile → safety → expire → snapshot
+→ advisors → proposals → approval → guards → executor → sync — in **live
+mode** through the real ccxt adapter, against the Bitvavo simulator
+(``tinybot.sim``) in this process on loopback, with a simulated clock and a
+scratch database.  Nothing reaches the internet, the live database is only
+read (candles), and no real key is ever read: every secret a replay asks for
+is a throwaway key of the simulator (``ReplaySecrets``).
+
+The simulator is the same one the demo, the tests and `tinybot sim` use,
+with two changes made here (``ReplaySimulator``): its candles are the stored
+ones, with their real timestamps (gaps stay gaps), and at each tick the
+market price is the open of the candle starting then.  docs/REPLAY.md has the
+semantics and why this, not the paper exchange, is the one code path with live.
+"""
+from __future__ import annotations
+
+import bisect
+import contextlib
+import dataclasses
+import shutil
+import sqlite3
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+from pathlib import Path
+from typing import Callable
+
+from . import candles, clock
+from .config import AlertsConfig, Config, ConfigError, Secrets, from_dict
+
+REPLAY_KEY, REPLAY_SECRET = "replay-key", "replay-secret"  # the simulator's throwaway account
+DEFAULT_SLIPPAGE = Decimal("0.0005")  # 0.05 % against the order, on top of the simulator's spread
+SKIPPED_ADVISORS = ("llm",)  # never called in a replay: no recorded answers to replay yet, and calls cost money
+KEEP_DAYS = 36_500  # retention must not prune the replay's own audit rows (simulated time moves fast)
+SERIES_POINTS = 500  # equity/exposure points kept in the JSON
+
+
+class ReplayError(Exception):
+    """Bad input for a replay (range, markets, candles, --set); the message says what to fix."""
+
+
+# --- config ------------------------------------------------------------------------
+
+def parse_value(text: str):
+    """A --set value: TOML if it parses (3, "2h", ["BTC-EUR"], true), else the plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_sets(cfg: Config, sets: list[str] | tuple[str, ...]) -> Config:
+    """The user's bot.toml with ``key=value`` overrides, validated by the config's own rules."""
+    if not sets:
+        return cfg
+    try:
+        data = tomllib.loads(cfg.path.read_text(encoding="utf-8")) if cfg.path.exists() else {}
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ReplayError(f"{cfg.path}: cannot read: {e}") from None
+    for item in sets:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ReplayError(f"--set {item!r}: write it as key=value, like rules.fast=8")
+        *tables, name = key.split(".")
+        node = data
+        for t in tables:
+            node = node.setdefault(t, {})
+            if not isinstance(node, dict):
+                raise ReplayError(f"--set {item}: {t} is not a table in {cfg.path.name}")
+        node[name] = parse_value(value.strip())
+    try:
+        return from_dict(data, cfg.path)
+    except ConfigError as e:
+        raise ReplayError(f"--set: {e}") from None
+
+
+class ReplaySecrets(Secrets):
+    """Every exchange key or secret is the simulator's throwaway one; the LLM key and alert URLs are never read."""
+
+    def __init__(self):
+        super().__init__(None)
+
+    def get(self, name: str) -> str | None:
+        from .config import SECRET_NAMES
+
+        if name not in SECRET_NAMES:
+            raise KeyError(name)
+        self.requested.append(name)
+        if name in ("TINYBOT_LLM_KEY", "TINYBOT_ALERT_URLS"):
+            return None
+        return REPLAY_SECRET if name.endswith("_SECRET") else REPLAY_KEY
+
+    def values(self) -> list[str]:
+        return []
+
+
+@dataclass(frozen=True)
+class ReplayConfig(Config):
+    def secrets(self) -> Secrets:
+        return ReplaySecrets()
+
+
+def scratch_config(cfg: Config, scratch: Path, url: str, markets: tuple[str, ...] | None) -> ReplayConfig:
+    """The user's settings, pointed at the simulator and the scratch directory.
+
+    ``markets`` (from --markets) replaces risk.allowlist and rules.markets; dca.market is kept only
+    if it is one of them.  Without it the config's own lists stay as they are.
+    """
+    risk, rules, dca = cfg.risk, cfg.rules, cfg.dca
+    if markets:
+        risk = dataclasses.replace(risk, allowlist=markets)
+        rules = dataclasses.replace(rules, markets=markets)
+        if dca.market and dca.market.upper().replace("/", "-") not in markets:
+            dca = dataclasses.replace(dca, market=None)
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
+    values.update(
+        path=scratch / "bot.toml", mode="live", db="replay.db", risk=risk, rules=rules, dca=dca,
+        advisors=tuple(a for a in cfg.advisors if a not in SKIPPED_ADVISORS),
+        exchange=dataclasses.replace(cfg.exchange, url=url, operator_id=cfg.exchange.operator_id or 1),
+        scheduler=dataclasses.replace(cfg.scheduler, approval="auto", log_file="replay.log", keep_days=KEEP_DAYS),
+        alerts=AlertsConfig(),
+    )
+    return ReplayConfig(**values)
+
+
+# --- the simulated clock and exchange ----------------------------------------------------
+
+class SimClock:
+    def __init__(self, t: datetime):
+        self.t = t
+
+    def now(self) -> datetime:
+        return self.t
+
+    def seconds(self) -> float:
+        return self.t.timestamp()
+
+    def ms(self) -> int:
+        return clock.to_ms(self.t)
+
+
+@contextlib.contextmanager
+def simulated_clock(sim_clock: SimClock):
+    """tinybot's one clock (tinybot.clock.now) reads the simulated time for the duration."""
+    original = clock.now
+    clock.now = sim_clock.now
+    try:
+        yield sim_clock
+    finally:
+        clock.now = original
+
+
+def _market_state_class():
+    from .sim.engine import MarketState, to_tick
+
+    class ReplayMarket(MarketState):
+        """A simulator market whose price is set from stored candles; buys/sells pay extra slippage."""
+
+        slippage = Decimal(0)
+
+        def bid_ask(self):
+            bid, ask = super().bid_ask()
+            if self.slippage:
+                bid = max(to_tick(bid * (1 - self.slippage), self.tick, ROUND_FLOOR), self.tick)
+                ask = to_tick(ask * (1 + self.slippage), self.tick, ROUND_CEILING)
+            return bid, ask
+
+    return ReplayMarket
+
+
+def _tick_of(series: list[candles.Candle]) -> Decimal:
+    """A tick size that fits every stored price (when Bitvavo's own was not stored)."""
+    decimals = 0
+    for c in series[-2000:]:
+        for p in (c.open, c.high, c.low, c.close):
+            exp = p.normalize().as_tuple().exponent
+            decimals = max(decimals, -exp if isinstance(exp, int) else 0)
+    return Decimal(1).scaleb(-decimals)
+
+
+def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[str, str],
+                   limits: dict, eur: Decimal, sim_clock: SimClock, slippage: Decimal):
+    from .sim.engine import INTERVALS, SimAccount, Simulator, bad
+
+    ReplayMarket = _market_state_class()
+
+    class ReplaySimulator(Simulator):
+        """The simulator, serving stored candles at their real times; the price at a tick is that candle's open."""
+
+        def __init__(self):
+            finest = min(data_interval.values(), key=lambda i: INTERVALS[i])
+            super().__init__(accounts=[SimAccount(REPLAY_KEY, REPLAY_SECRET, frozenset({"view", "trade"}),
+                                                  {"EUR": eur})],
+                             markets=tuple(series), interval=finest, history=1, clock=sim_clock.seconds)
+            self.series = series
+            self.stamps = {m: [c.timestamp_ms for c in s] for m, s in series.items()}
+            self.rows = {m: [(c.timestamp_ms, c.open, c.high, c.low, c.close, c.volume) for c in s]
+                         for m, s in series.items()}
+            self.step_ms = {m: INTERVALS[data_interval[m]] * 1000 for m in series}
+            self._aggregated: dict = {}
+            for m in series:
+                state = ReplayMarket(m, INTERVALS[data_interval[m]], 1, 7, None)
+                state.slippage = slippage
+                lim = limits.get(m)
+                if lim is not None:
+                    state.tick, state.quantity_decimals = lim.tick_size, lim.quantity_decimals
+                    state.notional_decimals, state.min_base = lim.notional_decimals, lim.min_base
+                else:
+                    state.tick, state.min_base = _tick_of(series[m]), Decimal(0)
+                self.markets[m] = state
+
+        def price_at(self, market: str, now_ms: int) -> Decimal | None:
+            """The open of the candle that contains now, else (a gap) the last close before now."""
+            i = bisect.bisect_right(self.stamps[market], now_ms) - 1
+            if i < 0:
+                return None
+            c = self.series[market][i]
+            return c.open if now_ms < c.timestamp_ms + self.step_ms[market] else c.close
+
+        def move_to(self, now_ms: int) -> dict[str, Decimal]:
+            prices = {}
+            with self.lock:
+                for m, state in self.markets.items():
+                    p = self.price_at(m, now_ms)
+                    if p is not None:
+                        state.candles[-1] = [p, p, p, p, Decimal(0)]
+                        state.nonce += 1
+                        prices[m] = p
+            return prices
+
+        def candles(self, market: str, interval: str | None = None) -> list:
+            """Stored candles up to now (the current one only its open, as at its first instant), oldest first.
+
+            At most the 1440 newest (of the interval asked for): Bitvavo's limit per request.
+            """
+            step = self.step_ms[market]
+            want = INTERVALS[interval] * 1000 if interval else step
+            if want < step or want % step:
+                raise bad(205, "interval parameter is invalid.")
+            now = self.now_ms()
+            end = bisect.bisect_right(self.stamps[market], now)
+            rows = self.rows[market][max(0, end - (1440 if want == step else want // step)):end]
+            if rows and rows[-1][0] + step > now:
+                ts, o = rows[-1][0], rows[-1][1]
+                rows[-1] = (ts, o, o, o, o, Decimal(0))
+            if want == step:
+                return rows
+            # a coarser interval: whole buckets built once, the one still open from its base candles so far
+            closed = self._coarse(market, want)
+            bucket = now // want * want
+            i = bisect.bisect_left(closed[0], bucket)
+            out = list(closed[1][max(0, i - 1440):i])
+            current = [r for r in rows if r[0] >= bucket]
+            if current:
+                out.append((bucket, current[0][1], max(r[2] for r in current), min(r[3] for r in current),
+                            current[-1][4], sum((r[5] for r in current), Decimal(0))))
+            return out
+
+        def _coarse(self, market: str, want: int) -> tuple[list[int], list[tuple]]:
+            key = (market, want)
+            if key not in self._aggregated:
+                stamps, rows = [], []
+                for ts, o, hi, lo, c, v in self.rows[market]:
+                    b = ts // want * want
+                    if rows and rows[-1][0] == b:
+                        _, o0, h0, l0, _c0, v0 = rows[-1]
+                        rows[-1] = (b, o0, max(h0, hi), min(l0, lo), c, v0 + v)
+                    else:
+                        stamps.append(b)
+                        rows.append((b, o, hi, lo, c, v))
+                self._aggregated[key] = (stamps, rows)
+            return self._aggregated[key]
+
+    return ReplaySimulator()
+
+
+class InProcessSession:
+    """Stands in for ccxt's HTTP session: each request goes to the simulator's own request handler
+    in this thread, without a socket.
+
+    Everything above it is what live mode runs (ccxt building, signing and parsing every request,
+    and raising on every error answer) and everything below it is the simulator's server code
+    (routing, signature and access-window checks, rate limit, Bitvavo-shaped answers).  Only
+    requests' session, the TCP round trip and the server thread are left out: they were most of a
+    replay tick's time (docs/REPLAY.md, "Speed").
+    """
+
+    def __init__(self, sim):
+        import threading
+        from types import SimpleNamespace
+
+        from requests.cookies import RequestsCookieJar
+
+        self.server = SimpleNamespace(sim=sim, verbose=False, stopping=threading.Event())
+        self.headers: dict = {}
+        self.cookies = RequestsCookieJar()
+
+    def request(self, method, url, data=None, headers=None, **_ignored):
+        import io
+        from http.client import HTTPMessage
+        from urllib.parse import urlsplit
+
+        import requests
+        from requests.structures import CaseInsensitiveDict
+
+        from .sim.server import Handler, _Drop
+
+        parts = urlsplit(url)
+        body = data or b""
+        body = body.encode() if isinstance(body, str) else body
+        h = Handler.__new__(Handler)  # a request handler without a socket: rfile/wfile are in memory
+        h.server, h.client_address = self.server, ("127.0.0.1", 0)
+        h.command, h.request_version, h.close_connection = method, "HTTP/1.1", False
+        h.path = parts.path + ("?" + parts.query if parts.query else "")
+        h.requestline = f"{method} {h.path} HTTP/1.1"
+        h.headers = HTTPMessage()
+        for k, v in (headers or {}).items():
+            h.headers[k] = str(v)
+        h.headers["Content-Length"] = str(len(body))
+        h.rfile, h.wfile = io.BytesIO(body), io.BytesIO()
+        try:
+            h._serve(method)
+        except _Drop as d:
+            raise requests.ConnectionError("connection reset by the simulator" if d.reset
+                                           else "no answer from the simulator (Read timed out)") from None
+        head, _, payload = h.wfile.getvalue().partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        _version, code, *reason = lines[0].split(" ", 2)
+        resp = requests.Response()
+        resp.status_code, resp.reason = int(code), reason[0] if reason else ""
+        resp.headers = CaseInsensitiveDict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+        resp._content, resp.encoding, resp.url = payload, "utf-8", url
+        return resp
+
+    def close(self) -> None:
+        pass
+
+
+# --- planning ---------------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    markets: tuple[str, ...]
+    data_interval: dict[str, str]
+    slots: list[datetime]
+    start: datetime
+    end: datetime
+    warnings: list[str] = field(default_factory=list)
+    explicit: bool = False  # the markets came from --markets
+
+
+def choose_interval(store, market: str, want: str) -> str:
+    have = candles.intervals_of(store, market)
+    if not have:
+        raise ReplayError(f"{market}: no candles stored; run `tinybot data fetch {market} --interval {want}"
+                          " --since 2025-01-01` (or `tinybot data import FILE.csv`)")
+    if want in have:
+        return want
+    fits = [i for i in have if candles.INTERVALS[i] < candles.INTERVALS[want]
+            and candles.INTERVALS[want] % candles.INTERVALS[i] == 0]
+    if not fits:
+        raise ReplayError(f"{market}: the advisors read {want} candles (rules.candle_interval) but the store has"
+                          f" only {', '.join(have)}; run `tinybot data fetch {market} --interval {want} --since …`"
+                          f" or replay with --set rules.candle_interval={have[0]}")
+    return fits[-1]  # the coarsest that builds `want`
+
+
+def make_plan(store, cfg: Config, markets: tuple[str, ...], start: datetime | None, end: datetime | None) -> Plan:
+    from .advisors import candle_limit
+
+    want = cfg.rules.candle_interval
+    interval = {m: choose_interval(store, m, want) for m in markets}
+    firsts, lasts = [], []
+    warnings = []
+    for m in markets:
+        r = store.execute("SELECT MIN(ts_ms), MAX(ts_ms) FROM candles WHERE market = ? AND interval = ?",
+                          (m, interval[m])).fetchone()
+        firsts.append(r[0])
+        lasts.append(r[1])
+        cov = candles.coverage(store, m, interval[m])
+        for (_, b1), (a2, _) in zip(cov, cov[1:]):
+            warnings.append(f"{m}: no {interval[m]} data fetched from {candles.iso_ms(b1)} to {candles.iso_ms(a2)}"
+                            " (not a gap in trading: nobody downloaded it)")
+    finest = min(candles.INTERVALS[i] for i in interval.values())
+    if cfg.scheduler.interval < timedelta(milliseconds=finest):
+        warnings.append(f"ticks every {clock.format_duration(cfg.scheduler.interval)} on"
+                        f" {min(interval.values(), key=candles.INTERVALS.get)} candles:"
+                        " between two candle opens the price is not known and stays at the open;"
+                        " --set scheduler.interval=" + min(interval.values(), key=candles.INTERVALS.get)
+                        + " ticks once per candle (faster)")
+    warm = candle_limit(cfg) * candles.INTERVALS[want]
+    data_start = clock.from_ms(max(firsts) + warm)
+    data_end = clock.from_ms(min(lasts) + 1)  # the last tick can be at the newest candle's open
+    start = max(start, clock.from_ms(max(firsts))) if start else data_start
+    end = min(end, data_end) if end else data_end
+    step = cfg.scheduler.interval
+    from .scheduler import slot_of
+
+    first = slot_of(start, step)
+    if first < start:
+        first += step
+    slots = []
+    t = first
+    while t < end:
+        slots.append(t)
+        t += step
+    if not slots:
+        raise ReplayError(f"empty range: no {clock.format_duration(step)} tick between {_day(start)} and"
+                          f" {_day(end)} with candles stored for {', '.join(markets)}"
+                          f" (stored: {_day(clock.from_ms(max(firsts)))} to {_day(clock.from_ms(min(lasts)))})")
+    return Plan(markets, interval, slots, start, end, warnings)
+
+
+def _day(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def replay_markets(cfg: Config, markets: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    from .advisors import watched_markets
+    from .config import MARKET_RE
+    from .exchange.base import normalise_market
+
+    if markets:
+        out = []
+        for raw in markets:
+            for part in raw.split(","):
+                m = normalise_market(part)
+                if not MARKET_RE.match(m):
+                    raise ReplayError(f"--markets: {part!r} is not a Bitvavo EUR market name (like BTC-EUR)")
+                if m not in out:
+                    out.append(m)
+        return tuple(out)
+    found = watched_markets(cfg)
+    if not found:
+        raise ReplayError(f"no markets to replay: risk.allowlist in {cfg.path} is empty; add markets there or"
+                          " pass --markets BTC-EUR")
+    return tuple(found)
+
+
+def open_store(db_path: Path) -> sqlite3.Connection:
+    """The live database, read-only: replay reads candles from it and writes nothing to it."""
+    if not Path(db_path).exists():
+        raise ReplayError(f"no database at {db_path}: run `tinybot init`, then `tinybot data fetch` or"
+                          " `tinybot data import`")
+    conn = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'candles'").fetchone():
+        conn.close()
+        raise ReplayError(f"{db_path} has no candle store yet: run `tinybot data fetch` or `tinybot data import`")
+    return conn
+
+
+# --- the run ------------------------------------------------------------------------------
+
+@dataclass
+class TickPoint:
+    time: datetime
+    equity: Decimal
+    exposure: Decimal
+
+
+def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = None, end: datetime | None = None,
+           markets: tuple[str, ...] | list[str] | None = None, eur: Decimal | None = None,
+           slippage: Decimal = DEFAULT_SLIPPAGE, keep: Path | None = None,
+           on_plan: Callable[[int], None] | None = None, progress: Callable[[int], None] | None = None) -> dict:
+    """Replay the stored candles through the real tick; return the summary (JSON-ready)."""
+    eur = cfg.paper.starting_eur if eur is None else Decimal(eur)
+    if eur <= 0:
+        raise ReplayError("--eur must be more than 0")
+    names = replay_markets(cfg, markets)
+    try:
+        plan = make_plan(store, cfg, names, start, end)
+    except ReplayError as e:
+        if markets or "no candles stored" not in str(e):
+            raise
+        raise ReplayError(f"{e}; or replay only the markets you have with --markets") from None
+    plan.explicit = bool(markets)
+    # candles the first tick may look back at, up to the end
+    from .advisors import candle_limit
+
+    lookback = (candle_limit(cfg) + 2) * candles.INTERVALS[cfg.rules.candle_interval]
+    lo, hi = clock.to_ms(plan.slots[0]) - lookback, clock.to_ms(plan.end) + 86_400_000
+    series = {m: candles.load(store, m, plan.data_interval[m], lo, hi) for m in names}
+    limits = {m: candles.market_info(store, m) for m in names}
+
+    scratch = Path(tempfile.mkdtemp(prefix="tinybot-replay-")) if keep is None else Path(keep)
+    scratch.mkdir(parents=True, exist_ok=True)
+    sim_clock = SimClock(plan.slots[0])
+    sim = make_simulator(series, plan.data_interval, limits, eur, sim_clock, slippage)
+    conn = None
+    try:
+        points = _run(cfg, plan, sim, sim_clock, scratch, on_plan, progress)
+        conn = sqlite3.connect(scratch / "replay.db")
+        conn.row_factory = sqlite3.Row
+        if keep is not None:  # `tinybot --config DIR/bot.toml why N` (history, executions, ...) then reads it
+            (scratch / "bot.toml").write_text(
+                "# Written by `tinybot replay --keep`: its scratch database, to look around with\n"
+                f"# tinybot --config {scratch / 'bot.toml'} why N   (or proposals, executions, history)\n"
+                'mode = "paper"\ndb = "replay.db"\n', encoding="utf-8")
+        return summarize(conn, cfg, plan, points, sim, eur, slippage, scratch if keep else None)
+    finally:
+        sim.close()
+        if conn is not None:
+            conn.close()
+        if keep is None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_plan, progress) -> list[TickPoint]:
+    """One real scheduler tick per slot, on the simulated clock, against the simulator on loopback."""
+    from . import db, scheduler
+    from .exchange import read_only
+    from .executor import trading_exchange
+
+    server = sim.serve()
+    points: list[TickPoint] = []
+    with simulated_clock(sim_clock):
+        rcfg = scratch_config(cfg, scratch, server.url, plan.markets if plan.explicit else None)
+        conn = db.open_db(rcfg.db_path)
+        conn.execute("PRAGMA synchronous = OFF")  # a scratch database: durability buys nothing here
+        log_handler = scheduler.attach_log_file(rcfg)
+        try:
+            ro, trading = read_only(rcfg), trading_exchange(rcfg)
+            for client in (ro, trading):  # requests are signed on the simulated clock, never throttled
+                client.client.enableRateLimit = False
+                client.client.milliseconds = sim_clock.ms
+                client.client.session = InProcessSession(sim)
+            sched = scheduler.Scheduler(rcfg, conn, echo=lambda line: None, read_only=ro, trading=trading)
+            if on_plan:
+                on_plan(len(plan.slots))
+            for slot in plan.slots:
+                sim_clock.t = slot
+                prices = sim.move_to(clock.to_ms(slot))
+                sched.tick(slot)
+                points.append(_point(sim, slot, prices))
+                if progress:
+                    progress(1)
+        finally:
+            scheduler.detach_log_file(log_handler)
+            conn.close()
+            server.close()
+    return points
+
+
+def _point(sim, slot: datetime, prices: dict[str, Decimal]) -> TickPoint:
+    bal = sim.balance(REPLAY_KEY)
+    exposure = sum((bal.get(m.split("-")[0], Decimal(0)) * p for m, p in prices.items()), Decimal(0))
+    return TickPoint(slot, bal.get("EUR", Decimal(0)) + exposure, exposure)
+
+
+# --- the summary --------------------------------------------------------------------------
+
+def _money(d: Decimal) -> str:
+    return str(d.quantize(Decimal("0.01")))
+
+
+def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: Decimal, slippage: Decimal,
+              kept: Path | None) -> dict:
+    trades = []
+    fees = Decimal(0)
+    for r in conn.execute(
+            "SELECT h.*, p.id AS proposal_id, p.source, p.reason FROM trade_history h"
+            " LEFT JOIN trade_executions e ON e.id = h.execution_id LEFT JOIN proposals p ON p.id = e.proposal_id"
+            " ORDER BY h.executed_at, h.id"):
+        fee = Decimal(r["fee"]) if r["fee_currency"] == "EUR" else Decimal(r["fee"]) * Decimal(r["price"])
+        fees += fee
+        trades.append({"time": r["executed_at"], "market": r["market"], "side": r["side"], "amount": r["amount"],
+                       "price": r["price"], "fee": r["fee"], "fee_currency": r["fee_currency"],
+                       "proposal_id": r["proposal_id"], "source": r["source"], "reason": r["reason"]})
+    blocks = {r["reason_code"]: r["n"] for r in conn.execute(
+        "SELECT reason_code, COUNT(*) AS n FROM guard_decisions WHERE verdict = 'block' GROUP BY reason_code"
+        " ORDER BY n DESC, reason_code")}
+    by_source = {r["source"]: r["n"] for r in conn.execute(
+        "SELECT source, COUNT(*) AS n FROM proposals GROUP BY source ORDER BY source")}
+    llm_cost = sum((Decimal(r[0]) for r in conn.execute(
+        "SELECT cost_eur FROM gpt_usage_log WHERE cost_eur IS NOT NULL")), Decimal(0))
+    kill = conn.execute("SELECT trading_enabled, reason, changed_at FROM kill_switch WHERE id = 1").fetchone()
+    failed_ticks = conn.execute("SELECT COUNT(*) FROM ticks WHERE status = 'failed'").fetchone()[0]
+
+    final = points[-1].equity if points else eur
+    peak, max_dd, max_dd_eur = Decimal(0), Decimal(0), Decimal(0)
+    for p in points:
+        peak = max(peak, p.equity)
+        if peak > 0 and peak - p.equity > max_dd_eur:
+            max_dd_eur = peak - p.equity
+            max_dd = (peak - p.equity) / peak
+    exposures = [p.exposure for p in points]
+    in_market = sum(1 for x in exposures if x > 0)
+    stride = max(1, len(points) // SERIES_POINTS)
+    series = [{"time": clock.to_iso(p.time), "equity": _money(p.equity), "exposure": _money(p.exposure)}
+              for p in points[::stride]]
+    pnl = final - eur - llm_cost
+    hold = benchmark_hold(sim, plan, eur)
+    dca = benchmark_dca(sim, plan, cfg, eur)
+    return {
+        "from": clock.to_iso(plan.slots[0]),
+        "to": clock.to_iso(plan.slots[-1]),
+        "ticks": len(plan.slots),
+        "tick_interval": clock.format_duration(cfg.scheduler.interval),
+        "markets": list(plan.markets),
+        "candle_interval": plan.data_interval,
+        "advisors": [a for a in cfg.advisors if a not in SKIPPED_ADVISORS],
+        "skipped_advisors": [a for a in cfg.advisors if a in SKIPPED_ADVISORS],
+        "approval": "auto" + (" (config says manual; replay approves as auto would)"
+                              if cfg.scheduler.approval == "manual" else ""),
+        "slippage": str(slippage),
+        "starting_eur": _money(eur),
+        "final_equity_eur": _money(final),
+        "pnl_eur": _money(pnl),
+        "pnl_pct": str((pnl / eur * 100).quantize(Decimal("0.01"))),
+        "fees_eur": _money(fees),
+        "llm_cost_eur": _money(llm_cost),
+        "max_drawdown_eur": _money(max_dd_eur),
+        "max_drawdown_pct": str((max_dd * 100).quantize(Decimal("0.01"))),
+        "max_exposure_eur": _money(max(exposures, default=Decimal(0))),
+        "time_in_market_pct": str((Decimal(in_market * 100) / max(len(points), 1)).quantize(Decimal("0.1"))),
+        "proposals": sum(by_source.values()),
+        "proposals_by_source": by_source,
+        "orders": len({t["proposal_id"] for t in trades}),
+        "trades": trades,
+        "blocks": blocks,
+        "kill_switch": {"trading_enabled": bool(kill["trading_enabled"]), "reason": kill["reason"],
+                        "changed_at": kill["changed_at"]},
+        "failed_ticks": failed_ticks,
+        "benchmarks": {"hold": hold, "dca": dca},
+        "series": series,
+        "warnings": plan.warnings,
+        "scratch_dir": str(kept) if kept else None,
+    }
+
+
+def _buy(sim, market: str, eur_amount: Decimal) -> Decimal:
+    """Base bought for eur_amount at the simulator's ask now, the taker fee taken out (as a market buy by EUR)."""
+    from .sim.engine import fee_of
+
+    m = sim.markets[market]
+    _bid, ask = m.bid_ask()
+    fee = fee_of(eur_amount, sim.taker_fee)
+    return ((eur_amount - fee) / ask).quantize(Decimal(1).scaleb(-m.quantity_decimals), ROUND_DOWN)
+
+
+def _value_at_end(sim, plan: Plan, held: dict[str, Decimal], cash: Decimal) -> Decimal:
+    last = clock.to_ms(plan.slots[-1])
+    return cash + sum((q * (sim.price_at(m, last) or 0) for m, q in held.items()), Decimal(0))
+
+
+def benchmark_hold(sim, plan: Plan, eur: Decimal) -> dict:
+    """The same euros, split evenly over the markets, bought at the first tick and held."""
+    sim.move_to(clock.to_ms(plan.slots[0]))
+    share = (eur / len(plan.markets)).quantize(Decimal("0.01"), ROUND_DOWN)
+    held = {m: _buy(sim, m, share) for m in plan.markets}
+    value = _value_at_end(sim, plan, held, eur - share * len(plan.markets))
+    return {"final_equity_eur": _money(value), "pnl_eur": _money(value - eur)}
+
+
+def benchmark_dca(sim, plan: Plan, cfg: Config, eur: Decimal) -> dict:
+    """The same euros in equal buys spread over the period (every dca.every, each part ≥ €5), split over the markets."""
+    span = plan.slots[-1] - plan.slots[0]
+    k = len(plan.markets)
+    periods = max(1, int(span / cfg.dca.every) + 1)
+    count = max(1, min(periods, int(eur // (Decimal(5) * k))))
+    part = (eur / count / k).quantize(Decimal("0.01"), ROUND_DOWN)
+    held = {m: Decimal(0) for m in plan.markets}
+    times = []
+    for i in range(count):
+        at = plan.slots[0] + span * i / count
+        j = bisect.bisect_left(plan.slots, at)
+        times.append(plan.slots[min(j, len(plan.slots) - 1)])
+    for t in times:
+        sim.move_to(clock.to_ms(t))
+        for m in plan.markets:
+            held[m] += _buy(sim, m, part)
+    value = _value_at_end(sim, plan, held, eur - part * count * k)
+    return {"final_equity_eur": _money(value), "pnl_eur": _money(value - eur), "buys": count * k,
+            "eur_per_buy": _money(part)}
+
+
+# --- sweeps ---------------------------------------------------------------------------------
+
+def expand_sets(sets: list[str] | tuple[str, ...]) -> list[list[str]]:
+    """``rules.fast=8,12`` ``rules.slow=26,50`` → the grid of plain --set lists (a TOML value is one value)."""
+    axes: list[list[str]] = []
+    for item in sets:
+        key, eq, value = item.partition("=")
+        if eq and "," in value and isinstance(parse_value(value.strip()), str):
+            axes.append([f"{key}={v.strip()}" for v in value.split(",") if v.strip()])
+        else:
+            axes.append([item])
+    grid: list[list[str]] = [[]]
+    for axis in axes:
+        grid = [g + [v] for g in grid for v in axis]
+    return grid
+
+
+def _sweep_one(args) -> dict:
+    path, sets, kw = args
+    from .config import load
+
+    try:
+        cfg = apply_sets(load(path), sets)
+        store = open_store(cfg.db_path)
+        try:
+            s = replay(cfg, store, **kw)
+        finally:
+            store.close()
+    except (ReplayError, candles.CandleError, ConfigError) as e:
+        return {"sets": sets, "error": str(e)}
+    keep = ("ticks", "final_equity_eur", "pnl_eur", "pnl_pct", "fees_eur", "max_drawdown_pct", "proposals",
+            "blocks", "benchmarks", "from", "to", "kill_switch")
+    return {"sets": sets, "trades": len(s["trades"]), **{k: s[k] for k in keep}}
+
+
+def sweep(cfg: Config, grid: list[list[str]], *, workers: int | None = None,
+          progress: Callable[[int], None] | None = None, **kw) -> list[dict]:
+    """Run every combination in its own process (the clock is per process), best net P/L first."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    for sets in grid:  # bad keys fail before anything runs; combinations the config refuses are reported
+        try:
+            apply_sets(cfg, sets)
+        except ReplayError as e:
+            if "unknown key" in str(e) or "write it as key=value" in str(e):
+                raise
+    workers = max(1, min(workers or os.cpu_count() or 1, len(grid)))
+    jobs = [(str(cfg.path), sets, kw) for sets in grid]
+    results = []
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for r in pool.map(_sweep_one, jobs):
+            results.append(r)
+            if progress:
+                progress(1)
+    ok = sorted((r for r in results if "error" not in r), key=lambda r: Decimal(r["pnl_eur"]), reverse=True)
+    return ok + [r for r in results if "error" in r]
