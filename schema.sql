@@ -312,10 +312,12 @@ CREATE TABLE unaccounted_orders (
     execution_id    INTEGER REFERENCES trade_executions (id),
     side            TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
     status          TEXT NOT NULL,
+    created_at      TEXT NOT NULL,     -- when the exchange made the order: cooldown and anti-flip count it
     first_seen_at   TEXT NOT NULL,
     detail          TEXT NOT NULL,
     UNIQUE (exchange, market, order_id)
 );
+CREATE INDEX unaccounted_orders_market_time ON unaccounted_orders (market, created_at);
 
 -- migration: 0006_pnl
 
@@ -402,3 +404,25 @@ CREATE TABLE candle_markets (
     min_base          TEXT NOT NULL,
     recorded_at       TEXT NOT NULL
 );
+
+-- migration: 0008_llm_record
+
+-- The LLM record (tinybot/llm_record.py): every LLM call that got an answer,
+-- in paper and live runs alike, written right after the budget settles it.
+-- `tinybot replay` answers the llm advisor from here at €0 when the prompt
+-- (the request's messages, byte for byte once canonical) matches.  The
+-- prompt holds the advisor's snapshot view only: numbers and market names,
+-- never a secret (tinybot/advisors/llm.py, snapshot_view).
+CREATE TABLE llm_calls (
+    id            INTEGER PRIMARY KEY,
+    usage_id      INTEGER NOT NULL UNIQUE REFERENCES gpt_usage_log (id),  -- the budget row of this call
+    at            TEXT NOT NULL,        -- when the answer was recorded (tinybot.clock)
+    model         TEXT NOT NULL,        -- llm.model asked
+    prompt_sha256 TEXT NOT NULL,        -- of `prompt`
+    prompt        TEXT NOT NULL,        -- the messages, canonical JSON (sorted keys, no spaces)
+    answer        TEXT NOT NULL,        -- the response body as received (JSON text, or what came instead)
+    input_tokens  INTEGER,              -- the response's usage (NULL: it sent none)
+    output_tokens INTEGER,
+    cost_eur      TEXT NOT NULL         -- what the budget settled it at (decimal string)
+);
+CREATE INDEX llm_calls_prompt ON llm_calls (prompt_sha256);

@@ -69,9 +69,10 @@ def idle_live_tick_ms(work: Path, ticks: int) -> float:
     cfg = replay.scratch_config(config.load(live / "bot.toml"), live, server.url, None)
     conn = db.open_db(cfg.db_path)
     try:
-        ro, trading = read_only(cfg), trading_exchange(cfg)
-        for c in (ro, trading):
-            c.client.enableRateLimit = False  # the loop's own pacing, not ccxt's throttle, is what live waits on
+        # the loop's own pacing, not ccxt's throttle, is what live waits on: off on every key's instance
+        # (the view key's and the trade key's lookups in read_only, the trade key's in trading)
+        ro, trading = read_only(cfg, rate_limit=False), trading_exchange(cfg)
+        trading.client.enableRateLimit = False
         sched = scheduler.Scheduler(cfg, conn, echo=lambda line: None, read_only=ro, trading=trading)
         slot = scheduler.slot_of(datetime.now(timezone.utc), timedelta(minutes=1)) - timedelta(days=1)
         sched.tick(slot)  # warm-up: market table, candle cache
@@ -103,6 +104,7 @@ def bench_replay(days: int = 365, live_ticks: int = 40) -> dict:
         live_ms = idle_live_tick_ms(work, live_ticks)
     replay_ms = seconds / summary["ticks"] * 1000
     return {"days": days, "markets": 2, "ticks": summary["ticks"], "trades": len(summary["trades"]),
+            "ticks_with_errors": summary["ticks_with_errors"],
             "seconds": round(seconds, 2), "ticks_per_second": round(summary["ticks"] / seconds, 1),
             "replay_tick_ms": round(replay_ms, 2), "idle_live_tick_ms": round(live_ms, 2),
             "ratio": round(replay_ms / live_ms, 3), "target_ratio": 1 / 20, "target_seconds_for_a_year": 30}
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"replay: {r['days']} days of hourly candles on {r['markets']} markets, {r['ticks']} ticks,"
               f" {r['trades']} trades in {r['seconds']} s ({r['ticks_per_second']} ticks/s,"
-              f" {r['replay_tick_ms']} ms a tick)")
+              f" {r['replay_tick_ms']} ms a tick; {r['ticks_with_errors']} ticks reported errors)")
         print(f"idle live tick against the simulator over loopback HTTP: {r['idle_live_tick_ms']} ms;"
               f" replay tick / idle live tick = {r['ratio']} (target ≤ {r['target_ratio']})")
     return 0

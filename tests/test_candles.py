@@ -81,6 +81,18 @@ def test_fetch_never_stores_the_candle_still_open(tmp_path, store, sim_factory):
     assert count(store) == 30
 
 
+def test_the_trading_client_serves_candle_rows_too(tmp_path, store, sim_factory):
+    """candle_rows is on both Bitvavo clients; BitvavoTrading's once read an endpoint it does not have."""
+    from tinybot.exchange.bitvavo import BitvavoTrading
+
+    running = sim_factory(interval="1m", history=100, markets=("BTC-EUR",), clock=NOW.timestamp)
+    path = tmp_path / "trade.toml"
+    path.write_text(f'mode = "live"\n[exchange]\nurl = "{running.url}"\noperator_id = 1\n')
+    trading = BitvavoTrading(config.load(path), "k", "s", rate_limit=False)
+    report = candles.fetch(store, trading, ["BTC-EUR"], "1m", NOW - timedelta(minutes=30))
+    assert report.markets["BTC-EUR"]["candles"] == 30 == count(store)
+
+
 def test_fetch_waits_out_a_rate_limit(tmp_path, store, sim_factory):
     with freeze_time(NOW, tick=True) as frozen:
         running = sim_factory(interval="1m", history=200, markets=("BTC-EUR",))
@@ -180,6 +192,7 @@ def test_import_rolls_back_completely_when_a_write_fails(tmp_path, store):
 
 def test_data_commands_import_list_and_fetch(tmp_path, sim):
     (tmp_path / "bot.toml").write_text(f'[exchange]\nurl = "{sim.url}"\n')
+    assert CliRunner().invoke(cli, ["init"]).exit_code == 0  # only init creates the database
     write_csv(tmp_path / "c.csv", hourly(n=6, skip=(2,)))
     runner = CliRunner()
     r = runner.invoke(cli, ["data", "import", str(tmp_path / "c.csv")])
@@ -199,6 +212,7 @@ def test_data_commands_import_list_and_fetch(tmp_path, sim):
 
 def test_data_command_errors_are_one_line_and_exit_1(tmp_path, sim):
     (tmp_path / "bot.toml").write_text(f'[exchange]\nurl = "{sim.url}"\n')
+    assert CliRunner().invoke(cli, ["init"]).exit_code == 0  # only init creates the database
     write_csv(tmp_path / "bad.csv", ["BTC-EUR,1735689600000,1,2,0.5,x,1"])
     runner = CliRunner()
     r = runner.invoke(cli, ["data", "import", str(tmp_path / "bad.csv")])

@@ -57,7 +57,7 @@ def test_defaults_are_sized_for_25_eur(tmp_path):
     ("[paper]\nstarting_eur = -25", "paper.starting_eur: must not be negative"),
     ('[exchange]\noperator_id = "abc"', "exchange.operator_id: must be a whole number, not str"),
     ('[exchange]\naccess_window = "2m"', "exchange.access_window: must be between 100ms and 60s (Bitvavo's range)"),
-    ('advisors = ["oracle"]', "advisors: 'oracle' is not a built-in advisor (rules, dca, llm, top_up) or a 'module:function' path"),
+    ('advisors = ["oracle"]', "advisors: 'oracle' is not a built-in advisor (rules, dca, llm, top_up, exits) or a 'module:function' path"),
     ("[rules]\nfast = 30\nslow = 10", "rules.fast: must be smaller than rules.slow (10)"),
     ('[paper]\nprices = { "BTC-EUR" = 0 }', "paper.prices.BTC-EUR: must be greater than zero"),
     # every number and duration has a range (issue 14, item 8)

@@ -4,20 +4,34 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import Decimal
 
 import pytest
 from click.testing import CliRunner
 
 from tinybot import backup, config, db, doctor
 from tinybot.cli import cli
+from tinybot.sim import SimAccount
 
 from test_notify import Receiver
+
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     for name in config.SECRET_NAMES + ("TINYBOT_CONFIG",):
         monkeypatch.delenv(name, raising=False)
+
+
+def accounts(read_perms=("view",), trade_perms=("view", "trade"), eur="25"):
+    """One Bitvavo account, two keys on it (as a user sets it up)."""
+    return [SimAccount("trade-key", "trade-secret", frozenset(trade_perms), {"EUR": Decimal(eur)}, account="me"),
+            SimAccount("read-key", "read-secret", frozenset(read_perms), {}, account="me")]
+
+
+@pytest.fixture
+def sim(sim_factory):
+    return sim_factory(accounts=accounts())
 
 
 @pytest.fixture
@@ -53,6 +67,10 @@ def run_doctor(cfg, *args):
     return CliRunner().invoke(cli, ["--config", str(cfg.path), "doctor", *args], catch_exceptions=False)
 
 
+def fails(checks):
+    return [c.name for c in checks if c.status == "fail"]
+
+
 def test_live_setup_passes_every_check_and_delivers_a_test_alert(tmp_path, sim, receiver):
     cfg = write_live(tmp_path, sim, receiver)
     backup.make(cfg)
@@ -62,15 +80,18 @@ def test_live_setup_passes_every_check_and_delivers_a_test_alert(tmp_path, sim, 
     assert failed == [] and data["ok"] and result.exit_code == 0
     assert {c["name"] for c in data["checks"]} == {
         "database", "integrity", "kill_switch", "secrets_file", "keys_separated", "no_secret_leaks", "alerts",
-        "operator_id", "exchange", "clock_skew", "allowlist", "caps", "backup"}
+        "operator_id", "exchange", "clock_skew", "read_key", "trade_key", "allowlist", "caps", "backup"}
+    checks = by_name(doctor.run_checks(cfg))
+    assert "View only" in checks["read_key"].detail and "reads orders" in checks["trade_key"].detail
     assert len(receiver.messages) == 1 and "tinybot doctor test alert" in receiver.messages[0]["message"]
     assert doctor.go_no_go(cfg) == (True, [])
+    assert doctor.start_gate(cfg) == ([], [])
     human = run_doctor(cfg)
     assert human.exit_code == 0 and human.output.splitlines()[-1] == "GO: every check passed."
 
 
 def test_each_failure_says_how_to_fix_it(tmp_path, sim_factory):
-    skewed = sim_factory(clock=lambda: time.time() + 4)  # access window 10s: 2.5s allowed
+    skewed = sim_factory(accounts=accounts(), clock=lambda: time.time() + 4)  # window 10s: 2.5s allowed
     cfg = write_live(tmp_path, skewed, operator=False, allow='["BTC-EUR", "XRP-EUR"]',
                      read=("same-key", "same-secret"), trade=("same-key", "same-secret"),
                      toml_extra='# old key: same-secret\n')
@@ -78,42 +99,133 @@ def test_each_failure_says_how_to_fix_it(tmp_path, sim_factory):
     result = run_doctor(cfg)
     assert result.exit_code == 1
     out = result.output
-    assert "FAIL  keys_separated   the read key and the trade key are the same key" in out
+    assert "FAIL  keys_separated   the read key and the trade key are the same key  [blocks start]" in out
     assert "FAIL  no_secret_leaks" in out and str(cfg.path) in out and str(cfg.log_path) in out
     assert "FAIL  operator_id" in out and "set [exchange] operator_id" in out
     assert "FAIL  clock_skew" in out and "timedatectl" in out
     assert "FAIL  allowlist        not on the exchange: XRP-EUR" in out
-    assert "FAIL  backup" in out and "run `tinybot backup`" in out
-    assert "FAIL  alerts           no alert URLs configured" in out
-    assert out.splitlines()[-1].startswith("NO-GO: ")
+    assert "WARN  backup" in out and "run `tinybot backup`" in out
+    assert "WARN  alerts           no alert URLs configured" in out
+    assert out.splitlines()[-1].startswith("NO-GO: ") and "`tinybot run` refuses to start" in out
     ok, failures = doctor.go_no_go(cfg)
     assert not ok and {c.name for c in failures} >= {"keys_separated", "clock_skew", "operator_id"}
     assert all(c.fix for c in failures)
+    blocking, warnings = doctor.start_gate(cfg)
+    assert {c.name for c in blocking} == {"keys_separated", "clock_skew", "operator_id"}
+    assert {c.name for c in warnings} >= {"backup", "alerts", "allowlist"}  # the file scan is doctor's alone
 
 
-def test_secrets_file_readable_by_others(tmp_path, sim):
-    cfg = write_live(tmp_path, sim, mode=0o644)
+def test_a_secrets_file_readable_by_others_is_one_fail_with_one_fix(tmp_path, sim, receiver):
+    cfg = write_live(tmp_path, sim, receiver, mode=0o644)
+    backup.make(cfg)
+    checks = doctor.run_checks(cfg)
+    assert fails(checks) == ["secrets_file"]  # not also "no alert URLs", "adjust [risk]" or "exchange"
     out = run_doctor(cfg).output
     assert "FAIL  secrets_file" in out and f"chmod 600 {cfg.secrets_path}" in out
+    assert "adjust [risk]" not in out and "no alert URLs" not in out
+    assert by_name(checks)["caps"].status == "skip" and "secrets_file" in by_name(checks)["caps"].detail
 
 
-def test_unreachable_exchange(tmp_path, sim):
+def test_unreachable_exchange_is_one_fail(tmp_path, sim):
     cfg = write_live(tmp_path, sim)
     sim.sim.close()
     checks = by_name(doctor.run_checks(cfg))
     assert checks["exchange"].status == "fail" and "not reachable" in checks["exchange"].detail
-    assert checks["clock_skew"].status == "skip"
-    assert checks["allowlist"].status == "fail"
+    assert fails(checks.values()) == ["exchange"]
+    for name in ("clock_skew", "read_key", "trade_key", "allowlist", "caps"):
+        assert checks[name].status == "skip", name
+    blocking, warnings = doctor.start_gate(cfg)
+    assert blocking == []  # an outage at start is waited out by the scheduler, not a reason to refuse
 
 
-def test_caps_must_fit_the_account(tmp_path, sim):
+def test_a_clock_that_bitvavo_refuses_is_a_clock_problem_not_a_caps_problem(tmp_path, sim_factory):
+    skewed = sim_factory(accounts=accounts(), clock=lambda: time.time() + 12)  # past the 10s window: 304
+    cfg = write_live(tmp_path, skewed)
+    checks = by_name(doctor.run_checks(cfg))
+    assert fails(checks.values()) == ["clock_skew"]
+    assert checks["caps"].status == "skip" and "clock" in checks["caps"].detail
+    assert checks["trade_key"].status == "skip" and checks["read_key"].status == "skip"
+
+
+def test_caps_that_make_no_sense_fail_caps_over_the_account_only_warn(tmp_path, sim):
     cfg = write_live(tmp_path, sim, toml_extra="")
-    text = cfg.path.read_text().replace('[risk]\n', '[risk]\nmax_trade_eur = 4\nmax_exposure_eur = 100\n')
-    cfg.path.write_text(text)
+    cfg.path.write_text(cfg.path.read_text().replace('[risk]\n', '[risk]\nmax_trade_eur = 4\n'))
+    c = by_name(doctor.run_checks(config.load(cfg.path)))["caps"]
+    assert c.status == "fail" and "below Bitvavo's €5 minimum" in c.detail
+    cfg.path.write_text(cfg.path.read_text().replace('max_trade_eur = 4\n', 'max_exposure_eur = 100\n'))
+    c = by_name(doctor.run_checks(config.load(cfg.path)))["caps"]
+    assert c.status == "warn" and "risk.max_exposure_eur €100 more than the account (€25.00" in c.detail
+
+
+def test_caps_are_judged_against_the_account_value_after_a_trade(tmp_path, sim, monkeypatch):
+    """€25 caps on a €25 account: after one buy the EUR is €20 minus fees; EUR + BTC at the bid must pass."""
+    from tinybot import executor, proposals
+    from tinybot.proposals import Draft
+    from datetime import timedelta
+
+    cfg = write_live(tmp_path, sim)
+    cfg.path.write_text(cfg.path.read_text().replace('[risk]\n', '[risk]\nmax_exposure_eur = 25\n'
+                                                                  'max_daily_eur = 25\n'))
     cfg = config.load(cfg.path)
+    conn = db.open_db(cfg.db_path)
+    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "t"), source="test",
+                           ttl=timedelta(minutes=5), approve=True)
+    assert executor.execute(conn, cfg, executor.trading_exchange(cfg), pid).state == "filled"
+    assert sim.sim.balance("trade-key")["EUR"] == Decimal("19")  # the €6 buy paid its fee out of the €6
+    value, source = doctor.account_value(cfg, conn, None)
+    assert Decimal("24.9") < value < Decimal("25") and source == "EUR plus positions at the bid"
     c = by_name(doctor.run_checks(cfg))["caps"]
-    assert c.status == "fail"
-    assert "below Bitvavo's €5 minimum" in c.detail and "risk.max_exposure_eur €100 is more than the account" in c.detail
+    assert c.status == "pass", c.detail
+
+
+def test_a_wrong_trade_secret_fails_and_blocks_the_start(tmp_path, sim):
+    cfg = write_live(tmp_path, sim, trade=("trade-key", "not-the-secret"))
+    checks = by_name(doctor.run_checks(cfg))
+    assert fails(checks.values()) == ["trade_key"]
+    assert "TINYBOT_TRADE_SECRET is not that key's secret" in checks["trade_key"].detail
+    assert "TINYBOT_TRADE_SECRET" in checks["trade_key"].fix
+    assert [c.name for c in doctor.start_gate(cfg)[0]] == ["trade_key"]
+
+
+def test_an_unknown_trade_key_fails(tmp_path, sim):
+    cfg = write_live(tmp_path, sim, trade=("deleted-key", "trade-secret"))
+    c = by_name(doctor.run_checks(cfg))["trade_key"]
+    assert c.status == "fail" and "Bitvavo knows no such key" in c.detail
+
+
+def test_swapped_keys_are_one_fail_saying_swap_them(tmp_path, sim):
+    cfg = write_live(tmp_path, sim, read=("trade-key", "trade-secret"), trade=("read-key", "read-secret"))
+    checks = by_name(doctor.run_checks(cfg))
+    assert fails(checks.values()) == ["trade_key"]
+    assert "look swapped" in checks["trade_key"].detail and "swap the values" in checks["trade_key"].fix
+    assert checks["read_key"].status == "skip" and checks["keys_separated"].status == "pass"
+
+
+def test_a_trade_key_that_cannot_read_orders_fails(tmp_path, sim_factory):
+    sim = sim_factory(accounts=accounts(trade_perms=("view",)))
+    cfg = write_live(tmp_path, sim)
+    checks = by_name(doctor.run_checks(cfg))
+    assert fails(checks.values()) == ["trade_key"]
+    assert "cannot read orders" in checks["trade_key"].detail and "Trade rights" in checks["trade_key"].fix
+    assert checks["trade_key"].blocks_start
+
+
+def test_a_read_key_with_trade_rights_fails_without_blocking_the_start(tmp_path, sim_factory):
+    sim = sim_factory(accounts=accounts(read_perms=("view", "trade")))
+    cfg = write_live(tmp_path, sim)
+    checks = by_name(doctor.run_checks(cfg))
+    assert fails(checks.values()) == ["read_key"]
+    assert "can read orders" in checks["read_key"].detail and "View rights only" in checks["read_key"].fix
+    blocking, warnings = doctor.start_gate(cfg)
+    assert blocking == [] and "read_key" in {c.name for c in warnings}
+
+
+def test_the_key_probes_cannot_place_an_order_even_with_the_trade_key(tmp_path, sim):
+    cfg = write_live(tmp_path, sim)
+    client = doctor.key_client(cfg, "TRADE")
+    with pytest.raises(Exception):
+        client.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6, "operatorId": 1})
+    assert sim.sim.orders() == []
 
 
 def test_missing_constraint_is_found_by_introspection(tmp_path, monkeypatch):
@@ -150,3 +262,48 @@ def test_paper_mode_with_a_trade_key_fails(tmp_path, monkeypatch):
     monkeypatch.setenv("TINYBOT_TRADE_KEY", "trade-key-123")
     c = by_name(doctor.run_checks(cfg))["keys_separated"]
     assert c.status == "fail" and "paper mode" in c.detail
+
+
+# --- tinybot doctor --live-probe, against `tinybot sim` -------------------------------------
+
+def test_live_probe_against_the_simulator_finds_no_difference(tmp_path, sim, receiver):
+    cfg = write_live(tmp_path, sim, receiver)
+    before = len(sim.sim.orders())
+    result = run_doctor(cfg, "--live-probe", "--json")
+    data = json.loads(result.output)
+    assert data["differences"] == 0, data["probe"]
+    names = {p["name"] for p in data["probe"]}
+    assert names == {"key_rights", "market_table", "fee_tier", "time_window", "client_order_id"}
+    assert {p["name"]: p["status"] for p in data["probe"]}["client_order_id"] == "skip"  # no trade yet
+    assert len(sim.sim.orders()) == before  # read-only: nothing placed
+
+
+def test_live_probe_reports_where_the_exchange_differs(tmp_path, sim_factory, monkeypatch):
+    """A stand-in for Bitvavo that differs from the model: another fee tier, filled orders not found by
+    clientOrderId, and a read key that may read orders."""
+    from tinybot import executor, proposals
+    from tinybot.proposals import Draft
+    from datetime import timedelta
+
+    other = sim_factory(accounts=accounts(read_perms=("view", "trade")), taker_fee=Decimal("0.0015"),
+                        find_closed_by_client_id=False)
+    cfg = write_live(tmp_path, other)
+    conn = db.open_db(cfg.db_path)
+    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "t"), source="test",
+                           ttl=timedelta(minutes=5), approve=True)
+    assert executor.execute(conn, cfg, executor.trading_exchange(cfg), pid).state == "filled"
+    result = run_doctor(cfg, "--live-probe")
+    out = result.output
+    assert "DIFF  fee_tier         taker 0.0015" in out and "simulator taker 0.0025" in out
+    assert "DIFF  client_order_id" in out and "did not find it" in out
+    assert "DIFF  key_rights" in out and "GET /ordersOpen with the read key: Bitvavo allowed" in out
+    assert "3 difference(s)" in out
+
+
+def test_live_probe_needs_live_mode(tmp_path):
+    path = tmp_path / "bot.toml"
+    path.write_text("", encoding="utf-8")
+    cfg = config.load(path)
+    db.open_db(cfg.db_path).close()
+    r = run_doctor(cfg, "--live-probe")
+    assert r.exit_code == 1 and "--live-probe asks the real exchange" in r.output

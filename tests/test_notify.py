@@ -127,6 +127,17 @@ def test_hourly_cap_spares_kill_switch_alerts(setup, receiver):
     assert len(receiver.messages) == notify.MAX_PER_HOUR + 2
 
 
+def test_hourly_cap_spares_the_alerts_that_say_the_bot_stopped(setup, receiver):
+    cfg, conn = setup
+    with freeze_time("2026-03-01 12:00:00"):
+        n = notify.Notifier(cfg, conn)
+        for i in range(notify.MAX_PER_HOUR):
+            n.alert("order", f"order {i}")
+        assert n.alert("order", "one too many").status == "suppressed"
+        for kind in ("bot_stopped", "bot_died", "start_refused"):
+            assert n.alert(kind, f"{kind}: the bot is not trading").delivered, kind
+
+
 def test_undeliverable_alert_is_logged_and_never_raises(setup, receiver, caplog):
     cfg, conn = setup
     receiver.fail = True

@@ -11,7 +11,6 @@ from freezegun import freeze_time
 
 from tinybot import clock, config, db, killswitch, ledger, notify, safety
 from tinybot.exchange.static import StaticMarketData
-from tinybot.reconcile import Report
 
 
 @pytest.fixture(autouse=True)
@@ -55,20 +54,21 @@ def resume(conn):
     killswitch.set_enabled(conn, True, "resumed", by="cli")
 
 
-def test_consecutive_exchange_errors_turn_trading_off(env):
+def test_consecutive_failed_ticks_turn_trading_off(env):
     cfg, conn, frozen = env
-    assert safety.check(conn, cfg, exchange_ok=False) == []
-    assert safety.check(conn, cfg, exchange_ok=False) == []
-    assert safety.check(conn, cfg, exchange_ok=True) == []  # a good tick resets the run
-    assert safety.check(conn, cfg, exchange_ok=False) == []
-    assert safety.check(conn, cfg, exchange_ok=None) == []  # no exchange calls: counter untouched
-    assert safety.check(conn, cfg, report=Report(errors=["lookup failed"])) == []
-    fired = safety.check(conn, cfg, exchange_ok=False)
-    assert fired == ["3 ticks in a row failed to reach the exchange (safety.max_consecutive_errors = 3)"]
+    assert safety.check(conn, cfg, tick_ok=False) == []
+    assert safety.check(conn, cfg, tick_ok=False) == []
+    assert safety.check(conn, cfg, tick_ok=True) == []  # a good tick resets the run
+    assert safety.check(conn, cfg, tick_ok=False) == []
+    assert safety.check(conn, cfg, tick_ok=None) == []  # an outage tick (or a mid-tick check): counter untouched
+    assert safety.check(conn, cfg, tick_ok=False) == []
+    fired = safety.check(conn, cfg, tick_ok=False)
+    assert fired == ["3 ticks in a row failed, not because the exchange was unreachable"
+                     " (safety.max_consecutive_errors = 3); `tinybot status` and the log say why"]
     ks = killswitch.state(conn)
     assert not ks["trading_enabled"] and ks["changed_by"] == "auto" and "3 ticks in a row" in ks["reason"]
     resume(conn)
-    assert safety.check(conn, cfg, exchange_ok=False) == []  # needs a new full run after a resume
+    assert safety.check(conn, cfg, tick_ok=False) == []  # needs a new full run after a resume
     assert enabled(conn)
 
 

@@ -7,7 +7,7 @@ import math
 import random
 import sqlite3
 from datetime import datetime, timedelta, timezone
-from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from pathlib import Path
 
 import pytest
@@ -93,6 +93,8 @@ def test_orders_fill_at_the_open_of_the_next_candle_with_fee_minimum_and_slippag
     slip = Decimal("0.0005")
     s = run(cfg, slippage=slip)
     assert len(s["trades"]) >= 10 and {t["side"] for t in s["trades"]} == {"buy", "sell"}
+    # every key's requests run on the simulated clock: no lookup refused as outside its access window (304)
+    assert (s["failed_ticks"], s["ticks_with_errors"], s["tick_errors"]) == (0, 0, [])
     store = replay.open_store(cfg.db_path)
     ticks = {"BTC-EUR": Decimal(1), "ETH-EUR": Decimal("0.1")}  # the CSV's precision
     for t in s["trades"]:
@@ -108,11 +110,17 @@ def test_orders_fill_at_the_open_of_the_next_candle_with_fee_minimum_and_slippag
         price, amount, fee = Decimal(t["price"]), Decimal(t["amount"]), Decimal(t["fee"])
         if t["side"] == "buy":
             assert price == to_tick((ref + half) * (1 + slip), tick, ROUND_CEILING)
-            assert fee == Decimal("0.015")  # 0.25 % of the €6 bought, out of the €6
-            assert amount == ((Decimal(6) - fee) / price).quantize(Decimal("1e-8"), rounding=ROUND_FLOOR)
+            # a buy by amountQuote costs exactly the €6: base = €6 / (price × 1.0025), truncated to
+            # 8 decimals; the fee is what is left of the €6 (tinybot/fees.py, Bitvavo's recorded fills)
+            assert amount == (Decimal(6) / (price * Decimal("1.0025"))).quantize(Decimal("1e-8"), ROUND_DOWN)
+            assert fee == Decimal(6) - amount * price
+            floor = Decimal(6) - Decimal(6) / Decimal("1.0025")  # 0.25 % of what was traded, no less
+            assert floor <= fee < floor + price * Decimal("1e-8")  # plus at most one truncated satoshi
         else:
             assert price == to_tick((ref - half) * (1 - slip), tick, ROUND_FLOOR)
-            assert fee == (amount * price * Decimal("0.0025")).quantize(Decimal("1e-8"), rounding=ROUND_CEILING)
+            # a sell by base receives its EUR in whole cents rounded down; the fee is the rest
+            received = (amount * price * Decimal("0.9975")).quantize(Decimal("0.01"), ROUND_FLOOR)
+            assert fee == amount * price - received
             assert amount * price >= 5  # the €5 minimum
     store.close()
 
@@ -192,6 +200,60 @@ def test_real_keys_in_the_environment_are_never_used(setup, monkeypatch):
     assert statuses <= {"unconfigured", "suppressed"}  # no alert went anywhere
 
 
+def test_routed_in_process_the_lookup_key_still_cannot_place_or_cancel(tmp_path):
+    """route_requests gives every ccxt instance the in-process session; the trade key's lookup instance
+    stays GET-only (its fetch and its new session both refuse), and the simulator sees no order."""
+    import ccxt
+
+    from tinybot.exchange.base import ReadOnlyClientError
+    from tinybot.exchange.bitvavo import BitvavoReadOnly
+
+    at = replay.SimClock(clock.from_ms(T0 + 10 * HOUR))
+    series = {"BTC-EUR": [candles.Candle(T0 + i * HOUR, *(Decimal(100),) * 4, Decimal(1)) for i in range(12)]}
+    sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
+    (tmp_path / "bot.toml").write_text('mode = "live"\n[exchange]\nurl = "http://127.0.0.1:9"\noperator_id = 1\n')
+    ro = BitvavoReadOnly(config.load(tmp_path / "bot.toml"), replay.REPLAY_KEY, replay.REPLAY_SECRET,
+                         lookup_key=replay.REPLAY_KEY, lookup_secret=replay.REPLAY_SECRET)
+    ro.route_requests(replay.InProcessSession(sim), milliseconds=at.ms)
+    with replay.simulated_clock(at):
+        assert ro.balances()["EUR"].available == 25 and ro.orders_since("BTC-EUR", T0) == []
+    lookup = ro._lookup_ep.ccxt  # the trade key's instance (the test looks inside; replay never does)
+    assert isinstance(lookup, ccxt.bitvavo) and lookup.apiKey == replay.REPLAY_KEY
+    lookup.options["operatorId"] = 1
+    for attempt in (lambda: lookup.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6}),
+                    lambda: lookup.session.request("POST", "http://127.0.0.1:9/v2/order", data="{}"),
+                    lambda: lookup.session.request("DELETE", "http://127.0.0.1:9/v2/order")):
+        with pytest.raises(ReadOnlyClientError):
+            attempt()
+    assert sim.orders(replay.REPLAY_KEY) == []
+    sim.close()
+
+
+def test_sending_an_order_leaves_tinybots_decimal_rounding_alone(tmp_path):
+    """ccxt's decimal_to_precision sets ROUND_HALF_UP (and traps Underflow) on the calling thread's decimal
+    context. Unconfined, that leaked into everything tinybot computed after the first live order (a rules
+    reason's SMA 60283.125 printed .13 in a replay, .12 in a paper run: decision parity broke)."""
+    import decimal
+    import uuid
+
+    from tinybot.exchange.bitvavo import BitvavoTrading
+
+    at = replay.SimClock(clock.from_ms(T0 + 10 * HOUR))
+    series = {"BTC-EUR": [candles.Candle(T0 + i * HOUR, *(Decimal(60000),) * 4, Decimal(1)) for i in range(12)]}
+    sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
+    (tmp_path / "bot.toml").write_text('mode = "live"\n[exchange]\nurl = "http://127.0.0.1:9"\noperator_id = 1\n')
+    trading = BitvavoTrading(config.load(tmp_path / "bot.toml"), replay.REPLAY_KEY, replay.REPLAY_SECRET)
+    trading.route_requests(replay.InProcessSession(sim), milliseconds=at.ms)
+    with decimal.localcontext(decimal.Context()), replay.simulated_clock(at):  # Python's default, whatever ran before
+        bought = trading.send_order("BTC-EUR", "buy", client_order_id=str(uuid.uuid4()), amount_quote=Decimal(12))
+        sold = trading.send_order("BTC-EUR", "sell", client_order_id=str(uuid.uuid4()), amount=Decimal("0.0001"))
+        assert (bought.kind, sold.kind) == ("accepted", "accepted")
+        after = decimal.getcontext()
+        assert (after.rounding, after.traps[decimal.Underflow]) == (decimal.ROUND_HALF_EVEN, False)
+        assert f"{Decimal('60283.125'):.2f}" == "60283.12"
+    sim.close()
+
+
 def test_the_cli_prints_json_and_never_writes_the_live_database(setup, tmp_path, monkeypatch):
     cfg, _ = setup
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
@@ -212,6 +274,14 @@ def test_the_cli_prints_json_and_never_writes_the_live_database(setup, tmp_path,
     assert "benchmarks: buy and hold" in r.output
     assert hashlib.sha256(cfg.db_path.read_bytes()).hexdigest() == before
     assert list((tmp_path / "tmp").iterdir()) == []  # the scratch directory is gone
+    # --report FILE.html: the report of `tinybot report`, over the replay's own history
+    r = runner.invoke(cli, ["replay", "--no-progress", "--from", "2025-01-05", "--to", "2025-01-08",
+                            "--report", str(tmp_path / "r.html")])
+    assert r.exit_code == 0, r.output
+    page = (tmp_path / "r.html").read_text()
+    assert page.startswith("<!doctype html>") and "<title>tinybot replay</title>" in page and page.count("<svg") >= 3
+    assert list((tmp_path / "tmp").iterdir()) == []
+    assert hashlib.sha256(cfg.db_path.read_bytes()).hexdigest() == before
 
 
 @pytest.mark.parametrize("args, message", [
@@ -254,29 +324,28 @@ def _decisions(conn) -> dict:
                        " expires_at FROM proposals ORDER BY id"),
         "verdicts": q("SELECT proposal_id, stage, guard, verdict, reason_code, decided_at FROM guard_decisions"
                       " ORDER BY id"),
-        # not filled_quote: for a buy by EUR the paper exchange reports EUR minus fee, the simulator
-        # amount × price (Bitvavo: filledAmountQuote + feePaid == amountQuote); the fills below agree
-        "executions": q("SELECT proposal_id, market, side, state, notional_eur, filled_amount, fee_paid"
-                        " FROM trade_executions ORDER BY id"),
-        "trades": [(r[0], r[1], r[2], str(Decimal(r[3])), str(Decimal(r[4])), str(Decimal(r[5]))) for r in conn.execute(
+        # filled_quote too: the paper exchange and the simulator both settle through tinybot/fees.py
+        # (Bitvavo: filledAmountQuote + feePaid == amountQuote)
+        # numbers compared by value: the paper exchange stores "0.014988370", the simulator sends
+        # "0.01498837" (Bitvavo writes no trailing zeros); both are the same exact Decimal
+        "executions": [(*r[:4], *(None if x is None else Decimal(x) for x in r[4:])) for r in conn.execute(
+            "SELECT proposal_id, market, side, state, notional_eur, filled_amount, fee_paid, filled_quote"
+            " FROM trade_executions ORDER BY id")],
+        "trades": [(r[0], r[1], r[2], Decimal(r[3]), Decimal(r[4]), Decimal(r[5])) for r in conn.execute(
             "SELECT executed_at, market, side, amount, price, fee FROM trade_history ORDER BY id")],
     }
 
 
-def test_decision_parity_with_a_paper_tinybot_run_against_the_simulator(setup, tmp_path):
-    """The same candles, fed to a paper `tinybot run` (the real loop, freezegun moving time) against the
-    simulator replaying them, and to `tinybot replay`: identical proposals, guard verdicts and trades."""
+def paper_run(cfg, toml_path: Path, text: str, first: datetime, last: datetime) -> dict:
+    """A paper `tinybot run` (the real loop, freezegun moving time) over [first, last] with the config
+    ``text`` written to ``toml_path``, its market data from the replay's simulator serving the stored
+    candles of ``cfg``'s database over HTTP; returns its decisions."""
     from freezegun import freeze_time
 
     from tinybot import scheduler
     from tinybot.exchange import read_only
     from tinybot.exchange.bitvavo import read_only_client
     from tinybot.executor import trading_exchange
-
-    cfg, _ = setup
-    kept = tmp_path / "replay-scratch"
-    s = run(cfg, keep=kept)
-    first, last = clock.from_iso(s["from"]), clock.from_iso(s["to"])
 
     store = replay.open_store(cfg.db_path)
     series = {m: candles.load(store, m, "1h") for m in ("BTC-EUR", "ETH-EUR")}
@@ -292,11 +361,9 @@ def test_decision_parity_with_a_paper_tinybot_run_against_the_simulator(setup, t
     sim = replay.make_simulator(series, {m: "1h" for m in series}, {}, Decimal(25), TimeTime,
                                 replay.DEFAULT_SLIPPAGE)
     server = sim.serve()
-    paper_dir = tmp_path / "paper"
-    paper_dir.mkdir()
-    (paper_dir / "bot.toml").write_text(CONFIG.replace('[scheduler]\n', '[scheduler]\nkeep_days = 36500\n')
-                                        + f'\n[exchange]\nurl = "{server.url}"\n')
-    pcfg = config.load(paper_dir / "bot.toml")
+    toml_path.write_text(text.replace('[scheduler]\n', '[scheduler]\nkeep_days = 36500\n')
+                         + f'\n[exchange]\nurl = "{server.url}"\n')
+    pcfg = config.load(toml_path)
     conn = db.open_db(pcfg.db_path)
     try:
         with freeze_time(first) as frozen:
@@ -309,14 +376,133 @@ def test_decision_parity_with_a_paper_tinybot_run_against_the_simulator(setup, t
                 frozen.move_to(scheduler.next_slot(clock.now(), pcfg.scheduler.interval))
 
             sched.run(until=last + timedelta(minutes=1), sleep=sleep)
-        paper = _decisions(conn)
+        return _decisions(conn)
     finally:
         conn.close()
         server.close()
         sim.close()
+
+
+def test_decision_parity_with_a_paper_tinybot_run_against_the_simulator(setup, tmp_path):
+    """The same candles, fed to a paper `tinybot run` (the real loop, freezegun moving time) against the
+    simulator replaying them, and to `tinybot replay`: identical proposals, guard verdicts and trades."""
+    cfg, _ = setup
+    kept = tmp_path / "replay-scratch"
+    s = run(cfg, keep=kept)
+    (tmp_path / "paper").mkdir()
+    paper = paper_run(cfg, tmp_path / "paper" / "bot.toml", CONFIG, clock.from_iso(s["from"]),
+                      clock.from_iso(s["to"]))
     replayed = _decisions(sqlite3.connect(kept / "replay.db"))
     assert len(paper["trades"]) >= 10 and len(paper["verdicts"]) > 100
-    assert paper == replayed
+    for k in paper:
+        assert paper[k] == replayed[k], k
+
+
+LLM_CONFIG = CONFIG.replace('advisors = ["rules"]', 'advisors = ["rules", "llm"]') + """
+[llm]
+base_url = "{url}"
+model = "fake-mini"
+every = "1h"
+"""
+
+
+def _script_llm(fake, n: int) -> None:
+    """n answers: mostly "nothing to do", a few buys, one that is not JSON (rejected, still recorded)."""
+    for i in range(n):
+        if i in (3, 17):
+            item = {"market": "ETH-EUR" if i == 3 else "BTC-EUR", "side": "buy", "eur": "6.00", "amount": None,
+                    "reason": "the model likes it", "confidence": 0.7}
+            fake.reply({"proposals": [item]}, prompt_tokens=900 + i, completion_tokens=40)
+        elif i == 9:
+            fake.reply("not json", prompt_tokens=900, completion_tokens=3)
+        else:
+            fake.reply({"proposals": []}, prompt_tokens=900 + i, completion_tokens=12)
+
+
+def test_llm_answers_come_from_the_record_at_no_cost_with_the_same_decisions(setup, tmp_path):
+    """A paper run with the llm advisor records every call in its database; a replay of the same period
+    answers every prompt from that record (the model gets no request) and decides exactly as the paper
+    run did. Other prompts (another starting balance) are not in the record: no LLM proposal, no call."""
+    from fake_openai import FakeOpenAI
+
+    cfg, _ = setup
+    start, end = datetime(2025, 1, 6, tzinfo=timezone.utc), datetime(2025, 1, 8, tzinfo=timezone.utc)
+    with FakeOpenAI() as fake:
+        text = LLM_CONFIG.format(url=fake.base_url)
+        (tmp_path / "bot.toml").write_text(text)  # the user's config now has the llm advisor
+        cfg = config.load(tmp_path / "bot.toml")
+        _script_llm(fake, 48)
+        # the paper run uses the live database (where the candles are): its LLM record lands there
+        paper = paper_run(cfg, tmp_path / "paper.toml", text, start, end - timedelta(hours=1))
+        calls = fake.count
+        assert calls == 48
+        store = replay.open_store(cfg.db_path)
+        assert store.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0] == 48
+        recorded_cost = sum(Decimal(r[0]) for r in store.execute("SELECT cost_eur FROM llm_calls"))
+        store.close()
+        assert {p[1] for p in paper["proposals"]} == {"rules", "llm"}
+
+        kept = tmp_path / "replay-scratch"
+        s = run(cfg, start=start, end=end, keep=kept)
+        assert fake.count == calls  # not one request: every answer came from the record
+        assert s["llm"] == {"mode": "record", "answers_from_record": 48, "not_in_record": 0,
+                            "recorded_models": ["fake-mini"], "recorded_prompts": 48, "live_calls": 0,
+                            "live_refused_by_budget": 0, "live_budget_eur": None, "spent_eur": "0.00"}
+        assert s["advisors"] == ["rules", "llm"] and s["skipped_advisors"] == []
+        replayed = _decisions(sqlite3.connect(kept / "replay.db"))
+        for k in paper:
+            assert paper[k] == replayed[k], k
+        # what those answers cost when they were bought is still the strategy's cost
+        assert s["llm_cost_eur"] == str(recorded_cost.quantize(Decimal("0.01")))
+        assert s["proposals_by_source"]["llm"] == 2
+        r = CliRunner().invoke(cli, ["replay", "--no-progress", "--from", "2025-01-06", "--to", "2025-01-08"])
+        assert r.exit_code == 0, r.output
+        assert ("  LLM (record): 48 answer(s) from the record at €0, 0 prompt(s) not in the record (no LLM"
+                " proposal)\n") in r.output and fake.count == calls
+
+        other = run(cfg, start=start, end=end, eur=Decimal(30))  # another balance: other prompts
+        assert fake.count == calls
+        assert (other["llm"]["answers_from_record"], other["llm"]["not_in_record"]) == (0, 48)
+        assert "llm" not in other["proposals_by_source"] and other["llm"]["spent_eur"] == "0.00"
+
+        off = run(cfg, start=start, end=end, llm="off")
+        assert off["skipped_advisors"] == ["llm"] and off["advisors"] == ["rules"]
+        assert off["llm"] == {"mode": "off"} and fake.count == calls
+
+
+def test_llm_live_calls_only_prompts_not_in_the_record_within_the_budget_left_today(setup, tmp_path):
+    from fake_openai import FakeOpenAI
+
+    from tinybot import llm_budget
+
+    cfg, _ = setup
+    start, end = datetime(2025, 1, 6, tzinfo=timezone.utc), datetime(2025, 1, 6, 12, tzinfo=timezone.utc)
+    with FakeOpenAI() as fake:
+        (tmp_path / "bot.toml").write_text(LLM_CONFIG.format(url=fake.base_url)
+                                           + 'daily_budget_eur = "0.05"\nmonthly_budget_eur = "1.00"\n')
+        cfg = config.load(tmp_path / "bot.toml")
+        s = run(cfg, start=start, end=end, llm="live")
+        assert fake.count == 12 == s["llm"]["live_calls"]  # nothing recorded: every prompt went to the model
+        per_call = llm_budget.cost_eur(100, 10, cfg.llm)  # the fake's default usage
+        assert s["llm"]["spent_eur"] == str((per_call * 12).quantize(Decimal("0.01")))
+        assert s["llm"]["live_budget_eur"] == "0.05" and s["llm"]["live_refused_by_budget"] == 0
+        assert {r["body"]["model"] for r in fake.requests} == {"fake-mini"}
+
+        # the live bot spent today's budget: the replay may spend nothing, and asks the model nothing
+        conn = db.open_db(cfg.db_path)
+        r = llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=100, min_interval=timedelta(0))
+        llm_budget.settle(conn, r.id, cfg.llm, input_tokens=300_000, output_tokens=10_000)  # €0.051
+        conn.close()
+        s = run(cfg, start=start, end=end, llm="live")
+        assert fake.count == 12 and s["llm"]["live_calls"] == 0
+        assert s["llm"]["live_refused_by_budget"] == 12 and s["llm"]["live_budget_eur"] == "0.00"
+
+        r = CliRunner().invoke(cli, ["replay", "--llm", "live", "--set", "rules.fast=2,4", "--no-progress"])
+        assert r.exit_code == 1 and "--llm live runs one replay at a time" in r.output
+        plain = replay.apply_sets(cfg, ['llm.base_url="http://192.0.2.1/v1"'])
+        with pytest.raises(replay.ReplayError) as e:
+            run(plain, start=start, end=end, llm="live")
+        assert "plain http to another machine" in str(e.value) and fake.count == 12
 
 
 def test_a_sweep_runs_the_grid_in_processes_sorted_by_net_pnl(setup):

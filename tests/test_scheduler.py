@@ -60,6 +60,15 @@ def half_bad(snapshot, cfg):
             Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason="")]
 
 
+SEEN_CANDLES: list = []
+
+
+def record_candles(snapshot, cfg):
+    """Remember the closed BTC-EUR candles this tick's snapshot showed."""
+    SEEN_CANDLES.append({c.timestamp_ms: c.close for c in snapshot.candles.get("BTC-EUR", ())})
+    return []
+
+
 def sneaky(snapshot, cfg):
     """Tries to reach an exchange from the snapshot: it holds only data."""
     assert not any(hasattr(snapshot, a) for a in ("send_order", "exchange", "client", "conn"))
@@ -341,12 +350,17 @@ def test_an_exception_in_a_tick_is_recorded_and_the_loop_goes_on(write_config, m
     assert lines[0].startswith("20:00:00 failed") and lines[1].startswith("20:01:00 ok")
 
 
-def test_exchange_outage_backs_off(write_config, monkeypatch):
-    cfg = write_config(config_text())
-    from tinybot.exchange.base import ExchangeError
-    from tinybot import advisors
+def sim_paper_text(url: str, advisors=(), extra="") -> str:
+    """Paper mode on the simulator's market data (public endpoints): a real exchange that can go down."""
+    adv = ", ".join(f'"{a}"' for a in advisors)
+    text = PAPER_TOML.replace('prices = { "BTC-EUR" = "60000", "ETH-EUR" = "3000" }\n', "")
+    return (f"advisors = [{adv}]\n" + text + f'[exchange]\nurl = "{url}"\ntimeout = "700ms"\n'
+            + '[scheduler]\ninterval = "1m"\n' + extra)
 
-    monkeypatch.setattr(advisors, "build_snapshot", lambda *a, **k: (_ for _ in ()).throw(ExchangeError("down")))
+
+def test_exchange_outage_backs_off(write_config, sim):
+    cfg = write_config(sim_paper_text(sim.url))
+    sim.sim.add_fault("html_5xx", on="any", count=None)  # every request: 502 with an HTML body
     lines = []
     with freeze_time("2026-11-27 20:00:05") as frozen:
         sched = scheduler.Scheduler(cfg, echo=lines.append)
@@ -393,22 +407,99 @@ def test_a_tick_that_overruns_its_slot_runs_the_current_slot_late_instead_of_ski
         ("20:00:00", "20:00:05"), ("20:01:00", "20:01:15"), ("20:02:00", "20:02:00")]
 
 
-def test_outage_ticks_count_towards_the_automatic_kill_switch_and_failures_are_alerted(write_config, monkeypatch):
-    cfg = write_config(config_text(extra="[safety]\nmax_consecutive_errors = 2\n"))
-    from tinybot import advisors, killswitch
-    from tinybot.exchange.base import ExchangeError
+def alerts(conn):
+    return [(r["kind"], r["severity"]) for r in conn.execute("SELECT kind, severity FROM alert_log ORDER BY id")]
 
-    monkeypatch.setattr(advisors, "build_snapshot", lambda *a, **k: (_ for _ in ()).throw(ExchangeError("down")))
+
+def test_an_outage_pauses_trading_alerts_once_and_resumes_by_itself(write_config, sim):
+    """Outages are no reason to distrust the bot: no kill switch, one alert when it starts, one when it ends."""
+    from tinybot import killswitch
+
+    cfg = write_config(sim_paper_text(sim.url, ["test_scheduler:buy_btc"],
+                                      extra="[safety]\nmax_consecutive_errors = 2\n"))
+    conn = db.open_db(cfg.db_path)
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
+        assert sched.tick().status == "ok"
+        sim.sim.add_fault("html_5xx", on="any", count=None)
+        down = []
+        for _ in range(6):  # three times max_consecutive_errors
+            frozen.tick(timedelta(minutes=1))
+            down.append(sched.tick())
+        assert all(r.status == "failed" and r.outage and r.exit_code == 5 for r in down)
+        assert killswitch.state(conn)["trading_enabled"] == 1
+        assert sched.outage_since(conn)
+        assert alerts(conn).count(("exchange_outage", "warning")) == 1
+        assert not any(k == "tick_failed" for k, _ in alerts(conn))  # not one alert per tick
+        sim.sim.clear_faults()
+        frozen.tick(timedelta(minutes=1))
+        back = sched.tick()
+    assert back.status == "ok" and back.exit_code == 0
+    assert any(n.startswith("exchange back after") for n in back.notes)
+    assert not any("trading paused" in n for n in back.notes)
+    assert sched.outage_since(conn) is None and killswitch.state(conn)["trading_enabled"] == 1
+    assert alerts(conn).count(("exchange_outage", "warning")) == 1
+    assert alerts(conn).count(("exchange_back", "info")) == 1
+
+
+def test_trading_stays_paused_until_reconcile_is_clean(write_config, sim_factory, monkeypatch):
+    """After an outage the market data answers again, but order lookups still fail: nothing is sent yet."""
+    from simfixtures import READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, shared_accounts
+    from test_live import live_text
+
+    from tinybot import killswitch
+
+    sim = sim_factory(accounts=shared_accounts())
+    for name, value in (("TINYBOT_TRADE_KEY", TRADE_KEY), ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
+                        ("TINYBOT_READ_KEY", READ_KEY), ("TINYBOT_READ_SECRET", READ_SECRET)):
+        monkeypatch.setenv(name, value)
+    cfg = write_config('advisors = ["test_scheduler:buy_btc"]\n' + live_text(sim.url))
+    conn = db.open_db(cfg.db_path)
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
+        sim.sim.add_fault("html_5xx", on="any", count=None)
+        assert sched.tick().outage
+        sim.sim.clear_faults()
+        with db.transaction(conn):  # an execution in doubt, from before the outage
+            pid = conn.execute("INSERT INTO proposals (market, side, amount_quote, source, status, created_at,"
+                               " expires_at) VALUES ('BTC-EUR', 'buy', '5', 'cli', 'approved', ?, ?)",
+                               (clock.now_iso(), clock.to_iso(clock.now() + timedelta(hours=1)))).lastrowid
+            conn.execute("INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side,"
+                         " amount_quote, state, claimed_at, submitting_at, updated_at, access_window_ms)"
+                         " VALUES (?, 'f00dfeed-0000-4000-8000-0000000000aa', 'bitvavo', 'BTC-EUR', 'buy', '5',"
+                         " 'unknown', ?, ?, ?, 10000)", (pid, clock.now_iso(), clock.now_iso(), clock.now_iso()))
+        for on in ("get_order", "orders"):  # its lookups still fail
+            sim.sim.add_fault("html_5xx", on=on, count=None)
+        frozen.tick(timedelta(minutes=1))
+        still = sched.tick()
+        sent_meanwhile = [o for o in sim.sim.orders() if o.get("clientOrderId")]
+        sim.sim.clear_faults()
+        frozen.tick(timedelta(minutes=1))
+        clean = sched.tick()
+    assert any("trading paused" in n for n in still.notes) and still.proposals and not still.orders
+    assert sent_meanwhile == []
+    assert killswitch.state(conn)["trading_enabled"] == 1
+    assert any(n.startswith("exchange back after") for n in clean.notes)
+    assert not any("trading paused" in n for n in clean.notes) and clean.orders  # the waiting buy goes out
+
+
+def test_failed_ticks_other_than_outages_trip_the_kill_switch_and_are_alerted(write_config, monkeypatch):
+    cfg = write_config(config_text(extra="[safety]\nmax_consecutive_errors = 2\n"))
+    from tinybot import killswitch, reconcile
+
+    monkeypatch.setattr(reconcile, "reconcile", lambda *a, **k: (_ for _ in ()).throw(ValueError("bug")))
     with freeze_time("2026-11-27 20:00:05") as frozen:
         sched = scheduler.Scheduler(cfg, echo=lambda s: None)
         r1 = sched.tick()
         frozen.tick(timedelta(minutes=1))
         r2 = sched.tick()
     conn = db.open_db(cfg.db_path)
-    assert r1.outage and killswitch.state(conn)["trading_enabled"] == 0
+    assert r1.status == "failed" and not r1.outage and r1.exit_code == 1
+    assert killswitch.state(conn)["trading_enabled"] == 0
     assert killswitch.state(conn)["changed_by"] == "auto"
+    assert "not because the exchange was unreachable" in killswitch.state(conn)["reason"]
     assert any("KILL SWITCH turned trading OFF" in e for e in r2.errors)
-    kinds = [r[0] for r in conn.execute("SELECT kind FROM alert_log ORDER BY id")]
+    kinds = [k for k, _ in alerts(conn)]
     assert kinds[0] == "tick_failed" and "kill_switch" in kinds
 
 
@@ -454,3 +545,113 @@ def test_surprise_orders_are_looked_for_at_start_and_every_fifth_tick(write_conf
     assert len(scans) == 2  # tick 1 and tick 6 (scheduler.SURPRISE_EVERY = 5)
     assert any("SURPRISE" in e for e in reports[0].errors)
     assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'surprise_order'").fetchone()[0] == 1
+
+
+# --- the loop survives, and never dies silently --------------------------------------
+
+def hold_write_lock(db_path: Path, seconds: float) -> subprocess.Popen:
+    """A second OS process that takes the write lock (BEGIN IMMEDIATE) and holds it, like an open sqlite3 shell."""
+    proc = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time\n"
+        f"c = sqlite3.connect({str(db_path)!r}, isolation_level=None)\n"
+        "c.execute('BEGIN IMMEDIATE')\n"
+        "print('locked', flush=True)\n"
+        f"time.sleep({seconds})\n"
+        "c.execute('COMMIT')\n")], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_the_loop_survives_a_write_lock_held_past_the_busy_timeout(write_config):
+    cfg = write_config(config_text(["test_scheduler:buy_btc"], interval="1d"))
+    conn = db.open_db(cfg.db_path)
+    conn.execute("PRAGMA busy_timeout = 100")  # as if 30 s had passed: the holder outlasts our busy timeout
+    holder = hold_write_lock(cfg.db_path, 1.5)
+    lines = []
+    try:
+        code = scheduler.Scheduler(cfg, conn, echo=lines.append).run(once=True)
+    finally:
+        holder.wait(timeout=10)
+    assert code == 0
+    assert any("is locked by another process" in line and "retrying with backoff" in line for line in lines)
+    assert conn.execute("SELECT status FROM ticks").fetchone()[0] == "ok"
+    assert "database still locked" in cfg.log_path.read_text() or "is locked by another process" in \
+        cfg.log_path.read_text()
+
+
+def test_a_crash_out_of_the_loop_is_logged_recorded_as_died_and_alerted(write_config, monkeypatch):
+    cfg = write_config(config_text())
+    conn = db.open_db(cfg.db_path)
+    sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
+    monkeypatch.setattr(scheduler, "next_slot", lambda *a: (_ for _ in ()).throw(RuntimeError("loop bug")))
+    with freeze_time("2026-11-27 20:00:05"):
+        code = sched.run()
+        live = scheduler.liveness(conn, cfg)
+    assert code == 1
+    log_text = cfg.log_path.read_text()
+    assert "scheduler DIED: RuntimeError: loop bug" in log_text and "Traceback" in log_text
+    assert "scheduler stopped (done)" not in log_text
+    assert live["state"] == "died" and "loop bug" in live["detail"]
+    assert ("bot_stopped", "error") in alerts(conn)
+    assert lock_is_free(cfg.lock_path)
+
+
+def test_every_stop_is_alerted_and_a_run_killed_without_a_word_is_alerted_by_the_next(tmp_path, write_config):
+    cfg = write_config(config_text(["test_scheduler:gate_advisor"], interval="1d"))
+    proc = start_run(tmp_path)
+    wait_for(tmp_path / "marker")
+    proc.kill()  # SIGKILL: no finally, no alert from it
+    proc.wait(timeout=10)
+    conn = db.open_db(cfg.db_path)
+    assert scheduler.liveness(conn, cfg)["state"] == "died"
+    (tmp_path / "marker").unlink()
+    (tmp_path / "release").write_text("go")
+    proc = start_run(tmp_path)  # the loop again; the next slot is a day away
+    wait_for(cfg.lock_path)
+    deadline = time.monotonic() + 20
+    while "running" != (conn.execute("SELECT state FROM scheduler_heartbeat").fetchone()[0]) \
+            or conn.execute("SELECT detail FROM scheduler_heartbeat").fetchone()[0] == "starting":
+        assert time.monotonic() < deadline, "the second run did not start its loop"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert alerts(conn).count(("bot_died", "error")) == 1
+    assert ("bot_stopped", "warning") in alerts(conn)
+    text = conn.execute("SELECT text FROM alert_log WHERE kind = 'bot_stopped'").fetchone()[0]
+    assert "stopped (SIGTERM)" in text
+
+
+def test_run_once_exits_unreachable_when_the_exchange_is_down(write_config, sim):
+    from conftest import run_cli
+
+    write_config(sim_paper_text(sim.url))
+    sim.sim.add_fault("html_5xx", on="any", count=None)
+    r = run_cli("run", "--once")
+    assert r.returncode == 5, (r.stdout, r.stderr)  # exitcodes.UNREACHABLE
+    assert " failed " in r.stdout and "exchange unreachable" in r.stdout
+    sim.sim.clear_faults()
+    r = run_cli("run", "--once")  # the exchange is back: 0 (the slot ran, or was already done)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+
+
+def test_a_cached_closed_candle_that_the_exchange_corrects_is_not_trusted_forever(write_config, sim_factory):
+    """Closed candles are cached, but at most scheduler.CANDLE_CACHE_MAX_AGE: a correction gets through."""
+    sim = sim_factory(interval="1h")
+    cfg = write_config(sim_paper_text(sim.url, ["test_scheduler:record_candles"],
+                                      extra='[rules]\ncandle_interval = "1h"\n'))
+    SEEN_CANDLES.clear()
+    with freeze_time("2026-11-27 20:10:05") as frozen:
+        sched = scheduler.Scheduler(cfg, echo=lambda s: None)
+        sched.tick()
+        newest_closed = max(SEEN_CANDLES[-1])
+        # Bitvavo corrects the newest closed candle after we read it
+        corrected = sim.sim.markets["BTC-EUR"].candles[-2]
+        assert sim.sim.candles("BTC-EUR")[-2][0] == newest_closed
+        corrected[3] = Decimal("12345")
+        frozen.tick(timedelta(minutes=1))
+        sched.tick()
+        assert SEEN_CANDLES[-1][newest_closed] != Decimal("12345")  # still the cached candle
+        frozen.move_to(datetime(2026, 11, 27, 20, 10, 5, tzinfo=timezone.utc) + scheduler.CANDLE_CACHE_MAX_AGE)
+        sched.tick()
+    assert SEEN_CANDLES[-1][newest_closed] == Decimal("12345")

@@ -6,10 +6,6 @@ imported inside the Bitvavo adapter, when a command builds a client.
 """
 from __future__ import annotations
 
-import functools
-import json
-import os
-import re
 import sys
 from datetime import timedelta
 from decimal import Decimal
@@ -17,75 +13,12 @@ from pathlib import Path
 
 import click
 
-from . import clock, exitcodes
-from .config import ConfigError
+from . import exitcodes
+from .cli_common import (  # noqa: F401  re-exported: cli_run, cli_ops, cli_data import them from here
+    Fail, JsonErrorGroup, State, echo_json, emit, friendly, json_option, pass_state, plain, shown, table)
 
 
-class Fail(click.ClickException):
-    """An error a person can act on; exit code ERROR (or the one given, from tinybot.exitcodes)."""
-
-    def __init__(self, message: str, code: int = exitcodes.ERROR):
-        super().__init__(message)
-        self.exit_code = code
-
-
-def friendly(fn):
-    """Turn our known exceptions into `Error: ...` lines; TINYBOT_RAISE_ERRORS=1 re-raises (tests, debugging).
-
-    A database fault (locked, corrupt, not a database, read-only filesystem)
-    becomes one line naming the file and the fix, whichever command met it.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:
-            if os.environ.get("TINYBOT_RAISE_ERRORS"):
-                raise
-            fault = _database_fault(e, args)
-            if fault is not None:
-                raise Fail(str(fault), fault.exit_code) from None
-            if not _known_error(e):
-                raise
-            raise Fail(str(e), _exit_code_of(e)) from None
-
-    return wrapper
-
-
-# (module, class): an error of a module nobody imported cannot have been raised,
-# so checking sys.modules keeps kill/status from importing the executor.
-KNOWN_ERRORS = (("tinybot.config", "ConfigError"), ("tinybot.proposals", "ProposalError"),
-                ("tinybot.executor", "NotExecutable"), ("tinybot.exchange.base", "ExchangeError"))
-
-
-def _known_error(e: Exception) -> bool:
-    return any(isinstance(e, getattr(sys.modules[m], c)) for m, c in KNOWN_ERRORS if m in sys.modules)
-
-
-def _exit_code_of(e: Exception) -> int:
-    base = sys.modules.get("tinybot.exchange.base")
-    if base is not None and isinstance(e, base.ExchangeError) and not isinstance(e, base.ReadOnlyClientError):
-        return exitcodes.UNREACHABLE  # a read failed: nothing was changed
-    return exitcodes.ERROR
-
-
-def _database_fault(e: Exception, args):
-    """A DatabaseFault as it is, or an SQLite error about the configured database turned into one."""
-    from . import db
-
-    if isinstance(e, db.DatabaseFault):
-        return e
-    import sqlite3
-
-    if not isinstance(e, sqlite3.Error):
-        return None
-    state = next((a for a in args if isinstance(a, State)), None)
-    path = state.db_path_or_none() if state is not None else None
-    return db.fault(e, path if path is not None else "the database")
-
-
-class LazyGroup(click.Group):
+class LazyGroup(JsonErrorGroup):
     """Commands defined in other modules, imported only when invoked (or for --help)."""
 
     lazy = {
@@ -122,42 +55,6 @@ class LazyGroup(click.Group):
         return super().get_command(ctx, name)
 
 
-class State:
-    def __init__(self, config_path: str | None):
-        self.config_path = config_path
-        self._cfg = None
-        self._conn = None
-
-    @property
-    def cfg(self):
-        if self._cfg is None:
-            from . import config
-
-            self._cfg = config.load(self.config_path)
-        return self._cfg
-
-    @property
-    def conn(self):
-        """The existing database (only `tinybot init` creates one), migrated unless its filesystem is read-only."""
-        if self._conn is None:
-            from . import backup, db
-
-            # migrations of an existing database take a backup first
-            self._conn = db.open_existing(self.cfg.db_path, before_migration=backup.before_migration(self.cfg))
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def db_path_or_none(self):
-        return self._cfg.db_path if self._cfg is not None else None
-
-
-pass_state = click.make_pass_decorator(State)
-
-
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="tinybot")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="TINYBOT_CONFIG",
@@ -178,57 +75,22 @@ def cli(ctx, config_path):
     ctx.call_on_close(ctx.obj.close)
 
 
-def emit(data, as_json: bool, human) -> None:
-    if as_json:
-        click.echo(json.dumps(plain(data), indent=2, default=str))
-    else:
-        human(plain(data))
-
-
-_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?E[+-]?\d+")
-
-
-def plain(value):
-    """Amounts as people write them: Decimal's str() gives "1E-7" and "0E-8"; print 0.0000001 and 0.00000000."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value):
-        return format(Decimal(value), "f")
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
-
-
-def table(rows: list[dict], columns: list[str]) -> None:
-    if not rows:
-        click.echo("(none)")
-        return
-    cells = [[("" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
-
-
 # --- setup ---------------------------------------------------------------------
 
 @cli.command()
 @click.option("--force", is_flag=True, help="Overwrite an existing bot.toml with the example.")
+@json_option("Print what was set up as JSON.")
 @pass_state
 @friendly
-def init(state, force):
+def init(state, force, as_json):
     """Write a commented bot.toml (if absent) and create or migrate the database."""
     from . import config, db
 
     path = config.config_path(state.config_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not force:
-        click.echo(f"Config: {path} (kept as it is)")
-    else:
+    written = force or not path.exists()
+    if written:
         path.write_text(example_config(), encoding="utf-8")
-        click.echo(f"Config: {path} (written; edit risk.allowlist before trading)")
     from . import backup
 
     cfg = state._cfg = config.load(path)
@@ -238,8 +100,16 @@ def init(state, force):
         applied = db.migrate(conn, before_migration=backup.before_migration(cfg))
     finally:
         conn.close()
-    click.echo(f"Database: {cfg.db_path} ({'migrations applied: ' + ', '.join(applied) if applied else 'up to date'})")
-    click.echo(f"Mode: {cfg.mode}")
+    emit({"config": str(path), "config_written": written, "database": str(cfg.db_path),
+          "migrations_applied": list(applied), "mode": cfg.mode}, as_json, _print_init)
+
+
+def _print_init(d) -> None:
+    click.echo(f"Config: {d['config']} "
+               + ("(written; edit risk.allowlist before trading)" if d["config_written"] else "(kept as it is)"))
+    applied = d["migrations_applied"]
+    click.echo(f"Database: {d['database']} ({'migrations applied: ' + ', '.join(applied) if applied else 'up to date'})")
+    click.echo(f"Mode: {d['mode']}")
 
 
 def example_config() -> str:
@@ -261,7 +131,7 @@ def example_config() -> str:
 @click.option("--approve", "approve_now", is_flag=True, help="Approve it at once.")
 @click.option("--external", is_flag=True,
               help="A sell of coins tinybot did not buy: may exceed its own position; booked apart from its P/L.")
-@click.option("--json", "as_json", is_flag=True, help="Print the new proposal as JSON.")
+@json_option("Print the new proposal as JSON.")
 @pass_state
 @friendly
 def propose(state, market, side, eur, amount, expires_in, reason, approve_now, external, as_json):
@@ -272,9 +142,8 @@ def propose(state, market, side, eur, amount, expires_in, reason, approve_now, e
         tinybot propose BTC-EUR buy --eur 5 --reason "weekly DCA" --approve
     """
     from . import proposals
-    from .clock import parse_duration
-
     from .config import MAX_TTL, bounded_duration
+    from .status import proposal
 
     if (eur is None) == (amount is None):
         raise Fail("give exactly one of --eur or --amount")
@@ -291,7 +160,7 @@ def propose(state, market, side, eur, amount, expires_in, reason, approve_now, e
         flag = {"eur": "--eur", "amount": "--amount", "market": "MARKET", "side": "SIDE",
                 "reason": "--reason", "expires-in": "--expires-in", "external": "--external"}.get(field)
         raise Fail(str(e).replace(f"{field}:", f"{flag}:", 1) if flag else str(e)) from None
-    row = dict(proposals.get(state.conn, pid))
+    row = proposal(proposals.get(state.conn, pid))
     for warning in proposals.warnings(state.conn, state.cfg, row):
         click.echo(f"Warning: {warning}", err=True)
     emit(row, as_json, lambda r: click.echo(
@@ -302,14 +171,15 @@ def propose(state, market, side, eur, amount, expires_in, reason, approve_now, e
 @cli.command(name="proposals")
 @click.option("--status", type=click.Choice(["pending", "approved", "rejected", "expired"]), help="Only this status.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_state
 @friendly
 def proposals_cmd(state, status, limit, as_json):
     """List proposals, newest first, with their execution state."""
     from . import proposals
+    from .status import proposal
 
-    rows = proposals.listing(state.conn, status, limit)
+    rows = [proposal(r) for r in proposals.listing(state.conn, status, limit)]
     emit(rows, as_json, lambda rs: table([{**r, "reason": shown(r["reason"])} for r in rs],
                                          ["id", "market", "side", "amount_quote", "amount", "status",
                                           "execution_state", "source", "expires_at", "reason"]))
@@ -317,33 +187,39 @@ def proposals_cmd(state, status, limit, as_json):
 
 @cli.command()
 @click.argument("proposal_id", type=int)
+@json_option("Print the approved proposal as JSON.")
 @pass_state
 @friendly
-def approve(state, proposal_id):
+def approve(state, proposal_id, as_json):
     """Approve a pending proposal (its parameters are fixed from now on)."""
     from . import proposals
+    from .status import proposal
 
     proposals.approve(state.conn, proposal_id, by="cli")
-    click.echo(f"Proposal {proposal_id} approved.")
+    emit(proposal(proposals.get(state.conn, proposal_id)), as_json,
+         lambda r: click.echo(f"Proposal {r['id']} approved."))
 
 
 @cli.command()
 @click.argument("proposal_id", type=int)
+@json_option("Print the rejected proposal as JSON.")
 @pass_state
 @friendly
-def reject(state, proposal_id):
+def reject(state, proposal_id, as_json):
     """Reject a pending or approved proposal that has not been executed."""
     from . import proposals
+    from .status import proposal
 
     proposals.reject(state.conn, proposal_id, by="cli")
-    click.echo(f"Proposal {proposal_id} rejected.")
+    emit(proposal(proposals.get(state.conn, proposal_id)), as_json,
+         lambda r: click.echo(f"Proposal {r['id']} rejected."))
 
 
 # --- execution -----------------------------------------------------------------
 
 @cli.command()
 @click.argument("proposal_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print the execution as JSON.")
+@json_option("Print the execution as JSON.")
 @pass_state
 @friendly
 def execute(state, proposal_id, as_json):
@@ -395,7 +271,7 @@ def execute_exit_code(state: str, reason: str) -> int:
               type=click.Choice(["claimed", "blocked", "submitting", "submitted", "filled", "canceled", "failed",
                                  "unknown"]))
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_state
 @friendly
 def executions(state, state_filter, limit, as_json):
@@ -410,7 +286,7 @@ def executions(state, state_filter, limit, as_json):
 @cli.command()
 @click.option("--market", help="Only this market.")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_state
 @friendly
 def history(state, market, limit, as_json):
@@ -437,7 +313,7 @@ def history(state, market, limit, as_json):
 
 @cli.command()
 @click.argument("proposal_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_state
 @friendly
 def why(state, proposal_id, as_json):
@@ -468,7 +344,7 @@ def why(state, proposal_id, as_json):
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print what changed as JSON.")
+@json_option("Print what changed as JSON.")
 @pass_state
 @friendly
 def reconcile(state, as_json):
@@ -509,7 +385,7 @@ def reconcile_exit_code(report) -> int:
 # --- status and the kill switch ------------------------------------------------
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@json_option()
 @pass_state
 @friendly
 def status(state, as_json):
@@ -632,16 +508,16 @@ def _cancel_open(state) -> None:
 
 
 @cli.command()
+@json_option("Print the switch as JSON.")
 @pass_state
 @friendly
-def resume(state):
+def resume(state, as_json):
     """Re-enable trading after `tinybot kill` (or an automatic kill): clears the switch's row and the kill file."""
     from . import killswitch
 
-    if killswitch.set_enabled(state.conn, True, "resumed", by="cli"):
-        click.echo("Trading ENABLED.")
-    else:
-        click.echo("Trading was already enabled.")
+    changed = killswitch.set_enabled(state.conn, True, "resumed", by="cli")
+    emit({"trading_enabled": True, "changed": bool(changed)}, as_json,
+         lambda d: click.echo("Trading ENABLED." if d["changed"] else "Trading was already enabled."))
 
 
 # --- shared checks -------------------------------------------------------------
@@ -654,9 +530,3 @@ def check_reason(text: str, flag: str) -> str:
         raise Fail(f"{flag}: {len(text)} characters is over the limit of {REASON_MAX}; shorten it")
     return text
 
-
-def shown(text) -> str:
-    """Text from a user or an advisor as it is safe to print: control characters escaped (no terminal tricks)."""
-    from .proposals import escape_controls
-
-    return escape_controls("" if text is None else str(text))

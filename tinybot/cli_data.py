@@ -179,9 +179,19 @@ def _print_summary(s: dict) -> None:
     if not s["kill_switch"]["trading_enabled"]:
         e(f"  kill switch turned OFF at {s['kill_switch']['changed_at'][:16]}Z: {s['kill_switch']['reason']}")
     if s["skipped_advisors"]:
-        e(f"  not replayed: {', '.join(s['skipped_advisors'])} (the LLM is never called in a replay; docs/REPLAY.md)")
+        e(f"  not replayed: {', '.join(s['skipped_advisors'])} (--llm off; docs/REPLAY.md)")
+    llm = s["llm"]
+    if "answers_from_record" in llm:
+        e(f"  LLM ({llm['mode']}): {llm['answers_from_record']} answer(s) from the record at €0,"
+          f" {llm['not_in_record']} prompt(s) not in the record (no LLM proposal)"
+          + (f", {llm['live_calls']} live call(s) for €{llm['spent_eur']} (budget €{llm['live_budget_eur']},"
+             f" {llm['live_refused_by_budget']} refused)" if llm["mode"] == "live" else ""))
     if s["failed_ticks"]:
         e(f"  {s['failed_ticks']} tick(s) failed (see replay.log with --keep)")
+    if s["ticks_with_errors"]:
+        e(f"  {s['ticks_with_errors']} tick(s) reported errors (see replay.log with --keep), first:")
+        for err in s["tick_errors"]:
+            e(f"    {err}")
     for w in s["warnings"]:
         e(f"  warning: {w}")
     if s["scratch_dir"]:
@@ -222,13 +232,19 @@ def _print_sweep(result: dict) -> None:
 @click.option("--slippage", default="0.05%", show_default=True,
               help="Extra price slippage on every market order, against you, on top of the simulator's spread.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole summary as JSON.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False), help="Also write the JSON summary to FILE.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False),
+              help="Also write FILE: FILE.html is the report of `tinybot report` for the replay's history (charts:"
+                   " pip install 'tinybot[report]'); any other name gets the JSON summary.")
 @click.option("--keep", "keep_dir", type=click.Path(file_okay=False), help="Keep the scratch database and log in DIR.")
+@click.option("--llm", "llm_mode", type=click.Choice(["record", "live", "off"]), default="record", show_default=True,
+              help="The llm advisor: answers from the LLM record at €0 (a prompt not in it: no proposal); live"
+                   " also calls the LLM for those, within today's llm budget; off leaves it out.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @pass_state
 @friendly
 @data_errors
-def replay_command(state, start, end, markets, eur, sets, slippage, as_json, report_path, keep_dir, no_progress):
+def replay_command(state, start, end, markets, eur, sets, slippage, as_json, report_path, keep_dir, llm_mode,
+                   no_progress):
     """What would tinybot have done?  The real tick over stored candles.
 
     \b
@@ -265,6 +281,12 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
         raise Fail("--slippage must be between 0% and 50%")
     if start_eur is not None and (not start_eur.is_finite() or start_eur <= 0):
         raise Fail("--eur must be a number above 0, like 25")
+    html_report = bool(report_path) and str(report_path).lower().endswith((".html", ".htm"))
+    if html_report and len(grid) > 1:
+        raise Fail("--report FILE.html shows one history; a sweep has one per combination: use --report FILE.json")
+    if len(grid) > 1 and llm_mode == "live":
+        raise Fail("--llm live runs one replay at a time: a sweep would spend the LLM budget once per"
+                   " combination; sweep with --llm record (the default) or off")
     store = replay.open_store(cfg.db_path)
     if len(grid) > 1:
         store.close()
@@ -272,7 +294,7 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
         bar.start(len(grid))
         try:
             runs = replay.sweep(state.cfg, grid, progress=bar.step, start=begin, end=stop,
-                                markets=tuple(markets), eur=start_eur, slippage=slip)
+                                markets=tuple(markets), eur=start_eur, slippage=slip, llm=llm_mode)
         finally:
             bar.close()
         result = {"runs": runs}
@@ -281,12 +303,38 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
         emit(result, as_json, _print_sweep)
         return
     bar = _Bar("replaying", enabled=not no_progress)
+    import shutil
+    import tempfile
+
+    keep = Path(keep_dir) if keep_dir else (Path(tempfile.mkdtemp(prefix="tinybot-replay-report-")) if html_report
+                                            else None)
     try:
-        summary = replay.replay(cfg, store, start=begin, end=stop, markets=markets, eur=start_eur, slippage=slip,
-                                keep=Path(keep_dir) if keep_dir else None, on_plan=bar.start, progress=bar.step)
+        try:
+            summary = replay.replay(cfg, store, start=begin, end=stop, markets=markets, eur=start_eur, slippage=slip,
+                                    keep=keep, llm=llm_mode, on_plan=bar.start, progress=bar.step)
+        finally:
+            bar.close()
+            store.close()
+        if html_report:
+            _html_report(keep, report_path)
+        elif report_path:
+            Path(report_path).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     finally:
-        bar.close()
-        store.close()
-    if report_path:
-        Path(report_path).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if keep is not None and not keep_dir:
+            shutil.rmtree(keep, ignore_errors=True)
     emit(summary, as_json, _print_summary)
+
+
+def _html_report(scratch, path) -> None:
+    """`tinybot report` over the replay's scratch database: the same page as for the live history."""
+    from . import config, db
+    from .report import ReportError, write
+
+    cfg = config.load(scratch / "bot.toml")
+    conn = db.connect(scratch / "replay.db")
+    try:
+        write(conn, cfg, path, title="tinybot replay")
+    except ReportError as e:
+        raise Fail(str(e)) from None
+    finally:
+        conn.close()

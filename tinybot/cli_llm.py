@@ -4,27 +4,16 @@ Registered lazily in cli.py; imports no exchange code and no HTTP client.
 """
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 
 import click
 
-from .cli import friendly, pass_state
+from .cli_common import echo_json, friendly, json_option, pass_state
 
 
 def _eur(d: Decimal) -> str:
     """Small amounts stay readable: €0.000179, not €0.00."""
     return f"€{d.quantize(Decimal('0.000001')).normalize():f}" if d else "€0"
-
-
-def _plain(value):
-    if isinstance(value, Decimal):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def advisor_state(cfg) -> str:
@@ -37,7 +26,7 @@ def advisor_state(cfg) -> str:
 
 @click.command(name="usage")
 @click.option("--days", default=7, show_default=True, type=click.IntRange(1, 366), help="Days of history to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (amounts as decimal strings).")
+@json_option("Print JSON (amounts as decimal strings).")
 @pass_state
 @friendly
 def usage_command(state, days, as_json):
@@ -57,7 +46,7 @@ def usage_command(state, days, as_json):
     data = llm_budget.usage(state.conn, cfg.llm, days=days, tz=cfg.tz)
     data["advisor"] = advisor_state(cfg)
     if as_json:
-        click.echo(json.dumps(_plain(data), indent=2))
+        echo_json(data)
         return
     click.echo(f"LLM advisor: {data['advisor']}")
     for label, p in (("Today", data["today"]), ("Month", data["month"])):

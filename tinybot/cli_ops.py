@@ -5,34 +5,62 @@ import click
 
 from .cli import Fail, emit, friendly, pass_state, table
 
-MARK = {"pass": "PASS", "fail": "FAIL", "skip": "skip"}
+MARK = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "skip", "same": "SAME", "differs": "DIFF"}
 
 
 @click.command(name="doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.option("--send-test-alert", is_flag=True, help="Also deliver one test alert to every configured URL.")
+@click.option("--live-probe", is_flag=True,
+              help="Live mode: also ask Bitvavo, read-only and placing no order, where it differs from the"
+                   " simulator's model (key rights, market table, fee tier, 24h windows, clientOrderId lookups).")
 @pass_state
 @friendly
-def doctor_command(state, as_json, send_test_alert):
+def doctor_command(state, as_json, send_test_alert, live_probe):
     """Go/no-go checklist before (and while) trading live; exit code 1 if any check fails.
 
     \b
-    Example:
+    WARN items do not stop `tinybot run`; a FAIL marked "blocks start" does.
+    Examples:
         tinybot doctor --send-test-alert
+        tinybot doctor --live-probe
     """
     from . import doctor
 
-    checks = doctor.run_checks(state.cfg, send_test_alert=send_test_alert)
+    cfg = state.cfg
+    if live_probe and cfg.mode != "live":
+        raise Fail(f"--live-probe asks the real exchange with your keys: set mode = \"live\" in {cfg.path} first")
+    checks = doctor.run_checks(cfg, send_test_alert=send_test_alert)
+    probes = doctor.live_probe(cfg) if live_probe else []
     ok = all(c.ok for c in checks)
-    data = {"ok": ok, "mode": state.cfg.mode, "checks": [c.as_dict() for c in checks]}
+    data = {"ok": ok, "mode": cfg.mode, "checks": [c.as_dict() for c in checks]}
+    if live_probe:
+        data["probe"] = [p.as_dict() for p in probes]
+        data["differences"] = sum(1 for p in probes if p.status == "differs")
 
     def human(d):
         for c in checks:
-            click.echo(f"{MARK[c.status]}  {c.name:<16} {c.detail}")
-            if c.status == "fail":
+            click.echo(f"{MARK[c.status]}  {c.name:<16} {c.detail}" + ("  [blocks start]" if c.blocks_start else ""))
+            if c.status in ("fail", "warn"):
                 click.echo(f"      {'fix:':<16} {c.fix}")
         failed = sum(1 for c in checks if c.status == "fail")
-        click.echo("GO: every check passed." if ok else f"NO-GO: {failed} check(s) failed.")
+        warnings = sum(1 for c in checks if c.status == "warn")
+        blocking = [c.name for c in checks if c.blocks_start]
+        if ok:
+            click.echo("GO: every check passed." if not warnings else f"GO, with {warnings} warning(s).")
+        elif blocking:
+            click.echo(f"NO-GO: {failed} check(s) failed; `tinybot run` refuses to start ({', '.join(blocking)}).")
+        else:
+            click.echo(f"NO-GO: {failed} check(s) failed (`tinybot run` would start, warning about them).")
+        if live_probe:
+            click.echo("")
+            click.echo("Live probe (read-only, no order placed): Bitvavo against the simulator's model")
+            for p in probes:
+                click.echo(f"{MARK[p.status]}  {p.name:<16} {p.detail}")
+            n = d["differences"]
+            click.echo("No difference found." if not n else
+                       f"{n} difference(s): tinybot's guarantees are tested against the simulator; report them"
+                       " (docs/OPERATIONS.md, First day live).")
 
     emit(data, as_json, human)
     if not ok:

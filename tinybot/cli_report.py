@@ -2,11 +2,10 @@
 unless asked for live prices."""
 from __future__ import annotations
 
-import json
-
 import click
 
-from .cli import Fail, friendly, pass_state
+from . import exitcodes
+from .cli_common import Fail, echo_json, friendly, json_option, pass_state
 from .money import eur
 
 
@@ -16,7 +15,7 @@ from .money import eur
 @click.option("--monthly", "period", flag_value="monthly", help="… per month.")
 @click.option("--prices", "price_source", type=click.Choice(["last", "live"]), default="last", show_default=True,
               help="last: the prices the last tick saw (no network); live: ask the exchange now (read-only).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (amounts as exact decimal strings).")
+@json_option("Print JSON (amounts as exact decimal strings).")
 @pass_state
 @friendly
 def pnl_command(state, period, price_source, as_json):
@@ -38,7 +37,7 @@ def pnl_command(state, period, price_source, as_json):
         prices = _live_prices(cfg, conn)
     data = pnl.report(conn, cfg, prices=prices, period=period)
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        echo_json(data)
         return
     _print(data)
 
@@ -58,7 +57,7 @@ def _live_prices(cfg, conn):
             out[m] = pnl.Price(t.bid, t.ask, t.last, pnl.clock.now_iso())
     except ExchangeError as e:
         raise Fail(f"could not read live prices: {e}; `tinybot pnl` without --prices live uses the last tick's",
-                   code=5) from None
+                   code=exitcodes.UNREACHABLE) from None
     return out
 
 
@@ -110,7 +109,7 @@ def _date(value: str | None, name: str):
 @click.option("--from", "since", help="First day (UTC), e.g. 2026-01-01; default: the beginning.")
 @click.option("--to", "until", help="Last moment (UTC), e.g. 2026-12-31T23:59; default: now.")
 @click.option("--title", default="tinybot report", show_default=True, help="The page's title.")
-@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@json_option("Print what was written as JSON.")
 @pass_state
 @friendly
 def report_command(state, file, since, until, title, as_json):
@@ -131,7 +130,7 @@ def report_command(state, file, since, until, title, as_json):
     except ReportError as e:
         raise Fail(str(e)) from None
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        echo_json(out)
     else:
         click.echo(f"Report: {out['path']} ({out['charts']} charts, {out['fills']} fills, {out['bytes']} bytes)")
 
@@ -142,7 +141,7 @@ def report_command(state, file, since, until, title, as_json):
 @click.option("--year", type=int, help="Only fills of this year (in the config's timezone).")
 @click.option("--format", "layout", type=click.Choice(["generic", "koinly"]), default="generic", show_default=True,
               help="generic: one row per fill with every field; koinly: Koinly's universal import template.")
-@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@json_option("Print what was written as JSON.")
 @pass_state
 @friendly
 def export_command(state, file, year, layout, as_json):
@@ -160,7 +159,7 @@ def export_command(state, file, year, layout, as_json):
     except ExportError as e:
         raise Fail(str(e)) from None
     if as_json:
-        click.echo(json.dumps(out, indent=2))
+        echo_json(out)
     else:
         click.echo(f"Exported {out['fills']} fill(s) to {out['path']} ({out['layout']} layout"
                    + (f", {out['year']})" if out["year"] else ")"))
@@ -169,7 +168,7 @@ def export_command(state, file, year, layout, as_json):
 @click.command(name="tax")
 @click.argument("year", type=int)
 @click.option("--no-fetch", is_flag=True, help="Use stored candles only; never ask Bitvavo for prices.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (amounts as exact decimal strings).")
+@json_option("Print JSON (amounts as exact decimal strings).")
 @pass_state
 @friendly
 def tax_command(state, year, no_fetch, as_json):
@@ -196,7 +195,7 @@ def tax_command(state, year, no_fetch, as_json):
     except TaxError as e:
         raise Fail(str(e)) from None
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        echo_json(data)
         return
     click.echo(f"Box 3 worksheet {year} — {data['disclaimer']}")
     for label, snap in (("Peildatum", data["peildatum"]), ("Next peildatum", data["next_peildatum"])):

@@ -8,13 +8,14 @@ import sys
 
 import click
 
+from . import exitcodes
 from .cli import Fail, friendly, pass_state
 
 
 @click.command(name="run")
 @click.option("--once", is_flag=True, help="Run a single tick for the current slot and exit (for cron).")
 @click.option("--ignore-doctor", is_flag=True,
-              help="Live mode: start even though `tinybot doctor` fails (logged and alerted loudly).")
+              help="Live mode: start even though a blocking `tinybot doctor` check fails (logged and alerted loudly).")
 @pass_state
 @friendly
 def run_command(state, once, ignore_doctor):
@@ -24,7 +25,13 @@ def run_command(state, once, ignore_doctor):
     Each tick: reconcile, expire stale proposals, read the market, ask the
     advisors, apply the approval policy, execute approved proposals, sync
     fills.  One line per tick here; full detail in scheduler.log_file.
-    Only one `tinybot run` per database: a second one exits with code 75.
+    An unreachable exchange pauses trading; it resumes by itself.
+    Live mode: in-flight orders are reconciled first, then doctor's blocking
+    checks must pass (the others only warn).
+    \b
+    Exit codes: 0 stopped cleanly (--once: the tick ran); 1 the loop died or
+    the tick failed; 5 (--once) the exchange was unreachable; 75 another
+    `tinybot run` holds the lock; 78 refused to start (see `tinybot doctor`).
     \b
     Example (in tmux on the Pi):
         tinybot run
@@ -32,9 +39,8 @@ def run_command(state, once, ignore_doctor):
     from . import scheduler
 
     cfg = state.cfg
-    if cfg.mode == "live":
-        _doctor_gate(state, ignore_doctor)
-    sched = scheduler.Scheduler(cfg, state.conn, echo=click.echo)
+    gate = (lambda sched: _doctor_gate(sched, ignore_doctor)) if cfg.mode == "live" else None
+    sched = scheduler.Scheduler(cfg, state.conn, echo=click.echo, gate=gate)
     try:
         if not once:
             click.echo(f"tinybot run: mode {cfg.mode}, every {_fmt(cfg.scheduler.interval)}, approval "
@@ -43,35 +49,39 @@ def run_command(state, once, ignore_doctor):
         code = sched.run(once=once)
     except scheduler.AlreadyRunning as e:
         click.echo(f"Error: {e}", err=True)
-        sys.exit(scheduler.EXIT_LOCKED)
+        sys.exit(exitcodes.LOCKED)
     sys.exit(code)
 
 
-def _doctor_gate(state, ignore: bool) -> None:
-    """Live mode starts only when doctor's go/no-go passes, unless explicitly and loudly overridden."""
+def _doctor_gate(sched, ignore: bool) -> list[str]:
+    """Live mode starts only when doctor's blocking checks pass (after the start-up reconcile); the rest warn.
+
+    Returns the reasons to refuse the start (the scheduler logs them, alerts and exits REFUSED_START).
+    """
     import logging
 
     from . import doctor
 
-    ok, failures = doctor.go_no_go(state.cfg)
-    if ok:
-        return
-    summary = "; ".join(f"{c.name}: {c.detail}" for c in failures)
+    log = logging.getLogger("tinybot.run")
+    blocking, warnings = doctor.start_gate(sched.cfg)
+    for c in warnings:
+        click.echo(f"Warning: doctor: {c.name}: {c.detail}", err=True)
+        log.warning("doctor: %s: %s (%s)", c.name, c.detail, c.fix or c.status)
+    if not blocking:
+        return []
+    summary = "; ".join(f"{c.name}: {c.detail}" for c in blocking)
     if not ignore:
-        raise Fail(f"doctor fails: {summary} — run `tinybot doctor` for the fixes, or start with --ignore-doctor")
+        click.echo(f"Error: refusing to start live trading: {summary}", err=True)
+        for c in blocking:
+            click.echo(f"  fix {c.name}: {c.fix}", err=True)
+        click.echo(f"Run `tinybot doctor` after fixing it (exit code {exitcodes.REFUSED_START}: systemd does not"
+                   " restart this; --ignore-doctor overrides, loudly).", err=True)
+        return [f"{c.name}: {c.detail} (fix: {c.fix})" for c in blocking]
     text = f"STARTING LIVE DESPITE FAILING DOCTOR CHECKS (--ignore-doctor): {summary}"
     click.echo(f"Warning: {text}", err=True)
-    from .notify import Notifier, install_redaction
-    from .scheduler import attach_log_file, detach_log_file
-
-    handler = attach_log_file(state.cfg)  # the log file must say it too, not only the terminal
-    try:
-        install_redaction(state.cfg, logging.getLogger("tinybot"))
-        logging.getLogger("tinybot.run").warning("%s", text)
-    finally:
-        detach_log_file(handler)
-
-    Notifier(state.cfg, state.conn).alert("doctor_ignored", text, key="doctor_ignored", severity="error")
+    log.warning("%s", text)
+    sched.notifier().alert("doctor_ignored", text, key="doctor_ignored", severity="error")
+    return []
 
 
 @click.command(name="advise")

@@ -5,13 +5,13 @@ import sys
 
 import click
 
-from .cli import Fail, emit, friendly, pass_state, table
+from .cli_common import Fail, emit, friendly, json_option, pass_state, table
 
 
 @click.command(name="telegram")
 @click.option("--chats", is_flag=True, help="List who wrote to the bot lately (to find your chat id); acts on nothing.")
 @click.option("--test", "send_test", is_flag=True, help="Check the token and send a test message to every chat id.")
-@click.option("--json", "as_json", is_flag=True, help="With --chats or --test: print JSON.")
+@json_option("With --chats or --test: print JSON.")
 @pass_state
 @friendly
 def telegram_command(state, chats, send_test, as_json):
@@ -37,9 +37,9 @@ def telegram_command(state, chats, send_test, as_json):
             return
         if send_test:
             ok, detail = telegram.check(cfg, send_test=True)
-            emit({"ok": ok, "detail": detail}, as_json, lambda d: click.echo(("OK: " if ok else "") + detail))
-            if not ok:
+            if not ok:  # under --json the failure is the error object (docs/JSON.md), not a second document
                 raise Fail(detail)
+            emit({"ok": ok, "detail": detail}, as_json, lambda d: click.echo(("OK: " if ok else "") + detail))
             return
     except telegram.TelegramError as e:
         raise Fail(str(e)) from None

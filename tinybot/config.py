@@ -150,6 +150,15 @@ class RulesConfig:
 
 
 @dataclass(frozen=True)
+class ExitsConfig:
+    """Protective exits (tinybot.advisors.exits): shares of the position's average cost; 0 = off."""
+
+    stop_loss: Decimal = fraction("0", maximum="0.9")       # sell all when the bid falls this far below cost
+    take_profit: Decimal = fraction("0", maximum="10")      # sell all when the bid rises this far above cost
+    trailing_stop: Decimal = fraction("0", maximum="0.9")   # sell all when the bid falls this far below its peak
+
+
+@dataclass(frozen=True)
 class DcaConfig:
     market: str | None = text(None)
     buy_eur: Decimal = money("6", allow_zero=False)
@@ -210,6 +219,7 @@ class Config:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
     dca: DcaConfig = field(default_factory=DcaConfig)
+    exits: ExitsConfig = field(default_factory=ExitsConfig)
     llm: LlmConfig = field(default_factory=LlmConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
@@ -217,10 +227,14 @@ class Config:
 
     @property
     def active_advisors(self) -> tuple[str, ...]:
-        """The advisors a tick runs: ``advisors``, plus ``top_up`` when [risk] top_up_to_exit is on."""
-        if self.risk.top_up_to_exit and "top_up" not in self.advisors:
-            return (*self.advisors, "top_up")
-        return self.advisors
+        """The advisors a tick runs: ``advisors``, plus ``exits`` when an [exits] rule is set and ``top_up``
+        when [risk] top_up_to_exit is on."""
+        out = list(self.advisors)
+        if (self.exits.stop_loss or self.exits.take_profit or self.exits.trailing_stop) and "exits" not in out:
+            out.append("exits")
+        if self.risk.top_up_to_exit and "top_up" not in out:
+            out.append("top_up")
+        return tuple(out)
 
     @property
     def tz(self):
@@ -260,12 +274,13 @@ SECTIONS = {
     "scheduler": SchedulerConfig,
     "rules": RulesConfig,
     "dca": DcaConfig,
+    "exits": ExitsConfig,
     "llm": LlmConfig,
     "alerts": AlertsConfig,
     "safety": SafetyConfig,
     "telegram": TelegramConfig,
 }
-KNOWN_ADVISORS = ("rules", "dca", "llm", "top_up")
+KNOWN_ADVISORS = ("rules", "dca", "llm", "top_up", "exits")
 
 
 def config_path(explicit: str | os.PathLike | None = None) -> Path:

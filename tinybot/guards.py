@@ -154,13 +154,32 @@ def _latest(ctx: Context, side: str | None, since: datetime) -> sqlite3.Row | No
     if ctx.execution_id is not None:
         sql += " AND id != ?"
         args.append(ctx.execution_id)
-    return ctx.conn.execute(sql + " ORDER BY submitting_at DESC LIMIT 1", args).fetchone()
+    ours = ctx.conn.execute(sql + " ORDER BY submitting_at DESC LIMIT 1", args).fetchone()
+    # orders reconcile found and booked without an execution of their own (say, made after a backup that a
+    # restore went back to) traded all the same: they count too
+    sql = ("SELECT 'order ' || order_id AS id, side, created_at AS submitting_at FROM unaccounted_orders"
+           " WHERE market = ? AND created_at > ?")
+    args = [ctx.name, clock.to_iso(since)]
+    if side:
+        sql += " AND side = ?"
+        args.append(side)
+    found = ctx.conn.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
+    if ours is None or (found is not None and found["submitting_at"] > ours["submitting_at"]):
+        return found
+    return ours
+
+
+def _protective_exit(ctx: Context) -> bool:
+    """A sell by the exits advisor (stop-loss, take-profit, trailing stop): not held back by cooldown or anti-flip."""
+    return ctx.side == "sell" and ctx.proposal["source"] == "exits"
 
 
 def cooldown(ctx: Context) -> Verdict:
     window: timedelta = ctx.cfg.risk.cooldown
     if window <= timedelta(0):
         return passed("cooldown", "cooldown is off")
+    if _protective_exit(ctx):
+        return passed("cooldown", "exempt: protective exit")
     last = _latest(ctx, None, ctx.now - window)
     if last is not None:
         until = clock.from_iso(last["submitting_at"]) + window
@@ -174,6 +193,8 @@ def anti_flip(ctx: Context) -> Verdict:
     window: timedelta = ctx.cfg.risk.anti_flip
     if window <= timedelta(0):
         return passed("anti_flip", "anti-flip is off")
+    if _protective_exit(ctx):
+        return passed("anti_flip", "exempt: protective exit")
     opposite = "sell" if ctx.side == "buy" else "buy"
     last = _latest(ctx, opposite, ctx.now - window)
     if last is not None:
@@ -337,15 +358,29 @@ def _selling(ctx: Context) -> Decimal | None:
     return Decimal(ctx.proposal["amount_quote"]) / ctx.ticker.bid if ctx.ticker is not None else None
 
 
-def selling_in_flight(conn: sqlite3.Connection, market: str, exclude_id: int | None) -> Decimal:
-    """Base amount of tinybot's own sells on ``market`` that are in flight and not yet filled."""
+def selling_in_flight(conn: sqlite3.Connection, market: str, exclude_id: int | None,
+                      bid: Decimal | None = None) -> Decimal:
+    """Base amount of tinybot's own sells on ``market`` that are in flight and not yet filled.
+
+    A sell by EUR is counted at ``bid`` (the price now; a lower price sells more base), or, without a
+    price, as everything it could still take: the whole position.
+    """
+    from .ledger import position_base
+
     total = Decimal(0)
     for r in conn.execute(
-        "SELECT id, amount, notional_eur, filled_amount FROM trade_executions WHERE market = ? AND side = 'sell'"
+        "SELECT id, amount, amount_quote, filled_amount FROM trade_executions WHERE market = ? AND side = 'sell'"
         " AND external = 0 AND state IN (%s)" % ",".join("?" * len(IN_FLIGHT)), (market, *IN_FLIGHT),
     ):
-        if r["id"] != exclude_id and r["amount"] is not None:
-            total += max(Decimal(r["amount"]) - Decimal(r["filled_amount"]), Decimal(0))
+        if r["id"] == exclude_id:
+            continue
+        if r["amount"] is not None:
+            asked = Decimal(r["amount"])
+        elif bid:
+            asked = Decimal(r["amount_quote"]) / bid
+        else:
+            asked = position_base(conn, market)
+        total += max(asked - Decimal(r["filled_amount"]), Decimal(0))
     return total
 
 
@@ -360,7 +395,8 @@ def own_position(ctx: Context) -> Verdict:
         return blocked("own_position", "no_price", "no price to value the trade")
     from .ledger import position_base
 
-    held = position_base(ctx.conn, ctx.name) - selling_in_flight(ctx.conn, ctx.name, ctx.execution_id)
+    bid = ctx.ticker.bid if ctx.ticker is not None else None
+    held = position_base(ctx.conn, ctx.name) - selling_in_flight(ctx.conn, ctx.name, ctx.execution_id, bid)
     if selling > held:
         return blocked("own_position", "over_own_position",
                        f"selling {selling:.8f} but tinybot's own {ctx.name} position is {held:.8f}"
@@ -400,7 +436,9 @@ def no_dust(ctx: Context) -> Verdict:
 
     if ctx.ticker is None:
         return blocked("no_dust", "no_price", "no price to value what the sell leaves behind")
-    held = position_base(ctx.conn, ctx.name)
+    # what stays once this sell *and* the sells still in flight have filled
+    held = position_base(ctx.conn, ctx.name) - selling_in_flight(ctx.conn, ctx.name, ctx.execution_id,
+                                                                 ctx.ticker.bid)
     rest = held - selling
     minimum = ctx.market.min_quote if ctx.market is not None else sizing.EXCHANGE_MINIMUM_EUR
     if rest > 0 and rest * ctx.ticker.bid < minimum:

@@ -55,10 +55,14 @@ def apply_order(conn: sqlite3.Connection, execution: sqlite3.Row, exchange: str,
         "UPDATE trade_executions SET state = ?, exchange_order_id = COALESCE(exchange_order_id, ?),"
         " filled_amount = ?, filled_quote = ?, fee_paid = ?, fee_currency = COALESCE(?, fee_currency),"
         " updated_at = ?, resolved_at = CASE WHEN ? IN ('filled', 'canceled') THEN ? ELSE resolved_at END,"
-        " reason = CASE WHEN state = 'unknown' THEN reason || ' → found on the exchange' ELSE reason END"
+        " reason = CASE WHEN state = 'unknown' THEN reason || ' → found on the exchange' ELSE reason END,"
+        # an execution that never reached `submitting` here (restored as claimed, or found by the surprise scan)
+        # takes its order's creation time, so the daily cap, cooldown and anti-flip count it like any other
+        " submitting_at = COALESCE(submitting_at, ?)"
         " WHERE id = ? AND state IN (%s)" % ",".join("?" * len(from_states)),
-        (new_state, order.order_id, str(order.filled_amount), str(order.filled_amount_quote), str(order.fee_paid),
-         order.fee_currency, now, new_state, now, execution["id"], *from_states),
+        (new_state, order.order_id, f"{order.filled_amount:f}", f"{order.filled_amount_quote:f}", f"{order.fee_paid:f}",
+         order.fee_currency, now, new_state, now, clock.to_iso(clock.from_ms(order.created_ms)), execution["id"],
+         *from_states),
     )
     return cur.rowcount == 1
 

@@ -20,7 +20,11 @@ The scheduler's API, once per tick (outside any transaction)::
     n.drain_events()          # kill switch flips, surprises, unknowns, reconcile results
     n.summarise_blocks()      # guard blocks, one summary per min_interval
     n.execution(result)       # after each executor.execute(...)
-    n.alert("tick_failed", f"tick {slot} failed: {e}", key="tick_failed")
+
+and on its own (tinybot.scheduler): ``exchange_outage`` / ``exchange_back``
+once per outage (keyed by its start), ``bot_stopped`` on every stop of the
+loop, ``bot_died`` when a start finds the last run vanished, and
+``start_refused`` when the live start gate says no.
 """
 from __future__ import annotations
 
@@ -40,7 +44,7 @@ SEVERITIES = ("info", "warning", "error")
 # apprise's notify types, by our severity
 _APPRISE_TYPE = {"info": "info", "warning": "warning", "error": "failure"}
 # kinds that bypass the hourly cap (they are rare and must get through)
-UNCAPPED_KINDS = frozenset({"kill_switch", "test"})
+UNCAPPED_KINDS = frozenset({"kill_switch", "test", "bot_stopped", "bot_died", "start_refused"})
 # event kinds (tinybot.ledger.event) that become alerts, with the alert kind
 EVENT_ALERTS = {
     "kill_switch": "kill_switch",

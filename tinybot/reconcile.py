@@ -118,8 +118,11 @@ def quarantine_after_restore(conn: sqlite3.Connection, reason: str) -> dict:
         moved = [r["id"] for r in conn.execute(
             "SELECT id FROM trade_executions WHERE state IN (%s) ORDER BY id" % ",".join("?" * len(IN_DOUBT)),
             IN_DOUBT)]
+        # a claimed row may have been sent after the backup: it counts in flight (caps, cooldown) from its claim
         conn.executemany(
             "UPDATE trade_executions SET state = 'unknown', in_doubt_at = ?, updated_at = ?,"
+            " submitting_at = COALESCE(submitting_at, claimed_at),"
+            " notional_eur = COALESCE(notional_eur, CASE WHEN side = 'buy' THEN amount_quote END),"
             " reason = ? || COALESCE(' (was ' || state || ': ' || NULLIF(reason, '') || ')', ' (was ' || state || ')')"
             " WHERE id = ?", [(now, now, f"in doubt after {reason}", i) for i in moved])
         retired = [r["id"] for r in conn.execute(
@@ -259,7 +262,7 @@ def _account_for(conn: sqlite3.Connection, exchange_name: str, market: str, o: O
     report.surprises.append(msg)
     conn.execute(
         "INSERT INTO unaccounted_orders (exchange, market, order_id, client_order_id, execution_id, side, status,"
-        " first_seen_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " created_at, first_seen_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (exchange_name, market, o.order_id, o.client_order_id, row["id"] if row is not None else None, o.side,
-         o.status, clock.now_iso(), msg))
+         o.status, clock.to_iso(clock.from_ms(o.created_ms)), clock.now_iso(), msg))
     ledger.event(conn, "surprise_order", msg, severity="error", execution_id=row["id"] if row is not None else None)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import dataclasses
+import json
 import shutil
 import sqlite3
 import tempfile
@@ -29,14 +30,15 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Callable
 
-from . import candles, clock
+from . import candles, clock, money
 from .config import AlertsConfig, Config, ConfigError, Secrets, from_dict
 
 REPLAY_KEY, REPLAY_SECRET = "replay-key", "replay-secret"  # the simulator's throwaway account
 DEFAULT_SLIPPAGE = Decimal("0.0005")  # 0.05 % against the order, on top of the simulator's spread
-SKIPPED_ADVISORS = ("llm",)  # never called in a replay: no recorded answers to replay yet, and calls cost money
+LLM_MODES = ("record", "live", "off")  # --llm: answer from the LLM record / and call it on a miss / leave it out
 KEEP_DAYS = 36_500  # retention must not prune the replay's own audit rows (simulated time moves fast)
 SERIES_POINTS = 500  # equity/exposure points kept in the JSON
+MAX_ERRORS_SHOWN = 5  # tick errors quoted in the summary (the count has them all)
 
 
 class ReplayError(Exception):
@@ -105,11 +107,13 @@ class ReplayConfig(Config):
         return ReplaySecrets()
 
 
-def scratch_config(cfg: Config, scratch: Path, url: str, markets: tuple[str, ...] | None) -> ReplayConfig:
+def scratch_config(cfg: Config, scratch: Path, url: str, markets: tuple[str, ...] | None,
+                   llm_url: str | None = None) -> ReplayConfig:
     """The user's settings, pointed at the simulator and the scratch directory.
 
     ``markets`` (from --markets) replaces risk.allowlist and rules.markets; dca.market is kept only
-    if it is one of them.  Without it the config's own lists stay as they are.
+    if it is one of them.  Without it the config's own lists stay as they are.  ``llm_url``: the
+    replay's LLM stand-in (``RecordedLLM``); without it the llm advisor is left out.
     """
     risk, rules, dca = cfg.risk, cfg.rules, cfg.dca
     if markets:
@@ -120,7 +124,8 @@ def scratch_config(cfg: Config, scratch: Path, url: str, markets: tuple[str, ...
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     values.update(
         path=scratch / "bot.toml", mode="live", db="replay.db", risk=risk, rules=rules, dca=dca,
-        advisors=tuple(a for a in cfg.advisors if a not in SKIPPED_ADVISORS),
+        advisors=tuple(a for a in cfg.advisors if a != "llm" or llm_url),
+        llm=dataclasses.replace(cfg.llm, base_url=llm_url) if llm_url else cfg.llm,
         exchange=dataclasses.replace(cfg.exchange, url=url, operator_id=cfg.exchange.operator_id or 1),
         scheduler=dataclasses.replace(cfg.scheduler, approval="auto", log_file="replay.log", keep_days=KEEP_DAYS),
         alerts=AlertsConfig(),
@@ -341,6 +346,131 @@ class InProcessSession:
         pass
 
 
+# --- the LLM, from its record -------------------------------------------------------------
+
+class RecordedLLM:
+    """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 for the replay's llm advisor.
+
+    The advisor runs unchanged (prompt, budget, strict answer check) against this URL.  A prompt
+    found in the LLM record (tinybot/llm_record.py, read from the live database) gets the recorded
+    answer: nothing is called, nothing is spent.  Any other prompt gets a 404 — the advisor calls
+    that "not billed" and proposes nothing — unless ``live`` (``--llm live``) forwards it to the
+    configured provider within ``live.budget_eur``.
+    """
+
+    def __init__(self, recorded: dict, live: "LiveLLM | None" = None):
+        import threading
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+
+        from . import llm_record
+
+        self.recorded, self.live = recorded, live
+        self.from_record = self.not_in_record = 0
+        self.models: set[str] = set()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                try:
+                    body = json.loads(raw)
+                    prompt = llm_record.canonical_prompt(body["messages"])
+                except (ValueError, KeyError, TypeError):
+                    return self._send(400, {"error": {"message": "not a chat completion request"}})
+                found = outer.recorded.get(prompt)
+                if found is not None:
+                    outer.from_record += 1
+                    outer.models.add(found.model)
+                    return self._send(200, found.answer)
+                if outer.live is not None:
+                    status, answer = outer.live.forward(body)
+                    return self._send(status, answer)
+                outer.not_in_record += 1
+                return self._send(404, {"error": {"message": "no recorded answer for this prompt (tinybot replay"
+                                                             " --llm record)"}})
+
+            def _send(self, status: int, payload) -> None:
+                data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def summary(self, mode: str) -> dict:
+        live = self.live
+        return {"mode": mode, "answers_from_record": self.from_record, "not_in_record": self.not_in_record,
+                "recorded_models": sorted(self.models), "recorded_prompts": len(self.recorded),
+                "live_calls": live.calls if live else 0, "live_refused_by_budget": live.refused if live else 0,
+                "live_budget_eur": _money(live.budget_eur) if live else None,
+                "spent_eur": _money(live.spent_eur) if live else "0.00"}
+
+
+class LiveLLM:
+    """``--llm live``: a prompt not in the record goes to the configured provider, with the user's key.
+
+    Real money, spent now: the whole replay may spend at most ``budget_eur``, what is left of
+    today's and this month's llm budget in the live database (read, never written) when the
+    replay starts.  Each call first counts its worst case (llm_budget.worst_case_eur), then its
+    real cost.  Answers are not written to the live record (replay never writes there).
+    """
+
+    def __init__(self, cfg: Config, budget_eur: Decimal):
+        self.cfg, self.budget_eur = cfg, budget_eur
+        self.key = cfg.secrets().get("TINYBOT_LLM_KEY")  # the real key, read only with --llm live
+        self.spent_eur = Decimal(0)
+        self.calls = self.refused = 0
+
+    def forward(self, body: dict) -> tuple[int, object]:
+        from . import llm_budget
+        from .advisors import llm
+
+        worst = llm_budget.worst_case_eur(llm.prompt_tokens_estimate(body), self.cfg.llm)
+        if self.spent_eur + worst > self.budget_eur:
+            self.refused += 1
+            return 429, {"error": {"message": f"tinybot replay --llm live: €{_money(self.budget_eur)} budget left"
+                                              f" for this replay, €{_money(self.spent_eur)} spent"}}
+        body = dict(body, model=self.cfg.llm.model)
+        try:
+            data = llm.post_chat(self.cfg, body, self.key)
+        except Exception as e:  # the advisor's own outcome: not sent / refused (not billed) / unknown
+            if getattr(e, "kind", "unknown") == "unknown":
+                self.spent_eur += worst  # maybe billed: count the worst case
+            return 502, {"error": {"message": f"--llm live: {e}"}}
+        self.calls += 1
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        tin, tout = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        if isinstance(tin, int) and isinstance(tout, int):
+            self.spent_eur += llm_budget.cost_eur(tin, tout, self.cfg.llm)
+        else:
+            self.spent_eur += worst
+        return 200, data["_garbage"] if "_garbage" in data else data
+
+
+def live_llm_budget(store: sqlite3.Connection, cfg: Config, now: datetime) -> Decimal:
+    """What is left of today's and this month's llm budget in the live database, at the real time ``now``."""
+    from . import llm_budget
+
+    if not store.execute("SELECT 1 FROM sqlite_master WHERE name = 'gpt_usage_log'").fetchone():
+        return min(cfg.llm.daily_budget_eur, cfg.llm.monthly_budget_eur)
+    day, month = llm_budget.period_keys(now, cfg.tz)
+    return max(Decimal(0), min(cfg.llm.daily_budget_eur - llm_budget.committed_eur(store, day=day),
+                               cfg.llm.monthly_budget_eur - llm_budget.committed_eur(store, month=month)))
+
+
 # --- planning ---------------------------------------------------------------------------
 
 @dataclass
@@ -462,16 +592,24 @@ class TickPoint:
     time: datetime
     equity: Decimal
     exposure: Decimal
+    errors: tuple[str, ...] = ()  # what the tick reported as errors (an exchange read that failed, …)
 
 
 def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = None, end: datetime | None = None,
            markets: tuple[str, ...] | list[str] | None = None, eur: Decimal | None = None,
-           slippage: Decimal = DEFAULT_SLIPPAGE, keep: Path | None = None,
+           slippage: Decimal = DEFAULT_SLIPPAGE, keep: Path | None = None, llm: str = "record",
            on_plan: Callable[[int], None] | None = None, progress: Callable[[int], None] | None = None) -> dict:
-    """Replay the stored candles through the real tick; return the summary (JSON-ready)."""
+    """Replay the stored candles through the real tick; return the summary (JSON-ready).
+
+    ``llm``: "record" answers the llm advisor from the LLM record (else it proposes nothing),
+    "live" also calls the provider for prompts not in the record (within the budget left today),
+    "off" leaves the advisor out.
+    """
     eur = cfg.paper.starting_eur if eur is None else Decimal(eur)
     if eur <= 0:
         raise ReplayError("--eur must be more than 0")
+    if llm not in LLM_MODES:
+        raise ReplayError(f"--llm must be one of {', '.join(LLM_MODES)}, not {llm!r}")
     names = replay_markets(cfg, markets)
     try:
         plan = make_plan(store, cfg, names, start, end)
@@ -488,13 +626,30 @@ def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = N
     series = {m: candles.load(store, m, plan.data_interval[m], lo, hi) for m in names}
     limits = {m: candles.market_info(store, m) for m in names}
 
+    llm_answers = None  # (the LLM record, --llm live's forwarder or None) when the llm advisor runs
+    if "llm" in cfg.advisors and llm != "off":
+        from . import llm_record
+
+        live = None
+        if llm == "live":
+            from .advisors.llm import disabled_reason
+
+            why = disabled_reason(cfg)  # the same checks as live: https or loopback, a key where needed
+            if why:
+                raise ReplayError(f"--llm live: {why}")
+            live = LiveLLM(cfg, live_llm_budget(store, cfg, clock.now()))  # the real clock: today's budget
+        llm_answers = (llm_record.load(store), live)
+
     scratch = Path(tempfile.mkdtemp(prefix="tinybot-replay-")) if keep is None else Path(keep)
     scratch.mkdir(parents=True, exist_ok=True)
     sim_clock = SimClock(plan.slots[0])
     sim = make_simulator(series, plan.data_interval, limits, eur, sim_clock, slippage)
-    conn = None
+    conn = recorded_llm = None
     try:
-        points = _run(cfg, plan, sim, sim_clock, scratch, on_plan, progress)
+        if llm_answers is not None:
+            recorded_llm = RecordedLLM(*llm_answers)
+        points = _run(cfg, plan, sim, sim_clock, scratch, on_plan, progress,
+                      recorded_llm.base_url if recorded_llm else None)
         conn = sqlite3.connect(scratch / "replay.db")
         conn.row_factory = sqlite3.Row
         if keep is not None:  # `tinybot --config DIR/bot.toml why N` (history, executions, ...) then reads it
@@ -502,16 +657,26 @@ def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = N
                 "# Written by `tinybot replay --keep`: its scratch database, to look around with\n"
                 f"# tinybot --config {scratch / 'bot.toml'} why N   (or proposals, executions, history)\n"
                 'mode = "paper"\ndb = "replay.db"\n', encoding="utf-8")
-        return summarize(conn, cfg, plan, points, sim, eur, slippage, scratch if keep else None)
+        summary = summarize(conn, cfg, plan, points, sim, eur, slippage, scratch if keep else None)
+        if recorded_llm is not None:
+            summary["llm"] = recorded_llm.summary(llm)
+        else:
+            summary["advisors"] = [a for a in cfg.advisors if a != "llm"]
+            summary["skipped_advisors"] = ["llm"] if "llm" in cfg.advisors else []
+            summary["llm"] = {"mode": llm if "llm" in cfg.advisors else "not configured"}
+        return summary
     finally:
         sim.close()
+        if recorded_llm is not None:
+            recorded_llm.close()
         if conn is not None:
             conn.close()
         if keep is None:
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_plan, progress) -> list[TickPoint]:
+def _run(cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_plan, progress,
+         llm_url: str | None = None) -> list[TickPoint]:
     """One real scheduler tick per slot, on the simulated clock, against the simulator on loopback."""
     from . import db, scheduler
     from .exchange import read_only
@@ -520,24 +685,23 @@ def _run(cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_pl
     server = sim.serve()
     points: list[TickPoint] = []
     with simulated_clock(sim_clock):
-        rcfg = scratch_config(cfg, scratch, server.url, plan.markets if plan.explicit else None)
+        rcfg = scratch_config(cfg, scratch, server.url, plan.markets if plan.explicit else None, llm_url)
         conn = db.open_db(rcfg.db_path)
         conn.execute("PRAGMA synchronous = OFF")  # a scratch database: durability buys nothing here
         log_handler = scheduler.attach_log_file(rcfg)
         try:
             ro, trading = read_only(rcfg), trading_exchange(rcfg)
-            for client in (ro, trading):  # requests are signed on the simulated clock, never throttled
-                client.client.enableRateLimit = False
-                client.client.milliseconds = sim_clock.ms
-                client.client.session = InProcessSession(sim)
+            session = InProcessSession(sim)
+            for client in (ro, trading):  # every key's requests: in-process, signed on the simulated clock
+                client.route_requests(session, milliseconds=sim_clock.ms)
             sched = scheduler.Scheduler(rcfg, conn, echo=lambda line: None, read_only=ro, trading=trading)
             if on_plan:
                 on_plan(len(plan.slots))
             for slot in plan.slots:
                 sim_clock.t = slot
                 prices = sim.move_to(clock.to_ms(slot))
-                sched.tick(slot)
-                points.append(_point(sim, slot, prices))
+                report = sched.tick(slot)
+                points.append(_point(sim, slot, prices, tuple(report.errors)))
                 if progress:
                     progress(1)
         finally:
@@ -547,10 +711,10 @@ def _run(cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_pl
     return points
 
 
-def _point(sim, slot: datetime, prices: dict[str, Decimal]) -> TickPoint:
+def _point(sim, slot: datetime, prices: dict[str, Decimal], errors: tuple[str, ...] = ()) -> TickPoint:
     bal = sim.balance(REPLAY_KEY)
     exposure = sum((bal.get(m.split("-")[0], Decimal(0)) * p for m, p in prices.items()), Decimal(0))
-    return TickPoint(slot, bal.get("EUR", Decimal(0)) + exposure, exposure)
+    return TickPoint(slot, bal.get("EUR", Decimal(0)) + exposure, exposure, errors)
 
 
 # --- the summary --------------------------------------------------------------------------
@@ -604,11 +768,11 @@ def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: 
         "tick_interval": clock.format_duration(cfg.scheduler.interval),
         "markets": list(plan.markets),
         "candle_interval": plan.data_interval,
-        "advisors": [a for a in cfg.advisors if a not in SKIPPED_ADVISORS],
-        "skipped_advisors": [a for a in cfg.advisors if a in SKIPPED_ADVISORS],
+        "advisors": list(cfg.advisors),
+        "skipped_advisors": [],
         "approval": "auto" + (" (config says manual; replay approves as auto would)"
                               if cfg.scheduler.approval == "manual" else ""),
-        "slippage": str(slippage),
+        "slippage": money.plain(slippage),
         "starting_eur": _money(eur),
         "final_equity_eur": _money(final),
         "pnl_eur": _money(pnl),
@@ -627,6 +791,10 @@ def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: 
         "kill_switch": {"trading_enabled": bool(kill["trading_enabled"]), "reason": kill["reason"],
                         "changed_at": kill["changed_at"]},
         "failed_ticks": failed_ticks,
+        # a tick that reported errors decided on less than a live tick would have seen (a lookup or read
+        # refused): a replay is only as good as this is small; the first few say what went wrong
+        "ticks_with_errors": sum(1 for p in points if p.errors),
+        "tick_errors": [f"{clock.to_iso(p.time)}: {err}" for p in points for err in p.errors][:MAX_ERRORS_SHOWN],
         "benchmarks": {"hold": hold, "dca": dca},
         "series": series,
         "warnings": plan.warnings,
@@ -635,13 +803,12 @@ def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: 
 
 
 def _buy(sim, market: str, eur_amount: Decimal) -> Decimal:
-    """Base bought for eur_amount at the simulator's ask now, the taker fee taken out (as a market buy by EUR)."""
-    from .sim.engine import fee_of
+    """Base bought for eur_amount at the simulator's ask now: a market buy by amountQuote (tinybot.fees)."""
+    from . import fees
 
     m = sim.markets[market]
     _bid, ask = m.bid_ask()
-    fee = fee_of(eur_amount, sim.taker_fee)
-    return ((eur_amount - fee) / ask).quantize(Decimal(1).scaleb(-m.quantity_decimals), ROUND_DOWN)
+    return fees.buy_by_quote(eur_amount, ask, m.quantity_decimals, sim.taker_fee).base
 
 
 def _value_at_end(sim, plan: Plan, held: dict[str, Decimal], cash: Decimal) -> Decimal:

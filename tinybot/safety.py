@@ -6,8 +6,11 @@ off (``killswitch.set_enabled(conn, False, reason, by="auto")``) when:
 * today's realised + unrealised loss passes ``[safety] max_daily_loss_eur``
   ("today" starts at the first check of the UTC day, or at the last
   ``tinybot resume`` if that was later; 0 switches the rule off);
-* ``[safety] max_consecutive_errors`` ticks in a row failed to talk to the
-  exchange;
+* ``[safety] max_consecutive_errors`` ticks in a row failed for a reason
+  other than an unreachable exchange (a bug, a key Bitvavo refuses, an answer
+  that makes no sense, a database that stays locked).  An unreachable exchange
+  is not such a reason: the scheduler pauses trading during an outage and
+  resumes by itself once the exchange answers and reconcile is clean;
 * an execution has stayed ``unknown`` (or ``submitting``) longer than
   ``[safety] unknown_limit``;
 * reconcile found an order carrying a clientOrderId we have no row for.
@@ -36,24 +39,21 @@ ERRORS_KEY = "safety.exchange_errors"
 BASELINE_KEY = "safety.pnl_baseline"
 
 
-def check(conn: sqlite3.Connection, cfg, report=None, *, exchange_ok: bool | None = None,
+def check(conn: sqlite3.Connection, cfg, *, tick_ok: bool | None = None,
           market_data=None, notifier=None) -> list[str]:
     """Apply every rule; return the reasons for which trading was turned off *by this call*.
 
-    ``report``: this tick's ``reconcile.Report`` (its errors count as an
-    exchange failure).  ``exchange_ok``: False if this tick's exchange calls
-    failed, True if they worked, None if the tick made none (the counter is
-    left alone); defaults to what ``report`` says.  ``market_data``: a
+    ``tick_ok``: False if this tick failed for a reason other than an
+    unreachable exchange, True if it went well, None to leave the count alone
+    (an outage tick, or a check in the middle of a tick).  ``market_data``: a
     read-only client to price open positions for the loss rule (without it
     the rule is skipped).  ``notifier``: alerts for executions still
     unresolved after their access window.  Call outside any transaction.
     """
-    if exchange_ok is None and report is not None:
-        exchange_ok = not report.errors
     fired: list[str] = []
     enabled_since = _enabled_since(conn)
     for rule in (
-        lambda: consecutive_errors(conn, cfg, exchange_ok),
+        lambda: consecutive_errors(conn, cfg, tick_ok),
         lambda: unknown_too_long(conn, cfg, enabled_since),
         lambda: surprise_orders(conn, enabled_since),
         lambda: daily_loss(conn, cfg, market_data, enabled_since),
@@ -95,14 +95,16 @@ def _enabled_since(conn: sqlite3.Connection) -> _Since:
     return _Since(ks.get("changed_at") or clock.to_iso(clock.from_ms(0)), ev or 0)
 
 
-def consecutive_errors(conn: sqlite3.Connection, cfg, exchange_ok: bool | None) -> str | None:
-    if exchange_ok is None:
+def consecutive_errors(conn: sqlite3.Connection, cfg, tick_ok: bool | None) -> str | None:
+    """Failed ticks in a row, outages not counted (they pause trading instead: tinybot.scheduler)."""
+    if tick_ok is None:
         return None
-    count = 0 if exchange_ok else int(get_state(conn, ERRORS_KEY) or 0) + 1
+    count = 0 if tick_ok else int(get_state(conn, ERRORS_KEY) or 0) + 1
     limit = cfg.safety.max_consecutive_errors
     if count >= limit:
         set_state(conn, ERRORS_KEY, "0")  # after a resume, it takes another full run of errors
-        return f"{count} ticks in a row failed to reach the exchange (safety.max_consecutive_errors = {limit})"
+        return (f"{count} ticks in a row failed, not because the exchange was unreachable"
+                f" (safety.max_consecutive_errors = {limit}); `tinybot status` and the log say why")
     set_state(conn, ERRORS_KEY, str(count))
     return None
 

@@ -23,8 +23,25 @@ SIGINT/SIGTERM set a flag; the step in progress finishes (an order being
 sent is sent and recorded), the tick stops before its next step, the lock is
 released and the process exits 0.  An exception in a tick is logged with its
 traceback, recorded (``ticks.status = 'failed'`` and an ``events`` row),
-alerted (``tinybot.notify``) and the loop goes on; when the exchange cannot be reached the loop backs off
-(one interval, doubling, up to ``MAX_BACKOFF``).
+alerted (``tinybot.notify``) and the loop goes on.
+
+An unreachable exchange is an *outage*, not an error: trading pauses (no
+order is sent), one alert says so, the loop backs off (one interval,
+doubling, up to ``MAX_BACKOFF``), and trading resumes by itself at the first
+tick where the exchange answers and reconcile is clean (one more alert).
+Outage ticks do not count towards the automatic kill switch; other failed
+ticks do (``tinybot.safety``).
+
+The loop survives a database write lock held by another process past the
+busy timeout: each of its own writes is retried with backoff, with a message
+while it waits.  Whatever ends the loop is logged (with its traceback when it
+is a crash), recorded in the heartbeat (``stopped`` or ``died``) and alerted
+("bot stopped"); a crash exits with ``exitcodes.ERROR``.  A run that died
+without a word (``kill -9``, power loss) is alerted by the next start.
+
+Before the first tick, ``run`` reconciles in-flight executions and then asks
+the optional start ``gate`` (live mode: doctor's blocking checks); a refused
+start is logged, alerted and returns ``exitcodes.REFUSED_START``.
 """
 from __future__ import annotations
 
@@ -34,6 +51,7 @@ import logging
 import os
 import signal
 import sqlite3
+import sys
 import threading
 import time
 import traceback
@@ -43,14 +61,22 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Callable
 
-from . import clock, db, ledger
+from . import clock, db, exitcodes, ledger
 from .config import Config
 
 log = logging.getLogger("tinybot.scheduler")
 
-EXIT_OK = 0
-EXIT_LOCKED = 75  # EX_TEMPFAIL: another `tinybot run` holds the lock; try again later
+EXIT_OK = exitcodes.OK
+EXIT_LOCKED = exitcodes.LOCKED  # another `tinybot run` holds the lock; try again later
 MAX_BACKOFF = timedelta(minutes=15)
+# A cached closed candle is trusted at most this long: Bitvavo may still correct a candle after it closed.
+CANDLE_CACHE_MAX_AGE = timedelta(minutes=15)
+# Our own writes while another process holds the database's write lock past the busy timeout:
+LOCK_RETRY_FIRST_S = 0.5
+LOCK_RETRY_MAX_S = 30.0
+FINAL_WRITE_PATIENCE_S = 20.0  # the last heartbeat on the way out waits at most this long
+OUTAGE_KEY = "scheduler.outage_since"
+DIED_PREFIX = "died: "  # heartbeat detail of a run that crashed out of its loop (state stays 'stopped')
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SURPRISE_EVERY = 5  # ticks between scans for orders we have no row for (5 weight per market per scan)
 
@@ -229,8 +255,8 @@ def liveness(conn: sqlite3.Connection, cfg: Config) -> dict:
     ``alive`` is True when the lock is held by a live process; ``stale`` when
     it is alive but its last sign of life is older than two intervals plus a
     minute (stuck?).  ``state`` is one of: running, backing_off, stopped,
-    died (the last scheduler never stopped cleanly and no process holds the
-    lock), never_run.
+    died (the last scheduler crashed out of its loop, or never stopped
+    cleanly and no process holds the lock), never_run.
     """
     now = clock.now()
     interval = cfg.scheduler.interval
@@ -243,7 +269,8 @@ def liveness(conn: sqlite3.Connection, cfg: Config) -> dict:
     elif alive:
         state = hb["state"] if hb["state"] != "stopped" else "running"
     else:
-        state = "stopped" if hb["state"] == "stopped" else "died"
+        clean = hb["state"] == "stopped" and not (hb["detail"] or "").startswith(DIED_PREFIX)
+        state = "stopped" if clean else "died"
     beat = clock.from_iso(hb["beat_at"]) if hb else None
     stale = bool(alive and beat and now - beat > 2 * interval + timedelta(minutes=1))
     next_tick = hb["next_tick_at"] if (hb and alive) else None
@@ -280,8 +307,19 @@ class TickReport:
     blocks: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
-    outage: bool = False
-    exchange_counted: bool = False  # this tick's exchange failure was already counted for the safety rules
+    outage: bool = False  # the exchange could not be reached: trading pauses, the kill switch is not counted
+    reconcile_failed: bool = False  # reconcile had errors while the exchange answered: counts as a failed tick
+
+    @property
+    def exit_code(self) -> int:
+        """`run --once`: 0 when the tick ran (or its slot was already done), else why not."""
+        if self.status == "skipped":
+            return exitcodes.OK
+        if self.outage:
+            return exitcodes.UNREACHABLE
+        if self.status != "ok" or self.reconcile_failed:
+            return exitcodes.ERROR
+        return exitcodes.OK
 
     def line(self) -> str:
         """The one terminal line for this tick."""
@@ -313,6 +351,37 @@ def _eur(d) -> str:
     return f"€{Decimal(d):.2f}"
 
 
+def is_db_locked(e: BaseException) -> bool:
+    """SQLite gave up waiting for another process's write lock (past the busy timeout)."""
+    return isinstance(e, sqlite3.OperationalError) and any(
+        w in str(e).lower() for w in ("database is locked", "database is busy", "database table is locked"))
+
+
+def network_failure(exc: BaseException) -> bool | None:
+    """True: the exchange could not be reached (timeout, refused, 5xx, rate limited); False: it answered
+    and refused or made no sense; None: cannot tell from the exception alone (ask the exchange)."""
+    from .exchange.base import ExchangeError, ReadOnlyClientError
+
+    if isinstance(exc, ReadOnlyClientError) or not isinstance(exc, ExchangeError):
+        return False
+    if "rate limited until" in str(exc):
+        return True  # tinybot's own backoff after a 429: the exchange will answer again later
+    ccxt = sys.modules.get("ccxt")  # loaded if the error came from ccxt; never imported here
+    seen = set()
+    e = exc.__cause__ or exc.__context__
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (OSError, TimeoutError, ConnectionError)):
+            return True
+        if ccxt is not None and isinstance(e, ccxt.NetworkError):
+            return True  # RequestTimeout, ExchangeNotAvailable (5xx, 109), DDoSProtection, rate limits
+        if ccxt is not None and isinstance(e, (ccxt.AuthenticationError, ccxt.PermissionDenied,
+                                               ccxt.BadRequest, ccxt.BadSymbol)):
+            return False
+        e = e.__cause__ or e.__context__
+    return None
+
+
 class Scheduler:
     """Runs ticks for one config.  ``run()`` is the loop; ``tick()`` one slot.
 
@@ -320,18 +389,22 @@ class Scheduler:
     read-only client comes from ``exchange.read_only`` and the trading one
     from ``executor.trading_exchange``, the only factory that may build it.
     ``before_tick(slot)`` is called before each claimed tick (the demo
-    advances its simulated price path there).
+    advances its simulated price path there).  ``gate(scheduler)`` is asked
+    once before the first tick, after the start-up reconcile; it returns the
+    reasons to refuse the start (an empty list: go).
     """
 
     def __init__(self, cfg: Config, conn: sqlite3.Connection | None = None, *,
                  echo: Callable[[str], None] = print, read_only=None, trading=None,
-                 before_tick: Callable[[datetime], None] | None = None, cache_candles: bool = True):
+                 before_tick: Callable[[datetime], None] | None = None, cache_candles: bool = True,
+                 gate: Callable[["Scheduler"], list[str]] | None = None):
         self.cfg = cfg
         self.conn = conn
         self.echo = echo
         self._ro = read_only
         self._trading = trading
         self.before_tick = before_tick
+        self.gate = gate
         self.stop_reason: str | None = None
         self.failures = 0  # consecutive outage ticks
         self.started_at = clock.now_iso()
@@ -339,9 +412,12 @@ class Scheduler:
         self.step = ""
         self._notifier = None
         self._tick_ro = None  # this tick's read-only client (tickers read once per tick)
-        # Closed candles never change on Bitvavo: read them again only when the next one has closed.
-        # The demo turns this off: its simulator replays an accelerated path under fixed timestamps.
+        self._sleep: Callable[[float], None] = time.sleep
+        # Closed candles rarely change: read them again once the next one has closed, and at the latest
+        # after CANDLE_CACHE_MAX_AGE (Bitvavo can still correct a recent candle).  The demo turns the
+        # cache off: its simulator replays an accelerated path under fixed timestamps.
         self._candle_cache: dict | None = {} if cache_candles else None
+        self._candle_cache_at: datetime | None = None
         self._reconciles = 0
 
     # -- plumbing --
@@ -373,11 +449,110 @@ class Scheduler:
             self._notifier = Notifier(self.cfg, self._connection())
         return self._notifier
 
-    def _safety(self, conn, report: TickReport, *, exchange_ok: bool | None) -> None:
-        """The automatic kill switch rules (tinybot.safety).  exchange_ok feeds the consecutive-errors count."""
+    def _alert(self, kind: str, text: str, *, key: str, severity: str) -> None:
+        """An alert that must get out even when the database is locked (then without dedupe)."""
+        sent = self.notifier().alert(kind, text, key=key, severity=severity)
+        if sent.status == "failed" and "OperationalError" in sent.detail:
+            from .notify import Notifier
+
+            Notifier(self.cfg, None).alert(kind, text, key=key, severity=severity)
+
+    def candle_cache(self) -> dict | None:
+        """The closed-candle cache, emptied when it is older than CANDLE_CACHE_MAX_AGE."""
+        if self._candle_cache is None:
+            return None
+        now = clock.now()
+        if self._candle_cache_at is None or now - self._candle_cache_at >= CANDLE_CACHE_MAX_AGE:
+            self._candle_cache.clear()
+            self._candle_cache_at = now
+        return self._candle_cache
+
+    def write(self, what: str, fn: Callable[[], object], *, patience_s: float | None = None):
+        """Run one of the scheduler's own writes; while another process holds the write lock past the
+        busy timeout, say so and retry with backoff (until a stop is requested, or ``patience_s``)."""
+        delay, since = LOCK_RETRY_FIRST_S, None
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as e:
+                if not is_db_locked(e):
+                    raise
+                conn = self.conn
+                if conn is not None and conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                now = time.monotonic()
+                if since is None:
+                    since = now
+                    msg = (f"database {self.cfg.db_path} is locked by another process ({what}); waiting for it"
+                           f" (an open `sqlite3` shell or a long command?); retrying with backoff")
+                    self.echo("  " + msg)
+                    log.warning("%s", msg)
+                else:
+                    log.warning("database still locked after %.0fs (%s); retrying in %.1fs", now - since, what, delay)
+                if patience_s is not None and now - since >= patience_s:
+                    raise
+                if self.stop_reason and patience_s is None:
+                    raise Interrupted(f"interrupted by {self.stop_reason} while waiting for the database lock")
+                self._sleep(delay)
+                delay = min(delay * 2, LOCK_RETRY_MAX_S)
+
+    # -- outage state (kept in ops_state, so `status` and the next run see it) --
+    def outage_since(self, conn) -> str | None:
+        from .notify import get_state
+
+        return get_state(conn, OUTAGE_KEY) or None
+
+    def _start_outage(self, conn, report: "TickReport") -> None:
+        from .notify import set_state
+
+        if self.outage_since(conn):
+            return
+        since = clock.now_iso()
+        set_state(conn, OUTAGE_KEY, since)
+        why = "; ".join(report.errors[-2:]) or "no answer"
+        log.warning("exchange outage started at %s: trading paused: %s", since, why)
+        self._alert("exchange_outage", f"exchange unreachable since {since}: trading is paused (nothing is sent)"
+                    f" until it answers again and reconcile is clean; tinybot resumes by itself. Last error: {why}",
+                    key=f"exchange_outage:{since}", severity="warning")
+
+    def _end_outage(self, conn, report: "TickReport") -> None:
+        from .notify import set_state
+
+        since = self.outage_since(conn)
+        if not since:
+            return
+        set_state(conn, OUTAGE_KEY, "")
+        took = clock.format_duration(clock.now() - clock.from_iso(since))
+        report.notes.append(f"exchange back after {took}; trading resumes")
+        log.warning("exchange outage since %s is over (%s): reconcile clean, trading resumes", since, took)
+        self._alert("exchange_back", f"exchange answers again after {took} (outage since {since}); reconcile is"
+                    " clean and trading resumes", key=f"exchange_back:{since}", severity="info")
+
+    def _unreachable_now(self) -> bool:
+        """Does the exchange answer at all?  Market data (public) and the balance (private, read key):
+        a refusal (a bad key, a permission) is an answer, a timeout or a 5xx is not."""
+        ro = self._tick_ro or self.read_only()
+        try:
+            ro.markets()
+            ro.balances()
+        except Exception as e:
+            return network_failure(e) is not False
+        return False
+
+    def _classify(self, exc: BaseException) -> bool:
+        """True when ``exc`` means the exchange could not be reached."""
+        verdict = network_failure(exc)
+        if verdict is None:
+            from .exchange.base import ExchangeError
+
+            verdict = isinstance(exc, ExchangeError) and self._unreachable_now()
+        return verdict
+
+    def _safety(self, conn, report: TickReport, *, tick_ok: bool | None) -> None:
+        """The automatic kill switch rules (tinybot.safety).  tick_ok feeds the consecutive-errors count."""
         from . import safety
 
-        turned_off = safety.check(conn, self.cfg, exchange_ok=exchange_ok,
+        turned_off = safety.check(conn, self.cfg, tick_ok=tick_ok,
                                   market_data=self._tick_ro or self._ro,
                                   notifier=self.notifier())
         if turned_off:
@@ -385,13 +560,15 @@ class Scheduler:
                                  + " (`tinybot resume` after checking)")
 
     def _after_tick(self, conn, report: TickReport) -> None:
-        """Count the tick for the consecutive-errors rule, then send the alerts (events, block summary)."""
-        from . import safety
-
+        """Outage bookkeeping, the consecutive-errors count, then the alerts (events, block summary)."""
         try:
-            if report.outage and not report.exchange_counted:
-                self._safety(conn, report, exchange_ok=False)
-            elif report.status == "ok" and not report.exchange_counted:
+            if report.outage:
+                self._start_outage(conn, report)  # not counted towards the kill switch: it pauses instead
+            elif report.status == "failed" or report.reconcile_failed:
+                self._safety(conn, report, tick_ok=False)
+            elif report.status == "ok":
+                from . import safety
+
                 safety.consecutive_errors(conn, self.cfg, True)  # a good tick resets the count
         except Exception:
             log.exception("safety check after the tick failed")
@@ -415,7 +592,7 @@ class Scheduler:
         slot = slot or slot_of(clock.now(), self.cfg.scheduler.interval)
         report = TickReport(slot)
         self.last_slot = slot
-        tick_id = claim_slot(conn, slot)
+        tick_id = self.write("claiming the tick's slot", lambda: claim_slot(conn, slot))
         if tick_id is None:
             report.status = "skipped"
             log.info("slot %s already claimed; skipped", clock.to_iso(slot))
@@ -430,17 +607,26 @@ class Scheduler:
             report.notes.append(str(e))
         except Exception as e:
             report.status = "failed"
-            from .exchange.base import ExchangeError
-
-            report.outage = isinstance(e, ExchangeError)
-            report.errors.append(f"{self.step}: {type(e).__name__}: {e}" if not report.outage else f"{self.step}: {e}")
-            log.error("tick %s failed in %s:\n%s", tick_id, self.step, traceback.format_exc())
             try:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            report.outage = self._classify(e)
+            if report.outage:
+                report.errors.append(f"{self.step}: exchange unreachable: {e}")
+                log.warning("tick %s: exchange unreachable in %s: %s", tick_id, self.step, e)
+            else:
+                from .exchange.base import ExchangeError
+
+                report.errors.append(f"{self.step}: {e}" if isinstance(e, ExchangeError)
+                                     else f"{self.step}: {type(e).__name__}: {e}")
+                log.error("tick %s failed in %s:\n%s", tick_id, self.step, traceback.format_exc())
+            try:
+                # an outage is alerted once when it starts (and once when it ends), not every tick
                 with db.transaction(conn):
                     ledger.event(conn, "tick_failed", f"slot {clock.to_iso(slot)}: {report.errors[-1]}",
-                                 severity="warning" if report.outage else "error")
+                                 severity="info" if report.outage else "error")
             except sqlite3.Error:
                 log.exception("could not record the failed tick as an event")
         finally:
@@ -451,7 +637,8 @@ class Scheduler:
             log.exception("alerts after the tick failed")
         line = report.line()
         status = {"ok": "ok", "interrupted": "failed", "failed": "failed"}[report.status]
-        finish_tick(conn, tick_id, status, line)
+        self.write("recording the tick", lambda: finish_tick(conn, tick_id, status, line),
+                   patience_s=FINAL_WRITE_PATIENCE_S if self.stop_reason else None)
         log.info("tick %s: %s", tick_id, line)
         try:  # old audit rows (ticks, guard decisions, events) go; fills and executions stay forever
             from . import retention
@@ -479,9 +666,13 @@ class Scheduler:
         for e in rec.errors:
             report.errors.append(e)
             log.warning("reconcile: %s", e)
+        if rec.errors:
+            # reconcile keeps its errors as text: whether the exchange answers at all tells an outage
+            # (pause, resume by itself) from a refusal a person must look at (counts towards the switch)
+            report.outage = self._unreachable_now()
+            report.reconcile_failed = not report.outage
         self._checkpoint("safety")
-        report.exchange_counted = bool(rec.errors)
-        self._safety(conn, report, exchange_ok=False if rec.errors else None)
+        self._safety(conn, report, tick_ok=None)
 
         self._checkpoint("expire")
         expired = proposals.expire_stale(conn)
@@ -489,11 +680,14 @@ class Scheduler:
             report.notes.append("expired: " + ", ".join(f"#{i}" for i in expired))
 
         self._checkpoint("snapshot")
-        snap = build_snapshot(conn, cfg, ro, sources=tuple(cfg.advisors), candle_cache=self._candle_cache)
+        snap = build_snapshot(conn, cfg, ro, sources=tuple(cfg.advisors), candle_cache=self.candle_cache())
         report.prices = {m: t.last for m, t in snap.tickers.items()}
         for p in snap.problems:
             report.errors.append(p)
             log.warning("snapshot: %s", p)
+        if not rec.errors:
+            self._end_outage(conn, report)  # the exchange answered and reconcile is clean
+        paused = self.outage_since(conn) or (clock.now_iso() if report.outage else None)
 
         created: list[int] = []
         for name in cfg.advisors:
@@ -512,6 +706,10 @@ class Scheduler:
         for pid in created:
             self._apply_policy(conn, pid, snap, report)
 
+        if paused:
+            report.notes.append(f"trading paused: exchange unreachable since {paused}; nothing sent")
+            log.info("trading paused (exchange outage since %s): approved proposals wait", paused)
+            return
         self._checkpoint("execute")
         self._execute_approved(conn, report)
 
@@ -583,13 +781,18 @@ class Scheduler:
     # -- the loop --
     def run(self, *, once: bool = False, until: datetime | None = None,
             sleep: Callable[[float], None] | None = None) -> int:
-        """Hold the lock and tick until stopped (or once).  Returns the exit code.
+        """Hold the lock and tick until stopped (or once).  Returns the exit code (tinybot.exitcodes).
 
-        Raises ``AlreadyRunning`` if another process holds the lock.
+        Raises ``AlreadyRunning`` if another process holds the lock.  ``once``:
+        the tick's own exit code (``TickReport.exit_code``).
         """
         lock = RunLock(self.cfg.lock_path).acquire()
         restore = self._install_signals()
+        self._sleep = sleep or time.sleep
         handler = None
+        code = exitcodes.OK
+        died: str | None = None
+        refused: str | None = None
         try:
             handler = attach_log_file(self.cfg)
             try:
@@ -599,13 +802,22 @@ class Scheduler:
             except Exception:
                 log.exception("could not install log redaction")
             conn = self._connection()
-            abandon_dead_ticks(conn)
+            self._previous_run_died(conn)
+            self.write("start-up: closing ticks a dead run left open", lambda: abandon_dead_ticks(conn))
             self.notifier().drain_events()  # the first drain ever skips history; this run's events get alerted
             interval = self.cfg.scheduler.interval
             log.info("scheduler started: pid %s, mode %s, interval %s, approval %s, advisors %s",
                      os.getpid(), self.cfg.mode, clock.format_duration(interval), self.cfg.scheduler.approval,
                      ", ".join(self.cfg.advisors) or "(none)")
-            heartbeat(conn, self.cfg, "running", started_at=self.started_at, next_tick=clock.now())
+            self.write("heartbeat", lambda: heartbeat(conn, self.cfg, "running", started_at=self.started_at,
+                                                      next_tick=clock.now(), detail="starting"))
+            self._startup_reconcile(conn)
+            if self.gate is not None:
+                reasons = self.gate(self)
+                if reasons:
+                    refused = "; ".join(reasons)
+                    code = exitcodes.REFUSED_START
+                    return code
             not_before: datetime | None = None
             while not self.stop_reason:
                 now = clock.now()
@@ -613,10 +825,14 @@ class Scheduler:
                     break
                 slot = slot_of(now, interval)
                 if (not_before is None or now >= not_before) and slot != self.last_slot:
-                    report = self.tick(slot)
+                    try:
+                        report = self.tick(slot)
+                    except Interrupted:
+                        break  # stopped while waiting for the database lock
                     self.echo(report.line())
                     not_before = self._backoff(report)
                     if once:
+                        code = report.exit_code
                         break
                 now = clock.now()
                 # a tick that overran into the next slot: run that slot now (late) rather than skip it
@@ -626,24 +842,102 @@ class Scheduler:
                 if until is not None:
                     wake = min(wake, until)
                 state = "backing_off" if not_before and not_before > clock.now() else "running"
-                heartbeat(conn, self.cfg, state, started_at=self.started_at, next_tick=wake,
-                          detail=f"{self.failures} outage tick(s) in a row" if state == "backing_off" else "")
+                outage = self.outage_since(conn)
+                detail = (f"exchange unreachable since {outage}: trading paused; {self.failures} outage tick(s)"
+                          " in a row" if outage else "")
+                try:
+                    self.write("heartbeat", lambda: heartbeat(conn, self.cfg, state, started_at=self.started_at,
+                                                              next_tick=wake, detail=detail))
+                except Interrupted:
+                    break
                 self._sleep_until(wake, sleep)
             if self.stop_reason:
                 self.echo(f"Stopped ({self.stop_reason}); lock released.")
-            return EXIT_OK
+            return code
+        except Exception as e:
+            died = f"{type(e).__name__}: {e}"
+            log.error("scheduler DIED: %s\n%s", died, traceback.format_exc())
+            self.echo(f"Error: tinybot run died: {died}. The traceback is in {self.cfg.log_path}.")
+            code = exitcodes.ERROR
+            return code
         finally:
-            try:
-                if self.conn is not None:
-                    heartbeat(self.conn, self.cfg, "stopped", started_at=self.started_at, next_tick=None,
-                              detail=self.stop_reason or "")
-            except Exception:
-                log.exception("could not write the final heartbeat")
-            log.info("scheduler stopped (%s)", self.stop_reason or "done")
+            self._stopped(once=once, died=died, refused=refused)
             restore()
             lock.release()
             if handler is not None:
                 detach_log_file(handler)
+
+    def _startup_reconcile(self, conn) -> None:
+        """In-flight executions (submitting/unknown, e.g. after a kill -9 mid-order) are resolved first:
+        the start gate then judges the account as it really is.  Failures are logged; ticks try again."""
+        if not conn.execute("SELECT 1 FROM trade_executions WHERE state IN ('submitting', 'unknown', 'submitted')"
+                            " LIMIT 1").fetchone():
+            return
+        from . import reconcile
+
+        try:
+            rec = reconcile.reconcile(conn, self.cfg, self.read_only(), surprises=False)
+        except Exception as e:
+            log.warning("start-up reconcile failed (the first tick tries again): %s: %s", type(e).__name__, e)
+            return
+        for c in rec.changes:
+            self.echo(f"  start-up reconcile: execution {c.execution_id} {c.before}→{c.after}")
+            log.info("start-up reconcile: execution %s %s→%s: %s", c.execution_id, c.before, c.after, c.detail)
+        for e in rec.errors:
+            log.warning("start-up reconcile: %s", e)
+
+    def _previous_run_died(self, conn) -> None:
+        """A heartbeat that still says running while we hold the lock: the last run never stopped (kill -9,
+        power cut, OOM).  Say so once; its ticks are marked abandoned next."""
+        try:
+            hb = conn.execute("SELECT * FROM scheduler_heartbeat WHERE id = 1").fetchone()
+        except sqlite3.Error:
+            return
+        if hb is None or hb["state"] == "stopped":
+            return
+        text = (f"the previous `tinybot run` (pid {hb['pid']}, started {hb['started_at']}) ended without"
+                f" stopping (killed, crashed or power lost); its last sign of life was {hb['beat_at']}."
+                " This run starts with a reconcile.")
+        log.error("%s", text)
+        self._alert("bot_died", text, key=f"bot_died:{hb['pid']}:{hb['started_at']}", severity="error")
+
+    def _stopped(self, *, once: bool, died: str | None, refused: str | None) -> None:
+        """Last heartbeat, last log line and the "bot stopped" alert, whatever the way out."""
+        if died:  # the schema's states are running/backing_off/stopped: a death is a stop whose detail says so
+            state, detail = "stopped", f"{DIED_PREFIX}{died}"
+        elif refused:
+            state, detail = "stopped", f"refused to start: {refused}"
+        else:
+            state, detail = "stopped", self.stop_reason or ("once" if once else "done")
+        if self.conn is not None:
+            try:
+                self.write("final heartbeat", lambda: heartbeat(
+                    self.conn, self.cfg, state, started_at=self.started_at, next_tick=None, detail=detail[:1000]),
+                    patience_s=FINAL_WRITE_PATIENCE_S)
+            except Exception:
+                log.exception("could not write the final heartbeat")
+        if died:
+            log.error("scheduler stopped: DIED (%s)", died)
+        else:
+            log.info("scheduler stopped (%s)", detail)
+        if refused:
+            self._alert("start_refused", f"tinybot run REFUSED TO START (exit {exitcodes.REFUSED_START}; systemd"
+                        f" does not retry it): {refused}. Fix it, check with `tinybot doctor`, then start it again.",
+                        key=f"start_refused:{refused}", severity="error")
+            return
+        if once and not died:
+            return  # cron's `run --once` every few minutes: its stop is not news
+        try:
+            where = f"{self.cfg.path.parent}"
+            if died:
+                self._alert("bot_stopped", f"tinybot run DIED ({died}); the traceback is in {self.cfg.log_path}."
+                            " Trading stops until it runs again (systemd restarts it if configured).",
+                            key=f"bot_stopped:{os.getpid()}:{self.started_at}", severity="error")
+            else:
+                self._alert("bot_stopped", f"tinybot run stopped ({detail}) in {where}; nothing trades until it"
+                            " runs again.", key=f"bot_stopped:{os.getpid()}:{self.started_at}", severity="warning")
+        except Exception:
+            log.exception("could not send the bot-stopped alert")
 
     def _backoff(self, report: TickReport) -> datetime | None:
         if not report.outage:

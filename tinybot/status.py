@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from . import clock, guards, killswitch
 from .config import Config, describe
+from .money import cents, plain
 
 
 def status(conn: sqlite3.Connection, cfg: Config) -> dict:
@@ -24,7 +25,7 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "SELECT COUNT(*) FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at <= ?"
         " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)", (clock.to_iso(now),)
     ).fetchone()[0]
-    unresolved = [dict(r) for r in conn.execute(
+    unresolved = [execution(r) for r in conn.execute(
         "SELECT id, proposal_id, market, side, state, reason, submitting_at FROM trade_executions"
         " WHERE state IN ('claimed', 'submitting', 'unknown') ORDER BY id")]
     from . import pnl
@@ -43,7 +44,7 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "mode": cfg.mode,
         "config": str(cfg.path),
         "db": str(cfg.db_path),
-        "kill_switch": killswitch.state(conn),
+        "kill_switch": kill_switch(killswitch.state(conn)),
         "paper_balances": balances,
         "live_balances": live_balances,
         "positions": positions,
@@ -51,23 +52,62 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
                                       "hold_eur", "prices_at")},
         "stranded": money["stranded"],
         "caps": {
-            "max_trade_eur": format(cfg.risk.max_trade_eur, "f"),
-            "daily": {"used_eur": _eur(spent), "cap_eur": format(cfg.risk.max_daily_eur, "f"),
+            "max_trade_eur": plain(cfg.risk.max_trade_eur),
+            "daily": {"used_eur": _eur(spent), "cap_eur": plain(cfg.risk.max_daily_eur),
                       "left_eur": _eur(max(cfg.risk.max_daily_eur - spent, Decimal(0)))},
-            "exposure": {"used_eur": _eur(exposed), "cap_eur": format(cfg.risk.max_exposure_eur, "f"),
+            "exposure": {"used_eur": _eur(exposed), "cap_eur": plain(cfg.risk.max_exposure_eur),
                          "left_eur": _eur(max(cfg.risk.max_exposure_eur - exposed, Decimal(0)))},
         },
         "allowlist": list(cfg.risk.allowlist),
         "pending_proposals": pending,
         "expired_unmarked_proposals": expired,
         "unresolved_executions": unresolved,
-        "scheduler": liveness(conn, cfg),
+        "scheduler": _scheduler(liveness(conn, cfg)),
         "risk": describe(cfg)["risk"],
     }
 
 
 def _eur(d: Decimal) -> str:
-    return f"{d:.2f}"
+    return cents(d)
+
+
+# --- the shapes of docs/JSON.md: what a row says to a user, not how SQLite stores it -----------------
+
+# Columns that mean nothing outside the database: internal row ids and request plumbing.
+_INTERNAL = {"approval_hash", "access_window_ms"}
+_FLAGS = ("external", "settled", "trading_enabled")  # 0/1 in SQLite, true/false to a user
+
+
+def _api(row, drop=()) -> dict:
+    out = {k: v for k, v in dict(row).items() if k not in _INTERNAL and k not in drop}
+    for k in _FLAGS:
+        if k in out and out[k] is not None:
+            out[k] = bool(out[k])
+    return out
+
+
+def proposal(row) -> dict:
+    """A proposal as `propose`, `proposals`, `approve`, `reject` and `why` print it."""
+    return _api(row)
+
+
+def execution(row) -> dict:
+    """An execution (its id is what `why` and reconcile name)."""
+    return _api(row)
+
+
+def fill(row) -> dict:
+    """A fill: its exchange ids identify it; the row id of trade_history means nothing to a user."""
+    return _api(row, drop=("id",))
+
+
+def kill_switch(ks: dict) -> dict:
+    return _api(ks, drop=("id",))
+
+
+def _scheduler(live: dict) -> dict:
+    tick = live.get("last_tick")
+    return {**live, "last_tick": _api(tick, drop=("id",)) if tick else None}
 
 
 def executions(conn: sqlite3.Connection, state: str | None = None, limit: int = 50) -> list[dict]:
@@ -75,7 +115,7 @@ def executions(conn: sqlite3.Connection, state: str | None = None, limit: int = 
     if state:
         sql += " WHERE state = ?"
         args.append(state)
-    return [dict(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
+    return [execution(r) for r in conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit))]
 
 
 def fills(conn: sqlite3.Connection, market: str | None = None, limit: int = 50) -> list[dict]:
@@ -85,7 +125,7 @@ def fills(conn: sqlite3.Connection, market: str | None = None, limit: int = 50) 
 
         sql += " WHERE market = ?"
         args.append(normalise_market(market))
-    rows = [dict(r) for r in conn.execute(sql + " ORDER BY executed_at DESC, id DESC LIMIT ?", (*args, limit))]
+    rows = [fill(r) for r in conn.execute(sql + " ORDER BY executed_at DESC, id DESC LIMIT ?", (*args, limit))]
     for r in rows:  # what the fill was worth in EUR, exact (amount × price), and its fee in EUR when paid in EUR
         r["eur_value"] = format(Decimal(r["amount"]) * Decimal(r["price"]), "f")
     return rows
@@ -95,10 +135,10 @@ def why(conn: sqlite3.Connection, proposal_id: int) -> dict:
     """A proposal, its execution (if any) and every guard decision about it, in order."""
     from . import proposals
 
-    p = dict(proposals.get(conn, proposal_id))
+    p = proposal(proposals.get(conn, proposal_id))
     ex = conn.execute("SELECT * FROM trade_executions WHERE proposal_id = ?", (proposal_id,)).fetchone()
     p["status"] = proposals.effective_status(p["status"], p["expires_at"], ex is not None)
     decisions = [dict(r) for r in conn.execute(
         "SELECT stage, guard, verdict, reason_code, detail, decided_at FROM guard_decisions WHERE proposal_id = ?"
         " ORDER BY id", (proposal_id,))]
-    return {"proposal": p, "execution": dict(ex) if ex else None, "decisions": decisions}
+    return {"proposal": p, "execution": execution(ex) if ex else None, "decisions": decisions}

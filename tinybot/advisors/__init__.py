@@ -64,6 +64,7 @@ BUILTIN = {
     "dca": "tinybot.advisors.dca:advise",
     "llm": "tinybot.advisors.llm:advise",
     "top_up": "tinybot.advisors.topup:advise",
+    "exits": "tinybot.advisors.exits:advise",
 }
 
 Advisor = Callable[["Snapshot", Config], list]
@@ -77,6 +78,7 @@ class Position:
     base: Decimal  # amount of the base asset held
     cost_eur: Decimal  # at cost, fees included
     realised_eur: Decimal
+    last_buy_at: datetime | None = None  # the newest buy fill of this position (trailing stops measure from it)
 
 
 @dataclass(frozen=True)
@@ -218,11 +220,15 @@ def build_snapshot(conn: sqlite3.Connection, cfg: Config, exchange, *, sources: 
 
 
 def read_positions(conn: sqlite3.Connection) -> dict[str, Position]:
-    return {
-        r["market"]: Position(r["market"], Decimal(r["base"]), Decimal(r["cost_eur"]), Decimal(r["realised_eur"]))
-        for r in conn.execute("SELECT * FROM positions WHERE base != '0' ORDER BY market")
-        if Decimal(r["base"]) > 0
-    }
+    out = {}
+    for r in conn.execute("SELECT * FROM positions WHERE base != '0' ORDER BY market"):
+        if Decimal(r["base"]) <= 0:
+            continue
+        last = conn.execute("SELECT MAX(executed_at) FROM trade_history WHERE market = ? AND side = 'buy'"
+                            " AND external = 0", (r["market"],)).fetchone()[0]
+        out[r["market"]] = Position(r["market"], Decimal(r["base"]), Decimal(r["cost_eur"]),
+                                    Decimal(r["realised_eur"]), clock.from_iso(last) if last else None)
+    return out
 
 
 def read_caps(conn: sqlite3.Connection, cfg: Config, now: datetime) -> Caps:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
-from .. import clock, db, llm_budget
+from .. import clock, db, llm_budget, llm_record
 from ..config import Config
 from ..proposals import Draft, ProposalError, validate
 from . import Snapshot
@@ -428,6 +428,10 @@ def _run(conn, snapshot: Snapshot, cfg: Config, min_interval: timedelta) -> LlmR
         return LlmResult(skipped="call_unknown", message=str(o), call_id=r.id)
     pin, pout = _usage(data)
     cost = llm_budget.settle(conn, r.id, cfg.llm, input_tokens=pin, output_tokens=pout)
+    # the LLM record: what was asked and answered, so a replay can answer it again at €0 (llm_record.py)
+    llm_record.record(conn, usage_id=r.id, model=cfg.llm.model, messages=body["messages"],
+                      answer=data["_garbage"] if "_garbage" in data else json.dumps(data),
+                      input_tokens=pin, output_tokens=pout, cost_eur=cost)
     try:
         drafts = parse_output(_content(data), snapshot, cfg)
     except LlmRejected as e:

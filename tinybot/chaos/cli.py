@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from . import Settings, cap_race, run, storm
+from . import LOOKUP_MODES, Settings, cap_race, run, storm
 
 
 @click.command()
@@ -23,18 +23,22 @@ from . import Settings, cap_race, run, storm
 @click.option("--storm", "storms", multiple=True, type=click.IntRange(2),
               help="Also: N processes execute one proposal (repeatable), e.g. --storm 10 --storm 50.")
 @click.option("--cap-race", "cap_races", multiple=True, type=click.IntRange(2),
-              help="Also: N processes each execute a different €5 buy under a €20 daily cap.")
+              help="Also: N processes each execute a different €6 buy under a €24 daily cap.")
+@click.option("--closed-lookup", type=click.Choice(LOOKUP_MODES), default="alternate", show_default=True,
+              help="Whether the simulator finds closed orders by clientOrderId: alternate (even batches on;"
+                   " odd batches and the tour off), on, or off.")
 @click.option("--grace", default=Settings.grace, show_default=True,
               help="exchange.reconcile_grace for the runs (access_window is 1s, the timeout 1s).")
 @click.option("--keep", type=click.Path(file_okay=False), help="Keep every database and result file in this directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def main(runs, seed, batch_size, only_batch, no_tour, storms, cap_races, grace, keep, as_json):
+def main(runs, seed, batch_size, only_batch, no_tour, storms, cap_races, closed_lookup, grace, keep, as_json):
     """Crash and fault-inject tinybot against the Bitvavo simulator, then check the invariants.
 
     \b
     python -m tinybot.chaos --runs 2000 --seed 20261127 --storm 10 --storm 50 --cap-race 50
     """
-    replay = f"python -m tinybot.chaos --runs {runs} --seed {seed} --batch-size {batch_size} --grace {grace}"
+    replay = (f"python -m tinybot.chaos --runs {runs} --seed {seed} --batch-size {batch_size} --grace {grace}"
+              f" --closed-lookup {closed_lookup}")
 
     started = time.monotonic()
 
@@ -44,7 +48,7 @@ def main(runs, seed, batch_size, only_batch, no_tour, storms, cap_races, grace, 
                        f" {len(r.violations)} violations, {time.monotonic() - started:.0f}s", err=True)
 
     report = run(runs, seed, batch_size=batch_size, only_batch=only_batch, with_tour=not no_tour,
-                 workdir=keep, progress=progress, settings=Settings(grace=grace))
+                 workdir=keep, progress=progress, settings=Settings(grace=grace), closed_lookup=closed_lookup)
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="tinybot-chaos-"))
     extra = {"storms": [storm(root, n, seed) for n in storms],
              "cap_races": [cap_race(root, n, seed) for n in cap_races]}

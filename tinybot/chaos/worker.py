@@ -48,7 +48,14 @@ def execute(config_path: str, proposal_id: int, env: dict, barrier, out: str | N
     exchange.client.enableRateLimit = False
     if barrier is not None:
         barrier.wait(timeout=60)
-    r = executor.execute(conn, cfg, exchange, proposal_id)
+    try:
+        r = executor.execute(conn, cfg, exchange, proposal_id)
+    except executor.NotExecutable as e:
+        # after a restore the proposal may be rejected (quarantine) or gone (proposed after the backup):
+        # `tinybot execute` says so and sends nothing
+        _write(out, {"proposal_id": proposal_id, "state": "not_executable", "reason": str(e), "sent": False,
+                     "client_order_id": None})
+        return
     _write(out, r.as_dict())
 
 

@@ -33,7 +33,7 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any, Callable
 
 import ccxt
@@ -410,6 +410,7 @@ class _Endpoint:
         self.last_status: int | None = None
         self._ccxt = self._build(key, secret, rate_limit, operator_id)
         self._watch_responses()
+        self.get_only = get_only
         if get_only:
             self._refuse_all_but_get()
 
@@ -466,6 +467,18 @@ class _Endpoint:
     @property
     def ccxt(self):
         return self._ccxt
+
+    def route(self, session, milliseconds: Callable[[], int]) -> None:
+        """Send through ``session`` (requests.Session's ``request``), sign on ``milliseconds``, no throttle.
+
+        For `tinybot replay` (see ``BitvavoReadOnly.route_requests``). A
+        GET-only endpoint stays GET-only: its ``fetch`` already refuses, and
+        the new session is wrapped the same way.
+        """
+        inst = self._ccxt
+        inst.enableRateLimit = False  # the far end is in this process: a client-side throttle only sleeps
+        inst.milliseconds = milliseconds
+        inst.session = _GetOnlySession(session) if self.get_only else session
 
     # --- rate limits ------------------------------------------------------------
     def backoff_key(self) -> tuple[str, str | None]:
@@ -545,7 +558,8 @@ class _Endpoint:
         self.last_status = None
         self._ccxt.last_response_headers = None
         try:
-            result = fn(*args)
+            with localcontext():  # ccxt sets ROUND_HALF_UP on the thread's context: keep that inside ccxt
+                result = fn(*args)
         except ReadOnlyClientError:
             raise
         except Exception as e:  # ccxt's errors, and anything else ccxt lets through
@@ -555,6 +569,22 @@ class _Endpoint:
             raise err from None
         self.note_answer()
         return result
+
+
+class _GetOnlySession:
+    """A session that refuses every HTTP method but GET (a GET-only endpoint's, after ``route``)."""
+
+    def __init__(self, session):
+        self._session = session
+
+    def request(self, method, url, *a, **k):
+        if str(method).upper() != "GET":
+            raise ReadOnlyClientError(
+                f"refused {method}: this Bitvavo client only looks orders up; only the executor places or cancels")
+        return self._session.request(method, url, *a, **k)
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
 
 
 def _parse(what: str, fn: Callable, raw: Any) -> Any:
@@ -748,7 +778,19 @@ class BitvavoReadOnly:
         lookups = None
         if lookup_key and lookup_secret:
             lookups = _Endpoint(cfg, lookup_key, lookup_secret, rate_limit=rate_limit, get_only=True, sleep=sleep)
+        self._lookup_ep = lookups
         self._lookups = OrderLookups(lookups)
+
+    def route_requests(self, session, *, milliseconds: Callable[[], int]) -> None:
+        """Every ccxt instance of this client (view key and lookups) sends through ``session`` and
+        signs its requests on ``milliseconds``, without client-side throttling.
+
+        For `tinybot replay`, which answers in-process from the simulator on a
+        simulated clock (docs/REPLAY.md); never for the real exchange.
+        """
+        for ep in (self._view, self._lookup_ep):
+            if ep is not None:
+                ep.route(session, milliseconds)
 
     @property
     def client(self):
@@ -828,6 +870,10 @@ class BitvavoTrading:
         self._lookups = OrderLookups(self._ep)
         self.has_key = True
 
+    def route_requests(self, session, *, milliseconds: Callable[[], int]) -> None:
+        """As ``BitvavoReadOnly.route_requests``: this client's one ccxt instance, for `tinybot replay`."""
+        self._ep.route(session, milliseconds)
+
     @property
     def client(self):
         """The underlying ccxt instance (for doctor and tests)."""
@@ -855,7 +901,7 @@ class BitvavoTrading:
         For the candle store (tinybot.candles), which pages through history
         itself; rate limits and errors are handled as for every other read.
         """
-        return self._view.call(what, self._view.ccxt.publicGetMarketCandles, params)
+        return self._ep.call(what, self._ep.ccxt.publicGetMarketCandles, params)
 
     def balances(self) -> dict[str, Balance]:
         return self._reads.balances()
@@ -906,7 +952,8 @@ class BitvavoTrading:
         self._ep.last_status = None
         self.client.last_response_headers = None
         try:
-            result = self.client.create_order(symbol, "market", side, order_amount, None, params)
+            with localcontext():  # ccxt's decimal_to_precision changes the thread's rounding: keep it inside
+                result = self.client.create_order(symbol, "market", side, order_amount, None, params)
         except Exception as e:  # every exception is an outcome; classify_send sorts them
             self._ep.note_error(e)
             return classify_send(e, self._ep.last_status)
