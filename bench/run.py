@@ -5,7 +5,9 @@ same disk, as a ratio, with the target from issue #8.  Stdlib timing only;
 this is a script, not a timed test (tests/test_bench_smoke.py runs it in
 ``--quick`` mode so it cannot rot).
 
-    python bench/run.py                 # everything, ~4 minutes
+    python bench/run.py                 # everything but wear, ~4 minutes
+    python bench/run.py --only wear     # SD-card wear at the real 1-minute tick, ~30 minutes
+    python bench/run.py --only wear --wear-interval 2s   # the same, scaled per tick, ~1 minute
     python bench/run.py --only execute,guards
     python bench/run.py --quick         # tiny sizes, a few seconds: proves it runs
     python bench/run.py --dir /mnt/sd   # put the databases on another disk
@@ -22,6 +24,10 @@ Sections:
   growth   DB bytes per tick and per trade → bytes per day and per year,
            with and without tinybot.retention
   storm    10 and 50 OS processes executing one proposal
+  wear     bytes an idle `tinybot run` (live, against the simulator) writes:
+           /proc/<pid>/io write_bytes per tick → per day at the 1-minute tick;
+           then the same bot in-process, write_bytes per db.transaction()
+           caller (which step of the tick writes what)
 """
 from __future__ import annotations
 
@@ -30,12 +36,14 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import queue
 import signal
 import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -45,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("execute", "guards", "startup", "run", "growth", "storm")
+SECTIONS = ("execute", "guards", "startup", "run", "growth", "storm", "wear")
 MARKETS = ("BTC-EUR", "ETH-EUR", "SOL-EUR", "XRP-EUR", "ADA-EUR", "DOT-EUR", "LTC-EUR", "LINK-EUR")
 PRICES = {"BTC-EUR": "60000", "ETH-EUR": "3000", "SOL-EUR": "150", "XRP-EUR": "0.5", "ADA-EUR": "0.4",
           "DOT-EUR": "6", "LTC-EUR": "80", "LINK-EUR": "15"}
@@ -414,7 +422,7 @@ def bench_startup(rep: Report, work: Path, reps: int) -> dict:
     res: dict[str, tuple[float, int, float]] = {}
     nopyc = {**env, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": str(work / "no-pycache")}
     cold = statistics.median(run_child(cmds["tinybot kill"], nopyc)[0] for _ in range(reps))
-    for name, argv in cmds.items():
+    for argv in cmds.values():
         run_child(argv, env)  # warm the page cache (and the bytecode cache)
     runs: dict[str, list] = {name: [] for name in cmds}
     for _ in range(reps):  # round robin: load from a neighbour hits every command alike
@@ -495,7 +503,8 @@ def table_bytes(db_path: Path) -> dict[str, int]:
         rows = conn.execute("SELECT name, SUM(pgsize - unused) FROM dbstat GROUP BY name").fetchall()
         return {name: int(b or 0) for name, b in rows}
     except sqlite3.OperationalError:  # SQLite built without dbstat: count pages instead
-        return {"(all)": conn.execute("PRAGMA page_count").fetchone()[0] * conn.execute("PRAGMA page_size").fetchone()[0]}
+        pages, size = conn.execute("PRAGMA page_count").fetchone()[0], conn.execute("PRAGMA page_size").fetchone()[0]
+        return {"(all)": pages * size}
     finally:
         conn.close()
 
@@ -514,8 +523,8 @@ def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dic
                     "TINYBOT_READ_SECRET": SIM_READ[1]})
         subprocess.run([sys.executable, "-m", "tinybot", "init"], env=env, capture_output=True, check=True)
         # the bench has no alert URL and no backup: doctor's go/no-go says no, and that is expected here
-        bot = subprocess.Popen([sys.executable, "-m", "tinybot", "run", "--ignore-doctor"], env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+        bot = subprocess.Popen([sys.executable, "-m", "tinybot", "run", "--ignore-doctor"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         dbp = d / "tinybot.db"
 
         def done_ticks() -> int:
@@ -571,7 +580,7 @@ def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dic
 
 def bench_growth(rep: Report, work: Path, run_growth: dict | None, trades: int) -> None:
     """Bytes per day at a 1-minute tick: idle ticks (from the run section) plus trades (from executes)."""
-    from tinybot import clock, config, db, executor, proposals, retention
+    from tinybot import config, db, executor, proposals, retention
     from tinybot.exchange.paper import PaperExchange
     from tinybot.exchange.static import StaticMarketData
     from tinybot.proposals import Draft
@@ -687,17 +696,226 @@ def bench_storm(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
               " so the spread is wide)", flush=True)
 
 
+# --- 7. SD-card wear: the bytes an idle `tinybot run` writes ---------------------------------
+
+def proc_write_bytes(pid: int | str = "self") -> int:
+    """/proc/<pid>/io write_bytes: pages this process dirtied (WAL, checkpoints, log), counted once per clean→dirty."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"/proc/{pid}/io has no write_bytes")
+
+
+def seed_month_of_ticks(db_path: Path, interval: timedelta, run_for: timedelta, keep_days: int = 30) -> int:
+    """A month of finished ticks, as on a bot that has run for 30 days, so retention deletes as it will then.
+
+    One row a minute for the month (the table's real size), and one row per `interval` around the
+    retention cutoff for the length of the run: every tick of the run then finds about one tick due
+    for deletion, as at the default 1-minute tick, whatever interval the bench uses.
+    """
+    from tinybot import clock, db
+
+    now = clock.now()
+    cut = now - timedelta(days=keep_days)
+    slots: set[datetime] = set()
+    t = cut - timedelta(minutes=5)
+    while t < now - timedelta(minutes=2):
+        slots.add(t.replace(second=0, microsecond=0))
+        t += timedelta(minutes=1)
+    t = cut - timedelta(minutes=1)
+    while t < cut + run_for + timedelta(minutes=2):
+        slots.add(t)
+        t += interval
+    summary = "12:00:00 ok | proposals: none"
+    rows = [(clock.to_iso(s), clock.to_iso(s), clock.to_iso(s + timedelta(seconds=2)), summary) for s in sorted(slots)]
+    conn = db.open_db(db_path)
+    with db.transaction(conn):
+        conn.executemany("INSERT INTO ticks (slot, started_at, finished_at, status, pid, summary)"
+                         " VALUES (?, ?, ?, 'ok', 1, ?)", rows)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return len(rows)
+
+
+def wear_env(d: Path, url: str, interval: str) -> tuple[dict, Path]:
+    cfg_path = live_config(d, url, interval, "[]")  # the example bot.toml's advisors: none, an idle bot
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
+    env.update({"TINYBOT_CONFIG": str(cfg_path), "TINYBOT_TRADE_KEY": SIM_TRADE[0],
+                "TINYBOT_TRADE_SECRET": SIM_TRADE[1], "TINYBOT_READ_KEY": SIM_READ[0],
+                "TINYBOT_READ_SECRET": SIM_READ[1]})
+    return env, cfg_path
+
+
+def bench_wear(rep: Report, work: Path, ticks: int, interval: str) -> dict:
+    """write_bytes of a real `tinybot run` process (live, simulator), idle, over `ticks` ticks after two warm-ups."""
+    from tinybot import clock
+
+    step = clock.parse_duration(interval)
+    scale = timedelta(days=1) / timedelta(minutes=1)  # ticks a day at the default interval
+    print(f"\n7. SD-card wear: an idle `tinybot run` (live → simulator, no advisors, a month of ticks behind it),"
+          f" {ticks} ticks at {interval}; /proc/<pid>/io write_bytes × {scale:.0f} ticks a day", flush=True)
+    d = work / "wear"
+    sim_env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
+    sim, url = start_sim(sim_env)
+    try:
+        env, cfg_path = wear_env(d, url, interval)
+        seeded = seed_month_of_ticks(d / "tinybot.db", step, step * (ticks + 4))
+        # ticks are counted by the one line a tick `tinybot run` prints (after its banner), not by rows:
+        # a bot that keeps no row for an idle tick (one of the cuts proposed) is measured the same way
+        bot = subprocess.Popen([sys.executable, "-m", "tinybot", "run", "--ignore-doctor"],
+                               env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in iter(bot.stdout.readline, "")] + [lines.put(None)],
+                         daemon=True).start()
+        deadline = time.monotonic() + (ticks + 3) * (step.total_seconds() + 5) + 60
+        seen = [0]
+        try:
+            def wait_for(n: int) -> None:
+                while seen[0] < n:
+                    try:
+                        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+                    except queue.Empty:
+                        raise RuntimeError("tinybot run stalled") from None
+                    if line is None:
+                        raise RuntimeError(f"tinybot run stopped (exit {bot.wait()})")
+                    if line[:9].count(":") == 2 and line[:8].replace(":", "").isdigit():  # "12:01:00 ok | …"
+                        seen[0] += 1
+
+            wait_for(2)  # warm-up: imports, the first prune of the month's backlog, the first surprise scan
+            log = d / "tinybot.log"
+            w0, log0, t0 = proc_write_bytes(bot.pid), log.stat().st_size, time.monotonic()
+            wait_for(2 + ticks)
+            w1, log1, t1 = proc_write_bytes(bot.pid), log.stat().st_size, time.monotonic()
+        finally:
+            bot.send_signal(signal.SIGTERM)
+            bot.wait(timeout=60)
+    finally:
+        sim.terminate()
+        sim.wait(timeout=10)
+    per_tick = (w1 - w0) / ticks
+    day = per_tick * scale
+    rep.add("wear", f"write_bytes per idle tick ({interval}, {seeded:,} ticks seeded)",
+            f"{per_tick / 1024:,.1f} KiB", raw_b=per_tick)
+    rep.add("wear", "→ per day at the 1-minute tick", f"{day / 2**20:,.1f} MiB", day / (10 * 2**20),
+            "10 MiB/day target", "≤ 10 MiB/day", day <= 10 * 2**20, raw_b=day)
+    rep.add("wear", "  of which log file appended (bytes, not pages)", f"{(log1 - log0) / ticks:,.0f} B/tick")
+    rep.add("wear", "wall per tick", ms((t1 - t0) / ticks))
+    return {"per_tick": per_tick, "per_day": day}
+
+
+class WriteLedger:
+    """Attributes write_bytes of this process to the function that opened each db.transaction()."""
+
+    def __init__(self, db_path: Path):
+        self.db_path, self.on = db_path, False
+        self.calls: dict[str, list[int]] = {}
+        self.checkpoint = 0
+
+    def wrap(self, real):
+        import contextlib
+
+        ledger = self
+
+        def transaction(conn):
+            f = sys._getframe(1)
+            label = f"{Path(f.f_code.co_filename).stem}.{f.f_code.co_name}"
+
+            @contextlib.contextmanager
+            def measured():
+                w0, m0 = proc_write_bytes(), self.db_path.stat().st_mtime_ns
+                with real(conn) as c:
+                    yield c
+                w = proc_write_bytes() - w0
+                if ledger.on:
+                    if self.db_path.stat().st_mtime_ns != m0:  # only a checkpoint writes the main file in WAL mode
+                        label_ = label + " (+checkpoint)"
+                    else:
+                        label_ = label
+                    ledger.calls.setdefault(label_, []).append(w)
+            return measured()
+        return transaction
+
+
+def bench_wear_breakdown(rep: Report, work: Path, ticks: int, interval: str) -> None:
+    """The same idle bot in this process: what each transaction of a tick writes."""
+    from tinybot import clock, config, db, scheduler
+
+    step = clock.parse_duration(interval)
+    print(f"\n   breakdown: the same bot in-process, {ticks} ticks at {interval}; write_bytes per"
+          " db.transaction() (its caller), the rest", flush=True)
+    sys.dont_write_bytecode = True  # a .pyc written mid-run would count as the bot's
+    d = work / "wear-breakdown"
+    sim_env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
+    sim, url = start_sim(sim_env)
+    saved = {k: os.environ.get(k) for k in ("TINYBOT_CONFIG", "TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET",
+                                            "TINYBOT_READ_KEY", "TINYBOT_READ_SECRET")}
+    real_tx = db.transaction
+    try:
+        env, cfg_path = wear_env(d, url, interval)
+        os.environ.update({k: env[k] for k in saved})
+        cfg = config.load(cfg_path)
+        seed_month_of_ticks(cfg.db_path, step, step * (ticks + 4))
+        ledger = WriteLedger(cfg.db_path)
+        db.transaction = ledger.wrap(real_tx)
+        marks: dict[str, int] = {}
+        seen = [0]
+
+        def before_tick(slot):
+            seen[0] += 1
+            if seen[0] == 3:  # two warm-up ticks, as above
+                ledger.on = True
+                marks["w0"], marks["log0"] = proc_write_bytes(), cfg.log_path.stat().st_size
+            if seen[0] == 3 + ticks:
+                ledger.on = False
+                marks["w1"], marks["log1"] = proc_write_bytes(), cfg.log_path.stat().st_size
+                sched.request_stop("bench")
+
+        sched = scheduler.Scheduler(cfg, echo=lambda line: None, before_tick=before_tick)
+        sched.run(until=clock.now() + step * (ticks + 6) + timedelta(seconds=60))
+        if sched.conn is not None:
+            sched.conn.close()
+    finally:
+        db.transaction = real_tx
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        sim.terminate()
+        sim.wait(timeout=10)
+    if "w1" not in marks:
+        raise RuntimeError("the in-process bot did not reach its last measured tick")
+    total = (marks["w1"] - marks["w0"]) / ticks
+    attributed = 0.0
+    for label, ws in sorted(ledger.calls.items(), key=lambda kv: -sum(kv[1])):
+        per = sum(ws) / ticks
+        attributed += per
+        writing = sum(1 for w in ws if w)
+        rep.add("wear", f"  {label}", f"{per / 1024:,.1f} KiB/tick", per / total if total else None, "all",
+                f"{len(ws) / ticks:.2g} commits/tick, {writing / ticks:.2g} wrote", raw_b=per)
+    rep.add("wear", "  outside any transaction (log pages, lock, …)", f"{(total - attributed) / 1024:,.1f} KiB/tick",
+            (total - attributed) / total if total else None, "all", raw_b=total - attributed)
+    rep.add("wear", "  in-process total", f"{total / 1024:,.1f} KiB/tick", None, "",
+            f"log appended {(marks['log1'] - marks['log0']) / ticks:,.0f} B/tick", raw_b=total)
+
+
 # --- main --------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {', '.join(SECTIONS)}")
+    ap.add_argument("--only", default=",".join(s for s in SECTIONS if s != "wear"),
+                    help=f"comma list of {', '.join(SECTIONS)} (wear runs only when named: it takes real minutes)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs, figures are noise")
     ap.add_argument("--dir", help="where the databases go (default: a temp dir under the current directory)")
     ap.add_argument("--json", help="also write every row to this JSON file")
     ap.add_argument("--profile", action="store_true", help="cProfile the execute section")
     ap.add_argument("--fsync-delay-ms", type=float, default=0,
                     help="re-run under strace, adding this delay to every fsync/fdatasync: an SD card on a fast disk")
+    ap.add_argument("--wear-interval", default=None,
+                    help="tick interval of the wear section (default the real 1m, ~30 minutes for both parts; 2s"
+                         " with --quick). A shorter one is scaled per tick and undercounts the log's page writes")
+    ap.add_argument("--wear-ticks", type=int, default=0, help="measured ticks in the wear section (default 10)")
     args = ap.parse_args(argv)
     if args.fsync_delay_ms and not os.environ.get("TINYBOT_BENCH_UNDER_STRACE"):
         import shutil
@@ -716,7 +934,8 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     sizes = dict(execute=30 if q else 1000, guards=[10, 100, 1000] if q else [10, 1000, 100_000],
                  guard_reps=20 if q else 500, startup_reps=1 if q else 7, ticks=3 if q else 100,
-                 trades=5 if q else 200, storm=[3] if q else [10, 50], storm_reps=1 if q else 3)
+                 trades=5 if q else 200, storm=[3] if q else [10, 50], storm_reps=1 if q else 3,
+                 wear_ticks=args.wear_ticks or (2 if q else 10))
 
     m = machine()
     if args.fsync_delay_ms:
@@ -745,6 +964,10 @@ def main(argv: list[str] | None = None) -> int:
             bench_growth(rep, work, run_growth, sizes["trades"])
         if "storm" in only:
             bench_storm(rep, work, sizes["storm"], sizes["storm_reps"])
+        if "wear" in only:
+            every = args.wear_interval or ("2s" if q else "1m")
+            bench_wear(rep, work, sizes["wear_ticks"], every)
+            bench_wear_breakdown(rep, work, sizes["wear_ticks"], every)
     misses = [r for r in rep.rows if r["ok"] is False]
     print(f"\n{len(misses)} target(s) missed" + (": " + "; ".join(r["name"] for r in misses) if misses else ""))
     if args.json:

@@ -115,10 +115,8 @@ def _print_init(d) -> None:
 def example_config() -> str:
     from importlib import resources
 
-    shipped = resources.files("tinybot").joinpath("bot.toml")
-    if shipped.is_file():
-        return shipped.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "bot.toml").read_text(encoding="utf-8")
+    # package data (in a checkout tinybot/bot.toml links to the top-level file)
+    return resources.files("tinybot").joinpath("bot.toml").read_text(encoding="utf-8")
 
 
 # --- proposals -----------------------------------------------------------------

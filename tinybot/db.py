@@ -98,11 +98,8 @@ def fault(e: BaseException, path: str | Path, *, waited_ms: int | None = None) -
 
 
 def schema_text() -> str:
-    """schema.sql: shipped inside the package when installed, at the repo root in a checkout."""
-    shipped = resources.files("tinybot").joinpath("schema.sql")
-    if shipped.is_file():
-        return shipped.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
+    """schema.sql, package data (in a checkout tinybot/schema.sql links to the top-level file)."""
+    return resources.files("tinybot").joinpath("schema.sql").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)
