@@ -163,22 +163,3 @@ def test_no_sql_clock_anywhere():
     texts = list(_sql_texts())
     assert len(texts) > 50  # the scan really sees the code's SQL
     assert [name for name, text in texts if pattern.search(text)] == []
-
-
-def test_schema_ships_inside_an_installed_package(tmp_path):
-    """A non-editable install finds schema.sql (and the example bot.toml) inside the package."""
-    import subprocess
-    import sys
-
-    target = tmp_path / "site"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(ROOT)],
-                       capture_output=True, text=True, timeout=240)
-    assert r.returncode == 0, r.stderr
-    assert (target / "tinybot" / "schema.sql").read_text() == (ROOT / "schema.sql").read_text()
-    probe = ("import tinybot, tinybot.db as d, tinybot.cli as c; "
-             "print(tinybot.__file__); print(len(d.migrations())); print(len(c.example_config()))")
-    r = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
-                       env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"}, timeout=60)
-    assert r.returncode == 0, r.stderr
-    where, n_migrations, n_example = r.stdout.split()
-    assert where.startswith(str(target)) and int(n_migrations) == len(db.migrations()) and int(n_example) > 100
