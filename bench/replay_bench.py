@@ -45,7 +45,7 @@ def write_candles(path: Path, days: int, seed: int = 11) -> None:
             o = p
             c = o * (1 + 0.002 * math.sin(i / 40) + rnd.gauss(0, 0.006))
             h, lo = max(o, c) * (1 + abs(rnd.gauss(0, 0.002))), min(o, c) * (1 - abs(rnd.gauss(0, 0.002)))
-            f = lambda x: f"{x:.{dec}f}"  # noqa: E731
+            f = lambda x, dec=dec: f"{x:.{dec}f}"  # noqa: E731
             lines.append(f"{market},{int(T0.timestamp() * 1000) + i * 3_600_000},{f(o)},{f(h)},{f(lo)},{f(c)},1")
             p = float(f(c))
     path.write_text("\n".join(lines) + "\n")

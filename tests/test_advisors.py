@@ -14,7 +14,6 @@ from tinybot import clock, db, proposals, scheduler
 from tinybot.advisors import Caps, Position, Snapshot, build_snapshot, closed_candles, dca, rules, run_advisor
 from tinybot.exchange.base import Balance, Candle
 from tinybot.exchange.static import eur_market
-from tinybot.proposals import Draft
 
 T0 = datetime(2026, 11, 27, 20, 0, tzinfo=timezone.utc)
 MIN = 60_000
@@ -175,7 +174,7 @@ def test_dca_retries_a_blocked_buy_after_the_ttl_not_every_tick(write_config):
 
 def test_dca_waits_for_a_pending_manual_proposal_and_counts_a_rejection(write_config):
     cfg = dca_cfg(write_config, every="1d", ttl="2h")
-    conn = db.open_db(cfg.db_path)
+    db.open_db(cfg.db_path)
     s = lambda now, hist: dca.advise(snap(now=now, history={"dca": hist}), cfg)  # noqa: E731
     from tinybot.advisors import PastProposal
 

@@ -11,7 +11,6 @@ from decimal import ROUND_DOWN, Decimal
 import pytest
 
 from tinybot import chaos, clock, crash, db, executor, guards, ledger
-from tinybot.chaos import invariants
 from tinybot.chaos.invariants import Findings, _guards
 from tinybot.proposals import Draft
 

@@ -1,7 +1,6 @@
 """Strict config: every mistake names the file and the key, and nothing starts."""
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from decimal import Decimal
 

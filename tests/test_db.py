@@ -93,7 +93,7 @@ def test_transaction_rolls_back_on_error_and_refuses_to_nest(conn, tmp_path):
     with pytest.raises(ZeroDivisionError):
         with db.transaction(conn):
             conn.execute("UPDATE kill_switch SET reason = 'half-written'")
-            1 / 0
+            raise ZeroDivisionError("a bug in the middle of a transaction")
     other = db.connect(tmp_path / "t.db")
     assert other.execute("SELECT reason FROM kill_switch").fetchone()[0] == "initial"
     with db.transaction(conn):
@@ -149,7 +149,7 @@ def _sql_texts():
     import io
     import tokenize
 
-    yield "schema.sql", "\n".join(l.split("--")[0] for l in (ROOT / "schema.sql").read_text().splitlines())
+    yield "schema.sql", "\n".join(line.split("--")[0] for line in (ROOT / "schema.sql").read_text().splitlines())
     for f in Path(ROOT / "tinybot").rglob("*.py"):
         for tok in tokenize.generate_tokens(io.StringIO(f.read_text()).readline):
             if tok.type == tokenize.STRING and re.search(r"\b(SELECT|INSERT|UPDATE|DELETE|CREATE)\b", tok.string):

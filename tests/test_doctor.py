@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from tinybot import backup, config, db, doctor
 from tinybot.cli import cli
+from tinybot.exchange.base import ReadOnlyClientError
 from tinybot.sim import SimAccount
 
 from test_notify import Receiver
@@ -226,7 +227,7 @@ def test_a_read_key_with_trade_rights_fails_without_blocking_the_start(tmp_path,
 def test_the_key_probes_cannot_place_an_order_even_with_the_trade_key(tmp_path, sim):
     cfg = write_live(tmp_path, sim)
     client = doctor.key_client(cfg, "TRADE")
-    with pytest.raises(Exception):
+    with pytest.raises(ReadOnlyClientError, match="refused POST"):  # refused before a byte leaves
         client.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6, "operatorId": 1})
     assert sim.sim.orders() == []
 

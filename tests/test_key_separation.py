@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 import pytest
 
@@ -195,11 +194,12 @@ def test_nothing_reachable_from_the_live_read_only_client_can_place_or_cancel(li
     assert {i.apiKey for i in instances} >= {TRADE_KEY}
     for inst in instances:
         inst.options["operatorId"] = 1  # as if someone set it
-        attempts = (lambda: inst.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6}),
-                    lambda: inst.privatePostOrder({"market": "BTC-EUR", "side": "buy", "orderType": "market",
-                                                   "amountQuote": "6", "operatorId": 1}),
-                    lambda: inst.cancel_order("00000000-0000-4000-8000-000000000000", "BTC/EUR"),
-                    lambda: inst.session.request("POST", running.url + "/v2/order", data="{}"))
+        attempts = (lambda inst=inst: inst.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6}),
+                    lambda inst=inst: inst.privatePostOrder({"market": "BTC-EUR", "side": "buy",
+                                                             "orderType": "market", "amountQuote": "6",
+                                                             "operatorId": 1}),
+                    lambda inst=inst: inst.cancel_order("00000000-0000-4000-8000-000000000000", "BTC/EUR"),
+                    lambda inst=inst: inst.session.request("POST", running.url + "/v2/order", data="{}"))
         for attempt in attempts:
             try:
                 answer = attempt()

@@ -56,7 +56,7 @@ def test_usage_shows_spend_reservations_calls_tokens_and_the_exhausted_notice(cf
     assert lines[2].startswith("Month 2026-11: €0.000179 spent + €0.00039 reserved of €1 ")
     assert lines[3].startswith("Budget exhausted: LLM daily budget 2026-11-27 used up")
     assert "  #2 gpt-4o-mini reserved €0.00039 at 2026-11-27T12:00:00.000000Z, expires 2026-11-27T13:00:00.000000Z" in lines
-    assert any(l.startswith("  2026-11-27     2 call(s)") and "(1 reserved)" in l for l in lines)
+    assert any(row.startswith("  2026-11-27     2 call(s)") and "(1 reserved)" in row for row in lines)
 
     data = json.loads(invoke("usage", "--json").output)
     assert data["today"]["spent_eur"] == "0.0001788" and data["today"]["reserved_eur"] == "0.00039"
@@ -84,6 +84,7 @@ def test_usage_runs_as_a_real_command_without_importing_the_exchange(cfg):
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["today"]["calls"] == 0
     code = "import sys; from tinybot.cli import cli; cli(['usage'], standalone_mode=False); print('ccxt' in sys.modules)"
-    import subprocess, sys
+    import subprocess
+    import sys
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.splitlines()[-1] == "False", out.stderr

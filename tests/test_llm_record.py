@@ -18,7 +18,7 @@ def records(conn):
 
 
 @freeze_time(T0)
-def test_every_answered_call_is_recorded_as_asked_and_answered(setup, fake):
+def test_every_answered_call_is_recorded_as_asked_and_answered(setup, fake):  # noqa: F811  (fixtures)
     cfg, conn = setup()
     fake.reply(buy(eur="5.00"), prompt_tokens=812, completion_tokens=95)
     fake.reply("not json at all", prompt_tokens=700, completion_tokens=5)  # rejected, but answered and billed
@@ -44,7 +44,7 @@ def test_every_answered_call_is_recorded_as_asked_and_answered(setup, fake):
 
 
 @freeze_time(T0)
-def test_a_call_without_an_answer_is_not_recorded(setup, fake):
+def test_a_call_without_an_answer_is_not_recorded(setup, fake):  # noqa: F811  (fixtures)
     cfg, conn = setup()
     fake.reply_status(401)  # refused: nothing generated, nothing billed
     r = llm.run(snapshot(), cfg, conn=conn, min_interval=NOW)

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, db, executor, guards, killswitch, ledger, proposals, reconcile, sizing
+from tinybot import clock, db, executor, killswitch, ledger, proposals, reconcile, sizing
 from tinybot.config import ConfigError
-from tinybot.exchange.base import Fill, Order
+from tinybot.exchange.base import Fill
 from tinybot.proposals import Draft
 
 from tests_helpers import paper_config_text, paper_setup
@@ -260,7 +260,7 @@ def test_no_execution_unknown_event_when_reconcile_resolved_the_row_first(paper,
     real_send = ex.send_order
 
     def slow_send(*a, **k):
-        out = real_send(*a, **k)  # the order is on the exchange ...
+        real_send(*a, **k)  # the order is on the exchange ...
         reconcile.reconcile(db.connect(cfg.db_path), cfg, ex, surprises=False)  # ... reconcile finds it ...
         from tinybot.exchange.base import SendOutcome
         return SendOutcome.ambiguous("timeout", code="RequestTimeout")  # ... and the send itself timed out

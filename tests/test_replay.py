@@ -55,7 +55,7 @@ def csv_rows(n=N, seed=3, gaps=True, start_ms=T0):
             c = o * (1 + 0.002 * math.sin(i / 15) + rnd.gauss(0, 0.004))
             h = max(o, c) * (1 + abs(rnd.gauss(0, 0.002)))
             lo = min(o, c) * (1 - abs(rnd.gauss(0, 0.002)))
-            f = lambda x: f"{x:.{dec}f}"  # noqa: E731
+            f = lambda x, dec=dec: f"{x:.{dec}f}"  # noqa: E731
             p = float(f(c))
             if gaps and i % 97 == 50:
                 continue

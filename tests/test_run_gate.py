@@ -3,7 +3,6 @@ first, then refuses to start only on what makes trading unsafe (exit 78, alerted
 A live bot restarts after its first trade and after a kill -9 in the middle of an order."""
 from __future__ import annotations
 
-import json
 
 import pytest
 

@@ -401,7 +401,8 @@ def test_fault_on_create_order_as_ccxt_sees_it(sim, ccxt_client, kind, kwargs, e
     ex.load_markets()
     sim.sim.add_fault(kind, on="create_order", **kwargs)
     client_id = cid()
-    send = lambda: ex.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6, "clientOrderId": client_id})
+    def send():
+        return ex.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6, "clientOrderId": client_id})
     if exc is None:
         order = send()
         assert order["id"] is None  # a 200 that is not an order: ambiguous, not a success

@@ -636,9 +636,11 @@ def test_each_documented_error_comes_with_its_http_status(sim_factory):
                               SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}),
                               SimAccount("trade-only", "to-secret", frozenset({"trade"}), {})])
     sim = s.sim
-    body = lambda **kw: json.dumps(order_body(side="buy", orderType="market", amountQuote="6") | kw,
-                                   separators=(",", ":"))
-    record = lambda r: got.add((r[0], r[1]["errorCode"]))
+    def body(**kw):
+        return json.dumps(order_body(side="buy", orderType="market", amountQuote="6") | kw,
+                                       separators=(",", ":"))
+    def record(r):
+        return got.add((r[0], r[1]["errorCode"]))
     record(signed(s.url, "GET", "/nope"))
     record(signed(s.url, "GET", "/ordersOpen", key=READ_KEY, secret=READ_SECRET))
     record(signed(s.url, "GET", "/balance", key="trade-only", secret="to-secret"))

@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import candles, db, executor, proposals, tax
+from tinybot import candles, executor, proposals, tax
 from tinybot.proposals import Draft
 
 from conftest import run_cli

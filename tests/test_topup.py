@@ -1,7 +1,6 @@
 """[risk] top_up_to_exit: the smallest buy that frees a stranded position, once, within the caps (issue 11)."""
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 
 from freezegun import freeze_time

@@ -7,7 +7,6 @@ read-only mount), corrupt and truncated files, `tinybot` in its own process.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -215,7 +214,7 @@ def test_read_only_filesystem_reads_work_and_writes_say_so(tmp_path_factory):
     assert run_cli("--config", str(home / "bot.toml"), "propose", "BTC-EUR", "buy", "--eur", "6").returncode == 0
     results = _in_read_only_mount(home, tmp_path_factory, ["status"], ["history"], ["why", "1"], ["proposals"],
                                   ["doctor", "--json"], ["propose", "BTC-EUR", "buy", "--eur", "6"], ["kill"])
-    for rc, out, err in results:
+    for _rc, _out, err in results:
         assert "Traceback" not in err, err
     (st, _, _), (hi, _, _), (why, why_out, _), (pr, _, _) = results[:4]
     assert (st, hi, why, pr) == (0, 0, 0, 0), results[:4]

@@ -103,9 +103,9 @@ def uncovered(covered: list[tuple[int, int]], start: int, end: int) -> list[tupl
 
 # --- writing ---------------------------------------------------------------------------
 
-def _row(market: str, interval: str, ts: int, o, h, l, c, v) -> dict:
+def _row(market: str, interval: str, ts: int, o, h, low, c, v) -> dict:
     return {"market": market, "interval": interval, "ts_ms": ts, "open": str(o), "high": str(h),
-            "low": str(l), "close": str(c), "volume": str(v)}
+            "low": str(low), "close": str(c), "volume": str(v)}
 
 
 def _store(conn, rows: list[dict], ranges: list[tuple[str, str, int, int]], source: str) -> None:
@@ -338,9 +338,9 @@ def _parse_csv_row(p: Path, n: int, row: dict) -> tuple[int, tuple]:
         if d is None or not d.is_finite() or d < 0 or (col != "volume" and d == 0):
             raise CandleError(f"{p}: line {n}: {col} {cell!r} is not a positive number")
         values.append(d)
-    o, h, l, c, _v = values
-    if not (l <= o <= h and l <= c <= h):
-        raise CandleError(f"{p}: line {n}: high/low do not hold open and close (open {o}, high {h}, low {l}, close {c})")
+    o, h, low, c, _v = values
+    if not (low <= o <= h and low <= c <= h):
+        raise CandleError(f"{p}: line {n}: high/low do not hold open and close (open {o}, high {h}, low {low}, close {c})")
     return ts, tuple(values)
 
 

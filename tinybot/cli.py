@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 from decimal import Decimal
-from pathlib import Path
 
 import click
 

@@ -749,82 +749,34 @@ class Simulator:
 
     # --- orders: the REST operations (called by the server under no lock) ------
 
-    def create_order(self, key: str, body: dict) -> dict:
-        allowed = {"market", "side", "orderType", "amount", "amountQuote", "price", "timeInForce",
-                   "postOnly", "selfTradePrevention", "disableMarketProtection", "responseRequired",
-                   "clientOrderId", "operatorId"}
-        for k in body:
-            if k not in allowed:
-                raise bad(201, f"{k} body parameter is not supported.")
-        for k in ("market", "side", "orderType", "operatorId"):
-            if k not in body:
-                raise bad(203, f"{k} parameter is required.")
-        operator_id = body["operatorId"]
-        if isinstance(operator_id, bool) or not isinstance(operator_id, int) or operator_id < 1:
-            raise bad(205, "operatorId parameter is invalid.")
-        side, otype = body["side"], body["orderType"]
-        if side not in ("buy", "sell"):
-            raise bad(205, "side parameter is invalid.")
-        if otype not in ("market", "limit"):
-            raise bad(205, f"orderType parameter is invalid (the simulator models market and limit only).")
-        cid = body.get("clientOrderId")
-        if cid is not None and not is_uuid(cid):
-            raise bad(205, "clientOrderId parameter is invalid.")
-        tif = body.get("timeInForce", "GTC")
-        if tif not in ("GTC", "IOC", "FOK"):
-            raise bad(205, "timeInForce parameter is invalid.")
-        post_only = body.get("postOnly", False)
-        if not isinstance(post_only, bool):
-            raise bad(205, "postOnly parameter is invalid.")
-        stp = body.get("selfTradePrevention", "decrementAndCancel")
-        if stp not in ("decrementAndCancel", "cancelOldest", "cancelNewest", "cancelBoth"):
-            raise bad(205, "selfTradePrevention parameter is invalid.")
+    def _check_funds(self, key, m, side, otype, amount, amount_quote, price, bid, ask) -> None:
+        avail = self._available[key]
+        if side == "buy":
+            if otype == "market":
+                need = amount_quote if amount_quote is not None else fees.by_base(
+                    "buy", [(amount, ask)], self.taker_fee).eur
+            else:
+                need = limit_buy_hold(amount, price, self.taker_fee)
+            if avail.get(m.quote, Decimal(0)) < need:
+                raise bad(216, "You do not have sufficient balance to complete this operation.")
+            return
+        base_needed = amount
+        if otype == "market" and amount_quote is not None:
+            base_needed = to_tick(amount_quote / bid, quote_quantum(m.quantity_decimals))
+            if base_needed <= 0:
+                raise bad(217, f"Minimum order size in quote currency is {s(MIN_QUOTE)} {m.quote}.")
+        if avail.get(m.base, Decimal(0)) < base_needed:
+            raise bad(216, "You do not have sufficient balance to complete this operation.")
 
+    def create_order(self, key: str, body: dict) -> dict:
+        operator_id, side, otype, cid, tif, post_only, stp = _order_params(body)
         with self.lock:
             m = self.market(body["market"])
             refusal = MARKET_STATUSES[m.status]
             if refusal is not None:  # SRC_ERRORS: 219 delisted, 423-426 halted/cancelOnly/auction/auctionMatching
                 raise bad(refusal, _STATUS_TEXT[refusal])
-            amount = amount_quote = price = None
-            if otype == "market":
-                if "price" in body:
-                    raise bad(202, "price order parameter is not supported.")
-                if post_only:
-                    raise bad(202, "postOnly order parameter is not supported.")
-                if ("amount" in body) == ("amountQuote" in body):
-                    if "amount" in body:
-                        raise bad(206, "Use either amount or amountQuote. The usage of both parameters at the same time is not supported.")
-                    raise bad(203, "amount or amountQuote parameter is required.")
-            else:
-                if "amountQuote" in body:
-                    raise bad(202, "amountQuote order parameter is not supported.")
-                for k in ("amount", "price"):
-                    if k not in body:
-                        raise bad(203, f"{k} parameter is required.")
-            # Too many decimals is errorCode 429, a price off the tick size 422 (SRC_ERRORS, as listed
-            # in BITVAVO.md "Definite refusals"); a value that is no positive number stays 205.
-            if "amount" in body:
-                amount = dec(body["amount"], "amount")
-                if amount <= 0:
-                    raise bad(205, "amount parameter is invalid.")
-                if decimals_of(amount) > m.quantity_decimals:
-                    raise bad(429, f"amount has too many decimals: {m.base} allows {m.quantity_decimals}.")
-            if "amountQuote" in body:
-                amount_quote = dec(body["amountQuote"], "amountQuote")
-                if amount_quote <= 0:
-                    raise bad(205, "amountQuote parameter is invalid.")
-                if decimals_of(amount_quote) > m.notional_decimals:
-                    raise bad(429, f"amountQuote has too many decimals: {m.quote} allows {m.notional_decimals}.")
-            if "price" in body:
-                price = dec(body["price"], "price")
-                if price <= 0:
-                    raise bad(213, "Price is below the minimum allowed amount.")
-                if decimals_of(price) > 15:
-                    raise bad(215, "Price is too detailed. A maximum of 15 digits behind the decimal point are allowed.")
-                if price % m.tick != 0:
-                    # docs.bitvavo.com/releases/v2.12.0: prices must be multiples of the tick size.
-                    raise bad(422, f"Invalid price tick size: price must be a multiple of {s(m.tick)}.")
-
+            _order_shape(otype, body, post_only)
+            amount, amount_quote, price = _order_amounts(m, body)
             bid, ask = m.bid_ask()
             ref = price if price is not None else (ask if side == "buy" else bid)
             notional = amount_quote if amount_quote is not None else amount * ref
@@ -837,24 +789,7 @@ class Simulator:
                 and o["status"] in OPEN_STATUSES for o in self._orders.values()
             ):
                 raise bad(220, "clientOrderId conflict: an open order with this clientOrderId already exists in this market.")
-
-            avail = self._available[key]
-            if side == "buy":
-                if otype == "market":
-                    need = amount_quote if amount_quote is not None else fees.by_base(
-                        "buy", [(amount, ask)], self.taker_fee).eur
-                else:
-                    need = limit_buy_hold(amount, price, self.taker_fee)
-                if avail.get(m.quote, Decimal(0)) < need:
-                    raise bad(216, "You do not have sufficient balance to complete this operation.")
-            else:
-                base_needed = amount
-                if otype == "market" and amount_quote is not None:
-                    base_needed = to_tick(amount_quote / bid, quote_quantum(m.quantity_decimals))
-                    if base_needed <= 0:
-                        raise bad(217, f"Minimum order size in quote currency is {s(MIN_QUOTE)} {m.quote}.")
-                if avail.get(m.base, Decimal(0)) < base_needed:
-                    raise bad(216, "You do not have sufficient balance to complete this operation.")
+            self._check_funds(key, m, side, otype, amount, amount_quote, price, bid, ask)
 
             now = self.now_ms()
             o = {
@@ -1260,7 +1195,8 @@ class Simulator:
             m = self.market(name)
             bid, ask = m.bid_ask()
             n = max(1, min(depth, 50))
-            size = lambda i: s((Decimal("0.1") * (i + 1)).quantize(Decimal(1).scaleb(-m.quantity_decimals)))
+            def size(i):
+                return s((Decimal("0.1") * (i + 1)).quantize(Decimal(1).scaleb(-m.quantity_decimals)))
             bids = [[s(bid - i * m.tick), size(i)] for i in range(n) if bid - i * m.tick > 0]
             asks = [[s(ask + i * m.tick), size(i)] for i in range(n)]
             return {"market": name, "nonce": m.nonce, "bids": bids, "asks": asks}
@@ -1305,3 +1241,86 @@ class Simulator:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+_ORDER_PARAMS = {"market", "side", "orderType", "amount", "amountQuote", "price", "timeInForce", "postOnly",
+                 "selfTradePrevention", "disableMarketProtection", "responseRequired", "clientOrderId", "operatorId"}
+
+
+def _order_params(body: dict) -> tuple:
+    """The body's own checks (201 unknown, 203 missing, 205 invalid), before any market is looked at."""
+    for k in body:
+        if k not in _ORDER_PARAMS:
+            raise bad(201, f"{k} body parameter is not supported.")
+    for k in ("market", "side", "orderType", "operatorId"):
+        if k not in body:
+            raise bad(203, f"{k} parameter is required.")
+    operator_id = body["operatorId"]
+    if isinstance(operator_id, bool) or not isinstance(operator_id, int) or operator_id < 1:
+        raise bad(205, "operatorId parameter is invalid.")
+    side, otype = body["side"], body["orderType"]
+    if side not in ("buy", "sell"):
+        raise bad(205, "side parameter is invalid.")
+    if otype not in ("market", "limit"):
+        raise bad(205, "orderType parameter is invalid (the simulator models market and limit only).")
+    cid = body.get("clientOrderId")
+    if cid is not None and not is_uuid(cid):
+        raise bad(205, "clientOrderId parameter is invalid.")
+    tif = body.get("timeInForce", "GTC")
+    if tif not in ("GTC", "IOC", "FOK"):
+        raise bad(205, "timeInForce parameter is invalid.")
+    post_only = body.get("postOnly", False)
+    if not isinstance(post_only, bool):
+        raise bad(205, "postOnly parameter is invalid.")
+    stp = body.get("selfTradePrevention", "decrementAndCancel")
+    if stp not in ("decrementAndCancel", "cancelOldest", "cancelNewest", "cancelBoth"):
+        raise bad(205, "selfTradePrevention parameter is invalid.")
+    return operator_id, side, otype, cid, tif, post_only, stp
+
+
+def _order_shape(otype: str, body: dict, post_only: bool) -> None:
+    """Which amounts an order type takes (202 not supported, 203 missing, 206 both)."""
+    if otype == "market":
+        if "price" in body:
+            raise bad(202, "price order parameter is not supported.")
+        if post_only:
+            raise bad(202, "postOnly order parameter is not supported.")
+        if ("amount" in body) == ("amountQuote" in body):
+            if "amount" in body:
+                raise bad(206, "Use either amount or amountQuote. The usage of both parameters at the same time is not supported.")
+            raise bad(203, "amount or amountQuote parameter is required.")
+        return
+    if "amountQuote" in body:
+        raise bad(202, "amountQuote order parameter is not supported.")
+    for k in ("amount", "price"):
+        if k not in body:
+            raise bad(203, f"{k} parameter is required.")
+
+
+def _order_amounts(m, body: dict) -> tuple:
+    """amount, amountQuote and price as Decimals.  Too many decimals is errorCode 429, a price off the tick
+    size 422 (SRC_ERRORS, as listed in BITVAVO.md "Definite refusals"); a value that is no positive number
+    stays 205."""
+    amount = amount_quote = price = None
+    if "amount" in body:
+        amount = dec(body["amount"], "amount")
+        if amount <= 0:
+            raise bad(205, "amount parameter is invalid.")
+        if decimals_of(amount) > m.quantity_decimals:
+            raise bad(429, f"amount has too many decimals: {m.base} allows {m.quantity_decimals}.")
+    if "amountQuote" in body:
+        amount_quote = dec(body["amountQuote"], "amountQuote")
+        if amount_quote <= 0:
+            raise bad(205, "amountQuote parameter is invalid.")
+        if decimals_of(amount_quote) > m.notional_decimals:
+            raise bad(429, f"amountQuote has too many decimals: {m.quote} allows {m.notional_decimals}.")
+    if "price" in body:
+        price = dec(body["price"], "price")
+        if price <= 0:
+            raise bad(213, "Price is below the minimum allowed amount.")
+        if decimals_of(price) > 15:
+            raise bad(215, "Price is too detailed. A maximum of 15 digits behind the decimal point are allowed.")
+        if price % m.tick != 0:
+            # docs.bitvavo.com/releases/v2.12.0: prices must be multiples of the tick size.
+            raise bad(422, f"Invalid price tick size: price must be a multiple of {s(m.tick)}.")
+    return amount, amount_quote, price
