@@ -386,42 +386,20 @@ class Simulator:
              "candle_gaps", "candle_revisions", "view_key_reads_orders", "clock_skew")
 
     def set_mode(self, **modes) -> dict:
-        """Change how the simulator behaves where Bitvavo's documents leave a choice; returns all modes."""
+        """Change how the simulator behaves where Bitvavo's documents leave a choice; returns all modes.
+
+        Every value is checked before any is applied: a bad one changes nothing.
+        """
         for name in modes:
             if name not in self.MODES:
                 raise ValueError(f"unknown mode {name!r}; use one of {', '.join(self.MODES)}")
-        if "rate_limit_code" in modes:
-            # SRC_RATE_LIMITS says 110; SRC_ERRORS says 105 ("banned ... expires at"). One per setting.
-            if modes["rate_limit_code"] not in (105, 110):
-                raise ValueError("rate_limit_code must be 105 or 110")
-            self.rate_limit_code = modes["rate_limit_code"]
-        for name in ("trades_window", "orders_window"):
-            if name in modes:
-                if modes[name] not in ("refuse", "clamp") + ((None,) if name == "orders_window" else ()):
-                    raise ValueError(f"{name} must be 'refuse' or 'clamp'" + (" or None" if name == "orders_window" else ""))
-                setattr(self, name, modes[name])
-        if "balance_zero_rows" in modes:
-            self.balance_zero_rows = bool(modes["balance_zero_rows"])
-        if "unsettled" in modes:
-            u = modes["unsettled"]
-            if u is not None and u != "manual" and (isinstance(u, bool) or not isinstance(u, (int, float)) or u < 0):
-                raise ValueError("unsettled must be None (fees settled at once), seconds >= 0, or 'manual'")
-            self.unsettled = u
-        if "candle_gaps" in modes:
-            p = float(modes["candle_gaps"])
-            if not 0 <= p < 1:
-                raise ValueError("candle_gaps is a probability: 0 <= p < 1")
-            for m in self.markets.values():
-                m.gap_probability = p
-        if "candle_revisions" in modes:
-            k = modes["candle_revisions"]
-            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-                raise ValueError("candle_revisions must be an integer >= 0")
-            self.candle_revisions = k
-        if "view_key_reads_orders" in modes:
-            self.view_key_reads_orders = bool(modes["view_key_reads_orders"])
-        if "clock_skew" in modes:
-            self.clock_skew = float(modes["clock_skew"])
+        checked = {name: _MODE_CHECKS[name](value) for name, value in modes.items()}
+        for name, value in checked.items():
+            if name == "candle_gaps":
+                for m in self.markets.values():
+                    m.gap_probability = value
+            else:
+                setattr(self, name, value)
         return self.modes()
 
     def modes(self) -> dict:
@@ -1324,3 +1302,47 @@ def _order_amounts(m, body: dict) -> tuple:
             # docs.bitvavo.com/releases/v2.12.0: prices must be multiples of the tick size.
             raise bad(422, f"Invalid price tick size: price must be a multiple of {s(m.tick)}.")
     return amount, amount_quote, price
+
+
+def _check(ok, message: str):
+    """A mode's validator: ``ok(value)`` says whether to take it; the value is returned as converted."""
+    def check(value):
+        converted = ok(value)
+        if converted is _BAD:
+            raise ValueError(message)
+        return converted
+    return check
+
+
+_BAD = object()
+
+
+def _count(value):
+    return value if not isinstance(value, bool) and isinstance(value, int) and value >= 0 else _BAD
+
+
+def _unsettled(u):
+    if u is None or u == "manual" or (not isinstance(u, bool) and isinstance(u, (int, float)) and u >= 0):
+        return u
+    return _BAD
+
+
+def _probability(value):
+    p = float(value)
+    return p if 0 <= p < 1 else _BAD
+
+
+_MODE_CHECKS = {
+    # SRC_RATE_LIMITS says 110; SRC_ERRORS says 105 ("banned ... expires at"). One per setting.
+    "rate_limit_code": _check(lambda v: v if v in (105, 110) else _BAD, "rate_limit_code must be 105 or 110"),
+    "trades_window": _check(lambda v: v if v in ("refuse", "clamp") else _BAD,
+                            "trades_window must be 'refuse' or 'clamp'"),
+    "orders_window": _check(lambda v: v if v in ("refuse", "clamp", None) else _BAD,
+                            "orders_window must be 'refuse' or 'clamp' or None"),
+    "balance_zero_rows": bool,
+    "unsettled": _check(_unsettled, "unsettled must be None (fees settled at once), seconds >= 0, or 'manual'"),
+    "candle_gaps": _check(_probability, "candle_gaps is a probability: 0 <= p < 1"),
+    "candle_revisions": _check(_count, "candle_revisions must be an integer >= 0"),
+    "view_key_reads_orders": bool,
+    "clock_skew": float,
+}
