@@ -371,63 +371,96 @@ class Handler(BaseHTTPRequestHandler):
     def _admin(self, method: str, path: str, raw_body: bytes):
         if not ipaddress.ip_address(self.client_address[0]).is_loopback:
             return self._send(403, {"error": "admin endpoints answer loopback clients only"})
-        sim: Simulator = self.server.sim
+        route = _ADMIN.get((method, path))
+        if route is None:
+            return self._send(404, {"error": f"no admin endpoint {method} {path}; see docs/SIMULATOR.md"})
         try:
             body = json.loads(raw_body) if raw_body else {}
             if not isinstance(body, dict):
                 raise ValueError("body must be a JSON object")
-            if (method, path) == ("GET", "/_sim/state"):
-                return self._send(200, sim.state_json())
-            if (method, path) == ("GET", "/_sim/faults"):
-                return self._send(200, {"faults": [f.as_dict() for f in sim.faults()]})
-            if (method, path) == ("POST", "/_sim/faults"):
-                if "spec" in body:
-                    fault = parse_fault_spec(body["spec"])
-                else:
-                    fault = make_fault(**{k: body[k] for k in ("kind", "on", "count", "delay", "accept", "status")
-                                          if k in body})
-                sim.arm(fault)
-                return self._send(200, {"faults": [f.as_dict() for f in sim.faults()]})
-            if (method, path) == ("DELETE", "/_sim/faults"):
-                sim.clear_faults()
-                return self._send(200, {"faults": []})
-            if (method, path) == ("POST", "/_sim/advance"):
-                steps = body.get("steps", 1)
-                if not isinstance(steps, int) or steps < 1:
-                    raise ValueError("steps must be a positive integer")
-                sim.advance(steps)
-                return self._send(200, {"steps": sim.steps, "prices": sim.state_json()["prices"]})
-            if (method, path) == ("POST", "/_sim/price"):
-                if body.get("market") not in sim.markets:
-                    raise ValueError(f"market must be one of {', '.join(sim.markets)}")
-                sim.set_price(body["market"], Decimal(str(body["price"])))
-                return self._send(200, {"market": body["market"], "price": format(sim.price(body["market"]), "f")})
-            if (method, path) == ("POST", "/_sim/market"):
-                sim.set_market_status(body.get("market"), body.get("status"))
-                return self._send(200, {"markets": {n: m.status for n, m in sim.markets.items()}})
-            if (method, path) == ("POST", "/_sim/outcome"):
-                sim.add_outcome(**{k: body[k] for k in ("kind", "fraction", "fills", "step_ticks", "on_hold", "count")
-                                   if k in body})
-                return self._send(200, {"outcomes": [o.as_dict() for o in sim.outcomes()]})
-            if (method, path) == ("GET", "/_sim/outcome"):
-                return self._send(200, {"outcomes": [o.as_dict() for o in sim.outcomes()]})
-            if (method, path) == ("DELETE", "/_sim/outcome"):
-                sim.clear_outcomes()
-                return self._send(200, {"outcomes": []})
-            if (method, path) == ("GET", "/_sim/mode"):
-                return self._send(200, sim.modes())
-            if (method, path) == ("POST", "/_sim/mode"):
-                return self._send(200, sim.set_mode(**body))
-            if (method, path) == ("POST", "/_sim/settle"):
-                return self._send(200, {"settled": sim.settle_fills()})
-            if (method, path) == ("POST", "/_sim/balance"):
-                if body.get("key") not in sim.accounts:
-                    raise ValueError("key must be one of the simulator's API keys")
-                sim.set_balance(body["key"], body["asset"], Decimal(str(body["available"])))
-                return self._send(200, {"key": body["key"], "balance": sim.balances_json(body["key"])})
+            return self._send(200, route(self.server.sim, body))
         except (ValueError, KeyError, TypeError, ArithmeticError) as e:
             return self._send(400, {"error": f"{type(e).__name__}: {e}"})
-        return self._send(404, {"error": f"no admin endpoint {method} {path}; see docs/SIMULATOR.md"})
+
+
+# --- admin endpoints (loopback only, no auth): (method, path) -> fn(sim, body) -> the JSON answer -------
+
+def _faults(sim: Simulator, body: dict) -> dict:
+    return {"faults": [f.as_dict() for f in sim.faults()]}
+
+
+def _arm_fault(sim: Simulator, body: dict) -> dict:
+    if "spec" in body:
+        fault = parse_fault_spec(body["spec"])
+    else:
+        fault = make_fault(**{k: body[k] for k in ("kind", "on", "count", "delay", "accept", "status") if k in body})
+    sim.arm(fault)
+    return _faults(sim, body)
+
+
+def _clear_faults(sim: Simulator, body: dict) -> dict:
+    sim.clear_faults()
+    return {"faults": []}
+
+
+def _advance(sim: Simulator, body: dict) -> dict:
+    steps = body.get("steps", 1)
+    if not isinstance(steps, int) or steps < 1:
+        raise ValueError("steps must be a positive integer")
+    sim.advance(steps)
+    return {"steps": sim.steps, "prices": sim.state_json()["prices"]}
+
+
+def _set_price(sim: Simulator, body: dict) -> dict:
+    if body.get("market") not in sim.markets:
+        raise ValueError(f"market must be one of {', '.join(sim.markets)}")
+    sim.set_price(body["market"], Decimal(str(body["price"])))
+    return {"market": body["market"], "price": format(sim.price(body["market"]), "f")}
+
+
+def _set_market(sim: Simulator, body: dict) -> dict:
+    sim.set_market_status(body.get("market"), body.get("status"))
+    return {"markets": {n: m.status for n, m in sim.markets.items()}}
+
+
+def _outcomes(sim: Simulator, body: dict) -> dict:
+    return {"outcomes": [o.as_dict() for o in sim.outcomes()]}
+
+
+def _add_outcome(sim: Simulator, body: dict) -> dict:
+    sim.add_outcome(**{k: body[k] for k in ("kind", "fraction", "fills", "step_ticks", "on_hold", "count")
+                       if k in body})
+    return _outcomes(sim, body)
+
+
+def _clear_outcomes(sim: Simulator, body: dict) -> dict:
+    sim.clear_outcomes()
+    return {"outcomes": []}
+
+
+def _set_balance(sim: Simulator, body: dict) -> dict:
+    if body.get("key") not in sim.accounts:
+        raise ValueError("key must be one of the simulator's API keys")
+    sim.set_balance(body["key"], body["asset"], Decimal(str(body["available"])))
+    return {"key": body["key"], "balance": sim.balances_json(body["key"])}
+
+
+_ADMIN = {
+    ("GET", "/_sim/state"): lambda sim, body: sim.state_json(),
+    ("GET", "/_sim/faults"): _faults,
+    ("POST", "/_sim/faults"): _arm_fault,
+    ("DELETE", "/_sim/faults"): _clear_faults,
+    ("POST", "/_sim/advance"): _advance,
+    ("POST", "/_sim/price"): _set_price,
+    ("POST", "/_sim/market"): _set_market,
+    ("GET", "/_sim/outcome"): _outcomes,
+    ("POST", "/_sim/outcome"): _add_outcome,
+    ("DELETE", "/_sim/outcome"): _clear_outcomes,
+    ("GET", "/_sim/mode"): lambda sim, body: sim.modes(),
+    ("POST", "/_sim/mode"): lambda sim, body: sim.set_mode(**body),
+    ("POST", "/_sim/settle"): lambda sim, body: {"settled": sim.settle_fills()},
+    ("POST", "/_sim/balance"): _set_balance,
+}
 
 
 class _HTTPServer(ThreadingHTTPServer):
