@@ -72,37 +72,10 @@ def build_accounts(keys, secrets, permissions, balances, owners=None, account_na
     if len(set(keys)) != len(keys):
         raise click.BadParameter("each --key must be different", param_hint="'--key'")
     n = len(keys)
-    secret_of: dict[int, str] = {}
-    for i, value in zip(owners["--secret"], secrets):
-        if i in secret_of:
-            raise click.BadParameter(f"two secrets for key {keys[i]!r}", param_hint="'--secret'")
-        secret_of[i] = value
-    missing = [keys[i] for i in range(n) if i not in secret_of]
-    if missing:
-        raise click.BadParameter(f"no --secret for key {missing[0]!r}", param_hint="'--secret'")
-    perms_of: dict[int, frozenset] = {}
-    for i, value in zip(owners["--permissions"], permissions):
-        chosen = frozenset(x.strip() for x in value.split(",") if x.strip())
-        if not chosen or not chosen <= PERMISSIONS:
-            raise click.BadParameter(f"{value!r}: use a comma list of {', '.join(sorted(PERMISSIONS))}",
-                                     param_hint="'--permissions'")
-        perms_of[i] = chosen
-    balances_of: dict[int, dict[str, Decimal]] = {i: {} for i in range(n)}
-    for i, value in zip(owners["--balance"], balances):
-        key, bal = _parse_balance(value)
-        if key is not None:
-            if key not in keys:
-                raise click.BadParameter(f"{value!r} names key {key!r}, which no --key gives",
-                                         param_hint="'--balance'")
-            i = keys.index(key)
-        balances_of[i].update(bal)
-    account_of: dict[int, str] = {}
-    for i, value in zip(owners.get("--account", []), account_names):
-        if i in account_of:
-            raise click.BadParameter(f"two --account names for key {keys[i]!r}", param_hint="'--account'")
-        if not value.strip():
-            raise click.BadParameter("an --account name must not be empty", param_hint="'--account'")
-        account_of[i] = value.strip()
+    secret_of = _secrets_of(keys, owners, secrets)
+    perms_of = _permissions_of(owners, permissions)
+    balances_of = _balances_of(keys, owners, balances)
+    account_of = _accounts_of(keys, owners, account_names)
     if not balances:
         balances_of = {i: {"EUR": Decimal("25")} for i in range(n)}
     # The balances of a shared account sit on its first key (the simulator's rule); merge them there.
@@ -270,3 +243,50 @@ def sim_command(host, port, keys, secrets, permissions, account_names, balances,
     finally:
         server.close()
     click.echo("simulator stopped")
+
+
+def _secrets_of(keys, owners, secrets) -> dict[int, str]:
+    secret_of: dict[int, str] = {}
+    for i, value in zip(owners["--secret"], secrets):
+        if i in secret_of:
+            raise click.BadParameter(f"two secrets for key {keys[i]!r}", param_hint="'--secret'")
+        secret_of[i] = value
+    missing = [keys[i] for i in range(len(keys)) if i not in secret_of]
+    if missing:
+        raise click.BadParameter(f"no --secret for key {missing[0]!r}", param_hint="'--secret'")
+    return secret_of
+
+
+def _permissions_of(owners, permissions) -> dict[int, frozenset]:
+    perms_of: dict[int, frozenset] = {}
+    for i, value in zip(owners["--permissions"], permissions):
+        chosen = frozenset(x.strip() for x in value.split(",") if x.strip())
+        if not chosen or not chosen <= PERMISSIONS:
+            raise click.BadParameter(f"{value!r}: use a comma list of {', '.join(sorted(PERMISSIONS))}",
+                                     param_hint="'--permissions'")
+        perms_of[i] = chosen
+    return perms_of
+
+
+def _balances_of(keys, owners, balances) -> dict[int, dict[str, Decimal]]:
+    balances_of: dict[int, dict[str, Decimal]] = {i: {} for i in range(len(keys))}
+    for i, value in zip(owners["--balance"], balances):
+        key, bal = _parse_balance(value)
+        if key is not None:
+            if key not in keys:
+                raise click.BadParameter(f"{value!r} names key {key!r}, which no --key gives",
+                                         param_hint="'--balance'")
+            i = keys.index(key)
+        balances_of[i].update(bal)
+    return balances_of
+
+
+def _accounts_of(keys, owners, account_names) -> dict[int, str]:
+    account_of: dict[int, str] = {}
+    for i, value in zip(owners.get("--account", []), account_names):
+        if i in account_of:
+            raise click.BadParameter(f"two --account names for key {keys[i]!r}", param_hint="'--account'")
+        if not value.strip():
+            raise click.BadParameter("an --account name must not be empty", param_hint="'--account'")
+        account_of[i] = value.strip()
+    return account_of
