@@ -230,6 +230,45 @@ class Handler(BaseHTTPRequestHandler):
             except OSError:
                 self.close_connection = True
 
+    def _fault_before(self, fault, sim) -> bool:
+        """An armed fault that acts before the request is handled; True if it already answered."""
+        if fault.kind == "delay":
+            self._hang(fault.delay)
+            return False
+        if fault.kind == "timeout_before_accept":
+            self._hang(fault.delay)
+            raise _Drop()
+        if fault.kind == "html_5xx":
+            self._send(fault.status or 502, raw=_HTML_5XX, content_type="text/html")
+            return True
+        if fault.kind in ("rate_limit_110", "rate_limit_105"):
+            reset_at = sim.now_ms() + 60_000
+            text = ("Rate limit exceeded (simulated fault)." if fault.kind == "rate_limit_110" else
+                    f"Your IP or API key has been banned for not respecting the rate limit. The ban expires at {reset_at}.")
+            self._send(429, {"errorCode": int(fault.kind[-3:]), "error": text},
+                       headers={"bitvavo-ratelimit-limit": sim.rate_limit, "bitvavo-ratelimit-remaining": 0,
+                                "bitvavo-ratelimit-resetat": reset_at})
+            return True
+        if not fault.accept:
+            self._faulty_answer(fault)
+            return True
+        return False
+
+    def _call(self, method, rest, query, raw_body, route, params, path_market, sim):
+        """Authenticate, check the parameters as Bitvavo does, and run the route."""
+        key = self._authenticate(method, rest, query, raw_body, route.perm) if route.private else None
+        if method in ("POST", "PUT"):
+            if params:
+                raise bad(200, f"{next(iter(params))} url parameter is not supported. Please note that "
+                               "parameters are case-sensitive and use body parameters for PUT and POST requests.")
+            params = self._json_body(raw_body)
+        else:
+            for p in params:
+                if p not in route.params:
+                    raise bad(200, f"{p} url parameter is not supported. Please note that parameters are "
+                                   "case-sensitive and use body parameters for PUT and POST requests.")
+        return route.call(sim, sim.owner(key), params, path_market)
+
     def _serve(self, method: str):
         path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
@@ -249,23 +288,8 @@ class Handler(BaseHTTPRequestHandler):
         params = dict(parse_qsl(query, keep_blank_values=True))
 
         fault = sim.take_fault(route.kind)
-        if fault is not None:
-            if fault.kind == "delay":
-                self._hang(fault.delay)
-            elif fault.kind == "timeout_before_accept":
-                self._hang(fault.delay)
-                raise _Drop()
-            elif fault.kind == "html_5xx":
-                return self._send(fault.status or 502, raw=_HTML_5XX, content_type="text/html")
-            elif fault.kind in ("rate_limit_110", "rate_limit_105"):
-                reset_at = sim.now_ms() + 60_000
-                text = ("Rate limit exceeded (simulated fault)." if fault.kind == "rate_limit_110" else
-                        f"Your IP or API key has been banned for not respecting the rate limit. The ban expires at {reset_at}.")
-                return self._send(429, {"errorCode": int(fault.kind[-3:]), "error": text},
-                                  headers={"bitvavo-ratelimit-limit": sim.rate_limit, "bitvavo-ratelimit-remaining": 0,
-                                           "bitvavo-ratelimit-resetat": reset_at})
-            elif not fault.accept:
-                return self._faulty_answer(fault)
+        if fault is not None and self._fault_before(fault, sim):
+            return None
 
         # SRC_RATE_LIMITS: signed requests count against the key (public ones too), unsigned ones
         # against the IP. Every answer carries the three bitvavo-ratelimit-* headers.
@@ -282,18 +306,7 @@ class Handler(BaseHTTPRequestHandler):
             status, payload = e.status, {"errorCode": e.code, "error": e.message}
         else:
             try:
-                key = self._authenticate(method, rest, query, raw_body, route.perm) if route.private else None
-                if method in ("POST", "PUT"):
-                    if params:
-                        raise bad(200, f"{next(iter(params))} url parameter is not supported. Please note that "
-                                       "parameters are case-sensitive and use body parameters for PUT and POST requests.")
-                    params = self._json_body(raw_body)
-                else:
-                    for p in params:
-                        if p not in route.params:
-                            raise bad(200, f"{p} url parameter is not supported. Please note that parameters are "
-                                           "case-sensitive and use body parameters for PUT and POST requests.")
-                status, payload = 200, route.call(sim, sim.owner(key), params, path_market)
+                status, payload = 200, self._call(method, rest, query, raw_body, route, params, path_market, sim)
             except SimError as e:
                 status, payload = e.status, {"errorCode": e.code, "error": e.message}
 
