@@ -225,6 +225,38 @@ def _amount(value, name: str, decimals: int) -> Decimal:
 
 def parse_output(content, snapshot: Snapshot, cfg: Config) -> list[Draft]:
     """The model's message content -> drafts, or ``LlmRejected`` naming the first problem."""
+    items = _proposal_items(content)
+    allow = set(cfg.risk.allowlist) & set(snapshot.allowlist)
+    buy_room = max_buy_eur(snapshot)
+    drafts, buy_total = [], Decimal(0)
+    for i, item in enumerate(items):
+        where = f"proposals[{i}]"
+        market, side, eur, amount, text = _item(item, where, allow)
+        ticker = snapshot.tickers.get(market)
+        if side == "buy":
+            buy_total += _buy_value(where, market, eur, amount, ticker)
+            if buy_total > buy_room:
+                raise LlmRejected(f"{where}: buys of €{buy_total.quantize(Decimal('0.01'))} pass the caps"
+                                  f" (at most €{buy_room} now: risk.max_trade_eur, daily and exposure room)")
+        else:
+            _check_sell(where, market, eur, amount, ticker, snapshot)
+        try:
+            drafts.append(validate(Draft(market, side, eur, amount, text)))
+        except ProposalError as e:
+            raise LlmRejected(f"{where}: {e}") from None
+    return drafts
+
+
+def _fields(where: str, got: set, want: set) -> None:
+    if got != want:
+        extra, missing = sorted(got - want), sorted(want - got)
+        raise LlmRejected(f"{where}: " + "; ".join(
+            ([f"unexpected field(s) {', '.join(extra)}"] if extra else [])
+            + ([f"missing field(s) {', '.join(missing)}"] if missing else [])))
+
+
+def _proposal_items(content) -> list:
+    """The answer's JSON, down to its list of proposals."""
     if not isinstance(content, str) or not content.strip():
         raise LlmRejected("empty answer")
     try:
@@ -236,68 +268,57 @@ def parse_output(content, snapshot: Snapshot, cfg: Config) -> list[Draft]:
     if set(data) != {"proposals"}:
         extra, missing = sorted(set(data) - {"proposals"}), sorted({"proposals"} - set(data))
         raise LlmRejected("top level: " + "; ".join(
-            ([f"unexpected field(s) {', '.join(extra)}"] if extra else []) + ([f"missing field proposals"] if missing else [])))
+            ([f"unexpected field(s) {', '.join(extra)}"] if extra else []) + (["missing field proposals"] if missing else [])))
     items = data["proposals"]
     if not isinstance(items, list):
         raise LlmRejected(f"proposals: must be a list, not {type(items).__name__}")
     if len(items) > MAX_LLM_DRAFTS:
         raise LlmRejected(f"proposals: {len(items)} items, at most {MAX_LLM_DRAFTS}")
-    allow = set(cfg.risk.allowlist) & set(snapshot.allowlist)
-    buy_room = max_buy_eur(snapshot)
-    drafts, buy_total = [], Decimal(0)
-    for i, item in enumerate(items):
-        where = f"proposals[{i}]"
-        if not isinstance(item, dict):
-            raise LlmRejected(f"{where}: must be an object")
-        if set(item) != set(FIELDS):
-            extra, missing = sorted(set(item) - set(FIELDS)), sorted(set(FIELDS) - set(item))
-            raise LlmRejected(f"{where}: " + "; ".join(
-                ([f"unexpected field(s) {', '.join(extra)}"] if extra else [])
-                + ([f"missing field(s) {', '.join(missing)}"] if missing else [])))
-        market, side, reason, conf = item["market"], item["side"], item["reason"], item["confidence"]
-        if not isinstance(market, str) or market not in allow:
-            raise LlmRejected(f"{where}.market: {market!r} is not in risk.allowlist ({', '.join(sorted(allow)) or 'empty'})")
-        if side not in ("buy", "sell"):
-            raise LlmRejected(f"{where}.side: must be 'buy' or 'sell', not {side!r}")
-        if not isinstance(reason, str) or not reason.strip():
-            raise LlmRejected(f"{where}.reason: must be a non-empty string")
-        if len(reason) > MAX_REASON_CHARS:
-            raise LlmRejected(f"{where}.reason: longer than {MAX_REASON_CHARS} characters")
-        if isinstance(conf, bool) or not isinstance(conf, Decimal) or not conf.is_finite() or not 0 <= conf <= 1:
-            raise LlmRejected(f"{where}.confidence: must be a number from 0 to 1, not {conf!r}")
-        if (item["eur"] is None) == (item["amount"] is None):
-            raise LlmRejected(f"{where}: give exactly one of eur or amount (the other null)")
-        eur = _amount(item["eur"], f"{where}.eur", 2) if item["eur"] is not None else None
-        amount = _amount(item["amount"], f"{where}.amount", 8) if item["amount"] is not None else None
-        ticker = snapshot.tickers.get(market)
-        if side == "buy":
-            if eur is None:
-                if ticker is None:
-                    raise LlmRejected(f"{where}.amount: no price for {market} to check it against the caps")
-                eur_value = amount * ticker.ask
-            else:
-                eur_value = eur
-            buy_total += eur_value
-            if buy_total > buy_room:
-                raise LlmRejected(f"{where}: buys of €{buy_total.quantize(Decimal('0.01'))} pass the caps"
-                                  f" (at most €{buy_room} now: risk.max_trade_eur, daily and exposure room)")
-        else:
-            pos = snapshot.positions.get(market)
-            held = pos.base if pos else Decimal(0)
-            if amount is not None and amount > held:
-                raise LlmRejected(f"{where}.amount: sells {amount} but tinybot holds {held} in {market}")
-            if eur is not None:
-                if ticker is None:
-                    raise LlmRejected(f"{where}.eur: no price for {market} to check it against the position")
-                if eur > held * ticker.bid or eur > snapshot.caps.max_trade_eur:
-                    raise LlmRejected(f"{where}.eur: sells €{eur}, more than the position ({held} {market})"
-                                      f" or risk.max_trade_eur (€{snapshot.caps.max_trade_eur})")
-        text = f"llm ({conf}): {reason.strip()}"
-        try:
-            drafts.append(validate(Draft(market, side, eur, amount, text)))
-        except ProposalError as e:
-            raise LlmRejected(f"{where}: {e}") from None
-    return drafts
+    return items
+
+
+def _item(item, where: str, allow: set) -> tuple:
+    """One proposal's fields, checked: (market, side, eur, amount, the draft's reason text)."""
+    if not isinstance(item, dict):
+        raise LlmRejected(f"{where}: must be an object")
+    _fields(where, set(item), set(FIELDS))
+    market, side, reason, conf = item["market"], item["side"], item["reason"], item["confidence"]
+    if not isinstance(market, str) or market not in allow:
+        raise LlmRejected(f"{where}.market: {market!r} is not in risk.allowlist ({', '.join(sorted(allow)) or 'empty'})")
+    if side not in ("buy", "sell"):
+        raise LlmRejected(f"{where}.side: must be 'buy' or 'sell', not {side!r}")
+    if not isinstance(reason, str) or not reason.strip():
+        raise LlmRejected(f"{where}.reason: must be a non-empty string")
+    if len(reason) > MAX_REASON_CHARS:
+        raise LlmRejected(f"{where}.reason: longer than {MAX_REASON_CHARS} characters")
+    if isinstance(conf, bool) or not isinstance(conf, Decimal) or not conf.is_finite() or not 0 <= conf <= 1:
+        raise LlmRejected(f"{where}.confidence: must be a number from 0 to 1, not {conf!r}")
+    if (item["eur"] is None) == (item["amount"] is None):
+        raise LlmRejected(f"{where}: give exactly one of eur or amount (the other null)")
+    eur = _amount(item["eur"], f"{where}.eur", 2) if item["eur"] is not None else None
+    amount = _amount(item["amount"], f"{where}.amount", 8) if item["amount"] is not None else None
+    return market, side, eur, amount, f"llm ({conf}): {reason.strip()}"
+
+
+def _buy_value(where: str, market: str, eur, amount, ticker) -> Decimal:
+    if eur is not None:
+        return eur
+    if ticker is None:
+        raise LlmRejected(f"{where}.amount: no price for {market} to check it against the caps")
+    return amount * ticker.ask
+
+
+def _check_sell(where: str, market: str, eur, amount, ticker, snapshot: Snapshot) -> None:
+    pos = snapshot.positions.get(market)
+    held = pos.base if pos else Decimal(0)
+    if amount is not None and amount > held:
+        raise LlmRejected(f"{where}.amount: sells {amount} but tinybot holds {held} in {market}")
+    if eur is not None:
+        if ticker is None:
+            raise LlmRejected(f"{where}.eur: no price for {market} to check it against the position")
+        if eur > held * ticker.bid or eur > snapshot.caps.max_trade_eur:
+            raise LlmRejected(f"{where}.eur: sells €{eur}, more than the position ({held} {market})"
+                              f" or risk.max_trade_eur (€{snapshot.caps.max_trade_eur})")
 
 
 # --- the call --------------------------------------------------------------------
