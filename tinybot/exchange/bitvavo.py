@@ -983,6 +983,24 @@ class BitvavoTrading:
                  amount: Decimal | None, sign_by_ms: int | None = None,
                  claimed_ms: int | None = None) -> SendOutcome | tuple[str, str | None, dict]:
         """Every check before the order request; a refusal here sends nothing."""
+        refusal = (self._check_arguments(side, cid, amount_quote, amount)
+                   or self._check_market(market, side, amount_quote, amount)
+                   or self._check_not_sent(market, cid, sign_by_ms, claimed_ms))
+        if refusal is not None:
+            return refusal
+        ccxt_market = (self.client.markets_by_id.get(market) or [None])[0]
+        if ccxt_market is None:
+            return SendOutcome.refused(f"unknown market {market}", code="205")
+        params: dict[str, Any] = {"clientOrderId": cid, "operatorId": self.operator_id}
+        if amount_quote is not None:
+            # ccxt turns "cost" into a float and back; put the exact string in the body
+            params["cost"] = _plain(amount_quote)
+            params["amountQuote"] = _plain(amount_quote)
+            return ccxt_market["symbol"], None, params
+        params["amount"] = _plain(amount)
+        return ccxt_market["symbol"], _plain(amount), params
+
+    def _check_arguments(self, side: str, cid: str, amount_quote, amount) -> SendOutcome | None:
         if self.operator_id is None:  # ccxt would refuse too (ArgumentsRequired); say why first
             return SendOutcome.refused(
                 f"not sent: live mode needs an operatorId: set [exchange] operator_id in {self.cfg.path}",
@@ -999,6 +1017,10 @@ class BitvavoTrading:
         qty = amount_quote if amount_quote is not None else amount
         if not isinstance(qty, Decimal) or not qty.is_finite() or qty <= 0:
             return SendOutcome.refused(f"amount must be a positive Decimal, not {qty!r}", code="205")
+        return None
+
+    def _check_market(self, market: str, side: str, amount_quote, amount) -> SendOutcome | None:
+        """The market trades, the amount has the right decimals and passes the minimums."""
         try:
             mkts = self._cached_markets()
         except ExchangeError as e:
@@ -1027,6 +1049,9 @@ class BitvavoTrading:
             notional = amount * (t.ask if side == "buy" else t.bid)
         if notional < m.min_quote:
             return SendOutcome.refused(f"order below the minimum of €{_plain(m.min_quote)}", code="217")
+        return None
+
+    def _check_not_sent(self, market: str, cid: str, sign_by_ms, claimed_ms) -> SendOutcome | None:
         try:  # create_order needs ccxt's market table; load it now so a failure sends nothing
             self._ep.call("markets", self.client.load_markets)
         except ExchangeError as e:
@@ -1041,17 +1066,7 @@ class BitvavoTrading:
             return SendOutcome.ambiguous(
                 f"not sent: Bitvavo already has order {existing.order_id} ({existing.status}) with"
                 f" clientOrderId {cid}; reconcile decides", code="220")
-        ccxt_market = (self.client.markets_by_id.get(market) or [None])[0]
-        if ccxt_market is None:
-            return SendOutcome.refused(f"unknown market {market}", code="205")
-        params: dict[str, Any] = {"clientOrderId": cid, "operatorId": self.operator_id}
-        if amount_quote is not None:
-            # ccxt turns "cost" into a float and back; put the exact string in the body
-            params["cost"] = _plain(amount_quote)
-            params["amountQuote"] = _plain(amount_quote)
-            return ccxt_market["symbol"], None, params
-        params["amount"] = _plain(amount)
-        return ccxt_market["symbol"], _plain(amount), params
+        return None
 
     def cancel_order(self, market: str, client_order_id: str) -> bool:
         """True if Bitvavo confirmed; False if it has no open order with that id."""
