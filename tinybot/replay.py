@@ -188,7 +188,7 @@ def _tick_of(series: list[candles.Candle]) -> Decimal:
     return Decimal(1).scaleb(-decimals)
 
 
-def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[str, str],
+def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[str, str],  # noqa: C901  (the class it builds: each method is small)
                    limits: dict, eur: Decimal, sim_clock: SimClock, slippage: Decimal):
     from .sim.engine import INTERVALS, SimAccount, Simulator, bad
 

@@ -482,7 +482,7 @@ def arm(bench: Bench, fault: dict | None) -> list:
     return [bench.sim.add_fault(**fault)]
 
 
-def do_run(bench: Bench, plan: Plan, report: Report) -> None:
+def do_run(bench: Bench, plan: Plan, report: Report) -> None:  # noqa: C901  (one run of the harness, step by step)
     saved = bench.take_backup("chaos-before-propose") if plan.backup_at == "before_propose" else None
     pid = bench.propose(plan.draft)
     report.proposals += 1

@@ -70,7 +70,8 @@ def check(conn: sqlite3.Connection, cfg: Config, orders: list[dict], trades: lis
     return f
 
 
-def _orders_vs_rows(f: Findings, cfg: Config, orders: list[dict], rows: dict, forgotten: dict[str, dict],
+def _orders_vs_rows(  # noqa: C901  (one invariant, case by case)
+        f: Findings, cfg: Config, orders: list[dict], rows: dict, forgotten: dict[str, dict],
                     unaccounted: dict, keys: dict[int, int] | None,
                     history: dict[str, dict]) -> list[tuple[dict, sqlite3.Row | dict]]:
     """(1) one order per proposal and per clientOrderId, (2) every order accounted for and no row left unknown."""
