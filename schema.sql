@@ -207,6 +207,25 @@ CREATE TABLE paper_fills (
 );
 CREATE INDEX paper_fills_market_time ON paper_fills (market, timestamp_ms);
 
+-- migration: 0002_scheduler
+
+-- The scheduler's heartbeat: one row, rewritten by the running `tinybot run`
+-- at start, after every tick, while backing off and at a clean stop, so
+-- `tinybot status` can say whether the bot is alive and when it ticks next.
+-- Liveness also checks that the PID in the lock file is a live process: a
+-- crashed scheduler leaves state = 'running' behind, which is reported as
+-- "not running (stopped without a clean exit)".
+CREATE TABLE scheduler_heartbeat (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    pid           INTEGER NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('running', 'backing_off', 'stopped')),
+    started_at    TEXT NOT NULL,        -- when this scheduler process started
+    beat_at       TEXT NOT NULL,        -- its last sign of life
+    interval_s    INTEGER NOT NULL,
+    next_tick_at  TEXT,                 -- the slot it will run next (NULL once stopped)
+    detail        TEXT NOT NULL DEFAULT ''
+);
+
 -- migration: 0004_ops
 
 -- Every alert tinybot tried to send (text already redacted), so dedupe and
@@ -232,25 +251,6 @@ CREATE TABLE ops_state (
     name       TEXT PRIMARY KEY,
     value      TEXT NOT NULL,
     updated_at TEXT NOT NULL
-);
-
--- migration: 0002_scheduler
-
--- The scheduler's heartbeat: one row, rewritten by the running `tinybot run`
--- at start, after every tick, while backing off and at a clean stop, so
--- `tinybot status` can say whether the bot is alive and when it ticks next.
--- Liveness also checks that the PID in the lock file is a live process: a
--- crashed scheduler leaves state = 'running' behind, which is reported as
--- "not running (stopped without a clean exit)".
-CREATE TABLE scheduler_heartbeat (
-    id            INTEGER PRIMARY KEY CHECK (id = 1),
-    pid           INTEGER NOT NULL,
-    state         TEXT NOT NULL CHECK (state IN ('running', 'backing_off', 'stopped')),
-    started_at    TEXT NOT NULL,        -- when this scheduler process started
-    beat_at       TEXT NOT NULL,        -- its last sign of life
-    interval_s    INTEGER NOT NULL,
-    next_tick_at  TEXT,                 -- the slot it will run next (NULL once stopped)
-    detail        TEXT NOT NULL DEFAULT ''
 );
 
 -- migration: 0005_money_path
