@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from .clock import format_duration, parse_duration
+from .markets import MARKET_RE, normalise_market  # noqa: F401  MARKET_RE re-exported
 
 DEFAULT_CONFIG = Path("~/.tinybot/bot.toml")
-MARKET_RE = re.compile(r"^[A-Z0-9]{1,12}-EUR$")
 SECRET_NAMES = (
     "TINYBOT_READ_KEY",
     "TINYBOT_READ_SECRET",
@@ -72,6 +72,11 @@ def integer(default: int | None, *, minimum: int | None = 0, maximum: int | None
 
 def text(default: str | None, *, choices: tuple[str, ...] | None = None) -> Any:
     return field(default=default, metadata={"kind": "str", "choices": choices})
+
+
+def market(default: str | None) -> Any:
+    """One EUR market name, stored as Bitvavo spells it ("btc/eur" in bot.toml is "BTC-EUR")."""
+    return field(default=default, metadata={"kind": "market"})
 
 
 def markets(default: tuple[str, ...] = ()) -> Any:
@@ -160,7 +165,7 @@ class ExitsConfig:
 
 @dataclass(frozen=True)
 class DcaConfig:
-    market: str | None = text(None)
+    market: str | None = market(None)
     buy_eur: Decimal = money("6", allow_zero=False)
     every: timedelta = duration("7d", minimum="1s", maximum="365d")
 
@@ -442,12 +447,17 @@ def _strings(value, meta, key, path) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _market(value, meta, key, path) -> str:
+    name = normalise_market(_str(value, meta, key, path))
+    if not MARKET_RE.match(name):
+        raise _Bad(f"{value!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
+    return name
+
+
 def _markets(value, meta, key, path) -> tuple[str, ...]:
     out = []
     for v in _strings(value, meta, key, path):
-        name = v.strip().upper().replace("/", "-")
-        if not MARKET_RE.match(name):
-            raise _Bad(f"{v!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
+        name = _market(v, meta, key, path)
         if name not in out:
             out.append(name)
     return tuple(out)
@@ -486,9 +496,21 @@ CONVERTERS = {
     "bool": _bool,
     "strings": _strings,
     "ints": _ints,
+    "market": _market,
     "markets": _markets,
     "prices": _prices,
 }
+
+
+# The smallest grace reconcile uses, whatever [exchange] reconcile_grace says:
+# doctor lets the clock drift up to a quarter of the access window, and ccxt's
+# throttle may hold a signed request back before it leaves (~0.6 s measured).
+# Here, not in reconcile: loading a config (every command, `kill` too) must not import the exchange contract.
+THROTTLE_ALLOWANCE = timedelta(seconds=2)
+
+
+def grace_floor(access_window: timedelta) -> timedelta:
+    return access_window / 4 + THROTTLE_ALLOWANCE
 
 
 def _cross_checks(cfg: Config) -> None:
@@ -501,13 +523,9 @@ def _cross_checks(cfg: Config) -> None:
             )
     if cfg.rules.fast >= cfg.rules.slow:
         raise ConfigError(f"{p}: rules.fast: must be smaller than rules.slow ({cfg.rules.slow})")
-    if cfg.dca.market is not None:
-        name = cfg.dca.market.strip().upper().replace("/", "-")
-        if not MARKET_RE.match(name):
-            raise ConfigError(f"{p}: dca.market: {cfg.dca.market!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
-        if name not in cfg.risk.allowlist:
-            raise ConfigError(f"{p}: dca.market: {name} is not in risk.allowlist"
-                              f" ({', '.join(cfg.risk.allowlist) or 'empty'}); add it there or pick an allowed market")
+    if cfg.dca.market is not None and cfg.dca.market not in cfg.risk.allowlist:  # stored normalised (_market)
+        raise ConfigError(f"{p}: dca.market: {cfg.dca.market} is not in risk.allowlist"
+                          f" ({', '.join(cfg.risk.allowlist) or 'empty'}); add it there or pick an allowed market")
     window = cfg.exchange.access_window.total_seconds()
     if not 0.1 <= window <= 60:
         raise ConfigError(f"{p}: exchange.access_window: must be between 100ms and 60s (Bitvavo's range)")
@@ -520,8 +538,6 @@ def _cross_checks(cfg: Config) -> None:
     except (ValueError, KeyError, OSError):  # zoneinfo raises ZoneInfoNotFoundError (a KeyError) or ValueError
         raise ConfigError(f"{p}: timezone: {cfg.timezone!r} is not a time zone name like \"Europe/Amsterdam\""
                           " or \"UTC\"") from None
-    from .reconcile import grace_floor
-
     floor = grace_floor(cfg.exchange.access_window)
     if cfg.exchange.reconcile_grace < floor:
         raise ConfigError(

@@ -372,22 +372,6 @@ class Notifier:
                 f" = {eur(quote)}, fee {fee_text}; ")
 
 
-# --- a tiny key/value store for cursors and counters (table ops_state) --------------
+# --- the key/value store for cursors and counters: tinybot.db (re-exported for existing callers) ---------
 
-def get_state(conn: sqlite3.Connection, name: str) -> str | None:
-    row = conn.execute("SELECT value FROM ops_state WHERE name = ?", (name,)).fetchone()
-    return row["value"] if row else None
-
-
-def set_state(conn: sqlite3.Connection, name: str, value: str) -> None:
-    def write():
-        conn.execute(
-            "INSERT INTO ops_state (name, value, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            (name, value, clock.now_iso()))
-
-    if conn.in_transaction:
-        write()
-    else:
-        with db.transaction(conn):
-            write()
+from .db import get_state, set_state  # noqa: E402,F401

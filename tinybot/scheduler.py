@@ -56,7 +56,6 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Callable
 
 from . import clock, db, exitcodes, ledger
