@@ -179,6 +179,17 @@ def test_secrets_file_unknown_name_and_bad_line(tmp_path):
         config.Secrets(f).get("TINYBOT_READ_KEY")
 
 
+def test_a_refused_secrets_file_stays_refused(tmp_path):
+    """The lines read before the bad one are not kept: asking again is refused again, not half-answered."""
+    f = tmp_path / "secrets.env"
+    f.write_text("TINYBOT_READ_KEY=read-key-1\nTINYBOT_READ_SECRT=typo\n")
+    f.chmod(0o600)
+    s = config.Secrets(f)
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="line 2: unknown secret 'TINYBOT_READ_SECRT'"):
+            s.get("TINYBOT_READ_KEY")
+
+
 def test_half_a_key_pair_is_an_error(tmp_path, monkeypatch):
     cfg, _ = load_text(tmp_path, PAPER_TOML)
     monkeypatch.setenv("TINYBOT_TRADE_KEY", "k")

@@ -3,9 +3,8 @@
 Every problem is a ``ConfigError`` that names the file and the key
 (``bot.toml: risk.max_trade_eur: must not be negative``) and nothing starts.
 Secrets never come from bot.toml: they come from environment variables or a
-secrets file readable by its owner only, and are read lazily, name by name, so
-that paper mode never reads the trade key (``Secrets.requested`` records
-which names were asked for; a test holds us to it).
+secrets file readable by its owner only (tinybot.secrets, re-exported here as
+``Secrets`` and ``SECRET_NAMES``).
 """
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import dataclasses
 import math
 import os
 import re
-import stat
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,17 +21,9 @@ from typing import Any
 
 from .clock import format_duration, parse_duration
 from .markets import MARKET_RE, normalise_market  # noqa: F401  MARKET_RE re-exported
+from .secrets import SECRET_NAMES, Secrets  # noqa: F401  one home (tinybot.secrets), re-exported
 
 DEFAULT_CONFIG = Path("~/.tinybot/bot.toml")
-SECRET_NAMES = (
-    "TINYBOT_READ_KEY",
-    "TINYBOT_READ_SECRET",
-    "TINYBOT_TRADE_KEY",
-    "TINYBOT_TRADE_SECRET",
-    "TINYBOT_LLM_KEY",
-    "TINYBOT_ALERT_URLS",
-    "TINYBOT_TELEGRAM_TOKEN",
-)
 
 
 class ConfigError(Exception):
@@ -597,73 +587,3 @@ def describe(cfg: Config) -> dict:
         else:
             out[f.name] = plain(v)
     return out
-
-
-# --- secrets ---------------------------------------------------------------
-
-class Secrets:
-    """Environment first, then the secrets file; read one name at a time.
-
-    The file is ``NAME=value`` lines (``#`` comments allowed) and must be
-    readable by its owner only.  Values are never logged or stored.
-    """
-
-    def __init__(self, path: Path | None):
-        self.path = path
-        self.requested: list[str] = []
-        self._file: dict[str, str] | None = None
-
-    def get(self, name: str) -> str | None:
-        if name not in SECRET_NAMES:
-            raise KeyError(name)
-        self.requested.append(name)
-        value = os.environ.get(name)
-        if value:
-            return value
-        return self._from_file().get(name) or None
-
-    def pair(self, key_name: str, secret_name: str) -> tuple[str, str] | None:
-        key, secret = self.get(key_name), self.get(secret_name)
-        if key and secret:
-            return key, secret
-        if key or secret:
-            missing = secret_name if key else key_name
-            raise ConfigError(f"{missing} is not set but {key_name if key else secret_name} is; set both or neither")
-        return None
-
-    def _from_file(self) -> dict[str, str]:
-        if self._file is not None:
-            return self._file
-        self._file = {}
-        if self.path is None or not self.path.exists():
-            return self._file
-        st = self.path.stat()
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"{self.path}: secrets file is readable by others (mode {stat.S_IMODE(st.st_mode):o});"
-                f" run `chmod 600 {self.path}`"
-            )
-        if hasattr(os, "getuid") and st.st_uid != os.getuid():
-            raise ConfigError(f"{self.path}: secrets file is not owned by you; fix with chown and `chmod 600`")
-        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if "=" not in line:
-                raise ConfigError(f"{self.path}: line {n}: expected NAME=value")
-            name, value = (s.strip() for s in line.split("=", 1))
-            if name.startswith("export "):
-                name = name[len("export "):].strip()
-            if name not in SECRET_NAMES:
-                raise ConfigError(f"{self.path}: line {n}: unknown secret {name!r} (known: {', '.join(SECRET_NAMES)})")
-            self._file[name] = value.strip().strip('"').strip("'")
-        return self._file
-
-    def values(self) -> list[str]:
-        """Every secret value that is set (for redaction and leak checks)."""
-        out = [os.environ[n] for n in SECRET_NAMES if os.environ.get(n)]
-        try:
-            out += [v for v in self._from_file().values() if v]
-        except ConfigError:
-            pass
-        return [v for v in out if len(v) >= 4]
