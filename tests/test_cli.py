@@ -142,3 +142,18 @@ def test_fast_commands_never_import_ccxt(tmp_path, command):
              "print('CCXT_LOADED' if 'ccxt' in sys.modules else 'CCXT_ABSENT', file=sys.stderr)")
     r = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().splitlines()[-1] == "CCXT_ABSENT", r.stderr
+
+
+@pytest.mark.parametrize("command", [["kill"], ["resume"]])
+def test_the_kill_switch_never_loads_the_exchange_contract(tmp_path, command):
+    """kill/resume write the switch, its event and nothing else: the exchange contract (and ledger, reconcile,
+    notify, which import it or apprise) stay unloaded, so a broken exchange module cannot stop a kill."""
+    (tmp_path / "bot.toml").write_text(PAPER_TOML)
+    assert run_cli("init").returncode == 0
+    probe = ("import sys; from tinybot.cli import cli\n"
+             "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('tinybot.exchange', 'tinybot.ledger',"
+             " 'tinybot.reconcile', 'tinybot.notify'))), file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)
+    assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
+    assert "Trading" in r.stdout

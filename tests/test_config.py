@@ -108,6 +108,32 @@ def test_market_names_accept_slash_form(tmp_path):
     assert cfg.risk.allowlist == ("BTC-EUR", "ETH-EUR")
 
 
+def test_dca_market_is_stored_as_bitvavo_spells_it(tmp_path):
+    """Every reader of dca.market (the dca advisor, status, describe) sees one spelling: "BTC-EUR"."""
+    cfg, _ = load_text(tmp_path, '[risk]\nallowlist = ["BTC-EUR"]\n[dca]\nmarket = " btc/eur"')
+    assert cfg.dca.market == "BTC-EUR" and config.describe(cfg)["dca"]["market"] == "BTC-EUR"
+    with pytest.raises(ConfigError) as e:
+        load_text(tmp_path, '[risk]\nallowlist = ["BTC-EUR"]\n[dca]\nmarket = "BTC-USD"')
+    assert str(e.value) == (f"{tmp_path / 'bot.toml'}: dca.market: 'BTC-USD' is not a Bitvavo EUR market name"
+                            ' (like "BTC-EUR")')
+
+
+def test_market_names_need_no_exchange_package():
+    """normalise_market has one home (tinybot.markets), importable without tinybot.exchange."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from tinybot.markets import normalise_market; from tinybot import config\n"
+             "assert normalise_market(' btc/eur') == 'BTC-EUR'\n"
+             "print(sorted(m for m in sys.modules if m.startswith('tinybot.exchange')))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+    from tinybot.exchange import base
+    from tinybot.markets import normalise_market
+
+    assert base.normalise_market is normalise_market
+
+
 def test_cli_refuses_to_start_on_bad_config(tmp_path):
     (tmp_path / "bot.toml").write_text("[risk]\nmax_trade_eur = -1\n")
     r = run_cli("status")
@@ -150,6 +176,17 @@ def test_secrets_file_unknown_name_and_bad_line(tmp_path):
     f.write_text("just a line\n")
     with pytest.raises(ConfigError, match="line 1: expected NAME=value"):
         config.Secrets(f).get("TINYBOT_READ_KEY")
+
+
+def test_a_refused_secrets_file_stays_refused(tmp_path):
+    """The lines read before the bad one are not kept: asking again is refused again, not half-answered."""
+    f = tmp_path / "secrets.env"
+    f.write_text("TINYBOT_READ_KEY=read-key-1\nTINYBOT_READ_SECRT=typo\n")
+    f.chmod(0o600)
+    s = config.Secrets(f)
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="line 2: unknown secret 'TINYBOT_READ_SECRT'"):
+            s.get("TINYBOT_READ_KEY")
 
 
 def test_half_a_key_pair_is_an_error(tmp_path, monkeypatch):

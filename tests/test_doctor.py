@@ -311,3 +311,22 @@ def test_live_probe_needs_live_mode(tmp_path):
     db.open_db(cfg.db_path).close()
     r = run_doctor(cfg, "--live-probe")
     assert r.exit_code == 1 and "--live-probe asks the real exchange" in r.output
+
+
+def test_the_leak_scan_finds_an_alert_url_token_that_the_log_redaction_hides(tmp_path):
+    """One list of secret values (tinybot.secrets): a bot token inside TINYBOT_ALERT_URLS, written alone to
+    the log (apprise logs URL pieces), is hidden by the redaction and found by doctor's leak scan."""
+    from tinybot import notify
+
+    (tmp_path / "bot.toml").write_text('mode = "paper"\n', encoding="utf-8")
+    token = "AAHdqTcv1vGWJx0K5PALDsaw"  # the shape of a Telegram bot token's secret part
+    s = tmp_path / "secrets.env"
+    s.write_text(f"TINYBOT_ALERT_URLS=tgram://123456789:{token}/987654321\n", encoding="utf-8")
+    s.chmod(0o600)
+    cfg = config.load(tmp_path / "bot.toml")
+    line = f"2026-03-01 apprise: sending with token {token} failed\n"
+    assert token not in notify.redact(line, notify.secret_values(cfg))  # the redaction hides it
+    assert doctor.no_secret_leaks(cfg).status == "pass"
+    cfg.log_path.write_text(line, encoding="utf-8")  # what was written before the redaction was in place
+    check = doctor.no_secret_leaks(cfg)
+    assert (check.status, check.detail) == ("fail", f"TINYBOT_ALERT_URLS in {cfg.log_path}")

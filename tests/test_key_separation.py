@@ -48,7 +48,7 @@ def test_only_the_executor_reads_the_trade_key_to_trade():
         for node in ast.walk(tree):
             if names_trade_key(node):
                 readers.add(name)
-    assert readers <= {"tinybot/config.py", "tinybot/executor.py", "tinybot/doctor.py", "tinybot/demo.py",
+    assert readers <= {"tinybot/secrets.py", "tinybot/executor.py", "tinybot/doctor.py", "tinybot/demo.py",
                        "tinybot/chaos/__init__.py", "tinybot/exchange/bitvavo.py"}
     assert "tinybot/executor.py" in readers
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import fcntl
+import os
 import re
 import shlex
 from pathlib import Path
@@ -90,6 +91,37 @@ def test_restore_refuses_while_the_scheduler_holds_the_lock(tmp_path):
         result = tinybot("backup", "--restore", b.path.name, ok=False)
     assert result.exit_code == 1
     assert "`tinybot run` holds" in result.output and "stop it first" in result.output
+    # the README installs a system service: the hint names it (not a `systemctl --user` unit nobody has)
+    assert "`sudo systemctl stop tinybot`" in result.output and "--user" not in result.output
+
+
+def test_restore_holds_the_same_lock_as_run_and_names_its_pid(tmp_path):
+    """backup --restore and `tinybot run` share one lock (tinybot.runlock): a real process holding it
+    through scheduler.RunLock is refused by its PID, and while a restore holds it `run` cannot start."""
+    import subprocess
+    import sys
+
+    from tinybot import runlock, scheduler
+
+    tinybot("init")
+    cfg = config.load()
+    b = backup.make(cfg)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from tinybot.scheduler import RunLock\n"
+         f"RunLock({str(cfg.lock_path)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        result = tinybot("backup", "--restore", b.path.name, ok=False)
+        assert result.exit_code == 1
+        assert f"`tinybot run` holds {cfg.lock_path} (PID {holder.pid}); stop it first" in result.output
+    finally:
+        holder.kill()
+        holder.wait()
+    with backup.scheduler_lock(cfg):
+        with pytest.raises(scheduler.AlreadyRunning) as e:
+            runlock.RunLock(cfg.lock_path).acquire()
+        assert e.value.pid == os.getpid()
 
 
 def rollback_block(doc: Path = DOC) -> list[str]:

@@ -123,6 +123,7 @@ def test_batches_keep_each_transaction_short(conn):
     tick(conn, NOW)
     first = retention.prune(conn, NOW, batch=3)
     assert first.counts["ticks"] == 3 and first.more
+    assert first.total == sum(first.counts.values()) == 3  # rows deleted; "call again" is not a row
     total = retention.prune_all(conn, NOW, batch=3)
     assert total.counts["ticks"] == 4 and count(conn, "ticks") == 1
 

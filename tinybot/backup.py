@@ -136,20 +136,18 @@ def before_migration(cfg) -> Callable[[list[str]], None]:
 
 @contextlib.contextmanager
 def scheduler_lock(cfg) -> Iterator[None]:
-    """Hold the scheduler's lock file (``fcntl.flock``), or say that `tinybot run` is running."""
-    import fcntl
+    """Hold the run lock (tinybot.runlock, the one `tinybot run` holds), or say that `tinybot run` is running."""
+    from .runlock import HOW_TO_STOP, AlreadyRunning, RunLock
 
-    cfg.lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(cfg.lock_path, "a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BackupError(f"`tinybot run` holds {cfg.lock_path}; stop it first"
-                              " (systemctl --user stop tinybot, or Ctrl-C in its tmux window)") from None
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    try:
+        lock = RunLock(cfg.lock_path).acquire()
+    except AlreadyRunning as e:
+        who = f" (PID {e.pid})" if e.pid else ""
+        raise BackupError(f"`tinybot run` holds {cfg.lock_path}{who}; stop it first ({HOW_TO_STOP})") from None
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def resolve(cfg, name: str) -> Path:

@@ -3,9 +3,8 @@
 Every problem is a ``ConfigError`` that names the file and the key
 (``bot.toml: risk.max_trade_eur: must not be negative``) and nothing starts.
 Secrets never come from bot.toml: they come from environment variables or a
-secrets file readable by its owner only, and are read lazily, name by name, so
-that paper mode never reads the trade key (``Secrets.requested`` records
-which names were asked for; a test holds us to it).
+secrets file readable by its owner only (tinybot.secrets, re-exported here as
+``Secrets`` and ``SECRET_NAMES``).
 """
 from __future__ import annotations
 
@@ -13,7 +12,6 @@ import dataclasses
 import math
 import os
 import re
-import stat
 import tomllib
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,18 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from .clock import format_duration, parse_duration
+from .markets import MARKET_RE, normalise_market  # noqa: F401  MARKET_RE re-exported
+from .secrets import SECRET_NAMES, Secrets  # noqa: F401  one home (tinybot.secrets), re-exported
 
 DEFAULT_CONFIG = Path("~/.tinybot/bot.toml")
-MARKET_RE = re.compile(r"^[A-Z0-9]{1,12}-EUR$")
-SECRET_NAMES = (
-    "TINYBOT_READ_KEY",
-    "TINYBOT_READ_SECRET",
-    "TINYBOT_TRADE_KEY",
-    "TINYBOT_TRADE_SECRET",
-    "TINYBOT_LLM_KEY",
-    "TINYBOT_ALERT_URLS",
-    "TINYBOT_TELEGRAM_TOKEN",
-)
 
 
 class ConfigError(Exception):
@@ -72,6 +62,11 @@ def integer(default: int | None, *, minimum: int | None = 0, maximum: int | None
 
 def text(default: str | None, *, choices: tuple[str, ...] | None = None) -> Any:
     return field(default=default, metadata={"kind": "str", "choices": choices})
+
+
+def market(default: str | None) -> Any:
+    """One EUR market name, stored as Bitvavo spells it ("btc/eur" in bot.toml is "BTC-EUR")."""
+    return field(default=default, metadata={"kind": "market"})
 
 
 def markets(default: tuple[str, ...] = ()) -> Any:
@@ -160,7 +155,7 @@ class ExitsConfig:
 
 @dataclass(frozen=True)
 class DcaConfig:
-    market: str | None = text(None)
+    market: str | None = market(None)
     buy_eur: Decimal = money("6", allow_zero=False)
     every: timedelta = duration("7d", minimum="1s", maximum="365d")
 
@@ -442,12 +437,17 @@ def _strings(value, meta, key, path) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _market(value, meta, key, path) -> str:
+    name = normalise_market(_str(value, meta, key, path))
+    if not MARKET_RE.match(name):
+        raise _Bad(f"{value!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
+    return name
+
+
 def _markets(value, meta, key, path) -> tuple[str, ...]:
     out = []
     for v in _strings(value, meta, key, path):
-        name = v.strip().upper().replace("/", "-")
-        if not MARKET_RE.match(name):
-            raise _Bad(f"{v!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
+        name = _market(v, meta, key, path)
         if name not in out:
             out.append(name)
     return tuple(out)
@@ -486,9 +486,21 @@ CONVERTERS = {
     "bool": _bool,
     "strings": _strings,
     "ints": _ints,
+    "market": _market,
     "markets": _markets,
     "prices": _prices,
 }
+
+
+# The smallest grace reconcile uses, whatever [exchange] reconcile_grace says:
+# doctor lets the clock drift up to a quarter of the access window, and ccxt's
+# throttle may hold a signed request back before it leaves (~0.6 s measured).
+# Here, not in reconcile: loading a config (every command, `kill` too) must not import the exchange contract.
+THROTTLE_ALLOWANCE = timedelta(seconds=2)
+
+
+def grace_floor(access_window: timedelta) -> timedelta:
+    return access_window / 4 + THROTTLE_ALLOWANCE
 
 
 def _cross_checks(cfg: Config) -> None:
@@ -501,13 +513,9 @@ def _cross_checks(cfg: Config) -> None:
             )
     if cfg.rules.fast >= cfg.rules.slow:
         raise ConfigError(f"{p}: rules.fast: must be smaller than rules.slow ({cfg.rules.slow})")
-    if cfg.dca.market is not None:
-        name = cfg.dca.market.strip().upper().replace("/", "-")
-        if not MARKET_RE.match(name):
-            raise ConfigError(f"{p}: dca.market: {cfg.dca.market!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
-        if name not in cfg.risk.allowlist:
-            raise ConfigError(f"{p}: dca.market: {name} is not in risk.allowlist"
-                              f" ({', '.join(cfg.risk.allowlist) or 'empty'}); add it there or pick an allowed market")
+    if cfg.dca.market is not None and cfg.dca.market not in cfg.risk.allowlist:  # stored normalised (_market)
+        raise ConfigError(f"{p}: dca.market: {cfg.dca.market} is not in risk.allowlist"
+                          f" ({', '.join(cfg.risk.allowlist) or 'empty'}); add it there or pick an allowed market")
     window = cfg.exchange.access_window.total_seconds()
     if not 0.1 <= window <= 60:
         raise ConfigError(f"{p}: exchange.access_window: must be between 100ms and 60s (Bitvavo's range)")
@@ -520,8 +528,6 @@ def _cross_checks(cfg: Config) -> None:
     except (ValueError, KeyError, OSError):  # zoneinfo raises ZoneInfoNotFoundError (a KeyError) or ValueError
         raise ConfigError(f"{p}: timezone: {cfg.timezone!r} is not a time zone name like \"Europe/Amsterdam\""
                           " or \"UTC\"") from None
-    from .reconcile import grace_floor
-
     floor = grace_floor(cfg.exchange.access_window)
     if cfg.exchange.reconcile_grace < floor:
         raise ConfigError(
@@ -581,73 +587,3 @@ def describe(cfg: Config) -> dict:
         else:
             out[f.name] = plain(v)
     return out
-
-
-# --- secrets ---------------------------------------------------------------
-
-class Secrets:
-    """Environment first, then the secrets file; read one name at a time.
-
-    The file is ``NAME=value`` lines (``#`` comments allowed) and must be
-    readable by its owner only.  Values are never logged or stored.
-    """
-
-    def __init__(self, path: Path | None):
-        self.path = path
-        self.requested: list[str] = []
-        self._file: dict[str, str] | None = None
-
-    def get(self, name: str) -> str | None:
-        if name not in SECRET_NAMES:
-            raise KeyError(name)
-        self.requested.append(name)
-        value = os.environ.get(name)
-        if value:
-            return value
-        return self._from_file().get(name) or None
-
-    def pair(self, key_name: str, secret_name: str) -> tuple[str, str] | None:
-        key, secret = self.get(key_name), self.get(secret_name)
-        if key and secret:
-            return key, secret
-        if key or secret:
-            missing = secret_name if key else key_name
-            raise ConfigError(f"{missing} is not set but {key_name if key else secret_name} is; set both or neither")
-        return None
-
-    def _from_file(self) -> dict[str, str]:
-        if self._file is not None:
-            return self._file
-        self._file = {}
-        if self.path is None or not self.path.exists():
-            return self._file
-        st = self.path.stat()
-        if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"{self.path}: secrets file is readable by others (mode {stat.S_IMODE(st.st_mode):o});"
-                f" run `chmod 600 {self.path}`"
-            )
-        if hasattr(os, "getuid") and st.st_uid != os.getuid():
-            raise ConfigError(f"{self.path}: secrets file is not owned by you; fix with chown and `chmod 600`")
-        for n, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            if "=" not in line:
-                raise ConfigError(f"{self.path}: line {n}: expected NAME=value")
-            name, value = (s.strip() for s in line.split("=", 1))
-            if name.startswith("export "):
-                name = name[len("export "):].strip()
-            if name not in SECRET_NAMES:
-                raise ConfigError(f"{self.path}: line {n}: unknown secret {name!r} (known: {', '.join(SECRET_NAMES)})")
-            self._file[name] = value.strip().strip('"').strip("'")
-        return self._file
-
-    def values(self) -> list[str]:
-        """Every secret value that is set (for redaction and leak checks)."""
-        out = [os.environ[n] for n in SECRET_NAMES if os.environ.get(n)]
-        try:
-            out += [v for v in self._from_file().values() if v]
-        except ConfigError:
-            pass
-        return [v for v in out if len(v) >= 4]

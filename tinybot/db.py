@@ -258,3 +258,38 @@ def open_existing(path: str | Path, before_migration=None) -> sqlite3.Connection
         conn.close()
         raise
     return conn
+
+
+# --- the small things every module writes: events and a key/value state ---------------
+# Here, not in ledger or notify, so the kill switch, the safety rules and the LLM advisor write
+# them without importing the exchange contract (ledger) or the alert machinery (notify).
+
+def event(conn: sqlite3.Connection, kind: str, detail: str, *, severity: str = "info",
+          execution_id: int | None = None) -> None:
+    """One row in ``events`` (the audit trail; notify turns some kinds into alerts).  Caller owns the transaction."""
+    conn.execute(
+        "INSERT INTO events (at, kind, severity, execution_id, detail) VALUES (?, ?, ?, ?, ?)",
+        (clock.now_iso(), kind, severity, execution_id, detail),
+    )
+
+
+def get_state(conn: sqlite3.Connection, name: str) -> str | None:
+    """A cursor or counter from ``ops_state`` (None when never set)."""
+    row = conn.execute("SELECT value FROM ops_state WHERE name = ?", (name,)).fetchone()
+    return row["value"] if row else None
+
+
+def set_state(conn: sqlite3.Connection, name: str, value: str) -> None:
+    """Set one ``ops_state`` value, in the caller's transaction or in its own."""
+    def write():
+        conn.execute(
+            "INSERT INTO ops_state (name, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+            " WHERE ops_state.value IS NOT excluded.value",  # an unchanged value writes nothing (SD-card wear)
+            (name, value, clock.now_iso()))
+
+    if conn.in_transaction:
+        write()
+    else:
+        with transaction(conn):
+            write()

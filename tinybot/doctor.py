@@ -18,7 +18,6 @@ refuses any other method before a byte leaves.
 """
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import stat
@@ -29,7 +28,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from . import backup, clock, db, notify
-from .config import SECRET_NAMES, Config, ConfigError
+from .config import Config, ConfigError
+from .secrets import file_problem, lookup
 
 BITVAVO_MIN_ORDER_EUR = Decimal("5")
 BACKUP_MAX_AGE = timedelta(days=7)
@@ -268,33 +268,20 @@ def kill_switch_wired(conn: sqlite3.Connection) -> Check:
 
 # --- secrets --------------------------------------------------------------------
 
-def _read_secret_file(path: Path) -> dict[str, str]:
-    """NAME=value lines, read regardless of the file's mode (the mode has its own check)."""
-    out = {}
-    if not path.exists():
-        return out
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            name, value = (s.strip() for s in line.split("=", 1))
-            name = name.removeprefix("export ").strip()
-            out[name] = value.strip('"').strip("'")
-    return out
-
-
 def _secret(cfg: Config, name: str) -> str | None:
-    return os.environ.get(name) or _read_secret_file(cfg.secrets_path).get(name) or None
+    """Read regardless of the file's mode (the mode has its own check, secrets_file)."""
+    return lookup(cfg.secrets_path, name)
 
 
 def secrets_file(cfg: Config) -> Check:
     p = cfg.secrets_path
     if not p.exists():
         return passed("secrets_file", f"no secrets file at {p}; secrets come from the environment")
+    problem = file_problem(p)
+    if problem is not None:
+        return failed("secrets_file", f"{p} is {problem.what}: tinybot will not read your keys from it",
+                      problem.fix)
     mode = stat.S_IMODE(p.stat().st_mode)
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        return failed("secrets_file", f"{p} has mode {mode:o}: others can read your keys", f"chmod 600 {p}")
-    if hasattr(os, "getuid") and p.stat().st_uid != os.getuid():
-        return failed("secrets_file", f"{p} is not owned by you", f"chown $USER {p} && chmod 600 {p}")
     try:
         cfg.secrets().get("TINYBOT_READ_KEY")  # parses the whole file: an unknown name or a bad line
     except ConfigError as e:
@@ -323,13 +310,6 @@ def keys_separated(cfg: Config) -> Check:
     return passed("keys_separated", "read key and trade key are both set and different")
 
 
-def secret_values(cfg: Config) -> list[str]:
-    values = [v for n in SECRET_NAMES for v in [_secret(cfg, n)] if v]
-    for v in list(values):
-        values += [u for u in notify.split_urls(v) if len(u) >= 4]
-    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
-
-
 def _contains(path: Path, needles: list[bytes]) -> list[bytes]:
     """Which needles occur in the file, read in chunks (a DB or log may be big on a Pi)."""
     found, overlap = set(), max(map(len, needles)) - 1
@@ -350,15 +330,15 @@ def scanned_files(cfg: Config) -> list[Path]:
 
 
 def no_secret_leaks(cfg: Config) -> Check:
-    values = secret_values(cfg)
+    # exactly what the log redaction and the alerts hide (tinybot.secrets), URL tokens included
+    names = {v.encode(): n for v, n in cfg.secrets().labelled().items()}
     files = scanned_files(cfg)
-    if not values:
+    if not names:
         return passed("no_secret_leaks", "no secrets configured, nothing to leak")
-    names = {v.encode(): n for n in SECRET_NAMES for v in [_secret(cfg, n)] if v}
     leaks = []
     for p in files:
-        for needle in _contains(p, [v.encode() for v in values]):
-            leaks.append(f"{names.get(needle, 'a secret value')} in {p}")
+        for needle in _contains(p, list(names)):
+            leaks.append(f"{names[needle]} in {p}")
     if leaks:
         return failed("no_secret_leaks", "; ".join(sorted(set(leaks))),
                       "remove the value from that file (for the DB or a log: rotate the key on Bitvavo,"

@@ -15,10 +15,13 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from . import clock, sizing
 from .config import Config
-from .exchange.base import Balance, Market, Ticker
+
+if TYPE_CHECKING:  # types only: `tinybot kill` imports guards (through proposals) and never the exchange contract
+    from .exchange.base import Balance, Market, Ticker
 
 # States whose order exists (or may exist) on the exchange: these count
 # against cooldown, anti-flip and the caps from the moment of `submitting`.
@@ -329,6 +332,8 @@ def precision(ctx: Context) -> Verdict:
 
 
 def balance(ctx: Context) -> Verdict:
+    from .exchange.base import Balance
+
     if ctx.balances is None:
         return blocked("balance", "no_balance", "could not read a fresh balance")
     if ctx.side == "buy":

@@ -24,7 +24,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import clock, db, exitcodes, ledger
+from . import clock, db, exitcodes
 
 KILL_SUFFIX = ".kill"
 KILL_ROW_TIMEOUT_MS = 1000  # `tinybot kill` waits this long for the row; the file has already done the job
@@ -115,8 +115,8 @@ def set_enabled(conn: sqlite3.Connection, enabled: bool, reason: str, by: str) -
                 " changed_at = excluded.changed_at, changed_by = excluded.changed_by",
                 (int(enabled), reason, clock.now_iso(), by),
             )
-        ledger.event(conn, "kill_switch", f"trading {'enabled' if enabled else 'disabled'} by {by}: {reason}",
-                     severity="info" if enabled else "warning")
+        db.event(conn, "kill_switch", f"trading {'enabled' if enabled else 'disabled'} by {by}: {reason}",
+                 severity="info" if enabled else "warning")
         if file_present:
             remove_kill_file(kf)
     return True

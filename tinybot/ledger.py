@@ -22,8 +22,10 @@ import sqlite3
 from decimal import Decimal
 
 from . import clock
+from .db import event  # noqa: F401  one home (tinybot.db); ledger.event stays importable
 from .exchange.base import FINAL_STATUSES, Fill, Order
 
+# Execution states no process moves again (retention may prune their guard decisions).
 FINAL_STATES = ("filled", "canceled", "failed", "blocked")
 
 
@@ -158,10 +160,3 @@ def position_base(conn: sqlite3.Connection, market: str) -> Decimal:
     """What tinybot itself holds of a market's base asset (its own fills only)."""
     return _position(conn, market)[0]
 
-
-def event(conn: sqlite3.Connection, kind: str, detail: str, *, severity: str = "info",
-          execution_id: int | None = None) -> None:
-    conn.execute(
-        "INSERT INTO events (at, kind, severity, execution_id, detail) VALUES (?, ?, ?, ?, ?)",
-        (clock.now_iso(), kind, severity, execution_id, detail),
-    )

@@ -29,7 +29,6 @@ loop, ``bot_died`` when a start finds the last run vanished, and
 from __future__ import annotations
 
 import logging
-import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
@@ -56,32 +55,8 @@ EVENT_ALERTS = {
 
 # --- redaction --------------------------------------------------------------
 
-def secret_values(cfg) -> list[str]:
-    """Every secret value worth hiding, including each single URL of TINYBOT_ALERT_URLS."""
-    try:
-        secrets = cfg.secrets()
-        values = list(secrets.values())
-    except Exception:  # an unreadable secrets file must not break logging or alerts
-        return []
-    for v in list(values):
-        values += [part for part in split_urls(v) if len(part) >= 4]
-        values += [tok for part in split_urls(v) for tok in _url_tokens(part)]
-    # longest first, so a value that contains another is replaced whole
-    return sorted(set(values), key=len, reverse=True)
-
-
-def _url_tokens(url: str) -> list[str]:
-    """The token-ish parts of an apprise URL (path segments, user:pass), each worth hiding on its own."""
-    m = re.match(r"^[a-z0-9+]+://(.*)$", url, re.I)
-    if not m:
-        return []
-    rest = m.group(1).split("?", 1)[0]
-    parts = re.split(r"[/@:]", rest)
-    return [p for p in parts if len(p) >= 8 and not re.fullmatch(r"[\d.]+|[a-z.-]+", p, re.I)]
-
-
-def split_urls(text: str | None) -> list[str]:
-    return [u for u in re.split(r"[\s,]+", text or "") if u]
+# one list of what to hide, shared with doctor's leak scan: tinybot.secrets
+from .secrets import secret_values, split_urls  # noqa: E402,F401  (notify.secret_values stays importable)
 
 
 def redact(text: str, values: list[str]) -> str:
@@ -372,22 +347,6 @@ class Notifier:
                 f" = {eur(quote)}, fee {fee_text}; ")
 
 
-# --- a tiny key/value store for cursors and counters (table ops_state) --------------
+# --- the key/value store for cursors and counters: tinybot.db (re-exported for existing callers) ---------
 
-def get_state(conn: sqlite3.Connection, name: str) -> str | None:
-    row = conn.execute("SELECT value FROM ops_state WHERE name = ?", (name,)).fetchone()
-    return row["value"] if row else None
-
-
-def set_state(conn: sqlite3.Connection, name: str, value: str) -> None:
-    def write():
-        conn.execute(
-            "INSERT INTO ops_state (name, value, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-            (name, value, clock.now_iso()))
-
-    if conn.in_transaction:
-        write()
-    else:
-        with db.transaction(conn):
-            write()
+from .db import get_state, set_state  # noqa: E402,F401

@@ -9,7 +9,7 @@ from decimal import Decimal, InvalidOperation
 
 from . import clock, db
 from .config import MARKET_RE
-from .exchange.base import normalise_market
+from .markets import normalise_market
 from . import guards
 from .guards import approval_hash
 

@@ -27,19 +27,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from . import clock, crash, db, ledger
-from .config import Config
+from .config import THROTTLE_ALLOWANCE, Config, grace_floor  # noqa: F401  the floor is checked when bot.toml loads
 from .exchange.base import ExchangeError, MarketData, Order
 
 SURPRISE_LOOKBACK = timedelta(days=1)
-# The smallest grace reconcile uses, whatever [exchange] reconcile_grace says:
-# doctor lets the clock drift up to a quarter of the access window, and ccxt's
-# throttle may hold a signed request back before it leaves (~0.6 s measured).
-THROTTLE_ALLOWANCE = timedelta(seconds=2)
 IN_DOUBT = ("claimed", "submitting", "unknown")
-
-
-def grace_floor(access_window: timedelta) -> timedelta:
-    return access_window / 4 + THROTTLE_ALLOWANCE
 
 
 @dataclass

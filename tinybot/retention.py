@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import clock, db
+from .ledger import FINAL_STATES
 
 DEFAULT_KEEP_DAYS = 30
 DEFAULT_BATCH = 5000
@@ -52,21 +53,15 @@ YEAR_BOUND_MIB = 25
 # events other code looks up by kind: never pruned (they are rare).
 KEEP_EVENT_KINDS = ("surprise_order", "kill_switch", "budget_exhausted")
 
-FINAL_STATES = ("filled", "canceled", "failed", "blocked")
-
 
 @dataclass
 class Pruned:
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)  # rows deleted, per table
+    more: bool = False  # some table hit the batch limit: call prune again
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-    @property
-    def more(self) -> bool:
-        """True if some table hit the batch limit: call prune again."""
-        return bool(self.counts.get("_more"))
 
 
 def cutoff(now: datetime, keep_days: int) -> str:
@@ -112,7 +107,7 @@ def prune(conn: sqlite3.Connection, now: datetime | None = None, *, keep_days: i
             )
             out.counts[table] = cur.rowcount
             more = more or cur.rowcount >= batch
-    out.counts["_more"] = int(more)
+    out.more = more
     return out
 
 
@@ -122,8 +117,7 @@ def prune_all(conn: sqlite3.Connection, now: datetime | None = None, **kw) -> Pr
     while True:
         p = prune(conn, now, **kw)
         for k, v in p.counts.items():
-            if k != "_more":
-                total.counts[k] = total.counts.get(k, 0) + v
+            total.counts[k] = total.counts.get(k, 0) + v
         if not p.more:
             return total
 

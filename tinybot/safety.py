@@ -30,8 +30,8 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from . import clock, db, killswitch, ledger
-from .notify import get_state, set_state
+from . import clock, db, killswitch
+from .db import get_state, set_state
 
 log = logging.getLogger("tinybot.safety")
 
@@ -242,12 +242,14 @@ def _cancel_one(conn: sqlite3.Connection, exchange, row: sqlite3.Row, market: st
     except Exception as e:  # keep going: the other orders still need cancelling
         return Cancel(row["id"], market, cid, "error", f"{type(e).__name__}: {e}")
     if after is not None and row["state"] == "submitted":
+        from . import ledger  # here: ledger imports the exchange contract, which `tinybot kill` never loads
+
         with db.transaction(conn):
             ledger.apply_order(conn, row, exchange.name, after, from_states=("submitted",))
     status = after.status if after is not None else "?"
     with db.transaction(conn):
-        ledger.event(conn, "order_canceled", f"execution {row['id']}: cancel of {market} order {cid}"
-                     f" {'confirmed' if confirmed else 'not confirmed'}; now {status}",
-                     severity="warning", execution_id=row["id"])
+        db.event(conn, "order_canceled", f"execution {row['id']}: cancel of {market} order {cid}"
+                 f" {'confirmed' if confirmed else 'not confirmed'}; now {status}",
+                 severity="warning", execution_id=row["id"])
     return Cancel(row["id"], market, cid, "canceled" if confirmed else "error",
                   f"now {status}" if confirmed else f"cancel not confirmed; order is {status}")

@@ -45,8 +45,6 @@ start is logged, alerted and returns ``exitcodes.REFUSED_START``.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 import signal
@@ -58,7 +56,6 @@ import traceback
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Callable
 
 from . import clock, db, exitcodes, ledger
@@ -97,104 +94,8 @@ class TickPrices:
 
 
 # --- the lock ---------------------------------------------------------------------
-
-class AlreadyRunning(Exception):
-    """Another process holds the scheduler lock."""
-
-    def __init__(self, path: Path, pid: int | None):
-        self.path, self.pid = path, pid
-        who = f"PID {pid}" if pid else "another process (PID not written yet)"
-        super().__init__(f"tinybot run is already running: {who} holds the lock {path}."
-                         " Stop it first (Ctrl-C in its terminal, or kill -TERM"
-                         f"{' ' + str(pid) if pid else ' <pid>'}); only one scheduler may run per database.")
-
-
-class RunLock:
-    """An exclusive, non-blocking flock on ``path``; the holder's PID is written into the file.
-
-    Never unlink the file: a process could then lock a file that another
-    process has just replaced, and two schedulers would run.
-    """
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self.fd: int | None = None
-
-    def acquire(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            os.close(fd)
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise AlreadyRunning(self.path, holder_pid(self.path)) from None
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.fsync(fd)
-        self.fd = fd
-        return self
-
-    def release(self) -> None:
-        if self.fd is None:
-            return
-        fd, self.fd = self.fd, None
-        try:
-            os.ftruncate(fd, 0)  # an empty file = nobody holds it (the PID is only a hint anyway)
-        finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            os.close(fd)
-
-    def __enter__(self) -> "RunLock":
-        return self.acquire()
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-def holder_pid(path: Path, attempts: int = 20) -> int | None:
-    """The PID written in the lock file; retried briefly, the holder writes it just after locking."""
-    for i in range(attempts):
-        try:
-            text = Path(path).read_text().strip()
-        except OSError:
-            text = ""
-        if text.isdigit():
-            return int(text)
-        time.sleep(0.01)
-    return None
-
-
-def lock_is_held(path: Path) -> bool:
-    """True if some process holds the flock.  Probes with a *shared* non-blocking lock.
-
-    Only used by liveness when the lock file names a live PID, to tell a
-    running scheduler from a recycled PID.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    else:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False
-    finally:
-        os.close(fd)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+# One home: tinybot.runlock (backup --restore holds the same lock).  Re-exported here for callers and tests.
+from .runlock import AlreadyRunning, RunLock, holder_pid, lock_is_held, pid_alive  # noqa: E402,F401
 
 
 # --- slots ------------------------------------------------------------------------

@@ -121,7 +121,7 @@ def executions(conn: sqlite3.Connection, state: str | None = None, limit: int = 
 def fills(conn: sqlite3.Connection, market: str | None = None, limit: int = 50) -> list[dict]:
     sql, args = "SELECT * FROM trade_history", []
     if market:
-        from .exchange.base import normalise_market
+        from .markets import normalise_market
 
         sql += " WHERE market = ?"
         args.append(normalise_market(market))

@@ -201,6 +201,4 @@ class Trading(MarketData, Protocol):
         """Cancel an open order; True if the exchange confirmed it."""
 
 
-def normalise_market(name: str) -> str:
-    """Accept ``BTC/EUR`` and ``btc-eur``; return Bitvavo's ``BTC-EUR``."""
-    return name.strip().upper().replace("/", "-")
+from ..markets import normalise_market  # noqa: E402,F401  one home (tinybot.markets), re-exported here
