@@ -33,8 +33,8 @@ def due(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> str | Non
     if (local.hour, local.minute) < (hour, minute):
         return None
     day = local.strftime("%Y-%m-%d")
-    row = conn.execute("SELECT value FROM ops_state WHERE name = ?", (STATE,)).fetchone()
-    return None if row is not None and row["value"] >= day else day
+    last = db.get_state(conn, STATE)
+    return None if last is not None and last >= day else day
 
 
 def text(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> str:
@@ -80,10 +80,7 @@ def maybe_send(conn: sqlite3.Connection, cfg, notifier, now: datetime | None = N
             attach.append(tmp.name)
         except ReportError:
             body += "\n(For a chart: pip install 'tinybot[report]'.)"
-        with db.transaction(conn):  # claimed before sending: a crash mid-send never sends it twice
-            conn.execute("INSERT INTO ops_state (name, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (name)"
-                         " DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
-                         (STATE, day, clock.now_iso()))
+        db.set_state(conn, STATE, day)  # claimed before sending: a crash mid-send never sends it twice
         notifier.alert("digest", body, key=f"digest:{day}", severity="info", attach=attach)
     finally:
         if tmp is not None:

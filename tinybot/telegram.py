@@ -295,13 +295,13 @@ class Poller:
                       key=lambda u: u["update_id"])
 
     def _offset(self) -> int:
-        from .notify import get_state
+        from .db import get_state
 
         return int(get_state(self.conn, OFFSET_KEY) or 0)
 
     def _claim(self, update: dict) -> bool:
         """Move the offset past this update before acting: an update is acted on at most once."""
-        from .notify import get_state, set_state
+        from .db import get_state, set_state
 
         uid = update["update_id"]
         with db.transaction(self.conn):
@@ -462,7 +462,7 @@ class Poller:
 
     def cmd_resume(self, chat: int, rest: str) -> None:
         from . import killswitch
-        from .notify import set_state
+        from .db import set_state
 
         if not self.cfg.telegram.allow_resume:
             self.audit(chat, "/resume refused: telegram.allow_resume is false")
@@ -534,7 +534,7 @@ class Poller:
 
     def _confirm_resume(self, chat: int, query: dict, action: str, nonce: str) -> None:
         from . import killswitch
-        from .notify import get_state, set_state
+        from .db import get_state, set_state
 
         with db.transaction(self.conn):  # the confirmation is used up in the same transaction that checks it
             raw = get_state(self.conn, RESUME_KEY)
@@ -561,7 +561,7 @@ class Poller:
     # -- announcing proposals --
     def announce(self) -> list[int]:
         """Send each new proposal waiting for approval, once, with its guard pre-check and buttons."""
-        from .notify import get_state, set_state
+        from .db import get_state, set_state
 
         cursor = int(get_state(self.conn, ANNOUNCED_KEY) or 0)
         now = clock.now()
