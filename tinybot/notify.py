@@ -383,7 +383,8 @@ def set_state(conn: sqlite3.Connection, name: str, value: str) -> None:
     def write():
         conn.execute(
             "INSERT INTO ops_state (name, value, updated_at) VALUES (?, ?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
+            " WHERE ops_state.value IS NOT excluded.value",  # an unchanged value writes nothing (SD-card wear)
             (name, value, clock.now_iso()))
 
     if conn.in_transaction:
