@@ -677,8 +677,8 @@ def test_an_idle_loop_writes_only_at_its_five_minute_beats_and_loses_no_tick_row
 
         scheduler.Scheduler(cfg, conn, echo=lambda s: None).run(
             until=datetime(2026, 11, 27, 20, 12, 30, tzinfo=UTC), sleep=sleep)
-    changed = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:]) if b[1] != a[1]})
-    grew = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:]) if b[2] != a[2]})
+    changed = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:], strict=False) if b[1] != a[1]})
+    grew = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:], strict=False) if b[2] != a[2]})
     assert changed == ["20:05", "20:10"], changed
     assert grew == ["20:05", "20:10"], grew
     rows = conn.execute("SELECT slot, status FROM ticks ORDER BY slot").fetchall()
@@ -807,4 +807,5 @@ def test_idle_ticks_log_at_debug_with_one_info_line_an_hour(write_config, caplog
             until=datetime(2026, 11, 27, 21, 1, 30, tzinfo=UTC), sleep=lambda s: frozen.tick(timedelta(seconds=s)))
     per_tick = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick ")]
     hourly = [r.getMessage() for r in caplog.records if "idle ticks since" in r.getMessage()]
-    assert per_tick == [] and hourly == ["62 idle ticks since 2026-11-27T20:00:05.000000Z (nothing to do; each at DEBUG)"]
+    assert per_tick == []
+    assert hourly == ["62 idle ticks since 2026-11-27T20:00:05.000000Z (nothing to do; each at DEBUG)"]

@@ -318,7 +318,8 @@ def liveness(conn: sqlite3.Connection, cfg: Config) -> dict:
     every ``beat_every(interval)``, so that is beat_every + two intervals + a
     minute (8 minutes at the 1-minute tick).  ``next_tick_at`` of a heartbeat written
     before some idle ticks is in the past: the next slot is shown instead.
-    ``last_tick`` lags as much: idle ticks' rows are written with the beat.  ``state`` is one of: running, backing_off, stopped,
+    ``last_tick`` lags as much: idle ticks' rows are written with the beat.
+    ``state`` is one of: running, backing_off, stopped,
     died (the last scheduler crashed out of its loop, or never stopped
     cleanly and no process holds the lock), never_run.
     """
