@@ -662,7 +662,7 @@ def test_a_cached_closed_candle_that_the_exchange_corrects_is_not_trusted_foreve
 UTC = timezone.utc
 
 
-def test_an_idle_loop_writes_only_at_its_five_minute_beats_and_loses_no_tick_row(write_config):
+def test_an_idle_loop_writes_only_at_its_ten_minute_beats_and_loses_no_tick_row(write_config):
     """Between beats an idle tick changes nothing (no tick row, no heartbeat, no unchanged cursor or balance
     rewritten, no prune): the WAL does not grow.  Every slot still gets its row, written with the beat."""
     cfg = write_config(config_text())
@@ -676,13 +676,13 @@ def test_an_idle_loop_writes_only_at_its_five_minute_beats_and_loses_no_tick_row
             frozen.tick(timedelta(seconds=s))
 
         scheduler.Scheduler(cfg, conn, echo=lambda s: None).run(
-            until=datetime(2026, 11, 27, 20, 12, 30, tzinfo=UTC), sleep=sleep)
+            until=datetime(2026, 11, 27, 20, 22, 30, tzinfo=UTC), sleep=sleep)
     changed = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:], strict=False) if b[1] != a[1]})
     grew = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:], strict=False) if b[2] != a[2]})
-    assert changed == ["20:05", "20:10"], changed
-    assert grew == ["20:05", "20:10"], grew
+    assert changed == ["20:10", "20:20"], changed
+    assert grew == ["20:10", "20:20"], grew
     rows = conn.execute("SELECT slot, status FROM ticks ORDER BY slot").fetchall()
-    assert [r["slot"][11:16] for r in rows] == [f"20:{m:02d}" for m in range(13)]  # the last ones at the stop
+    assert [r["slot"][11:16] for r in rows] == [f"20:{m:02d}" for m in range(23)]  # the last ones at the stop
     assert {r["status"] for r in rows} == {"ok"}
     assert conn.execute("SELECT state FROM scheduler_heartbeat").fetchone()["state"] == "stopped"
 
@@ -777,14 +777,14 @@ def test_set_state_of_an_unchanged_value_writes_nothing(write_config):
 
 
 def test_status_is_stale_only_after_the_heartbeats_own_cadence(write_config):
-    """After idle ticks the heartbeat is rewritten every 5 minutes: 4 minutes of quiet is not stale (it was
-    under the old 3-minute rule), 8 minutes is; the next tick shown is never in the past."""
+    """After idle ticks the heartbeat is rewritten every 10 minutes: 4 minutes of quiet is not stale (it was
+    under the old 3-minute rule), 13 minutes is; the next tick shown is never in the past."""
     cfg = write_config(config_text())
     conn = db.open_db(cfg.db_path)
-    assert scheduler.beat_every(timedelta(minutes=1)) == timedelta(minutes=5)
-    assert scheduler.beat_every(timedelta(seconds=1)) == timedelta(seconds=5)
+    assert scheduler.beat_every(timedelta(minutes=1)) == timedelta(minutes=10)
+    assert scheduler.beat_every(timedelta(seconds=1)) == timedelta(seconds=10)
     assert scheduler.beat_every(timedelta(hours=1)) == timedelta(hours=1)
-    assert scheduler.stale_after(timedelta(minutes=1)) == timedelta(minutes=8)
+    assert scheduler.stale_after(timedelta(minutes=1)) == timedelta(minutes=13)
     with scheduler.RunLock(cfg.lock_path):
         with freeze_time("2026-11-27 20:00:30") as frozen:
             scheduler.heartbeat(conn, cfg, "running", started_at=clock.now_iso(),
@@ -792,9 +792,9 @@ def test_status_is_stale_only_after_the_heartbeats_own_cadence(write_config):
             frozen.move_to("2026-11-27 20:04:40")
             live = scheduler.liveness(conn, cfg)
             assert live["stale"] is False and live["next_tick_at"] == "2026-11-27T20:05:00.000000Z"
-            frozen.move_to("2026-11-27 20:08:20")
+            frozen.move_to("2026-11-27 20:13:20")
             assert scheduler.liveness(conn, cfg)["stale"] is False
-            frozen.move_to("2026-11-27 20:08:40")
+            frozen.move_to("2026-11-27 20:13:40")
             assert scheduler.liveness(conn, cfg)["stale"] is True
 
 
