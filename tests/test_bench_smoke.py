@@ -43,6 +43,19 @@ def test_bench_quick_run_section_against_the_simulator(tmp_path):
     assert "bytes per idle tick (rows + indexes)" in rows
 
 
+def test_bench_quick_wear_section(tmp_path):
+    """SD-card wear: a real `tinybot run` against the simulator, one measured tick, and the in-process breakdown."""
+    out = tmp_path / "bench.json"
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "wear", "--wear-interval", "1s",
+         "--wear-ticks", "1", "--dir", str(tmp_path), "--json", str(out)],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    names = {row["name"] for row in json.loads(out.read_text())["rows"]}
+    assert {"→ per day at the 1-minute tick", "  in-process total"} <= names, names
+
+
 def test_bench_rejects_an_unknown_section(tmp_path):
     r = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--only", "nope"],
                        capture_output=True, text=True, timeout=60, cwd=tmp_path)

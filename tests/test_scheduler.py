@@ -10,7 +10,6 @@ from __future__ import annotations
 import fcntl
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -655,3 +654,157 @@ def test_a_cached_closed_candle_that_the_exchange_corrects_is_not_trusted_foreve
         frozen.move_to(datetime(2026, 11, 27, 20, 10, 5, tzinfo=timezone.utc) + scheduler.CANDLE_CACHE_MAX_AGE)
         sched.tick()
     assert SEEN_CANDLES[-1][newest_closed] == Decimal("12345")
+
+
+# --- SD-card wear (docs/PERFORMANCE.md): what an idle loop writes ----------------------------
+
+UTC = timezone.utc
+
+
+def test_an_idle_loop_writes_only_at_its_ten_minute_beats_and_loses_no_tick_row(write_config):
+    """Between beats an idle tick changes nothing (no tick row, no heartbeat, no unchanged cursor or balance
+    rewritten, no prune): the WAL does not grow.  Every slot still gets its row, written with the beat."""
+    cfg = write_config(config_text())
+    conn = db.open_db(cfg.db_path)
+    wal = Path(f"{cfg.db_path}-wal")
+    samples = []  # (now, total_changes, WAL bytes) each time the loop sleeps
+
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        def sleep(s):
+            samples.append((clock.now(), conn.total_changes, wal.stat().st_size))
+            frozen.tick(timedelta(seconds=s))
+
+        scheduler.Scheduler(cfg, conn, echo=lambda s: None).run(
+            until=datetime(2026, 11, 27, 20, 22, 30, tzinfo=UTC), sleep=sleep)
+    changed = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:], strict=False) if b[1] != a[1]})
+    grew = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:], strict=False) if b[2] != a[2]})
+    assert changed == ["20:10", "20:20"], changed
+    assert grew == ["20:10", "20:20"], grew
+    rows = conn.execute("SELECT slot, status FROM ticks ORDER BY slot").fetchall()
+    assert [r["slot"][11:16] for r in rows] == [f"20:{m:02d}" for m in range(23)]  # the last ones at the stop
+    assert {r["status"] for r in rows} == {"ok"}
+    assert conn.execute("SELECT state FROM scheduler_heartbeat").fetchone()["state"] == "stopped"
+
+
+def test_a_loop_tick_claims_its_slot_before_its_first_proposal_and_a_restart_skips_the_slot(write_config,
+                                                                                             monkeypatch):
+    cfg = write_config(config_text(["test_scheduler:buy_btc"]))
+    conn = db.open_db(cfg.db_path)
+    claimed_at_create = []
+    real_create = proposals.create
+
+    def create(c, *a, **kw):
+        row = c.execute("SELECT status FROM ticks WHERE slot = '2026-11-27T20:00:00.000000Z'").fetchone()
+        claimed_at_create.append(row["status"] if row else None)
+        return real_create(c, *a, **kw)
+
+    monkeypatch.setattr(proposals, "create", create)
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        scheduler.Scheduler(cfg, conn, echo=lambda s: None).run(
+            until=datetime(2026, 11, 27, 20, 0, 20, tzinfo=UTC), sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+        assert claimed_at_create == ["running"]  # durable before the proposal exists
+        lines = []
+        scheduler.Scheduler(cfg, conn, echo=lines.append).run(
+            until=datetime(2026, 11, 27, 20, 0, 40, tzinfo=UTC), sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+    assert any("slot already processed; skipped" in x for x in lines), lines
+    assert conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 1
+
+
+def test_a_busy_loop_tick_is_recorded_with_the_heartbeat_in_one_commit(write_config, monkeypatch):
+    cfg = write_config(config_text(["test_scheduler:buy_btc"]))
+    conn = db.open_db(cfg.db_path)
+    commits = []
+    real = db.transaction
+
+    def counting(c):
+        commits.append(sys._getframe(1).f_code.co_name)
+        return real(c)
+
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
+
+        def sleep(s):
+            monkeypatch.setattr(db, "transaction", real)
+            frozen.tick(timedelta(seconds=s))
+
+        def before_tick(slot):
+            monkeypatch.setattr(db, "transaction", counting)
+
+        sched.before_tick = before_tick
+        sched.run(until=datetime(2026, 11, 27, 20, 0, 20, tzinfo=UTC), sleep=sleep)
+    assert "finish_tick" not in commits and commits.count("heartbeat") == 1, commits
+    row = conn.execute("SELECT status, summary FROM ticks").fetchone()
+    assert row["status"] == "ok" and "orders: #1 buy BTC-EUR filled" in row["summary"]
+
+
+def test_retention_runs_at_most_once_an_hour(write_config):
+    cfg = write_config(PAPER_TOML.replace("[risk]", '[scheduler]\nkeep_days = 1\n[risk]'))
+    conn = db.open_db(cfg.db_path)
+
+    def old_row(slot):
+        with db.transaction(conn):
+            conn.execute("INSERT INTO ticks (slot, started_at, finished_at, status, pid, summary)"
+                         " VALUES (?, ?, ?, 'ok', 1, '')", (slot, slot, slot))
+
+    old_row("2026-10-01T00:00:00.000000Z")
+    with freeze_time("2026-11-01 12:00:00") as frozen:
+        sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
+        sched.tick()
+        old_row("2026-10-02T00:00:00.000000Z")
+        frozen.move_to("2026-11-01 12:59:00")
+        sched.tick()
+        slots = [r[0][:10] for r in conn.execute("SELECT slot FROM ticks ORDER BY slot")]
+        assert slots[0] == "2026-10-02"  # not pruned yet: the last prune was 59 minutes ago
+        frozen.move_to("2026-11-01 13:00:00")
+        sched.tick()
+    slots = [r[0][:10] for r in conn.execute("SELECT slot FROM ticks ORDER BY slot")]
+    assert slots == ["2026-11-01"] * 3
+
+
+def test_set_state_of_an_unchanged_value_writes_nothing(write_config):
+    from tinybot.notify import get_state, set_state
+
+    cfg = write_config(config_text())
+    conn = db.open_db(cfg.db_path)
+    set_state(conn, "some.cursor", "41")
+    wal = Path(f"{cfg.db_path}-wal")
+    before, size = conn.total_changes, wal.stat().st_size
+    set_state(conn, "some.cursor", "41")
+    assert (conn.total_changes, wal.stat().st_size) == (before, size)
+    set_state(conn, "some.cursor", "42")
+    assert conn.total_changes == before + 1 and get_state(conn, "some.cursor") == "42"
+
+
+def test_status_is_stale_only_after_the_heartbeats_own_cadence(write_config):
+    """After idle ticks the heartbeat is rewritten every 10 minutes: 4 minutes of quiet is not stale (it was
+    under the old 3-minute rule), 13 minutes is; the next tick shown is never in the past."""
+    cfg = write_config(config_text())
+    conn = db.open_db(cfg.db_path)
+    assert scheduler.beat_every(timedelta(minutes=1)) == timedelta(minutes=10)
+    assert scheduler.beat_every(timedelta(seconds=1)) == timedelta(seconds=10)
+    assert scheduler.beat_every(timedelta(hours=1)) == timedelta(hours=1)
+    assert scheduler.stale_after(timedelta(minutes=1)) == timedelta(minutes=13)
+    with scheduler.RunLock(cfg.lock_path):
+        with freeze_time("2026-11-27 20:00:30") as frozen:
+            scheduler.heartbeat(conn, cfg, "running", started_at=clock.now_iso(),
+                                next_tick=datetime(2026, 11, 27, 20, 1, tzinfo=UTC))
+            frozen.move_to("2026-11-27 20:04:40")
+            live = scheduler.liveness(conn, cfg)
+            assert live["stale"] is False and live["next_tick_at"] == "2026-11-27T20:05:00.000000Z"
+            frozen.move_to("2026-11-27 20:13:20")
+            assert scheduler.liveness(conn, cfg)["stale"] is False
+            frozen.move_to("2026-11-27 20:13:40")
+            assert scheduler.liveness(conn, cfg)["stale"] is True
+
+
+def test_idle_ticks_log_at_debug_with_one_info_line_an_hour(write_config, caplog):
+    import logging
+
+    cfg = write_config(config_text())
+    with freeze_time("2026-11-27 20:00:05") as frozen, caplog.at_level(logging.INFO, logger="tinybot"):
+        scheduler.Scheduler(cfg, echo=lambda s: None).run(
+            until=datetime(2026, 11, 27, 21, 1, 30, tzinfo=UTC), sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+    per_tick = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick ")]
+    hourly = [r.getMessage() for r in caplog.records if "idle ticks since" in r.getMessage()]
+    assert per_tick == []
+    assert hourly == ["62 idle ticks since 2026-11-27T20:00:05.000000Z (nothing to do; each at DEBUG)"]

@@ -436,7 +436,7 @@ def status(state, as_json):
         t = sch["last_tick"]
         click.echo(f"Scheduler: {sch['state']}" + (f" (PID {sch['pid']})" if sch["pid"] else "")
                    + (f" — {shown(sch['detail'])}" if sch.get("detail") else "")
-                   + (" — STALE: no sign of life for over two intervals" if sch["stale"] else "")
+                   + (" — STALE: no sign of life for longer than its heartbeat allows (stuck?)" if sch["stale"] else "")
                    + (f"; next tick {sch['next_tick_at']}" if sch["next_tick_at"] else ""))
         click.echo(f"Last tick: {t['slot']} ({t['status']})" if t else "Last tick: never")
 

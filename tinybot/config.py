@@ -302,7 +302,6 @@ def load(path: str | os.PathLike | None = None, *, must_exist: bool = True) -> C
 
 
 def from_dict(data: dict, path: Path) -> Config:
-    where = path.name if path else "bot.toml"
     top_values: dict[str, Any] = {}
     for key, value in data.items():
         if key in SECTIONS:
@@ -524,7 +523,7 @@ def _cross_checks(cfg: Config) -> None:
     if not re.match(r"^https?://[^\s/]+", cfg.llm.base_url):
         raise ConfigError(f"{p}: llm.base_url: {cfg.llm.base_url!r} is not an http(s) URL")
     try:
-        cfg.tz
+        _ = cfg.tz  # loads the zone: an unknown name raises here
     except (ValueError, KeyError, OSError):  # zoneinfo raises ZoneInfoNotFoundError (a KeyError) or ValueError
         raise ConfigError(f"{p}: timezone: {cfg.timezone!r} is not a time zone name like \"Europe/Amsterdam\""
                           " or \"UTC\"") from None

@@ -66,7 +66,7 @@ def check_exists(path: str | Path) -> None:
         hint = restore_hint(p)
         raise DatabaseFault(f"{p} is empty (0 bytes), not a tinybot database; "
                             + (hint if not hint.startswith("there is no backup") else
-                               f"there is no backup: delete it and run `tinybot init` to start a new database"))
+                               "there is no backup: delete it and run `tinybot init` to start a new database"))
 
 
 def fault(e: BaseException, path: str | Path, *, waited_ms: int | None = None) -> DatabaseFault:
@@ -227,7 +227,7 @@ def _statements(sql: str) -> list[str]:
                 out.append(chunk)
             buf = []
     rest = "\n".join(buf).strip()
-    if rest and not all(l.strip().startswith("--") or not l.strip() for l in buf):
+    if rest and not all(line.strip().startswith("--") or not line.strip() for line in buf):
         raise ValueError(f"incomplete SQL statement in schema.sql: {rest[:80]!r}")
     return out
 

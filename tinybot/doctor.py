@@ -509,7 +509,7 @@ def _auth_failure(name: str, p: KeyProbe, cfg: Config) -> Check:
                   "see the message; `tinybot doctor` again once it is fixed")
 
 
-def key_checks(cfg: Config, *, reachable: bool, clock_ok: bool, same_key: bool,
+def key_checks(cfg: Config, *, reachable: bool, clock_ok: bool, same_key: bool,  # noqa: C901  (each root cause once)
                probes: tuple[KeyProbe | None, KeyProbe | None] | None = None) -> list[Check]:
     """read_key and trade_key: each key authenticated with a read-only call, and what it may read.
 

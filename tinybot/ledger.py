@@ -133,7 +133,7 @@ def _store_position(conn: sqlite3.Connection, market: str, base: Decimal, cost: 
         "INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (market) DO UPDATE SET base = excluded.base, cost_eur = excluded.cost_eur,"
         " realised_eur = excluded.realised_eur, updated_at = excluded.updated_at",
-        (market, f"{base:f}", f"{cost:f}", f"{realised:f}", clock.now_iso()),  # never '0E-8' 
+        (market, f"{base:f}", f"{cost:f}", f"{realised:f}", clock.now_iso()),  # never '0E-8'
     )
 
 

@@ -26,8 +26,10 @@ Rules that keep the rest of tinybot right:
   by the newest-row rule.
 * **Short transactions.**  At most ``batch`` rows per table per call, so a
   first run on a big database cannot hold the write lock for long; call it
-  again (every tick is fine: with nothing due it is a few index seeks and
-  writes nothing).
+  again.  The scheduler calls it at most once an hour (again the next tick
+  while ``Pruned.more``): each call deletes the rows that fell out of the
+  window since the last, and a commit per minute for one row would be most
+  of what an idle bot writes to the SD card (docs/PERFORMANCE.md).
 
 Deleted pages go to SQLite's free list and are reused by new rows, so the
 file stops growing once the window is full; it does not shrink unless you
@@ -112,7 +114,7 @@ def prune(conn: sqlite3.Connection, now: datetime | None = None, *, keep_days: i
 
 
 def prune_all(conn: sqlite3.Connection, now: datetime | None = None, **kw) -> Pruned:
-    """prune() until nothing is left to delete (for a one-off cleanup; the bot calls prune once a tick)."""
+    """prune() until nothing is left to delete (for a one-off cleanup; the bot calls prune at most hourly)."""
     total = Pruned()
     while True:
         p = prune(conn, now, **kw)

@@ -76,6 +76,13 @@ OUTAGE_KEY = "scheduler.outage_since"
 DIED_PREFIX = "died: "  # heartbeat detail of a run that crashed out of its loop (state stays 'stopped')
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SURPRISE_EVERY = 5  # ticks between scans for orders we have no row for (5 weight per market per scan)
+# SD-card wear (docs/PERFORMANCE.md): an idle tick of the loop writes nothing; its row and the heartbeat
+# are written together every HEARTBEAT_TICKS ticks, at most every HEARTBEAT_EVERY (beat_every), or at once
+# when the state changes or a tick did something
+HEARTBEAT_EVERY = timedelta(minutes=10)
+HEARTBEAT_TICKS = 10
+PRUNE_EVERY = timedelta(hours=1)  # retention runs at most this often (again next tick if it hit its batch)
+IDLE_LOG_EVERY = timedelta(hours=1)  # idle ticks log at DEBUG; one INFO line this often counts them
 
 
 class TickPrices:
@@ -111,19 +118,50 @@ def next_slot(now: datetime, interval: timedelta) -> datetime:
     return slot_of(now, interval) + interval
 
 
-def claim_slot(conn: sqlite3.Connection, slot: datetime) -> int | None:
+def claim_slot(conn: sqlite3.Connection, slot: datetime, started_at: str | None = None) -> int | None:
     """Insert the tick row for ``slot``; None if some process already claimed it."""
     with db.transaction(conn):
         cur = conn.execute(
             "INSERT INTO ticks (slot, started_at, status, pid) VALUES (?, ?, 'running', ?)"
-            " ON CONFLICT (slot) DO NOTHING", (clock.to_iso(slot), clock.now_iso(), os.getpid()))
+            " ON CONFLICT (slot) DO NOTHING", (clock.to_iso(slot), started_at or clock.now_iso(), os.getpid()))
         return cur.lastrowid if cur.rowcount == 1 else None
+
+
+def slot_taken(conn: sqlite3.Connection, slot: datetime) -> bool:
+    return conn.execute("SELECT 1 FROM ticks WHERE slot = ?", (clock.to_iso(slot),)).fetchone() is not None
 
 
 def finish_tick(conn: sqlite3.Connection, tick_id: int, status: str, summary: str) -> None:
     with db.transaction(conn):
-        conn.execute("UPDATE ticks SET status = ?, finished_at = ?, summary = ? WHERE id = ?",
-                     (status, clock.now_iso(), summary[:4000], tick_id))
+        _finish(conn, tick_id, status, summary)
+
+
+def _finish(conn: sqlite3.Connection, tick_id: int, status: str, summary: str, finished_at: str | None = None) -> None:
+    conn.execute("UPDATE ticks SET status = ?, finished_at = ?, summary = ? WHERE id = ?",
+                 (status, finished_at or clock.now_iso(), summary[:4000], tick_id))
+
+
+@dataclass
+class TickRecord:
+    """A loop tick's row not written yet: ``tick_id`` None = the slot was never claimed (nothing the tick
+    did needed a claim), the row is inserted whole."""
+    slot: datetime
+    started_at: str
+    tick_id: int | None = None
+    status: str = "running"
+    finished_at: str | None = None
+    summary: str = ""
+    idle: bool = False  # nothing happened (Scheduler.is_idle) and the slot was never claimed
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Inside the caller's transaction."""
+        if self.tick_id is not None:
+            _finish(conn, self.tick_id, self.status, self.summary, self.finished_at)
+        else:
+            conn.execute("INSERT INTO ticks (slot, started_at, finished_at, status, pid, summary)"
+                         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (slot) DO NOTHING",
+                         (clock.to_iso(self.slot), self.started_at, self.finished_at or clock.now_iso(),
+                          self.status, os.getpid(), self.summary[:4000]))
 
 
 def abandon_dead_ticks(conn: sqlite3.Connection) -> list[int]:
@@ -139,8 +177,18 @@ def abandon_dead_ticks(conn: sqlite3.Connection) -> list[int]:
 # --- heartbeat and liveness ------------------------------------------------------
 
 def heartbeat(conn: sqlite3.Connection, cfg: Config, state: str, *, started_at: str,
-              next_tick: datetime | None, detail: str = "") -> None:
+              next_tick: datetime | None, detail: str = "", ticks: list[TickRecord] = (),
+              restamp: tuple[str, bool] | None = None) -> None:
+    """The heartbeat row, the loop's tick rows not written yet and, ``restamp`` = (read at, balances read),
+    the new time of prices and balances read unchanged since they were written, in one commit."""
     with db.transaction(conn):
+        for t in ticks:
+            t.write(conn)
+        if restamp is not None:
+            at, balances_read = restamp
+            conn.execute("UPDATE market_prices SET at = ? WHERE at < ?", (at, at))
+            if balances_read:
+                conn.execute("UPDATE account_balances SET at = ? WHERE at < ?", (at, at))
         conn.execute(
             "INSERT INTO scheduler_heartbeat (id, pid, state, started_at, beat_at, interval_s, next_tick_at, detail)"
             " VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid,"
@@ -150,12 +198,30 @@ def heartbeat(conn: sqlite3.Connection, cfg: Config, state: str, *, started_at: 
              clock.to_iso(next_tick) if next_tick else None, detail))
 
 
+def beat_every(interval: timedelta) -> timedelta:
+    """How often the loop rewrites an unchanged heartbeat after idle ticks: 10 minutes at the 1-minute tick,
+    every tick at a tick of 10 minutes or more (10 s at a 1 s tick, so a bench at 1 s sees the same mix).
+    One beat costs ~60 KiB of SD-card writes (its WAL frames, the -shm pages): 8 MiB a day at 10 minutes."""
+    return max(interval, min(HEARTBEAT_EVERY, HEARTBEAT_TICKS * interval))
+
+
+def stale_after(interval: timedelta) -> timedelta:
+    """No sign of life for longer than this while the lock is held: stuck (see liveness).  13 minutes at
+    the 1-minute tick (3 before the heartbeat was spared after idle ticks)."""
+    return beat_every(interval) + 2 * interval + timedelta(minutes=1)
+
+
 def liveness(conn: sqlite3.Connection, cfg: Config) -> dict:
     """Is `tinybot run` alive, when did it last tick, when does it tick next?  DB + lock file only.
 
     ``alive`` is True when the lock is held by a live process; ``stale`` when
-    it is alive but its last sign of life is older than two intervals plus a
-    minute (stuck?).  ``state`` is one of: running, backing_off, stopped,
+    it is alive but its last sign of life is older than ``stale_after(interval)``
+    (stuck?): after idle ticks the loop rewrites an unchanged heartbeat only
+    every ``beat_every(interval)``, so that is beat_every + two intervals + a
+    minute (13 minutes at the 1-minute tick).  ``next_tick_at`` of a heartbeat written
+    before some idle ticks is in the past: the next slot is shown instead.
+    ``last_tick`` lags as much: idle ticks' rows are written with the beat.
+    ``state`` is one of: running, backing_off, stopped,
     died (the last scheduler crashed out of its loop, or never stopped
     cleanly and no process holds the lock), never_run.
     """
@@ -173,8 +239,10 @@ def liveness(conn: sqlite3.Connection, cfg: Config) -> dict:
         clean = hb["state"] == "stopped" and not (hb["detail"] or "").startswith(DIED_PREFIX)
         state = "stopped" if clean else "died"
     beat = clock.from_iso(hb["beat_at"]) if hb else None
-    stale = bool(alive and beat and now - beat > 2 * interval + timedelta(minutes=1))
+    stale = bool(alive and beat and now - beat > stale_after(interval))
     next_tick = hb["next_tick_at"] if (hb and alive) else None
+    if next_tick and state == "running" and clock.from_iso(next_tick) < now:
+        next_tick = clock.to_iso(next_slot(now, interval))  # idle ticks since the beat: not rewritten
     return {
         "alive": alive,
         "state": state,
@@ -320,6 +388,18 @@ class Scheduler:
         self._candle_cache: dict | None = {} if cache_candles else None
         self._candle_cache_at: datetime | None = None
         self._reconciles = 0
+        # SD-card wear (docs/PERFORMANCE.md): what the loop has not written yet, and when it last wrote
+        self._tick: TickRecord | None = None  # the tick in progress
+        self.lazy_ticks = False  # run() without once: ticks claim lazily, rows go with the heartbeat (tick())
+        self._unwritten: list[TickRecord] = []  # finished loop ticks whose rows go with the next beat
+        self._beat_at: datetime | None = None  # when the loop last wrote its heartbeat
+        self._beat_said: tuple[str, str] | None = None  # (state, detail) it wrote then
+        self._pruned_at: datetime | None = None
+        self._prune_again = False
+        self._idle_count = 0
+        self._snapshot_seen: tuple | None = None  # the hour, prices and balances last written
+        self._restamp: tuple[str, bool] | None = None  # read unchanged since: their new `at`, with the next beat
+        self._idle_since: datetime | None = None
 
     # -- plumbing --
     def _connection(self) -> sqlite3.Connection:
@@ -393,18 +473,18 @@ class Scheduler:
                 if patience_s is not None and now - since >= patience_s:
                     raise
                 if self.stop_reason and patience_s is None:
-                    raise Interrupted(f"interrupted by {self.stop_reason} while waiting for the database lock")
+                    raise Interrupted(f"interrupted by {self.stop_reason} while waiting for the database lock") from None
                 self._sleep(delay)
                 delay = min(delay * 2, LOCK_RETRY_MAX_S)
 
     # -- outage state (kept in ops_state, so `status` and the next run see it) --
     def outage_since(self, conn) -> str | None:
-        from .notify import get_state
+        from .db import get_state
 
         return get_state(conn, OUTAGE_KEY) or None
 
     def _start_outage(self, conn, report: "TickReport") -> None:
-        from .notify import set_state
+        from .db import set_state
 
         if self.outage_since(conn):
             return
@@ -417,7 +497,7 @@ class Scheduler:
                     key=f"exchange_outage:{since}", severity="warning")
 
     def _end_outage(self, conn, report: "TickReport") -> None:
-        from .notify import set_state
+        from .db import set_state
 
         since = self.outage_since(conn)
         if not since:
@@ -488,17 +568,43 @@ class Scheduler:
         self.step = next_step
 
     # -- one tick --
+    def claim(self, conn) -> None:
+        """Claim this tick's slot before its first write that must not happen twice (a proposal, an order).
+
+        The loop's ticks claim lazily: an idle tick (reconcile, expire and the snapshot are idempotent)
+        never claims, and writes no row of its own until the next heartbeat (SD-card wear)."""
+        t = self._tick
+        if t is None or t.tick_id is not None:
+            return
+        tick_id = self.write("claiming the tick's slot", lambda: claim_slot(conn, t.slot, t.started_at))
+        if tick_id is None:
+            raise Interrupted(f"slot {clock.to_iso(t.slot)} was claimed meanwhile by another process")
+        t.tick_id = tick_id
+
     def tick(self, slot: datetime | None = None) -> TickReport:
+        """One slot.  ``self.lazy_ticks`` (the loop, which holds the lock between ticks): the slot is claimed only
+        before the tick's first proposal or order, and the tick's row is left in ``self._unwritten`` for
+        the loop to write with its heartbeat.  Otherwise the slot is claimed first and the row finished
+        here, as ``run --once`` and direct callers need."""
         conn = self._connection()
         slot = slot or slot_of(clock.now(), self.cfg.scheduler.interval)
         report = TickReport(slot)
         self.last_slot = slot
-        tick_id = self.write("claiming the tick's slot", lambda: claim_slot(conn, slot))
-        if tick_id is None:
-            report.status = "skipped"
-            log.info("slot %s already claimed; skipped", clock.to_iso(slot))
-            return report
-        log.info("tick %s (slot %s) started", tick_id, clock.to_iso(slot))
+        self._tick = t = TickRecord(slot, clock.now_iso())
+        lazy = self.lazy_ticks
+        if lazy:
+            if slot_taken(conn, slot):
+                report.status = "skipped"
+                log.info("slot %s already claimed; skipped", clock.to_iso(slot))
+                return report
+        else:
+            t.tick_id = self.write("claiming the tick's slot", lambda: claim_slot(conn, slot, t.started_at))
+            if t.tick_id is None:
+                report.status = "skipped"
+                log.info("slot %s already claimed; skipped", clock.to_iso(slot))
+                return report
+        tick_id = t.tick_id if t.tick_id is not None else "-"
+        log.debug("tick %s (slot %s) started", tick_id, clock.to_iso(slot))
         try:
             if self.before_tick:
                 self.before_tick(slot)
@@ -538,21 +644,58 @@ class Scheduler:
             log.exception("alerts after the tick failed")
         line = report.line()
         status = {"ok": "ok", "interrupted": "failed", "failed": "failed"}[report.status]
-        self.write("recording the tick", lambda: finish_tick(conn, tick_id, status, line),
-                   patience_s=FINAL_WRITE_PATIENCE_S if self.stop_reason else None)
-        log.info("tick %s: %s", tick_id, line)
+        t.status, t.summary, t.finished_at = status, line, clock.now_iso()
+        t.idle = t.tick_id is None and self.is_idle(report)
+        tick_id = t.tick_id if t.tick_id is not None else "-"
+        if lazy:
+            self._unwritten.append(t)  # written with the heartbeat right after (or, idle, within beat_every)
+        else:
+            self.write("recording the tick", lambda: finish_tick(conn, t.tick_id, status, line),
+                       patience_s=FINAL_WRITE_PATIENCE_S if self.stop_reason else None)
+        self._log_tick(tick_id, report, line)
         if report.status in ("ok", "failed"):  # the outside view: a dead Pi goes silent (never raises)
             from . import heartbeat as outside
 
             outside.ping(self.cfg, report.status == "ok")
         self._digest(conn)
-        try:  # old audit rows (ticks, guard decisions, events) go; fills and executions stay forever
+        self._prune(conn)
+        return report
+
+    @staticmethod
+    def is_idle(report: TickReport) -> bool:
+        """Nothing happened: no proposal, order, block, note, error or failure (its row may wait)."""
+        return (report.status == "ok" and not report.outage and not report.reconcile_failed
+                and not (report.proposals or report.waiting or report.orders or report.blocks
+                         or report.notes or report.errors))
+
+    def _log_tick(self, tick_id, report: TickReport, line: str) -> None:
+        """A tick that did something: INFO.  Idle ticks: DEBUG, and one INFO line an hour counts them."""
+        if not self.is_idle(report):
+            log.info("tick %s: %s", tick_id, line)
+            return
+        log.debug("tick %s: %s", tick_id, line)
+        now = clock.now()
+        self._idle_count += 1
+        if self._idle_since is None:
+            self._idle_since = now
+        elif now - self._idle_since >= IDLE_LOG_EVERY:
+            log.info("%s idle ticks since %s (nothing to do; each at DEBUG)", self._idle_count,
+                     clock.to_iso(self._idle_since))
+            self._idle_count, self._idle_since = 0, now
+
+    def _prune(self, conn) -> None:
+        """Old audit rows (ticks, guard decisions, events) go, at most once every PRUNE_EVERY (again next
+        tick while a batch limit is hit); fills and executions stay forever."""
+        now = clock.now()
+        if not self._prune_again and self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
+            return
+        try:
             from . import retention
 
-            retention.prune(conn, keep_days=self.cfg.scheduler.keep_days)
+            self._prune_again = retention.prune(conn, now, keep_days=self.cfg.scheduler.keep_days).more
+            self._pruned_at = now
         except Exception:
             log.exception("pruning old rows failed (nothing lost; tried again next tick)")
-        return report
 
     def _record_snapshot(self, conn, snap) -> None:
         """What this tick saw, for `tinybot pnl`, `status` and the report: prices, balances (a failed balance
@@ -560,8 +703,18 @@ class Scheduler:
         from . import pnl
 
         balances_read = not any(p.startswith("balances:") for p in snap.problems)
+        tickers, balances = dict(snap.tickers), dict(snap.balances) if balances_read else None
+        # the loop writes prices and balances read unchanged only as a new `at`, with its next heartbeat (every
+        # beat_every after idle ticks: SD-card wear); `at` is then never later than the read it stands for
+        seen = (clock.now().strftime("%Y%m%d%H"),  # a new hour: a new price_log row
+                sorted((m, t.bid, t.ask, t.last) for m, t in tickers.items()),
+                None if balances is None else sorted((a, b.available, b.in_order) for a, b in balances.items()))
+        if seen == self._snapshot_seen and self.lazy_ticks:
+            self._restamp = (clock.now_iso(), balances is not None)  # with the next heartbeat (_beat)
+            return
         try:
-            pnl.record_snapshot(conn, dict(snap.tickers), dict(snap.balances) if balances_read else None)
+            pnl.record_snapshot(conn, tickers, balances)
+            self._snapshot_seen, self._restamp = seen, None
         except sqlite3.Error:
             log.exception("could not record this tick's prices and balances (P/L shows the last ones)")
 
@@ -623,6 +776,7 @@ class Scheduler:
             for err in outcome.errors:
                 report.errors.append(f"advisor {name}: {err}")
             for d in outcome.drafts:
+                self.claim(conn)  # a restart must not make this slot's proposals twice
                 pid = proposals.create(conn, d, source=name, ttl=cfg.risk.proposal_ttl)
                 created.append(pid)
                 amount = _eur(d.amount_quote) if d.amount_quote is not None else f"{d.amount}"
@@ -679,6 +833,7 @@ class Scheduler:
             " ORDER BY p.id", (clock.now_iso(),)).fetchall()
         for r in rows:
             self._checkpoint(f"execute #{r['id']}")
+            self.claim(conn)
             try:
                 res = executor.execute(conn, self.cfg, self.trading(), r["id"])
             except executor.NotExecutable as e:
@@ -716,6 +871,7 @@ class Scheduler:
         lock = RunLock(self.cfg.lock_path).acquire()
         restore = self._install_signals()
         self._sleep = sleep or time.sleep
+        self.lazy_ticks = not once  # `run --once` claims first and finishes its row itself, as always
         handler = None
         phone = None
         code = exitcodes.OK
@@ -734,18 +890,10 @@ class Scheduler:
             self.write("start-up: closing ticks a dead run left open", lambda: abandon_dead_ticks(conn))
             self.notifier().drain_events()  # the first drain ever skips history; this run's events get alerted
             interval = self.cfg.scheduler.interval
-            log.info("scheduler started: pid %s, mode %s, interval %s, approval %s, advisors %s",
-                     os.getpid(), self.cfg.mode, clock.format_duration(interval), self.cfg.scheduler.approval,
-                     ", ".join(self.cfg.advisors) or "(none)")
-            self.write("heartbeat", lambda: heartbeat(conn, self.cfg, "running", started_at=self.started_at,
-                                                      next_tick=clock.now(), detail="starting"))
-            self._startup_reconcile(conn)
-            if self.gate is not None:
-                reasons = self.gate(self)
-                if reasons:
-                    refused = "; ".join(reasons)
-                    code = exitcodes.REFUSED_START
-                    return code
+            refused = self._start(conn, interval)
+            if refused:
+                code = exitcodes.REFUSED_START
+                return code
             if not once:  # the owner's phone, on its own thread and connection; nothing when chat_ids is empty
                 from . import telegram
 
@@ -766,20 +914,9 @@ class Scheduler:
                     if once:
                         code = report.exit_code
                         break
-                now = clock.now()
-                # a tick that overran into the next slot: run that slot now (late) rather than skip it
-                wake = now if slot_of(now, interval) != self.last_slot else next_slot(now, interval)
-                if not_before is not None and wake < not_before:
-                    wake = not_before  # backing off: the slot current at that time runs (late)
-                if until is not None:
-                    wake = min(wake, until)
-                state = "backing_off" if not_before and not_before > clock.now() else "running"
-                outage = self.outage_since(conn)
-                detail = (f"exchange unreachable since {outage}: trading paused; {self.failures} outage tick(s)"
-                          " in a row" if outage else "")
+                wake = self._wake(interval, not_before, until)
                 try:
-                    self.write("heartbeat", lambda: heartbeat(conn, self.cfg, state, started_at=self.started_at,
-                                                              next_tick=wake, detail=detail))
+                    self._beat_between_ticks(conn, wake, not_before)
                 except Interrupted:
                     break
                 self._sleep_until(wake, sleep)
@@ -800,6 +937,62 @@ class Scheduler:
             lock.release()
             if handler is not None:
                 detach_log_file(handler)
+
+    def _start(self, conn, interval) -> str | None:
+        """Say it started, reconcile what a crash left in doubt, then the start gate: why it refuses, or None."""
+        log.info("scheduler started: pid %s, mode %s, interval %s, approval %s, advisors %s",
+                 os.getpid(), self.cfg.mode, clock.format_duration(interval), self.cfg.scheduler.approval,
+                 ", ".join(self.cfg.active_advisors) or "(none)")
+        self.write("heartbeat", lambda: heartbeat(conn, self.cfg, "running", started_at=self.started_at,
+                                                  next_tick=clock.now(), detail="starting"))
+        self._startup_reconcile(conn)
+        if self.gate is not None:
+            reasons = self.gate(self)
+            if reasons:
+                return "; ".join(reasons)
+        return None
+
+    def _wake(self, interval, not_before: datetime | None, until: datetime | None) -> datetime:
+        """When the loop next wakes: the next slot, the current one if a tick overran into it (run late rather
+        than skipped), the end of a backoff, or ``until``."""
+        now = clock.now()
+        wake = now if slot_of(now, interval) != self.last_slot else next_slot(now, interval)
+        if not_before is not None and wake < not_before:
+            wake = not_before  # backing off: the slot current at that time runs (late)
+        if until is not None:
+            wake = min(wake, until)
+        return wake
+
+    def _beat_between_ticks(self, conn, wake: datetime, not_before: datetime | None) -> None:
+        state = "backing_off" if not_before and not_before > clock.now() else "running"
+        outage = self.outage_since(conn)
+        detail = (f"exchange unreachable since {outage}: trading paused; {self.failures} outage tick(s)"
+                  " in a row" if outage else "")
+        self._beat(conn, state, wake, detail)
+
+    def _due(self, last: datetime, now: datetime) -> bool:
+        """beat_every has passed since ``last`` (half a tick early: ticks start a few ms apart)."""
+        interval = self.cfg.scheduler.interval
+        return now - last >= beat_every(interval) - interval / 2
+
+    def _beat(self, conn, state: str, next_tick: datetime | None, detail: str, *, force: bool = False,
+              patience_s: float | None = None) -> None:
+        """The heartbeat, with the tick rows not written yet, in one commit.  After idle ticks only, and
+        the same state and detail as last written, nothing is written until beat_every has passed:
+        `status` allows for that (``stale_after``)."""
+        now = clock.now()
+        busy = any(not t.idle for t in self._unwritten)
+        if not (force or busy or self._beat_at is None or self._beat_said != (state, detail)
+                or self._due(self._beat_at, now)):
+            return
+        rows, restamp = list(self._unwritten), self._restamp
+        self.write("heartbeat", lambda: heartbeat(conn, self.cfg, state, started_at=self.started_at,
+                                                  next_tick=next_tick, detail=detail, ticks=rows, restamp=restamp),
+                   patience_s=patience_s)
+        del self._unwritten[:len(rows)]
+        if self._restamp == restamp:
+            self._restamp = None
+        self._beat_at, self._beat_said = now, (state, detail)
 
     def _startup_reconcile(self, conn) -> None:
         """In-flight executions (submitting/unknown, e.g. after a kill -9 mid-order) are resolved first:
@@ -845,9 +1038,7 @@ class Scheduler:
             state, detail = "stopped", self.stop_reason or ("once" if once else "done")
         if self.conn is not None:
             try:
-                self.write("final heartbeat", lambda: heartbeat(
-                    self.conn, self.cfg, state, started_at=self.started_at, next_tick=None, detail=detail[:1000]),
-                    patience_s=FINAL_WRITE_PATIENCE_S)
+                self._beat(self.conn, state, None, detail[:1000], force=True, patience_s=FINAL_WRITE_PATIENCE_S)
             except Exception:
                 log.exception("could not write the final heartbeat")
         if died:
