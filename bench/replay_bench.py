@@ -8,6 +8,7 @@ Both figures come from the same run: the replay of ``--days`` of synthetic hourl
 against the Bitvavo simulator over loopback HTTP with the same config.  ``bench_replay`` returns
 the figures as a dict, for bench/run.py.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,13 @@ def idle_live_tick_ms(work: Path, ticks: int) -> float:
     from tinybot.executor import trading_exchange
     from tinybot.sim import SimAccount, Simulator
 
-    sim = Simulator(accounts=[SimAccount(replay.REPLAY_KEY, replay.REPLAY_SECRET, frozenset({"view", "trade"}),
-                                         {"EUR": Decimal(25)})], interval="1h", history=200)
+    sim = Simulator(
+        accounts=[
+            SimAccount(replay.REPLAY_KEY, replay.REPLAY_SECRET, frozenset({"view", "trade"}), {"EUR": Decimal(25)})
+        ],
+        interval="1h",
+        history=200,
+    )
     server = sim.serve()
     live = work / "live"
     live.mkdir()
@@ -103,11 +109,20 @@ def bench_replay(days: int = 365, live_ticks: int = 40) -> dict:
         store.close()
         live_ms = idle_live_tick_ms(work, live_ticks)
     replay_ms = seconds / summary["ticks"] * 1000
-    return {"days": days, "markets": 2, "ticks": summary["ticks"], "trades": len(summary["trades"]),
-            "ticks_with_errors": summary["ticks_with_errors"],
-            "seconds": round(seconds, 2), "ticks_per_second": round(summary["ticks"] / seconds, 1),
-            "replay_tick_ms": round(replay_ms, 2), "idle_live_tick_ms": round(live_ms, 2),
-            "ratio": round(replay_ms / live_ms, 3), "target_ratio": 1 / 20, "target_seconds_for_a_year": 30}
+    return {
+        "days": days,
+        "markets": 2,
+        "ticks": summary["ticks"],
+        "trades": len(summary["trades"]),
+        "ticks_with_errors": summary["ticks_with_errors"],
+        "seconds": round(seconds, 2),
+        "ticks_per_second": round(summary["ticks"] / seconds, 1),
+        "replay_tick_ms": round(replay_ms, 2),
+        "idle_live_tick_ms": round(live_ms, 2),
+        "ratio": round(replay_ms / live_ms, 3),
+        "target_ratio": 1 / 20,
+        "target_seconds_for_a_year": 30,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,11 +135,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
     else:
-        print(f"replay: {r['days']} days of hourly candles on {r['markets']} markets, {r['ticks']} ticks,"
-              f" {r['trades']} trades in {r['seconds']} s ({r['ticks_per_second']} ticks/s,"
-              f" {r['replay_tick_ms']} ms a tick; {r['ticks_with_errors']} ticks reported errors)")
-        print(f"idle live tick against the simulator over loopback HTTP: {r['idle_live_tick_ms']} ms;"
-              f" replay tick / idle live tick = {r['ratio']} (target ≤ {r['target_ratio']})")
+        print(
+            f"replay: {r['days']} days of hourly candles on {r['markets']} markets, {r['ticks']} ticks,"
+            f" {r['trades']} trades in {r['seconds']} s ({r['ticks_per_second']} ticks/s,"
+            f" {r['replay_tick_ms']} ms a tick; {r['ticks_with_errors']} ticks reported errors)"
+        )
+        print(
+            f"idle live tick against the simulator over loopback HTTP: {r['idle_live_tick_ms']} ms;"
+            f" replay tick / idle live tick = {r['ratio']} (target ≤ {r['target_ratio']})"
+        )
     return 0
 
 

@@ -31,6 +31,7 @@ Sections:
            nothing; one commit every 10 ticks carries the heartbeat and the idle
            rows (docs/PERFORMANCE.md), so measure a multiple of 10 ticks
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,14 +58,23 @@ if str(ROOT) not in sys.path:
 
 SECTIONS = ("execute", "guards", "startup", "run", "growth", "storm", "wear")
 MARKETS = ("BTC-EUR", "ETH-EUR", "SOL-EUR", "XRP-EUR", "ADA-EUR", "DOT-EUR", "LTC-EUR", "LINK-EUR")
-PRICES = {"BTC-EUR": "60000", "ETH-EUR": "3000", "SOL-EUR": "150", "XRP-EUR": "0.5", "ADA-EUR": "0.4",
-          "DOT-EUR": "6", "LTC-EUR": "80", "LINK-EUR": "15"}
+PRICES = {
+    "BTC-EUR": "60000",
+    "ETH-EUR": "3000",
+    "SOL-EUR": "150",
+    "XRP-EUR": "0.5",
+    "ADA-EUR": "0.4",
+    "DOT-EUR": "6",
+    "LTC-EUR": "80",
+    "LINK-EUR": "15",
+}
 
 SIM_TRADE = ("bench-trade-key", "bench-trade-secret")
 SIM_READ = ("bench-read-key", "bench-read-secret")
 
 
 # --- small helpers ------------------------------------------------------------------
+
 
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
@@ -90,10 +100,18 @@ class Report:
     def __init__(self):
         self.rows: list[dict] = []
 
-    def add(self, section: str, name: str, value: str, ratio: float | None = None, baseline: str = "",
-            target: str = "", ok: bool | None = None, **raw):
-        row = dict(section=section, name=name, value=value, ratio=ratio, baseline=baseline, target=target,
-                   ok=ok, **raw)
+    def add(
+        self,
+        section: str,
+        name: str,
+        value: str,
+        ratio: float | None = None,
+        baseline: str = "",
+        target: str = "",
+        ok: bool | None = None,
+        **raw,
+    ):
+        row = dict(section=section, name=name, value=value, ratio=ratio, baseline=baseline, target=target, ok=ok, **raw)
         self.rows.append(row)
         r = f"{ratio:.2f}×" if ratio is not None else ""
         t = f"target {target}: {verdict(ok)}" if ok is not None else (f"({target})" if target else "")
@@ -132,11 +150,17 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    return {"uname": " ".join(platform.uname()), "cpu": cpu, "cores": os.cpu_count(),
-            "python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version}
+    return {
+        "uname": " ".join(platform.uname()),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "sqlite": sqlite3.sqlite_version,
+    }
 
 
 # --- 1. the execute path vs the fsync floor --------------------------------------------
+
 
 def floor_conn(path: Path) -> sqlite3.Connection:
     from tinybot import db
@@ -181,11 +205,13 @@ class DayShift:
                 yield
             finally:
                 self.clock.now = self.real
+
         return ctx()
 
 
-def bench_execute(rep: Report, work: Path, n: int, profile: bool = False, spread: bool = True,
-                  sync_off: bool = False) -> None:
+def bench_execute(
+    rep: Report, work: Path, n: int, profile: bool = False, spread: bool = True, sync_off: bool = False
+) -> None:
     from tinybot import config, db, executor, proposals
     from tinybot.exchange.paper import PaperExchange
     from tinybot.exchange.static import StaticMarketData
@@ -204,8 +230,15 @@ def bench_execute(rep: Report, work: Path, n: int, profile: bool = False, spread
     ids = []
     for i in range(n):
         with shift.at(i):
-            ids.append(proposals.create(conn, Draft(MARKETS[i % len(MARKETS)], "buy", Decimal("6"), None, "bench"),
-                                        source="bench", ttl=timedelta(days=1), approve=True))
+            ids.append(
+                proposals.create(
+                    conn,
+                    Draft(MARKETS[i % len(MARKETS)], "buy", Decimal("6"), None, "bench"),
+                    source="bench",
+                    ttl=timedelta(days=1),
+                    approve=True,
+                )
+            )
     fconn = floor_conn(d / "floor.db")
     floor, times = [], []
     prof = None
@@ -235,14 +268,29 @@ def bench_execute(rep: Report, work: Path, n: int, profile: bool = False, spread
     if spread:
         rep.add("execute", "floor: 3× BEGIN IMMEDIATE;INSERT;COMMIT p50", ms(f50), raw_s=f50)
         rep.add("execute", "floor p99", ms(f99), raw_s=f99)
-    rep.add("execute", f"execute() p50{tag}", ms(p50), p50 / f50, "floor p50", "≤ 1.5×" if spread else "",
-            p50 / f50 <= 1.5 if spread else None, raw_s=p50)
+    rep.add(
+        "execute",
+        f"execute() p50{tag}",
+        ms(p50),
+        p50 / f50,
+        "floor p50",
+        "≤ 1.5×" if spread else "",
+        p50 / f50 <= 1.5 if spread else None,
+        raw_s=p50,
+    )
     rep.add("execute", f"execute() p99{tag}", ms(p99), p99 / f99, "floor p99", "", None, raw_s=p99)
     # does it drift as today's executions pile up? (the daily cap sums today's buys)
     k = max(1, n // 10)
     first, last = pct(times[:k], 50), pct(times[-k:], 50)
-    rep.add("execute", f"execute() p50, first {k} vs last {k}", f"{ms(first)}→{ms(last)}", last / first,
-            "first tenth", "", None)
+    rep.add(
+        "execute",
+        f"execute() p50, first {k} vs last {k}",
+        f"{ms(first)}→{ms(last)}",
+        last / first,
+        "first tenth",
+        "",
+        None,
+    )
     ex.close()
     conn.close()
 
@@ -280,6 +328,7 @@ def _execute_sync_off(rep: Report, work: Path, n: int) -> None:
 
 # --- 2. guards as history grows ----------------------------------------------------------
 
+
 def seed_history(conn: sqlite3.Connection, n: int, now: datetime, per_day: int = 24) -> None:
     """n past executions (each with one fill), `per_day` a day going back from `now`, over two markets.
 
@@ -297,21 +346,48 @@ def seed_history(conn: sqlite3.Connection, n: int, now: datetime, per_day: int =
         state = "blocked" if i % 10 == 5 else "filled"
         pid = i + 1
         rows_p.append((pid, market, side, "5", "bench", "approved", iso, iso))
-        rows_e.append((pid, pid, f"cid-{pid}", market, side, "5", "5" if state == "filled" else None, state, iso,
-                       iso if state == "filled" else None, iso, "0.0001", "4.9875", "0.0125"))
+        rows_e.append(
+            (
+                pid,
+                pid,
+                f"cid-{pid}",
+                market,
+                side,
+                "5",
+                "5" if state == "filled" else None,
+                state,
+                iso,
+                iso if state == "filled" else None,
+                iso,
+                "0.0001",
+                "4.9875",
+                "0.0125",
+            )
+        )
         if state == "filled":
             rows_h.append((pid, f"t-{pid}", f"o-{pid}", market, side, "0.0001", "49875", "0.0125", iso, iso))
     conn.execute("BEGIN IMMEDIATE")
-    conn.executemany("INSERT INTO proposals (id, market, side, amount_quote, source, status, created_at, expires_at)"
-                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows_p)
-    conn.executemany("INSERT INTO trade_executions (id, proposal_id, client_order_id, exchange, market, side,"
-                     " amount_quote, notional_eur, state, claimed_at, submitting_at, updated_at, filled_amount,"
-                     " filled_quote, fee_paid) VALUES (?, ?, ?, 'paper', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows_e)
-    conn.executemany("INSERT INTO trade_history (execution_id, exchange, trade_id, order_id, market, side, amount,"
-                     " price, fee, fee_currency, executed_at, recorded_at)"
-                     " VALUES (?, 'paper', ?, ?, ?, ?, ?, ?, ?, 'EUR', ?, ?)", rows_h)
-    conn.execute("INSERT INTO positions (market, base, cost_eur, updated_at) VALUES ('BTC-EUR', '0.001', '60', ?)",
-                 (now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),))
+    conn.executemany(
+        "INSERT INTO proposals (id, market, side, amount_quote, source, status, created_at, expires_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows_p,
+    )
+    conn.executemany(
+        "INSERT INTO trade_executions (id, proposal_id, client_order_id, exchange, market, side,"
+        " amount_quote, notional_eur, state, claimed_at, submitting_at, updated_at, filled_amount,"
+        " filled_quote, fee_paid) VALUES (?, ?, ?, 'paper', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows_e,
+    )
+    conn.executemany(
+        "INSERT INTO trade_history (execution_id, exchange, trade_id, order_id, market, side, amount,"
+        " price, fee, fee_currency, executed_at, recorded_at)"
+        " VALUES (?, 'paper', ?, ?, ?, ?, ?, ?, ?, 'EUR', ?, ?)",
+        rows_h,
+    )
+    conn.execute(
+        "INSERT INTO positions (market, base, cost_eur, updated_at) VALUES ('BTC-EUR', '0.001', '60', ?)",
+        (now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),),
+    )
     conn.execute("COMMIT")
     # no ANALYZE: tinybot never runs it, so the planner sees what a real database shows it
 
@@ -321,16 +397,20 @@ def bench_guards(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
     from tinybot.exchange.static import StaticMarketData
     from tinybot.proposals import Draft
 
-    print(f"\n2. guards.evaluate() as history grows (cooldown 1h, anti-flip 6h; {reps} evaluations each)",
-          flush=True)
+    print(f"\n2. guards.evaluate() as history grows (cooldown 1h, anti-flip 6h; {reps} evaluations each)", flush=True)
     setups = {}
     for n in sizes:
         d = work / f"guards-{n}"
         cfg = config.load(bench_config(d, cooldown="1h", anti_flip="6h"))
         conn = db.open_db(cfg.db_path)
         seed_history(conn, n, clock.now())
-        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "bench"), source="bench",
-                               ttl=timedelta(hours=1), approve=True)
+        pid = proposals.create(
+            conn,
+            Draft("BTC-EUR", "buy", Decimal("6"), None, "bench"),
+            source="bench",
+            ttl=timedelta(hours=1),
+            approve=True,
+        )
         setups[n] = (cfg, conn, conn.execute("SELECT * FROM proposals WHERE id = ?", (pid,)).fetchone())
     md = StaticMarketData(PRICES)
     markets, ticker = md.markets(), md.ticker("BTC-EUR")
@@ -355,12 +435,27 @@ def bench_guards(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
         conn.close()
     base = results[sizes[0]]
     for n in sizes:
-        rep.add("guards", f"evaluate() p50, {n:,} past executions", f"{results[n] * 1e6:.0f} µs", results[n] / base,
-                f"{sizes[0]:,}", "", None, raw_s=results[n])
+        rep.add(
+            "guards",
+            f"evaluate() p50, {n:,} past executions",
+            f"{results[n] * 1e6:.0f} µs",
+            results[n] / base,
+            f"{sizes[0]:,}",
+            "",
+            None,
+            raw_s=results[n],
+        )
     if len(sizes) >= 3:
         mid, top = results[sizes[1]], results[sizes[-1]]
-        rep.add("guards", f"{sizes[-1]:,} vs {sizes[1]:,}", f"{top * 1e6:.0f} µs", top / mid, f"{sizes[1]:,}",
-                "≤ 1.2×", top / mid <= 1.2)
+        rep.add(
+            "guards",
+            f"{sizes[-1]:,} vs {sizes[1]:,}",
+            f"{top * 1e6:.0f} µs",
+            top / mid,
+            f"{sizes[1]:,}",
+            "≤ 1.2×",
+            top / mid <= 1.2,
+        )
 
 
 # --- 3. command start-up -----------------------------------------------------------------
@@ -382,8 +477,9 @@ LAUNCHER = (
 
 def run_child(argv: list[str], env: dict, cwd: Path | None = None) -> tuple[float, int, int, float]:
     """(wall seconds, peak RSS KiB, exit code, CPU seconds) of one child process."""
-    out = subprocess.run([sys.executable, "-S", "-c", LAUNCHER, *argv], env=env, cwd=cwd, capture_output=True,
-                         text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", LAUNCHER, *argv], env=env, cwd=cwd, capture_output=True, text=True, check=True
+    ).stdout.split()
     return float(out[0]), int(out[1]), int(out[2]), float(out[3])
 
 
@@ -395,11 +491,13 @@ def peak_rss_kib(pid: int) -> int:
     return 0
 
 
-IMPORT_PROBE = ("import atexit, runpy, sys\n"
-                "atexit.register(lambda: open({out!r}, 'w').write(' '.join(sorted(m for m in sys.modules"
-                " if m.split('.')[0] in ('ccxt', 'aiohttp', 'requests')))))\n"
-                "sys.argv = ['tinybot'] + {args!r}\n"
-                "runpy.run_module('tinybot', run_name='__main__')\n")
+IMPORT_PROBE = (
+    "import atexit, runpy, sys\n"
+    "atexit.register(lambda: open({out!r}, 'w').write(' '.join(sorted(m for m in sys.modules"
+    " if m.split('.')[0] in ('ccxt', 'aiohttp', 'requests')))))\n"
+    "sys.argv = ['tinybot'] + {args!r}\n"
+    "runpy.run_module('tinybot', run_name='__main__')\n"
+)
 
 
 def bench_startup(rep: Report, work: Path, reps: int) -> dict:
@@ -438,9 +536,16 @@ def bench_startup(rep: Report, work: Path, reps: int) -> dict:
     ccxt_wall, ccxt_rss, ccxt_cpu = res["python -c 'import ccxt'"]
     bare_wall, bare_rss, _ = res["python -c pass"]
     for name, (w, r, cpu) in res.items():
-        rep.add("startup", f"{name}: wall", ms(w), w / ccxt_wall, "import ccxt",
-                "≤ 0.25×" if name in ("tinybot kill", "tinybot status") else "",
-                (w / ccxt_wall <= 0.25) if name in ("tinybot kill", "tinybot status") else None, raw_s=w)
+        rep.add(
+            "startup",
+            f"{name}: wall",
+            ms(w),
+            w / ccxt_wall,
+            "import ccxt",
+            "≤ 0.25×" if name in ("tinybot kill", "tinybot status") else "",
+            (w / ccxt_wall <= 0.25) if name in ("tinybot kill", "tinybot status") else None,
+            raw_s=w,
+        )
         rep.add("startup", f"{name}: CPU (user+sys)", ms(cpu), cpu / ccxt_cpu, "import ccxt", "", None, raw_s=cpu)
         rep.add("startup", f"{name}: peak RSS", mib(r), r / ccxt_rss, "import ccxt", "", None, raw_kib=r)
     rep.add("startup", "tinybot kill without .pyc (compiles each start)", ms(cold), cold / ccxt_wall, "import ccxt")
@@ -453,17 +558,44 @@ def bench_startup(rep: Report, work: Path, reps: int) -> dict:
         out.unlink(missing_ok=True)
         subprocess.run([py, "-c", IMPORT_PROBE.format(out=str(out), args=args)], env=env, capture_output=True)
         loaded = out.read_text() if out.exists() else "(probe failed)"
-        rep.add("startup", f"tinybot {' '.join(args)}: imports ccxt?", "no" if not loaded else loaded,
-                target="never", ok=not loaded)
+        rep.add(
+            "startup",
+            f"tinybot {' '.join(args)}: imports ccxt?",
+            "no" if not loaded else loaded,
+            target="never",
+            ok=not loaded,
+        )
     return {"ccxt_rss_kib": ccxt_rss, "ccxt_wall": ccxt_wall}
 
 
 # --- 4 + 5. the running bot against the simulator; DB growth -------------------------------
 
+
 def start_sim(env: dict) -> tuple[subprocess.Popen, str]:
-    argv = [sys.executable, "-m", "tinybot", "sim", "--port", "0",
-            "--key", SIM_TRADE[0], "--secret", SIM_TRADE[1], "--permissions", "view,trade", "--balance", "EUR=25",
-            "--key", SIM_READ[0], "--secret", SIM_READ[1], "--permissions", "view", "--balance", "EUR=25"]
+    argv = [
+        sys.executable,
+        "-m",
+        "tinybot",
+        "sim",
+        "--port",
+        "0",
+        "--key",
+        SIM_TRADE[0],
+        "--secret",
+        SIM_TRADE[1],
+        "--permissions",
+        "view,trade",
+        "--balance",
+        "EUR=25",
+        "--key",
+        SIM_READ[0],
+        "--secret",
+        SIM_READ[1],
+        "--permissions",
+        "view",
+        "--balance",
+        "EUR=25",
+    ]
     p = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     line = p.stdout.readline()
     if "listening on" not in line:
@@ -475,7 +607,8 @@ def start_sim(env: dict) -> tuple[subprocess.Popen, str]:
 def live_config(directory: Path, url: str, interval: str, advisors: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "bot.toml"
-    path.write_text(f"""\
+    path.write_text(
+        f"""\
 mode = "live"
 advisors = {advisors}
 [risk]
@@ -490,7 +623,9 @@ interval = "{interval}"
 markets = ["BTC-EUR", "ETH-EUR"]
 [dca]
 market = "BTC-EUR"
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -512,21 +647,33 @@ def table_bytes(db_path: Path) -> dict[str, int]:
 
 
 def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dict:
-    print(f"\n4. tinybot run (live mode → simulator on loopback), {ticks} ticks at 1s, advisors rules + dca",
-          flush=True)
+    print(
+        f"\n4. tinybot run (live mode → simulator on loopback), {ticks} ticks at 1s, advisors rules + dca", flush=True
+    )
     d = work / "run"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
     sim, url = start_sim(env)
     bot = None
     try:
         cfg_path = live_config(d, url, "1s", '["rules", "dca"]')
-        env.update({"TINYBOT_CONFIG": str(cfg_path), "TINYBOT_TRADE_KEY": SIM_TRADE[0],
-                    "TINYBOT_TRADE_SECRET": SIM_TRADE[1], "TINYBOT_READ_KEY": SIM_READ[0],
-                    "TINYBOT_READ_SECRET": SIM_READ[1]})
+        env.update(
+            {
+                "TINYBOT_CONFIG": str(cfg_path),
+                "TINYBOT_TRADE_KEY": SIM_TRADE[0],
+                "TINYBOT_TRADE_SECRET": SIM_TRADE[1],
+                "TINYBOT_READ_KEY": SIM_READ[0],
+                "TINYBOT_READ_SECRET": SIM_READ[1],
+            }
+        )
         subprocess.run([sys.executable, "-m", "tinybot", "init"], env=env, capture_output=True, check=True)
         # the bench has no alert URL and no backup: doctor's go/no-go says no, and that is expected here
-        bot = subprocess.Popen([sys.executable, "-m", "tinybot", "run", "--ignore-doctor"], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        bot = subprocess.Popen(
+            [sys.executable, "-m", "tinybot", "run", "--ignore-doctor"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         dbp = d / "tinybot.db"
 
         def done_ticks() -> int:
@@ -569,12 +716,21 @@ def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dic
     rep.add("run", f"ticks done (failed {failed}, proposals {props})", f"{n1}", target="", ok=None)
     if baseline:
         r = peak / baseline["ccxt_rss_kib"]
-        rep.add("run", "tinybot run: peak RSS", mib(peak), r, "python -c 'import ccxt'", "≤ 1.3×", r <= 1.3,
-                raw_kib=peak)
+        rep.add(
+            "run", "tinybot run: peak RSS", mib(peak), r, "python -c 'import ccxt'", "≤ 1.3×", r <= 1.3, raw_kib=peak
+        )
     else:
         rep.add("run", "tinybot run: peak RSS", mib(peak), raw_kib=peak)
-    rep.add("run", "CPU per idle tick (user+sys)", ms(per_tick), per_tick / 0.020, "20 ms budget", "≤ 20 ms",
-            per_tick <= 0.020, raw_s=per_tick)
+    rep.add(
+        "run",
+        "CPU per idle tick (user+sys)",
+        ms(per_tick),
+        per_tick / 0.020,
+        "20 ms budget",
+        "≤ 20 ms",
+        per_tick <= 0.020,
+        raw_s=per_tick,
+    )
     rep.add("run", "wall per tick slot", ms((t1 - t0) / max(1, n1 - n0)), None, "", "1s interval")
     grow = {k: bytes1.get(k, 0) - bytes0.get(k, 0) for k in set(bytes0) | set(bytes1)}
     return {"per_tick_bytes": grow, "ticks": n1 - n0}
@@ -587,17 +743,20 @@ def bench_growth(rep: Report, work: Path, run_growth: dict | None, trades: int) 
     from tinybot.exchange.static import StaticMarketData
     from tinybot.proposals import Draft
 
-    print("\n5. DB growth: bytes per tick (measured on the run above) and per trade (execute + its audit)",
-          flush=True)
+    print("\n5. DB growth: bytes per tick (measured on the run above) and per trade (execute + its audit)", flush=True)
     d = work / "growth"
     cfg = config.load(bench_config(d))
     conn = db.open_db(cfg.db_path)
     ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
     before = table_bytes(cfg.db_path)
     for i in range(trades):
-        pid = proposals.create(conn, Draft(MARKETS[i % 2], "buy", Decimal("6"), None,
-                                           "rules: SMA12 crossed above SMA26 on closed 1h candles"),
-                               source="rules", ttl=timedelta(minutes=30), approve=True)
+        pid = proposals.create(
+            conn,
+            Draft(MARKETS[i % 2], "buy", Decimal("6"), None, "rules: SMA12 crossed above SMA26 on closed 1h candles"),
+            source="rules",
+            ttl=timedelta(minutes=30),
+            approve=True,
+        )
         executor.execute(conn, cfg, ex, pid)
     after = table_bytes(cfg.db_path)
     cpu0 = time.process_time()
@@ -609,29 +768,63 @@ def bench_growth(rep: Report, work: Path, run_growth: dict | None, trades: int) 
     per_trade = {k: (after.get(k, 0) - before.get(k, 0)) / trades for k in set(before) | set(after)}
     trade_b = sum(per_trade.values())
     top = sorted(((v, k) for k, v in per_trade.items() if v > 0), reverse=True)[:4]
-    rep.add("growth", "bytes per trade (rows + indexes)", f"{trade_b:,.0f} B", None, "",
-            ", ".join(f"{k} {v:,.0f}" for v, k in top))
+    rep.add(
+        "growth",
+        "bytes per trade (rows + indexes)",
+        f"{trade_b:,.0f} B",
+        None,
+        "",
+        ", ".join(f"{k} {v:,.0f}" for v, k in top),
+    )
     if run_growth and run_growth["ticks"]:
         g, n = run_growth["per_tick_bytes"], run_growth["ticks"]
         tick_b = sum(g.values()) / n
         top = sorted(((v / n, k) for k, v in g.items() if v > 0), reverse=True)[:4]
-        rep.add("growth", "bytes per idle tick (rows + indexes)", f"{tick_b:,.0f} B", None, "",
-                ", ".join(f"{k} {v:,.0f}" for v, k in top))
+        rep.add(
+            "growth",
+            "bytes per idle tick (rows + indexes)",
+            f"{tick_b:,.0f} B",
+            None,
+            "",
+            ", ".join(f"{k} {v:,.0f}" for v, k in top),
+        )
     else:
         tick_b = 0.0
-    rep.add("growth", "retention.prune() with nothing due (CPU)", ms(prune_cpu), prune_cpu / 0.020,
-            "20 ms tick budget", "", None, raw_s=prune_cpu)
+    rep.add(
+        "growth",
+        "retention.prune() with nothing due (CPU)",
+        ms(prune_cpu),
+        prune_cpu / 0.020,
+        "20 ms tick budget",
+        "",
+        None,
+        raw_s=prune_cpu,
+    )
     trades_per_day = 4  # max_daily_eur 20 at €5 a buy, plus the sells that close them
     day = tick_b * 1440 + trade_b * trades_per_day
-    rep.add("growth", "bytes per day (1-min tick, 4 trades/day)", f"{day / 1024:,.0f} KiB", None, "",
-            "→ a year without retention: " + f"{day * 365 / 2**20:,.0f} MiB")
+    rep.add(
+        "growth",
+        "bytes per day (1-min tick, 4 trades/day)",
+        f"{day / 1024:,.0f} KiB",
+        None,
+        "",
+        "→ a year without retention: " + f"{day * 365 / 2**20:,.0f} MiB",
+    )
     kept = retention.DEFAULT_KEEP_DAYS
-    year = (tick_b * 1440 * kept + trade_b * trades_per_day * 365)
-    rep.add("growth", f"a year with retention ({kept} d of ticks/audit)", f"{year / 2**20:,.1f} MiB", None, "",
-            f"documented bound {retention.YEAR_BOUND_MIB} MiB", year / 2**20 <= retention.YEAR_BOUND_MIB)
+    year = tick_b * 1440 * kept + trade_b * trades_per_day * 365
+    rep.add(
+        "growth",
+        f"a year with retention ({kept} d of ticks/audit)",
+        f"{year / 2**20:,.1f} MiB",
+        None,
+        "",
+        f"documented bound {retention.YEAR_BOUND_MIB} MiB",
+        year / 2**20 <= retention.YEAR_BOUND_MIB,
+    )
 
 
 # --- 6. retry storm ------------------------------------------------------------------------
+
 
 def _storm_worker(config_path: str, proposal_id: int, barrier, results, bare: bool) -> None:
     os.environ["TINYBOT_CONFIG"] = config_path
@@ -656,8 +849,10 @@ def storm(config_path: Path, proposal_id: int, n: int, bare: bool) -> tuple[floa
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(n)
     results = ctx.Queue()
-    procs = [ctx.Process(target=_storm_worker, args=(str(config_path), proposal_id, barrier, results, bare))
-             for _ in range(n)]
+    procs = [
+        ctx.Process(target=_storm_worker, args=(str(config_path), proposal_id, barrier, results, bare))
+        for _ in range(n)
+    ]
     for p in procs:
         p.start()
     out = [results.get(timeout=300) for _ in procs]
@@ -671,16 +866,24 @@ def bench_storm(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
     from tinybot import config, db, proposals
     from tinybot.proposals import Draft
 
-    print(f"\n6. retry storm: {', '.join(map(str, sizes))} processes execute one proposal (released by a barrier;"
-          f" median of {reps})", flush=True)
+    print(
+        f"\n6. retry storm: {', '.join(map(str, sizes))} processes execute one proposal (released by a barrier;"
+        f" median of {reps})",
+        flush=True,
+    )
     for n in sizes:
         walls, bares, ok = [], [], True
         for k in range(reps):
             d = work / f"storm-{n}-{k}"
             cfg = config.load(bench_config(d))
             conn = db.open_db(cfg.db_path)
-            pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "storm"), source="bench",
-                                   ttl=timedelta(hours=1), approve=True)
+            pid = proposals.create(
+                conn,
+                Draft("BTC-EUR", "buy", Decimal("6"), None, "storm"),
+                source="bench",
+                ttl=timedelta(hours=1),
+                approve=True,
+            )
             conn.close()
             bare, _ = storm(cfg.path, pid, n, bare=True)
             wall, sent = storm(cfg.path, pid, n, bare=False)
@@ -691,14 +894,26 @@ def bench_storm(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
             walls.append(wall)
             bares.append(bare)
         wall, bare = statistics.median(walls), statistics.median(bares)
-        rep.add("storm", f"{n} processes → one order each time: {ok}", ms(wall), wall / bare,
-                f"{n}× one bare durable write ({ms(bare)})", "one order", ok, raw_s=wall,
-                spread=f"{ms(min(walls))}–{ms(max(walls))}")
-        print(f"    (runs: {', '.join(ms(w) for w in walls)}; SQLite's busy handler sleeps 1–100 ms a retry,"
-              " so the spread is wide)", flush=True)
+        rep.add(
+            "storm",
+            f"{n} processes → one order each time: {ok}",
+            ms(wall),
+            wall / bare,
+            f"{n}× one bare durable write ({ms(bare)})",
+            "one order",
+            ok,
+            raw_s=wall,
+            spread=f"{ms(min(walls))}–{ms(max(walls))}",
+        )
+        print(
+            f"    (runs: {', '.join(ms(w) for w in walls)}; SQLite's busy handler sleeps 1–100 ms a retry,"
+            " so the spread is wide)",
+            flush=True,
+        )
 
 
 # --- 7. SD-card wear: the bytes an idle `tinybot run` writes ---------------------------------
+
 
 def proc_write_bytes(pid: int | str = "self") -> int:
     """/proc/<pid>/io write_bytes: pages this process dirtied (WAL, checkpoints, log), counted once per clean→dirty."""
@@ -732,8 +947,9 @@ def seed_month_of_ticks(db_path: Path, interval: timedelta, run_for: timedelta, 
     rows = [(clock.to_iso(s), clock.to_iso(s), clock.to_iso(s + timedelta(seconds=2)), summary) for s in sorted(slots)]
     conn = db.open_db(db_path)
     with db.transaction(conn):
-        conn.executemany("INSERT INTO ticks (slot, started_at, finished_at, status, pid, summary)"
-                         " VALUES (?, ?, ?, 'ok', 1, ?)", rows)
+        conn.executemany(
+            "INSERT INTO ticks (slot, started_at, finished_at, status, pid, summary) VALUES (?, ?, ?, 'ok', 1, ?)", rows
+        )
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return len(rows)
@@ -742,9 +958,15 @@ def seed_month_of_ticks(db_path: Path, interval: timedelta, run_for: timedelta, 
 def wear_env(d: Path, url: str, interval: str) -> tuple[dict, Path]:
     cfg_path = live_config(d, url, interval, "[]")  # the example bot.toml's advisors: none, an idle bot
     env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
-    env.update({"TINYBOT_CONFIG": str(cfg_path), "TINYBOT_TRADE_KEY": SIM_TRADE[0],
-                "TINYBOT_TRADE_SECRET": SIM_TRADE[1], "TINYBOT_READ_KEY": SIM_READ[0],
-                "TINYBOT_READ_SECRET": SIM_READ[1]})
+    env.update(
+        {
+            "TINYBOT_CONFIG": str(cfg_path),
+            "TINYBOT_TRADE_KEY": SIM_TRADE[0],
+            "TINYBOT_TRADE_SECRET": SIM_TRADE[1],
+            "TINYBOT_READ_KEY": SIM_READ[0],
+            "TINYBOT_READ_SECRET": SIM_READ[1],
+        }
+    )
     return env, cfg_path
 
 
@@ -754,8 +976,11 @@ def bench_wear(rep: Report, work: Path, ticks: int, interval: str) -> dict:
 
     step = clock.parse_duration(interval)
     scale = timedelta(days=1) / timedelta(minutes=1)  # ticks a day at the default interval
-    print(f"\n7. SD-card wear: an idle `tinybot run` (live → simulator, no advisors, a month of ticks behind it),"
-          f" {ticks} ticks at {interval}; /proc/<pid>/io write_bytes × {scale:.0f} ticks a day", flush=True)
+    print(
+        f"\n7. SD-card wear: an idle `tinybot run` (live → simulator, no advisors, a month of ticks behind it),"
+        f" {ticks} ticks at {interval}; /proc/<pid>/io write_bytes × {scale:.0f} ticks a day",
+        flush=True,
+    )
     d = work / "wear"
     sim_env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
     sim, url = start_sim(sim_env)
@@ -765,15 +990,21 @@ def bench_wear(rep: Report, work: Path, ticks: int, interval: str) -> dict:
         # ticks are counted by the one line a tick `tinybot run` prints (after its banner), not by rows:
         # the loop writes an idle tick's row only with its heartbeat, every 10 ticks (scheduler.beat_every;
         # 10 s at 1s, 10 min at 1m): measure a multiple of 10 ticks (the default 10) for a fair figure
-        bot = subprocess.Popen([sys.executable, "-m", "tinybot", "run", "--ignore-doctor"],
-                               env={**env, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
-                               stderr=subprocess.DEVNULL, text=True)
+        bot = subprocess.Popen(
+            [sys.executable, "-m", "tinybot", "run", "--ignore-doctor"],
+            env={**env, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in iter(bot.stdout.readline, "")] + [lines.put(None)],
-                         daemon=True).start()
+        threading.Thread(
+            target=lambda: [lines.put(x) for x in iter(bot.stdout.readline, "")] + [lines.put(None)], daemon=True
+        ).start()
         deadline = time.monotonic() + (ticks + 3) * (step.total_seconds() + 5) + 60
         seen = [0]
         try:
+
             def wait_for(n: int) -> None:
                 while seen[0] < n:
                     try:
@@ -798,10 +1029,22 @@ def bench_wear(rep: Report, work: Path, ticks: int, interval: str) -> dict:
         sim.wait(timeout=10)
     per_tick = (w1 - w0) / ticks
     day = per_tick * scale
-    rep.add("wear", f"write_bytes per idle tick ({interval}, {seeded:,} ticks seeded)",
-            f"{per_tick / 1024:,.1f} KiB", raw_b=per_tick)
-    rep.add("wear", "→ per day at the 1-minute tick", f"{day / 2**20:,.1f} MiB", day / (10 * 2**20),
-            "10 MiB/day target", "≤ 10 MiB/day", day <= 10 * 2**20, raw_b=day)
+    rep.add(
+        "wear",
+        f"write_bytes per idle tick ({interval}, {seeded:,} ticks seeded)",
+        f"{per_tick / 1024:,.1f} KiB",
+        raw_b=per_tick,
+    )
+    rep.add(
+        "wear",
+        "→ per day at the 1-minute tick",
+        f"{day / 2**20:,.1f} MiB",
+        day / (10 * 2**20),
+        "10 MiB/day target",
+        "≤ 10 MiB/day",
+        day <= 10 * 2**20,
+        raw_b=day,
+    )
     rep.add("wear", "  of which log file appended (bytes, not pages)", f"{(log1 - log0) / ticks:,.0f} B/tick")
     rep.add("wear", "wall per tick", ms((t1 - t0) / ticks))
     return {"per_tick": per_tick, "per_day": day}
@@ -836,7 +1079,9 @@ class WriteLedger:
                     else:
                         label_ = label
                     ledger.calls.setdefault(label_, []).append(w)
+
             return measured()
+
         return transaction
 
 
@@ -845,14 +1090,25 @@ def bench_wear_breakdown(rep: Report, work: Path, ticks: int, interval: str) -> 
     from tinybot import clock, config, db, scheduler
 
     step = clock.parse_duration(interval)
-    print(f"\n   breakdown: the same bot in-process, {ticks} ticks at {interval}; write_bytes per"
-          " db.transaction() (its caller), the rest", flush=True)
+    print(
+        f"\n   breakdown: the same bot in-process, {ticks} ticks at {interval}; write_bytes per"
+        " db.transaction() (its caller), the rest",
+        flush=True,
+    )
     sys.dont_write_bytecode = True  # a .pyc written mid-run would count as the bot's
     d = work / "wear-breakdown"
     sim_env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
     sim, url = start_sim(sim_env)
-    saved = {k: os.environ.get(k) for k in ("TINYBOT_CONFIG", "TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET",
-                                            "TINYBOT_READ_KEY", "TINYBOT_READ_SECRET")}
+    saved = {
+        k: os.environ.get(k)
+        for k in (
+            "TINYBOT_CONFIG",
+            "TINYBOT_TRADE_KEY",
+            "TINYBOT_TRADE_SECRET",
+            "TINYBOT_READ_KEY",
+            "TINYBOT_READ_SECRET",
+        )
+    }
     real_tx = db.transaction
     try:
         env, cfg_path = wear_env(d, url, interval)
@@ -895,29 +1151,60 @@ def bench_wear_breakdown(rep: Report, work: Path, ticks: int, interval: str) -> 
         per = sum(ws) / ticks
         attributed += per
         writing = sum(1 for w in ws if w)
-        rep.add("wear", f"  {label}", f"{per / 1024:,.1f} KiB/tick", per / total if total else None, "all",
-                f"{len(ws) / ticks:.2g} commits/tick, {writing / ticks:.2g} wrote", raw_b=per)
-    rep.add("wear", "  outside any transaction (log pages, lock, …)", f"{(total - attributed) / 1024:,.1f} KiB/tick",
-            (total - attributed) / total if total else None, "all", raw_b=total - attributed)
-    rep.add("wear", "  in-process total", f"{total / 1024:,.1f} KiB/tick", None, "",
-            f"log appended {(marks['log1'] - marks['log0']) / ticks:,.0f} B/tick", raw_b=total)
+        rep.add(
+            "wear",
+            f"  {label}",
+            f"{per / 1024:,.1f} KiB/tick",
+            per / total if total else None,
+            "all",
+            f"{len(ws) / ticks:.2g} commits/tick, {writing / ticks:.2g} wrote",
+            raw_b=per,
+        )
+    rep.add(
+        "wear",
+        "  outside any transaction (log pages, lock, …)",
+        f"{(total - attributed) / 1024:,.1f} KiB/tick",
+        (total - attributed) / total if total else None,
+        "all",
+        raw_b=total - attributed,
+    )
+    rep.add(
+        "wear",
+        "  in-process total",
+        f"{total / 1024:,.1f} KiB/tick",
+        None,
+        "",
+        f"log appended {(marks['log1'] - marks['log0']) / ticks:,.0f} B/tick",
+        raw_b=total,
+    )
 
 
 # --- main --------------------------------------------------------------------------------
 
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", default=",".join(s for s in SECTIONS if s != "wear"),
-                    help=f"comma list of {', '.join(SECTIONS)} (wear runs only when named: it takes real minutes)")
+    ap.add_argument(
+        "--only",
+        default=",".join(s for s in SECTIONS if s != "wear"),
+        help=f"comma list of {', '.join(SECTIONS)} (wear runs only when named: it takes real minutes)",
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes: proves the script runs, figures are noise")
     ap.add_argument("--dir", help="where the databases go (default: a temp dir under the current directory)")
     ap.add_argument("--json", help="also write every row to this JSON file")
     ap.add_argument("--profile", action="store_true", help="cProfile the execute section")
-    ap.add_argument("--fsync-delay-ms", type=float, default=0,
-                    help="re-run under strace, adding this delay to every fsync/fdatasync: an SD card on a fast disk")
-    ap.add_argument("--wear-interval", default=None,
-                    help="tick interval of the wear section (default the real 1m, ~30 minutes for both parts; 2s"
-                         " with --quick). A shorter one is scaled per tick and undercounts the log's page writes")
+    ap.add_argument(
+        "--fsync-delay-ms",
+        type=float,
+        default=0,
+        help="re-run under strace, adding this delay to every fsync/fdatasync: an SD card on a fast disk",
+    )
+    ap.add_argument(
+        "--wear-interval",
+        default=None,
+        help="tick interval of the wear section (default the real 1m, ~30 minutes for both parts; 2s"
+        " with --quick). A shorter one is scaled per tick and undercounts the log's page writes",
+    )
     ap.add_argument("--wear-ticks", type=int, default=0, help="measured ticks in the wear section (default 10)")
     args = ap.parse_args(argv)
     if args.fsync_delay_ms and not os.environ.get("TINYBOT_BENCH_UNDER_STRACE"):
@@ -928,24 +1215,48 @@ def main(argv: list[str] | None = None) -> int:
             ap.error("--fsync-delay-ms needs strace (apt-get install strace)")
         us = int(args.fsync_delay_ms * 1000)
         os.environ["TINYBOT_BENCH_UNDER_STRACE"] = "1"
-        os.execv(strace, [strace, "-f", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=fdatasync,fsync",
-                          "-e", f"inject=fdatasync,fsync:delay_exit={us}", sys.executable, *sys.argv])
+        os.execv(
+            strace,
+            [
+                strace,
+                "-f",
+                "--seccomp-bpf",
+                "-o",
+                "/dev/null",
+                "-e",
+                "trace=fdatasync,fsync",
+                "-e",
+                f"inject=fdatasync,fsync:delay_exit={us}",
+                sys.executable,
+                *sys.argv,
+            ],
+        )
     only = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(only) - set(SECTIONS)
     if unknown:
         ap.error(f"unknown section(s): {', '.join(sorted(unknown))}")
     q = args.quick
-    sizes = dict(execute=30 if q else 1000, guards=[10, 100, 1000] if q else [10, 1000, 100_000],
-                 guard_reps=20 if q else 500, startup_reps=1 if q else 7, ticks=3 if q else 100,
-                 trades=5 if q else 200, storm=[3] if q else [10, 50], storm_reps=1 if q else 3,
-                 wear_ticks=args.wear_ticks or (2 if q else 10))
+    sizes = dict(
+        execute=30 if q else 1000,
+        guards=[10, 100, 1000] if q else [10, 1000, 100_000],
+        guard_reps=20 if q else 500,
+        startup_reps=1 if q else 7,
+        ticks=3 if q else 100,
+        trades=5 if q else 200,
+        storm=[3] if q else [10, 50],
+        storm_reps=1 if q else 3,
+        wear_ticks=args.wear_ticks or (2 if q else 10),
+    )
 
     m = machine()
     if args.fsync_delay_ms:
         m["fsync_delay_ms"] = args.fsync_delay_ms
-    print(f"tinybot bench — {m['uname']}\n  CPU {m['cpu']} ({m['cores']} cores), Python {m['python']},"
-          f" SQLite {m['sqlite']}" + (f"; every fsync delayed {args.fsync_delay_ms:g} ms (strace)"
-                                      if args.fsync_delay_ms else ""), flush=True)
+    print(
+        f"tinybot bench — {m['uname']}\n  CPU {m['cpu']} ({m['cores']} cores), Python {m['python']},"
+        f" SQLite {m['sqlite']}"
+        + (f"; every fsync delayed {args.fsync_delay_ms:g} ms (strace)" if args.fsync_delay_ms else ""),
+        flush=True,
+    )
     base = Path(args.dir) if args.dir else Path.cwd()
     base.mkdir(parents=True, exist_ok=True)
     rep = Report()

@@ -12,6 +12,7 @@ leaves it idle and reads /proc: VmRSS / VmHWM / RssAnon, and user+system CPU
 over the idle window.  Baselines in the same run: `python -c pass` and
 `python -c "import ssl, sqlite3"`.  Needs Linux and the openssl command.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,9 @@ def cpu_seconds(pid: int) -> float:
 
 def baseline(code: str, env: dict) -> int:
     """VmRSS (KiB) of a python that ran ``code`` and then waits."""
-    p = subprocess.Popen([sys.executable, "-c", code + "\nimport sys; sys.stdin.read()"], stdin=subprocess.PIPE,
-                         env=env)
+    p = subprocess.Popen(
+        [sys.executable, "-c", code + "\nimport sys; sys.stdin.read()"], stdin=subprocess.PIPE, env=env
+    )
     try:
         time.sleep(1.0)
         return proc_kib(p.pid)["VmRSS"]
@@ -79,8 +81,9 @@ for line in sys.stdin:
 
 def in_run(env: dict, fake: FakeTelegram, idle: float) -> tuple[int, int, int]:
     """VmRSS (KiB) of a process with `tinybot run`'s imports (ccxt too): before the loop, serving, idle."""
-    child = subprocess.Popen([sys.executable, "-c", IN_RUN_CHILD], env=env, stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", IN_RUN_CHILD], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
 
     def ask(cmd: str) -> int:
         child.stdin.write(cmd + "\n")
@@ -117,9 +120,28 @@ def main() -> None:
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="tinybot-tg-footprint-"))
     cert, key = work / "cert.pem", work / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
-                    str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     fake = FakeTelegram(max_poll=50)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -129,19 +151,37 @@ def main() -> None:
     (work / "bot.toml").write_text(
         'mode = "paper"\n[risk]\nallowlist = ["BTC-EUR"]\n[paper]\nprices = { "BTC-EUR" = "60000" }\n'
         f'[scheduler]\napproval = "manual"\n[telegram]\nchat_ids = [{OWNER}]\napi_url = "{url}"\n'
-        f'poll_timeout = "{args.poll}s"\n')
-    env = {**os.environ, "TINYBOT_CONFIG": str(work / "bot.toml"), "TINYBOT_TELEGRAM_TOKEN": fake.token,
-           "SSL_CERT_FILE": str(cert), "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+        f'poll_timeout = "{args.poll}s"\n'
+    )
+    env = {
+        **os.environ,
+        "TINYBOT_CONFIG": str(work / "bot.toml"),
+        "TINYBOT_TELEGRAM_TOKEN": fake.token,
+        "SSL_CERT_FILE": str(cert),
+        "PYTHONPYCACHEPREFIX": str(work / "pycache"),
+    }
     # as on a Pi after `pip install`: modules load from compiled bytecode, not compiled at each start
     # (PYTHONDONTWRITEBYTECODE would make every import compile its source, and count the compiler's memory)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    subprocess.run([sys.executable, "-c", "import tinybot.cli, tinybot.cli_telegram, tinybot.telegram, tinybot.status,"
-                    " tinybot.proposals, tinybot.killswitch, tinybot.exchange.static, tinybot.backup, ssl,"
-                    " http.client"],
-                   env=env, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import tinybot.cli, tinybot.cli_telegram, tinybot.telegram, tinybot.status,"
+            " tinybot.proposals, tinybot.killswitch, tinybot.exchange.static, tinybot.backup, ssl,"
+            " http.client",
+        ],
+        env=env,
+        check=True,
+    )
     subprocess.run([sys.executable, "-m", "tinybot", "init"], env=env, check=True, capture_output=True)
-    child = subprocess.Popen([sys.executable, "-m", "tinybot", "telegram"], env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tinybot", "telegram"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert fake.wait_for(lambda f: "getUpdates" in f.methods(), 30), "the loop never polled"
         at_start = proc_kib(child.pid)
@@ -150,8 +190,12 @@ def main() -> None:
 
         cfg = config.load(work / "bot.toml")
         conn = db.open_db(cfg.db_path)
-        pid = proposals.create(conn, proposals.Draft("BTC-EUR", "buy", amount_quote="6", reason="footprint"),
-                               source="cli", ttl=timedelta(minutes=30))
+        pid = proposals.create(
+            conn,
+            proposals.Draft("BTC-EUR", "buy", amount_quote="6", reason="footprint"),
+            source="cli",
+            ttl=timedelta(minutes=30),
+        )
         for text in ("/status", "/pnl", "/proposals", f"/why {pid}", "/help"):
             fake.send_text(OWNER, text)
         assert fake.wait_for(lambda f: any(t.startswith(f"Proposal #{pid}") for t in f.texts()), 60)
@@ -170,8 +214,10 @@ def main() -> None:
     finally:
         child.terminate()
         _, err = child.communicate(timeout=30)
-    (work / "bot.toml").write_text((work / "bot.toml").read_text().replace('mode = "paper"', 'mode = "live"')
-                                   + '[exchange]\noperator_id = 1\nurl = "http://127.0.0.1:9"\n')
+    (work / "bot.toml").write_text(
+        (work / "bot.toml").read_text().replace('mode = "paper"', 'mode = "live"')
+        + '[exchange]\noperator_id = 1\nurl = "http://127.0.0.1:9"\n'
+    )
     try:
         run_before, run_serving, run_after = in_run(env, fake, args.in_run_idle)
     finally:
@@ -182,20 +228,28 @@ def main() -> None:
     mib = lambda k: f"{k / 1024:.1f} MiB"  # noqa: E731
     print(f"tinybot telegram, polling, before any update: VmRSS {mib(at_start['VmRSS'])}")
     print(f"after serving a proposal, a tap and every command: VmRSS {mib(busy['VmRSS'])}")
-    print(f"after {t1 - t0:.0f} s idle ({polls1 - polls0} long polls of {args.poll} s): VmRSS {mib(idle['VmRSS'])}"
-          f" (RssAnon {mib(idle['RssAnon'])}, RssFile {mib(idle['RssFile'])}), peak VmHWM {mib(idle['VmHWM'])},"
-          f" threads {idle['Threads']}")
-    print(f"CPU while idle: {cpu1 - cpu0:.2f} s user+system over {t1 - t0:.0f} s"
-          f" = {100 * (cpu1 - cpu0) / (t1 - t0):.3f} % of one core")
+    print(
+        f"after {t1 - t0:.0f} s idle ({polls1 - polls0} long polls of {args.poll} s): VmRSS {mib(idle['VmRSS'])}"
+        f" (RssAnon {mib(idle['RssAnon'])}, RssFile {mib(idle['RssFile'])}), peak VmHWM {mib(idle['VmHWM'])},"
+        f" threads {idle['Threads']}"
+    )
+    print(
+        f"CPU while idle: {cpu1 - cpu0:.2f} s user+system over {t1 - t0:.0f} s"
+        f" = {100 * (cpu1 - cpu0) / (t1 - t0):.3f} % of one core"
+    )
     print(f"baselines: python -c pass {mib(bare)}; python + ssl, sqlite3, json, http.client {mib(tls)}")
     print(f"baseline: python with tinybot's CLI and status loaded (what `tinybot status` imports) {mib(status)}")
-    print(f"the Telegram loop above bare python: {mib(idle['VmRSS'] - bare)};"
-          f" above python with TLS and SQLite loaded: {mib(idle['VmRSS'] - tls)};"
-          f" above `tinybot status`'s imports: {mib(idle['VmRSS'] - status)}")
+    print(
+        f"the Telegram loop above bare python: {mib(idle['VmRSS'] - bare)};"
+        f" above python with TLS and SQLite loaded: {mib(idle['VmRSS'] - tls)};"
+        f" above `tinybot status`'s imports: {mib(idle['VmRSS'] - status)}"
+    )
     print(f"child exit code {child.returncode}; token in its output: {fake.token in err}")
-    print(f"inside `tinybot run` (scheduler + ccxt loaded: {mib(run_before)}): the Telegram thread adds"
-          f" {mib(run_serving - run_before)} after serving, {mib(run_after - run_before)} after"
-          f" {args.in_run_idle:.0f} s more idle")
+    print(
+        f"inside `tinybot run` (scheduler + ccxt loaded: {mib(run_before)}): the Telegram thread adds"
+        f" {mib(run_serving - run_before)} after serving, {mib(run_after - run_before)} after"
+        f" {args.in_run_idle:.0f} s more idle"
+    )
 
 
 if __name__ == "__main__":

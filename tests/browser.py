@@ -10,6 +10,7 @@ with every background flag off; those requests come whatever the page is.
 So the harness first loads an empty page and takes the hosts it contacts as
 the browser's own; a page's requests are the ones to any other host.
 """
+
 from __future__ import annotations
 
 import http.server
@@ -20,21 +21,36 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--enable-logging=stderr", "--v=0", "--proxy-bypass-list=<-loopback>",
-         "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter,AutofillServerCommunication",
-         "--disable-default-apps", "--disable-extensions", "--no-pings", "--disable-domain-reliability",
-         "--disable-client-side-phishing-detection", "--disable-field-trial-config", "--no-service-autorun",
-         "--disable-breakpad", "--metrics-recording-only"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--enable-logging=stderr",
+    "--v=0",
+    "--proxy-bypass-list=<-loopback>",
+    "--disable-features=NetworkTimeServiceQuerying,OptimizationHints,MediaRouter,AutofillServerCommunication",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-pings",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-field-trial-config",
+    "--no-service-autorun",
+    "--disable-breakpad",
+    "--metrics-recording-only",
+]
 
 
 def chromium() -> str:
     path = shutil.which("chromium")
     if path is None:
         subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True, timeout=600)
-        r = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, text=True,
-                           timeout=900)
+        r = subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], capture_output=True, text=True, timeout=900)
         path = shutil.which("chromium")
         assert path, f"could not install Debian's chromium for the browser tests: {r.stderr[-2000:]}"
     return path
@@ -99,13 +115,18 @@ def _load(file: Path, width: int, height: int) -> Page:
     threading.Thread(target=proxy.serve_forever, daemon=True).start()
     try:
         with tempfile.TemporaryDirectory() as profile:
-            common = [exe, *FLAGS, f"--user-data-dir={profile}",
-                      f"--proxy-server=http://127.0.0.1:{proxy.server_address[1]}", f"--window-size={width},{height}"]
-            dom = subprocess.run(common + ["--dump-dom", file.resolve().as_uri()], capture_output=True, text=True,
-                                 timeout=120)
+            common = [
+                exe,
+                *FLAGS,
+                f"--user-data-dir={profile}",
+                f"--proxy-server=http://127.0.0.1:{proxy.server_address[1]}",
+                f"--window-size={width},{height}",
+            ]
+            dom = subprocess.run(
+                common + ["--dump-dom", file.resolve().as_uri()], capture_output=True, text=True, timeout=120
+            )
             shot = Path(profile) / "shot.png"
-            subprocess.run(common + [f"--screenshot={shot}", file.resolve().as_uri()], capture_output=True,
-                           timeout=120)
+            subprocess.run(common + [f"--screenshot={shot}", file.resolve().as_uri()], capture_output=True, timeout=120)
             png = shot.read_bytes() if shot.exists() else b""
     finally:
         proxy.shutdown()

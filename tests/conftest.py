@@ -1,4 +1,5 @@
 """Shared fixtures.  Every test gets its own config dir under tmp_path: no test touches real state."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,15 @@ import pytest
 pytest_plugins = ["simfixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
-SECRET_ENV = ("TINYBOT_READ_KEY", "TINYBOT_READ_SECRET", "TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET",
-              "TINYBOT_LLM_KEY", "TINYBOT_ALERT_URLS", "TINYBOT_TELEGRAM_TOKEN")
+SECRET_ENV = (
+    "TINYBOT_READ_KEY",
+    "TINYBOT_READ_SECRET",
+    "TINYBOT_TRADE_KEY",
+    "TINYBOT_TRADE_SECRET",
+    "TINYBOT_LLM_KEY",
+    "TINYBOT_ALERT_URLS",
+    "TINYBOT_TELEGRAM_TOKEN",
+)
 
 RISK_TOML = """\
 [risk]
@@ -25,11 +33,15 @@ anti_flip = "6h"
 proposal_ttl = "30m"
 """
 
-PAPER_TOML = 'mode = "paper"\n' + RISK_TOML + """\
+PAPER_TOML = (
+    'mode = "paper"\n'
+    + RISK_TOML
+    + """\
 [paper]
 starting_eur = 25
 prices = { "BTC-EUR" = "60000", "ETH-EUR" = "3000" }
 """
+)
 
 
 @pytest.fixture(autouse=True)
@@ -88,5 +100,6 @@ def run_cli(*args, env=None, timeout=60):
     """Run the real `tinybot` entry point in a fresh OS process."""
     full_env = {k: v for k, v in os.environ.items()}
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "tinybot", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "tinybot", *args], capture_output=True, text=True, env=full_env, timeout=timeout
+    )

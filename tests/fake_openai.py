@@ -12,6 +12,7 @@ Replies are used in order; when none is queued the default is an empty
 proposal list with usage 100/10.  Every received request is counted, including
 ones whose answer comes too late for the client.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,7 +54,7 @@ class FakeOpenAI:
                     self.end_headers()
                     self.wfile.write(payload)
                 except (BrokenPipeError, ConnectionResetError):
-                    pass      # the client gave up (timeout): fine, the request was still counted
+                    pass  # the client gave up (timeout): fine, the request was still counted
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
@@ -63,16 +64,28 @@ class FakeOpenAI:
     # --- scripting -------------------------------------------------------------
 
     @staticmethod
-    def _completion(content, prompt_tokens, completion_tokens, *, finish_reason="stop", refusal=None,
-                    usage=True) -> dict:
+    def _completion(
+        content, prompt_tokens, completion_tokens, *, finish_reason="stop", refusal=None, usage=True
+    ) -> dict:
         body = {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": "fake-mini",
-            "choices": [{"index": 0, "finish_reason": finish_reason,
-                         "message": {"role": "assistant", "content": content, "refusal": refusal}}],
+            "id": "chatcmpl-fake",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "fake-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": finish_reason,
+                    "message": {"role": "assistant", "content": content, "refusal": refusal},
+                }
+            ],
         }
         if usage:
-            body["usage"] = {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                             "total_tokens": prompt_tokens + completion_tokens}
+            body["usage"] = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            }
         return {"json": body}
 
     def reply(self, content, prompt_tokens=100, completion_tokens=10, *, delay=0.0, **kw) -> None:
@@ -86,8 +99,9 @@ class FakeOpenAI:
 
     def reply_status(self, status: int, message: str = "error", delay: float = 0.0) -> None:
         with self._lock:
-            self._replies.append({"status": status, "raw": json.dumps({"error": {"message": message}}).encode(),
-                                  "delay": delay})
+            self._replies.append(
+                {"status": status, "raw": json.dumps({"error": {"message": message}}).encode(), "delay": delay}
+            )
 
     def reply_raw(self, raw: bytes, status: int = 200) -> None:
         with self._lock:
@@ -115,7 +129,7 @@ class FakeOpenAI:
         self.stop()
 
 
-if __name__ == "__main__":      # python tests/fake_openai.py: serve until Ctrl-C, for trying the advisor by hand
+if __name__ == "__main__":  # python tests/fake_openai.py: serve until Ctrl-C, for trying the advisor by hand
     with FakeOpenAI() as f:
         print(f"llm.base_url = {f.base_url!r}", flush=True)
         try:

@@ -25,6 +25,7 @@ Run it on its own for the footprint measurement (docs/TELEGRAM.md)::
 
     python tests/fake_telegram.py --port 8444 --token 123:abc
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,8 +40,14 @@ BOT_ID = 4242
 
 
 class FakeTelegram:
-    def __init__(self, token: str = "123456:TEST-token-abcdefghij", *, max_poll: float = 0.2,
-                 port: int = 0, username: str = "tinybot_test_bot"):
+    def __init__(
+        self,
+        token: str = "123456:TEST-token-abcdefghij",
+        *,
+        max_poll: float = 0.2,
+        port: int = 0,
+        username: str = "tinybot_test_bot",
+    ):
         self.token = token
         self.max_poll = max_poll
         self.username = username
@@ -57,8 +64,7 @@ class FakeTelegram:
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.server.handle_error = lambda request, address: None  # a client that hangs up mid-request (a stop)
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     # --- lifecycle ---------------------------------------------------------------
     @property
@@ -84,20 +90,35 @@ class FakeTelegram:
     # --- what a person does ----------------------------------------------------------
     def send_text(self, chat_id: int, text: str, *, date: int | None = None, user_id: int | None = None) -> int:
         """A message typed into ``chat_id``; returns its update_id."""
-        msg = {"message_id": next(self._message_ids), "date": int(time.time()) if date is None else date,
-               "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
-               "from": {"id": user_id or abs(chat_id), "is_bot": False, "first_name": "Owner"}, "text": text}
+        msg = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()) if date is None else date,
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+            "from": {"id": user_id or abs(chat_id), "is_bot": False, "first_name": "Owner"},
+            "text": text,
+        }
         if text.startswith("/"):
             msg["entities"] = [{"type": "bot_command", "offset": 0, "length": len(text.split()[0])}]
         return self._add({"message": msg})
 
     def tap(self, chat_id: int, message_id: int, data: str, *, user_id: int | None = None) -> int:
         """An inline button pressed under message ``message_id``; returns its update_id."""
-        shown = self.messages.get((chat_id, message_id), {"message_id": message_id, "date": int(time.time()),
-                                                          "chat": {"id": chat_id, "type": "private"}, "text": ""})
-        query = {"id": f"cq{next(self._ids)}", "from": {"id": user_id or abs(chat_id), "is_bot": False,
-                                                          "first_name": "Owner"},
-                 "chat_instance": "1", "message": dict(shown), "data": data}
+        shown = self.messages.get(
+            (chat_id, message_id),
+            {
+                "message_id": message_id,
+                "date": int(time.time()),
+                "chat": {"id": chat_id, "type": "private"},
+                "text": "",
+            },
+        )
+        query = {
+            "id": f"cq{next(self._ids)}",
+            "from": {"id": user_id or abs(chat_id), "is_bot": False, "first_name": "Owner"},
+            "chat_instance": "1",
+            "message": dict(shown),
+            "data": data,
+        }
         return self._add({"callback_query": query})
 
     def button(self, chat_id: int, message_id: int, label_start: str) -> str:
@@ -192,8 +213,12 @@ class FakeTelegram:
             if offset and not self.ignore_offset:
                 self._confirmed = max(self._confirmed, offset)
             while True:
-                ready = [u for u in self._updates if (self.ignore_offset or u["update_id"] >= self._confirmed)
-                         and (not allowed or any(k in u for k in allowed))]
+                ready = [
+                    u
+                    for u in self._updates
+                    if (self.ignore_offset or u["update_id"] >= self._confirmed)
+                    and (not allowed or any(k in u for k in allowed))
+                ]
                 left = deadline - time.monotonic()
                 if ready or left <= 0:
                     return ready[: int(p.get("limit") or 100)]
@@ -206,9 +231,13 @@ class FakeTelegram:
         if len(p["text"]) > 4096:
             raise _ApiError(400, "Bad Request: message is too long")
         _check_markup(p.get("reply_markup"))
-        msg = {"message_id": next(self._message_ids), "date": int(time.time()),
-               "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
-               "from": {"id": BOT_ID, "is_bot": True, "first_name": "tinybot"}, "text": p["text"]}
+        msg = {
+            "message_id": next(self._message_ids),
+            "date": int(time.time()),
+            "chat": {"id": chat_id, "type": "private" if chat_id > 0 else "group"},
+            "from": {"id": BOT_ID, "is_bot": True, "first_name": "tinybot"},
+            "text": p["text"],
+        }
         if p.get("reply_markup"):
             msg["reply_markup"] = p["reply_markup"]
         self.messages[(chat_id, msg["message_id"])] = msg
@@ -313,8 +342,12 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=8444)
     ap.add_argument("--token", default="123456:TEST-token-abcdefghij")
     ap.add_argument("--max-poll", type=float, default=50.0, help="cap on getUpdates' timeout (seconds)")
-    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"),
-                    help="serve HTTPS (as api.telegram.org does); point the client at CERT with SSL_CERT_FILE")
+    ap.add_argument(
+        "--tls",
+        nargs=2,
+        metavar=("CERT", "KEY"),
+        help="serve HTTPS (as api.telegram.org does); point the client at CERT with SSL_CERT_FILE",
+    )
     args = ap.parse_args()
     fake = FakeTelegram(args.token, max_poll=args.max_poll, port=args.port)
     url = fake.url

@@ -8,6 +8,7 @@ itself; the claim under test is that the executor never even tries).  With
 --hold, the preflight's balance read writes DIR/in_preflight and waits for
 DIR/release.
 """
+
 from __future__ import annotations
 
 import json

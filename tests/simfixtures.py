@@ -12,6 +12,7 @@ Load with ``pytest_plugins = ["simfixtures"]`` (tests/conftest.py does).
                    timeout=2000, **config)`` → a ``ccxt.bitvavo`` pointed at
                    ``sim`` (operatorId 1, enableRateLimit False).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -57,10 +58,17 @@ def make_ccxt(url: str, key: str = TRADE_KEY, secret: str = TRADE_SECRET, timeou
     import ccxt  # here, not at module top: plain collection must not pay for ccxt
 
     options = {"operatorId": OPERATOR_ID} | config.pop("options", {})
-    return ccxt.bitvavo({
-        "apiKey": key, "secret": secret, "timeout": timeout, "enableRateLimit": False,
-        "urls": {"api": {"public": url, "private": url}}, "options": options, **config,
-    })
+    return ccxt.bitvavo(
+        {
+            "apiKey": key,
+            "secret": secret,
+            "timeout": timeout,
+            "enableRateLimit": False,
+            "urls": {"api": {"public": url, "private": url}},
+            "options": options,
+            **config,
+        }
+    )
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """The built-in advisors at their boundaries (time moves with freezegun), and the snapshot they get."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -22,8 +23,10 @@ MIN = 60_000
 def candles(closes, *, end=T0, step_ms=MIN):
     """Candles with these closes whose last one *opened* one step before `end` (so it closed at `end`)."""
     start = clock.to_ms(end) - step_ms * len(closes)
-    return tuple(Candle(start + i * step_ms, Decimal(c), Decimal(c), Decimal(c), Decimal(c), Decimal(1))
-                 for i, c in enumerate(closes))
+    return tuple(
+        Candle(start + i * step_ms, Decimal(c), Decimal(c), Decimal(c), Decimal(c), Decimal(1))
+        for i, c in enumerate(closes)
+    )
 
 
 def snap(*, now=T0, market_candles=None, positions=None, balances=None, history=None, price="100"):
@@ -32,22 +35,30 @@ def snap(*, now=T0, market_candles=None, positions=None, balances=None, history=
 
     p = Decimal(price)
     return Snapshot(
-        now=now, mode="paper", markets=MappingProxyType(markets),
+        now=now,
+        mode="paper",
+        markets=MappingProxyType(markets),
         tickers=MappingProxyType({"BTC-EUR": Ticker("BTC-EUR", p, p, p, clock.to_ms(now))}),
-        candle_interval="1m", candles=MappingProxyType(market_candles or {}),
+        candle_interval="1m",
+        candles=MappingProxyType(market_candles or {}),
         balances=MappingProxyType(balances or {"EUR": Balance(Decimal(25), Decimal(0))}),
         positions=MappingProxyType(positions or {}),
-        caps=Caps(Decimal(10), Decimal(20), Decimal(25)), allowlist=("BTC-EUR",),
+        caps=Caps(Decimal(10), Decimal(20), Decimal(25)),
+        allowlist=("BTC-EUR",),
         history=MappingProxyType(history or {}),
     )
 
 
 def rules_cfg(write_config, extra=""):
-    return write_config('advisors = ["rules"]\n' + PAPER_TOML
-                        + f'[rules]\ncandle_interval = "1m"\nfast = 2\nslow = 4\nbuy_eur = 6\n{extra}')
+    return write_config(
+        'advisors = ["rules"]\n'
+        + PAPER_TOML
+        + f'[rules]\ncandle_interval = "1m"\nfast = 2\nslow = 4\nbuy_eur = 6\n{extra}'
+    )
 
 
 # --- closed candles ------------------------------------------------------------------
+
 
 def test_the_still_open_candle_is_dropped_at_the_exact_boundary():
     cs = candles(["1", "2", "3"], end=T0)  # the last one opened at T0 - 1m and closes at T0
@@ -73,6 +84,7 @@ def test_build_snapshot_keeps_only_closed_candles(write_config):
 
 # --- rules -------------------------------------------------------------------------
 
+
 def test_rules_signal_needs_a_real_cross():
     # fast(2) vs slow(4): flat then a jump on the newest closed candle → cross up
     assert rules.signal(candles(["10", "10", "10", "10", "12"]), 2, 4) == "up"
@@ -88,21 +100,25 @@ def test_rules_buys_on_a_cross_up_once_per_crossing_candle(write_config):
     cs = {"BTC-EUR": candles(["10", "10", "10", "10", "12"])}
     [d] = rules.advise(snap(market_candles=cs), cfg)
     assert (d.market, d.side, d.amount_quote) == ("BTC-EUR", "buy", Decimal("6"))
-    assert d.reason == ("SMA2 11.00 crossed above SMA4 10.50 on the 1m candle closed 2026-11-27T20:00:00.000000Z:"
-                        " buy €6")
+    assert d.reason == (
+        "SMA2 11.00 crossed above SMA4 10.50 on the 1m candle closed 2026-11-27T20:00:00.000000Z: buy €6"
+    )
     # a later tick sees the same crossing candle and a rules buy made after it closed: nothing new
     from tinybot.advisors import PastProposal
 
-    made = PastProposal(1, "rules", "BTC-EUR", "buy", Decimal(6), None, "approved", T0 + timedelta(seconds=5),
-                        "filled", d.reason)
+    made = PastProposal(
+        1, "rules", "BTC-EUR", "buy", Decimal(6), None, "approved", T0 + timedelta(seconds=5), "filled", d.reason
+    )
     assert rules.advise(snap(market_candles=cs, history={"rules": (made,)}), cfg) == []
     # a buy made *before* that candle closed was for an older cross: this one is new
-    older = PastProposal(1, "rules", "BTC-EUR", "buy", Decimal(6), None, "approved", T0 - timedelta(seconds=1),
-                         "filled", "")
+    older = PastProposal(
+        1, "rules", "BTC-EUR", "buy", Decimal(6), None, "approved", T0 - timedelta(seconds=1), "filled", ""
+    )
     assert len(rules.advise(snap(market_candles=cs, history={"rules": (older,)}), cfg)) == 1
     # a sell came in between (the newest rules proposal is a sell): a new cross up is a new signal
-    sell = PastProposal(2, "rules", "BTC-EUR", "sell", None, Decimal(1), "approved", T0 + timedelta(seconds=9),
-                        "filled", "")
+    sell = PastProposal(
+        2, "rules", "BTC-EUR", "sell", None, Decimal(1), "approved", T0 + timedelta(seconds=9), "filled", ""
+    )
     assert len(rules.advise(snap(market_candles=cs, history={"rules": (sell, made)}), cfg)) == 1
 
 
@@ -126,15 +142,22 @@ def test_rules_run_through_the_output_checks(write_config):
 
 # --- dca -----------------------------------------------------------------------------
 
+
 def dca_cfg(write_config, every="1d", ttl="30m"):
-    return write_config('advisors = ["dca"]\n' + PAPER_TOML.replace('proposal_ttl = "30m"', f'proposal_ttl = "{ttl}"')
-                        .replace('cooldown = "1h"', 'cooldown = "0s"').replace('anti_flip = "6h"', 'anti_flip = "0s"')
-                        + f'[dca]\nmarket = "BTC-EUR"\nbuy_eur = 6\nevery = "{every}"\n')
+    return write_config(
+        'advisors = ["dca"]\n'
+        + PAPER_TOML.replace('proposal_ttl = "30m"', f'proposal_ttl = "{ttl}"')
+        .replace('cooldown = "1h"', 'cooldown = "0s"')
+        .replace('anti_flip = "6h"', 'anti_flip = "0s"')
+        + f'[dca]\nmarket = "BTC-EUR"\nbuy_eur = 6\nevery = "{every}"\n'
+    )
 
 
 def dca_proposals(conn):
-    return [(r["created_at"][:19], r["status"]) for r in conn.execute(
-        "SELECT created_at, status FROM proposals WHERE source = 'dca' ORDER BY id")]
+    return [
+        (r["created_at"][:19], r["status"])
+        for r in conn.execute("SELECT created_at, status FROM proposals WHERE source = 'dca' ORDER BY id")
+    ]
 
 
 def test_dca_buys_every_period_exactly_at_the_boundary(write_config):

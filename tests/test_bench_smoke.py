@@ -1,4 +1,5 @@
 """bench/run.py in --quick mode, so the benchmark script cannot rot.  Not a timed test: figures are not checked."""
+
 from __future__ import annotations
 
 import json
@@ -12,9 +13,21 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_bench_quick_runs_every_section_and_reports_figures(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "execute,guards,startup,growth,storm",
-         "--dir", str(tmp_path), "--json", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--only",
+            "execute,guards,startup,growth,storm",
+            "--dir",
+            str(tmp_path),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rows = json.loads(out.read_text())["rows"]
@@ -33,9 +46,21 @@ def test_bench_quick_run_section_against_the_simulator(tmp_path):
     """`tinybot run` in live mode against the simulator, a few ticks."""
     out = tmp_path / "bench.json"
     r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "run,growth", "--dir", str(tmp_path),
-         "--json", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--only",
+            "run,growth",
+            "--dir",
+            str(tmp_path),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     rows = {row["name"]: row for row in json.loads(out.read_text())["rows"]}
@@ -47,9 +72,25 @@ def test_bench_quick_wear_section(tmp_path):
     """SD-card wear: a real `tinybot run` against the simulator, one measured tick, and the in-process breakdown."""
     out = tmp_path / "bench.json"
     r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run.py"), "--quick", "--only", "wear", "--wear-interval", "1s",
-         "--wear-ticks", "1", "--dir", str(tmp_path), "--json", str(out)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--only",
+            "wear",
+            "--wear-interval",
+            "1s",
+            "--wear-ticks",
+            "1",
+            "--dir",
+            str(tmp_path),
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
     )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     names = {row["name"] for row in json.loads(out.read_text())["rows"]}
@@ -57,6 +98,11 @@ def test_bench_quick_wear_section(tmp_path):
 
 
 def test_bench_rejects_an_unknown_section(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--only", "nope"],
-                       capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run.py"), "--only", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2 and "unknown section(s): nope" in r.stderr

@@ -3,6 +3,7 @@
 A spy on ccxt's requests session records each HTTP request the adapter makes,
 so "nothing was sent" is checked on the wire, not assumed.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,10 +39,12 @@ def no_backoff_left_over():
 @pytest.fixture
 def rich_sim(sim_factory):
     """Like `sim`, but the trade key has €1000 so several faulty sends still have funds."""
-    return sim_factory(accounts=[
-        SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), {"EUR": Decimal("1000")}),
-        SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {"EUR": Decimal("25")}),
-    ])
+    return sim_factory(
+        accounts=[
+            SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), {"EUR": Decimal("1000")}),
+            SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {"EUR": Decimal("25")}),
+        ]
+    )
 
 
 def make_cfg(tmp_path, url, **exchange) -> Config:
@@ -83,8 +86,7 @@ def never_sleep(seconds):
 
 @pytest.fixture
 def trading(rich_sim, tmp_path):
-    t = BitvavoTrading(make_cfg(tmp_path, rich_sim.url), TRADE_KEY, TRADE_SECRET, rate_limit=False,
-                       sleep=never_sleep)
+    t = BitvavoTrading(make_cfg(tmp_path, rich_sim.url), TRADE_KEY, TRADE_SECRET, rate_limit=False, sleep=never_sleep)
     return t, spy(t), rich_sim.sim
 
 
@@ -97,6 +99,7 @@ def buy(t, amount_quote="5", client_order_id=None):
 
 
 # --- faults on the order request, through real HTTP ------------------------------------
+
 
 def test_timeout_after_accept_is_ambiguous_and_the_order_exists(trading):
     t, wire, sim = trading
@@ -119,14 +122,17 @@ def test_timeout_before_accept_is_ambiguous_and_nothing_exists(trading):
     assert t.fetch_order(MARKET, c) is None
 
 
-@pytest.mark.parametrize("kind, code, created", [
-    ("html_5xx", "ExchangeNotAvailable", 0),
-    ("error_101", "101", 1),
-    ("error_109", "109", 1),
-    ("rate_limit_110", "110", 0),
-    ("garbage_200", "no_order_in_200", 1),
-    ("reset", "NetworkError", 1),
-])
+@pytest.mark.parametrize(
+    "kind, code, created",
+    [
+        ("html_5xx", "ExchangeNotAvailable", 0),
+        ("error_101", "101", 1),
+        ("error_109", "109", 1),
+        ("rate_limit_110", "110", 0),
+        ("garbage_200", "no_order_in_200", 1),
+        ("reset", "NetworkError", 1),
+    ],
+)
 def test_faults_that_leave_the_order_in_doubt_are_ambiguous(trading, kind, code, created):
     t, wire, sim = trading
     sim.add_fault(kind)
@@ -168,6 +174,7 @@ def test_resend_after_fill_is_caught_by_the_lookup(trading):
 
 # --- refusals -----------------------------------------------------------------------------
 
+
 def test_insufficient_funds_from_the_exchange_is_refused_216(trading):
     t, wire, sim = trading
     out = buy(t, "5000")
@@ -190,10 +197,10 @@ def test_below_minimum_from_the_exchange_is_refused_217(trading, monkeypatch):
 def test_local_checks_refuse_without_an_order_request(trading):
     t, wire, sim = trading
     cases = [
-        (dict(amount_quote=Decimal("4.99")), "217"),     # below €5
-        (dict(amount=Decimal("0.00001")), "217"),          # ~€0.60 of BTC, priced from the ticker
-        (dict(amount_quote=Decimal("10.001")), "205"),   # more than notionalDecimals
-        (dict(amount=Decimal("0.000100001")), "205"),      # more than quantityDecimals
+        (dict(amount_quote=Decimal("4.99")), "217"),  # below €5
+        (dict(amount=Decimal("0.00001")), "217"),  # ~€0.60 of BTC, priced from the ticker
+        (dict(amount_quote=Decimal("10.001")), "205"),  # more than notionalDecimals
+        (dict(amount=Decimal("0.000100001")), "205"),  # more than quantityDecimals
         (dict(amount_quote=Decimal("10"), amount=Decimal("1")), "205"),
         (dict(), "205"),
         (dict(amount_quote=Decimal("-5")), "205"),
@@ -243,6 +250,7 @@ def test_missing_operator_id_is_refused_before_any_request(trading):
 
 # --- exact amounts on the wire ---------------------------------------------------------------
 
+
 def test_amounts_are_sent_exactly_as_given(trading):
     t, wire, sim = trading
     assert buy(t, "10").kind == "accepted"
@@ -286,6 +294,7 @@ def test_access_window_timeout_and_operator_reach_ccxt(rich_sim, tmp_path):
 
 
 # --- rate limits ------------------------------------------------------------------------------
+
 
 def at_second_15_of_next_minute() -> datetime:
     """A moment a few seconds ahead (freezegun moves the simulator's clock too): hh:mm:15."""
@@ -353,11 +362,14 @@ def test_a_send_answered_110_with_404_is_refused_and_one_with_429_is_ambiguous()
 def test_reads_pause_before_the_minute_budget_runs_out(sim_factory, tmp_path):
     """Bitvavo answers every call with bitvavo-ratelimit-remaining/-resetat: tinybot waits for the
     minute to end before it reaches 0, instead of running into a 429 (the sleep is injected)."""
-    rich = sim_factory(accounts=[SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}),
-                                            {"EUR": Decimal("1000")})], rate_limit=30)
+    rich = sim_factory(
+        accounts=[SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), {"EUR": Decimal("1000")})],
+        rate_limit=30,
+    )
     sleeps: list[float] = []
     start = at_second_15_of_next_minute()
     with freeze_time(start) as frozen:
+
         def sleep(seconds):
             sleeps.append(seconds)
             frozen.tick(timedelta(seconds=seconds))
@@ -385,6 +397,7 @@ def test_backoff_is_shared_by_clients_of_the_same_key(trading, tmp_path):
 
 
 # --- the read-only client and key separation -------------------------------------------------
+
 
 def test_read_only_client_cannot_trade(rich_sim, tmp_path):
     r = BitvavoReadOnly(make_cfg(tmp_path, rich_sim.url), READ_KEY, READ_SECRET, rate_limit=False)
@@ -424,6 +437,7 @@ def test_without_a_read_key_public_data_works_and_balances_say_why(rich_sim, tmp
 
 # --- reads ------------------------------------------------------------------------------------
 
+
 def test_candles_are_oldest_first_and_exact(rich_sim, tmp_path):
     r = BitvavoReadOnly(make_cfg(tmp_path, rich_sim.url), rate_limit=False)
     cs = r.candles(MARKET, "1m", 5)
@@ -435,9 +449,11 @@ def test_candles_are_oldest_first_and_exact(rich_sim, tmp_path):
 
 def test_failed_reads_raise_a_readable_exchange_error(trading):
     t, _, sim = trading
-    for kind, words in [("html_5xx", "exchange not available (HTTP 502)"),
-                        ("garbage_200", "unexpected answer to balance"),
-                        ("reset", "network error")]:
+    for kind, words in [
+        ("html_5xx", "exchange not available (HTTP 502)"),
+        ("garbage_200", "unexpected answer to balance"),
+        ("reset", "network error"),
+    ]:
         sim.add_fault(kind, on="balance")
         with pytest.raises(ExchangeError) as e:
             t.balances()
@@ -461,6 +477,7 @@ def test_open_orders_always_name_the_market_and_cancel(trading):
 
 # --- the classifier on its own ----------------------------------------------------------------
 
+
 def test_classifier_on_exceptions_ccxt_raises_without_http():
     import ccxt
 
@@ -477,6 +494,7 @@ def test_classifier_on_exceptions_ccxt_raises_without_http():
 
 
 # --- unsettled fills, time windows, pages, the pre-send check --------------------------------
+
 
 def rich_accounts():
     return [SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), {"EUR": Decimal("1000")})]
@@ -505,8 +523,9 @@ def test_orders_and_trades_older_than_a_day_are_read_in_24_hour_slices(sim_facto
     running = sim_factory(accounts=rich_accounts(), trades_window=window, orders_window=window)
     start = datetime.now(timezone.utc)
     with freeze_time(start) as frozen:
-        t = BitvavoTrading(make_cfg(tmp_path, running.url), TRADE_KEY, TRADE_SECRET, rate_limit=False,
-                           sleep=never_sleep)
+        t = BitvavoTrading(
+            make_cfg(tmp_path, running.url), TRADE_KEY, TRADE_SECRET, rate_limit=False, sleep=never_sleep
+        )
         sent = []
         for _ in range(3):
             out = buy(t)

@@ -1,4 +1,5 @@
 """The adapter's parsers and classifier against Bitvavo's answers as recorded (tests/fixtures, see SOURCE)."""
+
 from __future__ import annotations
 
 import json
@@ -30,21 +31,38 @@ def load(name: str):
 
 # --- orders and fills ---------------------------------------------------------------------
 
+
 def test_recorded_orders_parse_to_exact_decimals():
     raw = load("ccxt_bitvavo_orders.json")
     orders = [order_from_raw(r) for r in raw]
     o = orders[0]
     assert (o.order_id, o.client_order_id, o.market, o.side, o.order_type, o.status) == (
-        "af596202-5712-4453-81fa-41bdca71e7b4", "123b3e62-bb61-41db-8425-cbc541c05fe9", "BTC-EUR", "sell",
-        "market", "filled")
+        "af596202-5712-4453-81fa-41bdca71e7b4",
+        "123b3e62-bb61-41db-8425-cbc541c05fe9",
+        "BTC-EUR",
+        "sell",
+        "market",
+        "filled",
+    )
     assert (o.amount, o.amount_quote) == (Decimal("0.00020002"), None)
     assert (o.filled_amount, o.filled_amount_quote, o.fee_paid, o.fee_currency) == (
-        Decimal("0.00020002"), Decimal("6.89448938"), Decimal("0.02448938"), "EUR")
+        Decimal("0.00020002"),
+        Decimal("6.89448938"),
+        Decimal("0.02448938"),
+        "EUR",
+    )
     assert o.created_ms == 1700130652264 and not o.is_open
     (f,) = o.fills
     assert (f.trade_id, f.order_id, f.amount, f.price, f.fee, f.fee_currency, f.timestamp_ms, f.settled) == (
-        "66aaa9c7-c9e9-4920-8629-d0e878d9cc3d", o.order_id, Decimal("0.00020002"), Decimal("34469"),
-        Decimal("0.02448938"), "EUR", 1700130652275, True)
+        "66aaa9c7-c9e9-4920-8629-d0e878d9cc3d",
+        o.order_id,
+        Decimal("0.00020002"),
+        Decimal("34469"),
+        Decimal("0.02448938"),
+        "EUR",
+        1700130652275,
+        True,
+    )
     for o, r in zip(orders, raw):
         assert sum(f.fee for f in o.fills) == o.fee_paid == Decimal(r["feePaid"])
         assert all(isinstance(x, Decimal) for x in (o.filled_amount, o.filled_amount_quote, o.fee_paid))
@@ -100,9 +118,12 @@ def test_a_malformed_fill_is_an_error_naming_the_field():
 
 # --- balance ------------------------------------------------------------------------------------
 
+
 def make_cfg(tmp_path) -> Config:
-    return Config(path=tmp_path / "bot.toml", exchange=ExchangeConfig(operator_id=1, url="http://127.0.0.1:9",
-                                                                       timeout=timedelta(seconds=1)))
+    return Config(
+        path=tmp_path / "bot.toml",
+        exchange=ExchangeConfig(operator_id=1, url="http://127.0.0.1:9", timeout=timedelta(seconds=1)),
+    )
 
 
 def offline(tmp_path, **answers) -> BitvavoReadOnly:
@@ -127,6 +148,7 @@ def test_recorded_balance_and_omitted_zero_rows(tmp_path):
 
 # --- markets ------------------------------------------------------------------------------------
 
+
 def test_a_malformed_market_row_is_skipped_and_reported(tmp_path, caplog):
     rows = load("constructed_bitvavo_markets.json")["rows"]
     good, skipped = markets_from_raw(rows)
@@ -134,7 +156,12 @@ def test_a_malformed_market_row_is_skipped_and_reported(tmp_path, caplog):
     assert list(skipped) == ["XYZ-EUR"] and "tickSize" in skipped["XYZ-EUR"]
     btc = good["BTC-EUR"]
     assert (btc.tick_size, btc.quantity_decimals, btc.notional_decimals, btc.min_quote, btc.min_base) == (
-        Decimal("1"), 8, 2, Decimal("5.00"), Decimal("0.00006100"))
+        Decimal("1"),
+        8,
+        2,
+        Decimal("5.00"),
+        Decimal("0.00006100"),
+    )
     assert good["OLD-EUR"].status == "halted"  # usable row, not trading: the guards say so
     r = offline(tmp_path, publicGetMarkets=rows)
     with caplog.at_level(logging.WARNING, logger="tinybot.exchange"):
@@ -153,6 +180,7 @@ def test_a_market_table_with_no_usable_row_is_an_error():
 
 # --- errors -------------------------------------------------------------------------------------
 
+
 def ccxt_error(body: dict) -> Exception:
     """The exception ccxt raises for this body (its own exact-code table, or ExchangeError)."""
     text = "bitvavo " + json.dumps(body, separators=(",", ":"))
@@ -161,9 +189,17 @@ def ccxt_error(body: dict) -> Exception:
 
 
 EXPECTED = {  # (HTTP status, errorCode) → kind
-    (429, 110): "ambiguous", (429, 105): "ambiguous", (404, 110): "refused",
-    (400, 219): "refused", (400, 422): "refused", (400, 423): "refused", (400, 429): "refused",
-    (403, 310): "refused", (403, 311): "refused", (500, 101): "ambiguous", (503, 109): "ambiguous",
+    (429, 110): "ambiguous",
+    (429, 105): "ambiguous",
+    (404, 110): "refused",
+    (400, 219): "refused",
+    (400, 422): "refused",
+    (400, 423): "refused",
+    (400, 429): "refused",
+    (403, 310): "refused",
+    (403, 311): "refused",
+    (500, 101): "ambiguous",
+    (503, 109): "ambiguous",
 }
 
 

@@ -1,4 +1,5 @@
 """The candle store: `tinybot data fetch` through ccxt against `tinybot sim` on loopback, CSV import, list."""
+
 from __future__ import annotations
 
 import json
@@ -123,10 +124,15 @@ def test_fetch_stores_the_market_limits_for_replay(tmp_path, store, sim):
     candles.fetch(store, client, ["ETH-EUR"], "1m", datetime.now(timezone.utc) - timedelta(minutes=5))
     m = candles.market_info(store, "ETH-EUR")
     assert (m.tick_size, m.quantity_decimals, m.min_quote, m.min_base) == (
-        Decimal("0.1"), 8, Decimal("5.00"), Decimal("0.0001"))
+        Decimal("0.1"),
+        8,
+        Decimal("5.00"),
+        Decimal("0.0001"),
+    )
 
 
 # --- CSV import ------------------------------------------------------------------------------
+
 
 def write_csv(path, rows, header="market,timestamp,open,high,low,close,volume"):
     path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
@@ -134,33 +140,47 @@ def write_csv(path, rows, header="market,timestamp,open,high,low,close,volume"):
 
 
 def hourly(market="BTC-EUR", n=5, skip=(), price=100):
-    return [f"{market},{T0 + i * HOUR},{price + i},{price + i + 2},{price + i - 1},{price + i + 1},1.5"
-            for i in range(n) if i not in skip]
+    return [
+        f"{market},{T0 + i * HOUR},{price + i},{price + i + 2},{price + i - 1},{price + i + 1},1.5"
+        for i in range(n)
+        if i not in skip
+    ]
 
 
 def test_import_infers_the_interval_keeps_gaps_and_is_idempotent(tmp_path, store):
     path = write_csv(tmp_path / "c.csv", hourly(n=10, skip=(3, 4)) + hourly("ETH-EUR", n=3))
     report = candles.import_csv(store, path)
-    assert report.markets["BTC-EUR"] == {"interval": "1h", "candles": 8, "first": "2025-01-01T00:00Z",
-                                         "last": "2025-01-01T09:00Z", "gaps": 2}
+    assert report.markets["BTC-EUR"] == {
+        "interval": "1h",
+        "candles": 8,
+        "first": "2025-01-01T00:00Z",
+        "last": "2025-01-01T09:00Z",
+        "gaps": 2,
+    }
     candles.import_csv(store, path)
     assert count(store) == 11
     listed = {r["market"]: r for r in candles.listing(store)}
     assert listed["BTC-EUR"]["gaps"] == 2 and listed["BTC-EUR"]["not_fetched"] == []
     assert [c.timestamp_ms for c in candles.load(store, "BTC-EUR", "1h")] == [
-        T0 + i * HOUR for i in range(10) if i not in (3, 4)]
+        T0 + i * HOUR for i in range(10) if i not in (3, 4)
+    ]
     assert candles.load(store, "BTC-EUR", "1h")[0].close == Decimal("101")
 
 
-@pytest.mark.parametrize("rows, message", [
-    (["BTC-EUR,1735693200000,100,99,98,99,1"], "line 3: high/low do not hold open and close"),
-    (["BTC-EUR,1735693200000,abc,102,98,99,1"], "line 3: open 'abc' is not a positive number"),
-    (["BTC-EUR,2025-01-01,100,102,98,99,1"], "line 3: timestamp '2025-01-01' is not milliseconds"),
-    (["BTC-USD,1735693200000,100,102,98,99,1"], "line 3: 'BTC-USD' is not a Bitvavo EUR market name"),
-    (["BTC-EUR,1735689600000,100,102,98,99,1"], "line 3: BTC-EUR at 1735689600000 is already on line 2"),
-    (["BTC-EUR,1735691400000,100,102,98,99,1", "BTC-EUR,1735693200000,100,102,98,99,1"],
-     "line 3: BTC-EUR timestamp 1735691400000 is not the start of a 1h candle"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (["BTC-EUR,1735693200000,100,99,98,99,1"], "line 3: high/low do not hold open and close"),
+        (["BTC-EUR,1735693200000,abc,102,98,99,1"], "line 3: open 'abc' is not a positive number"),
+        (["BTC-EUR,2025-01-01,100,102,98,99,1"], "line 3: timestamp '2025-01-01' is not milliseconds"),
+        (["BTC-USD,1735693200000,100,102,98,99,1"], "line 3: 'BTC-USD' is not a Bitvavo EUR market name"),
+        (["BTC-EUR,1735689600000,100,102,98,99,1"], "line 3: BTC-EUR at 1735689600000 is already on line 2"),
+        (
+            ["BTC-EUR,1735691400000,100,102,98,99,1", "BTC-EUR,1735693200000,100,102,98,99,1"],
+            "line 3: BTC-EUR timestamp 1735691400000 is not the start of a 1h candle",
+        ),
+    ],
+)
 def test_a_bad_csv_row_names_file_and_line_and_nothing_is_imported(tmp_path, store, rows, message):
     path = write_csv(tmp_path / "bad.csv", ["BTC-EUR,1735689600000,100,102,98,99,1", *rows])
     with pytest.raises(candles.CandleError) as e:
@@ -170,7 +190,9 @@ def test_a_bad_csv_row_names_file_and_line_and_nothing_is_imported(tmp_path, sto
 
 
 def test_import_needs_the_header_and_an_interval_it_can_tell(tmp_path, store):
-    with pytest.raises(candles.CandleError, match="line 1: the header must be market,timestamp,open,high,low,close,volume"):
+    with pytest.raises(
+        candles.CandleError, match="line 1: the header must be market,timestamp,open,high,low,close,volume"
+    ):
         candles.import_csv(store, write_csv(tmp_path / "h.csv", hourly(n=2), header="market,ts,o,h,l,c,v"))
     with pytest.raises(candles.CandleError, match="single candle; give its interval with --interval"):
         candles.import_csv(store, write_csv(tmp_path / "one.csv", hourly(n=1)))
@@ -180,8 +202,10 @@ def test_import_needs_the_header_and_an_interval_it_can_tell(tmp_path, store):
 def test_import_rolls_back_completely_when_a_write_fails(tmp_path, store):
     """All or nothing: a failure after some rows were upserted leaves no candle and no coverage."""
     path = write_csv(tmp_path / "c.csv", hourly(n=5) + hourly("ETH-EUR", n=5))
-    store.execute("CREATE TRIGGER no_eth BEFORE INSERT ON candle_coverage WHEN NEW.market = 'ETH-EUR'"
-                  " BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END")
+    store.execute(
+        "CREATE TRIGGER no_eth BEFORE INSERT ON candle_coverage WHEN NEW.market = 'ETH-EUR'"
+        " BEGIN SELECT RAISE(ABORT, 'disk full (simulated)'); END"
+    )
     with pytest.raises(Exception, match="disk full"):
         candles.import_csv(store, path)
     assert not store.in_transaction
@@ -189,6 +213,7 @@ def test_import_rolls_back_completely_when_a_write_fails(tmp_path, store):
 
 
 # --- the commands -----------------------------------------------------------------------------
+
 
 def test_data_commands_import_list_and_fetch(tmp_path, sim):
     (tmp_path / "bot.toml").write_text(f'[exchange]\nurl = "{sim.url}"\n')
@@ -198,16 +223,26 @@ def test_data_commands_import_list_and_fetch(tmp_path, sim):
     r = runner.invoke(cli, ["data", "import", str(tmp_path / "c.csv")])
     assert r.exit_code == 0, r.output
     assert r.output == "BTC-EUR: 5 1h candles, 2025-01-01T00:00Z to 2025-01-01T05:00Z, 1 gap(s)\n"
-    r = runner.invoke(cli, ["data", "fetch", "ETH-EUR", "--interval", "1m", "--since",
-                            (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat(), "--json"])
+    r = runner.invoke(
+        cli,
+        [
+            "data",
+            "fetch",
+            "ETH-EUR",
+            "--interval",
+            "1m",
+            "--since",
+            (datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat(),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.output)["markets"]["ETH-EUR"]["candles"] in (9, 10)
     r = runner.invoke(cli, ["data", "list", "--json"])
     listed = json.loads(r.output)
     assert [(x["market"], x["interval"], x["gaps"]) for x in listed] == [("BTC-EUR", "1h", 1), ("ETH-EUR", "1m", 0)]
     r = runner.invoke(cli, ["data", "list"])
-    assert r.output.splitlines()[0].split() == ["market", "interval", "candles", "first", "last", "gaps",
-                                                "not_fetched"]
+    assert r.output.splitlines()[0].split() == ["market", "interval", "candles", "first", "last", "gaps", "not_fetched"]
 
 
 def test_data_command_errors_are_one_line_and_exit_1(tmp_path, sim):
@@ -219,8 +254,10 @@ def test_data_command_errors_are_one_line_and_exit_1(tmp_path, sim):
     assert r.exit_code == 1
     assert r.output == f"Error: {tmp_path / 'bad.csv'}: line 2: close 'x' is not a positive number\n"
     r = runner.invoke(cli, ["data", "fetch", "DOGE-EUR", "--since", "2025-01-01"])
-    assert (r.exit_code, r.output) == (1, "Error: DOGE-EUR: Bitvavo does not list this market; check the name"
-                                          " (like BTC-EUR)\n")
+    assert (r.exit_code, r.output) == (
+        1,
+        "Error: DOGE-EUR: Bitvavo does not list this market; check the name (like BTC-EUR)\n",
+    )
     r = runner.invoke(cli, ["data", "fetch", "BTC-EUR", "--since", "yesterday"])
     assert r.exit_code == 1 and "--since 'yesterday' is not a date like 2025-01-01" in r.output
     r = runner.invoke(cli, ["data", "fetch", "BTC-EUR", "--since", "2025-01-01", "--interval", "3h"])
@@ -232,10 +269,12 @@ def test_fast_commands_never_import_the_candle_store(tmp_path, command):
     from conftest import PAPER_TOML
 
     (tmp_path / "bot.toml").write_text(PAPER_TOML)
-    probe = ("import sys; from tinybot.cli import cli\n"
-             "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
-             "print(sorted(m for m in ('sqlite_utils', 'tinybot.candles', 'tinybot.replay') if m in sys.modules),"
-             " file=sys.stderr)")
+    probe = (
+        "import sys; from tinybot.cli import cli\n"
+        "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('sqlite_utils', 'tinybot.candles', 'tinybot.replay') if m in sys.modules),"
+        " file=sys.stderr)"
+    )
     r = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
 

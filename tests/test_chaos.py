@@ -2,6 +2,7 @@
 
 The long soak is `python -m tinybot.chaos --runs 2000 ...` (docs/CHAOS.md).
 """
+
 from __future__ import annotations
 
 import json
@@ -65,19 +66,20 @@ def test_cap_race_fifty_proposals_never_past_the_daily_cap(tmp_path):
 
 # --- the checks themselves fail when they should ----------------------------------
 
+
 def test_checks_catch_a_duplicate_an_untracked_order_and_missing_fills(tmp_path):
     bench = chaos.Bench(tmp_path, "planted", 1)
     try:
         pid = bench.propose(Draft("BTC-EUR", "buy", Decimal("6"), None))
-        (code, result), = bench.spawn([("execute", chaos.env(bench.cfg_path), {"proposal_id": pid})])
+        ((code, result),) = bench.spawn([("execute", chaos.env(bench.cfg_path), {"proposal_id": pid})])
         assert code == 0 and result["state"] == "filled"
         assert bench.findings().violations == []
         client = make_ccxt(bench.server.url, chaos.TRADE_KEY, chaos.TRADE_SECRET)
         # what a blind resend would do: the filled order's clientOrderId is free again
-        client.create_order("BTC/EUR", "market", "buy", None, None,
-                            {"cost": "6", "clientOrderId": result["client_order_id"]})
-        client.create_order("ETH/EUR", "market", "buy", None, None,
-                            {"cost": "6", "clientOrderId": str(uuid.uuid4())})
+        client.create_order(
+            "BTC/EUR", "market", "buy", None, None, {"cost": "6", "clientOrderId": result["client_order_id"]}
+        )
+        client.create_order("ETH/EUR", "market", "buy", None, None, {"cost": "6", "clientOrderId": str(uuid.uuid4())})
         f = bench.findings()
         bench.reconcile_here()  # books both as surprises: neither is explained by a restore
         booked = bench.findings()
@@ -104,23 +106,33 @@ def test_guard_check_catches_cooldown_anti_flip_and_cap_breaches(tmp_path):
     bench.close()
 
     def order(oid, side, eur, market="BTC-EUR"):
-        return {"orderId": oid, "market": market, "side": side, "amountQuote": eur, "filledAmountQuote": eur,
-                "feePaid": "0", "fills": [{"amount": "1", "price": eur, "fee": "0"}]}
+        return {
+            "orderId": oid,
+            "market": market,
+            "side": side,
+            "amountQuote": eur,
+            "filledAmountQuote": eur,
+            "feePaid": "0",
+            "fills": [{"amount": "1", "price": eur, "fee": "0"}],
+        }
 
     def row(at):
         return {"submitting_at": f"2026-11-27T20:00:{at}Z"}
 
-    matched = [(order("a", "buy", "10"), row("00.000000")),
-               (order("b", "buy", "10"), row("00.100000")),     # 100 ms later: cooldown
-               (order("c", "sell", "5"), row("00.500000")),     # a sell 400 ms after a buy: anti-flip
-               (order("d", "buy", "11", "ETH-EUR"), row("05.000000"))]  # over max_trade
+    matched = [
+        (order("a", "buy", "10"), row("00.000000")),
+        (order("b", "buy", "10"), row("00.100000")),  # 100 ms later: cooldown
+        (order("c", "sell", "5"), row("00.500000")),  # a sell 400 ms after a buy: anti-flip
+        (order("d", "buy", "11", "ETH-EUR"), row("05.000000")),
+    ]  # over max_trade
     f = Findings()
     _guards(f, cfg, matched)
     text = "\n".join(f.violations)
     assert "cooldown: order b" in text and "anti-flip: order c" in text and "max_trade: order d" in text
     f = Findings()
-    _guards(f, cfg, [(order(str(i), "buy", "10", ("BTC-EUR", "ETH-EUR")[i % 2]), row(f"{10 + i}.000000"))
-                     for i in range(9)])
+    _guards(
+        f, cfg, [(order(str(i), "buy", "10", ("BTC-EUR", "ETH-EUR")[i % 2]), row(f"{10 + i}.000000")) for i in range(9)]
+    )
     assert any("daily cap" in v for v in f.violations) and any("exposure" in v for v in f.violations)
 
 
@@ -131,22 +143,32 @@ def test_guard_check_counts_the_fee_own_position_and_the_five_euro_rule(tmp_path
 
     def order(oid, side, amount, price, market, fee="0", amount_quote=None):
         quote = str(Decimal(amount) * Decimal(price))
-        o = {"orderId": oid, "market": market, "side": side, "filledAmountQuote": quote, "feePaid": fee,
-             "fills": [{"amount": amount, "price": price, "fee": fee}]}
+        o = {
+            "orderId": oid,
+            "market": market,
+            "side": side,
+            "filledAmountQuote": quote,
+            "feePaid": fee,
+            "fills": [{"amount": amount, "price": price, "fee": fee}],
+        }
         return o | ({"amountQuote": amount_quote} if amount_quote else {})
 
     def row(at):
         return {"submitting_at": f"2026-11-27T20:00:{at}Z"}
 
     f = Findings()
-    _guards(f, cfg, [
-        (order("e", "buy", "1", "9.98", "BTC-EUR", fee="0.03"), row("00.000000")),  # by amount: €10.01 with the fee
-        (order("f", "sell", "1", "5", "ETH-EUR"), row("10.000000")),  # tinybot holds no ETH
-        (order("g", "buy", "1", "4.90", "ETH-EUR", amount_quote="4.90"), row("20.000000")),  # worth €4.90: stranded
-        (order("h", "buy", "1", "10", "BTC-EUR", amount_quote="10"), row("30.000000")),  # 2 BTC held
-        (order("i", "sell", "1.6", "10", "BTC-EUR"), row("40.000000")),  # leaves 0.4 BTC = €4: dust
-        (order("j", "sell", "0.4", "10", "BTC-EUR"), row("50.000000")),  # sells the rest: fine
-    ])
+    _guards(
+        f,
+        cfg,
+        [
+            (order("e", "buy", "1", "9.98", "BTC-EUR", fee="0.03"), row("00.000000")),  # by amount: €10.01 with the fee
+            (order("f", "sell", "1", "5", "ETH-EUR"), row("10.000000")),  # tinybot holds no ETH
+            (order("g", "buy", "1", "4.90", "ETH-EUR", amount_quote="4.90"), row("20.000000")),  # worth €4.90: stranded
+            (order("h", "buy", "1", "10", "BTC-EUR", amount_quote="10"), row("30.000000")),  # 2 BTC held
+            (order("i", "sell", "1.6", "10", "BTC-EUR"), row("40.000000")),  # leaves 0.4 BTC = €4: dust
+            (order("j", "sell", "0.4", "10", "BTC-EUR"), row("50.000000")),  # sells the rest: fine
+        ],
+    )
     text = "\n".join(f.violations)
     assert "max_trade: order e spent €10.01" in text
     assert "own position: sell f on ETH-EUR sold 1, tinybot held 0" in text
@@ -175,8 +197,12 @@ def test_cli_killed_after_the_exchange_accepted_then_reconcile_finds_the_order(s
 
     sim = sim_factory(accounts=shared_accounts())
     cfg = write_config(LIVE.format(op=OPERATOR_ID, url=sim.url))
-    keys = {"TINYBOT_TRADE_KEY": TRADE_KEY, "TINYBOT_TRADE_SECRET": TRADE_SECRET,
-            "TINYBOT_READ_KEY": READ_KEY, "TINYBOT_READ_SECRET": READ_SECRET}
+    keys = {
+        "TINYBOT_TRADE_KEY": TRADE_KEY,
+        "TINYBOT_TRADE_SECRET": TRADE_SECRET,
+        "TINYBOT_READ_KEY": READ_KEY,
+        "TINYBOT_READ_SECRET": READ_SECRET,
+    }
     assert run_cli("propose", "BTC-EUR", "buy", "--eur", "6", "--approve").returncode == 0
     r = run_cli("execute", "1", "--json", env=keys | {"TINYBOT_CRASH_AT": "after_send_before_reply"})
     assert r.returncode == 137 and r.stdout == ""
@@ -220,13 +246,17 @@ def test_slow_reads_after_the_submitting_commit_never_lose_an_order(tmp_path, de
     try:
         pid = bench.propose(Draft("BTC-EUR", "buy", Decimal("6"), None))
         chaos.arm(bench, {"kind": chaos.SLOW_PREPARE, "delay": delay})  # ~2 × delay after the submitting commit
-        results = bench.spawn([("execute", chaos.env(bench.cfg_path), {"proposal_id": pid}),
-                               ("reconcile", chaos.env(bench.cfg_path), {"seconds": 6})])
+        results = bench.spawn(
+            [
+                ("execute", chaos.env(bench.cfg_path), {"proposal_id": pid}),
+                ("reconcile", chaos.env(bench.cfg_path), {"seconds": 6}),
+            ]
+        )
         assert [code for code, _ in results] == [0, 0]
         bench.wait_out_windows()
         bench.reconcile_here()
         f = bench.findings()
-        (state, reason), = bench.conn.execute("SELECT state, reason FROM trade_executions").fetchall()
+        ((state, reason),) = bench.conn.execute("SELECT state, reason FROM trade_executions").fetchall()
         orders = bench.sim.orders(chaos.TRADE_KEY)
     finally:
         bench.close()
@@ -239,6 +269,7 @@ def test_slow_reads_after_the_submitting_commit_never_lose_an_order(tmp_path, de
 
 # --- issue 11, item 1: the rollback drill must never send one proposal's order twice ---------------------
 
+
 def _trading(bench):
     """The trade client in this process (the chaos children build the same through executor.trading_exchange)."""
     from tinybot.exchange.bitvavo import BitvavoTrading
@@ -250,8 +281,7 @@ def _tick(bench, trading):
     """One scheduler tick, as `tinybot run` after `tinybot resume`: reconcile (with the surprise scan), execute."""
     from tinybot.scheduler import Scheduler
 
-    return Scheduler(bench.cfg, bench.conn, echo=lambda line: None, read_only=bench.read_only(),
-                     trading=trading).tick()
+    return Scheduler(bench.cfg, bench.conn, echo=lambda line: None, read_only=bench.read_only(), trading=trading).tick()
 
 
 def _drill_backup_while_claimed(tmp_path):
@@ -294,8 +324,12 @@ def test_restore_of_a_backup_taken_while_claimed_sends_nothing_again_closed_look
         assert [(f["order_id"], f["execution_id"]) for f in fills] == [(order["orderId"], row["id"])]
         assert ledger.position_base(bench.conn, "BTC-EUR") == Decimal(order["filledAmount"])
         # reported: the restore says the row is in doubt (a warning), reconcile says where it was found
-        events = {(e["kind"], e["severity"]) for e in bench.conn.execute(
-            "SELECT kind, severity FROM events WHERE execution_id = ? OR kind = 'restore_in_doubt'", (row["id"],))}
+        events = {
+            (e["kind"], e["severity"])
+            for e in bench.conn.execute(
+                "SELECT kind, severity FROM events WHERE execution_id = ? OR kind = 'restore_in_doubt'", (row["id"],)
+            )
+        }
         assert {("restore_in_doubt", "warning"), ("reconciled", "info")} <= events
         f = bench.findings()
         assert (f.duplicates, f.lost) == (0, 0)
@@ -371,14 +405,20 @@ def test_cooldown_counts_an_order_booked_after_a_restore(tmp_path):
 
 # --- sells in flight: found while writing the sell side of the harness --------------------------------------
 
+
 def _position_then_a_sell_in_flight(tmp_path, first_sell, start):
     """Buy €20 of BTC; a first sell times out after the exchange filled it (the row stays 'unknown': in flight,
     its fill not yet in the position); → (bench, trading, BTC held before that sell, price)."""
-    bench = chaos.Bench(tmp_path, "sells", 1, chaos.Settings(max_trade="30", cooldown="0s", anti_flip="0s"),
-                        start=start)
+    bench = chaos.Bench(
+        tmp_path, "sells", 1, chaos.Settings(max_trade="30", cooldown="0s", anti_flip="0s"), start=start
+    )
     trading = _trading(bench)
-    assert executor.execute(bench.conn, bench.cfg, trading,
-                            bench.propose(Draft("BTC-EUR", "buy", Decimal("20"), None))).state == "filled"
+    assert (
+        executor.execute(
+            bench.conn, bench.cfg, trading, bench.propose(Draft("BTC-EUR", "buy", Decimal("20"), None))
+        ).state
+        == "filled"
+    )
     held = ledger.position_base(bench.conn, "BTC-EUR")
     bench.sim.add_fault("timeout_after_accept", on="create_order", delay=chaos.TIMEOUT_FAULT_DELAY)
     first = executor.execute(bench.conn, bench.cfg, trading, bench.propose(first_sell(held)))
@@ -407,7 +447,8 @@ def test_own_position_counts_sells_by_eur_in_flight(tmp_path):
 
     external = Decimal("1")  # coins on the account that tinybot did not buy
     bench, trading, held, _ = _position_then_a_sell_in_flight(
-        tmp_path, twelve_eur, {"EUR": Decimal("100"), "BTC": external})
+        tmp_path, twelve_eur, {"EUR": Decimal("100"), "BTC": external}
+    )
     try:
         executor.execute(bench.conn, bench.cfg, trading, bench.propose(Draft("BTC-EUR", "sell", None, held)))
         bench.reconcile_here()

@@ -1,4 +1,5 @@
 """The command line: exact error lines, --help and --json everywhere, and fast commands stay fast."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,21 @@ def invoke(runner, *args):
 
 def test_every_command_has_help(runner):
     names = [n for n in cli.list_commands(None) if cli.get_command(None, n) is not None]
-    assert {"init", "propose", "proposals", "approve", "reject", "execute", "executions", "history", "why",
-            "status", "kill", "resume", "reconcile"} <= set(names)
+    assert {
+        "init",
+        "propose",
+        "proposals",
+        "approve",
+        "reject",
+        "execute",
+        "executions",
+        "history",
+        "why",
+        "status",
+        "kill",
+        "resume",
+        "reconcile",
+    } <= set(names)
     for name in names:
         r = invoke(runner, name, "--help")
         assert r.exit_code == 0 and "Usage:" in r.output, name
@@ -51,7 +65,8 @@ def test_walkthrough_propose_approve_execute_why(runner):
     r = invoke(runner, "execute", "1")
     assert r.exit_code == 1
     assert r.output.strip().splitlines()[-1] == (
-        "Error: proposal 1 is pending, not approved; approve it first with `tinybot approve 1`")
+        "Error: proposal 1 is pending, not approved; approve it first with `tinybot approve 1`"
+    )
     assert invoke(runner, "approve", "1").output.strip() == "Proposal 1 approved."
     data = json.loads(invoke(runner, "execute", "1", "--json").output)
     assert {"proposal_id", "state", "reason", "client_order_id", "exchange_order_id"} <= set(data)
@@ -70,23 +85,36 @@ def test_blocked_execute_exits_3_and_why_names_the_guard(runner):
     invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     r = invoke(runner, "execute", "2")
     assert r.exit_code == 3 and r.output.startswith("Proposal 2: blocked — cooldown_active")
-    assert any(line.split()[:3] == ["BLOCK", "commit", "cooldown"] for line in invoke(runner, "why", "2").output.splitlines())
+    assert any(
+        line.split()[:3] == ["BLOCK", "commit", "cooldown"] for line in invoke(runner, "why", "2").output.splitlines()
+    )
 
 
-@pytest.mark.parametrize("args, error", [
-    (["propose", "BTC-USD", "buy", "--eur", "6"], "Error: MARKET: 'BTC-USD' is not a Bitvavo EUR market name (like BTC-EUR)"),
-    (["propose", "BTC-EUR", "buy"], "Error: give exactly one of --eur or --amount"),
-    (["propose", "BTC-EUR", "buy", "--eur", "6", "--amount", "1"], "Error: give exactly one of --eur or --amount"),
-    (["propose", "BTC-EUR", "buy", "--eur", "-5"], "Error: --eur: must be greater than zero"),
-    (["propose", "BTC-EUR", "buy", "--eur", "abc"], "Error: --eur: 'abc' is not a number"),
-    (["propose", "BTC-EUR", "buy", "--eur", "nan"], "Error: --eur: must be a finite number"),
-    (["propose", "BTC-EUR", "buy", "--eur", "5.001"], "Error: --eur: 5.001 has more than 2 decimals (Bitvavo takes whole cents)"),
-    (["propose", "BTC-EUR", "buy", "--eur", "6", "--expires-in", "soon"],
-     "Error: --expires-in: 'soon' is not a duration (use e.g. '30s', '10m', '2h', '1d')"),
-    (["approve", "42"], "Error: no proposal with id 42"),
-    (["execute", "42"], "Error: no proposal with id 42"),
-    (["why", "42"], "Error: no proposal with id 42"),
-])
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (
+            ["propose", "BTC-USD", "buy", "--eur", "6"],
+            "Error: MARKET: 'BTC-USD' is not a Bitvavo EUR market name (like BTC-EUR)",
+        ),
+        (["propose", "BTC-EUR", "buy"], "Error: give exactly one of --eur or --amount"),
+        (["propose", "BTC-EUR", "buy", "--eur", "6", "--amount", "1"], "Error: give exactly one of --eur or --amount"),
+        (["propose", "BTC-EUR", "buy", "--eur", "-5"], "Error: --eur: must be greater than zero"),
+        (["propose", "BTC-EUR", "buy", "--eur", "abc"], "Error: --eur: 'abc' is not a number"),
+        (["propose", "BTC-EUR", "buy", "--eur", "nan"], "Error: --eur: must be a finite number"),
+        (
+            ["propose", "BTC-EUR", "buy", "--eur", "5.001"],
+            "Error: --eur: 5.001 has more than 2 decimals (Bitvavo takes whole cents)",
+        ),
+        (
+            ["propose", "BTC-EUR", "buy", "--eur", "6", "--expires-in", "soon"],
+            "Error: --expires-in: 'soon' is not a duration (use e.g. '30s', '10m', '2h', '1d')",
+        ),
+        (["approve", "42"], "Error: no proposal with id 42"),
+        (["execute", "42"], "Error: no proposal with id 42"),
+        (["why", "42"], "Error: no proposal with id 42"),
+    ],
+)
 def test_bad_input_gets_an_exact_error_and_writes_nothing(runner, tmp_path, args, error):
     r = runner.invoke(cli, args)
     assert r.exit_code == 1, r.output
@@ -131,15 +159,30 @@ def test_init_writes_config_and_db(tmp_path):
     assert "kept as it is" in r2.stdout and "up to date" in r2.stdout
 
 
-@pytest.mark.parametrize("command", [["kill"], ["resume"], ["status"], ["proposals"], ["why", "1"],
-                                     ["approve", "1"], ["reject", "1"], ["executions"], ["history"], ["--help"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["kill"],
+        ["resume"],
+        ["status"],
+        ["proposals"],
+        ["why", "1"],
+        ["approve", "1"],
+        ["reject", "1"],
+        ["executions"],
+        ["history"],
+        ["--help"],
+    ],
+)
 def test_fast_commands_never_import_ccxt(tmp_path, command):
     (tmp_path / "bot.toml").write_text(PAPER_TOML)
     assert run_cli("init").returncode == 0
     assert run_cli("propose", "BTC-EUR", "buy", "--eur", "6").returncode == 0
-    probe = ("import sys; from tinybot.cli import cli\n"
-             "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
-             "print('CCXT_LOADED' if 'ccxt' in sys.modules else 'CCXT_ABSENT', file=sys.stderr)")
+    probe = (
+        "import sys; from tinybot.cli import cli\n"
+        "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
+        "print('CCXT_LOADED' if 'ccxt' in sys.modules else 'CCXT_ABSENT', file=sys.stderr)"
+    )
     r = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().splitlines()[-1] == "CCXT_ABSENT", r.stderr
 
@@ -150,10 +193,12 @@ def test_the_kill_switch_never_loads_the_exchange_contract(tmp_path, command):
     notify, which import it or apprise) stay unloaded, so a broken exchange module cannot stop a kill."""
     (tmp_path / "bot.toml").write_text(PAPER_TOML)
     assert run_cli("init").returncode == 0
-    probe = ("import sys; from tinybot.cli import cli\n"
-             "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
-             "print(sorted(m for m in sys.modules if m.startswith(('tinybot.exchange', 'tinybot.ledger',"
-             " 'tinybot.reconcile', 'tinybot.notify'))), file=sys.stderr)")
+    probe = (
+        "import sys; from tinybot.cli import cli\n"
+        "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('tinybot.exchange', 'tinybot.ledger',"
+        " 'tinybot.reconcile', 'tinybot.notify'))), file=sys.stderr)"
+    )
     r = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
     assert "Trading" in r.stdout

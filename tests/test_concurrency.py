@@ -1,4 +1,5 @@
 """Claims about processes, tested with OS processes (not threads)."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ def race(config_path, proposal_ids: list[int]) -> list[tuple]:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(len(proposal_ids))
     results = ctx.Queue()
-    procs = [ctx.Process(target=_execute_after_barrier, args=(str(config_path), pid, barrier, results))
-             for pid in proposal_ids]
+    procs = [
+        ctx.Process(target=_execute_after_barrier, args=(str(config_path), pid, barrier, results))
+        for pid in proposal_ids
+    ]
     for p in procs:
         p.start()
     out = [results.get(timeout=60) for _ in procs]
@@ -48,8 +51,13 @@ def race(config_path, proposal_ids: list[int]) -> list[tuple]:
 def new_proposal(cfg, market="BTC-EUR", eur="6"):
     conn = db.open_db(cfg.db_path)
     try:
-        return proposals.create(conn, Draft(market, "buy", Decimal(eur), None, "race"), source="test",
-                                ttl=timedelta(minutes=30), approve=True)
+        return proposals.create(
+            conn,
+            Draft(market, "buy", Decimal(eur), None, "race"),
+            source="test",
+            ttl=timedelta(minutes=30),
+            approve=True,
+        )
     finally:
         conn.close()
 
@@ -101,8 +109,15 @@ def test_tinybot_execute_from_ten_cli_processes_yields_one_order(write_config):
     """The issue's 'done means': `tinybot execute` on one proposal from 10 processes -> one order."""
     cfg = write_config()
     assert run_cli("propose", "BTC-EUR", "buy", "--eur", "6", "--approve").returncode == 0
-    procs = [subprocess.Popen([sys.executable, "-m", "tinybot", "execute", "1", "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tinybot", "execute", "1", "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(10)
+    ]
     outs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     # 0 when the order is known placed; 4 (UNKNOWN) from a racer that returned while another process's send was
     # still in flight ("submitting"): exit codes follow the state each process saw (tinybot/exitcodes.py)

@@ -1,4 +1,5 @@
 """Strict config: every mistake names the file and the key, and nothing starts."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -39,48 +40,63 @@ def test_defaults_are_sized_for_25_eur(tmp_path):
     assert cfg.lock_path.name == "tinybot.db.lock" and cfg.lock_path.parent == tmp_path.resolve()
 
 
-@pytest.mark.parametrize("text, message", [
-    ('moed = "paper"', "moed: unknown key (did you mean 'mode'?)"),
-    ('mode = "yolo"', "mode: must be one of 'paper', 'live', not 'yolo'"),
-    ("[risk]\nmax_trade = 5", "risk.max_trade: unknown key (did you mean 'max_trade_eur'?)"),
-    ("[risk]\nmax_trade_eur = -1", "risk.max_trade_eur: must not be negative"),
-    ("[risk]\nmax_trade_eur = nan", "risk.max_trade_eur: must be a finite amount"),
-    ("[risk]\nmax_daily_eur = inf", "risk.max_daily_eur: must be a finite amount"),
-    ('[risk]\nmax_trade_eur = "ten"', "risk.max_trade_eur: 'ten' is not a number"),
-    ("[risk]\nmax_trade_eur = true", "risk.max_trade_eur: must be an amount in EUR like 10 or \"10.50\", not bool"),
-    ('[risk]\ncooldown = "soon"', "risk.cooldown: 'soon' is not a duration (use e.g. '30s', '10m', '2h', '1d')"),
-    ("[risk]\ncooldown = 60", "risk.cooldown: must be a duration string like \"30m\", not int"),
-    ('[risk]\nallowlist = ["BTC-USD"]', "risk.allowlist: 'BTC-USD' is not a Bitvavo EUR market name (like \"BTC-EUR\")"),
-    ('[risk]\nallowlist = "BTC-EUR"', "risk.allowlist: must be a list of strings"),
-    ("risk = 5", "risk: must be a table ([risk])"),
-    ("[paper]\nstarting_eur = -25", "paper.starting_eur: must not be negative"),
-    ('[exchange]\noperator_id = "abc"', "exchange.operator_id: must be a whole number, not str"),
-    ('[exchange]\naccess_window = "2m"', "exchange.access_window: must be between 100ms and 60s (Bitvavo's range)"),
-    ('advisors = ["oracle"]', "advisors: 'oracle' is not a built-in advisor (rules, dca, llm, top_up, exits) or a 'module:function' path"),
-    ("[rules]\nfast = 30\nslow = 10", "rules.fast: must be smaller than rules.slow (10)"),
-    ('[paper]\nprices = { "BTC-EUR" = 0 }', "paper.prices.BTC-EUR: must be greater than zero"),
-    # every number and duration has a range (issue 14, item 8)
-    ('[risk]\ncooldown = "999999999999d"', "risk.cooldown: '999999999999d' is too long (at most 3650d)"),
-    ('[risk]\ncooldown = "31d"', "risk.cooldown: must be at most 30d"),
-    ('[risk]\nproposal_ttl = "0s"', "risk.proposal_ttl: must be at least 1s"),
-    ("[paper]\ntaker_fee = 2.5",
-     "paper.taker_fee: must be a fraction like 0.0025 (= 0.25 %), at most 0.05; 2.5 would be 250.0 %"),
-    ("[paper]\ntaker_fee = -0.01", "paper.taker_fee: must not be negative"),
-    ("[exchange]\noperator_id = 9223372036854775808", "exchange.operator_id: must be at most 9223372036854775807"),
-    ("[exchange]\noperator_id = 0", "exchange.operator_id: must be at least 1"),
-    ('[exchange]\ntimeout = "0s"', "exchange.timeout: must be at least 100ms"),
-    ('[exchange]\nreconcile_grace = "2d"', "exchange.reconcile_grace: must be at most 1d"),
-    ('[dca]\nevery = "0s"', "dca.every: must be at least 1s"),
-    ('[risk]\nallowlist = ["BTC-EUR"]\n[dca]\nmarket = "ETH-EUR"',
-     "dca.market: ETH-EUR is not in risk.allowlist (BTC-EUR); add it there or pick an allowed market"),
-    ('[dca]\nmarket = "BTC-EUR"', "dca.market: BTC-EUR is not in risk.allowlist (empty); add it there or pick an"
-                                  " allowed market"),
-    ('[scheduler]\ninterval = "500ms"', "scheduler.interval: must be at least 1s"),
-    ('[llm]\ntimeout = "0s"', "llm.timeout: must be at least 100ms"),
-    ("[risk]\nmax_trade_eur = 1e12", "risk.max_trade_eur: must be at most 1000000000"),
-    ('[paper]\nprices = { "BTC-EUR" = "1e30" }', "paper.prices.BTC-EUR: must be at most 1000000000"),
-    ("[scheduler]\nlog_backups = 100000", "scheduler.log_backups: must be at most 1000"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('moed = "paper"', "moed: unknown key (did you mean 'mode'?)"),
+        ('mode = "yolo"', "mode: must be one of 'paper', 'live', not 'yolo'"),
+        ("[risk]\nmax_trade = 5", "risk.max_trade: unknown key (did you mean 'max_trade_eur'?)"),
+        ("[risk]\nmax_trade_eur = -1", "risk.max_trade_eur: must not be negative"),
+        ("[risk]\nmax_trade_eur = nan", "risk.max_trade_eur: must be a finite amount"),
+        ("[risk]\nmax_daily_eur = inf", "risk.max_daily_eur: must be a finite amount"),
+        ('[risk]\nmax_trade_eur = "ten"', "risk.max_trade_eur: 'ten' is not a number"),
+        ("[risk]\nmax_trade_eur = true", 'risk.max_trade_eur: must be an amount in EUR like 10 or "10.50", not bool'),
+        ('[risk]\ncooldown = "soon"', "risk.cooldown: 'soon' is not a duration (use e.g. '30s', '10m', '2h', '1d')"),
+        ("[risk]\ncooldown = 60", 'risk.cooldown: must be a duration string like "30m", not int'),
+        (
+            '[risk]\nallowlist = ["BTC-USD"]',
+            "risk.allowlist: 'BTC-USD' is not a Bitvavo EUR market name (like \"BTC-EUR\")",
+        ),
+        ('[risk]\nallowlist = "BTC-EUR"', "risk.allowlist: must be a list of strings"),
+        ("risk = 5", "risk: must be a table ([risk])"),
+        ("[paper]\nstarting_eur = -25", "paper.starting_eur: must not be negative"),
+        ('[exchange]\noperator_id = "abc"', "exchange.operator_id: must be a whole number, not str"),
+        ('[exchange]\naccess_window = "2m"', "exchange.access_window: must be between 100ms and 60s (Bitvavo's range)"),
+        (
+            'advisors = ["oracle"]',
+            "advisors: 'oracle' is not a built-in advisor (rules, dca, llm, top_up, exits) or a 'module:function' path",
+        ),
+        ("[rules]\nfast = 30\nslow = 10", "rules.fast: must be smaller than rules.slow (10)"),
+        ('[paper]\nprices = { "BTC-EUR" = 0 }', "paper.prices.BTC-EUR: must be greater than zero"),
+        # every number and duration has a range (issue 14, item 8)
+        ('[risk]\ncooldown = "999999999999d"', "risk.cooldown: '999999999999d' is too long (at most 3650d)"),
+        ('[risk]\ncooldown = "31d"', "risk.cooldown: must be at most 30d"),
+        ('[risk]\nproposal_ttl = "0s"', "risk.proposal_ttl: must be at least 1s"),
+        (
+            "[paper]\ntaker_fee = 2.5",
+            "paper.taker_fee: must be a fraction like 0.0025 (= 0.25 %), at most 0.05; 2.5 would be 250.0 %",
+        ),
+        ("[paper]\ntaker_fee = -0.01", "paper.taker_fee: must not be negative"),
+        ("[exchange]\noperator_id = 9223372036854775808", "exchange.operator_id: must be at most 9223372036854775807"),
+        ("[exchange]\noperator_id = 0", "exchange.operator_id: must be at least 1"),
+        ('[exchange]\ntimeout = "0s"', "exchange.timeout: must be at least 100ms"),
+        ('[exchange]\nreconcile_grace = "2d"', "exchange.reconcile_grace: must be at most 1d"),
+        ('[dca]\nevery = "0s"', "dca.every: must be at least 1s"),
+        (
+            '[risk]\nallowlist = ["BTC-EUR"]\n[dca]\nmarket = "ETH-EUR"',
+            "dca.market: ETH-EUR is not in risk.allowlist (BTC-EUR); add it there or pick an allowed market",
+        ),
+        (
+            '[dca]\nmarket = "BTC-EUR"',
+            "dca.market: BTC-EUR is not in risk.allowlist (empty); add it there or pick an allowed market",
+        ),
+        ('[scheduler]\ninterval = "500ms"', "scheduler.interval: must be at least 1s"),
+        ('[llm]\ntimeout = "0s"', "llm.timeout: must be at least 100ms"),
+        ("[risk]\nmax_trade_eur = 1e12", "risk.max_trade_eur: must be at most 1000000000"),
+        ('[paper]\nprices = { "BTC-EUR" = "1e30" }', "paper.prices.BTC-EUR: must be at most 1000000000"),
+        ("[scheduler]\nlog_backups = 100000", "scheduler.log_backups: must be at most 1000"),
+    ],
+)
 def test_bad_config_names_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as e:
         load_text(tmp_path, text)
@@ -114,8 +130,9 @@ def test_dca_market_is_stored_as_bitvavo_spells_it(tmp_path):
     assert cfg.dca.market == "BTC-EUR" and config.describe(cfg)["dca"]["market"] == "BTC-EUR"
     with pytest.raises(ConfigError) as e:
         load_text(tmp_path, '[risk]\nallowlist = ["BTC-EUR"]\n[dca]\nmarket = "BTC-USD"')
-    assert str(e.value) == (f"{tmp_path / 'bot.toml'}: dca.market: 'BTC-USD' is not a Bitvavo EUR market name"
-                            ' (like "BTC-EUR")')
+    assert str(e.value) == (
+        f"{tmp_path / 'bot.toml'}: dca.market: 'BTC-USD' is not a Bitvavo EUR market name (like \"BTC-EUR\")"
+    )
 
 
 def test_market_names_need_no_exchange_package():
@@ -123,9 +140,11 @@ def test_market_names_need_no_exchange_package():
     import subprocess
     import sys
 
-    probe = ("import sys; from tinybot.markets import normalise_market; from tinybot import config\n"
-             "assert normalise_market(' btc/eur') == 'BTC-EUR'\n"
-             "print(sorted(m for m in sys.modules if m.startswith('tinybot.exchange')))")
+    probe = (
+        "import sys; from tinybot.markets import normalise_market; from tinybot import config\n"
+        "assert normalise_market(' btc/eur') == 'BTC-EUR'\n"
+        "print(sorted(m for m in sys.modules if m.startswith('tinybot.exchange')))"
+    )
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
     from tinybot.exchange import base
@@ -143,6 +162,7 @@ def test_cli_refuses_to_start_on_bad_config(tmp_path):
 
 
 # --- secrets -------------------------------------------------------------------
+
 
 def test_secrets_from_env_first_then_file(tmp_path, monkeypatch):
     cfg, _ = load_text(tmp_path, PAPER_TOML)
@@ -208,8 +228,9 @@ def test_paper_mode_never_reads_the_trade_key(tmp_path, monkeypatch):
     monkeypatch.setattr(config.Secrets, "get", lambda self, name: asked.append(name) or real_get(self, name))
     cfg, _ = load_text(tmp_path, PAPER_TOML)
     conn = db.open_db(cfg.db_path)
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6")), source="t", ttl=timedelta(minutes=5),
-                           approve=True)
+    pid = proposals.create(
+        conn, Draft("BTC-EUR", "buy", Decimal("6")), source="t", ttl=timedelta(minutes=5), approve=True
+    )
     ex = executor.trading_exchange(cfg)
     assert executor.execute(conn, cfg, ex, pid).state == "filled"
     assert not [n for n in asked if n.startswith("TINYBOT_TRADE")]

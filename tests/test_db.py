@@ -1,4 +1,5 @@
 """Storage: the connection settings, the schema's constraints, migrations, and transaction ownership."""
+
 from __future__ import annotations
 
 import re
@@ -57,7 +58,15 @@ def test_schema_has_the_constraints_the_guarantees_rest_on(conn):
     sql = d["trade_executions"].schema
     states = re.search(r"state\s+TEXT NOT NULL\s+CHECK \(state IN \(([^)]*)\)\)", sql).group(1)
     assert {s.strip(" '\n") for s in states.split(",")} == {
-        "claimed", "blocked", "submitting", "submitted", "filled", "canceled", "failed", "unknown"}
+        "claimed",
+        "blocked",
+        "submitting",
+        "submitted",
+        "filled",
+        "canceled",
+        "failed",
+        "unknown",
+    }
     assert "CHECK (id = 1)" in d["kill_switch"].schema
     for table, columns in {
         "proposals": {"id", "market", "side", "amount_quote", "amount", "status", "expires_at", "approval_hash"},
@@ -76,17 +85,25 @@ def test_schema_has_the_constraints_the_guarantees_rest_on(conn):
 def test_constraints_really_refuse(conn):
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         conn.execute("INSERT INTO kill_switch (id, trading_enabled, changed_at) VALUES (2, 1, 'x')")
-    conn.execute("INSERT INTO proposals (market, side, amount_quote, source, created_at, expires_at)"
-                 " VALUES ('BTC-EUR', 'buy', '5', 't', 'x', 'y')")
+    conn.execute(
+        "INSERT INTO proposals (market, side, amount_quote, source, created_at, expires_at)"
+        " VALUES ('BTC-EUR', 'buy', '5', 't', 'x', 'y')"
+    )
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        conn.execute("INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, state,"
-                     " claimed_at, updated_at) VALUES (1, 'c', 'paper', 'BTC-EUR', 'buy', 'sent', 'x', 'x')")
+        conn.execute(
+            "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, state,"
+            " claimed_at, updated_at) VALUES (1, 'c', 'paper', 'BTC-EUR', 'buy', 'sent', 'x', 'x')"
+        )
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):  # both amounts
-        conn.execute("INSERT INTO proposals (market, side, amount_quote, amount, source, created_at, expires_at)"
-                     " VALUES ('BTC-EUR', 'buy', '5', '1', 't', 'x', 'y')")
+        conn.execute(
+            "INSERT INTO proposals (market, side, amount_quote, amount, source, created_at, expires_at)"
+            " VALUES ('BTC-EUR', 'buy', '5', '1', 't', 'x', 'y')"
+        )
     with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
-        conn.execute("INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, state,"
-                     " claimed_at, updated_at) VALUES (99, 'c', 'paper', 'BTC-EUR', 'buy', 'claimed', 'x', 'x')")
+        conn.execute(
+            "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, state,"
+            " claimed_at, updated_at) VALUES (99, 'c', 'paper', 'BTC-EUR', 'buy', 'claimed', 'x', 'x')"
+        )
 
 
 def test_transaction_rolls_back_on_error_and_refuses_to_nest(conn, tmp_path):
@@ -130,8 +147,9 @@ def test_our_writers_inside_an_outer_transaction_leak_nothing(conn, tmp_path):
 
     writers = [
         lambda: killswitch.set_enabled(conn, False, "x", by="t"),
-        lambda: proposals.create(conn, proposals.Draft("BTC-EUR", "buy", Decimal("5")), source="t",
-                                 ttl=timedelta(minutes=1)),
+        lambda: proposals.create(
+            conn, proposals.Draft("BTC-EUR", "buy", Decimal("5")), source="t", ttl=timedelta(minutes=1)
+        ),
         lambda: proposals.expire_stale(conn),
     ]
     for writer in writers:
@@ -158,8 +176,9 @@ def _sql_texts():
 
 def test_no_sql_clock_anywhere():
     """One clock: SQL never makes a timestamp (freezegun could not move it)."""
-    pattern = re.compile(r"CURRENT_(TIMESTAMP|DATE|TIME)|\b(datetime|date|time|julianday|strftime|unixepoch)\([^)]*'now'",
-                         re.IGNORECASE)
+    pattern = re.compile(
+        r"CURRENT_(TIMESTAMP|DATE|TIME)|\b(datetime|date|time|julianday|strftime|unixepoch)\([^)]*'now'", re.IGNORECASE
+    )
     texts = list(_sql_texts())
     assert len(texts) > 50  # the scan really sees the code's SQL
     assert [name for name, text in texts if pattern.search(text)] == []

@@ -1,4 +1,5 @@
 """`tinybot demo` runs end to end (simulator on loopback, live mode, the real scheduler) and its summary matches the DB."""
+
 from __future__ import annotations
 
 import re
@@ -27,14 +28,19 @@ def test_demo_runs_offline_and_its_summary_matches_the_database(monkeypatch):
 
     # Independent queries, compared with the printed summary.
     n_props = conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0]
-    sent = conn.execute("SELECT COUNT(*) FROM trade_executions WHERE state IN"
-                        " ('submitting', 'submitted', 'filled', 'canceled', 'unknown', 'failed')"
-                        " AND submitting_at IS NOT NULL").fetchone()[0]
+    sent = conn.execute(
+        "SELECT COUNT(*) FROM trade_executions WHERE state IN"
+        " ('submitting', 'submitted', 'filled', 'canceled', 'unknown', 'failed')"
+        " AND submitting_at IS NOT NULL"
+    ).fetchone()[0]
     filled = conn.execute("SELECT COUNT(*) FROM trade_executions WHERE state = 'filled'").fetchone()[0]
     fills = conn.execute("SELECT fee, fee_currency FROM trade_history").fetchall()
     fees = sum((Decimal(f["fee"]) for f in fills if f["fee_currency"] == "EUR"), Decimal(0))
-    blocks = dict(conn.execute("SELECT reason_code, COUNT(*) FROM guard_decisions WHERE verdict = 'block'"
-                               " GROUP BY reason_code").fetchall())
+    blocks = dict(
+        conn.execute(
+            "SELECT reason_code, COUNT(*) FROM guard_decisions WHERE verdict = 'block' GROUP BY reason_code"
+        ).fetchall()
+    )
     realised = sum((Decimal(r[0]) for r in conn.execute("SELECT realised_eur FROM positions")), Decimal(0))
 
     assert f"  proposals: {n_props} (" in out
@@ -42,8 +48,9 @@ def test_demo_runs_offline_and_its_summary_matches_the_database(monkeypatch):
     assert f"  fills: {len(fills)}, fees €{fees:.2f}" in out
     assert f"realised €{realised:+.2f}" in out
     printed_blocks = re.search(r"guard blocks by reason: (.*)", out).group(1)
-    assert printed_blocks == (", ".join(f"{k} {v}" for k, v in sorted(blocks.items(), key=lambda kv: (-kv[1], kv[0])))
-                              or "none")
+    assert printed_blocks == (
+        ", ".join(f"{k} {v}" for k, v in sorted(blocks.items(), key=lambda kv: (-kv[1], kv[0]))) or "none"
+    )
     # The first tick's DCA buy always happens: the demo really trades through the simulator.
     assert sent >= 1 and filled >= 1 and len(fills) >= 1
     ticks = conn.execute("SELECT status FROM ticks").fetchall()

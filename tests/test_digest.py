@@ -1,4 +1,5 @@
 """The daily digest and alerts that say what happened (issue 16, items 3 and 5)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -26,8 +27,9 @@ class Recorder:
 def setup(write_config):
     cfg, conn, ex = paper_setup(lambda t: write_config('timezone = "Europe/Amsterdam"\n' + t))
     with freeze_time("2026-11-27 09:00:00"):
-        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("8")), source="t", ttl=timedelta(minutes=30),
-                               approve=True)
+        pid = proposals.create(
+            conn, Draft("BTC-EUR", "buy", Decimal("8")), source="t", ttl=timedelta(minutes=30), approve=True
+        )
         r = executor.execute(conn, cfg, ex, pid)
     return cfg, conn, ex, r
 
@@ -51,8 +53,9 @@ def test_the_digest_goes_out_once_a_day_at_the_local_time_with_a_chart(write_con
 
 
 def test_no_digest_when_off(write_config):
-    cfg = write_config('timezone = "Europe/Amsterdam"\n' + write_config().path.read_text()
-                       + '[alerts]\ndigest_at = ""\n')
+    cfg = write_config(
+        'timezone = "Europe/Amsterdam"\n' + write_config().path.read_text() + '[alerts]\ndigest_at = ""\n'
+    )
     from tinybot import db
 
     conn = db.open_db(cfg.db_path)
@@ -69,8 +72,10 @@ def test_an_order_alert_names_market_side_amount_price_fee_and_eur_value(write_c
     [text] = sent
     e = conn.execute("SELECT * FROM trade_executions").fetchone()
     price = (Decimal(e["filled_quote"]) / Decimal(e["filled_amount"])).quantize(Decimal("0.01"))
-    assert text.startswith(f"order filled: buy BTC-EUR {Decimal(e['filled_amount']).normalize():f} @ {price.normalize():f}"
-                           f" = €{Decimal(e['filled_quote']):.2f}, fee €{Decimal(e['fee_paid']):.2f}; proposal 1")
+    assert text.startswith(
+        f"order filled: buy BTC-EUR {Decimal(e['filled_amount']).normalize():f} @ {price.normalize():f}"
+        f" = €{Decimal(e['filled_quote']):.2f}, fee €{Decimal(e['fee_paid']):.2f}; proposal 1"
+    )
 
 
 def test_a_tick_records_prices_pings_the_heartbeat_and_runs_exits(write_config, monkeypatch):

@@ -1,5 +1,6 @@
 """`tinybot doctor`: every item passes on a well set-up live config (against the simulator), and each
 failure names what is wrong and how to fix it, with exit code 1."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ from tinybot.sim import SimAccount
 from test_notify import Receiver
 
 
-
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     for name in config.SECRET_NAMES + ("TINYBOT_CONFIG",):
@@ -26,8 +26,10 @@ def clean_env(monkeypatch):
 
 def accounts(read_perms=("view",), trade_perms=("view", "trade"), eur="25"):
     """One Bitvavo account, two keys on it (as a user sets it up)."""
-    return [SimAccount("trade-key", "trade-secret", frozenset(trade_perms), {"EUR": Decimal(eur)}, account="me"),
-            SimAccount("read-key", "read-secret", frozenset(read_perms), {}, account="me")]
+    return [
+        SimAccount("trade-key", "trade-secret", frozenset(trade_perms), {"EUR": Decimal(eur)}, account="me"),
+        SimAccount("read-key", "read-secret", frozenset(read_perms), {}, account="me"),
+    ]
 
 
 @pytest.fixture
@@ -42,14 +44,32 @@ def receiver():
     r.close()
 
 
-def write_live(tmp_path, sim, receiver=None, *, toml_extra="", operator=True, allow='["BTC-EUR"]',
-               read=("read-key", "read-secret"), trade=("trade-key", "trade-secret"), mode=0o600):
+def write_live(
+    tmp_path,
+    sim,
+    receiver=None,
+    *,
+    toml_extra="",
+    operator=True,
+    allow='["BTC-EUR"]',
+    read=("read-key", "read-secret"),
+    trade=("trade-key", "trade-secret"),
+    mode=0o600,
+):
     path = tmp_path / "bot.toml"
-    path.write_text(f'mode = "live"\n[risk]\nallowlist = {allow}\n[exchange]\n'
-                    + ("operator_id = 1\n" if operator else "") + f'url = "{sim.url}"\n' + toml_extra,
-                    encoding="utf-8")
-    lines = [f"TINYBOT_READ_KEY={read[0]}", f"TINYBOT_READ_SECRET={read[1]}",
-             f"TINYBOT_TRADE_KEY={trade[0]}", f"TINYBOT_TRADE_SECRET={trade[1]}"]
+    path.write_text(
+        f'mode = "live"\n[risk]\nallowlist = {allow}\n[exchange]\n'
+        + ("operator_id = 1\n" if operator else "")
+        + f'url = "{sim.url}"\n'
+        + toml_extra,
+        encoding="utf-8",
+    )
+    lines = [
+        f"TINYBOT_READ_KEY={read[0]}",
+        f"TINYBOT_READ_SECRET={read[1]}",
+        f"TINYBOT_TRADE_KEY={trade[0]}",
+        f"TINYBOT_TRADE_SECRET={trade[1]}",
+    ]
     if receiver is not None:
         lines.append(f"TINYBOT_ALERT_URLS={receiver.url}")
     s = tmp_path / "secrets.env"
@@ -82,9 +102,24 @@ def test_live_setup_passes_every_check_and_delivers_a_test_alert(tmp_path, sim, 
     assert [(c["name"], c["status"]) for c in failed] == [("heartbeat", "skip"), ("telegram", "skip")]
     assert data["ok"] and result.exit_code == 0
     assert {c["name"] for c in data["checks"]} == {
-        "database", "integrity", "kill_switch", "secrets_file", "keys_separated", "no_secret_leaks", "alerts",
-        "operator_id", "exchange", "clock_skew", "read_key", "trade_key", "allowlist", "caps", "backup",
-        "heartbeat", "telegram"}
+        "database",
+        "integrity",
+        "kill_switch",
+        "secrets_file",
+        "keys_separated",
+        "no_secret_leaks",
+        "alerts",
+        "operator_id",
+        "exchange",
+        "clock_skew",
+        "read_key",
+        "trade_key",
+        "allowlist",
+        "caps",
+        "backup",
+        "heartbeat",
+        "telegram",
+    }
     checks = by_name(doctor.run_checks(cfg))
     assert "View only" in checks["read_key"].detail and "reads orders" in checks["trade_key"].detail
     assert len(receiver.messages) == 1 and "tinybot doctor test alert" in receiver.messages[0]["message"]
@@ -96,9 +131,15 @@ def test_live_setup_passes_every_check_and_delivers_a_test_alert(tmp_path, sim, 
 
 def test_each_failure_says_how_to_fix_it(tmp_path, sim_factory):
     skewed = sim_factory(accounts=accounts(), clock=lambda: time.time() + 4)  # window 10s: 2.5s allowed
-    cfg = write_live(tmp_path, skewed, operator=False, allow='["BTC-EUR", "XRP-EUR"]',
-                     read=("same-key", "same-secret"), trade=("same-key", "same-secret"),
-                     toml_extra='# old key: same-secret\n')
+    cfg = write_live(
+        tmp_path,
+        skewed,
+        operator=False,
+        allow='["BTC-EUR", "XRP-EUR"]',
+        read=("same-key", "same-secret"),
+        trade=("same-key", "same-secret"),
+        toml_extra="# old key: same-secret\n",
+    )
     cfg.log_path.write_text("2026-03-01 request signed with same-secret\n")
     result = run_doctor(cfg)
     assert result.exit_code == 1
@@ -153,10 +194,10 @@ def test_a_clock_that_bitvavo_refuses_is_a_clock_problem_not_a_caps_problem(tmp_
 
 def test_caps_that_make_no_sense_fail_caps_over_the_account_only_warn(tmp_path, sim):
     cfg = write_live(tmp_path, sim, toml_extra="")
-    cfg.path.write_text(cfg.path.read_text().replace('[risk]\n', '[risk]\nmax_trade_eur = 4\n'))
+    cfg.path.write_text(cfg.path.read_text().replace("[risk]\n", "[risk]\nmax_trade_eur = 4\n"))
     c = by_name(doctor.run_checks(config.load(cfg.path)))["caps"]
     assert c.status == "fail" and "below Bitvavo's €5 minimum" in c.detail
-    cfg.path.write_text(cfg.path.read_text().replace('max_trade_eur = 4\n', 'max_exposure_eur = 100\n'))
+    cfg.path.write_text(cfg.path.read_text().replace("max_trade_eur = 4\n", "max_exposure_eur = 100\n"))
     c = by_name(doctor.run_checks(config.load(cfg.path)))["caps"]
     assert c.status == "warn" and "risk.max_exposure_eur €100 more than the account (€25.00" in c.detail
 
@@ -168,12 +209,12 @@ def test_caps_are_judged_against_the_account_value_after_a_trade(tmp_path, sim, 
     from datetime import timedelta
 
     cfg = write_live(tmp_path, sim)
-    cfg.path.write_text(cfg.path.read_text().replace('[risk]\n', '[risk]\nmax_exposure_eur = 25\n'
-                                                                  'max_daily_eur = 25\n'))
+    cfg.path.write_text(cfg.path.read_text().replace("[risk]\n", "[risk]\nmax_exposure_eur = 25\nmax_daily_eur = 25\n"))
     cfg = config.load(cfg.path)
     conn = db.open_db(cfg.db_path)
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "t"), source="test",
-                           ttl=timedelta(minutes=5), approve=True)
+    pid = proposals.create(
+        conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "t"), source="test", ttl=timedelta(minutes=5), approve=True
+    )
     assert executor.execute(conn, cfg, executor.trading_exchange(cfg), pid).state == "filled"
     assert sim.sim.balance("trade-key")["EUR"] == Decimal("19")  # the €6 buy paid its fee out of the €6
     value, source = doctor.account_value(cfg, conn, None)
@@ -270,6 +311,7 @@ def test_paper_mode_with_a_trade_key_fails(tmp_path, monkeypatch):
 
 # --- tinybot doctor --live-probe, against `tinybot sim` -------------------------------------
 
+
 def test_live_probe_against_the_simulator_finds_no_difference(tmp_path, sim, receiver):
     cfg = write_live(tmp_path, sim, receiver)
     before = len(sim.sim.orders())
@@ -289,12 +331,14 @@ def test_live_probe_reports_where_the_exchange_differs(tmp_path, sim_factory, mo
     from tinybot.proposals import Draft
     from datetime import timedelta
 
-    other = sim_factory(accounts=accounts(read_perms=("view", "trade")), taker_fee=Decimal("0.0015"),
-                        find_closed_by_client_id=False)
+    other = sim_factory(
+        accounts=accounts(read_perms=("view", "trade")), taker_fee=Decimal("0.0015"), find_closed_by_client_id=False
+    )
     cfg = write_live(tmp_path, other)
     conn = db.open_db(cfg.db_path)
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "t"), source="test",
-                           ttl=timedelta(minutes=5), approve=True)
+    pid = proposals.create(
+        conn, Draft("BTC-EUR", "buy", Decimal("6"), None, "t"), source="test", ttl=timedelta(minutes=5), approve=True
+    )
     assert executor.execute(conn, cfg, executor.trading_exchange(cfg), pid).state == "filled"
     result = run_doctor(cfg, "--live-probe")
     out = result.output

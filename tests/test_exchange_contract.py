@@ -3,6 +3,7 @@
 Every assertion here holds for both. Where the two may differ (how a reused
 clientOrderId is answered), the test says what both must guarantee.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -39,8 +40,10 @@ def _live(tmp_path: Path, request) -> Backend:
     from tinybot.exchange.bitvavo import BitvavoTrading
 
     sim = request.getfixturevalue("sim")  # view+trade key with EUR 25
-    cfg = Config(path=tmp_path / "bot.toml",
-                 exchange=ExchangeConfig(operator_id=sim.OPERATOR_ID, url=sim.url, timeout=timedelta(seconds=2)))
+    cfg = Config(
+        path=tmp_path / "bot.toml",
+        exchange=ExchangeConfig(operator_id=sim.OPERATOR_ID, url=sim.url, timeout=timedelta(seconds=2)),
+    )
     return Backend(BitvavoTrading(cfg, sim.TRADE_KEY, sim.TRADE_SECRET, rate_limit=False), Decimal("25"))
 
 
@@ -123,8 +126,12 @@ class TestExchangeContract:
         out = ex.send_order(MARKET, "sell", client_order_id=cid(), amount=bought.filled_amount)
         assert out.kind == "accepted", out
         o = out.order
-        assert (o.side, o.status, o.amount, o.filled_amount) == ("sell", "filled", bought.filled_amount,
-                                                                  bought.filled_amount)
+        assert (o.side, o.status, o.amount, o.filled_amount) == (
+            "sell",
+            "filled",
+            bought.filled_amount,
+            bought.filled_amount,
+        )
         assert o.fee_currency == "EUR" and o.fee_paid > 0
         bal = ex.balances()
         assert bal.get("BTC") is None or bal["BTC"].available == 0
@@ -182,8 +189,14 @@ class TestExchangeContract:
         claimed = ex.server_time_ms() - 2_000
         first = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("6"), claimed_ms=claimed)
         assert first.kind == "accepted", first
-        again = ex.send_order(MARKET, "buy", client_order_id=c, amount_quote=Decimal("6"), claimed_ms=claimed,
-                              sign_by_ms=ex.server_time_ms() + 10_000)
+        again = ex.send_order(
+            MARKET,
+            "buy",
+            client_order_id=c,
+            amount_quote=Decimal("6"),
+            claimed_ms=claimed,
+            sign_by_ms=ex.server_time_ms() + 10_000,
+        )
         assert (again.kind, again.code) == ("ambiguous", "220"), again
         assert len(orders_with(ex, c)) == 1
         assert ex.balances()["EUR"].available == backend.eur_start - Decimal("6")

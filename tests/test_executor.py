@@ -1,4 +1,5 @@
 """The hardened executor in paper mode: each test breaks if its mechanism is removed."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -15,9 +16,13 @@ T0 = "2026-11-27 12:00:00"
 
 
 def propose(conn, market="BTC-EUR", side="buy", eur="6", amount=None, ttl=timedelta(minutes=30), approve=True):
-    return proposals.create(conn, Draft(market, side, None if amount else Decimal(eur),
-                                        Decimal(amount) if amount else None, "test"),
-                            source="test", ttl=ttl, approve=approve)
+    return proposals.create(
+        conn,
+        Draft(market, side, None if amount else Decimal(eur), Decimal(amount) if amount else None, "test"),
+        source="test",
+        ttl=ttl,
+        approve=approve,
+    )
 
 
 def paper_orders(conn) -> int:
@@ -25,8 +30,12 @@ def paper_orders(conn) -> int:
 
 
 def decisions(conn, pid):
-    return {r["guard"]: r["reason_code"] for r in conn.execute(
-        "SELECT guard, reason_code FROM guard_decisions WHERE proposal_id = ? AND verdict = 'block'", (pid,))}
+    return {
+        r["guard"]: r["reason_code"]
+        for r in conn.execute(
+            "SELECT guard, reason_code FROM guard_decisions WHERE proposal_id = ? AND verdict = 'block'", (pid,)
+        )
+    }
 
 
 @freeze_time(T0)
@@ -55,9 +64,11 @@ def test_second_execute_returns_the_same_execution_and_sends_nothing(paper):
     assert again.execution_id == first.execution_id and again.sent is False
     assert paper_orders(conn) == 1
     with pytest.raises(sqlite3.IntegrityError, match="UNIQUE.*proposal_id"):
-        conn.execute("INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, state,"
-                     " claimed_at, updated_at) VALUES (?, 'other', 'paper', 'BTC-EUR', 'buy', 'claimed', 'x', 'x')",
-                     (pid,))
+        conn.execute(
+            "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, state,"
+            " claimed_at, updated_at) VALUES (?, 'other', 'paper', 'BTC-EUR', 'buy', 'claimed', 'x', 'x')",
+            (pid,),
+        )
 
 
 @freeze_time(T0)
@@ -67,10 +78,12 @@ def test_claim_race_between_two_connections(paper):
     pid = propose(conn)
     other = db.connect(cfg.db_path)
     with db.transaction(other):
-        other.execute("INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side,"
-                      " amount_quote, state, claimed_at, updated_at)"
-                      " VALUES (?, 'cid-other', 'paper', 'BTC-EUR', 'buy', '5', 'claimed', ?, ?)",
-                      (pid, "2026-11-27T12:00:00.000000Z", "2026-11-27T12:00:00.000000Z"))
+        other.execute(
+            "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side,"
+            " amount_quote, state, claimed_at, updated_at)"
+            " VALUES (?, 'cid-other', 'paper', 'BTC-EUR', 'buy', '5', 'claimed', ?, ?)",
+            (pid, "2026-11-27T12:00:00.000000Z", "2026-11-27T12:00:00.000000Z"),
+        )
     # our execute finds the other connection's claim and resumes *that* execution (its client id), once
     r = executor.execute(conn, cfg, ex, pid)
     assert r.client_order_id == "cid-other"
@@ -321,8 +334,9 @@ def test_time_window_guards_read_through_the_time_indexes(paper):
     seen: list[str] = []
     conn.set_trace_callback(seen.append)
     with freeze_time(T0):
-        ctx = guards.Context(conn, cfg, guards.clock.now(), row, None, ex.markets()["BTC-EUR"],
-                             ex.ticker("BTC-EUR"), ex.balances())
+        ctx = guards.Context(
+            conn, cfg, guards.clock.now(), row, None, ex.markets()["BTC-EUR"], ex.ticker("BTC-EUR"), ex.balances()
+        )
         guards.evaluate(ctx)
     conn.set_trace_callback(None)
     windowed = [s for s in seen if "FROM trade_executions" in s and "submitting_at" in s]

@@ -3,6 +3,7 @@
 Live mode goes through real ccxt to the simulator on 127.0.0.1, or to a
 loopback port where nothing listens (an unreachable exchange).
 """
+
 from __future__ import annotations
 
 import re
@@ -33,7 +34,10 @@ def closed_port_url() -> str:
 
 
 def live_toml(url: str) -> str:
-    return 'mode = "live"\n' + RISK_TOML + f"""\
+    return (
+        'mode = "live"\n'
+        + RISK_TOML
+        + f"""\
 [exchange]
 operator_id = {OPERATOR_ID}
 url = "{url}"
@@ -41,12 +45,17 @@ timeout = "700ms"
 access_window = "10s"
 reconcile_grace = "5s"
 """
+    )
 
 
 @pytest.fixture
 def keys(monkeypatch):
-    for name, value in (("TINYBOT_TRADE_KEY", TRADE_KEY), ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
-                        ("TINYBOT_READ_KEY", READ_KEY), ("TINYBOT_READ_SECRET", READ_SECRET)):
+    for name, value in (
+        ("TINYBOT_TRADE_KEY", TRADE_KEY),
+        ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
+        ("TINYBOT_READ_KEY", READ_KEY),
+        ("TINYBOT_READ_SECRET", READ_SECRET),
+    ):
         monkeypatch.setenv(name, value)
 
 
@@ -110,8 +119,11 @@ def test_kill_cancel_open_says_plainly_when_it_could_not_ask_the_exchange(unreac
     assert "Trading DISABLED: rollback" in r.output
     assert re.search(r"Could not ask the exchange for open orders on BTC-EUR: ", r.output)
     assert "No open tinybot orders" not in r.output
-    assert r.output.strip().splitlines()[-1].startswith(
-        "Error: could not check every market for open tinybot orders (above); trading is stopped")
+    assert (
+        r.output.strip()
+        .splitlines()[-1]
+        .startswith("Error: could not check every market for open tinybot orders (above); trading is stopped")
+    )
     conn = db.connect(unreachable.db_path)
     assert conn.execute("SELECT trading_enabled FROM kill_switch").fetchone()[0] == 0
 
@@ -123,9 +135,11 @@ def test_kill_cancel_open_asks_the_exchange_and_cancels_an_order_of_a_row_restor
     conn = db.connect(cfg.db_path)
     cid = str(uuid.uuid4())
     with db.transaction(conn):
-        conn.execute("INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, amount_quote,"
-                     " state, claimed_at, updated_at) VALUES (1, ?, 'bitvavo', 'BTC-EUR', 'buy', '6', 'claimed', 'x', 'x')",
-                     (cid,))
+        conn.execute(
+            "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, amount_quote,"
+            " state, claimed_at, updated_at) VALUES (1, ?, 'bitvavo', 'BTC-EUR', 'buy', '6', 'claimed', 'x', 'x')",
+            (cid,),
+        )
     _resting_buy(sim, cid)
     r = invoke("kill", "--cancel-open")
     assert r.exit_code == exitcodes.OK, r.output
@@ -139,8 +153,9 @@ def _resting_buy(sim, cid: str) -> None:
 
     low = (sim.sim.price("BTC-EUR") * Decimal("0.5")).quantize(Decimal("1"))
     amount = float((Decimal(6) / low).quantize(Decimal("0.00000001"), rounding="ROUND_UP"))
-    make_ccxt(sim.url).create_order("BTC/EUR", "limit", "buy", amount, float(low),
-                                    {"clientOrderId": cid, "operatorId": OPERATOR_ID})
+    make_ccxt(sim.url).create_order(
+        "BTC/EUR", "limit", "buy", amount, float(low), {"clientOrderId": cid, "operatorId": OPERATOR_ID}
+    )
 
 
 def test_kill_cancel_open_in_paper_mode_says_it_asked(write_config):
@@ -155,6 +170,7 @@ def test_readme_lists_every_exit_code():
     section = text.split("## Exit codes", 1)[1].split("\n## ", 1)[0]
     rows = dict(re.findall(r"^\| `?(\d+)`? \| `(\w+)` \|", section, re.M))
     assert {int(k): v for k, v in rows.items()} == {
-        getattr(exitcodes, name): name for name in
-        ("OK", "ERROR", "USAGE", "BLOCKED", "UNKNOWN", "UNREACHABLE", "LOCKED", "REFUSED_START")}
+        getattr(exitcodes, name): name
+        for name in ("OK", "ERROR", "USAGE", "BLOCKED", "UNKNOWN", "UNREACHABLE", "LOCKED", "REFUSED_START")
+    }
     assert "RestartPreventExitStatus=75 78" in text

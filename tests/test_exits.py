@@ -1,4 +1,5 @@
 """The exits advisor: stop-loss, take-profit, trailing stop; exempt from cooldown and anti-flip only (issue 15)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -18,8 +19,9 @@ def bought(write_config, **exits):
     text_extra = "[exits]\n" + "".join(f"{k} = {v}\n" for k, v in exits.items())
     cfg, conn, ex = paper_setup(lambda t: write_config(t + text_extra))
     with freeze_time(T0):
-        pid = proposals.create(conn, proposals.Draft("BTC-EUR", "buy", Decimal("10")), source="t",
-                               ttl=timedelta(minutes=30), approve=True)
+        pid = proposals.create(
+            conn, proposals.Draft("BTC-EUR", "buy", Decimal("10")), source="t", ttl=timedelta(minutes=30), approve=True
+        )
         assert executor.execute(conn, cfg, ex, pid).state == "filled"
     return cfg, conn, ex
 
@@ -42,8 +44,10 @@ def test_stop_loss_sells_everything_and_skips_cooldown_and_anti_flip_only(write_
         pid = proposals.create(conn, d, source="exits", ttl=cfg.risk.proposal_ttl, approve=True)
         r = executor.execute(conn, cfg, ex, pid)
     assert r.state == "filled", r.reason
-    details = {g["guard"]: g["detail"] for g in conn.execute(
-        "SELECT guard, detail FROM guard_decisions WHERE proposal_id = ?", (pid,))}
+    details = {
+        g["guard"]: g["detail"]
+        for g in conn.execute("SELECT guard, detail FROM guard_decisions WHERE proposal_id = ?", (pid,))
+    }
     assert details["cooldown"] == details["anti_flip"] == "exempt: protective exit"
 
 
@@ -86,9 +90,11 @@ def test_trailing_stop_measures_from_the_peak_since_the_last_buy(write_config):
         drafts = exits.advise(s2, cfg)
         assert [d.reason.split(":")[0] for d in drafts] == expect
     # 63100 is 4.4 % under 66000: a 5 % trailing stop holds
-    s3 = dataclasses.replace(snap, candles=MappingProxyType({"BTC-EUR": tuple(since)}),
-                             tickers=MappingProxyType({"BTC-EUR": dataclasses.replace(snap.tickers["BTC-EUR"],
-                                                                                     bid=Decimal("63100"))}))
+    s3 = dataclasses.replace(
+        snap,
+        candles=MappingProxyType({"BTC-EUR": tuple(since)}),
+        tickers=MappingProxyType({"BTC-EUR": dataclasses.replace(snap.tickers["BTC-EUR"], bid=Decimal("63100"))}),
+    )
     assert exits.advise(s3, cfg) == []
 
 

@@ -1,4 +1,5 @@
 """`tinybot export --csv`: every fill, generic and Koinly layouts, the local year (issue 16)."""
+
 from __future__ import annotations
 
 import csv
@@ -15,15 +16,19 @@ from tests_helpers import paper_setup
 
 
 def setup(write_config):
-    cfg, conn, ex = paper_setup(lambda t: write_config('timezone = "Europe/Amsterdam"\n' + t),
-                                cooldown='"0s"', anti_flip='"0s"')
-    for when, side, kw in (("2026-12-31 22:30:00", "buy", {"amount_quote": Decimal("8")}),   # 23:30 local: 2026
-                           ("2026-12-31 23:30:00", "sell", {"amount": None})):               # 00:30 local: 2027
+    cfg, conn, ex = paper_setup(
+        lambda t: write_config('timezone = "Europe/Amsterdam"\n' + t), cooldown='"0s"', anti_flip='"0s"'
+    )
+    for when, side, kw in (
+        ("2026-12-31 22:30:00", "buy", {"amount_quote": Decimal("8")}),  # 23:30 local: 2026
+        ("2026-12-31 23:30:00", "sell", {"amount": None}),
+    ):  # 00:30 local: 2027
         with freeze_time(when):
             if kw.get("amount", 1) is None:
                 kw = {"amount": Decimal(conn.execute("SELECT base FROM positions").fetchone()[0])}
-            pid = proposals.create(conn, Draft("BTC-EUR", side, **kw), source="t", ttl=timedelta(minutes=30),
-                                   approve=True)
+            pid = proposals.create(
+                conn, Draft("BTC-EUR", side, **kw), source="t", ttl=timedelta(minutes=30), approve=True
+            )
             assert executor.execute(conn, cfg, ex, pid).state == "filled"
     return cfg, conn
 
@@ -41,7 +46,12 @@ def test_generic_layout_has_every_field_exactly_and_the_local_year(write_config,
     fill = conn.execute("SELECT * FROM trade_history ORDER BY id LIMIT 1").fetchone()
     assert row["time_utc"] == "2026-12-31T22:30:00.000000Z" and row["time_local"] == "2026-12-31T23:30:00+01:00"
     assert (row["market"], row["side"], row["amount"], row["fee"], row["fee_currency"]) == (
-        "BTC-EUR", "buy", str(Decimal(fill["amount"]).normalize()), fill["fee"], "EUR")
+        "BTC-EUR",
+        "buy",
+        str(Decimal(fill["amount"]).normalize()),
+        fill["fee"],
+        "EUR",
+    )
     assert Decimal(row["eur_value"]) == Decimal(fill["amount"]) * Decimal(fill["price"])
     assert "E" not in row["amount"] + row["eur_value"]  # never scientific notation
     assert [r["side"] for r in read(export.write(conn, cfg, tmp_path / "2027.csv", year=2027)["path"])] == ["sell"]

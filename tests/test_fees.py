@@ -1,4 +1,5 @@
 """tinybot.fees against Bitvavo's recorded fills, and the invariants the caps rely on."""
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,16 @@ def test_cent_rounding_is_against_the_user():
     assert (sell.eur, sell.fee) == (Decimal("6.87"), Decimal("0.0228"))
 
 
-@pytest.mark.parametrize("amount_quote, price, qd", [
-    ("5", "60030", 8), ("10", "60030", 8), ("6.37", "34488", 8), ("25", "0.50025", 6), ("5.01", "3001.5", 4),
-])
+@pytest.mark.parametrize(
+    "amount_quote, price, qd",
+    [
+        ("5", "60030", 8),
+        ("10", "60030", 8),
+        ("6.37", "34488", 8),
+        ("25", "0.50025", 6),
+        ("5.01", "3001.5", 4),
+    ],
+)
 def test_buy_by_quote_costs_exactly_amount_quote(amount_quote, price, qd):
     x, p = Decimal(amount_quote), Decimal(price)
     s = fees.buy_by_quote(x, p, qd)
@@ -51,7 +59,9 @@ def test_buy_by_quote_costs_exactly_amount_quote(amount_quote, price, qd):
     assert s.base == s.base.quantize(fees.quantity_step(qd))  # truncated to quantityDecimals
     assert s.quote == s.base * p
     # the fee is the nominal rate on what was traded plus less than one quantity step of base
-    assert fees.TAKER_FEE * s.quote <= s.fee < fees.TAKER_FEE * s.quote + p * fees.quantity_step(qd) * (1 + fees.TAKER_FEE)
+    assert (
+        fees.TAKER_FEE * s.quote <= s.fee < fees.TAKER_FEE * s.quote + p * fees.quantity_step(qd) * (1 + fees.TAKER_FEE)
+    )
 
 
 def test_buy_by_quote_truncates_not_rounds():

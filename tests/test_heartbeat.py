@@ -1,4 +1,5 @@
 """The outside heartbeat (tinybot.heartbeat) against a local push-URL server on 127.0.0.1."""
+
 from __future__ import annotations
 
 import logging
@@ -69,8 +70,10 @@ def test_uptime_kuma_push_says_up_or_down(write_config, push):
     cfg = cfg_with(write_config, f"{push.url}/api/push/AbCdEf123?status=up&msg=OK&ping=")
     heartbeat.ping(cfg, True)
     heartbeat.ping(cfg, False, "exchange unreachable")
-    assert push.paths == ["/api/push/AbCdEf123?status=up&msg=OK&ping=",
-                          "/api/push/AbCdEf123?status=down&msg=exchange+unreachable&ping="]
+    assert push.paths == [
+        "/api/push/AbCdEf123?status=up&msg=OK&ping=",
+        "/api/push/AbCdEf123?status=down&msg=exchange+unreachable&ping=",
+    ]
 
 
 def test_a_service_without_a_failure_signal_is_only_pinged_after_good_ticks(write_config, push):
@@ -85,10 +88,14 @@ def test_url_for_the_known_services():
     assert heartbeat.url_for(hc, "ok") == hc
     assert heartbeat.url_for(hc, "fail") == f"{hc}/fail"
     assert heartbeat.url_for(hc, "check") == f"{hc}/log"
-    assert heartbeat.url_for("https://hc-ping.com/PINGKEY/backup-job", "fail") == \
-        "https://hc-ping.com/PINGKEY/backup-job/fail"
-    assert heartbeat.url_for("https://kuma.lan/api/push/tok", "check") == \
-        "https://kuma.lan/api/push/tok?status=up&msg=tinybot+doctor&ping="
+    assert (
+        heartbeat.url_for("https://hc-ping.com/PINGKEY/backup-job", "fail")
+        == "https://hc-ping.com/PINGKEY/backup-job/fail"
+    )
+    assert (
+        heartbeat.url_for("https://kuma.lan/api/push/tok", "check")
+        == "https://kuma.lan/api/push/tok?status=up&msg=tinybot+doctor&ping="
+    )
 
 
 def test_a_failing_ping_never_raises_and_never_logs_the_secret_part(write_config, push, caplog):

@@ -1,5 +1,6 @@
 """`--json` is an API (docs/JSON.md): each command's shape, true/false, no floats, no exponents, ISO-8601 UTC
 times, no internal row ids, and the error object a failing command prints on stdout."""
+
 from __future__ import annotations
 
 import json
@@ -15,12 +16,35 @@ from tinybot.cli import cli
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 DECIMAL = re.compile(r"^-?\d+(\.\d+)?$")
 # Keys that are amounts wherever they appear: exact decimal strings (or null).
-AMOUNT_KEYS = {"amount", "amount_quote", "price", "fee", "filled_amount", "filled_quote", "fee_paid", "base",
-               "available", "in_order", "notional_eur", "bid"}
+AMOUNT_KEYS = {
+    "amount",
+    "amount_quote",
+    "price",
+    "fee",
+    "filled_amount",
+    "filled_quote",
+    "fee_paid",
+    "base",
+    "available",
+    "in_order",
+    "notional_eur",
+    "bid",
+}
 # Keys that are yes/no wherever they appear: JSON true/false (sellable may be null: no price).
 # ("settled" is a fill's flag but `usage`'s count of settled calls: checked on fills by name below.)
-BOOL_KEYS = {"external", "trading_enabled", "sent", "alive", "stale", "config_written", "changed",
-             "allowed", "ok", "top_up_to_exit", "sellable"}
+BOOL_KEYS = {
+    "external",
+    "trading_enabled",
+    "sent",
+    "alive",
+    "stale",
+    "config_written",
+    "changed",
+    "allowed",
+    "ok",
+    "top_up_to_exit",
+    "sellable",
+}
 
 
 def _no_float(text):
@@ -75,13 +99,63 @@ def fail(runner, *args):
     return api(r.stdout), r.stderr, r.exit_code
 
 
-PROPOSAL = {"id", "market", "side", "amount_quote", "amount", "source", "reason", "status", "created_at",
-            "expires_at", "decided_at", "decided_by", "external"}
-EXECUTION = {"id", "proposal_id", "client_order_id", "exchange", "market", "side", "amount_quote", "amount",
-             "notional_eur", "state", "reason", "exchange_order_id", "claimed_at", "submitting_at", "resolved_at",
-             "updated_at", "filled_amount", "filled_quote", "fee_paid", "fee_currency", "external", "in_doubt_at"}
-FILL = {"execution_id", "exchange", "trade_id", "order_id", "client_order_id", "market", "side", "amount", "price",
-        "fee", "fee_currency", "executed_at", "recorded_at", "settled", "external", "eur_value"}
+PROPOSAL = {
+    "id",
+    "market",
+    "side",
+    "amount_quote",
+    "amount",
+    "source",
+    "reason",
+    "status",
+    "created_at",
+    "expires_at",
+    "decided_at",
+    "decided_by",
+    "external",
+}
+EXECUTION = {
+    "id",
+    "proposal_id",
+    "client_order_id",
+    "exchange",
+    "market",
+    "side",
+    "amount_quote",
+    "amount",
+    "notional_eur",
+    "state",
+    "reason",
+    "exchange_order_id",
+    "claimed_at",
+    "submitting_at",
+    "resolved_at",
+    "updated_at",
+    "filled_amount",
+    "filled_quote",
+    "fee_paid",
+    "fee_currency",
+    "external",
+    "in_doubt_at",
+}
+FILL = {
+    "execution_id",
+    "exchange",
+    "trade_id",
+    "order_id",
+    "client_order_id",
+    "market",
+    "side",
+    "amount",
+    "price",
+    "fee",
+    "fee_currency",
+    "executed_at",
+    "recorded_at",
+    "settled",
+    "external",
+    "eur_value",
+}
 
 
 @pytest.fixture
@@ -101,8 +175,13 @@ def trades(runner):
 def test_init(tmp_path):
     (tmp_path / "bot.toml").write_text(PAPER_TOML)
     d = run(CliRunner(), "init")
-    assert d == {"config": str(tmp_path / "bot.toml"), "config_written": False, "database": str(tmp_path / "tinybot.db"),
-                 "migrations_applied": d["migrations_applied"], "mode": "paper"}
+    assert d == {
+        "config": str(tmp_path / "bot.toml"),
+        "config_written": False,
+        "database": str(tmp_path / "tinybot.db"),
+        "migrations_applied": d["migrations_applied"],
+        "mode": "paper",
+    }
     assert d["migrations_applied"] and all(isinstance(m, str) for m in d["migrations_applied"])
     again = run(CliRunner(), "init")
     assert again["migrations_applied"] == [] and again["config_written"] is False
@@ -129,8 +208,15 @@ def test_proposal_shape_everywhere(trades):
 
 def test_execute_executions_history_why(trades):
     again = run(trades, "execute", "1")
-    assert set(again) == {"proposal_id", "execution_id", "state", "reason", "client_order_id", "exchange_order_id",
-                          "sent"}
+    assert set(again) == {
+        "proposal_id",
+        "execution_id",
+        "state",
+        "reason",
+        "client_order_id",
+        "exchange_order_id",
+        "sent",
+    }
     assert again["sent"] is False and again["state"] == "filled"
     rows = run(trades, "executions")
     assert [set(r) for r in rows] == [EXECUTION, EXECUTION]  # no access_window_ms: request plumbing
@@ -150,9 +236,25 @@ def test_execute_executions_history_why(trades):
 
 def test_status_booleans_and_amounts(trades):
     s = run(trades, "status")
-    assert set(s) == {"now", "mode", "config", "db", "kill_switch", "paper_balances", "live_balances", "positions",
-                      "pnl", "stranded", "caps", "allowlist", "pending_proposals", "expired_unmarked_proposals",
-                      "unresolved_executions", "scheduler", "risk"}
+    assert set(s) == {
+        "now",
+        "mode",
+        "config",
+        "db",
+        "kill_switch",
+        "paper_balances",
+        "live_balances",
+        "positions",
+        "pnl",
+        "stranded",
+        "caps",
+        "allowlist",
+        "pending_proposals",
+        "expired_unmarked_proposals",
+        "unresolved_executions",
+        "scheduler",
+        "risk",
+    }
     assert s["kill_switch"]["trading_enabled"] is True  # was 0/1 before --json became an API
     assert set(s["kill_switch"]) == {"trading_enabled", "reason", "changed_at", "changed_by", "kill_file"}
     assert s["caps"]["daily"] == {"used_eur": "8.00", "cap_eur": "20", "left_eur": "12.00"}
@@ -212,6 +314,7 @@ def test_telegram_chats(tmp_path, monkeypatch):
 
 # --- errors ---------------------------------------------------------------------------------------
 
+
 def test_a_failing_command_prints_the_error_object_on_stdout_and_the_line_on_stderr(runner):
     err, stderr, code = fail(runner, "why", "42", "--json")
     assert err == {"error": {"message": "no proposal with id 42", "exit_code": 1}} and code == 1
@@ -231,8 +334,10 @@ def test_the_error_object_carries_the_exit_code(runner, tmp_path):
     assert code == 1 and err["error"]["exit_code"] == 1 and stderr == f"Error: {err['error']['message']}\n"
     # the exchange unreachable: exit 5 (tinybot.exitcodes.UNREACHABLE)
     (tmp_path / "tinybot.db").unlink()
-    (tmp_path / "bot.toml").write_text(PAPER_TOML.replace('prices = { "BTC-EUR" = "60000", "ETH-EUR" = "3000" }\n', "")
-                                       + '[exchange]\nurl = "http://127.0.0.1:9"\ntimeout = "1s"\n')
+    (tmp_path / "bot.toml").write_text(
+        PAPER_TOML.replace('prices = { "BTC-EUR" = "60000", "ETH-EUR" = "3000" }\n', "")
+        + '[exchange]\nurl = "http://127.0.0.1:9"\ntimeout = "1s"\n'
+    )
     runner.invoke(cli, ["init"], catch_exceptions=False)
     err, stderr, code = fail(runner, "pnl", "--prices", "live", "--json")
     assert code == 5 and err["error"]["exit_code"] == 5 and stderr == f"Error: {err['error']['message']}\n"

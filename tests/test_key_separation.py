@@ -1,4 +1,5 @@
 """Key separation: only the executor's factory builds a trading client or reads the trade key for one."""
+
 from __future__ import annotations
 
 import ast
@@ -48,25 +49,43 @@ def test_only_the_executor_reads_the_trade_key_to_trade():
         for node in ast.walk(tree):
             if names_trade_key(node):
                 readers.add(name)
-    assert readers <= {"tinybot/secrets.py", "tinybot/executor.py", "tinybot/doctor.py", "tinybot/demo.py",
-                       "tinybot/chaos/__init__.py", "tinybot/exchange/bitvavo.py"}
+    assert readers <= {
+        "tinybot/secrets.py",
+        "tinybot/executor.py",
+        "tinybot/doctor.py",
+        "tinybot/demo.py",
+        "tinybot/chaos/__init__.py",
+        "tinybot/exchange/bitvavo.py",
+    }
     assert "tinybot/executor.py" in readers
 
 
 def test_the_adapter_reads_the_trade_key_only_for_get_only_lookups():
     """In bitvavo.py the trade key is read in read_only_client alone, and handed only to lookup_key/lookup_secret."""
     tree = ast.parse((PACKAGE / "exchange" / "bitvavo.py").read_text())
-    readers = {f.name for f in ast.walk(tree) if isinstance(f, ast.FunctionDef)
-               and any(names_trade_key(n) for n in ast.walk(f))}
+    readers = {
+        f.name
+        for f in ast.walk(tree)
+        if isinstance(f, ast.FunctionDef) and any(names_trade_key(n) for n in ast.walk(f))
+    }
     assert readers == {"read_only_client"}
     (fn,) = [f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "read_only_client"]
     (build,) = [c for c in ast.walk(fn) if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "BitvavoReadOnly"]
     assert {k.arg for k in build.keywords} == {"lookup_key", "lookup_secret", "rate_limit"}
-    lookups = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "_Endpoint"
-               and any(k.arg == "lookup_key" or (isinstance(a, ast.Name) and a.id == "lookup_key")
-                       for k in c.keywords for a in c.args)]
-    assert lookups and all(any(k.arg == "get_only" and getattr(k.value, "value", None) is True for k in c.keywords)
-                           for c in lookups)
+    lookups = [
+        c
+        for c in ast.walk(tree)
+        if isinstance(c, ast.Call)
+        and getattr(c.func, "id", "") == "_Endpoint"
+        and any(
+            k.arg == "lookup_key" or (isinstance(a, ast.Name) and a.id == "lookup_key")
+            for k in c.keywords
+            for a in c.args
+        )
+    ]
+    assert lookups and all(
+        any(k.arg == "get_only" and getattr(k.value, "value", None) is True for k in c.keywords) for c in lookups
+    )
 
 
 def test_advisors_cannot_reach_trading_code():
@@ -101,12 +120,16 @@ def test_read_only_clients_refuse_orders(write_config):
 
 # --- live mode: the view key for data, the trade key for lookups, and no way to trade ------------------
 
-LIVE_TOML = 'mode = "live"\n' + RISK_TOML + """\
+LIVE_TOML = (
+    'mode = "live"\n'
+    + RISK_TOML
+    + """\
 [exchange]
 operator_id = 1
 url = "{url}"
 timeout = "2s"
 """
+)
 
 
 @pytest.fixture
@@ -155,6 +178,7 @@ def test_live_read_only_uses_the_view_key_for_data_and_the_trade_key_for_lookups
             headers = {h.lower(): v for h, v in (k.get("headers") or {}).items()}
             seen.append((url.split("?")[0].rsplit("/v2", 1)[-1], headers.get("bitvavo-access-key")))
             return _real(method, url, *a, **k)
+
         inst.session.request = request
     assert ro.balances()["EUR"].available > 0
     assert ro.ticker("BTC-EUR").ask > 0
@@ -173,8 +197,12 @@ def test_without_a_trade_key_lookups_say_which_key_to_set(live_ro, monkeypatch):
     cfg, _ = live_ro
     ro = read_only(cfg)
     assert ro.ticker("BTC-EUR").ask > 0 and ro.balances()["EUR"].available > 0
-    for call in (lambda: ro.fetch_order("BTC-EUR", "x"), lambda: ro.orders_since("BTC-EUR", 0),
-                 lambda: ro.open_orders("BTC-EUR"), lambda: ro.trades_since("BTC-EUR", 0)):
+    for call in (
+        lambda: ro.fetch_order("BTC-EUR", "x"),
+        lambda: ro.orders_since("BTC-EUR", 0),
+        lambda: ro.open_orders("BTC-EUR"),
+        lambda: ro.trades_since("BTC-EUR", 0),
+    ):
         with pytest.raises(ExchangeError) as e:
             call()
         assert "TINYBOT_TRADE_KEY" in str(e.value) and "trade rights" in str(e.value)
@@ -194,12 +222,14 @@ def test_nothing_reachable_from_the_live_read_only_client_can_place_or_cancel(li
     assert {i.apiKey for i in instances} >= {TRADE_KEY}
     for inst in instances:
         inst.options["operatorId"] = 1  # as if someone set it
-        attempts = (lambda inst=inst: inst.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6}),
-                    lambda inst=inst: inst.privatePostOrder({"market": "BTC-EUR", "side": "buy",
-                                                             "orderType": "market", "amountQuote": "6",
-                                                             "operatorId": 1}),
-                    lambda inst=inst: inst.cancel_order("00000000-0000-4000-8000-000000000000", "BTC/EUR"),
-                    lambda inst=inst: inst.session.request("POST", running.url + "/v2/order", data="{}"))
+        attempts = (
+            lambda inst=inst: inst.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6}),
+            lambda inst=inst: inst.privatePostOrder(
+                {"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6", "operatorId": 1}
+            ),
+            lambda inst=inst: inst.cancel_order("00000000-0000-4000-8000-000000000000", "BTC/EUR"),
+            lambda inst=inst: inst.session.request("POST", running.url + "/v2/order", data="{}"),
+        )
         for attempt in attempts:
             try:
                 answer = attempt()
@@ -212,7 +242,9 @@ def test_nothing_reachable_from_the_live_read_only_client_can_place_or_cancel(li
     assert running.sim.orders() == []
     for name in ("send_order", "cancel_order"):
         with pytest.raises(ReadOnlyClientError):
-            getattr(ro, name)("BTC-EUR", "buy", client_order_id="x") if name == "send_order" else ro.cancel_order("BTC-EUR", "x")
+            getattr(ro, name)("BTC-EUR", "buy", client_order_id="x") if name == "send_order" else ro.cancel_order(
+                "BTC-EUR", "x"
+            )
 
 
 def test_the_lookup_facade_has_no_trading_method_and_trading_composes_instead_of_inheriting():
@@ -241,8 +273,14 @@ def test_an_advisor_snapshot_reaches_no_client_key_or_trading_method(live_ro):
     snap = build_snapshot(db.open_db(cfg.db_path), cfg, ro, sources=("rules",))
     assert snap.tickers and snap.balances  # it did read through the client
     objs = reachable(snap)
-    forbidden = (ccxt.Exchange, requests.Session, bitvavo.BitvavoReadOnly, bitvavo.OrderLookups,
-                 bitvavo._Endpoint, bitvavo.BitvavoTrading)
+    forbidden = (
+        ccxt.Exchange,
+        requests.Session,
+        bitvavo.BitvavoReadOnly,
+        bitvavo.OrderLookups,
+        bitvavo._Endpoint,
+        bitvavo.BitvavoTrading,
+    )
     assert not [o for o in objs if isinstance(o, forbidden)]
     assert not [o for o in objs if callable(o) and not isinstance(o, type)]
     assert not [o for o in objs if isinstance(o, str) and o in (TRADE_SECRET, READ_SECRET)]

@@ -1,4 +1,5 @@
 """The proposal lifecycle reads true (issue 14, item 10) and a claimed execution never outlives its proposal (issue 11, item 5)."""
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,10 @@ def test_a_blocked_execution_says_it_is_final_and_how_to_propose_again(home):
     assert r.exit_code == exitcodes.BLOCKED
     lines = r.output.strip().splitlines()
     assert lines[0].startswith("Proposal 2: blocked — cooldown_active")
-    assert lines[1] == ("This is final: proposal 2 will not be tried again (`tinybot why 2` says why)."
-                        " To trade anyway, propose again: `tinybot propose MARKET buy|sell --eur X --approve`.")
+    assert lines[1] == (
+        "This is final: proposal 2 will not be tried again (`tinybot why 2` says why)."
+        " To trade anyway, propose again: `tinybot propose MARKET buy|sell --eur X --approve`."
+    )
     assert "This is final: proposal 2 will not be tried again" in invoke("why", "2").output
 
 
@@ -86,8 +89,9 @@ def test_control_characters_in_a_reason_are_escaped_when_shown(home):
 def test_a_reason_over_the_limit_is_refused_not_cut(home):
     r = CliRunner().invoke(cli, ["propose", "BTC-EUR", "buy", "--eur", "6", "--reason", "x" * 2001])
     assert r.exit_code == exitcodes.ERROR
-    assert r.output.strip() == ("Error: --reason: 2001 characters is over the limit of 2000; shorten it"
-                                " (a reason is never cut silently)")
+    assert r.output.strip() == (
+        "Error: --reason: 2001 characters is over the limit of 2000; shorten it (a reason is never cut silently)"
+    )
     assert db.connect(home.db_path).execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 0
     assert invoke("propose", "BTC-EUR", "buy", "--eur", "6", "--reason", "x" * 2000).exit_code == 0
     k = CliRunner().invoke(cli, ["kill", "--reason", "y" * 2001])
@@ -97,13 +101,15 @@ def test_a_reason_over_the_limit_is_refused_not_cut(home):
 def test_propose_warns_at_once_below_the_exchange_minimum_and_when_the_switch_is_off(home):
     r = invoke("propose", "BTC-EUR", "buy", "--eur", "4.99")
     assert r.exit_code == 0
-    assert r.stderr.strip() == ("Warning: €4.99 is below the exchange's minimum order of €5;"
-                                " the executor will block it.")
+    assert r.stderr.strip() == (
+        "Warning: €4.99 is below the exchange's minimum order of €5; the executor will block it."
+    )
     assert invoke("propose", "BTC-EUR", "buy", "--eur", "6").stderr == ""
     invoke("kill", "--reason", "holiday")
     r = invoke("propose", "BTC-EUR", "buy", "--eur", "6")
-    assert r.stderr.strip() == ("Warning: trading is DISABLED (kill switch: holiday); nothing will be sent until"
-                                " `tinybot resume`.")
+    assert r.stderr.strip() == (
+        "Warning: trading is DISABLED (kill switch: holiday); nothing will be sent until `tinybot resume`."
+    )
 
 
 def test_amounts_never_print_in_scientific_notation(home):
@@ -112,11 +118,14 @@ def test_amounts_never_print_in_scientific_notation(home):
     assert "0.0000001" in invoke("proposals").output and "E-" not in invoke("proposals").output
 
 
-@pytest.mark.parametrize("value, error", [
-    ("99999999999d", "Error: --expires-in: '99999999999d' is too long (at most 3650d)"),
-    ("31d", "Error: --expires-in: must be at most 30d"),
-    ("0s", "Error: --expires-in: must be at least 1s"),
-])
+@pytest.mark.parametrize(
+    "value, error",
+    [
+        ("99999999999d", "Error: --expires-in: '99999999999d' is too long (at most 3650d)"),
+        ("31d", "Error: --expires-in: must be at most 30d"),
+        ("0s", "Error: --expires-in: must be at least 1s"),
+    ],
+)
 def test_expires_in_has_a_range(home, value, error):
     r = CliRunner().invoke(cli, ["propose", "BTC-EUR", "buy", "--eur", "6", "--expires-in", value])
     assert r.exit_code == exitcodes.ERROR and r.output.strip() == error
@@ -124,17 +133,24 @@ def test_expires_in_has_a_range(home, value, error):
 
 # --- issue 11, item 5: a claimed execution whose proposal expires -----------------------------
 
+
 @pytest.fixture
 def unreachable_live(write_config, monkeypatch):
-    for name, value in (("TINYBOT_TRADE_KEY", TRADE_KEY), ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
-                        ("TINYBOT_READ_KEY", READ_KEY), ("TINYBOT_READ_SECRET", READ_SECRET)):
+    for name, value in (
+        ("TINYBOT_TRADE_KEY", TRADE_KEY),
+        ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
+        ("TINYBOT_READ_KEY", READ_KEY),
+        ("TINYBOT_READ_SECRET", READ_SECRET),
+    ):
         monkeypatch.setenv(name, value)
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    return write_config('mode = "live"\n' + RISK_TOML + f'[exchange]\noperator_id = {OPERATOR_ID}\n'
-                        f'url = "http://127.0.0.1:{port}"\ntimeout = "700ms"\n')
+    return write_config(
+        'mode = "live"\n' + RISK_TOML + f"[exchange]\noperator_id = {OPERATOR_ID}\n"
+        f'url = "http://127.0.0.1:{port}"\ntimeout = "700ms"\n'
+    )
 
 
 def test_expiry_resolves_a_claimed_execution_as_blocked_in_the_same_transaction(unreachable_live):
@@ -149,10 +165,13 @@ def test_expiry_resolves_a_claimed_execution_as_blocked_in_the_same_transaction(
     with freeze_time("2026-11-02T10:11:00Z"):
         proposals.expire_stale(conn)
     rows = conn.execute("SELECT proposal_id, state, reason, resolved_at FROM trade_executions ORDER BY id").fetchall()
-    assert [tuple(r) for r in rows] == [(1, "blocked", "proposal_expired", "2026-11-02T10:11:00.000000Z"),
-                                        (2, "claimed", None, None)]  # not expired: left to the executor
-    decision = conn.execute("SELECT stage, guard, verdict, reason_code FROM guard_decisions WHERE proposal_id = 1"
-                            " AND stage = 'expiry'").fetchone()
+    assert [tuple(r) for r in rows] == [
+        (1, "blocked", "proposal_expired", "2026-11-02T10:11:00.000000Z"),
+        (2, "claimed", None, None),
+    ]  # not expired: left to the executor
+    decision = conn.execute(
+        "SELECT stage, guard, verdict, reason_code FROM guard_decisions WHERE proposal_id = 1 AND stage = 'expiry'"
+    ).fetchone()
     assert tuple(decision) == ("expiry", "expiry", "block", "proposal_expired")
     with freeze_time("2026-11-02T10:12:00Z"):
         r = invoke("execute", "1")
@@ -187,8 +206,10 @@ def test_stored_amounts_in_exponent_form_print_plain_and_a_zero_position_is_no_p
     conn = db.connect(home.db_path)
     with db.transaction(conn):
         conn.execute("UPDATE positions SET base = '0E-8', cost_eur = '0E-12' WHERE market = 'BTC-EUR'")
-        conn.execute("INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at)"
-                     " VALUES ('ETH-EUR', '1E-7', '0.0003', '0', 'x')")
+        conn.execute(
+            "INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at)"
+            " VALUES ('ETH-EUR', '1E-7', '0.0003', '0', 'x')"
+        )
         conn.execute("UPDATE trade_history SET amount = '1E-7'")
     st = invoke("status").output
     assert "Positions: ETH-EUR 0.0000001 (cost €0.00)" in st and "BTC-EUR 0" not in st

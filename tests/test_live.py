@@ -1,4 +1,5 @@
 """Live mode end to end: the executor and reconcile through real ccxt against the simulator on 127.0.0.1."""
+
 from __future__ import annotations
 
 import json
@@ -21,13 +22,17 @@ from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SEC
 
 def live_text(url: str, operator_id: int | None = OPERATOR_ID) -> str:
     op = f"operator_id = {operator_id}\n" if operator_id is not None else ""
-    return 'mode = "live"\n' + RISK_TOML + f"""\
+    return (
+        'mode = "live"\n'
+        + RISK_TOML
+        + f"""\
 [exchange]
 {op}url = "{url}"
 timeout = "700ms"
 access_window = "10s"
 reconcile_grace = "5s"
 """
+    )
 
 
 @pytest.fixture
@@ -52,9 +57,13 @@ def live(sim, write_config, monkeypatch):
 
 
 def propose(conn, market="BTC-EUR", side="buy", eur="6", amount=None):
-    return proposals.create(conn, Draft(market, side, None if amount else Decimal(eur),
-                                        Decimal(amount) if amount else None, "live test"),
-                            source="test", ttl=timedelta(minutes=30), approve=True)
+    return proposals.create(
+        conn,
+        Draft(market, side, None if amount else Decimal(eur), Decimal(amount) if amount else None, "live test"),
+        source="test",
+        ttl=timedelta(minutes=30),
+        approve=True,
+    )
 
 
 def our_orders(sim):
@@ -103,13 +112,24 @@ def test_timeout_before_accept_fails_after_window_with_zero_orders(live):
     assert our_orders(sim) == []
 
 
-@pytest.mark.parametrize("kind, accept", [
-    ("error_101", True), ("error_101", False), ("error_109", True), ("garbage_200", True),
-    ("garbage_200", False), ("reset", True), ("html_5xx", False), ("rate_limit_110", False),
-])
+@pytest.mark.parametrize(
+    "kind, accept",
+    [
+        ("error_101", True),
+        ("error_101", False),
+        ("error_109", True),
+        ("garbage_200", True),
+        ("garbage_200", False),
+        ("reset", True),
+        ("html_5xx", False),
+        ("rate_limit_110", False),
+    ],
+)
 def test_ambiguous_answers_become_unknown_and_reconcile_right(live, kind, accept):
     cfg, conn, ex, sim = live
-    sim.sim.add_fault(kind, on="create_order", **({"accept": accept} if kind not in ("html_5xx", "rate_limit_110") else {}))
+    sim.sim.add_fault(
+        kind, on="create_order", **({"accept": accept} if kind not in ("html_5xx", "rate_limit_110") else {})
+    )
     pid = propose(conn)
     r = executor.execute(conn, cfg, ex, pid)
     assert r.state == "unknown", (kind, r.reason)
@@ -141,9 +161,11 @@ def test_220_duplicate_open_client_id_is_unknown_not_failed(live):
     make_ccxt(sim.url).create_order("BTC/EUR", "limit", "buy", 0.01, 1000, {"clientOrderId": cid})
     with db.transaction(conn):  # claim with that id, as a crashed earlier run would have
         now = clock.now_iso()
-        conn.execute("INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, amount_quote,"
-                     " state, claimed_at, updated_at) VALUES (?, ?, 'bitvavo', 'BTC-EUR', 'buy', '5', 'claimed', ?, ?)",
-                     (pid, cid, now, now))
+        conn.execute(
+            "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, amount_quote,"
+            " state, claimed_at, updated_at) VALUES (?, ?, 'bitvavo', 'BTC-EUR', 'buy', '5', 'claimed', ?, ?)",
+            (pid, cid, now, now),
+        )
     r = executor.execute(conn, cfg, ex, pid)
     assert r.state in ("unknown", "submitted"), r.reason
     reconcile.reconcile(conn, cfg, read_only(cfg))
@@ -152,9 +174,12 @@ def test_220_duplicate_open_client_id_is_unknown_not_failed(live):
     assert len([o for o in our_orders(sim) if o["clientOrderId"] == cid]) == 1
 
 
-@pytest.mark.parametrize("eur, setup, code", [
-    ("10", "drain", "216"),
-])
+@pytest.mark.parametrize(
+    "eur, setup, code",
+    [
+        ("10", "drain", "216"),
+    ],
+)
 def test_insufficient_funds_is_failed_with_the_reason(live, eur, setup, code):
     cfg, conn, ex, sim = live
     # spend the EUR outside tinybot between preflight and send: the exchange refuses for sure
@@ -163,8 +188,14 @@ def test_insufficient_funds_is_failed_with_the_reason(live, eur, setup, code):
     def drain_then_send(*a, **k):
         from simfixtures import make_ccxt
 
-        make_ccxt(sim.url).create_order("ETH/EUR", "market", "buy", None, None,
-                                        {"cost": "20", "clientOrderId": "0f8a3b1e-1111-4aaa-8bbb-000000000001"})
+        make_ccxt(sim.url).create_order(
+            "ETH/EUR",
+            "market",
+            "buy",
+            None,
+            None,
+            {"cost": "20", "clientOrderId": "0f8a3b1e-1111-4aaa-8bbb-000000000001"},
+        )
         return real_send(*a, **k)
 
     ex.send_order = drain_then_send
@@ -188,15 +219,24 @@ def test_operator_id_missing_refuses_before_anything_is_sent(sim, write_config, 
 
 def test_live_without_trade_key_says_where_to_set_it(sim, write_config):
     cfg = write_config(live_text(sim.url))
-    with pytest.raises(ConfigError, match="live mode needs the trading key: set TINYBOT_TRADE_KEY and TINYBOT_TRADE_SECRET"):
+    with pytest.raises(
+        ConfigError, match="live mode needs the trading key: set TINYBOT_TRADE_KEY and TINYBOT_TRADE_SECRET"
+    ):
         executor.trading_exchange(cfg)
 
 
 def test_retry_storm_ten_processes_live_one_order_on_the_simulator(live):
     cfg, conn, ex, sim = live
     pid = propose(conn)
-    procs = [subprocess.Popen([sys.executable, "-m", "tinybot", "execute", str(pid), "--json"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(10)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tinybot", "execute", str(pid), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(10)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     results = [json.loads(o) for o, _ in outs]
     assert sum(r["sent"] for r in results) == 1, [e for _, e in outs]
@@ -211,16 +251,26 @@ def test_reconcile_reports_orders_we_have_no_row_for(live):
     cfg, conn, ex, sim = live
     from simfixtures import make_ccxt
 
-    make_ccxt(sim.url).create_order("BTC/EUR", "market", "buy", None, None,
-                                    {"cost": "5", "clientOrderId": "0f8a3b1e-2222-4aaa-8bbb-000000000002"})
+    make_ccxt(sim.url).create_order(
+        "BTC/EUR", "market", "buy", None, None, {"cost": "5", "clientOrderId": "0f8a3b1e-2222-4aaa-8bbb-000000000002"}
+    )
     r = run_cli("reconcile")
     assert "SURPRISE: order" in r.stderr and "0f8a3b1e-2222-4aaa-8bbb-000000000002" in r.stderr
-    assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'surprise_order' AND severity = 'error'").fetchone()[0] == 1
+    assert (
+        conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'surprise_order' AND severity = 'error'").fetchone()[0]
+        == 1
+    )
     # booked: its fill moves the position and counts against today's cap
-    fill = conn.execute("SELECT * FROM trade_history WHERE client_order_id = '0f8a3b1e-2222-4aaa-8bbb-000000000002'").fetchone()
+    fill = conn.execute(
+        "SELECT * FROM trade_history WHERE client_order_id = '0f8a3b1e-2222-4aaa-8bbb-000000000002'"
+    ).fetchone()
     assert fill is not None and fill["execution_id"] is None
-    assert Decimal(conn.execute("SELECT base FROM positions WHERE market = 'BTC-EUR'").fetchone()[0]) == Decimal(fill["amount"])
-    assert guards.spent_today(conn, clock.now()) == Decimal(fill["amount"]) * Decimal(fill["price"]) + Decimal(fill["fee"])
+    assert Decimal(conn.execute("SELECT base FROM positions WHERE market = 'BTC-EUR'").fetchone()[0]) == Decimal(
+        fill["amount"]
+    )
+    assert guards.spent_today(conn, clock.now()) == Decimal(fill["amount"]) * Decimal(fill["price"]) + Decimal(
+        fill["fee"]
+    )
     # reported once: a later scan books nothing twice and raises no second alarm
     report = reconcile.reconcile(conn, cfg, read_only(cfg))
     assert report.surprises == []
@@ -235,6 +285,7 @@ def test_slow_checks_before_sending_past_the_deadline_send_nothing(live):
     pid = propose(conn)
     real_prepare = ex._prepare
     with freeze_time(clock.now(), tick=True) as frozen:
+
         def slow_prepare(*a, **k):
             frozen.tick(cfg.exchange.access_window + timedelta(seconds=1))  # the reads "took" over a window
             return real_prepare(*a, **k)

@@ -1,4 +1,5 @@
 """The LLM spend budget: reserve worst case, settle to real usage, never pass the budget."""
+
 from __future__ import annotations
 
 import json
@@ -40,6 +41,7 @@ def setup(write_config):
     def make(daily="0.05", monthly="1.00"):
         cfg = write_config(LLM_TOML.format(daily=daily, monthly=monthly))
         return cfg, db.open_db(cfg.db_path)
+
     return make
 
 
@@ -56,8 +58,9 @@ def test_costs_are_exact_decimals():
         price_in_per_mtok_eur = Decimal("0.15")
         price_out_per_mtok_eur = Decimal("0.60")
         max_tokens = 400
+
     assert llm_budget.cost_eur(1234, 321, P) == Decimal("0.0003777")
-    assert llm_budget.worst_case_eur(1000, P) == Decimal("0.00039")   # 1000 in + 400 out
+    assert llm_budget.worst_case_eur(1000, P) == Decimal("0.00039")  # 1000 in + 400 out
     assert llm_budget.cost_eur(1_000_000, 1_000_000, P) == Decimal("0.75")
 
 
@@ -73,12 +76,22 @@ def test_reserve_then_settle_records_real_cost_to_the_cent(setup):
     r = llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
     assert r.reserved_eur == Decimal("0.00039")
     row = rows(conn)[0]
-    assert (row["state"], row["day"], row["month"], row["reserved_eur"]) == ("reserved", "2026-11-27", "2026-11", "0.00039")
+    assert (row["state"], row["day"], row["month"], row["reserved_eur"]) == (
+        "reserved",
+        "2026-11-27",
+        "2026-11",
+        "0.00039",
+    )
     assert llm_budget.committed_eur(conn, day="2026-11-27") == Decimal("0.00039")
     cost = llm_budget.settle(conn, r.id, cfg.llm, input_tokens=812, output_tokens=95)
-    assert cost == Decimal("0.0001788")        # 812*0.15/1e6 + 95*0.60/1e6
+    assert cost == Decimal("0.0001788")  # 812*0.15/1e6 + 95*0.60/1e6
     row = rows(conn)[0]
-    assert (row["state"], row["cost_eur"], row["input_tokens"], row["output_tokens"]) == ("settled", "0.0001788", 812, 95)
+    assert (row["state"], row["cost_eur"], row["input_tokens"], row["output_tokens"]) == (
+        "settled",
+        "0.0001788",
+        812,
+        95,
+    )
     assert llm_budget.committed_eur(conn, day="2026-11-27") == Decimal("0.0001788")
     assert llm_budget.committed_eur(conn, month="2026-11") == Decimal("0.0001788")
 
@@ -105,7 +118,7 @@ def test_budget_boundary_the_call_that_fits_is_reserved_the_one_that_would_cross
     # worst case of one call at 1000 prompt tokens: 0.00039; the day fits exactly two.
     cfg, conn = setup(daily="0.00078")
     llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
-    llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)        # == budget: fits
+    llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)  # == budget: fits
     with pytest.raises(BudgetRefused) as e:
         llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
     assert e.value.code == "budget_exhausted" and e.value.period == "day"
@@ -124,7 +137,7 @@ def test_exhausted_is_told_once_and_skips_the_rest_of_the_day_even_after_cheap_s
     llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
     with pytest.raises(BudgetRefused):
         llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
-    llm_budget.settle(conn, a.id, cfg.llm, input_tokens=10, output_tokens=10)   # room again, but:
+    llm_budget.settle(conn, a.id, cfg.llm, input_tokens=10, output_tokens=10)  # room again, but:
     for _ in range(3):
         with pytest.raises(BudgetRefused) as e:
             llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=10)
@@ -134,7 +147,7 @@ def test_exhausted_is_told_once_and_skips_the_rest_of_the_day_even_after_cheap_s
 
 
 def test_a_new_day_opens_the_daily_budget_but_not_an_exhausted_month(setup):
-    cfg, conn = setup(daily="0.0005", monthly="0.001")       # one call a day, two a month
+    cfg, conn = setup(daily="0.0005", monthly="0.001")  # one call a day, two a month
     with freeze_time("2026-11-27 23:59:00"):
         llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
         with pytest.raises(BudgetRefused) as e:
@@ -143,12 +156,12 @@ def test_a_new_day_opens_the_daily_budget_but_not_an_exhausted_month(setup):
     with freeze_time("2026-11-28 00:00:01"):
         llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
     with freeze_time("2026-11-29 00:00:01"):
-        with pytest.raises(BudgetRefused) as e:       # 0.00078 + 0.00039 > 0.001 for the month
+        with pytest.raises(BudgetRefused) as e:  # 0.00078 + 0.00039 > 0.001 for the month
             llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
         assert e.value.period == "month"
         assert "skipped until 2026-12-01 00:00 UTC" in str(e.value)
     with freeze_time("2026-11-30 00:00:01"):
-        with pytest.raises(BudgetRefused):            # told once: no second event
+        with pytest.raises(BudgetRefused):  # told once: no second event
             llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
     with freeze_time("2026-12-01 00:00:01"):
         llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
@@ -158,15 +171,19 @@ def test_a_new_day_opens_the_daily_budget_but_not_an_exhausted_month(setup):
 def test_expired_reservation_keeps_counting_at_worst_case(setup):
     cfg, conn = setup(daily="0.00078")
     with freeze_time(T0):
-        r = llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)    # call times out: never settled
+        r = llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)  # call times out: never settled
     with freeze_time("2026-11-27 12:59:59"):
         llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
-        assert rows(conn)[0]["state"] == "reserved"       # not yet expired
+        assert rows(conn)[0]["state"] == "reserved"  # not yet expired
     with freeze_time("2026-11-27 13:00:01"):
-        with pytest.raises(BudgetRefused):                 # expiry frees nothing
+        with pytest.raises(BudgetRefused):  # expiry frees nothing
             llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=1000)
         row = rows(conn)[0]
-        assert (row["state"], row["cost_eur"], row["settled_at"]) == ("expired", "0.00039", "2026-11-27T13:00:01.000000Z")
+        assert (row["state"], row["cost_eur"], row["settled_at"]) == (
+            "expired",
+            "0.00039",
+            "2026-11-27T13:00:01.000000Z",
+        )
         assert llm_budget.committed_eur(conn, day="2026-11-27") == Decimal("0.00078")
         # a late answer may still settle it to the real cost
         llm_budget.settle(conn, r.id, cfg.llm, input_tokens=1000, output_tokens=0)
@@ -240,11 +257,13 @@ except llm_budget.BudgetRefused as e:
 
 
 def test_two_processes_racing_for_the_last_reservation_only_one_gets_it(setup):
-    cfg, conn = setup(daily="0.0005")        # room for one worst case (0.00039), not two
+    cfg, conn = setup(daily="0.0005")  # room for one worst case (0.00039), not two
     start = time.time() + 1.5
     code = CHILD.format(root=str(ROOT), config=str(cfg.path), start=start)
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = []
     for p in procs:
         out, err = p.communicate(timeout=60)

@@ -1,4 +1,5 @@
 """The LLM record: every answered LLM call (prompt, answer, model, tokens, cost), for replay at €0."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ def test_every_answered_call_is_recorded_as_asked_and_answered(setup, fake):  # 
     usage = {r["id"]: r["cost_eur"] for r in conn.execute("SELECT id, cost_eur FROM gpt_usage_log")}
     assert [r["cost_eur"] for r in rows] == [usage[first.call_id], usage[second.call_id]]
     loaded = llm_record.load(conn)
-    assert loaded[rows[0]["prompt"]] == llm_record.Recorded("fake-mini", rows[0]["answer"], 812, 95,
-                                                            Decimal("0.0001788"))
+    assert loaded[rows[0]["prompt"]] == llm_record.Recorded(
+        "fake-mini", rows[0]["answer"], 812, 95, Decimal("0.0001788")
+    )
 
 
 @freeze_time(T0)

@@ -1,4 +1,5 @@
 """The local day (`timezone`): daily cap and LLM budgets follow it, DST days of 23 and 25 hours included."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -32,16 +33,20 @@ def local_cfg(write_config, **risk):
     return paper_setup(lambda text: write_config('timezone = "Europe/Amsterdam"\n' + text), **risk)
 
 
-@pytest.mark.parametrize("first_utc, fresh_utc", [
-    ("2026-03-28 23:30:00", "2026-03-29 22:00:00"),  # 00:30 local on the 23-hour day; its end is 22:00 UTC
-    ("2026-10-24 22:30:00", "2026-10-25 23:00:00"),  # 00:30 local on the 25-hour day; its end is 23:00 UTC
-])
+@pytest.mark.parametrize(
+    "first_utc, fresh_utc",
+    [
+        ("2026-03-28 23:30:00", "2026-03-29 22:00:00"),  # 00:30 local on the 23-hour day; its end is 22:00 UTC
+        ("2026-10-24 22:30:00", "2026-10-25 23:00:00"),  # 00:30 local on the 25-hour day; its end is 23:00 UTC
+    ],
+)
 def test_the_daily_cap_resets_at_local_midnight_on_dst_days(write_config, first_utc, fresh_utc):
     cfg, conn, ex = local_cfg(write_config, max_daily_eur="10", cooldown='"0s"', anti_flip='"0s"')
 
     def buy(market):
-        pid = proposals.create(conn, Draft(market, "buy", Decimal("6")), source="t", ttl=timedelta(minutes=30),
-                               approve=True)
+        pid = proposals.create(
+            conn, Draft(market, "buy", Decimal("6")), source="t", ttl=timedelta(minutes=30), approve=True
+        )
         return executor.execute(conn, cfg, ex, pid).state
 
     with freeze_time(first_utc):
@@ -74,4 +79,4 @@ def test_llm_budget_days_and_months_are_local(write_config):
 def test_a_bad_timezone_is_a_config_error(write_config):
     with pytest.raises(ConfigError) as e:
         write_config('timezone = "Mars/Olympus"\n' + paper_config_text())
-    assert str(e.value).endswith("timezone: 'Mars/Olympus' is not a time zone name like \"Europe/Amsterdam\" or \"UTC\"")
+    assert str(e.value).endswith('timezone: \'Mars/Olympus\' is not a time zone name like "Europe/Amsterdam" or "UTC"')

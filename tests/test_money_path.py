@@ -1,4 +1,5 @@
 """Issue 11, the money path: each test fails on the code before its fix (see the closing note)."""
+
 from __future__ import annotations
 
 import json
@@ -29,24 +30,41 @@ def propose(conn, market="BTC-EUR", side="buy", eur="6", amount=None, external=F
 
 
 def blocks(conn, pid):
-    return {r["guard"]: r["reason_code"] for r in conn.execute(
-        "SELECT guard, reason_code FROM guard_decisions WHERE proposal_id = ? AND verdict = 'block'", (pid,))}
+    return {
+        r["guard"]: r["reason_code"]
+        for r in conn.execute(
+            "SELECT guard, reason_code FROM guard_decisions WHERE proposal_id = ? AND verdict = 'block'", (pid,)
+        )
+    }
 
 
-def fill(trade_id, market="BTC-EUR", order_id="o1", amount="0.0001", price="60000", fee="0.015", settled=True,
-         side="buy"):
-    return Fill(trade_id, order_id, market, side, Decimal(amount), Decimal(price),
-                Decimal(fee) if settled else Decimal(0), "EUR", 1_764_244_800_000, settled=settled)
+def fill(
+    trade_id, market="BTC-EUR", order_id="o1", amount="0.0001", price="60000", fee="0.015", settled=True, side="buy"
+):
+    return Fill(
+        trade_id,
+        order_id,
+        market,
+        side,
+        Decimal(amount),
+        Decimal(price),
+        Decimal(fee) if settled else Decimal(0),
+        "EUR",
+        1_764_244_800_000,
+        settled=settled,
+    )
 
 
 # --- 2. fills are keyed by market ------------------------------------------------------
+
 
 def test_the_same_trade_id_on_two_markets_is_two_fills(paper):
     cfg, conn, ex, _ = paper
     with db.transaction(conn):
         assert ledger.record_fill(conn, None, "bitvavo", fill("42", "BTC-EUR"), None)
-        assert ledger.record_fill(conn, None, "bitvavo", fill("42", "ETH-EUR", order_id="o2", price="3000",
-                                                              amount="0.002"), None)
+        assert ledger.record_fill(
+            conn, None, "bitvavo", fill("42", "ETH-EUR", order_id="o2", price="3000", amount="0.002"), None
+        )
     assert conn.execute("SELECT COUNT(*) FROM trade_history").fetchone()[0] == 2
     assert {r[0] for r in conn.execute("SELECT market FROM positions")} == {"BTC-EUR", "ETH-EUR"}
 
@@ -63,6 +81,7 @@ def test_a_fill_that_conflicts_with_a_stored_one_is_an_error_not_silence(paper):
 
 
 # --- 12.3 in the ledger: an unsettled fee is corrected when the fill settles ------------
+
 
 def test_an_unsettled_fill_gets_its_fee_and_the_position_follows(paper):
     cfg, conn, ex, _ = paper
@@ -95,6 +114,7 @@ def test_reconcile_looks_up_a_filled_order_again_until_its_fills_settle(paper):
 
 # --- 3. caps count the fee ----------------------------------------------------------------
 
+
 @freeze_time(T0)
 def test_a_buy_by_base_amount_counts_its_fee_against_the_per_trade_cap(write_config):
     cfg, conn, ex = paper_setup(write_config)
@@ -114,24 +134,30 @@ def test_no_buy_exceeds_the_daily_cap_after_rounding(write_config):
     pid = propose(conn, market="ETH-EUR", eur=None, amount="0.002")
     assert executor.execute(conn, cfg, ex, pid).state == "blocked"
     assert blocks(conn, pid) == {"daily_cap": "over_daily_cap"}
-    spent = sum(Decimal(r["filled_quote"]) + Decimal(r["fee_paid"])
-                for r in conn.execute("SELECT * FROM trade_executions WHERE state = 'filled'"))
+    spent = sum(
+        Decimal(r["filled_quote"]) + Decimal(r["fee_paid"])
+        for r in conn.execute("SELECT * FROM trade_executions WHERE state = 'filled'")
+    )
     assert spent <= cfg.risk.max_daily_eur
 
 
 def test_max_spend_rounds_up_to_the_cent_and_adds_slippage_live(write_config):
     cfg = write_config()
     assert sizing.max_spend_eur(cfg, amount_quote=Decimal("6"), amount=None, ask=Decimal("1")) == Decimal("6")
-    assert sizing.max_spend_eur(cfg, amount_quote=None, amount=Decimal("0.0001"), ask=Decimal("60000.01")) \
-        == Decimal("6.01") + Decimal("0.02")
-    live = write_config(paper_config_text().replace('mode = "paper"', 'mode = "live"')
-                        + '[exchange]\noperator_id = 1\n')
+    assert sizing.max_spend_eur(cfg, amount_quote=None, amount=Decimal("0.0001"), ask=Decimal("60000.01")) == Decimal(
+        "6.01"
+    ) + Decimal("0.02")
+    live = write_config(
+        paper_config_text().replace('mode = "paper"', 'mode = "live"') + "[exchange]\noperator_id = 1\n"
+    )
     # live: 2 % slippage room on 6.000001 → 6.13, fee 0.25 % of that rounded up → 0.02
-    assert sizing.max_spend_eur(live, amount_quote=None, amount=Decimal("0.0001"), ask=Decimal("60000.01")) \
-        == Decimal("6.13") + Decimal("0.02")
+    assert sizing.max_spend_eur(live, amount_quote=None, amount=Decimal("0.0001"), ask=Decimal("60000.01")) == Decimal(
+        "6.13"
+    ) + Decimal("0.02")
 
 
 # --- 4. "absent" is decided with the time before the lookup ---------------------------------
+
 
 def test_a_slow_lookup_does_not_eat_the_grace_period(paper, monkeypatch):
     cfg, conn, ex, _ = paper
@@ -160,9 +186,14 @@ def test_the_grace_period_has_a_floor(write_config):
         write_config(paper_config_text() + '[exchange]\nreconcile_grace = "1s"\n')
     assert str(e.value).endswith(
         "exchange.reconcile_grace: must be at least 4500ms (a quarter of exchange.access_window for clock skew,"
-        " plus 2s for ccxt's throttle): a shorter grace could call an order absent that is still on its way")
-    row = {"access_window_ms": 10_000, "submitting_at": "2026-11-27T12:00:00.000000Z", "claimed_at": None,
-           "in_doubt_at": None}
+        " plus 2s for ccxt's throttle): a shorter grace could call an order absent that is still on its way"
+    )
+    row = {
+        "access_window_ms": 10_000,
+        "submitting_at": "2026-11-27T12:00:00.000000Z",
+        "claimed_at": None,
+        "in_doubt_at": None,
+    }
 
     class R(dict):
         def keys(self):
@@ -175,12 +206,15 @@ def test_the_grace_period_has_a_floor(write_config):
 
 # --- 6. sells are bounded by tinybot's own position ---------------------------------------
 
+
 @freeze_time(T0)
 def test_a_sell_larger_than_tinybots_own_position_is_blocked(write_config):
     cfg, conn, ex = paper_setup(write_config, cooldown='"0s"', anti_flip='"0s"')
     with db.transaction(ex._conn):  # coins on the account that tinybot never bought
-        ex._conn.execute("INSERT INTO paper_balances (asset, available) VALUES ('BTC', '1')"
-                         " ON CONFLICT (asset) DO UPDATE SET available = '1'")
+        ex._conn.execute(
+            "INSERT INTO paper_balances (asset, available) VALUES ('BTC', '1')"
+            " ON CONFLICT (asset) DO UPDATE SET available = '1'"
+        )
     assert executor.execute(conn, cfg, ex, propose(conn, eur="10")).state == "filled"
     held = ledger.position_base(conn, "BTC-EUR")
     pid = propose(conn, side="sell", eur=None, amount=str(held * 2))
@@ -196,6 +230,7 @@ def test_a_sell_larger_than_tinybots_own_position_is_blocked(write_config):
 
 
 # --- the €5 rule ----------------------------------------------------------------------------
+
 
 @freeze_time(T0)
 def test_a_buy_that_would_strand_its_position_is_blocked(write_config):
@@ -219,18 +254,22 @@ def test_a_sell_that_would_leave_dust_is_blocked(write_config):
 
 def test_buy_sizes_that_cannot_stay_sellable_are_rejected_with_the_numbers(write_config):
     with pytest.raises(ConfigError) as e:
-        write_config('advisors = ["rules"]\n' + paper_config_text() + '[rules]\nbuy_eur = 5.5\n')
+        write_config('advisors = ["rules"]\n' + paper_config_text() + "[rules]\nbuy_eur = 5.5\n")
     assert str(e.value).endswith(
         "rules.buy_eur: €5.5 buys a position that could not be sold again: after the 0.25 % fee it must be"
-        " worth at least €5.50 (the €5 minimum + risk.sellable_margin 10 %); set it to €5.52 or more")
+        " worth at least €5.50 (the €5 minimum + risk.sellable_margin 10 %); set it to €5.52 or more"
+    )
 
 
 def test_the_shipped_defaults_keep_positions_sellable(tmp_path):
     from tinybot import config
     from tinybot.cli import example_config
 
-    text = example_config().replace("advisors = []", 'advisors = ["rules", "dca"]').replace(
-        '# market = "BTC-EUR"', 'market = "BTC-EUR"')
+    text = (
+        example_config()
+        .replace("advisors = []", 'advisors = ["rules", "dca"]')
+        .replace('# market = "BTC-EUR"', 'market = "BTC-EUR"')
+    )
     (tmp_path / "bot.toml").write_text(text)
     cfg = config.load(tmp_path / "bot.toml")
     assert cfg.rules.buy_eur >= sizing.min_sellable_buy_eur(cfg) and cfg.dca.buy_eur >= sizing.min_sellable_buy_eur(cfg)
@@ -254,6 +293,7 @@ def test_a_stranded_position_and_the_buy_that_frees_it(write_config):
 
 # --- 7. no spurious "unknown" alert -----------------------------------------------------------
 
+
 def test_no_execution_unknown_event_when_reconcile_resolved_the_row_first(paper, monkeypatch):
     cfg, conn, ex, _ = paper
     pid = propose(conn)
@@ -263,6 +303,7 @@ def test_no_execution_unknown_event_when_reconcile_resolved_the_row_first(paper,
         real_send(*a, **k)  # the order is on the exchange ...
         reconcile.reconcile(db.connect(cfg.db_path), cfg, ex, surprises=False)  # ... reconcile finds it ...
         from tinybot.exchange.base import SendOutcome
+
         return SendOutcome.ambiguous("timeout", code="RequestTimeout")  # ... and the send itself timed out
 
     monkeypatch.setattr(ex, "send_order", slow_send)
@@ -273,6 +314,7 @@ def test_no_execution_unknown_event_when_reconcile_resolved_the_row_first(paper,
 
 
 # --- 8a. the kill switch is read inside the transaction that commits `submitting` ------------
+
 
 def test_a_kill_between_preflight_and_the_send_transaction_stops_the_order(paper, monkeypatch):
     """Flip the switch at the last moment before the commit transaction begins.
@@ -304,14 +346,16 @@ def test_a_kill_between_preflight_and_the_send_transaction_stops_the_order(paper
 
 # --- 8b. claimed → submitting is a compare-and-set, across processes ---------------------------
 
+
 def test_two_processes_one_held_in_preflight_send_one_order(write_config, tmp_path):
     cfg, conn, ex = paper_setup(write_config)
     pid = propose(conn)
     ex.close()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent)])}
     worker = [sys.executable, str(HERE / "send_worker.py"), str(cfg.path), str(pid), str(tmp_path / "sends.log")]
-    held = subprocess.Popen(worker + ["--hold", str(tmp_path)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    held = subprocess.Popen(
+        worker + ["--hold", str(tmp_path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         for _ in range(3000):  # the held process has claimed and is inside preflight
             if (tmp_path / "in_preflight").exists() or held.poll() is not None:
@@ -337,7 +381,8 @@ def test_propose_external_from_the_cli_and_only_for_sells(tmp_path):
     assert run_cli("init").returncode == 0
     bad = run_cli("propose", "BTC-EUR", "buy", "--eur", "6", "--external")
     assert bad.returncode == 1 and bad.stderr.strip() == (
-        "Error: --external: only a sell can be external (it sells coins tinybot did not buy)")
+        "Error: --external: only a sell can be external (it sells coins tinybot did not buy)"
+    )
     ok = run_cli("propose", "BTC-EUR", "sell", "--amount", "0.0001", "--external", "--json")
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["external"] == 1

@@ -1,4 +1,5 @@
 """Alerts: delivered through apprise's JSON notifier to a local HTTP endpoint; deduped, capped, redacted, never raising."""
+
 from __future__ import annotations
 
 import json
@@ -80,9 +81,12 @@ def make_cfg(tmp_path, toml: str = "", secrets: str | None = None):
 @pytest.fixture
 def setup(tmp_path, receiver):
     # the token-bearing URL lives in the secrets file, as bot.toml tells people to do
-    cfg = make_cfg(tmp_path, '[alerts]\nmin_interval = "15m"\n',
-                   f"TINYBOT_ALERT_URLS={receiver.url}?token={SECRET_TOKEN}\nTINYBOT_READ_SECRET={READ_SECRET}\n"
-                   "TINYBOT_READ_KEY=read-key-1234\n")
+    cfg = make_cfg(
+        tmp_path,
+        '[alerts]\nmin_interval = "15m"\n',
+        f"TINYBOT_ALERT_URLS={receiver.url}?token={SECRET_TOKEN}\nTINYBOT_READ_SECRET={READ_SECRET}\n"
+        "TINYBOT_READ_KEY=read-key-1234\n",
+    )
     conn = db.open_db(cfg.db_path)
     return cfg, conn
 
@@ -192,8 +196,11 @@ def test_guard_blocks_are_summarised_not_one_per_tick(setup, receiver):
 
     def block(code):
         with db.transaction(conn):
-            conn.execute("INSERT INTO guard_decisions (proposal_id, stage, guard, verdict, reason_code, decided_at)"
-                         " VALUES (1, 'commit', 'g', 'block', ?, ?)", (code, clock.now_iso()))
+            conn.execute(
+                "INSERT INTO guard_decisions (proposal_id, stage, guard, verdict, reason_code, decided_at)"
+                " VALUES (1, 'commit', 'g', 'block', ?, ?)",
+                (code, clock.now_iso()),
+            )
 
     with freeze_time("2026-03-01 12:00:00") as frozen:
         n = notify.Notifier(cfg, conn)
@@ -208,7 +215,9 @@ def test_guard_blocks_are_summarised_not_one_per_tick(setup, receiver):
         block("daily_cap")
         n.summarise_blocks()
     assert len(receiver.messages) == 2
-    assert receiver.messages[0]["message"].startswith("1 proposal(s) blocked by guards: cooldown_active ×2, daily_cap ×1")
+    assert receiver.messages[0]["message"].startswith(
+        "1 proposal(s) blocked by guards: cooldown_active ×2, daily_cap ×1"
+    )
     assert "cooldown_active ×4, daily_cap ×3" in receiver.messages[1]["message"]
 
 

@@ -1,4 +1,5 @@
 """Backups (SQLite online backup API), migrations backing up first, restore, and the documented rollback."""
+
 from __future__ import annotations
 
 import fcntl
@@ -107,9 +108,15 @@ def test_restore_holds_the_same_lock_as_run_and_names_its_pid(tmp_path):
     cfg = config.load()
     b = backup.make(cfg)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from tinybot.scheduler import RunLock\n"
-         f"RunLock({str(cfg.lock_path)!r}).acquire(); print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from tinybot.scheduler import RunLock\n"
+            f"RunLock({str(cfg.lock_path)!r}).acquire(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         result = tinybot("backup", "--restore", b.path.name, ok=False)

@@ -1,4 +1,5 @@
 """The automatic kill switch (tinybot.safety.check) and `tinybot kill --cancel-open`."""
+
 from __future__ import annotations
 
 import uuid
@@ -21,8 +22,11 @@ def clean_env(monkeypatch):
 
 def make_cfg(tmp_path, toml: str = ""):
     path = tmp_path / "bot.toml"
-    path.write_text('[risk]\nallowlist = ["BTC-EUR"]\n[safety]\nmax_daily_loss_eur = 5\n'
-                    'max_consecutive_errors = 3\nunknown_limit = "15m"\n' + toml, encoding="utf-8")
+    path.write_text(
+        '[risk]\nallowlist = ["BTC-EUR"]\n[safety]\nmax_daily_loss_eur = 5\n'
+        'max_consecutive_errors = 3\nunknown_limit = "15m"\n' + toml,
+        encoding="utf-8",
+    )
     return config.load(path)
 
 
@@ -39,11 +43,15 @@ def execution(conn, state="unknown", market="BTC-EUR", cid=None) -> int:
     with db.transaction(conn):
         pid = conn.execute(
             "INSERT INTO proposals (market, side, amount_quote, source, status, created_at, expires_at)"
-            " VALUES (?, 'buy', '5', 'cli', 'approved', ?, ?)", (market, now, now)).lastrowid
+            " VALUES (?, 'buy', '5', 'cli', 'approved', ?, ?)",
+            (market, now, now),
+        ).lastrowid
         return conn.execute(
             "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, amount_quote,"
             " state, claimed_at, submitting_at, updated_at, access_window_ms) VALUES (?, ?, 'bitvavo', ?, 'buy', '5',"
-            " ?, ?, ?, ?, 10000)", (pid, cid or str(uuid.uuid4()), market, state, now, now, now)).lastrowid
+            " ?, ?, ?, ?, 10000)",
+            (pid, cid or str(uuid.uuid4()), market, state, now, now, now),
+        ).lastrowid
 
 
 def enabled(conn) -> bool:
@@ -63,8 +71,10 @@ def test_consecutive_failed_ticks_turn_trading_off(env):
     assert safety.check(conn, cfg, tick_ok=None) == []  # an outage tick (or a mid-tick check): counter untouched
     assert safety.check(conn, cfg, tick_ok=False) == []
     fired = safety.check(conn, cfg, tick_ok=False)
-    assert fired == ["3 ticks in a row failed, not because the exchange was unreachable"
-                     " (safety.max_consecutive_errors = 3); `tinybot status` and the log say why"]
+    assert fired == [
+        "3 ticks in a row failed, not because the exchange was unreachable"
+        " (safety.max_consecutive_errors = 3); `tinybot status` and the log say why"
+    ]
     ks = killswitch.state(conn)
     assert not ks["trading_enabled"] and ks["changed_by"] == "auto" and "3 ticks in a row" in ks["reason"]
     resume(conn)
@@ -103,8 +113,11 @@ def test_daily_realised_plus_unrealised_loss(env):
     cfg, conn, frozen = env
     prices = StaticMarketData({"BTC-EUR": "60000"})
     with db.transaction(conn):
-        conn.execute("INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at)"
-                     " VALUES ('BTC-EUR', '0.001', '60', '-1', ?)", (clock.now_iso(),))
+        conn.execute(
+            "INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at)"
+            " VALUES ('BTC-EUR', '0.001', '60', '-1', ?)",
+            (clock.now_iso(),),
+        )
     assert safety.check(conn, cfg, market_data=None) == []  # no prices: rule skipped
     assert safety.check(conn, cfg, market_data=prices) == []  # baseline taken
     prices.set_price("BTC-EUR", "56000")  # -4 unrealised (bid a bit lower): loss ≈ €4.03
@@ -144,8 +157,9 @@ def test_auto_kill_blocks_the_executor_and_is_alerted(env, tmp_path):
     from tinybot import executor, proposals
     from tinybot.exchange.paper import PaperExchange
 
-    pid = proposals.create(conn, proposals.Draft("BTC-EUR", "buy", "5", None, ""), source="cli",
-                           ttl=timedelta(minutes=30), approve=True)
+    pid = proposals.create(
+        conn, proposals.Draft("BTC-EUR", "buy", "5", None, ""), source="cli", ttl=timedelta(minutes=30), approve=True
+    )
     ex = PaperExchange(cfg.db_path, StaticMarketData({"BTC-EUR": "60000"}))
     result = executor.execute(conn, cfg, ex, pid)
     assert result.state == "blocked" and not result.sent
@@ -168,10 +182,13 @@ def test_overdue_unknown_is_alerted(env):
 
 # --- kill --cancel-open against the Bitvavo simulator -----------------------------------
 
+
 def live_cfg(tmp_path, sim, monkeypatch):
     path = tmp_path / "bot.toml"
-    path.write_text(f'mode = "live"\n[risk]\nallowlist = ["BTC-EUR"]\n[exchange]\noperator_id = 1\n'
-                    f'url = "{sim.url}"\n', encoding="utf-8")
+    path.write_text(
+        f'mode = "live"\n[risk]\nallowlist = ["BTC-EUR"]\n[exchange]\noperator_id = 1\nurl = "{sim.url}"\n',
+        encoding="utf-8",
+    )
     monkeypatch.setenv("TINYBOT_TRADE_KEY", sim.TRADE_KEY)
     monkeypatch.setenv("TINYBOT_TRADE_SECRET", sim.TRADE_SECRET)
     monkeypatch.setenv("TINYBOT_READ_KEY", sim.READ_KEY)
@@ -192,9 +209,11 @@ def test_kill_cancel_open_cancels_only_tinybots_open_orders(tmp_path, sim, ccxt_
     eid = execution(conn, "submitted", cid=ours)
     execution(conn, "unknown", cid=done)  # not on the exchange at all
 
-    result = CliRunner().invoke(__import__("tinybot.cli", fromlist=["cli"]).cli,
-                                ["--config", str(cfg.path), "kill", "--cancel-open", "--reason", "rollback"],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        __import__("tinybot.cli", fromlist=["cli"]).cli,
+        ["--config", str(cfg.path), "kill", "--cancel-open", "--reason", "rollback"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert "Trading DISABLED: rollback" in result.output
     assert f"canceled  execution {eid}" in result.output
@@ -211,8 +230,10 @@ def test_kill_without_cancel_open_imports_no_exchange_code(tmp_path):
 
     cfg = make_cfg(tmp_path)
     db.open_db(cfg.db_path).close()
-    code = ("import sys; from tinybot.cli import cli\n"
-            "try:\n  cli(['--config', sys.argv[1], 'kill'])\nexcept SystemExit: pass\n"
-            "print('ccxt' in sys.modules, 'apprise' in sys.modules)")
+    code = (
+        "import sys; from tinybot.cli import cli\n"
+        "try:\n  cli(['--config', sys.argv[1], 'kill'])\nexcept SystemExit: pass\n"
+        "print('ccxt' in sys.modules, 'apprise' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(cfg.path)], capture_output=True, text=True, check=True)
     assert out.stdout.splitlines()[-1] == "False False"

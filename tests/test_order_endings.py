@@ -6,6 +6,7 @@ filled amounts, exactly the exchange's fills in trade_history (fee settled),
 the position equal to what was bought, and the daily cap counting what was
 spent.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -24,19 +25,26 @@ from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SEC
 @pytest.fixture
 def live(sim_factory, write_config, monkeypatch):
     sim = sim_factory(accounts=shared_accounts())
-    for k, v in (("TINYBOT_TRADE_KEY", TRADE_KEY), ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
-                 ("TINYBOT_READ_KEY", READ_KEY), ("TINYBOT_READ_SECRET", READ_SECRET)):
+    for k, v in (
+        ("TINYBOT_TRADE_KEY", TRADE_KEY),
+        ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
+        ("TINYBOT_READ_KEY", READ_KEY),
+        ("TINYBOT_READ_SECRET", READ_SECRET),
+    ):
         monkeypatch.setenv(k, v)
-    cfg = write_config('mode = "live"\n' + RISK_TOML + f'[exchange]\noperator_id = {OPERATOR_ID}\nurl = "{sim.url}"\n'
-                       'timeout = "2s"\naccess_window = "10s"\nreconcile_grace = "5s"\n')
+    cfg = write_config(
+        'mode = "live"\n' + RISK_TOML + f'[exchange]\noperator_id = {OPERATOR_ID}\nurl = "{sim.url}"\n'
+        'timeout = "2s"\naccess_window = "10s"\nreconcile_grace = "5s"\n'
+    )
     conn = db.open_db(cfg.db_path)
     yield cfg, conn, executor.trading_exchange(cfg), sim
     conn.close()
 
 
 def buy(cfg, conn, ex, eur="9"):
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal(eur)), source="test", ttl=timedelta(minutes=30),
-                           approve=True)
+    pid = proposals.create(
+        conn, Draft("BTC-EUR", "buy", Decimal(eur)), source="test", ttl=timedelta(minutes=30), approve=True
+    )
     return executor.execute(conn, cfg, ex, pid)
 
 
@@ -55,12 +63,15 @@ def booked_as_the_exchange_says(conn, sim) -> None:
     assert ledger.position_base(conn, "BTC-EUR") == sum((Decimal(f["amount"]) for f in order["fills"]), Decimal(0))
 
 
-@pytest.mark.parametrize("kind, kwargs, state", [
-    ("filled", {"fills": 3, "step_ticks": 2}, "filled"),                      # several fills at several prices
-    ("filled", {"on_hold": "9.00"}, "filled"),                                 # onHold still shown when it filled
-    ("canceledMarketProtection", {"fraction": "0.4"}, "canceled"),             # stopped part-way, with fills
-    ("expired", {}, "canceled"),                                               # nothing filled
-])
+@pytest.mark.parametrize(
+    "kind, kwargs, state",
+    [
+        ("filled", {"fills": 3, "step_ticks": 2}, "filled"),  # several fills at several prices
+        ("filled", {"on_hold": "9.00"}, "filled"),  # onHold still shown when it filled
+        ("canceledMarketProtection", {"fraction": "0.4"}, "canceled"),  # stopped part-way, with fills
+        ("expired", {}, "canceled"),  # nothing filled
+    ],
+)
 def test_each_ending_is_booked_as_the_exchange_says(live, kind, kwargs, state):
     cfg, conn, ex, sim = live
     sim.sim.add_outcome(kind, **kwargs)

@@ -8,6 +8,7 @@ appended *after* its own site-packages, so the tinybot it imports is the
 installed wheel, never the checkout (asserted below).  Then the commands a
 user runs after an upgrade run from that venv.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,9 +27,22 @@ from tinybot import db
 
 ROOT = Path(__file__).resolve().parent.parent
 # what a clean clone does not have: local state, build leftovers, caches
-NOT_IN_A_CLONE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", "*.pyc",
-                                        ".pytest_cache", ".ruff_cache", "tinybot-bench-*", "*.db", "*.db-*",
-                                        "*.lock", "tinybot.log*")
+NOT_IN_A_CLONE = shutil.ignore_patterns(
+    ".git",
+    ".venv",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".ruff_cache",
+    "tinybot-bench-*",
+    "*.db",
+    "*.db-*",
+    "*.lock",
+    "tinybot.log*",
+)
 
 
 def run(argv, **kw) -> subprocess.CompletedProcess:
@@ -42,15 +56,42 @@ def venv(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("packaging")
     src = tmp / "src"  # a copy: setuptools writes build/ and *.egg-info into the tree it builds
     shutil.copytree(ROOT, src, symlinks=True, ignore=NOT_IN_A_CLONE)
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "--no-cache-dir",
-         "-q", "-w", tmp / "dist", src])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--no-cache-dir",
+            "-q",
+            "-w",
+            tmp / "dist",
+            src,
+        ]
+    )
     (wheel,) = (tmp / "dist").glob("tinybot-*.whl")
 
     home = tmp / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", home])
     py = home / "bin" / "python"
-    run([sys.executable, "-m", "pip", "--python", py, "install", "--no-deps", "--no-index", "--no-cache-dir", "-q",
-         wheel])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            py,
+            "install",
+            "--no-deps",
+            "--no-index",
+            "--no-cache-dir",
+            "-q",
+            wheel,
+        ]
+    )
     site = Path(run([py, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).stdout.strip())
     # the dependencies, from this venv, after the wheel's own files (written after the install, so pip
     # never sees this venv's editable tinybot as "already installed")
@@ -80,8 +121,9 @@ def test_the_wheel_holds_every_module_and_the_shipped_files(venv):
 
 
 def test_the_installed_tinybot_is_the_wheel_not_the_checkout(venv):
-    r = in_venv(venv, venv["py"], "-c", "import tinybot, tinybot.db as d; print(tinybot.__file__);"
-                " print(len(d.migrations()))")
+    r = in_venv(
+        venv, venv["py"], "-c", "import tinybot, tinybot.db as d; print(tinybot.__file__); print(len(d.migrations()))"
+    )
     where, n = r.stdout.split()
     assert Path(where).is_relative_to(venv["site"])
     assert int(n) == len(db.migrations())

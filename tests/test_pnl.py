@@ -1,4 +1,5 @@
 """`tinybot pnl`: realised, unrealised, fees, LLM cost, net, the hold benchmark and drift (issue 16)."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -14,8 +15,13 @@ from tests_helpers import paper_setup
 
 
 def trade(conn, cfg, ex, side, eur=None, amount=None, market="BTC-EUR"):
-    pid = proposals.create(conn, Draft(market, side, Decimal(eur) if eur else None, Decimal(amount) if amount else None),
-                           source="test", ttl=timedelta(minutes=30), approve=True)
+    pid = proposals.create(
+        conn,
+        Draft(market, side, Decimal(eur) if eur else None, Decimal(amount) if amount else None),
+        source="test",
+        ttl=timedelta(minutes=30),
+        approve=True,
+    )
     r = executor.execute(conn, cfg, ex, pid)
     assert r.state == "filled", r.reason
     return r
@@ -47,9 +53,11 @@ def test_unrealised_hold_benchmark_llm_cost_and_stranded(write_config):
     with freeze_time("2026-11-27 12:00:00"):
         trade(conn, cfg, ex, "buy", eur="6")
     with db.transaction(conn):
-        conn.execute("INSERT INTO gpt_usage_log (state, model, reserved_at, settled_at, day, month, prompt_tokens_est,"
-                     " max_tokens, reserved_eur, cost_eur) VALUES ('settled', 'm', '2026-11-27T12:00:00.000000Z',"
-                     " '2026-11-27T12:00:01.000000Z', '2026-11-27', '2026-11', 10, 10, '0.01', '0.004')")
+        conn.execute(
+            "INSERT INTO gpt_usage_log (state, model, reserved_at, settled_at, day, month, prompt_tokens_est,"
+            " max_tokens, reserved_eur, cost_eur) VALUES ('settled', 'm', '2026-11-27T12:00:00.000000Z',"
+            " '2026-11-27T12:00:01.000000Z', '2026-11-27', '2026-11', 10, 10, '0.01', '0.004')"
+        )
     half = {"BTC-EUR": pnl.Price(Decimal("30000"), Decimal("30010"), Decimal("30005"), "2026-11-27T13:00:00.000000Z")}
     rep = pnl.report(conn, cfg, prices=half)
     base = Decimal(rep["positions"][0]["base"])
@@ -62,8 +70,9 @@ def test_unrealised_hold_benchmark_llm_cost_and_stranded(write_config):
 
 
 def test_live_drift_is_zero_after_the_first_snapshot_and_shows_money_moved_outside(write_config):
-    cfg = write_config(write_config().path.read_text().replace('mode = "paper"', 'mode = "live"')
-                       + '[exchange]\noperator_id = 1\n')
+    cfg = write_config(
+        write_config().path.read_text().replace('mode = "paper"', 'mode = "live"') + "[exchange]\noperator_id = 1\n"
+    )
     conn = db.open_db(cfg.db_path)
     t = {"BTC-EUR": Ticker("BTC-EUR", Decimal("60000"), Decimal("60010"), Decimal("60005"), 0)}
     assert pnl.report(conn, cfg)["drift"]["assets"] == {}
@@ -92,10 +101,18 @@ def test_pnl_command_reads_the_database_only_and_never_imports_ccxt(tmp_path):
     data = json.loads(out.stdout)
     assert {"realised_eur", "unrealised_eur", "fees_eur", "llm_cost_eur", "net_eur", "drift"} <= set(data)
     assert data["drift"]["assets"] == {"BTC": "0", "EUR": "0.00"}
-    probe = subprocess.run([sys.executable, "-c", "import sys; from tinybot.cli import cli\n"
-                            "try: cli(['pnl'], standalone_mode=False)\n"
-                            "finally: print('CCXT' if 'ccxt' in sys.modules else 'NO-CCXT')"],
-                           capture_output=True, text=True, timeout=60)
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from tinybot.cli import cli\n"
+            "try: cli(['pnl'], standalone_mode=False)\n"
+            "finally: print('CCXT' if 'ccxt' in sys.modules else 'NO-CCXT')",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert probe.stdout.strip().endswith("NO-CCXT"), probe.stdout + probe.stderr
     human = run_cli("pnl")
     assert "net " in human.stdout and "drift: none (ledger = exchange)" in human.stdout
@@ -106,13 +123,15 @@ def test_status_has_a_pnl_line_and_live_balances_with_their_age_and_history_has_
 
     from tinybot.status import fills, status
 
-    cfg = write_config(write_config().path.read_text().replace('mode = "paper"', 'mode = "live"')
-                       + '[exchange]\noperator_id = 1\n')
+    cfg = write_config(
+        write_config().path.read_text().replace('mode = "paper"', 'mode = "live"') + "[exchange]\noperator_id = 1\n"
+    )
     conn = db.open_db(cfg.db_path)
     t = {"BTC-EUR": Ticker("BTC-EUR", Decimal("60000"), Decimal("60010"), Decimal("60005"), 0)}
     with ft("2026-11-27 12:00:00"):
-        pnl.record_snapshot(conn, t, {"EUR": Balance(Decimal("19.00"), Decimal("0")),
-                                      "BTC": Balance(Decimal("0.0001"), Decimal("0"))})
+        pnl.record_snapshot(
+            conn, t, {"EUR": Balance(Decimal("19.00"), Decimal("0")), "BTC": Balance(Decimal("0.0001"), Decimal("0"))}
+        )
     with ft("2026-11-27 12:01:30"):
         s = status(conn, cfg)
     assert s["live_balances"]["age_s"] == 90 and s["live_balances"]["assets"]["EUR"]["available"] == "19.00"

@@ -1,4 +1,5 @@
 """`tinybot replay`: the real tick over stored candles, on a simulated clock, in a scratch database."""
+
 from __future__ import annotations
 
 import hashlib
@@ -102,9 +103,16 @@ def test_orders_fill_at_the_open_of_the_next_candle_with_fee_minimum_and_slippag
         assert at % HOUR == 0  # filled at a tick
         # the decision saw candles closed by `at`; the order fills at the open of the candle opening then
         row = store.execute("SELECT open FROM candles WHERE market = ? AND ts_ms = ?", (t["market"], at)).fetchone()
-        ref = Decimal(row[0]) if row else Decimal(store.execute(
-            "SELECT close FROM candles WHERE market = ? AND ts_ms < ? ORDER BY ts_ms DESC LIMIT 1",
-            (t["market"], at)).fetchone()[0])  # a gap: the last trade price
+        ref = (
+            Decimal(row[0])
+            if row
+            else Decimal(
+                store.execute(
+                    "SELECT close FROM candles WHERE market = ? AND ts_ms < ? ORDER BY ts_ms DESC LIMIT 1",
+                    (t["market"], at),
+                ).fetchone()[0]
+            )
+        )  # a gap: the last trade price
         tick = ticks[t["market"]]
         half = max(tick, to_tick(ref * Decimal("0.0001"), tick, ROUND_CEILING))  # the simulator's spread
         price, amount, fee = Decimal(t["price"]), Decimal(t["amount"]), Decimal(t["fee"])
@@ -212,17 +220,24 @@ def test_routed_in_process_the_lookup_key_still_cannot_place_or_cancel(tmp_path)
     series = {"BTC-EUR": [candles.Candle(T0 + i * HOUR, *(Decimal(100),) * 4, Decimal(1)) for i in range(12)]}
     sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
     (tmp_path / "bot.toml").write_text('mode = "live"\n[exchange]\nurl = "http://127.0.0.1:9"\noperator_id = 1\n')
-    ro = BitvavoReadOnly(config.load(tmp_path / "bot.toml"), replay.REPLAY_KEY, replay.REPLAY_SECRET,
-                         lookup_key=replay.REPLAY_KEY, lookup_secret=replay.REPLAY_SECRET)
+    ro = BitvavoReadOnly(
+        config.load(tmp_path / "bot.toml"),
+        replay.REPLAY_KEY,
+        replay.REPLAY_SECRET,
+        lookup_key=replay.REPLAY_KEY,
+        lookup_secret=replay.REPLAY_SECRET,
+    )
     ro.route_requests(replay.InProcessSession(sim), milliseconds=at.ms)
     with replay.simulated_clock(at):
         assert ro.balances()["EUR"].available == 25 and ro.orders_since("BTC-EUR", T0) == []
     lookup = ro._lookup_ep.ccxt  # the trade key's instance (the test looks inside; replay never does)
     assert isinstance(lookup, ccxt.bitvavo) and lookup.apiKey == replay.REPLAY_KEY
     lookup.options["operatorId"] = 1
-    for attempt in (lambda: lookup.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6}),
-                    lambda: lookup.session.request("POST", "http://127.0.0.1:9/v2/order", data="{}"),
-                    lambda: lookup.session.request("DELETE", "http://127.0.0.1:9/v2/order")):
+    for attempt in (
+        lambda: lookup.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6}),
+        lambda: lookup.session.request("POST", "http://127.0.0.1:9/v2/order", data="{}"),
+        lambda: lookup.session.request("DELETE", "http://127.0.0.1:9/v2/order"),
+    ):
         with pytest.raises(ReadOnlyClientError):
             attempt()
     assert sim.orders(replay.REPLAY_KEY) == []
@@ -275,8 +290,10 @@ def test_the_cli_prints_json_and_never_writes_the_live_database(setup, tmp_path,
     assert hashlib.sha256(cfg.db_path.read_bytes()).hexdigest() == before
     assert list((tmp_path / "tmp").iterdir()) == []  # the scratch directory is gone
     # --report FILE.html: the report of `tinybot report`, over the replay's own history
-    r = runner.invoke(cli, ["replay", "--no-progress", "--from", "2025-01-05", "--to", "2025-01-08",
-                            "--report", str(tmp_path / "r.html")])
+    r = runner.invoke(
+        cli,
+        ["replay", "--no-progress", "--from", "2025-01-05", "--to", "2025-01-08", "--report", str(tmp_path / "r.html")],
+    )
     assert r.exit_code == 0, r.output
     page = (tmp_path / "r.html").read_text()
     assert page.startswith("<!doctype html>") and "<title>tinybot replay</title>" in page and page.count("<svg") >= 3
@@ -284,17 +301,20 @@ def test_the_cli_prints_json_and_never_writes_the_live_database(setup, tmp_path,
     assert hashlib.sha256(cfg.db_path.read_bytes()).hexdigest() == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--markets", "XRP-EUR"], "XRP-EUR: no candles stored; run `tinybot data fetch XRP-EUR --interval 1h"),
-    (["--markets", "BTC-USD"], "--markets: 'BTC-USD' is not a Bitvavo EUR market name"),
-    (["--from", "2026-01-01"], "empty range: no 1h tick between 2026-01-01T00:00Z and"),
-    (["--from", "2025-01-05", "--to", "2025-01-04"], "empty range: --to 2025-01-04 is not after --from"),
-    (["--set", "rules.fsat=8"], "--set: "),
-    (["--set", "rules.fast=30"], "rules.fast: must be smaller than rules.slow (8)"),
-    (["--set", "rules"], "--set 'rules': write it as key=value"),
-    (["--set", "rules.candle_interval=4h", "--set", "rules.fast=2", "--set", "rules.slow=3"], None),
-    (["--eur", "-3"], "--eur must be a number above 0"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--markets", "XRP-EUR"], "XRP-EUR: no candles stored; run `tinybot data fetch XRP-EUR --interval 1h"),
+        (["--markets", "BTC-USD"], "--markets: 'BTC-USD' is not a Bitvavo EUR market name"),
+        (["--from", "2026-01-01"], "empty range: no 1h tick between 2026-01-01T00:00Z and"),
+        (["--from", "2025-01-05", "--to", "2025-01-04"], "empty range: --to 2025-01-04 is not after --from"),
+        (["--set", "rules.fsat=8"], "--set: "),
+        (["--set", "rules.fast=30"], "rules.fast: must be smaller than rules.slow (8)"),
+        (["--set", "rules"], "--set 'rules': write it as key=value"),
+        (["--set", "rules.candle_interval=4h", "--set", "rules.fast=2", "--set", "rules.slow=3"], None),
+        (["--eur", "-3"], "--eur must be a number above 0"),
+    ],
+)
 def test_bad_input_is_one_clear_error_and_the_live_database_is_untouched(setup, args, message):
     cfg, _ = setup
     before = hashlib.sha256(cfg.db_path.read_bytes()).hexdigest()
@@ -320,19 +340,28 @@ def _decisions(conn) -> dict:
     """What a run decided, without ids that differ by design (exchange order/trade ids)."""
     q = lambda sql: [tuple(r) for r in conn.execute(sql)]  # noqa: E731
     return {
-        "proposals": q("SELECT id, source, market, side, amount_quote, amount, reason, status, created_at,"
-                       " expires_at FROM proposals ORDER BY id"),
-        "verdicts": q("SELECT proposal_id, stage, guard, verdict, reason_code, decided_at FROM guard_decisions"
-                      " ORDER BY id"),
+        "proposals": q(
+            "SELECT id, source, market, side, amount_quote, amount, reason, status, created_at,"
+            " expires_at FROM proposals ORDER BY id"
+        ),
+        "verdicts": q(
+            "SELECT proposal_id, stage, guard, verdict, reason_code, decided_at FROM guard_decisions ORDER BY id"
+        ),
         # filled_quote too: the paper exchange and the simulator both settle through tinybot/fees.py
         # (Bitvavo: filledAmountQuote + feePaid == amountQuote)
         # numbers compared by value: the paper exchange stores "0.014988370", the simulator sends
         # "0.01498837" (Bitvavo writes no trailing zeros); both are the same exact Decimal
-        "executions": [(*r[:4], *(None if x is None else Decimal(x) for x in r[4:])) for r in conn.execute(
-            "SELECT proposal_id, market, side, state, notional_eur, filled_amount, fee_paid, filled_quote"
-            " FROM trade_executions ORDER BY id")],
-        "trades": [(r[0], r[1], r[2], Decimal(r[3]), Decimal(r[4]), Decimal(r[5])) for r in conn.execute(
-            "SELECT executed_at, market, side, amount, price, fee FROM trade_history ORDER BY id")],
+        "executions": [
+            (*r[:4], *(None if x is None else Decimal(x) for x in r[4:]))
+            for r in conn.execute(
+                "SELECT proposal_id, market, side, state, notional_eur, filled_amount, fee_paid, filled_quote"
+                " FROM trade_executions ORDER BY id"
+            )
+        ],
+        "trades": [
+            (r[0], r[1], r[2], Decimal(r[3]), Decimal(r[4]), Decimal(r[5]))
+            for r in conn.execute("SELECT executed_at, market, side, amount, price, fee FROM trade_history ORDER BY id")
+        ],
     }
 
 
@@ -358,19 +387,24 @@ def paper_run(cfg, toml_path: Path, text: str, first: datetime, last: datetime) 
 
             return time.time()
 
-    sim = replay.make_simulator(series, {m: "1h" for m in series}, {}, Decimal(25), TimeTime,
-                                replay.DEFAULT_SLIPPAGE)
+    sim = replay.make_simulator(series, {m: "1h" for m in series}, {}, Decimal(25), TimeTime, replay.DEFAULT_SLIPPAGE)
     server = sim.serve()
-    toml_path.write_text(text.replace('[scheduler]\n', '[scheduler]\nkeep_days = 36500\n')
-                         + f'\n[exchange]\nurl = "{server.url}"\n')
+    toml_path.write_text(
+        text.replace("[scheduler]\n", "[scheduler]\nkeep_days = 36500\n") + f'\n[exchange]\nurl = "{server.url}"\n'
+    )
     pcfg = config.load(toml_path)
     conn = db.open_db(pcfg.db_path)
     try:
         with freeze_time(first) as frozen:
             source = read_only_client(pcfg, rate_limit=False)  # the paper run's market data: the simulator
-            sched = scheduler.Scheduler(pcfg, conn, echo=lambda line: None, read_only=read_only(pcfg, source),
-                                        trading=trading_exchange(pcfg, market_data=source),
-                                        before_tick=lambda slot: sim.move_to(clock.to_ms(slot)))
+            sched = scheduler.Scheduler(
+                pcfg,
+                conn,
+                echo=lambda line: None,
+                read_only=read_only(pcfg, source),
+                trading=trading_exchange(pcfg, market_data=source),
+                before_tick=lambda slot: sim.move_to(clock.to_ms(slot)),
+            )
 
             def sleep(_seconds):  # wake at the next slot (the loop asks for at most 0.5 s at a time)
                 frozen.move_to(scheduler.next_slot(clock.now(), pcfg.scheduler.interval))
@@ -390,28 +424,36 @@ def test_decision_parity_with_a_paper_tinybot_run_against_the_simulator(setup, t
     kept = tmp_path / "replay-scratch"
     s = run(cfg, keep=kept)
     (tmp_path / "paper").mkdir()
-    paper = paper_run(cfg, tmp_path / "paper" / "bot.toml", CONFIG, clock.from_iso(s["from"]),
-                      clock.from_iso(s["to"]))
+    paper = paper_run(cfg, tmp_path / "paper" / "bot.toml", CONFIG, clock.from_iso(s["from"]), clock.from_iso(s["to"]))
     replayed = _decisions(sqlite3.connect(kept / "replay.db"))
     assert len(paper["trades"]) >= 10 and len(paper["verdicts"]) > 100
     for k in paper:
         assert paper[k] == replayed[k], k
 
 
-LLM_CONFIG = CONFIG.replace('advisors = ["rules"]', 'advisors = ["rules", "llm"]') + """
+LLM_CONFIG = (
+    CONFIG.replace('advisors = ["rules"]', 'advisors = ["rules", "llm"]')
+    + """
 [llm]
 base_url = "{url}"
 model = "fake-mini"
 every = "1h"
 """
+)
 
 
 def _script_llm(fake, n: int) -> None:
     """n answers: mostly "nothing to do", a few buys, one that is not JSON (rejected, still recorded)."""
     for i in range(n):
         if i in (3, 17):
-            item = {"market": "ETH-EUR" if i == 3 else "BTC-EUR", "side": "buy", "eur": "6.00", "amount": None,
-                    "reason": "the model likes it", "confidence": 0.7}
+            item = {
+                "market": "ETH-EUR" if i == 3 else "BTC-EUR",
+                "side": "buy",
+                "eur": "6.00",
+                "amount": None,
+                "reason": "the model likes it",
+                "confidence": 0.7,
+            }
             fake.reply({"proposals": [item]}, prompt_tokens=900 + i, completion_tokens=40)
         elif i == 9:
             fake.reply("not json", prompt_tokens=900, completion_tokens=3)
@@ -445,9 +487,17 @@ def test_llm_answers_come_from_the_record_at_no_cost_with_the_same_decisions(set
         kept = tmp_path / "replay-scratch"
         s = run(cfg, start=start, end=end, keep=kept)
         assert fake.count == calls  # not one request: every answer came from the record
-        assert s["llm"] == {"mode": "record", "answers_from_record": 48, "not_in_record": 0,
-                            "recorded_models": ["fake-mini"], "recorded_prompts": 48, "live_calls": 0,
-                            "live_refused_by_budget": 0, "live_budget_eur": None, "spent_eur": "0.00"}
+        assert s["llm"] == {
+            "mode": "record",
+            "answers_from_record": 48,
+            "not_in_record": 0,
+            "recorded_models": ["fake-mini"],
+            "recorded_prompts": 48,
+            "live_calls": 0,
+            "live_refused_by_budget": 0,
+            "live_budget_eur": None,
+            "spent_eur": "0.00",
+        }
         assert s["advisors"] == ["rules", "llm"] and s["skipped_advisors"] == []
         replayed = _decisions(sqlite3.connect(kept / "replay.db"))
         for k in paper:
@@ -457,8 +507,9 @@ def test_llm_answers_come_from_the_record_at_no_cost_with_the_same_decisions(set
         assert s["proposals_by_source"]["llm"] == 2
         r = CliRunner().invoke(cli, ["replay", "--no-progress", "--from", "2025-01-06", "--to", "2025-01-08"])
         assert r.exit_code == 0, r.output
-        assert ("  LLM (record): 48 answer(s) from the record at €0, 0 prompt(s) not in the record (no LLM"
-                " proposal)\n") in r.output and fake.count == calls
+        assert (
+            "  LLM (record): 48 answer(s) from the record at €0, 0 prompt(s) not in the record (no LLM proposal)\n"
+        ) in r.output and fake.count == calls
 
         other = run(cfg, start=start, end=end, eur=Decimal(30))  # another balance: other prompts
         assert fake.count == calls
@@ -478,8 +529,9 @@ def test_llm_live_calls_only_prompts_not_in_the_record_within_the_budget_left_to
     cfg, _ = setup
     start, end = datetime(2025, 1, 6, tzinfo=timezone.utc), datetime(2025, 1, 6, 12, tzinfo=timezone.utc)
     with FakeOpenAI() as fake:
-        (tmp_path / "bot.toml").write_text(LLM_CONFIG.format(url=fake.base_url)
-                                           + 'daily_budget_eur = "0.05"\nmonthly_budget_eur = "1.00"\n')
+        (tmp_path / "bot.toml").write_text(
+            LLM_CONFIG.format(url=fake.base_url) + 'daily_budget_eur = "0.05"\nmonthly_budget_eur = "1.00"\n'
+        )
         cfg = config.load(tmp_path / "bot.toml")
         s = run(cfg, start=start, end=end, llm="live")
         assert fake.count == 12 == s["llm"]["live_calls"]  # nothing recorded: every prompt went to the model
@@ -511,15 +563,35 @@ def test_a_sweep_runs_the_grid_in_processes_sorted_by_net_pnl(setup):
         ["rules.fast=2", "rules.slow=8", 'risk.allowlist=["BTC-EUR","ETH-EUR"]'],
         ["rules.fast=2", "rules.slow=13", 'risk.allowlist=["BTC-EUR","ETH-EUR"]'],
         ["rules.fast=3", "rules.slow=8", 'risk.allowlist=["BTC-EUR","ETH-EUR"]'],
-        ["rules.fast=3", "rules.slow=13", 'risk.allowlist=["BTC-EUR","ETH-EUR"]']]
-    r = CliRunner().invoke(cli, ["replay", "--json", "--no-progress", "--set", "rules.fast=2,9", "--set",
-                                 "rules.slow=8", "--from", "2025-01-05", "--to", "2025-01-10"])
+        ["rules.fast=3", "rules.slow=13", 'risk.allowlist=["BTC-EUR","ETH-EUR"]'],
+    ]
+    r = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            "--json",
+            "--no-progress",
+            "--set",
+            "rules.fast=2,9",
+            "--set",
+            "rules.slow=8",
+            "--from",
+            "2025-01-05",
+            "--to",
+            "2025-01-10",
+        ],
+    )
     assert r.exit_code == 0, r.output
     runs = json.loads(r.output)["runs"]
-    assert runs[-1] == {"sets": ["rules.fast=9", "rules.slow=8"],
-                        "error": f"--set: {cfg.path}: rules.fast: must be smaller than rules.slow (8)"}
-    single = run(replay.apply_sets(cfg, ["rules.fast=2"]), start=datetime(2025, 1, 5, tzinfo=timezone.utc),
-                 end=datetime(2025, 1, 10, tzinfo=timezone.utc))
+    assert runs[-1] == {
+        "sets": ["rules.fast=9", "rules.slow=8"],
+        "error": f"--set: {cfg.path}: rules.fast: must be smaller than rules.slow (8)",
+    }
+    single = run(
+        replay.apply_sets(cfg, ["rules.fast=2"]),
+        start=datetime(2025, 1, 5, tzinfo=timezone.utc),
+        end=datetime(2025, 1, 10, tzinfo=timezone.utc),
+    )
     assert runs[0]["sets"] == ["rules.fast=2", "rules.slow=8"]
     assert (runs[0]["pnl_eur"], runs[0]["trades"]) == (single["pnl_eur"], len(single["trades"]))
     r = CliRunner().invoke(cli, ["replay", "--set", "rules.fast=2,3", "--set", "rules.fsat=1"])
@@ -527,8 +599,21 @@ def test_a_sweep_runs_the_grid_in_processes_sorted_by_net_pnl(setup):
 
 
 def test_a_sweep_table_is_sorted_by_net_pnl_with_benchmarks_beside(setup):
-    r = CliRunner().invoke(cli, ["replay", "--no-progress", "--set", "rules.fast=2,3,5", "--set", "rules.slow=13",
-                                 "--from", "2025-01-05", "--to", "2025-01-09"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            "--no-progress",
+            "--set",
+            "rules.fast=2,3,5",
+            "--set",
+            "rules.slow=13",
+            "--from",
+            "2025-01-05",
+            "--to",
+            "2025-01-09",
+        ],
+    )
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert lines[1].split()[:2] == ["settings", "trades"] and "hold" in lines[1] and "DCA" in lines[1]
@@ -549,22 +634,31 @@ def test_the_config_lists_are_replayed_as_they_are_and_markets_replaces_them(set
 
 
 def test_the_replay_simulator_shows_only_what_has_happened_by_now():
-    c = lambda i, o, h, lo, cl: candles.Candle(T0 + i * HOUR, Decimal(o), Decimal(h), Decimal(lo), Decimal(cl),  # noqa: E731
-                                               Decimal(1))
-    series = {"BTC-EUR": [c(0, 100, 110, 90, 105), c(1, 105, 120, 100, 115), c(2, 115, 130, 111, 112),
-                          c(4, 120, 125, 95, 99)]}  # no candle at 3: an hour without trades
+    def c(i, o, h, lo, cl):
+        return candles.Candle(T0 + i * HOUR, Decimal(o), Decimal(h), Decimal(lo), Decimal(cl), Decimal(1))
+
+    series = {
+        "BTC-EUR": [c(0, 100, 110, 90, 105), c(1, 105, 120, 100, 115), c(2, 115, 130, 111, 112), c(4, 120, 125, 95, 99)]
+    }  # no candle at 3: an hour without trades
     now = replay.SimClock(clock.from_ms(T0 + 2 * HOUR))
     sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), now, Decimal(0))
     assert sim.move_to(T0 + 2 * HOUR) == {"BTC-EUR": Decimal(115)}  # the open of the candle starting now
     assert [list(r[:5]) for r in sim.candles("BTC-EUR")] == [
-        [T0, 100, 110, 90, 105], [T0 + HOUR, 105, 120, 100, 115], [T0 + 2 * HOUR, 115, 115, 115, 115]]
+        [T0, 100, 110, 90, 105],
+        [T0 + HOUR, 105, 120, 100, 115],
+        [T0 + 2 * HOUR, 115, 115, 115, 115],
+    ]
     assert [list(r[:5]) for r in sim.candles("BTC-EUR", "2h")] == [
-        [T0, 100, 120, 90, 115], [T0 + 2 * HOUR, 115, 115, 115, 115]]
+        [T0, 100, 120, 90, 115],
+        [T0 + 2 * HOUR, 115, 115, 115, 115],
+    ]
     now.t = clock.from_ms(T0 + 3 * HOUR)
     assert sim.move_to(T0 + 3 * HOUR) == {"BTC-EUR": Decimal(112)}  # a gap: the last close
     assert [r[0] for r in sim.candles("BTC-EUR")] == [T0, T0 + HOUR, T0 + 2 * HOUR]
     assert [list(r[:5]) for r in sim.candles("BTC-EUR", "2h")] == [
-        [T0, 100, 120, 90, 115], [T0 + 2 * HOUR, 115, 130, 111, 112]]  # the open bucket: what closed so far
+        [T0, 100, 120, 90, 115],
+        [T0 + 2 * HOUR, 115, 130, 111, 112],
+    ]  # the open bucket: what closed so far
     ticker = sim.ticker_24h("BTC-EUR")
     assert (ticker["last"], ticker["high"]) == ("112", "130")
     sim.close()
@@ -574,7 +668,9 @@ def test_the_replay_benchmark_runs():
     """bench/replay_bench.py in a tiny size, so it cannot rot (its figures are in docs/REPLAY.md)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("replay_bench", Path(__file__).parent.parent / "bench" / "replay_bench.py")
+    spec = importlib.util.spec_from_file_location(
+        "replay_bench", Path(__file__).parent.parent / "bench" / "replay_bench.py"
+    )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     r = bench.bench_replay(days=5, live_ticks=3)
@@ -584,12 +680,16 @@ def test_the_replay_benchmark_runs():
 def test_keep_leaves_a_scratch_dir_that_tinybot_why_can_read(setup, tmp_path):
     cfg, _ = setup
     kept = tmp_path / "kept"
-    r = CliRunner().invoke(cli, ["replay", "--no-progress", "--keep", str(kept), "--from", "2025-01-05",
-                                 "--to", "2025-01-08"])
+    r = CliRunner().invoke(
+        cli, ["replay", "--no-progress", "--keep", str(kept), "--from", "2025-01-05", "--to", "2025-01-08"]
+    )
     assert r.exit_code == 0, r.output
     assert f"kept in {kept}: replay.db and replay.log" in r.output
-    blocked = sqlite3.connect(kept / "replay.db").execute(
-        "SELECT proposal_id FROM guard_decisions WHERE verdict = 'block' LIMIT 1").fetchone()[0]
+    blocked = (
+        sqlite3.connect(kept / "replay.db")
+        .execute("SELECT proposal_id FROM guard_decisions WHERE verdict = 'block' LIMIT 1")
+        .fetchone()[0]
+    )
     r = CliRunner().invoke(cli, ["--config", str(kept / "bot.toml"), "why", str(blocked), "--json"])
     assert r.exit_code == 0, r.output
     assert any(d["verdict"] == "block" for d in json.loads(r.output)["decisions"])
@@ -599,6 +699,7 @@ def test_candles_finer_than_the_store_has_are_a_clear_error(setup):
     cfg, _ = setup
     r = CliRunner().invoke(cli, ["replay", "--set", "rules.candle_interval=30m"])
     assert r.exit_code == 1
-    assert ("BTC-EUR: the advisors read 30m candles (rules.candle_interval) but the store has only 1h; run"
-            " `tinybot data fetch BTC-EUR --interval 30m --since …` or replay with --set rules.candle_interval=1h"
-            ) in r.output
+    assert (
+        "BTC-EUR: the advisors read 30m candles (rules.candle_interval) but the store has only 1h; run"
+        " `tinybot data fetch BTC-EUR --interval 30m --since …` or replay with --set rules.candle_interval=1h"
+    ) in r.output

@@ -6,6 +6,7 @@ clientOrderId (the simulator's ``find_closed_by_client_id`` off is the hard
 case: Bitvavo keeps a clientOrderId unique only among open orders, so a
 resend would be accepted).  After the drill the ledger equals the exchange.
 """
+
 from __future__ import annotations
 
 import re
@@ -54,12 +55,18 @@ class FailingPreflight:
 def live(sim_factory, tmp_path, monkeypatch):
     def make(find_closed: bool):
         sim = sim_factory(accounts=shared_accounts(), find_closed_by_client_id=find_closed)
-        for k, v in (("TINYBOT_TRADE_KEY", TRADE_KEY), ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
-                     ("TINYBOT_READ_KEY", READ_KEY), ("TINYBOT_READ_SECRET", READ_SECRET)):
+        for k, v in (
+            ("TINYBOT_TRADE_KEY", TRADE_KEY),
+            ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
+            ("TINYBOT_READ_KEY", READ_KEY),
+            ("TINYBOT_READ_SECRET", READ_SECRET),
+        ):
             monkeypatch.setenv(k, v)
         (tmp_path / "bot.toml").write_text(
             'mode = "live"\n' + RISK_TOML + f'[exchange]\noperator_id = {OPERATOR_ID}\nurl = "{sim.url}"\n'
-            'timeout = "700ms"\naccess_window = "10s"\nreconcile_grace = "5s"\n', encoding="utf-8")
+            'timeout = "700ms"\naccess_window = "10s"\nreconcile_grace = "5s"\n',
+            encoding="utf-8",
+        )
         monkeypatch.setenv("TINYBOT_CONFIG", str(tmp_path / "bot.toml"))
         assert tinybot("init").exit_code == 0
         cfg = config.load()
@@ -83,13 +90,15 @@ def run_drill(cfg, the_backup: Path) -> list[str]:
 
 
 def ledger_equals_exchange(conn, sim) -> None:
-    ours = {(r["market"], r["trade_id"]): (Decimal(r["amount"]), Decimal(r["price"]), Decimal(r["fee"]))
-            for r in conn.execute("SELECT * FROM trade_history")}
-    theirs = {(t["market"], t["id"]): (Decimal(t["amount"]), Decimal(t["price"]), Decimal(t["fee"]))
-              for t in sim.sim.trades()}
+    ours = {
+        (r["market"], r["trade_id"]): (Decimal(r["amount"]), Decimal(r["price"]), Decimal(r["fee"]))
+        for r in conn.execute("SELECT * FROM trade_history")
+    }
+    theirs = {
+        (t["market"], t["id"]): (Decimal(t["amount"]), Decimal(t["price"]), Decimal(t["fee"])) for t in sim.sim.trades()
+    }
     assert ours == theirs
-    held = sum((Decimal(r[0]) for r in conn.execute("SELECT base FROM positions WHERE market = 'BTC-EUR'")),
-               Decimal(0))
+    held = sum((Decimal(r[0]) for r in conn.execute("SELECT base FROM positions WHERE market = 'BTC-EUR'")), Decimal(0))
     assert held == sum((a for (m, _), (a, _, _) in theirs.items() if m == "BTC-EUR"), Decimal(0))
 
 
@@ -100,8 +109,9 @@ def orders_of(sim, cid=None):
 @pytest.mark.parametrize("find_closed", [True, False], ids=["closed-lookup-on", "closed-lookup-off"])
 def test_backup_while_claimed_then_sent_then_restored_makes_one_order(live, find_closed):
     cfg, conn, sim = live(find_closed)
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6")), source="test",
-                           ttl=cfg.risk.proposal_ttl, approve=True)
+    pid = proposals.create(
+        conn, Draft("BTC-EUR", "buy", Decimal("6")), source="test", ttl=cfg.risk.proposal_ttl, approve=True
+    )
     trading = executor.trading_exchange(cfg)
     first = executor.execute(conn, cfg, FailingPreflight(trading), pid)
     assert first.state == "claimed" and first.reason.startswith("preflight_failed")
@@ -127,8 +137,9 @@ def test_backup_while_claimed_then_sent_then_restored_makes_one_order(live, find
 @pytest.mark.parametrize("find_closed", [True, False], ids=["closed-lookup-on", "closed-lookup-off"])
 def test_an_order_made_after_the_backup_is_reported_and_booked_after_the_restore(live, find_closed):
     cfg, conn, sim = live(find_closed)
-    pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("6")), source="test",
-                           ttl=cfg.risk.proposal_ttl, approve=True)
+    pid = proposals.create(
+        conn, Draft("BTC-EUR", "buy", Decimal("6")), source="test", ttl=cfg.risk.proposal_ttl, approve=True
+    )
     taken = backup.make(cfg, label="before-upgrade")  # approved, no execution yet
     assert executor.execute(conn, cfg, executor.trading_exchange(cfg), pid).state == "filled"
 

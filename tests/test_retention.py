@@ -1,4 +1,5 @@
 """Retention: old ticks, audit rows and events go; money rows, the newest rows and looked-up events stay."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -27,25 +28,33 @@ def proposal(conn, at, state="filled"):
     with db.transaction(conn):
         pid = conn.execute(
             "INSERT INTO proposals (market, side, amount_quote, source, status, created_at, expires_at)"
-            " VALUES ('BTC-EUR', 'buy', '5', 'test', 'approved', ?, ?)", (iso(at), iso(at + timedelta(minutes=30)))
+            " VALUES ('BTC-EUR', 'buy', '5', 'test', 'approved', ?, ?)",
+            (iso(at), iso(at + timedelta(minutes=30))),
         ).lastrowid
         eid = conn.execute(
             "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, amount_quote, state,"
             " claimed_at, submitting_at, updated_at) VALUES (?, ?, 'paper', 'BTC-EUR', 'buy', '5', ?, ?, ?, ?)",
-            (pid, f"cid-{pid}", state, iso(at), iso(at), iso(at))).lastrowid
+            (pid, f"cid-{pid}", state, iso(at), iso(at), iso(at)),
+        ).lastrowid
         conn.execute(
             "INSERT INTO trade_history (execution_id, exchange, trade_id, order_id, market, side, amount, price, fee,"
             " fee_currency, executed_at, recorded_at) VALUES (?, 'paper', ?, 'o', 'BTC-EUR', 'buy', '0.0001',"
-            " '50000', '0.01', 'EUR', ?, ?)", (eid, f"t-{pid}", iso(at), iso(at)))
+            " '50000', '0.01', 'EUR', ?, ?)",
+            (eid, f"t-{pid}", iso(at), iso(at)),
+        )
         conn.executemany(
             "INSERT INTO guard_decisions (proposal_id, execution_id, stage, guard, verdict, reason_code, decided_at)"
-            " VALUES (?, ?, 'commit', ?, 'pass', 'ok', ?)", [(pid, eid, g, iso(at)) for g in ("cooldown", "daily_cap")])
+            " VALUES (?, ?, 'commit', ?, 'pass', 'ok', ?)",
+            [(pid, eid, g, iso(at)) for g in ("cooldown", "daily_cap")],
+        )
     return pid, eid
 
 
 def tick(conn, at, status="ok"):
     with db.transaction(conn):
-        conn.execute("INSERT INTO ticks (slot, started_at, status, pid) VALUES (?, ?, ?, 1)", (iso(at), iso(at), status))
+        conn.execute(
+            "INSERT INTO ticks (slot, started_at, status, pid) VALUES (?, ?, ?, 1)", (iso(at), iso(at), status)
+        )
 
 
 def event(conn, at, kind="tick_failed"):

@@ -1,6 +1,7 @@
 """`tinybot run` in live mode, as real OS processes against the simulator: it reconciles in-flight orders
 first, then refuses to start only on what makes trading unsafe (exit 78, alerted), and warns about the rest.
 A live bot restarts after its first trade and after a kill -9 in the middle of an order."""
+
 from __future__ import annotations
 
 
@@ -26,9 +27,13 @@ def receiver():
 def live_env(sim_factory, write_config, monkeypatch, receiver):
     """A live config on a simulated €25 account, alerts to a local receiver, advisors from tests/."""
     sim = sim_factory(accounts=shared_accounts())
-    for name, value in (("TINYBOT_TRADE_KEY", TRADE_KEY), ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
-                        ("TINYBOT_READ_KEY", READ_KEY), ("TINYBOT_READ_SECRET", READ_SECRET),
-                        ("TINYBOT_ALERT_URLS", receiver.url)):
+    for name, value in (
+        ("TINYBOT_TRADE_KEY", TRADE_KEY),
+        ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
+        ("TINYBOT_READ_KEY", READ_KEY),
+        ("TINYBOT_READ_SECRET", READ_SECRET),
+        ("TINYBOT_ALERT_URLS", receiver.url),
+    ):
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("PYTHONPATH", str(TESTS))
 
@@ -136,8 +141,9 @@ def test_other_processes_see_a_live_bots_writes_after_its_start_gate(live_env):
     write, sim, receiver = live_env
     cfg = write(interval="1s")
     backup.make(cfg)
-    bot = subprocess.Popen([sys.executable, "-m", "tinybot", "run"], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.PIPE, text=True)
+    bot = subprocess.Popen(
+        [sys.executable, "-m", "tinybot", "run"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
 
     def done_ticks() -> int:
         c = sqlite3.connect(f"file:{cfg.db_path}?mode=ro", uri=True, timeout=5)

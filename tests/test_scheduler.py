@@ -5,6 +5,7 @@ tests start (tests/ is put on their PYTHONPATH): a gate writes a marker file
 and waits until the test creates a release file, so "mid-tick" is a state
 the test controls instead of a race it hopes to win.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -30,6 +31,7 @@ TESTS = Path(__file__).resolve().parent
 
 # --- advisors used by these tests (also from subprocesses) -----------------------
 
+
 def gate_advisor(snapshot, cfg):
     """Write $TB_MARKER, wait for $TB_RELEASE (at most 20 s), then propose a small buy."""
     Path(os.environ["TB_MARKER"]).write_text(str(os.getpid()))
@@ -53,10 +55,12 @@ def raises(snapshot, cfg):
 
 
 def half_bad(snapshot, cfg):
-    return [Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason="fine"),
-            Draft("BTC-EUR", "hold", amount_quote=Decimal("6"), reason="bad side"),
-            {"market": "BTC-EUR"},
-            Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason="")]
+    return [
+        Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason="fine"),
+        Draft("BTC-EUR", "hold", amount_quote=Decimal("6"), reason="bad side"),
+        {"market": "BTC-EUR"},
+        Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason=""),
+    ]
 
 
 SEEN_CANDLES: list = []
@@ -76,8 +80,12 @@ def sneaky(snapshot, cfg):
 
 def config_text(advisors=(), approval="auto", interval="1m", extra="") -> str:
     adv = ", ".join(f'"{a}"' for a in advisors)
-    return (f"advisors = [{adv}]\n" + PAPER_TOML
-            + f'[scheduler]\ninterval = "{interval}"\napproval = "{approval}"\n' + extra)
+    return (
+        f"advisors = [{adv}]\n"
+        + PAPER_TOML
+        + f'[scheduler]\ninterval = "{interval}"\napproval = "{approval}"\n'
+        + extra
+    )
 
 
 def subprocess_env(tmp_path) -> dict:
@@ -89,8 +97,13 @@ def subprocess_env(tmp_path) -> dict:
 
 
 def start_run(tmp_path, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tinybot", "run", *args], env=subprocess_env(tmp_path),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tinybot", "run", *args],
+        env=subprocess_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for(path: Path, timeout=20.0):
@@ -115,6 +128,7 @@ def lock_is_free(path: Path) -> bool:
 
 # --- the lock across OS processes -----------------------------------------------
 
+
 def test_two_run_once_at_the_same_moment_one_ticks_the_other_is_refused(tmp_path, write_config):
     cfg = write_config(config_text(["test_scheduler:gate_advisor"]))
     a, b = start_run(tmp_path, "--once"), start_run(tmp_path, "--once")
@@ -127,9 +141,11 @@ def test_two_run_once_at_the_same_moment_one_ticks_the_other_is_refused(tmp_path
     wout, werr = winner.communicate(timeout=30)
 
     assert loser.returncode == scheduler.EXIT_LOCKED == 75
-    assert err.strip() == (f"Error: tinybot run is already running: PID {winner.pid} holds the lock {cfg.lock_path}."
-                           f" Stop it first (Ctrl-C in its terminal, or kill -TERM {winner.pid});"
-                           " only one scheduler may run per database.")
+    assert err.strip() == (
+        f"Error: tinybot run is already running: PID {winner.pid} holds the lock {cfg.lock_path}."
+        f" Stop it first (Ctrl-C in its terminal, or kill -TERM {winner.pid});"
+        " only one scheduler may run per database."
+    )
     assert winner.returncode == 0, werr
     assert " ok " in wout and "proposals: #1 test_scheduler:gate_advisor buy BTC-EUR €6.00" in wout
     conn = db.open_db(cfg.db_path)
@@ -165,13 +181,22 @@ def test_sigterm_mid_tick_finishes_the_step_leaves_a_consistent_db_and_a_free_lo
 
 def test_a_stale_lock_file_from_a_killed_process_does_not_block(tmp_path, write_config):
     cfg = write_config(config_text())
-    killed = subprocess.Popen([sys.executable, "-c", (
-        "import fcntl, os, sys, time\n"
-        f"fd = os.open({str(cfg.lock_path)!r}, os.O_RDWR | os.O_CREAT)\n"
-        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-        "os.write(fd, str(os.getpid()).encode())\n"
-        "print('locked', flush=True)\n"
-        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    killed = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import fcntl, os, sys, time\n"
+                f"fd = os.open({str(cfg.lock_path)!r}, os.O_RDWR | os.O_CREAT)\n"
+                "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+                "os.write(fd, str(os.getpid()).encode())\n"
+                "print('locked', flush=True)\n"
+                "time.sleep(60)\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert killed.stdout.readline().strip() == "locked"
     with pytest.raises(scheduler.AlreadyRunning) as e:
         scheduler.RunLock(cfg.lock_path).acquire()
@@ -195,13 +220,15 @@ def test_lock_released_when_a_tick_raises_out_of_run(tmp_path, write_config, mon
 
 # --- slots and ticks (in-process, freezegun) --------------------------------------
 
+
 def test_slots_are_aligned():
     t = datetime(2026, 11, 27, 20, 7, 42, 123456, tzinfo=timezone.utc)
     assert scheduler.slot_of(t, timedelta(minutes=1)) == t.replace(second=0, microsecond=0)
     assert scheduler.slot_of(t, timedelta(minutes=5)) == t.replace(minute=5, second=0, microsecond=0)
     assert scheduler.next_slot(t, timedelta(minutes=5)) == t.replace(minute=10, second=0, microsecond=0)
-    assert scheduler.slot_of(t.replace(minute=5, second=0, microsecond=0), timedelta(minutes=5)) == \
-        t.replace(minute=5, second=0, microsecond=0)
+    assert scheduler.slot_of(t.replace(minute=5, second=0, microsecond=0), timedelta(minutes=5)) == t.replace(
+        minute=5, second=0, microsecond=0
+    )
 
 
 def test_a_claimed_slot_is_skipped_even_by_a_new_scheduler(write_config):
@@ -242,7 +269,8 @@ def test_tick_runs_the_whole_path_auto_approves_within_caps_and_blocks_with_reas
     conn = db.open_db(cfg.db_path)
     rows = conn.execute("SELECT id, status, decided_by, source, reason FROM proposals ORDER BY id").fetchall()
     assert [(r["status"], r["decided_by"], r["source"]) for r in rows] == [
-        ("approved", "auto", "test_scheduler:buy_btc")] * 2
+        ("approved", "auto", "test_scheduler:buy_btc")
+    ] * 2
     assert conn.execute("SELECT state FROM trade_executions ORDER BY id").fetchall()[1][0] == "blocked"
     assert [r["status"] for r in conn.execute("SELECT status FROM ticks ORDER BY id")] == ["ok", "ok"]
 
@@ -282,20 +310,24 @@ def test_expired_proposals_are_swept_and_never_executed(write_config):
     cfg = write_config(config_text(approval="manual"))
     conn = db.open_db(cfg.db_path)
     with freeze_time("2026-11-27 20:00:05") as frozen:
-        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "x"), source="cli",
-                               ttl=timedelta(minutes=2), approve=True)
+        pid = proposals.create(
+            conn, Draft("BTC-EUR", "buy", Decimal("5"), None, "x"), source="cli", ttl=timedelta(minutes=2), approve=True
+        )
         frozen.tick(timedelta(minutes=2))
         r = scheduler.Scheduler(cfg, echo=lambda s: None).tick()
     assert "expired: #1" in r.line() and not r.orders
     assert proposals.get(conn, pid)["status"] == "expired"
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("test_scheduler:garbage", "returned str, not a list of Draft; output skipped"),
-    ("test_scheduler:raises", "raised RuntimeError: advisor bug"),
-    ("test_scheduler:nope", "advisor 'test_scheduler:nope': test_scheduler has no function 'nope'"),
-    ("no_such_module_xyz:advise", "advisor 'no_such_module_xyz:advise': cannot import no_such_module_xyz"),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("test_scheduler:garbage", "returned str, not a list of Draft; output skipped"),
+        ("test_scheduler:raises", "raised RuntimeError: advisor bug"),
+        ("test_scheduler:nope", "advisor 'test_scheduler:nope': test_scheduler has no function 'nope'"),
+        ("no_such_module_xyz:advise", "advisor 'no_such_module_xyz:advise': cannot import no_such_module_xyz"),
+    ],
+)
 def test_advisor_errors_are_logged_and_skipped_and_the_tick_goes_on(write_config, name, expected):
     cfg = write_config(config_text([name, "test_scheduler:buy_btc"]))
     with freeze_time("2026-11-27 20:00:05"):
@@ -336,8 +368,9 @@ def test_an_exception_in_a_tick_is_recorded_and_the_loop_goes_on(write_config, m
     lines = []
     with freeze_time("2026-11-27 20:00:05") as frozen:
         sched = scheduler.Scheduler(cfg, echo=lines.append)
-        code = sched.run(until=clock.now() + timedelta(minutes=2, seconds=30),
-                         sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+        code = sched.run(
+            until=clock.now() + timedelta(minutes=2, seconds=30), sleep=lambda s: frozen.tick(timedelta(seconds=s))
+        )
     assert code == 0
     conn = db.open_db(cfg.db_path)
     ticks = conn.execute("SELECT slot, status, summary FROM ticks ORDER BY slot").fetchall()
@@ -353,8 +386,13 @@ def sim_paper_text(url: str, advisors=(), extra="") -> str:
     """Paper mode on the simulator's market data (public endpoints): a real exchange that can go down."""
     adv = ", ".join(f'"{a}"' for a in advisors)
     text = PAPER_TOML.replace('prices = { "BTC-EUR" = "60000", "ETH-EUR" = "3000" }\n', "")
-    return (f"advisors = [{adv}]\n" + text + f'[exchange]\nurl = "{url}"\ntimeout = "700ms"\n'
-            + '[scheduler]\ninterval = "1m"\n' + extra)
+    return (
+        f"advisors = [{adv}]\n"
+        + text
+        + f'[exchange]\nurl = "{url}"\ntimeout = "700ms"\n'
+        + '[scheduler]\ninterval = "1m"\n'
+        + extra
+    )
 
 
 def test_exchange_outage_backs_off(write_config, sim):
@@ -382,8 +420,13 @@ def test_liveness(write_config, tmp_path):
     # while a scheduler holds the lock, it is alive and says when it ticks next
     with freeze_time("2026-11-27 20:00:30"):
         with scheduler.RunLock(cfg.lock_path):
-            scheduler.heartbeat(conn, cfg, "running", started_at=clock.now_iso(),
-                                next_tick=datetime(2026, 11, 27, 20, 1, tzinfo=timezone.utc))
+            scheduler.heartbeat(
+                conn,
+                cfg,
+                "running",
+                started_at=clock.now_iso(),
+                next_tick=datetime(2026, 11, 27, 20, 1, tzinfo=timezone.utc),
+            )
             live = scheduler.liveness(conn, cfg)
         assert live["alive"] is True and live["pid"] == os.getpid() and live["state"] == "running"
         assert live["next_tick_at"] == "2026-11-27T20:01:00.000000Z" and live["stale"] is False
@@ -397,13 +440,18 @@ def test_a_tick_that_overruns_its_slot_runs_the_current_slot_late_instead_of_ski
     with freeze_time("2026-11-27 20:00:05") as frozen:
         slow = lambda slot: frozen.tick(timedelta(seconds=70)) if slot.minute == 0 else None  # noqa: E731
         sched = scheduler.Scheduler(cfg, echo=lambda s: None, before_tick=slow)
-        sched.run(until=datetime(2026, 11, 27, 20, 2, 30, tzinfo=timezone.utc),
-                  sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+        sched.run(
+            until=datetime(2026, 11, 27, 20, 2, 30, tzinfo=timezone.utc),
+            sleep=lambda s: frozen.tick(timedelta(seconds=s)),
+        )
     conn = db.open_db(cfg.db_path)
     ticks = conn.execute("SELECT slot, started_at FROM ticks ORDER BY slot").fetchall()
     # 20:00 ran until 20:01:15; 20:01 ran at once (late), then 20:02 on time
     assert [(t["slot"][11:19], t["started_at"][11:19]) for t in ticks] == [
-        ("20:00:00", "20:00:05"), ("20:01:00", "20:01:15"), ("20:02:00", "20:02:00")]
+        ("20:00:00", "20:00:05"),
+        ("20:01:00", "20:01:15"),
+        ("20:02:00", "20:02:00"),
+    ]
 
 
 def alerts(conn):
@@ -414,8 +462,9 @@ def test_an_outage_pauses_trading_alerts_once_and_resumes_by_itself(write_config
     """Outages are no reason to distrust the bot: no kill switch, one alert when it starts, one when it ends."""
     from tinybot import killswitch
 
-    cfg = write_config(sim_paper_text(sim.url, ["test_scheduler:buy_btc"],
-                                      extra="[safety]\nmax_consecutive_errors = 2\n"))
+    cfg = write_config(
+        sim_paper_text(sim.url, ["test_scheduler:buy_btc"], extra="[safety]\nmax_consecutive_errors = 2\n")
+    )
     conn = db.open_db(cfg.db_path)
     with freeze_time("2026-11-27 20:00:05") as frozen:
         sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
@@ -449,8 +498,12 @@ def test_trading_stays_paused_until_reconcile_is_clean(write_config, sim_factory
     from tinybot import killswitch
 
     sim = sim_factory(accounts=shared_accounts())
-    for name, value in (("TINYBOT_TRADE_KEY", TRADE_KEY), ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
-                        ("TINYBOT_READ_KEY", READ_KEY), ("TINYBOT_READ_SECRET", READ_SECRET)):
+    for name, value in (
+        ("TINYBOT_TRADE_KEY", TRADE_KEY),
+        ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
+        ("TINYBOT_READ_KEY", READ_KEY),
+        ("TINYBOT_READ_SECRET", READ_SECRET),
+    ):
         monkeypatch.setenv(name, value)
     cfg = write_config('advisors = ["test_scheduler:buy_btc"]\n' + live_text(sim.url))
     conn = db.open_db(cfg.db_path)
@@ -460,13 +513,18 @@ def test_trading_stays_paused_until_reconcile_is_clean(write_config, sim_factory
         assert sched.tick().outage
         sim.sim.clear_faults()
         with db.transaction(conn):  # an execution in doubt, from before the outage
-            pid = conn.execute("INSERT INTO proposals (market, side, amount_quote, source, status, created_at,"
-                               " expires_at) VALUES ('BTC-EUR', 'buy', '5', 'cli', 'approved', ?, ?)",
-                               (clock.now_iso(), clock.to_iso(clock.now() + timedelta(hours=1)))).lastrowid
-            conn.execute("INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side,"
-                         " amount_quote, state, claimed_at, submitting_at, updated_at, access_window_ms)"
-                         " VALUES (?, 'f00dfeed-0000-4000-8000-0000000000aa', 'bitvavo', 'BTC-EUR', 'buy', '5',"
-                         " 'unknown', ?, ?, ?, 10000)", (pid, clock.now_iso(), clock.now_iso(), clock.now_iso()))
+            pid = conn.execute(
+                "INSERT INTO proposals (market, side, amount_quote, source, status, created_at,"
+                " expires_at) VALUES ('BTC-EUR', 'buy', '5', 'cli', 'approved', ?, ?)",
+                (clock.now_iso(), clock.to_iso(clock.now() + timedelta(hours=1))),
+            ).lastrowid
+            conn.execute(
+                "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side,"
+                " amount_quote, state, claimed_at, submitting_at, updated_at, access_window_ms)"
+                " VALUES (?, 'f00dfeed-0000-4000-8000-0000000000aa', 'bitvavo', 'BTC-EUR', 'buy', '5',"
+                " 'unknown', ?, ?, ?, 10000)",
+                (pid, clock.now_iso(), clock.now_iso(), clock.now_iso()),
+            )
         for on in ("get_order", "orders"):  # its lookups still fail
             sim.sim.add_fault("html_5xx", on=on, count=None)
         frozen.tick(timedelta(minutes=1))
@@ -509,7 +567,7 @@ def test_each_tick_prunes_audit_rows_older_than_keep_days(tmp_path, write_config
     from tinybot import db as tdb
     from tinybot.scheduler import Scheduler
 
-    cfg = write_config(PAPER_TOML.replace("[risk]", '[scheduler]\nkeep_days = 1\n[risk]'))
+    cfg = write_config(PAPER_TOML.replace("[risk]", "[scheduler]\nkeep_days = 1\n[risk]"))
     conn = tdb.open_db(cfg.db_path)
     with freeze_time("2026-11-01 12:00:00") as frozen:
         Scheduler(cfg, conn, echo=lambda s: None).tick()
@@ -533,10 +591,13 @@ def test_surprise_orders_are_looked_for_at_start_and_every_fifth_tick(write_conf
         sched = scheduler.Scheduler(cfg, echo=lambda s: None)
         conn = db.open_db(cfg.db_path)
         with db.transaction(conn):  # an order on the exchange that tinybot has no execution for
-            conn.execute("INSERT INTO paper_orders (order_id, client_order_id, market, side, order_type, status,"
-                         " amount_quote, filled_amount, filled_amount_quote, fee_paid, created_ms)"
-                         " VALUES ('o1', 'f00dfeed-0000-4000-8000-000000000001', 'BTC-EUR', 'buy', 'market',"
-                         " 'filled', '5', '0', '0', '0', ?)", (clock.now_ms(),))
+            conn.execute(
+                "INSERT INTO paper_orders (order_id, client_order_id, market, side, order_type, status,"
+                " amount_quote, filled_amount, filled_amount_quote, fee_paid, created_ms)"
+                " VALUES ('o1', 'f00dfeed-0000-4000-8000-000000000001', 'BTC-EUR', 'buy', 'market',"
+                " 'filled', '5', '0', '0', '0', ?)",
+                (clock.now_ms(),),
+            )
         reports = []
         for _ in range(6):
             reports.append(sched.tick())
@@ -548,15 +609,25 @@ def test_surprise_orders_are_looked_for_at_start_and_every_fifth_tick(write_conf
 
 # --- the loop survives, and never dies silently --------------------------------------
 
+
 def hold_write_lock(db_path: Path, seconds: float) -> subprocess.Popen:
     """A second OS process that takes the write lock (BEGIN IMMEDIATE) and holds it, like an open sqlite3 shell."""
-    proc = subprocess.Popen([sys.executable, "-c", (
-        "import sqlite3, sys, time\n"
-        f"c = sqlite3.connect({str(db_path)!r}, isolation_level=None)\n"
-        "c.execute('BEGIN IMMEDIATE')\n"
-        "print('locked', flush=True)\n"
-        f"time.sleep({seconds})\n"
-        "c.execute('COMMIT')\n")], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sqlite3, sys, time\n"
+                f"c = sqlite3.connect({str(db_path)!r}, isolation_level=None)\n"
+                "c.execute('BEGIN IMMEDIATE')\n"
+                "print('locked', flush=True)\n"
+                f"time.sleep({seconds})\n"
+                "c.execute('COMMIT')\n"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert proc.stdout.readline().strip() == "locked"
     return proc
 
@@ -574,8 +645,10 @@ def test_the_loop_survives_a_write_lock_held_past_the_busy_timeout(write_config)
     assert code == 0
     assert any("is locked by another process" in line and "retrying with backoff" in line for line in lines)
     assert conn.execute("SELECT status FROM ticks").fetchone()[0] == "ok"
-    assert "database still locked" in cfg.log_path.read_text() or "is locked by another process" in \
-        cfg.log_path.read_text()
+    assert (
+        "database still locked" in cfg.log_path.read_text()
+        or "is locked by another process" in cfg.log_path.read_text()
+    )
 
 
 def test_a_crash_out_of_the_loop_is_logged_recorded_as_died_and_alerted(write_config, monkeypatch):
@@ -608,8 +681,10 @@ def test_every_stop_is_alerted_and_a_run_killed_without_a_word_is_alerted_by_the
     proc = start_run(tmp_path)  # the loop again; the next slot is a day away
     wait_for(cfg.lock_path)
     deadline = time.monotonic() + 20
-    while "running" != (conn.execute("SELECT state FROM scheduler_heartbeat").fetchone()[0]) \
-            or conn.execute("SELECT detail FROM scheduler_heartbeat").fetchone()[0] == "starting":
+    while (
+        "running" != (conn.execute("SELECT state FROM scheduler_heartbeat").fetchone()[0])
+        or conn.execute("SELECT detail FROM scheduler_heartbeat").fetchone()[0] == "starting"
+    ):
         assert time.monotonic() < deadline, "the second run did not start its loop"
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
@@ -637,8 +712,9 @@ def test_run_once_exits_unreachable_when_the_exchange_is_down(write_config, sim)
 def test_a_cached_closed_candle_that_the_exchange_corrects_is_not_trusted_forever(write_config, sim_factory):
     """Closed candles are cached, but at most scheduler.CANDLE_CACHE_MAX_AGE: a correction gets through."""
     sim = sim_factory(interval="1h")
-    cfg = write_config(sim_paper_text(sim.url, ["test_scheduler:record_candles"],
-                                      extra='[rules]\ncandle_interval = "1h"\n'))
+    cfg = write_config(
+        sim_paper_text(sim.url, ["test_scheduler:record_candles"], extra='[rules]\ncandle_interval = "1h"\n')
+    )
     SEEN_CANDLES.clear()
     with freeze_time("2026-11-27 20:10:05") as frozen:
         sched = scheduler.Scheduler(cfg, echo=lambda s: None)
@@ -670,12 +746,14 @@ def test_an_idle_loop_writes_only_at_its_ten_minute_beats_and_loses_no_tick_row(
     samples = []  # (now, total_changes, WAL bytes) each time the loop sleeps
 
     with freeze_time("2026-11-27 20:00:05") as frozen:
+
         def sleep(s):
             samples.append((clock.now(), conn.total_changes, wal.stat().st_size))
             frozen.tick(timedelta(seconds=s))
 
         scheduler.Scheduler(cfg, conn, echo=lambda s: None).run(
-            until=datetime(2026, 11, 27, 20, 22, 30, tzinfo=UTC), sleep=sleep)
+            until=datetime(2026, 11, 27, 20, 22, 30, tzinfo=UTC), sleep=sleep
+        )
     changed = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:], strict=False) if b[1] != a[1]})
     grew = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:], strict=False) if b[2] != a[2]})
     assert changed == ["20:10", "20:20"], changed
@@ -686,8 +764,7 @@ def test_an_idle_loop_writes_only_at_its_ten_minute_beats_and_loses_no_tick_row(
     assert conn.execute("SELECT state FROM scheduler_heartbeat").fetchone()["state"] == "stopped"
 
 
-def test_a_loop_tick_claims_its_slot_before_its_first_proposal_and_a_restart_skips_the_slot(write_config,
-                                                                                             monkeypatch):
+def test_a_loop_tick_claims_its_slot_before_its_first_proposal_and_a_restart_skips_the_slot(write_config, monkeypatch):
     cfg = write_config(config_text(["test_scheduler:buy_btc"]))
     conn = db.open_db(cfg.db_path)
     claimed_at_create = []
@@ -701,11 +778,13 @@ def test_a_loop_tick_claims_its_slot_before_its_first_proposal_and_a_restart_ski
     monkeypatch.setattr(proposals, "create", create)
     with freeze_time("2026-11-27 20:00:05") as frozen:
         scheduler.Scheduler(cfg, conn, echo=lambda s: None).run(
-            until=datetime(2026, 11, 27, 20, 0, 20, tzinfo=UTC), sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+            until=datetime(2026, 11, 27, 20, 0, 20, tzinfo=UTC), sleep=lambda s: frozen.tick(timedelta(seconds=s))
+        )
         assert claimed_at_create == ["running"]  # durable before the proposal exists
         lines = []
         scheduler.Scheduler(cfg, conn, echo=lines.append).run(
-            until=datetime(2026, 11, 27, 20, 0, 40, tzinfo=UTC), sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+            until=datetime(2026, 11, 27, 20, 0, 40, tzinfo=UTC), sleep=lambda s: frozen.tick(timedelta(seconds=s))
+        )
     assert any("slot already processed; skipped" in x for x in lines), lines
     assert conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 1
 
@@ -738,13 +817,15 @@ def test_a_busy_loop_tick_is_recorded_with_the_heartbeat_in_one_commit(write_con
 
 
 def test_retention_runs_at_most_once_an_hour(write_config):
-    cfg = write_config(PAPER_TOML.replace("[risk]", '[scheduler]\nkeep_days = 1\n[risk]'))
+    cfg = write_config(PAPER_TOML.replace("[risk]", "[scheduler]\nkeep_days = 1\n[risk]"))
     conn = db.open_db(cfg.db_path)
 
     def old_row(slot):
         with db.transaction(conn):
-            conn.execute("INSERT INTO ticks (slot, started_at, finished_at, status, pid, summary)"
-                         " VALUES (?, ?, ?, 'ok', 1, '')", (slot, slot, slot))
+            conn.execute(
+                "INSERT INTO ticks (slot, started_at, finished_at, status, pid, summary) VALUES (?, ?, ?, 'ok', 1, '')",
+                (slot, slot, slot),
+            )
 
     old_row("2026-10-01T00:00:00.000000Z")
     with freeze_time("2026-11-01 12:00:00") as frozen:
@@ -786,8 +867,9 @@ def test_status_is_stale_only_after_the_heartbeats_own_cadence(write_config):
     assert scheduler.stale_after(timedelta(minutes=1)) == timedelta(minutes=13)
     with scheduler.RunLock(cfg.lock_path):
         with freeze_time("2026-11-27 20:00:30") as frozen:
-            scheduler.heartbeat(conn, cfg, "running", started_at=clock.now_iso(),
-                                next_tick=datetime(2026, 11, 27, 20, 1, tzinfo=UTC))
+            scheduler.heartbeat(
+                conn, cfg, "running", started_at=clock.now_iso(), next_tick=datetime(2026, 11, 27, 20, 1, tzinfo=UTC)
+            )
             frozen.move_to("2026-11-27 20:04:40")
             live = scheduler.liveness(conn, cfg)
             assert live["stale"] is False and live["next_tick_at"] == "2026-11-27T20:05:00.000000Z"
@@ -803,7 +885,8 @@ def test_idle_ticks_log_at_debug_with_one_info_line_an_hour(write_config, caplog
     cfg = write_config(config_text())
     with freeze_time("2026-11-27 20:00:05") as frozen, caplog.at_level(logging.INFO, logger="tinybot"):
         scheduler.Scheduler(cfg, echo=lambda s: None).run(
-            until=datetime(2026, 11, 27, 21, 1, 30, tzinfo=UTC), sleep=lambda s: frozen.tick(timedelta(seconds=s)))
+            until=datetime(2026, 11, 27, 21, 1, 30, tzinfo=UTC), sleep=lambda s: frozen.tick(timedelta(seconds=s))
+        )
     per_tick = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick ")]
     hourly = [r.getMessage() for r in caplog.records if "idle ticks since" in r.getMessage()]
     assert per_tick == []

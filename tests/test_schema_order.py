@@ -1,4 +1,5 @@
 """schema.sql reads in the order its migrations apply (issue 13, item 6)."""
+
 from __future__ import annotations
 
 from tinybot import db
@@ -20,8 +21,9 @@ def test_a_database_migrated_in_the_old_file_order_is_up_to_date(tmp_path):
             db.applied_migrations(conn)
             for statement in db._statements(m.sql):
                 conn.execute(statement)
-            conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, '2026-01-01T00:00:00.000000Z')",
-                         (name,))
+            conn.execute(
+                "INSERT INTO schema_migrations (name, applied_at) VALUES (?, '2026-01-01T00:00:00.000000Z')", (name,)
+            )
     assert [m.name for m in db.pending_migrations(conn)] == [n for n in old_order if n > "0004_ops"]
     db.migrate(conn)
     assert db.pending_migrations(conn) == []

@@ -1,4 +1,5 @@
 """The Bitvavo simulator, driven by the real ccxt client over loopback HTTP."""
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,10 @@ def test_same_seed_same_path():
 
 def test_candles_csv_is_replayed_then_the_walk_continues(tmp_path):
     path = tmp_path / "c.csv"
-    path.write_text("market,timestamp,open,high,low,close,volume\n" + "".join(
-        f"BTC-EUR,{1000 + i * 60000},{50000 + i},{50010 + i},{49990 + i},{50001 + i},1.5\n" for i in range(5)))
+    path.write_text(
+        "market,timestamp,open,high,low,close,volume\n"
+        + "".join(f"BTC-EUR,{1000 + i * 60000},{50000 + i},{50010 + i},{49990 + i},{50001 + i},1.5\n" for i in range(5))
+    )
     s = Simulator(candles_csv=str(path), history=3, clock=lambda: 1_700_000_000.0)
     assert s.price("BTC-EUR") == D("50003")
     s.advance(2)
@@ -226,8 +229,17 @@ def test_limit_orders_fill_when_the_price_path_crosses(sim_factory):
     s = sim_factory().sim
     price = s.price("BTC-EUR")
     s.set_balance(TRADE_KEY, "EUR", 10_000)
-    s.create_order(TRADE_KEY, {"market": "BTC-EUR", "side": "buy", "orderType": "limit", "amount": "0.001",
-                               "price": str(price - 100), "operatorId": 1})
+    s.create_order(
+        TRADE_KEY,
+        {
+            "market": "BTC-EUR",
+            "side": "buy",
+            "orderType": "limit",
+            "amount": "0.001",
+            "price": str(price - 100),
+            "operatorId": 1,
+        },
+    )
     for _ in range(2000):
         s.advance()
         if s.orders()[0]["status"] == "filled":
@@ -254,38 +266,106 @@ def test_a_filled_orders_client_id_may_be_reused_but_not_an_open_ones(sim, ccxt_
 
 REFUSALS = [
     # (what, how to send it, ccxt exception, errorCode)
-    ("client id not a uuid", lambda ex: ex.create_order("BTC/EUR", "market", "buy", None, None,
-                                                        {"cost": 6, "clientOrderId": "abc"}), ccxt.BadRequest, 205),
-    ("below €5", lambda ex: ex.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 4.99}),
-     ccxt.InvalidOrder, 217),
+    (
+        "client id not a uuid",
+        lambda ex: ex.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6, "clientOrderId": "abc"}),
+        ccxt.BadRequest,
+        205,
+    ),
+    (
+        "below €5",
+        lambda ex: ex.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 4.99}),
+        ccxt.InvalidOrder,
+        217,
+    ),
     ("sell below €5", lambda ex: ex.create_order("BTC/EUR", "limit", "sell", 0.00001, 60000), ccxt.InvalidOrder, 217),
-    ("insufficient EUR", lambda ex: ex.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 26}),
-     ccxt.InsufficientFunds, 216),
-    ("insufficient BTC", lambda ex: ex.create_order("BTC/EUR", "market", "sell", 0.01, None),
-     ccxt.InsufficientFunds, 216),
-    ("operatorId missing", lambda ex: ex.privatePostOrder(
-        {"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6"}), ccxt.BadRequest, 203),
-    ("operatorId missing on cancel", lambda ex: ex.privateDeleteOrder(
-        {"market": "BTC-EUR", "orderId": str(uuid.uuid4())}), ccxt.BadRequest, 203),
+    (
+        "insufficient EUR",
+        lambda ex: ex.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 26}),
+        ccxt.InsufficientFunds,
+        216,
+    ),
+    (
+        "insufficient BTC",
+        lambda ex: ex.create_order("BTC/EUR", "market", "sell", 0.01, None),
+        ccxt.InsufficientFunds,
+        216,
+    ),
+    (
+        "operatorId missing",
+        lambda ex: ex.privatePostOrder({"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6"}),
+        ccxt.BadRequest,
+        203,
+    ),
+    (
+        "operatorId missing on cancel",
+        lambda ex: ex.privateDeleteOrder({"market": "BTC-EUR", "orderId": str(uuid.uuid4())}),
+        ccxt.BadRequest,
+        203,
+    ),
     # 422 and 429 are definite refusals ccxt leaves unmapped (ExchangeError): BITVAVO.md.
-    ("price off tick", lambda ex: ex.privatePostOrder(
-        {"market": "BTC-EUR", "side": "buy", "orderType": "limit", "amount": "0.0001", "price": "59000.5",
-         "operatorId": 1}), ccxt.ExchangeError, 422),
-    ("amount too detailed", lambda ex: ex.privatePostOrder(
-        {"market": "BTC-EUR", "side": "sell", "orderType": "market", "amount": "0.000100001", "operatorId": 1}),
-     ccxt.ExchangeError, 429),
-    ("amountQuote too detailed", lambda ex: ex.privatePostOrder(
-        {"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6.001", "operatorId": 1}),
-     ccxt.ExchangeError, 429),
-    ("unknown market", lambda ex: ex.privatePostOrder(
-        {"market": "DOGE-EUR", "side": "buy", "orderType": "market", "amountQuote": "6", "operatorId": 1}),
-     ccxt.BadRequest, 205),
-    ("unknown body param", lambda ex: ex.privatePostOrder(
-        {"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6", "operatorId": 1,
-         "foo": 1}), ccxt.BadRequest, 201),
-    ("amount and amountQuote", lambda ex: ex.privatePostOrder(
-        {"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6", "amount": "0.001",
-         "operatorId": 1}), ccxt.BadRequest, 206),
+    (
+        "price off tick",
+        lambda ex: ex.privatePostOrder(
+            {
+                "market": "BTC-EUR",
+                "side": "buy",
+                "orderType": "limit",
+                "amount": "0.0001",
+                "price": "59000.5",
+                "operatorId": 1,
+            }
+        ),
+        ccxt.ExchangeError,
+        422,
+    ),
+    (
+        "amount too detailed",
+        lambda ex: ex.privatePostOrder(
+            {"market": "BTC-EUR", "side": "sell", "orderType": "market", "amount": "0.000100001", "operatorId": 1}
+        ),
+        ccxt.ExchangeError,
+        429,
+    ),
+    (
+        "amountQuote too detailed",
+        lambda ex: ex.privatePostOrder(
+            {"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6.001", "operatorId": 1}
+        ),
+        ccxt.ExchangeError,
+        429,
+    ),
+    (
+        "unknown market",
+        lambda ex: ex.privatePostOrder(
+            {"market": "DOGE-EUR", "side": "buy", "orderType": "market", "amountQuote": "6", "operatorId": 1}
+        ),
+        ccxt.BadRequest,
+        205,
+    ),
+    (
+        "unknown body param",
+        lambda ex: ex.privatePostOrder(
+            {"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6", "operatorId": 1, "foo": 1}
+        ),
+        ccxt.BadRequest,
+        201,
+    ),
+    (
+        "amount and amountQuote",
+        lambda ex: ex.privatePostOrder(
+            {
+                "market": "BTC-EUR",
+                "side": "buy",
+                "orderType": "market",
+                "amountQuote": "6",
+                "amount": "0.001",
+                "operatorId": 1,
+            }
+        ),
+        ccxt.BadRequest,
+        206,
+    ),
     ("unknown order", lambda ex: ex.fetch_order(str(uuid.uuid4()), "BTC/EUR"), ccxt.OrderNotFound, 240),
     ("bad orderId", lambda ex: ex.fetch_order("nope", "BTC/EUR"), ccxt.InvalidOrder, 205),
     ("unknown url param", lambda ex: ex.fetch_balance({"foo": "1"}), ccxt.BadRequest, 200),
@@ -314,11 +394,14 @@ def test_view_only_key_may_read_but_not_trade(sim, ccxt_client):
     assert sim.sim.orders() == []
 
 
-@pytest.mark.parametrize("tweak,code", [
-    ({"secret": "wrong"}, 309),
-    ({"key": "nobody"}, 305),
-    ({"options": {"recvWindow": 70000}}, 303),
-])
+@pytest.mark.parametrize(
+    "tweak,code",
+    [
+        ({"secret": "wrong"}, 309),
+        ({"key": "nobody"}, 305),
+        ({"options": {"recvWindow": 70000}}, 303),
+    ],
+)
 def test_authentication_refusals(sim, ccxt_client, tweak, code):
     ex = ccxt_client(**tweak)
     ex.load_markets()  # public: no auth needed
@@ -393,16 +476,20 @@ FAULTS = [
 ]
 
 
-@pytest.mark.parametrize("kind,kwargs,exc,recorded", FAULTS,
-                         ids=[f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items()) or 'default'}"
-                              for k, kw, _, _ in FAULTS])
+@pytest.mark.parametrize(
+    "kind,kwargs,exc,recorded",
+    FAULTS,
+    ids=[f"{k}-{'-'.join(f'{a}={b}' for a, b in kw.items()) or 'default'}" for k, kw, _, _ in FAULTS],
+)
 def test_fault_on_create_order_as_ccxt_sees_it(sim, ccxt_client, kind, kwargs, exc, recorded):
     ex = ccxt_client(timeout=300)
     ex.load_markets()
     sim.sim.add_fault(kind, on="create_order", **kwargs)
     client_id = cid()
+
     def send():
         return ex.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6, "clientOrderId": client_id})
+
     if exc is None:
         order = send()
         assert order["id"] is None  # a 200 that is not an order: ambiguous, not a success
@@ -450,8 +537,14 @@ def test_fault_spec_parsing():
     f = parse_fault_spec("create_order:timeout_after_accept:count=2,delay=1.5")
     assert (f.on, f.kind, f.count, f.delay, f.accept) == ("create_order", "timeout_after_accept", 2, 1.5, True)
     assert parse_fault_spec("any:reset:accept=false,count=always").count is None
-    for bad in ("create_order", "nowhere:reset", "create_order:nope", "create_order:reset:count=x",
-                "create_order:timeout_before_accept:accept=true", "create_order:reset:colour=red"):
+    for bad in (
+        "create_order",
+        "nowhere:reset",
+        "create_order:nope",
+        "create_order:reset:count=x",
+        "create_order:timeout_before_accept:accept=true",
+        "create_order:reset:colour=red",
+    ):
         with pytest.raises(ValueError):
             parse_fault_spec(bad)
 
@@ -503,11 +596,38 @@ def test_serve_refuses_non_loopback_hosts():
 def test_cli_starts_prints_url_and_stops_on_ctrl_c(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tinybot.sim", "--port", "0", "--key", "K", "--secret", "S",
-         "--permissions", "view,trade", "--balance", "EUR=25", "--balance", "BTC=0.001",
-         "--key", "R", "--secret", "RS", "--permissions", "view", "--balance", "R:EUR=3",
-         "--fault", "balance:html_5xx:count=1"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "tinybot.sim",
+            "--port",
+            "0",
+            "--key",
+            "K",
+            "--secret",
+            "S",
+            "--permissions",
+            "view,trade",
+            "--balance",
+            "EUR=25",
+            "--balance",
+            "BTC=0.001",
+            "--key",
+            "R",
+            "--secret",
+            "RS",
+            "--permissions",
+            "view",
+            "--balance",
+            "R:EUR=3",
+            "--fault",
+            "balance:html_5xx:count=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("Bitvavo simulator listening on http://127.0.0.1:")
@@ -523,14 +643,17 @@ def test_cli_starts_prints_url_and_stops_on_ctrl_c(tmp_path):
         proc.kill()
 
 
-@pytest.mark.parametrize("args,flag", [
-    (["--fault", "create_order:bogus"], "--fault"),
-    (["--port", "70000"], "--port"),
-    (["--permissions", "view,admin"], "--permissions"),
-    (["--balance", "EUR=lots"], "--balance"),
-    (["--market", "btceur"], "--market"),
-    (["--key", "K"], "--secret"),
-])
+@pytest.mark.parametrize(
+    "args,flag",
+    [
+        (["--fault", "create_order:bogus"], "--fault"),
+        (["--port", "70000"], "--port"),
+        (["--permissions", "view,admin"], "--permissions"),
+        (["--balance", "EUR=lots"], "--balance"),
+        (["--market", "btceur"], "--market"),
+        (["--key", "K"], "--secret"),
+    ],
+)
 def test_cli_bad_flags_name_the_flag(args, flag):
     from click.testing import CliRunner
 
@@ -565,20 +688,39 @@ def test_hand_signed_request_like_any_bitvavo_client(sim, prefix):
     import hashlib
     import hmac
 
-    body = json.dumps({"market": "BTC-EUR", "side": "buy", "orderType": "market", "amountQuote": "6",
-                       "operatorId": 1, "clientOrderId": cid()}, separators=(",", ":"))
+    body = json.dumps(
+        {
+            "market": "BTC-EUR",
+            "side": "buy",
+            "orderType": "market",
+            "amountQuote": "6",
+            "operatorId": 1,
+            "clientOrderId": cid(),
+        },
+        separators=(",", ":"),
+    )
     ts = str(int(time.time() * 1000))
     # Clients always sign "/v2" + path, whatever URL prefix they were configured with.
     sig = hmac.new(b"trade-secret", (ts + "POST" + "/v2/order" + body).encode(), hashlib.sha256).hexdigest()
-    req = urllib.request.Request(sim.url + prefix + "/order", data=body.encode(), method="POST", headers={
-        "Bitvavo-Access-Key": TRADE_KEY, "Bitvavo-Access-Signature": sig, "Bitvavo-Access-Timestamp": ts,
-        "Bitvavo-Access-Window": "10000", "Content-Type": "application/json"})
+    req = urllib.request.Request(
+        sim.url + prefix + "/order",
+        data=body.encode(),
+        method="POST",
+        headers={
+            "Bitvavo-Access-Key": TRADE_KEY,
+            "Bitvavo-Access-Signature": sig,
+            "Bitvavo-Access-Timestamp": ts,
+            "Bitvavo-Access-Window": "10000",
+            "Content-Type": "application/json",
+        },
+    )
     with urllib.request.urlopen(req, timeout=2) as r:
         order = json.loads(r.read())
         assert r.headers["bitvavo-ratelimit-remaining"] == "999"
     assert order["status"] == "filled" and order["operatorId"] == 1 and order["amountQuote"] == "6"
-    tampered = urllib.request.Request(sim.url + prefix + "/order", data=body.replace('"6"', '"7"').encode(),
-                                      method="POST", headers=dict(req.headers))
+    tampered = urllib.request.Request(
+        sim.url + prefix + "/order", data=body.replace('"6"', '"7"').encode(), method="POST", headers=dict(req.headers)
+    )
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(tampered, timeout=2)
     assert e.value.code == 403 and json.loads(e.value.read())["errorCode"] == 309
@@ -602,5 +744,9 @@ def test_keys_of_one_account_share_balances_and_orders(sim_factory, ccxt_client)
     with pytest.raises(ccxt.PermissionDenied):
         reader.create_order("BTC/EUR", "market", "buy", None, None, {"cost": "5", "clientOrderId": str(uuid.uuid4())})
     with pytest.raises(ValueError, match="give balances on its first key only"):
-        Simulator(accounts=[*shared_accounts()[:1], type(shared_accounts()[1])("k2", "s2", frozenset({"view"}),
-                                                                                {"EUR": 1}, account="me")])
+        Simulator(
+            accounts=[
+                *shared_accounts()[:1],
+                type(shared_accounts()[1])("k2", "s2", frozenset({"view"}), {"EUR": 1}, account="me"),
+            ]
+        )

@@ -4,6 +4,7 @@ Each test names the behaviour and its source; docs/SIMULATOR.md has the table
 (behaviour · source · test). Recorded answers live in tests/fixtures/ccxt_bitvavo_*.json
 (see tests/fixtures/ccxt_bitvavo_SOURCE.md).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -41,16 +42,35 @@ def code_of(exc: Exception) -> int:
     return json.loads(str(exc).split(" ", 1)[1])["errorCode"]
 
 
-def signed(url: str, method: str, path: str, body: str = "", *, key=TRADE_KEY, secret=TRADE_SECRET,
-           sign_body: str | None = None, ts: int | None = None, query: str = ""):
+def signed(
+    url: str,
+    method: str,
+    path: str,
+    body: str = "",
+    *,
+    key=TRADE_KEY,
+    secret=TRADE_SECRET,
+    sign_body: str | None = None,
+    ts: int | None = None,
+    query: str = "",
+):
     """A hand-made Bitvavo request; `sign_body` is what the signature covers (default: the body sent)."""
     ts = str(ts if ts is not None else int(time.time() * 1000))
     target = "/v2" + path + ("?" + query if query else "")
-    sig = hmac.new(secret.encode(), (ts + method + target + (body if sign_body is None else sign_body)).encode(),
-                   hashlib.sha256).hexdigest()
-    req = urllib.request.Request(url + target, data=body.encode() if body else None, method=method, headers={
-        "Bitvavo-Access-Key": key, "Bitvavo-Access-Signature": sig, "Bitvavo-Access-Timestamp": ts,
-        "Content-Type": "application/json"})
+    sig = hmac.new(
+        secret.encode(), (ts + method + target + (body if sign_body is None else sign_body)).encode(), hashlib.sha256
+    ).hexdigest()
+    req = urllib.request.Request(
+        url + target,
+        data=body.encode() if body else None,
+        method=method,
+        headers={
+            "Bitvavo-Access-Key": key,
+            "Bitvavo-Access-Signature": sig,
+            "Bitvavo-Access-Timestamp": ts,
+            "Content-Type": "application/json",
+        },
+    )
     try:
         with urllib.request.urlopen(req, timeout=2) as r:
             return r.status, json.loads(r.read()), dict(r.headers)
@@ -104,8 +124,11 @@ def test_view_only_key_may_not_read_orders_or_trades(sim_factory, what, read):
 # --- 2. fees and rounding, against the recorded fills ------------------------------------------
 
 
-@pytest.mark.parametrize("rec", [o for o in recorded("orders") if o["orderType"] in ("market", "stopLoss")],
-                         ids=lambda o: f"{o['side']}-{o['filledAmount']}@{o['fills'][0]['price']}")
+@pytest.mark.parametrize(
+    "rec",
+    [o for o in recorded("orders") if o["orderType"] in ("market", "stopLoss")],
+    ids=lambda o: f"{o['side']}-{o['filledAmount']}@{o['fills'][0]['price']}",
+)
 def test_recorded_fills_settle_the_same_in_the_simulator(sim_factory, rec):
     """ccxt's recorded fills: by base amount the EUR side settles in whole cents against the user."""
     s = sim_factory()
@@ -120,8 +143,9 @@ def test_recorded_fills_settle_the_same_in_the_simulator(sim_factory, rec):
     for field in ("filledAmount", "filledAmountQuote", "feePaid", "feeCurrency", "status", "amountRemaining"):
         assert order[field] == rec[field], field
     [fill], [want] = order["fills"], rec["fills"]
-    assert {k: fill[k] for k in ("amount", "price", "fee", "feeCurrency", "taker", "settled")} == \
-        {k: want[k] for k in ("amount", "price", "fee", "feeCurrency", "taker", "settled")}
+    assert {k: fill[k] for k in ("amount", "price", "fee", "feeCurrency", "taker", "settled")} == {
+        k: want[k] for k in ("amount", "price", "fee", "feeCurrency", "taker", "settled")
+    }
     moved = sim.balance(TRADE_KEY)["EUR"] - eur_before
     gross, fee = D(rec["filledAmountQuote"]), D(rec["feePaid"])
     assert moved == (gross - fee if rec["side"] == "sell" else -(gross + fee))
@@ -348,8 +372,9 @@ def test_outcomes_are_used_up_and_can_be_cleared(sim):
 # --- 6. definite refusals ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("status,code", [("halted", 423), ("cancelOnly", 424), ("auction", 425),
-                                         ("auctionMatching", 426), ("delisted", 219)])
+@pytest.mark.parametrize(
+    "status,code", [("halted", 423), ("cancelOnly", 424), ("auction", 425), ("auctionMatching", 426), ("delisted", 219)]
+)
 def test_a_market_that_is_not_trading_refuses_orders(sim, ccxt_client, status, code):
     ex = ccxt_client()
     ex.load_markets()
@@ -358,8 +383,12 @@ def test_a_market_that_is_not_trading_refuses_orders(sim, ccxt_client, status, c
     with pytest.raises(ccxt.ExchangeError) as e:
         ex.privatePostOrder(order_body(side="buy", orderType="market", amountQuote="6"))
     assert code_of(e.value) == code
-    http, _, _ = signed(sim.url, "POST", "/order", json.dumps(order_body(side="buy", orderType="market",
-                                                                        amountQuote="6"), separators=(",", ":")))
+    http, _, _ = signed(
+        sim.url,
+        "POST",
+        "/order",
+        json.dumps(order_body(side="buy", orderType="market", amountQuote="6"), separators=(",", ":")),
+    )
     assert http == 400
     ex.cancel_order(resting["id"], "BTC/EUR")  # canceling still works
     markets = [m["market"] for m in ex.publicGetMarkets()]
@@ -467,11 +496,14 @@ def test_a_get_with_an_empty_json_body_signed_without_it_is_accepted(sim):
     assert status == 200 and rows[0]["symbol"] == "EUR"
 
 
-@pytest.mark.parametrize("tweak,code", [
-    ({"secret": "wrong"}, 309),
-    ({"key": "nobody"}, 305),
-    ({"ts": int(time.time() * 1000) - 60_000}, 304),
-])
+@pytest.mark.parametrize(
+    "tweak,code",
+    [
+        ({"secret": "wrong"}, 309),
+        ({"key": "nobody"}, 305),
+        ({"ts": int(time.time() * 1000) - 60_000}, 304),
+    ],
+)
 def test_wrong_signature_stale_timestamp_and_unknown_key_are_still_refused(sim, tweak, code):
     status, body, _ = signed(sim.url, "GET", "/balance", **tweak)
     assert (status, body["errorCode"]) == (403, code)
@@ -483,12 +515,43 @@ def test_wrong_signature_stale_timestamp_and_unknown_key_are_still_refused(sim, 
 def test_cli_keys_share_an_account_with_clock_skew_and_state(tmp_path):
     env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tinybot.sim", "--port", "0",
-         "--key", "K", "--secret", "S", "--account", "me", "--balance", "EUR=25",
-         "--key", "R", "--secret", "RS", "--permissions", "view", "--account", "me",
-         "--key", "O", "--secret", "OS", "--balance", "EUR=3",
-         "--clock-skew", "30s", "--no-find-closed-by-client-id"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        [
+            sys.executable,
+            "-m",
+            "tinybot.sim",
+            "--port",
+            "0",
+            "--key",
+            "K",
+            "--secret",
+            "S",
+            "--account",
+            "me",
+            "--balance",
+            "EUR=25",
+            "--key",
+            "R",
+            "--secret",
+            "RS",
+            "--permissions",
+            "view",
+            "--account",
+            "me",
+            "--key",
+            "O",
+            "--secret",
+            "OS",
+            "--balance",
+            "EUR=3",
+            "--clock-skew",
+            "30s",
+            "--no-find-closed-by-client-id",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         line = proc.stdout.readline()
         assert line.startswith("Bitvavo simulator listening on http://127.0.0.1:"), proc.stderr.read()
@@ -523,9 +586,14 @@ def test_cli_relaxed_reads_flag(tmp_path):
 
     from tinybot.sim.cli import build_accounts, sim_command
 
-    accounts = build_accounts(("K", "R"), ("S", "RS"), ("view",), (), {"--secret": [0, 1], "--permissions": [1],
-                                                                      "--balance": [], "--account": [0, 1]},
-                              ("me", "me"))
+    accounts = build_accounts(
+        ("K", "R"),
+        ("S", "RS"),
+        ("view",),
+        (),
+        {"--secret": [0, 1], "--permissions": [1], "--balance": [], "--account": [0, 1]},
+        ("me", "me"),
+    )
     assert [(a.key, a.account, a.balances) for a in accounts] == [("K", "me", {"EUR": D(25)}), ("R", "me", {})]
     result = CliRunner().invoke(sim_command, ["--clock-skew", "soon"])
     assert result.exit_code == 2 and "--clock-skew" in result.output
@@ -544,13 +612,16 @@ def test_view_key_reads_orders_flag_reaches_the_simulator(monkeypatch):
         pass
 
     def fake_serve(self, **kw):
-        seen.update(view=self.view_key_reads_orders, skew=self.clock_skew, code=self.rate_limit_code,
-                    unsettled=self.unsettled)
+        seen.update(
+            view=self.view_key_reads_orders, skew=self.clock_skew, code=self.rate_limit_code, unsettled=self.unsettled
+        )
         raise Stop
 
     monkeypatch.setattr(cli.Simulator, "serve", fake_serve)
-    CliRunner().invoke(cli.sim_command, ["--view-key-reads-orders", "--clock-skew", "-2s", "--rate-limit-code", "105",
-                                         "--unsettled-fills", "manual"])
+    CliRunner().invoke(
+        cli.sim_command,
+        ["--view-key-reads-orders", "--clock-skew", "-2s", "--rate-limit-code", "105", "--unsettled-fills", "manual"],
+    )
     assert seen == {"view": True, "skew": -2.0, "code": 105, "unsettled": "manual"}
 
 
@@ -595,8 +666,9 @@ def test_balance_cancel_candles_and_assets_shapes_match_the_recording(sim, ccxt_
     assert set(ex.privateGetBalance()[0]) == set(recorded("balance")[0])
     resting = ex.create_order("BTC/EUR", "limit", "buy", 0.0001, 50000, {"clientOrderId": cid()})
     rec_limit = recorded("create_order_limit")
-    assert {k: _kind(v) for k, v in resting["info"].items() if k in rec_limit and not isinstance(v, list)} == \
-        _shape(rec_limit)
+    assert {k: _kind(v) for k, v in resting["info"].items() if k in rec_limit and not isinstance(v, list)} == _shape(
+        rec_limit
+    )
     canceled = ex.privateDeleteOrder({"market": "BTC-EUR", "orderId": resting["id"], "operatorId": 1})
     assert set(recorded("cancel_order")) <= set(canceled)
     rows = ex.publicGetMarketCandles({"market": "BTC-EUR", "interval": "1m", "limit": 5})
@@ -625,28 +697,47 @@ def test_markets_have_the_documented_fields(sim):
     row = ex.publicGetMarkets({"market": "BTC-EUR"})
     assert set(documented) <= set(row)
     assert row["pricePrecision"] is None  # docs releases v2.12.0: deprecated, always null
-    assert {k: row[k] for k in ("status", "minOrderInQuoteAsset")} == {"status": "trading", "minOrderInQuoteAsset": "5.00"}
+    assert {k: row[k] for k in ("status", "minOrderInQuoteAsset")} == {
+        "status": "trading",
+        "minOrderInQuoteAsset": "5.00",
+    }
 
 
 def test_each_documented_error_comes_with_its_http_status(sim_factory):
     """constructed_bitvavo_errors.json (HTTP status, errorCode) pairs, each produced by the simulator."""
-    want = {(h, e["errorCode"]) for h, e in json.loads((FIXTURES / "constructed_bitvavo_errors.json").read_text())["errors"]}
+    want = {
+        (h, e["errorCode"]) for h, e in json.loads((FIXTURES / "constructed_bitvavo_errors.json").read_text())["errors"]
+    }
     got = set()
-    s = sim_factory(accounts=[SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), {"EUR": D(25)}),
-                              SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}),
-                              SimAccount("trade-only", "to-secret", frozenset({"trade"}), {})])
+    s = sim_factory(
+        accounts=[
+            SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), {"EUR": D(25)}),
+            SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}),
+            SimAccount("trade-only", "to-secret", frozenset({"trade"}), {}),
+        ]
+    )
     sim = s.sim
+
     def body(**kw):
-        return json.dumps(order_body(side="buy", orderType="market", amountQuote="6") | kw,
-                                       separators=(",", ":"))
+        return json.dumps(order_body(side="buy", orderType="market", amountQuote="6") | kw, separators=(",", ":"))
+
     def record(r):
         return got.add((r[0], r[1]["errorCode"]))
+
     record(signed(s.url, "GET", "/nope"))
     record(signed(s.url, "GET", "/ordersOpen", key=READ_KEY, secret=READ_SECRET))
     record(signed(s.url, "GET", "/balance", key="trade-only", secret="to-secret"))
     record(signed(s.url, "POST", "/order", body(amountQuote="6.001")))
-    record(signed(s.url, "POST", "/order", json.dumps(order_body(side="buy", orderType="limit", amount="0.0001",
-                                                                 price="50000.5"), separators=(",", ":"))))
+    record(
+        signed(
+            s.url,
+            "POST",
+            "/order",
+            json.dumps(
+                order_body(side="buy", orderType="limit", amount="0.0001", price="50000.5"), separators=(",", ":")
+            ),
+        )
+    )
     for status in ("delisted", "halted"):
         sim.set_market_status("BTC-EUR", status)
         record(signed(s.url, "POST", "/order", body()))

@@ -1,4 +1,5 @@
 """`tinybot tax YEAR`: the Box 3 peildatum values at Bitvavo's prices, and the counter-evidence figures (issue 16)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -37,8 +38,9 @@ def test_peildatum_is_new_year_in_amsterdam():
 def test_worksheet_values_the_account_at_both_peildatums(write_config, tmp_path):
     cfg, conn, ex = paper_setup(write_config, cooldown='"0s"', anti_flip='"0s"')
     with freeze_time("2026-03-01 12:00:00"):  # during 2026: buy €10 of BTC
-        pid = proposals.create(conn, Draft("BTC-EUR", "buy", Decimal("10")), source="t",
-                               ttl=timedelta(minutes=30), approve=True)
+        pid = proposals.create(
+            conn, Draft("BTC-EUR", "buy", Decimal("10")), source="t", ttl=timedelta(minutes=30), approve=True
+        )
         assert executor.execute(conn, cfg, ex, pid).state == "filled"
     held = Decimal(conn.execute("SELECT base FROM positions").fetchone()[0])
     minute_candles(tmp_path / "a.csv", "BTC-EUR", PEIL_2026, 50000)
@@ -86,7 +88,8 @@ def test_tax_command_before_the_year_ends_and_bad_years(tmp_path):
     assert "not tax advice" in human.stdout and "Next peildatum: not reached yet" in human.stdout
     bad = run_cli("tax", "1999", "--no-fetch")
     assert bad.returncode == 1 and bad.stderr.strip() == (
-        "Error: YEAR: 1999 is not a year tinybot can make a worksheet for (2009–2100)")
+        "Error: YEAR: 1999 is not a year tinybot can make a worksheet for (2009–2100)"
+    )
 
 
 def test_missing_prices_are_fetched_from_bitvavos_candles(write_config, tmp_path, sim_factory):
@@ -99,6 +102,7 @@ def test_missing_prices_are_fetched_from_bitvavos_candles(write_config, tmp_path
         (tmp_path / "fetch.toml").write_text(f'[exchange]\nurl = "{running.url}"\n')
         client = read_only_client(config.load(tmp_path / "fetch.toml"), rate_limit=False)
         p = tax.price_at(conn, "BTC-EUR", PEIL_2026, client)
-    [stored] = candles.load(conn, "BTC-EUR", "1m", int(PEIL_2026.timestamp() * 1000),
-                            int(PEIL_2026.timestamp() * 1000) + 60_000)
+    [stored] = candles.load(
+        conn, "BTC-EUR", "1m", int(PEIL_2026.timestamp() * 1000), int(PEIL_2026.timestamp() * 1000) + 60_000
+    )
     assert p.price == stored.open and p.candle_open_ms == stored.timestamp_ms

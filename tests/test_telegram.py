@@ -1,4 +1,5 @@
 """The owner's phone (tinybot.telegram) against a local fake Bot API (tests/fake_telegram.py), real SQLite."""
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,11 @@ def make(fake, write_config, monkeypatch):
     opened = []
 
     def build(*, approval="manual", allow_resume=False, chat_ids=f"[{OWNER}]", poll_timeout="0s", extra=""):
-        text = (paper_config_text() + f'[scheduler]\napproval = "{approval}"\n'
-                f'[telegram]\nchat_ids = {chat_ids}\napi_url = "{fake.url}"\n'
-                f'allow_resume = {"true" if allow_resume else "false"}\npoll_timeout = "{poll_timeout}"\n' + extra)
+        text = (
+            paper_config_text() + f'[scheduler]\napproval = "{approval}"\n'
+            f'[telegram]\nchat_ids = {chat_ids}\napi_url = "{fake.url}"\n'
+            f'allow_resume = {"true" if allow_resume else "false"}\npoll_timeout = "{poll_timeout}"\n' + extra
+        )
         cfg = write_config(text)
         conn = db.open_db(cfg.db_path)
         monkeypatch.setenv(telegram.TOKEN_NAME, fake.token)
@@ -51,8 +54,7 @@ def make(fake, write_config, monkeypatch):
 
 
 def propose(conn, market="BTC-EUR", side="buy", eur="6", reason="weekly DCA", ttl=timedelta(minutes=30)):
-    return proposals.create(conn, proposals.Draft(market, side, amount_quote=eur, reason=reason),
-                            source="cli", ttl=ttl)
+    return proposals.create(conn, proposals.Draft(market, side, amount_quote=eur, reason=reason), source="cli", ttl=ttl)
 
 
 def announced(fake, pid):
@@ -75,6 +77,7 @@ def started(poller):
 
 # --- proposals to the phone -----------------------------------------------------------
 
+
 def test_a_waiting_proposal_is_sent_once_with_reason_size_guards_and_buttons(make, fake):
     cfg, conn, poller = make()
     started(poller)
@@ -90,8 +93,10 @@ def test_a_waiting_proposal_is_sent_once_with_reason_size_guards_and_buttons(mak
     assert fake.button(chat, mid, "Approve") == f"approve:{pid}"
     assert fake.button(chat, mid, "Reject") == f"reject:{pid}"
     blocked_text = fake.messages[announced(fake, blocked_pid)]["text"]
-    assert "would be BLOCKED" in blocked_text and "✗ max_trade: €15.00 (fee included) is over risk.max_trade_eur" \
-        in blocked_text
+    assert (
+        "would be BLOCKED" in blocked_text
+        and "✗ max_trade: €15.00 (fee included) is over risk.max_trade_eur" in blocked_text
+    )
     # once: the cursor is in the database, a second cycle and a restarted poller send nothing again
     assert poller.poll_once().announced == []
     again = telegram.Poller(cfg, conn)
@@ -114,8 +119,10 @@ def test_auto_approval_proposals_wait_until_their_tick_has_decided(make, fake):
     cfg, conn, poller = make(approval="auto")
     started(poller)
     with db.transaction(conn):
-        tick = conn.execute("INSERT INTO ticks (slot, started_at, status, pid) VALUES (?, ?, 'running', 1)",
-                            (clock.now_iso(), clock.now_iso())).lastrowid
+        tick = conn.execute(
+            "INSERT INTO ticks (slot, started_at, status, pid) VALUES (?, ?, 'running', 1)",
+            (clock.now_iso(), clock.now_iso()),
+        ).lastrowid
     pid = propose(conn)
     assert poller.poll_once().announced == []
     with db.transaction(conn):
@@ -124,6 +131,7 @@ def test_auto_approval_proposals_wait_until_their_tick_has_decided(make, fake):
 
 
 # --- taps --------------------------------------------------------------------------------
+
 
 def test_approve_tap_goes_through_the_cli_code_and_the_executor_still_decides(make, fake, tmp_path):
     from tinybot.exchange.paper import PaperExchange
@@ -207,13 +215,16 @@ def test_forged_buttons_do_nothing(make, fake):
     fake.tap(OWNER, 5, "resume:")
     poller.poll_once()
     assert [a["text"] for a in fake.answers] == [
-        "no proposal with id 999", "Unknown button; nothing done.",
-        "This confirmation is used up or expired; nothing done."]
+        "no proposal with id 999",
+        "Unknown button; nothing done.",
+        "This confirmation is used up or expired; nothing done.",
+    ]
     assert proposals.get(conn, pid)["status"] == "pending"
     assert killswitch.state(conn)["trading_enabled"] == 1
 
 
 # --- who is served, and when ---------------------------------------------------------
+
 
 def test_other_chats_are_ignored_without_a_reply_and_logged_once(make, fake, caplog):
     cfg, conn, poller = make()
@@ -269,13 +280,18 @@ def test_an_update_delivered_again_is_not_acted_on_twice(make, fake):
     assert restarted.poll_once().acted == 0
     restarted.close()
     assert killswitch.state(conn)["trading_enabled"] == 1
-    assert fake.texts(OWNER).count("Trading DISABLED: once\nNothing not yet sent will be sent. `tinybot resume` on"
-                                   " the Pi turns it back on.") == 1
+    assert (
+        fake.texts(OWNER).count(
+            "Trading DISABLED: once\nNothing not yet sent will be sent. `tinybot resume` on the Pi turns it back on."
+        )
+        == 1
+    )
     offsets = [p.get("offset") for m, p in fake.calls if m == "getUpdates"]
     assert offsets[-1] == uid + 1  # the restarted poller asked from the stored offset
 
 
 # --- commands ------------------------------------------------------------------------------
+
 
 def test_kill_is_one_write_and_the_executor_then_sends_nothing(make, fake):
     from tinybot.exchange.paper import PaperExchange
@@ -311,18 +327,30 @@ def test_kill_from_a_separate_process_with_the_exchange_unreachable_and_ccxt_uni
     (poison / "ccxt").mkdir(parents=True)
     (poison / "ccxt" / "__init__.py").write_text("raise ImportError('the Telegram loop must not import ccxt')\n")
     cfg_path = tmp_path / "bot.toml"
-    cfg_path.write_text(paper_config_text().replace('mode = "paper"', 'mode = "live"')
-                        + f'[exchange]\noperator_id = 1\nurl = "http://127.0.0.1:{dead_port}"\n'
-                        f'[telegram]\nchat_ids = [{OWNER}]\napi_url = "{fake.url}"\npoll_timeout = "5s"\n')
-    env = {**os.environ, "TINYBOT_CONFIG": str(cfg_path), telegram.TOKEN_NAME: fake.token,
-           "PYTHONPATH": os.pathsep.join([str(poison), str(ROOT)])}
+    cfg_path.write_text(
+        paper_config_text().replace('mode = "paper"', 'mode = "live"')
+        + f'[exchange]\noperator_id = 1\nurl = "http://127.0.0.1:{dead_port}"\n'
+        f'[telegram]\nchat_ids = [{OWNER}]\napi_url = "{fake.url}"\npoll_timeout = "5s"\n'
+    )
+    env = {
+        **os.environ,
+        "TINYBOT_CONFIG": str(cfg_path),
+        telegram.TOKEN_NAME: fake.token,
+        "PYTHONPATH": os.pathsep.join([str(poison), str(ROOT)]),
+    }
     assert subprocess.run([sys.executable, "-m", "tinybot", "init"], env=env, capture_output=True).returncode == 0
-    proc = subprocess.Popen([sys.executable, "-m", "tinybot", "telegram"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinybot", "telegram"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert fake.wait_for(lambda f: "getUpdates" in f.methods(), 20), proc.stderr.read() if proc.poll() else ""
-        second = subprocess.run([sys.executable, "-m", "tinybot", "telegram"], env=env, capture_output=True,
-                                text=True, timeout=30)
+        second = subprocess.run(
+            [sys.executable, "-m", "tinybot", "telegram"], env=env, capture_output=True, text=True, timeout=30
+        )
         assert second.returncode == 75  # exitcodes.LOCKED: another process holds the lock
         assert second.stderr.startswith(f"Error: another Telegram loop (PID {proc.pid}) already serves")
         fake.send_text(OWNER, "/kill exchange is down")
@@ -396,8 +424,17 @@ def test_status_pnl_proposals_why_and_help(make, fake):
     started(poller)
     pid = propose(conn)
     poller.poll_once()
-    for text in ("/status", "/pnl", "/proposals", f"/why {pid}", "/why 999", "/why x", "hello",
-                 "/status@someone_elses_bot", f"/status@{fake.username}"):
+    for text in (
+        "/status",
+        "/pnl",
+        "/proposals",
+        f"/why {pid}",
+        "/why 999",
+        "/why x",
+        "hello",
+        "/status@someone_elses_bot",
+        f"/status@{fake.username}",
+    ):
         fake.send_text(OWNER, text)
     poller.poll_once()
     replies = fake.sent(OWNER)[1:]  # [0] announced the proposal
@@ -455,6 +492,7 @@ def test_why_shows_guard_decisions(make, fake):
 
 
 # --- the token and the network ------------------------------------------------------------------
+
 
 def test_the_token_never_reaches_logs_errors_replies_or_the_database(make, fake, caplog):
     cfg, conn, poller = make()
@@ -597,14 +635,18 @@ def test_telegram_needs_chat_ids(write_config, monkeypatch):
 
 # --- config ---------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("table, message", [
-    ('chat_ids = ["123"]', "telegram.chat_ids: must be a list of whole numbers, like [123456789]"),
-    ("chat_ids = [true]", "telegram.chat_ids: must be a list of whole numbers, like [123456789]"),
-    ('poll_timeout = "2m"', "telegram.poll_timeout: must be at most 50s"),
-    ('api_url = "api.telegram.org"', "telegram.api_url: 'api.telegram.org' is not an http(s) URL"),
-    ("allow_resume = 1", "telegram.allow_resume: must be true or false, not int"),
-    ("token = \"123:abc\"", "telegram.token: unknown key"),
-])
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ('chat_ids = ["123"]', "telegram.chat_ids: must be a list of whole numbers, like [123456789]"),
+        ("chat_ids = [true]", "telegram.chat_ids: must be a list of whole numbers, like [123456789]"),
+        ('poll_timeout = "2m"', "telegram.poll_timeout: must be at most 50s"),
+        ('api_url = "api.telegram.org"', "telegram.api_url: 'api.telegram.org' is not an http(s) URL"),
+        ("allow_resume = 1", "telegram.allow_resume: must be true or false, not int"),
+        ('token = "123:abc"', "telegram.token: unknown key"),
+    ],
+)
 def test_telegram_config_is_read_strictly(write_config, table, message):
     with pytest.raises(ConfigError) as e:
         write_config(paper_config_text() + f"[telegram]\n{table}\n")

@@ -1,4 +1,5 @@
 """[risk] top_up_to_exit: the smallest buy that frees a stranded position, once, within the caps (issue 11)."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -14,8 +15,10 @@ from tests_helpers import paper_setup
 def stranded_setup(write_config, **risk):
     cfg, conn, ex = paper_setup(write_config, top_up_to_exit="true", **risk)
     with db.transaction(conn):  # tinybot holds 0.00005 BTC: €3 at 60000, under the €5 minimum
-        conn.execute("INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at)"
-                     " VALUES ('BTC-EUR', '0.00005', '3.20', '0', '2026-11-27T12:00:00.000000Z')")
+        conn.execute(
+            "INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at)"
+            " VALUES ('BTC-EUR', '0.00005', '3.20', '0', '2026-11-27T12:00:00.000000Z')"
+        )
     return cfg, conn, ex
 
 

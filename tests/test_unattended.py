@@ -4,6 +4,7 @@ Real things throughout: a `sqlite3` process holding the write lock, a
 read-only bind mount in a mount namespace (root ignores file modes, not a
 read-only mount), corrupt and truncated files, `tinybot` in its own process.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,9 @@ class HeldLock:
     """A real `sqlite3` shell that has taken the write lock (BEGIN IMMEDIATE) and keeps it until released."""
 
     def __init__(self, path: Path):
-        self.proc = subprocess.Popen([shutil.which("sqlite3"), str(path)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [shutil.which("sqlite3"), str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.proc.stdin.write("BEGIN IMMEDIATE;\nSELECT 'holding';\n")
         self.proc.stdin.flush()
         assert self.proc.stdout.readline().strip() == "holding"
@@ -67,6 +69,7 @@ def held_lock():
 
 # --- item 2: kill always works ------------------------------------------------------------
 
+
 def test_kill_takes_effect_within_a_second_while_another_process_holds_the_write_lock(home, held_lock):
     lock = held_lock(home / "tinybot.db")
     started = time.monotonic()
@@ -74,9 +77,11 @@ def test_kill_takes_effect_within_a_second_while_another_process_holds_the_write
     took = time.monotonic() - started
     assert r.returncode == exitcodes.OK, r.stderr
     assert r.stdout.strip() == "Trading DISABLED: sd card noise"
-    assert r.stderr.startswith(f"The kill file {home / 'tinybot.db.kill'} stops the executor; the switch's row in"
-                               f" the database was not set: {home / 'tinybot.db'} is locked by another process"
-                               " (waited 1s)")
+    assert r.stderr.startswith(
+        f"The kill file {home / 'tinybot.db.kill'} stops the executor; the switch's row in"
+        f" the database was not set: {home / 'tinybot.db'} is locked by another process"
+        " (waited 1s)"
+    )
     assert "Traceback" not in r.stderr
     assert took < 5, f"kill took {took:.1f}s"  # about a second of lock wait + interpreter start; was 30 s + traceback
     assert (home / "tinybot.db.kill").exists()
@@ -93,7 +98,8 @@ def test_kill_takes_effect_within_a_second_while_another_process_holds_the_write
     assert ex.stdout.startswith("Proposal 1: blocked — kill_switch_on")
     why = json.loads(run_cli("why", "1", "--json").stdout)
     assert [d["detail"] for d in why["decisions"] if d["verdict"] == "block"] == [
-        f"trading is disabled by the kill file {home / 'tinybot.db.kill'}: sd card noise"]
+        f"trading is disabled by the kill file {home / 'tinybot.db.kill'}: sd card noise"
+    ]
 
 
 def test_resume_clears_the_kill_file_and_the_row_then_trading_works(home):
@@ -119,9 +125,21 @@ def test_a_kill_file_alone_is_cleared_by_resume(home):
 
 # --- item 4: database faults --------------------------------------------------------------
 
-COMMANDS = [["status"], ["history"], ["why", "1"], ["proposals"], ["executions"], ["kill"], ["resume"],
-            ["doctor"], ["propose", "BTC-EUR", "buy", "--eur", "6"], ["approve", "1"], ["execute", "1"],
-            ["reconcile"], ["run", "--once"]]
+COMMANDS = [
+    ["status"],
+    ["history"],
+    ["why", "1"],
+    ["proposals"],
+    ["executions"],
+    ["kill"],
+    ["resume"],
+    ["doctor"],
+    ["propose", "BTC-EUR", "buy", "--eur", "6"],
+    ["approve", "1"],
+    ["execute", "1"],
+    ["reconcile"],
+    ["run", "--once"],
+]
 
 
 def _closed(path: Path) -> Path:
@@ -145,8 +163,9 @@ def _garbage(path: Path):
     _closed(path).write_bytes(b"this is not a database, it is a shopping list\n" * 200)
 
 
-@pytest.mark.parametrize("damage, sqlite_says", [(_truncate, "database disk image is malformed"),
-                                                 (_garbage, "file is not a database")])
+@pytest.mark.parametrize(
+    "damage, sqlite_says", [(_truncate, "database disk image is malformed"), (_garbage, "file is not a database")]
+)
 def test_a_damaged_database_gives_one_line_with_the_restore_command_from_every_command(home, damage, sqlite_says):
     backup = invoke("backup", "--label", "nightly")
     assert backup.exit_code == 0
@@ -159,8 +178,10 @@ def test_a_damaged_database_gives_one_line_with_the_restore_command_from_every_c
         assert last.startswith("Error: "), (command, r.output)
         assert "Traceback" not in r.output
         if command != ["kill"]:
-            assert last == (f"Error: {home / 'tinybot.db'} is damaged ({sqlite_says}); restore a backup:"
-                            f" `tinybot backup --restore {name}` (`tinybot backup --list` shows all)"), command
+            assert last == (
+                f"Error: {home / 'tinybot.db'} is damaged ({sqlite_says}); restore a backup:"
+                f" `tinybot backup --restore {name}` (`tinybot backup --list` shows all)"
+            ), command
 
 
 def test_a_damaged_database_in_a_real_process_prints_no_traceback(home):
@@ -178,7 +199,8 @@ def test_kill_on_a_damaged_database_still_stops_trading_and_says_what_it_could_n
     assert r.exit_code == exitcodes.ERROR
     assert (home / "tinybot.db.kill").exists()
     assert r.output.strip().splitlines()[-1] == (
-        "Error: the database has a fault (above); trading is stopped by the kill file until `tinybot resume`")
+        "Error: the database has a fault (above); trading is stopped by the kill file until `tinybot resume`"
+    )
 
 
 def test_a_lock_held_past_the_timeout_exits_locked_with_the_file_and_the_fix(home, held_lock, monkeypatch):
@@ -189,7 +211,8 @@ def test_a_lock_held_past_the_timeout_exits_locked_with_the_file_and_the_fix(hom
         assert r.exit_code == exitcodes.LOCKED, (command, r.output)
         assert r.output.strip().splitlines()[-1] == (
             f"Error: {home / 'tinybot.db'} is locked by another process (waited 0.3s); find it with"
-            f" `fuser -v {home / 'tinybot.db'}` (a `sqlite3` shell left open? another tinybot?), end it and try again")
+            f" `fuser -v {home / 'tinybot.db'}` (a `sqlite3` shell left open? another tinybot?), end it and try again"
+        )
     assert invoke("status").exit_code == 0  # readers are not blocked by a writer in WAL mode
 
 
@@ -199,12 +222,20 @@ def _in_read_only_mount(home: Path, tmp_path_factory, *commands: list[str]) -> l
     script = [f"mount --bind -o ro {home} {view} || exit 1"]
     for i, c in enumerate(commands):
         args = " ".join(f"'{a}'" for a in c)
-        script.append(f"TINYBOT_CONFIG={view}/bot.toml {sys.executable} -m tinybot {args}"
-                      f" >{base}/out{i} 2>{base}/err{i}; echo $? >{base}/rc{i}")
+        script.append(
+            f"TINYBOT_CONFIG={view}/bot.toml {sys.executable} -m tinybot {args}"
+            f" >{base}/out{i} 2>{base}/err{i}; echo $? >{base}/rc{i}"
+        )
     out = subprocess.run(["unshare", "-m", "sh", "-c", "\n".join(script)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr  # needs root (CI runs as root): a read-only mount, not chmod
-    return [(int((base / f"rc{i}").read_text()), (base / f"out{i}").read_text().replace(str(view), str(home)),
-             (base / f"err{i}").read_text().replace(str(view), str(home))) for i in range(len(commands))]
+    return [
+        (
+            int((base / f"rc{i}").read_text()),
+            (base / f"out{i}").read_text().replace(str(view), str(home)),
+            (base / f"err{i}").read_text().replace(str(view), str(home)),
+        )
+        for i in range(len(commands))
+    ]
 
 
 def test_read_only_filesystem_reads_work_and_writes_say_so(tmp_path_factory):
@@ -212,8 +243,17 @@ def test_read_only_filesystem_reads_work_and_writes_say_so(tmp_path_factory):
     (home / "bot.toml").write_text(PAPER_TOML)
     assert run_cli("--config", str(home / "bot.toml"), "init").returncode == 0
     assert run_cli("--config", str(home / "bot.toml"), "propose", "BTC-EUR", "buy", "--eur", "6").returncode == 0
-    results = _in_read_only_mount(home, tmp_path_factory, ["status"], ["history"], ["why", "1"], ["proposals"],
-                                  ["doctor", "--json"], ["propose", "BTC-EUR", "buy", "--eur", "6"], ["kill"])
+    results = _in_read_only_mount(
+        home,
+        tmp_path_factory,
+        ["status"],
+        ["history"],
+        ["why", "1"],
+        ["proposals"],
+        ["doctor", "--json"],
+        ["propose", "BTC-EUR", "buy", "--eur", "6"],
+        ["kill"],
+    )
     for _rc, _out, err in results:
         assert "Traceback" not in err, err
     (st, _, _), (hi, _, _), (why, why_out, _), (pr, _, _) = results[:4]
@@ -223,12 +263,14 @@ def test_read_only_filesystem_reads_work_and_writes_say_so(tmp_path_factory):
     assert {c["name"]: c["status"] for c in doc["checks"]}["database"] == "pass"
     rc, _, err = results[5]
     assert rc == exitcodes.ERROR and err.strip().startswith(
-        f"Error: {home / 'tinybot.db'} cannot be written: its filesystem is read-only")
+        f"Error: {home / 'tinybot.db'} cannot be written: its filesystem is read-only"
+    )
     rc, _, err = results[6]
     assert rc == exitcodes.ERROR and err.strip() == (
         f"Error: could NOT write the kill file {home / 'tinybot.db.kill'} (Read-only file system) — the filesystem"
         " is read-only, so the bot cannot commit an order either (each is written before it is sent); stop the bot"
-        " itself: `sudo systemctl stop tinybot` (or Ctrl-C in its tmux window)")
+        " itself: `sudo systemctl stop tinybot` (or Ctrl-C in its tmux window)"
+    )
 
 
 def test_read_only_filesystem_still_reads_what_only_the_wal_holds(tmp_path_factory):
@@ -236,12 +278,14 @@ def test_read_only_filesystem_still_reads_what_only_the_wal_holds(tmp_path_facto
     home = tmp_path_factory.mktemp("pi")
     (home / "bot.toml").write_text(PAPER_TOML)
     assert run_cli("--config", str(home / "bot.toml"), "init").returncode == 0
-    crash = ("import os, sys; from datetime import timedelta; from decimal import Decimal\n"
-             "from tinybot import db, proposals\n"
-             "conn = db.connect(sys.argv[1]); conn.execute('PRAGMA wal_autocheckpoint = 0')\n"
-             "proposals.create(conn, proposals.Draft('BTC-EUR', 'buy', Decimal('6')), source='t',"
-             " ttl=timedelta(minutes=30))\n"
-             "os._exit(0)  # no close, no checkpoint: the proposal is only in -wal\n")
+    crash = (
+        "import os, sys; from datetime import timedelta; from decimal import Decimal\n"
+        "from tinybot import db, proposals\n"
+        "conn = db.connect(sys.argv[1]); conn.execute('PRAGMA wal_autocheckpoint = 0')\n"
+        "proposals.create(conn, proposals.Draft('BTC-EUR', 'buy', Decimal('6')), source='t',"
+        " ttl=timedelta(minutes=30))\n"
+        "os._exit(0)  # no close, no checkpoint: the proposal is only in -wal\n"
+    )
     subprocess.run([sys.executable, "-c", crash, str(home / "tinybot.db")], check=True, timeout=60)
     assert (home / "tinybot.db-wal").stat().st_size > 0
     ((rc, out, err),) = _in_read_only_mount(home, tmp_path_factory, ["proposals", "--json"])
@@ -280,6 +324,7 @@ def test_restore_quarantines_in_flight_executions_when_reconcile_can(home, monke
 
 # --- item 5: only init creates a database -------------------------------------------------
 
+
 @pytest.mark.parametrize("db_setting", ["typo/tinybot.db", "tinybot.db"])
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c != ["doctor"]] + [["backup"]])
 def test_no_command_but_init_creates_a_database(tmp_path, command, db_setting):
@@ -289,7 +334,8 @@ def test_no_command_but_init_creates_a_database(tmp_path, command, db_setting):
     assert r.exit_code == exitcodes.ERROR, r.output
     assert r.output.strip().splitlines()[-1] in (
         f"Error: no database at {path}; run `tinybot init` to create it (check `db =` in bot.toml if it should exist)",
-        f"Error: no database at {path} yet; nothing to back up (run `tinybot init`)")
+        f"Error: no database at {path} yet; nothing to back up (run `tinybot init`)",
+    )
     assert not path.exists() and not (tmp_path / "typo").exists()
 
 
@@ -306,8 +352,10 @@ def test_an_empty_database_file_is_refused_with_the_restore_command(home):
         Path(f"{home / 'tinybot.db'}{suffix}").unlink(missing_ok=True)
     r = CliRunner().invoke(cli, ["status"])
     assert r.exit_code == exitcodes.ERROR
-    assert r.output.strip() == (f"Error: {home / 'tinybot.db'} is empty (0 bytes), not a tinybot database; restore"
-                                f" a backup: `tinybot backup --restore {name}` (`tinybot backup --list` shows all)")
+    assert r.output.strip() == (
+        f"Error: {home / 'tinybot.db'} is empty (0 bytes), not a tinybot database; restore"
+        f" a backup: `tinybot backup --restore {name}` (`tinybot backup --list` shows all)"
+    )
     assert (home / "tinybot.db").stat().st_size == 0  # nothing was created in its place
 
 
@@ -319,5 +367,6 @@ def test_a_missing_database_with_backups_names_init_and_the_restore_command(home
     assert r.output.strip() == (
         f"Error: no database at {home / 'tinybot.db'}; run `tinybot init` to create it, or restore a backup:"
         f" `tinybot backup --restore {name}` (`tinybot backup --list` shows all)"
-        " (check `db =` in bot.toml if it should exist)")
+        " (check `db =` in bot.toml if it should exist)"
+    )
     assert not (home / "tinybot.db").exists()

@@ -1,4 +1,5 @@
 """Small helpers shared by test modules (importable: tests/ is on sys.path)."""
+
 from __future__ import annotations
 
 from conftest import PAPER_TOML

@@ -14,6 +14,7 @@ restored database starts with trading turned off (kill switch, by="restore").
 ``before_migration(cfg)`` is the callback for ``db.migrate``/``db.open_db``:
 migrations take a backup first.
 """
+
 from __future__ import annotations
 
 import contextlib

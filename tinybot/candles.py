@@ -17,6 +17,7 @@ Writes are bulk upserts through sqlite-utils inside tinybot's own
 the exchange client are imported inside the functions that need them: this
 module is never on the kill/status/executor path.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,17 @@ from .exchange.base import Candle, ExchangeError, Market
 
 # Bitvavo's candle intervals (the ones tinybot's config accepts), in ms.
 INTERVALS = {
-    "1m": 60_000, "5m": 300_000, "15m": 900_000, "30m": 1_800_000, "1h": 3_600_000, "2h": 7_200_000,
-    "4h": 14_400_000, "6h": 21_600_000, "8h": 28_800_000, "12h": 43_200_000, "1d": 86_400_000,
+    "1m": 60_000,
+    "5m": 300_000,
+    "15m": 900_000,
+    "30m": 1_800_000,
+    "1h": 3_600_000,
+    "2h": 7_200_000,
+    "4h": 14_400_000,
+    "6h": 21_600_000,
+    "8h": 28_800_000,
+    "12h": 43_200_000,
+    "1d": 86_400_000,
 }
 PER_CALL = 1440  # Bitvavo's maximum candles per request
 CSV_COLUMNS = ("market", "timestamp", "open", "high", "low", "close", "volume")
@@ -71,6 +81,7 @@ def iso_ms(ms: int) -> str:
 
 # --- coverage ------------------------------------------------------------------------
 
+
 def merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     out: list[list[int]] = []
     for a, b in sorted(ranges):
@@ -82,8 +93,9 @@ def merge(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def coverage(conn, market: str, interval: str) -> list[tuple[int, int]]:
-    rows = conn.execute("SELECT start_ms, end_ms FROM candle_coverage WHERE market = ? AND interval = ?",
-                        (market, interval)).fetchall()
+    rows = conn.execute(
+        "SELECT start_ms, end_ms FROM candle_coverage WHERE market = ? AND interval = ?", (market, interval)
+    ).fetchall()
     return merge((r[0], r[1]) for r in rows)
 
 
@@ -103,9 +115,18 @@ def uncovered(covered: list[tuple[int, int]], start: int, end: int) -> list[tupl
 
 # --- writing ---------------------------------------------------------------------------
 
+
 def _row(market: str, interval: str, ts: int, o, h, low, c, v) -> dict:
-    return {"market": market, "interval": interval, "ts_ms": ts, "open": str(o), "high": str(h),
-            "low": str(low), "close": str(c), "volume": str(v)}
+    return {
+        "market": market,
+        "interval": interval,
+        "ts_ms": ts,
+        "open": str(o),
+        "high": str(h),
+        "low": str(low),
+        "close": str(c),
+        "volume": str(v),
+    }
 
 
 def _store(conn, rows: list[dict], ranges: list[tuple[str, str, int, int]], source: str) -> None:
@@ -115,10 +136,13 @@ def _store(conn, rows: list[dict], ranges: list[tuple[str, str, int, int]], sour
     table = sqlite_utils.Database(conn).table("candles")
     with db.transaction(conn):
         for i in range(0, len(rows), BATCH):
-            table.upsert_all(rows[i:i + BATCH], pk=("market", "interval", "ts_ms"))
+            table.upsert_all(rows[i : i + BATCH], pk=("market", "interval", "ts_ms"))
         for market, interval, a, b in ranges:
-            conn.execute("INSERT INTO candle_coverage (market, interval, start_ms, end_ms, source, recorded_at)"
-                         " VALUES (?, ?, ?, ?, ?, ?)", (market, interval, a, b, source, clock.now_iso()))
+            conn.execute(
+                "INSERT INTO candle_coverage (market, interval, start_ms, end_ms, source, recorded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (market, interval, a, b, source, clock.now_iso()),
+            )
 
 
 def store_market(conn, m: Market) -> None:
@@ -129,11 +153,20 @@ def store_market(conn, m: Market) -> None:
             " tick_size = excluded.tick_size, quantity_decimals = excluded.quantity_decimals,"
             " notional_decimals = excluded.notional_decimals, min_quote = excluded.min_quote,"
             " min_base = excluded.min_base, recorded_at = excluded.recorded_at",
-            (m.name, str(m.tick_size), m.quantity_decimals, m.notional_decimals, str(m.min_quote),
-             str(m.min_base), clock.now_iso()))
+            (
+                m.name,
+                str(m.tick_size),
+                m.quantity_decimals,
+                m.notional_decimals,
+                str(m.min_quote),
+                str(m.min_base),
+                clock.now_iso(),
+            ),
+        )
 
 
 # --- fetch from Bitvavo -----------------------------------------------------------------
+
 
 @dataclass
 class FetchReport:
@@ -159,9 +192,18 @@ def plan(conn, markets: list[str], interval: str, start_ms: int, end_ms: int) ->
     return out
 
 
-def fetch(conn, client, markets: list[str], interval: str, since: datetime, until: datetime | None = None, *,
-          progress: Callable[[int], None] | None = None, on_plan: Callable[[int], None] | None = None,
-          sleep: Callable[[float], None] = time.sleep) -> FetchReport:
+def fetch(
+    conn,
+    client,
+    markets: list[str],
+    interval: str,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
+    on_plan: Callable[[int], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> FetchReport:
     """Download closed candles of ``markets`` in [since, until) into the store.
 
     ``client`` is the read-only Bitvavo client (``exchange.bitvavo.read_only_client``; public
@@ -218,8 +260,9 @@ def _fetch_window(client, market: str, interval: str, a: int, b: int, sleep) -> 
         except ExchangeError as e:
             until = client.rate_limited_until_ms()
             if until is None or attempt == RATE_LIMIT_RETRIES:
-                raise CandleError(f"{e}. What was downloaded so far is kept; run the same command again to"
-                                  " fetch the rest.") from None
+                raise CandleError(
+                    f"{e}. What was downloaded so far is kept; run the same command again to fetch the rest."
+                ) from None
             sleep(max(0.0, (until - clock.now_ms()) / 1000) + 1)  # Bitvavo says when the ban ends
     if not isinstance(raw, list):
         raise CandleError(f"Bitvavo sent an unexpected answer to {what}: {str(raw)[:120]}")
@@ -252,6 +295,7 @@ def _normalise_markets(markets: Iterable[str]) -> list[str]:
 
 
 # --- import from CSV ---------------------------------------------------------------------
+
 
 @dataclass
 class ImportReport:
@@ -312,13 +356,19 @@ def import_csv(conn, path: str | Path, interval: str | None = None) -> ImportRep
         step = INTERVALS[ivl]
         for ts in stamps:
             if ts % step:
-                raise CandleError(f"{p}: line {line_of[(market, ts)]}: {market} timestamp {ts} is not the start of a"
-                                  f" {ivl} candle (a multiple of {step} ms)")
+                raise CandleError(
+                    f"{p}: line {line_of[(market, ts)]}: {market} timestamp {ts} is not the start of a"
+                    f" {ivl} candle (a multiple of {step} ms)"
+                )
         rows.extend(_row(market, ivl, ts, *candles[ts]) for ts in stamps)
         ranges.append((market, ivl, stamps[0], stamps[-1] + step))
-        report.markets[market] = {"interval": ivl, "candles": len(stamps), "first": iso_ms(stamps[0]),
-                                  "last": iso_ms(stamps[-1]),
-                                  "gaps": (stamps[-1] - stamps[0]) // step + 1 - len(stamps)}
+        report.markets[market] = {
+            "interval": ivl,
+            "candles": len(stamps),
+            "first": iso_ms(stamps[0]),
+            "last": iso_ms(stamps[-1]),
+            "gaps": (stamps[-1] - stamps[0]) // step + 1 - len(stamps),
+        }
     _store(conn, rows, ranges, f"csv:{p.name}")
     return report
 
@@ -340,7 +390,9 @@ def _parse_csv_row(p: Path, n: int, row: dict) -> tuple[int, tuple]:
         values.append(d)
     o, h, low, c, _v = values
     if not (low <= o <= h and low <= c <= h):
-        raise CandleError(f"{p}: line {n}: high/low do not hold open and close (open {o}, high {h}, low {low}, close {c})")
+        raise CandleError(
+            f"{p}: line {n}: high/low do not hold open and close (open {o}, high {h}, low {low}, close {c})"
+        )
     return ts, tuple(values)
 
 
@@ -351,26 +403,39 @@ def _infer_interval(p: Path, market: str, stamps: list[int]) -> str:
     for name, ms in INTERVALS.items():
         if ms == step:
             return name
-    raise CandleError(f"{p}: {market}: candles {step} ms apart are not one of Bitvavo's intervals"
-                      f" ({', '.join(INTERVALS)}); give --interval")
+    raise CandleError(
+        f"{p}: {market}: candles {step} ms apart are not one of Bitvavo's intervals"
+        f" ({', '.join(INTERVALS)}); give --interval"
+    )
 
 
 # --- reading --------------------------------------------------------------------------------
 
+
 def listing(conn) -> list[dict]:
     """What is stored, per market and interval: span, count, gaps (no trades) and holes (not fetched)."""
     out = []
-    for r in conn.execute("SELECT market, interval, COUNT(*) AS n, MIN(ts_ms) AS first, MAX(ts_ms) AS last"
-                          " FROM candles GROUP BY market, interval ORDER BY market, interval").fetchall():
+    for r in conn.execute(
+        "SELECT market, interval, COUNT(*) AS n, MIN(ts_ms) AS first, MAX(ts_ms) AS last"
+        " FROM candles GROUP BY market, interval ORDER BY market, interval"
+    ).fetchall():
         step = INTERVALS.get(r["interval"])
         cov = coverage(conn, r["market"], r["interval"])
         expected = sum((b - a) // step for a, b in cov) if step else 0
         holes = [[iso_ms(b1), iso_ms(a2)] for (_, b1), (a2, _) in zip(cov, cov[1:])]
-        out.append({"market": r["market"], "interval": r["interval"], "candles": r["n"],
-                    "first": iso_ms(r["first"]), "last": iso_ms(r["last"]),
-                    "covered_from": iso_ms(cov[0][0]) if cov else None,
-                    "covered_to": iso_ms(cov[-1][1]) if cov else None,
-                    "gaps": max(expected - r["n"], 0), "not_fetched": holes})
+        out.append(
+            {
+                "market": r["market"],
+                "interval": r["interval"],
+                "candles": r["n"],
+                "first": iso_ms(r["first"]),
+                "last": iso_ms(r["last"]),
+                "covered_from": iso_ms(cov[0][0]) if cov else None,
+                "covered_to": iso_ms(cov[-1][1]) if cov else None,
+                "gaps": max(expected - r["n"], 0),
+                "not_fetched": holes,
+            }
+        )
     return out
 
 
@@ -389,8 +454,10 @@ def load(conn, market: str, interval: str, start_ms: int | None = None, end_ms: 
     if end_ms is not None:
         sql += " AND ts_ms < ?"
         args.append(end_ms)
-    return [Candle(r[0], Decimal(r[1]), Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), Decimal(r[5]))
-            for r in conn.execute(sql + " ORDER BY ts_ms", args)]
+    return [
+        Candle(r[0], Decimal(r[1]), Decimal(r[2]), Decimal(r[3]), Decimal(r[4]), Decimal(r[5]))
+        for r in conn.execute(sql + " ORDER BY ts_ms", args)
+    ]
 
 
 def market_info(conn, market: str) -> Market | None:
@@ -398,5 +465,14 @@ def market_info(conn, market: str) -> Market | None:
     if r is None:
         return None
     base, _, quote = market.partition("-")
-    return Market(market, base, quote, "trading", Decimal(r["tick_size"]), r["quantity_decimals"],
-                  r["notional_decimals"], Decimal(r["min_quote"]), Decimal(r["min_base"]))
+    return Market(
+        market,
+        base,
+        quote,
+        "trading",
+        Decimal(r["tick_size"]),
+        r["quantity_decimals"],
+        r["notional_decimals"],
+        Decimal(r["min_quote"]),
+        Decimal(r["min_base"]),
+    )

@@ -4,6 +4,7 @@ Commands that never talk to the exchange (kill, resume, proposals, approve,
 reject, why, executions, history, status) import nothing heavy: ccxt is only
 imported inside the Bitvavo adapter, when a command builds a client.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,7 +15,18 @@ import click
 
 from . import exitcodes
 from .cli_common import (  # noqa: F401  re-exported: cli_run, cli_ops, cli_data import them from here
-    Fail, JsonErrorGroup, State, echo_json, emit, friendly, json_option, pass_state, plain, shown, table)
+    Fail,
+    JsonErrorGroup,
+    State,
+    echo_json,
+    emit,
+    friendly,
+    json_option,
+    pass_state,
+    plain,
+    shown,
+    table,
+)
 
 
 class LazyGroup(JsonErrorGroup):
@@ -56,9 +68,14 @@ class LazyGroup(JsonErrorGroup):
 
 @click.group(cls=LazyGroup)
 @click.version_option(package_name="tinybot")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="TINYBOT_CONFIG",
-              help="Path to bot.toml (default: $TINYBOT_CONFIG, else ~/.tinybot/bot.toml). "
-                   "The database and lock file live next to it.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="TINYBOT_CONFIG",
+    help="Path to bot.toml (default: $TINYBOT_CONFIG, else ~/.tinybot/bot.toml). "
+    "The database and lock file live next to it.",
+)
 @click.pass_context
 def cli(ctx, config_path):
     """tinybot: a small, hardened Bitvavo trading bot.
@@ -75,6 +92,7 @@ def cli(ctx, config_path):
 
 
 # --- setup ---------------------------------------------------------------------
+
 
 @cli.command()
 @click.option("--force", is_flag=True, help="Overwrite an existing bot.toml with the example.")
@@ -99,15 +117,28 @@ def init(state, force, as_json):
         applied = db.migrate(conn, before_migration=backup.before_migration(cfg))
     finally:
         conn.close()
-    emit({"config": str(path), "config_written": written, "database": str(cfg.db_path),
-          "migrations_applied": list(applied), "mode": cfg.mode}, as_json, _print_init)
+    emit(
+        {
+            "config": str(path),
+            "config_written": written,
+            "database": str(cfg.db_path),
+            "migrations_applied": list(applied),
+            "mode": cfg.mode,
+        },
+        as_json,
+        _print_init,
+    )
 
 
 def _print_init(d) -> None:
-    click.echo(f"Config: {d['config']} "
-               + ("(written; edit risk.allowlist before trading)" if d["config_written"] else "(kept as it is)"))
+    click.echo(
+        f"Config: {d['config']} "
+        + ("(written; edit risk.allowlist before trading)" if d["config_written"] else "(kept as it is)")
+    )
     applied = d["migrations_applied"]
-    click.echo(f"Database: {d['database']} ({'migrations applied: ' + ', '.join(applied) if applied else 'up to date'})")
+    click.echo(
+        f"Database: {d['database']} ({'migrations applied: ' + ', '.join(applied) if applied else 'up to date'})"
+    )
     click.echo(f"Mode: {d['mode']}")
 
 
@@ -120,16 +151,22 @@ def example_config() -> str:
 
 # --- proposals -----------------------------------------------------------------
 
+
 @cli.command()
 @click.argument("market")
 @click.argument("side", type=click.Choice(["buy", "sell"]))
 @click.option("--eur", help="Amount in EUR (buy €X worth, or sell €X worth).")
 @click.option("--amount", help="Amount in the base asset (e.g. BTC).")
-@click.option("--expires-in", default=None, help="How long the proposal stays valid, e.g. 10m (default: risk.proposal_ttl).")
+@click.option(
+    "--expires-in", default=None, help="How long the proposal stays valid, e.g. 10m (default: risk.proposal_ttl)."
+)
 @click.option("--reason", default="", help="Why; shown in listings and `tinybot why`.")
 @click.option("--approve", "approve_now", is_flag=True, help="Approve it at once.")
-@click.option("--external", is_flag=True,
-              help="A sell of coins tinybot did not buy: may exceed its own position; booked apart from its P/L.")
+@click.option(
+    "--external",
+    is_flag=True,
+    help="A sell of coins tinybot did not buy: may exceed its own position; booked apart from its P/L.",
+)
 @json_option("Print the new proposal as JSON.")
 @pass_state
 @friendly
@@ -147,8 +184,11 @@ def propose(state, market, side, eur, amount, expires_in, reason, approve_now, e
     if (eur is None) == (amount is None):
         raise Fail("give exactly one of --eur or --amount")
     try:
-        ttl = (bounded_duration(expires_in, minimum=timedelta(seconds=1), maximum=MAX_TTL) if expires_in
-               else state.cfg.risk.proposal_ttl)
+        ttl = (
+            bounded_duration(expires_in, minimum=timedelta(seconds=1), maximum=MAX_TTL)
+            if expires_in
+            else state.cfg.risk.proposal_ttl
+        )
     except ValueError as e:
         raise Fail(f"--expires-in: {e}") from None
     draft = proposals.Draft(market, side, eur, amount, reason)
@@ -156,15 +196,27 @@ def propose(state, market, side, eur, amount, expires_in, reason, approve_now, e
         pid = proposals.create(state.conn, draft, source="cli", ttl=ttl, approve=approve_now, external=external)
     except proposals.ProposalError as e:
         field = str(e).split(":", 1)[0]
-        flag = {"eur": "--eur", "amount": "--amount", "market": "MARKET", "side": "SIDE",
-                "reason": "--reason", "expires-in": "--expires-in", "external": "--external"}.get(field)
+        flag = {
+            "eur": "--eur",
+            "amount": "--amount",
+            "market": "MARKET",
+            "side": "SIDE",
+            "reason": "--reason",
+            "expires-in": "--expires-in",
+            "external": "--external",
+        }.get(field)
         raise Fail(str(e).replace(f"{field}:", f"{flag}:", 1) if flag else str(e)) from None
     row = proposal(proposals.get(state.conn, pid))
     for warning in proposals.warnings(state.conn, state.cfg, row):
         click.echo(f"Warning: {warning}", err=True)
-    emit(row, as_json, lambda r: click.echo(
-        f"Proposal {r['id']}: {r['side']} {r['market']} "
-        f"{'€' + r['amount_quote'] if r['amount_quote'] else r['amount']} — {r['status']}, expires {r['expires_at']}"))
+    emit(
+        row,
+        as_json,
+        lambda r: click.echo(
+            f"Proposal {r['id']}: {r['side']} {r['market']} "
+            f"{'€' + r['amount_quote'] if r['amount_quote'] else r['amount']} — {r['status']}, expires {r['expires_at']}"
+        ),
+    )
 
 
 @cli.command(name="proposals")
@@ -179,9 +231,25 @@ def proposals_cmd(state, status, limit, as_json):
     from .status import proposal
 
     rows = [proposal(r) for r in proposals.listing(state.conn, status, limit)]
-    emit(rows, as_json, lambda rs: table([{**r, "reason": shown(r["reason"])} for r in rs],
-                                         ["id", "market", "side", "amount_quote", "amount", "status",
-                                          "execution_state", "source", "expires_at", "reason"]))
+    emit(
+        rows,
+        as_json,
+        lambda rs: table(
+            [{**r, "reason": shown(r["reason"])} for r in rs],
+            [
+                "id",
+                "market",
+                "side",
+                "amount_quote",
+                "amount",
+                "status",
+                "execution_state",
+                "source",
+                "expires_at",
+                "reason",
+            ],
+        ),
+    )
 
 
 @cli.command()
@@ -195,8 +263,9 @@ def approve(state, proposal_id, as_json):
     from .status import proposal
 
     proposals.approve(state.conn, proposal_id, by="cli")
-    emit(proposal(proposals.get(state.conn, proposal_id)), as_json,
-         lambda r: click.echo(f"Proposal {r['id']} approved."))
+    emit(
+        proposal(proposals.get(state.conn, proposal_id)), as_json, lambda r: click.echo(f"Proposal {r['id']} approved.")
+    )
 
 
 @cli.command()
@@ -210,11 +279,13 @@ def reject(state, proposal_id, as_json):
     from .status import proposal
 
     proposals.reject(state.conn, proposal_id, by="cli")
-    emit(proposal(proposals.get(state.conn, proposal_id)), as_json,
-         lambda r: click.echo(f"Proposal {r['id']} rejected."))
+    emit(
+        proposal(proposals.get(state.conn, proposal_id)), as_json, lambda r: click.echo(f"Proposal {r['id']} rejected.")
+    )
 
 
 # --- execution -----------------------------------------------------------------
+
 
 @cli.command()
 @click.argument("proposal_id", type=int)
@@ -235,20 +306,27 @@ def execute(state, proposal_id, as_json):
         result = executor.execute(conn, state.cfg, exchange, proposal_id)
     finally:
         getattr(exchange, "close", lambda: None)()
-    emit(result.as_dict(), as_json, lambda r: click.echo(
-        f"Proposal {r['proposal_id']}: {r['state']}"
-        + (f" — {shown(r['reason'])}" if r["reason"] else "")
-        + (f" (order {r['exchange_order_id']})" if r["exchange_order_id"] else "")
-        + ("" if r["sent"] else " [nothing sent by this call]")
-        + final_note(r["state"], r["proposal_id"])))
+    emit(
+        result.as_dict(),
+        as_json,
+        lambda r: click.echo(
+            f"Proposal {r['proposal_id']}: {r['state']}"
+            + (f" — {shown(r['reason'])}" if r["reason"] else "")
+            + (f" (order {r['exchange_order_id']})" if r["exchange_order_id"] else "")
+            + ("" if r["sent"] else " [nothing sent by this call]")
+            + final_note(r["state"], r["proposal_id"])
+        ),
+    )
     sys.exit(execute_exit_code(result.state, result.reason))
 
 
 def final_note(state: str, proposal_id: int) -> str:
     """What a final state means for the person reading it."""
     if state in ("blocked", "failed"):
-        return (f"\nThis is final: proposal {proposal_id} will not be tried again (`tinybot why {proposal_id}` says why)."
-                " To trade anyway, propose again: `tinybot propose MARKET buy|sell --eur X --approve`.")
+        return (
+            f"\nThis is final: proposal {proposal_id} will not be tried again (`tinybot why {proposal_id}` says why)."
+            " To trade anyway, propose again: `tinybot propose MARKET buy|sell --eur X --approve`."
+        )
     if state in ("unknown", "submitting"):
         return "\nThe order may or may not be on the exchange: `tinybot reconcile` finds out (nothing is re-sent)."
     return ""
@@ -266,9 +344,12 @@ def execute_exit_code(state: str, reason: str) -> int:
 
 
 @cli.command()
-@click.option("--state", "state_filter", help="Only executions in this state.",
-              type=click.Choice(["claimed", "blocked", "submitting", "submitted", "filled", "canceled", "failed",
-                                 "unknown"]))
+@click.option(
+    "--state",
+    "state_filter",
+    help="Only executions in this state.",
+    type=click.Choice(["claimed", "blocked", "submitting", "submitted", "filled", "canceled", "failed", "unknown"]),
+)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 100000))
 @json_option()
 @pass_state
@@ -278,8 +359,25 @@ def executions(state, state_filter, limit, as_json):
     from .status import executions as rows_of
 
     rows = rows_of(state.conn, state_filter, limit)
-    emit(rows, as_json, lambda rs: table(rs, ["id", "proposal_id", "market", "side", "state", "notional_eur",
-                                               "filled_amount", "fee_paid", "submitting_at", "reason"]))
+    emit(
+        rows,
+        as_json,
+        lambda rs: table(
+            rs,
+            [
+                "id",
+                "proposal_id",
+                "market",
+                "side",
+                "state",
+                "notional_eur",
+                "filled_amount",
+                "fee_paid",
+                "submitting_at",
+                "reason",
+            ],
+        ),
+    )
 
 
 @cli.command()
@@ -297,15 +395,29 @@ def history(state, market, limit, as_json):
     def human(rs):
         from .money import eur
 
-        table([{**r, "eur_value": eur(Decimal(r["eur_value"]))} for r in rs],
-              ["executed_at", "market", "side", "amount", "price", "eur_value", "fee", "fee_currency", "execution_id",
-               "trade_id"])
+        table(
+            [{**r, "eur_value": eur(Decimal(r["eur_value"]))} for r in rs],
+            [
+                "executed_at",
+                "market",
+                "side",
+                "amount",
+                "price",
+                "eur_value",
+                "fee",
+                "fee_currency",
+                "execution_id",
+                "trade_id",
+            ],
+        )
         if rs:
             bought = sum((Decimal(r["eur_value"]) for r in rs if r["side"] == "buy"), Decimal(0))
             sold = sum((Decimal(r["eur_value"]) for r in rs if r["side"] == "sell"), Decimal(0))
             fees = sum((Decimal(r["fee"]) for r in rs if r["fee_currency"] == "EUR"), Decimal(0))
-            click.echo(f"Total of these {len(rs)} fill(s): bought {eur(bought)}, sold {eur(sold)}, fees {eur(fees)}"
-                       + (" (+ fees paid in coin)" if any(r["fee_currency"] != "EUR" for r in rs) else ""))
+            click.echo(
+                f"Total of these {len(rs)} fill(s): bought {eur(bought)}, sold {eur(sold)}, fees {eur(fees)}"
+                + (" (+ fees paid in coin)" if any(r["fee_currency"] != "EUR" for r in rs) else "")
+            )
 
     emit(rows, as_json, human)
 
@@ -324,17 +436,25 @@ def why(state, proposal_id, as_json):
     def human(d):
         pr = d["proposal"]
         e = d["execution"]
-        click.echo(f"Proposal {pr['id']}: {pr['side']} {pr['market']} "
-                   f"{'€' + pr['amount_quote'] if pr['amount_quote'] else pr['amount']} from {pr['source']}"
-                   f" — {e['state'] if e else pr['status']}" + (f" ({shown(pr['reason'])})" if pr["reason"] else ""))
+        click.echo(
+            f"Proposal {pr['id']}: {pr['side']} {pr['market']} "
+            f"{'€' + pr['amount_quote'] if pr['amount_quote'] else pr['amount']} from {pr['source']}"
+            f" — {e['state'] if e else pr['status']}" + (f" ({shown(pr['reason'])})" if pr["reason"] else "")
+        )
         if e:
-            click.echo(f"Execution {e['id']}: {e['state']}" + (f" — {shown(e['reason'])}" if e["reason"] else "")
-                       + f" [clientOrderId {e['client_order_id']}]" + final_note(e["state"], pr["id"]))
+            click.echo(
+                f"Execution {e['id']}: {e['state']}"
+                + (f" — {shown(e['reason'])}" if e["reason"] else "")
+                + f" [clientOrderId {e['client_order_id']}]"
+                + final_note(e["state"], pr["id"])
+            )
         elif pr["status"] == "expired":
             click.echo(f"Not executed: expired at {pr['expires_at']}. Propose it again to trade.")
         else:
-            click.echo("Not executed." + (" Approve it with `tinybot approve %d`." % pr["id"]
-                                          if pr["status"] == "pending" else ""))
+            click.echo(
+                "Not executed."
+                + (" Approve it with `tinybot approve %d`." % pr["id"] if pr["status"] == "pending" else "")
+            )
         for dec in d["decisions"]:
             mark = "ok   " if dec["verdict"] == "pass" else "BLOCK"
             click.echo(f"  {mark} {dec['stage']:<7} {dec['guard']:<17} {dec['reason_code']:<24} {shown(dec['detail'])}")
@@ -383,6 +503,7 @@ def reconcile_exit_code(report) -> int:
 
 # --- status and the kill switch ------------------------------------------------
 
+
 @cli.command()
 @json_option()
 @pass_state
@@ -396,48 +517,80 @@ def status(state, as_json):
     def human(d):
         ks = d["kill_switch"]
         click.echo(f"Mode: {d['mode']}    Config: {d['config']}")
-        click.echo("Trading: " + ("ENABLED" if ks["trading_enabled"]
-                                  else f"DISABLED (kill switch: {shown(ks['reason'])})")
-                   + f" since {ks['changed_at']}")
+        click.echo(
+            "Trading: "
+            + ("ENABLED" if ks["trading_enabled"] else f"DISABLED (kill switch: {shown(ks['reason'])})")
+            + f" since {ks['changed_at']}"
+        )
         if ks.get("kill_file"):
             click.echo(f"Kill file: {ks['kill_file']['path']} (trading stays off until `tinybot resume`)")
         click.echo(f"Allowlist: {', '.join(d['allowlist']) or '(empty: every market is blocked)'}")
         if d["paper_balances"] is not None:
-            click.echo("Paper balances: " + (", ".join(f"{a} {b['available']}" for a, b in d["paper_balances"].items())
-                                             or "(none yet)"))
+            click.echo(
+                "Paper balances: "
+                + (", ".join(f"{a} {b['available']}" for a, b in d["paper_balances"].items()) or "(none yet)")
+            )
         if d["live_balances"] is not None:
             lb = d["live_balances"]
-            click.echo("Exchange balances: " + (", ".join(f"{a} {b['available']}" + (f" (+{b['in_order']} in orders)"
-                                                                                   if Decimal(b["in_order"]) else "")
-                                                          for a, b in lb["assets"].items()) or "(none)")
-                       + (f" — as of the last tick, {lb['age_s']}s ago" if lb["at"] else " — no tick has read them yet"))
-        click.echo("Positions: " + (", ".join(f"{p['market']} {p['base']} (cost €{Decimal(p['cost_eur']):.2f})"
-                                              for p in d["positions"]) or "(none)"))
+            click.echo(
+                "Exchange balances: "
+                + (
+                    ", ".join(
+                        f"{a} {b['available']}" + (f" (+{b['in_order']} in orders)" if Decimal(b["in_order"]) else "")
+                        for a, b in lb["assets"].items()
+                    )
+                    or "(none)"
+                )
+                + (f" — as of the last tick, {lb['age_s']}s ago" if lb["at"] else " — no tick has read them yet")
+            )
+        click.echo(
+            "Positions: "
+            + (
+                ", ".join(f"{p['market']} {p['base']} (cost €{Decimal(p['cost_eur']):.2f})" for p in d["positions"])
+                or "(none)"
+            )
+        )
         for s in d["stranded"]:
-            click.echo(f"  STRANDED: {s['market']} is worth €{s['value_eur']}, under the €{s['minimum_eur']} minimum;"
-                       f" a buy of €{s['top_up_eur']} makes it sellable ([risk] top_up_to_exit)")
+            click.echo(
+                f"  STRANDED: {s['market']} is worth €{s['value_eur']}, under the €{s['minimum_eur']} minimum;"
+                f" a buy of €{s['top_up_eur']} makes it sellable ([risk] top_up_to_exit)"
+            )
         m = d["pnl"]
         from .money import eur
 
-        click.echo(f"P/L: net {eur(m['net_eur'])} (realised {eur(m['realised_eur'])}, unrealised"
-                   f" {eur(m['unrealised_eur'])}, fees {eur(m['fees_eur'])}, LLM {eur(m['llm_cost_eur'])});"
-                   f" holding would be {eur(m['hold_eur'])} — `tinybot pnl` for more")
+        click.echo(
+            f"P/L: net {eur(m['net_eur'])} (realised {eur(m['realised_eur'])}, unrealised"
+            f" {eur(m['unrealised_eur'])}, fees {eur(m['fees_eur'])}, LLM {eur(m['llm_cost_eur'])});"
+            f" holding would be {eur(m['hold_eur'])} — `tinybot pnl` for more"
+        )
         c = d["caps"]
-        click.echo(f"Today: €{c['daily']['used_eur']} of €{c['daily']['cap_eur']} spent (€{c['daily']['left_eur']} left);"
-                   f" exposure €{c['exposure']['used_eur']} of €{c['exposure']['cap_eur']};"
-                   f" max per trade €{c['max_trade_eur']}")
-        click.echo(f"Pending proposals: {d['pending_proposals']}"
-                   + (f" ({d['expired_unmarked_proposals']} more expired: `tinybot proposals --status expired`)"
-                      if d["expired_unmarked_proposals"] else ""))
+        click.echo(
+            f"Today: €{c['daily']['used_eur']} of €{c['daily']['cap_eur']} spent (€{c['daily']['left_eur']} left);"
+            f" exposure €{c['exposure']['used_eur']} of €{c['exposure']['cap_eur']};"
+            f" max per trade €{c['max_trade_eur']}"
+        )
+        click.echo(
+            f"Pending proposals: {d['pending_proposals']}"
+            + (
+                f" ({d['expired_unmarked_proposals']} more expired: `tinybot proposals --status expired`)"
+                if d["expired_unmarked_proposals"]
+                else ""
+            )
+        )
         un = d["unresolved_executions"]
-        click.echo(f"Unresolved executions: {len(un)}" + "".join(
-            f"\n  {u['id']}: {u['market']} {u['side']} {u['state']} {shown(u['reason'] or '')}" for u in un))
+        click.echo(
+            f"Unresolved executions: {len(un)}"
+            + "".join(f"\n  {u['id']}: {u['market']} {u['side']} {u['state']} {shown(u['reason'] or '')}" for u in un)
+        )
         sch = d["scheduler"]
         t = sch["last_tick"]
-        click.echo(f"Scheduler: {sch['state']}" + (f" (PID {sch['pid']})" if sch["pid"] else "")
-                   + (f" — {shown(sch['detail'])}" if sch.get("detail") else "")
-                   + (" — STALE: no sign of life for longer than its heartbeat allows (stuck?)" if sch["stale"] else "")
-                   + (f"; next tick {sch['next_tick_at']}" if sch["next_tick_at"] else ""))
+        click.echo(
+            f"Scheduler: {sch['state']}"
+            + (f" (PID {sch['pid']})" if sch["pid"] else "")
+            + (f" — {shown(sch['detail'])}" if sch.get("detail") else "")
+            + (" — STALE: no sign of life for longer than its heartbeat allows (stuck?)" if sch["stale"] else "")
+            + (f"; next tick {sch['next_tick_at']}" if sch["next_tick_at"] else "")
+        )
         click.echo(f"Last tick: {t['slot']} ({t['status']})" if t else "Last tick: never")
 
     emit(data, as_json, human)
@@ -445,8 +598,11 @@ def status(state, as_json):
 
 @cli.command()
 @click.option("--reason", default="manual kill", show_default=True, help="Recorded with the switch.")
-@click.option("--cancel-open", is_flag=True,
-              help="Also cancel tinybot's open orders on the exchange (by clientOrderId; needs the trade key).")
+@click.option(
+    "--cancel-open",
+    is_flag=True,
+    help="Also cancel tinybot's open orders on the exchange (by clientOrderId; needs the trade key).",
+)
 @pass_state
 @friendly
 def kill(state, reason, cancel_open):
@@ -468,18 +624,27 @@ def kill(state, reason, cancel_open):
     try:
         out = killswitch.kill(path, reason, by="cli")
     except OSError as e:
-        why = (" — the filesystem is read-only, so the bot cannot commit an order either (each is written"
-               " before it is sent)" if db.read_only_fs(path) else "")
-        raise Fail(f"could NOT write the kill file {killswitch.kill_file(path)} ({e.strerror}){why};"
-                   " stop the bot itself: `sudo systemctl stop tinybot` (or Ctrl-C in its tmux window)") from None
+        why = (
+            " — the filesystem is read-only, so the bot cannot commit an order either (each is written"
+            " before it is sent)"
+            if db.read_only_fs(path)
+            else ""
+        )
+        raise Fail(
+            f"could NOT write the kill file {killswitch.kill_file(path)} ({e.strerror}){why};"
+            " stop the bot itself: `sudo systemctl stop tinybot` (or Ctrl-C in its tmux window)"
+        ) from None
     if out.previous is not None:
         p = out.previous
         click.echo(f"Trading was already DISABLED since {p['changed_at']} ({p['changed_by']}: {shown(p['reason'])})")
     else:
         click.echo(f"Trading DISABLED: {shown(reason)}")
     if out.row in ("locked", "fault"):
-        click.echo(f"The kill file {out.file} stops the executor; the switch's row in the database was not set:"
-                   f" {out.row_detail}", err=True)
+        click.echo(
+            f"The kill file {out.file} stops the executor; the switch's row in the database was not set:"
+            f" {out.row_detail}",
+            err=True,
+        )
     if out.row == "fault":
         raise Fail("the database has a fault (above); trading is stopped by the kill file until `tinybot resume`")
     if not cancel_open:
@@ -493,14 +658,18 @@ def _cancel_open(state) -> None:
     conn = db.connect(state.cfg.db_path)
     report = safety.cancel_open(conn, state.cfg, executor.trading_exchange(state.cfg))
     for r in report.results:
-        click.echo(f"{r.outcome:<9} execution {r.execution_id} {r.market} {r.client_order_id}"
-                   + (f" — {r.detail}" if r.detail else ""))
+        click.echo(
+            f"{r.outcome:<9} execution {r.execution_id} {r.market} {r.client_order_id}"
+            + (f" — {r.detail}" if r.detail else "")
+        )
     for market, error in report.unreachable.items():
         click.echo(f"Could not ask the exchange for open orders on {market}: {error}", err=True)
     if report.unreachable:
-        raise Fail("could not check every market for open tinybot orders (above); trading is stopped, but orders"
-                   " already on the exchange may still fill: check them on Bitvavo, then run `tinybot reconcile`",
-                   exitcodes.UNREACHABLE)
+        raise Fail(
+            "could not check every market for open tinybot orders (above); trading is stopped, but orders"
+            " already on the exchange may still fill: check them on Bitvavo, then run `tinybot reconcile`",
+            exitcodes.UNREACHABLE,
+        )
     if not report.results:
         click.echo(f"No open tinybot orders on {', '.join(report.markets) or '(no markets)'} (asked the exchange).")
     if any(r.outcome == "error" for r in report.results):
@@ -516,11 +685,15 @@ def resume(state, as_json):
     from . import killswitch
 
     changed = killswitch.set_enabled(state.conn, True, "resumed", by="cli")
-    emit({"trading_enabled": True, "changed": bool(changed)}, as_json,
-         lambda d: click.echo("Trading ENABLED." if d["changed"] else "Trading was already enabled."))
+    emit(
+        {"trading_enabled": True, "changed": bool(changed)},
+        as_json,
+        lambda d: click.echo("Trading ENABLED." if d["changed"] else "Trading was already enabled."),
+    )
 
 
 # --- shared checks -------------------------------------------------------------
+
 
 def check_reason(text: str, flag: str) -> str:
     """The same limit as a proposal's reason: longer is refused, never cut."""
@@ -529,4 +702,3 @@ def check_reason(text: str, flag: str) -> str:
     if len(text) > REASON_MAX:
         raise Fail(f"{flag}: {len(text)} characters is over the limit of {REASON_MAX}; shorten it")
     return text
-

@@ -6,6 +6,7 @@ amounts as exact decimal strings, booleans as true/false, times ISO-8601 UTC,
 and under ``--json`` a failure prints ``{"error": {"message", "exit_code"}}``
 on stdout as well as ``Error: ...`` on stderr.
 """
+
 from __future__ import annotations
 
 import functools
@@ -87,8 +88,12 @@ def echo_error_json(e: click.ClickException) -> None:
 
 # (module, class): an error of a module nobody imported cannot have been raised,
 # so checking sys.modules keeps kill/status from importing the executor.
-KNOWN_ERRORS = (("tinybot.config", "ConfigError"), ("tinybot.proposals", "ProposalError"),
-                ("tinybot.executor", "NotExecutable"), ("tinybot.exchange.base", "ExchangeError"))
+KNOWN_ERRORS = (
+    ("tinybot.config", "ConfigError"),
+    ("tinybot.proposals", "ProposalError"),
+    ("tinybot.executor", "NotExecutable"),
+    ("tinybot.exchange.base", "ExchangeError"),
+)
 
 
 def _known_error(e: Exception) -> bool:

@@ -2,6 +2,7 @@
 
 Registered lazily in cli.py, so `tinybot kill` and friends never import this.
 """
+
 from __future__ import annotations
 
 import functools
@@ -21,9 +22,11 @@ def data_errors(fn):
         try:
             return fn(*args, **kwargs)
         except Exception as e:
-            known = [getattr(sys.modules[m], c) for m, c in (("tinybot.candles", "CandleError"),
-                                                               ("tinybot.replay", "ReplayError"))
-                     if m in sys.modules]
+            known = [
+                getattr(sys.modules[m], c)
+                for m, c in (("tinybot.candles", "CandleError"), ("tinybot.replay", "ReplayError"))
+                if m in sys.modules
+            ]
             if not any(isinstance(e, k) for k in known) or os.environ.get("TINYBOT_RAISE_ERRORS"):
                 raise
             raise Fail(str(e)) from None
@@ -59,7 +62,9 @@ def data_group():
 
 @data_group.command(name="fetch")
 @click.argument("markets", nargs=-1, required=True)
-@click.option("--interval", default="1h", show_default=True, help="Candle interval (1m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d).")
+@click.option(
+    "--interval", default="1h", show_default=True, help="Candle interval (1m 5m 15m 30m 1h 2h 4h 6h 8h 12h 1d)."
+)
 @click.option("--since", required=True, help="First candle, UTC (2025-01-01 or 2025-01-01T12:00Z).")
 @click.option("--until", help="Stop before this time, UTC (default: now; only closed candles are stored).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was downloaded as JSON.")
@@ -88,8 +93,9 @@ def fetch_command(state, markets, interval, since, until, as_json, no_progress):
     client = read_only_client(cfg)
     bar = _Bar(f"fetching {interval} candles", enabled=not no_progress and not as_json)
     try:
-        report = candles.fetch(state.conn, client, list(markets), interval, start, end,
-                               on_plan=bar.start, progress=bar.step)
+        report = candles.fetch(
+            state.conn, client, list(markets), interval, start, end, on_plan=bar.start, progress=bar.step
+        )
     finally:
         bar.close()
 
@@ -146,8 +152,10 @@ def list_command(state, as_json):
     rows = candles.listing(state.conn)
 
     def human(rs):
-        table([{**r, "not_fetched": len(r["not_fetched"]) or ""} for r in rs],
-              ["market", "interval", "candles", "first", "last", "gaps", "not_fetched"])
+        table(
+            [{**r, "not_fetched": len(r["not_fetched"]) or ""} for r in rs],
+            ["market", "interval", "candles", "first", "last", "gaps", "not_fetched"],
+        )
         if rs and any(r["gaps"] for r in rs):
             click.echo("gaps: intervals without trades (Bitvavo has no candle for them)")
 
@@ -156,36 +164,54 @@ def list_command(state, as_json):
 
 def _print_summary(s: dict) -> None:
     e = click.echo
-    e(f"Replay {s['from'][:16]}Z → {s['to'][:16]}Z: {s['ticks']} ticks every {s['tick_interval']},"
-      f" markets {', '.join(s['markets'])}, advisors {', '.join(s['advisors']) or '(none)'}")
+    e(
+        f"Replay {s['from'][:16]}Z → {s['to'][:16]}Z: {s['ticks']} ticks every {s['tick_interval']},"
+        f" markets {', '.join(s['markets'])}, advisors {', '.join(s['advisors']) or '(none)'}"
+    )
     src = ", ".join(f"{k} {v}" for k, v in s["proposals_by_source"].items())
     e(f"  proposals: {s['proposals']}" + (f" ({src})" if src else ""))
-    e(f"  trades: {len(s['trades'])}, fees €{s['fees_eur']}"
-      + (f", LLM €{s['llm_cost_eur']}" if s["llm_cost_eur"] != "0.00" else ""))
+    e(
+        f"  trades: {len(s['trades'])}, fees €{s['fees_eur']}"
+        + (f", LLM €{s['llm_cost_eur']}" if s["llm_cost_eur"] != "0.00" else "")
+    )
     for t in s["trades"][:20]:
-        e(f"    {t['time'][:16]}Z {t['side']:4} {t['market']} {t['amount']} @ {t['price']} fee {t['fee']}"
-          f" ({t['source']} #{t['proposal_id']})")
+        e(
+            f"    {t['time'][:16]}Z {t['side']:4} {t['market']} {t['amount']} @ {t['price']} fee {t['fee']}"
+            f" ({t['source']} #{t['proposal_id']})"
+        )
     if len(s["trades"]) > 20:
         e(f"    … {len(s['trades']) - 20} more (--json or --report FILE for all)")
     blocks = ", ".join(f"{k} {v}" for k, v in s["blocks"].items())
     e(f"  blocked by reason: {blocks or 'none'}")
-    e(f"  equity: €{s['starting_eur']} → €{s['final_equity_eur']}; P/L €{s['pnl_eur']} ({s['pnl_pct']} %)"
-      " net of fees and LLM cost")
-    e(f"  max drawdown €{s['max_drawdown_eur']} ({s['max_drawdown_pct']} %); max exposure €{s['max_exposure_eur']};"
-      f" in the market {s['time_in_market_pct']} % of ticks")
+    e(
+        f"  equity: €{s['starting_eur']} → €{s['final_equity_eur']}; P/L €{s['pnl_eur']} ({s['pnl_pct']} %)"
+        " net of fees and LLM cost"
+    )
+    e(
+        f"  max drawdown €{s['max_drawdown_eur']} ({s['max_drawdown_pct']} %); max exposure €{s['max_exposure_eur']};"
+        f" in the market {s['time_in_market_pct']} % of ticks"
+    )
     h, d = s["benchmarks"]["hold"], s["benchmarks"]["dca"]
-    e(f"  benchmarks: buy and hold €{h['final_equity_eur']} (P/L €{h['pnl_eur']});"
-      f" DCA {d['buys']} × €{d['eur_per_buy']} €{d['final_equity_eur']} (P/L €{d['pnl_eur']})")
+    e(
+        f"  benchmarks: buy and hold €{h['final_equity_eur']} (P/L €{h['pnl_eur']});"
+        f" DCA {d['buys']} × €{d['eur_per_buy']} €{d['final_equity_eur']} (P/L €{d['pnl_eur']})"
+    )
     if not s["kill_switch"]["trading_enabled"]:
         e(f"  kill switch turned OFF at {s['kill_switch']['changed_at'][:16]}Z: {s['kill_switch']['reason']}")
     if s["skipped_advisors"]:
         e(f"  not replayed: {', '.join(s['skipped_advisors'])} (--llm off; docs/REPLAY.md)")
     llm = s["llm"]
     if "answers_from_record" in llm:
-        e(f"  LLM ({llm['mode']}): {llm['answers_from_record']} answer(s) from the record at €0,"
-          f" {llm['not_in_record']} prompt(s) not in the record (no LLM proposal)"
-          + (f", {llm['live_calls']} live call(s) for €{llm['spent_eur']} (budget €{llm['live_budget_eur']},"
-             f" {llm['live_refused_by_budget']} refused)" if llm["mode"] == "live" else ""))
+        e(
+            f"  LLM ({llm['mode']}): {llm['answers_from_record']} answer(s) from the record at €0,"
+            f" {llm['not_in_record']} prompt(s) not in the record (no LLM proposal)"
+            + (
+                f", {llm['live_calls']} live call(s) for €{llm['spent_eur']} (budget €{llm['live_budget_eur']},"
+                f" {llm['live_refused_by_budget']} refused)"
+                if llm["mode"] == "live"
+                else ""
+            )
+        )
     if s["failed_ticks"]:
         e(f"  {s['failed_ticks']} tick(s) failed (see replay.log with --keep)")
     if s["ticks_with_errors"]:
@@ -195,8 +221,10 @@ def _print_summary(s: dict) -> None:
     for w in s["warnings"]:
         e(f"  warning: {w}")
     if s["scratch_dir"]:
-        e(f"  kept in {s['scratch_dir']}: replay.db and replay.log; look around with"
-          f" tinybot --config {s['scratch_dir']}/bot.toml why N (or proposals, executions, history)")
+        e(
+            f"  kept in {s['scratch_dir']}: replay.db and replay.log; look around with"
+            f" tinybot --config {s['scratch_dir']}/bot.toml why N (or proposals, executions, history)"
+        )
 
 
 def _print_sweep(result: dict) -> None:
@@ -204,13 +232,21 @@ def _print_sweep(result: dict) -> None:
     ok = [r for r in runs if "error" not in r]
     if ok:
         first = ok[0]
-        click.echo(f"Sweep {first['from'][:16]}Z → {first['to'][:16]}Z, {first['ticks']} ticks each;"
-                   f" best net P/L first")
+        click.echo(
+            f"Sweep {first['from'][:16]}Z → {first['to'][:16]}Z, {first['ticks']} ticks each; best net P/L first"
+        )
         rows = []
         for r in ok:
-            row = {"settings": " ".join(r["sets"]), "trades": r["trades"], "fees": r["fees_eur"],
-                   "P/L €": r["pnl_eur"], "P/L %": r["pnl_pct"], "max DD %": r["max_drawdown_pct"],
-                   "hold P/L €": r["benchmarks"]["hold"]["pnl_eur"], "DCA P/L €": r["benchmarks"]["dca"]["pnl_eur"]}
+            row = {
+                "settings": " ".join(r["sets"]),
+                "trades": r["trades"],
+                "fees": r["fees_eur"],
+                "P/L €": r["pnl_eur"],
+                "P/L %": r["pnl_pct"],
+                "max DD %": r["max_drawdown_pct"],
+                "hold P/L €": r["benchmarks"]["hold"]["pnl_eur"],
+                "DCA P/L €": r["benchmarks"]["dca"]["pnl_eur"],
+            }
             if not r["kill_switch"]["trading_enabled"]:
                 row["settings"] += " (kill switch tripped)"
             rows.append(row)
@@ -223,28 +259,52 @@ def _print_sweep(result: dict) -> None:
 @click.command(name="replay")
 @click.option("--from", "start", help="First tick, UTC (default: once the advisors have their history).")
 @click.option("--to", "end", help="Stop before this time, UTC (default: the end of the stored candles).")
-@click.option("--markets", multiple=True, help="Markets to replay, replacing risk.allowlist and rules.markets (default: the markets the"
-                   " config watches); repeat or comma-separate.")
+@click.option(
+    "--markets",
+    multiple=True,
+    help="Markets to replay, replacing risk.allowlist and rules.markets (default: the markets the"
+    " config watches); repeat or comma-separate.",
+)
 @click.option("--eur", type=str, help="Starting euros (default: paper.starting_eur).")
-@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override a bot.toml setting, e.g. rules.fast=8; rules.fast=8,12,20 sweeps (the grid of all --set"
-                   " lists runs in parallel).")
-@click.option("--slippage", default="0.05%", show_default=True,
-              help="Extra price slippage on every market order, against you, on top of the simulator's spread.")
+@click.option(
+    "--set",
+    "sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a bot.toml setting, e.g. rules.fast=8; rules.fast=8,12,20 sweeps (the grid of all --set"
+    " lists runs in parallel).",
+)
+@click.option(
+    "--slippage",
+    default="0.05%",
+    show_default=True,
+    help="Extra price slippage on every market order, against you, on top of the simulator's spread.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the whole summary as JSON.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False),
-              help="Also write FILE: FILE.html is the report of `tinybot report` for the replay's history (charts:"
-                   " pip install 'tinybot[report]'); any other name gets the JSON summary.")
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False),
+    help="Also write FILE: FILE.html is the report of `tinybot report` for the replay's history (charts:"
+    " pip install 'tinybot[report]'); any other name gets the JSON summary.",
+)
 @click.option("--keep", "keep_dir", type=click.Path(file_okay=False), help="Keep the scratch database and log in DIR.")
-@click.option("--llm", "llm_mode", type=click.Choice(["record", "live", "off"]), default="record", show_default=True,
-              help="The llm advisor: answers from the LLM record at €0 (a prompt not in it: no proposal); live"
-                   " also calls the LLM for those, within today's llm budget; off leaves it out.")
+@click.option(
+    "--llm",
+    "llm_mode",
+    type=click.Choice(["record", "live", "off"]),
+    default="record",
+    show_default=True,
+    help="The llm advisor: answers from the LLM record at €0 (a prompt not in it: no proposal); live"
+    " also calls the LLM for those, within today's llm budget; off leaves it out.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @pass_state
 @friendly
 @data_errors
-def replay_command(state, start, end, markets, eur, sets, slippage, as_json, report_path, keep_dir, llm_mode,
-                   no_progress):
+def replay_command(
+    state, start, end, markets, eur, sets, slippage, as_json, report_path, keep_dir, llm_mode, no_progress
+):
     """What would tinybot have done?  The real tick over stored candles.
 
     \b
@@ -285,16 +345,27 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
     if html_report and len(grid) > 1:
         raise Fail("--report FILE.html shows one history; a sweep has one per combination: use --report FILE.json")
     if len(grid) > 1 and llm_mode == "live":
-        raise Fail("--llm live runs one replay at a time: a sweep would spend the LLM budget once per"
-                   " combination; sweep with --llm record (the default) or off")
+        raise Fail(
+            "--llm live runs one replay at a time: a sweep would spend the LLM budget once per"
+            " combination; sweep with --llm record (the default) or off"
+        )
     store = replay.open_store(cfg.db_path)
     if len(grid) > 1:
         store.close()
         bar = _Bar(f"replaying {len(grid)} combinations", enabled=not no_progress)
         bar.start(len(grid))
         try:
-            runs = replay.sweep(state.cfg, grid, progress=bar.step, start=begin, end=stop,
-                                markets=tuple(markets), eur=start_eur, slippage=slip, llm=llm_mode)
+            runs = replay.sweep(
+                state.cfg,
+                grid,
+                progress=bar.step,
+                start=begin,
+                end=stop,
+                markets=tuple(markets),
+                eur=start_eur,
+                slippage=slip,
+                llm=llm_mode,
+            )
         finally:
             bar.close()
         result = {"runs": runs}
@@ -306,12 +377,26 @@ def replay_command(state, start, end, markets, eur, sets, slippage, as_json, rep
     import shutil
     import tempfile
 
-    keep = Path(keep_dir) if keep_dir else (Path(tempfile.mkdtemp(prefix="tinybot-replay-report-")) if html_report
-                                            else None)
+    keep = (
+        Path(keep_dir)
+        if keep_dir
+        else (Path(tempfile.mkdtemp(prefix="tinybot-replay-report-")) if html_report else None)
+    )
     try:
         try:
-            summary = replay.replay(cfg, store, start=begin, end=stop, markets=markets, eur=start_eur, slippage=slip,
-                                    keep=keep, llm=llm_mode, on_plan=bar.start, progress=bar.step)
+            summary = replay.replay(
+                cfg,
+                store,
+                start=begin,
+                end=stop,
+                markets=markets,
+                eur=start_eur,
+                slippage=slip,
+                keep=keep,
+                llm=llm_mode,
+                on_plan=bar.start,
+                progress=bar.step,
+            )
         finally:
             bar.close()
             store.close()

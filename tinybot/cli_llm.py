@@ -2,6 +2,7 @@
 
 Registered lazily in cli.py; imports no exchange code and no HTTP client.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -18,7 +19,7 @@ def _eur(d: Decimal) -> str:
 
 def advisor_state(cfg) -> str:
     if "llm" not in cfg.advisors:
-        return f"not enabled (add \"llm\" to advisors in {cfg.path.name})"
+        return f'not enabled (add "llm" to advisors in {cfg.path.name})'
     from .advisors.llm import disabled_reason
 
     return disabled_reason(cfg) or f"enabled: {cfg.llm.model} at {cfg.llm.base_url}"
@@ -53,19 +54,24 @@ def usage_command(state, days, as_json):
         click.echo(
             f"{label} {p['period']}: {_eur(p['spent_eur'])} spent + {_eur(p['reserved_eur'])} reserved"
             f" of {_eur(p['budget_eur'])} ({_eur(p['left_eur'])} left); {p['calls']} call(s),"
-            f" {p['input_tokens']} input / {p['output_tokens']} output tokens")
+            f" {p['input_tokens']} input / {p['output_tokens']} output tokens"
+        )
     if data["exhausted"]:
         click.echo(f"Budget exhausted: {data['exhausted']}")
     if data["open_reservations"]:
         click.echo("Open reservations (each counts at its worst case until settled; expired ones keep counting):")
         for r in data["open_reservations"]:
-            click.echo(f"  #{r['id']} {r['model']} reserved {_eur(r['reserved_eur'])} at {r['reserved_at']},"
-                       f" expires {r['expires_at']}")
+            click.echo(
+                f"  #{r['id']} {r['model']} reserved {_eur(r['reserved_eur'])} at {r['reserved_at']},"
+                f" expires {r['expires_at']}"
+            )
     if data["days"]:
         click.echo("Per day:")
         for d in data["days"]:
             extra = ", ".join(f"{d[k]} {k}" for k in ("reserved", "expired", "failed") if d[k])
-            click.echo(f"  {d['period']}  {d['calls']:>4} call(s)  {d['input_tokens']:>8} in  {d['output_tokens']:>7} out"
-                       f"  {_eur(d['spent_eur'])}" + (f"  ({extra})" if extra else ""))
+            click.echo(
+                f"  {d['period']}  {d['calls']:>4} call(s)  {d['input_tokens']:>8} in  {d['output_tokens']:>7} out"
+                f"  {_eur(d['spent_eur'])}" + (f"  ({extra})" if extra else "")
+            )
     else:
         click.echo("No LLM calls yet.")

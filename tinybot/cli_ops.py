@@ -1,4 +1,5 @@
 """`tinybot doctor` and `tinybot backup` (loaded lazily by cli.LazyGroup)."""
+
 from __future__ import annotations
 
 import click
@@ -11,9 +12,12 @@ MARK = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "skip", "same": 
 @click.command(name="doctor")
 @click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
 @click.option("--send-test-alert", is_flag=True, help="Also deliver one test alert to every configured URL.")
-@click.option("--live-probe", is_flag=True,
-              help="Live mode: also ask Bitvavo, read-only and placing no order, where it differs from the"
-                   " simulator's model (key rights, market table, fee tier, 24h windows, clientOrderId lookups).")
+@click.option(
+    "--live-probe",
+    is_flag=True,
+    help="Live mode: also ask Bitvavo, read-only and placing no order, where it differs from the"
+    " simulator's model (key rights, market table, fee tier, 24h windows, clientOrderId lookups).",
+)
 @pass_state
 @friendly
 def doctor_command(state, as_json, send_test_alert, live_probe):
@@ -29,7 +33,7 @@ def doctor_command(state, as_json, send_test_alert, live_probe):
 
     cfg = state.cfg
     if live_probe and cfg.mode != "live":
-        raise Fail(f"--live-probe asks the real exchange with your keys: set mode = \"live\" in {cfg.path} first")
+        raise Fail(f'--live-probe asks the real exchange with your keys: set mode = "live" in {cfg.path} first')
     checks = doctor.run_checks(cfg, send_test_alert=send_test_alert)
     probes = doctor.live_probe(cfg) if live_probe else []
     ok = all(c.ok for c in checks)
@@ -58,9 +62,12 @@ def doctor_command(state, as_json, send_test_alert, live_probe):
             for p in probes:
                 click.echo(f"{MARK[p.status]}  {p.name:<16} {p.detail}")
             n = d["differences"]
-            click.echo("No difference found." if not n else
-                       f"{n} difference(s): tinybot's guarantees are tested against the simulator; report them"
-                       " (docs/OPERATIONS.md, First day live).")
+            click.echo(
+                "No difference found."
+                if not n
+                else f"{n} difference(s): tinybot's guarantees are tested against the simulator; report them"
+                " (docs/OPERATIONS.md, First day live)."
+            )
 
     emit(data, as_json, human)
     if not ok:
@@ -69,8 +76,12 @@ def doctor_command(state, as_json, send_test_alert, live_probe):
 
 @click.command(name="backup")
 @click.option("--list", "list_", is_flag=True, help="List backups, newest first.")
-@click.option("--restore", "restore_from", metavar="FILE",
-              help="Put this backup back as the database (stop `tinybot run` first; the current DB is backed up).")
+@click.option(
+    "--restore",
+    "restore_from",
+    metavar="FILE",
+    help="Put this backup back as the database (stop `tinybot run` first; the current DB is backed up).",
+)
 @click.option("--label", default="manual", show_default=True, help="Word added to the backup's file name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
@@ -94,12 +105,20 @@ def backup_command(state, list_, restore_from, label, as_json):
             return
         if restore_from:
             before = backup.restore(cfg, restore_from)
-            data = {"restored": str(backup.resolve(cfg, restore_from)), "db": str(cfg.db_path),
-                    "previous_db_saved_as": str(before.path) if before else None}
-            emit(data, as_json, lambda d: click.echo(
-                f"Restored {d['restored']} into {d['db']}."
-                + (f"\nThe database it replaced is saved as {d['previous_db_saved_as']}." if before else "")
-                + "\nTrading is DISABLED until you check (`tinybot status`, `tinybot doctor`) and run `tinybot resume`."))
+            data = {
+                "restored": str(backup.resolve(cfg, restore_from)),
+                "db": str(cfg.db_path),
+                "previous_db_saved_as": str(before.path) if before else None,
+            }
+            emit(
+                data,
+                as_json,
+                lambda d: click.echo(
+                    f"Restored {d['restored']} into {d['db']}."
+                    + (f"\nThe database it replaced is saved as {d['previous_db_saved_as']}." if before else "")
+                    + "\nTrading is DISABLED until you check (`tinybot status`, `tinybot doctor`) and run `tinybot resume`."
+                ),
+            )
             return
         b = backup.make(cfg, label=label)
     except backup.BackupError as e:

@@ -1,5 +1,6 @@
 """`tinybot pnl`: parse, call tinybot.pnl, print.  Registered lazily in cli.py; imports no exchange code
 unless asked for live prices."""
+
 from __future__ import annotations
 
 import click
@@ -13,8 +14,14 @@ from .money import eur
 @click.option("--daily", "period", flag_value="daily", help="Realised P/L, fees and LLM cost per UTC day.")
 @click.option("--weekly", "period", flag_value="weekly", help="… per ISO week.")
 @click.option("--monthly", "period", flag_value="monthly", help="… per month.")
-@click.option("--prices", "price_source", type=click.Choice(["last", "live"]), default="last", show_default=True,
-              help="last: the prices the last tick saw (no network); live: ask the exchange now (read-only).")
+@click.option(
+    "--prices",
+    "price_source",
+    type=click.Choice(["last", "live"]),
+    default="last",
+    show_default=True,
+    help="last: the prices the last tick saw (no network); live: ask the exchange now (read-only).",
+)
 @json_option("Print JSON (amounts as exact decimal strings).")
 @pass_state
 @friendly
@@ -48,16 +55,19 @@ def _live_prices(cfg, conn):
     from .exchange.base import ExchangeError
 
     ro = read_only(cfg)
-    markets = sorted({r[0] for r in conn.execute("SELECT DISTINCT market FROM trade_history")}
-                     | set(cfg.risk.allowlist))
+    markets = sorted(
+        {r[0] for r in conn.execute("SELECT DISTINCT market FROM trade_history")} | set(cfg.risk.allowlist)
+    )
     out = {}
     try:
         for m in markets:
             t = ro.ticker(m)
             out[m] = pnl.Price(t.bid, t.ask, t.last, pnl.clock.now_iso())
     except ExchangeError as e:
-        raise Fail(f"could not read live prices: {e}; `tinybot pnl` without --prices live uses the last tick's",
-                   code=exitcodes.UNREACHABLE) from None
+        raise Fail(
+            f"could not read live prices: {e}; `tinybot pnl` without --prices live uses the last tick's",
+            code=exitcodes.UNREACHABLE,
+        ) from None
     return out
 
 
@@ -65,31 +75,46 @@ def _print(d: dict) -> None:
     when = f"prices of {d['prices_at']}" if d["prices_at"] else "configured paper prices"
     click.echo(f"P/L ({d['mode']}, {when})")
     click.echo(f"  realised    {eur(d['realised_eur'])}")
-    click.echo(f"  unrealised  {eur(d['unrealised_eur'])}" + (f"  (no price for {', '.join(d['unpriced'])})"
-                                                            if d["unpriced"] else ""))
+    click.echo(
+        f"  unrealised  {eur(d['unrealised_eur'])}"
+        + (f"  (no price for {', '.join(d['unpriced'])})" if d["unpriced"] else "")
+    )
     click.echo(f"  LLM cost    {eur(d['llm_cost_eur'])}")
     click.echo(f"  net         {eur(d['net_eur'])}   (fees paid, included above: {eur(d['fees_eur'])})")
-    click.echo(f"  holding     {eur(d['hold_eur'])}   (the same buys, never sold); net vs holding {eur(d['vs_hold_eur'])}")
+    click.echo(
+        f"  holding     {eur(d['hold_eur'])}   (the same buys, never sold); net vs holding {eur(d['vs_hold_eur'])}"
+    )
     if d["external_eur"] != "0.00":
         click.echo(f"  external    {eur(d['external_eur'])}   (sales of coins tinybot did not buy; not in its P/L)")
     for p in d["positions"]:
-        state = "sellable" if p["sellable"] else ("STRANDED: under the €5 minimum" if p["sellable"] is False
-                                                  else "no price")
+        state = (
+            "sellable"
+            if p["sellable"]
+            else ("STRANDED: under the €5 minimum" if p["sellable"] is False else "no price")
+        )
         click.echo(f"  {p['market']}: {p['base']} at cost {eur(p['cost_eur'])}, worth {eur(p['value_eur'])} ({state})")
     for s in d["stranded"]:
-        click.echo(f"  {s['market']}: worth {eur(s['value_eur'])}, under the {eur(s['minimum_eur'])} minimum: a buy of"
-                   f" {eur(s['top_up_eur'])} makes it sellable again ([risk] top_up_to_exit does it for you)")
+        click.echo(
+            f"  {s['market']}: worth {eur(s['value_eur'])}, under the {eur(s['minimum_eur'])} minimum: a buy of"
+            f" {eur(s['top_up_eur'])} makes it sellable again ([risk] top_up_to_exit does it for you)"
+        )
     drift = d["drift"]
     if drift["note"]:
         click.echo(f"  drift: {drift['note']}")
     else:
         off = {a: v for a, v in drift["assets"].items() if v not in ("0", "0.00")}
-        click.echo("  drift: none (ledger = exchange)" if not off else
-                   "  drift: " + ", ".join(f"{a} {v}" for a, v in off.items())
-                   + " (money moved outside tinybot: deposits, withdrawals, manual trades?)")
+        click.echo(
+            "  drift: none (ledger = exchange)"
+            if not off
+            else "  drift: "
+            + ", ".join(f"{a} {v}" for a, v in off.items())
+            + " (money moved outside tinybot: deposits, withdrawals, manual trades?)"
+        )
     for p in d.get("periods", []):
-        click.echo(f"  {p['period']}: realised {eur(p['realised_eur'])}, fees {eur(p['fees_eur'])},"
-                   f" LLM {eur(p['llm_cost_eur'])}, {p['trades']} fill(s)")
+        click.echo(
+            f"  {p['period']}: realised {eur(p['realised_eur'])}, fees {eur(p['fees_eur'])},"
+            f" LLM {eur(p['llm_cost_eur'])}, {p['trades']} fill(s)"
+        )
 
 
 def _date(value: str | None, name: str):
@@ -125,8 +150,7 @@ def report_command(state, file, since, until, title, as_json):
     from .report import ReportError, write
 
     try:
-        out = write(state.conn, state.cfg, file, since=_date(since, "--from"), until=_date(until, "--to"),
-                    title=title)
+        out = write(state.conn, state.cfg, file, since=_date(since, "--from"), until=_date(until, "--to"), title=title)
     except ReportError as e:
         raise Fail(str(e)) from None
     if as_json:
@@ -136,11 +160,22 @@ def report_command(state, file, since, until, title, as_json):
 
 
 @click.command(name="export")
-@click.option("--csv", "file", required=True, type=click.Path(dir_okay=False, writable=True),
-              help="The CSV file to write (replaced whole, or left alone on an error).")
+@click.option(
+    "--csv",
+    "file",
+    required=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="The CSV file to write (replaced whole, or left alone on an error).",
+)
 @click.option("--year", type=int, help="Only fills of this year (in the config's timezone).")
-@click.option("--format", "layout", type=click.Choice(["generic", "koinly"]), default="generic", show_default=True,
-              help="generic: one row per fill with every field; koinly: Koinly's universal import template.")
+@click.option(
+    "--format",
+    "layout",
+    type=click.Choice(["generic", "koinly"]),
+    default="generic",
+    show_default=True,
+    help="generic: one row per fill with every field; koinly: Koinly's universal import template.",
+)
 @json_option("Print what was written as JSON.")
 @pass_state
 @friendly
@@ -161,8 +196,10 @@ def export_command(state, file, year, layout, as_json):
     if as_json:
         echo_json(out)
     else:
-        click.echo(f"Exported {out['fills']} fill(s) to {out['path']} ({out['layout']} layout"
-                   + (f", {out['year']})" if out["year"] else ")"))
+        click.echo(
+            f"Exported {out['fills']} fill(s) to {out['path']} ({out['layout']} layout"
+            + (f", {out['year']})" if out["year"] else ")")
+        )
 
 
 @click.command(name="tax")
@@ -202,18 +239,28 @@ def tax_command(state, year, no_fetch, as_json):
         if snap is None:
             click.echo(f"{label}: not reached yet")
             continue
-        click.echo(f"{label} {snap['at_local']}: savings (EUR) {eur(snap['savings_eur'])}, other assets (crypto)"
-                   f" {eur(snap['other_assets_eur'])}, total {eur(snap['total_eur'])}")
+        click.echo(
+            f"{label} {snap['at_local']}: savings (EUR) {eur(snap['savings_eur'])}, other assets (crypto)"
+            f" {eur(snap['other_assets_eur'])}, total {eur(snap['total_eur'])}"
+        )
         for c in snap["crypto"]:
-            click.echo(f"  {c['asset']} {c['amount']} × €{c['price_eur']} = {eur(c['value_eur'])} ({c['price_source']})")
+            click.echo(
+                f"  {c['asset']} {c['amount']} × €{c['price_eur']} = {eur(c['value_eur'])} ({c['price_source']})"
+            )
         if snap["note"]:
             click.echo(f"  note: {snap['note']}")
     f = data["fills"]
-    click.echo(f"Fills in {year}: {f['count']} (bought {eur(f['bought_eur'])}, sold {eur(f['sold_eur'])},"
-               f" fees {eur(f['fees_eur'])})")
+    click.echo(
+        f"Fills in {year}: {f['count']} (bought {eur(f['bought_eur'])}, sold {eur(f['sold_eur'])},"
+        f" fees {eur(f['fees_eur'])})"
+    )
     ce = data["counter_evidence"]
-    click.echo(f"Counter-evidence: value at start {eur(ce['value_start_eur'])}, at end {eur(ce['value_end_eur'])},"
-               f" realised {eur(ce['realised_eur'])}, unrealised at the end {eur(ce['unrealised_end_eur'])}")
+    click.echo(
+        f"Counter-evidence: value at start {eur(ce['value_start_eur'])}, at end {eur(ce['value_end_eur'])},"
+        f" realised {eur(ce['realised_eur'])}, unrealised at the end {eur(ce['unrealised_end_eur'])}"
+    )
     drift = {a: v for a, v in ce["deposits_withdrawals_seen"]["drift"].items() if v not in ("0", "0.00")}
-    click.echo("Deposits/withdrawals seen (drift against the ledger): " + (", ".join(f"{a} {v}" for a, v in
-                                                                                     drift.items()) or "none"))
+    click.echo(
+        "Deposits/withdrawals seen (drift against the ledger): "
+        + (", ".join(f"{a} {v}" for a, v in drift.items()) or "none")
+    )

@@ -2,6 +2,7 @@
 
 Registered lazily in cli.py, so `tinybot kill` and friends never import this.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,8 +15,11 @@ from .cli import Fail, friendly, pass_state
 
 @click.command(name="run")
 @click.option("--once", is_flag=True, help="Run a single tick for the current slot and exit (for cron).")
-@click.option("--ignore-doctor", is_flag=True,
-              help="Live mode: start even though a blocking `tinybot doctor` check fails (logged and alerted loudly).")
+@click.option(
+    "--ignore-doctor",
+    is_flag=True,
+    help="Live mode: start even though a blocking `tinybot doctor` check fails (logged and alerted loudly).",
+)
 @pass_state
 @friendly
 def run_command(state, once, ignore_doctor):
@@ -43,9 +47,11 @@ def run_command(state, once, ignore_doctor):
     sched = scheduler.Scheduler(cfg, state.conn, echo=click.echo, gate=gate)
     try:
         if not once:
-            click.echo(f"tinybot run: mode {cfg.mode}, every {_fmt(cfg.scheduler.interval)}, approval "
-                       f"{cfg.scheduler.approval}, advisors {', '.join(cfg.advisors) or '(none)'};"
-                       f" log {cfg.log_path}. Ctrl-C stops after the current step.")
+            click.echo(
+                f"tinybot run: mode {cfg.mode}, every {_fmt(cfg.scheduler.interval)}, approval "
+                f"{cfg.scheduler.approval}, advisors {', '.join(cfg.advisors) or '(none)'};"
+                f" log {cfg.log_path}. Ctrl-C stops after the current step."
+            )
         code = sched.run(once=once)
     except scheduler.AlreadyRunning as e:
         click.echo(f"Error: {e}", err=True)
@@ -74,8 +80,11 @@ def _doctor_gate(sched, ignore: bool) -> list[str]:
         click.echo(f"Error: refusing to start live trading: {summary}", err=True)
         for c in blocking:
             click.echo(f"  fix {c.name}: {c.fix}", err=True)
-        click.echo(f"Run `tinybot doctor` after fixing it (exit code {exitcodes.REFUSED_START}: systemd does not"
-                   " restart this; --ignore-doctor overrides, loudly).", err=True)
+        click.echo(
+            f"Run `tinybot doctor` after fixing it (exit code {exitcodes.REFUSED_START}: systemd does not"
+            " restart this; --ignore-doctor overrides, loudly).",
+            err=True,
+        )
         return [f"{c.name}: {c.detail} (fix: {c.fix})" for c in blocking]
     text = f"STARTING LIVE DESPITE FAILING DOCTOR CHECKS (--ignore-doctor): {summary}"
     click.echo(f"Warning: {text}", err=True)
@@ -97,17 +106,36 @@ def advise_command(state, as_json):
 
     cfg = state.cfg
     if not cfg.advisors:
-        raise Fail(f"no advisors configured: set advisors = [\"rules\"] (or \"dca\", ...) in {cfg.path}")
+        raise Fail(f'no advisors configured: set advisors = ["rules"] (or "dca", ...) in {cfg.path}')
     snap = build_snapshot(state.conn, cfg, read_only(cfg), sources=tuple(cfg.advisors))
     results = [_advise_llm(state, snap) if name == "llm" else run_advisor(name, snap, cfg) for name in cfg.advisors]
     if as_json:
-        click.echo(json.dumps({
-            "now": snap.now.isoformat(), "problems": list(snap.problems),
-            "advisors": [{"name": r.name, "errors": r.errors, "drafts": [
-                {"market": d.market, "side": d.side,
-                 "amount_quote": None if d.amount_quote is None else str(d.amount_quote),
-                 "amount": None if d.amount is None else str(d.amount), "reason": d.reason} for d in r.drafts]}
-                for r in results]}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "now": snap.now.isoformat(),
+                    "problems": list(snap.problems),
+                    "advisors": [
+                        {
+                            "name": r.name,
+                            "errors": r.errors,
+                            "drafts": [
+                                {
+                                    "market": d.market,
+                                    "side": d.side,
+                                    "amount_quote": None if d.amount_quote is None else str(d.amount_quote),
+                                    "amount": None if d.amount is None else str(d.amount),
+                                    "reason": d.reason,
+                                }
+                                for d in r.drafts
+                            ],
+                        }
+                        for r in results
+                    ],
+                },
+                indent=2,
+            )
+        )
         return
     for p in snap.problems:
         click.echo(f"Warning: {p}", err=True)
@@ -136,8 +164,9 @@ def _advise_llm(state, snap):
 
 
 @click.command(name="demo")
-@click.option("--seconds", default=40, show_default=True, type=click.IntRange(3, 600),
-              help="How long the scheduler runs.")
+@click.option(
+    "--seconds", default=40, show_default=True, type=click.IntRange(3, 600), help="How long the scheduler runs."
+)
 @click.option("--seed", default=7, show_default=True, type=int, help="Seed of the simulated price path.")
 @click.option("--keep", is_flag=True, help="Keep the demo's data dir (bot.toml, DB, log) and print its path.")
 def demo_command(seconds, seed, keep):

@@ -1,4 +1,5 @@
 """`tinybot telegram`: the owner's phone loop on its own (loaded lazily by cli.LazyGroup)."""
+
 from __future__ import annotations
 
 import sys
@@ -32,8 +33,15 @@ def telegram_command(state, chats, send_test, as_json):
     try:
         if chats:
             rows = telegram.recent_chats(cfg)
-            emit(rows, as_json, lambda rs: table(rs, ["chat_id", "type", "name", "allowed", "last_text"])
-                 if rs else click.echo("Nobody wrote to the bot lately: send it a message, then run this again."))
+            emit(
+                rows,
+                as_json,
+                lambda rs: (
+                    table(rs, ["chat_id", "type", "name", "allowed", "last_text"])
+                    if rs
+                    else click.echo("Nobody wrote to the bot lately: send it a message, then run this again.")
+                ),
+            )
             return
         if send_test:
             ok, detail = telegram.check(cfg, send_test=True)

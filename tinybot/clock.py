@@ -4,6 +4,7 @@ Python's clock (``datetime.now(timezone.utc)`` / ``time.time()``) is what
 freezegun moves in tests; SQL's ``CURRENT_TIMESTAMP`` is not, so SQL never
 makes a timestamp in tinybot.
 """
+
 from __future__ import annotations
 
 import re

@@ -6,6 +6,7 @@ Secrets never come from bot.toml: they come from environment variables or a
 secrets file readable by its owner only (tinybot.secrets, re-exported here as
 ``Secrets`` and ``SECRET_NAMES``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -52,8 +53,10 @@ def fraction(default: str, *, maximum: str) -> Any:
 
 
 def duration(default: str, *, minimum: str = "0s", maximum: str = "30d") -> Any:
-    return field(default=parse_duration(default),
-                 metadata={"kind": "duration", "min": parse_duration(minimum), "max": parse_duration(maximum)})
+    return field(
+        default=parse_duration(default),
+        metadata={"kind": "duration", "min": parse_duration(minimum), "max": parse_duration(maximum)},
+    )
 
 
 def integer(default: int | None, *, minimum: int | None = 0, maximum: int | None = None) -> Any:
@@ -148,9 +151,9 @@ class RulesConfig:
 class ExitsConfig:
     """Protective exits (tinybot.advisors.exits): shares of the position's average cost; 0 = off."""
 
-    stop_loss: Decimal = fraction("0", maximum="0.9")       # sell all when the bid falls this far below cost
-    take_profit: Decimal = fraction("0", maximum="10")      # sell all when the bid rises this far above cost
-    trailing_stop: Decimal = fraction("0", maximum="0.9")   # sell all when the bid falls this far below its peak
+    stop_loss: Decimal = fraction("0", maximum="0.9")  # sell all when the bid falls this far below cost
+    take_profit: Decimal = fraction("0", maximum="10")  # sell all when the bid rises this far above cost
+    trailing_stop: Decimal = fraction("0", maximum="0.9")  # sell all when the bid falls this far below its peak
 
 
 @dataclass(frozen=True)
@@ -397,7 +400,7 @@ def bounded_duration(value: str, *, minimum: timedelta, maximum: timedelta) -> t
 
 def _duration(value, meta, key, path) -> timedelta:
     if not isinstance(value, str):
-        raise _Bad(f"must be a duration string like \"30m\", not {type(value).__name__}")
+        raise _Bad(f'must be a duration string like "30m", not {type(value).__name__}')
     try:
         return bounded_duration(value, minimum=meta["min"], maximum=meta["max"])
     except ValueError as e:
@@ -439,7 +442,7 @@ def _strings(value, meta, key, path) -> tuple[str, ...]:
 def _market(value, meta, key, path) -> str:
     name = normalise_market(_str(value, meta, key, path))
     if not MARKET_RE.match(name):
-        raise _Bad(f"{value!r} is not a Bitvavo EUR market name (like \"BTC-EUR\")")
+        raise _Bad(f'{value!r} is not a Bitvavo EUR market name (like "BTC-EUR")')
     return name
 
 
@@ -462,7 +465,7 @@ def _prices(value, meta, key, path) -> dict:
     for market, price in value.items():
         name = market.strip().upper().replace("/", "-")
         if not MARKET_RE.match(name):
-            raise ConfigError(f"{path}: {key}.{market}: not a Bitvavo EUR market name (like \"BTC-EUR\")")
+            raise ConfigError(f'{path}: {key}.{market}: not a Bitvavo EUR market name (like "BTC-EUR")')
         try:
             out[name] = _money(price, _PRICE, key, path)
         except _Bad as e:
@@ -513,29 +516,35 @@ def _cross_checks(cfg: Config) -> None:
     if cfg.rules.fast >= cfg.rules.slow:
         raise ConfigError(f"{p}: rules.fast: must be smaller than rules.slow ({cfg.rules.slow})")
     if cfg.dca.market is not None and cfg.dca.market not in cfg.risk.allowlist:  # stored normalised (_market)
-        raise ConfigError(f"{p}: dca.market: {cfg.dca.market} is not in risk.allowlist"
-                          f" ({', '.join(cfg.risk.allowlist) or 'empty'}); add it there or pick an allowed market")
+        raise ConfigError(
+            f"{p}: dca.market: {cfg.dca.market} is not in risk.allowlist"
+            f" ({', '.join(cfg.risk.allowlist) or 'empty'}); add it there or pick an allowed market"
+        )
     window = cfg.exchange.access_window.total_seconds()
     if not 0.1 <= window <= 60:
         raise ConfigError(f"{p}: exchange.access_window: must be between 100ms and 60s (Bitvavo's range)")
     if cfg.exchange.url is not None and not re.match(r"^https?://[^\s/]+(:\d+)?/?$", cfg.exchange.url):
-        raise ConfigError(f"{p}: exchange.url: {cfg.exchange.url!r} is not a base URL like \"http://127.0.0.1:8123\"")
+        raise ConfigError(f'{p}: exchange.url: {cfg.exchange.url!r} is not a base URL like "http://127.0.0.1:8123"')
     if not re.match(r"^https?://[^\s/]+", cfg.llm.base_url):
         raise ConfigError(f"{p}: llm.base_url: {cfg.llm.base_url!r} is not an http(s) URL")
     try:
         _ = cfg.tz  # loads the zone: an unknown name raises here
     except (ValueError, KeyError, OSError):  # zoneinfo raises ZoneInfoNotFoundError (a KeyError) or ValueError
-        raise ConfigError(f"{p}: timezone: {cfg.timezone!r} is not a time zone name like \"Europe/Amsterdam\""
-                          " or \"UTC\"") from None
+        raise ConfigError(
+            f'{p}: timezone: {cfg.timezone!r} is not a time zone name like "Europe/Amsterdam" or "UTC"'
+        ) from None
     floor = grace_floor(cfg.exchange.access_window)
     if cfg.exchange.reconcile_grace < floor:
         raise ConfigError(
             f"{p}: exchange.reconcile_grace: must be at least {format_duration(floor)} (a quarter of"
             f" exchange.access_window for clock skew, plus 2s for ccxt's throttle): a shorter grace could call an"
-            " order absent that is still on its way")
+            " order absent that is still on its way"
+        )
     if cfg.alerts.digest_at and not re.match(r"^([01]\d|2[0-3]):[0-5]\d$", cfg.alerts.digest_at):
-        raise ConfigError(f"{p}: alerts.digest_at: {cfg.alerts.digest_at!r} is not a local time like \"21:00\""
-                          " (\"\" turns the daily digest off)")
+        raise ConfigError(
+            f'{p}: alerts.digest_at: {cfg.alerts.digest_at!r} is not a local time like "21:00"'
+            ' ("" turns the daily digest off)'
+        )
     for key, url in (("alerts.heartbeat_url", cfg.alerts.heartbeat_url), ("telegram.api_url", cfg.telegram.api_url)):
         if url is not None and not re.match(r"^https?://[^\s/]+\S*$", url):
             raise ConfigError(f"{p}: {key}: {url!r} is not an http(s) URL")
@@ -559,7 +568,8 @@ def _sellable_buys(cfg: Config) -> None:
                 f"{cfg.path}: {key}: €{eur} buys a position that could not be sold again: after the"
                 f" {_pct(sizing.fee_rate(cfg))} fee it must be worth at least €{sizing.min_sellable_eur(cfg):.2f}"
                 f" (the €{sizing.EXCHANGE_MINIMUM_EUR} minimum + risk.sellable_margin {_pct(cfg.risk.sellable_margin)});"
-                f" set it to €{need} or more")
+                f" set it to €{need} or more"
+            )
 
 
 def describe(cfg: Config) -> dict:

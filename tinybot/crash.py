@@ -5,6 +5,7 @@ cleanup, no ``finally``, like a power cut or SIGKILL — when the environment
 variable ``TINYBOT_CRASH_AT`` names that point.  Unarmed it costs one dict
 lookup.  ``TINYBOT_CRASH_AFTER=N`` skips the first N hits of the point.
 """
+
 from __future__ import annotations
 
 import os

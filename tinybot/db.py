@@ -7,6 +7,7 @@ sqlite3 module never opens or commits a transaction behind our back, and a
 writer that takes the lock at BEGIN cannot be overtaken between its read and
 its write (the check-then-act race the guards depend on).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -41,8 +42,10 @@ def restore_hint(path: str | Path) -> str:
 
     newest = newest_in(Path(path).parent / "backups")
     if newest is None:
-        return (f"there is no backup in {Path(path).parent / 'backups'}: move {Path(path).name} aside and run"
-                " `tinybot init` to start a new database")
+        return (
+            f"there is no backup in {Path(path).parent / 'backups'}: move {Path(path).name} aside and run"
+            " `tinybot init` to start a new database"
+        )
     return f"restore a backup: `tinybot backup --restore {newest.path.name}` (`tinybot backup --list` shows all)"
 
 
@@ -59,14 +62,18 @@ def check_exists(path: str | Path) -> None:
     p = Path(path)
     if not p.exists():
         hint = restore_hint(p)
-        fix = "run `tinybot init` to create it" + ("" if hint.startswith("there is no backup")
-                                                  else f", or {hint}")
+        fix = "run `tinybot init` to create it" + ("" if hint.startswith("there is no backup") else f", or {hint}")
         raise DatabaseFault(f"no database at {p}; {fix} (check `db =` in bot.toml if it should exist)")
     if p.is_file() and p.stat().st_size == 0:
         hint = restore_hint(p)
-        raise DatabaseFault(f"{p} is empty (0 bytes), not a tinybot database; "
-                            + (hint if not hint.startswith("there is no backup") else
-                               "there is no backup: delete it and run `tinybot init` to start a new database"))
+        raise DatabaseFault(
+            f"{p} is empty (0 bytes), not a tinybot database; "
+            + (
+                hint
+                if not hint.startswith("there is no backup")
+                else "there is no backup: delete it and run `tinybot init` to start a new database"
+            )
+        )
 
 
 def fault(e: BaseException, path: str | Path, *, waited_ms: int | None = None) -> DatabaseFault:
@@ -81,19 +88,22 @@ def fault(e: BaseException, path: str | Path, *, waited_ms: int | None = None) -
         return DatabaseFault(
             f"{path} is locked by another process (waited {waited:g}s); find it with"
             f" `fuser -v {path}` (a `sqlite3` shell left open? another tinybot?), end it and try again",
-            exitcodes.LOCKED)
-    if (name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in low
-            or "not a database" in low):
+            exitcodes.LOCKED,
+        )
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in low or "not a database" in low:
         return DatabaseFault(f"{path} is damaged ({text}); {restore_hint(path)}")
-    if (name.startswith("SQLITE_READONLY") or "readonly" in low or "read-only" in low
-            or getattr(e, "errno", None) == 30):  # EROFS
+    if (
+        name.startswith("SQLITE_READONLY") or "readonly" in low or "read-only" in low or getattr(e, "errno", None) == 30
+    ):  # EROFS
         return DatabaseFault(
             f"{path} cannot be written: its filesystem is read-only (a failing SD card turns read-only);"
             " `tinybot status`, `history`, `why` and `doctor` still work; copy the newest backup to a good card,"
-            f" then {restore_hint(path)}")
+            f" then {restore_hint(path)}"
+        )
     if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")) or isinstance(e, OSError):
-        return DatabaseFault(f"{path} cannot be used ({text}): check the disk (full? failing SD card?),"
-                             f" then {restore_hint(path)}")
+        return DatabaseFault(
+            f"{path} cannot be used ({text}): check the disk (full? failing SD card?), then {restore_hint(path)}"
+        )
     return DatabaseFault(f"{path}: database error ({text}); {restore_hint(path)}")
 
 
@@ -139,8 +149,9 @@ def connect(path: str | Path, *, busy_timeout_ms: int | None = None) -> sqlite3.
     if read_only_fs(path) and Path(path).exists():
         wal = Path(f"{path}-wal")
         mode = "mode=ro" if wal.exists() and wal.stat().st_size > 0 else "mode=ro&immutable=1"
-        conn = sqlite3.connect(f"file:{Path(path).resolve()}?{mode}", uri=True, isolation_level=None,
-                               timeout=timeout_ms / 1000)
+        conn = sqlite3.connect(
+            f"file:{Path(path).resolve()}?{mode}", uri=True, isolation_level=None, timeout=timeout_ms / 1000
+        )
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -174,9 +185,7 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def applied_migrations(conn: sqlite3.Connection) -> list[str]:
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
-    )
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
     return [r["name"] for r in conn.execute("SELECT name FROM schema_migrations ORDER BY rowid")]
 
 
@@ -250,8 +259,10 @@ def open_existing(path: str | Path, before_migration=None) -> sqlite3.Connection
     conn = connect(path)
     try:
         if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'kill_switch'").fetchone():
-            raise DatabaseFault(f"{path} is an SQLite file but not a tinybot database (no kill_switch table);"
-                                f" check `db =` in bot.toml, or {restore_hint(path)}")
+            raise DatabaseFault(
+                f"{path} is an SQLite file but not a tinybot database (no kill_switch table);"
+                f" check `db =` in bot.toml, or {restore_hint(path)}"
+            )
         if not read_only_fs(path):
             migrate(conn, before_migration=before_migration)
     except BaseException:
@@ -264,8 +275,10 @@ def open_existing(path: str | Path, before_migration=None) -> sqlite3.Connection
 # Here, not in ledger or notify, so the kill switch, the safety rules and the LLM advisor write
 # them without importing the exchange contract (ledger) or the alert machinery (notify).
 
-def event(conn: sqlite3.Connection, kind: str, detail: str, *, severity: str = "info",
-          execution_id: int | None = None) -> None:
+
+def event(
+    conn: sqlite3.Connection, kind: str, detail: str, *, severity: str = "info", execution_id: int | None = None
+) -> None:
     """One row in ``events`` (the audit trail; notify turns some kinds into alerts).  Caller owns the transaction."""
     conn.execute(
         "INSERT INTO events (at, kind, severity, execution_id, detail) VALUES (?, ?, ?, ?, ?)",
@@ -281,12 +294,14 @@ def get_state(conn: sqlite3.Connection, name: str) -> str | None:
 
 def set_state(conn: sqlite3.Connection, name: str, value: str) -> None:
     """Set one ``ops_state`` value, in the caller's transaction or in its own."""
+
     def write():
         conn.execute(
             "INSERT INTO ops_state (name, value, updated_at) VALUES (?, ?, ?)"
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at"
             " WHERE ops_state.value IS NOT excluded.value",  # an unchanged value writes nothing (SD-card wear)
-            (name, value, clock.now_iso()))
+            (name, value, clock.now_iso()),
+        )
 
     if conn.in_transaction:
         write()

@@ -19,6 +19,7 @@ The keys are put in this process's environment for the run (and the previous
 values restored after), so a real key you may have exported is never sent,
 not even to the simulator.
 """
+
 from __future__ import annotations
 
 import os
@@ -138,8 +139,9 @@ def summarize(conn: sqlite3.Connection, last_prices: dict[str, Decimal]) -> Summ
         base = Decimal(r["base"])
         if base > 0 and r["market"] in last_prices:
             s.unrealised_eur += base * last_prices[r["market"]] - Decimal(r["cost_eur"])
-    for r in conn.execute("SELECT reason_code, COUNT(*) AS n FROM guard_decisions WHERE verdict = 'block'"
-                          " GROUP BY reason_code"):
+    for r in conn.execute(
+        "SELECT reason_code, COUNT(*) AS n FROM guard_decisions WHERE verdict = 'block' GROUP BY reason_code"
+    ):
         s.blocks[r["reason_code"]] = r["n"]
     return s
 
@@ -150,14 +152,19 @@ def _sim_accounts():
     balances = {"EUR": STARTING_EUR}
     if "account" in getattr(SimAccount, "__dataclass_fields__", {}):
         # two keys of one account, as a careful user sets Bitvavo up
-        return [SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), balances, account="demo"),
-                SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}, account="demo")], READ_KEY, READ_SECRET
+        return (
+            [
+                SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), balances, account="demo"),
+                SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}, account="demo"),
+            ],
+            READ_KEY,
+            READ_SECRET,
+        )
     # a simulator without shared accounts: the reads use the trade key too (it is a throwaway key)
     return [SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), balances)], TRADE_KEY, TRADE_SECRET
 
 
-def run_demo(*, seconds: int = 40, seed: int = 7, keep: bool = False,
-             echo: Callable[[str], None] = print) -> Summary:
+def run_demo(*, seconds: int = 40, seed: int = 7, keep: bool = False, echo: Callable[[str], None] = print) -> Summary:
     from . import config, db, scheduler
     from .sim import Simulator
 
@@ -170,31 +177,46 @@ def run_demo(*, seconds: int = 40, seed: int = 7, keep: bool = False,
     try:
         for k in config.SECRET_NAMES:
             os.environ.pop(k, None)
-        os.environ.update({"TINYBOT_READ_KEY": read_key, "TINYBOT_READ_SECRET": read_secret,
-                           "TINYBOT_TRADE_KEY": TRADE_KEY, "TINYBOT_TRADE_SECRET": TRADE_SECRET})
+        os.environ.update(
+            {
+                "TINYBOT_READ_KEY": read_key,
+                "TINYBOT_READ_SECRET": read_secret,
+                "TINYBOT_TRADE_KEY": TRADE_KEY,
+                "TINYBOT_TRADE_SECRET": TRADE_SECRET,
+            }
+        )
         path = data_dir / "bot.toml"
         path.write_text(DEMO_TOML.format(url=server.url, operator_id=OPERATOR_ID, tick=TICK), encoding="utf-8")
         cfg = config.load(path)
         conn = db.open_db(cfg.db_path)
 
-        echo(f"tinybot demo: Bitvavo simulator on {server.url} (seed {seed}), €{STARTING_EUR} account, "
-             f"live mode with throwaway keys; data in {data_dir}")
-        echo(f"  advisors: rules (SMA{cfg.rules.fast}/{cfg.rules.slow} crossover on closed 1m candles, €"
-             f"{cfg.rules.buy_eur} buys) on {', '.join(MARKETS)}; dca €{cfg.dca.buy_eur} of {cfg.dca.market}"
-             f" every {clock.format_duration(cfg.dca.every)}")
-        echo(f"  guards: cooldown {clock.format_duration(cfg.risk.cooldown)}, anti-flip "
-             f"{clock.format_duration(cfg.risk.anti_flip)}, max €{cfg.risk.max_trade_eur}/trade, "
-             f"€{cfg.risk.max_daily_eur}/day, €{cfg.risk.max_exposure_eur} exposure")
-        echo(f"  running the scheduler for {seconds}s, a tick every {TICK}; the market moves "
-             f"{CANDLES_PER_TICK} one-minute candles per tick (Ctrl-C stops early)")
+        echo(
+            f"tinybot demo: Bitvavo simulator on {server.url} (seed {seed}), €{STARTING_EUR} account, "
+            f"live mode with throwaway keys; data in {data_dir}"
+        )
+        echo(
+            f"  advisors: rules (SMA{cfg.rules.fast}/{cfg.rules.slow} crossover on closed 1m candles, €"
+            f"{cfg.rules.buy_eur} buys) on {', '.join(MARKETS)}; dca €{cfg.dca.buy_eur} of {cfg.dca.market}"
+            f" every {clock.format_duration(cfg.dca.every)}"
+        )
+        echo(
+            f"  guards: cooldown {clock.format_duration(cfg.risk.cooldown)}, anti-flip "
+            f"{clock.format_duration(cfg.risk.anti_flip)}, max €{cfg.risk.max_trade_eur}/trade, "
+            f"€{cfg.risk.max_daily_eur}/day, €{cfg.risk.max_exposure_eur} exposure"
+        )
+        echo(
+            f"  running the scheduler for {seconds}s, a tick every {TICK}; the market moves "
+            f"{CANDLES_PER_TICK} one-minute candles per tick (Ctrl-C stops early)"
+        )
         echo("")
 
         def before_tick(slot):
             sim.advance(CANDLES_PER_TICK)
 
         # no candle cache: the simulator rewrites "closed" candles as it fast-forwards its price path
-        sched = scheduler.Scheduler(cfg, conn, echo=lambda line: echo("  " + line), before_tick=before_tick,
-                                    cache_candles=False)
+        sched = scheduler.Scheduler(
+            cfg, conn, echo=lambda line: echo("  " + line), before_tick=before_tick, cache_candles=False
+        )
         started = time.monotonic()
         sched.run(until=clock.now() + timedelta(seconds=seconds))
         elapsed = time.monotonic() - started
@@ -203,13 +225,16 @@ def run_demo(*, seconds: int = 40, seed: int = 7, keep: bool = False,
         summary = summarize(conn, last)
         bal = sim.balance(TRADE_KEY)
         value = bal.get("EUR", Decimal(0)) + sum(
-            (bal.get(m.split("-")[0], Decimal(0)) * p for m, p in last.items()), Decimal(0))
+            (bal.get(m.split("-")[0], Decimal(0)) * p for m, p in last.items()), Decimal(0)
+        )
         echo("")
         echo(f"Summary after {elapsed:.0f}s (from {cfg.db_path.name}):")
         for line in summary.lines():
             echo(line)
-        echo(f"  account on the simulator: €{value:.2f} at the last prices (started with €{STARTING_EUR});"
-             f" last prices " + ", ".join(f"{m} {p}" for m, p in last.items()))
+        echo(
+            f"  account on the simulator: €{value:.2f} at the last prices (started with €{STARTING_EUR});"
+            f" last prices " + ", ".join(f"{m} {p}" for m, p in last.items())
+        )
         if keep:
             echo(f"Kept the demo's data dir: {data_dir}")
             echo(f"  look around: tinybot --config {path} status   (proposals, executions, why N, history)")

@@ -8,6 +8,7 @@ scheduler calls ``maybe_send`` after every tick; the day it was sent is kept
 in ``ops_state``, so a restart or a missed tick never sends it twice, and a
 tick after the time (the Pi was off at 21:00) still sends it that day.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,19 +46,29 @@ def text(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> str:
     def realised(until: str) -> Decimal:
         return sum((b.realised for b in pnl.replay(conn, until=until).books.values()), Decimal(0))
 
-    fills = conn.execute("SELECT * FROM trade_history WHERE executed_at >= ? AND executed_at <= ? AND external = 0",
-                         (lo, hi)).fetchall()
+    fills = conn.execute(
+        "SELECT * FROM trade_history WHERE executed_at >= ? AND executed_at <= ? AND external = 0", (lo, hi)
+    ).fetchall()
     fees = sum((Decimal(f["fee"]) for f in fills if f["fee_currency"] == "EUR"), Decimal(0))
-    llm = sum((Decimal(r["cost_eur"]) for r in conn.execute(
-        "SELECT cost_eur FROM gpt_usage_log WHERE cost_eur IS NOT NULL AND COALESCE(settled_at, reserved_at) >= ?",
-        (lo,))), Decimal(0))
+    llm = sum(
+        (
+            Decimal(r["cost_eur"])
+            for r in conn.execute(
+                "SELECT cost_eur FROM gpt_usage_log WHERE cost_eur IS NOT NULL AND COALESCE(settled_at, reserved_at) >= ?",
+                (lo,),
+            )
+        ),
+        Decimal(0),
+    )
     total = pnl.report(conn, cfg)
     buys = sum(1 for f in fills if f["side"] == "buy")
-    return (f"{start.astimezone(cfg.tz):%A %d %B}: realised {money.eur(realised(hi) - realised(lo))},"
-            f" {len(fills)} fill(s) ({buys} buy, {len(fills) - buys} sell), fees {money.eur(fees)},"
-            f" LLM {money.eur(llm)}.\n"
-            f"Since the start: net {money.eur(Decimal(total['net_eur']))} (unrealised"
-            f" {money.eur(Decimal(total['unrealised_eur']))}) against holding {money.eur(Decimal(total['hold_eur']))}.")
+    return (
+        f"{start.astimezone(cfg.tz):%A %d %B}: realised {money.eur(realised(hi) - realised(lo))},"
+        f" {len(fills)} fill(s) ({buys} buy, {len(fills) - buys} sell), fees {money.eur(fees)},"
+        f" LLM {money.eur(llm)}.\n"
+        f"Since the start: net {money.eur(Decimal(total['net_eur']))} (unrealised"
+        f" {money.eur(Decimal(total['unrealised_eur']))}) against holding {money.eur(Decimal(total['hold_eur']))}."
+    )
 
 
 def maybe_send(conn: sqlite3.Connection, cfg, notifier, now: datetime | None = None) -> bool:
@@ -86,4 +97,3 @@ def maybe_send(conn: sqlite3.Connection, cfg, notifier, now: datetime | None = N
         if tmp is not None:
             Path(tmp.name).unlink(missing_ok=True)
     return True
-

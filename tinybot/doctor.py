@@ -16,6 +16,7 @@ rolls back; each key is tried with GET requests only (balance, open orders;
 the live probe a few more), through the adapter's GET-only guard, which
 refuses any other method before a byte leaves.
 """
+
 from __future__ import annotations
 
 import re
@@ -39,8 +40,9 @@ SKEW_SHARE = 4  # clock skew must stay under a quarter of the access window
 # 1 % is what four trades at Bitvavo's lowest taker fee (0.25 %) cost.
 FEE_ROOM = Decimal("0.01")
 # What `tinybot run` refuses to start on: each makes trading unsafe.  Everything else only warns.
-BLOCKS_START = frozenset({"database", "integrity", "kill_switch", "secrets_file", "keys_separated", "operator_id",
-                          "clock_skew", "trade_key"})
+BLOCKS_START = frozenset(
+    {"database", "integrity", "kill_switch", "secrets_file", "keys_separated", "operator_id", "clock_skew", "trade_key"}
+)
 AUTH_UNKNOWN_KEY = frozenset({305})
 AUTH_BAD_SIGNATURE = frozenset({308, 309})
 AUTH_CLOCK = frozenset({304})
@@ -111,10 +113,12 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
         checks += ex_checks
         reach, skew = ex_checks
         if cfg.mode == "live":
-            checks += key_checks(cfg, reachable=reach.status == "pass", clock_ok=skew.status != "fail",
-                                 same_key=_same_key(cfg))
-        checks.append(_guarded("allowlist", lambda: allowlist(cfg, markets, "the exchange did not answer"
-                                                              " (see exchange)")))
+            checks += key_checks(
+                cfg, reachable=reach.status == "pass", clock_ok=skew.status != "fail", same_key=_same_key(cfg)
+            )
+        checks.append(
+            _guarded("allowlist", lambda: allowlist(cfg, markets, "the exchange did not answer (see exchange)"))
+        )
         account = None if reach.status != "fail" else "the exchange did not answer (see exchange)"
         if skew.status == "fail":
             account = "the clock is off (see clock_skew): signed requests are refused"
@@ -128,8 +132,13 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
     if scan_files:
         checks.insert(leaks_at, _guarded("no_secret_leaks", lambda: no_secret_leaks(cfg)))
     else:
-        checks.insert(leaks_at, skipped("no_secret_leaks", "not scanned at start (the bot holds the database"
-                                                           " open); `tinybot doctor` scans the files"))
+        checks.insert(
+            leaks_at,
+            skipped(
+                "no_secret_leaks",
+                "not scanned at start (the bot holds the database open); `tinybot doctor` scans the files",
+            ),
+        )
     return checks
 
 
@@ -140,8 +149,11 @@ def heartbeat_check(cfg: Config) -> Check:
     if not heartbeat.configured(cfg):
         return skipped("heartbeat", "no [alerts] heartbeat_url: a dead Pi would go unnoticed (docs/TELEGRAM.md)")
     ok, detail = heartbeat.check(cfg)
-    return passed("heartbeat", detail) if ok else warned("heartbeat", detail,
-                                                          f"check [alerts] heartbeat_url in {cfg.path}")
+    return (
+        passed("heartbeat", detail)
+        if ok
+        else warned("heartbeat", detail, f"check [alerts] heartbeat_url in {cfg.path}")
+    )
 
 
 def telegram_check(cfg: Config, send_test: bool) -> Check:
@@ -151,9 +163,15 @@ def telegram_check(cfg: Config, send_test: bool) -> Check:
     if not telegram.enabled(cfg):
         return skipped("telegram", "off (no [telegram] chat_ids)")
     ok, detail = telegram.check(cfg, send_test=send_test)
-    return passed("telegram", detail) if ok else warned(
-        "telegram", detail, "check TINYBOT_TELEGRAM_TOKEN in the secrets file and [telegram] chat_ids"
-                            " (`tinybot telegram --chats`)")
+    return (
+        passed("telegram", detail)
+        if ok
+        else warned(
+            "telegram",
+            detail,
+            "check TINYBOT_TELEGRAM_TOKEN in the secrets file and [telegram] chat_ids (`tinybot telegram --chats`)",
+        )
+    )
 
 
 def go_no_go(cfg: Config, **kwargs) -> tuple[bool, list[Check]]:
@@ -169,8 +187,10 @@ def start_gate(cfg: Config, **kwargs) -> tuple[list[Check], list[Check]]:
     to `tinybot doctor` (see run_checks).
     """
     checks = run_checks(cfg, scan_files=False, **kwargs)
-    return ([c for c in checks if c.blocks_start],
-            [c for c in checks if c.status in ("fail", "warn") and not c.blocks_start])
+    return (
+        [c for c in checks if c.blocks_start],
+        [c for c in checks if c.status in ("fail", "warn") and not c.blocks_start],
+    )
 
 
 def _guarded(name: str, fn) -> Check:
@@ -184,6 +204,7 @@ def _guarded(name: str, fn) -> Check:
 
 
 # --- database -------------------------------------------------------------------
+
 
 def _open(cfg: Config, checks: list[Check]) -> sqlite3.Connection | None:
     if not cfg.db_path.exists():
@@ -221,29 +242,45 @@ def db_constraints(conn: sqlite3.Connection, pending: list[str]) -> Check:
     if not re.search(r"\bstate TEXT NOT NULL CHECK \(state IN \(", _table_sql(conn, "trade_executions")):
         missing.append("CHECK on trade_executions.state")
     if ("exchange", "market", "trade_id") not in _unique_columns(conn, "trade_history"):
-        missing.append("UNIQUE(trade_history.exchange, market, trade_id): a fill is stored once (ids are unique per market)")
+        missing.append(
+            "UNIQUE(trade_history.exchange, market, trade_id): a fill is stored once (ids are unique per market)"
+        )
     if not re.search(r"CHECK \(id = 1\)", _table_sql(conn, "kill_switch")):
         missing.append("CHECK(kill_switch.id = 1): one switch")
     if missing:
-        return failed("database", "missing: " + "; ".join(missing),
-                      "this database was not made by tinybot's schema; restore a backup or start a new one"
-                      " with `tinybot init` in another directory")
+        return failed(
+            "database",
+            "missing: " + "; ".join(missing),
+            "this database was not made by tinybot's schema; restore a backup or start a new one"
+            " with `tinybot init` in another directory",
+        )
     if pending:
-        return failed("database", f"migrations not applied: {', '.join(pending)}",
-                      "run `tinybot init` (it backs up the database, then migrates)")
-    return passed("database", "UNIQUE proposal_id and client_order_id, CHECK on states, one kill-switch row;"
-                              " migrations up to date")
+        return failed(
+            "database",
+            f"migrations not applied: {', '.join(pending)}",
+            "run `tinybot init` (it backs up the database, then migrates)",
+        )
+    return passed(
+        "database",
+        "UNIQUE proposal_id and client_order_id, CHECK on states, one kill-switch row; migrations up to date",
+    )
 
 
 def integrity(conn: sqlite3.Connection) -> Check:
     result = [r[0] for r in conn.execute("PRAGMA integrity_check")]
     fks = conn.execute("PRAGMA foreign_key_check").fetchall()
     if result != ["ok"]:
-        return failed("integrity", "PRAGMA integrity_check: " + "; ".join(result[:5]),
-                      "stop the bot and restore the newest good backup (docs/OPERATIONS.md, Rollback)")
+        return failed(
+            "integrity",
+            "PRAGMA integrity_check: " + "; ".join(result[:5]),
+            "stop the bot and restore the newest good backup (docs/OPERATIONS.md, Rollback)",
+        )
     if fks:
-        return failed("integrity", f"{len(fks)} row(s) break a foreign key",
-                      "restore the newest good backup (docs/OPERATIONS.md, Rollback)")
+        return failed(
+            "integrity",
+            f"{len(fks)} row(s) break a foreign key",
+            "restore the newest good backup (docs/OPERATIONS.md, Rollback)",
+        )
     return passed("integrity", "PRAGMA integrity_check ok; foreign keys ok")
 
 
@@ -260,13 +297,17 @@ def kill_switch_wired(conn: sqlite3.Connection) -> Check:
         conn.execute("ROLLBACK")
     after = conn.execute("SELECT trading_enabled FROM kill_switch WHERE id = 1").fetchone()[0]
     if flipped == before[0] or after != before[0]:
-        return failed("kill_switch", "the switch did not flip and restore in a transaction",
-                      "the database is read-only or damaged; check its permissions")
+        return failed(
+            "kill_switch",
+            "the switch did not flip and restore in a transaction",
+            "the database is read-only or damaged; check its permissions",
+        )
     now = "ENABLED" if before[0] else f"DISABLED ({before[1]}; `tinybot resume` turns it on)"
     return passed("kill_switch", f"write + read-back works (rolled back); trading is {now}")
 
 
 # --- secrets --------------------------------------------------------------------
+
 
 def _secret(cfg: Config, name: str) -> str | None:
     """Read regardless of the file's mode (the mode has its own check, secrets_file)."""
@@ -279,8 +320,7 @@ def secrets_file(cfg: Config) -> Check:
         return passed("secrets_file", f"no secrets file at {p}; secrets come from the environment")
     problem = file_problem(p)
     if problem is not None:
-        return failed("secrets_file", f"{p} is {problem.what}: tinybot will not read your keys from it",
-                      problem.fix)
+        return failed("secrets_file", f"{p} is {problem.what}: tinybot will not read your keys from it", problem.fix)
     mode = stat.S_IMODE(p.stat().st_mode)
     try:
         cfg.secrets().get("TINYBOT_READ_KEY")  # parses the whole file: an unknown name or a bad line
@@ -294,19 +334,35 @@ def keys_separated(cfg: Config) -> Check:
     read_secret, trade_secret = _secret(cfg, "TINYBOT_READ_SECRET"), _secret(cfg, "TINYBOT_TRADE_SECRET")
     if cfg.mode == "paper":
         if trade_key or trade_secret:
-            return failed("keys_separated", "a trade key is configured in paper mode",
-                          f"remove TINYBOT_TRADE_KEY/SECRET from the environment and {cfg.secrets_path}"
-                          " until you go live")
+            return failed(
+                "keys_separated",
+                "a trade key is configured in paper mode",
+                f"remove TINYBOT_TRADE_KEY/SECRET from the environment and {cfg.secrets_path} until you go live",
+            )
         return passed("keys_separated", "paper mode: no trade key configured")
-    missing = [n for n, v in (("TINYBOT_READ_KEY", read_key), ("TINYBOT_READ_SECRET", read_secret),
-                              ("TINYBOT_TRADE_KEY", trade_key), ("TINYBOT_TRADE_SECRET", trade_secret)) if not v]
+    missing = [
+        n
+        for n, v in (
+            ("TINYBOT_READ_KEY", read_key),
+            ("TINYBOT_READ_SECRET", read_secret),
+            ("TINYBOT_TRADE_KEY", trade_key),
+            ("TINYBOT_TRADE_SECRET", trade_secret),
+        )
+        if not v
+    ]
     if missing:
-        return failed("keys_separated", f"not set: {', '.join(missing)}",
-                      f"create two API keys on Bitvavo (one with View only, one with View+Trade) and put them in"
-                      f" {cfg.secrets_path} (chmod 600)")
+        return failed(
+            "keys_separated",
+            f"not set: {', '.join(missing)}",
+            f"create two API keys on Bitvavo (one with View only, one with View+Trade) and put them in"
+            f" {cfg.secrets_path} (chmod 600)",
+        )
     if read_key == trade_key or read_secret == trade_secret:
-        return failed("keys_separated", "the read key and the trade key are the same key",
-                      "create a separate View-only key on Bitvavo for TINYBOT_READ_KEY/SECRET")
+        return failed(
+            "keys_separated",
+            "the read key and the trade key are the same key",
+            "create a separate View-only key on Bitvavo for TINYBOT_READ_KEY/SECRET",
+        )
     return passed("keys_separated", "read key and trade key are both set and different")
 
 
@@ -340,48 +396,65 @@ def no_secret_leaks(cfg: Config) -> Check:
         for needle in _contains(p, list(names)):
             leaks.append(f"{names[needle]} in {p}")
     if leaks:
-        return failed("no_secret_leaks", "; ".join(sorted(set(leaks))),
-                      "remove the value from that file (for the DB or a log: rotate the key on Bitvavo,"
-                      " since the old value was written to disk) and keep secrets only in the secrets file")
-    return passed("no_secret_leaks", f"no secret value in {len(files)} file(s): "
-                                     + ", ".join(p.name for p in files))
+        return failed(
+            "no_secret_leaks",
+            "; ".join(sorted(set(leaks))),
+            "remove the value from that file (for the DB or a log: rotate the key on Bitvavo,"
+            " since the old value was written to disk) and keep secrets only in the secrets file",
+        )
+    return passed("no_secret_leaks", f"no secret value in {len(files)} file(s): " + ", ".join(p.name for p in files))
 
 
 # --- alerts ---------------------------------------------------------------------
+
 
 def alerts(cfg: Config, send_test: bool) -> Check:
     urls = notify.alert_urls(cfg)
     if not urls:
         if cfg.mode == "paper":
             return skipped("alerts", "no alert URLs (paper mode; needed before going live)")
-        return warned("alerts", "no alert URLs configured: nobody hears of a stop, an outage or a kill switch",
-                      f"put an apprise URL (e.g. ntfys://ntfy.sh/your-topic, tgram://TOKEN/CHAT) in"
-                      f" TINYBOT_ALERT_URLS in {cfg.secrets_path}, then run `tinybot doctor --send-test-alert`")
+        return warned(
+            "alerts",
+            "no alert URLs configured: nobody hears of a stop, an outage or a kill switch",
+            f"put an apprise URL (e.g. ntfys://ntfy.sh/your-topic, tgram://TOKEN/CHAT) in"
+            f" TINYBOT_ALERT_URLS in {cfg.secrets_path}, then run `tinybot doctor --send-test-alert`",
+        )
     import apprise
 
     bad = [i for i, u in enumerate(urls, 1) if not apprise.Apprise().add(u)]
     if bad:
-        return failed("alerts", f"apprise does not understand alert URL number {', '.join(map(str, bad))}",
-                      "check the URL against https://github.com/caronc/apprise/wiki")
+        return failed(
+            "alerts",
+            f"apprise does not understand alert URL number {', '.join(map(str, bad))}",
+            "check the URL against https://github.com/caronc/apprise/wiki",
+        )
     if not send_test:
         return passed("alerts", f"{len(urls)} alert URL(s) configured (deliver one with --send-test-alert)")
     sent = notify.Notifier(cfg, None, urls=urls).alert(
-        "test", f"tinybot doctor test alert from {cfg.path.parent} at {clock.now_iso()}", severity="info", force=True)
+        "test", f"tinybot doctor test alert from {cfg.path.parent} at {clock.now_iso()}", severity="info", force=True
+    )
     if not sent.delivered:
-        return failed("alerts", f"test alert not delivered: {sent.detail}",
-                      "check the URL and the network; the log has apprise's reason")
+        return failed(
+            "alerts",
+            f"test alert not delivered: {sent.detail}",
+            "check the URL and the network; the log has apprise's reason",
+        )
     return passed("alerts", f"test alert delivered to {len(urls)} URL(s)")
 
 
 # --- exchange -------------------------------------------------------------------
+
 
 def operator_id(cfg: Config) -> Check:
     if cfg.exchange.operator_id is not None:
         return passed("operator_id", f"operatorId {cfg.exchange.operator_id}")
     if cfg.mode == "paper":
         return skipped("operator_id", "not set (paper mode; required in live mode)")
-    return failed("operator_id", "[exchange] operator_id is not set; Bitvavo refuses orders without it",
-                  f"set [exchange] operator_id = <a whole number> in {cfg.path}")
+    return failed(
+        "operator_id",
+        "[exchange] operator_id is not set; Bitvavo refuses orders without it",
+        f"set [exchange] operator_id = <a whole number> in {cfg.path}",
+    )
 
 
 def _market_data(cfg: Config):
@@ -398,8 +471,10 @@ def exchange_checks(cfg: Config, exchange=None) -> tuple[list[Check], dict | Non
         fail = failed("exchange", f"cannot build the exchange client: {e}", "fix the config as the message says")
         return [fail, skipped("clock_skew", "exchange not reachable")], None
     if getattr(ex, "name", "") == "static":
-        return [skipped("exchange", "paper mode with fixed [paper] prices: no exchange used"),
-                skipped("clock_skew", "no exchange used")], _markets_or_none(ex)
+        return [
+            skipped("exchange", "paper mode with fixed [paper] prices: no exchange used"),
+            skipped("clock_skew", "no exchange used"),
+        ], _markets_or_none(ex)
     where = cfg.exchange.url or "Bitvavo"
     try:
         t0 = time.time()
@@ -407,9 +482,14 @@ def exchange_checks(cfg: Config, exchange=None) -> tuple[list[Check], dict | Non
         t1 = time.time()
         markets = ex.markets()
     except Exception as e:
-        return [failed("exchange", f"{where} not reachable: {e}",
-                       "check the network (and [exchange] url if set); Bitvavo's status page says if it is down"),
-                skipped("clock_skew", "exchange not reachable")], None
+        return [
+            failed(
+                "exchange",
+                f"{where} not reachable: {e}",
+                "check the network (and [exchange] url if set); Bitvavo's status page says if it is down",
+            ),
+            skipped("clock_skew", "exchange not reachable"),
+        ], None
     reach = passed("exchange", f"{where} answered ({len(markets)} markets, {int((t1 - t0) * 1000)} ms)")
     # local time at the middle of the request, from tinybot's clock
     local_ms = clock.now_ms() - int((t1 - t0) * 500)
@@ -418,9 +498,12 @@ def exchange_checks(cfg: Config, exchange=None) -> tuple[list[Check], dict | Non
     limit_ms = window_ms // SKEW_SHARE
     detail = f"clock differs from {where} by {skew_ms / 1000:+.3f}s (access window {window_ms / 1000:g}s)"
     if abs(skew_ms) + int((t1 - t0) * 500) > limit_ms:
-        skew = failed("clock_skew", detail + f"; must stay under {limit_ms / 1000:g}s",
-                      "sync the clock: `sudo timedatectl set-ntp true` (a Pi has no RTC; check"
-                      " `timedatectl status` says 'System clock synchronized: yes')")
+        skew = failed(
+            "clock_skew",
+            detail + f"; must stay under {limit_ms / 1000:g}s",
+            "sync the clock: `sudo timedatectl set-ntp true` (a Pi has no RTC; check"
+            " `timedatectl status` says 'System clock synchronized: yes')",
+        )
     else:
         skew = passed("clock_skew", detail)
     return [reach, skew], markets
@@ -428,9 +511,11 @@ def exchange_checks(cfg: Config, exchange=None) -> tuple[list[Check], dict | Non
 
 # --- what each key can do (live) -------------------------------------------------
 
+
 @dataclass(frozen=True)
 class KeyProbe:
     """What one API key did on two read-only calls: GET /balance (View) and GET /ordersOpen (Trade)."""
+
     env: str  # "READ" or "TRADE"
     auth: str  # ok | unknown_key | bad_secret | clock | unreachable | error
     auth_detail: str = ""
@@ -497,20 +582,35 @@ def probe_key(cfg: Config, env: str) -> KeyProbe | None:
 def _auth_failure(name: str, p: KeyProbe, cfg: Config) -> Check:
     var = f"TINYBOT_{p.env}"
     if p.auth == "unknown_key":
-        return failed(name, f"{var}_KEY does not authenticate: Bitvavo knows no such key ({p.auth_detail})",
-                      f"copy the key again from Bitvavo (API settings) into {var}_KEY in {cfg.secrets_path};"
-                      " it may have been deleted")
+        return failed(
+            name,
+            f"{var}_KEY does not authenticate: Bitvavo knows no such key ({p.auth_detail})",
+            f"copy the key again from Bitvavo (API settings) into {var}_KEY in {cfg.secrets_path};"
+            " it may have been deleted",
+        )
     if p.auth == "bad_secret":
-        return failed(name, f"{var}_KEY does not authenticate: the signature is wrong, so {var}_SECRET is not"
-                            f" that key's secret ({p.auth_detail})",
-                      f"copy the secret again into {var}_SECRET in {cfg.secrets_path} (Bitvavo shows it once:"
-                      " if it is lost, make a new key)")
-    return failed(name, f"{var}_KEY: Bitvavo's answer to a balance read: {p.auth_detail}",
-                  "see the message; `tinybot doctor` again once it is fixed")
+        return failed(
+            name,
+            f"{var}_KEY does not authenticate: the signature is wrong, so {var}_SECRET is not"
+            f" that key's secret ({p.auth_detail})",
+            f"copy the secret again into {var}_SECRET in {cfg.secrets_path} (Bitvavo shows it once:"
+            " if it is lost, make a new key)",
+        )
+    return failed(
+        name,
+        f"{var}_KEY: Bitvavo's answer to a balance read: {p.auth_detail}",
+        "see the message; `tinybot doctor` again once it is fixed",
+    )
 
 
-def key_checks(cfg: Config, *, reachable: bool, clock_ok: bool, same_key: bool,  # noqa: C901  (each root cause once)
-               probes: tuple[KeyProbe | None, KeyProbe | None] | None = None) -> list[Check]:
+def key_checks(  # noqa: C901  (each root cause once)
+    cfg: Config,
+    *,
+    reachable: bool,
+    clock_ok: bool,
+    same_key: bool,
+    probes: tuple[KeyProbe | None, KeyProbe | None] | None = None,
+) -> list[Check]:
     """read_key and trade_key: each key authenticated with a read-only call, and what it may read.
 
     Bitvavo's key rights: View = balance, account; Trade = place, view and cancel orders.  So the read
@@ -526,9 +626,14 @@ def key_checks(cfg: Config, *, reachable: bool, clock_ok: bool, same_key: bool, 
     if not clock_ok or any(p is not None and p.auth == "clock" for p in (read, trade)):
         why = "Bitvavo refuses signed requests while the clock is off (see clock_skew)"
         if clock_ok:  # the skew check passed yet Bitvavo says 304: say it here, once
-            return [skipped("read_key", why),
-                    failed("trade_key", "Bitvavo refused the request's timestamp (304): the clock or the access"
-                                        " window is off", "sync the clock: `sudo timedatectl set-ntp true`")]
+            return [
+                skipped("read_key", why),
+                failed(
+                    "trade_key",
+                    "Bitvavo refused the request's timestamp (304): the clock or the access window is off",
+                    "sync the clock: `sudo timedatectl set-ntp true`",
+                ),
+            ]
         return [skipped("read_key", why), skipped("trade_key", why)]
     if any(p is not None and p.auth == "unreachable" for p in (read, trade)):
         why = "the exchange stopped answering during the check"
@@ -537,22 +642,34 @@ def key_checks(cfg: Config, *, reachable: bool, clock_ok: bool, same_key: bool, 
     # the read key
     if read is None:
         out.append(skipped("read_key", "TINYBOT_READ_KEY/SECRET not set (see keys_separated)"))
-    swapped = (read is not None and trade is not None and read.auth == "ok" and trade.auth == "ok"
-               and read.orders == "readable" and trade.orders == "refused")
+    swapped = (
+        read is not None
+        and trade is not None
+        and read.auth == "ok"
+        and trade.auth == "ok"
+        and read.orders == "readable"
+        and trade.orders == "refused"
+    )
     if read is not None and not out:
         if read.auth != "ok":
             out.append(_auth_failure("read_key", read, cfg))
         elif swapped:
             out.append(skipped("read_key", "see trade_key: the two keys look swapped"))
         elif read.orders == "readable":
-            out.append(failed("read_key", "TINYBOT_READ_KEY can read orders, which Bitvavo allows only to keys with"
-                                          " Trade rights: the advisors' key could trade",
-                              "make a key with View rights only on Bitvavo and put it in TINYBOT_READ_KEY/SECRET"
-                              f" in {cfg.secrets_path} (if Bitvavo lists this key as View only, Bitvavo differs"
-                              " from its documentation: run `tinybot doctor --live-probe` and report it)"))
+            out.append(
+                failed(
+                    "read_key",
+                    "TINYBOT_READ_KEY can read orders, which Bitvavo allows only to keys with"
+                    " Trade rights: the advisors' key could trade",
+                    "make a key with View rights only on Bitvavo and put it in TINYBOT_READ_KEY/SECRET"
+                    f" in {cfg.secrets_path} (if Bitvavo lists this key as View only, Bitvavo differs"
+                    " from its documentation: run `tinybot doctor --live-probe` and report it)",
+                )
+            )
         elif read.orders == "refused":
-            out.append(passed("read_key", "authenticates (balance read); refused order reads: View only, as it"
-                                          " should be"))
+            out.append(
+                passed("read_key", "authenticates (balance read); refused order reads: View only, as it should be")
+            )
         else:
             out.append(skipped("read_key", f"authenticates; order-read right unknown: {read.orders_detail}"))
     # the trade key
@@ -561,21 +678,35 @@ def key_checks(cfg: Config, *, reachable: bool, clock_ok: bool, same_key: bool, 
     elif trade.auth != "ok":
         out.append(_auth_failure("trade_key", trade, cfg))
     elif swapped:
-        out.append(failed("trade_key", "the two keys look swapped: TINYBOT_TRADE_KEY cannot read orders (View only)"
-                                       " and TINYBOT_READ_KEY can (it has Trade rights)",
-                          f"swap the values of TINYBOT_READ_KEY/SECRET and TINYBOT_TRADE_KEY/SECRET in"
-                          f" {cfg.secrets_path}"))
+        out.append(
+            failed(
+                "trade_key",
+                "the two keys look swapped: TINYBOT_TRADE_KEY cannot read orders (View only)"
+                " and TINYBOT_READ_KEY can (it has Trade rights)",
+                f"swap the values of TINYBOT_READ_KEY/SECRET and TINYBOT_TRADE_KEY/SECRET in {cfg.secrets_path}",
+            )
+        )
     elif trade.orders == "refused":
-        out.append(failed("trade_key", f"TINYBOT_TRADE_KEY cannot read orders ({trade.orders_detail}): without"
-                                       " that, an order whose answer was lost can never be looked up",
-                          "give this key Trade rights on Bitvavo (View + Trade, never Withdraw), or make a new"
-                          " one"))
+        out.append(
+            failed(
+                "trade_key",
+                f"TINYBOT_TRADE_KEY cannot read orders ({trade.orders_detail}): without"
+                " that, an order whose answer was lost can never be looked up",
+                "give this key Trade rights on Bitvavo (View + Trade, never Withdraw), or make a new one",
+            )
+        )
     elif trade.orders == "readable":
-        out.append(passed("trade_key", "authenticates (balance read) and reads orders; tried read-only, nothing"
-                                       " placed"))
+        out.append(
+            passed("trade_key", "authenticates (balance read) and reads orders; tried read-only, nothing placed")
+        )
     else:
-        out.append(failed("trade_key", f"TINYBOT_TRADE_KEY authenticates but reading orders failed:"
-                                       f" {trade.orders_detail}", "see the message; try `tinybot doctor` again"))
+        out.append(
+            failed(
+                "trade_key",
+                f"TINYBOT_TRADE_KEY authenticates but reading orders failed: {trade.orders_detail}",
+                "see the message; try `tinybot doctor` again",
+            )
+        )
     return out
 
 
@@ -596,15 +727,19 @@ def _markets_or_none(ex) -> dict | None:
 def allowlist(cfg: Config, markets: dict | None, why_none: str = "the exchange did not answer") -> Check:
     allow = cfg.risk.allowlist
     if not allow:
-        return failed("allowlist", "risk.allowlist is empty: every market is blocked",
-                      f'set [risk] allowlist = ["BTC-EUR"] in {cfg.path}')
+        return failed(
+            "allowlist",
+            "risk.allowlist is empty: every market is blocked",
+            f'set [risk] allowlist = ["BTC-EUR"] in {cfg.path}',
+        )
     if markets is None:
         return skipped("allowlist", f"{', '.join(allow)}: not checked: {why_none}")
     unknown = [m for m in allow if m not in markets]
     halted = [f"{m} ({markets[m].status})" for m in allow if m in markets and markets[m].status != "trading"]
     if unknown or halted:
-        parts = ([f"not on the exchange: {', '.join(unknown)}"] if unknown else []) + \
-                ([f"not trading: {', '.join(halted)}"] if halted else [])
+        parts = ([f"not on the exchange: {', '.join(unknown)}"] if unknown else []) + (
+            [f"not trading: {', '.join(halted)}"] if halted else []
+        )
         return failed("allowlist", "; ".join(parts), f"remove them from [risk] allowlist in {cfg.path}")
     return passed("allowlist", f"{', '.join(allow)}: on the exchange and trading")
 
@@ -652,31 +787,45 @@ def caps(cfg: Config, conn, exchange, *, account: str | None = None) -> Check:
     if size is None:
         return skipped("caps", f"{caps_text}; not compared with the account: {source}")
     room = (size * FEE_ROOM).quantize(Decimal("0.01"))
-    over = [f"risk.{n} €{getattr(r, n)}" for n in ("max_trade_eur", "max_daily_eur", "max_exposure_eur")
-            if getattr(r, n) > size + room]
+    over = [
+        f"risk.{n} €{getattr(r, n)}"
+        for n in ("max_trade_eur", "max_daily_eur", "max_exposure_eur")
+        if getattr(r, n) > size + room
+    ]
     if over:
-        return warned("caps", f"{', '.join(over)} more than the account (€{size:.2f}, {source}; room for fees"
-                              f" €{room:.2f}): the caps never bind, the balance does",
-                      f"lower them in [risk] in {cfg.path}, or add money to the account")
+        return warned(
+            "caps",
+            f"{', '.join(over)} more than the account (€{size:.2f}, {source}; room for fees"
+            f" €{room:.2f}): the caps never bind, the balance does",
+            f"lower them in [risk] in {cfg.path}, or add money to the account",
+        )
     return passed("caps", f"{caps_text}; account €{size:.2f} ({source})")
 
 
 # --- backups --------------------------------------------------------------------
 
+
 def recent_backup(cfg: Config) -> Check:
     b = backup.latest(cfg)
     if b is None:
-        return warned("backup", f"no backup in {backup.backup_dir(cfg)}",
-                      "run `tinybot backup` (and schedule it daily: docs/OPERATIONS.md)")
+        return warned(
+            "backup",
+            f"no backup in {backup.backup_dir(cfg)}",
+            "run `tinybot backup` (and schedule it daily: docs/OPERATIONS.md)",
+        )
     age = clock.now() - b.at
     if age > BACKUP_MAX_AGE:
-        return warned("backup", f"newest backup is {age.days} days old ({b.path.name})",
-                      "run `tinybot backup` (and schedule it daily: docs/OPERATIONS.md)")
+        return warned(
+            "backup",
+            f"newest backup is {age.days} days old ({b.path.name})",
+            "run `tinybot backup` (and schedule it daily: docs/OPERATIONS.md)",
+        )
     secs = int(age.total_seconds())
     return passed("backup", f"{b.path.name} ({secs // 3600}h{secs % 3600 // 60:02d}m old)")
 
 
 # --- `tinybot doctor --live-probe`: Bitvavo against the simulator's model ----------------
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -696,9 +845,15 @@ RIGHTS = (
     ("GET", "/orders", lambda m: {"market": m, "limit": 1}),
     ("GET", "/trades", lambda m: {"market": m, "limit": 1}),
 )
-CCXT_CALL = {"/balance": "privateGetBalance", "/account": "privateGetAccount", "/ordersOpen": "privateGetOrdersOpen",
-             "/orders": "privateGetOrders", "/trades": "privateGetTrades", "/order": "privateGetOrder",
-             "/markets": "publicGetMarkets"}
+CCXT_CALL = {
+    "/balance": "privateGetBalance",
+    "/account": "privateGetAccount",
+    "/ordersOpen": "privateGetOrdersOpen",
+    "/orders": "privateGetOrders",
+    "/trades": "privateGetTrades",
+    "/order": "privateGetOrder",
+    "/markets": "publicGetMarkets",
+}
 # what the two keys may do in the simulator's model (a user's setup: View only, and View + Trade)
 MODEL_RIGHTS = {"READ": frozenset({"view"}), "TRADE": frozenset({"view", "trade"})}
 WINDOW_PROBE = timedelta(days=3)  # longer than Bitvavo's documented 24 hours per /trades request
@@ -736,8 +891,9 @@ def _model(path: str, method: str, params: dict, key: str | None, perms: frozens
     if need is not None and need not in perms:
         return "refused", f"errorCode {310 if need == 'trade' else 311}: needs the {need} right"
     try:
-        return "ok", route.call(sim, "probe" if key else None, {k: str(v) for k, v in params.items()},
-                                params.get("market"))
+        return "ok", route.call(
+            sim, "probe" if key else None, {k: str(v) for k, v in params.items()}, params.get("market")
+        )
     except SimError as e:
         return "refused", f"errorCode {e.code}: {e.message}"
 
@@ -750,8 +906,9 @@ def _model_sim():
     if "sim" not in _MODEL:
         from .sim.engine import SimAccount, Simulator
 
-        _MODEL["sim"] = Simulator(accounts=[SimAccount("probe", "probe", frozenset({"view", "trade"}), {})],
-                                  markets=("BTC-EUR", "ETH-EUR"))
+        _MODEL["sim"] = Simulator(
+            accounts=[SimAccount("probe", "probe", frozenset({"view", "trade"}), {})], markets=("BTC-EUR", "ETH-EUR")
+        )
     return _MODEL["sim"]
 
 
@@ -788,8 +945,10 @@ def _probe_rights(clients: dict, market: str) -> Probe:
             allowed = "allowed" if real == "ok" else f"refused ({answer})"
             seen.append(f"{env.lower()} {path}: {allowed}")
             if (real == "ok") != (model == "ok"):
-                diffs.append(f"{method} {path} with the {env.lower()} key: Bitvavo {allowed}, the simulator"
-                             f" {'allows it' if model == 'ok' else 'refuses it'}")
+                diffs.append(
+                    f"{method} {path} with the {env.lower()} key: Bitvavo {allowed}, the simulator"
+                    f" {'allows it' if model == 'ok' else 'refuses it'}"
+                )
     if diffs:
         return Probe("key_rights", "differs", "; ".join(diffs))
     return Probe("key_rights", "same", "; ".join(seen))
@@ -818,15 +977,20 @@ def _probe_markets(client, cfg: Config) -> list[Probe]:
         if extra:
             diffs.append(f"fields Bitvavo has and the simulator does not: {', '.join(sorted(extra))}")
         if r.get("minOrderInQuoteAsset") not in model_min:
-            diffs.append(f"minOrderInQuoteAsset {r.get('minOrderInQuoteAsset')} (simulator"
-                         f" {', '.join(sorted(str(v) for v in model_min))})")
+            diffs.append(
+                f"minOrderInQuoteAsset {r.get('minOrderInQuoteAsset')} (simulator"
+                f" {', '.join(sorted(str(v) for v in model_min))})"
+            )
         if r.get("status") != "trading":
             diffs.append(f"status {r.get('status')!r}")
-        shown = (f"{m}: status {r.get('status')}, min €{r.get('minOrderInQuoteAsset')}, min base"
-                 f" {r.get('minOrderInBaseAsset')}, tickSize {r.get('tickSize')}, quantityDecimals"
-                 f" {r.get('quantityDecimals')}")
-        out.append(Probe("market_table", "differs" if diffs else "same",
-                         shown + ("; " + "; ".join(diffs) if diffs else "")))
+        shown = (
+            f"{m}: status {r.get('status')}, min €{r.get('minOrderInQuoteAsset')}, min base"
+            f" {r.get('minOrderInBaseAsset')}, tickSize {r.get('tickSize')}, quantityDecimals"
+            f" {r.get('quantityDecimals')}"
+        )
+        out.append(
+            Probe("market_table", "differs" if diffs else "same", shown + ("; " + "; ".join(diffs) if diffs else ""))
+        )
     return out or [Probe("market_table", "skip", "risk.allowlist is empty")]
 
 
@@ -840,8 +1004,9 @@ def _probe_fees(client) -> Probe:
     _, model = _model("/account", "GET", {}, "probe", MODEL_RIGHTS["TRADE"])
     mf = model["fees"]
     shown = f"taker {fees.get('taker')}, maker {fees.get('maker')} (simulator taker {mf['taker']}, maker {mf['maker']})"
-    same = Decimal(str(fees.get("taker"))) == Decimal(mf["taker"]) and \
-        Decimal(str(fees.get("maker"))) == Decimal(mf["maker"])
+    same = Decimal(str(fees.get("taker"))) == Decimal(mf["taker"]) and Decimal(str(fees.get("maker"))) == Decimal(
+        mf["maker"]
+    )
     return Probe("fee_tier", "same" if same else "differs", shown)
 
 
@@ -857,8 +1022,13 @@ def _probe_windows(client, market: str) -> list[Probe]:
         what = f"GET {path} over {WINDOW_PROBE.days * 24} hours"
         r = "answered" if real == "ok" else f"refused ({answer})"
         m = "answers" if model == "ok" else f"refuses ({model_answer})"
-        out.append(Probe("time_window", "same" if (real == "ok") == (model == "ok") else "differs",
-                         f"{what}: Bitvavo {r}; the simulator {m} (tinybot pages /trades in 24-hour slices)"))
+        out.append(
+            Probe(
+                "time_window",
+                "same" if (real == "ok") == (model == "ok") else "differs",
+                f"{what}: Bitvavo {r}; the simulator {m} (tinybot pages /trades in 24-hour slices)",
+            )
+        )
     return out
 
 
@@ -869,21 +1039,26 @@ def _probe_client_order_id(client, cfg: Config) -> Probe:
     if cfg.db_path.exists():
         conn = db.connect(cfg.db_path)
         try:
-            row = conn.execute("SELECT id, market, client_order_id, exchange_order_id, resolved_at FROM"
-                               " trade_executions WHERE state = 'filled' AND exchange = 'bitvavo'"
-                               " ORDER BY id DESC LIMIT 1").fetchone()
+            row = conn.execute(
+                "SELECT id, market, client_order_id, exchange_order_id, resolved_at FROM"
+                " trade_executions WHERE state = 'filled' AND exchange = 'bitvavo'"
+                " ORDER BY id DESC LIMIT 1"
+            ).fetchone()
         finally:
             conn.close()
     if row is None:
-        return Probe("client_order_id", "skip", "no filled order of tinybot's yet: run this again after the first"
-                                                " trade")
+        return Probe(
+            "client_order_id", "skip", "no filled order of tinybot's yet: run this again after the first trade"
+        )
     real, answer = _ask(client, "/order", {"market": row["market"], "clientOrderId": row["client_order_id"]})
     model_finds = _model_sim().find_closed_by_client_id
     found = real == "ok" and isinstance(answer, dict) and answer.get("clientOrderId") == row["client_order_id"]
     what = f"execution {row['id']} (filled {row['resolved_at']}, clientOrderId {row['client_order_id']})"
     r = f"found it ({answer.get('status')})" if found else f"did not find it ({answer})"
     same = found == model_finds
-    return Probe("client_order_id", "same" if same else "differs",
-                 f"{what}: Bitvavo {r}; the simulator {'finds' if model_finds else 'does not find'} filled orders by"
-                 " clientOrderId" + ("" if same or found else "; reconcile then falls back to GET /orders since the"
-                                     " send"))
+    return Probe(
+        "client_order_id",
+        "same" if same else "differs",
+        f"{what}: Bitvavo {r}; the simulator {'finds' if model_finds else 'does not find'} filled orders by"
+        " clientOrderId" + ("" if same or found else "; reconcile then falls back to GET /orders since the send"),
+    )

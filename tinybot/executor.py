@@ -14,6 +14,7 @@ sends again.  An execution left ``claimed`` (a crash or a failed preflight:
 nothing was sent) is resumed; the compare-and-set from ``claimed`` to
 ``submitting`` lets exactly one process through.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -57,22 +58,32 @@ def trading_exchange(cfg: Config, market_data=None) -> Trading:
             from .exchange import market_data as md
 
             market_data = md(cfg)
-        return PaperExchange(cfg.db_path, market_data, starting_eur=cfg.paper.starting_eur,
-                             taker_fee=cfg.paper.taker_fee)
+        return PaperExchange(
+            cfg.db_path, market_data, starting_eur=cfg.paper.starting_eur, taker_fee=cfg.paper.taker_fee
+        )
     if cfg.exchange.operator_id is None:
         raise ConfigError(f"live mode needs an operatorId: set [exchange] operator_id in {cfg.path}")
     creds = cfg.secrets().pair("TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET")
     if creds is None:
-        raise ConfigError("live mode needs the trading key: set TINYBOT_TRADE_KEY and TINYBOT_TRADE_SECRET"
-                          f" in the environment or in {cfg.secrets_path} (chmod 600)")
+        raise ConfigError(
+            "live mode needs the trading key: set TINYBOT_TRADE_KEY and TINYBOT_TRADE_SECRET"
+            f" in the environment or in {cfg.secrets_path} (chmod 600)"
+        )
     from .exchange.bitvavo import BitvavoTrading
 
     return BitvavoTrading(cfg, *creds)
 
 
 def _result(row: sqlite3.Row, sent: bool) -> Result:
-    return Result(row["proposal_id"], row["id"], row["state"], row["reason"] or "", row["client_order_id"],
-                  row["exchange_order_id"], sent)
+    return Result(
+        row["proposal_id"],
+        row["id"],
+        row["state"],
+        row["reason"] or "",
+        row["client_order_id"],
+        row["exchange_order_id"],
+        sent,
+    )
 
 
 def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_id: int) -> Result:
@@ -85,10 +96,19 @@ def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_i
             if proposal is None:
                 raise NotExecutable(f"no proposal with id {proposal_id}")
             if proposal["status"] != "approved":
-                hint = f"; approve it first with `tinybot approve {proposal_id}`" if proposal["status"] == "pending" else ""
-                guards.record(conn, proposal_id, None, "claim",
-                              [guards.blocked("approval", "not_approved", f"proposal is {proposal['status']}")],
-                              clock.now())
+                hint = (
+                    f"; approve it first with `tinybot approve {proposal_id}`"
+                    if proposal["status"] == "pending"
+                    else ""
+                )
+                guards.record(
+                    conn,
+                    proposal_id,
+                    None,
+                    "claim",
+                    [guards.blocked("approval", "not_approved", f"proposal is {proposal['status']}")],
+                    clock.now(),
+                )
                 # commit the audit row, then refuse
                 refusal = NotExecutable(f"proposal {proposal_id} is {proposal['status']}, not approved{hint}")
             else:
@@ -96,8 +116,18 @@ def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_i
                 conn.execute(
                     "INSERT INTO trade_executions (proposal_id, client_order_id, exchange, market, side, amount_quote,"
                     " amount, external, state, claimed_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'claimed', ?, ?)",
-                    (proposal_id, str(uuid.uuid4()), exchange.name, proposal["market"], proposal["side"],
-                     proposal["amount_quote"], proposal["amount"], proposal["external"], now, now),
+                    (
+                        proposal_id,
+                        str(uuid.uuid4()),
+                        exchange.name,
+                        proposal["market"],
+                        proposal["side"],
+                        proposal["amount_quote"],
+                        proposal["amount"],
+                        proposal["external"],
+                        now,
+                        now,
+                    ),
                 )
     if refusal is not None:
         raise refusal
@@ -114,8 +144,9 @@ def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_i
         balances = exchange.balances()
     except ExchangeError as e:
         # Nothing was sent; the execution stays claimed and a retry resumes it.
-        return Result(proposal_id, execution["id"], "claimed", f"preflight_failed: {e}",
-                      execution["client_order_id"], None, False)
+        return Result(
+            proposal_id, execution["id"], "claimed", f"preflight_failed: {e}", execution["client_order_id"], None, False
+        )
 
     # ---- COMMIT TO SEND ------------------------------------------------------
     with db.transaction(conn):
@@ -132,14 +163,21 @@ def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_i
             reason = "; ".join(f"{v.code}: {v.detail}" for v in blocks)
             conn.execute(
                 "UPDATE trade_executions SET state = 'blocked', reason = ?, updated_at = ?, resolved_at = ?"
-                " WHERE id = ?", (reason, clock.to_iso(now), clock.to_iso(now), execution["id"]))
+                " WHERE id = ?",
+                (reason, clock.to_iso(now), clock.to_iso(now), execution["id"]),
+            )
         else:
             notional = ctx.spend_eur()  # what the caps count while in flight: fee and slippage included
             conn.execute(
                 "UPDATE trade_executions SET state = 'submitting', submitting_at = ?, updated_at = ?,"
                 " notional_eur = ?, access_window_ms = ? WHERE id = ? AND state = 'claimed'",
-                (clock.to_iso(now), clock.to_iso(now), str(notional),
-                 int(cfg.exchange.access_window.total_seconds() * 1000), execution["id"]),
+                (
+                    clock.to_iso(now),
+                    clock.to_iso(now),
+                    str(notional),
+                    int(cfg.exchange.access_window.total_seconds() * 1000),
+                    execution["id"],
+                ),
             )
     execution = conn.execute("SELECT * FROM trade_executions WHERE id = ?", (execution["id"],)).fetchone()
     if blocks:
@@ -172,7 +210,9 @@ def sign_by_ms(execution: sqlite3.Row) -> int:
 def _send(exchange: Trading, execution: sqlite3.Row) -> SendOutcome:
     try:
         return exchange.send_order(
-            execution["market"], execution["side"], client_order_id=execution["client_order_id"],
+            execution["market"],
+            execution["side"],
+            client_order_id=execution["client_order_id"],
             amount_quote=Decimal(execution["amount_quote"]) if execution["amount_quote"] is not None else None,
             amount=Decimal(execution["amount"]) if execution["amount"] is not None else None,
             sign_by_ms=sign_by_ms(execution),
@@ -193,21 +233,33 @@ def record_outcome(conn: sqlite3.Connection, execution: sqlite3.Row, exchange_na
             if current in ("failed", "blocked"):
                 # reconcile called it absent, yet the exchange accepted it: the exchange is right
                 ledger.apply_order(conn, execution, exchange_name, outcome.order, from_states=(current,))
-                ledger.event(conn, "surprise_order",
-                             f"order {outcome.order.order_id} was accepted for execution {execution['id']}, which"
-                             f" was recorded as {current}; corrected to what the exchange says",
-                             severity="error", execution_id=execution["id"])
+                ledger.event(
+                    conn,
+                    "surprise_order",
+                    f"order {outcome.order.order_id} was accepted for execution {execution['id']}, which"
+                    f" was recorded as {current}; corrected to what the exchange says",
+                    severity="error",
+                    execution_id=execution["id"],
+                )
         return
     if outcome.kind == "refused":
         state, reason = "failed", f"refused: {outcome.reason}" + (f" (code {outcome.code})" if outcome.code else "")
     else:
         state, reason = "unknown", f"ambiguous: {outcome.reason}" + (f" (code {outcome.code})" if outcome.code else "")
-    moved = conn.execute(
-        "UPDATE trade_executions SET state = ?, reason = ?, updated_at = ?,"
-        " resolved_at = CASE WHEN ? = 'failed' THEN ? ELSE resolved_at END"
-        " WHERE id = ? AND state = 'submitting'",
-        (state, reason, now, state, now, execution["id"]),
-    ).rowcount == 1
+    moved = (
+        conn.execute(
+            "UPDATE trade_executions SET state = ?, reason = ?, updated_at = ?,"
+            " resolved_at = CASE WHEN ? = 'failed' THEN ? ELSE resolved_at END"
+            " WHERE id = ? AND state = 'submitting'",
+            (state, reason, now, state, now, execution["id"]),
+        ).rowcount
+        == 1
+    )
     if state == "unknown" and moved:  # reconcile may have resolved it while the send was slow: then nothing is unknown
-        ledger.event(conn, "execution_unknown", f"execution {execution['id']}: {reason}", severity="warning",
-                     execution_id=execution["id"])
+        ledger.event(
+            conn,
+            "execution_unknown",
+            f"execution {execution['id']}: {reason}",
+            severity="warning",
+            execution_id=execution["id"],
+        )

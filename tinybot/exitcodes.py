@@ -3,15 +3,16 @@
 0 only when what was asked happened.  The README's "Exit codes" table is
 generated from nothing: keep it and this file saying the same.
 """
+
 from __future__ import annotations
 
-OK = 0            # done: what was asked happened
-ERROR = 1         # an error a person must act on: bad config or input, a database fault (the message says which)
-USAGE = 2         # click's own: unknown option, missing argument
-BLOCKED = 3       # execute: blocked by a guard or refused by the exchange (final; nothing was sent or it failed)
-UNKNOWN = 4       # the outcome is not known yet (an ambiguous send, reconcile left work open): reconcile later
-UNREACHABLE = 5   # the exchange could not be reached (or answered nothing usable); nothing was changed
-LOCKED = 75       # EX_TEMPFAIL: another process holds the scheduler lock or the database lock; try again later
+OK = 0  # done: what was asked happened
+ERROR = 1  # an error a person must act on: bad config or input, a database fault (the message says which)
+USAGE = 2  # click's own: unknown option, missing argument
+BLOCKED = 3  # execute: blocked by a guard or refused by the exchange (final; nothing was sent or it failed)
+UNKNOWN = 4  # the outcome is not known yet (an ambiguous send, reconcile left work open): reconcile later
+UNREACHABLE = 5  # the exchange could not be reached (or answered nothing usable); nothing was changed
+LOCKED = 75  # EX_TEMPFAIL: another process holds the scheduler lock or the database lock; try again later
 REFUSED_START = 78  # EX_CONFIG: `tinybot run` refused to start (doctor's gate); a human must fix it, no restart loop
 
 MEANING = {

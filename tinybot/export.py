@@ -12,6 +12,7 @@ Two layouts:
 Amounts are exact decimal strings as Bitvavo reported them (never floats,
 never scientific notation).  The file is written whole or not at all.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,10 +24,34 @@ from pathlib import Path
 from . import clock, money
 
 LAYOUTS = ("generic", "koinly")
-GENERIC = ["time_utc", "time_local", "market", "side", "amount", "price", "eur_value", "fee", "fee_currency",
-           "order_id", "trade_id", "external"]
-KOINLY = ["Date", "Sent Amount", "Sent Currency", "Received Amount", "Received Currency", "Fee Amount",
-          "Fee Currency", "Net Worth Amount", "Net Worth Currency", "Label", "Description", "TxHash"]
+GENERIC = [
+    "time_utc",
+    "time_local",
+    "market",
+    "side",
+    "amount",
+    "price",
+    "eur_value",
+    "fee",
+    "fee_currency",
+    "order_id",
+    "trade_id",
+    "external",
+]
+KOINLY = [
+    "Date",
+    "Sent Amount",
+    "Sent Currency",
+    "Received Amount",
+    "Received Currency",
+    "Fee Amount",
+    "Fee Currency",
+    "Net Worth Amount",
+    "Net Worth Currency",
+    "Label",
+    "Description",
+    "TxHash",
+]
 
 
 class ExportError(Exception):
@@ -48,28 +73,53 @@ def fills(conn, tz, year: int | None = None) -> list[dict]:
     for r in Database(conn).query(sql + " ORDER BY executed_at, id", args):
         at = clock.from_iso(r["executed_at"])
         amount, price = Decimal(r["amount"]), Decimal(r["price"])
-        out.append({**r, "at": at, "local": at.astimezone(tz), "amount_d": amount, "price_d": price,
-                    "value": amount * price})
+        out.append(
+            {**r, "at": at, "local": at.astimezone(tz), "amount_d": amount, "price_d": price, "value": amount * price}
+        )
     return out
 
 
 def rows(layout: str, items: list[dict]) -> tuple[list[str], list[list[str]]]:
     if layout == "generic":
-        return GENERIC, [[
-            clock.to_iso(f["at"]), f["local"].isoformat(timespec="seconds"), f["market"], f["side"],
-            money.plain(f["amount_d"]), money.plain(f["price_d"]), money.plain(f["value"]), f["fee"],
-            f["fee_currency"], f["order_id"], f["trade_id"], "true" if f["external"] else "false"] for f in items]
+        return GENERIC, [
+            [
+                clock.to_iso(f["at"]),
+                f["local"].isoformat(timespec="seconds"),
+                f["market"],
+                f["side"],
+                money.plain(f["amount_d"]),
+                money.plain(f["price_d"]),
+                money.plain(f["value"]),
+                f["fee"],
+                f["fee_currency"],
+                f["order_id"],
+                f["trade_id"],
+                "true" if f["external"] else "false",
+            ]
+            for f in items
+        ]
     return KOINLY, [[f["at"].strftime("%Y-%m-%d %H:%M:%S UTC"), *_koinly(f)] for f in items]
 
 
 def _koinly(f: dict) -> list[str]:
     base = f["market"].split("-")[0]
     value, amount = money.plain(f["value"]), money.plain(f["amount_d"])
-    sent_amount, sent_cur, recv_amount, recv_cur = ((value, "EUR", amount, base) if f["side"] == "buy"
-                                                    else (amount, base, value, "EUR"))
-    return [sent_amount, sent_cur, recv_amount, recv_cur, f["fee"], f["fee_currency"], value, "EUR", "",
-            f"tinybot {f['side']} {f['market']} order {f['order_id']}" + (" (external)" if f["external"] else ""),
-            f"{f['market']}:{f['trade_id']}"]
+    sent_amount, sent_cur, recv_amount, recv_cur = (
+        (value, "EUR", amount, base) if f["side"] == "buy" else (amount, base, value, "EUR")
+    )
+    return [
+        sent_amount,
+        sent_cur,
+        recv_amount,
+        recv_cur,
+        f["fee"],
+        f["fee_currency"],
+        value,
+        "EUR",
+        "",
+        f"tinybot {f['side']} {f['market']} order {f['order_id']}" + (" (external)" if f["external"] else ""),
+        f"{f['market']}:{f['trade_id']}",
+    ]
 
 
 def write(conn, cfg, path, *, layout: str = "generic", year: int | None = None) -> dict:

@@ -19,6 +19,7 @@ One home for it, so the paper exchange, the simulator and the caps agree
   ``quantityDecimals``, and then settle like a sell by base.
 * EUR balances have 2 decimals; the taker fee at the lowest tier is 0.25 %.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,8 +70,9 @@ def eur(x: Decimal) -> Decimal:
     return cents_down(x)
 
 
-def buy_by_quote(amount_quote: Decimal, price: Decimal, quantity_decimals: int,
-                 rate: Decimal = TAKER_FEE) -> Settlement:
+def buy_by_quote(
+    amount_quote: Decimal, price: Decimal, quantity_decimals: int, rate: Decimal = TAKER_FEE
+) -> Settlement:
     """A market buy of €amount_quote filled at one price: costs exactly amount_quote."""
     base = truncate(amount_quote / (price * (1 + rate)), quantity_decimals)
     quote = base * price
@@ -91,14 +93,22 @@ def by_base(side: str, fills: Iterable[tuple[Decimal, Decimal]], rate: Decimal =
     raise ValueError(f"side must be 'buy' or 'sell', not {side!r}")
 
 
-def sell_by_quote(amount_quote: Decimal, price: Decimal, quantity_decimals: int,
-                  rate: Decimal = TAKER_FEE) -> Settlement:
+def sell_by_quote(
+    amount_quote: Decimal, price: Decimal, quantity_decimals: int, rate: Decimal = TAKER_FEE
+) -> Settlement:
     """A market sell of about €amount_quote worth of base, filled at one price."""
     return by_base("sell", [(truncate(amount_quote / price, quantity_decimals), price)], rate)
 
 
-def settle(side: str, price: Decimal, quantity_decimals: int, *, amount: Decimal | None = None,
-           amount_quote: Decimal | None = None, rate: Decimal = TAKER_FEE) -> Settlement:
+def settle(
+    side: str,
+    price: Decimal,
+    quantity_decimals: int,
+    *,
+    amount: Decimal | None = None,
+    amount_quote: Decimal | None = None,
+    rate: Decimal = TAKER_FEE,
+) -> Settlement:
     """A market order filled completely at one price, by exactly one of amount / amount_quote."""
     if (amount is None) == (amount_quote is None):
         raise ValueError("give exactly one of amount (base) or amount_quote (EUR)")
@@ -118,15 +128,19 @@ def split_fee(fee: Decimal, fill_quotes: list[Decimal]) -> list[Decimal]:
         return []
     total = sum(fill_quotes, Decimal(0))
     shares = [
-        (fee * q / total).quantize(FEE_QUANTUM, rounding=ROUND_DOWN) if total else Decimal(0)
-        for q in fill_quotes[:-1]
+        (fee * q / total).quantize(FEE_QUANTUM, rounding=ROUND_DOWN) if total else Decimal(0) for q in fill_quotes[:-1]
     ]
     return shares + [fee - sum(shares, Decimal(0))]
 
 
-def max_spend_eur(*, amount_quote: Decimal | None = None, amount: Decimal | None = None,
-                  price: Decimal | None = None, slippage: Decimal = Decimal(0),
-                  rate: Decimal = TAKER_FEE) -> Decimal:
+def max_spend_eur(
+    *,
+    amount_quote: Decimal | None = None,
+    amount: Decimal | None = None,
+    price: Decimal | None = None,
+    slippage: Decimal = Decimal(0),
+    rate: Decimal = TAKER_FEE,
+) -> Decimal:
     """The most EUR a market buy can take from the account (what the caps must count).
 
     By amountQuote: exactly amountQuote. By base amount: the notional at

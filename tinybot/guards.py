@@ -8,6 +8,7 @@ proposals racing cannot both see room under a cap or both be first after a
 cooldown.  The exchange guards (minimum, precision, balance) use what the
 preflight read from the exchange just before, with no lock held.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -80,8 +81,11 @@ class Context:
         if self.side != "buy":
             return self.notional_eur()
         return sizing.max_spend_eur(
-            self.cfg, amount_quote=_dec(self.proposal["amount_quote"]), amount=_dec(self.proposal["amount"]),
-            ask=self.ticker.ask if self.ticker is not None else None)
+            self.cfg,
+            amount_quote=_dec(self.proposal["amount_quote"]),
+            amount=_dec(self.proposal["amount"]),
+            ask=self.ticker.ask if self.ticker is not None else None,
+        )
 
     @property
     def external(self) -> bool:
@@ -94,7 +98,13 @@ def _dec(v) -> Decimal | None:
 
 def approval_hash(proposal) -> str:
     """Fingerprint of what was approved; a changed row no longer matches it."""
-    fields = (proposal["market"], proposal["side"], proposal["amount_quote"], proposal["amount"], proposal["expires_at"])
+    fields = (
+        proposal["market"],
+        proposal["side"],
+        proposal["amount_quote"],
+        proposal["amount"],
+        proposal["expires_at"],
+    )
     text = "|".join("" if f is None else str(f) for f in fields)
     if "external" in proposal.keys() and proposal["external"]:
         text += "|external"  # selling coins tinybot did not buy is part of what was approved
@@ -102,6 +112,7 @@ def approval_hash(proposal) -> str:
 
 
 # --- the guards --------------------------------------------------------------
+
 
 def kill_switch(ctx: Context) -> Verdict:
     """The row and the kill file beside the database, both read inside the send transaction."""
@@ -113,8 +124,11 @@ def kill_switch(ctx: Context) -> Verdict:
         return blocked("kill_switch", "kill_switch_on", f"trading is disabled: {reason}")
     killed = read_kill_file(kill_file_of(ctx.conn))
     if killed is not None:
-        return blocked("kill_switch", "kill_switch_on",
-                       f"trading is disabled by the kill file {killed['path']}: {killed['reason']}")
+        return blocked(
+            "kill_switch",
+            "kill_switch_on",
+            f"trading is disabled by the kill file {killed['path']}: {killed['reason']}",
+        )
     return passed("kill_switch")
 
 
@@ -123,8 +137,11 @@ def approval(ctx: Context) -> Verdict:
     if p["status"] != "approved":
         return blocked("approval", "not_approved", f"proposal is {p['status']}, not approved")
     if p["approval_hash"] != approval_hash(p):
-        return blocked("approval", "changed_after_approval",
-                       "the proposal's market, side, amount or expiry changed after it was approved")
+        return blocked(
+            "approval",
+            "changed_after_approval",
+            "the proposal's market, side, amount or expiry changed after it was approved",
+        )
     return passed("approval")
 
 
@@ -160,8 +177,10 @@ def _latest(ctx: Context, side: str | None, since: datetime) -> sqlite3.Row | No
     ours = ctx.conn.execute(sql + " ORDER BY submitting_at DESC LIMIT 1", args).fetchone()
     # orders reconcile found and booked without an execution of their own (say, made after a backup that a
     # restore went back to) traded all the same: they count too
-    sql = ("SELECT 'order ' || order_id AS id, side, created_at AS submitting_at FROM unaccounted_orders"
-           " WHERE market = ? AND created_at > ?")
+    sql = (
+        "SELECT 'order ' || order_id AS id, side, created_at AS submitting_at FROM unaccounted_orders"
+        " WHERE market = ? AND created_at > ?"
+    )
     args = [ctx.name, clock.to_iso(since)]
     if side:
         sql += " AND side = ?"
@@ -186,9 +205,12 @@ def cooldown(ctx: Context) -> Verdict:
     last = _latest(ctx, None, ctx.now - window)
     if last is not None:
         until = clock.from_iso(last["submitting_at"]) + window
-        return blocked("cooldown", "cooldown_active",
-                       f"last trade on {ctx.name} was at {last['submitting_at']} (execution {last['id']});"
-                       f" cooldown ends {clock.to_iso(until)}")
+        return blocked(
+            "cooldown",
+            "cooldown_active",
+            f"last trade on {ctx.name} was at {last['submitting_at']} (execution {last['id']});"
+            f" cooldown ends {clock.to_iso(until)}",
+        )
     return passed("cooldown")
 
 
@@ -202,9 +224,12 @@ def anti_flip(ctx: Context) -> Verdict:
     last = _latest(ctx, opposite, ctx.now - window)
     if last is not None:
         until = clock.from_iso(last["submitting_at"]) + window
-        return blocked("anti_flip", "anti_flip",
-                       f"a {opposite} on {ctx.name} at {last['submitting_at']} (execution {last['id']});"
-                       f" no {ctx.side} before {clock.to_iso(until)}")
+        return blocked(
+            "anti_flip",
+            "anti_flip",
+            f"a {opposite} on {ctx.name} at {last['submitting_at']} (execution {last['id']});"
+            f" no {ctx.side} before {clock.to_iso(until)}",
+        )
     return passed("anti_flip")
 
 
@@ -216,8 +241,9 @@ def max_trade(ctx: Context) -> Verdict:
         return blocked("max_trade", "no_price", "no price to value the trade")
     cap = ctx.cfg.risk.max_trade_eur
     if notional > cap:
-        return blocked("max_trade", "over_max_trade",
-                       f"€{notional:.2f} (fee included) is over risk.max_trade_eur (€{cap})")
+        return blocked(
+            "max_trade", "over_max_trade", f"€{notional:.2f} (fee included) is over risk.max_trade_eur (€{cap})"
+        )
     return passed("max_trade", f"€{notional:.2f} of €{cap} (fee included)")
 
 
@@ -265,8 +291,11 @@ def daily_cap(ctx: Context) -> Verdict:
     used = spent_today(ctx.conn, ctx.now, ctx.execution_id, ctx.cfg.tz)
     cap = ctx.cfg.risk.max_daily_eur
     if used + notional > cap:
-        return blocked("daily_cap", "over_daily_cap",
-                       f"€{used:.2f} spent today (in flight included) + €{notional:.2f} is over risk.max_daily_eur (€{cap})")
+        return blocked(
+            "daily_cap",
+            "over_daily_cap",
+            f"€{used:.2f} spent today (in flight included) + €{notional:.2f} is over risk.max_daily_eur (€{cap})",
+        )
     return passed("daily_cap", f"€{used + notional:.2f} of €{cap} today")
 
 
@@ -275,7 +304,8 @@ def exposure(conn: sqlite3.Connection, exclude_id: int | None = None) -> Decimal
     total = sum((Decimal(r["cost_eur"]) for r in conn.execute("SELECT cost_eur FROM positions")), Decimal(0))
     for r in conn.execute(
         "SELECT id, notional_eur, filled_quote FROM trade_executions WHERE side = 'buy' AND state IN (%s)"
-        % ",".join("?" * len(IN_FLIGHT)), IN_FLIGHT,
+        % ",".join("?" * len(IN_FLIGHT)),
+        IN_FLIGHT,
     ):
         if r["id"] != exclude_id:
             total += max(Decimal(r["notional_eur"] or 0) - Decimal(r["filled_quote"]), Decimal(0))
@@ -291,8 +321,11 @@ def exposure_cap(ctx: Context) -> Verdict:
     used = exposure(ctx.conn, ctx.execution_id)
     cap = ctx.cfg.risk.max_exposure_eur
     if used + notional > cap:
-        return blocked("exposure_cap", "over_exposure_cap",
-                       f"€{used:.2f} exposed (in flight included) + €{notional:.2f} is over risk.max_exposure_eur (€{cap})")
+        return blocked(
+            "exposure_cap",
+            "over_exposure_cap",
+            f"€{used:.2f} exposed (in flight included) + €{notional:.2f} is over risk.max_exposure_eur (€{cap})",
+        )
     return passed("exposure_cap", f"€{used + notional:.2f} of €{cap}")
 
 
@@ -311,11 +344,17 @@ def exchange_minimum(ctx: Context) -> Verdict:
     if notional is None:
         return blocked("exchange_minimum", "no_price", "no price to value the trade")
     if notional < ctx.market.min_quote:
-        return blocked("exchange_minimum", "below_exchange_minimum",
-                       f"€{notional:.2f} is below the exchange minimum of €{ctx.market.min_quote}")
+        return blocked(
+            "exchange_minimum",
+            "below_exchange_minimum",
+            f"€{notional:.2f} is below the exchange minimum of €{ctx.market.min_quote}",
+        )
     if ctx.proposal["amount"] is not None and Decimal(ctx.proposal["amount"]) < ctx.market.min_base:
-        return blocked("exchange_minimum", "below_exchange_minimum",
-                       f"{ctx.proposal['amount']} is below the minimum amount {ctx.market.min_base}")
+        return blocked(
+            "exchange_minimum",
+            "below_exchange_minimum",
+            f"{ctx.proposal['amount']} is below the minimum amount {ctx.market.min_base}",
+        )
     return passed("exchange_minimum")
 
 
@@ -363,8 +402,9 @@ def _selling(ctx: Context) -> Decimal | None:
     return Decimal(ctx.proposal["amount_quote"]) / ctx.ticker.bid if ctx.ticker is not None else None
 
 
-def selling_in_flight(conn: sqlite3.Connection, market: str, exclude_id: int | None,
-                      bid: Decimal | None = None) -> Decimal:
+def selling_in_flight(
+    conn: sqlite3.Connection, market: str, exclude_id: int | None, bid: Decimal | None = None
+) -> Decimal:
     """Base amount of tinybot's own sells on ``market`` that are in flight and not yet filled.
 
     A sell by EUR is counted at ``bid`` (the price now; a lower price sells more base), or, without a
@@ -375,7 +415,8 @@ def selling_in_flight(conn: sqlite3.Connection, market: str, exclude_id: int | N
     total = Decimal(0)
     for r in conn.execute(
         "SELECT id, amount, amount_quote, filled_amount FROM trade_executions WHERE market = ? AND side = 'sell'"
-        " AND external = 0 AND state IN (%s)" % ",".join("?" * len(IN_FLIGHT)), (market, *IN_FLIGHT),
+        " AND external = 0 AND state IN (%s)" % ",".join("?" * len(IN_FLIGHT)),
+        (market, *IN_FLIGHT),
     ):
         if r["id"] == exclude_id:
             continue
@@ -403,9 +444,12 @@ def own_position(ctx: Context) -> Verdict:
     bid = ctx.ticker.bid if ctx.ticker is not None else None
     held = position_base(ctx.conn, ctx.name) - selling_in_flight(ctx.conn, ctx.name, ctx.execution_id, bid)
     if selling > held:
-        return blocked("own_position", "over_own_position",
-                       f"selling {selling:.8f} but tinybot's own {ctx.name} position is {held:.8f}"
-                       " (sells in flight deducted); to sell coins tinybot did not buy, propose it with --external")
+        return blocked(
+            "own_position",
+            "over_own_position",
+            f"selling {selling:.8f} but tinybot's own {ctx.name} position is {held:.8f}"
+            " (sells in flight deducted); to sell coins tinybot did not buy, propose it with --external",
+        )
     return passed("own_position", f"{selling:.8f} of {held:.8f} held")
 
 
@@ -419,14 +463,20 @@ def sellable_after(ctx: Context) -> Verdict:
 
     minimum = ctx.market.min_quote if ctx.market is not None else sizing.EXCHANGE_MINIMUM_EUR
     base = position_base(ctx.conn, ctx.name) + sizing.bought_base(
-        ctx.cfg, amount_quote=_dec(ctx.proposal["amount_quote"]), amount=_dec(ctx.proposal["amount"]),
-        ask=ctx.ticker.ask)
+        ctx.cfg,
+        amount_quote=_dec(ctx.proposal["amount_quote"]),
+        amount=_dec(ctx.proposal["amount"]),
+        ask=ctx.ticker.ask,
+    )
     value, need = base * ctx.ticker.bid, sizing.min_sellable_eur(ctx.cfg, minimum)
     if value < need:
-        return blocked("sellable_after", "would_strand",
-                       f"after this buy the {ctx.name} position would be worth €{value:.2f} at the bid, under"
-                       f" €{need:.2f} (the €{minimum} minimum + risk.sellable_margin): it could not be sold again;"
-                       f" buy at least €{sizing.top_up_eur(ctx.cfg, position_base(ctx.conn, ctx.name), ctx.ticker.bid, ctx.ticker.ask, minimum)}")
+        return blocked(
+            "sellable_after",
+            "would_strand",
+            f"after this buy the {ctx.name} position would be worth €{value:.2f} at the bid, under"
+            f" €{need:.2f} (the €{minimum} minimum + risk.sellable_margin): it could not be sold again;"
+            f" buy at least €{sizing.top_up_eur(ctx.cfg, position_base(ctx.conn, ctx.name), ctx.ticker.bid, ctx.ticker.ask, minimum)}",
+        )
     return passed("sellable_after", f"€{value:.2f} at the bid after the buy (≥ €{need:.2f})")
 
 
@@ -442,23 +492,38 @@ def no_dust(ctx: Context) -> Verdict:
     if ctx.ticker is None:
         return blocked("no_dust", "no_price", "no price to value what the sell leaves behind")
     # what stays once this sell *and* the sells still in flight have filled
-    held = position_base(ctx.conn, ctx.name) - selling_in_flight(ctx.conn, ctx.name, ctx.execution_id,
-                                                                 ctx.ticker.bid)
+    held = position_base(ctx.conn, ctx.name) - selling_in_flight(ctx.conn, ctx.name, ctx.execution_id, ctx.ticker.bid)
     rest = held - selling
     minimum = ctx.market.min_quote if ctx.market is not None else sizing.EXCHANGE_MINIMUM_EUR
     if rest > 0 and rest * ctx.ticker.bid < minimum:
-        return blocked("no_dust", "would_leave_dust",
-                       f"selling {selling:.8f} of {held:.8f} leaves {rest:.8f} {ctx.name.split('-')[0]}"
-                       f" (€{rest * ctx.ticker.bid:.2f}) behind, under the €{minimum} minimum: it could never be"
-                       f" sold; sell all ({held}) or less")
+        return blocked(
+            "no_dust",
+            "would_leave_dust",
+            f"selling {selling:.8f} of {held:.8f} leaves {rest:.8f} {ctx.name.split('-')[0]}"
+            f" (€{rest * ctx.ticker.bid:.2f}) behind, under the €{minimum} minimum: it could never be"
+            f" sold; sell all ({held}) or less",
+        )
     return passed("no_dust")
 
 
 # Order matters only for the reason shown first; every guard is evaluated and recorded.
 COMMIT_GUARDS = (
-    kill_switch, approval, expiry, allowlist, market_open, cooldown, anti_flip,
-    max_trade, daily_cap, exposure_cap, exchange_minimum, precision, balance,
-    own_position, sellable_after, no_dust,
+    kill_switch,
+    approval,
+    expiry,
+    allowlist,
+    market_open,
+    cooldown,
+    anti_flip,
+    max_trade,
+    daily_cap,
+    exposure_cap,
+    exchange_minimum,
+    precision,
+    balance,
+    own_position,
+    sellable_after,
+    no_dust,
 )
 
 
@@ -466,11 +531,28 @@ def evaluate(ctx: Context) -> list[Verdict]:
     return [g(ctx) for g in COMMIT_GUARDS]
 
 
-def record(conn: sqlite3.Connection, proposal_id: int, execution_id: int | None, stage: str,
-           verdicts: list[Verdict], now: datetime) -> None:
+def record(
+    conn: sqlite3.Connection,
+    proposal_id: int,
+    execution_id: int | None,
+    stage: str,
+    verdicts: list[Verdict],
+    now: datetime,
+) -> None:
     conn.executemany(
         "INSERT INTO guard_decisions (proposal_id, execution_id, stage, guard, verdict, reason_code, detail, decided_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(proposal_id, execution_id, stage, v.guard, "pass" if v.ok else "block", v.code, v.detail, clock.to_iso(now))
-         for v in verdicts],
+        [
+            (
+                proposal_id,
+                execution_id,
+                stage,
+                v.guard,
+                "pass" if v.ok else "block",
+                v.code,
+                v.detail,
+                clock.to_iso(now),
+            )
+            for v in verdicts
+        ],
     )

@@ -19,6 +19,7 @@ A ping never breaks a tick: ``ping`` catches everything, waits at most
 is what lets anyone ping your check).  Plain ``urllib`` from the standard
 library: one GET per tick needs no client library.
 """
+
 from __future__ import annotations
 
 import logging
@@ -98,8 +99,9 @@ def ping(cfg, ok: bool, msg: str = "") -> bool:
             return False  # no failure signal: the missing success ping is the alarm
         done, detail = _hit(url)
         if not done:
-            log.warning("heartbeat to %s not delivered (%s); the monitor will alarm if this goes on",
-                        where(base), detail)
+            log.warning(
+                "heartbeat to %s not delivered (%s); the monitor will alarm if this goes on", where(base), detail
+            )
         return done
     except Exception as e:
         log.warning("heartbeat failed: %s", type(e).__name__)
@@ -116,5 +118,7 @@ def check(cfg) -> tuple[bool, str]:
     done, detail = _hit(url)
     if done:
         return True, f"{where(base)} answered ({detail})"
-    return False, (f"{where(base)} did not answer ({detail}): check [alerts] heartbeat_url in {cfg.path}"
-                   " and that this machine can reach it")
+    return False, (
+        f"{where(base)} did not answer ({detail}): check [alerts] heartbeat_url in {cfg.path}"
+        " and that this machine can reach it"
+    )

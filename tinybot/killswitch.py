@@ -16,6 +16,7 @@ inside its send transaction and is about to COMMIT still sends that one order
 (as with a kill a moment later).  When kill also sets the row, it has waited
 for any such COMMIT, so once it reports the row set, nothing else can pass.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,12 @@ def read_kill_file(path: Path | None) -> dict | None:
             raise ValueError("not an object")
     except (OSError, ValueError):
         data = {"reason": "(the kill file could not be read; it still stops trading)"}
-    return {"path": str(path), "reason": str(data.get("reason", "")), "at": data.get("at"),
-            "by": str(data.get("by", ""))}
+    return {
+        "path": str(path),
+        "reason": str(data.get("reason", "")),
+        "at": data.get("at"),
+        "by": str(data.get("by", "")),
+    }
 
 
 def write_kill_file(path: Path, reason: str, by: str) -> bool:
@@ -115,8 +120,12 @@ def set_enabled(conn: sqlite3.Connection, enabled: bool, reason: str, by: str) -
                 " changed_at = excluded.changed_at, changed_by = excluded.changed_by",
                 (int(enabled), reason, clock.now_iso(), by),
             )
-        db.event(conn, "kill_switch", f"trading {'enabled' if enabled else 'disabled'} by {by}: {reason}",
-                 severity="info" if enabled else "warning")
+        db.event(
+            conn,
+            "kill_switch",
+            f"trading {'enabled' if enabled else 'disabled'} by {by}: {reason}",
+            severity="info" if enabled else "warning",
+        )
         if file_present:
             remove_kill_file(kf)
     return True

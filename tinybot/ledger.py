@@ -16,6 +16,7 @@ A fill of an ``external`` execution (coins tinybot did not buy, sold on
 purpose with ``propose ... --external``) is stored, flagged, and moves no
 position: it is not tinybot's profit or loss.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -39,8 +40,9 @@ def state_for(order: Order) -> str:
     return "submitted"
 
 
-def apply_order(conn: sqlite3.Connection, execution: sqlite3.Row, exchange: str, order: Order,
-                *, from_states: tuple[str, ...]) -> bool:
+def apply_order(
+    conn: sqlite3.Connection, execution: sqlite3.Row, exchange: str, order: Order, *, from_states: tuple[str, ...]
+) -> bool:
     """Move the execution to the order's state and record its fills.
 
     Only moves the row if it is still in one of ``from_states`` (compare-and-
@@ -65,34 +67,77 @@ def apply_order(conn: sqlite3.Connection, execution: sqlite3.Row, exchange: str,
         " submitting_at = CASE WHEN submitting_at IS NULL THEN ?"
         "   WHEN in_doubt_at IS NOT NULL AND submitting_at < ? THEN ? ELSE submitting_at END"
         " WHERE id = ? AND state IN (%s)" % ",".join("?" * len(from_states)),
-        (new_state, order.order_id, f"{order.filled_amount:f}", f"{order.filled_amount_quote:f}", f"{order.fee_paid:f}",
-         order.fee_currency, now, new_state, now, created, created, created, execution["id"], *from_states),
+        (
+            new_state,
+            order.order_id,
+            f"{order.filled_amount:f}",
+            f"{order.filled_amount_quote:f}",
+            f"{order.fee_paid:f}",
+            order.fee_currency,
+            now,
+            new_state,
+            now,
+            created,
+            created,
+            created,
+            execution["id"],
+            *from_states,
+        ),
     )
     return cur.rowcount == 1
 
 
-def record_fill(conn: sqlite3.Connection, execution_id: int | None, exchange: str, f: Fill,
-                client_order_id: str | None, *, external: bool = False) -> bool:
+def record_fill(
+    conn: sqlite3.Connection,
+    execution_id: int | None,
+    exchange: str,
+    f: Fill,
+    client_order_id: str | None,
+    *,
+    external: bool = False,
+) -> bool:
     """Store a fill once; True if it was new.  A settlement corrects the stored fee (and the position)."""
     cur = conn.execute(
         "INSERT INTO trade_history (execution_id, exchange, trade_id, order_id, client_order_id, market,"
         " side, amount, price, fee, fee_currency, executed_at, recorded_at, settled, external)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (exchange, market, trade_id) DO NOTHING",
-        (execution_id, exchange, f.trade_id, f.order_id, client_order_id, f.market, f.side, str(f.amount),
-         str(f.price), str(f.fee), f.fee_currency, clock.to_iso(clock.from_ms(f.timestamp_ms)), clock.now_iso(),
-         int(f.settled), int(external)),
+        (
+            execution_id,
+            exchange,
+            f.trade_id,
+            f.order_id,
+            client_order_id,
+            f.market,
+            f.side,
+            str(f.amount),
+            str(f.price),
+            str(f.fee),
+            f.fee_currency,
+            clock.to_iso(clock.from_ms(f.timestamp_ms)),
+            clock.now_iso(),
+            int(f.settled),
+            int(external),
+        ),
     )
     if cur.rowcount == 1:
         if not external:
             _move_position(conn, f)
         return True
-    stored = conn.execute("SELECT * FROM trade_history WHERE exchange = ? AND market = ? AND trade_id = ?",
-                          (exchange, f.market, f.trade_id)).fetchone()
+    stored = conn.execute(
+        "SELECT * FROM trade_history WHERE exchange = ? AND market = ? AND trade_id = ?",
+        (exchange, f.market, f.trade_id),
+    ).fetchone()
     if (stored["order_id"], stored["side"], Decimal(stored["amount"]), Decimal(stored["price"])) != (
-            f.order_id, f.side, f.amount, f.price):
-        detail = (f"fill {f.trade_id} on {f.market} (order {f.order_id}, {f.side} {f.amount} @ {f.price}) conflicts"
-                  f" with the stored fill of that id (order {stored['order_id']}, {stored['side']} {stored['amount']}"
-                  f" @ {stored['price']}); the stored one is kept, check the exchange's trade history")
+        f.order_id,
+        f.side,
+        f.amount,
+        f.price,
+    ):
+        detail = (
+            f"fill {f.trade_id} on {f.market} (order {f.order_id}, {f.side} {f.amount} @ {f.price}) conflicts"
+            f" with the stored fill of that id (order {stored['order_id']}, {stored['side']} {stored['amount']}"
+            f" @ {stored['price']}); the stored one is kept, check the exchange's trade history"
+        )
         if not conn.execute("SELECT 1 FROM events WHERE kind = 'fill_conflict' AND detail = ?", (detail,)).fetchone():
             event(conn, "fill_conflict", detail, severity="error", execution_id=execution_id)
         return False
@@ -103,8 +148,10 @@ def record_fill(conn: sqlite3.Connection, execution_id: int | None, exchange: st
 
 def _settle(conn: sqlite3.Connection, stored: sqlite3.Row, f: Fill) -> None:
     """The fee of a fill first stored unsettled is known now: store it and move the position by the difference."""
-    conn.execute("UPDATE trade_history SET fee = ?, fee_currency = ?, settled = 1 WHERE id = ?",
-                 (str(f.fee), f.fee_currency, stored["id"]))
+    conn.execute(
+        "UPDATE trade_history SET fee = ?, fee_currency = ?, settled = 1 WHERE id = ?",
+        (str(f.fee), f.fee_currency, stored["id"]),
+    )
     delta = f.fee - (Decimal(stored["fee"]) if stored["fee_currency"] == f.fee_currency else Decimal(0))
     if delta and not stored["external"]:
         base, cost, realised = _position(conn, f.market)
@@ -117,8 +164,12 @@ def _settle(conn: sqlite3.Connection, stored: sqlite3.Row, f: Fill) -> None:
             else:
                 realised -= delta
         _store_position(conn, f.market, max(base, Decimal(0)), cost if base > 0 else Decimal(0), realised)
-    event(conn, "fill_settled", f"fill {f.trade_id} on {f.market} settled: fee {f.fee} {f.fee_currency}",
-          execution_id=stored["execution_id"])
+    event(
+        conn,
+        "fill_settled",
+        f"fill {f.trade_id} on {f.market} settled: fee {f.fee} {f.fee_currency}",
+        execution_id=stored["execution_id"],
+    )
 
 
 def _position(conn: sqlite3.Connection, market: str) -> tuple[Decimal, Decimal, Decimal]:
@@ -159,4 +210,3 @@ def _move_position(conn: sqlite3.Connection, f: Fill) -> None:
 def position_base(conn: sqlite3.Connection, market: str) -> Decimal:
     """What tinybot itself holds of a market's base asset (its own fills only)."""
     return _position(conn, market)[0]
-

@@ -27,6 +27,7 @@ waits for the lock and then sees the first one's reservation.
 Money is ``Decimal`` throughout and stored as decimal strings, exact (no
 rounding: 1 token of gpt-4o-mini output is €0.0000006).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -69,6 +70,7 @@ class Reservation:
 
 # --- arithmetic -------------------------------------------------------------
 
+
 def estimate_tokens(messages: list[dict]) -> int:
     """An upper bound on the prompt's tokens: one per UTF-8 byte, plus framing.
 
@@ -87,8 +89,9 @@ def estimate_tokens(messages: list[dict]) -> int:
 
 
 def cost_eur(input_tokens: int, output_tokens: int, llm_cfg) -> Decimal:
-    return (Decimal(input_tokens) * llm_cfg.price_in_per_mtok_eur
-            + Decimal(output_tokens) * llm_cfg.price_out_per_mtok_eur) / MTOK
+    return (
+        Decimal(input_tokens) * llm_cfg.price_in_per_mtok_eur + Decimal(output_tokens) * llm_cfg.price_out_per_mtok_eur
+    ) / MTOK
 
 
 def worst_case_eur(prompt_tokens_est: int, llm_cfg) -> Decimal:
@@ -130,8 +133,7 @@ def exhausted_notice(conn: sqlite3.Connection, now: datetime | None = None, tz=N
     """The budget_exhausted event for the current day or month, if there is one."""
     day, month = period_keys(now or clock.now(), tz)
     return conn.execute(
-        "SELECT * FROM events WHERE kind = 'budget_exhausted' AND (detail LIKE ? OR detail LIKE ?)"
-        " ORDER BY id LIMIT 1",
+        "SELECT * FROM events WHERE kind = 'budget_exhausted' AND (detail LIKE ? OR detail LIKE ?) ORDER BY id LIMIT 1",
         (_notice_prefix("day", day) + "%", _notice_prefix("month", month) + "%"),
     ).fetchone()
 
@@ -141,6 +143,7 @@ def _notice_prefix(period: str, key: str) -> str:
 
 
 # --- writes -----------------------------------------------------------------
+
 
 def expire_stale(conn: sqlite3.Connection, expiry: timedelta, now: datetime | None = None) -> int:
     """Mark reservations older than ``expiry`` expired, at their worst-case cost.
@@ -155,8 +158,12 @@ def expire_stale(conn: sqlite3.Connection, expiry: timedelta, now: datetime | No
             "UPDATE gpt_usage_log SET state = 'expired', settled_at = ?, cost_eur = reserved_eur,"
             " detail = CASE WHEN detail = '' THEN ? ELSE detail || '; ' || ? END"
             " WHERE state = 'reserved' AND reserved_at < ?",
-            (clock.to_iso(now), "expired unsettled: counted at worst case",
-             "expired unsettled: counted at worst case", cutoff),
+            (
+                clock.to_iso(now),
+                "expired unsettled: counted at worst case",
+                "expired unsettled: counted at worst case",
+                cutoff,
+            ),
         )
         return cur.rowcount
 
@@ -166,8 +173,9 @@ def expire_stale(conn: sqlite3.Connection, expiry: timedelta, now: datetime | No
         return run()
 
 
-def reserve(conn: sqlite3.Connection, llm_cfg, *, prompt_tokens_est: int,
-            min_interval: timedelta | None = None, tz=None) -> Reservation:
+def reserve(
+    conn: sqlite3.Connection, llm_cfg, *, prompt_tokens_est: int, min_interval: timedelta | None = None, tz=None
+) -> Reservation:
     """Reserve the worst case of one call, or raise ``BudgetRefused``.
 
     Inside one ``BEGIN IMMEDIATE``: expire stale reservations, refuse if this
@@ -195,9 +203,13 @@ def reserve(conn: sqlite3.Connection, llm_cfg, *, prompt_tokens_est: int,
             ).fetchone()
             if last is not None:
                 raise BudgetRefused(
-                    "too_soon", f"last LLM call at {last['reserved_at']}; llm.every is {clock.format_duration(min_interval)}")
-        for period, key, budget in (("month", month, llm_cfg.monthly_budget_eur),
-                                    ("day", day, llm_cfg.daily_budget_eur)):
+                    "too_soon",
+                    f"last LLM call at {last['reserved_at']}; llm.every is {clock.format_duration(min_interval)}",
+                )
+        for period, key, budget in (
+            ("month", month, llm_cfg.monthly_budget_eur),
+            ("day", day, llm_cfg.daily_budget_eur),
+        ):
             committed = committed_eur(conn, **{period: key})
             if committed + need > budget:
                 message = (
@@ -217,8 +229,7 @@ def reserve(conn: sqlite3.Connection, llm_cfg, *, prompt_tokens_est: int,
             cur = conn.execute(
                 "INSERT INTO gpt_usage_log (state, model, reserved_at, day, month, prompt_tokens_est,"
                 " max_tokens, reserved_eur) VALUES ('reserved', ?, ?, ?, ?, ?, ?, ?)",
-                (llm_cfg.model, clock.to_iso(now), day, month, prompt_tokens_est,
-                 llm_cfg.max_tokens, str(need)),
+                (llm_cfg.model, clock.to_iso(now), day, month, prompt_tokens_est, llm_cfg.max_tokens, str(need)),
             )
             rid = cur.lastrowid
     # Raised after COMMIT: the event must persist; the refusal itself writes no usage row.
@@ -227,8 +238,15 @@ def reserve(conn: sqlite3.Connection, llm_cfg, *, prompt_tokens_est: int,
     return Reservation(rid, need, prompt_tokens_est, llm_cfg.max_tokens, day, month)
 
 
-def settle(conn: sqlite3.Connection, reservation_id: int, llm_cfg, *,
-           input_tokens: int | None, output_tokens: int | None, detail: str = "") -> Decimal:
+def settle(
+    conn: sqlite3.Connection,
+    reservation_id: int,
+    llm_cfg,
+    *,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    detail: str = "",
+) -> Decimal:
     """Replace the reservation with the real cost from the response's ``usage``.
 
     No usage in a response that did arrive (the provider billed us, but did
@@ -252,8 +270,11 @@ def settle(conn: sqlite3.Connection, reservation_id: int, llm_cfg, *,
             if cost > reserved:
                 conn.execute(
                     "INSERT INTO events (at, kind, severity, detail) VALUES (?, 'llm_cost_over_reservation', 'warning', ?)",
-                    (clock.now_iso(), f"gpt_usage_log {reservation_id}: real cost €{cost} > reserved €{reserved}"
-                     f" ({input_tokens} in, {output_tokens} out; max_tokens {row['max_tokens']})"),
+                    (
+                        clock.now_iso(),
+                        f"gpt_usage_log {reservation_id}: real cost €{cost} > reserved €{reserved}"
+                        f" ({input_tokens} in, {output_tokens} out; max_tokens {row['max_tokens']})",
+                    ),
                 )
         conn.execute(
             "UPDATE gpt_usage_log SET state = 'settled', settled_at = ?, input_tokens = ?, output_tokens = ?,"
@@ -284,6 +305,7 @@ def note(conn: sqlite3.Connection, reservation_id: int, detail: str) -> None:
 
 # --- report -----------------------------------------------------------------
 
+
 def usage(conn: sqlite3.Connection, llm_cfg, *, days: int = 7, now: datetime | None = None, tz=None) -> dict:
     """What ``tinybot usage`` shows: spend per day and month, reservations, calls, tokens."""
     now = now or clock.now()
@@ -292,9 +314,17 @@ def usage(conn: sqlite3.Connection, llm_cfg, *, days: int = 7, now: datetime | N
 
     def summary(column: str, key: str) -> dict:
         rows = conn.execute(f"SELECT * FROM gpt_usage_log WHERE {column} = ?", (key,)).fetchall()
-        out = {"calls": len(rows), "settled": 0, "reserved": 0, "expired": 0, "failed": 0,
-               "input_tokens": 0, "output_tokens": 0,
-               "spent_eur": Decimal(0), "reserved_eur": Decimal(0)}
+        out = {
+            "calls": len(rows),
+            "settled": 0,
+            "reserved": 0,
+            "expired": 0,
+            "failed": 0,
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "spent_eur": Decimal(0),
+            "reserved_eur": Decimal(0),
+        }
         for r in rows:
             out[r["state"]] += 1
             out["input_tokens"] += r["input_tokens"] or 0
@@ -307,11 +337,17 @@ def usage(conn: sqlite3.Connection, llm_cfg, *, days: int = 7, now: datetime | N
         return out
 
     today = summary("day", day)
-    today.update(period=day, budget_eur=llm_cfg.daily_budget_eur,
-                 left_eur=max(llm_cfg.daily_budget_eur - today["committed_eur"], Decimal(0)))
+    today.update(
+        period=day,
+        budget_eur=llm_cfg.daily_budget_eur,
+        left_eur=max(llm_cfg.daily_budget_eur - today["committed_eur"], Decimal(0)),
+    )
     this_month = summary("month", month)
-    this_month.update(period=month, budget_eur=llm_cfg.monthly_budget_eur,
-                      left_eur=max(llm_cfg.monthly_budget_eur - this_month["committed_eur"], Decimal(0)))
+    this_month.update(
+        period=month,
+        budget_eur=llm_cfg.monthly_budget_eur,
+        left_eur=max(llm_cfg.monthly_budget_eur - this_month["committed_eur"], Decimal(0)),
+    )
     history = []
     for r in conn.execute("SELECT DISTINCT day FROM gpt_usage_log ORDER BY day DESC LIMIT ?", (days,)):
         s = summary("day", r["day"])
@@ -319,9 +355,11 @@ def usage(conn: sqlite3.Connection, llm_cfg, *, days: int = 7, now: datetime | N
         history.append(s)
     open_rows = conn.execute(
         "SELECT id, model, reserved_at, reserved_eur, prompt_tokens_est, max_tokens FROM gpt_usage_log"
-        " WHERE state = 'reserved' ORDER BY id").fetchall()
+        " WHERE state = 'reserved' ORDER BY id"
+    ).fetchall()
     notices = conn.execute(
-        "SELECT at, detail FROM events WHERE kind = 'budget_exhausted' ORDER BY id DESC LIMIT 5").fetchall()
+        "SELECT at, detail FROM events WHERE kind = 'budget_exhausted' ORDER BY id DESC LIMIT 5"
+    ).fetchall()
     current = exhausted_notice(conn, now)
     return {
         "model": llm_cfg.model,
@@ -329,10 +367,15 @@ def usage(conn: sqlite3.Connection, llm_cfg, *, days: int = 7, now: datetime | N
         "month": this_month,
         "days": history,
         "open_reservations": [
-            {"id": r["id"], "model": r["model"], "reserved_at": r["reserved_at"],
-             "reserved_eur": Decimal(r["reserved_eur"]), "prompt_tokens_est": r["prompt_tokens_est"],
-             "max_tokens": r["max_tokens"],
-             "expires_at": clock.to_iso(clock.from_iso(r["reserved_at"]) + llm_cfg.reservation_expiry)}
+            {
+                "id": r["id"],
+                "model": r["model"],
+                "reserved_at": r["reserved_at"],
+                "reserved_eur": Decimal(r["reserved_eur"]),
+                "prompt_tokens_est": r["prompt_tokens_est"],
+                "max_tokens": r["max_tokens"],
+                "expires_at": clock.to_iso(clock.from_iso(r["reserved_at"]) + llm_cfg.reservation_expiry),
+            }
             for r in open_rows
         ],
         "exhausted": current["detail"] if current is not None else None,

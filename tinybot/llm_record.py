@@ -10,6 +10,7 @@ with the recorded answer; see docs/REPLAY.md, "LLM".
 A prompt matches only when it is the same text: the same snapshot (time,
 prices, candles, caps, balance, positions) and the same rules.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,16 +31,35 @@ def prompt_sha256(messages: list[dict]) -> str:
     return hashlib.sha256(canonical_prompt(messages).encode()).hexdigest()
 
 
-def record(conn: sqlite3.Connection, *, usage_id: int, model: str, messages: list[dict], answer: str,
-           input_tokens: int | None, output_tokens: int | None, cost_eur: Decimal) -> int:
+def record(
+    conn: sqlite3.Connection,
+    *,
+    usage_id: int,
+    model: str,
+    messages: list[dict],
+    answer: str,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    cost_eur: Decimal,
+) -> int:
     """Store one answered call; returns its row id."""
     prompt = canonical_prompt(messages)
     with db.transaction(conn):
         cur = conn.execute(
             "INSERT INTO llm_calls (usage_id, at, model, prompt_sha256, prompt, answer, input_tokens,"
             " output_tokens, cost_eur) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (usage_id, clock.now_iso(), model, hashlib.sha256(prompt.encode()).hexdigest(), prompt, answer,
-             input_tokens, output_tokens, str(cost_eur)))
+            (
+                usage_id,
+                clock.now_iso(),
+                model,
+                hashlib.sha256(prompt.encode()).hexdigest(),
+                prompt,
+                answer,
+                input_tokens,
+                output_tokens,
+                str(cost_eur),
+            ),
+        )
     return cur.lastrowid
 
 
@@ -63,6 +83,7 @@ def load(conn: sqlite3.Connection) -> dict[str, Recorded]:
         return {}
     out: dict[str, Recorded] = {}
     for prompt, model, answer, tin, tout, cost in conn.execute(
-            "SELECT prompt, model, answer, input_tokens, output_tokens, cost_eur FROM llm_calls ORDER BY id"):
+        "SELECT prompt, model, answer, input_tokens, output_tokens, cost_eur FROM llm_calls ORDER BY id"
+    ):
         out[prompt] = Recorded(model, answer, tin, tout, Decimal(cost))
     return out

@@ -1,6 +1,7 @@
 """Market names: what a user may type, and Bitvavo's spelling.  No imports: config, status,
 proposals and `tinybot kill` use it without loading the exchange contract (tinybot.exchange.base
 re-exports normalise_market for the adapters)."""
+
 from __future__ import annotations
 
 import re

@@ -3,6 +3,7 @@
 Never ``float``; never scientific notation (``Decimal("1E-8")`` prints as
 ``0.00000001``).
 """
+
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal

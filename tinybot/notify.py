@@ -26,6 +26,7 @@ once per outage (keyed by its start), ``bot_stopped`` on every stop of the
 loop, ``bot_died`` when a start finds the last run vanished, and
 ``start_refused`` when the live start gate says no.
 """
+
 from __future__ import annotations
 
 import logging
@@ -105,6 +106,7 @@ def install_redaction(cfg, logger: logging.Logger | None = None) -> RedactingFil
 
 # --- delivery ---------------------------------------------------------------
 
+
 def alert_urls(cfg) -> list[str]:
     """bot.toml's [alerts] urls plus TINYBOT_ALERT_URLS (where token-bearing URLs belong)."""
     urls = list(cfg.alerts.urls)
@@ -115,8 +117,9 @@ def alert_urls(cfg) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
-def deliver(urls: list[str], title: str, body: str, severity: str = "warning",
-            attach: list[str] | None = None) -> tuple[bool, str]:
+def deliver(
+    urls: list[str], title: str, body: str, severity: str = "warning", attach: list[str] | None = None
+) -> tuple[bool, str]:
     """Send one message to every URL; (True, '') if at least one accepted it.  Never raises.
 
     ``attach``: file paths sent with it (a chart); services that take attachments (Telegram, ntfy,
@@ -131,8 +134,12 @@ def deliver(urls: list[str], title: str, body: str, severity: str = "warning",
         bad = [i for i, u in enumerate(urls, 1) if not ap.add(u)]
         if len(ap) == 0:
             return False, f"no usable alert URL (URL {', '.join(map(str, bad))} not understood by apprise)"
-        ok = ap.notify(body=body, title=title, notify_type=_APPRISE_TYPE.get(severity, "info"),
-                       **({"attach": list(attach)} if attach else {}))
+        ok = ap.notify(
+            body=body,
+            title=title,
+            notify_type=_APPRISE_TYPE.get(severity, "info"),
+            **({"attach": list(attach)} if attach else {}),
+        )
         if ok:
             return True, ""
         return False, "apprise could not deliver to any URL (see the log for its reason)"
@@ -166,8 +173,16 @@ class Notifier:
         self.min_interval: timedelta = cfg.alerts.min_interval
 
     # --- the one entry point -------------------------------------------------
-    def alert(self, kind: str, text: str, *, key: str | None = None, severity: str = "warning",
-              force: bool = False, attach: list[str] | None = None) -> Sent:
+    def alert(
+        self,
+        kind: str,
+        text: str,
+        *,
+        key: str | None = None,
+        severity: str = "warning",
+        force: bool = False,
+        attach: list[str] | None = None,
+    ) -> Sent:
         """Send ``text`` unless the same key went out within min_interval or the hour's cap is used up.
 
         ``key`` groups alerts that should not repeat (default: kind + text).
@@ -179,8 +194,9 @@ class Notifier:
             log.error("alert %s not sent: %s", kind, redact(f"{type(e).__name__}: {e}", self.secrets))
             return Sent("failed", f"{type(e).__name__}")
 
-    def _alert(self, kind: str, text: str, key: str | None, severity: str, force: bool,
-               attach: list[str] | None = None) -> Sent:
+    def _alert(
+        self, kind: str, text: str, key: str | None, severity: str, force: bool, attach: list[str] | None = None
+    ) -> Sent:
         text = redact(str(text), self.secrets)
         key = redact(key, self.secrets) if key else f"{kind}:{text}"
         row_id = None
@@ -206,8 +222,10 @@ class Notifier:
         if row_id is not None:
             try:
                 with db.transaction(self.conn):
-                    self.conn.execute("UPDATE alert_log SET status = ?, detail = ? WHERE id = ?",
-                                      (result.status, result.detail, row_id))
+                    self.conn.execute(
+                        "UPDATE alert_log SET status = ?, detail = ? WHERE id = ?",
+                        (result.status, result.detail, row_id),
+                    )
             except Exception as e:
                 log.warning("could not record alert result: %s", e)
         return result
@@ -220,7 +238,8 @@ class Notifier:
                 recent = self.conn.execute(
                     "SELECT at FROM alert_log WHERE dedupe_key = ? AND status IN ('sending', 'sent', 'unconfigured')"
                     " AND at > ? ORDER BY at DESC LIMIT 1",
-                    (key, clock.to_iso(now - self.min_interval))).fetchone()
+                    (key, clock.to_iso(now - self.min_interval)),
+                ).fetchone()
                 verdict = None
                 if recent is not None:
                     verdict = f"duplicate of an alert sent at {recent['at']}"
@@ -228,18 +247,21 @@ class Notifier:
                     n = self.conn.execute(
                         "SELECT COUNT(*) FROM alert_log WHERE status IN ('sending', 'sent', 'failed') AND at > ?"
                         " AND kind NOT IN (%s)" % ",".join("?" * len(UNCAPPED_KINDS)),
-                        (clock.to_iso(now - timedelta(hours=1)), *UNCAPPED_KINDS)).fetchone()[0]
+                        (clock.to_iso(now - timedelta(hours=1)), *UNCAPPED_KINDS),
+                    ).fetchone()[0]
                     if n >= MAX_PER_HOUR:
                         verdict = f"rate limit: {MAX_PER_HOUR} alerts in the last hour"
                 if verdict is not None:
                     self.conn.execute(
                         "INSERT INTO alert_log (at, kind, dedupe_key, severity, text, status, detail)"
                         " VALUES (?, ?, ?, ?, ?, 'suppressed', ?)",
-                        (clock.to_iso(now), kind, key, severity, text, verdict))
+                        (clock.to_iso(now), kind, key, severity, text, verdict),
+                    )
                     return verdict, None
             cur = self.conn.execute(
                 "INSERT INTO alert_log (at, kind, dedupe_key, severity, text, status) VALUES (?, ?, ?, ?, ?, 'sending')",
-                (clock.to_iso(now), kind, key, severity, text))
+                (clock.to_iso(now), kind, key, severity, text),
+            )
             return None, cur.lastrowid
 
     # --- what the scheduler calls each tick -------------------------------------
@@ -258,7 +280,8 @@ class Notifier:
                 set_state(self.conn, "alerts.events_cursor", str(newest))
                 return 0
             rows = self.conn.execute(
-                "SELECT * FROM events WHERE id > ? AND id <= ? ORDER BY id", (int(cursor), newest)).fetchall()
+                "SELECT * FROM events WHERE id > ? AND id <= ? ORDER BY id", (int(cursor), newest)
+            ).fetchall()
             set_state(self.conn, "alerts.events_cursor", str(newest))
         except Exception as e:
             log.error("cannot read events for alerts: %s", e)
@@ -287,16 +310,20 @@ class Notifier:
                 return None
             rows = self.conn.execute(
                 "SELECT id, reason_code, proposal_id FROM guard_decisions WHERE verdict = 'block' AND id > ?"
-                " ORDER BY id", (int(cursor),)).fetchall()
+                " ORDER BY id",
+                (int(cursor),),
+            ).fetchall()
             if not rows:
                 return None
             counts: dict[str, int] = {}
             for r in rows:
                 counts[r["reason_code"]] = counts.get(r["reason_code"], 0) + 1
             proposals = len({r["proposal_id"] for r in rows})
-            text = (f"{proposals} proposal(s) blocked by guards: "
-                    + ", ".join(f"{code} ×{n}" for code, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-                    + " (`tinybot why ID` explains one)")
+            text = (
+                f"{proposals} proposal(s) blocked by guards: "
+                + ", ".join(f"{code} ×{n}" for code, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+                + " (`tinybot why ID` explains one)"
+            )
             set_state(self.conn, "alerts.blocks_cursor", str(rows[-1]["id"]))
             set_state(self.conn, "alerts.blocks_sent_at", clock.now_iso())
         except Exception as e:
@@ -343,8 +370,10 @@ class Notifier:
             asked = f"€{e['amount_quote']}" if e["amount_quote"] else e["amount"]
             return f"{e['side']} {e['market']} {asked}; "
         fee_text = eur(fee) if (e["fee_currency"] or "EUR") == "EUR" else f"{plain(fee)} {e['fee_currency']}"
-        return (f"{e['side']} {e['market']} {plain(amount)} @ {plain((quote / amount).quantize(Decimal('0.01')))}"
-                f" = {eur(quote)}, fee {fee_text}; ")
+        return (
+            f"{e['side']} {e['market']} {plain(amount)} @ {plain((quote / amount).quantize(Decimal('0.01')))}"
+            f" = {eur(quote)}, fee {fee_text}; "
+        )
 
 
 # --- the key/value store for cursors and counters: tinybot.db (re-exported for existing callers) ---------

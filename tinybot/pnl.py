@@ -24,6 +24,7 @@ Prices come from the last tick (``market_prices``), or are passed in (``--prices
 live``).  This module imports nothing from the exchange package: `tinybot pnl`
 starts as fast as `tinybot status`.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -32,6 +33,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from . import clock, money, sizing
+
 PERIODS = ("daily", "weekly", "monthly")
 
 
@@ -114,8 +116,9 @@ def replay(conn: sqlite3.Connection, period: str | None = None, *, until: str | 
         sign = 1 if side == "buy" else -1
         out.delta[asset] = out.delta.get(asset, Decimal(0)) + sign * amount - fee_base
         out.delta["EUR"] = out.delta.get("EUR", Decimal(0)) - sign * quote - fee_eur_paid
-        bucket = out.buckets.setdefault(period_key(clock.from_iso(r["executed_at"]), period), _Bucket()) \
-            if period else None
+        bucket = (
+            out.buckets.setdefault(period_key(clock.from_iso(r["executed_at"]), period), _Bucket()) if period else None
+        )
         if r["external"]:
             proceeds = (quote if side == "sell" else -quote) - fee_eur_paid
             out.external_eur += proceeds
@@ -150,8 +153,10 @@ def replay(conn: sqlite3.Connection, period: str | None = None, *, until: str | 
 
 def last_prices(conn: sqlite3.Connection, cfg=None) -> dict[str, Price]:
     """Prices from the last tick; in paper mode with fixed [paper] prices, those (with the paper spread)."""
-    prices = {r["market"]: Price(Decimal(r["bid"]), Decimal(r["ask"]), Decimal(r["last"]), r["at"])
-              for r in conn.execute("SELECT * FROM market_prices")}
+    prices = {
+        r["market"]: Price(Decimal(r["bid"]), Decimal(r["ask"]), Decimal(r["last"]), r["at"])
+        for r in conn.execute("SELECT * FROM market_prices")
+    }
     if cfg is not None and cfg.mode == "paper" and cfg.paper.prices:
         from .exchange.static import SPREAD
 
@@ -181,8 +186,7 @@ def balances(conn: sqlite3.Connection, cfg) -> tuple[dict[str, Decimal] | None, 
     rows = conn.execute("SELECT * FROM account_balances").fetchall()
     if not rows:
         return None, None
-    return ({r["asset"]: Decimal(r["available"]) + Decimal(r["in_order"]) for r in rows},
-            max(r["at"] for r in rows))
+    return ({r["asset"]: Decimal(r["available"]) + Decimal(r["in_order"]) for r in rows}, max(r["at"] for r in rows))
 
 
 def baseline(conn: sqlite3.Connection, cfg) -> dict[str, Decimal] | None:
@@ -205,30 +209,35 @@ def record_snapshot(conn: sqlite3.Connection, tickers: dict, account: dict | Non
         conn.executemany(
             "INSERT INTO market_prices (market, bid, ask, last, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (market)"
             " DO UPDATE SET bid = excluded.bid, ask = excluded.ask, last = excluded.last, at = excluded.at",
-            [(m, str(t.bid), str(t.ask), str(t.last), now) for m, t in tickers.items()])
+            [(m, str(t.bid), str(t.ask), str(t.last), now) for m, t in tickers.items()],
+        )
         hour = clock.to_iso(clock.now().replace(minute=0, second=0, microsecond=0))
         conn.executemany(
             "INSERT INTO price_log (hour, market, bid, ask, last) VALUES (?, ?, ?, ?, ?)"
             " ON CONFLICT (hour, market) DO NOTHING",
-            [(hour, m, str(t.bid), str(t.ask), str(t.last)) for m, t in tickers.items()])
+            [(hour, m, str(t.bid), str(t.ask), str(t.last)) for m, t in tickers.items()],
+        )
         if account is None:
             return
         # /balance omits zero balances: an asset that is gone is zero, not "as before"
         conn.execute("DELETE FROM account_balances")
         conn.executemany(
             "INSERT INTO account_balances (asset, available, in_order, at) VALUES (?, ?, ?, ?)",
-            [(a, str(b.available), str(b.in_order), now) for a, b in account.items()])
+            [(a, str(b.available), str(b.in_order), now) for a, b in account.items()],
+        )
         if conn.execute("SELECT 1 FROM account_baseline LIMIT 1").fetchone() is None:
             moved = replay(conn).delta
             held = {a: b.available + b.in_order for a, b in account.items()}
             conn.executemany(
                 "INSERT INTO account_baseline (asset, amount, at) VALUES (?, ?, ?)",
-                [(a, str(held.get(a, Decimal(0)) - moved.get(a, Decimal(0))), now)
-                 for a in sorted(set(held) | set(moved))])
+                [
+                    (a, str(held.get(a, Decimal(0)) - moved.get(a, Decimal(0))), now)
+                    for a in sorted(set(held) | set(moved))
+                ],
+            )
 
 
-def report(conn: sqlite3.Connection, cfg, *, prices: dict[str, Price] | None = None,
-           period: str | None = None) -> dict:
+def report(conn: sqlite3.Connection, cfg, *, prices: dict[str, Price] | None = None, period: str | None = None) -> dict:
     """Everything `tinybot pnl` shows, as a JSON-ready dict (amounts as exact decimal strings)."""
     if period is not None and period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
@@ -249,14 +258,28 @@ def report(conn: sqlite3.Connection, cfg, *, prices: dict[str, Price] | None = N
             unpriced.append(market)
         unrealised += unr or Decimal(0)
         hold += hold_m or Decimal(0)
-        markets.append({"market": market, "realised_eur": eur(b.realised), "unrealised_eur": eur(unr),
-                        "fees_eur": eur(b.fees), "hold_eur": eur(hold_m), "trades": b.trades})
+        markets.append(
+            {
+                "market": market,
+                "realised_eur": eur(b.realised),
+                "unrealised_eur": eur(unr),
+                "fees_eur": eur(b.fees),
+                "hold_eur": eur(hold_m),
+                "trades": b.trades,
+            }
+        )
         if b.base > 0:
             held_for_stranded[market] = b.base
-            positions.append({
-                "market": market, "base": plain(b.base), "cost_eur": eur(b.cost), "value_eur": eur(value),
-                "bid": None if p is None else plain(p.bid),
-                "sellable": None if value is None else value >= sizing.EXCHANGE_MINIMUM_EUR})
+            positions.append(
+                {
+                    "market": market,
+                    "base": plain(b.base),
+                    "cost_eur": eur(b.cost),
+                    "value_eur": eur(value),
+                    "bid": None if p is None else plain(p.bid),
+                    "sellable": None if value is None else value >= sizing.EXCHANGE_MINIMUM_EUR,
+                }
+            )
     stranded = sizing.stranded(cfg, held_for_stranded, prices)
     net = realised + unrealised - llm_total
     out = {
@@ -280,11 +303,17 @@ def report(conn: sqlite3.Connection, cfg, *, prices: dict[str, Price] | None = N
     if period:
         keys = sorted(set(rp.buckets) | set(llm_by))
         out["period"] = period
-        out["periods"] = [{
-            "period": k, "realised_eur": eur(rp.buckets.get(k, _Bucket()).realised),
-            "fees_eur": eur(rp.buckets.get(k, _Bucket()).fees), "llm_cost_eur": eur(llm_by.get(k, Decimal(0))),
-            "net_realised_eur": eur(rp.buckets.get(k, _Bucket()).realised - llm_by.get(k, Decimal(0))),
-            "trades": rp.buckets.get(k, _Bucket()).trades} for k in keys]
+        out["periods"] = [
+            {
+                "period": k,
+                "realised_eur": eur(rp.buckets.get(k, _Bucket()).realised),
+                "fees_eur": eur(rp.buckets.get(k, _Bucket()).fees),
+                "llm_cost_eur": eur(llm_by.get(k, Decimal(0))),
+                "net_realised_eur": eur(rp.buckets.get(k, _Bucket()).realised - llm_by.get(k, Decimal(0))),
+                "trades": rp.buckets.get(k, _Bucket()).trades,
+            }
+            for k in keys
+        ]
     return out
 
 

@@ -1,4 +1,5 @@
 """Proposals: create, approve, reject, expire.  Plain functions over a connection."""
+
 from __future__ import annotations
 
 import re
@@ -60,8 +61,10 @@ def validate(draft: Draft) -> Draft:
         raise ProposalError(f"amount: {am} has more than 8 decimals")
     reason = (draft.reason or "").strip()
     if len(reason) > REASON_MAX:
-        raise ProposalError(f"reason: {len(reason)} characters is over the limit of {REASON_MAX}; shorten it"
-                            " (a reason is never cut silently)")
+        raise ProposalError(
+            f"reason: {len(reason)} characters is over the limit of {REASON_MAX}; shorten it"
+            " (a reason is never cut silently)"
+        )
     return Draft(market, draft.side, aq, am, reason)
 
 
@@ -75,8 +78,9 @@ def escape_controls(text: str) -> str:
     A reason comes from a person or an LLM; printed raw, an escape sequence
     could rewrite the terminal (hide a line, fake a status).
     """
-    return _CONTROL.sub(lambda m: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(m.group(), f"\\x{ord(m.group()):02x}"),
-                        text)
+    return _CONTROL.sub(
+        lambda m: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(m.group(), f"\\x{ord(m.group()):02x}"), text
+    )
 
 
 def effective_status(status: str, expires_at: str, has_execution: bool, now=None) -> str:
@@ -88,8 +92,16 @@ def effective_status(status: str, expires_at: str, has_execution: bool, now=None
     return status
 
 
-def create(conn: sqlite3.Connection, draft: Draft, *, source: str, ttl: timedelta,
-           approve: bool = False, approved_by: str = "cli", external: bool = False) -> int:
+def create(
+    conn: sqlite3.Connection,
+    draft: Draft,
+    *,
+    source: str,
+    ttl: timedelta,
+    approve: bool = False,
+    approved_by: str = "cli",
+    external: bool = False,
+) -> int:
     """Write a pending proposal (and approve it at once if asked).
 
     ``external``: a sell of coins tinybot did not buy (`propose ... sell
@@ -106,8 +118,17 @@ def create(conn: sqlite3.Connection, draft: Draft, *, source: str, ttl: timedelt
         cur = conn.execute(
             "INSERT INTO proposals (market, side, amount_quote, amount, source, reason, status, created_at, expires_at,"
             " external) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
-            (d.market, d.side, _s(d.amount_quote), _s(d.amount), source, d.reason,
-             clock.to_iso(now), clock.to_iso(now + ttl), int(external)),
+            (
+                d.market,
+                d.side,
+                _s(d.amount_quote),
+                _s(d.amount),
+                source,
+                d.reason,
+                clock.to_iso(now),
+                clock.to_iso(now + ttl),
+                int(external),
+            ),
         )
         pid = cur.lastrowid
         if approve:
@@ -126,12 +147,16 @@ def warnings(conn: sqlite3.Connection, cfg, row) -> list[str]:
     if row["market"] not in cfg.risk.allowlist:
         out.append(f"{row['market']} is not in risk.allowlist in {cfg.path}; the executor will block it.")
     if row["amount_quote"] is not None and Decimal(row["amount_quote"]) < EXCHANGE_MIN_ORDER_EUR:
-        out.append(f"€{row['amount_quote']} is below the exchange's minimum order of €{EXCHANGE_MIN_ORDER_EUR};"
-                   " the executor will block it.")
+        out.append(
+            f"€{row['amount_quote']} is below the exchange's minimum order of €{EXCHANGE_MIN_ORDER_EUR};"
+            " the executor will block it."
+        )
     ks = killswitch.state(conn)
     if not ks["trading_enabled"]:
-        out.append(f"trading is DISABLED (kill switch: {escape_controls(ks['reason'] or '')}); nothing will be sent"
-                   " until `tinybot resume`.")
+        out.append(
+            f"trading is DISABLED (kill switch: {escape_controls(ks['reason'] or '')}); nothing will be sent"
+            " until `tinybot resume`."
+        )
     return out
 
 
@@ -167,9 +192,13 @@ def reject(conn: sqlite3.Connection, pid: int, by: str = "cli") -> None:
         if conn.execute("SELECT 1 FROM trade_executions WHERE proposal_id = ?", (pid,)).fetchone():
             raise ProposalError(f"proposal {pid} already has an execution; it cannot be rejected")
         if row["status"] not in ("pending", "approved"):
-            raise ProposalError(f"proposal {pid} is {row['status']}; only pending or approved proposals can be rejected")
-        conn.execute("UPDATE proposals SET status = 'rejected', decided_at = ?, decided_by = ? WHERE id = ?",
-                     (clock.now_iso(), by, pid))
+            raise ProposalError(
+                f"proposal {pid} is {row['status']}; only pending or approved proposals can be rejected"
+            )
+        conn.execute(
+            "UPDATE proposals SET status = 'rejected', decided_at = ?, decided_by = ? WHERE id = ?",
+            (clock.now_iso(), by, pid),
+        )
 
 
 def expire_stale(conn: sqlite3.Connection) -> list[int]:
@@ -186,32 +215,57 @@ def expire_stale(conn: sqlite3.Connection) -> list[int]:
     now = clock.now()
     now_iso = clock.to_iso(now)
     with db.transaction(conn):
-        ids = [r["id"] for r in conn.execute(
-            "SELECT id FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at <= ?"
-            " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)", (now_iso,))]
-        conn.executemany("UPDATE proposals SET status = 'expired', decided_at = ?, decided_by = 'expiry' WHERE id = ?",
-                         [(now_iso, i) for i in ids])
+        ids = [
+            r["id"]
+            for r in conn.execute(
+                "SELECT id FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at <= ?"
+                " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)",
+                (now_iso,),
+            )
+        ]
+        conn.executemany(
+            "UPDATE proposals SET status = 'expired', decided_at = ?, decided_by = 'expiry' WHERE id = ?",
+            [(now_iso, i) for i in ids],
+        )
         stuck = conn.execute(
             "SELECT e.id, e.proposal_id, p.expires_at FROM trade_executions e JOIN proposals p ON p.id = e.proposal_id"
-            " WHERE e.state = 'claimed' AND p.expires_at <= ? ORDER BY e.id", (now_iso,)).fetchall()
+            " WHERE e.state = 'claimed' AND p.expires_at <= ? ORDER BY e.id",
+            (now_iso,),
+        ).fetchall()
         for row in stuck:
-            conn.execute("UPDATE trade_executions SET state = 'blocked', reason = 'proposal_expired', updated_at = ?,"
-                         " resolved_at = ? WHERE id = ? AND state = 'claimed'", (now_iso, now_iso, row["id"]))
-            guards.record(conn, row["proposal_id"], row["id"], "expiry",
-                          [guards.blocked("expiry", "proposal_expired",
-                                          f"expired at {row['expires_at']} while claimed; nothing was sent")], now)
+            conn.execute(
+                "UPDATE trade_executions SET state = 'blocked', reason = 'proposal_expired', updated_at = ?,"
+                " resolved_at = ? WHERE id = ? AND state = 'claimed'",
+                (now_iso, now_iso, row["id"]),
+            )
+            guards.record(
+                conn,
+                row["proposal_id"],
+                row["id"],
+                "expiry",
+                [
+                    guards.blocked(
+                        "expiry", "proposal_expired", f"expired at {row['expires_at']} while claimed; nothing was sent"
+                    )
+                ],
+                now,
+            )
     return ids
 
 
 # The status as of now (see effective_status), in SQL so that --status filters on it.
-_EFFECTIVE = ("CASE WHEN p.status IN ('pending', 'approved') AND p.expires_at <= :now AND e.id IS NULL"
-              " THEN 'expired' ELSE p.status END")
+_EFFECTIVE = (
+    "CASE WHEN p.status IN ('pending', 'approved') AND p.expires_at <= :now AND e.id IS NULL"
+    " THEN 'expired' ELSE p.status END"
+)
 
 
 def listing(conn: sqlite3.Connection, status: str | None = None, limit: int = 50) -> list[dict]:
     """Proposals newest first; ``status`` is as of now (expired when past expiry, tick or not)."""
-    sql = (f"SELECT p.*, {_EFFECTIVE} AS status_now, e.id AS execution_id, e.state AS execution_state FROM proposals p"
-           " LEFT JOIN trade_executions e ON e.proposal_id = p.id")
+    sql = (
+        f"SELECT p.*, {_EFFECTIVE} AS status_now, e.id AS execution_id, e.state AS execution_state FROM proposals p"
+        " LEFT JOIN trade_executions e ON e.proposal_id = p.id"
+    )
     args: dict = {"now": clock.now_iso(), "limit": limit}
     if status:
         sql += f" WHERE {_EFFECTIVE} = :status"

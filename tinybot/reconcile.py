@@ -20,6 +20,7 @@ The decision "absent" is taken with the time read *before* the lookup: an
 order that lands while the lookup or the lock wait is under way must not eat
 the grace period.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -107,26 +108,42 @@ def quarantine_after_restore(conn: sqlite3.Connection, reason: str) -> dict:
     """
     now = clock.now_iso()
     with db.transaction(conn):
-        moved = [r["id"] for r in conn.execute(
-            "SELECT id FROM trade_executions WHERE state IN (%s) ORDER BY id" % ",".join("?" * len(IN_DOUBT)),
-            IN_DOUBT)]
+        moved = [
+            r["id"]
+            for r in conn.execute(
+                "SELECT id FROM trade_executions WHERE state IN (%s) ORDER BY id" % ",".join("?" * len(IN_DOUBT)),
+                IN_DOUBT,
+            )
+        ]
         # a claimed row may have been sent after the backup: it counts in flight (caps, cooldown) from its claim
         conn.executemany(
             "UPDATE trade_executions SET state = 'unknown', in_doubt_at = ?, updated_at = ?,"
             " submitting_at = COALESCE(submitting_at, claimed_at),"
             " notional_eur = COALESCE(notional_eur, CASE WHEN side = 'buy' THEN amount_quote END),"
             " reason = ? || COALESCE(' (was ' || state || ': ' || NULLIF(reason, '') || ')', ' (was ' || state || ')')"
-            " WHERE id = ?", [(now, now, f"in doubt after {reason}", i) for i in moved])
-        retired = [r["id"] for r in conn.execute(
-            "SELECT p.id FROM proposals p LEFT JOIN trade_executions e ON e.proposal_id = p.id"
-            " WHERE p.status IN ('pending', 'approved') AND e.id IS NULL ORDER BY p.id")]
-        conn.executemany("UPDATE proposals SET status = 'rejected', decided_at = ?, decided_by = 'restore'"
-                         " WHERE id = ?", [(now, i) for i in retired])
+            " WHERE id = ?",
+            [(now, now, f"in doubt after {reason}", i) for i in moved],
+        )
+        retired = [
+            r["id"]
+            for r in conn.execute(
+                "SELECT p.id FROM proposals p LEFT JOIN trade_executions e ON e.proposal_id = p.id"
+                " WHERE p.status IN ('pending', 'approved') AND e.id IS NULL ORDER BY p.id"
+            )
+        ]
+        conn.executemany(
+            "UPDATE proposals SET status = 'rejected', decided_at = ?, decided_by = 'restore' WHERE id = ?",
+            [(now, i) for i in retired],
+        )
         if moved or retired:
-            ledger.event(conn, "restore_in_doubt",
-                         f"{reason}: executions {moved or 'none'} are in doubt until reconcile finds them on the"
-                         f" exchange or proves them absent; proposals {retired or 'none'} rejected (they may have"
-                         " been executed after the backup)", severity="warning")
+            ledger.event(
+                conn,
+                "restore_in_doubt",
+                f"{reason}: executions {moved or 'none'} are in doubt until reconcile finds them on the"
+                f" exchange or proves them absent; proposals {retired or 'none'} rejected (they may have"
+                " been executed after the backup)",
+                severity="warning",
+            )
     return {"in_doubt": moved, "rejected_proposals": retired}
 
 
@@ -135,7 +152,8 @@ def _due(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     return conn.execute(
         "SELECT * FROM trade_executions WHERE state IN ('submitting', 'unknown', 'submitted')"
         " OR id IN (SELECT execution_id FROM trade_history WHERE settled = 0 AND execution_id IS NOT NULL)"
-        " ORDER BY id").fetchall()
+        " ORDER BY id"
+    ).fetchall()
 
 
 def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, surprises: bool = True) -> Report:
@@ -162,26 +180,37 @@ def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, su
                     if after != row["state"]:
                         detail = f"found on the exchange as {order.status} (order {order.order_id})"
                         report.changes.append(Change(row["id"], row["state"], after, detail))
-                        ledger.event(conn, "reconciled", f"execution {row['id']}: {row['state']} → {after}: {detail}",
-                                     execution_id=row["id"])
+                        ledger.event(
+                            conn,
+                            "reconciled",
+                            f"execution {row['id']}: {row['state']} → {after}: {detail}",
+                            execution_id=row["id"],
+                        )
                 continue
             if row["state"] not in ("submitting", "unknown"):
-                report.errors.append(f"execution {row['id']}: {row['state']} order {row['exchange_order_id']}"
-                                     " not found")
+                report.errors.append(
+                    f"execution {row['id']}: {row['state']} order {row['exchange_order_id']} not found"
+                )
                 continue
             deadline = absent_after(row, grace)
             if decided_at >= deadline:
-                detail = (f"never reached the exchange: not found by clientOrderId nor in orders since the send,"
-                          f" and the request can no longer land (signed by submitting + window, valid one"
-                          f" more window; + grace = {clock.to_iso(deadline)})")
+                detail = (
+                    f"never reached the exchange: not found by clientOrderId nor in orders since the send,"
+                    f" and the request can no longer land (signed by submitting + window, valid one"
+                    f" more window; + grace = {clock.to_iso(deadline)})"
+                )
                 conn.execute(
                     "UPDATE trade_executions SET state = 'failed', reason = ?, updated_at = ?, resolved_at = ?"
                     " WHERE id = ? AND state = ?",
                     (detail, clock.now_iso(), clock.now_iso(), row["id"], row["state"]),
                 )
                 report.changes.append(Change(row["id"], row["state"], "failed", detail))
-                ledger.event(conn, "reconciled", f"execution {row['id']}: {row['state']} → failed: {detail}",
-                             execution_id=row["id"])
+                ledger.event(
+                    conn,
+                    "reconciled",
+                    f"execution {row['id']}: {row['state']} → failed: {detail}",
+                    execution_id=row["id"],
+                )
             else:
                 report.still_unknown.append(row["id"])
     if surprises:
@@ -222,8 +251,10 @@ def _surprises(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, repo
 
 
 def _account_for(conn: sqlite3.Connection, exchange_name: str, market: str, o: Order, report: Report) -> None:
-    known = conn.execute("SELECT * FROM unaccounted_orders WHERE exchange = ? AND market = ? AND order_id = ?",
-                         (exchange_name, market, o.order_id)).fetchone()
+    known = conn.execute(
+        "SELECT * FROM unaccounted_orders WHERE exchange = ? AND market = ? AND order_id = ?",
+        (exchange_name, market, o.order_id),
+    ).fetchone()
     row = conn.execute("SELECT * FROM trade_executions WHERE client_order_id = ?", (o.client_order_id,)).fetchone()
     if known is not None:  # booked and reported before: keep its fills in step, say nothing new
         for f in o.fills:
@@ -241,20 +272,35 @@ def _account_for(conn: sqlite3.Connection, exchange_name: str, market: str, o: O
         for f in o.fills:
             ledger.record_fill(conn, None, exchange_name, f, o.client_order_id)
     elif row["exchange_order_id"] is None:
-        msg = (f"{what} belongs to execution {row['id']}, which was recorded as {row['state']} (no order sent);"
-               " corrected to what the exchange says")
+        msg = (
+            f"{what} belongs to execution {row['id']}, which was recorded as {row['state']} (no order sent);"
+            " corrected to what the exchange says"
+        )
         if ledger.apply_order(conn, row, exchange_name, o, from_states=(row["state"],)):
             after = conn.execute("SELECT state FROM trade_executions WHERE id = ?", (row["id"],)).fetchone()[0]
             report.changes.append(Change(row["id"], row["state"], after, msg))
     else:
-        msg = (f"{what} is a second order under execution {row['id']}'s clientOrderId (its order is"
-               f" {row['exchange_order_id']}); its fills are booked under that execution")
+        msg = (
+            f"{what} is a second order under execution {row['id']}'s clientOrderId (its order is"
+            f" {row['exchange_order_id']}); its fills are booked under that execution"
+        )
         for f in o.fills:
             ledger.record_fill(conn, row["id"], exchange_name, f, o.client_order_id)
     report.surprises.append(msg)
     conn.execute(
         "INSERT INTO unaccounted_orders (exchange, market, order_id, client_order_id, execution_id, side, status,"
         " created_at, first_seen_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (exchange_name, market, o.order_id, o.client_order_id, row["id"] if row is not None else None, o.side,
-         o.status, clock.to_iso(clock.from_ms(o.created_ms)), clock.now_iso(), msg))
+        (
+            exchange_name,
+            market,
+            o.order_id,
+            o.client_order_id,
+            row["id"] if row is not None else None,
+            o.side,
+            o.status,
+            clock.to_iso(clock.from_ms(o.created_ms)),
+            clock.now_iso(),
+            msg,
+        ),
+    )
     ledger.event(conn, "surprise_order", msg, severity="error", execution_id=row["id"] if row is not None else None)

@@ -14,6 +14,7 @@ ones, with their real timestamps (gaps stay gaps), and at each tick the
 market price is the open of the candle starting then.  docs/REPLAY.md has the
 semantics and why this, not the paper exchange, is the one code path with live.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -46,6 +47,7 @@ class ReplayError(Exception):
 
 
 # --- config ------------------------------------------------------------------------
+
 
 def parse_value(text: str):
     """A --set value: TOML if it parses (3, "2h", ["BTC-EUR"], true), else the plain string."""
@@ -107,8 +109,9 @@ class ReplayConfig(Config):
         return ReplaySecrets()
 
 
-def scratch_config(cfg: Config, scratch: Path, url: str, markets: tuple[str, ...] | None,
-                   llm_url: str | None = None) -> ReplayConfig:
+def scratch_config(
+    cfg: Config, scratch: Path, url: str, markets: tuple[str, ...] | None, llm_url: str | None = None
+) -> ReplayConfig:
     """The user's settings, pointed at the simulator and the scratch directory.
 
     ``markets`` (from --markets) replaces risk.allowlist and rules.markets; dca.market is kept only
@@ -123,7 +126,12 @@ def scratch_config(cfg: Config, scratch: Path, url: str, markets: tuple[str, ...
             dca = dataclasses.replace(dca, market=None)
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     values.update(
-        path=scratch / "bot.toml", mode="live", db="replay.db", risk=risk, rules=rules, dca=dca,
+        path=scratch / "bot.toml",
+        mode="live",
+        db="replay.db",
+        risk=risk,
+        rules=rules,
+        dca=dca,
         advisors=tuple(a for a in cfg.advisors if a != "llm" or llm_url),
         llm=dataclasses.replace(cfg.llm, base_url=llm_url) if llm_url else cfg.llm,
         exchange=dataclasses.replace(cfg.exchange, url=url, operator_id=cfg.exchange.operator_id or 1),
@@ -134,6 +142,7 @@ def scratch_config(cfg: Config, scratch: Path, url: str, markets: tuple[str, ...
 
 
 # --- the simulated clock and exchange ----------------------------------------------------
+
 
 class SimClock:
     def __init__(self, t: datetime):
@@ -188,8 +197,14 @@ def _tick_of(series: list[candles.Candle]) -> Decimal:
     return Decimal(1).scaleb(-decimals)
 
 
-def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[str, str],  # noqa: C901  (the class it builds: each method is small)
-                   limits: dict, eur: Decimal, sim_clock: SimClock, slippage: Decimal):
+def make_simulator(  # noqa: C901  (the class it builds: each method is small)
+    series: dict[str, list[candles.Candle]],
+    data_interval: dict[str, str],
+    limits: dict,
+    eur: Decimal,
+    sim_clock: SimClock,
+    slippage: Decimal,
+):
     from .sim.engine import INTERVALS, SimAccount, Simulator, bad
 
     ReplayMarket = _market_state_class()
@@ -199,13 +214,18 @@ def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[
 
         def __init__(self):
             finest = min(data_interval.values(), key=lambda i: INTERVALS[i])
-            super().__init__(accounts=[SimAccount(REPLAY_KEY, REPLAY_SECRET, frozenset({"view", "trade"}),
-                                                  {"EUR": eur})],
-                             markets=tuple(series), interval=finest, history=1, clock=sim_clock.seconds)
+            super().__init__(
+                accounts=[SimAccount(REPLAY_KEY, REPLAY_SECRET, frozenset({"view", "trade"}), {"EUR": eur})],
+                markets=tuple(series),
+                interval=finest,
+                history=1,
+                clock=sim_clock.seconds,
+            )
             self.series = series
             self.stamps = {m: [c.timestamp_ms for c in s] for m, s in series.items()}
-            self.rows = {m: [(c.timestamp_ms, c.open, c.high, c.low, c.close, c.volume) for c in s]
-                         for m, s in series.items()}
+            self.rows = {
+                m: [(c.timestamp_ms, c.open, c.high, c.low, c.close, c.volume) for c in s] for m, s in series.items()
+            }
             self.step_ms = {m: INTERVALS[data_interval[m]] * 1000 for m in series}
             self._aggregated: dict = {}
             for m in series:
@@ -249,7 +269,7 @@ def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[
                 raise bad(205, "interval parameter is invalid.")
             now = self.now_ms()
             end = bisect.bisect_right(self.stamps[market], now)
-            rows = self.rows[market][max(0, end - (1440 if want == step else want // step)):end]
+            rows = self.rows[market][max(0, end - (1440 if want == step else want // step)) : end]
             if rows and rows[-1][0] + step > now:
                 ts, o = rows[-1][0], rows[-1][1]
                 rows[-1] = (ts, o, o, o, o, Decimal(0))
@@ -259,11 +279,19 @@ def make_simulator(series: dict[str, list[candles.Candle]], data_interval: dict[
             closed = self._coarse(market, want)
             bucket = now // want * want
             i = bisect.bisect_left(closed[0], bucket)
-            out = list(closed[1][max(0, i - 1440):i])
+            out = list(closed[1][max(0, i - 1440) : i])
             current = [r for r in rows if r[0] >= bucket]
             if current:
-                out.append((bucket, current[0][1], max(r[2] for r in current), min(r[3] for r in current),
-                            current[-1][4], sum((r[5] for r in current), Decimal(0))))
+                out.append(
+                    (
+                        bucket,
+                        current[0][1],
+                        max(r[2] for r in current),
+                        min(r[3] for r in current),
+                        current[-1][4],
+                        sum((r[5] for r in current), Decimal(0)),
+                    )
+                )
             return out
 
         def _coarse(self, market: str, want: int) -> tuple[list[int], list[tuple]]:
@@ -331,8 +359,9 @@ class InProcessSession:
         try:
             h._serve(method)
         except _Drop as d:
-            raise requests.ConnectionError("connection reset by the simulator" if d.reset
-                                           else "no answer from the simulator (Read timed out)") from None
+            raise requests.ConnectionError(
+                "connection reset by the simulator" if d.reset else "no answer from the simulator (Read timed out)"
+            ) from None
         head, _, payload = h.wfile.getvalue().partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
         _version, code, *reason = lines[0].split(" ", 2)
@@ -347,6 +376,7 @@ class InProcessSession:
 
 
 # --- the LLM, from its record -------------------------------------------------------------
+
 
 class RecordedLLM:
     """An OpenAI-compatible ``/v1/chat/completions`` on 127.0.0.1 for the replay's llm advisor.
@@ -389,8 +419,9 @@ class RecordedLLM:
                     status, answer = outer.live.forward(body)
                     return self._send(status, answer)
                 outer.not_in_record += 1
-                return self._send(404, {"error": {"message": "no recorded answer for this prompt (tinybot replay"
-                                                             " --llm record)"}})
+                return self._send(
+                    404, {"error": {"message": "no recorded answer for this prompt (tinybot replay --llm record)"}}
+                )
 
             def _send(self, status: int, payload) -> None:
                 data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
@@ -402,8 +433,7 @@ class RecordedLLM:
 
         self.server = HTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
     def close(self) -> None:
@@ -412,11 +442,17 @@ class RecordedLLM:
 
     def summary(self, mode: str) -> dict:
         live = self.live
-        return {"mode": mode, "answers_from_record": self.from_record, "not_in_record": self.not_in_record,
-                "recorded_models": sorted(self.models), "recorded_prompts": len(self.recorded),
-                "live_calls": live.calls if live else 0, "live_refused_by_budget": live.refused if live else 0,
-                "live_budget_eur": _money(live.budget_eur) if live else None,
-                "spent_eur": _money(live.spent_eur) if live else "0.00"}
+        return {
+            "mode": mode,
+            "answers_from_record": self.from_record,
+            "not_in_record": self.not_in_record,
+            "recorded_models": sorted(self.models),
+            "recorded_prompts": len(self.recorded),
+            "live_calls": live.calls if live else 0,
+            "live_refused_by_budget": live.refused if live else 0,
+            "live_budget_eur": _money(live.budget_eur) if live else None,
+            "spent_eur": _money(live.spent_eur) if live else "0.00",
+        }
 
 
 class LiveLLM:
@@ -441,8 +477,12 @@ class LiveLLM:
         worst = llm_budget.worst_case_eur(llm.prompt_tokens_estimate(body), self.cfg.llm)
         if self.spent_eur + worst > self.budget_eur:
             self.refused += 1
-            return 429, {"error": {"message": f"tinybot replay --llm live: €{_money(self.budget_eur)} budget left"
-                                              f" for this replay, €{_money(self.spent_eur)} spent"}}
+            return 429, {
+                "error": {
+                    "message": f"tinybot replay --llm live: €{_money(self.budget_eur)} budget left"
+                    f" for this replay, €{_money(self.spent_eur)} spent"
+                }
+            }
         body = dict(body, model=self.cfg.llm.model)
         try:
             data = llm.post_chat(self.cfg, body, self.key)
@@ -467,11 +507,17 @@ def live_llm_budget(store: sqlite3.Connection, cfg: Config, now: datetime) -> De
     if not store.execute("SELECT 1 FROM sqlite_master WHERE name = 'gpt_usage_log'").fetchone():
         return min(cfg.llm.daily_budget_eur, cfg.llm.monthly_budget_eur)
     day, month = llm_budget.period_keys(now, cfg.tz)
-    return max(Decimal(0), min(cfg.llm.daily_budget_eur - llm_budget.committed_eur(store, day=day),
-                               cfg.llm.monthly_budget_eur - llm_budget.committed_eur(store, month=month)))
+    return max(
+        Decimal(0),
+        min(
+            cfg.llm.daily_budget_eur - llm_budget.committed_eur(store, day=day),
+            cfg.llm.monthly_budget_eur - llm_budget.committed_eur(store, month=month),
+        ),
+    )
 
 
 # --- planning ---------------------------------------------------------------------------
+
 
 @dataclass
 class Plan:
@@ -487,16 +533,23 @@ class Plan:
 def choose_interval(store, market: str, want: str) -> str:
     have = candles.intervals_of(store, market)
     if not have:
-        raise ReplayError(f"{market}: no candles stored; run `tinybot data fetch {market} --interval {want}"
-                          " --since 2025-01-01` (or `tinybot data import FILE.csv`)")
+        raise ReplayError(
+            f"{market}: no candles stored; run `tinybot data fetch {market} --interval {want}"
+            " --since 2025-01-01` (or `tinybot data import FILE.csv`)"
+        )
     if want in have:
         return want
-    fits = [i for i in have if candles.INTERVALS[i] < candles.INTERVALS[want]
-            and candles.INTERVALS[want] % candles.INTERVALS[i] == 0]
+    fits = [
+        i
+        for i in have
+        if candles.INTERVALS[i] < candles.INTERVALS[want] and candles.INTERVALS[want] % candles.INTERVALS[i] == 0
+    ]
     if not fits:
-        raise ReplayError(f"{market}: the advisors read {want} candles (rules.candle_interval) but the store has"
-                          f" only {', '.join(have)}; run `tinybot data fetch {market} --interval {want} --since …`"
-                          f" or replay with --set rules.candle_interval={have[0]}")
+        raise ReplayError(
+            f"{market}: the advisors read {want} candles (rules.candle_interval) but the store has"
+            f" only {', '.join(have)}; run `tinybot data fetch {market} --interval {want} --since …`"
+            f" or replay with --set rules.candle_interval={have[0]}"
+        )
     return fits[-1]  # the coarsest that builds `want`
 
 
@@ -508,21 +561,27 @@ def make_plan(store, cfg: Config, markets: tuple[str, ...], start: datetime | No
     firsts, lasts = [], []
     warnings = []
     for m in markets:
-        r = store.execute("SELECT MIN(ts_ms), MAX(ts_ms) FROM candles WHERE market = ? AND interval = ?",
-                          (m, interval[m])).fetchone()
+        r = store.execute(
+            "SELECT MIN(ts_ms), MAX(ts_ms) FROM candles WHERE market = ? AND interval = ?", (m, interval[m])
+        ).fetchone()
         firsts.append(r[0])
         lasts.append(r[1])
         cov = candles.coverage(store, m, interval[m])
         for (_, b1), (a2, _) in zip(cov, cov[1:]):
-            warnings.append(f"{m}: no {interval[m]} data fetched from {candles.iso_ms(b1)} to {candles.iso_ms(a2)}"
-                            " (not a gap in trading: nobody downloaded it)")
+            warnings.append(
+                f"{m}: no {interval[m]} data fetched from {candles.iso_ms(b1)} to {candles.iso_ms(a2)}"
+                " (not a gap in trading: nobody downloaded it)"
+            )
     finest = min(candles.INTERVALS[i] for i in interval.values())
     if cfg.scheduler.interval < timedelta(milliseconds=finest):
-        warnings.append(f"ticks every {clock.format_duration(cfg.scheduler.interval)} on"
-                        f" {min(interval.values(), key=candles.INTERVALS.get)} candles:"
-                        " between two candle opens the price is not known and stays at the open;"
-                        " --set scheduler.interval=" + min(interval.values(), key=candles.INTERVALS.get)
-                        + " ticks once per candle (faster)")
+        warnings.append(
+            f"ticks every {clock.format_duration(cfg.scheduler.interval)} on"
+            f" {min(interval.values(), key=candles.INTERVALS.get)} candles:"
+            " between two candle opens the price is not known and stays at the open;"
+            " --set scheduler.interval="
+            + min(interval.values(), key=candles.INTERVALS.get)
+            + " ticks once per candle (faster)"
+        )
     warm = candle_limit(cfg) * candles.INTERVALS[want]
     data_start = clock.from_ms(max(firsts) + warm)
     data_end = clock.from_ms(min(lasts) + 1)  # the last tick can be at the newest candle's open
@@ -540,9 +599,11 @@ def make_plan(store, cfg: Config, markets: tuple[str, ...], start: datetime | No
         slots.append(t)
         t += step
     if not slots:
-        raise ReplayError(f"empty range: no {clock.format_duration(step)} tick between {_day(start)} and"
-                          f" {_day(end)} with candles stored for {', '.join(markets)}"
-                          f" (stored: {_day(clock.from_ms(max(firsts)))} to {_day(clock.from_ms(min(lasts)))})")
+        raise ReplayError(
+            f"empty range: no {clock.format_duration(step)} tick between {_day(start)} and"
+            f" {_day(end)} with candles stored for {', '.join(markets)}"
+            f" (stored: {_day(clock.from_ms(max(firsts)))} to {_day(clock.from_ms(min(lasts)))})"
+        )
     return Plan(markets, interval, slots, start, end, warnings)
 
 
@@ -567,16 +628,18 @@ def replay_markets(cfg: Config, markets: tuple[str, ...] | list[str] | None) -> 
         return tuple(out)
     found = watched_markets(cfg)
     if not found:
-        raise ReplayError(f"no markets to replay: risk.allowlist in {cfg.path} is empty; add markets there or"
-                          " pass --markets BTC-EUR")
+        raise ReplayError(
+            f"no markets to replay: risk.allowlist in {cfg.path} is empty; add markets there or pass --markets BTC-EUR"
+        )
     return tuple(found)
 
 
 def open_store(db_path: Path) -> sqlite3.Connection:
     """The live database, read-only: replay reads candles from it and writes nothing to it."""
     if not Path(db_path).exists():
-        raise ReplayError(f"no database at {db_path}: run `tinybot init`, then `tinybot data fetch` or"
-                          " `tinybot data import`")
+        raise ReplayError(
+            f"no database at {db_path}: run `tinybot init`, then `tinybot data fetch` or `tinybot data import`"
+        )
     conn = sqlite3.connect(f"file:{Path(db_path).resolve()}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'candles'").fetchone():
@@ -587,6 +650,7 @@ def open_store(db_path: Path) -> sqlite3.Connection:
 
 # --- the run ------------------------------------------------------------------------------
 
+
 @dataclass
 class TickPoint:
     time: datetime
@@ -595,10 +659,20 @@ class TickPoint:
     errors: tuple[str, ...] = ()  # what the tick reported as errors (an exchange read that failed, …)
 
 
-def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = None, end: datetime | None = None,
-           markets: tuple[str, ...] | list[str] | None = None, eur: Decimal | None = None,
-           slippage: Decimal = DEFAULT_SLIPPAGE, keep: Path | None = None, llm: str = "record",
-           on_plan: Callable[[int], None] | None = None, progress: Callable[[int], None] | None = None) -> dict:
+def replay(
+    cfg: Config,
+    store: sqlite3.Connection,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    markets: tuple[str, ...] | list[str] | None = None,
+    eur: Decimal | None = None,
+    slippage: Decimal = DEFAULT_SLIPPAGE,
+    keep: Path | None = None,
+    llm: str = "record",
+    on_plan: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
     """Replay the stored candles through the real tick; return the summary (JSON-ready).
 
     ``llm``: "record" answers the llm advisor from the LLM record (else it proposes nothing),
@@ -648,15 +722,18 @@ def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = N
     try:
         if llm_answers is not None:
             recorded_llm = RecordedLLM(*llm_answers)
-        points = _run(cfg, plan, sim, sim_clock, scratch, on_plan, progress,
-                      recorded_llm.base_url if recorded_llm else None)
+        points = _run(
+            cfg, plan, sim, sim_clock, scratch, on_plan, progress, recorded_llm.base_url if recorded_llm else None
+        )
         conn = sqlite3.connect(scratch / "replay.db")
         conn.row_factory = sqlite3.Row
         if keep is not None:  # `tinybot --config DIR/bot.toml why N` (history, executions, ...) then reads it
             (scratch / "bot.toml").write_text(
                 "# Written by `tinybot replay --keep`: its scratch database, to look around with\n"
                 f"# tinybot --config {scratch / 'bot.toml'} why N   (or proposals, executions, history)\n"
-                'mode = "paper"\ndb = "replay.db"\n', encoding="utf-8")
+                'mode = "paper"\ndb = "replay.db"\n',
+                encoding="utf-8",
+            )
         summary = summarize(conn, cfg, plan, points, sim, eur, slippage, scratch if keep else None)
         if recorded_llm is not None:
             summary["llm"] = recorded_llm.summary(llm)
@@ -675,8 +752,9 @@ def replay(cfg: Config, store: sqlite3.Connection, *, start: datetime | None = N
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _run(cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_plan, progress,
-         llm_url: str | None = None) -> list[TickPoint]:
+def _run(
+    cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_plan, progress, llm_url: str | None = None
+) -> list[TickPoint]:
     """One real scheduler tick per slot, on the simulated clock, against the simulator on loopback."""
     from . import db, scheduler
     from .exchange import read_only
@@ -719,30 +797,52 @@ def _point(sim, slot: datetime, prices: dict[str, Decimal], errors: tuple[str, .
 
 # --- the summary --------------------------------------------------------------------------
 
+
 def _money(d: Decimal) -> str:
     return str(d.quantize(Decimal("0.01")))
 
 
-def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: Decimal, slippage: Decimal,
-              kept: Path | None) -> dict:
+def summarize(
+    conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: Decimal, slippage: Decimal, kept: Path | None
+) -> dict:
     trades = []
     fees = Decimal(0)
     for r in conn.execute(
-            "SELECT h.*, p.id AS proposal_id, p.source, p.reason FROM trade_history h"
-            " LEFT JOIN trade_executions e ON e.id = h.execution_id LEFT JOIN proposals p ON p.id = e.proposal_id"
-            " ORDER BY h.executed_at, h.id"):
+        "SELECT h.*, p.id AS proposal_id, p.source, p.reason FROM trade_history h"
+        " LEFT JOIN trade_executions e ON e.id = h.execution_id LEFT JOIN proposals p ON p.id = e.proposal_id"
+        " ORDER BY h.executed_at, h.id"
+    ):
         fee = Decimal(r["fee"]) if r["fee_currency"] == "EUR" else Decimal(r["fee"]) * Decimal(r["price"])
         fees += fee
-        trades.append({"time": r["executed_at"], "market": r["market"], "side": r["side"], "amount": r["amount"],
-                       "price": r["price"], "fee": r["fee"], "fee_currency": r["fee_currency"],
-                       "proposal_id": r["proposal_id"], "source": r["source"], "reason": r["reason"]})
-    blocks = {r["reason_code"]: r["n"] for r in conn.execute(
-        "SELECT reason_code, COUNT(*) AS n FROM guard_decisions WHERE verdict = 'block' GROUP BY reason_code"
-        " ORDER BY n DESC, reason_code")}
-    by_source = {r["source"]: r["n"] for r in conn.execute(
-        "SELECT source, COUNT(*) AS n FROM proposals GROUP BY source ORDER BY source")}
-    llm_cost = sum((Decimal(r[0]) for r in conn.execute(
-        "SELECT cost_eur FROM gpt_usage_log WHERE cost_eur IS NOT NULL")), Decimal(0))
+        trades.append(
+            {
+                "time": r["executed_at"],
+                "market": r["market"],
+                "side": r["side"],
+                "amount": r["amount"],
+                "price": r["price"],
+                "fee": r["fee"],
+                "fee_currency": r["fee_currency"],
+                "proposal_id": r["proposal_id"],
+                "source": r["source"],
+                "reason": r["reason"],
+            }
+        )
+    blocks = {
+        r["reason_code"]: r["n"]
+        for r in conn.execute(
+            "SELECT reason_code, COUNT(*) AS n FROM guard_decisions WHERE verdict = 'block' GROUP BY reason_code"
+            " ORDER BY n DESC, reason_code"
+        )
+    }
+    by_source = {
+        r["source"]: r["n"]
+        for r in conn.execute("SELECT source, COUNT(*) AS n FROM proposals GROUP BY source ORDER BY source")
+    }
+    llm_cost = sum(
+        (Decimal(r[0]) for r in conn.execute("SELECT cost_eur FROM gpt_usage_log WHERE cost_eur IS NOT NULL")),
+        Decimal(0),
+    )
     kill = conn.execute("SELECT trading_enabled, reason, changed_at FROM kill_switch WHERE id = 1").fetchone()
     failed_ticks = conn.execute("SELECT COUNT(*) FROM ticks WHERE status = 'failed'").fetchone()[0]
 
@@ -756,8 +856,10 @@ def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: 
     exposures = [p.exposure for p in points]
     in_market = sum(1 for x in exposures if x > 0)
     stride = max(1, len(points) // SERIES_POINTS)
-    series = [{"time": clock.to_iso(p.time), "equity": _money(p.equity), "exposure": _money(p.exposure)}
-              for p in points[::stride]]
+    series = [
+        {"time": clock.to_iso(p.time), "equity": _money(p.equity), "exposure": _money(p.exposure)}
+        for p in points[::stride]
+    ]
     pnl = final - eur - llm_cost
     hold = benchmark_hold(sim, plan, eur)
     dca = benchmark_dca(sim, plan, cfg, eur)
@@ -770,8 +872,8 @@ def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: 
         "candle_interval": plan.data_interval,
         "advisors": list(cfg.advisors),
         "skipped_advisors": [],
-        "approval": "auto" + (" (config says manual; replay approves as auto would)"
-                              if cfg.scheduler.approval == "manual" else ""),
+        "approval": "auto"
+        + (" (config says manual; replay approves as auto would)" if cfg.scheduler.approval == "manual" else ""),
         "slippage": money.plain(slippage),
         "starting_eur": _money(eur),
         "final_equity_eur": _money(final),
@@ -788,8 +890,11 @@ def summarize(conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: 
         "orders": len({t["proposal_id"] for t in trades}),
         "trades": trades,
         "blocks": blocks,
-        "kill_switch": {"trading_enabled": bool(kill["trading_enabled"]), "reason": kill["reason"],
-                        "changed_at": kill["changed_at"]},
+        "kill_switch": {
+            "trading_enabled": bool(kill["trading_enabled"]),
+            "reason": kill["reason"],
+            "changed_at": kill["changed_at"],
+        },
         "failed_ticks": failed_ticks,
         # a tick that reported errors decided on less than a live tick would have seen (a lookup or read
         # refused): a replay is only as good as this is small; the first few say what went wrong
@@ -843,11 +948,16 @@ def benchmark_dca(sim, plan: Plan, cfg: Config, eur: Decimal) -> dict:
         for m in plan.markets:
             held[m] += _buy(sim, m, part)
     value = _value_at_end(sim, plan, held, eur - part * count * k)
-    return {"final_equity_eur": _money(value), "pnl_eur": _money(value - eur), "buys": count * k,
-            "eur_per_buy": _money(part)}
+    return {
+        "final_equity_eur": _money(value),
+        "pnl_eur": _money(value - eur),
+        "buys": count * k,
+        "eur_per_buy": _money(part),
+    }
 
 
 # --- sweeps ---------------------------------------------------------------------------------
+
 
 def expand_sets(sets: list[str] | tuple[str, ...]) -> list[list[str]]:
     """``rules.fast=8,12`` ``rules.slow=26,50`` → the grid of plain --set lists (a TOML value is one value)."""
@@ -877,13 +987,31 @@ def _sweep_one(args) -> dict:
             store.close()
     except (ReplayError, candles.CandleError, ConfigError) as e:
         return {"sets": sets, "error": str(e)}
-    keep = ("ticks", "final_equity_eur", "pnl_eur", "pnl_pct", "fees_eur", "max_drawdown_pct", "proposals",
-            "blocks", "benchmarks", "from", "to", "kill_switch")
+    keep = (
+        "ticks",
+        "final_equity_eur",
+        "pnl_eur",
+        "pnl_pct",
+        "fees_eur",
+        "max_drawdown_pct",
+        "proposals",
+        "blocks",
+        "benchmarks",
+        "from",
+        "to",
+        "kill_switch",
+    )
     return {"sets": sets, "trades": len(s["trades"]), **{k: s[k] for k in keep}}
 
 
-def sweep(cfg: Config, grid: list[list[str]], *, workers: int | None = None,
-          progress: Callable[[int], None] | None = None, **kw) -> list[dict]:
+def sweep(
+    cfg: Config,
+    grid: list[list[str]],
+    *,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    **kw,
+) -> list[dict]:
     """Run every combination in its own process (the clock is per process), best net P/L first."""
     import os
     from concurrent.futures import ProcessPoolExecutor

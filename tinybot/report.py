@@ -13,6 +13,7 @@ reason.  Then the P/L table of `tinybot pnl`.
 Prices over time come from ``price_log`` (one price per market per hour,
 written by the scheduler) and from the fills themselves.
 """
+
 from __future__ import annotations
 
 import html
@@ -57,8 +58,10 @@ def _figure():
     try:
         from matplotlib.figure import Figure
     except ImportError:
-        raise ReportError("the report draws its charts with matplotlib: pip install 'tinybot[report]'"
-                          " (or: .venv/bin/pip install matplotlib)") from None
+        raise ReportError(
+            "the report draws its charts with matplotlib: pip install 'tinybot[report]'"
+            " (or: .venv/bin/pip install matplotlib)"
+        ) from None
     import matplotlib
     import matplotlib.dates  # noqa: F401  registers the datetime converter (pyplot would; we do not use it)
 
@@ -77,8 +80,11 @@ def collect(conn: sqlite3.Connection, cfg, since: datetime | None = None, until:
         events.append((r["hour"], 0, ("price", r)))
     for r in conn.execute("SELECT * FROM trade_history WHERE executed_at <= ? ORDER BY executed_at, id", (hi,)):
         events.append((r["executed_at"], 1, ("fill", r)))
-    for r in conn.execute("SELECT COALESCE(settled_at, reserved_at) AS at, cost_eur FROM gpt_usage_log"
-                          " WHERE cost_eur IS NOT NULL AND COALESCE(settled_at, reserved_at) <= ?", (hi,)):
+    for r in conn.execute(
+        "SELECT COALESCE(settled_at, reserved_at) AS at, cost_eur FROM gpt_usage_log"
+        " WHERE cost_eur IS NOT NULL AND COALESCE(settled_at, reserved_at) <= ?",
+        (hi,),
+    ):
         events.append((r["at"], 2, ("llm", r)))
     events.sort(key=lambda e: (e[0], e[1]))
 
@@ -120,9 +126,14 @@ def collect(conn: sqlite3.Connection, cfg, since: datetime | None = None, until:
         d.hold_line.add(t, hold_cash + sum((b * bid.get(m, Decimal(0)) for m, b in hold_base.items()), Decimal(0)))
         d.fees.add(t, fees)
         d.llm.add(t, llm)
-    d.blocks = [(r[0], r[1]) for r in conn.execute(
-        "SELECT reason_code, COUNT(*) FROM guard_decisions WHERE verdict = 'block' AND decided_at >= ?"
-        " AND decided_at <= ? GROUP BY reason_code ORDER BY COUNT(*) DESC, reason_code", (lo, hi))]
+    d.blocks = [
+        (r[0], r[1])
+        for r in conn.execute(
+            "SELECT reason_code, COUNT(*) FROM guard_decisions WHERE verdict = 'block' AND decided_at >= ?"
+            " AND decided_at <= ? GROUP BY reason_code ORDER BY COUNT(*) DESC, reason_code",
+            (lo, hi),
+        )
+    ]
     d.table = pnl.report(conn, cfg)
     return d
 
@@ -131,7 +142,7 @@ def _svg(fig) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", metadata={"Date": None})
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog and doctype: inline in HTML
+    return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
 
 
 def _empty(ax, what: str) -> None:
@@ -146,8 +157,9 @@ def charts(d: Data) -> dict[str, str]:
     ax = fig.subplots()
     if d.pnl_line.times:
         ax.plot(d.pnl_line.times, [float(v) for v in d.pnl_line.values], label="tinybot (net of fees and LLM)")
-        ax.plot(d.hold_line.times, [float(v) for v in d.hold_line.values], label="holding the same buys",
-                linestyle="--")
+        ax.plot(
+            d.hold_line.times, [float(v) for v in d.hold_line.values], label="holding the same buys", linestyle="--"
+        )
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.set_ylabel("P/L, EUR")
         ax.legend(loc="best")
@@ -165,8 +177,15 @@ def charts(d: Data) -> dict[str, str]:
         for side, marker, color in (("buy", "^", "tab:green"), ("sell", "v", "tab:red")):
             pts = [(t, p) for t, sd, p in d.fills.get(market, []) if sd == side]
             if pts:
-                ax.scatter([t for t, _ in pts], [float(p) for _, p in pts], marker=marker, color=color, s=50,
-                           label=side, zorder=3)
+                ax.scatter(
+                    [t for t, _ in pts],
+                    [float(p) for _, p in pts],
+                    marker=marker,
+                    color=color,
+                    s=50,
+                    label=side,
+                    zorder=3,
+                )
         ax.set_title(f"{market}: price and tinybot's fills")
         ax.set_ylabel("EUR")
         ax.legend(loc="best")
@@ -208,32 +227,54 @@ th:first-child, td:first-child { text-align: left; }
 
 def render(d: Data, title: str) -> str:
     t = d.table
-    rows = [("realised", t["realised_eur"]), ("unrealised (at the bid)", t["unrealised_eur"]),
-            ("fees paid (inside the above)", t["fees_eur"]), ("LLM cost", t["llm_cost_eur"]),
-            ("net", t["net_eur"]), ("holding the same buys", t["hold_eur"]), ("net vs holding", t["vs_hold_eur"])]
+    rows = [
+        ("realised", t["realised_eur"]),
+        ("unrealised (at the bid)", t["unrealised_eur"]),
+        ("fees paid (inside the above)", t["fees_eur"]),
+        ("LLM cost", t["llm_cost_eur"]),
+        ("net", t["net_eur"]),
+        ("holding the same buys", t["hold_eur"]),
+        ("net vs holding", t["vs_hold_eur"]),
+    ]
     table = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(money.eur(v))}</td></tr>" for k, v in rows)
     per_market = "".join(
         f"<tr><td>{html.escape(m['market'])}</td><td>{money.eur(m['realised_eur'])}</td>"
         f"<td>{money.eur(m['unrealised_eur'])}</td><td>{money.eur(m['fees_eur'])}</td><td>{m['trades']}</td></tr>"
-        for m in t["markets"])
-    span = (f"{clock.to_iso(d.start)[:10] if d.start else 'the start'} to {clock.to_iso(d.end)[:10]}")
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
-             f"<style>{STYLE}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1><p class='note'>{html.escape(t['mode'])} mode, {span};"
-             f" made {html.escape(clock.now_iso())} from the database alone.</p>",
-             "<h2>Profit and loss</h2><table id='pnl'>", table, "</table>",
-             "<h2>Per market</h2><table id='markets'><tr><th>market</th><th>realised</th><th>unrealised</th>"
-             "<th>fees</th><th>fills</th></tr>", per_market, "</table>"]
+        for m in t["markets"]
+    )
+    span = f"{clock.to_iso(d.start)[:10] if d.start else 'the start'} to {clock.to_iso(d.end)[:10]}"
+    parts = [
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(title)}</h1><p class='note'>{html.escape(t['mode'])} mode, {span};"
+        f" made {html.escape(clock.now_iso())} from the database alone.</p>",
+        "<h2>Profit and loss</h2><table id='pnl'>",
+        table,
+        "</table>",
+        "<h2>Per market</h2><table id='markets'><tr><th>market</th><th>realised</th><th>unrealised</th>"
+        "<th>fees</th><th>fills</th></tr>",
+        per_market,
+        "</table>",
+    ]
     for name, svg in charts(d).items():
-        parts.append(f"<h2>{html.escape(name[0].upper() + name[1:])}</h2><div class='chart' id='chart-{html.escape(name.replace(' ', '-'))}'>"
-                     f"{svg}</div>")
+        parts.append(
+            f"<h2>{html.escape(name[0].upper() + name[1:])}</h2><div class='chart' id='chart-{html.escape(name.replace(' ', '-'))}'>"
+            f"{svg}</div>"
+        )
     parts.append("<p class='note'>Guard blocks are kept [scheduler] keep_days; fills, prices and P/L forever.</p>")
     parts.append("</body></html>")
     return "".join(parts)
 
 
-def write(conn: sqlite3.Connection, cfg, path, *, since: datetime | None = None, until: datetime | None = None,
-          title: str = "tinybot report") -> dict:
+def write(
+    conn: sqlite3.Connection,
+    cfg,
+    path,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    title: str = "tinybot report",
+) -> dict:
     """Write the report atomically (a partial file never replaces a good one); return what it holds."""
     import os
     from pathlib import Path
@@ -246,8 +287,12 @@ def write(conn: sqlite3.Connection, cfg, path, *, since: datetime | None = None,
     tmp = path.with_name(path.name + ".partial")
     tmp.write_text(page, encoding="utf-8")
     os.replace(tmp, path)
-    return {"path": str(path), "bytes": len(page.encode()), "charts": page.count("<svg"),
-            "fills": sum(len(v) for v in d.fills.values())}
+    return {
+        "path": str(path),
+        "bytes": len(page.encode()),
+        "charts": page.count("<svg"),
+        "fills": sum(len(v) for v in d.fills.values()),
+    }
 
 
 def digest_png(conn: sqlite3.Connection, cfg, since: datetime, until: datetime) -> bytes:

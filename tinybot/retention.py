@@ -35,6 +35,7 @@ Deleted pages go to SQLite's free list and are reused by new rows, so the
 file stops growing once the window is full; it does not shrink unless you
 ``VACUUM`` (``sqlite-utils vacuum tinybot.db`` with the bot stopped).
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -75,18 +76,25 @@ def _rules(cut: str) -> list[tuple[str, str, tuple]]:
     kinds = ",".join("?" * len(KEEP_EVENT_KINDS))
     final = ",".join("?" * len(FINAL_STATES))
     return [
-        ("guard_decisions",
-         "decided_at < ? AND NOT EXISTS (SELECT 1 FROM trade_executions e"
-         f" WHERE e.id = guard_decisions.execution_id AND e.state NOT IN ({final}))",
-         (cut, *FINAL_STATES)),
+        (
+            "guard_decisions",
+            "decided_at < ? AND NOT EXISTS (SELECT 1 FROM trade_executions e"
+            f" WHERE e.id = guard_decisions.execution_id AND e.state NOT IN ({final}))",
+            (cut, *FINAL_STATES),
+        ),
         ("ticks", "slot < ? AND status != 'running'", (cut,)),
         ("events", f"at < ? AND kind NOT IN ({kinds})", (cut, *KEEP_EVENT_KINDS)),
         ("alert_log", "at < ? AND status != 'sending'", (cut,)),
     ]
 
 
-def prune(conn: sqlite3.Connection, now: datetime | None = None, *, keep_days: int = DEFAULT_KEEP_DAYS,
-          batch: int = DEFAULT_BATCH) -> Pruned:
+def prune(
+    conn: sqlite3.Connection,
+    now: datetime | None = None,
+    *,
+    keep_days: int = DEFAULT_KEEP_DAYS,
+    batch: int = DEFAULT_BATCH,
+) -> Pruned:
     """Delete rows older than ``keep_days`` from the tables that grow with time; one transaction."""
     if keep_days < 1:
         raise ValueError("keep_days must be at least 1")

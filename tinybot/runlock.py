@@ -10,6 +10,7 @@ holder's PID from.
 Never unlink the file: a process could then lock a file that another process
 has just replaced, and two schedulers would run.
 """
+
 from __future__ import annotations
 
 import errno
@@ -28,9 +29,11 @@ class AlreadyRunning(Exception):
     def __init__(self, path: Path, pid: int | None):
         self.path, self.pid = path, pid
         who = f"PID {pid}" if pid else "another process (PID not written yet)"
-        super().__init__(f"tinybot run is already running: {who} holds the lock {path}."
-                         " Stop it first (Ctrl-C in its terminal, or kill -TERM"
-                         f"{' ' + str(pid) if pid else ' <pid>'}); only one scheduler may run per database.")
+        super().__init__(
+            f"tinybot run is already running: {who} holds the lock {path}."
+            " Stop it first (Ctrl-C in its terminal, or kill -TERM"
+            f"{' ' + str(pid) if pid else ' <pid>'}); only one scheduler may run per database."
+        )
 
 
 class RunLock:
@@ -116,4 +119,3 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-

@@ -21,6 +21,7 @@ the next tick by the very thing the owner just looked at.
 
 This module imports nothing heavy: `tinybot kill` imports it.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,7 @@ ERRORS_KEY = "safety.exchange_errors"
 BASELINE_KEY = "safety.pnl_baseline"
 
 
-def check(conn: sqlite3.Connection, cfg, *, tick_ok: bool | None = None,
-          market_data=None, notifier=None) -> list[str]:
+def check(conn: sqlite3.Connection, cfg, *, tick_ok: bool | None = None, market_data=None, notifier=None) -> list[str]:
     """Apply every rule; return the reasons for which trading was turned off *by this call*.
 
     ``tick_ok``: False if this tick failed for a reason other than an
@@ -67,10 +67,13 @@ def check(conn: sqlite3.Connection, cfg, *, tick_ok: bool | None = None,
             fired.append(reason)
     if notifier is not None:
         for row in overdue(conn, cfg):
-            notifier.alert("execution_overdue",
-                           f"execution {row['id']} ({row['market']} {row['side']}) is still {row['state']} after the"
-                           f" moment it could still land; reconcile cannot find it (exchange down?)",
-                           key=f"overdue:{row['id']}", severity="error")
+            notifier.alert(
+                "execution_overdue",
+                f"execution {row['id']} ({row['market']} {row['side']}) is still {row['state']} after the"
+                f" moment it could still land; reconcile cannot find it (exchange down?)",
+                key=f"overdue:{row['id']}",
+                severity="error",
+            )
     turned_off = []
     if fired and killswitch.state(conn)["trading_enabled"]:
         reason = "auto: " + "; ".join(fired)
@@ -82,6 +85,7 @@ def check(conn: sqlite3.Connection, cfg, *, tick_ok: bool | None = None,
 
 # --- the rules: each returns a reason or None ----------------------------------
 
+
 @dataclass(frozen=True)
 class _Since:
     at: str  # ISO time trading was last enabled
@@ -91,7 +95,8 @@ class _Since:
 def _enabled_since(conn: sqlite3.Connection) -> _Since:
     ks = killswitch.state(conn)
     ev = conn.execute(
-        "SELECT MAX(id) FROM events WHERE kind = 'kill_switch' AND detail LIKE 'trading enabled%'").fetchone()[0]
+        "SELECT MAX(id) FROM events WHERE kind = 'kill_switch' AND detail LIKE 'trading enabled%'"
+    ).fetchone()[0]
     return _Since(ks.get("changed_at") or clock.to_iso(clock.from_ms(0)), ev or 0)
 
 
@@ -103,8 +108,10 @@ def consecutive_errors(conn: sqlite3.Connection, cfg, tick_ok: bool | None) -> s
     limit = cfg.safety.max_consecutive_errors
     if count >= limit:
         set_state(conn, ERRORS_KEY, "0")  # after a resume, it takes another full run of errors
-        return (f"{count} ticks in a row failed, not because the exchange was unreachable"
-                f" (safety.max_consecutive_errors = {limit}); `tinybot status` and the log say why")
+        return (
+            f"{count} ticks in a row failed, not because the exchange was unreachable"
+            f" (safety.max_consecutive_errors = {limit}); `tinybot status` and the log say why"
+        )
     set_state(conn, ERRORS_KEY, str(count))
     return None
 
@@ -117,17 +124,21 @@ def unknown_too_long(conn: sqlite3.Connection, cfg, since: _Since) -> str | None
     rows = conn.execute(
         "SELECT id, state, submitting_at FROM trade_executions WHERE state IN ('unknown', 'submitting')"
         " AND submitting_at <= ? AND submitting_at > ? ORDER BY id",
-        (clock.to_iso(cutoff), clock.to_iso(floor))).fetchall()
+        (clock.to_iso(cutoff), clock.to_iso(floor)),
+    ).fetchall()
     if not rows:
         return None
     ids = ", ".join(str(r["id"]) for r in rows)
-    return (f"execution(s) {ids} unresolved for longer than safety.unknown_limit"
-            f" ({clock.format_duration(limit)}); check them with `tinybot reconcile`")
+    return (
+        f"execution(s) {ids} unresolved for longer than safety.unknown_limit"
+        f" ({clock.format_duration(limit)}); check them with `tinybot reconcile`"
+    )
 
 
 def surprise_orders(conn: sqlite3.Connection, since: _Since) -> str | None:
-    rows = conn.execute("SELECT id, detail FROM events WHERE kind = 'surprise_order' AND id > ? ORDER BY id",
-                        (since.event_id,)).fetchall()
+    rows = conn.execute(
+        "SELECT id, detail FROM events WHERE kind = 'surprise_order' AND id > ? ORDER BY id", (since.event_id,)
+    ).fetchall()
     if not rows:
         return None
     return f"reconcile found {len(rows)} order(s) tinybot has no row for: {rows[0]['detail']}"
@@ -161,13 +172,18 @@ def daily_loss(conn: sqlite3.Connection, cfg, market_data, since: _Since) -> str
     raw = get_state(conn, BASELINE_KEY)
     base = json.loads(raw) if raw else None
     if base is None or base["day"] != today or since.event_id != base.get("enabled_event"):
-        set_state(conn, BASELINE_KEY, json.dumps({"day": today, "at": clock.to_iso(now), "equity": str(equity),
-                                                  "enabled_event": since.event_id}))
+        set_state(
+            conn,
+            BASELINE_KEY,
+            json.dumps({"day": today, "at": clock.to_iso(now), "equity": str(equity), "enabled_event": since.event_id}),
+        )
         return None
     loss = Decimal(base["equity"]) - equity
     if loss > limit:
-        return (f"today's realised + unrealised loss €{loss:.2f} is over safety.max_daily_loss_eur"
-                f" (€{limit}) since {base['at']}")
+        return (
+            f"today's realised + unrealised loss €{loss:.2f} is over safety.max_daily_loss_eur"
+            f" (€{limit}) since {base['at']}"
+        )
     return None
 
 
@@ -175,12 +191,18 @@ def overdue(conn: sqlite3.Connection, cfg) -> list[sqlite3.Row]:
     """Executions still unresolved after the moment reconcile may call them absent (reconcile.absent_after)."""
     from .reconcile import absent_after
 
-    return [r for r in conn.execute("SELECT * FROM trade_executions WHERE state IN ('unknown', 'submitting')"
-                                    " AND submitting_at IS NOT NULL ORDER BY id")
-            if absent_after(r, cfg.exchange.reconcile_grace) <= clock.now()]
+    return [
+        r
+        for r in conn.execute(
+            "SELECT * FROM trade_executions WHERE state IN ('unknown', 'submitting')"
+            " AND submitting_at IS NOT NULL ORDER BY id"
+        )
+        if absent_after(r, cfg.exchange.reconcile_grace) <= clock.now()
+    ]
 
 
 # --- tinybot kill --cancel-open -----------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Cancel:
@@ -214,9 +236,20 @@ def cancel_open(conn: sqlite3.Connection, cfg, exchange) -> CancelReport:
     cancelled ``submitted`` execution is recorded at once (``unknown`` and the
     others are left to reconcile, the only code that resolves them).
     """
-    markets = list(dict.fromkeys([*cfg.risk.allowlist, *(r["market"] for r in conn.execute(
-        "SELECT DISTINCT market FROM trade_executions WHERE state IN ('submitted', 'submitting', 'unknown', 'claimed')"
-        " ORDER BY market"))]))
+    markets = list(
+        dict.fromkeys(
+            [
+                *cfg.risk.allowlist,
+                *(
+                    r["market"]
+                    for r in conn.execute(
+                        "SELECT DISTINCT market FROM trade_executions WHERE state IN ('submitted', 'submitting', 'unknown', 'claimed')"
+                        " ORDER BY market"
+                    )
+                ),
+            ]
+        )
+    )
     out: list[Cancel] = []
     unreachable: dict[str, str] = {}
     for market in markets:
@@ -227,8 +260,11 @@ def cancel_open(conn: sqlite3.Connection, cfg, exchange) -> CancelReport:
             continue
         for order in open_orders:
             cid = order.client_order_id
-            row = conn.execute("SELECT * FROM trade_executions WHERE client_order_id = ?", (cid,)).fetchone() \
-                if cid else None
+            row = (
+                conn.execute("SELECT * FROM trade_executions WHERE client_order_id = ?", (cid,)).fetchone()
+                if cid
+                else None
+            )
             if row is None:
                 continue  # not tinybot's
             out.append(_cancel_one(conn, exchange, row, market, cid))
@@ -248,8 +284,18 @@ def _cancel_one(conn: sqlite3.Connection, exchange, row: sqlite3.Row, market: st
             ledger.apply_order(conn, row, exchange.name, after, from_states=("submitted",))
     status = after.status if after is not None else "?"
     with db.transaction(conn):
-        db.event(conn, "order_canceled", f"execution {row['id']}: cancel of {market} order {cid}"
-                 f" {'confirmed' if confirmed else 'not confirmed'}; now {status}",
-                 severity="warning", execution_id=row["id"])
-    return Cancel(row["id"], market, cid, "canceled" if confirmed else "error",
-                  f"now {status}" if confirmed else f"cancel not confirmed; order is {status}")
+        db.event(
+            conn,
+            "order_canceled",
+            f"execution {row['id']}: cancel of {market} order {cid}"
+            f" {'confirmed' if confirmed else 'not confirmed'}; now {status}",
+            severity="warning",
+            execution_id=row["id"],
+        )
+    return Cancel(
+        row["id"],
+        market,
+        cid,
+        "canceled" if confirmed else "error",
+        f"now {status}" if confirmed else f"cancel not confirmed; order is {status}",
+    )

@@ -43,6 +43,7 @@ Before the first tick, ``run`` reconciles in-flight executions and then asks
 the optional start ``gate`` (live mode: doctor's blocking checks); a refused
 start is logged, alerted and returns ``exitcodes.REFUSED_START``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -107,6 +108,7 @@ from .runlock import AlreadyRunning, RunLock, holder_pid, lock_is_held, pid_aliv
 
 # --- slots ------------------------------------------------------------------------
 
+
 def slot_of(now: datetime, interval: timedelta) -> datetime:
     """Start of the aligned slot containing ``now`` (slots count from the epoch, UTC)."""
     step = int(interval.total_seconds() * 1_000_000)
@@ -123,7 +125,9 @@ def claim_slot(conn: sqlite3.Connection, slot: datetime, started_at: str | None 
     with db.transaction(conn):
         cur = conn.execute(
             "INSERT INTO ticks (slot, started_at, status, pid) VALUES (?, ?, 'running', ?)"
-            " ON CONFLICT (slot) DO NOTHING", (clock.to_iso(slot), started_at or clock.now_iso(), os.getpid()))
+            " ON CONFLICT (slot) DO NOTHING",
+            (clock.to_iso(slot), started_at or clock.now_iso(), os.getpid()),
+        )
         return cur.lastrowid if cur.rowcount == 1 else None
 
 
@@ -137,14 +141,17 @@ def finish_tick(conn: sqlite3.Connection, tick_id: int, status: str, summary: st
 
 
 def _finish(conn: sqlite3.Connection, tick_id: int, status: str, summary: str, finished_at: str | None = None) -> None:
-    conn.execute("UPDATE ticks SET status = ?, finished_at = ?, summary = ? WHERE id = ?",
-                 (status, finished_at or clock.now_iso(), summary[:4000], tick_id))
+    conn.execute(
+        "UPDATE ticks SET status = ?, finished_at = ?, summary = ? WHERE id = ?",
+        (status, finished_at or clock.now_iso(), summary[:4000], tick_id),
+    )
 
 
 @dataclass
 class TickRecord:
     """A loop tick's row not written yet: ``tick_id`` None = the slot was never claimed (nothing the tick
     did needed a claim), the row is inserted whole."""
+
     slot: datetime
     started_at: str
     tick_id: int | None = None
@@ -158,10 +165,18 @@ class TickRecord:
         if self.tick_id is not None:
             _finish(conn, self.tick_id, self.status, self.summary, self.finished_at)
         else:
-            conn.execute("INSERT INTO ticks (slot, started_at, finished_at, status, pid, summary)"
-                         " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (slot) DO NOTHING",
-                         (clock.to_iso(self.slot), self.started_at, self.finished_at or clock.now_iso(),
-                          self.status, os.getpid(), self.summary[:4000]))
+            conn.execute(
+                "INSERT INTO ticks (slot, started_at, finished_at, status, pid, summary)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (slot) DO NOTHING",
+                (
+                    clock.to_iso(self.slot),
+                    self.started_at,
+                    self.finished_at or clock.now_iso(),
+                    self.status,
+                    os.getpid(),
+                    self.summary[:4000],
+                ),
+            )
 
 
 def abandon_dead_ticks(conn: sqlite3.Connection) -> list[int]:
@@ -169,16 +184,27 @@ def abandon_dead_ticks(conn: sqlite3.Connection) -> list[int]:
     with db.transaction(conn):
         rows = conn.execute("SELECT id, pid FROM ticks WHERE status = 'running'").fetchall()
         for r in rows:
-            conn.execute("UPDATE ticks SET status = 'failed', finished_at = ?, summary = ? WHERE id = ?",
-                         (clock.now_iso(), f"abandoned: process {r['pid']} ended mid-tick", r["id"]))
+            conn.execute(
+                "UPDATE ticks SET status = 'failed', finished_at = ?, summary = ? WHERE id = ?",
+                (clock.now_iso(), f"abandoned: process {r['pid']} ended mid-tick", r["id"]),
+            )
     return [r["id"] for r in rows]
 
 
 # --- heartbeat and liveness ------------------------------------------------------
 
-def heartbeat(conn: sqlite3.Connection, cfg: Config, state: str, *, started_at: str,
-              next_tick: datetime | None, detail: str = "", ticks: list[TickRecord] = (),
-              restamp: tuple[str, bool] | None = None) -> None:
+
+def heartbeat(
+    conn: sqlite3.Connection,
+    cfg: Config,
+    state: str,
+    *,
+    started_at: str,
+    next_tick: datetime | None,
+    detail: str = "",
+    ticks: list[TickRecord] = (),
+    restamp: tuple[str, bool] | None = None,
+) -> None:
     """The heartbeat row, the loop's tick rows not written yet and, ``restamp`` = (read at, balances read),
     the new time of prices and balances read unchanged since they were written, in one commit."""
     with db.transaction(conn):
@@ -194,8 +220,16 @@ def heartbeat(conn: sqlite3.Connection, cfg: Config, state: str, *, started_at: 
             " VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid,"
             " state = excluded.state, started_at = excluded.started_at, beat_at = excluded.beat_at,"
             " interval_s = excluded.interval_s, next_tick_at = excluded.next_tick_at, detail = excluded.detail",
-            (os.getpid(), state, started_at, clock.now_iso(), int(cfg.scheduler.interval.total_seconds()),
-             clock.to_iso(next_tick) if next_tick else None, detail))
+            (
+                os.getpid(),
+                state,
+                started_at,
+                clock.now_iso(),
+                int(cfg.scheduler.interval.total_seconds()),
+                clock.to_iso(next_tick) if next_tick else None,
+                detail,
+            ),
+        )
 
 
 def beat_every(interval: timedelta) -> timedelta:
@@ -261,6 +295,7 @@ def liveness(conn: sqlite3.Connection, cfg: Config) -> dict:
 
 # --- the tick ---------------------------------------------------------------------
 
+
 class Interrupted(Exception):
     """SIGINT/SIGTERM arrived; the tick stops before its next step."""
 
@@ -323,7 +358,8 @@ def _eur(d) -> str:
 def is_db_locked(e: BaseException) -> bool:
     """SQLite gave up waiting for another process's write lock (past the busy timeout)."""
     return isinstance(e, sqlite3.OperationalError) and any(
-        w in str(e).lower() for w in ("database is locked", "database is busy", "database table is locked"))
+        w in str(e).lower() for w in ("database is locked", "database is busy", "database table is locked")
+    )
 
 
 def network_failure(exc: BaseException) -> bool | None:
@@ -344,8 +380,9 @@ def network_failure(exc: BaseException) -> bool | None:
             return True
         if ccxt is not None and isinstance(e, ccxt.NetworkError):
             return True  # RequestTimeout, ExchangeNotAvailable (5xx, 109), DDoSProtection, rate limits
-        if ccxt is not None and isinstance(e, (ccxt.AuthenticationError, ccxt.PermissionDenied,
-                                               ccxt.BadRequest, ccxt.BadSymbol)):
+        if ccxt is not None and isinstance(
+            e, (ccxt.AuthenticationError, ccxt.PermissionDenied, ccxt.BadRequest, ccxt.BadSymbol)
+        ):
             return False
         e = e.__cause__ or e.__context__
     return None
@@ -363,10 +400,18 @@ class Scheduler:
     reasons to refuse the start (an empty list: go).
     """
 
-    def __init__(self, cfg: Config, conn: sqlite3.Connection | None = None, *,
-                 echo: Callable[[str], None] = print, read_only=None, trading=None,
-                 before_tick: Callable[[datetime], None] | None = None, cache_candles: bool = True,
-                 gate: Callable[["Scheduler"], list[str]] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        conn: sqlite3.Connection | None = None,
+        *,
+        echo: Callable[[str], None] = print,
+        read_only=None,
+        trading=None,
+        before_tick: Callable[[datetime], None] | None = None,
+        cache_candles: bool = True,
+        gate: Callable[["Scheduler"], list[str]] | None = None,
+    ):
         self.cfg = cfg
         self.conn = conn
         self.echo = echo
@@ -464,8 +509,10 @@ class Scheduler:
                 now = time.monotonic()
                 if since is None:
                     since = now
-                    msg = (f"database {self.cfg.db_path} is locked by another process ({what}); waiting for it"
-                           f" (an open `sqlite3` shell or a long command?); retrying with backoff")
+                    msg = (
+                        f"database {self.cfg.db_path} is locked by another process ({what}); waiting for it"
+                        f" (an open `sqlite3` shell or a long command?); retrying with backoff"
+                    )
                     self.echo("  " + msg)
                     log.warning("%s", msg)
                 else:
@@ -473,7 +520,9 @@ class Scheduler:
                 if patience_s is not None and now - since >= patience_s:
                     raise
                 if self.stop_reason and patience_s is None:
-                    raise Interrupted(f"interrupted by {self.stop_reason} while waiting for the database lock") from None
+                    raise Interrupted(
+                        f"interrupted by {self.stop_reason} while waiting for the database lock"
+                    ) from None
                 self._sleep(delay)
                 delay = min(delay * 2, LOCK_RETRY_MAX_S)
 
@@ -492,9 +541,13 @@ class Scheduler:
         set_state(conn, OUTAGE_KEY, since)
         why = "; ".join(report.errors[-2:]) or "no answer"
         log.warning("exchange outage started at %s: trading paused: %s", since, why)
-        self._alert("exchange_outage", f"exchange unreachable since {since}: trading is paused (nothing is sent)"
-                    f" until it answers again and reconcile is clean; tinybot resumes by itself. Last error: {why}",
-                    key=f"exchange_outage:{since}", severity="warning")
+        self._alert(
+            "exchange_outage",
+            f"exchange unreachable since {since}: trading is paused (nothing is sent)"
+            f" until it answers again and reconcile is clean; tinybot resumes by itself. Last error: {why}",
+            key=f"exchange_outage:{since}",
+            severity="warning",
+        )
 
     def _end_outage(self, conn, report: "TickReport") -> None:
         from .db import set_state
@@ -506,8 +559,12 @@ class Scheduler:
         took = clock.format_duration(clock.now() - clock.from_iso(since))
         report.notes.append(f"exchange back after {took}; trading resumes")
         log.warning("exchange outage since %s is over (%s): reconcile clean, trading resumes", since, took)
-        self._alert("exchange_back", f"exchange answers again after {took} (outage since {since}); reconcile is"
-                    " clean and trading resumes", key=f"exchange_back:{since}", severity="info")
+        self._alert(
+            "exchange_back",
+            f"exchange answers again after {took} (outage since {since}); reconcile is clean and trading resumes",
+            key=f"exchange_back:{since}",
+            severity="info",
+        )
 
     def _unreachable_now(self) -> bool:
         """Does the exchange answer at all?  Market data (public) and the balance (private, read key):
@@ -533,12 +590,13 @@ class Scheduler:
         """The automatic kill switch rules (tinybot.safety).  tick_ok feeds the consecutive-errors count."""
         from . import safety
 
-        turned_off = safety.check(conn, self.cfg, tick_ok=tick_ok,
-                                  market_data=self._tick_ro or self._ro,
-                                  notifier=self.notifier())
+        turned_off = safety.check(
+            conn, self.cfg, tick_ok=tick_ok, market_data=self._tick_ro or self._ro, notifier=self.notifier()
+        )
         if turned_off:
-            report.errors.append("KILL SWITCH turned trading OFF: " + "; ".join(turned_off)
-                                 + " (`tinybot resume` after checking)")
+            report.errors.append(
+                "KILL SWITCH turned trading OFF: " + "; ".join(turned_off) + " (`tinybot resume` after checking)"
+            )
 
     def _after_tick(self, conn, report: TickReport) -> None:
         """Outage bookkeeping, the consecutive-errors count, then the alerts (events, block summary)."""
@@ -626,14 +684,19 @@ class Scheduler:
             else:
                 from .exchange.base import ExchangeError
 
-                report.errors.append(f"{self.step}: {e}" if isinstance(e, ExchangeError)
-                                     else f"{self.step}: {type(e).__name__}: {e}")
+                report.errors.append(
+                    f"{self.step}: {e}" if isinstance(e, ExchangeError) else f"{self.step}: {type(e).__name__}: {e}"
+                )
                 log.error("tick %s failed in %s:\n%s", tick_id, self.step, traceback.format_exc())
             try:
                 # an outage is alerted once when it starts (and once when it ends), not every tick
                 with db.transaction(conn):
-                    ledger.event(conn, "tick_failed", f"slot {clock.to_iso(slot)}: {report.errors[-1]}",
-                                 severity="info" if report.outage else "error")
+                    ledger.event(
+                        conn,
+                        "tick_failed",
+                        f"slot {clock.to_iso(slot)}: {report.errors[-1]}",
+                        severity="info" if report.outage else "error",
+                    )
             except sqlite3.Error:
                 log.exception("could not record the failed tick as an event")
         finally:
@@ -650,8 +713,11 @@ class Scheduler:
         if lazy:
             self._unwritten.append(t)  # written with the heartbeat right after (or, idle, within beat_every)
         else:
-            self.write("recording the tick", lambda: finish_tick(conn, t.tick_id, status, line),
-                       patience_s=FINAL_WRITE_PATIENCE_S if self.stop_reason else None)
+            self.write(
+                "recording the tick",
+                lambda: finish_tick(conn, t.tick_id, status, line),
+                patience_s=FINAL_WRITE_PATIENCE_S if self.stop_reason else None,
+            )
         self._log_tick(tick_id, report, line)
         if report.status in ("ok", "failed"):  # the outside view: a dead Pi goes silent (never raises)
             from . import heartbeat as outside
@@ -664,9 +730,14 @@ class Scheduler:
     @staticmethod
     def is_idle(report: TickReport) -> bool:
         """Nothing happened: no proposal, order, block, note, error or failure (its row may wait)."""
-        return (report.status == "ok" and not report.outage and not report.reconcile_failed
-                and not (report.proposals or report.waiting or report.orders or report.blocks
-                         or report.notes or report.errors))
+        return (
+            report.status == "ok"
+            and not report.outage
+            and not report.reconcile_failed
+            and not (
+                report.proposals or report.waiting or report.orders or report.blocks or report.notes or report.errors
+            )
+        )
 
     def _log_tick(self, tick_id, report: TickReport, line: str) -> None:
         """A tick that did something: INFO.  Idle ticks: DEBUG, and one INFO line an hour counts them."""
@@ -679,8 +750,11 @@ class Scheduler:
         if self._idle_since is None:
             self._idle_since = now
         elif now - self._idle_since >= IDLE_LOG_EVERY:
-            log.info("%s idle ticks since %s (nothing to do; each at DEBUG)", self._idle_count,
-                     clock.to_iso(self._idle_since))
+            log.info(
+                "%s idle ticks since %s (nothing to do; each at DEBUG)",
+                self._idle_count,
+                clock.to_iso(self._idle_since),
+            )
             self._idle_count, self._idle_since = 0, now
 
     def _prune(self, conn) -> None:
@@ -706,9 +780,11 @@ class Scheduler:
         tickers, balances = dict(snap.tickers), dict(snap.balances) if balances_read else None
         # the loop writes prices and balances read unchanged only as a new `at`, with its next heartbeat (every
         # beat_every after idle ticks: SD-card wear); `at` is then never later than the read it stands for
-        seen = (clock.now().strftime("%Y%m%d%H"),  # a new hour: a new price_log row
-                sorted((m, t.bid, t.ask, t.last) for m, t in tickers.items()),
-                None if balances is None else sorted((a, b.available, b.in_order) for a, b in balances.items()))
+        seen = (
+            clock.now().strftime("%Y%m%d%H"),  # a new hour: a new price_log row
+            sorted((m, t.bid, t.ask, t.last) for m, t in tickers.items()),
+            None if balances is None else sorted((a, b.available, b.in_order) for a, b in balances.items()),
+        )
         if seen == self._snapshot_seen and self.lazy_ticks:
             self._restamp = (clock.now_iso(), balances is not None)  # with the next heartbeat (_beat)
             return
@@ -795,8 +871,9 @@ class Scheduler:
         self._execute_approved(conn, report)
 
         self._checkpoint("sync")
-        if conn.execute("SELECT 1 FROM trade_executions WHERE state IN ('submitting', 'submitted', 'unknown')"
-                        " LIMIT 1").fetchone():
+        if conn.execute(
+            "SELECT 1 FROM trade_executions WHERE state IN ('submitting', 'submitted', 'unknown') LIMIT 1"
+        ).fetchone():
             rec = reconcile.reconcile(conn, cfg, ro, surprises=False)
             for c in rec.changes:
                 report.notes.append(f"synced #{c.execution_id}: {c.before}→{c.after}")
@@ -810,8 +887,16 @@ class Scheduler:
             report.waiting.append(pid)
             return
         row = proposals.get(conn, pid)
-        ctx = guards.Context(conn, self.cfg, clock.now(), row, None, snap.markets.get(row["market"]),
-                             snap.tickers.get(row["market"]), dict(snap.balances))
+        ctx = guards.Context(
+            conn,
+            self.cfg,
+            clock.now(),
+            row,
+            None,
+            snap.markets.get(row["market"]),
+            snap.tickers.get(row["market"]),
+            dict(snap.balances),
+        )
         verdicts = [g(ctx) for g in (guards.allowlist, guards.max_trade, guards.daily_cap, guards.exposure_cap)]
         blocks = [v for v in verdicts if not v.ok]
         if blocks:
@@ -830,7 +915,9 @@ class Scheduler:
         rows = conn.execute(
             "SELECT p.id FROM proposals p LEFT JOIN trade_executions e ON e.proposal_id = p.id"
             " WHERE p.status = 'approved' AND p.expires_at > ? AND (e.id IS NULL OR e.state = 'claimed')"
-            " ORDER BY p.id", (clock.now_iso(),)).fetchall()
+            " ORDER BY p.id",
+            (clock.now_iso(),),
+        ).fetchall()
         for r in rows:
             self._checkpoint(f"execute #{r['id']}")
             self.claim(conn)
@@ -840,12 +927,20 @@ class Scheduler:
                 report.errors.append(str(e))
                 continue
             self.notifier().execution(res)
-            ex = conn.execute("SELECT * FROM trade_executions WHERE id = ?", (res.execution_id,)).fetchone() \
-                if res.execution_id else None
+            ex = (
+                conn.execute("SELECT * FROM trade_executions WHERE id = ?", (res.execution_id,)).fetchone()
+                if res.execution_id
+                else None
+            )
             if res.state == "blocked":
-                codes = [d["reason_code"] for d in conn.execute(
-                    "SELECT reason_code FROM guard_decisions WHERE execution_id = ? AND verdict = 'block'"
-                    " ORDER BY id", (res.execution_id,))]
+                codes = [
+                    d["reason_code"]
+                    for d in conn.execute(
+                        "SELECT reason_code FROM guard_decisions WHERE execution_id = ? AND verdict = 'block'"
+                        " ORDER BY id",
+                        (res.execution_id,),
+                    )
+                ]
                 report.blocks.append(f"#{r['id']} {'+'.join(codes) or res.reason}")
                 log.info("proposal %s blocked: %s", r["id"], res.reason)
             elif res.state == "claimed":
@@ -861,8 +956,9 @@ class Scheduler:
                 log.info("proposal %s: %s", r["id"], desc)
 
     # -- the loop --
-    def run(self, *, once: bool = False, until: datetime | None = None,
-            sleep: Callable[[float], None] | None = None) -> int:
+    def run(
+        self, *, once: bool = False, until: datetime | None = None, sleep: Callable[[float], None] | None = None
+    ) -> int:
         """Hold the lock and tick until stopped (or once).  Returns the exit code (tinybot.exitcodes).
 
         Raises ``AlreadyRunning`` if another process holds the lock.  ``once``:
@@ -940,11 +1036,20 @@ class Scheduler:
 
     def _start(self, conn, interval) -> str | None:
         """Say it started, reconcile what a crash left in doubt, then the start gate: why it refuses, or None."""
-        log.info("scheduler started: pid %s, mode %s, interval %s, approval %s, advisors %s",
-                 os.getpid(), self.cfg.mode, clock.format_duration(interval), self.cfg.scheduler.approval,
-                 ", ".join(self.cfg.active_advisors) or "(none)")
-        self.write("heartbeat", lambda: heartbeat(conn, self.cfg, "running", started_at=self.started_at,
-                                                  next_tick=clock.now(), detail="starting"))
+        log.info(
+            "scheduler started: pid %s, mode %s, interval %s, approval %s, advisors %s",
+            os.getpid(),
+            self.cfg.mode,
+            clock.format_duration(interval),
+            self.cfg.scheduler.approval,
+            ", ".join(self.cfg.active_advisors) or "(none)",
+        )
+        self.write(
+            "heartbeat",
+            lambda: heartbeat(
+                conn, self.cfg, "running", started_at=self.started_at, next_tick=clock.now(), detail="starting"
+            ),
+        )
         self._startup_reconcile(conn)
         if self.gate is not None:
             reasons = self.gate(self)
@@ -966,8 +1071,11 @@ class Scheduler:
     def _beat_between_ticks(self, conn, wake: datetime, not_before: datetime | None) -> None:
         state = "backing_off" if not_before and not_before > clock.now() else "running"
         outage = self.outage_since(conn)
-        detail = (f"exchange unreachable since {outage}: trading paused; {self.failures} outage tick(s)"
-                  " in a row" if outage else "")
+        detail = (
+            f"exchange unreachable since {outage}: trading paused; {self.failures} outage tick(s) in a row"
+            if outage
+            else ""
+        )
         self._beat(conn, state, wake, detail)
 
     def _due(self, last: datetime, now: datetime) -> bool:
@@ -975,21 +1083,45 @@ class Scheduler:
         interval = self.cfg.scheduler.interval
         return now - last >= beat_every(interval) - interval / 2
 
-    def _beat(self, conn, state: str, next_tick: datetime | None, detail: str, *, force: bool = False,
-              patience_s: float | None = None) -> None:
+    def _beat(
+        self,
+        conn,
+        state: str,
+        next_tick: datetime | None,
+        detail: str,
+        *,
+        force: bool = False,
+        patience_s: float | None = None,
+    ) -> None:
         """The heartbeat, with the tick rows not written yet, in one commit.  After idle ticks only, and
         the same state and detail as last written, nothing is written until beat_every has passed:
         `status` allows for that (``stale_after``)."""
         now = clock.now()
         busy = any(not t.idle for t in self._unwritten)
-        if not (force or busy or self._beat_at is None or self._beat_said != (state, detail)
-                or self._due(self._beat_at, now)):
+        if not (
+            force
+            or busy
+            or self._beat_at is None
+            or self._beat_said != (state, detail)
+            or self._due(self._beat_at, now)
+        ):
             return
         rows, restamp = list(self._unwritten), self._restamp
-        self.write("heartbeat", lambda: heartbeat(conn, self.cfg, state, started_at=self.started_at,
-                                                  next_tick=next_tick, detail=detail, ticks=rows, restamp=restamp),
-                   patience_s=patience_s)
-        del self._unwritten[:len(rows)]
+        self.write(
+            "heartbeat",
+            lambda: heartbeat(
+                conn,
+                self.cfg,
+                state,
+                started_at=self.started_at,
+                next_tick=next_tick,
+                detail=detail,
+                ticks=rows,
+                restamp=restamp,
+            ),
+            patience_s=patience_s,
+        )
+        del self._unwritten[: len(rows)]
         if self._restamp == restamp:
             self._restamp = None
         self._beat_at, self._beat_said = now, (state, detail)
@@ -997,8 +1129,9 @@ class Scheduler:
     def _startup_reconcile(self, conn) -> None:
         """In-flight executions (submitting/unknown, e.g. after a kill -9 mid-order) are resolved first:
         the start gate then judges the account as it really is.  Failures are logged; ticks try again."""
-        if not conn.execute("SELECT 1 FROM trade_executions WHERE state IN ('submitting', 'unknown', 'submitted')"
-                            " LIMIT 1").fetchone():
+        if not conn.execute(
+            "SELECT 1 FROM trade_executions WHERE state IN ('submitting', 'unknown', 'submitted') LIMIT 1"
+        ).fetchone():
             return
         from . import reconcile
 
@@ -1022,9 +1155,11 @@ class Scheduler:
             return
         if hb is None or hb["state"] == "stopped":
             return
-        text = (f"the previous `tinybot run` (pid {hb['pid']}, started {hb['started_at']}) ended without"
-                f" stopping (killed, crashed or power lost); its last sign of life was {hb['beat_at']}."
-                " This run starts with a reconcile.")
+        text = (
+            f"the previous `tinybot run` (pid {hb['pid']}, started {hb['started_at']}) ended without"
+            f" stopping (killed, crashed or power lost); its last sign of life was {hb['beat_at']}."
+            " This run starts with a reconcile."
+        )
         log.error("%s", text)
         self._alert("bot_died", text, key=f"bot_died:{hb['pid']}:{hb['started_at']}", severity="error")
 
@@ -1046,21 +1181,33 @@ class Scheduler:
         else:
             log.info("scheduler stopped (%s)", detail)
         if refused:
-            self._alert("start_refused", f"tinybot run REFUSED TO START (exit {exitcodes.REFUSED_START}; systemd"
-                        f" does not retry it): {refused}. Fix it, check with `tinybot doctor`, then start it again.",
-                        key=f"start_refused:{refused}", severity="error")
+            self._alert(
+                "start_refused",
+                f"tinybot run REFUSED TO START (exit {exitcodes.REFUSED_START}; systemd"
+                f" does not retry it): {refused}. Fix it, check with `tinybot doctor`, then start it again.",
+                key=f"start_refused:{refused}",
+                severity="error",
+            )
             return
         if once and not died:
             return  # cron's `run --once` every few minutes: its stop is not news
         try:
             where = f"{self.cfg.path.parent}"
             if died:
-                self._alert("bot_stopped", f"tinybot run DIED ({died}); the traceback is in {self.cfg.log_path}."
-                            " Trading stops until it runs again (systemd restarts it if configured).",
-                            key=f"bot_stopped:{os.getpid()}:{self.started_at}", severity="error")
+                self._alert(
+                    "bot_stopped",
+                    f"tinybot run DIED ({died}); the traceback is in {self.cfg.log_path}."
+                    " Trading stops until it runs again (systemd restarts it if configured).",
+                    key=f"bot_stopped:{os.getpid()}:{self.started_at}",
+                    severity="error",
+                )
             else:
-                self._alert("bot_stopped", f"tinybot run stopped ({detail}) in {where}; nothing trades until it"
-                            " runs again.", key=f"bot_stopped:{os.getpid()}:{self.started_at}", severity="warning")
+                self._alert(
+                    "bot_stopped",
+                    f"tinybot run stopped ({detail}) in {where}; nothing trades until it runs again.",
+                    key=f"bot_stopped:{os.getpid()}:{self.started_at}",
+                    severity="warning",
+                )
         except Exception:
             log.exception("could not send the bot-stopped alert")
 
@@ -1103,6 +1250,7 @@ class Scheduler:
 
 # --- the log file -----------------------------------------------------------------
 
+
 class _UTCFormatter(logging.Formatter):
     converter = time.gmtime
 
@@ -1113,7 +1261,8 @@ def attach_log_file(cfg: Config) -> logging.Handler:
     import logging.handlers  # here: `tinybot status` imports this module for liveness() and needs no file handler
 
     handler = logging.handlers.RotatingFileHandler(
-        cfg.log_path, maxBytes=cfg.scheduler.log_max_bytes, backupCount=cfg.scheduler.log_backups, encoding="utf-8")
+        cfg.log_path, maxBytes=cfg.scheduler.log_max_bytes, backupCount=cfg.scheduler.log_backups, encoding="utf-8"
+    )
     handler.setFormatter(_UTCFormatter("%(asctime)sZ %(levelname)s %(name)s [%(process)d] %(message)s"))
     root = logging.getLogger("tinybot")
     root.addHandler(handler)

@@ -19,6 +19,7 @@ Two readers, one parser:
 
 This module imports nothing from tinybot at load time (config imports it).
 """
+
 from __future__ import annotations
 
 import os
@@ -48,12 +49,13 @@ def _error(message: str) -> Exception:
 
 # --- the file ---------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class FileProblem:
     """Why tinybot will not read a secrets file, and the command that fixes it."""
 
     what: str  # "readable by others (mode 644)"
-    fix: str   # "chmod 600 /home/pi/.tinybot/secrets.env"
+    fix: str  # "chmod 600 /home/pi/.tinybot/secrets.env"
 
 
 def file_problem(path: Path) -> FileProblem | None:
@@ -118,6 +120,7 @@ def lookup(path: Path | None, name: str) -> str | None:
 
 
 # --- what must never be shown --------------------------------------------------------
+
 
 def split_urls(text: str | None) -> list[str]:
     """TINYBOT_ALERT_URLS holds several URLs, separated by spaces or commas."""

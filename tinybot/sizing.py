@@ -17,6 +17,7 @@ Three rules keep tinybot out of that corner, each a guard with a reason code
 Also here: what a buy can spend at most, fee and slippage included, which is
 what every cap counts (``max_spend_eur``).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,8 +49,13 @@ def max_spend_eur(cfg, *, amount_quote: Decimal | None, amount: Decimal | None, 
     """
     if amount_quote is None and ask is None:
         return None
-    return fees.max_spend_eur(amount_quote=amount_quote, amount=None if amount_quote is not None else amount,
-                              price=ask, slippage=slippage(cfg), rate=fee_rate(cfg))
+    return fees.max_spend_eur(
+        amount_quote=amount_quote,
+        amount=None if amount_quote is not None else amount,
+        price=ask,
+        slippage=slippage(cfg),
+        rate=fee_rate(cfg),
+    )
 
 
 def min_sellable_eur(cfg, min_quote: Decimal = EXCHANGE_MINIMUM_EUR) -> Decimal:
@@ -85,8 +91,13 @@ class Stranded:
     top_up_eur: Decimal  # the smallest buy that makes it sellable again
 
     def as_dict(self) -> dict:
-        return {"market": self.market, "base": str(self.base), "value_eur": str(self.value_eur.quantize(CENT)),
-                "minimum_eur": str(self.minimum_eur), "top_up_eur": str(self.top_up_eur)}
+        return {
+            "market": self.market,
+            "base": str(self.base),
+            "value_eur": str(self.value_eur.quantize(CENT)),
+            "minimum_eur": str(self.minimum_eur),
+            "top_up_eur": str(self.top_up_eur),
+        }
 
 
 def stranded(cfg, positions: dict[str, Decimal], tickers: dict, markets: dict | None = None) -> list[Stranded]:

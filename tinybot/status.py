@@ -1,4 +1,5 @@
 """What the bot knows, read from the database only (no exchange, no ccxt)."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -13,21 +14,33 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
     now = clock.now()
     spent = guards.spent_today(conn, now, tz=cfg.tz)
     exposed = guards.exposure(conn)
-    balances = {r["asset"]: {"available": r["available"], "in_order": r["in_order"]}
-                for r in conn.execute("SELECT * FROM paper_balances ORDER BY asset")} if cfg.mode == "paper" else None
+    balances = (
+        {
+            r["asset"]: {"available": r["available"], "in_order": r["in_order"]}
+            for r in conn.execute("SELECT * FROM paper_balances ORDER BY asset")
+        }
+        if cfg.mode == "paper"
+        else None
+    )
     # compared as numbers: a position sold to nothing can be stored as "0E-8", which is not the text '0'
     positions = [dict(r) for r in conn.execute("SELECT * FROM positions ORDER BY market") if Decimal(r["base"]) != 0]
     pending = conn.execute(
         "SELECT COUNT(*) FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at > ?"
-        " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)", (clock.to_iso(now),)
+        " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)",
+        (clock.to_iso(now),),
     ).fetchone()[0]
     expired = conn.execute(  # past expiry, not yet marked by a tick: expired all the same
         "SELECT COUNT(*) FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at <= ?"
-        " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)", (clock.to_iso(now),)
+        " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)",
+        (clock.to_iso(now),),
     ).fetchone()[0]
-    unresolved = [execution(r) for r in conn.execute(
-        "SELECT id, proposal_id, market, side, state, reason, submitting_at FROM trade_executions"
-        " WHERE state IN ('claimed', 'submitting', 'unknown') ORDER BY id")]
+    unresolved = [
+        execution(r)
+        for r in conn.execute(
+            "SELECT id, proposal_id, market, side, state, reason, submitting_at FROM trade_executions"
+            " WHERE state IN ('claimed', 'submitting', 'unknown') ORDER BY id"
+        )
+    ]
     from . import pnl
     from .scheduler import liveness
 
@@ -36,8 +49,10 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         rows = conn.execute("SELECT * FROM account_balances ORDER BY asset").fetchall()
         at = max((r["at"] for r in rows), default=None)
         live_balances = {
-            "at": at, "age_s": int((now - clock.from_iso(at)).total_seconds()) if at else None,
-            "assets": {r["asset"]: {"available": r["available"], "in_order": r["in_order"]} for r in rows}}
+            "at": at,
+            "age_s": int((now - clock.from_iso(at)).total_seconds()) if at else None,
+            "assets": {r["asset"]: {"available": r["available"], "in_order": r["in_order"]} for r in rows},
+        }
     money = pnl.report(conn, cfg)
     return {
         "now": clock.to_iso(now),
@@ -48,15 +63,23 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "paper_balances": balances,
         "live_balances": live_balances,
         "positions": positions,
-        "pnl": {k: money[k] for k in ("realised_eur", "unrealised_eur", "fees_eur", "llm_cost_eur", "net_eur",
-                                      "hold_eur", "prices_at")},
+        "pnl": {
+            k: money[k]
+            for k in ("realised_eur", "unrealised_eur", "fees_eur", "llm_cost_eur", "net_eur", "hold_eur", "prices_at")
+        },
         "stranded": money["stranded"],
         "caps": {
             "max_trade_eur": plain(cfg.risk.max_trade_eur),
-            "daily": {"used_eur": _eur(spent), "cap_eur": plain(cfg.risk.max_daily_eur),
-                      "left_eur": _eur(max(cfg.risk.max_daily_eur - spent, Decimal(0)))},
-            "exposure": {"used_eur": _eur(exposed), "cap_eur": plain(cfg.risk.max_exposure_eur),
-                         "left_eur": _eur(max(cfg.risk.max_exposure_eur - exposed, Decimal(0)))},
+            "daily": {
+                "used_eur": _eur(spent),
+                "cap_eur": plain(cfg.risk.max_daily_eur),
+                "left_eur": _eur(max(cfg.risk.max_daily_eur - spent, Decimal(0))),
+            },
+            "exposure": {
+                "used_eur": _eur(exposed),
+                "cap_eur": plain(cfg.risk.max_exposure_eur),
+                "left_eur": _eur(max(cfg.risk.max_exposure_eur - exposed, Decimal(0))),
+            },
         },
         "allowlist": list(cfg.risk.allowlist),
         "pending_proposals": pending,
@@ -138,7 +161,12 @@ def why(conn: sqlite3.Connection, proposal_id: int) -> dict:
     p = proposal(proposals.get(conn, proposal_id))
     ex = conn.execute("SELECT * FROM trade_executions WHERE proposal_id = ?", (proposal_id,)).fetchone()
     p["status"] = proposals.effective_status(p["status"], p["expires_at"], ex is not None)
-    decisions = [dict(r) for r in conn.execute(
-        "SELECT stage, guard, verdict, reason_code, detail, decided_at FROM guard_decisions WHERE proposal_id = ?"
-        " ORDER BY id", (proposal_id,))]
+    decisions = [
+        dict(r)
+        for r in conn.execute(
+            "SELECT stage, guard, verdict, reason_code, detail, decided_at FROM guard_decisions WHERE proposal_id = ?"
+            " ORDER BY id",
+            (proposal_id,),
+        )
+    ]
     return {"proposal": p, "execution": execution(ex) if ex else None, "decisions": decisions}

@@ -18,6 +18,7 @@ What tinybot can say, and from where:
   from Bitvavo's public candles when missing;
 * the year's fills, fees, realised result (average cost, as `tinybot pnl`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -28,8 +29,10 @@ from zoneinfo import ZoneInfo
 from . import clock, money, pnl
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
-DISCLAIMER = ("A worksheet from tinybot's own records, not tax advice: check every figure against Bitvavo's"
-              " statements and the Belastingdienst's rules for your year.")
+DISCLAIMER = (
+    "A worksheet from tinybot's own records, not tax advice: check every figure against Bitvavo's"
+    " statements and the Belastingdienst's rules for your year."
+)
 
 
 class TaxError(Exception):
@@ -69,9 +72,11 @@ def price_at(conn, market: str, at: datetime, client=None) -> PricePoint:
         before = [c for c in found if c.timestamp_ms < at_ms]
         if before:
             return PricePoint(before[-1].close, before[-1].timestamp_ms, f"close of the last {interval} candle before")
-    raise TaxError(f"no Bitvavo price for {market} at {clock.to_iso(at)}: fetch candles around it with"
-                   f" `tinybot data fetch {market} --interval 1m --since {clock.to_iso(at - timedelta(hours=1))[:16]}`"
-                   " (needs the network) or import them")
+    raise TaxError(
+        f"no Bitvavo price for {market} at {clock.to_iso(at)}: fetch candles around it with"
+        f" `tinybot data fetch {market} --interval 1m --since {clock.to_iso(at - timedelta(hours=1))[:16]}`"
+        " (needs the network) or import them"
+    )
 
 
 def holdings_at(conn, cfg, at: datetime) -> tuple[dict[str, Decimal], str]:
@@ -96,11 +101,24 @@ def snapshot(conn, cfg, at: datetime, client=None) -> dict:
         p = price_at(conn, f"{asset}-EUR", at, client)
         value = amount * p.price
         crypto += value
-        lines.append({"asset": asset, "amount": money.plain(amount), "price_eur": money.plain(p.price),
-                      "price_source": p.how, "value_eur": money.cents(value)})
-    return {"at": clock.to_iso(at), "at_local": at.astimezone(AMSTERDAM).isoformat(),
-            "savings_eur": money.cents(eur), "other_assets_eur": money.cents(crypto),
-            "total_eur": money.cents(eur + crypto), "crypto": lines, "note": note}
+        lines.append(
+            {
+                "asset": asset,
+                "amount": money.plain(amount),
+                "price_eur": money.plain(p.price),
+                "price_source": p.how,
+                "value_eur": money.cents(value),
+            }
+        )
+    return {
+        "at": clock.to_iso(at),
+        "at_local": at.astimezone(AMSTERDAM).isoformat(),
+        "savings_eur": money.cents(eur),
+        "other_assets_eur": money.cents(crypto),
+        "total_eur": money.cents(eur + crypto),
+        "crypto": lines,
+        "note": note,
+    }
 
 
 def worksheet(conn, cfg, year: int, client=None) -> dict:
@@ -111,12 +129,14 @@ def worksheet(conn, cfg, year: int, client=None) -> dict:
     opening = snapshot(conn, cfg, start, client) if start <= now else None
     closing = snapshot(conn, cfg, end, client) if end <= now else None
     lo, hi = clock.to_iso(start), clock.to_iso(end)
-    rows = conn.execute("SELECT * FROM trade_history WHERE executed_at >= ? AND executed_at < ?"
-                        " ORDER BY executed_at, id", (lo, hi)).fetchall()
+    rows = conn.execute(
+        "SELECT * FROM trade_history WHERE executed_at >= ? AND executed_at < ? ORDER BY executed_at, id", (lo, hi)
+    ).fetchall()
     bought = sum((Decimal(r["amount"]) * Decimal(r["price"]) for r in rows if r["side"] == "buy"), Decimal(0))
     sold = sum((Decimal(r["amount"]) * Decimal(r["price"]) for r in rows if r["side"] == "sell"), Decimal(0))
     fees = sum((Decimal(r["fee"]) for r in rows if r["fee_currency"] == "EUR"), Decimal(0))
     coin_fees = sum(1 for r in rows if r["fee_currency"] != "EUR")
+
     # realised in the year = realised by the end of it minus realised by its start (average cost over all history)
     def realised(until: str) -> Decimal:
         return sum((b.realised for b in pnl.replay(conn, until=until).books.values()), Decimal(0))
@@ -135,16 +155,22 @@ def worksheet(conn, cfg, year: int, client=None) -> dict:
         "disclaimer": DISCLAIMER,
         "peildatum": opening,
         "next_peildatum": closing,
-        "fills": {"count": len(rows), "bought_eur": money.cents(bought), "sold_eur": money.cents(sold),
-                  "fees_eur": money.cents(fees), "fills_with_fee_in_coin": coin_fees},
+        "fills": {
+            "count": len(rows),
+            "bought_eur": money.cents(bought),
+            "sold_eur": money.cents(sold),
+            "fees_eur": money.cents(fees),
+            "fills_with_fee_in_coin": coin_fees,
+        },
         "counter_evidence": {
             "value_start_eur": opening["total_eur"] if opening else None,
             "value_end_eur": closing["total_eur"] if closing else None,
             "deposits_withdrawals_seen": {
-                "drift": drift["assets"], "at": drift["at"],
+                "drift": drift["assets"],
+                "at": drift["at"],
                 "note": "what the exchange holds beyond tinybot's ledger (deposits, withdrawals, manual trades);"
-                        " tinybot does not read Bitvavo's deposit history" + (f"; {drift['note']}" if drift["note"]
-                                                                             else "")},
+                " tinybot does not read Bitvavo's deposit history" + (f"; {drift['note']}" if drift["note"] else ""),
+            },
             "realised_eur": money.cents(realised_year),
             "unrealised_end_eur": None if unrealised_end is None else money.cents(unrealised_end),
         },

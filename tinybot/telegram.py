@@ -39,6 +39,7 @@ For the scheduler (``tinybot run``)::
 or, in its own loop, ``telegram.Poller(cfg, conn).poll_once(timeout=0)``.
 ``tinybot telegram`` runs ``serve(cfg)`` on its own.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -72,13 +73,15 @@ STALE_MESSAGE = timedelta(minutes=1)  # a message dated this long before the sta
 MAX_BACKOFF_S = 60.0
 REDACTED = "«redacted»"
 TOKEN_RE = re.compile(r"^\d+:[A-Za-z0-9_-]+$")
-HELP = ("Proposals waiting for your approval arrive here with Approve/Reject buttons.\nCommands:\n"
-        "/status – trading on/off, positions, caps used today, scheduler\n"
-        "/pnl – net profit or loss, fees, LLM cost, against holding\n"
-        "/proposals – proposals waiting for you\n"
-        "/why N – every guard decision for proposal N\n"
-        "/kill [reason] – stop all trading now\n"
-        "/resume – allow trading again (only if telegram.allow_resume = true)")
+HELP = (
+    "Proposals waiting for your approval arrive here with Approve/Reject buttons.\nCommands:\n"
+    "/status – trading on/off, positions, caps used today, scheduler\n"
+    "/pnl – net profit or loss, fees, LLM cost, against holding\n"
+    "/proposals – proposals waiting for you\n"
+    "/why N – every guard decision for proposal N\n"
+    "/kill [reason] – stop all trading now\n"
+    "/resume – allow trading again (only if telegram.allow_resume = true)"
+)
 
 
 class TelegramError(Exception):
@@ -100,6 +103,7 @@ class AlreadyServing(ConfigError):
 
 # --- configuration ---------------------------------------------------------------
 
+
 def enabled(cfg: Config) -> bool:
     """Telegram is on when ``[telegram] chat_ids`` lists at least one chat."""
     return bool(cfg.telegram.chat_ids)
@@ -109,15 +113,20 @@ def read_token(cfg: Config) -> str:
     """The bot token from the environment or the secrets file; ConfigError naming the fix (never the value)."""
     token = (cfg.secrets().get(TOKEN_NAME) or "").strip()
     if not token:
-        raise ConfigError(f"{TOKEN_NAME} is not set: put the token BotFather gave you in {cfg.secrets_path}"
-                          f" as {TOKEN_NAME}=... (chmod 600), or export it")
+        raise ConfigError(
+            f"{TOKEN_NAME} is not set: put the token BotFather gave you in {cfg.secrets_path}"
+            f" as {TOKEN_NAME}=... (chmod 600), or export it"
+        )
     if not TOKEN_RE.match(token):
-        raise ConfigError(f"{TOKEN_NAME} does not look like a bot token (digits, a colon, then letters,"
-                          f" digits, - or _): check for spaces or quotes in {cfg.secrets_path}")
+        raise ConfigError(
+            f"{TOKEN_NAME} does not look like a bot token (digits, a colon, then letters,"
+            f" digits, - or _): check for spaces or quotes in {cfg.secrets_path}"
+        )
     return token
 
 
 # --- the Bot API over http.client ----------------------------------------------------
+
 
 class BotApi:
     """Bot API calls over one kept-alive HTTP(S) connection.
@@ -143,8 +152,9 @@ class BotApi:
             if self.scheme == "https":
                 import ssl  # only for https: loading OpenSSL is most of this module's memory
 
-                self._conn = http.client.HTTPSConnection(self.host, self.port, timeout=timeout,
-                                                         context=ssl.create_default_context())
+                self._conn = http.client.HTTPSConnection(
+                    self.host, self.port, timeout=timeout, context=ssl.create_default_context()
+                )
             else:
                 self._conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         elif self._conn.sock is not None:
@@ -162,8 +172,9 @@ class BotApi:
                 conn = self._connect(wait)
                 reused = conn.sock is not None
             try:
-                conn.request("POST", path, body=body, headers={"Content-Type": "application/json",
-                                                                "User-Agent": "tinybot"})
+                conn.request(
+                    "POST", path, body=body, headers={"Content-Type": "application/json", "User-Agent": "tinybot"}
+                )
                 resp = conn.getresponse()
                 raw = resp.read()
                 status = resp.status
@@ -174,8 +185,11 @@ class BotApi:
                 dropped = isinstance(e, (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError))
                 if attempt == 1 and reused and dropped and not self.aborted:
                     continue
-                raise TelegramError(method, self.scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
-                                    + f" (is {self.scheme}://{self.host} reachable?)") from None
+                raise TelegramError(
+                    method,
+                    self.scrub(f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+                    + f" (is {self.scheme}://{self.host} reachable?)",
+                ) from None
         try:
             data = json.loads(raw)
         except ValueError:
@@ -187,11 +201,17 @@ class BotApi:
             code = data.get("error_code") or status
             retry = (data.get("parameters") or {}).get("retry_after")
             detail = self.scrub(str(data.get("description") or f"HTTP {status}"))
-            hint = {401: " — the token was refused: check TINYBOT_TELEGRAM_TOKEN (BotFather /token)",
-                    404: " — no such bot or method: check TINYBOT_TELEGRAM_TOKEN and telegram.api_url",
-                    409: " — another program polls this bot (a second tinybot, or a webhook is set)"}.get(code, "")
-            raise TelegramError(method, f"{code} {detail}{hint}", code=code,
-                                retry_after=float(retry) if isinstance(retry, (int, float)) else None)
+            hint = {
+                401: " — the token was refused: check TINYBOT_TELEGRAM_TOKEN (BotFather /token)",
+                404: " — no such bot or method: check TINYBOT_TELEGRAM_TOKEN and telegram.api_url",
+                409: " — another program polls this bot (a second tinybot, or a webhook is set)",
+            }.get(code, "")
+            raise TelegramError(
+                method,
+                f"{code} {detail}{hint}",
+                code=code,
+                retry_after=float(retry) if isinstance(retry, (int, float)) else None,
+            )
         return data.get("result")
 
     def scrub(self, text: str) -> str:
@@ -219,6 +239,7 @@ class BotApi:
 
 # --- the poller --------------------------------------------------------------------
 
+
 @dataclass
 class PollResult:
     updates: int = 0  # updates received
@@ -236,8 +257,14 @@ class Poller:
     else the guards that need a price say so and decide at send time).
     """
 
-    def __init__(self, cfg: Config, conn: sqlite3.Connection, *, token: str | None = None,
-                 prices: Callable[[str], Any] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        conn: sqlite3.Connection,
+        *,
+        token: str | None = None,
+        prices: Callable[[str], Any] | None = None,
+    ):
         self.cfg = cfg
         self.conn = conn
         self.chats = frozenset(cfg.telegram.chat_ids)
@@ -291,8 +318,10 @@ class Poller:
         if offset:
             params["offset"] = offset
         got = self.api.call("getUpdates", params, timeout=timeout + 15)
-        return sorted((u for u in got or [] if isinstance(u, dict) and isinstance(u.get("update_id"), int)),
-                      key=lambda u: u["update_id"])
+        return sorted(
+            (u for u in got or [] if isinstance(u, dict) and isinstance(u.get("update_id"), int)),
+            key=lambda u: u["update_id"],
+        )
 
     def _offset(self) -> int:
         from .db import get_state
@@ -337,18 +366,27 @@ class Poller:
                 self._on_tap(chat, query)
                 return True
             date = msg.get("date")
-            if isinstance(date, int) and self.started_at and \
-                    clock.from_ms(date * 1000) < self.started_at - STALE_MESSAGE:
-                self.send(chat, "Not acted on: this message is older than tinybot's start. Send it again if you"
-                                f" still mean it.\n({_short(msg.get('text', ''))})")
+            if (
+                isinstance(date, int)
+                and self.started_at
+                and clock.from_ms(date * 1000) < self.started_at - STALE_MESSAGE
+            ):
+                self.send(
+                    chat,
+                    "Not acted on: this message is older than tinybot's start. Send it again if you"
+                    f" still mean it.\n({_short(msg.get('text', ''))})",
+                )
                 self.audit(chat, f"not acted on (older than the start): {_short(msg.get('text', ''))}")
                 return False
             self._on_message(chat, msg)
             return True
         except Exception as e:  # a bug or a locked database: say so, log it, keep serving
             log.exception("telegram: handling update %s failed", update["update_id"])
-            self.send(chat, f"Error: {type(e).__name__}: {self.api.scrub(str(e))[:300]}. Nothing else was done;"
-                            " try again, or use the tinybot command on the Pi.")
+            self.send(
+                chat,
+                f"Error: {type(e).__name__}: {self.api.scrub(str(e))[:300]}. Nothing else was done;"
+                " try again, or use the tinybot command on the Pi.",
+            )
             return False
 
     def _allowed(self, chat: int) -> bool:
@@ -356,8 +394,9 @@ class Poller:
             return True
         if chat not in self._ignored_chats:
             self._ignored_chats.add(chat)
-            log.warning("telegram: ignoring chat %s: not in telegram.chat_ids in %s (logged once per chat)",
-                        chat, self.cfg.path)
+            log.warning(
+                "telegram: ignoring chat %s: not in telegram.chat_ids in %s (logged once per chat)", chat, self.cfg.path
+            )
         return False
 
     # -- commands --
@@ -369,8 +408,14 @@ class Poller:
             return  # a command for another bot in a group
         rest = rest.strip()
         self.audit(chat, f"command {_short(text)}")
-        handler = {"/status": self.cmd_status, "/pnl": self.cmd_pnl, "/proposals": self.cmd_proposals,
-                   "/why": self.cmd_why, "/kill": self.cmd_kill, "/resume": self.cmd_resume}.get(cmd.lower())
+        handler = {
+            "/status": self.cmd_status,
+            "/pnl": self.cmd_pnl,
+            "/proposals": self.cmd_proposals,
+            "/why": self.cmd_why,
+            "/kill": self.cmd_kill,
+            "/resume": self.cmd_resume,
+        }.get(cmd.lower())
         if handler is None:
             self.send(chat, HELP)
             return
@@ -381,18 +426,31 @@ class Poller:
 
         d = status(self.conn, self.cfg)
         ks = d["kill_switch"]
-        lines = [f"Trading {'ENABLED' if ks['trading_enabled'] else 'DISABLED (' + ks['reason'] + ')'}"
-                 f" since {_hm(ks['changed_at'])} · mode {d['mode']}"]
-        lines.append("Positions: " + (", ".join(f"{p['market']} {p['base']} (cost €{Decimal(p['cost_eur']):.2f})"
-                                                for p in d["positions"]) or "none"))
+        lines = [
+            f"Trading {'ENABLED' if ks['trading_enabled'] else 'DISABLED (' + ks['reason'] + ')'}"
+            f" since {_hm(ks['changed_at'])} · mode {d['mode']}"
+        ]
+        lines.append(
+            "Positions: "
+            + (
+                ", ".join(f"{p['market']} {p['base']} (cost €{Decimal(p['cost_eur']):.2f})" for p in d["positions"])
+                or "none"
+            )
+        )
         c = d["caps"]
-        lines.append(f"Today €{c['daily']['used_eur']} of €{c['daily']['cap_eur']} spent;"
-                     f" exposure €{c['exposure']['used_eur']} of €{c['exposure']['cap_eur']}")
-        lines.append(f"Pending proposals: {d['pending_proposals']} · unresolved executions:"
-                     f" {len(d['unresolved_executions'])}")
+        lines.append(
+            f"Today €{c['daily']['used_eur']} of €{c['daily']['cap_eur']} spent;"
+            f" exposure €{c['exposure']['used_eur']} of €{c['exposure']['cap_eur']}"
+        )
+        lines.append(
+            f"Pending proposals: {d['pending_proposals']} · unresolved executions: {len(d['unresolved_executions'])}"
+        )
         s, t = d["scheduler"], d["scheduler"]["last_tick"]
-        lines.append(f"Scheduler: {s['state']}" + (" (STALE)" if s["stale"] else "")
-                     + (f", last tick {_hm(t['slot'])} {t['status']}" if t else ", never ticked"))
+        lines.append(
+            f"Scheduler: {s['state']}"
+            + (" (STALE)" if s["stale"] else "")
+            + (f", last tick {_hm(t['slot'])} {t['status']}" if t else ", never ticked")
+        )
         self.send(chat, "\n".join(lines))
 
     def cmd_pnl(self, chat: int, rest: str) -> None:
@@ -401,20 +459,24 @@ class Poller:
 
         d = pnl.report(self.conn, self.cfg)
         when = f"prices of {_hm(d['prices_at'])}" if d["prices_at"] else "configured paper prices"
-        lines = [f"Net {eur(d['net_eur'])} ({when})",
-                 f"realised {eur(d['realised_eur'])}, unrealised {eur(d['unrealised_eur'])}",
-                 f"fees {eur(d['fees_eur'])} (included), LLM {eur(d['llm_cost_eur'])}",
-                 f"holding the same buys: {eur(d['hold_eur'])}"]
-        lines += [f"{p['market']}: {p['base']} worth {eur(p['value_eur'])}"
-                  + ("" if p["sellable"] is not False else " — STRANDED under the €5 minimum")
-                  for p in d["positions"]] or ["No open positions."]
+        lines = [
+            f"Net {eur(d['net_eur'])} ({when})",
+            f"realised {eur(d['realised_eur'])}, unrealised {eur(d['unrealised_eur'])}",
+            f"fees {eur(d['fees_eur'])} (included), LLM {eur(d['llm_cost_eur'])}",
+            f"holding the same buys: {eur(d['hold_eur'])}",
+        ]
+        lines += [
+            f"{p['market']}: {p['base']} worth {eur(p['value_eur'])}"
+            + ("" if p["sellable"] is not False else " — STRANDED under the €5 minimum")
+            for p in d["positions"]
+        ] or ["No open positions."]
         self.send(chat, "\n".join(lines))
 
     def cmd_proposals(self, chat: int, rest: str) -> None:
         now = clock.now_iso()
         rows = self.conn.execute(
-            "SELECT * FROM proposals WHERE status = 'pending' AND expires_at > ? ORDER BY id DESC LIMIT 10",
-            (now,)).fetchall()
+            "SELECT * FROM proposals WHERE status = 'pending' AND expires_at > ? ORDER BY id DESC LIMIT 10", (now,)
+        ).fetchall()
         if not rows:
             self.send(chat, "No proposal is waiting for approval.")
             return
@@ -434,16 +496,23 @@ class Poller:
             self.send(chat, str(e))
             return
         p, e = d["proposal"], d["execution"]
-        lines = [f"#{p['id']} {p['side']} {p['market']} {_size(p)} from {p['source']}: {p['status']}"
-                 + (f" by {p['decided_by']}" if p["decided_by"] else "")]
+        lines = [
+            f"#{p['id']} {p['side']} {p['market']} {_size(p)} from {p['source']}: {p['status']}"
+            + (f" by {p['decided_by']}" if p["decided_by"] else "")
+        ]
         if p["reason"]:
             lines.append(f"Why: {_short(p['reason'], 300)}")
-        lines.append(f"Execution {e['id']}: {e['state']}" + (f" — {e['reason']}" if e["reason"] else "")
-                     if e else "Not executed.")
+        lines.append(
+            f"Execution {e['id']}: {e['state']}" + (f" — {e['reason']}" if e["reason"] else "")
+            if e
+            else "Not executed."
+        )
         for dec in d["decisions"][-20:]:
             mark = "✓" if dec["verdict"] == "pass" else "✗"
-            lines.append(f"{mark} {dec['stage']} {dec['guard']}: {dec['reason_code']}"
-                         + (f" — {dec['detail']}" if dec["verdict"] != "pass" and dec["detail"] else ""))
+            lines.append(
+                f"{mark} {dec['stage']} {dec['guard']}: {dec['reason_code']}"
+                + (f" — {dec['detail']}" if dec["verdict"] != "pass" and dec["detail"] else "")
+            )
         self.send(chat, "\n".join(lines))
 
     def cmd_kill(self, chat: int, rest: str) -> None:
@@ -452,13 +521,18 @@ class Poller:
         reason = _short(rest, 200) or "killed from Telegram"
         if killswitch.set_enabled(self.conn, False, reason, by=f"telegram:{chat}"):
             self.audit(chat, f"kill switch ON: {reason}", severity="warning")
-            self.send(chat, f"Trading DISABLED: {reason}\nNothing not yet sent will be sent."
-                            + (" /resume (with confirmation) or" if self.cfg.telegram.allow_resume else "")
-                            + " `tinybot resume` on the Pi turns it back on.")
+            self.send(
+                chat,
+                f"Trading DISABLED: {reason}\nNothing not yet sent will be sent."
+                + (" /resume (with confirmation) or" if self.cfg.telegram.allow_resume else "")
+                + " `tinybot resume` on the Pi turns it back on.",
+            )
         else:
             ks = killswitch.state(self.conn)
-            self.send(chat, f"Trading was already DISABLED since {_hm(ks['changed_at'])}"
-                            f" ({ks['changed_by']}: {ks['reason']}).")
+            self.send(
+                chat,
+                f"Trading was already DISABLED since {_hm(ks['changed_at'])} ({ks['changed_by']}: {ks['reason']}).",
+            )
 
     def cmd_resume(self, chat: int, rest: str) -> None:
         from . import killswitch
@@ -466,21 +540,36 @@ class Poller:
 
         if not self.cfg.telegram.allow_resume:
             self.audit(chat, "/resume refused: telegram.allow_resume is false")
-            self.send(chat, "/resume is off (telegram.allow_resume = false in bot.toml): from the phone you can"
-                            " only stop trading. On the Pi: `tinybot resume`.")
+            self.send(
+                chat,
+                "/resume is off (telegram.allow_resume = false in bot.toml): from the phone you can"
+                " only stop trading. On the Pi: `tinybot resume`.",
+            )
             return
         if killswitch.state(self.conn)["trading_enabled"]:
             self.send(chat, "Trading is already enabled.")
             return
         nonce = _random.token_hex(8)
-        set_state(self.conn, RESUME_KEY, json.dumps(
-            {"nonce": nonce, "chat": chat, "until": clock.to_iso(clock.now() + RESUME_TTL)}))
+        set_state(
+            self.conn,
+            RESUME_KEY,
+            json.dumps({"nonce": nonce, "chat": chat, "until": clock.to_iso(clock.now() + RESUME_TTL)}),
+        )
         ks = killswitch.state(self.conn)
-        self.send(chat, f"Resume trading? It was stopped {_hm(ks['changed_at'])} by {ks['changed_by']}:"
-                        f" {ks['reason']}.\nThis button works once, for {int(RESUME_TTL.total_seconds() // 60)}"
-                        " minutes.",
-                  markup={"inline_keyboard": [[{"text": "Yes, resume trading", "callback_data": f"resume:{nonce}"},
-                                               {"text": "Cancel", "callback_data": f"cancel:{nonce}"}]]})
+        self.send(
+            chat,
+            f"Resume trading? It was stopped {_hm(ks['changed_at'])} by {ks['changed_by']}:"
+            f" {ks['reason']}.\nThis button works once, for {int(RESUME_TTL.total_seconds() // 60)}"
+            " minutes.",
+            markup={
+                "inline_keyboard": [
+                    [
+                        {"text": "Yes, resume trading", "callback_data": f"resume:{nonce}"},
+                        {"text": "Cancel", "callback_data": f"cancel:{nonce}"},
+                    ]
+                ]
+            },
+        )
 
     # -- buttons --
     def _on_tap(self, chat: int, query: dict) -> None:
@@ -539,8 +628,12 @@ class Poller:
         with db.transaction(self.conn):  # the confirmation is used up in the same transaction that checks it
             raw = get_state(self.conn, RESUME_KEY)
             open_ = json.loads(raw) if raw else {}
-            valid = (bool(nonce) and open_.get("nonce") == nonce and open_.get("chat") == chat
-                     and clock.now() < clock.from_iso(open_["until"]))
+            valid = (
+                bool(nonce)
+                and open_.get("nonce") == nonce
+                and open_.get("chat") == chat
+                and clock.now() < clock.from_iso(open_["until"])
+            )
             if valid or open_.get("nonce") == nonce:
                 set_state(self.conn, RESUME_KEY, "{}")
         if not valid:
@@ -553,8 +646,11 @@ class Poller:
             outcome = "Trading ENABLED."
         else:
             outcome = "Trading was already enabled."
-        self.audit(chat, f"tap {action} (resume confirmation): {outcome}",
-                   severity="warning" if outcome == "Trading ENABLED." else "info")
+        self.audit(
+            chat,
+            f"tap {action} (resume confirmation): {outcome}",
+            severity="warning" if outcome == "Trading ENABLED." else "info",
+        )
         self._answer(query["id"], outcome)
         self._edit(query, outcome)
 
@@ -567,7 +663,8 @@ class Poller:
         now = clock.now()
         rows = self.conn.execute(
             "SELECT * FROM proposals WHERE id > ? AND status = 'pending' AND expires_at > ? ORDER BY id LIMIT 20",
-            (cursor, clock.to_iso(now))).fetchall()
+            (cursor, clock.to_iso(now)),
+        ).fetchall()
         sent = []
         for row in rows:
             if self._tick_may_still_approve(row, now):
@@ -584,16 +681,22 @@ class Poller:
         """With approval = "auto", a proposal made inside a tick still running may be approved by that tick."""
         if self.cfg.scheduler.approval != "auto":
             return False
-        return self.conn.execute(
-            "SELECT 1 FROM ticks WHERE status = 'running' AND started_at <= ? AND started_at > ? LIMIT 1",
-            (row["created_at"], clock.to_iso(now - timedelta(hours=1)))).fetchone() is not None
+        return (
+            self.conn.execute(
+                "SELECT 1 FROM ticks WHERE status = 'running' AND started_at <= ? AND started_at > ? LIMIT 1",
+                (row["created_at"], clock.to_iso(now - timedelta(hours=1))),
+            ).fetchone()
+            is not None
+        )
 
     def describe(self, row) -> str:
         """A proposal as the owner sees it: what, why, until when, and what the guards say now."""
         expires = clock.from_iso(row["expires_at"])
         left = max(int((expires - clock.now()).total_seconds() // 60), 0)
-        lines = [f"Proposal #{row['id']} waits for your approval",
-                 f"{row['side'].upper()} {row['market']} {_size(row)} — from {row['source']}"]
+        lines = [
+            f"Proposal #{row['id']} waits for your approval",
+            f"{row['side'].upper()} {row['market']} {_size(row)} — from {row['source']}",
+        ]
         if row["reason"]:
             lines.append(f"Why: {_short(row['reason'], 600)}")
         lines.append(f"Expires {_hm(row['expires_at'])} (in {left} min)")
@@ -610,8 +713,17 @@ class Poller:
         except Exception as e:  # a price is a nicety here: the executor reads a fresh one at send time
             log.info("telegram: no price for %s for the pre-check: %s", row["market"], e)
         ctx = guards.Context(self.conn, self.cfg, clock.now(), row, None, None, ticker, None)
-        checks = [guards.kill_switch, guards.expiry, guards.allowlist, guards.cooldown, guards.anti_flip,
-                  guards.max_trade, guards.daily_cap, guards.exposure_cap, guards.own_position]
+        checks = [
+            guards.kill_switch,
+            guards.expiry,
+            guards.allowlist,
+            guards.cooldown,
+            guards.anti_flip,
+            guards.max_trade,
+            guards.daily_cap,
+            guards.exposure_cap,
+            guards.own_position,
+        ]
         if ticker is not None:
             checks += [guards.sellable_after, guards.no_dust]
         verdicts = [g(ctx) for g in checks]
@@ -650,8 +762,9 @@ class Poller:
             return
         text = f"{msg.get('text') or ''}\n\n→ {outcome}".strip()
         try:
-            self.api.call("editMessageText", {"chat_id": msg["chat"]["id"], "message_id": msg["message_id"],
-                                              "text": _fit(text)})
+            self.api.call(
+                "editMessageText", {"chat_id": msg["chat"]["id"], "message_id": msg["message_id"], "text": _fit(text)}
+            )
         except TelegramError as e:
             log.info("telegram: message not edited: %s", e)
 
@@ -666,6 +779,7 @@ class Poller:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
 
 def _default_prices(cfg: Config):
     if cfg.mode == "paper" and cfg.paper.prices:
@@ -695,8 +809,14 @@ def _what(update: dict) -> str:
 
 
 def _buttons(pid: int) -> dict:
-    return {"inline_keyboard": [[{"text": f"Approve #{pid}", "callback_data": f"approve:{pid}"},
-                                 {"text": f"Reject #{pid}", "callback_data": f"reject:{pid}"}]]}
+    return {
+        "inline_keyboard": [
+            [
+                {"text": f"Approve #{pid}", "callback_data": f"approve:{pid}"},
+                {"text": f"Reject #{pid}", "callback_data": f"reject:{pid}"},
+            ]
+        ]
+    }
 
 
 def _size(row) -> str:
@@ -721,6 +841,7 @@ def _fit(text: str) -> str:
 
 # --- one poller per database ------------------------------------------------------------
 
+
 class PollerLock:
     """An flock next to the database: two pollers on one token would fight (Telegram answers 409)."""
 
@@ -739,8 +860,10 @@ class PollerLock:
                 pid = self.path.read_text().strip() or "?"
             except OSError:
                 pid = "?"
-            raise AlreadyServing(f"another Telegram loop (PID {pid}) already serves {self._db()}: `tinybot run`"
-                              " runs one when [telegram] chat_ids is set; stop one of them") from None
+            raise AlreadyServing(
+                f"another Telegram loop (PID {pid}) already serves {self._db()}: `tinybot run`"
+                " runs one when [telegram] chat_ids is set; stop one of them"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
@@ -758,6 +881,7 @@ class PollerLock:
 
 
 # --- the loop ----------------------------------------------------------------------------
+
 
 def run_loop(poller: Poller, stop: threading.Event) -> int:
     """poll_once until ``stop`` is set; back off on errors.  0 when stopped, 1 on a fatal token error."""
@@ -779,7 +903,8 @@ def run_loop(poller: Poller, stop: threading.Event) -> int:
         failures += 1
         wait = r.error.retry_after or min(2.0 ** (failures - 1), MAX_BACKOFF_S)
         (log.warning if failures <= 3 or failures % 20 == 0 else log.info)(
-            "telegram: %s (%d in a row); retrying in %.0fs", r.error, failures, wait)
+            "telegram: %s (%d in a row); retrying in %.0fs", r.error, failures, wait
+        )
         stop.wait(wait)
     return 0
 
@@ -853,8 +978,10 @@ def serve(cfg: Config, conn: sqlite3.Connection, *, echo: Callable[..., None] = 
     from .exitcodes import OK, REFUSED_START
 
     if not enabled(cfg):
-        raise ConfigError(f"telegram.chat_ids is empty in {cfg.path}: add your chat id"
-                          " (`tinybot telegram --chats` lists who wrote to the bot)")
+        raise ConfigError(
+            f"telegram.chat_ids is empty in {cfg.path}: add your chat id"
+            " (`tinybot telegram --chats` lists who wrote to the bot)"
+        )
     lock = PollerLock(cfg).acquire()
     poller = Poller(cfg, conn)
     stop = threading.Event()
@@ -872,9 +999,11 @@ def serve(cfg: Config, conn: sqlite3.Connection, *, echo: Callable[..., None] = 
                 echo(f"Error: {e}", err=True)
                 return REFUSED_START
             echo(f"Telegram not reachable yet ({e}); retrying.", err=True)
-        echo(f"tinybot telegram: serving chat(s) {', '.join(map(str, sorted(poller.chats)))}"
-             + (f" as @{poller.username}" if poller.username else "")
-             + f", long poll {int(poller.poll_timeout)}s. Ctrl-C stops.")
+        echo(
+            f"tinybot telegram: serving chat(s) {', '.join(map(str, sorted(poller.chats)))}"
+            + (f" as @{poller.username}" if poller.username else "")
+            + f", long poll {int(poller.poll_timeout)}s. Ctrl-C stops."
+        )
         code = run_loop(poller, stop)
         echo("Stopped." if code == 0 else "Stopped: the token was refused (see the log line above).", err=code != 0)
         return OK if code == 0 else REFUSED_START
@@ -898,10 +1027,16 @@ def recent_chats(cfg: Config) -> list[dict]:
         if chat is None:
             continue
         c, who = msg.get("chat") or {}, msg.get("from") or {}
-        name = (c.get("title") or c.get("username") or c.get("first_name")
-                or who.get("username") or who.get("first_name"))
-        chats[chat] = {"chat_id": chat, "type": c.get("type", ""), "name": name or "",
-                       "last_text": _short(_what(u), 60), "allowed": chat in cfg.telegram.chat_ids}
+        name = (
+            c.get("title") or c.get("username") or c.get("first_name") or who.get("username") or who.get("first_name")
+        )
+        chats[chat] = {
+            "chat_id": chat,
+            "type": c.get("type", ""),
+            "name": name or "",
+            "last_text": _short(_what(u), 60),
+            "allowed": chat in cfg.telegram.chat_ids,
+        }
     return list(chats.values())
 
 
@@ -918,8 +1053,10 @@ def check(cfg: Config, *, send_test: bool = False) -> tuple[bool, str]:
         detail = f"token works: @{me.get('username')}"
         if send_test:
             for chat in cfg.telegram.chat_ids:
-                api.call("sendMessage", {"chat_id": chat, "text": f"tinybot test message from {cfg.path.parent}"
-                                                                  f" at {_hm(clock.now_iso())}"})
+                api.call(
+                    "sendMessage",
+                    {"chat_id": chat, "text": f"tinybot test message from {cfg.path.parent} at {_hm(clock.now_iso())}"},
+                )
             detail += f"; test message delivered to {len(cfg.telegram.chat_ids)} chat(s)"
         return True, detail
     except TelegramError as e:

@@ -37,6 +37,7 @@ The whole interface, for anyone writing one (the built-ins ``rules`` and
 * **Names.** ``advisors = ["rules", "dca", "llm", "mypkg.mymod:advise"]`` in
   bot.toml.  Built-ins live in ``tinybot/advisors/<name>.py`` as ``advise``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -137,9 +138,10 @@ class Snapshot:
 
 # --- building a snapshot --------------------------------------------------------
 
+
 def watched_markets(cfg: Config) -> tuple[str, ...]:
     out: list[str] = list(cfg.risk.allowlist)
-    for m in (cfg.rules.markets or ()):
+    for m in cfg.rules.markets or ():
         if m not in out:
             out.append(m)
     if cfg.dca.market:
@@ -174,8 +176,9 @@ def candle_limit(cfg: Config) -> int:
     return max(cfg.rules.slow + 3, CANDLE_LIMIT_MIN)
 
 
-def build_snapshot(conn: sqlite3.Connection, cfg: Config, exchange, *, sources: tuple[str, ...] = (),
-                   candle_cache: dict | None = None) -> Snapshot:
+def build_snapshot(
+    conn: sqlite3.Connection, cfg: Config, exchange, *, sources: tuple[str, ...] = (), candle_cache: dict | None = None
+) -> Snapshot:
     """Read markets, tickers, candles and balances through the *read-only* client.
 
     Raises ``ExchangeError`` when the exchange cannot be reached at all (no
@@ -194,8 +197,9 @@ def build_snapshot(conn: sqlite3.Connection, cfg: Config, exchange, *, sources: 
             continue
         try:
             tickers[m] = exchange.ticker(m)
-            candles[m] = _closed_candles_cached(exchange, m, interval, candle_limit(cfg), clock.to_ms(now),
-                                                candle_cache)
+            candles[m] = _closed_candles_cached(
+                exchange, m, interval, candle_limit(cfg), clock.to_ms(now), candle_cache
+            )
         except ExchangeError as e:
             problems.append(f"{m}: {e}")
     try:
@@ -224,10 +228,17 @@ def read_positions(conn: sqlite3.Connection) -> dict[str, Position]:
     for r in conn.execute("SELECT * FROM positions WHERE base != '0' ORDER BY market"):
         if Decimal(r["base"]) <= 0:
             continue
-        last = conn.execute("SELECT MAX(executed_at) FROM trade_history WHERE market = ? AND side = 'buy'"
-                            " AND external = 0", (r["market"],)).fetchone()[0]
-        out[r["market"]] = Position(r["market"], Decimal(r["base"]), Decimal(r["cost_eur"]),
-                                    Decimal(r["realised_eur"]), clock.from_iso(last) if last else None)
+        last = conn.execute(
+            "SELECT MAX(executed_at) FROM trade_history WHERE market = ? AND side = 'buy' AND external = 0",
+            (r["market"],),
+        ).fetchone()[0]
+        out[r["market"]] = Position(
+            r["market"],
+            Decimal(r["base"]),
+            Decimal(r["cost_eur"]),
+            Decimal(r["realised_eur"]),
+            clock.from_iso(last) if last else None,
+        )
     return out
 
 
@@ -244,17 +255,28 @@ def read_history(conn: sqlite3.Connection, source: str, limit: int = HISTORY_PER
     rows = conn.execute(
         "SELECT p.*, e.state AS execution_state FROM proposals p"
         " LEFT JOIN trade_executions e ON e.proposal_id = p.id"
-        " WHERE p.source = ? ORDER BY p.id DESC LIMIT ?", (source, limit)).fetchall()
+        " WHERE p.source = ? ORDER BY p.id DESC LIMIT ?",
+        (source, limit),
+    ).fetchall()
     return tuple(
-        PastProposal(r["id"], r["source"], r["market"], r["side"],
-                     Decimal(r["amount_quote"]) if r["amount_quote"] is not None else None,
-                     Decimal(r["amount"]) if r["amount"] is not None else None,
-                     r["status"], clock.from_iso(r["created_at"]), r["execution_state"], r["reason"])
+        PastProposal(
+            r["id"],
+            r["source"],
+            r["market"],
+            r["side"],
+            Decimal(r["amount_quote"]) if r["amount_quote"] is not None else None,
+            Decimal(r["amount"]) if r["amount"] is not None else None,
+            r["status"],
+            clock.from_iso(r["created_at"]),
+            r["execution_state"],
+            r["reason"],
+        )
         for r in rows
     )
 
 
 # --- finding and running advisors ------------------------------------------------
+
 
 class AdvisorError(Exception):
     """An advisor could not be loaded or did not behave; the message names it."""

@@ -15,6 +15,7 @@ again, but not before ``min(every, risk.proposal_ttl)`` after its last
 attempt: a guard that keeps blocking costs one proposal per TTL, not one per
 tick.  Unset ``dca.market`` = off.
 """
+
 from __future__ import annotations
 
 from ..config import Config
@@ -50,8 +51,9 @@ def advise(snapshot: Snapshot, cfg: Config) -> list[Draft]:
     if last is not None and now < last.created_at + dc.every:
         return []
     every = _fmt(dc.every)
-    why = (f"DCA: €{dc.buy_eur} of {market} every {every}; "
-           + (f"last one proposed {last.created_at:%Y-%m-%d %H:%M}Z" if last else "first buy"))
+    why = f"DCA: €{dc.buy_eur} of {market} every {every}; " + (
+        f"last one proposed {last.created_at:%Y-%m-%d %H:%M}Z" if last else "first buy"
+    )
     return [Draft(market, "buy", amount_quote=dc.buy_eur, reason=why)]
 
 

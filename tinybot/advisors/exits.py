@@ -18,6 +18,7 @@ that waits six hours after a buy is no stop-loss (the guards record them as
 passed with "exempt: protective exit").  A proposal is made once per
 ``risk.proposal_ttl`` while the condition holds.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -60,8 +61,10 @@ def _trigger(pos, bid: Decimal, snapshot: Snapshot, market: str, cfg: Config) ->
         highs = [c.high for c in snapshot.candles.get(market, ()) if c.timestamp_ms >= since]
         peak = max([bid, *highs])
         if bid <= peak * (1 - ex.trailing_stop):
-            return (f"trailing_stop: bid {bid} is {_pct(1 - bid / peak)} under the peak {peak} since the last buy"
-                    f" (exits.trailing_stop {_pct(ex.trailing_stop)})")
+            return (
+                f"trailing_stop: bid {bid} is {_pct(1 - bid / peak)} under the peak {peak} since the last buy"
+                f" (exits.trailing_stop {_pct(ex.trailing_stop)})"
+            )
     return None
 
 

@@ -20,6 +20,7 @@ stored (an ``llm_rejected`` event, and the usage row's detail) and nothing
 executes.  A valid draft then goes through the same approval and guards as
 any other advisor's.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -42,7 +43,7 @@ from . import Snapshot
 log = logging.getLogger("tinybot.advisors.llm")
 SOURCE = "llm"
 KEY_NAME = "TINYBOT_LLM_KEY"
-DEFAULT_EVERY = timedelta(hours=1)   # until config.py has llm.every
+DEFAULT_EVERY = timedelta(hours=1)  # until config.py has llm.every
 CANDLES_SHOWN = 24
 MAX_LLM_DRAFTS = 3
 MAX_REASON_CHARS = 500
@@ -63,8 +64,14 @@ OUTPUT_SCHEMA = {
                 "properties": {
                     "market": {"type": "string"},
                     "side": {"type": "string", "enum": ["buy", "sell"]},
-                    "eur": {"type": ["string", "null"], "description": "EUR to spend/receive, e.g. \"5.00\"; null if amount is given"},
-                    "amount": {"type": ["string", "null"], "description": "base amount, e.g. \"0.0001\"; null if eur is given"},
+                    "eur": {
+                        "type": ["string", "null"],
+                        "description": 'EUR to spend/receive, e.g. "5.00"; null if amount is given',
+                    },
+                    "amount": {
+                        "type": ["string", "null"],
+                        "description": 'base amount, e.g. "0.0001"; null if eur is given',
+                    },
                     "reason": {"type": "string"},
                     "confidence": {"type": "number", "minimum": 0, "maximum": 1},
                 },
@@ -96,14 +103,15 @@ class LlmResult:
     """One run: the drafts (possibly none), or why there are none."""
 
     drafts: list[Draft] = field(default_factory=list)
-    skipped: str | None = None          # 'disabled', 'budget_exhausted', 'too_soon', 'call_failed', 'call_unknown'
-    rejected: str | None = None         # why the answer was rejected (nothing from it is used)
+    skipped: str | None = None  # 'disabled', 'budget_exhausted', 'too_soon', 'call_failed', 'call_unknown'
+    rejected: str | None = None  # why the answer was rejected (nothing from it is used)
     message: str = ""
-    call_id: int | None = None          # the gpt_usage_log row
+    call_id: int | None = None  # the gpt_usage_log row
     cost_eur: Decimal | None = None
 
 
 # --- config checks -------------------------------------------------------------
+
 
 def is_loopback(base_url: str) -> bool:
     host = urllib.parse.urlsplit(base_url).hostname or ""
@@ -120,15 +128,19 @@ def disabled_reason(cfg: Config) -> str | None:
     url = cfg.llm.base_url
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"llm advisor disabled: llm.base_url {url!r} in bot.toml is not an http(s) URL like \"https://api.openai.com/v1\""
+        return f'llm advisor disabled: llm.base_url {url!r} in bot.toml is not an http(s) URL like "https://api.openai.com/v1"'
     if is_loopback(url):
-        return None                      # a local server (Ollama, llama.cpp) needs no key
+        return None  # a local server (Ollama, llama.cpp) needs no key
     if parts.scheme != "https":
-        return (f"llm advisor disabled: llm.base_url {url!r} is plain http to another machine; "
-                "use https (the API key would travel in clear text), or a server on 127.0.0.1")
+        return (
+            f"llm advisor disabled: llm.base_url {url!r} is plain http to another machine; "
+            "use https (the API key would travel in clear text), or a server on 127.0.0.1"
+        )
     if not cfg.secrets().get(KEY_NAME):
-        return (f"llm advisor disabled: {KEY_NAME} is not set (environment or {cfg.secrets_file}); "
-                "set it, or point llm.base_url at a local Ollama (\"http://127.0.0.1:11434/v1\"), which needs no key")
+        return (
+            f"llm advisor disabled: {KEY_NAME} is not set (environment or {cfg.secrets_file}); "
+            'set it, or point llm.base_url at a local Ollama ("http://127.0.0.1:11434/v1"), which needs no key'
+        )
     return None
 
 
@@ -138,6 +150,7 @@ def every(cfg: Config) -> timedelta:
 
 
 # --- prompt -----------------------------------------------------------------------
+
 
 def _s(d: Decimal) -> str:
     return format(d.normalize(), "f")
@@ -160,17 +173,28 @@ def snapshot_view(snapshot: Snapshot) -> dict:
             "ask": _s(t.ask) if t else None,
             "position_base": _s(pos.base) if pos else "0",
             "position_cost_eur": _s(pos.cost_eur) if pos else "0",
-            "candles": [[clock.to_iso(clock.from_ms(c.timestamp_ms))[:16] + "Z", _s(c.open), _s(c.high),
-                         _s(c.low), _s(c.close), _s(c.volume)] for c in candles],
+            "candles": [
+                [
+                    clock.to_iso(clock.from_ms(c.timestamp_ms))[:16] + "Z",
+                    _s(c.open),
+                    _s(c.high),
+                    _s(c.low),
+                    _s(c.close),
+                    _s(c.volume),
+                ]
+                for c in candles
+            ],
         }
     eur = snapshot.balances.get("EUR")
     return {
         "now": clock.to_iso(snapshot.now)[:19] + "Z",
         "allowlist": list(snapshot.allowlist),
-        "caps": {"max_buy_eur": _s(max_buy_eur(snapshot)),
-                 "max_trade_eur": _s(snapshot.caps.max_trade_eur),
-                 "daily_left_eur": _s(snapshot.caps.daily_left_eur),
-                 "exposure_left_eur": _s(snapshot.caps.exposure_left_eur)},
+        "caps": {
+            "max_buy_eur": _s(max_buy_eur(snapshot)),
+            "max_trade_eur": _s(snapshot.caps.max_trade_eur),
+            "daily_left_eur": _s(snapshot.caps.daily_left_eur),
+            "exposure_left_eur": _s(snapshot.caps.exposure_left_eur),
+        },
         "eur_available": _s(eur.available) if eur else "0",
         "candle_interval": snapshot.candle_interval,
         "candle_columns": ["open_time", "open", "high", "low", "close", "volume"],
@@ -191,8 +215,10 @@ def request_body(cfg: Config, messages: list[dict]) -> dict:
         "messages": messages,
         "max_tokens": cfg.llm.max_tokens,
         "temperature": 0,
-        "response_format": {"type": "json_schema",
-                            "json_schema": {"name": "tinybot_proposals", "strict": True, "schema": OUTPUT_SCHEMA}},
+        "response_format": {
+            "type": "json_schema",
+            "json_schema": {"name": "tinybot_proposals", "strict": True, "schema": OUTPUT_SCHEMA},
+        },
     }
 
 
@@ -202,6 +228,7 @@ def prompt_tokens_estimate(body: dict) -> int:
 
 
 # --- strict output check ------------------------------------------------------------
+
 
 def _reject_constant(name: str):
     raise LlmRejected(f"not JSON: {name} is not a number")
@@ -236,8 +263,10 @@ def parse_output(content, snapshot: Snapshot, cfg: Config) -> list[Draft]:
         if side == "buy":
             buy_total += _buy_value(where, market, eur, amount, ticker)
             if buy_total > buy_room:
-                raise LlmRejected(f"{where}: buys of €{buy_total.quantize(Decimal('0.01'))} pass the caps"
-                                  f" (at most €{buy_room} now: risk.max_trade_eur, daily and exposure room)")
+                raise LlmRejected(
+                    f"{where}: buys of €{buy_total.quantize(Decimal('0.01'))} pass the caps"
+                    f" (at most €{buy_room} now: risk.max_trade_eur, daily and exposure room)"
+                )
         else:
             _check_sell(where, market, eur, amount, ticker, snapshot)
         try:
@@ -250,9 +279,13 @@ def parse_output(content, snapshot: Snapshot, cfg: Config) -> list[Draft]:
 def _fields(where: str, got: set, want: set) -> None:
     if got != want:
         extra, missing = sorted(got - want), sorted(want - got)
-        raise LlmRejected(f"{where}: " + "; ".join(
-            ([f"unexpected field(s) {', '.join(extra)}"] if extra else [])
-            + ([f"missing field(s) {', '.join(missing)}"] if missing else [])))
+        raise LlmRejected(
+            f"{where}: "
+            + "; ".join(
+                ([f"unexpected field(s) {', '.join(extra)}"] if extra else [])
+                + ([f"missing field(s) {', '.join(missing)}"] if missing else [])
+            )
+        )
 
 
 def _proposal_items(content) -> list:
@@ -267,8 +300,13 @@ def _proposal_items(content) -> list:
         raise LlmRejected(f"top level must be an object, not {type(data).__name__}")
     if set(data) != {"proposals"}:
         extra, missing = sorted(set(data) - {"proposals"}), sorted({"proposals"} - set(data))
-        raise LlmRejected("top level: " + "; ".join(
-            ([f"unexpected field(s) {', '.join(extra)}"] if extra else []) + (["missing field proposals"] if missing else [])))
+        raise LlmRejected(
+            "top level: "
+            + "; ".join(
+                ([f"unexpected field(s) {', '.join(extra)}"] if extra else [])
+                + (["missing field proposals"] if missing else [])
+            )
+        )
     items = data["proposals"]
     if not isinstance(items, list):
         raise LlmRejected(f"proposals: must be a list, not {type(items).__name__}")
@@ -284,7 +322,9 @@ def _item(item, where: str, allow: set) -> tuple:
     _fields(where, set(item), set(FIELDS))
     market, side, reason, conf = item["market"], item["side"], item["reason"], item["confidence"]
     if not isinstance(market, str) or market not in allow:
-        raise LlmRejected(f"{where}.market: {market!r} is not in risk.allowlist ({', '.join(sorted(allow)) or 'empty'})")
+        raise LlmRejected(
+            f"{where}.market: {market!r} is not in risk.allowlist ({', '.join(sorted(allow)) or 'empty'})"
+        )
     if side not in ("buy", "sell"):
         raise LlmRejected(f"{where}.side: must be 'buy' or 'sell', not {side!r}")
     if not isinstance(reason, str) or not reason.strip():
@@ -317,16 +357,19 @@ def _check_sell(where: str, market: str, eur, amount, ticker, snapshot: Snapshot
         if ticker is None:
             raise LlmRejected(f"{where}.eur: no price for {market} to check it against the position")
         if eur > held * ticker.bid or eur > snapshot.caps.max_trade_eur:
-            raise LlmRejected(f"{where}.eur: sells €{eur}, more than the position ({held} {market})"
-                              f" or risk.max_trade_eur (€{snapshot.caps.max_trade_eur})")
+            raise LlmRejected(
+                f"{where}.eur: sells €{eur}, more than the position ({held} {market})"
+                f" or risk.max_trade_eur (€{snapshot.caps.max_trade_eur})"
+            )
 
 
 # --- the call --------------------------------------------------------------------
 
+
 class _Outcome(Exception):
     def __init__(self, kind: str, message: str):
         super().__init__(message)
-        self.kind = kind     # 'not_sent' (release), 'refused' (release), 'unknown' (keep reserved)
+        self.kind = kind  # 'not_sent' (release), 'refused' (release), 'unknown' (keep reserved)
 
 
 def post_chat(cfg: Config, body: dict, key: str | None) -> dict:
@@ -392,7 +435,9 @@ def _content(data: dict) -> str:
     if choice.get("finish_reason") == "content_filter":
         raise LlmRejected("the provider's content filter stopped the answer")
     if choice.get("finish_reason") == "length":
-        raise LlmRejected(f"the answer was cut off at llm.max_tokens ({data.get('usage', {}).get('completion_tokens', '?')} tokens)")
+        raise LlmRejected(
+            f"the answer was cut off at llm.max_tokens ({data.get('usage', {}).get('completion_tokens', '?')} tokens)"
+        )
     return message.get("content")
 
 
@@ -401,12 +446,15 @@ _told_disabled: set[str] = set()
 
 def _event(conn: sqlite3.Connection, kind: str, severity: str, detail: str) -> None:
     with db.transaction(conn):
-        conn.execute("INSERT INTO events (at, kind, severity, detail) VALUES (?, ?, ?, ?)",
-                     (clock.now_iso(), kind, severity, detail))
+        conn.execute(
+            "INSERT INTO events (at, kind, severity, detail) VALUES (?, ?, ?, ?)",
+            (clock.now_iso(), kind, severity, detail),
+        )
 
 
-def run(snapshot: Snapshot, cfg: Config, *, conn: sqlite3.Connection | None = None,
-        min_interval: timedelta | None = None) -> LlmResult:
+def run(
+    snapshot: Snapshot, cfg: Config, *, conn: sqlite3.Connection | None = None, min_interval: timedelta | None = None
+) -> LlmResult:
     """One advisor run with the full story (drafts, or why none).  ``advise`` returns its drafts."""
     own = conn is None
     conn = conn or db.connect(cfg.db_path)
@@ -420,7 +468,7 @@ def run(snapshot: Snapshot, cfg: Config, *, conn: sqlite3.Connection | None = No
 def _run(conn, snapshot: Snapshot, cfg: Config, min_interval: timedelta) -> LlmResult:
     reason = disabled_reason(cfg)
     if reason:
-        if reason not in _told_disabled:          # told once per process, not every tick
+        if reason not in _told_disabled:  # told once per process, not every tick
             _told_disabled.add(reason)
             log.warning(reason)
             _event(conn, "llm_disabled", "warning", reason)
@@ -429,13 +477,14 @@ def _run(conn, snapshot: Snapshot, cfg: Config, min_interval: timedelta) -> LlmR
         return LlmResult(skipped="no_markets", message="no market in risk.allowlist has a price in this snapshot")
     body = request_body(cfg, build_messages(snapshot))
     try:
-        r = llm_budget.reserve(conn, cfg.llm, prompt_tokens_est=prompt_tokens_estimate(body),
-                               min_interval=min_interval, tz=cfg.tz)
+        r = llm_budget.reserve(
+            conn, cfg.llm, prompt_tokens_est=prompt_tokens_estimate(body), min_interval=min_interval, tz=cfg.tz
+        )
     except llm_budget.BudgetRefused as e:
-        if e.code == "budget_exhausted" and e.period:      # first refusal of the period: say it loudly
+        if e.code == "budget_exhausted" and e.period:  # first refusal of the period: say it loudly
             log.warning(str(e))
         return LlmResult(skipped=e.code, message=str(e))
-    key = cfg.secrets().get(KEY_NAME)          # may be None only for a loopback server
+    key = cfg.secrets().get(KEY_NAME)  # may be None only for a loopback server
     try:
         data = post_chat(cfg, body, key)
     except _Outcome as o:
@@ -450,9 +499,16 @@ def _run(conn, snapshot: Snapshot, cfg: Config, min_interval: timedelta) -> LlmR
     pin, pout = _usage(data)
     cost = llm_budget.settle(conn, r.id, cfg.llm, input_tokens=pin, output_tokens=pout)
     # the LLM record: what was asked and answered, so a replay can answer it again at €0 (llm_record.py)
-    llm_record.record(conn, usage_id=r.id, model=cfg.llm.model, messages=body["messages"],
-                      answer=data["_garbage"] if "_garbage" in data else json.dumps(data),
-                      input_tokens=pin, output_tokens=pout, cost_eur=cost)
+    llm_record.record(
+        conn,
+        usage_id=r.id,
+        model=cfg.llm.model,
+        messages=body["messages"],
+        answer=data["_garbage"] if "_garbage" in data else json.dumps(data),
+        input_tokens=pin,
+        output_tokens=pout,
+        cost_eur=cost,
+    )
     try:
         drafts = parse_output(_content(data), snapshot, cfg)
     except LlmRejected as e:
@@ -463,8 +519,12 @@ def _run(conn, snapshot: Snapshot, cfg: Config, min_interval: timedelta) -> LlmR
         log.warning("llm answer rejected: %s", e)
         return LlmResult(rejected=str(e), message=detail, call_id=r.id, cost_eur=cost)
     llm_budget.note(conn, r.id, f"{len(drafts)} draft(s)" if drafts else "no trade")
-    return LlmResult(drafts=drafts, call_id=r.id, cost_eur=cost,
-                     message=f"{len(drafts)} draft(s) for €{cost}" if drafts else f"no trade (€{cost})")
+    return LlmResult(
+        drafts=drafts,
+        call_id=r.id,
+        cost_eur=cost,
+        message=f"{len(drafts)} draft(s) for €{cost}" if drafts else f"no trade (€{cost})",
+    )
 
 
 def advise(snapshot: Snapshot, cfg: Config) -> list[Draft]:

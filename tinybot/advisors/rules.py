@@ -23,6 +23,7 @@ It only proposes.  The caps, cooldown and anti-flip guards still decide.
 Size ``buy_eur`` a little above Bitvavo's €5 minimum (the fee comes out of the
 buy), or the position cannot be sold again as one market order.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,7 +68,7 @@ def advise(snapshot: Snapshot, cfg: Config) -> list[Draft]:
     rc = cfg.rules
     step = clock.parse_duration(rc.candle_interval)
     drafts: list[Draft] = []
-    for market in (rc.markets or snapshot.allowlist):
+    for market in rc.markets or snapshot.allowlist:
         candles = snapshot.candles.get(market)
         if not candles:
             continue
@@ -77,9 +78,11 @@ def advise(snapshot: Snapshot, cfg: Config) -> list[Draft]:
         newest = candles[-1]
         closed_at = clock.from_ms(newest.timestamp_ms) + step
         closes = [c.close for c in candles]
-        what = (f"SMA{rc.fast} {sma(closes, rc.fast):.2f} crossed {'above' if sig == 'up' else 'below'}"
-                f" SMA{rc.slow} {sma(closes, rc.slow):.2f} on the {rc.candle_interval} candle closed"
-                f" {clock.to_iso(closed_at)}")
+        what = (
+            f"SMA{rc.fast} {sma(closes, rc.fast):.2f} crossed {'above' if sig == 'up' else 'below'}"
+            f" SMA{rc.slow} {sma(closes, rc.slow):.2f} on the {rc.candle_interval} candle closed"
+            f" {clock.to_iso(closed_at)}"
+        )
         side = "buy" if sig == "up" else "sell"
         if _already_proposed(snapshot, market, side, closed_at):
             continue
@@ -109,7 +112,11 @@ def _sellable(snapshot: Snapshot, market: str) -> Decimal | None:
         return None
     t = snapshot.tickers.get(market)
     if m is not None and t is not None and amount * t.bid < m.min_quote:
-        log.info("rules: %s position %s is worth less than the €%s minimum; not proposing a sell",
-                 market, amount, m.min_quote)
+        log.info(
+            "rules: %s position %s is worth less than the €%s minimum; not proposing a sell",
+            market,
+            amount,
+            m.min_quote,
+        )
         return None
     return amount

@@ -9,6 +9,7 @@ again at send time).  One proposal at a time per market: while one is
 waiting or in flight, or blocked less than ``risk.proposal_ttl`` ago,
 nothing new is proposed.
 """
+
 from __future__ import annotations
 
 from .. import sizing
@@ -31,7 +32,13 @@ def advise(snapshot: Snapshot, cfg: Config) -> list[Draft]:
             continue  # one at a time: the last one is still waiting, in flight, or just came to nothing
         if s.top_up_eur > room:
             continue  # over the caps: the guards would block it; say nothing rather than spam proposals
-        drafts.append(Draft(s.market, "buy", amount_quote=s.top_up_eur,
-                            reason=f"top up: {s.market} is worth €{s.value_eur:.2f}, under the €{s.minimum_eur}"
-                                   f" minimum; €{s.top_up_eur} makes it sellable again"))
+        drafts.append(
+            Draft(
+                s.market,
+                "buy",
+                amount_quote=s.top_up_eur,
+                reason=f"top up: {s.market} is worth €{s.value_eur:.2f}, under the €{s.minimum_eur}"
+                f" minimum; €{s.top_up_eur} makes it sellable again",
+            )
+        )
     return drafts

@@ -38,6 +38,7 @@ ccxt and tinybot: ``import ccxt`` costs ~0.8 s of CPU, which per process
 would turn the 2000-run soak into hours.  They are real processes all the
 same: separate memory, separate SQLite connections, killed without cleanup.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,17 @@ MARKETS = ("BTC-EUR", "ETH-EUR")
 START = {"EUR": Decimal("100")}
 EXEC_POINTS = ("after_claim", "after_submitting_commit", "after_send_before_reply", "after_reply_before_record")
 RECONCILE_POINTS = ("mid_reconcile", "mid_fill_sync")
-FAULT_KINDS = ("delay", "timeout_after_accept", "timeout_before_accept", "html_5xx", "error_101", "error_109",
-               "rate_limit_110", "garbage_200", "reset")
+FAULT_KINDS = (
+    "delay",
+    "timeout_after_accept",
+    "timeout_before_accept",
+    "html_5xx",
+    "error_101",
+    "error_109",
+    "rate_limit_110",
+    "garbage_200",
+    "reset",
+)
 # Not a simulator fault but a pair of them: the reads send_order makes after
 # the `submitting` commit (ccxt's load_markets: /markets and /assets) answer
 # slowly but within the client timeout, so the order is signed — and can
@@ -170,15 +180,31 @@ class Report:
 
     def as_dict(self) -> dict:
         return {
-            "seed": self.seed, "runs": self.runs, "batches": self.batches, "proposals": self.proposals,
-            "processes": self.processes, "crashes": dict(self.crashes), "crashes_armed": dict(self.crashes_armed),
-            "faults": dict(self.faults), "faults_armed": dict(self.faults_armed), "states": dict(self.states),
-            "orders": self.orders, "fills": self.fills, "duplicates": self.duplicates, "lost": self.lost,
+            "seed": self.seed,
+            "runs": self.runs,
+            "batches": self.batches,
+            "proposals": self.proposals,
+            "processes": self.processes,
+            "crashes": dict(self.crashes),
+            "crashes_armed": dict(self.crashes_armed),
+            "faults": dict(self.faults),
+            "faults_armed": dict(self.faults_armed),
+            "states": dict(self.states),
+            "orders": self.orders,
+            "fills": self.fills,
+            "duplicates": self.duplicates,
+            "lost": self.lost,
             "violation_kinds": dict(Counter(_kind(v) for v in self.violations)),
-            "late_orders": self.late, "surprises_booked": self.surprises, "restores": dict(self.restores),
-            "quarantined": dict(self.quarantined), "closed_lookup_batches": dict(self.lookup),
-            "violations": self.violations, "child_errors": self.child_errors,
-            "failed_batches": self.failed_batches, "wall_seconds": round(self.wall_seconds, 1), "ok": self.ok,
+            "late_orders": self.late,
+            "surprises_booked": self.surprises,
+            "restores": dict(self.restores),
+            "quarantined": dict(self.quarantined),
+            "closed_lookup_batches": dict(self.lookup),
+            "violations": self.violations,
+            "child_errors": self.child_errors,
+            "failed_batches": self.failed_batches,
+            "wall_seconds": round(self.wall_seconds, 1),
+            "ok": self.ok,
         }
 
     def text(self, replay: str) -> str:
@@ -214,9 +240,15 @@ class Report:
             lines.append(f"  ! {v}")
         if not self.ok:
             lines.append(f"databases kept in {self.workdir}")
-        lines.append(("OK" if self.ok else "FAILED") + f" — replay: {replay}"
-                     + (f" (failing batches: {', '.join(map(str, self.failed_batches[:10]))};"
-                        f" add --only-batch B)" if self.failed_batches else ""))
+        lines.append(
+            ("OK" if self.ok else "FAILED")
+            + f" — replay: {replay}"
+            + (
+                f" (failing batches: {', '.join(map(str, self.failed_batches[:10]))}; add --only-batch B)"
+                if self.failed_batches
+                else ""
+            )
+        )
         return "\n".join(lines)
 
 
@@ -248,8 +280,13 @@ def processes():
 
 
 def env(cfg_path: Path, crash_at: str | None = None, crash_after: int = 0) -> dict:
-    e = {"TINYBOT_CONFIG": str(cfg_path), "TINYBOT_TRADE_KEY": TRADE_KEY, "TINYBOT_TRADE_SECRET": TRADE_SECRET,
-         "TINYBOT_READ_KEY": READ_KEY, "TINYBOT_READ_SECRET": READ_SECRET}
+    e = {
+        "TINYBOT_CONFIG": str(cfg_path),
+        "TINYBOT_TRADE_KEY": TRADE_KEY,
+        "TINYBOT_TRADE_SECRET": TRADE_SECRET,
+        "TINYBOT_READ_KEY": READ_KEY,
+        "TINYBOT_READ_SECRET": READ_SECRET,
+    }
     if crash_at:
         e |= {"TINYBOT_CRASH_AT": crash_at, "TINYBOT_CRASH_AFTER": str(crash_after)}
     return e
@@ -258,8 +295,15 @@ def env(cfg_path: Path, crash_at: str | None = None, crash_after: int = 0) -> di
 class Bench:
     """One simulator account and one bot database: the world a batch (or a storm) runs in."""
 
-    def __init__(self, root: Path, name: str, seed: int, settings: Settings = Settings(),
-                 start: dict[str, Decimal] = START, closed_lookup: bool = True):
+    def __init__(
+        self,
+        root: Path,
+        name: str,
+        seed: int,
+        settings: Settings = Settings(),
+        start: dict[str, Decimal] = START,
+        closed_lookup: bool = True,
+    ):
         from tinybot.sim import SimAccount, Simulator
 
         self.dir = root / name
@@ -267,9 +311,15 @@ class Bench:
         self.start = dict(start)
         self.closed_lookup = closed_lookup
         self.sim = Simulator(
-            accounts=[SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), dict(start), account="me"),
-                      SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}, account="me")],
-            markets=MARKETS, seed=seed, rate_limit=10**9, find_closed_by_client_id=closed_lookup)
+            accounts=[
+                SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), dict(start), account="me"),
+                SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}, account="me"),
+            ],
+            markets=MARKETS,
+            seed=seed,
+            rate_limit=10**9,
+            find_closed_by_client_id=closed_lookup,
+        )
         self.server = self.sim.serve()
         self.cfg_path = self.dir / "bot.toml"
         self.cfg_path.write_text(CONFIG.format(url=self.server.url, **settings.__dict__), encoding="utf-8")
@@ -293,8 +343,9 @@ class Bench:
 
         bitvavo._backoff_until.clear()  # a 110 seen by a crashed run must not outlive it (a restart forgets it too)
         if self._ro is None:
-            self._ro = bitvavo.BitvavoReadOnly(self.cfg, READ_KEY, READ_SECRET, lookup_key=TRADE_KEY,
-                                               lookup_secret=TRADE_SECRET, rate_limit=False)
+            self._ro = bitvavo.BitvavoReadOnly(
+                self.cfg, READ_KEY, READ_SECRET, lookup_key=TRADE_KEY, lookup_secret=TRADE_SECRET, rate_limit=False
+            )
         return self._ro
 
     def propose(self, draft: Draft) -> int:
@@ -317,8 +368,12 @@ class Bench:
             self.history[r["client_order_id"]] = row
         src = sqlite3.connect(f"file:{saved.path}?mode=ro", uri=True)
         try:
-            in_doubt = Counter(r[0] for r in src.execute(
-                "SELECT state FROM trade_executions WHERE state IN (%s)" % ",".join("?" * len(IN_DOUBT)), IN_DOUBT))
+            in_doubt = Counter(
+                r[0]
+                for r in src.execute(
+                    "SELECT state FROM trade_executions WHERE state IN (%s)" % ",".join("?" * len(IN_DOUBT)), IN_DOUBT
+                )
+            )
             kept = {r[0] for r in src.execute("SELECT id FROM proposals")}
         finally:
             src.close()
@@ -326,11 +381,15 @@ class Bench:
         backup.restore(self.cfg, str(saved.path))
         self.conn = db.open_db(self.cfg.db_path)
         self.keys = {p: k for p, k in self.keys.items() if p in kept}  # proposed after the backup: gone
-        left = self.conn.execute("SELECT id, state FROM trade_executions WHERE state IN ('claimed', 'submitting')"
-                                 ).fetchall()
+        left = self.conn.execute(
+            "SELECT id, state FROM trade_executions WHERE state IN ('claimed', 'submitting')"
+        ).fetchall()
         if left:
-            self.problems.append("(1) after the restore, executions " + ", ".join(
-                f"{r['id']} ({r['state']})" for r in left) + " may still be sent: not quarantined")
+            self.problems.append(
+                "(1) after the restore, executions "
+                + ", ".join(f"{r['id']} ({r['state']})" for r in left)
+                + " may still be sent: not quarantined"
+            )
         if killswitch.state(self.conn)["trading_enabled"]:
             self.problems.append("(1) the restored database trades on its own: the kill switch is not on")
         return in_doubt
@@ -356,8 +415,9 @@ class Bench:
             if kind == "execute":
                 p = ctx.Process(target=worker.execute, args=(str(self.cfg_path), extra["proposal_id"], e, bar, out))
             else:
-                p = ctx.Process(target=worker.reconcile_loop,
-                                args=(str(self.cfg_path), e, bar, out, extra.get("seconds", 0), stop))
+                p = ctx.Process(
+                    target=worker.reconcile_loop, args=(str(self.cfg_path), e, bar, out, extra.get("seconds", 0), stop)
+                )
             p.start()
             started.append((kind, p, out))
         self.processes += len(started)
@@ -397,8 +457,16 @@ class Bench:
         bal = self.sim.balance(TRADE_KEY)
         held = self.sim.balance(TRADE_KEY, in_order=True)
         total = {a: bal.get(a, Decimal(0)) + held.get(a, Decimal(0)) for a in set(bal) | set(held)}
-        return check(self.conn, self.cfg, self.sim.orders(TRADE_KEY), self.sim.trades(TRADE_KEY), total, self.start,
-                     history=self.history, keys=self.keys)
+        return check(
+            self.conn,
+            self.cfg,
+            self.sim.orders(TRADE_KEY),
+            self.sim.trades(TRADE_KEY),
+            total,
+            self.start,
+            history=self.history,
+            keys=self.keys,
+        )
 
     def close(self) -> None:
         self.conn.close()
@@ -406,6 +474,7 @@ class Bench:
 
 
 # --- one run ---------------------------------------------------------------------
+
 
 @dataclass
 class Plan:
@@ -442,8 +511,9 @@ def plan_run(rng: random.Random, bench: Bench) -> Plan:
             draft = Draft(market, "sell", None, amount)
         elif held * price >= 6 + SELLABLE and rng.random() < 0.6:
             eur = Decimal(rng.choice(("6", "8")))
-            draft = Draft(market, "sell", min(eur, (held * price - SELLABLE).quantize(Decimal("0.01"), ROUND_DOWN)),
-                          None)
+            draft = Draft(
+                market, "sell", min(eur, (held * price - SELLABLE).quantize(Decimal("0.01"), ROUND_DOWN)), None
+            )
         else:
             draft = Draft(market, "sell", Decimal("6"), None)
     fault = None
@@ -477,8 +547,10 @@ def arm(bench: Bench, fault: dict | None) -> list:
     if fault is None:
         return []
     if fault["kind"] == SLOW_PREPARE:
-        return [bench.sim.add_fault("delay", on="markets", count=2, delay=fault["delay"]),  # preflight, then ccxt
-                bench.sim.add_fault("delay", on="assets", delay=fault["delay"])]
+        return [
+            bench.sim.add_fault("delay", on="markets", count=2, delay=fault["delay"]),  # preflight, then ccxt
+            bench.sim.add_fault("delay", on="assets", delay=fault["delay"]),
+        ]
     return [bench.sim.add_fault(**fault)]
 
 
@@ -515,7 +587,7 @@ def do_run(bench: Bench, plan: Plan, report: Report) -> None:  # noqa: C901  (on
     if plan.backup_at == "after_first_attempt":  # often while the execution is claimed or submitting
         saved = bench.take_backup("chaos-after-first-attempt")
     for _ in range(3 if crashed else 0):  # the restart: execute again; an existing execution is returned, never resent
-        (_, data), = bench.spawn([("execute", env(bench.cfg_path), {"proposal_id": pid})])
+        ((_, data),) = bench.spawn([("execute", env(bench.cfg_path), {"proposal_id": pid})])
         if data is None or data["state"] != "claimed":  # claimed: a read failed (the fault again); retry
             break
     if armed:
@@ -524,8 +596,9 @@ def do_run(bench: Bench, plan: Plan, report: Report) -> None:  # noqa: C901  (on
             report.faults[plan.fault["kind"]] += 1
     if reconcile_crash:
         report.crashes_armed[reconcile_crash] += 1
-        (code, _), = bench.spawn([("reconcile", env(bench.cfg_path, reconcile_crash, plan.reconcile_crash_after),
-                                   {"seconds": 0})])
+        ((code, _),) = bench.spawn(
+            [("reconcile", env(bench.cfg_path, reconcile_crash, plan.reconcile_crash_after), {"seconds": 0})]
+        )
         if code == CRASH_EXIT:
             report.crashes[reconcile_crash] += 1
     bench.reconcile_here()  # the restarted bot reconciles at start
@@ -552,8 +625,10 @@ def restore_and_resume(bench: Bench, plan: Plan, pid: int, saved: backup.Backup,
     results = bench.spawn(jobs)
     for (kind, _, _), (_, data) in zip(jobs, results):
         if kind == "execute" and data is not None and data["sent"]:
-            bench.problems.append(f"(1) after restoring {saved.path.name}, execute sent an order for proposal"
-                                  f" {pid} again (clientOrderId {data['client_order_id']})")
+            bench.problems.append(
+                f"(1) after restoring {saved.path.name}, execute sent an order for proposal"
+                f" {pid} again (clientOrderId {data['client_order_id']})"
+            )
     bench.reconcile_here()
 
 
@@ -584,19 +659,28 @@ def tour() -> list[Plan]:
     # backup and restore: the backup sees the execution claimed (killed, or its preflight read failed: the
     # defect of issue 11), submitting (nothing sent / sent), not yet claimed, and the proposal not yet made
     first = "after_first_attempt"
-    plans += [Plan(buy(0), 1, "after_claim", None, 0, None, False, first),
-              Plan(buy(1), 1, None, None, 0, {"kind": "html_5xx", "on": "balance"}, False, first),
-              Plan(buy(0), 1, "after_submitting_commit", None, 0, None, True, first),
-              Plan(buy(1), 2, "after_send_before_reply", None, 0, None, False, first),
-              Plan(buy(0), 1, None, None, 0, None, False, "before_execute"),
-              Plan(buy(1), 2, None, None, 0, None, True, "before_propose")]
+    plans += [
+        Plan(buy(0), 1, "after_claim", None, 0, None, False, first),
+        Plan(buy(1), 1, None, None, 0, {"kind": "html_5xx", "on": "balance"}, False, first),
+        Plan(buy(0), 1, "after_submitting_commit", None, 0, None, True, first),
+        Plan(buy(1), 2, "after_send_before_reply", None, 0, None, False, first),
+        Plan(buy(0), 1, None, None, 0, None, False, "before_execute"),
+        Plan(buy(1), 2, None, None, 0, None, True, "before_propose"),
+    ]
     return plans
 
 
-def run_tour(root: Path, seed: int, report: Report, settings: Settings = Settings(),
-             closed_lookup: bool = False) -> None:
-    bench = Bench(root, "tour", batch_seed(seed, -1), replace(settings, **TOUR_RISK), start={"EUR": Decimal("500")},
-                  closed_lookup=closed_lookup)
+def run_tour(
+    root: Path, seed: int, report: Report, settings: Settings = Settings(), closed_lookup: bool = False
+) -> None:
+    bench = Bench(
+        root,
+        "tour",
+        batch_seed(seed, -1),
+        replace(settings, **TOUR_RISK),
+        start={"EUR": Decimal("500")},
+        closed_lookup=closed_lookup,
+    )
     try:
         for plan in tour():
             do_run(bench, plan, report)
@@ -632,8 +716,15 @@ def closed_lookup_for(mode: str, batch: int) -> bool:
     return {"on": True, "off": False}.get(mode, batch % 2 == 0)
 
 
-def run_batch(root: Path, seed: int, batch: int, runs: int, report: Report, settings: Settings = Settings(),
-              closed_lookup: bool = True) -> None:
+def run_batch(
+    root: Path,
+    seed: int,
+    batch: int,
+    runs: int,
+    report: Report,
+    settings: Settings = Settings(),
+    closed_lookup: bool = True,
+) -> None:
     rng = random.Random(batch_seed(seed, batch))
     bench = Bench(root, f"batch-{batch:04d}", batch_seed(seed, batch), settings, closed_lookup=closed_lookup)
     try:
@@ -645,9 +736,18 @@ def run_batch(root: Path, seed: int, batch: int, runs: int, report: Report, sett
         bench.close()
 
 
-def run(runs: int, seed: int, *, batch_size: int = 20, only_batch: int | None = None, with_tour: bool = True,
-        workdir: str | Path | None = None, progress=None, settings: Settings = Settings(),
-        closed_lookup: str = "alternate") -> Report:
+def run(
+    runs: int,
+    seed: int,
+    *,
+    batch_size: int = 20,
+    only_batch: int | None = None,
+    with_tour: bool = True,
+    workdir: str | Path | None = None,
+    progress=None,
+    settings: Settings = Settings(),
+    closed_lookup: str = "alternate",
+) -> Report:
     """The harness: the tour (batch -1), then `runs` seeded runs in batches of `batch_size`; → Report.
 
     ``closed_lookup``: "alternate" (even batches find closed orders by
@@ -695,10 +795,15 @@ def storm(root: Path, n: int, seed: int = 0) -> dict:
         f = bench.findings()
         sent = sum(1 for _, r in results if r and r["sent"])
         orders = len(bench.sim.orders(TRADE_KEY))
-        return {"processes": n, "orders": orders, "sent": sent, "seconds": round(seconds, 2),
-                "returned": dict(Counter(r["state"] if r else "no answer" for _, r in results)),
-                "violations": f.violations + bench.errors,
-                "ok": orders == 1 and sent == 1 and not f.violations and not bench.errors}
+        return {
+            "processes": n,
+            "orders": orders,
+            "sent": sent,
+            "seconds": round(seconds, 2),
+            "returned": dict(Counter(r["state"] if r else "no answer" for _, r in results)),
+            "violations": f.violations + bench.errors,
+            "ok": orders == 1 and sent == 1 and not f.violations and not bench.errors,
+        }
     finally:
         bench.close()
 
@@ -710,8 +815,16 @@ def cap_race(root: Path, n: int, seed: int = 0, cap: str = "24", eur: str = "6")
     daily cap stands between 50 buys and the exchange: at most cap / eur
     orders (buys by amountQuote: the cap counts exactly that, fee included).
     """
-    settings = Settings(max_daily=cap, max_exposure="100000", max_trade="100", cooldown="0s", anti_flip="0s",
-                        window="10s", timeout="5s", grace="4500ms")
+    settings = Settings(
+        max_daily=cap,
+        max_exposure="100000",
+        max_trade="100",
+        cooldown="0s",
+        anti_flip="0s",
+        window="10s",
+        timeout="5s",
+        grace="4500ms",
+    )
     bench = Bench(root, f"cap-race-{n}", seed, settings, start={"EUR": Decimal("100000")})
     try:
         pids = [bench.propose(Draft(MARKETS[i % 2], "buy", Decimal(eur), None)) for i in range(n)]
@@ -724,10 +837,17 @@ def cap_race(root: Path, n: int, seed: int = 0, cap: str = "24", eur: str = "6")
         orders = bench.sim.orders(TRADE_KEY)
         spent = sum((Decimal(o["amountQuote"]) for o in orders), Decimal(0))
         allowed = int(Decimal(cap) // Decimal(eur))
-        return {"processes": n, "cap_eur": cap, "eur_each": eur, "allowed": allowed, "orders": len(orders),
-                "spent_eur": str(spent), "seconds": round(seconds, 2),
-                "returned": dict(Counter(r["state"] if r else "no answer" for _, r in results)),
-                "violations": f.violations + bench.errors,
-                "ok": len(orders) <= allowed and spent <= Decimal(cap) and not f.violations and not bench.errors}
+        return {
+            "processes": n,
+            "cap_eur": cap,
+            "eur_each": eur,
+            "allowed": allowed,
+            "orders": len(orders),
+            "spent_eur": str(spent),
+            "seconds": round(seconds, 2),
+            "returned": dict(Counter(r["state"] if r else "no answer" for _, r in results)),
+            "violations": f.violations + bench.errors,
+            "ok": len(orders) <= allowed and spent <= Decimal(cap) and not f.violations and not bench.errors,
+        }
     finally:
         bench.close()

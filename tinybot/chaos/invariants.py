@@ -14,6 +14,7 @@ it.  Such an order must have been *booked* by reconcile's surprise scan
 (``unaccounted_orders`` and its fills in ``trade_history``); nothing else
 may be unaccounted for.
 """
+
 from __future__ import annotations
 
 import sqlite3
@@ -29,8 +30,10 @@ ON_EXCHANGE = ("submitted", "filled", "canceled")
 # said of a violation whose earlier order is one a restore made the database forget (no row, or a row put
 # back as 'claimed' that lost its submitting_at), found and booked by reconcile afterwards
 RESTORED = " (the earlier order was made after the backup a restore went back to; reconcile booked it since)"
-RESTORED_CLAIMED = (" (the difference is exactly the orders found for rows a restore put back as 'claimed': their"
-                    " submitting_at stays NULL)")
+RESTORED_CLAIMED = (
+    " (the difference is exactly the orders found for rows a restore put back as 'claimed': their"
+    " submitting_at stays NULL)"
+)
 
 
 @dataclass
@@ -48,9 +51,17 @@ def _ms(iso: str | None) -> int | None:
     return None if iso is None else clock.to_ms(clock.from_iso(iso))
 
 
-def check(conn: sqlite3.Connection, cfg: Config, orders: list[dict], trades: list[dict],
-          balances: dict[str, Decimal], start: dict[str, Decimal], *, history: dict[str, dict] | None = None,
-          keys: dict[int, int] | None = None) -> Findings:
+def check(
+    conn: sqlite3.Connection,
+    cfg: Config,
+    orders: list[dict],
+    trades: list[dict],
+    balances: dict[str, Decimal],
+    start: dict[str, Decimal],
+    *,
+    history: dict[str, dict] | None = None,
+    keys: dict[int, int] | None = None,
+) -> Findings:
     """All five invariants.  Call after the final reconcile, once every window has passed.
 
     ``history``: execution rows (dicts with a ``proposal_key``) the database
@@ -71,9 +82,15 @@ def check(conn: sqlite3.Connection, cfg: Config, orders: list[dict], trades: lis
 
 
 def _orders_vs_rows(  # noqa: C901  (one invariant, case by case)
-        f: Findings, cfg: Config, orders: list[dict], rows: dict, forgotten: dict[str, dict],
-                    unaccounted: dict, keys: dict[int, int] | None,
-                    history: dict[str, dict]) -> list[tuple[dict, sqlite3.Row | dict]]:
+    f: Findings,
+    cfg: Config,
+    orders: list[dict],
+    rows: dict,
+    forgotten: dict[str, dict],
+    unaccounted: dict,
+    keys: dict[int, int] | None,
+    history: dict[str, dict],
+) -> list[tuple[dict, sqlite3.Row | dict]]:
     """(1) one order per proposal and per clientOrderId, (2) every order accounted for and no row left unknown."""
     per_proposal: dict[int, list[str]] = defaultdict(list)
     per_cid: dict[str, list[str]] = defaultdict(list)
@@ -91,17 +108,20 @@ def _orders_vs_rows(  # noqa: C901  (one invariant, case by case)
                 f.surprises += 1
             else:
                 f.lost += 1
-                f.violations.append(f"(2) exchange order {o['orderId']} (execution {h['id']} before the restore,"
-                                    f" clientOrderId {cid}) is unknown to the restored database and was never"
-                                    " booked by reconcile's surprise scan")
+                f.violations.append(
+                    f"(2) exchange order {o['orderId']} (execution {h['id']} before the restore,"
+                    f" clientOrderId {cid}) is unknown to the restored database and was never"
+                    " booked by reconcile's surprise scan"
+                )
             _timing(f, cfg, o, h)
             continue
         if row is None:
             f.lost += 1
             f.violations.append(f"(2) exchange order {o['orderId']} (clientOrderId {cid}) has no execution row")
             continue
-        per_proposal[keys.get(row["proposal_id"], -row["proposal_id"]) if keys is not None
-                     else row["proposal_id"]].append(o["orderId"])
+        per_proposal[
+            keys.get(row["proposal_id"], -row["proposal_id"]) if keys is not None else row["proposal_id"]
+        ].append(o["orderId"])
         if row["submitting_at"] is None and history.get(cid, {}).get("submitting_at"):
             # restored from a backup that had it 'claimed': the DB no longer knows when it was decided, the
             # harness does (the guards' promises are about that moment)
@@ -109,11 +129,15 @@ def _orders_vs_rows(  # noqa: C901  (one invariant, case by case)
         matched.append((o, row))
         if row["state"] not in ON_EXCHANGE:
             f.lost += 1
-            f.violations.append(f"(2) exchange order {o['orderId']} is {o['status']} but execution {row['id']}"
-                                f" says {row['state']} ({row['reason']})")
+            f.violations.append(
+                f"(2) exchange order {o['orderId']} is {o['status']} but execution {row['id']}"
+                f" says {row['state']} ({row['reason']})"
+            )
         elif row["exchange_order_id"] != o["orderId"]:
-            f.violations.append(f"(2) execution {row['id']} points at order {row['exchange_order_id']},"
-                                f" the exchange has {o['orderId']} for its clientOrderId")
+            f.violations.append(
+                f"(2) execution {row['id']} points at order {row['exchange_order_id']},"
+                f" the exchange has {o['orderId']} for its clientOrderId"
+            )
         elif o["status"] == "filled" and row["state"] != "filled":
             f.violations.append(f"(2) order {o['orderId']} is filled, execution {row['id']} says {row['state']}")
         _timing(f, cfg, o, row)
@@ -127,11 +151,11 @@ def _orders_vs_rows(  # noqa: C901  (one invariant, case by case)
     on_exchange = {o.get("clientOrderId") for o in orders}
     for cid, row in rows.items():
         if row["state"] in ("submitting", "unknown"):
-            f.violations.append(f"(2) execution {row['id']} is still {row['state']} after its window"
-                                f" ({row['reason']})")
+            f.violations.append(f"(2) execution {row['id']} is still {row['state']} after its window ({row['reason']})")
         elif row["state"] in ON_EXCHANGE and cid not in on_exchange:
-            f.violations.append(f"(2) execution {row['id']} says {row['state']} but the exchange has no order"
-                                f" with clientOrderId {cid}")
+            f.violations.append(
+                f"(2) execution {row['id']} says {row['state']} but the exchange has no order with clientOrderId {cid}"
+            )
     return matched
 
 
@@ -139,14 +163,17 @@ def _timing(f: Findings, cfg: Config, o: dict, row) -> None:
     """Nothing is sent that was not first written; and count orders that landed late."""
     created, sent = o["created"], _ms(row["submitting_at"])
     if sent is None or created < sent - 1:
-        f.violations.append(f"(2) order {o['orderId']} reached the exchange at {created}, before execution"
-                            f" {row['id']} committed 'submitting' ({row['submitting_at']})")
+        f.violations.append(
+            f"(2) order {o['orderId']} reached the exchange at {created}, before execution"
+            f" {row['id']} committed 'submitting' ({row['submitting_at']})"
+        )
     elif created > clock.to_ms(reconcile.absent_after(row, cfg.exchange.reconcile_grace)):
         f.late += 1
 
 
-def _surprises(f: Findings, conn: sqlite3.Connection, orders: list[dict], forgotten: dict[str, dict],
-               unaccounted: dict) -> None:
+def _surprises(
+    f: Findings, conn: sqlite3.Connection, orders: list[dict], forgotten: dict[str, dict], unaccounted: dict
+) -> None:
     """(2) the only orders reconcile may book as unaccounted are those a restore made the DB forget.
 
     Anything else it had to book (a second order under one clientOrderId, an
@@ -177,9 +204,14 @@ def _fills(f: Findings, conn: sqlite3.Connection, trades: list[dict]) -> None:
         f.violations.append(f"(3) trade_history has fill {tid} that the exchange does not")
     for tid in ours.keys() & theirs.keys():
         a, b = ours[tid], theirs[tid]
-        same = (a["order_id"] == b["orderId"] and a["side"] == b["side"] and a["market"] == b["market"]
-                and Decimal(a["amount"]) == Decimal(b["amount"]) and Decimal(a["price"]) == Decimal(b["price"])
-                and Decimal(a["fee"]) == Decimal(b["fee"]))
+        same = (
+            a["order_id"] == b["orderId"]
+            and a["side"] == b["side"]
+            and a["market"] == b["market"]
+            and Decimal(a["amount"]) == Decimal(b["amount"])
+            and Decimal(a["price"]) == Decimal(b["price"])
+            and Decimal(a["fee"]) == Decimal(b["fee"])
+        )
         if not same:
             f.violations.append(f"(3) fill {tid} differs: ours {dict(a)} vs exchange {b}")
 
@@ -219,13 +251,17 @@ def _guards(f: Findings, cfg: Config, matched: list[tuple[dict, sqlite3.Row | di
     for o, row in decided:
         at = _ms(row["submitting_at"]) if row["submitting_at"] else o["created"]
         market, side = o["market"], o["side"]
-        for key, window, name in (((market, None), risk.cooldown, "cooldown"),
-                                  ((market, "buy" if side == "sell" else "sell"), risk.anti_flip, "anti-flip")):
+        for key, window, name in (
+            ((market, None), risk.cooldown, "cooldown"),
+            ((market, "buy" if side == "sell" else "sell"), risk.anti_flip, "anti-flip"),
+        ):
             prev = last.get(key)
             gap = timedelta(milliseconds=at - prev[0]) if prev else None
             if window > timedelta(0) and gap is not None and gap < window:
-                f.violations.append(f"(4) {name}: order {o['orderId']} ({side} {market}) decided {gap} after"
-                                    f" order {prev[1]}; {name} is {window}" + (RESTORED if prev[2] else ""))
+                f.violations.append(
+                    f"(4) {name}: order {o['orderId']} ({side} {market}) decided {gap} after"
+                    f" order {prev[1]}; {name} is {window}" + (RESTORED if prev[2] else "")
+                )
         if side == "buy":
             spend = _spend(o)
             if spend > risk.max_trade_eur:
@@ -233,15 +269,19 @@ def _guards(f: Findings, cfg: Config, matched: list[tuple[dict, sqlite3.Row | di
             day = clock.to_iso(clock.day_start(clock.from_ms(at), cfg.tz))  # the config's day (UTC unless set)
             daily[day] += spend
             if daily[day] > risk.max_daily_eur:
-                f.violations.append(f"(4) daily cap: €{daily[day]} of buys on {day} > €{risk.max_daily_eur}"
-                                    f" (order {o['orderId']})")
+                f.violations.append(
+                    f"(4) daily cap: €{daily[day]} of buys on {day} > €{risk.max_daily_eur} (order {o['orderId']})"
+                )
             if sum(cost.values()) + spend > risk.max_exposure_eur:
-                f.violations.append(f"(4) exposure: €{sum(cost.values()) + spend} at cost after order"
-                                    f" {o['orderId']} > €{risk.max_exposure_eur}")
+                f.violations.append(
+                    f"(4) exposure: €{sum(cost.values()) + spend} at cost after order"
+                    f" {o['orderId']} > €{risk.max_exposure_eur}"
+                )
         sold = sum((Decimal(x["amount"]) for x in o["fills"]), Decimal(0)) if side == "sell" else Decimal(0)
         if sold > base[market]:
-            f.violations.append(f"(4) own position: sell {o['orderId']} on {market} sold {sold}, tinybot held"
-                                f" {base[market]}")
+            f.violations.append(
+                f"(4) own position: sell {o['orderId']} on {market} sold {sold}, tinybot held {base[market]}"
+            )
         price = Decimal(o["fills"][-1]["price"]) if o["fills"] else None
         for fill in o["fills"]:  # the position at cost, as ledger keeps it
             amount, fill_price, fee = Decimal(fill["amount"]), Decimal(fill["price"]), Decimal(fill["fee"])
@@ -256,15 +296,18 @@ def _guards(f: Findings, cfg: Config, matched: list[tuple[dict, sqlite3.Row | di
                     base[market], cost[market] = Decimal(0), Decimal(0)
         if price is not None and 0 < base[market] * price < sizing.EXCHANGE_MINIMUM_EUR:
             what = "leaves dust" if side == "sell" else "strands the position"
-            f.violations.append(f"(4) €5 rule: {side} {o['orderId']} on {market} {what}: {base[market]} worth"
-                                f" €{base[market] * price:.2f} at {price}, under the €{sizing.EXCHANGE_MINIMUM_EUR}"
-                                " minimum")
+            f.violations.append(
+                f"(4) €5 rule: {side} {o['orderId']} on {market} {what}: {base[market]} worth"
+                f" €{base[market] * price:.2f} at {price}, under the €{sizing.EXCHANGE_MINIMUM_EUR}"
+                " minimum"
+            )
         restored = isinstance(row, dict) and bool(row.get("_restored"))  # forgotten, or put back as claimed
         last[(market, None)] = last[(market, side)] = (at, o["orderId"], restored)
 
 
-def _cap_counts(f: Findings, conn: sqlite3.Connection, cfg: Config,
-                matched: list[tuple[dict, sqlite3.Row | dict]]) -> None:
+def _cap_counts(
+    f: Findings, conn: sqlite3.Connection, cfg: Config, matched: list[tuple[dict, sqlite3.Row | dict]]
+) -> None:
     """(4) the daily cap counts every buy the exchange made today, fee included.
 
     Once nothing is in flight, ``guards.spent_today`` (what the daily cap
@@ -286,13 +329,22 @@ def _cap_counts(f: Findings, conn: sqlite3.Connection, cfg: Config,
                 restored += took
     ours = guards.spent_today(conn, now, tz=cfg.tz)
     if ours != theirs:
-        f.violations.append(f"(4) the daily cap counts €{ours} of buys today (guards.spent_today); the exchange's"
-                            f" buys decided today took €{theirs} (fill + fee)"
-                            + (RESTORED_CLAIMED if restored and ours + restored == theirs else ""))
+        f.violations.append(
+            f"(4) the daily cap counts €{ours} of buys today (guards.spent_today); the exchange's"
+            f" buys decided today took €{theirs} (fill + fee)"
+            + (RESTORED_CLAIMED if restored and ours + restored == theirs else "")
+        )
 
 
-def _db_health(f: Findings, conn: sqlite3.Connection, cfg: Config, balances: dict[str, Decimal],
-               start: dict[str, Decimal], orders: list[dict], unaccounted: dict) -> None:
+def _db_health(
+    f: Findings,
+    conn: sqlite3.Connection,
+    cfg: Config,
+    balances: dict[str, Decimal],
+    start: dict[str, Decimal],
+    orders: list[dict],
+    unaccounted: dict,
+) -> None:
     """(5) the file is sound, and the DB's holdings are the exchange's holdings.
 
     Base assets: ``positions.base`` (moved only by recorded fills) must equal
@@ -322,8 +374,9 @@ def _db_health(f: Findings, conn: sqlite3.Connection, cfg: Config, balances: dic
             eur -= Decimal(r["amount_quote"]) if r["amount_quote"] is not None and filled > 0 else quote + fee
         else:
             eur += quote - fee
-    own = {r[0] for r in conn.execute("SELECT exchange_order_id FROM trade_executions"
-                                      " WHERE exchange_order_id IS NOT NULL")}
+    own = {
+        r[0] for r in conn.execute("SELECT exchange_order_id FROM trade_executions WHERE exchange_order_id IS NOT NULL")
+    }
     booked = {oid for (_, oid) in unaccounted} - own
     for r in conn.execute("SELECT * FROM trade_history"):
         if r["order_id"] in booked:
@@ -333,5 +386,6 @@ def _db_health(f: Findings, conn: sqlite3.Connection, cfg: Config, balances: dic
         if o["orderId"] in booked and o["side"] == "buy" and o.get("amountQuote") is not None:
             eur -= Decimal(o["amountQuote"]) - Decimal(o["filledAmountQuote"]) - Decimal(o["feePaid"])
     if eur != balances.get("EUR", Decimal(0)):
-        f.violations.append(f"(5) EUR: the DB's executions leave €{eur}, the exchange account has"
-                            f" €{balances.get('EUR', Decimal(0))}")
+        f.violations.append(
+            f"(5) EUR: the DB's executions leave €{eur}, the exchange account has €{balances.get('EUR', Decimal(0))}"
+        )

@@ -8,6 +8,7 @@ it with ``os._exit`` on the spot, exactly as it would end ``tinybot execute``.
 The parent learns what happened from the exit code and a small JSON file
 written (atomically) only on a normal return.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,16 @@ def execute(config_path: str, proposal_id: int, env: dict, barrier, out: str | N
     except executor.NotExecutable as e:
         # after a restore the proposal may be rejected (quarantine) or gone (proposed after the backup):
         # `tinybot execute` says so and sends nothing
-        _write(out, {"proposal_id": proposal_id, "state": "not_executable", "reason": str(e), "sent": False,
-                     "client_order_id": None})
+        _write(
+            out,
+            {
+                "proposal_id": proposal_id,
+                "state": "not_executable",
+                "reason": str(e),
+                "sent": False,
+                "client_order_id": None,
+            },
+        )
         return
     _write(out, r.as_dict())
 

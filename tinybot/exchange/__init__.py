@@ -8,12 +8,22 @@ trade key behind a GET-only facade that has no method to place or cancel
 The trading client is built only by ``tinybot.executor.trading_exchange``.
 Nothing here imports ccxt until a Bitvavo client is actually built.
 """
+
 from __future__ import annotations
 
 from .base import ReadOnlyClientError
 
-READ_METHODS = ("markets", "ticker", "candles", "balances", "fetch_order", "orders_since", "open_orders",
-                "trades_since", "server_time_ms")
+READ_METHODS = (
+    "markets",
+    "ticker",
+    "candles",
+    "balances",
+    "fetch_order",
+    "orders_since",
+    "open_orders",
+    "trades_since",
+    "server_time_ms",
+)
 
 
 def market_data(cfg, *, rate_limit: bool = True):
@@ -53,6 +63,12 @@ def read_only(cfg, source=None, *, rate_limit: bool = True):
     if cfg.mode == "paper":
         from .paper import PaperExchange
 
-        return ReadOnlyView(PaperExchange(cfg.db_path, source or market_data(cfg, rate_limit=rate_limit),
-                                          starting_eur=cfg.paper.starting_eur, taker_fee=cfg.paper.taker_fee))
+        return ReadOnlyView(
+            PaperExchange(
+                cfg.db_path,
+                source or market_data(cfg, rate_limit=rate_limit),
+                starting_eur=cfg.paper.starting_eur,
+                taker_fee=cfg.paper.taker_fee,
+            )
+        )
     return source or market_data(cfg, rate_limit=rate_limit)

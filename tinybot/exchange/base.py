@@ -12,6 +12,7 @@ the caller's clock. ``send_order`` never raises for an exchange outcome: it
 classifies every outcome into exactly one of three kinds (``SendOutcome``), in
 one place per backend, so the executor has a single decision to make.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

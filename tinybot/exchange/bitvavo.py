@@ -25,6 +25,7 @@ into accepted / refused / ambiguous (see ``ERROR_CODES`` and docs/LIVE.md).
 This module is the only one that imports ccxt (~0.35 s, ~78 MB): nothing in
 tinybot imports it at package import time.
 """
+
 from __future__ import annotations
 
 import json
@@ -126,6 +127,7 @@ _backoff_until: dict[tuple[str, str | None], _Pause] = {}
 
 # --- classification ------------------------------------------------------------
 
+
 def classify_send(result: Any, http_status: int | None = None) -> SendOutcome:
     """The one place a send's outcome is decided.
 
@@ -156,7 +158,9 @@ def _classify_exception(exc: BaseException, http_status: int | None = None) -> S
         # reached no order book, and resending it would fail the same way
         return SendOutcome.refused(
             f"Bitvavo: {text or 'invalid endpoint'} (errorCode 110, HTTP {http_status}): a bug in tinybot or"
-            f" ccxt, nothing was created", code="110")
+            f" ccxt, nothing was created",
+            code="110",
+        )
     if code is not None:
         kind, why = ERROR_CODES.get(code, ("ambiguous", "unexpected error code"))
         reason = f"Bitvavo: {text or why} (errorCode {code})"
@@ -219,6 +223,7 @@ def describe_error(exc: BaseException) -> str:
 
 # --- raw Bitvavo JSON → contract objects -------------------------------------------
 
+
 def _dec(value: Any, what: str) -> Decimal:
     if isinstance(value, bool) or value is None:
         raise ExchangeError(f"Bitvavo sent no number for {what}")
@@ -275,18 +280,20 @@ def order_from_raw(raw: dict, client_order_id: str | None = None) -> Order:
     fills = []
     for f in raw.get("fills") or ():
         settled, fee = _fee(f, "fill")
-        fills.append(Fill(
-            trade_id=str(_field(f, "id", "fill")),
-            order_id=oid,
-            market=market,
-            side=side,
-            amount=_dec(f.get("amount"), "fill amount"),
-            price=_dec(f.get("price"), "fill price"),
-            fee=fee,
-            fee_currency=str(f.get("feeCurrency") or raw.get("feeCurrency") or ""),
-            timestamp_ms=_int(f.get("timestamp"), "fill timestamp"),
-            settled=settled,
-        ))
+        fills.append(
+            Fill(
+                trade_id=str(_field(f, "id", "fill")),
+                order_id=oid,
+                market=market,
+                side=side,
+                amount=_dec(f.get("amount"), "fill amount"),
+                price=_dec(f.get("price"), "fill price"),
+                fee=fee,
+                fee_currency=str(f.get("feeCurrency") or raw.get("feeCurrency") or ""),
+                timestamp_ms=_int(f.get("timestamp"), "fill timestamp"),
+                settled=settled,
+            )
+        )
     return Order(
         order_id=oid,
         client_order_id=raw.get("clientOrderId") or client_order_id,
@@ -344,8 +351,9 @@ def markets_from_raw(rows: Any) -> tuple[dict[str, Market], dict[str, str]]:
             continue
         good[m.name] = m
     if rows and not good:
-        raise ExchangeError(f"Bitvavo's market table has no usable row ({len(rows)} malformed, e.g."
-                            f" {next(iter(skipped.values()))})")
+        raise ExchangeError(
+            f"Bitvavo's market table has no usable row ({len(rows)} malformed, e.g. {next(iter(skipped.values()))})"
+        )
     return good, skipped
 
 
@@ -384,6 +392,7 @@ def _plain(d: Decimal) -> str:
 
 # --- one key on one URL ------------------------------------------------------------
 
+
 def _end_of_next_minute(now_ms: int) -> int:
     """Bitvavo blocks a key that went over until the end of the *next* minute (12:00:15 → 12:02:00)."""
     return (now_ms // 60_000 + 2) * 60_000
@@ -400,9 +409,17 @@ class _Endpoint:
     even through ccxt's own ``create_order``.
     """
 
-    def __init__(self, cfg: Config, key: str | None, secret: str | None, *, rate_limit: bool,
-                 operator_id: int | None = None, get_only: bool = False,
-                 sleep: Callable[[float], None] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        key: str | None,
+        secret: str | None,
+        *,
+        rate_limit: bool,
+        operator_id: int | None = None,
+        get_only: bool = False,
+        sleep: Callable[[float], None] | None = None,
+    ):
         self.cfg = cfg
         self.url = (cfg.exchange.url or "").rstrip("/") or None
         self.has_key = bool(key and secret)
@@ -449,7 +466,8 @@ class _Endpoint:
 
         def refuse(method):
             return ReadOnlyClientError(
-                f"refused {method}: this Bitvavo client only looks orders up; only the executor places or cancels")
+                f"refused {method}: this Bitvavo client only looks orders up; only the executor places or cancels"
+            )
 
         def fetch(url, method="GET", headers=None, body=None):
             if str(method).upper() != "GET":
@@ -549,8 +567,14 @@ class _Endpoint:
         _backoff_until[self.backoff_key()] = _Pause(until, ban=True)
 
     # --- one request --------------------------------------------------------------
-    def call(self, what: str, fn: Callable, *args, private: bool = False,
-             no_key: str = "needs a read key: set TINYBOT_READ_KEY/SECRET") -> Any:
+    def call(
+        self,
+        what: str,
+        fn: Callable,
+        *args,
+        private: bool = False,
+        no_key: str = "needs a read key: set TINYBOT_READ_KEY/SECRET",
+    ) -> Any:
         """One request: budget check, ccxt call, readable ExchangeError on failure."""
         if private and not self.has_key:
             raise ExchangeError(f"{what} {no_key}")
@@ -580,7 +604,8 @@ class _GetOnlySession:
     def request(self, method, url, *a, **k):
         if str(method).upper() != "GET":
             raise ReadOnlyClientError(
-                f"refused {method}: this Bitvavo client only looks orders up; only the executor places or cancels")
+                f"refused {method}: this Bitvavo client only looks orders up; only the executor places or cancels"
+            )
         return self._session.request(method, url, *a, **k)
 
     def __getattr__(self, name):
@@ -597,6 +622,7 @@ def _parse(what: str, fn: Callable, raw: Any) -> Any:
 
 
 # --- reads -------------------------------------------------------------------------
+
 
 class _MarketReads:
     """Markets, tickers, candles, balances and the server time, over one endpoint."""
@@ -634,6 +660,7 @@ class _MarketReads:
                 last=_dec(r.get("last"), f"{market} last"),
                 timestamp_ms=_int(r.get("timestamp"), f"{market} timestamp"),
             )
+
         return _parse(f"ticker {market}", parse, raw)
 
     def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
@@ -644,29 +671,44 @@ class _MarketReads:
 
         def parse(rows):
             out = [
-                Candle(_int(r[0], "candle time"), _dec(r[1], "open"), _dec(r[2], "high"),
-                       _dec(r[3], "low"), _dec(r[4], "close"), _dec(r[5], "volume"))
+                Candle(
+                    _int(r[0], "candle time"),
+                    _dec(r[1], "open"),
+                    _dec(r[2], "high"),
+                    _dec(r[3], "low"),
+                    _dec(r[4], "close"),
+                    _dec(r[5], "volume"),
+                )
                 for r in rows
             ]
             return sorted(out, key=lambda c: c.timestamp_ms)  # Bitvavo sends newest first
+
         return _parse(f"candles {market}", parse, raw)
 
     def balances(self) -> dict[str, Balance]:
         """What /balance lists; Bitvavo leaves out zero balances, so a missing asset holds 0."""
         raw = self._ep.call("balance", self._ep.ccxt.privateGetBalance, {}, private=True)
-        return _parse("balance", lambda rows: {
-            str(r["symbol"]): Balance(_dec(r.get("available"), f"{r['symbol']} available"),
-                                      _opt_dec(r.get("inOrder"), f"{r['symbol']} inOrder") or Decimal(0))
-            for r in rows
-        }, raw)
+        return _parse(
+            "balance",
+            lambda rows: {
+                str(r["symbol"]): Balance(
+                    _dec(r.get("available"), f"{r['symbol']} available"),
+                    _opt_dec(r.get("inOrder"), f"{r['symbol']} inOrder") or Decimal(0),
+                )
+                for r in rows
+            },
+            raw,
+        )
 
     def server_time_ms(self) -> int:
         raw = self._ep.call("time", self._ep.ccxt.publicGetTime, {})
         return _parse("time", lambda r: _int(r["time"], "time"), raw)
 
 
-NO_LOOKUP_KEY = ("needs the trade key: Bitvavo lets only a key with trade rights read orders and trades;"
-                 " set TINYBOT_TRADE_KEY and TINYBOT_TRADE_SECRET")
+NO_LOOKUP_KEY = (
+    "needs the trade key: Bitvavo lets only a key with trade rights read orders and trades;"
+    " set TINYBOT_TRADE_KEY and TINYBOT_TRADE_SECRET"
+)
 
 
 class OrderLookups:
@@ -704,7 +746,8 @@ class OrderLookups:
         if since_ms < now - MAX_LOOKBACK_MS:
             raise ExchangeError(
                 f"Bitvavo {what}: since {clock.to_iso(clock.from_ms(max(since_ms, 0)))} is more than"
-                f" {MAX_LOOKBACK_MS // 86_400_000} days back (Bitvavo answers 24 hours per request)")
+                f" {MAX_LOOKBACK_MS // 86_400_000} days back (Bitvavo answers 24 hours per request)"
+            )
         rows: dict[str, dict] = {}
         pages = 0
         start = since_ms
@@ -762,14 +805,23 @@ class OrderLookups:
 
 # --- the clients -----------------------------------------------------------------
 
+
 class BitvavoReadOnly:
     """Bitvavo market data, balances (view key) and order lookups (trade key, GET only); never trades."""
 
     name = "bitvavo"
 
-    def __init__(self, cfg: Config, key: str | None = None, secret: str | None = None, *,
-                 lookup_key: str | None = None, lookup_secret: str | None = None,
-                 rate_limit: bool = True, sleep: Callable[[float], None] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        key: str | None = None,
+        secret: str | None = None,
+        *,
+        lookup_key: str | None = None,
+        lookup_secret: str | None = None,
+        rate_limit: bool = True,
+        sleep: Callable[[float], None] | None = None,
+    ):
         self.cfg = cfg
         self.url = (cfg.exchange.url or "").rstrip("/") or None
         self._view = _Endpoint(cfg, key, secret, rate_limit=rate_limit, sleep=sleep)
@@ -842,9 +894,17 @@ class BitvavoReadOnly:
         return self._lookups.trades_since(market, since_ms)
 
     # --- no trading here --------------------------------------------------------
-    def send_order(self, market: str, side: Side, *, client_order_id: str,
-                   amount_quote: Decimal | None = None, amount: Decimal | None = None,
-                   sign_by_ms: int | None = None, claimed_ms: int | None = None) -> SendOutcome:
+    def send_order(
+        self,
+        market: str,
+        side: Side,
+        *,
+        client_order_id: str,
+        amount_quote: Decimal | None = None,
+        amount: Decimal | None = None,
+        sign_by_ms: int | None = None,
+        claimed_ms: int | None = None,
+    ) -> SendOutcome:
         raise ReadOnlyClientError("this is a read-only Bitvavo client: only the executor can place orders")
 
     def cancel_order(self, market: str, client_order_id: str) -> bool:
@@ -856,8 +916,15 @@ class BitvavoTrading:
 
     name = "bitvavo"
 
-    def __init__(self, cfg: Config, key: str, secret: str, *, rate_limit: bool = True,
-                 sleep: Callable[[float], None] | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        key: str,
+        secret: str,
+        *,
+        rate_limit: bool = True,
+        sleep: Callable[[float], None] | None = None,
+    ):
         if cfg.exchange.operator_id is None:
             raise ConfigError(f"live mode needs an operatorId: set [exchange] operator_id in {cfg.path}")
         if not (key and secret):
@@ -922,9 +989,17 @@ class BitvavoTrading:
         return self._lookups.trades_since(market, since_ms)
 
     # --- trading ------------------------------------------------------------------------
-    def send_order(self, market: str, side: Side, *, client_order_id: str,
-                   amount_quote: Decimal | None = None, amount: Decimal | None = None,
-                   sign_by_ms: int | None = None, claimed_ms: int | None = None) -> SendOutcome:
+    def send_order(
+        self,
+        market: str,
+        side: Side,
+        *,
+        client_order_id: str,
+        amount_quote: Decimal | None = None,
+        amount: Decimal | None = None,
+        sign_by_ms: int | None = None,
+        claimed_ms: int | None = None,
+    ) -> SendOutcome:
         """A market order. Never raises for an exchange outcome: see ``classify_send``."""
         until = self._ep.banned_until_ms()
         if until:
@@ -938,7 +1013,9 @@ class BitvavoTrading:
         if paced and sign_by_ms is not None and paced > sign_by_ms:
             return SendOutcome.refused(
                 f"not sent: this key's rate-limit budget is nearly spent until"
-                f" {clock.to_iso(clock.from_ms(paced))}, past the send deadline", code="rate_limited")
+                f" {clock.to_iso(clock.from_ms(paced))}, past the send deadline",
+                code="rate_limited",
+            )
         try:
             self._ep.wait_for_budget()
         except ExchangeError as e:
@@ -948,7 +1025,9 @@ class BitvavoTrading:
             # moment reconcile is entitled to call this order absent
             return SendOutcome.refused(
                 f"not sent: the checks before sending took until {clock.to_iso(clock.now())}, past the send"
-                f" deadline {clock.to_iso(clock.from_ms(sign_by_ms))}", code="send_deadline")
+                f" deadline {clock.to_iso(clock.from_ms(sign_by_ms))}",
+                code="send_deadline",
+            )
         self._ep.last_status = None
         self.client.last_response_headers = None
         try:
@@ -979,13 +1058,22 @@ class BitvavoTrading:
                 return o
         return None
 
-    def _prepare(self, market: str, side: str, cid: str, amount_quote: Decimal | None,
-                 amount: Decimal | None, sign_by_ms: int | None = None,
-                 claimed_ms: int | None = None) -> SendOutcome | tuple[str, str | None, dict]:
+    def _prepare(
+        self,
+        market: str,
+        side: str,
+        cid: str,
+        amount_quote: Decimal | None,
+        amount: Decimal | None,
+        sign_by_ms: int | None = None,
+        claimed_ms: int | None = None,
+    ) -> SendOutcome | tuple[str, str | None, dict]:
         """Every check before the order request; a refusal here sends nothing."""
-        refusal = (self._check_arguments(side, cid, amount_quote, amount)
-                   or self._check_market(market, side, amount_quote, amount)
-                   or self._check_not_sent(market, cid, sign_by_ms, claimed_ms))
+        refusal = (
+            self._check_arguments(side, cid, amount_quote, amount)
+            or self._check_market(market, side, amount_quote, amount)
+            or self._check_not_sent(market, cid, sign_by_ms, claimed_ms)
+        )
         if refusal is not None:
             return refusal
         ccxt_market = (self.client.markets_by_id.get(market) or [None])[0]
@@ -1004,7 +1092,8 @@ class BitvavoTrading:
         if self.operator_id is None:  # ccxt would refuse too (ArgumentsRequired); say why first
             return SendOutcome.refused(
                 f"not sent: live mode needs an operatorId: set [exchange] operator_id in {self.cfg.path}",
-                code="no_operator_id")
+                code="no_operator_id",
+            )
         if side not in ("buy", "sell"):
             return SendOutcome.refused(f"side must be 'buy' or 'sell', not {side!r}", code="205")
         try:
@@ -1033,15 +1122,18 @@ class BitvavoTrading:
         if amount_quote is not None:
             if _decimals(amount_quote) > m.notional_decimals:
                 return SendOutcome.refused(
-                    f"€{_plain(amount_quote)} has more than {m.notional_decimals} decimals", code="205")
+                    f"€{_plain(amount_quote)} has more than {m.notional_decimals} decimals", code="205"
+                )
             notional = amount_quote
         else:
             if _decimals(amount) > m.quantity_decimals:
                 return SendOutcome.refused(
-                    f"{_plain(amount)} {m.base} has more than {m.quantity_decimals} decimals", code="205")
+                    f"{_plain(amount)} {m.base} has more than {m.quantity_decimals} decimals", code="205"
+                )
             if amount < m.min_base:
                 return SendOutcome.refused(
-                    f"{_plain(amount)} {m.base} is below the minimum of {_plain(m.min_base)} {m.base}", code="217")
+                    f"{_plain(amount)} {m.base} is below the minimum of {_plain(m.min_base)} {m.base}", code="217"
+                )
             try:
                 t = self.ticker(market)
             except ExchangeError as e:
@@ -1065,7 +1157,9 @@ class BitvavoTrading:
         if existing is not None:
             return SendOutcome.ambiguous(
                 f"not sent: Bitvavo already has order {existing.order_id} ({existing.status}) with"
-                f" clientOrderId {cid}; reconcile decides", code="220")
+                f" clientOrderId {cid}; reconcile decides",
+                code="220",
+            )
         return None
 
     def cancel_order(self, market: str, client_order_id: str) -> bool:
@@ -1094,8 +1188,7 @@ def read_only_client(cfg: Config, *, rate_limit: bool = True) -> BitvavoReadOnly
     key, secret = pair if pair else (None, None)
     lookup = secrets.pair("TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET") if cfg.mode == "live" else None
     lookup_key, lookup_secret = lookup if lookup else (None, None)
-    return BitvavoReadOnly(cfg, key, secret, lookup_key=lookup_key, lookup_secret=lookup_secret,
-                           rate_limit=rate_limit)
+    return BitvavoReadOnly(cfg, key, secret, lookup_key=lookup_key, lookup_secret=lookup_secret, rate_limit=rate_limit)
 
 
 @dataclass(frozen=True)
@@ -1116,8 +1209,9 @@ class KeyRights:
         return self.orders is None
 
 
-def probe_key_rights(cfg: Config, market: str, keys: dict[str, tuple[str, str]], *,
-                     rate_limit: bool = True) -> list[KeyRights]:
+def probe_key_rights(
+    cfg: Config, market: str, keys: dict[str, tuple[str, str]], *, rate_limit: bool = True
+) -> list[KeyRights]:
     """For `tinybot doctor`: ``GET /balance`` and ``GET /ordersOpen?market=`` with each key, GET only.
 
     ``keys`` maps a role ("read", "trade") to (key, secret); the caller reads
@@ -1128,8 +1222,10 @@ def probe_key_rights(cfg: Config, market: str, keys: dict[str, tuple[str, str]],
     for role, (key, secret) in keys.items():
         ep = _Endpoint(cfg, key, secret, rate_limit=rate_limit, get_only=True)
         answers: list[str | None] = []
-        for what, fn, params in (("balance", ep.ccxt.privateGetBalance, {}),
-                                 ("open orders", ep.ccxt.privateGetOrdersOpen, {"market": normalise_market(market)})):
+        for what, fn, params in (
+            ("balance", ep.ccxt.privateGetBalance, {}),
+            ("open orders", ep.ccxt.privateGetOrdersOpen, {"market": normalise_market(market)}),
+        ):
             try:
                 ep.call(what, fn, params, private=True)
                 answers.append(None)

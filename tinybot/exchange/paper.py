@@ -13,6 +13,7 @@ amountQuote``, the base truncated to the market's quantity decimals); by
 base amount, the EUR side settles in whole cents against the user.  EUR
 balances stay in whole cents.
 """
+
 from __future__ import annotations
 
 import uuid
@@ -39,8 +40,14 @@ FAULTS = ("timeout_after_accept", "timeout_before_accept", "refuse")
 class PaperExchange:
     name = "paper"
 
-    def __init__(self, db_path: str | Path, market_data, *, starting_eur: Decimal = Decimal("25"),
-                 taker_fee: Decimal = fees.TAKER_FEE):
+    def __init__(
+        self,
+        db_path: str | Path,
+        market_data,
+        *,
+        starting_eur: Decimal = Decimal("25"),
+        taker_fee: Decimal = fees.TAKER_FEE,
+    ):
         self.db_path = Path(db_path)
         self.source = market_data
         self.taker_fee = taker_fee
@@ -53,8 +60,10 @@ class PaperExchange:
         self._conn.execute("PRAGMA synchronous = NORMAL")
         with db.transaction(self._conn) as c:
             if c.execute("SELECT COUNT(*) FROM paper_balances").fetchone()[0] == 0:
-                c.execute("INSERT INTO paper_balances (asset, available) VALUES ('EUR', ?)",
-                          (str(fees.eur(Decimal(starting_eur))),))
+                c.execute(
+                    "INSERT INTO paper_balances (asset, available) VALUES ('EUR', ?)",
+                    (str(fees.eur(Decimal(starting_eur))),),
+                )
 
     def close(self) -> None:
         self._conn.close()
@@ -78,9 +87,7 @@ class PaperExchange:
         return {r["asset"]: Balance(Decimal(r["available"]), Decimal(r["in_order"])) for r in rows}
 
     def fetch_order(self, market: str, client_order_id: str) -> Order | None:
-        row = self._conn.execute(
-            "SELECT * FROM paper_orders WHERE client_order_id = ?", (client_order_id,)
-        ).fetchone()
+        row = self._conn.execute("SELECT * FROM paper_orders WHERE client_order_id = ?", (client_order_id,)).fetchone()
         return self._order(row) if row else None
 
     def orders_since(self, market: str, since_ms: int) -> list[Order]:
@@ -101,9 +108,17 @@ class PaperExchange:
         return [self._fill(r) for r in rows]
 
     # --- trading -------------------------------------------------------------
-    def send_order(self, market: str, side: str, *, client_order_id: str,
-                   amount_quote: Decimal | None = None, amount: Decimal | None = None,
-                   sign_by_ms: int | None = None, claimed_ms: int | None = None) -> SendOutcome:
+    def send_order(
+        self,
+        market: str,
+        side: str,
+        *,
+        client_order_id: str,
+        amount_quote: Decimal | None = None,
+        amount: Decimal | None = None,
+        sign_by_ms: int | None = None,
+        claimed_ms: int | None = None,
+    ) -> SendOutcome:
         """The contract's semantics: an order whose clientOrderId the exchange already has is never
         made again.  Bitvavo needs a lookup by id and a scan of the orders since ``claimed_ms``; paper
         checks every order it ever had, inside the transaction that would create it (stricter), so
@@ -133,8 +148,7 @@ class PaperExchange:
         m = mkts[market]
         t = self.source.ticker(market)
         price = t.ask if side == "buy" else t.bid
-        s = fees.settle(side, price, m.quantity_decimals, amount=amount, amount_quote=amount_quote,
-                        rate=self.taker_fee)
+        s = fees.settle(side, price, m.quantity_decimals, amount=amount, amount_quote=amount_quote, rate=self.taker_fee)
         base, quote, fee = s.base, s.quote, s.fee
         eur_delta, base_delta = (-s.eur, base) if side == "buy" else (s.eur, -base)
         notional = amount_quote if amount_quote is not None else base * price
@@ -149,7 +163,9 @@ class PaperExchange:
                 # Bitvavo refuses a clientOrderId of an open order (220); paper
                 # keeps every id unique, which is stricter.
                 return SendOutcome.ambiguous("clientOrderId already used", code="220")
-            bal = {r["asset"]: Decimal(r["available"]) for r in c.execute("SELECT asset, available FROM paper_balances")}
+            bal = {
+                r["asset"]: Decimal(r["available"]) for r in c.execute("SELECT asset, available FROM paper_balances")
+            }
             if bal.get("EUR", Decimal(0)) + eur_delta < 0 or bal.get(m.base, Decimal(0)) + base_delta < 0:
                 return SendOutcome.refused("insufficient balance", code="216")
             for asset, delta in (("EUR", eur_delta), (m.base, base_delta)):
@@ -175,24 +191,40 @@ class PaperExchange:
     # --- rows -> contract objects --------------------------------------------
     def _order(self, r) -> Order:
         fills = tuple(
-            self._fill(f) for f in self._conn.execute(
+            self._fill(f)
+            for f in self._conn.execute(
                 "SELECT * FROM paper_fills WHERE order_id = ? ORDER BY timestamp_ms", (r["order_id"],)
             )
         )
         return Order(
-            order_id=r["order_id"], client_order_id=r["client_order_id"], market=r["market"], side=r["side"],
-            order_type=r["order_type"], status=r["status"], amount=_d(r["amount"]),
-            amount_quote=_d(r["amount_quote"]), filled_amount=Decimal(r["filled_amount"]),
-            filled_amount_quote=Decimal(r["filled_amount_quote"]), fee_paid=Decimal(r["fee_paid"]),
-            fee_currency=r["fee_currency"], created_ms=r["created_ms"], fills=fills,
+            order_id=r["order_id"],
+            client_order_id=r["client_order_id"],
+            market=r["market"],
+            side=r["side"],
+            order_type=r["order_type"],
+            status=r["status"],
+            amount=_d(r["amount"]),
+            amount_quote=_d(r["amount_quote"]),
+            filled_amount=Decimal(r["filled_amount"]),
+            filled_amount_quote=Decimal(r["filled_amount_quote"]),
+            fee_paid=Decimal(r["fee_paid"]),
+            fee_currency=r["fee_currency"],
+            created_ms=r["created_ms"],
+            fills=fills,
         )
 
     @staticmethod
     def _fill(f) -> Fill:
         return Fill(
-            trade_id=f["trade_id"], order_id=f["order_id"], market=f["market"], side=f["side"],
-            amount=Decimal(f["amount"]), price=Decimal(f["price"]), fee=Decimal(f["fee"]),
-            fee_currency=f["fee_currency"], timestamp_ms=f["timestamp_ms"],
+            trade_id=f["trade_id"],
+            order_id=f["order_id"],
+            market=f["market"],
+            side=f["side"],
+            amount=Decimal(f["amount"]),
+            price=Decimal(f["price"]),
+            fee=Decimal(f["fee"]),
+            fee_currency=f["fee_currency"],
+            timestamp_ms=f["timestamp_ms"],
         )
 
 

@@ -4,6 +4,7 @@ It answers the read-only market-data half of the contract (markets, ticker,
 candles); the paper exchange wraps it (or the real read-only client) to
 become a full exchange.
 """
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -80,9 +81,7 @@ class StaticMarketData:
         closes = (self.history.get(market, []) + [self.prices[market]])[-limit:]
         now = clock.now_ms() // step * step
         start = now - step * (len(closes) - 1)
-        return [
-            Candle(start + i * step, c, c, c, c, Decimal("1")) for i, c in enumerate(closes)
-        ]
+        return [Candle(start + i * step, c, c, c, c, Decimal("1")) for i, c in enumerate(closes)]
 
     def server_time_ms(self) -> int:
         return clock.now_ms()

@@ -1,4 +1,5 @@
 """``python -m tinybot.sim``: the same as ``tinybot sim``."""
+
 from .cli import sim_command
 
 if __name__ == "__main__":

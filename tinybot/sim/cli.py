@@ -1,4 +1,5 @@
 """``tinybot sim``: run the Bitvavo simulator in the foreground until Ctrl-C."""
+
 from __future__ import annotations
 
 import signal
@@ -67,8 +68,12 @@ def build_accounts(keys, secrets, permissions, balances, owners=None, account_na
         keys, secrets = ("sim-key",), ("sim-secret",)
         owners = {"--secret": [0], "--permissions": [], "--balance": [0] * len(balances), "--account": []}
     if owners is None:  # called from Python without argv: pair in order
-        owners = {"--secret": list(range(len(secrets))), "--permissions": list(range(len(permissions))),
-                  "--balance": [0] * len(balances), "--account": list(range(len(account_names)))}
+        owners = {
+            "--secret": list(range(len(secrets))),
+            "--permissions": list(range(len(permissions))),
+            "--balance": [0] * len(balances),
+            "--account": list(range(len(account_names))),
+        }
     if len(set(keys)) != len(keys):
         raise click.BadParameter("each --key must be different", param_hint="'--key'")
     n = len(keys)
@@ -91,8 +96,16 @@ def build_accounts(keys, secrets, permissions, balances, owners=None, account_na
             balances_of[i] = {}
         else:
             balances_of[i] = {}
-    return [SimAccount(keys[i], secret_of[i], perms_of.get(i, frozenset({"view", "trade"})), balances_of[i],
-                       account=account_of.get(i, "")) for i in range(n)]
+    return [
+        SimAccount(
+            keys[i],
+            secret_of[i],
+            perms_of.get(i, frozenset({"view", "trade"})),
+            balances_of[i],
+            account=account_of.get(i, ""),
+        )
+        for i in range(n)
+    ]
 
 
 def _faults(ctx, param, values):
@@ -130,53 +143,161 @@ def _markets(ctx, param, values):
 
 
 @click.command(name="sim", cls=_AccountsCommand)
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Loopback only: the /_sim/ admin endpoints have no authentication.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Loopback only: the /_sim/ admin endpoints have no authentication.",
+)
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True, help="0 picks a free port.")
 @click.option("--key", "keys", multiple=True, help="API key of an account (repeatable).")
 @click.option("--secret", "secrets", multiple=True, help="Secret of the --key before it.")
-@click.option("--permissions", multiple=True, metavar="LIST",
-              help="Comma list of view,trade,withdraw for the --key before it (default view,trade).")
-@click.option("--account", "account_names", multiple=True, metavar="NAME",
-              help="Account of the --key before it: keys naming the same account share balances, orders, trades.")
-@click.option("--balance", "balances", multiple=True, metavar="[KEY:]ASSET=AMOUNT[,...]",
-              help="Starting balance of the --key before it (or of KEY:), repeatable. "
-                   "Default EUR=25 for every key when no --balance is given.")
-@click.option("--market", "markets", multiple=True, callback=_markets,
-              help="Market to list (repeatable). Default BTC-EUR and ETH-EUR.")
+@click.option(
+    "--permissions",
+    multiple=True,
+    metavar="LIST",
+    help="Comma list of view,trade,withdraw for the --key before it (default view,trade).",
+)
+@click.option(
+    "--account",
+    "account_names",
+    multiple=True,
+    metavar="NAME",
+    help="Account of the --key before it: keys naming the same account share balances, orders, trades.",
+)
+@click.option(
+    "--balance",
+    "balances",
+    multiple=True,
+    metavar="[KEY:]ASSET=AMOUNT[,...]",
+    help="Starting balance of the --key before it (or of KEY:), repeatable. "
+    "Default EUR=25 for every key when no --balance is given.",
+)
+@click.option(
+    "--market",
+    "markets",
+    multiple=True,
+    callback=_markets,
+    help="Market to list (repeatable). Default BTC-EUR and ETH-EUR.",
+)
 @click.option("--seed", type=int, default=7, show_default=True, help="Seed of the synthetic price walk.")
-@click.option("--interval", type=click.Choice(list(INTERVALS)), default="1m", show_default=True,
-              help="One price-path step = one candle of this length.")
-@click.option("--candles-csv", type=click.Path(exists=True, dir_okay=False),
-              help="CSV with header market,timestamp,open,high,low,close,volume to replay.")
-@click.option("--step-every", type=click.FloatRange(min=0), default=0.0, show_default=True, metavar="SECONDS",
-              help="Advance the price path every SECONDS wall-clock seconds (0 = only via /_sim/advance).")
-@click.option("--fault", "faults", multiple=True, callback=_faults, metavar="ON:KIND[:OPTS]",
-              help="Arm a fault at start, e.g. create_order:timeout_after_accept:count=1,delay=5 (repeatable).")
-@click.option("--find-closed-by-client-id/--no-find-closed-by-client-id", default=True, show_default=True,
-              help="Whether GET /order?clientOrderId= still finds filled/canceled orders.")
-@click.option("--view-key-reads-orders", is_flag=True,
-              help="Let a view-only key read orders and trades (Bitvavo: a Trade right; refused with 310 by default).")
-@click.option("--clock-skew", callback=_skew, default="0", metavar="DURATION",
-              help="Run the exchange's clock this far ahead of this machine's (e.g. 30s, -2s).")
-@click.option("--rate-limit", type=click.IntRange(min=1), default=1000, show_default=True,
-              help="Weight per key (or IP) per wall-clock minute.")
-@click.option("--rate-limit-code", type=click.Choice(["110", "105"]), default="110", show_default=True,
-              help="errorCode of the 429 over the rate limit (Bitvavo's documents give both).")
-@click.option("--trades-window", type=click.Choice(["refuse", "clamp"]), default="refuse", show_default=True,
-              help="GET /trades spanning more than 24 h: refuse it (205) or cut it to 24 h.")
+@click.option(
+    "--interval",
+    type=click.Choice(list(INTERVALS)),
+    default="1m",
+    show_default=True,
+    help="One price-path step = one candle of this length.",
+)
+@click.option(
+    "--candles-csv",
+    type=click.Path(exists=True, dir_okay=False),
+    help="CSV with header market,timestamp,open,high,low,close,volume to replay.",
+)
+@click.option(
+    "--step-every",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Advance the price path every SECONDS wall-clock seconds (0 = only via /_sim/advance).",
+)
+@click.option(
+    "--fault",
+    "faults",
+    multiple=True,
+    callback=_faults,
+    metavar="ON:KIND[:OPTS]",
+    help="Arm a fault at start, e.g. create_order:timeout_after_accept:count=1,delay=5 (repeatable).",
+)
+@click.option(
+    "--find-closed-by-client-id/--no-find-closed-by-client-id",
+    default=True,
+    show_default=True,
+    help="Whether GET /order?clientOrderId= still finds filled/canceled orders.",
+)
+@click.option(
+    "--view-key-reads-orders",
+    is_flag=True,
+    help="Let a view-only key read orders and trades (Bitvavo: a Trade right; refused with 310 by default).",
+)
+@click.option(
+    "--clock-skew",
+    callback=_skew,
+    default="0",
+    metavar="DURATION",
+    help="Run the exchange's clock this far ahead of this machine's (e.g. 30s, -2s).",
+)
+@click.option(
+    "--rate-limit",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Weight per key (or IP) per wall-clock minute.",
+)
+@click.option(
+    "--rate-limit-code",
+    type=click.Choice(["110", "105"]),
+    default="110",
+    show_default=True,
+    help="errorCode of the 429 over the rate limit (Bitvavo's documents give both).",
+)
+@click.option(
+    "--trades-window",
+    type=click.Choice(["refuse", "clamp"]),
+    default="refuse",
+    show_default=True,
+    help="GET /trades spanning more than 24 h: refuse it (205) or cut it to 24 h.",
+)
 @click.option("--balance-zero-rows", is_flag=True, help="GET /balance also lists zero balances (as a 2023 recording).")
-@click.option("--unsettled-fills", callback=_unsettled, metavar="DURATION|manual",
-              help="Fills come back settled=false without a fee until DURATION passed (or POST /_sim/settle).")
-@click.option("--candle-gaps", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
-              metavar="P", help="Share of new candles without trades (left out of answers, as Bitvavo does).")
-@click.option("--candle-revisions", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-              help="The N newest closed candles change a little on every candles request.")
+@click.option(
+    "--unsettled-fills",
+    callback=_unsettled,
+    metavar="DURATION|manual",
+    help="Fills come back settled=false without a fee until DURATION passed (or POST /_sim/settle).",
+)
+@click.option(
+    "--candle-gaps",
+    type=click.FloatRange(0, 1, max_open=True),
+    default=0.0,
+    show_default=True,
+    metavar="P",
+    help="Share of new candles without trades (left out of answers, as Bitvavo does).",
+)
+@click.option(
+    "--candle-revisions",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="The N newest closed candles change a little on every candles request.",
+)
 @click.option("--verbose", is_flag=True, help="Log every request to stderr.")
-def sim_command(host, port, keys, secrets, permissions, account_names, balances, markets, seed, interval,
-                candles_csv, step_every, faults, find_closed_by_client_id, view_key_reads_orders, clock_skew,
-                rate_limit, rate_limit_code, trades_window, balance_zero_rows, unsettled_fills, candle_gaps,
-                candle_revisions, verbose):
+def sim_command(
+    host,
+    port,
+    keys,
+    secrets,
+    permissions,
+    account_names,
+    balances,
+    markets,
+    seed,
+    interval,
+    candles_csv,
+    step_every,
+    faults,
+    find_closed_by_client_id,
+    view_key_reads_orders,
+    clock_skew,
+    rate_limit,
+    rate_limit_code,
+    trades_window,
+    balance_zero_rows,
+    unsettled_fills,
+    candle_gaps,
+    candle_revisions,
+    verbose,
+):
     """Run a local Bitvavo REST v2 simulator (for tests, demos and dry runs).
 
     Each --key starts an API key; the --secret, --permissions, --account and
@@ -206,13 +327,23 @@ def sim_command(host, port, keys, secrets, permissions, account_names, balances,
     owners = click.get_current_context().meta.get("tinybot.sim.owners")
     accounts = build_accounts(keys, secrets, permissions, balances, owners, account_names)
     try:
-        sim = Simulator(accounts=accounts, markets=markets or ("BTC-EUR", "ETH-EUR"), seed=seed,
-                        candles_csv=candles_csv, interval=interval,
-                        find_closed_by_client_id=find_closed_by_client_id,
-                        view_key_reads_orders=view_key_reads_orders, clock_skew=clock_skew,
-                        rate_limit=rate_limit, rate_limit_code=int(rate_limit_code), trades_window=trades_window,
-                        balance_zero_rows=balance_zero_rows, unsettled=unsettled_fills, candle_gaps=candle_gaps,
-                        candle_revisions=candle_revisions)
+        sim = Simulator(
+            accounts=accounts,
+            markets=markets or ("BTC-EUR", "ETH-EUR"),
+            seed=seed,
+            candles_csv=candles_csv,
+            interval=interval,
+            find_closed_by_client_id=find_closed_by_client_id,
+            view_key_reads_orders=view_key_reads_orders,
+            clock_skew=clock_skew,
+            rate_limit=rate_limit,
+            rate_limit_code=int(rate_limit_code),
+            trades_window=trades_window,
+            balance_zero_rows=balance_zero_rows,
+            unsettled=unsettled_fills,
+            candle_gaps=candle_gaps,
+            candle_revisions=candle_revisions,
+        )
         server = sim.serve(host=host, port=port, verbose=verbose)
     except ValueError as e:
         raise click.ClickException(str(e)) from None
@@ -262,8 +393,9 @@ def _permissions_of(owners, permissions) -> dict[int, frozenset]:
     for i, value in zip(owners["--permissions"], permissions):
         chosen = frozenset(x.strip() for x in value.split(",") if x.strip())
         if not chosen or not chosen <= PERMISSIONS:
-            raise click.BadParameter(f"{value!r}: use a comma list of {', '.join(sorted(PERMISSIONS))}",
-                                     param_hint="'--permissions'")
+            raise click.BadParameter(
+                f"{value!r}: use a comma list of {', '.join(sorted(PERMISSIONS))}", param_hint="'--permissions'"
+            )
         perms_of[i] = chosen
     return perms_of
 
@@ -274,8 +406,7 @@ def _balances_of(keys, owners, balances) -> dict[int, dict[str, Decimal]]:
         key, bal = _parse_balance(value)
         if key is not None:
             if key not in keys:
-                raise click.BadParameter(f"{value!r} names key {key!r}, which no --key gives",
-                                         param_hint="'--balance'")
+                raise click.BadParameter(f"{value!r} names key {key!r}, which no --key gives", param_hint="'--balance'")
             i = keys.index(key)
         balances_of[i].update(bal)
     return balances_of

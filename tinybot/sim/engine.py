@@ -7,6 +7,7 @@ test poking ``sim.set_price`` never see half an update.
 
 Money is ``Decimal`` throughout; numbers leave as strings, as Bitvavo sends them.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,8 +30,17 @@ FEE_QUANTUM = Decimal("1e-8")  # candle volumes have 8 decimals
 MIN_QUOTE = Decimal("5")
 
 INTERVALS = {
-    "1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "2h": 7200,
-    "4h": 14400, "6h": 21600, "8h": 28800, "12h": 43200, "1d": 86400,
+    "1m": 60,
+    "5m": 300,
+    "15m": 900,
+    "30m": 1800,
+    "1h": 3600,
+    "2h": 7200,
+    "4h": 14400,
+    "6h": 21600,
+    "8h": 28800,
+    "12h": 43200,
+    "1d": 86400,
 }
 
 OPEN_STATUSES = ("new", "partiallyFilled", "awaitingTrigger")
@@ -40,13 +50,21 @@ PERMISSIONS = frozenset({"view", "trade", "withdraw"})
 DOCS = "https://docs.bitvavo.com/docs"
 SRC_ERRORS = DOCS + "/errors"
 SRC_RATE_LIMITS = DOCS + "/rate-limits"
-SRC_SDK_RIGHTS = "github.com/bitvavo/python-bitvavo-api README, 'Possible rights are' (Trade: place, update, view and cancel orders)"
+SRC_SDK_RIGHTS = (
+    "github.com/bitvavo/python-bitvavo-api README, 'Possible rights are' (Trade: place, update, view and cancel orders)"
+)
 SRC_CCXT_FIXTURES = "github.com/ccxt/ccxt ts/src/test/static/response/bitvavo.json (recorded responses)"
 
 # Market statuses an order can meet, and the definite refusal each gives on POST /order
 # (errorCodes as listed on SRC_ERRORS; see /work/shared/BITVAVO.md "Definite refusals").
-MARKET_STATUSES = {"trading": None, "halted": 423, "cancelOnly": 424, "auction": 425, "auctionMatching": 426,
-                   "delisted": 219}
+MARKET_STATUSES = {
+    "trading": None,
+    "halted": 423,
+    "cancelOnly": 424,
+    "auction": 425,
+    "auctionMatching": 426,
+    "delisted": 219,
+}
 _STATUS_TEXT = {
     423: "The market is halted: no orders can be placed.",
     424: "The market is in cancelOnly mode: orders can only be canceled.",
@@ -172,8 +190,9 @@ def is_uuid(value) -> bool:
 class MarketState:
     """One market: its static limits and its candle path (oldest first)."""
 
-    def __init__(self, name: str, interval_s: int, history: int, seed: int, csv_rows: list | None,
-                 gap_probability: float = 0.0):
+    def __init__(
+        self, name: str, interval_s: int, history: int, seed: int, csv_rows: list | None, gap_probability: float = 0.0
+    ):
         base, _, quote = name.partition("-")
         self.status = "trading"
         # Bitvavo sends no candle for an interval without trades (BITVAVO.md "Candles"): with a
@@ -283,7 +302,12 @@ class Outcome:
             raise ValueError("a filled outcome fills the whole order: leave fraction at 1")
         if self.kind in ("partiallyFilled", "canceledMarketProtection") and not 0 < self.fraction < 1:
             raise ValueError(f"a {self.kind} outcome needs 0 < fraction < 1")
-        if not isinstance(self.fills, int) or self.fills < 1 or not isinstance(self.step_ticks, int) or self.step_ticks < 0:
+        if (
+            not isinstance(self.fills, int)
+            or self.fills < 1
+            or not isinstance(self.step_ticks, int)
+            or self.step_ticks < 0
+        ):
             raise ValueError("outcome fills must be >= 1 and step_ticks >= 0")
         if self.on_hold is not None:
             self.on_hold = Decimal(str(self.on_hold))
@@ -293,9 +317,15 @@ class Outcome:
             self.remaining = self.count
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "fraction": s(self.fraction), "fills": self.fills, "step_ticks": self.step_ticks,
-                "on_hold": None if self.on_hold is None else s(self.on_hold), "count": self.count,
-                "remaining": self.remaining}
+        return {
+            "kind": self.kind,
+            "fraction": s(self.fraction),
+            "fills": self.fills,
+            "step_ticks": self.step_ticks,
+            "on_hold": None if self.on_hold is None else s(self.on_hold),
+            "count": self.count,
+            "remaining": self.remaining,
+        }
 
 
 def _read_csv(path: str) -> dict[str, list]:
@@ -351,8 +381,14 @@ class Simulator:
         # SRC_SDK_RIGHTS: reading orders and trades is a Trade right. A view-only key gets 310
         # on GET /order, /orders, /ordersOpen, /trades unless this relaxes it.
         self.view_key_reads_orders = bool(view_key_reads_orders)
-        self.set_mode(rate_limit_code=rate_limit_code, trades_window=trades_window, orders_window=orders_window,
-                      balance_zero_rows=balance_zero_rows, unsettled=unsettled, candle_revisions=candle_revisions)
+        self.set_mode(
+            rate_limit_code=rate_limit_code,
+            trades_window=trades_window,
+            orders_window=orders_window,
+            balance_zero_rows=balance_zero_rows,
+            unsettled=unsettled,
+            candle_revisions=candle_revisions,
+        )
         self.interval = interval
         self.interval_ms = INTERVALS[interval] * 1000
         self.find_closed_by_client_id = find_closed_by_client_id
@@ -365,8 +401,9 @@ class Simulator:
         for name in markets:
             if name.count("-") != 1 or not all(name.split("-")):
                 raise ValueError(f"market {name!r} is not BASE-QUOTE, e.g. BTC-EUR")
-            self.markets[name] = MarketState(name, INTERVALS[interval], history, seed, csv_rows.get(name),
-                                             gap_probability=float(candle_gaps))
+            self.markets[name] = MarketState(
+                name, INTERVALS[interval], history, seed, csv_rows.get(name), gap_probability=float(candle_gaps)
+            )
         self.accounts: dict[str, SimAccount] = {}
         self._owner: dict[str, str] = {}  # api key -> the key that owns the account's books
         self._available: dict[str, dict[str, Decimal]] = {}
@@ -382,8 +419,17 @@ class Simulator:
 
     # --- modes (each also settable at run time: POST /_sim/mode) -------------------
 
-    MODES = ("rate_limit_code", "trades_window", "orders_window", "balance_zero_rows", "unsettled",
-             "candle_gaps", "candle_revisions", "view_key_reads_orders", "clock_skew")
+    MODES = (
+        "rate_limit_code",
+        "trades_window",
+        "orders_window",
+        "balance_zero_rows",
+        "unsettled",
+        "candle_gaps",
+        "candle_revisions",
+        "view_key_reads_orders",
+        "clock_skew",
+    )
 
     def set_mode(self, **modes) -> dict:
         """Change how the simulator behaves where Bitvavo's documents leave a choice; returns all modes.
@@ -404,12 +450,17 @@ class Simulator:
 
     def modes(self) -> dict:
         markets = getattr(self, "markets", {})
-        return {"rate_limit_code": self.rate_limit_code, "trades_window": self.trades_window,
-                "orders_window": self.orders_window, "balance_zero_rows": self.balance_zero_rows,
-                "unsettled": self.unsettled,
-                "candle_gaps": next(iter(markets.values())).gap_probability if markets else 0.0,
-                "candle_revisions": self.candle_revisions, "view_key_reads_orders": self.view_key_reads_orders,
-                "clock_skew": self.clock_skew}
+        return {
+            "rate_limit_code": self.rate_limit_code,
+            "trades_window": self.trades_window,
+            "orders_window": self.orders_window,
+            "balance_zero_rows": self.balance_zero_rows,
+            "unsettled": self.unsettled,
+            "candle_gaps": next(iter(markets.values())).gap_probability if markets else 0.0,
+            "candle_revisions": self.candle_revisions,
+            "view_key_reads_orders": self.view_key_reads_orders,
+            "clock_skew": self.clock_skew,
+        }
 
     # --- clock -------------------------------------------------------------
 
@@ -425,17 +476,21 @@ class Simulator:
     def add_account(self, account: SimAccount) -> None:
         bad_perms = set(account.permissions) - PERMISSIONS
         if bad_perms:
-            raise ValueError(f"unknown permission(s) {sorted(bad_perms)} for key {account.key!r}; use view, trade, withdraw")
+            raise ValueError(
+                f"unknown permission(s) {sorted(bad_perms)} for key {account.key!r}; use view, trade, withdraw"
+            )
         with self.lock:
             if account.key in self.accounts:
                 raise ValueError(f"duplicate API key {account.key!r}")
-            sibling = next((k for k, a in self.accounts.items() if account.account and a.account == account.account),
-                           None)
+            sibling = next(
+                (k for k, a in self.accounts.items() if account.account and a.account == account.account), None
+            )
             self.accounts[account.key] = account
             if sibling is not None:
                 if account.balances:
-                    raise ValueError(f"key {account.key!r} joins account {account.account!r}: give balances"
-                                     " on its first key only")
+                    raise ValueError(
+                        f"key {account.key!r} joins account {account.account!r}: give balances on its first key only"
+                    )
                 self._owner[account.key] = self._owner[sibling]
                 return
             self._owner[account.key] = account.key
@@ -552,7 +607,7 @@ class Simulator:
         with self.lock:
             m = self.markets[market]
             r = m.revisions
-            for c in m.candles[-1 - k:-1]:
+            for c in m.candles[-1 - k : -1]:
                 if c[4] == 0:
                     continue
                 c[3] = max(m.tick, c[3] + m.tick * r.choice((-1, 1)))
@@ -563,9 +618,15 @@ class Simulator:
 
     # --- faults --------------------------------------------------------------
 
-    def add_fault(self, kind: str, on: str = "create_order", count: int | None = 1,
-                  delay: float | None = None, accept: bool | None = None,
-                  status: int | None = None) -> Fault:
+    def add_fault(
+        self,
+        kind: str,
+        on: str = "create_order",
+        count: int | None = 1,
+        delay: float | None = None,
+        accept: bool | None = None,
+        status: int | None = None,
+    ) -> Fault:
         """Arm a fault for the next `count` requests of kind `on` (None = every one)."""
         return self.arm(make_fault(kind, on=on, count=count, delay=delay, accept=accept, status=status))
 
@@ -625,10 +686,16 @@ class Simulator:
     def rate_limit_refusal(self, reset_at: int) -> SimError:
         """The 429 answer for a blocked identity, in the errorCode the rate_limit_code mode picks."""
         if self.rate_limit_code == 105:  # SRC_ERRORS (and ccxt's table): the text says when the ban ends
-            return SimError(429, 105, "Your IP or API key has been banned for not respecting the rate limit. "
-                                      f"The ban expires at {reset_at}.")
-        return SimError(429, 110, f"Rate limit exceeded: {self.rate_limit} weight per minute. "
-                                  f"Requests are allowed again at {reset_at}.")
+            return SimError(
+                429,
+                105,
+                f"Your IP or API key has been banned for not respecting the rate limit. The ban expires at {reset_at}.",
+            )
+        return SimError(
+            429,
+            110,
+            f"Rate limit exceeded: {self.rate_limit} weight per minute. Requests are allowed again at {reset_at}.",
+        )
 
     # --- orders: views ---------------------------------------------------------
 
@@ -636,15 +703,15 @@ class Simulator:
         """Every order the exchange accepted, oldest first, incl. operatorId and apiKey (the account's first key)."""
         key = self.owner(key)
         with self.lock:
-            return [self._order_json(o) | {"apiKey": o["key"]}
-                    for o in self._orders.values() if key in (None, o["key"])]
+            return [
+                self._order_json(o) | {"apiKey": o["key"]} for o in self._orders.values() if key in (None, o["key"])
+            ]
 
     def trades(self, key: str | None = None) -> list[dict]:
         """Every fill, oldest first, as GET /trades rows plus apiKey (the account's first key)."""
         key = self.owner(key)
         with self.lock:
-            return [self._trade_json(t) | {"apiKey": t["key"]}
-                    for t in self._trades if key in (None, t["key"])]
+            return [self._trade_json(t) | {"apiKey": t["key"]} for t in self._trades if key in (None, t["key"])]
 
     def _order_json(self, o: dict) -> dict:
         m = self.markets[o["market"]]
@@ -666,7 +733,9 @@ class Simulator:
         if o["amountQuote"] is not None:
             out["amountQuote"] = sent.get("amountQuote", s(o["amountQuote"]))
             spent = o["filledQuote"] + (o["fee"] if o["side"] == "buy" else 0)
-            out["amountQuoteRemaining"] = "0" if o["status"] == "filled" else s(max(Decimal(0), o["amountQuote"] - spent))
+            out["amountQuoteRemaining"] = (
+                "0" if o["status"] == "filled" else s(max(Decimal(0), o["amountQuote"] - spent))
+            )
         elif o["amount"] is not None:
             out["amount"] = sent.get("amount", s(o["amount"]))
             out["amountRemaining"] = s(o["amount"] - o["filled"])
@@ -697,8 +766,13 @@ class Simulator:
     @staticmethod
     def _fill_json(t: dict) -> dict:
         # BITVAVO.md: a fill carries fee and feeCurrency only once settled is true.
-        out = {"id": t["id"], "timestamp": t["timestamp"], "amount": s(t["amount"]),
-               "price": s(t["price"]), "taker": t["taker"]}
+        out = {
+            "id": t["id"],
+            "timestamp": t["timestamp"],
+            "amount": s(t["amount"]),
+            "price": s(t["price"]),
+            "taker": t["taker"],
+        }
         if t["settled"]:
             out |= {"fee": s(t["fee"]), "feeCurrency": t["feeCurrency"]}
         return out | {"settled": t["settled"]}
@@ -722,8 +796,11 @@ class Simulator:
         out = {"id": t["id"], "orderId": t["orderId"]}
         if t["clientOrderId"]:
             out["clientOrderId"] = t["clientOrderId"]
-        return out | {"timestamp": t["timestamp"], "market": t["market"], "side": t["side"]} | {
-            k: v for k, v in self._fill_json(t).items() if k not in ("id", "timestamp")}
+        return (
+            out
+            | {"timestamp": t["timestamp"], "market": t["market"], "side": t["side"]}
+            | {k: v for k, v in self._fill_json(t).items() if k not in ("id", "timestamp")}
+        )
 
     # --- orders: the REST operations (called by the server under no lock) ------
 
@@ -731,8 +808,11 @@ class Simulator:
         avail = self._available[key]
         if side == "buy":
             if otype == "market":
-                need = amount_quote if amount_quote is not None else fees.by_base(
-                    "buy", [(amount, ask)], self.taker_fee).eur
+                need = (
+                    amount_quote
+                    if amount_quote is not None
+                    else fees.by_base("buy", [(amount, ask)], self.taker_fee).eur
+                )
             else:
                 need = limit_buy_hold(amount, price, self.taker_fee)
             if avail.get(m.quote, Decimal(0)) < need:
@@ -763,20 +843,37 @@ class Simulator:
             if amount is not None and amount < m.min_base:
                 raise bad(212, f"Amount is below the minimum allowed amount for this asset ({s(m.min_base)} {m.base}).")
             if cid is not None and any(
-                o["clientOrderId"] == cid and o["market"] == m.name and o["key"] == key
-                and o["status"] in OPEN_STATUSES for o in self._orders.values()
+                o["clientOrderId"] == cid and o["market"] == m.name and o["key"] == key and o["status"] in OPEN_STATUSES
+                for o in self._orders.values()
             ):
-                raise bad(220, "clientOrderId conflict: an open order with this clientOrderId already exists in this market.")
+                raise bad(
+                    220, "clientOrderId conflict: an open order with this clientOrderId already exists in this market."
+                )
             self._check_funds(key, m, side, otype, amount, amount_quote, price, bid, ask)
 
             now = self.now_ms()
             o = {
-                "orderId": self._new_id(), "clientOrderId": cid, "key": key, "market": m.name,
-                "created": now, "updated": now, "status": "new", "side": side, "orderType": otype,
-                "amount": amount, "amountQuote": amount_quote, "price": price,
-                "held": Decimal(0), "filled": Decimal(0), "filledQuote": Decimal(0), "fee": Decimal(0),
-                "fills": [], "timeInForce": tif if otype == "limit" else "IOC", "postOnly": post_only,
-                "selfTradePrevention": stp, "operatorId": operator_id,
+                "orderId": self._new_id(),
+                "clientOrderId": cid,
+                "key": key,
+                "market": m.name,
+                "created": now,
+                "updated": now,
+                "status": "new",
+                "side": side,
+                "orderType": otype,
+                "amount": amount,
+                "amountQuote": amount_quote,
+                "price": price,
+                "held": Decimal(0),
+                "filled": Decimal(0),
+                "filledQuote": Decimal(0),
+                "fee": Decimal(0),
+                "fills": [],
+                "timeInForce": tif if otype == "limit" else "IOC",
+                "postOnly": post_only,
+                "selfTradePrevention": stp,
+                "operatorId": operator_id,
                 # The amounts echo as they were sent ("10.00" stays "10.00"): no recording shows
                 # Bitvavo rewriting them, and tests check what a client sent through this echo.
                 "sent": {k: str(body[k]) for k in ("amount", "amountQuote", "price") if k in body},
@@ -790,12 +887,24 @@ class Simulator:
 
     # --- market orders: fills and the ways they end ---------------------------------
 
-    def add_outcome(self, kind: str = "filled", *, fraction=None, fills: int = 1, step_ticks: int = 1,
-                    on_hold=None, count: int | None = 1) -> Outcome:
+    def add_outcome(
+        self,
+        kind: str = "filled",
+        *,
+        fraction=None,
+        fills: int = 1,
+        step_ticks: int = 1,
+        on_hold=None,
+        count: int | None = 1,
+    ) -> Outcome:
         """Make the next `count` market orders end as `kind` (see ``Outcome``)."""
         if fraction is None:
-            fraction = {"filled": 1, "partiallyFilled": Decimal("0.5"), "canceledMarketProtection": Decimal("0.5"),
-                        "expired": 0}.get(kind, 1)
+            fraction = {
+                "filled": 1,
+                "partiallyFilled": Decimal("0.5"),
+                "canceledMarketProtection": Decimal("0.5"),
+                "expired": 0,
+            }.get(kind, 1)
         outcome = Outcome(kind, fraction, fills, step_ticks, on_hold, count)
         with self.lock:
             self._outcomes.append(outcome)
@@ -846,7 +955,9 @@ class Simulator:
         else:
             # By base amount (a sell by amountQuote sells amountQuote / bid of base): the order
             # settles in whole cents against the user (fees.by_base); its fee is shared over the fills.
-            total = o["amount"] if o["amount"] is not None else fees.truncate(o["amountQuote"] / bid, m.quantity_decimals)
+            total = (
+                o["amount"] if o["amount"] is not None else fees.truncate(o["amountQuote"] / bid, m.quantity_decimals)
+            )
             fills = [(part, p) for part, p in zip(_split(to_tick(total * fraction, qd), n, qd), prices) if part > 0]
             if fills:
                 done = fees.by_base(o["side"], fills, self.taker_fee)
@@ -871,8 +982,11 @@ class Simulator:
                 o["held"] = fees.by_base("buy", [(o["amount"] - o["filled"], m.bid_ask()[1])], self.taker_fee).eur
             asset = m.quote
         else:
-            total = o["amount"] if o["amount"] is not None else to_tick(
-                o["amountQuote"] / m.bid_ask()[0], quote_quantum(m.quantity_decimals))
+            total = (
+                o["amount"]
+                if o["amount"] is not None
+                else to_tick(o["amountQuote"] / m.bid_ask()[0], quote_quantum(m.quantity_decimals))
+            )
             o["held"] = total - o["filled"]
             asset = m.base
         o["held"] = min(o["held"], self._available[o["key"]].get(asset, Decimal(0)))
@@ -891,14 +1005,21 @@ class Simulator:
         elif o["amount"] is not None:
             rest["amount"] = o["amount"] - o["filled"]
         else:
-            rest["amount"], rest["amountQuote"] = to_tick(o["amountQuote"] / m.bid_ask()[0], quote_quantum(
-                m.quantity_decimals)) - o["filled"], None
+            rest["amount"], rest["amountQuote"] = (
+                to_tick(o["amountQuote"] / m.bid_ask()[0], quote_quantum(m.quantity_decimals)) - o["filled"],
+                None,
+            )
         before = len(o["fills"])
         bid, ask = m.bid_ask()
         self._fill_market(rest, m, bid, ask, None)
         for t in rest["fills"][before:]:
             t["orderId"] = o["orderId"]
-        o["fills"], o["filled"], o["filledQuote"], o["fee"] = rest["fills"], rest["filled"], rest["filledQuote"], rest["fee"]
+        o["fills"], o["filled"], o["filledQuote"], o["fee"] = (
+            rest["fills"],
+            rest["filled"],
+            rest["filledQuote"],
+            rest["fee"],
+        )
         o["status"], o["updated"] = "filled", rest["updated"]
 
     # --- limit orders -------------------------------------------------------------------
@@ -944,10 +1065,22 @@ class Simulator:
         # The balance moves at once either way; only the reported fee waits.
         settled = self.unsettled is None
         settle_at = None if settled or self.unsettled == "manual" else now + int(float(self.unsettled) * 1000)
-        t = {"id": self._new_id(), "orderId": o["orderId"], "clientOrderId": o["clientOrderId"],
-             "key": o["key"], "market": m.name, "side": o["side"], "timestamp": now,
-             "amount": qty, "price": price, "taker": taker, "fee": fee, "feeCurrency": m.quote,
-             "settled": settled, "settle_at": settle_at}
+        t = {
+            "id": self._new_id(),
+            "orderId": o["orderId"],
+            "clientOrderId": o["clientOrderId"],
+            "key": o["key"],
+            "market": m.name,
+            "side": o["side"],
+            "timestamp": now,
+            "amount": qty,
+            "price": price,
+            "taker": taker,
+            "fee": fee,
+            "feeCurrency": m.quote,
+            "settled": settled,
+            "settle_at": settle_at,
+        }
         self._trades.append(t)
         o["fills"].append(t)
         o["filled"] += qty
@@ -971,15 +1104,26 @@ class Simulator:
                 o = self._orders.get(order_id)
                 if o and o["key"] == key and market in (None, o["market"]):
                     return o
-                raise SimError(404, 240, "No order found. Please be aware that simultaneously updating the same order may return this error.")
-            matches = [o for o in self._orders.values()
-                       if o["key"] == key and o["clientOrderId"] == cid and market in (None, o["market"])]
+                raise SimError(
+                    404,
+                    240,
+                    "No order found. Please be aware that simultaneously updating the same order may return this error.",
+                )
+            matches = [
+                o
+                for o in self._orders.values()
+                if o["key"] == key and o["clientOrderId"] == cid and market in (None, o["market"])
+            ]
             open_ = [o for o in matches if o["status"] in OPEN_STATUSES]
             if open_:
                 return open_[-1]
             if matches and self.find_closed_by_client_id:
                 return matches[-1]
-            raise SimError(404, 240, "No order found. Please be aware that simultaneously updating the same order may return this error.")
+            raise SimError(
+                404,
+                240,
+                "No order found. Please be aware that simultaneously updating the same order may return this error.",
+            )
 
     def _ids_from(self, params: dict, *, market_required: bool) -> tuple[str | None, str | None, str | None]:
         market = params.get("market")
@@ -1055,6 +1199,7 @@ class Simulator:
             if not str(v).isdigit():
                 raise bad(205, f"{name} parameter is invalid.")
             return int(v)
+
         start, end, limit = num("start"), num("end"), num("limit")
         if limit is None:
             limit = default_limit
@@ -1070,8 +1215,14 @@ class Simulator:
         if self.orders_window is not None:  # docs websocket-api/get-orders says 24 h; the REST page does not
             start, end = self._day_window(start, end, self.orders_window)
         with self.lock:
-            rows = [o for o in self._orders.values() if o["key"] == key and o["market"] == params["market"]
-                    and (start is None or o["created"] >= start) and (end is None or o["created"] <= end)]
+            rows = [
+                o
+                for o in self._orders.values()
+                if o["key"] == key
+                and o["market"] == params["market"]
+                and (start is None or o["created"] >= start)
+                and (end is None or o["created"] <= end)
+            ]
             return [self._order_json(o) for o in reversed(rows)][:limit]
 
     def open_orders(self, key: str, params: dict) -> list[dict]:
@@ -1079,8 +1230,14 @@ class Simulator:
         if market is not None:
             self.market(market)
         with self.lock:
-            rows = [o for o in self._orders.values() if o["key"] == key and o["status"] in OPEN_STATUSES
-                    and market in (None, o["market"]) and base in (None, o["market"].split("-")[0])]
+            rows = [
+                o
+                for o in self._orders.values()
+                if o["key"] == key
+                and o["status"] in OPEN_STATUSES
+                and market in (None, o["market"])
+                and base in (None, o["market"].split("-")[0])
+            ]
             return [self._order_json(o) for o in reversed(rows)]
 
     def _day_window(self, start, end, how: str) -> tuple[int, int]:
@@ -1109,12 +1266,26 @@ class Simulator:
         start, end, limit = self._window(params, 500, 1000)
         start, end = self._day_window(start, end, self.trades_window)
         with self.lock:
-            rows = [t for t in self._trades if key in (None, t["key"]) and t["market"] == params["market"]
-                    and (start is None or t["timestamp"] >= start) and (end is None or t["timestamp"] <= end)]
+            rows = [
+                t
+                for t in self._trades
+                if key in (None, t["key"])
+                and t["market"] == params["market"]
+                and (start is None or t["timestamp"] >= start)
+                and (end is None or t["timestamp"] <= end)
+            ]
             rows = list(reversed(rows))[:limit]
             if key is None:
-                return [{"id": t["id"], "timestamp": t["timestamp"], "amount": s(t["amount"]),
-                         "price": s(t["price"]), "side": t["side"]} for t in rows]
+                return [
+                    {
+                        "id": t["id"],
+                        "timestamp": t["timestamp"],
+                        "amount": s(t["amount"]),
+                        "price": s(t["price"]),
+                        "side": t["side"],
+                    }
+                    for t in rows
+                ]
             return [self._trade_json(t) for t in rows]
 
     def balances_json(self, key: str, symbol: str | None = None) -> list[dict]:
@@ -1125,8 +1296,11 @@ class Simulator:
         with self.lock:
             avail, held = self._available[key], self._in_order[key]
             assets = sorted(set(avail) | set(held) | ({symbol} if symbol else set()), key=lambda a: (a != "EUR", a))
-            rows = [{"symbol": a, "available": s(avail.get(a, Decimal(0))), "inOrder": s(held.get(a, Decimal(0)))}
-                    for a in assets if symbol in (None, a)]
+            rows = [
+                {"symbol": a, "available": s(avail.get(a, Decimal(0))), "inOrder": s(held.get(a, Decimal(0)))}
+                for a in assets
+                if symbol in (None, a)
+            ]
             if symbol is None and not self.balance_zero_rows:
                 rows = [r for r in rows if Decimal(r["available"]) or Decimal(r["inOrder"])]
             return rows
@@ -1135,37 +1309,55 @@ class Simulator:
 
     def assets_json(self) -> list[dict]:
         names = {"EUR": "Euro", "BTC": "Bitcoin", "ETH": "Ethereum"}
-        symbols = ["EUR"] + sorted({m.base for m in self.markets.values()} | {m.quote for m in self.markets.values()} - {"EUR"})
+        symbols = ["EUR"] + sorted(
+            {m.base for m in self.markets.values()} | {m.quote for m in self.markets.values()} - {"EUR"}
+        )
         out = []
         for sym in symbols:
             fiat = sym == "EUR"
-            out.append({
-                "symbol": sym, "name": names.get(sym, sym), "decimals": 2 if fiat else 8,
-                "depositFee": "0", "depositConfirmations": 0 if fiat else 10, "depositStatus": "OK",
-                "withdrawalFee": "0" if fiat else "0.0001", "withdrawalMinAmount": "0" if fiat else "0.001",
-                "withdrawalStatus": "OK",
-                # ccxt takes a currency's precision from its networks: without
-                # SEPA on EUR, cost-based (amountQuote) market orders break.
-                "networks": ["SEPA"] if fiat else [sym],
-                "message": "",
-            })
+            out.append(
+                {
+                    "symbol": sym,
+                    "name": names.get(sym, sym),
+                    "decimals": 2 if fiat else 8,
+                    "depositFee": "0",
+                    "depositConfirmations": 0 if fiat else 10,
+                    "depositStatus": "OK",
+                    "withdrawalFee": "0" if fiat else "0.0001",
+                    "withdrawalMinAmount": "0" if fiat else "0.001",
+                    "withdrawalStatus": "OK",
+                    # ccxt takes a currency's precision from its networks: without
+                    # SEPA on EUR, cost-based (amountQuote) market orders break.
+                    "networks": ["SEPA"] if fiat else [sym],
+                    "message": "",
+                }
+            )
         return out
 
     def ticker_24h(self, name: str) -> dict:
         with self.lock:
             m = self.market(name)
             now = self.now_ms()
-            rows = self.candles(name)[-(86_400_000 // self.interval_ms):]
+            rows = self.candles(name)[-(86_400_000 // self.interval_ms) :]
             bid, ask = m.bid_ask()
             vol = sum((r[5] for r in rows), Decimal(0))
             vq = sum((r[5] * r[4] for r in rows), Decimal(0)).quantize(Decimal("0.01"))
             return {
-                "market": name, "startTimestamp": now - 86_400_000, "timestamp": now,
-                "open": s(rows[0][1]), "openTimestamp": rows[0][0],
-                "high": s(max(r[2] for r in rows)), "low": s(min(r[3] for r in rows)),
-                "last": s(m.last), "closeTimestamp": rows[-1][0],
-                "bid": s(bid), "bidSize": "0.50000000", "ask": s(ask), "askSize": "0.50000000",
-                "volume": s(vol), "volumeQuote": s(vq),
+                "market": name,
+                "startTimestamp": now - 86_400_000,
+                "timestamp": now,
+                "open": s(rows[0][1]),
+                "openTimestamp": rows[0][0],
+                "high": s(max(r[2] for r in rows)),
+                "low": s(min(r[3] for r in rows)),
+                "last": s(m.last),
+                "closeTimestamp": rows[-1][0],
+                "bid": s(bid),
+                "bidSize": "0.50000000",
+                "ask": s(ask),
+                "askSize": "0.50000000",
+                "volume": s(vol),
+                "volumeQuote": s(vq),
             }
 
     def book(self, name: str, depth: int) -> dict:
@@ -1173,8 +1365,10 @@ class Simulator:
             m = self.market(name)
             bid, ask = m.bid_ask()
             n = max(1, min(depth, 50))
+
             def size(i):
                 return s((Decimal("0.1") * (i + 1)).quantize(Decimal(1).scaleb(-m.quantity_decimals)))
+
             bids = [[s(bid - i * m.tick), size(i)] for i in range(n) if bid - i * m.tick > 0]
             asks = [[s(ask + i * m.tick), size(i)] for i in range(n)]
             return {"market": name, "nonce": m.nonce, "bids": bids, "asks": asks}
@@ -1186,11 +1380,17 @@ class Simulator:
                 "time": self.now_ms(),
                 "steps": self.steps,
                 "prices": {n: s(m.last) for n, m in self.markets.items()},
-                "balances": {k: {a: {"available": s(v), "inOrder": s(self._in_order[self.owner(k)].get(a, Decimal(0)))}
-                                 for a, v in sorted(self._available[self.owner(k)].items(), key=lambda i: (i[0] != "EUR", i[0]))}
-                             for k in self.accounts},
-                "accounts": {k: {"account": a.account or k, "books": self.owner(k),
-                                 "permissions": sorted(a.permissions)} for k, a in self.accounts.items()},
+                "balances": {
+                    k: {
+                        a: {"available": s(v), "inOrder": s(self._in_order[self.owner(k)].get(a, Decimal(0)))}
+                        for a, v in sorted(self._available[self.owner(k)].items(), key=lambda i: (i[0] != "EUR", i[0]))
+                    }
+                    for k in self.accounts
+                },
+                "accounts": {
+                    k: {"account": a.account or k, "books": self.owner(k), "permissions": sorted(a.permissions)}
+                    for k, a in self.accounts.items()
+                },
                 "markets": {n: m.status for n, m in self.markets.items()},
                 "modes": self.modes(),
                 "outcomes": [x.as_dict() for x in self._outcomes],
@@ -1221,8 +1421,21 @@ class Simulator:
         self.close()
 
 
-_ORDER_PARAMS = {"market", "side", "orderType", "amount", "amountQuote", "price", "timeInForce", "postOnly",
-                 "selfTradePrevention", "disableMarketProtection", "responseRequired", "clientOrderId", "operatorId"}
+_ORDER_PARAMS = {
+    "market",
+    "side",
+    "orderType",
+    "amount",
+    "amountQuote",
+    "price",
+    "timeInForce",
+    "postOnly",
+    "selfTradePrevention",
+    "disableMarketProtection",
+    "responseRequired",
+    "clientOrderId",
+    "operatorId",
+}
 
 
 def _order_params(body: dict) -> tuple:
@@ -1265,7 +1478,10 @@ def _order_shape(otype: str, body: dict, post_only: bool) -> None:
             raise bad(202, "postOnly order parameter is not supported.")
         if ("amount" in body) == ("amountQuote" in body):
             if "amount" in body:
-                raise bad(206, "Use either amount or amountQuote. The usage of both parameters at the same time is not supported.")
+                raise bad(
+                    206,
+                    "Use either amount or amountQuote. The usage of both parameters at the same time is not supported.",
+                )
             raise bad(203, "amount or amountQuote parameter is required.")
         return
     if "amountQuote" in body:
@@ -1306,11 +1522,13 @@ def _order_amounts(m, body: dict) -> tuple:
 
 def _check(ok, message: str):
     """A mode's validator: ``ok(value)`` says whether to take it; the value is returned as converted."""
+
     def check(value):
         converted = ok(value)
         if converted is _BAD:
             raise ValueError(message)
         return converted
+
     return check
 
 
@@ -1335,10 +1553,12 @@ def _probability(value):
 _MODE_CHECKS = {
     # SRC_RATE_LIMITS says 110; SRC_ERRORS says 105 ("banned ... expires at"). One per setting.
     "rate_limit_code": _check(lambda v: v if v in (105, 110) else _BAD, "rate_limit_code must be 105 or 110"),
-    "trades_window": _check(lambda v: v if v in ("refuse", "clamp") else _BAD,
-                            "trades_window must be 'refuse' or 'clamp'"),
-    "orders_window": _check(lambda v: v if v in ("refuse", "clamp", None) else _BAD,
-                            "orders_window must be 'refuse' or 'clamp' or None"),
+    "trades_window": _check(
+        lambda v: v if v in ("refuse", "clamp") else _BAD, "trades_window must be 'refuse' or 'clamp'"
+    ),
+    "orders_window": _check(
+        lambda v: v if v in ("refuse", "clamp", None) else _BAD, "orders_window must be 'refuse' or 'clamp' or None"
+    ),
     "balance_zero_rows": bool,
     "unsettled": _check(_unsettled, "unsettled must be None (fees settled at once), seconds >= 0, or 'manual'"),
     "candle_gaps": _check(_probability, "candle_gaps is a probability: 0 <= p < 1"),

@@ -4,29 +4,45 @@
 hits the answer. It only means something for kinds that happen after the
 request reached the matching engine; see ``KINDS``.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
 # kind → (accept default, accept choosable, default delay seconds)
 KINDS = {
-    "delay": (True, False, 1.0),                    # sleep, then answer normally
-    "timeout_after_accept": (True, False, 30.0),    # do it, hang, close without an answer
+    "delay": (True, False, 1.0),  # sleep, then answer normally
+    "timeout_after_accept": (True, False, 30.0),  # do it, hang, close without an answer
     "timeout_before_accept": (False, False, 30.0),  # hang, close; nothing done
-    "html_5xx": (False, False, 0.0),                # 502 (or `status`) with an HTML body; nothing done
-    "error_101": (True, True, 0.0),                 # 500 {"errorCode":101}; done unless accept=False
-    "error_109": (True, True, 0.0),                 # 503 {"errorCode":109}; done unless accept=False
-    "rate_limit_110": (False, False, 0.0),          # 429 {"errorCode":110} + resetat header; nothing done
-    "rate_limit_105": (False, False, 0.0),          # 429 {"errorCode":105} "ban expires at …"; nothing done
-    "garbage_200": (True, True, 0.0),               # 200 with a non-JSON body; done unless accept=False
-    "reset": (True, True, 0.0),                     # TCP reset, no answer; done unless accept=False
+    "html_5xx": (False, False, 0.0),  # 502 (or `status`) with an HTML body; nothing done
+    "error_101": (True, True, 0.0),  # 500 {"errorCode":101}; done unless accept=False
+    "error_109": (True, True, 0.0),  # 503 {"errorCode":109}; done unless accept=False
+    "rate_limit_110": (False, False, 0.0),  # 429 {"errorCode":110} + resetat header; nothing done
+    "rate_limit_105": (False, False, 0.0),  # 429 {"errorCode":105} "ban expires at …"; nothing done
+    "garbage_200": (True, True, 0.0),  # 200 with a non-JSON body; done unless accept=False
+    "reset": (True, True, 0.0),  # TCP reset, no answer; done unless accept=False
 }
 
 # What `on` may name: one per endpoint family, plus "any".
 REQUEST_KINDS = (
-    "create_order", "get_order", "cancel_order", "cancel_orders", "orders", "open_orders", "trades",
-    "balance", "account", "fees", "ticker", "book", "candles", "markets", "assets", "time",
-    "public_trades", "any",
+    "create_order",
+    "get_order",
+    "cancel_order",
+    "cancel_orders",
+    "orders",
+    "open_orders",
+    "trades",
+    "balance",
+    "account",
+    "fees",
+    "ticker",
+    "book",
+    "candles",
+    "markets",
+    "assets",
+    "time",
+    "public_trades",
+    "any",
 )
 
 
@@ -49,8 +65,14 @@ class Fault:
         return asdict(self)
 
 
-def make_fault(kind: str, on: str = "create_order", count: int | None = 1, delay: float | None = None,
-               accept: bool | None = None, status: int | None = None) -> Fault:
+def make_fault(
+    kind: str,
+    on: str = "create_order",
+    count: int | None = 1,
+    delay: float | None = None,
+    accept: bool | None = None,
+    status: int | None = None,
+) -> Fault:
     if kind not in KINDS:
         raise ValueError(f"unknown fault kind {kind!r}; use one of {', '.join(KINDS)}")
     if on not in REQUEST_KINDS:
@@ -67,8 +89,14 @@ def make_fault(kind: str, on: str = "create_order", count: int | None = 1, delay
         raise ValueError("fault delay must be >= 0 seconds")
     if status is not None and (kind != "html_5xx" or not 500 <= int(status) <= 599):
         raise ValueError("status= is only for html_5xx and must be 500..599")
-    return Fault(kind=kind, on=on, count=count, delay=delay, accept=bool(accept),
-                 status=int(status) if status is not None else None)
+    return Fault(
+        kind=kind,
+        on=on,
+        count=count,
+        delay=delay,
+        accept=bool(accept),
+        status=int(status) if status is not None else None,
+    )
 
 
 def parse_fault_spec(spec: str) -> Fault:

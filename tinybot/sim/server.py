@@ -4,6 +4,7 @@ Paths are served with and without the ``/v2`` prefix (ccxt requests
 ``/v2/...``); the signature is always checked over ``"/v2" + path``, which is
 what Bitvavo clients sign.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -26,8 +27,10 @@ from .faults import make_fault, parse_fault_spec
 _SIG_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MARKET_PATH = re.compile(r"/([A-Za-z0-9]+-[A-Za-z0-9]+)/(book|candles|trades)")
 
-_HTML_5XX = (b"<html><head><title>502 Bad Gateway</title></head><body>"
-             b"<center><h1>502 Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>\n")
+_HTML_5XX = (
+    b"<html><head><title>502 Bad Gateway</title></head><body>"
+    b"<center><h1>502 Bad Gateway</h1></center><hr><center>cloudflare</center></body></html>\n"
+)
 _GARBAGE = b"<<<\x00 not json: upstream said OK \xff>>>"
 
 
@@ -62,8 +65,9 @@ def _candles(sim: Simulator, market: str, params: dict) -> list:
         raise bad(205, "interval parameter is invalid.")
     start, end, limit = Simulator._window(params, 1440, 1440)
     sim.revise_candles(market)
-    rows = [r for r in sim.candles(market, interval)
-            if (start is None or r[0] >= start) and (end is None or r[0] < end)]
+    rows = [
+        r for r in sim.candles(market, interval) if (start is None or r[0] >= start) and (end is None or r[0] < end)
+    ]
     rows = rows[::-1][:limit]  # newest first
     return [[r[0], *(format(x, "f") for x in r[1:])] for r in rows]
 
@@ -74,8 +78,13 @@ def _ticker_price(sim, market):
 
 def _ticker_book(sim, market):
     bid, ask = sim.market(market).bid_ask()
-    return {"market": market, "bid": format(bid, "f"), "bidSize": "0.50000000",
-            "ask": format(ask, "f"), "askSize": "0.50000000"}
+    return {
+        "market": market,
+        "bid": format(bid, "f"),
+        "bidSize": "0.50000000",
+        "ask": format(ask, "f"),
+        "askSize": "0.50000000",
+    }
 
 
 def _assets(sim: Simulator, params: dict):
@@ -100,46 +109,134 @@ def _fees(sim: Simulator) -> dict:
 
 
 ROUTES = {
-    ("GET", "/time"): Route("time", False, None, (), 1,
-                            lambda sim, k, p, m: {"time": sim.now_ms(), "timeNs": sim.now_ms() * 1_000_000}),
-    ("GET", "/markets"): Route("markets", False, None, ("market",), 1, lambda sim, k, p, m: _one_or_all(
-        p, lambda n: _listed(sim, n).describe(), lambda: [x.describe() for x in sim.listed_markets()])),
+    ("GET", "/time"): Route(
+        "time", False, None, (), 1, lambda sim, k, p, m: {"time": sim.now_ms(), "timeNs": sim.now_ms() * 1_000_000}
+    ),
+    ("GET", "/markets"): Route(
+        "markets",
+        False,
+        None,
+        ("market",),
+        1,
+        lambda sim, k, p, m: _one_or_all(
+            p, lambda n: _listed(sim, n).describe(), lambda: [x.describe() for x in sim.listed_markets()]
+        ),
+    ),
     ("GET", "/assets"): Route("assets", False, None, ("symbol",), 1, lambda sim, k, p, m: _assets(sim, p)),
-    ("GET", "/ticker/price"): Route("ticker", False, None, ("market",), 1, lambda sim, k, p, m: _one_or_all(
-        p, lambda n: _ticker_price(sim, n), lambda: [_ticker_price(sim, n) for n in sim.markets])),
-    ("GET", "/ticker/book"): Route("ticker", False, None, ("market",), 1, lambda sim, k, p, m: _one_or_all(
-        p, lambda n: _ticker_book(sim, n), lambda: [_ticker_book(sim, n) for n in sim.markets])),
-    ("GET", "/ticker/24h"): Route("ticker", False, None, ("market",), lambda p: 1 if "market" in p else 25,
-                                  lambda sim, k, p, m: _one_or_all(
-                                      p, sim.ticker_24h, lambda: [sim.ticker_24h(n) for n in sim.markets])),
+    ("GET", "/ticker/price"): Route(
+        "ticker",
+        False,
+        None,
+        ("market",),
+        1,
+        lambda sim, k, p, m: _one_or_all(
+            p, lambda n: _ticker_price(sim, n), lambda: [_ticker_price(sim, n) for n in sim.markets]
+        ),
+    ),
+    ("GET", "/ticker/book"): Route(
+        "ticker",
+        False,
+        None,
+        ("market",),
+        1,
+        lambda sim, k, p, m: _one_or_all(
+            p, lambda n: _ticker_book(sim, n), lambda: [_ticker_book(sim, n) for n in sim.markets]
+        ),
+    ),
+    ("GET", "/ticker/24h"): Route(
+        "ticker",
+        False,
+        None,
+        ("market",),
+        lambda p: 1 if "market" in p else 25,
+        lambda sim, k, p, m: _one_or_all(p, sim.ticker_24h, lambda: [sim.ticker_24h(n) for n in sim.markets]),
+    ),
     ("GET", "book"): Route("book", False, None, ("depth",), 1, lambda sim, k, p, m: sim.book(m, _depth(p))),
-    ("GET", "candles"): Route("candles", False, None, ("interval", "limit", "start", "end"), 1,
-                              lambda sim, k, p, m: _candles(sim, m, p)),
-    ("GET", "trades"): Route("public_trades", False, None, ("limit", "start", "end", "tradeIdFrom", "tradeIdTo"), 5,
-                             lambda sim, k, p, m: sim.list_trades(None, {**p, "market": m})),
-    ("GET", "/balance"): Route("balance", True, "view", ("symbol",), 5,
-                               lambda sim, k, p, m: sim.balances_json(k, p.get("symbol"))),
-    ("GET", "/account"): Route("account", True, "view", (), 1, lambda sim, k, p, m: {
-        "fees": _fees(sim), "capabilities": ["buy", "sell", "depositCrypto", "depositFiat",
-                                             "withdrawCrypto", "withdrawFiat"]}),
-    ("GET", "/account/fees"): Route("fees", True, "view", ("market", "quote"), 1, lambda sim, k, p, m: (
-        sim.market(p["market"]) and _fees(sim)) if "market" in p else _fees(sim)),
+    ("GET", "candles"): Route(
+        "candles", False, None, ("interval", "limit", "start", "end"), 1, lambda sim, k, p, m: _candles(sim, m, p)
+    ),
+    ("GET", "trades"): Route(
+        "public_trades",
+        False,
+        None,
+        ("limit", "start", "end", "tradeIdFrom", "tradeIdTo"),
+        5,
+        lambda sim, k, p, m: sim.list_trades(None, {**p, "market": m}),
+    ),
+    ("GET", "/balance"): Route(
+        "balance", True, "view", ("symbol",), 5, lambda sim, k, p, m: sim.balances_json(k, p.get("symbol"))
+    ),
+    ("GET", "/account"): Route(
+        "account",
+        True,
+        "view",
+        (),
+        1,
+        lambda sim, k, p, m: {
+            "fees": _fees(sim),
+            "capabilities": ["buy", "sell", "depositCrypto", "depositFiat", "withdrawCrypto", "withdrawFiat"],
+        },
+    ),
+    ("GET", "/account/fees"): Route(
+        "fees",
+        True,
+        "view",
+        ("market", "quote"),
+        1,
+        lambda sim, k, p, m: (sim.market(p["market"]) and _fees(sim)) if "market" in p else _fees(sim),
+    ),
     ("POST", "/order"): Route("create_order", True, "trade", (), 1, lambda sim, k, p, m: sim.create_order(k, p)),
     # Reading orders and trades is a Trade right (SRC_SDK_RIGHTS): "trade_read" routes refuse a
     # view-only key with 310 unless the simulator runs with view_key_reads_orders.
-    ("GET", "/order"): Route("get_order", True, "trade_read", ("market", "orderId", "clientOrderId"), 1,
-                             lambda sim, k, p, m: sim.get_order(k, p)),
-    ("DELETE", "/order"): Route("cancel_order", True, "trade", ("market", "orderId", "clientOrderId", "operatorId"), 1,
-                                lambda sim, k, p, m: sim.cancel_order(k, p)),
-    ("GET", "/orders"): Route("orders", True, "trade_read", ("market", "limit", "start", "end", "orderIdFrom", "orderIdTo"),
-                              5, lambda sim, k, p, m: sim.list_orders(k, p)),
-    ("DELETE", "/orders"): Route("cancel_orders", True, "trade", ("market", "operatorId"),
-                                 lambda p: 25 if "market" in p else 100, lambda sim, k, p, m: sim.cancel_orders(k, p)),
+    ("GET", "/order"): Route(
+        "get_order",
+        True,
+        "trade_read",
+        ("market", "orderId", "clientOrderId"),
+        1,
+        lambda sim, k, p, m: sim.get_order(k, p),
+    ),
+    ("DELETE", "/order"): Route(
+        "cancel_order",
+        True,
+        "trade",
+        ("market", "orderId", "clientOrderId", "operatorId"),
+        1,
+        lambda sim, k, p, m: sim.cancel_order(k, p),
+    ),
+    ("GET", "/orders"): Route(
+        "orders",
+        True,
+        "trade_read",
+        ("market", "limit", "start", "end", "orderIdFrom", "orderIdTo"),
+        5,
+        lambda sim, k, p, m: sim.list_orders(k, p),
+    ),
+    ("DELETE", "/orders"): Route(
+        "cancel_orders",
+        True,
+        "trade",
+        ("market", "operatorId"),
+        lambda p: 25 if "market" in p else 100,
+        lambda sim, k, p, m: sim.cancel_orders(k, p),
+    ),
     # Weight 1 with a market, 25 without (docs institutional-api/get-open-orders; BITVAVO.md).
-    ("GET", "/ordersOpen"): Route("open_orders", True, "trade_read", ("market", "base"),
-                                  lambda p: 1 if "market" in p else 25, lambda sim, k, p, m: sim.open_orders(k, p)),
-    ("GET", "/trades"): Route("trades", True, "trade_read", ("market", "limit", "start", "end", "tradeIdFrom", "tradeIdTo"),
-                              5, lambda sim, k, p, m: sim.list_trades(k, p)),
+    ("GET", "/ordersOpen"): Route(
+        "open_orders",
+        True,
+        "trade_read",
+        ("market", "base"),
+        lambda p: 1 if "market" in p else 25,
+        lambda sim, k, p, m: sim.open_orders(k, p),
+    ),
+    ("GET", "/trades"): Route(
+        "trades",
+        True,
+        "trade_read",
+        ("market", "limit", "start", "end", "tradeIdFrom", "tradeIdTo"),
+        5,
+        lambda sim, k, p, m: sim.list_trades(k, p),
+    ),
 }
 
 
@@ -194,10 +291,16 @@ class Handler(BaseHTTPRequestHandler):
 
     # --- plumbing -------------------------------------------------------------
 
-    def _send(self, status: int, payload=None, *, raw: bytes | None = None,
-              content_type: str = "application/json; charset=utf-8", headers: dict | None = None):
-        body = raw if raw is not None else json.dumps(payload, default=_json_default,
-                                                      separators=(",", ":")).encode()
+    def _send(
+        self,
+        status: int,
+        payload=None,
+        *,
+        raw: bytes | None = None,
+        content_type: str = "application/json; charset=utf-8",
+        headers: dict | None = None,
+    ):
+        body = raw if raw is not None else json.dumps(payload, default=_json_default, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -243,11 +346,20 @@ class Handler(BaseHTTPRequestHandler):
             return True
         if fault.kind in ("rate_limit_110", "rate_limit_105"):
             reset_at = sim.now_ms() + 60_000
-            text = ("Rate limit exceeded (simulated fault)." if fault.kind == "rate_limit_110" else
-                    f"Your IP or API key has been banned for not respecting the rate limit. The ban expires at {reset_at}.")
-            self._send(429, {"errorCode": int(fault.kind[-3:]), "error": text},
-                       headers={"bitvavo-ratelimit-limit": sim.rate_limit, "bitvavo-ratelimit-remaining": 0,
-                                "bitvavo-ratelimit-resetat": reset_at})
+            text = (
+                "Rate limit exceeded (simulated fault)."
+                if fault.kind == "rate_limit_110"
+                else f"Your IP or API key has been banned for not respecting the rate limit. The ban expires at {reset_at}."
+            )
+            self._send(
+                429,
+                {"errorCode": int(fault.kind[-3:]), "error": text},
+                headers={
+                    "bitvavo-ratelimit-limit": sim.rate_limit,
+                    "bitvavo-ratelimit-remaining": 0,
+                    "bitvavo-ratelimit-resetat": reset_at,
+                },
+            )
             return True
         if not fault.accept:
             self._faulty_answer(fault)
@@ -259,14 +371,20 @@ class Handler(BaseHTTPRequestHandler):
         key = self._authenticate(method, rest, query, raw_body, route.perm) if route.private else None
         if method in ("POST", "PUT"):
             if params:
-                raise bad(200, f"{next(iter(params))} url parameter is not supported. Please note that "
-                               "parameters are case-sensitive and use body parameters for PUT and POST requests.")
+                raise bad(
+                    200,
+                    f"{next(iter(params))} url parameter is not supported. Please note that "
+                    "parameters are case-sensitive and use body parameters for PUT and POST requests.",
+                )
             params = self._json_body(raw_body)
         else:
             for p in params:
                 if p not in route.params:
-                    raise bad(200, f"{p} url parameter is not supported. Please note that parameters are "
-                                   "case-sensitive and use body parameters for PUT and POST requests.")
+                    raise bad(
+                        200,
+                        f"{p} url parameter is not supported. Please note that parameters are "
+                        "case-sensitive and use body parameters for PUT and POST requests.",
+                    )
         return route.call(sim, sim.owner(key), params, path_market)
 
     def _serve(self, method: str):
@@ -299,8 +417,11 @@ class Handler(BaseHTTPRequestHandler):
         except SimError:
             cost = 1
         ok, remaining, reset_at = sim.charge(ident, cost)
-        limit_headers = {"bitvavo-ratelimit-limit": sim.rate_limit, "bitvavo-ratelimit-remaining": remaining,
-                         "bitvavo-ratelimit-resetat": reset_at}
+        limit_headers = {
+            "bitvavo-ratelimit-limit": sim.rate_limit,
+            "bitvavo-ratelimit-remaining": remaining,
+            "bitvavo-ratelimit-resetat": reset_at,
+        }
         if not ok:
             e = sim.rate_limit_refusal(reset_at)
             status, payload = e.status, {"errorCode": e.code, "error": e.message}
@@ -319,10 +440,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def _faulty_answer(self, fault):
         if fault.kind == "error_101":
-            return self._send(500, {"errorCode": 101, "error": "Unknown error. Operation may or may not have succeeded."})
+            return self._send(
+                500, {"errorCode": 101, "error": "Unknown error. Operation may or may not have succeeded."}
+            )
         if fault.kind == "error_109":  # BITVAVO.md (SRC_ERRORS "HTTP 503"): 109 comes with 503, 101 with 500
-            return self._send(503, {"errorCode": 109, "error": (
-                "The matching engine did not respond in time. Operation may or may not have succeeded.")})
+            return self._send(
+                503,
+                {
+                    "errorCode": 109,
+                    "error": ("The matching engine did not respond in time. Operation may or may not have succeeded."),
+                },
+            )
         if fault.kind == "garbage_200":
             return self._send(200, raw=_GARBAGE, content_type="text/plain")
         if fault.kind == "reset":
@@ -344,8 +472,12 @@ class Handler(BaseHTTPRequestHandler):
     def _authenticate(self, method: str, rest: str, query: str, raw_body: bytes, perm: str) -> str:
         sim: Simulator = self.server.sim
         h = self.headers
-        key, sig, ts, window = (h.get("Bitvavo-Access-Key"), h.get("Bitvavo-Access-Signature"),
-                                h.get("Bitvavo-Access-Timestamp"), h.get("Bitvavo-Access-Window", "10000"))
+        key, sig, ts, window = (
+            h.get("Bitvavo-Access-Key"),
+            h.get("Bitvavo-Access-Signature"),
+            h.get("Bitvavo-Access-Timestamp"),
+            h.get("Bitvavo-Access-Window", "10000"),
+        )
 
         def refuse(code, message):
             return SimError(403, code, message)
@@ -353,21 +485,28 @@ class Handler(BaseHTTPRequestHandler):
         if not key or not sig or ts is None:
             raise refuse(300, "Authentication is required for this endpoint.")
         if not ts.isdigit():
-            raise refuse(302, "Timestamp is invalid. This must be a timestamp in ms. See Bitvavo-Access-Timestamp header.")
+            raise refuse(
+                302, "Timestamp is invalid. This must be a timestamp in ms. See Bitvavo-Access-Timestamp header."
+            )
         if not window.isdigit() or not 100 <= int(window) <= 60000:
             raise refuse(303, "Window must be between 100 and 60000 ms.")
         account = sim.accounts.get(key)
         if account is None:
             raise refuse(305, "No active API key found.")
         if not _SIG_RE.fullmatch(sig):
-            raise refuse(308, "The signature length is invalid (HMAC-SHA256 should return a 64 length hexadecimal string).")
+            raise refuse(
+                308, "The signature length is invalid (HMAC-SHA256 should return a 64 length hexadecimal string)."
+            )
         signed = ts + method + "/v2" + rest + ("?" + query if query else "") + canonical_body(method, raw_body)
         expected = hmac.new(account.secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, sig.lower()):
             raise refuse(309, "The signature is invalid.")
         if abs(sim.now_ms() - int(ts)) > int(window):
-            raise refuse(304, "Request was not received within acceptable window (default 10s, or custom with "
-                              "Bitvavo-Access-Window header) of Bitvavo-Access-Timestamp header.")
+            raise refuse(
+                304,
+                "Request was not received within acceptable window (default 10s, or custom with "
+                "Bitvavo-Access-Window header) of Bitvavo-Access-Timestamp header.",
+            )
         # Texts of 310/311 as in ccxt's copy of Bitvavo's error list (ccxt/bitvavo.py 'exact').
         if perm == "trade_read":
             if "trade" in account.permissions or (sim.view_key_reads_orders and "view" in account.permissions):
@@ -397,6 +536,7 @@ class Handler(BaseHTTPRequestHandler):
 
 
 # --- admin endpoints (loopback only, no auth): (method, path) -> fn(sim, body) -> the JSON answer -------
+
 
 def _faults(sim: Simulator, body: dict) -> dict:
     return {"faults": [f.as_dict() for f in sim.faults()]}
@@ -441,8 +581,9 @@ def _outcomes(sim: Simulator, body: dict) -> dict:
 
 
 def _add_outcome(sim: Simulator, body: dict) -> dict:
-    sim.add_outcome(**{k: body[k] for k in ("kind", "fraction", "fills", "step_ticks", "on_hold", "count")
-                       if k in body})
+    sim.add_outcome(
+        **{k: body[k] for k in ("kind", "fraction", "fills", "step_ticks", "on_hold", "count") if k in body}
+    )
     return _outcomes(sim, body)
 
 
@@ -489,8 +630,10 @@ def loopback_address(host: str) -> str:
     except (OSError, ValueError):
         ip = None
     if ip is None or not ip.is_loopback:
-        raise ValueError(f"the simulator binds to loopback only (127.0.0.1), not {host!r}: "
-                         "its /_sim/ admin endpoints have no authentication")
+        raise ValueError(
+            f"the simulator binds to loopback only (127.0.0.1), not {host!r}: "
+            "its /_sim/ admin endpoints have no authentication"
+        )
     return str(ip)
 
 
@@ -506,8 +649,12 @@ class SimServer:
         self.httpd.stopping = threading.Event()
         self.host, self.port = address, self.httpd.server_address[1]
         self.url = f"http://{address}:{self.port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"bitvavo-sim:{self.port}", daemon=True)
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"bitvavo-sim:{self.port}",
+            daemon=True,
+        )
         self._thread.start()
         self._closed = False
 
