@@ -56,7 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-SECTIONS = ("execute", "guards", "startup", "run", "growth", "storm", "wear")
+SECTIONS = ("execute", "guards", "startup", "run", "growth", "storm", "replay", "wear")
 MARKETS = ("BTC-EUR", "ETH-EUR", "SOL-EUR", "XRP-EUR", "ADA-EUR", "DOT-EUR", "LTC-EUR", "LINK-EUR")
 PRICES = {
     "BTC-EUR": "60000",
@@ -116,6 +116,32 @@ class Report:
         r = f"{ratio:.2f}×" if ratio is not None else ""
         t = f"target {target}: {verdict(ok)}" if ok is not None else (f"({target})" if target else "")
         print(f"  {name:<44} {value:>14}  {r:>7}  {('vs ' + baseline) if baseline else '':<34} {t}", flush=True)
+
+
+def bench_replay_section(rep: Report, days: int) -> None:
+    """tinybot replay (issue 15): ticks per second, one replay tick against one idle live tick measured in the same
+    run, and a year of hourly candles on two markets with the rules advisor (bench/replay_bench.py)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from replay_bench import bench_replay
+
+    r = bench_replay(days=days)
+    rep.add("replay", "replay ticks per second", f"{r['ticks_per_second']}/s")
+    rep.add(
+        "replay",
+        "replay tick vs an idle live tick",
+        f"{r['replay_tick_ms']} ms",
+        r["ratio"],
+        f"{r['idle_live_tick_ms']} ms",
+        "≤ 1/20",
+        r["ratio"] <= 1 / 20,
+    )
+    rep.add(
+        "replay",
+        f"{r['days']} days of hourly candles, 2 markets ({r['trades']} trades)",
+        f"{r['seconds']} s",
+        target="≤ 30 s for a year",
+        ok=r["seconds"] <= 30 if r["days"] >= 365 else None,
+    )
 
 
 def bench_config(directory: Path, *, cooldown="0s", anti_flip="0s", markets=MARKETS, extra="") -> Path:
@@ -1278,6 +1304,8 @@ def main(argv: list[str] | None = None) -> int:
             bench_growth(rep, work, run_growth, sizes["trades"])
         if "storm" in only:
             bench_storm(rep, work, sizes["storm"], sizes["storm_reps"])
+        if "replay" in only:
+            bench_replay_section(rep, days=7 if q else 365)
         if "wear" in only:
             every = args.wear_interval or ("2s" if q else "1m")
             bench_wear(rep, work, sizes["wear_ticks"], every)
