@@ -18,7 +18,7 @@ def test_bench_quick_runs_every_section_and_reports_figures(tmp_path):
             str(ROOT / "bench" / "run.py"),
             "--quick",
             "--only",
-            "execute,guards,startup,growth,storm",
+            "execute,guards,startup,growth,storm,replay",
             "--dir",
             str(tmp_path),
             "--json",
@@ -37,6 +37,7 @@ def test_bench_quick_runs_every_section_and_reports_figures(tmp_path):
     # the functional checks inside the bench hold even in quick mode
     imports = [row for row in rows if row["name"].endswith("imports ccxt?")]
     assert imports and all(row["ok"] for row in imports), imports
+    assert {"replay ticks per second", "replay tick vs an idle live tick"} <= names
     storm = [row for row in rows if row["section"] == "storm"]
     assert storm and all(row["ok"] for row in storm), storm
     assert not list(tmp_path.glob("tinybot-bench-*")), "the bench left its databases behind"
