@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 
+# matplotlib registers its datetime converter for the datetime class it sees on first import: under
+# freeze_time that is freezegun's FakeDatetime, and every later real datetime fails to plot.  Import it
+# before any test freezes time (report and digest tests plot dates).
+try:
+    import matplotlib.dates  # noqa: F401
+except ImportError:  # the report extra is not installed: those tests say so themselves
+    pass
+
 pytest_plugins = ["simfixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent

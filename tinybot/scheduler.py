@@ -55,12 +55,24 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable
 
 from . import clock, db, exitcodes, ledger
 from .config import Config
+from .liveness import (  # noqa: F401  (re-exported: slots and liveness live in tinybot.liveness)
+    DIED_PREFIX,
+    EPOCH,
+    HEARTBEAT_EVERY,
+    HEARTBEAT_TICKS,
+    beat_every,
+    liveness,
+    next_slot,
+    slot_of,
+    stale_after,
+)
+from .logfile import attach_log_file, detach_log_file  # noqa: F401  (re-exported)
 
 log = logging.getLogger("tinybot.scheduler")
 
@@ -74,14 +86,10 @@ LOCK_RETRY_FIRST_S = 0.5
 LOCK_RETRY_MAX_S = 30.0
 FINAL_WRITE_PATIENCE_S = 20.0  # the last heartbeat on the way out waits at most this long
 OUTAGE_KEY = "scheduler.outage_since"
-DIED_PREFIX = "died: "  # heartbeat detail of a run that crashed out of its loop (state stays 'stopped')
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SURPRISE_EVERY = 5  # ticks between scans for orders we have no row for (5 weight per market per scan)
 # SD-card wear (docs/PERFORMANCE.md): an idle tick of the loop writes nothing; its row and the heartbeat
 # are written together every HEARTBEAT_TICKS ticks, at most every HEARTBEAT_EVERY (beat_every), or at once
 # when the state changes or a tick did something
-HEARTBEAT_EVERY = timedelta(minutes=10)
-HEARTBEAT_TICKS = 10
 PRUNE_EVERY = timedelta(hours=1)  # retention runs at most this often (again next tick if it hit its batch)
 IDLE_LOG_EVERY = timedelta(hours=1)  # idle ticks log at DEBUG; one INFO line this often counts them
 
@@ -107,17 +115,6 @@ from .runlock import AlreadyRunning, RunLock, holder_pid, lock_is_held, pid_aliv
 
 
 # --- slots ------------------------------------------------------------------------
-
-
-def slot_of(now: datetime, interval: timedelta) -> datetime:
-    """Start of the aligned slot containing ``now`` (slots count from the epoch, UTC)."""
-    step = int(interval.total_seconds() * 1_000_000)
-    us = (now - EPOCH) // timedelta(microseconds=1)
-    return EPOCH + timedelta(microseconds=us // step * step)
-
-
-def next_slot(now: datetime, interval: timedelta) -> datetime:
-    return slot_of(now, interval) + interval
 
 
 def claim_slot(conn: sqlite3.Connection, slot: datetime, started_at: str | None = None) -> int | None:
@@ -230,67 +227,6 @@ def heartbeat(
                 detail,
             ),
         )
-
-
-def beat_every(interval: timedelta) -> timedelta:
-    """How often the loop rewrites an unchanged heartbeat after idle ticks: 10 minutes at the 1-minute tick,
-    every tick at a tick of 10 minutes or more (10 s at a 1 s tick, so a bench at 1 s sees the same mix).
-    One beat costs ~60 KiB of SD-card writes (its WAL frames, the -shm pages): 8 MiB a day at 10 minutes."""
-    return max(interval, min(HEARTBEAT_EVERY, HEARTBEAT_TICKS * interval))
-
-
-def stale_after(interval: timedelta) -> timedelta:
-    """No sign of life for longer than this while the lock is held: stuck (see liveness).  13 minutes at
-    the 1-minute tick (3 before the heartbeat was spared after idle ticks)."""
-    return beat_every(interval) + 2 * interval + timedelta(minutes=1)
-
-
-def liveness(conn: sqlite3.Connection, cfg: Config) -> dict:
-    """Is `tinybot run` alive, when did it last tick, when does it tick next?  DB + lock file only.
-
-    ``alive`` is True when the lock is held by a live process; ``stale`` when
-    it is alive but its last sign of life is older than ``stale_after(interval)``
-    (stuck?): after idle ticks the loop rewrites an unchanged heartbeat only
-    every ``beat_every(interval)``, so that is beat_every + two intervals + a
-    minute (13 minutes at the 1-minute tick).  ``next_tick_at`` of a heartbeat written
-    before some idle ticks is in the past: the next slot is shown instead.
-    ``last_tick`` lags as much: idle ticks' rows are written with the beat.
-    ``state`` is one of: running, backing_off, stopped,
-    died (the last scheduler crashed out of its loop, or never stopped
-    cleanly and no process holds the lock), never_run.
-    """
-    now = clock.now()
-    interval = cfg.scheduler.interval
-    hb = conn.execute("SELECT * FROM scheduler_heartbeat WHERE id = 1").fetchone()
-    last = conn.execute("SELECT * FROM ticks ORDER BY slot DESC LIMIT 1").fetchone()
-    lock_pid = holder_pid(cfg.lock_path, attempts=1) if cfg.lock_path.exists() else None
-    alive = bool(lock_pid and pid_alive(lock_pid) and lock_is_held(cfg.lock_path))
-    if hb is None:
-        state = "running" if alive else "never_run"
-    elif alive:
-        state = hb["state"] if hb["state"] != "stopped" else "running"
-    else:
-        clean = hb["state"] == "stopped" and not (hb["detail"] or "").startswith(DIED_PREFIX)
-        state = "stopped" if clean else "died"
-    beat = clock.from_iso(hb["beat_at"]) if hb else None
-    stale = bool(alive and beat and now - beat > stale_after(interval))
-    next_tick = hb["next_tick_at"] if (hb and alive) else None
-    if next_tick and state == "running" and clock.from_iso(next_tick) < now:
-        next_tick = clock.to_iso(next_slot(now, interval))  # idle ticks since the beat: not rewritten
-    return {
-        "alive": alive,
-        "state": state,
-        "pid": lock_pid if alive else None,
-        "stale": stale,
-        "interval": clock.format_duration(interval),
-        "approval": cfg.scheduler.approval,
-        "advisors": list(cfg.advisors),
-        "started_at": hb["started_at"] if hb else None,
-        "beat_at": hb["beat_at"] if hb else None,
-        "next_tick_at": next_tick,
-        "detail": hb["detail"] if hb else "",
-        "last_tick": dict(last) if last else None,
-    }
 
 
 # --- the tick ---------------------------------------------------------------------
@@ -1246,31 +1182,3 @@ class Scheduler:
                 signal.signal(s, h)
 
         return restore
-
-
-# --- the log file -----------------------------------------------------------------
-
-
-class _UTCFormatter(logging.Formatter):
-    converter = time.gmtime
-
-
-def attach_log_file(cfg: Config) -> logging.Handler:
-    """Full detail to a rotating log file next to the config; the terminal gets one line per tick."""
-    cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
-    import logging.handlers  # here: `tinybot status` imports this module for liveness() and needs no file handler
-
-    handler = logging.handlers.RotatingFileHandler(
-        cfg.log_path, maxBytes=cfg.scheduler.log_max_bytes, backupCount=cfg.scheduler.log_backups, encoding="utf-8"
-    )
-    handler.setFormatter(_UTCFormatter("%(asctime)sZ %(levelname)s %(name)s [%(process)d] %(message)s"))
-    root = logging.getLogger("tinybot")
-    root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.INFO:
-        root.setLevel(logging.INFO)
-    return handler
-
-
-def detach_log_file(handler: logging.Handler) -> None:
-    logging.getLogger("tinybot").removeHandler(handler)
-    handler.close()

@@ -42,7 +42,7 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         )
     ]
     from . import pnl
-    from .scheduler import liveness
+    from .liveness import liveness
 
     live_balances = None
     if cfg.mode == "live":

@@ -615,7 +615,7 @@ class Poller:
         self._edit(query, final)
 
     def _execution_hint(self, pid: int) -> str:
-        from .scheduler import liveness
+        from .liveness import liveness
 
         if liveness(self.conn, self.cfg)["alive"]:
             return "tinybot run executes it at its next tick; the guards decide again at send time."
