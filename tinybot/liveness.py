@@ -35,7 +35,7 @@ def next_slot(now: datetime, interval: timedelta) -> datetime:
 def beat_every(interval: timedelta) -> timedelta:
     """How often the loop rewrites an unchanged heartbeat after idle ticks: 10 minutes at the 1-minute tick,
     every tick at a tick of 10 minutes or more (10 s at a 1 s tick, so a bench at 1 s sees the same mix).
-    One beat costs ~60 KiB of SD-card writes (its WAL frames, the -shm pages): 8 MiB a day at 10 minutes."""
+    One beat costs ~70 KiB of SD-card writes (its WAL frames, the -shm pages): 10 MiB a day at 10 minutes."""
     return max(interval, min(HEARTBEAT_EVERY, HEARTBEAT_TICKS * interval))
 
 
