@@ -42,6 +42,17 @@ def shared_accounts() -> list[SimAccount]:
     ]
 
 
+def use_keys(monkeypatch) -> None:
+    """tinybot's secrets for the simulator's two keys of one account (trade key, view-only read key)."""
+    for name, value in (
+        ("TINYBOT_TRADE_KEY", TRADE_KEY),
+        ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
+        ("TINYBOT_READ_KEY", READ_KEY),
+        ("TINYBOT_READ_SECRET", READ_SECRET),
+    ):
+        monkeypatch.setenv(name, value)
+
+
 @dataclass
 class RunningSim:
     sim: Simulator

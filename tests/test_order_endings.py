@@ -19,19 +19,13 @@ from tinybot.exchange import read_only
 from tinybot.proposals import Draft
 
 from conftest import RISK_TOML
-from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, shared_accounts
+from simfixtures import OPERATOR_ID, shared_accounts, use_keys
 
 
 @pytest.fixture
 def live(sim_factory, write_config, monkeypatch):
     sim = sim_factory(accounts=shared_accounts())
-    for k, v in (
-        ("TINYBOT_TRADE_KEY", TRADE_KEY),
-        ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
-        ("TINYBOT_READ_KEY", READ_KEY),
-        ("TINYBOT_READ_SECRET", READ_SECRET),
-    ):
-        monkeypatch.setenv(k, v)
+    use_keys(monkeypatch)
     cfg = write_config(
         'mode = "live"\n' + RISK_TOML + f'[exchange]\noperator_id = {OPERATOR_ID}\nurl = "{sim.url}"\n'
         'timeout = "2s"\naccess_window = "10s"\nreconcile_grace = "5s"\n'

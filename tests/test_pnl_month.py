@@ -16,7 +16,7 @@ from tinybot.exchange.base import Balance
 from tinybot.proposals import Draft
 
 from conftest import RISK_TOML
-from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, shared_accounts
+from simfixtures import OPERATOR_ID, TRADE_KEY, shared_accounts, use_keys
 
 START = datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
 CENT = Decimal("0.01")
@@ -24,13 +24,7 @@ CENT = Decimal("0.01")
 
 def test_a_month_with_faults_leaves_no_drift_and_equity_equals_the_account(sim_factory, write_config, monkeypatch):
     sim = sim_factory(accounts=shared_accounts())
-    for k, v in (
-        ("TINYBOT_TRADE_KEY", TRADE_KEY),
-        ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
-        ("TINYBOT_READ_KEY", READ_KEY),
-        ("TINYBOT_READ_SECRET", READ_SECRET),
-    ):
-        monkeypatch.setenv(k, v)
+    use_keys(monkeypatch)
     risk = RISK_TOML.replace('cooldown = "1h"', 'cooldown = "0s"').replace('anti_flip = "6h"', 'anti_flip = "0s"')
     cfg = write_config(
         'mode = "live"\ntimezone = "Europe/Amsterdam"\n' + risk + f"[exchange]\noperator_id = {OPERATOR_ID}\n"

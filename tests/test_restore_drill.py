@@ -23,7 +23,7 @@ from tinybot.exchange.base import ExchangeError
 from tinybot.proposals import Draft
 
 from conftest import RISK_TOML
-from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, shared_accounts
+from simfixtures import OPERATOR_ID, shared_accounts, use_keys
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -55,13 +55,7 @@ class FailingPreflight:
 def live(sim_factory, tmp_path, monkeypatch):
     def make(find_closed: bool):
         sim = sim_factory(accounts=shared_accounts(), find_closed_by_client_id=find_closed)
-        for k, v in (
-            ("TINYBOT_TRADE_KEY", TRADE_KEY),
-            ("TINYBOT_TRADE_SECRET", TRADE_SECRET),
-            ("TINYBOT_READ_KEY", READ_KEY),
-            ("TINYBOT_READ_SECRET", READ_SECRET),
-        ):
-            monkeypatch.setenv(k, v)
+        use_keys(monkeypatch)
         (tmp_path / "bot.toml").write_text(
             'mode = "live"\n' + RISK_TOML + f'[exchange]\noperator_id = {OPERATOR_ID}\nurl = "{sim.url}"\n'
             'timeout = "700ms"\naccess_window = "10s"\nreconcile_grace = "5s"\n',
