@@ -6,8 +6,12 @@ from __future__ import annotations
 
 import re
 
+from decimal import Decimal
+
 # tinybot trades EUR markets only: "BTC-EUR", "ETH-EUR", "1INCH-EUR"
 MARKET_RE = re.compile(r"^[A-Z0-9]{1,12}-EUR$")
+# fixed [paper] prices are mid prices: bid and ask sit this half-spread around them (exchange.static, pnl)
+PAPER_HALF_SPREAD = Decimal("0.0005")
 
 
 def normalise_market(name: str) -> str:

@@ -158,7 +158,7 @@ def last_prices(conn: sqlite3.Connection, cfg=None) -> dict[str, Price]:
         for r in conn.execute("SELECT * FROM market_prices")
     }
     if cfg is not None and cfg.mode == "paper" and cfg.paper.prices:
-        from .exchange.static import SPREAD
+        from .markets import PAPER_HALF_SPREAD as SPREAD
 
         for m, mid in cfg.paper.prices.items():
             prices.setdefault(m, Price(mid * (1 - SPREAD), mid * (1 + SPREAD), mid, None))

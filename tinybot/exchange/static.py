@@ -10,9 +10,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 from .. import clock
+from ..markets import PAPER_HALF_SPREAD
 from .base import Candle, ExchangeError, Market, Ticker, normalise_market
 
-SPREAD = Decimal("0.0005")  # half-spread around the mid price
+SPREAD = PAPER_HALF_SPREAD  # half-spread around the mid price (tinybot.markets)
 
 
 def eur_market(name: str, *, tick: str = "1", qty_decimals: int = 8) -> Market:
