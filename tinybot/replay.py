@@ -450,8 +450,8 @@ class RecordedLLM:
             "recorded_prompts": len(self.recorded),
             "live_calls": live.calls if live else 0,
             "live_refused_by_budget": live.refused if live else 0,
-            "live_budget_eur": _money(live.budget_eur) if live else None,
-            "spent_eur": _money(live.spent_eur) if live else "0.00",
+            "live_budget_eur": money.cents(live.budget_eur) if live else None,
+            "spent_eur": money.cents(live.spent_eur) if live else "0.00",
         }
 
 
@@ -479,8 +479,8 @@ class LiveLLM:
             self.refused += 1
             return 429, {
                 "error": {
-                    "message": f"tinybot replay --llm live: €{_money(self.budget_eur)} budget left"
-                    f" for this replay, €{_money(self.spent_eur)} spent"
+                    "message": f"tinybot replay --llm live: €{money.cents(self.budget_eur)} budget left"
+                    f" for this replay, €{money.cents(self.spent_eur)} spent"
                 }
             }
         body = dict(body, model=self.cfg.llm.model)
@@ -798,10 +798,6 @@ def _point(sim, slot: datetime, prices: dict[str, Decimal], errors: tuple[str, .
 # --- the summary --------------------------------------------------------------------------
 
 
-def _money(d: Decimal) -> str:
-    return str(d.quantize(Decimal("0.01")))
-
-
 def summarize(
     conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: Decimal, slippage: Decimal, kept: Path | None
 ) -> dict:
@@ -857,7 +853,7 @@ def summarize(
     in_market = sum(1 for x in exposures if x > 0)
     stride = max(1, len(points) // SERIES_POINTS)
     series = [
-        {"time": clock.to_iso(p.time), "equity": _money(p.equity), "exposure": _money(p.exposure)}
+        {"time": clock.to_iso(p.time), "equity": money.cents(p.equity), "exposure": money.cents(p.exposure)}
         for p in points[::stride]
     ]
     pnl = final - eur - llm_cost
@@ -875,15 +871,15 @@ def summarize(
         "approval": "auto"
         + (" (config says manual; replay approves as auto would)" if cfg.scheduler.approval == "manual" else ""),
         "slippage": money.plain(slippage),
-        "starting_eur": _money(eur),
-        "final_equity_eur": _money(final),
-        "pnl_eur": _money(pnl),
+        "starting_eur": money.cents(eur),
+        "final_equity_eur": money.cents(final),
+        "pnl_eur": money.cents(pnl),
         "pnl_pct": str((pnl / eur * 100).quantize(Decimal("0.01"))),
-        "fees_eur": _money(fees),
-        "llm_cost_eur": _money(llm_cost),
-        "max_drawdown_eur": _money(max_dd_eur),
+        "fees_eur": money.cents(fees),
+        "llm_cost_eur": money.cents(llm_cost),
+        "max_drawdown_eur": money.cents(max_dd_eur),
         "max_drawdown_pct": str((max_dd * 100).quantize(Decimal("0.01"))),
-        "max_exposure_eur": _money(max(exposures, default=Decimal(0))),
+        "max_exposure_eur": money.cents(max(exposures, default=Decimal(0))),
         "time_in_market_pct": str((Decimal(in_market * 100) / max(len(points), 1)).quantize(Decimal("0.1"))),
         "proposals": sum(by_source.values()),
         "proposals_by_source": by_source,
@@ -927,7 +923,7 @@ def benchmark_hold(sim, plan: Plan, eur: Decimal) -> dict:
     share = (eur / len(plan.markets)).quantize(Decimal("0.01"), ROUND_DOWN)
     held = {m: _buy(sim, m, share) for m in plan.markets}
     value = _value_at_end(sim, plan, held, eur - share * len(plan.markets))
-    return {"final_equity_eur": _money(value), "pnl_eur": _money(value - eur)}
+    return {"final_equity_eur": money.cents(value), "pnl_eur": money.cents(value - eur)}
 
 
 def benchmark_dca(sim, plan: Plan, cfg: Config, eur: Decimal) -> dict:
@@ -949,10 +945,10 @@ def benchmark_dca(sim, plan: Plan, cfg: Config, eur: Decimal) -> dict:
             held[m] += _buy(sim, m, part)
     value = _value_at_end(sim, plan, held, eur - part * count * k)
     return {
-        "final_equity_eur": _money(value),
-        "pnl_eur": _money(value - eur),
+        "final_equity_eur": money.cents(value),
+        "pnl_eur": money.cents(value - eur),
         "buys": count * k,
-        "eur_per_buy": _money(part),
+        "eur_per_buy": money.cents(part),
     }
 
 

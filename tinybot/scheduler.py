@@ -60,6 +60,7 @@ from decimal import Decimal
 from typing import Callable
 
 from . import clock, db, exitcodes, ledger
+from .money import eur
 from .config import Config
 from .liveness import (  # noqa: F401  (re-exported: slots and liveness live in tinybot.liveness)
     DIED_PREFIX,
@@ -285,10 +286,6 @@ class TickReport:
 
 def _price(p: Decimal) -> str:
     return f"{p:.2f}" if p >= 1 else f"{p:.6f}"
-
-
-def _eur(d) -> str:
-    return f"€{Decimal(d):.2f}"
 
 
 def is_db_locked(e: BaseException) -> bool:
@@ -791,7 +788,7 @@ class Scheduler:
                 self.claim(conn)  # a restart must not make this slot's proposals twice
                 pid = proposals.create(conn, d, source=name, ttl=cfg.risk.proposal_ttl)
                 created.append(pid)
-                amount = _eur(d.amount_quote) if d.amount_quote is not None else f"{d.amount}"
+                amount = eur(d.amount_quote) if d.amount_quote is not None else f"{d.amount}"
                 report.proposals.append(f"#{pid} {name} {d.side} {d.market} {amount}")
                 log.info("proposal %s from %s: %s %s %s — %s", pid, name, d.side, d.market, amount, d.reason)
 
@@ -885,7 +882,7 @@ class Scheduler:
                 desc = f"#{r['id']} {ex['side']} {ex['market']} {res.state}"
                 if ex["state"] == "filled" and Decimal(ex["filled_amount"]) > 0:
                     price = Decimal(ex["filled_quote"]) / Decimal(ex["filled_amount"])
-                    desc += f" {ex['filled_amount']} @ {_price(price)} fee {_eur(ex['fee_paid'])}"
+                    desc += f" {ex['filled_amount']} @ {_price(price)} fee {eur(ex['fee_paid'])}"
                 elif res.reason:
                     desc += f" ({res.reason})"
                 report.orders.append(desc)

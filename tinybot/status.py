@@ -71,14 +71,14 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "caps": {
             "max_trade_eur": plain(cfg.risk.max_trade_eur),
             "daily": {
-                "used_eur": _eur(spent),
+                "used_eur": cents(spent),
                 "cap_eur": plain(cfg.risk.max_daily_eur),
-                "left_eur": _eur(max(cfg.risk.max_daily_eur - spent, Decimal(0))),
+                "left_eur": cents(max(cfg.risk.max_daily_eur - spent, Decimal(0))),
             },
             "exposure": {
-                "used_eur": _eur(exposed),
+                "used_eur": cents(exposed),
                 "cap_eur": plain(cfg.risk.max_exposure_eur),
-                "left_eur": _eur(max(cfg.risk.max_exposure_eur - exposed, Decimal(0))),
+                "left_eur": cents(max(cfg.risk.max_exposure_eur - exposed, Decimal(0))),
             },
         },
         "allowlist": list(cfg.risk.allowlist),
@@ -88,10 +88,6 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "scheduler": _scheduler(liveness(conn, cfg)),
         "risk": describe(cfg)["risk"],
     }
-
-
-def _eur(d: Decimal) -> str:
-    return cents(d)
 
 
 # --- the shapes of docs/JSON.md: what a row says to a user, not how SQLite stores it -----------------
