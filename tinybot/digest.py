@@ -43,9 +43,6 @@ def text(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> str:
     start = clock.day_start(now, cfg.tz)
     lo, hi = clock.to_iso(start), clock.to_iso(now)
 
-    def realised(until: str) -> Decimal:
-        return sum((b.realised for b in pnl.replay(conn, until=until).books.values()), Decimal(0))
-
     fills = conn.execute(
         "SELECT * FROM trade_history WHERE executed_at >= ? AND executed_at <= ? AND external = 0", (lo, hi)
     ).fetchall()
@@ -63,7 +60,7 @@ def text(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> str:
     total = pnl.report(conn, cfg)
     buys = sum(1 for f in fills if f["side"] == "buy")
     return (
-        f"{start.astimezone(cfg.tz):%A %d %B}: realised {money.eur(realised(hi) - realised(lo))},"
+        f"{start.astimezone(cfg.tz):%A %d %B}: realised {money.eur(pnl.realised_between(conn, lo, hi))},"
         f" {len(fills)} fill(s) ({buys} buy, {len(fills) - buys} sell), fees {money.eur(fees)},"
         f" LLM {money.eur(llm)}.\n"
         f"Since the start: net {money.eur(Decimal(total['net_eur']))} (unrealised"

@@ -151,6 +151,15 @@ def replay(conn: sqlite3.Connection, period: str | None = None, *, until: str | 
     return out
 
 
+def realised_between(conn: sqlite3.Connection, since: str, until: str) -> Decimal:
+    """Realised P/L of fills after ``since`` up to ``until`` (ISO times), average cost over all history."""
+
+    def by(moment: str) -> Decimal:
+        return sum((b.realised for b in replay(conn, until=moment).books.values()), Decimal(0))
+
+    return by(until) - by(since)
+
+
 def last_prices(conn: sqlite3.Connection, cfg=None) -> dict[str, Price]:
     """Prices from the last tick; in paper mode with fixed [paper] prices, those (with the paper spread)."""
     prices = {

@@ -137,11 +137,7 @@ def worksheet(conn, cfg, year: int, client=None) -> dict:
     fees = sum((Decimal(r["fee"]) for r in rows if r["fee_currency"] == "EUR"), Decimal(0))
     coin_fees = sum(1 for r in rows if r["fee_currency"] != "EUR")
 
-    # realised in the year = realised by the end of it minus realised by its start (average cost over all history)
-    def realised(until: str) -> Decimal:
-        return sum((b.realised for b in pnl.replay(conn, until=until).books.values()), Decimal(0))
-
-    realised_year = realised(hi) - realised(lo)
+    realised_year = pnl.realised_between(conn, lo, hi)
     unrealised_end = None
     if closing is not None:
         books = pnl.replay(conn, until=hi).books
