@@ -95,3 +95,29 @@ def test_a_tick_records_prices_pings_the_heartbeat_and_runs_exits(write_config, 
     assert conn.execute("SELECT market FROM market_prices").fetchall()[0][0] == "BTC-EUR"
     assert conn.execute("SELECT COUNT(*) FROM price_log").fetchone()[0] >= 1
     assert any(p.split()[1] == "exits" and " sell " in p for p in r.proposals), r.proposals
+
+
+def test_the_loop_serves_telegram_beside_it_and_stops_it_but_run_once_does_not(write_config, monkeypatch):
+    from tinybot import clock, scheduler, telegram
+
+    cfg, conn, ex, _ = setup(write_config)
+    seen = []
+
+    class FakeBackground:
+        def __init__(self, c):
+            seen.append("made")
+
+        def start(self):
+            seen.append("started")
+            return self
+
+        def stop(self):
+            seen.append("stopped")
+
+    monkeypatch.setattr(telegram, "Background", FakeBackground)
+    sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None, read_only=ex, trading=ex)
+    assert sched.run(until=clock.now()) == 0  # the loop starts, finds `until` passed, and stops
+    assert seen == ["made", "started", "stopped"]
+    seen.clear()
+    scheduler.Scheduler(cfg, conn, echo=lambda s: None, read_only=ex, trading=ex).run(once=True)
+    assert seen == []  # a cron `run --once` must not answer the phone's queued commands
