@@ -66,10 +66,10 @@ def _doctor_gate(sched, ignore: bool) -> list[str]:
     """
     import logging
 
-    from . import doctor
+    from .doctor.gate import start_gate
 
     log = logging.getLogger("tinybot.run")
-    blocking, warnings = doctor.start_gate(sched.cfg)
+    blocking, warnings = start_gate(sched.cfg)
     for c in warnings:
         click.echo(f"Warning: doctor: {c.name}: {c.detail}", err=True)
         log.warning("doctor: %s: %s (%s)", c.name, c.detail, c.fix or c.status)
