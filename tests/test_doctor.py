@@ -266,6 +266,34 @@ def test_a_read_key_with_trade_rights_fails_without_blocking_the_start(tmp_path,
     assert blocking == [] and "read_key" in {c.name for c in warnings}
 
 
+def test_the_start_decision_logs_and_alerts_an_override_and_alerts_nothing_else(tmp_path, sim, receiver, caplog):
+    """doctor.gate decides what `tinybot run`'s start logs and alerts; the CLI only prints the decision."""
+    from tinybot import notify
+
+    caplog.set_level("WARNING", logger="tinybot.run")
+    cfg = write_live(tmp_path, sim, receiver, trade=("trade-key", "not-the-secret"))
+    notifier = notify.Notifier(cfg, None)
+    refused = gate.decide_start(cfg, notifier, ignore=False)
+    (blocking,) = refused.blocking
+    assert refused.refused and not refused.ignored and blocking.name == "trade_key"
+    assert refused.reasons() == [f"trade_key: {blocking.detail} (fix: {blocking.fix})"]
+    assert "backup" in {c.name for c in refused.warnings}
+    assert receiver.messages == []  # a refused start is alerted by the scheduler as it stops, once
+    assert "doctor: backup: no backup in" in caplog.text and "DESPITE" not in caplog.text
+
+    ignored = gate.decide_start(cfg, notifier, ignore=True)
+    assert ignored.ignored and not ignored.refused and ignored.reasons() == []
+    text = f"STARTING LIVE DESPITE FAILING DOCTOR CHECKS (--ignore-doctor): trade_key: {blocking.detail}"
+    assert ignored.override == text and text in caplog.text
+    assert [m["message"] for m in receiver.messages] == [text]
+
+    backup.make(cfg)
+    cfg.secrets_path.write_text(cfg.secrets_path.read_text().replace("not-the-secret", "trade-secret"))
+    clean = gate.decide_start(cfg, notifier, ignore=True)  # nothing to override: nothing to say
+    assert (clean.blocking, clean.ignored, clean.reasons()) == ([], False, [])
+    assert len(receiver.messages) == 1
+
+
 def test_the_key_probes_cannot_place_an_order_even_with_the_trade_key(tmp_path, sim):
     cfg = write_live(tmp_path, sim)
     client = keys.key_client(cfg, "TRADE")

@@ -5,7 +5,7 @@
     local      what needs no exchange: database, kill switch, secrets file, leaks, alerts, backup, phone
     market     exchange reachable, clock skew, allowlist, caps against the account
     keys       the two keys separated, and what each can do (GET requests only)
-    gate       `tinybot run`'s start gate: what blocks the start, what only warns
+    gate       `tinybot run`'s start gate: what blocks the start, what warns, the override's alert
     probe      `--live-probe`: Bitvavo against the simulator's model, read-only
 
 One root cause gives one FAIL: a check that depends on another one that failed (the secrets file, the
