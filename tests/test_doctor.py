@@ -294,6 +294,41 @@ def test_the_start_decision_logs_and_alerts_an_override_and_alerts_nothing_else(
     assert len(receiver.messages) == 1
 
 
+def test_doctor_help_and_json_work_from_the_command_line_on_a_fresh_paper_config(tmp_path):
+    """`tinybot init` then `tinybot doctor` as real processes: the package's modules are wired into the CLI."""
+    from conftest import run_cli
+
+    path = tmp_path / "fresh" / "bot.toml"
+    assert run_cli("--config", str(path), "init").returncode == 0
+    helped = run_cli("--config", str(path), "doctor", "--help")
+    assert helped.returncode == 0 and helped.stderr == ""
+    assert helped.stdout.startswith("Usage: tinybot doctor [OPTIONS]")
+    assert all(o in helped.stdout for o in ("--json", "--send-test-alert", "--live-probe"))
+    r = run_cli("--config", str(path), "doctor", "--json")
+    assert (r.returncode, r.stderr) == (0, ""), r.stderr
+    data = json.loads(r.stdout)
+    assert (data["ok"], data["mode"], set(data)) == (True, "paper", {"ok", "mode", "checks"})
+    assert all(set(c) == {"name", "status", "detail", "fix", "blocks_start"} for c in data["checks"])
+    expected = {
+        "database": "pass",
+        "integrity": "pass",
+        "kill_switch": "pass",
+        "secrets_file": "pass",
+        "keys_separated": "pass",
+        "no_secret_leaks": "pass",
+        "operator_id": "skip",
+        "alerts": "skip",
+        "exchange": "skip",  # the example config's fixed [paper] prices: no network
+        "clock_skew": "skip",
+        "allowlist": "pass",
+        "caps": "pass",
+        "backup": "warn",
+        "heartbeat": "skip",
+        "telegram": "skip",
+    }
+    assert [(c["name"], c["status"]) for c in data["checks"]] == list(expected.items())  # in checklist order
+
+
 def test_the_key_probes_cannot_place_an_order_even_with_the_trade_key(tmp_path, sim):
     cfg = write_live(tmp_path, sim)
     client = keys.key_client(cfg, "TRADE")
