@@ -52,7 +52,7 @@ def test_only_the_executor_reads_the_trade_key_to_trade():
     assert readers <= {
         "tinybot/secrets.py",
         "tinybot/executor.py",
-        "tinybot/doctor.py",
+        "tinybot/doctor/keys.py",
         "tinybot/demo.py",
         "tinybot/chaos/__init__.py",
         "tinybot/exchange/bitvavo.py",

@@ -29,13 +29,14 @@ def doctor_command(state, as_json, send_test_alert, live_probe):
         tinybot doctor --send-test-alert
         tinybot doctor --live-probe
     """
-    from . import doctor
+    from .doctor.checklist import run_checks
+    from .doctor.probe import live_probe as probe_exchange
 
     cfg = state.cfg
     if live_probe and cfg.mode != "live":
         raise Fail(f'--live-probe asks the real exchange with your keys: set mode = "live" in {cfg.path} first')
-    checks = doctor.run_checks(cfg, send_test_alert=send_test_alert)
-    probes = doctor.live_probe(cfg) if live_probe else []
+    checks = run_checks(cfg, send_test_alert=send_test_alert)
+    probes = probe_exchange(cfg) if live_probe else []
     ok = all(c.ok for c in checks)
     data = {"ok": ok, "mode": cfg.mode, "checks": [c.as_dict() for c in checks]}
     if live_probe:

@@ -62,35 +62,26 @@ def run_command(state, once, ignore_doctor):
 def _doctor_gate(sched, ignore: bool) -> list[str]:
     """Live mode starts only when doctor's blocking checks pass (after the start-up reconcile); the rest warn.
 
-    Returns the reasons to refuse the start (the scheduler logs them, alerts and exits REFUSED_START).
+    Prints doctor's decision (doctor.gate logs it and sends the override's alert).  Returns the reasons to
+    refuse the start (the scheduler logs them, alerts and exits REFUSED_START).
     """
-    import logging
+    from .doctor.gate import decide_start
 
-    from . import doctor
-
-    log = logging.getLogger("tinybot.run")
-    blocking, warnings = doctor.start_gate(sched.cfg)
-    for c in warnings:
+    decision = decide_start(sched.cfg, sched.notifier(), ignore=ignore)
+    for c in decision.warnings:
         click.echo(f"Warning: doctor: {c.name}: {c.detail}", err=True)
-        log.warning("doctor: %s: %s (%s)", c.name, c.detail, c.fix or c.status)
-    if not blocking:
-        return []
-    summary = "; ".join(f"{c.name}: {c.detail}" for c in blocking)
-    if not ignore:
-        click.echo(f"Error: refusing to start live trading: {summary}", err=True)
-        for c in blocking:
+    if decision.ignored:
+        click.echo(f"Warning: {decision.override}", err=True)
+    elif decision.refused:
+        click.echo(f"Error: refusing to start live trading: {decision.summary}", err=True)
+        for c in decision.blocking:
             click.echo(f"  fix {c.name}: {c.fix}", err=True)
         click.echo(
             f"Run `tinybot doctor` after fixing it (exit code {exitcodes.REFUSED_START}: systemd does not"
             " restart this; --ignore-doctor overrides, loudly).",
             err=True,
         )
-        return [f"{c.name}: {c.detail} (fix: {c.fix})" for c in blocking]
-    text = f"STARTING LIVE DESPITE FAILING DOCTOR CHECKS (--ignore-doctor): {summary}"
-    click.echo(f"Warning: {text}", err=True)
-    log.warning("%s", text)
-    sched.notifier().alert("doctor_ignored", text, key="doctor_ignored", severity="error")
-    return []
+    return decision.reasons()
 
 
 @click.command(name="advise")
