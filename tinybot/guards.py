@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from . import clock, sizing
+from .book import default_book
 from .config import Config
 
 if TYPE_CHECKING:  # types only: `tinybot kill` imports guards (through proposals) and never the exchange contract
@@ -108,6 +109,13 @@ def approval_hash(proposal) -> str:
     text = "|".join("" if f is None else str(f) for f in fields)
     if "external" in proposal.keys() and proposal["external"]:
         text += "|external"  # selling coins tinybot did not buy is part of what was approved
+    if (
+        "book" in proposal.keys()
+        and proposal["book"]
+        and proposal["book"]
+        != default_book(proposal["source"], "external" in proposal.keys() and bool(proposal["external"]))
+    ):
+        text += f"|book={proposal['book']}"  # so is selling from another advisor's book
     return hashlib.sha256(text.encode()).hexdigest()
 
 
