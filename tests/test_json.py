@@ -247,6 +247,7 @@ def test_status_booleans_and_amounts(trades):
         "paper_balances",
         "live_balances",
         "positions",
+        "books",
         "pnl",
         "stranded",
         "caps",
