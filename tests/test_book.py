@@ -289,8 +289,9 @@ def test_drift_compares_the_balances_with_the_ledger_as_of_their_time(write_conf
     with freeze_time(T0):
         pnl.record_snapshot(conn, t, {"EUR": Balance(Decimal("25"), Decimal(0))})
         ex = _proposal(conn, "dca")
-    # the tick traded after it read the balances: its fill is later than them
-    _record(conn, ex, "t1", "buy", "0.00009659", "62000", T0 + timedelta(seconds=5), fee="0.01")
+    # the tick traded after it read the balances: its fill is booked after them
+    with freeze_time(T0 + timedelta(seconds=5)):
+        _record(conn, ex, "t1", "buy", "0.00009659", "62000", T0 + timedelta(seconds=5), fee="0.01")
     with freeze_time(T0 + timedelta(seconds=10)):
         assert book.drift(conn, cfg)["assets"] == {"EUR": "0.00"}
         assert pnl.report(conn, cfg)["drift"]["assets"] == {"EUR": "0.00"}

@@ -961,11 +961,21 @@ def baseline(conn: sqlite3.Connection, cfg) -> dict[str, Decimal] | None:
     return {r["asset"]: Decimal(r["amount"]) for r in rows} if rows else None
 
 
-def account_delta(conn: sqlite3.Connection, *, until: str | None = None) -> dict[str, Decimal]:
-    """What every fill up to ``until`` moved on the account, per asset (external ones included)."""
+def account_delta(
+    conn: sqlite3.Connection, *, until: str | None = None, recorded_by: str | None = None
+) -> dict[str, Decimal]:
+    """What every fill up to ``until`` (executed then) or ``recorded_by`` (in the ledger by then) moved on the
+    account, per asset (external ones included)."""
+    sql, args = "SELECT * FROM trade_history WHERE 1 = 1", []
+    if until is not None:
+        sql += " AND executed_at <= ?"
+        args.append(until)
+    if recorded_by is not None:
+        sql += " AND recorded_at <= ?"
+        args.append(recorded_by)
     out: dict[str, Decimal] = {}
-    for f in fills(conn, until=until):
-        for asset, d in f.moves.items():
+    for r in conn.execute(sql, args):
+        for asset, d in Fill.from_row(r).moves.items():
             out[asset] = out.get(asset, ZERO) + d
     return out
 
@@ -979,10 +989,12 @@ def holdings_at(conn: sqlite3.Connection, cfg, when: datetime) -> tuple[dict[str
 
 
 def drift(conn: sqlite3.Connection, cfg) -> dict:
-    """Per asset: the exchange's balance minus what the ledger says the account held *at the balances' time*.
+    """Per asset: the exchange's balance minus what the ledger held *at the balances' time*.
 
-    Fills after that moment are not in those balances (the tick read them before it traded), so they are not
-    drift; money moved outside tinybot is.  ``{"at", "assets", "note"}`` (amounts as decimal strings).
+    The ledger as of then is the fills it had recorded by then (tinybot's own clock on both sides, so the
+    exchange's clock and its millisecond timestamps do not matter): a tick reads the balances before it trades,
+    and its own fills, recorded after, are not drift; money moved outside tinybot is.
+    ``{"at", "assets", "note"}`` (amounts as decimal strings).
     """
     from . import money
 
@@ -990,7 +1002,7 @@ def drift(conn: sqlite3.Connection, cfg) -> dict:
     base = baseline(conn, cfg)
     if held is None or base is None:
         return {"at": None, "assets": {}, "note": "no balance snapshot yet: run a tick (`tinybot run --once`)"}
-    moved = account_delta(conn, until=at)
+    moved = account_delta(conn, recorded_by=at)
     assets = {}
     for a in sorted(set(held) | set(base) | set(moved)):
         d = held.get(a, ZERO) - (base.get(a, ZERO) + moved.get(a, ZERO))

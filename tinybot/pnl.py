@@ -110,7 +110,7 @@ def record_snapshot(conn: sqlite3.Connection, tickers: dict, account: dict | Non
             [(a, str(b.available), str(b.in_order), now) for a, b in account.items()],
         )
         if conn.execute("SELECT 1 FROM account_baseline LIMIT 1").fetchone() is None:
-            moved = book.account_delta(conn, until=now)
+            moved = book.account_delta(conn, recorded_by=now)  # the ledger as of these balances
             held = {a: b.available + b.in_order for a, b in account.items()}
             conn.executemany(
                 "INSERT INTO account_baseline (asset, amount, at) VALUES (?, ?, ?)",
