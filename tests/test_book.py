@@ -392,3 +392,34 @@ def test_migration_0010_books_the_fills_by_their_proposals_source(tmp_path):
     }
     total = conn.execute("SELECT base FROM positions WHERE market = 'BTC-EUR'").fetchone()[0]
     assert Decimal(total) == Decimal("0.00011")
+
+
+def test_a_period_values_coin_fees_and_the_series_starts_where_it_is_asked(write_config):
+    cfg = write_config()
+    conn = db.open_db(cfg.db_path)
+    with freeze_time(T0):
+        ex = _proposal(conn, "dca")
+    for i, (trade_id, fee, cur) in enumerate((("t1", "0.02", "EUR"), ("t2", "0.00000030", "BTC"))):
+        at = T0 + timedelta(days=i)
+        f = ExchangeFill(
+            trade_id,
+            f"order-{ex}",
+            "BTC-EUR",
+            "buy",
+            Decimal("0.0001"),
+            Decimal("60000"),
+            Decimal(fee),
+            cur,
+            clock.to_ms(at),
+        )
+        with freeze_time(at), db.transaction(conn):
+            ledger.record_fill(conn, ex, "sim", f, f"cid-{ex}")
+    w = book.walk(conn)
+    day2 = w.period(clock.to_iso(T0 + timedelta(hours=12)), clock.to_iso(T0 + timedelta(days=2)))
+    assert (day2.fees_eur, day2.fills, day2.buys) == (Decimal("0.018"), 1, 1)  # 0.0000003 BTC at 60000
+    [t1, t2] = book.trades(conn)
+    assert (t2.book, t2.source, t2.fill.fee_eur, t1.proposal_id) == ("dca", "dca", Decimal("0.018"), 1)
+    with freeze_time(T0 + timedelta(days=3)):
+        ser = book.series(conn, cfg, since=T0 + timedelta(hours=12))
+    assert ser.points[0].at == T0 + timedelta(hours=12) and ser.points[0].fees_eur == Decimal("0.02")
+    assert ser.values("fees_eur")[-1] == Decimal("0.038") and ser.books() == ["dca"]

@@ -23,7 +23,10 @@ API (the names below are stable; new ones are added, none renamed):
   the account), ``.external_eur``, ``.steps`` (each fill with what it
   realised per book), ``.market(m)``, ``.book_totals()``, ``.period(since,
   until)`` → ``Period`` (realised, fees, fills, buys, sells).
-  ``walk_fills(fills)`` is the same over ``Fill`` objects.
+  ``walk_fills(fills)`` is the same over ``Fill`` objects; ``fills(conn,
+  until=, market=)`` reads them.  ``buckets(walk, llm_costs, period, tz)``
+  → period key → ``Bucket`` (realised, fees, LLM, fills) for ``daily``,
+  ``weekly``, ``monthly`` (``period_key``).
 * Costs.  ``llm_costs(conn, until=)`` → [(at, EUR)]; ``llm_cost(conn,
   since=, until=)``.
 * Prices.  ``Price``; ``last_prices(conn, cfg)`` (the last tick, or fixed
@@ -34,10 +37,11 @@ API (the names below are stable; new ones are added, none renamed):
   tinybot had when it started (paper: ``[paper] starting_eur``; live: the
   EUR of the first balance snapshot).
 * Benchmarks.  ``holding(...)`` and ``dca(...)`` → ``Benchmark`` (``name``,
-  ``title``, ``capital_eur``, ``buys``, ``pnl_at(when, bids)``): what the
-  same money would have made, bought by market orders by amountQuote with
-  the fee, never spending more than there was; ``benchmarks(conn, cfg,
-  until=)`` builds both for the database.
+  ``title``, ``capital_eur``, ``spent_eur``, ``buys``, ``markets``,
+  ``pnl_at(when, bids, market=None)``): what the same money would have
+  made, bought by market orders by amountQuote with the fee, never spending
+  more than there was; ``benchmarks(conn, cfg, until=)`` builds both for the
+  database, in ``traded_markets(conn, cfg)``.
 * Views.  ``summary(conn, cfg, prices=, until=)`` → ``Summary`` (totals,
   per market, per book and market — ``lines`` — and the benchmarks);
   ``series(conn, cfg, since=, until=, prices=)`` → ``Series`` of ``Point``
@@ -46,9 +50,11 @@ API (the names below are stable; new ones are added, none renamed):
   since=, until=)`` → ``Trade`` rows (fill, book, EUR value, fee in EUR,
   proposal, source, reason).
 * The account.  ``balances(conn, cfg)``, ``baseline(conn, cfg)``,
-  ``holdings_at(conn, cfg, when)``, ``drift(conn, cfg)``: the exchange's
-  balances against the ledger *as of the balances' time* (fills after that
-  moment are not in those balances, so they are not drift).
+  ``account_delta(conn, until=, recorded_by=)``, ``holdings_at(conn, cfg,
+  when)`` → (baseline or None, asset → amount), ``drift(conn, cfg)``: the
+  exchange's balances against the ledger *as it stood when they were read*
+  (fills recorded after that moment are not in those balances, so they are
+  not drift).
 * Books.  ``default_book(source, external)``, ``BUILTIN_BOOKS``,
   ``MANUAL``, ``EXTERNAL``.
 
