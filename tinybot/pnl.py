@@ -205,7 +205,7 @@ def report(
                 "realised_eur": eur(fig.realised_eur),
                 "unrealised_eur": None if fig.unpriced else eur(fig.unrealised_eur),
                 "fees_eur": eur(fig.fees_eur),
-                "hold_eur": None if s.holding is None else eur(s.holding.pnl_at(s.at, s.bids, m)),
+                "hold_eur": eur(s.holding.pnl_at(s.at, s.bids, m)) if s.holding and m in s.holding.markets else None,
                 "trades": p.fills,
             }
         )
