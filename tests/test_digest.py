@@ -28,7 +28,7 @@ def setup(write_config):
     cfg, conn, ex = paper_setup(lambda t: write_config('timezone = "Europe/Amsterdam"\n' + t))
     with freeze_time("2026-11-27 09:00:00"):
         pid = proposals.create(
-            conn, Draft("BTC-EUR", "buy", Decimal("8")), source="t", ttl=timedelta(minutes=30), approve=True
+            conn, Draft("BTC-EUR", "buy", Decimal("8")), source="cli", ttl=timedelta(minutes=30), approve=True
         )
         r = executor.execute(conn, cfg, ex, pid)
     return cfg, conn, ex, r
