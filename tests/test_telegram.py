@@ -468,8 +468,12 @@ def test_pnl_shows_net_result_and_positions(make, fake):
     poller.poll_once()
     lines = fake.texts(OWNER)[-1].splitlines()
     assert lines[0] == "Net -€0.02 (configured paper prices)"  # the fee and the spread, at the bid
-    assert lines[1] == "realised €0.00, unrealised -€0.02" and lines[3] == "holding the same buys: -€0.02"
-    assert lines[4].startswith("BTC-EUR: 0.0000") and lines[4].endswith("worth €5.98")
+    assert lines[1] == "realised €0.00, unrealised -€0.02"
+    # the benchmarks by the names the book gives them (docs/PNL.md), then the books per advisor
+    assert lines[3] == "holding: €25.00 put into BTC-EUR at the start and held (fees included): -€0.09"
+    assert lines[4].startswith("DCA: ")
+    assert "book manual: net -€0.02" in lines
+    assert lines[-1].startswith("BTC-EUR: 0.0000") and lines[-1].endswith("worth €5.98")
 
 
 def test_why_shows_guard_decisions(make, fake):

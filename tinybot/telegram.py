@@ -463,8 +463,11 @@ class Poller:
             f"Net {eur(d['net_eur'])} ({when})",
             f"realised {eur(d['realised_eur'])}, unrealised {eur(d['unrealised_eur'])}",
             f"fees {eur(d['fees_eur'])} (included), LLM {eur(d['llm_cost_eur'])}",
-            f"holding the same buys: {eur(d['hold_eur'])}",
         ]
+        lines += [
+            f"{b['title']}: {eur(b['pnl_eur'])}" for b in d["benchmarks"].values() if b and b["pnl_eur"] is not None
+        ]
+        lines += [f"book {a['advisor']}: net {eur(a['net_eur'])}" for a in d["advisors"]]
         lines += [
             f"{p['market']}: {p['base']} worth {eur(p['value_eur'])}"
             + ("" if p["sellable"] is not False else " — STRANDED under the €5 minimum")
