@@ -426,3 +426,43 @@ CREATE TABLE llm_calls (
     cost_eur      TEXT NOT NULL         -- what the budget settled it at (decimal string)
 );
 CREATE INDEX llm_calls_prompt ON llm_calls (prompt_sha256);
+
+-- migration: 0010_books
+
+-- Books per advisor (tinybot/book.py, docs/PNL.md): every fill belongs to one
+-- book, named after the advisor whose proposal made it ('dca', 'rules',
+-- 'llm', a custom advisor's name), 'manual' for a person's proposals (CLI,
+-- Telegram) and 'external' for --external sells and for orders no execution
+-- accounts for.  A proposal names the book it trades: its advisor's own, or,
+-- for a sell, one it may sell from (rules.sell_from, exits.books, propose
+-- --book).  Existing rows are migrated by the proposals' source.
+ALTER TABLE proposals ADD COLUMN book TEXT NOT NULL DEFAULT '';
+UPDATE proposals SET book = CASE
+    WHEN external = 1 THEN 'external'
+    WHEN source IN ('cli', 'telegram') THEN 'manual'
+    WHEN source = 'top_up' THEN 'manual'   -- before books a top-up bought for the one position there was
+    ELSE source END;
+ALTER TABLE trade_history ADD COLUMN book TEXT NOT NULL DEFAULT '';
+UPDATE trade_history SET book = COALESCE((
+    SELECT p.book FROM trade_executions e JOIN proposals p ON p.id = e.proposal_id
+    WHERE e.id = trade_history.execution_id
+      AND trade_history.external = 0
+      AND (e.exchange_order_id IS NULL OR e.exchange_order_id = trade_history.order_id)
+), 'external');
+CREATE INDEX trade_history_book ON trade_history (book, market, executed_at);
+-- One row per book and market, kept by the ledger in the transaction that
+-- records a fill (tinybot.book's average-cost step; a fill found late, or a
+-- fee settled later, books the market again from its fills).  `positions`
+-- stays the market's total: the sum of its books.  EUR columns have exactly
+-- 8 decimals (book.EUR_PLACES); base amounts are exact.  Filled from the
+-- fills by db.migrate right after this migration's statements (Python: the
+-- average-cost walk needs exact decimals, which SQL does not have).
+CREATE TABLE book_positions (
+    book         TEXT NOT NULL,
+    market       TEXT NOT NULL,
+    base         TEXT NOT NULL,
+    cost_eur     TEXT NOT NULL,
+    realised_eur TEXT NOT NULL DEFAULT '0',
+    updated_at   TEXT NOT NULL,
+    PRIMARY KEY (book, market)
+);

@@ -29,7 +29,7 @@ def candles(closes, *, end=T0, step_ms=MIN):
     )
 
 
-def snap(*, now=T0, market_candles=None, positions=None, balances=None, history=None, price="100"):
+def snap(*, now=T0, market_candles=None, positions=None, balances=None, history=None, price="100", books=None):
     markets = {"BTC-EUR": eur_market("BTC-EUR", tick="0.01")}
     from tinybot.exchange.base import Ticker
 
@@ -46,6 +46,7 @@ def snap(*, now=T0, market_candles=None, positions=None, balances=None, history=
         caps=Caps(Decimal(10), Decimal(20), Decimal(25)),
         allowlist=("BTC-EUR",),
         history=MappingProxyType(history or {}),
+        books=MappingProxyType({b: MappingProxyType(m) for b, m in (books or {}).items()}),
     )
 
 
@@ -122,16 +123,45 @@ def test_rules_buys_on_a_cross_up_once_per_crossing_candle(write_config):
     assert len(rules.advise(snap(market_candles=cs, history={"rules": (sell, made)}), cfg)) == 1
 
 
-def test_rules_sells_the_position_on_a_cross_down_and_nothing_without_one(write_config):
+def test_rules_sells_its_own_book_on_a_cross_down_and_nothing_without_one(write_config):
     cfg = rules_cfg(write_config)
     cs = {"BTC-EUR": candles(["10", "10", "10", "10", "8"])}
     assert rules.advise(snap(market_candles=cs), cfg) == []  # nothing held
-    pos = {"BTC-EUR": Position("BTC-EUR", Decimal("0.123456789"), Decimal("6"), Decimal(0))}
+    pos = {"BTC-EUR": Position("BTC-EUR", Decimal("0.123456789"), Decimal("6"), Decimal(0), book="rules")}
     bal = {"EUR": Balance(Decimal(19), Decimal(0)), "BTC": Balance(Decimal("0.12"), Decimal(0))}
-    [d] = rules.advise(snap(market_candles=cs, positions=pos, balances=bal), cfg)
-    assert (d.side, d.amount, d.amount_quote) == ("sell", Decimal("0.12"), None)  # capped by what is available
+    [d] = rules.advise(snap(market_candles=cs, positions=pos, balances=bal, books={"rules": pos}), cfg)
+    assert (d.side, d.amount, d.amount_quote, d.book) == ("sell", Decimal("0.12"), None, "rules")  # capped: available
     # worth less than the €5 minimum at the bid: no sell is proposed
-    assert rules.advise(snap(market_candles=cs, positions=pos, balances=bal, price="40"), cfg) == []
+    assert (
+        rules.advise(snap(market_candles=cs, positions=pos, balances=bal, price="40", books={"rules": pos}), cfg) == []
+    )
+
+
+def test_rules_never_sells_what_dca_bought_unless_told_to(write_config):
+    """Issue 21: the rules advisor sold the whole position, including the coins DCA bought for the long run."""
+    cs = {"BTC-EUR": candles(["10", "10", "10", "10", "8"])}
+    mine = {"BTC-EUR": Position("BTC-EUR", Decimal("0.6"), Decimal("6"), Decimal(0), book="rules")}
+    dcas = {"BTC-EUR": Position("BTC-EUR", Decimal("0.7"), Decimal("7"), Decimal(0), book="dca")}
+    total = {"BTC-EUR": Position("BTC-EUR", Decimal("1.3"), Decimal("13"), Decimal(0))}
+    bal = {"EUR": Balance(Decimal(12), Decimal(0)), "BTC": Balance(Decimal("1.3"), Decimal(0))}
+    s = snap(market_candles=cs, positions=total, balances=bal, books={"rules": mine, "dca": dcas})
+    [d] = rules.advise(s, rules_cfg(write_config))
+    assert (d.amount, d.book) == (Decimal("0.6"), "rules")
+    told = rules_cfg(write_config, 'sell_from = ["rules", "dca"]\n')
+    assert [(d.amount, d.book) for d in rules.advise(s, told)] == [(Decimal("0.6"), "rules"), (Decimal("0.7"), "dca")]
+
+
+def test_book_names_in_the_config_are_checked(write_config):
+    import pytest
+
+    from tinybot.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"rules.sell_from: 'dac' is not a book; books are 'dca', 'rules'"):
+        rules_cfg(write_config, 'sell_from = ["rules", "dac"]\n')
+    with pytest.raises(ConfigError, match=r"exits.books: 'mine:advise' is not a book"):
+        write_config(PAPER_TOML + '[exits]\nbooks = ["mine:advise"]\n')
+    ok = write_config('advisors = ["mine:advise"]\n' + PAPER_TOML + '[exits]\nbooks = ["mine:advise", "dca"]\n')
+    assert ok.exits.books == ("mine:advise", "dca")
 
 
 def test_rules_run_through_the_output_checks(write_config):

@@ -20,7 +20,11 @@ def bought(write_config, **exits):
     cfg, conn, ex = paper_setup(lambda t: write_config(t + text_extra))
     with freeze_time(T0):
         pid = proposals.create(
-            conn, proposals.Draft("BTC-EUR", "buy", Decimal("10")), source="t", ttl=timedelta(minutes=30), approve=True
+            conn,
+            proposals.Draft("BTC-EUR", "buy", Decimal("10")),
+            source="cli",
+            ttl=timedelta(minutes=30),
+            approve=True,
         )
         assert executor.execute(conn, cfg, ex, pid).state == "filled"
     return cfg, conn, ex

@@ -54,6 +54,7 @@ def test_generic_layout_has_every_field_exactly_and_the_local_year(write_config,
     )
     assert Decimal(row["eur_value"]) == Decimal(fill["amount"]) * Decimal(fill["price"])
     assert "E" not in row["amount"] + row["eur_value"]  # never scientific notation
+    assert list(row)[-1] == "advisor" and row["advisor"] == "t"  # the book the fill belongs to (its proposal's)
     assert [r["side"] for r in read(export.write(conn, cfg, tmp_path / "2027.csv", year=2027)["path"])] == ["sell"]
 
 

@@ -113,6 +113,7 @@ PROPOSAL = {
     "decided_at",
     "decided_by",
     "external",
+    "book",
 }
 EXECUTION = {
     "id",
@@ -154,6 +155,7 @@ FILL = {
     "recorded_at",
     "settled",
     "external",
+    "book",
     "eur_value",
 }
 
@@ -245,6 +247,7 @@ def test_status_booleans_and_amounts(trades):
         "paper_balances",
         "live_balances",
         "positions",
+        "books",
         "pnl",
         "stranded",
         "caps",

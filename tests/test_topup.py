@@ -14,7 +14,11 @@ from tests_helpers import paper_setup
 
 def stranded_setup(write_config, **risk):
     cfg, conn, ex = paper_setup(write_config, top_up_to_exit="true", **risk)
-    with db.transaction(conn):  # tinybot holds 0.00005 BTC: €3 at 60000, under the €5 minimum
+    with db.transaction(conn):  # the dca book holds 0.00005 BTC: €3 at 60000, under the €5 minimum
+        conn.execute(
+            "INSERT INTO book_positions (book, market, base, cost_eur, realised_eur, updated_at)"
+            " VALUES ('dca', 'BTC-EUR', '0.00005', '3.20', '0', '2026-11-27T12:00:00.000000Z')"
+        )
         conn.execute(
             "INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at)"
             " VALUES ('BTC-EUR', '0.00005', '3.20', '0', '2026-11-27T12:00:00.000000Z')"
@@ -30,6 +34,7 @@ def test_a_stranded_position_gets_one_top_up_proposal_that_frees_it(write_config
     [d] = run_advisor("top_up", snap, cfg).drafts
     t = snap.tickers["BTC-EUR"]
     assert d.side == "buy" and d.amount_quote == sizing.top_up_eur(cfg, Decimal("0.00005"), t.bid, t.ask)
+    assert d.book == "dca"  # into the book it frees: each book is sold on its own
     after = (Decimal("0.00005") + d.amount_quote * (1 - cfg.paper.taker_fee) / t.ask) * t.bid
     assert after >= sizing.min_sellable_eur(cfg)
     proposals.create(conn, d, source="top_up", ttl=cfg.risk.proposal_ttl)

@@ -165,17 +165,26 @@ def example_config() -> str:
 @click.option(
     "--external",
     is_flag=True,
-    help="A sell of coins tinybot did not buy: may exceed its own position; booked apart from its P/L.",
+    help="A sell of coins tinybot did not buy: bounded by what the account holds outside its books; booked apart"
+    " from its P/L.",
+)
+@click.option(
+    "--book",
+    "book_name",
+    default=None,
+    help="The book (docs/PNL.md) it trades: a sell sells from it, a buy goes into it. Default: manual, your own"
+    " (rules, dca, llm, external: an advisor's).",
 )
 @json_option("Print the new proposal as JSON.")
 @pass_state
 @friendly
-def propose(state, market, side, eur, amount, expires_in, reason, approve_now, external, as_json):
+def propose(state, market, side, eur, amount, expires_in, reason, approve_now, external, book_name, as_json):
     """Propose a trade.  Markets are Bitvavo names: BTC-EUR (BTC/EUR works too).
 
     \b
-    Example:
+    Examples:
         tinybot propose BTC-EUR buy --eur 5 --reason "weekly DCA" --approve
+        tinybot propose BTC-EUR sell --amount 0.0001 --book dca
     """
     from . import proposals
     from .config import MAX_TTL, bounded_duration
@@ -191,7 +200,7 @@ def propose(state, market, side, eur, amount, expires_in, reason, approve_now, e
         )
     except ValueError as e:
         raise Fail(f"--expires-in: {e}") from None
-    draft = proposals.Draft(market, side, eur, amount, reason)
+    draft = proposals.Draft(market, side, eur, amount, reason, book_name)
     try:
         pid = proposals.create(state.conn, draft, source="cli", ttl=ttl, approve=approve_now, external=external)
     except proposals.ProposalError as e:
@@ -204,6 +213,7 @@ def propose(state, market, side, eur, amount, expires_in, reason, approve_now, e
             "reason": "--reason",
             "expires-in": "--expires-in",
             "external": "--external",
+            "book": "--book",
         }.get(field)
         raise Fail(str(e).replace(f"{field}:", f"{flag}:", 1) if flag else str(e)) from None
     row = proposal(proposals.get(state.conn, pid))
@@ -550,9 +560,17 @@ def status(state, as_json):
                 or "(none)"
             )
         )
+        if d["books"]:
+            click.echo(
+                "Books: "
+                + ", ".join(
+                    f"{b['advisor']} {b['market']} {b['base']} (cost €{Decimal(b['cost_eur']):.2f})" for b in d["books"]
+                )
+            )
         for s in d["stranded"]:
             click.echo(
-                f"  STRANDED: {s['market']} is worth €{s['value_eur']}, under the €{s['minimum_eur']} minimum;"
+                f"  STRANDED: the {s['advisor']} book's {s['market']} is worth €{s['value_eur']}, under the"
+                f" €{s['minimum_eur']} minimum;"
                 f" a buy of €{s['top_up_eur']} makes it sellable ([risk] top_up_to_exit)"
             )
         m = d["pnl"]
@@ -561,7 +579,7 @@ def status(state, as_json):
         click.echo(
             f"P/L: net {eur(m['net_eur'])} (realised {eur(m['realised_eur'])}, unrealised"
             f" {eur(m['unrealised_eur'])}, fees {eur(m['fees_eur'])}, LLM {eur(m['llm_cost_eur'])});"
-            f" holding would be {eur(m['hold_eur'])} — `tinybot pnl` for more"
+            f" {m['hold_title'] or 'holding'}: {eur(m['hold_eur'])} — `tinybot pnl --by advisor` for more"
         )
         c = d["caps"]
         click.echo(

@@ -22,18 +22,28 @@ from .money import eur
     show_default=True,
     help="last: the prices the last tick saw (no network); live: ask the exchange now (read-only).",
 )
-@json_option("Print JSON (amounts as exact decimal strings).")
+@click.option(
+    "--by",
+    "by",
+    type=click.Choice(["market", "advisor"]),
+    default="market",
+    show_default=True,
+    help="advisor: each advisor's book per market (base, cost, realised, unrealised, fees, LLM cost, net).",
+)
+@json_option("Print JSON (amounts as exact decimal strings; `advisors` holds the books whatever --by says).")
 @pass_state
 @friendly
-def pnl_command(state, period, price_source, as_json):
-    """Did it make money?  Realised and unrealised P/L, fees, LLM cost, net, against simply holding.
+def pnl_command(state, period, price_source, by, as_json):
+    """Did it make money?  Realised and unrealised P/L, fees, LLM cost, net, against holding and DCA.
 
     \b
-    Recomputed from the fills in the database; drift compares the ledger with
-    the exchange's balances (paper: the paper account; live: the last tick).
+    Recomputed from the fills in the database (tinybot.book); drift compares
+    the ledger with the exchange's balances at the moment they were read
+    (paper: the paper account; live: the last tick).
     \b
     Examples:
         tinybot pnl
+        tinybot pnl --by advisor
         tinybot pnl --daily --json
     """
     from . import pnl
@@ -47,10 +57,12 @@ def pnl_command(state, period, price_source, as_json):
         echo_json(data)
         return
     _print(data)
+    if by == "advisor":
+        _print_advisors(data)
 
 
 def _live_prices(cfg, conn):
-    from . import pnl
+    from . import clock, pnl
     from .exchange import read_only
     from .exchange.base import ExchangeError
 
@@ -62,7 +74,7 @@ def _live_prices(cfg, conn):
     try:
         for m in markets:
             t = ro.ticker(m)
-            out[m] = pnl.Price(t.bid, t.ask, t.last, pnl.clock.now_iso())
+            out[m] = pnl.Price(t.bid, t.ask, t.last, clock.now_iso())
     except ExchangeError as e:
         raise Fail(
             f"could not read live prices: {e}; `tinybot pnl` without --prices live uses the last tick's",
@@ -81,9 +93,12 @@ def _print(d: dict) -> None:
     )
     click.echo(f"  LLM cost    {eur(d['llm_cost_eur'])}")
     click.echo(f"  net         {eur(d['net_eur'])}   (fees paid, included above: {eur(d['fees_eur'])})")
-    click.echo(
-        f"  holding     {eur(d['hold_eur'])}   (the same buys, never sold); net vs holding {eur(d['vs_hold_eur'])}"
-    )
+    for key, vs in (("holding", "vs_hold_eur"), ("dca", "vs_dca_eur")):
+        b = d["benchmarks"][key]
+        if b is None:
+            click.echo(f"  {key:<11} —   (no start yet: it needs the first tick's prices and balance)")
+            continue
+        click.echo(f"  {key:<11} {eur(b['pnl_eur'])}   ({b['title']}); net vs {key} {eur(d[vs])}")
     if d["external_eur"] != "0.00":
         click.echo(f"  external    {eur(d['external_eur'])}   (sales of coins tinybot did not buy; not in its P/L)")
     for p in d["positions"]:
@@ -95,8 +110,9 @@ def _print(d: dict) -> None:
         click.echo(f"  {p['market']}: {p['base']} at cost {eur(p['cost_eur'])}, worth {eur(p['value_eur'])} ({state})")
     for s in d["stranded"]:
         click.echo(
-            f"  {s['market']}: worth {eur(s['value_eur'])}, under the {eur(s['minimum_eur'])} minimum: a buy of"
-            f" {eur(s['top_up_eur'])} makes it sellable again ([risk] top_up_to_exit does it for you)"
+            f"  {s['market']} ({s['advisor']} book): worth {eur(s['value_eur'])}, under the {eur(s['minimum_eur'])}"
+            f" minimum: a buy of {eur(s['top_up_eur'])} into that book makes it sellable again"
+            f" ([risk] top_up_to_exit does it for you)"
         )
     drift = d["drift"]
     if drift["note"]:
@@ -115,6 +131,22 @@ def _print(d: dict) -> None:
             f"  {p['period']}: realised {eur(p['realised_eur'])}, fees {eur(p['fees_eur'])},"
             f" LLM {eur(p['llm_cost_eur'])}, {p['trades']} fill(s)"
         )
+
+
+def _print_advisors(d: dict) -> None:
+    click.echo("Books per advisor (the market's position is their sum):")
+    for a in d["advisors"]:
+        click.echo(
+            f"  {a['advisor']}: net {eur(a['net_eur'])} (realised {eur(a['realised_eur'])}, unrealised"
+            f" {eur(a['unrealised_eur'])}, fees {eur(a['fees_eur'])}"
+            + (f", LLM {eur(a['llm_cost_eur'])}" if a["llm_cost_eur"] != "0.00" else "")
+            + ")"
+        )
+        for m in a["markets"]:
+            click.echo(
+                f"    {m['market']}: {m['base']} at cost {eur(m['cost_eur'])}, realised {eur(m['realised_eur'])},"
+                f" unrealised {eur(m['unrealised_eur'])}, fees {eur(m['fees_eur'])}, {m['fills']} fill(s)"
+            )
 
 
 def _date(value: str | None, name: str):

@@ -145,6 +145,8 @@ class RulesConfig:
     fast: int = integer(12, minimum=1, maximum=1000)
     slow: int = integer(26, minimum=2, maximum=1000)
     buy_eur: Decimal = money("6", allow_zero=False)
+    # the books (tinybot.book) a cross down sells from: its own only, unless you add e.g. "dca"
+    sell_from: tuple[str, ...] = strings(("rules",))
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ class ExitsConfig:
     stop_loss: Decimal = fraction("0", maximum="0.9")  # sell all when the bid falls this far below cost
     take_profit: Decimal = fraction("0", maximum="10")  # sell all when the bid rises this far above cost
     trailing_stop: Decimal = fraction("0", maximum="0.9")  # sell all when the bid falls this far below its peak
+    # the books it watches, each on its own average cost (dca, the long-run holding, is not watched by default)
+    books: tuple[str, ...] = strings(("rules", "llm", "manual"))
 
 
 @dataclass(frozen=True)
@@ -549,6 +553,23 @@ def _cross_checks(cfg: Config) -> None:
         if url is not None and not re.match(r"^https?://[^\s/]+\S*$", url):
             raise ConfigError(f"{p}: {key}: {url!r} is not an http(s) URL")
     _sellable_buys(cfg)
+    _book_names(cfg)
+
+
+def _book_names(cfg: Config) -> None:
+    """rules.sell_from and exits.books name books: a built-in one or an advisor of `advisors` (tinybot.book)."""
+    from .book import BUILTIN_BOOKS
+
+    known = list(BUILTIN_BOOKS) + [a for a in cfg.advisors if a not in BUILTIN_BOOKS and a not in KNOWN_ADVISORS]
+    for key, names in (("rules.sell_from", cfg.rules.sell_from), ("exits.books", cfg.exits.books)):
+        for name in names:
+            if name not in known:
+                raise ConfigError(
+                    f"{cfg.path}: {key}: {name!r} is not a book; books are {', '.join(repr(k) for k in known)}"
+                    " (an advisor's name, 'manual' for your own proposals, 'external' for orders tinybot did not propose)"
+                )
+    if "rules" in cfg.advisors and not cfg.rules.sell_from:
+        raise ConfigError(f'{cfg.path}: rules.sell_from: empty: the rules advisor could never sell; use ["rules"]')
 
 
 def _pct(share: Decimal) -> str:

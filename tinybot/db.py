@@ -215,6 +215,10 @@ def migrate(conn: sqlite3.Connection, before_migration=None) -> list[str]:
                 "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
                 (m.name, clock.now_iso()),
             )
+            if m.name == "0010_books":  # the books from the fills: exact decimals, so in Python (tinybot.book)
+                from . import ledger
+
+                ledger.rebuild_positions(conn)
             if m.name == "0001_core":
                 conn.execute(
                     "INSERT INTO kill_switch (id, trading_enabled, reason, changed_at, changed_by)"

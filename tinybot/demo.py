@@ -116,29 +116,28 @@ class Summary:
 
 
 def summarize(conn: sqlite3.Connection, last_prices: dict[str, Decimal]) -> Summary:
-    """Everything from the database; ``last_prices`` only marks open positions to market."""
+    """Everything from the database, the money from the book (tinybot.book); ``last_prices`` only marks open
+    positions to market."""
+    from . import book
+
     s = Summary()
     for r in conn.execute("SELECT source, COUNT(*) AS n FROM proposals GROUP BY source"):
         s.by_source[r["source"]] = r["n"]
     s.proposals = sum(s.by_source.values())
     s.orders = conn.execute("SELECT COUNT(*) FROM trade_executions WHERE submitting_at IS NOT NULL").fetchone()[0]
     s.filled = conn.execute("SELECT COUNT(*) FROM trade_executions WHERE state = 'filled'").fetchone()[0]
-    for r in conn.execute("SELECT side, amount, price, fee, fee_currency FROM trade_history"):
+    w = book.walk(conn)
+    for step in w.steps:
         s.fills += 1
-        quote = Decimal(r["amount"]) * Decimal(r["price"])
-        if r["side"] == "buy":
-            s.bought_eur += quote
+        if step.fill.side == "buy":
+            s.bought_eur += step.fill.quote
         else:
-            s.sold_eur += quote
-        if r["fee_currency"] == "EUR":
-            s.fees_eur += Decimal(r["fee"])
-        else:  # a fee paid in the base asset, valued at the fill price
-            s.fees_eur += Decimal(r["fee"]) * Decimal(r["price"])
-    for r in conn.execute("SELECT market, base, cost_eur, realised_eur FROM positions"):
-        s.realised_eur += Decimal(r["realised_eur"])
-        base = Decimal(r["base"])
-        if base > 0 and r["market"] in last_prices:
-            s.unrealised_eur += base * last_prices[r["market"]] - Decimal(r["cost_eur"])
+            s.sold_eur += step.fill.quote
+        s.fees_eur += step.fill.fee_eur
+    for _, market, pos in w.lines():
+        s.realised_eur += pos.realised_eur
+        if pos.base > 0 and market in last_prices:
+            s.unrealised_eur += pos.unrealised(last_prices[market])
     for r in conn.execute(
         "SELECT reason_code, COUNT(*) AS n FROM guard_decisions WHERE verdict = 'block' GROUP BY reason_code"
     ):

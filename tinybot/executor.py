@@ -168,14 +168,18 @@ def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_i
             )
         else:
             notional = ctx.spend_eur()  # what the caps count while in flight: fee and slippage included
+            # a sell sized in EUR is sent as the base amount the guards counted (guards.sell_amount): by EUR,
+            # a price falling before the fill would sell more coins than its book holds
+            sells = ctx.selling() if ctx.side == "sell" and execution["amount"] is None else None
             conn.execute(
                 "UPDATE trade_executions SET state = 'submitting', submitting_at = ?, updated_at = ?,"
-                " notional_eur = ?, access_window_ms = ? WHERE id = ? AND state = 'claimed'",
+                " notional_eur = ?, access_window_ms = ?, amount = COALESCE(?, amount) WHERE id = ? AND state = 'claimed'",
                 (
                     clock.to_iso(now),
                     clock.to_iso(now),
                     str(notional),
                     int(cfg.exchange.access_window.total_seconds() * 1000),
+                    None if sells is None else format(sells, "f"),
                     execution["id"],
                 ),
             )
@@ -208,13 +212,14 @@ def sign_by_ms(execution: sqlite3.Row) -> int:
 
 
 def _send(exchange: Trading, execution: sqlite3.Row) -> SendOutcome:
+    by_base = execution["amount"] is not None  # a sell sized in EUR has its base amount fixed at commit
     try:
         return exchange.send_order(
             execution["market"],
             execution["side"],
             client_order_id=execution["client_order_id"],
-            amount_quote=Decimal(execution["amount_quote"]) if execution["amount_quote"] is not None else None,
-            amount=Decimal(execution["amount"]) if execution["amount"] is not None else None,
+            amount_quote=None if by_base else Decimal(execution["amount_quote"]),
+            amount=Decimal(execution["amount"]) if by_base else None,
             sign_by_ms=sign_by_ms(execution),
             # the pre-send lookup scans the market's orders from the claim on: Bitvavo may not find a closed
             # order by its clientOrderId

@@ -4,7 +4,9 @@ Two layouts:
 
 * ``generic``: one row per fill: time (UTC and local, the config's
   ``timezone``), market, side, amount, price, EUR value, fee, fee currency,
-  order id, trade id, and whether it was an external sale;
+  order id, trade id, whether it was an external sale, and the advisor whose
+  book it belongs to (tinybot.book: rerun its average cost per advisor and
+  market from this file and you get `tinybot pnl`'s realised P/L);
 * ``koinly``: Koinly's "universal" import template (Date in UTC, Sent/Received
   Amount and Currency, Fee Amount/Currency, Net Worth, Label, Description,
   TxHash), the one layout a common crypto-tax tool imports without mapping.
@@ -37,6 +39,7 @@ GENERIC = [
     "order_id",
     "trade_id",
     "external",
+    "advisor",
 ]
 KOINLY = [
     "Date",
@@ -95,6 +98,7 @@ def rows(layout: str, items: list[dict]) -> tuple[list[str], list[list[str]]]:
                 f["order_id"],
                 f["trade_id"],
                 "true" if f["external"] else "false",
+                f["book"],
             ]
             for f in items
         ]
@@ -117,7 +121,7 @@ def _koinly(f: dict) -> list[str]:
         value,
         "EUR",
         "",
-        f"tinybot {f['side']} {f['market']} order {f['order_id']}" + (" (external)" if f["external"] else ""),
+        f"tinybot {f['side']} {f['market']} order {f['order_id']} ({f['book']})",
         f"{f['market']}:{f['trade_id']}",
     ]
 

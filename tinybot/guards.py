@@ -19,6 +19,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from . import clock, sizing
+from .book import MANUAL, default_book
 from .config import Config
 
 if TYPE_CHECKING:  # types only: `tinybot kill` imports guards (through proposals) and never the exchange contract
@@ -91,9 +92,36 @@ class Context:
     def external(self) -> bool:
         return "external" in self.proposal.keys() and bool(self.proposal["external"])
 
+    @property
+    def book(self) -> str:
+        """The book this proposal trades (tinybot.book): its own, or the one it names."""
+        keys = self.proposal.keys()
+        named = self.proposal["book"] if "book" in keys else None
+        return named or default_book(self.proposal["source"], self.external)
+
+    def selling(self) -> Decimal | None:
+        """Base amount a sell takes away: its amount, or for a sell by EUR what the executor sends instead
+        (sell_amount: EUR / bid, truncated to the market's decimals).  None without a price."""
+        if self.proposal["amount"] is not None:
+            return Decimal(self.proposal["amount"])
+        if self.ticker is None:
+            return None
+        return sell_amount(Decimal(self.proposal["amount_quote"]), self.ticker.bid, self.market)
+
 
 def _dec(v) -> Decimal | None:
     return None if v is None else Decimal(v)
+
+
+def sell_amount(amount_quote: Decimal, bid: Decimal, market: Market | None) -> Decimal:
+    """A sell sized in EUR, as the base amount the executor sends: EUR / bid, truncated to the market's decimals.
+
+    Sent by EUR, Bitvavo would sell EUR / *fill price*: a price falling before the fill would sell more coins
+    than the guards counted — past the book's position, or leaving dust behind (issue 20 item 8).
+    """
+    from .fees import truncate
+
+    return truncate(amount_quote / bid, market.quantity_decimals if market is not None else 8)
 
 
 def approval_hash(proposal) -> str:
@@ -108,10 +136,53 @@ def approval_hash(proposal) -> str:
     text = "|".join("" if f is None else str(f) for f in fields)
     if "external" in proposal.keys() and proposal["external"]:
         text += "|external"  # selling coins tinybot did not buy is part of what was approved
+    if (
+        "book" in proposal.keys()
+        and proposal["book"]
+        and proposal["book"]
+        != default_book(proposal["source"], "external" in proposal.keys() and bool(proposal["external"]))
+    ):
+        text += f"|book={proposal['book']}"  # so is selling from another advisor's book
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def allowed_books(cfg: Config, source: str, side: str) -> tuple[str, ...] | None:
+    """The books a proposer may trade in (None: any).  An advisor buys into its own book and sells from it;
+    ``rules`` sells from ``rules.sell_from``, ``exits`` from ``exits.books``; ``top_up`` buys into the book it
+    frees; a person (CLI, Telegram) names any book."""
+    own = default_book(source)
+    if own == MANUAL:
+        return None
+    if source == "top_up":
+        return None if side == "buy" else ()
+    if source == "exits":
+        return tuple(cfg.exits.books) if side == "sell" else ()
+    if source == "rules" and side == "sell":
+        return tuple(cfg.rules.sell_from)
+    return (own,)
+
+
 # --- the guards --------------------------------------------------------------
+
+
+def book(ctx: Context) -> Verdict:
+    """A proposal trades only a book its proposer may use (bot.toml decides which books an advisor sells from)."""
+    if ctx.external:
+        return passed("book", "external: coins outside every book")
+    allowed = allowed_books(ctx.cfg, ctx.proposal["source"], ctx.side)
+    if allowed is None or ctx.book in allowed:
+        return passed("book", f"the {ctx.book} book")
+    key = {"rules": "rules.sell_from", "exits": "exits.books"}.get(ctx.proposal["source"])
+    return blocked(
+        "book",
+        "book_not_allowed",
+        f"{ctx.proposal['source']} may not {ctx.side} in the {ctx.book} book"
+        + (
+            f" (it may: {', '.join(allowed) or 'none'}; {key} in bot.toml)"
+            if key
+            else f" (only in {', '.join(allowed) or 'none'})"
+        ),
+    )
 
 
 def kill_switch(ctx: Context) -> Verdict:
@@ -384,73 +455,118 @@ def balance(ctx: Context) -> Verdict:
     else:
         asset = ctx.market.base if ctx.market else ctx.name.split("-")[0]
         have = ctx.balances.get(asset, Balance(Decimal(0), Decimal(0))).available
-        if ctx.proposal["amount"] is not None:
-            need = Decimal(ctx.proposal["amount"])
-        else:
-            if ctx.ticker is None:
-                return blocked("balance", "no_price", "no price to value the trade")
-            need = Decimal(ctx.proposal["amount_quote"]) / ctx.ticker.bid
+        need = ctx.selling()
+        if need is None:
+            return blocked("balance", "no_price", "no price to value the trade")
     if have < need:
         return blocked("balance", "insufficient_balance", f"need {need:.8f} {asset}, have {have} available")
     return passed("balance", f"{have} {asset} available")
 
 
-def _selling(ctx: Context) -> Decimal | None:
-    """Base amount a sell takes away (a sell by EUR at the bid); None without a price."""
-    if ctx.proposal["amount"] is not None:
-        return Decimal(ctx.proposal["amount"])
-    return Decimal(ctx.proposal["amount_quote"]) / ctx.ticker.bid if ctx.ticker is not None else None
-
-
 def selling_in_flight(
-    conn: sqlite3.Connection, market: str, exclude_id: int | None, bid: Decimal | None = None
+    conn: sqlite3.Connection,
+    market: str,
+    exclude_id: int | None,
+    bid: Decimal | None = None,
+    book_name: str | None = None,
+    *,
+    external: bool = False,
 ) -> Decimal:
-    """Base amount of tinybot's own sells on ``market`` that are in flight and not yet filled.
+    """Base amount of sells on ``market`` in flight and not yet filled: tinybot's own (of one book, or of all), or
+    with ``external`` the --external ones.
 
-    A sell by EUR is counted at ``bid`` (the price now; a lower price sells more base), or, without a
-    price, as everything it could still take: the whole position.
+    A sell by EUR sends a base amount fixed at commit (sell_amount); one from before that (no amount) is counted
+    at ``bid``, or, without a price, as everything its book holds.
     """
     from .ledger import position_base
 
+    sql = (
+        "SELECT e.id, e.amount, e.amount_quote, e.filled_amount, p.book, p.source, p.external FROM trade_executions e"
+        " JOIN proposals p ON p.id = e.proposal_id WHERE e.market = ? AND e.side = 'sell' AND e.external = ?"
+        " AND e.state IN (%s)" % ",".join("?" * len(IN_FLIGHT))
+    )
     total = Decimal(0)
-    for r in conn.execute(
-        "SELECT id, amount, amount_quote, filled_amount FROM trade_executions WHERE market = ? AND side = 'sell'"
-        " AND external = 0 AND state IN (%s)" % ",".join("?" * len(IN_FLIGHT)),
-        (market, *IN_FLIGHT),
-    ):
-        if r["id"] == exclude_id:
+    for r in conn.execute(sql, (market, int(external), *IN_FLIGHT)):
+        name = r["book"] or default_book(r["source"], bool(r["external"]))
+        if r["id"] == exclude_id or (book_name is not None and name != book_name):
             continue
         if r["amount"] is not None:
             asked = Decimal(r["amount"])
         elif bid:
             asked = Decimal(r["amount_quote"]) / bid
         else:
-            asked = position_base(conn, market)
+            asked = position_base(conn, market, name)
         total += max(asked - Decimal(r["filled_amount"]), Decimal(0))
     return total
 
 
 def own_position(ctx: Context) -> Verdict:
-    """A sell is bounded by what tinybot itself bought, not by the exchange balance."""
+    """A sell is bounded by its book's position, not by the exchange balance; an external one by the coins
+    outside every book."""
     if ctx.side != "sell":
         return passed("own_position", "buys are bounded by the caps")
     if ctx.external:
-        return passed("own_position", "proposed as external: sells coins tinybot did not buy, booked apart")
-    selling = _selling(ctx)
+        return outside_books(ctx)
+    selling = ctx.selling()
     if selling is None:
         return blocked("own_position", "no_price", "no price to value the trade")
     from .ledger import position_base
 
     bid = ctx.ticker.bid if ctx.ticker is not None else None
-    held = position_base(ctx.conn, ctx.name) - selling_in_flight(ctx.conn, ctx.name, ctx.execution_id, bid)
+    held = position_base(ctx.conn, ctx.name, ctx.book) - selling_in_flight(
+        ctx.conn, ctx.name, ctx.execution_id, bid, ctx.book
+    )
     if selling > held:
+        others = _other_books(ctx)
         return blocked(
             "own_position",
             "over_own_position",
-            f"selling {selling:.8f} but tinybot's own {ctx.name} position is {held:.8f}"
-            " (sells in flight deducted); to sell coins tinybot did not buy, propose it with --external",
+            f"selling {selling:.8f} but the {ctx.book} book's {ctx.name} position is {held:.8f}"
+            " (sells in flight deducted)"
+            + (f"; other books: {others}" if others else "")
+            + "; to sell coins tinybot did not buy, propose it with --external",
         )
-    return passed("own_position", f"{selling:.8f} of {held:.8f} held")
+    return passed("own_position", f"{selling:.8f} of {held:.8f} in the {ctx.book} book")
+
+
+def _other_books(ctx: Context) -> str:
+    from .ledger import book_positions
+
+    return ", ".join(
+        f"{r['book']} {r['base']}"
+        for r in book_positions(ctx.conn, ctx.name)
+        if r["book"] != ctx.book and Decimal(r["base"]) > 0
+    )
+
+
+def outside_books(ctx: Context) -> Verdict:
+    """An --external sell sells coins tinybot did not buy: at most the balance minus every book's position,
+    minus the sells in flight (tinybot's and other external ones): never tinybot's own coins (issue 20 item 6)."""
+    from .exchange.base import Balance
+    from .ledger import position_base
+
+    selling = ctx.selling()
+    if selling is None:
+        return blocked("own_position", "no_price", "no price to value the trade")
+    if ctx.balances is None:
+        return blocked("own_position", "no_balance", "could not read a fresh balance")
+    asset = ctx.market.base if ctx.market else ctx.name.split("-")[0]
+    have = ctx.balances.get(asset, Balance(Decimal(0), Decimal(0))).available
+    bid = ctx.ticker.bid if ctx.ticker is not None else None
+    own = position_base(ctx.conn, ctx.name)
+    flight = selling_in_flight(ctx.conn, ctx.name, ctx.execution_id, bid) + selling_in_flight(
+        ctx.conn, ctx.name, ctx.execution_id, bid, external=True
+    )
+    room = have - own - flight
+    if selling > room:
+        return blocked(
+            "own_position",
+            "over_outside_books",
+            f"selling {selling:.8f} {asset} as external, but only {max(room, Decimal(0)):.8f} is outside tinybot's"
+            f" books ({have} available − {own} in its books − {flight} in sells in flight): an external sell"
+            " never sells tinybot's own coins; sell those from their book (--book)",
+        )
+    return passed("own_position", f"external: {selling:.8f} of {room:.8f} outside tinybot's books")
 
 
 def sellable_after(ctx: Context) -> Verdict:
@@ -462,7 +578,8 @@ def sellable_after(ctx: Context) -> Verdict:
     from .ledger import position_base
 
     minimum = ctx.market.min_quote if ctx.market is not None else sizing.EXCHANGE_MINIMUM_EUR
-    base = position_base(ctx.conn, ctx.name) + sizing.bought_base(
+    held = position_base(ctx.conn, ctx.name, ctx.book)
+    base = held + sizing.bought_base(
         ctx.cfg,
         amount_quote=_dec(ctx.proposal["amount_quote"]),
         amount=_dec(ctx.proposal["amount"]),
@@ -473,9 +590,9 @@ def sellable_after(ctx: Context) -> Verdict:
         return blocked(
             "sellable_after",
             "would_strand",
-            f"after this buy the {ctx.name} position would be worth €{value:.2f} at the bid, under"
+            f"after this buy the {ctx.book} book's {ctx.name} position would be worth €{value:.2f} at the bid, under"
             f" €{need:.2f} (the €{minimum} minimum + risk.sellable_margin): it could not be sold again;"
-            f" buy at least €{sizing.top_up_eur(ctx.cfg, position_base(ctx.conn, ctx.name), ctx.ticker.bid, ctx.ticker.ask, minimum)}",
+            f" buy at least €{sizing.top_up_eur(ctx.cfg, held, ctx.ticker.bid, ctx.ticker.ask, minimum)}",
         )
     return passed("sellable_after", f"€{value:.2f} at the bid after the buy (≥ €{need:.2f})")
 
@@ -484,22 +601,24 @@ def no_dust(ctx: Context) -> Verdict:
     """A sell must not leave less than the exchange minimum behind: nobody could sell that rest."""
     if ctx.side != "sell" or ctx.external:
         return passed("no_dust", "buys and external sells leave no dust of tinybot's")
-    selling = _selling(ctx)
+    selling = ctx.selling()
     if selling is None:
         return blocked("no_dust", "no_price", "no price to value the trade")
     from .ledger import position_base
 
     if ctx.ticker is None:
         return blocked("no_dust", "no_price", "no price to value what the sell leaves behind")
-    # what stays once this sell *and* the sells still in flight have filled
-    held = position_base(ctx.conn, ctx.name) - selling_in_flight(ctx.conn, ctx.name, ctx.execution_id, ctx.ticker.bid)
+    # what stays in the book once this sell *and* its sells still in flight have filled
+    held = position_base(ctx.conn, ctx.name, ctx.book) - selling_in_flight(
+        ctx.conn, ctx.name, ctx.execution_id, ctx.ticker.bid, ctx.book
+    )
     rest = held - selling
     minimum = ctx.market.min_quote if ctx.market is not None else sizing.EXCHANGE_MINIMUM_EUR
     if rest > 0 and rest * ctx.ticker.bid < minimum:
         return blocked(
             "no_dust",
             "would_leave_dust",
-            f"selling {selling:.8f} of {held:.8f} leaves {rest:.8f} {ctx.name.split('-')[0]}"
+            f"selling {selling:.8f} of the {ctx.book} book's {held:.8f} leaves {rest:.8f} {ctx.name.split('-')[0]}"
             f" (€{rest * ctx.ticker.bid:.2f}) behind, under the €{minimum} minimum: it could never be"
             f" sold; sell all ({held}) or less",
         )
@@ -521,6 +640,7 @@ COMMIT_GUARDS = (
     exchange_minimum,
     precision,
     balance,
+    book,
     own_position,
     sellable_after,
     no_dust,

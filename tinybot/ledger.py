@@ -22,7 +22,7 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 
-from . import clock
+from . import book, clock, money
 from .db import event  # noqa: F401  one home (tinybot.db); ledger.event stays importable
 from .exchange.base import FINAL_STATUSES, Fill, Order
 
@@ -96,11 +96,11 @@ def record_fill(
     *,
     external: bool = False,
 ) -> bool:
-    """Store a fill once; True if it was new.  A settlement corrects the stored fee (and the position)."""
+    """Store a fill once, in its book; True if it was new.  A settlement corrects the stored fee (and the books)."""
     cur = conn.execute(
         "INSERT INTO trade_history (execution_id, exchange, trade_id, order_id, client_order_id, market,"
-        " side, amount, price, fee, fee_currency, executed_at, recorded_at, settled, external)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (exchange, market, trade_id) DO NOTHING",
+        " side, amount, price, fee, fee_currency, executed_at, recorded_at, settled, external, book)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (exchange, market, trade_id) DO NOTHING",
         (
             execution_id,
             exchange,
@@ -117,11 +117,12 @@ def record_fill(
             clock.now_iso(),
             int(f.settled),
             int(external),
+            book_of(conn, execution_id, f.order_id, external),
         ),
     )
     if cur.rowcount == 1:
         if not external:
-            _move_position(conn, f)
+            _book(conn, cur.lastrowid)
         return True
     stored = conn.execute(
         "SELECT * FROM trade_history WHERE exchange = ? AND market = ? AND trade_id = ?",
@@ -147,23 +148,14 @@ def record_fill(
 
 
 def _settle(conn: sqlite3.Connection, stored: sqlite3.Row, f: Fill) -> None:
-    """The fee of a fill first stored unsettled is known now: store it and move the position by the difference."""
+    """The fee of a fill first stored unsettled is known now: store it, and book the market again from its fills
+    (a later fill's average cost depends on this one's fee)."""
     conn.execute(
         "UPDATE trade_history SET fee = ?, fee_currency = ?, settled = 1 WHERE id = ?",
         (str(f.fee), f.fee_currency, stored["id"]),
     )
-    delta = f.fee - (Decimal(stored["fee"]) if stored["fee_currency"] == f.fee_currency else Decimal(0))
-    if delta and not stored["external"]:
-        base, cost, realised = _position(conn, f.market)
-        asset = f.market.split("-")[0]
-        if f.fee_currency == asset:
-            base -= delta
-        elif f.fee_currency == "EUR":
-            if f.side == "buy":
-                cost += delta
-            else:
-                realised -= delta
-        _store_position(conn, f.market, max(base, Decimal(0)), cost if base > 0 else Decimal(0), realised)
+    if not stored["external"]:
+        rebuild_positions(conn, f.market)
     event(
         conn,
         "fill_settled",
@@ -172,41 +164,101 @@ def _settle(conn: sqlite3.Connection, stored: sqlite3.Row, f: Fill) -> None:
     )
 
 
-def _position(conn: sqlite3.Connection, market: str) -> tuple[Decimal, Decimal, Decimal]:
-    row = conn.execute("SELECT base, cost_eur, realised_eur FROM positions WHERE market = ?", (market,)).fetchone()
-    if row is None:
-        return Decimal(0), Decimal(0), Decimal(0)
-    return Decimal(row["base"]), Decimal(row["cost_eur"]), Decimal(row["realised_eur"])
+# --- the books, as stored: one row per book and market (book_positions) and their sum per market (positions) -----
+# Both are what tinybot.book's walk over the fills gives, kept up to date in the transaction that records a fill so
+# that the guards read a row instead of the whole history.  EUR is stored at book.EUR_PLACES (8 decimals).
 
 
-def _store_position(conn: sqlite3.Connection, market: str, base: Decimal, cost: Decimal, realised: Decimal) -> None:
+def book_of(conn: sqlite3.Connection, execution_id: int | None, order_id: str, external: bool = False) -> str:
+    """The book a fill belongs to: its proposal's; ``external`` for an --external sell and for orders no
+    execution accounts for (none, or a second order under an execution's clientOrderId)."""
+    if external or execution_id is None:
+        return book.EXTERNAL
+    r = conn.execute(
+        "SELECT p.book, p.source, p.external, e.exchange_order_id FROM trade_executions e"
+        " JOIN proposals p ON p.id = e.proposal_id WHERE e.id = ?",
+        (execution_id,),
+    ).fetchone()
+    if r is None or (r["exchange_order_id"] is not None and r["exchange_order_id"] != order_id):
+        return book.EXTERNAL
+    return r["book"] or book.default_book(r["source"], bool(r["external"]))
+
+
+def _eur(d: Decimal) -> str:
+    return f"{book.q(d) + 0:f}"  # always 8 decimals; `+ 0` turns -0 into 0
+
+
+def _read(conn: sqlite3.Connection, market: str) -> dict[str, book.Position]:
+    return {
+        r["book"]: book.Position(Decimal(r["base"]), Decimal(r["cost_eur"]), Decimal(r["realised_eur"]))
+        for r in conn.execute("SELECT * FROM book_positions WHERE market = ?", (market,))
+    }
+
+
+def _store(conn: sqlite3.Connection, market: str, books: dict[str, book.Position], only=None) -> None:
+    """Write the books named in ``only`` (None: all) and the market's total, the sum of all its books."""
+    now = clock.now_iso()
+    conn.executemany(
+        "INSERT INTO book_positions (book, market, base, cost_eur, realised_eur, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (book, market) DO UPDATE SET base = excluded.base, cost_eur = excluded.cost_eur,"
+        " realised_eur = excluded.realised_eur, updated_at = excluded.updated_at",
+        [
+            (b, market, money.plain(p.base), _eur(p.cost_eur), _eur(p.realised_eur), now)
+            for b, p in books.items()
+            if only is None or b in only
+        ],
+    )
+    total = sum(books.values(), book.EMPTY)
     conn.execute(
         "INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (market) DO UPDATE SET base = excluded.base, cost_eur = excluded.cost_eur,"
         " realised_eur = excluded.realised_eur, updated_at = excluded.updated_at",
-        (market, f"{base:f}", f"{cost:f}", f"{realised:f}", clock.now_iso()),  # never '0E-8'
+        (market, money.plain(total.base), _eur(total.cost_eur), _eur(total.realised_eur), now),
     )
 
 
-def _move_position(conn: sqlite3.Connection, f: Fill) -> None:
-    base, cost, realised = _position(conn, f.market)
-    quote = f.amount * f.price
-    asset = f.market.split("-")[0]
-    fee_eur = f.fee if f.fee_currency == "EUR" else Decimal(0)
-    if f.side == "buy":
-        base += f.amount - (f.fee if f.fee_currency == asset else Decimal(0))
-        cost += quote + fee_eur
+def _book(conn: sqlite3.Connection, fill_id: int) -> None:
+    """A new fill moves its market's books: one step when it is the market's newest fill, else (found late, older
+    than fills already booked) the market is booked again from its fills, in order."""
+    row = conn.execute("SELECT * FROM trade_history WHERE id = ?", (fill_id,)).fetchone()
+    later = conn.execute(
+        "SELECT 1 FROM trade_history WHERE market = ? AND external = 0 AND id != ?"
+        " AND (executed_at > ? OR (executed_at = ? AND id > ?)) LIMIT 1",
+        (row["market"], fill_id, row["executed_at"], row["executed_at"], fill_id),
+    ).fetchone()
+    if later is not None:
+        rebuild_positions(conn, row["market"])
+        return
+    books = _read(conn, row["market"])
+    before = dict(books)
+    book.apply(books, book.Fill.from_row(row))
+    _store(conn, row["market"], books, only={b for b, p in books.items() if before.get(b) != p})
+
+
+def rebuild_positions(conn: sqlite3.Connection, market: str | None = None) -> None:
+    """Book one market (or all) again from its fills; the caller owns the transaction (migration 0010_books)."""
+    w = book.walk(conn, market=market)
+    markets = [market] if market else sorted({r[0] for r in conn.execute("SELECT market FROM trade_history")})
+    for m in markets:
+        conn.execute("DELETE FROM book_positions WHERE market = ?", (m,))
+        _store(conn, m, dict(w.books.get(m, {})))
+
+
+def position_base(conn: sqlite3.Connection, market: str, book_name: str | None = None) -> Decimal:
+    """What tinybot itself holds of a market's base asset: in one book, or (None) in all of them."""
+    if book_name is None:
+        row = conn.execute("SELECT base FROM positions WHERE market = ?", (market,)).fetchone()
     else:
-        share = min(f.amount / base, Decimal(1)) if base > 0 else Decimal(0)
-        removed = cost * share
-        realised += quote - fee_eur - removed
-        cost -= removed
-        base -= f.amount
-        if base <= 0:
-            base, cost = Decimal(0), Decimal(0)
-    _store_position(conn, f.market, base, cost, realised)
+        row = conn.execute(
+            "SELECT base FROM book_positions WHERE market = ? AND book = ?", (market, book_name)
+        ).fetchone()
+    return Decimal(row["base"]) if row else Decimal(0)
 
 
-def position_base(conn: sqlite3.Connection, market: str) -> Decimal:
-    """What tinybot itself holds of a market's base asset (its own fills only)."""
-    return _position(conn, market)[0]
+def book_positions(conn: sqlite3.Connection, market: str | None = None) -> list[sqlite3.Row]:
+    """The stored books (book, market, base, cost_eur, realised_eur), by book then market."""
+    sql, args = "SELECT * FROM book_positions", []
+    if market is not None:
+        sql += " WHERE market = ?"
+        args.append(market)
+    return conn.execute(sql + " ORDER BY book, market", args).fetchall()

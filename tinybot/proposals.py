@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
-from . import clock, db
+from . import book, clock, db
 from .config import MARKET_RE
 from .markets import normalise_market
 from . import guards
@@ -28,6 +28,7 @@ class Draft:
     amount_quote: Decimal | None = None
     amount: Decimal | None = None
     reason: str = ""
+    book: str | None = None  # the book it trades (tinybot.book); None: the proposer's own
 
 
 def parse_amount(value, field: str) -> Decimal:
@@ -65,7 +66,12 @@ def validate(draft: Draft) -> Draft:
             f"reason: {len(reason)} characters is over the limit of {REASON_MAX}; shorten it"
             " (a reason is never cut silently)"
         )
-    return Draft(market, draft.side, aq, am, reason)
+    if draft.book is not None and not BOOK_RE.match(draft.book):
+        raise ProposalError(f"book: {draft.book!r} is not a book name (an advisor's name, 'manual' or 'external')")
+    return Draft(market, draft.side, aq, am, reason, draft.book)
+
+
+BOOK_RE = re.compile(r"^[\w.:-]{1,100}$")
 
 
 REASON_MAX = 2000
@@ -105,19 +111,25 @@ def create(
     """Write a pending proposal (and approve it at once if asked).
 
     ``external``: a sell of coins tinybot did not buy (`propose ... sell
-    --external`): it may exceed tinybot's own position, and its fills are
-    booked apart from tinybot's P/L.
+    --external`): bounded by what the account holds outside tinybot's books,
+    and its fills are booked apart from tinybot's P/L (book ``external``).
+    The draft's ``book`` is the book it trades (None: the proposer's own,
+    tinybot.book.default_book); whether the proposer may use another is the
+    ``book`` guard's call at send time.
     """
     d = validate(draft)
     if ttl <= timedelta(0):
         raise ProposalError("expires-in: must be longer than 0s")
     if external and d.side != "sell":
         raise ProposalError("external: only a sell can be external (it sells coins tinybot did not buy)")
+    if external and d.book not in (None, book.EXTERNAL):
+        raise ProposalError(f"book: an external sell sells coins outside every book; it cannot name {d.book!r}")
+    chosen = d.book or book.default_book(source, external)
     now = clock.now()
     with db.transaction(conn):
         cur = conn.execute(
             "INSERT INTO proposals (market, side, amount_quote, amount, source, reason, status, created_at, expires_at,"
-            " external) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
+            " external, book) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
             (
                 d.market,
                 d.side,
@@ -128,6 +140,7 @@ def create(
                 clock.to_iso(now),
                 clock.to_iso(now + ttl),
                 int(external),
+                chosen,
             ),
         )
         pid = cur.lastrowid

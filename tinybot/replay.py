@@ -27,7 +27,7 @@ import tempfile
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Callable
 
@@ -801,29 +801,31 @@ def _point(sim, slot: datetime, prices: dict[str, Decimal], errors: tuple[str, .
 def summarize(
     conn, cfg: Config, plan: Plan, points: list[TickPoint], sim, eur: Decimal, slippage: Decimal, kept: Path | None
 ) -> dict:
-    trades = []
-    fees = Decimal(0)
-    for r in conn.execute(
-        "SELECT h.*, p.id AS proposal_id, p.source, p.reason FROM trade_history h"
-        " LEFT JOIN trade_executions e ON e.id = h.execution_id LEFT JOIN proposals p ON p.id = e.proposal_id"
-        " ORDER BY h.executed_at, h.id"
-    ):
-        fee = Decimal(r["fee"]) if r["fee_currency"] == "EUR" else Decimal(r["fee"]) * Decimal(r["price"])
-        fees += fee
-        trades.append(
-            {
-                "time": r["executed_at"],
-                "market": r["market"],
-                "side": r["side"],
-                "amount": r["amount"],
-                "price": r["price"],
-                "fee": r["fee"],
-                "fee_currency": r["fee_currency"],
-                "proposal_id": r["proposal_id"],
-                "source": r["source"],
-                "reason": r["reason"],
-            }
-        )
+    """The replay's figures: P/L, fees, LLM cost, trades and the benchmarks from the book (tinybot.book) at the
+    simulator's prices of the last tick; drawdown and exposure from the simulated account, tick by tick."""
+    from . import book
+
+    last = plan.slots[-1]
+    final = _sim_prices(sim, last)
+    money_now = book.summary(conn, cfg, prices=final, until=last)
+    trades = [
+        {
+            "time": t.fill.at,
+            "market": t.fill.market,
+            "side": t.fill.side,
+            "amount": money.plain(t.fill.amount),
+            "price": money.plain(t.fill.price),
+            "eur": money.cents(t.fill.quote),
+            "fee": money.plain(t.fill.fee),
+            "fee_currency": t.fill.fee_currency,
+            "fee_eur": money.cents(t.fill.fee_eur),
+            "proposal_id": t.proposal_id,
+            "source": t.source,
+            "advisor": t.book,
+            "reason": t.reason,
+        }
+        for t in book.trades(conn, until=last)
+    ]
     blocks = {
         r["reason_code"]: r["n"]
         for r in conn.execute(
@@ -835,14 +837,11 @@ def summarize(
         r["source"]: r["n"]
         for r in conn.execute("SELECT source, COUNT(*) AS n FROM proposals GROUP BY source ORDER BY source")
     }
-    llm_cost = sum(
-        (Decimal(r[0]) for r in conn.execute("SELECT cost_eur FROM gpt_usage_log WHERE cost_eur IS NOT NULL")),
-        Decimal(0),
-    )
     kill = conn.execute("SELECT trading_enabled, reason, changed_at FROM kill_switch WHERE id = 1").fetchone()
     failed_ticks = conn.execute("SELECT COUNT(*) FROM ticks WHERE status = 'failed'").fetchone()[0]
 
-    final = points[-1].equity if points else eur
+    total = money_now.total
+    final_equity = eur + total.realised_eur + total.unrealised_eur  # the starting money and what trading made
     peak, max_dd, max_dd_eur = Decimal(0), Decimal(0), Decimal(0)
     for p in points:
         peak = max(peak, p.equity)
@@ -856,7 +855,7 @@ def summarize(
         {"time": clock.to_iso(p.time), "equity": money.cents(p.equity), "exposure": money.cents(p.exposure)}
         for p in points[::stride]
     ]
-    pnl = final - eur - llm_cost
+    pnl = total.net_eur
     hold = benchmark_hold(sim, plan, eur)
     dca = benchmark_dca(sim, plan, cfg, eur)
     return {
@@ -872,11 +871,14 @@ def summarize(
         + (" (config says manual; replay approves as auto would)" if cfg.scheduler.approval == "manual" else ""),
         "slippage": money.plain(slippage),
         "starting_eur": money.cents(eur),
-        "final_equity_eur": money.cents(final),
+        "final_equity_eur": money.cents(final_equity),
         "pnl_eur": money.cents(pnl),
         "pnl_pct": str((pnl / eur * 100).quantize(Decimal("0.01"))),
-        "fees_eur": money.cents(fees),
-        "llm_cost_eur": money.cents(llm_cost),
+        "realised_eur": money.cents(total.realised_eur),
+        "unrealised_eur": money.cents(total.unrealised_eur),
+        "fees_eur": money.cents(total.fees_eur),
+        "llm_cost_eur": money.cents(total.llm_cost_eur),
+        "by_advisor": {b: money.cents(f.net_eur) for b, f in money_now.by_book.items()},
         "max_drawdown_eur": money.cents(max_dd_eur),
         "max_drawdown_pct": str((max_dd * 100).quantize(Decimal("0.01"))),
         "max_exposure_eur": money.cents(max(exposures, default=Decimal(0))),
@@ -903,53 +905,73 @@ def summarize(
     }
 
 
-def _buy(sim, market: str, eur_amount: Decimal) -> Decimal:
-    """Base bought for eur_amount at the simulator's ask now: a market buy by amountQuote (tinybot.fees)."""
-    from . import fees
+def _sim_prices(sim, at: datetime) -> dict:
+    """The simulator's bid and ask per market at a moment (its price then, the spread and slippage around it)."""
+    from . import book
 
-    m = sim.markets[market]
-    _bid, ask = m.bid_ask()
-    return fees.buy_by_quote(eur_amount, ask, m.quantity_decimals, sim.taker_fee).base
+    sim.move_to(clock.to_ms(at))
+    out = {}
+    for m, state in sim.markets.items():
+        if sim.price_at(m, clock.to_ms(at)) is None:
+            continue
+        bid, ask = state.bid_ask()
+        out[m] = book.Price(bid, ask, sim.price_at(m, clock.to_ms(at)), clock.to_iso(at))
+    return out
 
 
-def _value_at_end(sim, plan: Plan, held: dict[str, Decimal], cash: Decimal) -> Decimal:
-    last = clock.to_ms(plan.slots[-1])
-    return cash + sum((q * (sim.price_at(m, last) or 0) for m, q in held.items()), Decimal(0))
+def _sim_price_at(sim):
+    def price_at(market: str, when: datetime):
+        return _sim_prices(sim, when).get(market)
+
+    return price_at
+
+
+def _benchmark(sim, plan: Plan, eur: Decimal, b) -> dict:
+    """A book.Benchmark valued at the simulator's bids of the last tick, in the summary's shape."""
+    bids = {m: p.bid for m, p in _sim_prices(sim, plan.slots[-1]).items()}
+    pnl = b.pnl_at(plan.slots[-1], bids) if b is not None else Decimal(0)
+    pnl = pnl if pnl is not None else Decimal(0)
+    return {
+        "title": b.title if b is not None else "no benchmark: the money buys less than the exchange minimum",
+        "final_equity_eur": money.cents(eur + pnl),
+        "pnl_eur": money.cents(pnl),
+        "spent_eur": money.cents(b.spent_eur if b is not None else Decimal(0)),
+        "buys": len(b.buys) if b is not None else 0,
+        "eur_per_buy": money.cents(b.buys[0].eur if b is not None and b.buys else Decimal(0)),
+        "markets": b.markets if b is not None else [],
+    }
+
+
+def _bench_args(sim, plan: Plan) -> dict:
+    return {
+        "fee_rate": sim.taker_fee,
+        "decimals": {m: sim.markets[m].quantity_decimals for m in plan.markets},
+    }
 
 
 def benchmark_hold(sim, plan: Plan, eur: Decimal) -> dict:
-    """The same euros, split evenly over the markets, bought at the first tick and held."""
-    sim.move_to(clock.to_ms(plan.slots[0]))
-    share = (eur / len(plan.markets)).quantize(Decimal("0.01"), ROUND_DOWN)
-    held = {m: _buy(sim, m, share) for m in plan.markets}
-    value = _value_at_end(sim, plan, held, eur - share * len(plan.markets))
-    return {"final_equity_eur": money.cents(value), "pnl_eur": money.cents(value - eur)}
+    """Holding (tinybot.book.holding): the starting euros split over the markets, bought at the first tick, held."""
+    from . import book
+
+    b = book.holding(eur, list(plan.markets), plan.slots[0], _sim_price_at(sim), **_bench_args(sim, plan))
+    return _benchmark(sim, plan, eur, b)
 
 
 def benchmark_dca(sim, plan: Plan, cfg: Config, eur: Decimal) -> dict:
-    """The same euros in equal buys spread over the period (every dca.every, each part ≥ €5), split over the markets."""
-    span = plan.slots[-1] - plan.slots[0]
-    k = len(plan.markets)
-    periods = max(1, int(span / cfg.dca.every) + 1)
-    count = max(1, min(periods, int(eur // (Decimal(5) * k))))
-    part = (eur / count / k).quantize(Decimal("0.01"), ROUND_DOWN)
-    held = {m: Decimal(0) for m in plan.markets}
-    times = []
-    for i in range(count):
-        at = plan.slots[0] + span * i / count
-        j = bisect.bisect_left(plan.slots, at)
-        times.append(plan.slots[min(j, len(plan.slots) - 1)])
-    for t in times:
-        sim.move_to(clock.to_ms(t))
-        for m in plan.markets:
-            held[m] += _buy(sim, m, part)
-    value = _value_at_end(sim, plan, held, eur - part * count * k)
-    return {
-        "final_equity_eur": money.cents(value),
-        "pnl_eur": money.cents(value - eur),
-        "buys": count * k,
-        "eur_per_buy": money.cents(part),
-    }
+    """DCA (tinybot.book.dca): the same euros in equal buys spread over the period (every dca.every at most, each
+    part at least €5), split over the markets."""
+    from . import book
+
+    b = book.dca(
+        eur,
+        list(plan.markets),
+        plan.slots[0],
+        plan.slots[-1],
+        cfg.dca.every,
+        _sim_price_at(sim),
+        **_bench_args(sim, plan),
+    )
+    return _benchmark(sim, plan, eur, b)
 
 
 # --- sweeps ---------------------------------------------------------------------------------

@@ -54,6 +54,13 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
             "assets": {r["asset"]: {"available": r["available"], "in_order": r["in_order"]} for r in rows},
         }
     money = pnl.report(conn, cfg)
+    from .ledger import book_positions
+
+    books = [
+        {"advisor": r["book"], "market": r["market"], "base": r["base"], "cost_eur": cents(Decimal(r["cost_eur"]))}
+        for r in book_positions(conn)
+        if Decimal(r["base"]) != 0
+    ]
     return {
         "now": clock.to_iso(now),
         "mode": cfg.mode,
@@ -63,9 +70,22 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "paper_balances": balances,
         "live_balances": live_balances,
         "positions": positions,
+        "books": books,
         "pnl": {
-            k: money[k]
-            for k in ("realised_eur", "unrealised_eur", "fees_eur", "llm_cost_eur", "net_eur", "hold_eur", "prices_at")
+            **{
+                k: money[k]
+                for k in (
+                    "realised_eur",
+                    "unrealised_eur",
+                    "fees_eur",
+                    "llm_cost_eur",
+                    "net_eur",
+                    "hold_eur",
+                    "dca_eur",
+                    "prices_at",
+                )
+            },
+            "hold_title": (money["benchmarks"]["holding"] or {}).get("title"),
         },
         "stranded": money["stranded"],
         "caps": {

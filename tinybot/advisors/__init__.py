@@ -73,13 +73,14 @@ Advisor = Callable[["Snapshot", Config], list]
 
 @dataclass(frozen=True)
 class Position:
-    """What tinybot's own fills hold in a market (from the positions table)."""
+    """What tinybot's own fills hold in a market: all its books (``positions``) or one (``books``)."""
 
     market: str
     base: Decimal  # amount of the base asset held
     cost_eur: Decimal  # at cost, fees included
     realised_eur: Decimal
     last_buy_at: datetime | None = None  # the newest buy fill of this position (trailing stops measure from it)
+    book: str | None = None  # the book (tinybot.book) it is; None for the market's total
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,7 @@ class PastProposal:
     created_at: datetime
     execution_state: str | None  # None if never executed, else trade_executions.state
     reason: str
+    book: str | None = None  # the book it traded (tinybot.book)
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,18 @@ class Snapshot:
     allowlist: tuple[str, ...]
     history: Mapping[str, tuple[PastProposal, ...]] = field(default_factory=lambda: MappingProxyType({}))
     problems: tuple[str, ...] = ()
+    # book → market → Position: what each advisor's own fills hold (tinybot.book); ``positions`` is their sum
+    books: Mapping[str, Mapping[str, Position]] = field(default_factory=lambda: MappingProxyType({}))
 
     def proposals_by(self, source: str) -> tuple[PastProposal, ...]:
         """This source's recent proposals, newest first."""
         return self.history.get(source, ())
+
+    def position(self, market: str, book: str | None = None) -> Position | None:
+        """One book's position in a market (None: the market's total); None when nothing is held."""
+        if book is None:
+            return self.positions.get(market)
+        return self.books.get(book, {}).get(market)
 
 
 # --- building a snapshot --------------------------------------------------------
@@ -220,6 +230,7 @@ def build_snapshot(
         allowlist=tuple(cfg.risk.allowlist),
         history=MappingProxyType({s: read_history(conn, s) for s in sources}),
         problems=tuple(problems),
+        books=MappingProxyType(read_books(conn)),
     )
 
 
@@ -240,6 +251,27 @@ def read_positions(conn: sqlite3.Connection) -> dict[str, Position]:
             clock.from_iso(last) if last else None,
         )
     return out
+
+
+def read_books(conn: sqlite3.Connection) -> dict[str, Mapping[str, Position]]:
+    """book → market → Position, for what each book holds (the ledger's book_positions)."""
+    out: dict[str, dict[str, Position]] = {}
+    for r in conn.execute("SELECT * FROM book_positions ORDER BY book, market"):
+        if Decimal(r["base"]) <= 0:
+            continue
+        last = conn.execute(
+            "SELECT MAX(executed_at) FROM trade_history WHERE market = ? AND book = ? AND side = 'buy' AND external = 0",
+            (r["market"], r["book"]),
+        ).fetchone()[0]
+        out.setdefault(r["book"], {})[r["market"]] = Position(
+            r["market"],
+            Decimal(r["base"]),
+            Decimal(r["cost_eur"]),
+            Decimal(r["realised_eur"]),
+            clock.from_iso(last) if last else None,
+            r["book"],
+        )
+    return {b: MappingProxyType(m) for b, m in out.items()}
 
 
 def read_caps(conn: sqlite3.Connection, cfg: Config, now: datetime) -> Caps:
@@ -270,6 +302,7 @@ def read_history(conn: sqlite3.Connection, source: str, limit: int = HISTORY_PER
             clock.from_iso(r["created_at"]),
             r["execution_state"],
             r["reason"],
+            r["book"] if "book" in r.keys() else None,
         )
         for r in rows
     )

@@ -1,12 +1,14 @@
 """The ``exits`` advisor: protective exits — stop-loss, take-profit and a trailing stop.
 
-Evaluated every tick on the ticker's bid, per position tinybot holds on an
-allowlisted market, as shares of the position's average cost (``[exits]``):
+Evaluated every tick on the ticker's bid, per position of each book in
+``exits.books`` (default ``rules``, ``llm``, ``manual``: not the coins DCA
+holds for the long run) on an allowlisted market, as shares of that book's
+average cost (``[exits]``); a sell is proposed from that book:
 
 * ``stop_loss = 0.10``: sell everything once the bid is 10 % under the cost;
 * ``take_profit = 0.25``: sell everything once the bid is 25 % over the cost;
 * ``trailing_stop = 0.08``: sell everything once the bid is 8 % under the
-  highest price since the position's last buy (the highs of the closed
+  highest price since the book's last buy there (the highs of the closed
   candles the snapshot holds since then, and the bid; a buy older than those
   candles is measured over what they cover).
 
@@ -16,7 +18,7 @@ Its sells pass the kill switch, allowlist, own-position, balance and
 sellability guards like any other, but not cooldown or anti-flip: a stop-loss
 that waits six hours after a buy is no stop-loss (the guards record them as
 passed with "exempt: protective exit").  A proposal is made once per
-``risk.proposal_ttl`` while the condition holds.
+``risk.proposal_ttl`` per book and market while the condition holds.
 """
 
 from __future__ import annotations
@@ -36,16 +38,17 @@ def advise(snapshot: Snapshot, cfg: Config) -> list[Draft]:
     if not (ex.stop_loss or ex.take_profit or ex.trailing_stop):
         return []
     drafts = []
-    for market, pos in sorted(snapshot.positions.items()):
-        t = snapshot.tickers.get(market)
-        if market not in snapshot.allowlist or t is None or pos.base <= 0:
-            continue
-        recent = [p for p in snapshot.proposals_by(SOURCE) if p.market == market]
-        if recent and snapshot.now < recent[0].created_at + cfg.risk.proposal_ttl:
-            continue  # one at a time: the last exit is still waiting, in flight, or just came to nothing
-        why = _trigger(pos, t.bid, snapshot, market, cfg)
-        if why:
-            drafts.append(Draft(market, "sell", amount=pos.base, reason=why))
+    for book in ex.books:
+        for market, pos in sorted(snapshot.books.get(book, {}).items()):
+            t = snapshot.tickers.get(market)
+            if market not in snapshot.allowlist or t is None or pos.base <= 0:
+                continue
+            recent = [p for p in snapshot.proposals_by(SOURCE) if p.market == market and p.book == book]
+            if recent and snapshot.now < recent[0].created_at + cfg.risk.proposal_ttl:
+                continue  # one at a time: the last exit is still waiting, in flight, or just came to nothing
+            why = _trigger(pos, t.bid, snapshot, market, cfg)
+            if why:
+                drafts.append(Draft(market, "sell", amount=pos.base, reason=f"{why}; the {book} book", book=book))
     return drafts
 
 

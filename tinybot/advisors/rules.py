@@ -10,8 +10,9 @@ The rule, per market in ``rules.markets`` (empty = every market in
   closed candle and for the one before it.
 * **Cross up** (fast was ≤ slow, now fast > slow): buy ``rules.buy_eur`` EUR.
 * **Cross down** (fast was ≥ slow, now fast < slow): sell the whole position
-  tinybot holds in that market (its own fills, capped by the available
-  balance; DCA buys included), if it is worth at least the exchange minimum.
+  of each book in ``rules.sell_from`` (default: its own, ``rules``; the coins
+  DCA bought stay unless you add ``"dca"``), one proposal per book, capped by
+  the available balance, if it is worth at least the exchange minimum.
 * Only the newest closed candle is looked at, on every tick: a cross on an
   older candle (the bot was down, or ticks are slower than candles) is not
   acted on late.
@@ -89,23 +90,29 @@ def advise(snapshot: Snapshot, cfg: Config) -> list[Draft]:
         if side == "buy":
             drafts.append(Draft(market, "buy", amount_quote=rc.buy_eur, reason=f"{what}: buy €{rc.buy_eur}"))
             continue
-        amount = _sellable(snapshot, market)
-        if amount is None:
-            continue
-        drafts.append(Draft(market, "sell", amount=amount, reason=f"{what}: sell the position ({amount})"))
+        taken = Decimal(0)
+        for book in rc.sell_from:
+            amount = _sellable(snapshot, market, book, taken)
+            if amount is None:
+                continue
+            taken += amount
+            drafts.append(
+                Draft(market, "sell", amount=amount, reason=f"{what}: sell the {book} book ({amount})", book=book)
+            )
     return drafts
 
 
-def _sellable(snapshot: Snapshot, market: str) -> Decimal | None:
-    """tinybot's position in the market, no more than is available, rounded down to the market's step."""
-    pos = snapshot.positions.get(market)
+def _sellable(snapshot: Snapshot, market: str, book: str, taken: Decimal = Decimal(0)) -> Decimal | None:
+    """The book's position in the market, no more than is available (less what earlier drafts take), rounded
+    down to the market's step."""
+    pos = snapshot.position(market, book)
     if pos is None or pos.base <= 0:
         return None
     m = snapshot.markets.get(market)
     amount = pos.base
     bal = snapshot.balances.get(m.base if m else market.split("-")[0])
     if bal is not None:
-        amount = min(amount, bal.available)
+        amount = min(amount, bal.available - taken)
     if m is not None:
         amount = amount.quantize(Decimal(1).scaleb(-m.quantity_decimals), ROUND_DOWN)
     if amount <= 0:
@@ -113,9 +120,10 @@ def _sellable(snapshot: Snapshot, market: str) -> Decimal | None:
     t = snapshot.tickers.get(market)
     if m is not None and t is not None and amount * t.bid < m.min_quote:
         log.info(
-            "rules: %s position %s is worth less than the €%s minimum; not proposing a sell",
+            "rules: %s position %s of the %s book is worth less than the €%s minimum; not proposing a sell",
             market,
             amount,
+            book,
             m.min_quote,
         )
         return None
