@@ -289,8 +289,9 @@ def test_drift_compares_the_balances_with_the_ledger_as_of_their_time(write_conf
     with freeze_time(T0):
         pnl.record_snapshot(conn, t, {"EUR": Balance(Decimal("25"), Decimal(0))})
         ex = _proposal(conn, "dca")
-    # the tick traded after it read the balances: its fill is later than them
-    _record(conn, ex, "t1", "buy", "0.00009659", "62000", T0 + timedelta(seconds=5), fee="0.01")
+    # the tick traded after it read the balances: its fill is booked after them
+    with freeze_time(T0 + timedelta(seconds=5)):
+        _record(conn, ex, "t1", "buy", "0.00009659", "62000", T0 + timedelta(seconds=5), fee="0.01")
     with freeze_time(T0 + timedelta(seconds=10)):
         assert book.drift(conn, cfg)["assets"] == {"EUR": "0.00"}
         assert pnl.report(conn, cfg)["drift"]["assets"] == {"EUR": "0.00"}
@@ -306,3 +307,119 @@ def test_drift_compares_the_balances_with_the_ledger_as_of_their_time(write_conf
             conn, t, {"EUR": Balance(Decimal("29.00"), Decimal(0)), "BTC": Balance(Decimal("0.00009659"), Decimal(0))}
         )
         assert book.drift(conn, cfg)["assets"] == {"BTC": "0", "EUR": "10.00"}
+
+
+# --- migration 0010_books ----------------------------------------------------------------------------------------------
+
+
+def _old_database(path):
+    """A database as the last release left it: every migration before 0010_books."""
+    conn = db.connect(path)
+    db.applied_migrations(conn)
+    for m in db.migrations():
+        if m.name == "0010_books":
+            break
+        with db.transaction(conn):
+            for statement in db._statements(m.sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)", (m.name, clock.now_iso()))
+            if m.name == "0001_core":
+                conn.execute(
+                    "INSERT INTO kill_switch (id, trading_enabled, changed_at) VALUES (1, 1, ?)", (clock.now_iso(),)
+                )
+    return conn
+
+
+def test_migration_0010_books_the_fills_by_their_proposals_source(tmp_path):
+    conn = _old_database(tmp_path / "old.db")
+    rows = [  # (source, side, amount, price, fee): rules and DCA shared one position; exits sold all of it
+        ("rules", "buy", "0.0001", "60000", "0.02"),
+        ("dca", "buy", "0.0001", "50000", "0.02"),
+        ("cli", "buy", "0.00005", "55000", "0.01"),
+        ("exits", "sell", "0.00025", "70000", "0.04"),
+        ("dca", "buy", "0.0001", "65000", "0.02"),
+    ]
+    with db.transaction(conn):
+        for i, (source, side, amount, price, fee) in enumerate(rows, 1):
+            at = clock.to_iso(T0 + timedelta(hours=i))
+            conn.execute(
+                "INSERT INTO proposals (id, market, side, amount, source, status, created_at, expires_at)"
+                " VALUES (?, 'BTC-EUR', ?, ?, ?, 'approved', ?, ?)",
+                (i, side, amount, source, at, at),
+            )
+            conn.execute(
+                "INSERT INTO trade_executions (id, proposal_id, client_order_id, exchange, market, side, amount, state,"
+                " claimed_at, updated_at, exchange_order_id) VALUES (?, ?, ?, 'bitvavo', 'BTC-EUR', ?, ?, 'filled', ?, ?, ?)",
+                (i, i, f"c{i}", side, amount, at, at, f"o{i}"),
+            )
+            conn.execute(
+                "INSERT INTO trade_history (execution_id, exchange, trade_id, order_id, market, side, amount, price, fee,"
+                " fee_currency, executed_at, recorded_at) VALUES (?, 'bitvavo', ?, ?, 'BTC-EUR', ?, ?, ?, ?, 'EUR', ?, ?)",
+                (i, f"t{i}", f"o{i}", side, amount, price, fee, at, at),
+            )
+        # an order no execution accounts for (found by reconcile's surprise scan)
+        conn.execute(
+            "INSERT INTO trade_history (execution_id, exchange, trade_id, order_id, market, side, amount, price, fee,"
+            " fee_currency, executed_at, recorded_at) VALUES (NULL, 'bitvavo', 't9', 'o9', 'BTC-EUR', 'buy', '0.00001',"
+            " '65000', '0.01', 'EUR', ?, ?)",
+            (clock.to_iso(T0 + timedelta(hours=9)),) * 2,
+        )
+    assert db.migrate(conn)[-1] == "0010_books"
+    assert {r["trade_id"]: r["book"] for r in conn.execute("SELECT trade_id, book FROM trade_history")} == {
+        "t1": "rules",
+        "t2": "dca",
+        "t3": "manual",
+        "t4": "exits",
+        "t5": "dca",
+        "t9": "external",
+    }
+    assert [r[0] for r in conn.execute("SELECT book FROM proposals ORDER BY id")] == [
+        "rules",
+        "dca",
+        "manual",
+        "exits",
+        "dca",
+    ]
+    assert _stored(conn) == _walked(conn)
+    held = {b: base for (b, _), (base, _, _) in _stored(conn).items()}
+    # the exits sell took manual's, rules' and then DCA's coins (dca last); DCA bought again: the books sum to the market
+    assert held == {
+        "manual": 0,
+        "rules": 0,
+        "dca": Decimal("0.0001"),
+        "exits": 0,
+        "external": Decimal("0.00001"),
+    }
+    total = conn.execute("SELECT base FROM positions WHERE market = 'BTC-EUR'").fetchone()[0]
+    assert Decimal(total) == Decimal("0.00011")
+
+
+def test_a_period_values_coin_fees_and_the_series_starts_where_it_is_asked(write_config):
+    cfg = write_config()
+    conn = db.open_db(cfg.db_path)
+    with freeze_time(T0):
+        ex = _proposal(conn, "dca")
+    for i, (trade_id, fee, cur) in enumerate((("t1", "0.02", "EUR"), ("t2", "0.00000030", "BTC"))):
+        at = T0 + timedelta(days=i)
+        f = ExchangeFill(
+            trade_id,
+            f"order-{ex}",
+            "BTC-EUR",
+            "buy",
+            Decimal("0.0001"),
+            Decimal("60000"),
+            Decimal(fee),
+            cur,
+            clock.to_ms(at),
+        )
+        with freeze_time(at), db.transaction(conn):
+            ledger.record_fill(conn, ex, "sim", f, f"cid-{ex}")
+    w = book.walk(conn)
+    day2 = w.period(clock.to_iso(T0 + timedelta(hours=12)), clock.to_iso(T0 + timedelta(days=2)))
+    assert (day2.fees_eur, day2.fills, day2.buys) == (Decimal("0.018"), 1, 1)  # 0.0000003 BTC at 60000
+    [t1, t2] = book.trades(conn)
+    assert (t2.book, t2.source, t2.fill.fee_eur, t1.proposal_id) == ("dca", "dca", Decimal("0.018"), 1)
+    with freeze_time(T0 + timedelta(days=3)):
+        ser = book.series(conn, cfg, since=T0 + timedelta(hours=12))
+    assert ser.points[0].at == T0 + timedelta(hours=12) and ser.points[0].fees_eur == Decimal("0.02")
+    assert ser.values("fees_eur")[-1] == Decimal("0.038") and ser.books() == ["dca"]

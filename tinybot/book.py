@@ -23,7 +23,10 @@ API (the names below are stable; new ones are added, none renamed):
   the account), ``.external_eur``, ``.steps`` (each fill with what it
   realised per book), ``.market(m)``, ``.book_totals()``, ``.period(since,
   until)`` → ``Period`` (realised, fees, fills, buys, sells).
-  ``walk_fills(fills)`` is the same over ``Fill`` objects.
+  ``walk_fills(fills)`` is the same over ``Fill`` objects; ``fills(conn,
+  until=, market=)`` reads them.  ``buckets(walk, llm_costs, period, tz)``
+  → period key → ``Bucket`` (realised, fees, LLM, fills) for ``daily``,
+  ``weekly``, ``monthly`` (``period_key``).
 * Costs.  ``llm_costs(conn, until=)`` → [(at, EUR)]; ``llm_cost(conn,
   since=, until=)``.
 * Prices.  ``Price``; ``last_prices(conn, cfg)`` (the last tick, or fixed
@@ -34,10 +37,11 @@ API (the names below are stable; new ones are added, none renamed):
   tinybot had when it started (paper: ``[paper] starting_eur``; live: the
   EUR of the first balance snapshot).
 * Benchmarks.  ``holding(...)`` and ``dca(...)`` → ``Benchmark`` (``name``,
-  ``title``, ``capital_eur``, ``buys``, ``pnl_at(when, bids)``): what the
-  same money would have made, bought by market orders by amountQuote with
-  the fee, never spending more than there was; ``benchmarks(conn, cfg,
-  until=)`` builds both for the database.
+  ``title``, ``capital_eur``, ``spent_eur``, ``buys``, ``markets``,
+  ``pnl_at(when, bids, market=None)``): what the same money would have
+  made, bought by market orders by amountQuote with the fee, never spending
+  more than there was; ``benchmarks(conn, cfg, until=)`` builds both for the
+  database, in ``traded_markets(conn, cfg)``.
 * Views.  ``summary(conn, cfg, prices=, until=)`` → ``Summary`` (totals,
   per market, per book and market — ``lines`` — and the benchmarks);
   ``series(conn, cfg, since=, until=, prices=)`` → ``Series`` of ``Point``
@@ -46,9 +50,11 @@ API (the names below are stable; new ones are added, none renamed):
   since=, until=)`` → ``Trade`` rows (fill, book, EUR value, fee in EUR,
   proposal, source, reason).
 * The account.  ``balances(conn, cfg)``, ``baseline(conn, cfg)``,
-  ``holdings_at(conn, cfg, when)``, ``drift(conn, cfg)``: the exchange's
-  balances against the ledger *as of the balances' time* (fills after that
-  moment are not in those balances, so they are not drift).
+  ``account_delta(conn, until=, recorded_by=)``, ``holdings_at(conn, cfg,
+  when)`` → (baseline or None, asset → amount), ``drift(conn, cfg)``: the
+  exchange's balances against the ledger *as it stood when they were read*
+  (fills recorded after that moment are not in those balances, so they are
+  not drift).
 * Books.  ``default_book(source, external)``, ``BUILTIN_BOOKS``,
   ``MANUAL``, ``EXTERNAL``.
 
@@ -961,11 +967,21 @@ def baseline(conn: sqlite3.Connection, cfg) -> dict[str, Decimal] | None:
     return {r["asset"]: Decimal(r["amount"]) for r in rows} if rows else None
 
 
-def account_delta(conn: sqlite3.Connection, *, until: str | None = None) -> dict[str, Decimal]:
-    """What every fill up to ``until`` moved on the account, per asset (external ones included)."""
+def account_delta(
+    conn: sqlite3.Connection, *, until: str | None = None, recorded_by: str | None = None
+) -> dict[str, Decimal]:
+    """What every fill up to ``until`` (executed then) or ``recorded_by`` (in the ledger by then) moved on the
+    account, per asset (external ones included)."""
+    sql, args = "SELECT * FROM trade_history WHERE 1 = 1", []
+    if until is not None:
+        sql += " AND executed_at <= ?"
+        args.append(until)
+    if recorded_by is not None:
+        sql += " AND recorded_at <= ?"
+        args.append(recorded_by)
     out: dict[str, Decimal] = {}
-    for f in fills(conn, until=until):
-        for asset, d in f.moves.items():
+    for r in conn.execute(sql, args):
+        for asset, d in Fill.from_row(r).moves.items():
             out[asset] = out.get(asset, ZERO) + d
     return out
 
@@ -979,10 +995,12 @@ def holdings_at(conn: sqlite3.Connection, cfg, when: datetime) -> tuple[dict[str
 
 
 def drift(conn: sqlite3.Connection, cfg) -> dict:
-    """Per asset: the exchange's balance minus what the ledger says the account held *at the balances' time*.
+    """Per asset: the exchange's balance minus what the ledger held *at the balances' time*.
 
-    Fills after that moment are not in those balances (the tick read them before it traded), so they are not
-    drift; money moved outside tinybot is.  ``{"at", "assets", "note"}`` (amounts as decimal strings).
+    The ledger as of then is the fills it had recorded by then (tinybot's own clock on both sides, so the
+    exchange's clock and its millisecond timestamps do not matter): a tick reads the balances before it trades,
+    and its own fills, recorded after, are not drift; money moved outside tinybot is.
+    ``{"at", "assets", "note"}`` (amounts as decimal strings).
     """
     from . import money
 
@@ -990,7 +1008,7 @@ def drift(conn: sqlite3.Connection, cfg) -> dict:
     base = baseline(conn, cfg)
     if held is None or base is None:
         return {"at": None, "assets": {}, "note": "no balance snapshot yet: run a tick (`tinybot run --once`)"}
-    moved = account_delta(conn, until=at)
+    moved = account_delta(conn, recorded_by=at)
     assets = {}
     for a in sorted(set(held) | set(base) | set(moved)):
         d = held.get(a, ZERO) - (base.get(a, ZERO) + moved.get(a, ZERO))

@@ -560,11 +560,13 @@ def status(state, as_json):
                 or "(none)"
             )
         )
-        if d["books"]:
+        for market in sorted({b["market"] for b in d["books"]}):
             click.echo(
-                "Books: "
+                f"  {market} books: "
                 + ", ".join(
-                    f"{b['advisor']} {b['market']} {b['base']} (cost €{Decimal(b['cost_eur']):.2f})" for b in d["books"]
+                    f"{b['advisor']} {b['base']} (cost €{Decimal(b['cost_eur']):.2f})"
+                    for b in d["books"]
+                    if b["market"] == market
                 )
             )
         for s in d["stranded"]:

@@ -12,9 +12,13 @@ exceptions, both loud rather than silent:
 * a fill whose key is already taken by a *different* fill (other order,
   side, amount or price) is never ignored quietly: it is an ``error`` event.
 
-A fill of an ``external`` execution (coins tinybot did not buy, sold on
-purpose with ``propose ... --external``) is stored, flagged, and moves no
-position: it is not tinybot's profit or loss.
+Each fill is stored in its book (``trade_history.book``: its proposal's,
+tinybot.book) and moves that book's position (``book_positions``) and the
+market's total (``positions``, the sum of its books) with tinybot.book's
+average-cost step, EUR at 8 decimals.  A fill of an ``external`` execution
+(coins tinybot did not buy, sold on purpose with ``propose ... --external``)
+is stored, flagged, and moves no position: it is not tinybot's profit or
+loss.
 """
 
 from __future__ import annotations

@@ -110,7 +110,7 @@ def record_snapshot(conn: sqlite3.Connection, tickers: dict, account: dict | Non
             [(a, str(b.available), str(b.in_order), now) for a, b in account.items()],
         )
         if conn.execute("SELECT 1 FROM account_baseline LIMIT 1").fetchone() is None:
-            moved = book.account_delta(conn, until=now)
+            moved = book.account_delta(conn, recorded_by=now)  # the ledger as of these balances
             held = {a: b.available + b.in_order for a, b in account.items()}
             conn.executemany(
                 "INSERT INTO account_baseline (asset, amount, at) VALUES (?, ?, ?)",
@@ -205,7 +205,7 @@ def report(
                 "realised_eur": eur(fig.realised_eur),
                 "unrealised_eur": None if fig.unpriced else eur(fig.unrealised_eur),
                 "fees_eur": eur(fig.fees_eur),
-                "hold_eur": None if s.holding is None else eur(s.holding.pnl_at(s.at, s.bids, m)),
+                "hold_eur": eur(s.holding.pnl_at(s.at, s.bids, m)) if s.holding and m in s.holding.markets else None,
                 "trades": p.fills,
             }
         )

@@ -57,7 +57,12 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
     from .ledger import book_positions
 
     books = [
-        {"advisor": r["book"], "market": r["market"], "base": r["base"], "cost_eur": cents(Decimal(r["cost_eur"]))}
+        {
+            "advisor": r["book"],
+            "market": r["market"],
+            "base": plain(Decimal(r["base"])),
+            "cost_eur": cents(Decimal(r["cost_eur"])),
+        }
         for r in book_positions(conn)
         if Decimal(r["base"]) != 0
     ]
