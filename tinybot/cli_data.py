@@ -409,7 +409,8 @@ def replay_command(
     finally:
         if keep is not None and not keep_dir:
             shutil.rmtree(keep, ignore_errors=True)
-            summary["scratch_dir"] = None  # the report's scratch folder is gone: never print it as kept
+    if not keep_dir:
+        summary["scratch_dir"] = None  # the report's scratch folder is gone: never print it as kept
     emit(summary, as_json, lambda s: _print_summary(s, report_path))
 
 
