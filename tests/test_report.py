@@ -336,6 +336,8 @@ def test_report_command_json_and_a_bad_range(tmp_path):
         "Error: --from 2026-02-01 00:00 must be before --to 2026-01-01 00:00 (Europe/Amsterdam)"
     )
     assert not (tmp_path / "r2.html").exists()
+    future = run_cli("report", str(tmp_path / "r2.html"), "--from", "2999-01-01")
+    assert future.returncode == 1 and future.stderr.startswith("Error: --from 2999-01-01 00:00 must be before now, ")
     worse = run_cli("report", str(tmp_path / "r3.html"), "--from", "yesterday")
     assert worse.returncode == 1 and "--from: 'yesterday' is not a date like 2026-01-31" in worse.stderr
 

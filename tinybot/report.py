@@ -695,10 +695,10 @@ def write(
     import os
     from pathlib import Path
 
-    if since and until and since >= until:
-        raise ReportError(
-            f"--from {local_time(since, cfg.tz)} must be before --to {local_time(until, cfg.tz)} ({cfg.timezone})"
-        )
+    end = until or clock.now()
+    if since and since >= end:
+        to = f"--to {local_time(until, cfg.tz)}" if until else f"now, {local_time(end, cfg.tz)}"
+        raise ReportError(f"--from {local_time(since, cfg.tz)} must be before {to} ({cfg.timezone})")
     d = collect(conn, cfg, since, until, prices=prices, title=title, replay=replay)
     page = render(d, cfg.tz)
     path = Path(path)
