@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -45,11 +46,98 @@ def test_the_digest_goes_out_once_a_day_at_the_local_time_with_a_chart(write_con
     [(kind, text, key, attached)] = rec.sent
     assert kind == "digest" and key == "digest:2026-11-27"
     assert text.startswith("Friday 27 November: realised €0.00, 1 fill(s) (1 buy, 0 sell), fees €0.02, LLM €0.00.")
-    assert "against holding" in text
+    assert "\nAgainst holding: €25.00 put into BTC-EUR at the start and held (fees included): " in text
+    assert "; DCA: €25.00 in " in text  # the benchmarks as tinybot.book names them
     assert attached == [b"\x89PNG\r\n\x1a\n"]  # the chart, a real PNG file at the time it was sent
     with freeze_time("2026-11-28 22:30:00"):  # next day, the Pi was off at 21:00: sent late, still once
         assert digest.maybe_send(conn, cfg, rec) is True
     assert rec.sent[-1][2] == "digest:2026-11-28"
+
+
+def a_day(write_config):
+    """A day in Amsterdam with hourly prices, a buy by DCA, and a fill whose fee Bitvavo took in the coin."""
+    from tinybot import db, ledger, pnl
+    from tinybot.exchange.base import Balance, Fill, Ticker
+
+    cfg, conn, ex = paper_setup(lambda t: write_config('timezone = "Europe/Amsterdam"\n' + t))
+    day = datetime(2026, 11, 26, 23, tzinfo=timezone.utc)  # 27 November 00:00 in Amsterdam
+    price = Decimal("60000")
+    for h in range(21):
+        with freeze_time(day + timedelta(hours=h)):
+            price += Decimal(70 if h % 4 else -150)
+            ex.source.prices["BTC-EUR"] = price
+            pnl.record_snapshot(
+                conn, {"BTC-EUR": Ticker("BTC-EUR", price, price + 10, price + 5, 0)}, {"EUR": Balance(Decimal(25), 0)}
+            )
+            if h == 3:
+                pid = proposals.create(
+                    conn, Draft("BTC-EUR", "buy", Decimal("8")), source="dca", ttl=timedelta(minutes=30), approve=True
+                )
+                executor.execute(conn, cfg, ex, pid)
+            if h == 9:
+                at = int((day + timedelta(hours=h)).timestamp() * 1000)
+                fill = Fill("t1", "o1", "BTC-EUR", "buy", Decimal("0.0001"), price, Decimal("0.0000003"), "BTC", at)
+                with db.transaction(conn):
+                    ledger.record_fill(conn, None, "paper", fill, None)
+    return cfg, conn
+
+
+def figure_of(text: str, pattern: str) -> Decimal:
+    return Decimal(re.search(pattern, text).group(1).replace("€", ""))
+
+
+def test_the_digest_chart_ends_at_the_figures_its_text_quotes(write_config):
+    """Its net line ends at the net the text says, its holding and DCA lines at theirs, to the cent."""
+    from tinybot import report
+
+    cfg, conn = a_day(write_config)
+    with freeze_time("2026-11-27 20:00:00"):
+        d = digest.compose(conn, cfg)
+    net = figure_of(d.text, r"Since the start: net (-?€\d+\.\d\d)")
+    holding = figure_of(d.text, r"Against holding: [^\n;]*\): (-?€\d+\.\d\d)")
+    dca = figure_of(d.text, r"; DCA: [^\n;]*\): (-?€\d+\.\d\d)")
+    lines = {line["name"]: line for line in d.chart["lines"]}
+    assert Decimal(lines["net_eur"]["values"][-1]) == net
+    assert Decimal(lines["holding_eur"]["values"][-1]) == holding
+    assert Decimal(lines["dca_eur"]["values"][-1]) == dca
+    assert d.chart["x"][-1] == "2026-11-27T21:00:00+01:00" and d.chart["x"][0] == "2026-11-27T00:00:00+01:00"
+    drawn = {line.get_label(): line for line in report.figure(d.chart, cfg.tz).axes[0].get_lines()}
+    for name, want in (("net_eur", net), ("holding_eur", holding), ("dca_eur", dca)):
+        assert abs(Decimal(str(drawn[lines[name]["label"]].get_ydata()[-1])) - want) < Decimal("0.005"), name
+
+
+def test_the_digest_chart_is_titled_with_its_local_day(write_config):
+    """27 November starts at 23:00 UTC on the 26th: the chart still says the 27th."""
+    from tinybot import report
+
+    cfg, conn = a_day(write_config)
+    with freeze_time("2026-11-27 20:00:00"):
+        d = digest.compose(conn, cfg)
+    assert d.text.startswith("Friday 27 November:")
+    assert report.figure(d.chart, cfg.tz).axes[0].get_title() == "Net P/L, 2026-11-27 (Europe/Amsterdam)"
+
+
+def test_the_digests_fees_value_a_fee_paid_in_the_coin(write_config):
+    """The day's fees are the book's: the EUR fee of the DCA buy and the BTC fee at its fill's price."""
+    from tinybot import book
+
+    cfg, conn = a_day(write_config)
+    with freeze_time("2026-11-27 20:00:00"):
+        text = digest.compose(conn, cfg).text
+    fills = book.fills(conn)
+    assert {f.fee_currency for f in fills} == {"EUR", "BTC"}
+    expected = sum((f.fee_eur for f in fills), Decimal(0)).quantize(Decimal("0.01"))
+    assert figure_of(text, r"fees (€\d+\.\d\d)") == expected > fills[0].fee
+
+
+def test_a_young_bots_digest_says_so_instead_of_a_chart(write_config):
+    cfg, conn, ex, _ = setup(write_config)  # its first fill at 09:00 UTC
+    rec = Recorder()
+    with freeze_time("2026-11-27 09:30:00"):  # 10:30 in Amsterdam: half an hour of history
+        cfg = write_config(cfg.path.read_text() + '[alerts]\ndigest_at = "10:00"\n')
+        assert digest.maybe_send(conn, cfg, rec) is True
+    [(kind, text, key, attached)] = rec.sent
+    assert attached == [] and "(Too little history for a chart yet: tinybot's records start 2026-11-27 10:00" in text
 
 
 def test_no_digest_when_off(write_config):

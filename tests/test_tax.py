@@ -8,7 +8,8 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import candles, executor, proposals, tax
+from tinybot import candles, db, executor, pnl, proposals, tax
+from tinybot.exchange.base import Balance
 from tinybot.proposals import Draft
 
 from conftest import run_cli
@@ -37,6 +38,8 @@ def test_peildatum_is_new_year_in_amsterdam():
 
 def test_worksheet_values_the_account_at_both_peildatums(write_config, tmp_path):
     cfg, conn, ex = paper_setup(write_config, cooldown='"0s"', anti_flip='"0s"')
+    with freeze_time("2025-12-20 12:00:00"):  # tinybot ran before the peildatum: it knows the account then
+        pnl.record_snapshot(conn, {}, {"EUR": Balance(Decimal("25"), Decimal(0))})
     with freeze_time("2026-03-01 12:00:00"):  # during 2026: buy €10 of BTC
         pid = proposals.create(
             conn, Draft("BTC-EUR", "buy", Decimal("10")), source="t", ttl=timedelta(minutes=30), approve=True
@@ -50,6 +53,7 @@ def test_worksheet_values_the_account_at_both_peildatums(write_config, tmp_path)
     with freeze_time("2027-02-01 12:00:00"):
         w = tax.worksheet(conn, cfg, 2026)
     start, end = w["peildatum"], w["next_peildatum"]
+    assert start["known"] is True and start["source"] == "ledger" and end["known"] is True
     assert start["savings_eur"] == "25.00" and start["other_assets_eur"] == "0.00" and start["crypto"] == []
     eur_end = Decimal(conn.execute("SELECT available FROM paper_balances WHERE asset = 'EUR'").fetchone()[0])
     assert end["savings_eur"] == f"{eur_end:.2f}"
@@ -76,16 +80,88 @@ def test_a_price_at_the_exact_minute_is_its_open_and_a_missing_one_is_a_clear_er
     assert str(e.value).startswith("no Bitvavo price for ETH-EUR at 2025-12-31T23:00:00.000000Z: fetch candles")
 
 
-def test_tax_command_before_the_year_ends_and_bad_years(tmp_path):
-    assert run_cli("init").returncode == 0
-    r = run_cli("tax", "2026", "--no-fetch", "--json")
-    assert r.returncode == 0, r.stderr
+def live_account_first_seen(write_config, when: str):
+    """A live account tinybot first saw at ``when`` (its first balance snapshot): €20 and some BTC."""
+    cfg = write_config(
+        write_config().path.read_text().replace('mode = "paper"', 'mode = "live"') + "[exchange]\noperator_id = 1\n"
+    )
+    conn = db.open_db(cfg.db_path)
+    with freeze_time(when):
+        pnl.record_snapshot(
+            conn, {}, {"EUR": Balance(Decimal("20"), Decimal(0)), "BTC": Balance(Decimal("0.0002"), Decimal(0))}
+        )
+    return cfg, conn
+
+
+def test_a_peildatum_before_tinybot_first_saw_the_account_is_unknown_not_invented(write_config, tmp_path):
+    """First seen on 4 December 2026: 1 January 2026 is unknown (null values, said so); 1 January 2027 is known."""
+    cfg, conn = live_account_first_seen(write_config, "2026-12-04 19:30:00")
+    minute_candles(tmp_path / "b.csv", "BTC-EUR", PEIL_2027, 70000)
+    candles.import_csv(conn, tmp_path / "b.csv")
+    with freeze_time("2027-02-01 12:00:00"):
+        w = tax.worksheet(conn, cfg, 2026)
+    start, end = w["peildatum"], w["next_peildatum"]
+    assert start["known"] is False and start["source"] is None
+    assert (start["savings_eur"], start["other_assets_eur"], start["total_eur"], start["crypto"]) == (None,) * 4
+    assert (
+        "it first saw the account 4 December 2026 20:30" in start["note"] and "--opening ASSET=AMOUNT" in start["note"]
+    )
+    assert w["counter_evidence"]["value_start_eur"] is None
+    assert end["known"] is True and end["source"] == "ledger" and end["savings_eur"] == "20.00"
+    assert end["crypto"][0]["amount"] == "0.0002" and end["crypto"][0]["price_eur"] == "70000"
+    assert "not tax advice" in w["disclaimer"]
+
+
+def test_the_owner_supplies_an_unknown_peildatum_and_only_an_unknown_one(write_config, tmp_path):
+    cfg, conn = live_account_first_seen(write_config, "2026-12-04 19:30:00")
+    minute_candles(tmp_path / "a.csv", "BTC-EUR", PEIL_2026, 50000)
+    candles.import_csv(conn, tmp_path / "a.csv")
+    given = tax.parse_held(["EUR=12.50", "btc=0.0001"], "--opening")
+    assert given == {"EUR": Decimal("12.50"), "BTC": Decimal("0.0001")}
+    with freeze_time("2026-12-05 12:00:00"):
+        w = tax.worksheet(conn, cfg, 2026, opening=given)
+        start = w["peildatum"]
+        assert start["known"] is True and start["source"] == "owner" and "--opening" in start["note"]
+        assert (start["savings_eur"], start["other_assets_eur"], start["total_eur"]) == ("12.50", "5.00", "17.50")
+        assert w["counter_evidence"]["value_start_eur"] == "17.50" and w["next_peildatum"] is None
+        with pytest.raises(tax.TaxError) as known:
+            tax.worksheet(conn, cfg, 2027, opening=given)
+    assert str(known.value) == "--opening: 1 January 2027 00:00 has not come yet; leave --opening out"
+    with freeze_time("2027-01-05 12:00:00"), pytest.raises(tax.TaxError) as known:
+        tax.worksheet(conn, cfg, 2027, opening=given)
+    assert str(known.value) == (
+        "--opening: tinybot knows what the account held on 1 January 2027 00:00 from its own records (it first saw"
+        " the account 4 December 2026 20:30); leave --opening out"
+    )
+    for bad in ("EUR", "EUR=-1", "EUR=abc", "=5", "EUR=NaN"):
+        with pytest.raises(tax.TaxError) as e:
+            tax.parse_held([bad], "--opening")
+        assert str(e.value) == f"--opening: {bad!r} is not ASSET=AMOUNT like EUR=20 or BTC=0.0003 (repeat it per asset)"
+
+
+def test_tax_command_says_unknown_takes_the_owners_value_and_refuses_bad_years(tmp_path):
+    """A fresh install: this year's peildatum was before tinybot existed."""
     import json
 
+    assert run_cli("init").returncode == 0
+    year = str(datetime.now(timezone.utc).year)
+    r = run_cli("tax", year, "--no-fetch", "--json")
+    assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["peildatum"]["total_eur"] == "25.00" and data["next_peildatum"] is None
-    human = run_cli("tax", "2026", "--no-fetch")
+    assert data["peildatum"]["known"] is False and data["peildatum"]["total_eur"] is None
+    assert data["next_peildatum"] is None
+    human = run_cli("tax", year, "--no-fetch")
     assert "not tax advice" in human.stdout and "Next peildatum: not reached yet" in human.stdout
+    assert f"Peildatum {year}-01-01T00:00:00+01:00: UNKNOWN — unknown to tinybot" in human.stdout
+    given = run_cli("tax", year, "--no-fetch", "--json", "--opening", "EUR=25")
+    assert given.returncode == 0, given.stderr
+    start = json.loads(given.stdout)["peildatum"]
+    assert (start["known"], start["source"], start["total_eur"]) == (True, "owner", "25.00")
+    wrong = run_cli("tax", year, "--no-fetch", "--opening", "EUR")
+    assert wrong.returncode == 1 and wrong.stderr.strip() == (
+        "Error: --opening: 'EUR' is not ASSET=AMOUNT like EUR=20 or BTC=0.0003 (repeat it per asset)"
+    )
+    assert "--opening ASSET=AMOUNT" in run_cli("tax", "--help").stdout
     bad = run_cli("tax", "1999", "--no-fetch")
     assert bad.returncode == 1 and bad.stderr.strip() == (
         "Error: YEAR: 1999 is not a year tinybot can make a worksheet for (2009–2100)"

@@ -162,7 +162,7 @@ def list_command(state, as_json):
     emit(rows, as_json, human)
 
 
-def _print_summary(s: dict) -> None:
+def _print_summary(s: dict, report_path=None) -> None:
     e = click.echo
     e(
         f"Replay {s['from'][:16]}Z → {s['to'][:16]}Z: {s['ticks']} ticks every {s['tick_interval']},"
@@ -225,6 +225,8 @@ def _print_summary(s: dict) -> None:
             f"  kept in {s['scratch_dir']}: replay.db and replay.log; look around with"
             f" tinybot --config {s['scratch_dir']}/bot.toml why N (or proposals, executions, history)"
         )
+    if report_path:
+        e(f"  report: {report_path}")
 
 
 def _print_sweep(result: dict) -> None:
@@ -401,24 +403,36 @@ def replay_command(
             bar.close()
             store.close()
         if html_report:
-            _html_report(keep, report_path)
+            _html_report(cfg, keep, report_path, summary)
         elif report_path:
             Path(report_path).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     finally:
         if keep is not None and not keep_dir:
             shutil.rmtree(keep, ignore_errors=True)
-    emit(summary, as_json, _print_summary)
+    if not keep_dir:
+        summary["scratch_dir"] = None  # the report's scratch folder is gone: never print it as kept
+    emit(summary, as_json, lambda s: _print_summary(s, report_path))
 
 
-def _html_report(scratch, path) -> None:
-    """`tinybot report` over the replay's scratch database: the same page as for the live history."""
-    from . import config, db
+def _html_report(cfg, scratch, path, summary: dict) -> None:
+    """`tinybot report` over the replay's scratch database: the same page as for the live history, for the
+    replayed period (valued at its last tick's prices), in the user's timezone, saying it is a replay."""
+    from . import book, clock, db, replay
     from .report import ReportError, write
 
-    cfg = config.load(scratch / "bot.toml")
+    rcfg = replay.scratch_config(cfg, scratch, "", tuple(summary["markets"]))  # as the replay's ticks saw it
     conn = db.connect(scratch / "replay.db")
+    period = (clock.from_iso(summary["from"]), clock.from_iso(summary["to"]))
     try:
-        write(conn, cfg, path, title="tinybot replay")
+        write(
+            conn,
+            rcfg,
+            path,
+            until=period[1],
+            prices=book.last_prices(conn, rcfg),
+            title="tinybot replay",
+            replay=period,
+        )
     except ReportError as e:
         raise Fail(str(e)) from None
     finally:

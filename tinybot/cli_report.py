@@ -149,40 +149,54 @@ def _print_advisors(d: dict) -> None:
             )
 
 
-def _date(value: str | None, name: str):
+def _date(value: str | None, name: str, tz):
+    """A date or date and time the user typed, in the config's timezone unless it names its own offset."""
     if value is None:
         return None
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     try:
         d = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise Fail(f"{name}: {value!r} is not a date like 2026-01-31 (or 2026-01-31T12:00)") from None
-    return d if d.tzinfo else d.replace(tzinfo=timezone.utc)
+    return d if d.tzinfo else d.replace(tzinfo=tz)
 
 
 @click.command(name="report")
 @click.argument("file", type=click.Path(dir_okay=False, writable=True))
-@click.option("--from", "since", help="First day (UTC), e.g. 2026-01-01; default: the beginning.")
-@click.option("--to", "until", help="Last moment (UTC), e.g. 2026-12-31T23:59; default: now.")
+@click.option("--from", "since", help="First moment, local time (the config's timezone), e.g. 2026-01-01.")
+@click.option("--to", "until", help="Last moment, local time, e.g. 2026-12-31T23:59; default: now.")
 @click.option("--title", default="tinybot report", show_default=True, help="The page's title.")
 @json_option("Print what was written as JSON.")
 @pass_state
 @friendly
 def report_command(state, file, since, until, title, as_json):
-    """Write one self-contained HTML page: P/L against holding, prices with trades, costs, guard blocks.
+    """Write one self-contained HTML page: P/L and the books per advisor against the benchmarks, prices with
+    trades, costs, guard blocks, and the table of trades.
 
     \b
-    The page needs no network to view (inline SVG charts, no scripts).  It
-    reads the database only: the paper or live history, or a replay's.
+    Every figure comes from the book (the same as `tinybot pnl`); every time
+    is in the config's timezone.  The page needs no network to view (inline
+    SVG charts, nothing executed) and fits a phone's screen; the data each
+    chart draws is in it as JSON (<script type="application/json"
+    id="report-data">).  It reads the database only: the paper or live
+    history, or a replay's.
     \b
     Example:
         tinybot report ~/tinybot-2026.html --from 2026-01-01
     """
     from .report import ReportError, write
 
+    tz = state.cfg.tz
     try:
-        out = write(state.conn, state.cfg, file, since=_date(since, "--from"), until=_date(until, "--to"), title=title)
+        out = write(
+            state.conn,
+            state.cfg,
+            file,
+            since=_date(since, "--from", tz),
+            until=_date(until, "--to", tz),
+            title=title,
+        )
     except ReportError as e:
         raise Fail(str(e)) from None
     if as_json:
@@ -237,22 +251,40 @@ def export_command(state, file, year, layout, as_json):
 @click.command(name="tax")
 @click.argument("year", type=int)
 @click.option("--no-fetch", is_flag=True, help="Use stored candles only; never ask Bitvavo for prices.")
+@click.option(
+    "--opening",
+    multiple=True,
+    metavar="ASSET=AMOUNT",
+    help="What the account held on 1 January YEAR 00:00, when tinybot did not see it yet (a peildatum before its"
+    " first balance snapshot): one per asset, EUR included, e.g. --opening EUR=20 --opening BTC=0.0003"
+    " (from Bitvavo's statement).",
+)
+@click.option(
+    "--closing",
+    multiple=True,
+    metavar="ASSET=AMOUNT",
+    help="The same for 1 January YEAR+1 (only if tinybot first saw the account after it).",
+)
 @json_option("Print JSON (amounts as exact decimal strings).")
 @pass_state
 @friendly
-def tax_command(state, year, no_fetch, as_json):
+def tax_command(state, year, no_fetch, opening, closing, as_json):
     """A Box 3 worksheet (NL) for YEAR: the peildatum values and what a counter-evidence statement needs.
 
     \b
     Values on 1 January 00:00 Europe/Amsterdam of YEAR and YEAR+1 (EUR as
     savings, crypto as other assets) at Bitvavo's prices then (stored candles,
     fetched from Bitvavo's public candles when missing), the year's fills and
-    fees, realised and unrealised results.  A worksheet, not tax advice.
+    fees, realised and unrealised results.  A peildatum before tinybot first
+    saw the account (its first balance snapshot) is unknown to it: it says
+    so, or uses what you supply with --opening/--closing.  A worksheet, not
+    tax advice.
     \b
-    Example:
+    Examples:
         tinybot tax 2026
+        tinybot tax 2026 --opening EUR=20 --opening BTC=0.0003
     """
-    from .tax import TaxError, worksheet
+    from .tax import TaxError, parse_held, worksheet
 
     client = None
     if not no_fetch:
@@ -260,16 +292,30 @@ def tax_command(state, year, no_fetch, as_json):
 
         client = market_data(state.cfg)
     try:
-        data = worksheet(state.conn, state.cfg, year, client)
+        data = worksheet(
+            state.conn,
+            state.cfg,
+            year,
+            client,
+            opening=parse_held(opening, "--opening"),
+            closing=parse_held(closing, "--closing"),
+        )
     except TaxError as e:
         raise Fail(str(e)) from None
     if as_json:
         echo_json(data)
         return
+    _print_tax(year, data)
+
+
+def _print_tax(year: int, data: dict) -> None:
     click.echo(f"Box 3 worksheet {year} — {data['disclaimer']}")
     for label, snap in (("Peildatum", data["peildatum"]), ("Next peildatum", data["next_peildatum"])):
         if snap is None:
             click.echo(f"{label}: not reached yet")
+            continue
+        if not snap["known"]:
+            click.echo(f"{label} {snap['at_local']}: UNKNOWN — {snap['note']}")
             continue
         click.echo(
             f"{label} {snap['at_local']}: savings (EUR) {eur(snap['savings_eur'])}, other assets (crypto)"

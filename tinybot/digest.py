@@ -1,9 +1,13 @@
 """The daily digest: once a day, at ``[alerts] digest_at`` local time, what the day brought.
 
 One alert with the day's result (realised during the day, unrealised now),
-its fills, fees and LLM cost, the net since the start against holding, and a
-PNG chart attached (the day's P/L against holding, by tinybot.report; needs
-matplotlib: `pip install 'tinybot[report]'`, else the text goes alone).  The
+its fills, fees (a fee in the coin valued at its fill's price) and LLM cost,
+the net since the start against the benchmarks as tinybot.book names them,
+and a PNG chart attached: the day's net P/L and benchmarks over time, drawn
+by tinybot.report from ``book.series``, whose last point is the same
+``book.summary`` the text quotes (needs matplotlib: `pip install
+'tinybot[report]'`, else the text goes alone; a bot younger than an hour
+sends the text alone).  Every figure comes from tinybot.book.  The
 scheduler calls ``maybe_send`` after every tick; the day it was sent is kept
 in ``ops_state``, so a restart or a missed tick never sends it twice, and a
 tick after the time (the Pi was off at 21:00) still sends it that day.
@@ -14,11 +18,11 @@ from __future__ import annotations
 import logging
 import sqlite3
 import tempfile
+from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from pathlib import Path
 
-from . import clock, db, money, pnl
+from . import book, clock, db, money
 
 log = logging.getLogger("tinybot.digest")
 STATE = "digest.last_day"
@@ -38,34 +42,48 @@ def due(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> str | Non
     return None if last is not None and last >= day else day
 
 
-def text(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> str:
+@dataclass
+class Digest:
+    """One day's digest: the text and the chart's data, from the same book figures at the same prices."""
+
+    day: datetime  # the local day's start (UTC)
+    text: str
+    chart: dict  # tinybot.report's chart data: its lines end at the text's figures
+
+
+def _benchmark(b, value) -> str:
+    return f"{b.title}: {money.eur(value)}" if b is not None else ""
+
+
+def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> Digest:
+    """The day so far, and since the start at the last tick's prices; the chart is ``book.series`` of the day,
+    its last point the same ``book.summary`` the text quotes."""
+    from . import report
+
     now = now or clock.now()
     start = clock.day_start(now, cfg.tz)
     lo, hi = clock.to_iso(start), clock.to_iso(now)
-
-    fills = conn.execute(
-        "SELECT * FROM trade_history WHERE executed_at >= ? AND executed_at <= ? AND external = 0", (lo, hi)
-    ).fetchall()
-    fees = sum((Decimal(f["fee"]) for f in fills if f["fee_currency"] == "EUR"), Decimal(0))
-    llm = sum(
-        (
-            Decimal(r["cost_eur"])
-            for r in conn.execute(
-                "SELECT cost_eur FROM gpt_usage_log WHERE cost_eur IS NOT NULL AND COALESCE(settled_at, reserved_at) >= ?",
-                (lo,),
-            )
-        ),
-        Decimal(0),
-    )
-    total = pnl.report(conn, cfg)
-    buys = sum(1 for f in fills if f["side"] == "buy")
-    return (
-        f"{start.astimezone(cfg.tz):%A %d %B}: realised {money.eur(pnl.realised_between(conn, lo, hi))},"
-        f" {len(fills)} fill(s) ({buys} buy, {len(fills) - buys} sell), fees {money.eur(fees)},"
+    prices = book.last_prices(conn, cfg)
+    s = book.summary(conn, cfg, prices=prices, until=now)
+    day = s.walk.period(lo, hi)
+    llm = book.llm_cost(conn, since=lo, until=hi)
+    t = s.total
+    benchmarks = "; ".join(x for x in (_benchmark(s.holding, s.holding_eur), _benchmark(s.dca, s.dca_eur)) if x)
+    text = (
+        f"{start.astimezone(cfg.tz):%A %d %B}: realised {money.eur(day.realised_eur)},"
+        f" {day.fills} fill(s) ({day.buys} buy, {day.sells} sell), fees {money.eur(day.fees_eur)},"
         f" LLM {money.eur(llm)}.\n"
-        f"Since the start: net {money.eur(Decimal(total['net_eur']))} (unrealised"
-        f" {money.eur(Decimal(total['unrealised_eur']))}) against holding {money.eur(Decimal(total['hold_eur']))}."
+        f"Since the start: net {money.eur(t.net_eur)} (unrealised {money.eur(t.unrealised_eur)})."
+        + (f"\nAgainst {benchmarks}." if benchmarks else "")
     )
+    ser = book.series(conn, cfg, since=start, until=now, prices=prices)
+    title = f"Net P/L, {report.local_time(start, cfg.tz)[:10]} ({cfg.timezone})"
+    chart = report.equity_chart(ser, cfg.tz, report.young_sentence(s.start, now, cfg.tz), title=title)
+    return Digest(start, text, chart)
+
+
+def text(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> str:
+    return compose(conn, cfg, now).text
 
 
 def maybe_send(conn: sqlite3.Connection, cfg, notifier, now: datetime | None = None) -> bool:
@@ -74,18 +92,22 @@ def maybe_send(conn: sqlite3.Connection, cfg, notifier, now: datetime | None = N
     day = due(conn, cfg, now)
     if day is None:
         return False
-    body = text(conn, cfg, now)
+    d = compose(conn, cfg, now)
+    body = d.text
     attach: list[str] = []
     tmp = None
     try:
-        from .report import ReportError, digest_png
+        from .report import ReportError, figure, png
 
         try:
-            png = digest_png(conn, cfg, clock.day_start(now, cfg.tz), now)
-            tmp = tempfile.NamedTemporaryFile(prefix="tinybot-digest-", suffix=".png", delete=False)
-            tmp.write(png)
-            tmp.close()
-            attach.append(tmp.name)
+            if d.chart["drawn"]:
+                picture = png(figure(d.chart, cfg.tz))
+                tmp = tempfile.NamedTemporaryFile(prefix="tinybot-digest-", suffix=".png", delete=False)
+                tmp.write(picture)
+                tmp.close()
+                attach.append(tmp.name)
+            else:
+                body += f"\n({d.chart['sentence']})"
         except ReportError:
             body += "\n(For a chart: pip install 'tinybot[report]'.)"
         db.set_state(conn, STATE, day)  # claimed before sending: a crash mid-send never sends it twice

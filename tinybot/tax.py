@@ -11,22 +11,27 @@ What tinybot can say, and from where:
 
 * what the account held at a moment: what it held before tinybot's first fill
   (the baseline of its first balance snapshot; paper: the starting balance)
-  plus every fill up to that moment — tinybot's ledger, so anything done
-  outside tinybot after the baseline is not in it (that shows as drift);
+  plus every fill up to that moment — tinybot's ledger (tinybot.book), so
+  anything done outside tinybot after the baseline is not in it (that shows
+  as drift).  Only from the moment tinybot first saw the account (live: its
+  first balance snapshot): a peildatum before it is *unknown*, said so, with
+  null values, unless the owner supplies what the account held then
+  (``--opening``/``--closing ASSET=AMOUNT``, from Bitvavo's statement);
 * Bitvavo's price at the moment: the 1-minute candle that opens then (its open),
   else the last candle before it (its close) — from the candle store, fetched
   from Bitvavo's public candles when missing;
-* the year's fills, fees, realised result (average cost, as `tinybot pnl`).
+* the year's fills, fees (a fee in the coin valued at its fill's price) and
+  realised result: the book's, as `tinybot pnl` shows them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-from . import clock, money, pnl
+from . import book, clock, money
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 DISCLAIMER = (
@@ -79,24 +84,52 @@ def price_at(conn, market: str, at: datetime, client=None) -> PricePoint:
     )
 
 
+def first_seen(conn, cfg) -> datetime | None:
+    """From when tinybot knows what the account held: live, its first balance snapshot (the baseline's time);
+    paper, the paper account's start (tinybot.book.start: its first snapshot, price or fill)."""
+    if cfg.mode == "paper":
+        return book.start(conn, cfg).at
+    # the baseline's time: book.Start.at can be an earlier price or fill, before any balance was read
+    at = conn.execute("SELECT MIN(at) FROM account_baseline").fetchone()[0]
+    return clock.from_iso(at) if at else None
+
+
+def parse_held(items, option: str) -> dict[str, Decimal] | None:
+    """``--opening EUR=20 --opening BTC=0.0003`` → {asset: amount}; None when not given."""
+    if not items:
+        return None
+    out: dict[str, Decimal] = {}
+    for item in items:
+        asset, eq, amount = item.partition("=")
+        asset = asset.strip().upper()
+        try:
+            value = Decimal(amount.strip())
+        except InvalidOperation:
+            value = None
+        if not eq or not asset.isalnum() or value is None or not value.is_finite() or value < 0:
+            raise TaxError(f"{option}: {item!r} is not ASSET=AMOUNT like EUR=20 or BTC=0.0003 (repeat it per asset)")
+        out[asset] = out.get(asset, Decimal(0)) + value
+    return out
+
+
+def _when(at: datetime) -> str:
+    """A moment as the worksheet says it: '1 January 2026 00:00', Amsterdam time (the peildatum's zone)."""
+    local = at.astimezone(AMSTERDAM)
+    return f"{local.day} {local:%B %Y %H:%M}"
+
+
 def holdings_at(conn, cfg, at: datetime) -> tuple[dict[str, Decimal], str]:
-    """What the account held at ``at`` by tinybot's ledger: the baseline plus every fill up to then."""
-    base = pnl.baseline(conn, cfg)
-    note = ""
-    if base is None:
-        base = {}
-        note = "no balance snapshot yet: holdings are tinybot's fills only, not what the account held before"
-    moved = pnl.replay(conn, until=clock.to_iso(at)).delta
-    out = {a: base.get(a, Decimal(0)) + moved.get(a, Decimal(0)) for a in set(base) | set(moved)}
-    return {a: v for a, v in sorted(out.items()) if v != 0}, note
+    """What the account held at ``at`` by tinybot's ledger (tinybot.book): the baseline plus every fill to then."""
+    base, held = book.holdings_at(conn, cfg, at)
+    note = "" if base is not None else "no balance snapshot yet: holdings are tinybot's fills only"
+    return {a: v for a, v in held.items() if v != 0}, note
 
 
-def snapshot(conn, cfg, at: datetime, client=None) -> dict:
-    held, note = holdings_at(conn, cfg, at)
+def _values(conn, held: dict[str, Decimal], at: datetime, client) -> dict:
     eur = held.get("EUR", Decimal(0))
     crypto, lines = Decimal(0), []
-    for asset, amount in held.items():
-        if asset == "EUR":
+    for asset, amount in sorted(held.items()):
+        if asset == "EUR" or amount == 0:
             continue
         p = price_at(conn, f"{asset}-EUR", at, client)
         value = amount * p.price
@@ -111,56 +144,95 @@ def snapshot(conn, cfg, at: datetime, client=None) -> dict:
             }
         )
     return {
-        "at": clock.to_iso(at),
-        "at_local": at.astimezone(AMSTERDAM).isoformat(),
         "savings_eur": money.cents(eur),
         "other_assets_eur": money.cents(crypto),
         "total_eur": money.cents(eur + crypto),
         "crypto": lines,
-        "note": note,
     }
 
 
-def worksheet(conn, cfg, year: int, client=None) -> dict:
+def snapshot(
+    conn, cfg, at: datetime, client=None, supplied: dict[str, Decimal] | None = None, option: str = ""
+) -> dict:
+    """The account at a peildatum: from tinybot's ledger when it knew the account then, else from what the owner
+    supplied (``supplied``, by ``option``), else unknown (``known`` false, values null)."""
+    seen = first_seen(conn, cfg)
+    head = {"at": clock.to_iso(at), "at_local": at.astimezone(AMSTERDAM).isoformat()}
+    if seen is not None and at >= seen:
+        if supplied is not None:
+            raise TaxError(
+                f"{option}: tinybot knows what the account held on {_when(at)} from its own records (it first saw"
+                f" the account {_when(seen)}); leave {option} out"
+            )
+        held, note = holdings_at(conn, cfg, at)
+        return {**head, "known": True, "source": "ledger", **_values(conn, held, at, client), "note": note}
+    if supplied is not None:
+        note = f"supplied with {option}, not from tinybot's records"
+        return {**head, "known": True, "source": "owner", **_values(conn, supplied, at, client), "note": note}
+    since = f"it first saw the account {_when(seen)}" if seen else "it has no balance snapshot yet"
+    return {
+        **head,
+        "known": False,
+        "source": None,
+        "savings_eur": None,
+        "other_assets_eur": None,
+        "total_eur": None,
+        "crypto": None,
+        "note": f"unknown to tinybot ({since}): take what the account held on {_when(at)} from Bitvavo's"
+        f" statement and pass it with {option} ASSET=AMOUNT, once per asset (EUR included)",
+    }
+
+
+def _year_fills(conn, lo: str, hi: str) -> dict:
+    """The year's fills as the book reads them (a fee in the coin valued at its fill's price)."""
+    rows = [f for f in book.fills(conn, until=hi) if f.at > lo]
+    return {
+        "count": len(rows),
+        "bought_eur": money.cents(sum((f.quote for f in rows if f.side == "buy"), Decimal(0))),
+        "sold_eur": money.cents(sum((f.quote for f in rows if f.side == "sell"), Decimal(0))),
+        "fees_eur": money.cents(sum((f.fee_eur for f in rows), Decimal(0))),
+        "fills_with_fee_in_coin": sum(1 for f in rows if f.fee_currency != "EUR"),
+    }
+
+
+def _unrealised(conn, at: datetime, client) -> Decimal:
+    """What tinybot's positions at ``at`` were worth above their average cost, at Bitvavo's prices then."""
+    w = book.walk(conn, until=clock.to_iso(at))
+    total = Decimal(0)
+    for market in w.markets():
+        pos = w.market(market)
+        if pos.base > 0:
+            total += pos.unrealised(price_at(conn, market, at, client).price)
+    return total
+
+
+def worksheet(conn, cfg, year: int, client=None, *, opening=None, closing=None) -> dict:
+    """The Box 3 worksheet for ``year``; ``opening``/``closing``: what the owner says the account held at a
+    peildatum tinybot did not see (--opening/--closing ASSET=AMOUNT)."""
     if not 2009 <= year <= 2100:
         raise TaxError(f"YEAR: {year} is not a year tinybot can make a worksheet for (2009–2100)")
     start, end = peildatum(year), peildatum(year + 1)
     now = clock.now()
-    opening = snapshot(conn, cfg, start, client) if start <= now else None
-    closing = snapshot(conn, cfg, end, client) if end <= now else None
+    for option, given, at in (("--opening", opening, start), ("--closing", closing, end)):
+        if given is not None and at > now:
+            raise TaxError(f"{option}: {_when(at)} has not come yet; leave {option} out")
+    opening_snap = snapshot(conn, cfg, start, client, opening, "--opening") if start <= now else None
+    closing_snap = snapshot(conn, cfg, end, client, closing, "--closing") if end <= now else None
     lo, hi = clock.to_iso(start), clock.to_iso(end)
-    rows = conn.execute(
-        "SELECT * FROM trade_history WHERE executed_at >= ? AND executed_at < ? ORDER BY executed_at, id", (lo, hi)
-    ).fetchall()
-    bought = sum((Decimal(r["amount"]) * Decimal(r["price"]) for r in rows if r["side"] == "buy"), Decimal(0))
-    sold = sum((Decimal(r["amount"]) * Decimal(r["price"]) for r in rows if r["side"] == "sell"), Decimal(0))
-    fees = sum((Decimal(r["fee"]) for r in rows if r["fee_currency"] == "EUR"), Decimal(0))
-    coin_fees = sum(1 for r in rows if r["fee_currency"] != "EUR")
-
-    realised_year = pnl.realised_between(conn, lo, hi)
+    realised_year = book.walk(conn, until=hi).period(lo, hi).realised_eur
     unrealised_end = None
-    if closing is not None:
-        books = pnl.replay(conn, until=hi).books
-        unrealised_end = Decimal(0)
-        for market, b in books.items():
-            if b.base > 0:
-                unrealised_end += b.base * price_at(conn, market, end, client).price - b.cost
-    drift = pnl.drift(conn, cfg)
+    if closing_snap is not None:  # tinybot's own positions: known whoever supplied the account's value
+        unrealised_end = _unrealised(conn, end, client)
+    drift = book.drift(conn, cfg)
     return {
         "year": year,
         "disclaimer": DISCLAIMER,
-        "peildatum": opening,
-        "next_peildatum": closing,
-        "fills": {
-            "count": len(rows),
-            "bought_eur": money.cents(bought),
-            "sold_eur": money.cents(sold),
-            "fees_eur": money.cents(fees),
-            "fills_with_fee_in_coin": coin_fees,
-        },
+        "peildatum": opening_snap,
+        "next_peildatum": closing_snap,
+        "fills": _year_fills(conn, lo, hi),
         "counter_evidence": {
-            "value_start_eur": opening["total_eur"] if opening else None,
-            "value_end_eur": closing["total_eur"] if closing else None,
+            "value_start_eur": opening_snap["total_eur"] if opening_snap else None,
+            "value_end_eur": closing_snap["total_eur"] if closing_snap else None,
             "deposits_withdrawals_seen": {
                 "drift": drift["assets"],
                 "at": drift["at"],
