@@ -498,6 +498,7 @@ def prices_as_of(conn: sqlite3.Connection, cfg, until: datetime | None = None) -
 class Start:
     at: datetime | None  # when tinybot started: its first balance snapshot, else its first price or fill
     capital_eur: Decimal | None  # the money it had then: paper's starting_eur, live the EUR of that snapshot
+    snapshot_at: datetime | None = None  # its first balance snapshot: from then on it knows what the account held
 
 
 def start(conn: sqlite3.Connection, cfg) -> Start:
@@ -512,12 +513,13 @@ def start(conn: sqlite3.Connection, cfg) -> Start:
         if t
     ]
     at = clock.from_iso(min(first)) if first else None
+    snapshot_at = clock.from_iso(snap) if snap else None
     if cfg.mode == "paper":
-        return Start(at, cfg.paper.starting_eur)
+        return Start(at, cfg.paper.starting_eur, snapshot_at)
     row = conn.execute("SELECT amount FROM account_baseline WHERE asset = 'EUR'").fetchone()
     if snap is None:
         return Start(at, None)
-    return Start(at, Decimal(row["amount"]) if row else ZERO)
+    return Start(at, Decimal(row["amount"]) if row else ZERO, snapshot_at)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ as fast as `tinybot status`.
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
@@ -27,53 +26,6 @@ BY = ("market", "advisor")
 def eur(d: Decimal | None) -> str | None:
     """A EUR amount as an exact decimal string, to the cent (JSON): money.cents."""
     return None if d is None else money.cents(d)
-
-
-# --- thin readers kept for the views that have not moved to tinybot.book yet (report, digest, tax, Telegram) ------
-
-
-@dataclass(frozen=True)
-class _Market:
-    base: Decimal
-    cost: Decimal
-    realised: Decimal
-
-
-@dataclass(frozen=True)
-class _Replay:
-    books: dict[str, _Market]
-    delta: dict[str, Decimal]
-    external_eur: Decimal
-
-
-def replay(conn: sqlite3.Connection, period: str | None = None, *, until: str | None = None) -> _Replay:
-    """The book's walk, per market (the sum of its books): prefer ``book.walk``."""
-    w = book.walk(conn, until=until)
-    markets = {m: w.market(m) for m in w.markets()}
-    return _Replay(
-        {m: _Market(p.base, p.cost_eur, p.realised_eur) for m, p in markets.items()}, dict(w.delta), w.external_eur
-    )
-
-
-def realised_between(conn: sqlite3.Connection, since: str, until: str) -> Decimal:
-    """Realised P/L of fills after ``since`` up to ``until`` (ISO times), average cost over all history."""
-    return book.walk(conn, until=until).period(since, until).realised_eur
-
-
-def llm_cost(conn: sqlite3.Connection, period: str | None = None) -> tuple[Decimal, dict[str, Decimal]]:
-    costs = book.llm_costs(conn)
-    total = sum((c for _, c in costs), Decimal(0))
-    by: dict[str, Decimal] = {}
-    if period:
-        for at, c in costs:
-            k = period_key(clock.from_iso(at), period)
-            by[k] = by.get(k, Decimal(0)) + c
-    return total, by
-
-
-def drift(conn: sqlite3.Connection, cfg, _unused=None) -> dict:
-    """Per asset: the exchange's balance minus the ledger as of the balances' time (tinybot.book.drift)."""
-    return book.drift(conn, cfg)
 
 
 # --- what a tick records ------------------------------------------------------------------------------------------

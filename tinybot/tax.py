@@ -87,11 +87,9 @@ def price_at(conn, market: str, at: datetime, client=None) -> PricePoint:
 def first_seen(conn, cfg) -> datetime | None:
     """From when tinybot knows what the account held: live, its first balance snapshot (the baseline's time);
     paper, the paper account's start (tinybot.book.start: its first snapshot, price or fill)."""
-    if cfg.mode == "paper":
-        return book.start(conn, cfg).at
-    # the baseline's time: book.Start.at can be an earlier price or fill, before any balance was read
-    at = conn.execute("SELECT MIN(at) FROM account_baseline").fetchone()[0]
-    return clock.from_iso(at) if at else None
+    s = book.start(conn, cfg)
+    # live: the first balance snapshot (Start.at can be an earlier price or fill, before any balance was read)
+    return s.at if cfg.mode == "paper" else s.snapshot_at
 
 
 def parse_held(items, option: str) -> dict[str, Decimal] | None:
