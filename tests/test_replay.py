@@ -16,6 +16,7 @@ from click.testing import CliRunner
 
 from tinybot import candles, clock, config, db, replay
 from tinybot.cli import cli
+from tinybot.sim.transport import InProcessSession
 
 HOUR = 3_600_000
 T0 = 1_735_689_600_000  # 2025-01-01T00:00Z
@@ -227,7 +228,7 @@ def test_routed_in_process_the_lookup_key_still_cannot_place_or_cancel(tmp_path)
         lookup_key=replay.REPLAY_KEY,
         lookup_secret=replay.REPLAY_SECRET,
     )
-    ro.route_requests(replay.InProcessSession(sim), milliseconds=at.ms)
+    ro.route_requests(InProcessSession(sim), milliseconds=at.ms)
     with replay.simulated_clock(at):
         assert ro.balances()["EUR"].available == 25 and ro.orders_since("BTC-EUR", T0) == []
     lookup = ro._lookup_ep.ccxt  # the trade key's instance (the test looks inside; replay never does)
@@ -258,7 +259,7 @@ def test_sending_an_order_leaves_tinybots_decimal_rounding_alone(tmp_path):
     sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
     (tmp_path / "bot.toml").write_text('mode = "live"\n[exchange]\nurl = "http://127.0.0.1:9"\noperator_id = 1\n')
     trading = BitvavoTrading(config.load(tmp_path / "bot.toml"), replay.REPLAY_KEY, replay.REPLAY_SECRET)
-    trading.route_requests(replay.InProcessSession(sim), milliseconds=at.ms)
+    trading.route_requests(InProcessSession(sim), milliseconds=at.ms)
     with decimal.localcontext(decimal.Context()), replay.simulated_clock(at):  # Python's default, whatever ran before
         bought = trading.send_order("BTC-EUR", "buy", client_order_id=str(uuid.uuid4()), amount_quote=Decimal(12))
         sold = trading.send_order("BTC-EUR", "sell", client_order_id=str(uuid.uuid4()), amount=Decimal("0.0001"))

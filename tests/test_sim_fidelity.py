@@ -749,5 +749,5 @@ def test_each_documented_error_comes_with_its_http_status(sim_factory):
         sim.set_mode(rate_limit_code=code)
         sim.rate_limit = 0
         record(signed(s.url, "GET", "/time"))
-        sim._weights.clear()
+        sim.limiter.weights.clear()
     assert want <= got, want - got

@@ -33,6 +33,11 @@ from typing import Callable
 
 from . import candles, clock, money
 from .config import AlertsConfig, Config, ConfigError, Secrets, from_dict
+from .sim.accounts import SimAccount
+from .sim.market import INTERVALS, MarketState, to_tick
+from .sim.simulator import Simulator
+from .sim.transport import InProcessSession
+from .sim.wire import bad
 
 REPLAY_KEY, REPLAY_SECRET = "replay-key", "replay-secret"  # the simulator's throwaway account
 DEFAULT_SLIPPAGE = Decimal("0.0005")  # 0.05 % against the order, on top of the simulator's spread
@@ -169,22 +174,98 @@ def simulated_clock(sim_clock: SimClock):
         clock.now = original
 
 
-def _market_state_class():
-    from .sim.engine import MarketState, to_tick
+class ReplayMarket(MarketState):
+    """A simulator market serving its stored candles at their real times; buys and sells pay extra slippage.
 
-    class ReplayMarket(MarketState):
-        """A simulator market whose price is set from stored candles; buys/sells pay extra slippage."""
+    The price at a moment is the open of the stored candle that contains it (as at the candle's
+    first instant), or in a gap the last close before it.
+    """
 
-        slippage = Decimal(0)
+    def __init__(self, name: str, interval: str, series: list[candles.Candle], slippage: Decimal, limits=None):
+        super().__init__(name, INTERVALS[interval], 1, 7, None)
+        self.slippage = slippage
+        if limits is not None:
+            self.tick, self.quantity_decimals = limits.tick_size, limits.quantity_decimals
+            self.notional_decimals, self.min_base = limits.notional_decimals, limits.min_base
+        else:
+            self.tick, self.min_base = _tick_of(series), Decimal(0)
+        self.series = series
+        self.stamps = [c.timestamp_ms for c in series]
+        self.rows = [(c.timestamp_ms, c.open, c.high, c.low, c.close, c.volume) for c in series]
+        self.step_ms = INTERVALS[interval] * 1000
+        self._aggregated: dict = {}
 
-        def bid_ask(self):
-            bid, ask = super().bid_ask()
-            if self.slippage:
-                bid = max(to_tick(bid * (1 - self.slippage), self.tick, ROUND_FLOOR), self.tick)
-                ask = to_tick(ask * (1 + self.slippage), self.tick, ROUND_CEILING)
-            return bid, ask
+    def bid_ask(self):
+        bid, ask = super().bid_ask()
+        if self.slippage:
+            bid = max(to_tick(bid * (1 - self.slippage), self.tick, ROUND_FLOOR), self.tick)
+            ask = to_tick(ask * (1 + self.slippage), self.tick, ROUND_CEILING)
+        return bid, ask
 
-    return ReplayMarket
+    def price_at(self, now_ms: int) -> Decimal | None:
+        """The open of the candle that contains now, else (a gap) the last close before now."""
+        i = bisect.bisect_right(self.stamps, now_ms) - 1
+        if i < 0:
+            return None
+        c = self.series[i]
+        return c.open if now_ms < c.timestamp_ms + self.step_ms else c.close
+
+    def move_to(self, now_ms: int) -> Decimal | None:
+        """The last price becomes the price at now_ms (if there is one yet); returns it."""
+        p = self.price_at(now_ms)
+        if p is not None:
+            self.candles[-1] = [p, p, p, p, Decimal(0)]
+            self.nonce += 1
+        return p
+
+    def candles_at(self, now_ms: int, interval: str | None = None) -> list:
+        """Stored candles up to now (the current one only its open, as at its first instant), oldest first.
+
+        At most the 1440 newest (of the interval asked for): Bitvavo's limit per request.
+        """
+        step = self.step_ms
+        want = INTERVALS[interval] * 1000 if interval else step
+        if want < step or want % step:
+            raise bad(205, "interval parameter is invalid.")
+        end = bisect.bisect_right(self.stamps, now_ms)
+        rows = self.rows[max(0, end - (1440 if want == step else want // step)) : end]
+        if rows and rows[-1][0] + step > now_ms:
+            ts, o = rows[-1][0], rows[-1][1]
+            rows[-1] = (ts, o, o, o, o, Decimal(0))
+        if want == step:
+            return rows
+        # a coarser interval: whole buckets built once, the one still open from its base candles so far
+        closed = self._coarse(want)
+        bucket = now_ms // want * want
+        i = bisect.bisect_left(closed[0], bucket)
+        out = list(closed[1][max(0, i - 1440) : i])
+        current = [r for r in rows if r[0] >= bucket]
+        if current:
+            out.append(
+                (
+                    bucket,
+                    current[0][1],
+                    max(r[2] for r in current),
+                    min(r[3] for r in current),
+                    current[-1][4],
+                    sum((r[5] for r in current), Decimal(0)),
+                )
+            )
+        return out
+
+    def _coarse(self, want: int) -> tuple[list[int], list[tuple]]:
+        if want not in self._aggregated:
+            stamps, rows = [], []
+            for ts, o, hi, lo, c, v in self.rows:
+                b = ts // want * want
+                if rows and rows[-1][0] == b:
+                    _, o0, h0, l0, _c0, v0 = rows[-1]
+                    rows[-1] = (b, o0, max(h0, hi), min(l0, lo), c, v0 + v)
+                else:
+                    stamps.append(b)
+                    rows.append((b, o, hi, lo, c, v))
+            self._aggregated[want] = (stamps, rows)
+        return self._aggregated[want]
 
 
 def _tick_of(series: list[candles.Candle]) -> Decimal:
@@ -197,182 +278,48 @@ def _tick_of(series: list[candles.Candle]) -> Decimal:
     return Decimal(1).scaleb(-decimals)
 
 
-def make_simulator(  # noqa: C901  (the class it builds: each method is small)
+class ReplaySimulator(Simulator):
+    """The simulator, serving stored candles at their real times; the price at a tick is that candle's open."""
+
+    def __init__(
+        self,
+        series: dict[str, list[candles.Candle]],
+        data_interval: dict[str, str],
+        limits: dict,
+        eur: Decimal,
+        sim_clock: SimClock,
+        slippage: Decimal,
+    ):
+        finest = min(data_interval.values(), key=lambda i: INTERVALS[i])
+        super().__init__(
+            accounts=[SimAccount(REPLAY_KEY, REPLAY_SECRET, frozenset({"view", "trade"}), {"EUR": eur})],
+            markets=tuple(series),
+            interval=finest,
+            history=1,
+            clock=sim_clock.seconds,
+        )
+        for m in series:
+            self.markets[m] = ReplayMarket(m, data_interval[m], series[m], slippage, limits.get(m))
+
+    def price_at(self, market: str, now_ms: int) -> Decimal | None:
+        return self.markets[market].price_at(now_ms)
+
+    def move_to(self, now_ms: int) -> dict[str, Decimal]:
+        """Every market's price becomes the one at now_ms; returns those that have one."""
+        with self.lock:
+            moved = {m: state.move_to(now_ms) for m, state in self.markets.items()}
+        return {m: p for m, p in moved.items() if p is not None}
+
+
+def make_simulator(
     series: dict[str, list[candles.Candle]],
     data_interval: dict[str, str],
     limits: dict,
     eur: Decimal,
     sim_clock: SimClock,
     slippage: Decimal,
-):
-    from .sim.engine import INTERVALS, SimAccount, Simulator, bad
-
-    ReplayMarket = _market_state_class()
-
-    class ReplaySimulator(Simulator):
-        """The simulator, serving stored candles at their real times; the price at a tick is that candle's open."""
-
-        def __init__(self):
-            finest = min(data_interval.values(), key=lambda i: INTERVALS[i])
-            super().__init__(
-                accounts=[SimAccount(REPLAY_KEY, REPLAY_SECRET, frozenset({"view", "trade"}), {"EUR": eur})],
-                markets=tuple(series),
-                interval=finest,
-                history=1,
-                clock=sim_clock.seconds,
-            )
-            self.series = series
-            self.stamps = {m: [c.timestamp_ms for c in s] for m, s in series.items()}
-            self.rows = {
-                m: [(c.timestamp_ms, c.open, c.high, c.low, c.close, c.volume) for c in s] for m, s in series.items()
-            }
-            self.step_ms = {m: INTERVALS[data_interval[m]] * 1000 for m in series}
-            self._aggregated: dict = {}
-            for m in series:
-                state = ReplayMarket(m, INTERVALS[data_interval[m]], 1, 7, None)
-                state.slippage = slippage
-                lim = limits.get(m)
-                if lim is not None:
-                    state.tick, state.quantity_decimals = lim.tick_size, lim.quantity_decimals
-                    state.notional_decimals, state.min_base = lim.notional_decimals, lim.min_base
-                else:
-                    state.tick, state.min_base = _tick_of(series[m]), Decimal(0)
-                self.markets[m] = state
-
-        def price_at(self, market: str, now_ms: int) -> Decimal | None:
-            """The open of the candle that contains now, else (a gap) the last close before now."""
-            i = bisect.bisect_right(self.stamps[market], now_ms) - 1
-            if i < 0:
-                return None
-            c = self.series[market][i]
-            return c.open if now_ms < c.timestamp_ms + self.step_ms[market] else c.close
-
-        def move_to(self, now_ms: int) -> dict[str, Decimal]:
-            prices = {}
-            with self.lock:
-                for m, state in self.markets.items():
-                    p = self.price_at(m, now_ms)
-                    if p is not None:
-                        state.candles[-1] = [p, p, p, p, Decimal(0)]
-                        state.nonce += 1
-                        prices[m] = p
-            return prices
-
-        def candles(self, market: str, interval: str | None = None) -> list:
-            """Stored candles up to now (the current one only its open, as at its first instant), oldest first.
-
-            At most the 1440 newest (of the interval asked for): Bitvavo's limit per request.
-            """
-            step = self.step_ms[market]
-            want = INTERVALS[interval] * 1000 if interval else step
-            if want < step or want % step:
-                raise bad(205, "interval parameter is invalid.")
-            now = self.now_ms()
-            end = bisect.bisect_right(self.stamps[market], now)
-            rows = self.rows[market][max(0, end - (1440 if want == step else want // step)) : end]
-            if rows and rows[-1][0] + step > now:
-                ts, o = rows[-1][0], rows[-1][1]
-                rows[-1] = (ts, o, o, o, o, Decimal(0))
-            if want == step:
-                return rows
-            # a coarser interval: whole buckets built once, the one still open from its base candles so far
-            closed = self._coarse(market, want)
-            bucket = now // want * want
-            i = bisect.bisect_left(closed[0], bucket)
-            out = list(closed[1][max(0, i - 1440) : i])
-            current = [r for r in rows if r[0] >= bucket]
-            if current:
-                out.append(
-                    (
-                        bucket,
-                        current[0][1],
-                        max(r[2] for r in current),
-                        min(r[3] for r in current),
-                        current[-1][4],
-                        sum((r[5] for r in current), Decimal(0)),
-                    )
-                )
-            return out
-
-        def _coarse(self, market: str, want: int) -> tuple[list[int], list[tuple]]:
-            key = (market, want)
-            if key not in self._aggregated:
-                stamps, rows = [], []
-                for ts, o, hi, lo, c, v in self.rows[market]:
-                    b = ts // want * want
-                    if rows and rows[-1][0] == b:
-                        _, o0, h0, l0, _c0, v0 = rows[-1]
-                        rows[-1] = (b, o0, max(h0, hi), min(l0, lo), c, v0 + v)
-                    else:
-                        stamps.append(b)
-                        rows.append((b, o, hi, lo, c, v))
-                self._aggregated[key] = (stamps, rows)
-            return self._aggregated[key]
-
-    return ReplaySimulator()
-
-
-class InProcessSession:
-    """Stands in for ccxt's HTTP session: each request goes to the simulator's own request handler
-    in this thread, without a socket.
-
-    Everything above it is what live mode runs (ccxt building, signing and parsing every request,
-    and raising on every error answer) and everything below it is the simulator's server code
-    (routing, signature and access-window checks, rate limit, Bitvavo-shaped answers).  Only
-    requests' session, the TCP round trip and the server thread are left out: they were most of a
-    replay tick's time (docs/REPLAY.md, "Speed").
-    """
-
-    def __init__(self, sim):
-        import threading
-        from types import SimpleNamespace
-
-        from requests.cookies import RequestsCookieJar
-
-        self.server = SimpleNamespace(sim=sim, verbose=False, stopping=threading.Event())
-        self.headers: dict = {}
-        self.cookies = RequestsCookieJar()
-
-    def request(self, method, url, data=None, headers=None, **_ignored):
-        import io
-        from http.client import HTTPMessage
-        from urllib.parse import urlsplit
-
-        import requests
-        from requests.structures import CaseInsensitiveDict
-
-        from .sim.server import Handler, _Drop
-
-        parts = urlsplit(url)
-        body = data or b""
-        body = body.encode() if isinstance(body, str) else body
-        h = Handler.__new__(Handler)  # a request handler without a socket: rfile/wfile are in memory
-        h.server, h.client_address = self.server, ("127.0.0.1", 0)
-        h.command, h.request_version, h.close_connection = method, "HTTP/1.1", False
-        h.path = parts.path + ("?" + parts.query if parts.query else "")
-        h.requestline = f"{method} {h.path} HTTP/1.1"
-        h.headers = HTTPMessage()
-        for k, v in (headers or {}).items():
-            h.headers[k] = str(v)
-        h.headers["Content-Length"] = str(len(body))
-        h.rfile, h.wfile = io.BytesIO(body), io.BytesIO()
-        try:
-            h._serve(method)
-        except _Drop as d:
-            raise requests.ConnectionError(
-                "connection reset by the simulator" if d.reset else "no answer from the simulator (Read timed out)"
-            ) from None
-        head, _, payload = h.wfile.getvalue().partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        _version, code, *reason = lines[0].split(" ", 2)
-        resp = requests.Response()
-        resp.status_code, resp.reason = int(code), reason[0] if reason else ""
-        resp.headers = CaseInsensitiveDict(line.split(": ", 1) for line in lines[1:] if ": " in line)
-        resp._content, resp.encoding, resp.url = payload, "utf-8", url
-        return resp
-
-    def close(self) -> None:
-        pass
+) -> ReplaySimulator:
+    return ReplaySimulator(series, data_interval, limits, eur, sim_clock, slippage)
 
 
 # --- the LLM, from its record -------------------------------------------------------------

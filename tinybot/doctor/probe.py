@@ -64,7 +64,7 @@ class SimModel:
     """The simulator as the model Bitvavo is compared with: one in-memory simulator with a probe account."""
 
     def __init__(self):
-        from ..sim.engine import SimAccount, Simulator
+        from ..sim import SimAccount, Simulator
 
         self.sim = Simulator(
             accounts=[SimAccount("probe", "probe", frozenset({"view", "trade"}), {})], markets=("BTC-EUR", "ETH-EUR")
@@ -76,8 +76,8 @@ class SimModel:
 
     def answer(self, path: str, method: str, params: dict, key: str | None, perms: frozenset) -> tuple[str, object]:
         """The simulator's answer to the same request, asked with a key that has ``perms``."""
-        from ..sim.engine import SimError
         from ..sim.server import ROUTES
+        from ..sim.wire import SimError
 
         route = ROUTES[(method, path)]
         need = route.perm

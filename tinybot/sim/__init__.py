@@ -7,14 +7,23 @@
     with sim.serve() as server:
         ...  # point ccxt.bitvavo at server.url
 
+Modules: simulator (the ``Simulator``, owner of the rest), market (price path,
+candles, book), accounts (keys and balances), engine (orders, fills,
+matching, modes), wire (Bitvavo's JSON shapes and refusals), faults, server
+(HTTP), transport (ccxt without a socket), cli (``tinybot sim``).
+
 See docs/SIMULATOR.md for the fill/fee model, candle timestamps, faults, modes,
 outcomes, and the table of each behaviour's source in Bitvavo's documents.
 """
 
-from .engine import INTERVALS, MARKET_STATUSES, OUTCOME_KINDS, Outcome, SimAccount, SimError, Simulator
+from .accounts import SimAccount
+from .engine import OUTCOME_KINDS, Outcome
 from .faults import KINDS as FAULT_KINDS
 from .faults import REQUEST_KINDS, Fault, parse_fault_spec
+from .market import INTERVALS, MARKET_STATUSES
 from .server import SimServer
+from .simulator import Simulator
+from .wire import SimError
 
 __all__ = [
     "Simulator",

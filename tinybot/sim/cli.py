@@ -9,8 +9,10 @@ from decimal import Decimal, InvalidOperation
 import click
 
 from ..clock import parse_duration
-from .engine import INTERVALS, PERMISSIONS, SimAccount, Simulator
+from .accounts import PERMISSIONS, SimAccount
 from .faults import parse_fault_spec
+from .market import INTERVALS
+from .simulator import Simulator
 
 
 def _parse_balance(value: str) -> tuple[str | None, dict[str, Decimal]]:

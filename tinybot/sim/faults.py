@@ -1,4 +1,4 @@
-"""Faults the simulator can inject, and the ``ON:KIND[:opt=val,...]`` spec syntax.
+"""Faults the simulator can inject, the ``ON:KIND[:opt=val,...]`` spec syntax, and the list of armed ones.
 
 ``accept`` says whether the exchange *does* the operation before the fault
 hits the answer. It only means something for kinds that happen after the
@@ -131,3 +131,32 @@ def parse_fault_spec(spec: str) -> Fault:
             except ValueError as e:
                 raise ValueError(str(e) or f"fault option {name}={value!r} is not valid") from None
     return make_fault(kind, on=on, **opts)
+
+
+class ArmedFaults:
+    """The faults armed on a simulator, in the order they fire (the simulator's lock guards it)."""
+
+    def __init__(self):
+        self._faults: list[Fault] = []
+
+    def arm(self, fault: Fault) -> Fault:
+        self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        self._faults.clear()
+
+    def all(self) -> list[Fault]:
+        return list(self._faults)
+
+    def take(self, request_kind: str) -> Fault | None:
+        """The first armed fault matching this request; uses up one of its count."""
+        for f in self._faults:
+            if f.on in (request_kind, "any"):
+                if f.remaining is not None:
+                    f.remaining -= 1
+                    if f.remaining <= 0:
+                        self._faults.remove(f)
+                f.fired += 1
+                return f
+        return None

@@ -2,7 +2,9 @@
 
 Paths are served with and without the ``/v2`` prefix (ccxt requests
 ``/v2/...``); the signature is always checked over ``"/v2" + path``, which is
-what Bitvavo clients sign.
+what Bitvavo clients sign. The handler talks to a ``Simulator`` (simulator.py)
+only through the ``sim`` its server carries, and never imports it: the
+simulator imports this module to serve itself.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl
 
-from .engine import INTERVALS, SimError, Simulator, bad
+from . import wire
 from .faults import make_fault, parse_fault_spec
+from .market import INTERVALS
+from .wire import SimError, bad
 
 _SIG_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MARKET_PATH = re.compile(r"/([A-Za-z0-9]+-[A-Za-z0-9]+)/(book|candles|trades)")
@@ -35,6 +39,8 @@ _GARBAGE = b"<<<\x00 not json: upstream said OK \xff>>>"
 
 
 class Route:
+    """One endpoint: its fault kind, whether it is signed, the right it needs, its url parameters and weight."""
+
     def __init__(self, kind, private, perm, params, weight, call):
         self.kind, self.private, self.perm = kind, private, perm
         self.params = params  # allowed url parameters (GET/DELETE)
@@ -56,38 +62,22 @@ def _depth(params) -> int:
     return int(raw)
 
 
-def _candles(sim: Simulator, market: str, params: dict) -> list:
+def _candles(sim, market: str, params: dict) -> list:
     sim.market(market)
     interval = params.get("interval")
     if interval is None:
         raise bad(203, "interval parameter is required.")
     if interval not in INTERVALS or INTERVALS[interval] * 1000 < sim.interval_ms:
         raise bad(205, "interval parameter is invalid.")
-    start, end, limit = Simulator._window(params, 1440, 1440)
+    start, end, limit = wire.window(params, 1440, 1440)
     sim.revise_candles(market)
     rows = [
         r for r in sim.candles(market, interval) if (start is None or r[0] >= start) and (end is None or r[0] < end)
     ]
-    rows = rows[::-1][:limit]  # newest first
-    return [[r[0], *(format(x, "f") for x in r[1:])] for r in rows]
+    return wire.candle_rows(rows[::-1][:limit])  # newest first
 
 
-def _ticker_price(sim, market):
-    return {"market": market, "price": format(sim.market(market).last, "f")}
-
-
-def _ticker_book(sim, market):
-    bid, ask = sim.market(market).bid_ask()
-    return {
-        "market": market,
-        "bid": format(bid, "f"),
-        "bidSize": "0.50000000",
-        "ask": format(ask, "f"),
-        "askSize": "0.50000000",
-    }
-
-
-def _assets(sim: Simulator, params: dict):
+def _assets(sim, params: dict):
     assets = sim.assets_json()
     if "symbol" not in params:
         return assets
@@ -97,15 +87,15 @@ def _assets(sim: Simulator, params: dict):
     raise bad(205, "symbol parameter is invalid.")
 
 
-def _listed(sim: Simulator, name):
+def _listed(sim, name):
     m = sim.market(name)
     if m.status == "delisted":  # no longer listed: GET /markets does not know it
         raise bad(205, "market parameter is invalid.")
     return m
 
 
-def _fees(sim: Simulator) -> dict:
-    return {"tier": "0", "volume": "0.00", "taker": format(sim.taker_fee, "f"), "maker": format(sim.maker_fee, "f")}
+def _fees(sim) -> dict:
+    return wire.fees_json(sim.taker_fee, sim.maker_fee)
 
 
 ROUTES = {
@@ -119,7 +109,9 @@ ROUTES = {
         ("market",),
         1,
         lambda sim, k, p, m: _one_or_all(
-            p, lambda n: _listed(sim, n).describe(), lambda: [x.describe() for x in sim.listed_markets()]
+            p,
+            lambda n: wire.market_json(_listed(sim, n)),
+            lambda: [wire.market_json(x) for x in sim.listed_markets()],
         ),
     ),
     ("GET", "/assets"): Route("assets", False, None, ("symbol",), 1, lambda sim, k, p, m: _assets(sim, p)),
@@ -130,7 +122,9 @@ ROUTES = {
         ("market",),
         1,
         lambda sim, k, p, m: _one_or_all(
-            p, lambda n: _ticker_price(sim, n), lambda: [_ticker_price(sim, n) for n in sim.markets]
+            p,
+            lambda n: wire.ticker_price(sim.market(n)),
+            lambda: [wire.ticker_price(sim.market(n)) for n in sim.markets],
         ),
     ),
     ("GET", "/ticker/book"): Route(
@@ -140,7 +134,9 @@ ROUTES = {
         ("market",),
         1,
         lambda sim, k, p, m: _one_or_all(
-            p, lambda n: _ticker_book(sim, n), lambda: [_ticker_book(sim, n) for n in sim.markets]
+            p,
+            lambda n: wire.ticker_book(sim.market(n)),
+            lambda: [wire.ticker_book(sim.market(n)) for n in sim.markets],
         ),
     ),
     ("GET", "/ticker/24h"): Route(
@@ -172,10 +168,7 @@ ROUTES = {
         "view",
         (),
         1,
-        lambda sim, k, p, m: {
-            "fees": _fees(sim),
-            "capabilities": ["buy", "sell", "depositCrypto", "depositFiat", "withdrawCrypto", "withdrawFiat"],
-        },
+        lambda sim, k, p, m: wire.account_json(sim.taker_fee, sim.maker_fee),
     ),
     ("GET", "/account/fees"): Route(
         "fees",
@@ -246,7 +239,7 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
-class _Drop(Exception):
+class DropConnection(Exception):
     """Close the connection without an answer (reset=True: with a TCP RST)."""
 
     def __init__(self, reset: bool = False):
@@ -321,8 +314,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str):
         try:
-            self._serve(method)
-        except _Drop as d:
+            self.respond(method)
+        except DropConnection as d:
             self._drop(d.reset)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
@@ -340,7 +333,7 @@ class Handler(BaseHTTPRequestHandler):
             return False
         if fault.kind == "timeout_before_accept":
             self._hang(fault.delay)
-            raise _Drop()
+            raise DropConnection()
         if fault.kind == "html_5xx":
             self._send(fault.status or 502, raw=_HTML_5XX, content_type="text/html")
             return True
@@ -387,7 +380,8 @@ class Handler(BaseHTTPRequestHandler):
                     )
         return route.call(sim, sim.owner(key), params, path_market)
 
-    def _serve(self, method: str):
+    def respond(self, method: str):
+        """Answer the request in ``path``, ``headers`` and ``rfile`` into ``wfile`` (DropConnection: no answer)."""
         path, _, query = self.path.partition("?")
         length = int(self.headers.get("Content-Length") or 0)
         raw_body = self.rfile.read(length) if length else b""
@@ -402,7 +396,7 @@ class Handler(BaseHTTPRequestHandler):
                 route, path_market = ROUTES.get((method, mm.group(2))), mm.group(1)
         if route is None:
             return self._send(404, {"errorCode": 110, "error": "Invalid endpoint. Please check url and HTTP method."})
-        sim: Simulator = self.server.sim
+        sim = self.server.sim
         params = dict(parse_qsl(query, keep_blank_values=True))
 
         fault = sim.take_fault(route.kind)
@@ -416,25 +410,25 @@ class Handler(BaseHTTPRequestHandler):
             cost = route.cost(params)
         except SimError:
             cost = 1
-        ok, remaining, reset_at = sim.charge(ident, cost)
+        ok, remaining, reset_at = sim.limiter.charge(ident, cost)
         limit_headers = {
             "bitvavo-ratelimit-limit": sim.rate_limit,
             "bitvavo-ratelimit-remaining": remaining,
             "bitvavo-ratelimit-resetat": reset_at,
         }
         if not ok:
-            e = sim.rate_limit_refusal(reset_at)
-            status, payload = e.status, {"errorCode": e.code, "error": e.message}
+            e = wire.rate_limit_refusal(sim.rate_limit_code, sim.rate_limit, reset_at)
+            status, payload = e.status, e.as_json()
         else:
             try:
                 status, payload = 200, self._call(method, rest, query, raw_body, route, params, path_market, sim)
             except SimError as e:
-                status, payload = e.status, {"errorCode": e.code, "error": e.message}
+                status, payload = e.status, e.as_json()
 
         if fault is not None and fault.kind != "delay":
             if fault.kind == "timeout_after_accept":
                 self._hang(fault.delay)
-                raise _Drop()
+                raise DropConnection()
             return self._faulty_answer(fault)
         self._send(status, payload, headers=limit_headers)
 
@@ -454,7 +448,7 @@ class Handler(BaseHTTPRequestHandler):
         if fault.kind == "garbage_200":
             return self._send(200, raw=_GARBAGE, content_type="text/plain")
         if fault.kind == "reset":
-            raise _Drop(reset=True)
+            raise DropConnection(reset=True)
         raise AssertionError(fault.kind)
 
     @staticmethod
@@ -470,7 +464,7 @@ class Handler(BaseHTTPRequestHandler):
         return body
 
     def _authenticate(self, method: str, rest: str, query: str, raw_body: bytes, perm: str) -> str:
-        sim: Simulator = self.server.sim
+        sim = self.server.sim
         h = self.headers
         key, sig, ts, window = (
             h.get("Bitvavo-Access-Key"),
@@ -538,11 +532,11 @@ class Handler(BaseHTTPRequestHandler):
 # --- admin endpoints (loopback only, no auth): (method, path) -> fn(sim, body) -> the JSON answer -------
 
 
-def _faults(sim: Simulator, body: dict) -> dict:
+def _faults(sim, body: dict) -> dict:
     return {"faults": [f.as_dict() for f in sim.faults()]}
 
 
-def _arm_fault(sim: Simulator, body: dict) -> dict:
+def _arm_fault(sim, body: dict) -> dict:
     if "spec" in body:
         fault = parse_fault_spec(body["spec"])
     else:
@@ -551,12 +545,12 @@ def _arm_fault(sim: Simulator, body: dict) -> dict:
     return _faults(sim, body)
 
 
-def _clear_faults(sim: Simulator, body: dict) -> dict:
+def _clear_faults(sim, body: dict) -> dict:
     sim.clear_faults()
     return {"faults": []}
 
 
-def _advance(sim: Simulator, body: dict) -> dict:
+def _advance(sim, body: dict) -> dict:
     steps = body.get("steps", 1)
     if not isinstance(steps, int) or steps < 1:
         raise ValueError("steps must be a positive integer")
@@ -564,35 +558,35 @@ def _advance(sim: Simulator, body: dict) -> dict:
     return {"steps": sim.steps, "prices": sim.state_json()["prices"]}
 
 
-def _set_price(sim: Simulator, body: dict) -> dict:
+def _set_price(sim, body: dict) -> dict:
     if body.get("market") not in sim.markets:
         raise ValueError(f"market must be one of {', '.join(sim.markets)}")
     sim.set_price(body["market"], Decimal(str(body["price"])))
     return {"market": body["market"], "price": format(sim.price(body["market"]), "f")}
 
 
-def _set_market(sim: Simulator, body: dict) -> dict:
+def _set_market(sim, body: dict) -> dict:
     sim.set_market_status(body.get("market"), body.get("status"))
     return {"markets": {n: m.status for n, m in sim.markets.items()}}
 
 
-def _outcomes(sim: Simulator, body: dict) -> dict:
+def _outcomes(sim, body: dict) -> dict:
     return {"outcomes": [o.as_dict() for o in sim.outcomes()]}
 
 
-def _add_outcome(sim: Simulator, body: dict) -> dict:
+def _add_outcome(sim, body: dict) -> dict:
     sim.add_outcome(
         **{k: body[k] for k in ("kind", "fraction", "fills", "step_ticks", "on_hold", "count") if k in body}
     )
     return _outcomes(sim, body)
 
 
-def _clear_outcomes(sim: Simulator, body: dict) -> dict:
+def _clear_outcomes(sim, body: dict) -> dict:
     sim.clear_outcomes()
     return {"outcomes": []}
 
 
-def _set_balance(sim: Simulator, body: dict) -> dict:
+def _set_balance(sim, body: dict) -> dict:
     if body.get("key") not in sim.accounts:
         raise ValueError("key must be one of the simulator's API keys")
     sim.set_balance(body["key"], body["asset"], Decimal(str(body["available"])))
@@ -640,7 +634,7 @@ def loopback_address(host: str) -> str:
 class SimServer:
     """A running simulator endpoint: ``url``, ``port``, ``close()``; also a context manager."""
 
-    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False):
+    def __init__(self, sim, host: str = "127.0.0.1", port: int = 0, *, verbose: bool = False):
         address = loopback_address(host)
         self.sim = sim
         self.httpd = _HTTPServer((address, port), Handler)
