@@ -18,6 +18,7 @@ from tinybot.exchange import read_only
 from tinybot.exchange.bitvavo import BitvavoTrading
 from tinybot.proposals import Draft
 from tinybot.sim import SimAccount, Simulator
+from tinybot.sim.engine import Matcher
 
 from conftest import run_cli
 from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, use_keys
@@ -64,20 +65,20 @@ reconcile_grace = "5s"
 """
 
 
-class CoinFeeSimulator(Simulator):
-    """Bitvavo may take a buy's fee in the coin bought; this simulator does so for the buy after ``coin_fee_next``."""
+class CoinFeeMatcher(Matcher):
+    """Bitvavo may take a buy's fee in the coin bought; this matcher does so for the buy after ``coin_fee_next``."""
 
     coin_fee_next = False
 
-    def _record_fill(self, o, m, qty, price, fee, taker):
+    def record_fill(self, o, m, qty, price, fee, taker):
         if not (self.coin_fee_next and o["side"] == "buy"):
-            return super()._record_fill(o, m, qty, price, fee, taker)
+            return super().record_fill(o, m, qty, price, fee, taker)
         self.coin_fee_next = False
         coin = fees.truncate(fee / price, m.quantity_decimals)
-        self._add(o["key"], m.quote, fee)  # not taken in EUR …
-        self._add(o["key"], m.base, -coin)  # … but in the coin
-        super()._record_fill(o, m, qty, price, Decimal(0), taker)
-        self._trades[-1]["fee"], self._trades[-1]["feeCurrency"] = coin, m.base
+        self.accounts.move(o["key"], m.quote, fee)  # not taken in EUR …
+        self.accounts.move(o["key"], m.base, -coin)  # … but in the coin
+        super().record_fill(o, m, qty, price, Decimal(0), taker)
+        self.trades[-1]["fee"], self.trades[-1]["feeCurrency"] = coin, m.base
 
 
 @pytest.fixture
@@ -87,7 +88,8 @@ def sim():
         SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}, account="me"),
     ]
     with freeze_time(START):
-        s = CoinFeeSimulator(accounts=accounts, markets=("BTC-EUR",), seed=7, interval="6h")
+        s = Simulator(accounts=accounts, markets=("BTC-EUR",), seed=7, interval="6h")
+    s.engine.matcher = CoinFeeMatcher(s.accounts, s.clock, s.engine.ids, s.mode, s.taker_fee, s.maker_fee)
     server = s.serve()
     yield s, server.url
     s.close()
@@ -140,7 +142,7 @@ def test_a_month_of_rules_dca_and_exits_adds_up_per_advisor_from_the_export(sim,
             if i == 20:
                 s.add_outcome("partiallyFilled", fraction="0.5")  # half now, the rest at the next advance
             if i == 40:
-                s.coin_fee_next = True
+                s.engine.matcher.coin_fee_next = True
             if i == 80:  # the owner sells part of what DCA bought, naming its book
                 sell = Draft("BTC-EUR", "sell", amount=Decimal("0.0003"), reason="cash out", book="dca")
                 proposals.create(conn, sell, source="cli", ttl=timedelta(hours=1), approve=True)
