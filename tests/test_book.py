@@ -8,8 +8,9 @@ from decimal import Decimal
 
 from freezegun import freeze_time
 
-from tinybot import book, clock, db, ledger, pnl, proposals
-from tinybot.book import Fill, Position
+from tinybot import clock, db, ledger, pnl, proposals
+from tinybot.book import benchmarks, figures, holdings, steps, valuation
+from tinybot.book.steps import Fill, Position
 from tinybot.exchange.base import Balance, Ticker
 from tinybot.exchange.base import Fill as ExchangeFill
 
@@ -38,9 +39,9 @@ def fill(side, amount, price, fee="0", fee_currency="EUR", book_name="rules", at
 
 def test_a_buy_adds_its_eur_and_fee_a_sell_takes_its_share_and_realises_the_difference():
     books: dict[str, Position] = {}
-    book.apply(books, fill("buy", "0.0001", "60000", fee="0.02"))  # €6 + €0.02 fee
+    steps.apply(books, fill("buy", "0.0001", "60000", fee="0.02"))  # €6 + €0.02 fee
     assert books["rules"].base == Decimal("0.0001") and books["rules"].cost_eur == Decimal("6.02")
-    realised = book.apply(books, fill("sell", "0.00004", "70000", fee="0.01"))  # 40 % of it, at a higher price
+    realised = steps.apply(books, fill("sell", "0.00004", "70000", fee="0.01"))  # 40 % of it, at a higher price
     # proceeds 2.80 - 0.01 fee; cost taken 40 % of 6.02 = 2.408
     assert realised == {"rules": Decimal("0.382")}
     assert books["rules"].base == Decimal("0.00006") and books["rules"].cost_eur == Decimal("3.612")
@@ -51,7 +52,7 @@ def test_a_fee_in_the_coin_is_valued_at_the_fill_price_and_leaves_the_position()
     f = fill("buy", "0.0001", "60000", fee="0.00000025", fee_currency="BTC")
     assert f.fee_eur == Decimal("0.015") and f.moves == {"BTC": Decimal("0.00009975"), "EUR": Decimal("-6")}
     books: dict[str, Position] = {}
-    book.apply(books, f)
+    steps.apply(books, f)
     # the EUR paid is the cost; fewer coins came in
     assert books["rules"].base == Decimal("0.00009975") and books["rules"].cost_eur == Decimal("6")
     assert books["rules"].fees_eur == Decimal("0.015")
@@ -59,25 +60,25 @@ def test_a_fee_in_the_coin_is_valued_at_the_fill_price_and_leaves_the_position()
 
 def test_eur_figures_are_kept_to_eight_decimals_at_every_step():
     books: dict[str, Position] = {}
-    book.apply(books, fill("buy", "0.00010001", "61234.57", fee="0.01531"))
-    book.apply(books, fill("sell", "0.00003333", "60001.01", fee="0.005"))
+    steps.apply(books, fill("buy", "0.00010001", "61234.57", fee="0.01531"))
+    steps.apply(books, fill("sell", "0.00003333", "60001.01", fee="0.005"))
     for v in (books["rules"].cost_eur, books["rules"].realised_eur):
-        assert v == v.quantize(book.EUR_PLACES)
+        assert v == v.quantize(steps.EUR_PLACES)
 
 
 def test_a_sell_bigger_than_its_book_takes_the_rest_from_the_other_books_dca_last():
     books: dict[str, Position] = {}
-    book.apply(books, fill("buy", "0.0001", "50000", book_name="dca"))
-    book.apply(books, fill("buy", "0.0001", "60000", book_name="manual"))
+    steps.apply(books, fill("buy", "0.0001", "50000", book_name="dca"))
+    steps.apply(books, fill("buy", "0.0001", "60000", book_name="manual"))
     # before books existed, an exits sell sold the whole market position
-    realised = book.apply(books, fill("sell", "0.00015", "70000", book_name="exits"))
+    realised = steps.apply(books, fill("sell", "0.00015", "70000", book_name="exits"))
     assert books["manual"].base == 0 and books["dca"].base == Decimal("0.00005")
     assert realised == {"manual": Decimal("1"), "dca": Decimal("1")}  # 7 - 6 and 3.5 - 2.5
     assert sum(p.base for p in books.values()) == Decimal("0.00005")  # the books sum to the market
 
 
 def test_an_external_fill_moves_the_account_but_no_book():
-    w = book.walk_fills(
+    w = steps.walk_fills(
         [
             fill("buy", "0.0001", "60000", book_name="dca"),
             fill("sell", "0.001", "60000", external=True, book_name="external"),
@@ -134,7 +135,7 @@ def _stored(conn):
 
 
 def _walked(conn):
-    w = book.walk(conn)
+    w = steps.walk(conn)
     return {(b, m): (p.base, p.cost_eur, p.realised_eur) for b, m, p in w.lines()}
 
 
@@ -185,23 +186,23 @@ def test_cost_is_stored_at_a_fixed_precision_after_a_partial_sell(write_config):
 
 
 def _history(prices):
-    h = book.PriceHistory()
+    h = valuation.PriceHistory()
     for market, rows in prices.items():
         for at, p in rows:
-            h.add(market, clock.to_iso(at), book.Price(Decimal(p), Decimal(p), Decimal(p), None))
+            h.add(market, clock.to_iso(at), valuation.Price(Decimal(p), Decimal(p), Decimal(p), None))
     return h
 
 
 def test_holding_and_dca_never_spend_more_than_there_was():
     h = _history({"BTC-EUR": [(T0, "60000"), (T0 + timedelta(days=20), "66000")], "ETH-EUR": [(T0, "3000")]})
     capital = Decimal("25")
-    hold = book.holding(capital, ["BTC-EUR", "ETH-EUR"], T0, h.at)
-    spread = book.dca(capital, ["BTC-EUR", "ETH-EUR"], T0, T0 + timedelta(days=30), timedelta(days=7), h.at)
+    hold = benchmarks.holding(capital, ["BTC-EUR", "ETH-EUR"], T0, h.at)
+    spread = benchmarks.dca(capital, ["BTC-EUR", "ETH-EUR"], T0, T0 + timedelta(days=30), timedelta(days=7), h.at)
     assert hold.spent_eur <= capital and spread.spent_eur <= capital
     assert [b.eur for b in hold.buys] == [Decimal("12.50"), Decimal("12.50")]
     assert all(b.eur >= 5 for b in spread.buys) and len(spread.buys) == 4  # €25 buys at most 2 rounds × 2 markets
     # €9 cannot buy two markets at the €5 minimum: the benchmark holds one, as a real account would
-    assert [b.market for b in book.holding(Decimal("9"), ["BTC-EUR", "ETH-EUR"], T0, h.at).buys] == ["BTC-EUR"]
+    assert [b.market for b in benchmarks.holding(Decimal("9"), ["BTC-EUR", "ETH-EUR"], T0, h.at).buys] == ["BTC-EUR"]
     # the fee is in: at the start price holding has lost exactly what the fee and the truncation took
     bids = {"BTC-EUR": Decimal("60000"), "ETH-EUR": Decimal("3000")}
     assert Decimal("-0.07") < hold.pnl_at(T0, bids) < 0
@@ -261,10 +262,10 @@ def test_the_series_ends_on_the_summary_figure_for_figure(write_config):
                 (clock.now_iso(), clock.now_iso()),
             )
         frozen.tick(timedelta(hours=1))
-        prices = {"BTC-EUR": book.Price(Decimal("61234.5"), Decimal("61300"), Decimal("61250"), clock.now_iso())}
+        prices = {"BTC-EUR": valuation.Price(Decimal("61234.5"), Decimal("61300"), Decimal("61250"), clock.now_iso())}
         now = clock.now()
-        s = book.summary(conn, cfg, prices=prices, until=now)
-        ser = book.series(conn, cfg, prices=prices, until=now)
+        s = figures.summary(conn, cfg, prices=prices, until=now)
+        ser = figures.series(conn, cfg, prices=prices, until=now)
     last = ser.points[-1]
     assert (last.net_eur, last.realised_eur, last.unrealised_eur, last.fees_eur, last.llm_cost_eur) == (
         s.total.net_eur,
@@ -293,20 +294,20 @@ def test_drift_compares_the_balances_with_the_ledger_as_of_their_time(write_conf
     with freeze_time(T0 + timedelta(seconds=5)):
         _record(conn, ex, "t1", "buy", "0.00009659", "62000", T0 + timedelta(seconds=5), fee="0.01")
     with freeze_time(T0 + timedelta(seconds=10)):
-        assert book.drift(conn, cfg)["assets"] == {"EUR": "0.00"}
+        assert holdings.drift(conn, cfg)["assets"] == {"EUR": "0.00"}
         assert pnl.report(conn, cfg)["drift"]["assets"] == {"EUR": "0.00"}
     # the next tick reads the balances after the fill: still none
     with freeze_time(T0 + timedelta(minutes=1)):
         pnl.record_snapshot(
             conn, t, {"EUR": Balance(Decimal("19.00"), Decimal(0)), "BTC": Balance(Decimal("0.00009659"), Decimal(0))}
         )
-        assert set(book.drift(conn, cfg)["assets"].values()) == {"0", "0.00"}
+        assert set(holdings.drift(conn, cfg)["assets"].values()) == {"0", "0.00"}
     # money really moved outside: it shows
     with freeze_time(T0 + timedelta(minutes=2)):
         pnl.record_snapshot(
             conn, t, {"EUR": Balance(Decimal("29.00"), Decimal(0)), "BTC": Balance(Decimal("0.00009659"), Decimal(0))}
         )
-        assert book.drift(conn, cfg)["assets"] == {"BTC": "0", "EUR": "10.00"}
+        assert holdings.drift(conn, cfg)["assets"] == {"BTC": "0", "EUR": "10.00"}
 
 
 # --- migration 0010_books ----------------------------------------------------------------------------------------------
@@ -414,12 +415,12 @@ def test_a_period_values_coin_fees_and_the_series_starts_where_it_is_asked(write
         )
         with freeze_time(at), db.transaction(conn):
             ledger.record_fill(conn, ex, "sim", f, f"cid-{ex}")
-    w = book.walk(conn)
+    w = steps.walk(conn)
     day2 = w.period(clock.to_iso(T0 + timedelta(hours=12)), clock.to_iso(T0 + timedelta(days=2)))
     assert (day2.fees_eur, day2.fills, day2.buys) == (Decimal("0.018"), 1, 1)  # 0.0000003 BTC at 60000
-    [t1, t2] = book.trades(conn)
+    [t1, t2] = figures.trades(conn)
     assert (t2.book, t2.source, t2.fill.fee_eur, t1.proposal_id) == ("dca", "dca", Decimal("0.018"), 1)
     with freeze_time(T0 + timedelta(days=3)):
-        ser = book.series(conn, cfg, since=T0 + timedelta(hours=12))
+        ser = figures.series(conn, cfg, since=T0 + timedelta(hours=12))
     assert ser.points[0].at == T0 + timedelta(hours=12) and ser.points[0].fees_eur == Decimal("0.02")
     assert ser.values("fees_eur")[-1] == Decimal("0.038") and ser.books() == ["dca"]

@@ -10,7 +10,8 @@ import sys
 import time
 from decimal import Decimal
 
-from tinybot import book, db
+from tinybot import db
+from tinybot.book import holdings
 
 from simfixtures import OPERATOR_ID, READ_KEY, TRADE_KEY, use_keys
 from tinybot.sim import SimAccount
@@ -48,7 +49,7 @@ def sample(cfg) -> tuple[str | None, dict, int]:
     conn = db.connect(cfg.db_path)
     try:
         conn.execute("BEGIN")
-        d = book.drift(conn, cfg)
+        d = holdings.drift(conn, cfg)
         fills = conn.execute("SELECT COUNT(*) FROM trade_history").fetchone()[0]
         conn.execute("COMMIT")
         return d["at"], d["assets"], fills

@@ -13,7 +13,8 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import book, clock, db, fees, proposals, scheduler
+from tinybot import clock, db, fees, proposals, scheduler
+from tinybot.book import holdings, steps
 from tinybot.exchange import read_only
 from tinybot.exchange.bitvavo import BitvavoTrading
 from tinybot.proposals import Draft
@@ -147,7 +148,7 @@ def test_a_month_of_rules_dca_and_exits_adds_up_per_advisor_from_the_export(sim,
                 sell = Draft("BTC-EUR", "sell", amount=Decimal("0.0003"), reason="cash out", book="dca")
                 proposals.create(conn, sell, source="cli", ttl=timedelta(hours=1), approve=True)
             sched.tick(scheduler.slot_of(clock.now(), TICK))
-            drift.append(book.drift(conn, cfg)["assets"])
+            drift.append(holdings.drift(conn, cfg)["assets"])
     assert all(set(d.values()) <= {"0", "0.00"} for d in drift), [d for d in drift if set(d.values()) - {"0", "0.00"}]
 
     # the month had what the proof asks for
@@ -192,5 +193,5 @@ def test_a_month_of_rules_dca_and_exits_adds_up_per_advisor_from_the_export(sim,
     stored = {
         (r["book"], r["market"]): Decimal(r["realised_eur"]) for r in conn.execute("SELECT * FROM book_positions")
     }
-    walked = {(b, m): p.realised_eur for b, m, p in book.walk(conn).lines()}
+    walked = {(b, m): p.realised_eur for b, m, p in steps.walk(conn).lines()}
     assert stored == walked

@@ -119,12 +119,12 @@ def test_the_digest_chart_is_titled_with_its_local_day(write_config):
 
 def test_the_digests_fees_value_a_fee_paid_in_the_coin(write_config):
     """The day's fees are the book's: the EUR fee of the DCA buy and the BTC fee at its fill's price."""
-    from tinybot import book
+    from tinybot.book import steps
 
     cfg, conn = a_day(write_config)
     with freeze_time("2026-11-27 20:00:00"):
         text = digest.compose(conn, cfg).text
-    fills = book.fills(conn)
+    fills = steps.fills(conn)
     assert {f.fee_currency for f in fills} == {"EUR", "BTC"}
     expected = sum((f.fee_eur for f in fills), Decimal(0)).quantize(Decimal("0.01"))
     assert figure_of(text, r"fees (€\d+\.\d\d)") == expected > fills[0].fee

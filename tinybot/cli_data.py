@@ -417,7 +417,8 @@ def replay_command(
 def _html_report(cfg, scratch, path, summary: dict) -> None:
     """`tinybot report` over the replay's scratch database: the same page as for the live history, for the
     replayed period (valued at its last tick's prices), in the user's timezone, saying it is a replay."""
-    from . import book, clock, db, replay
+    from . import clock, db, replay
+    from .book import valuation
     from .report import ReportError, write
 
     rcfg = replay.scratch_config(cfg, scratch, "", tuple(summary["markets"]))  # as the replay's ticks saw it
@@ -429,7 +430,7 @@ def _html_report(cfg, scratch, path, summary: dict) -> None:
             rcfg,
             path,
             until=period[1],
-            prices=book.last_prices(conn, rcfg),
+            prices=valuation.last_prices(conn, rcfg),
             title="tinybot replay",
             replay=period,
         )

@@ -558,7 +558,7 @@ def _cross_checks(cfg: Config) -> None:
 
 def _book_names(cfg: Config) -> None:
     """rules.sell_from and exits.books name books: a built-in one or an advisor of `advisors` (tinybot.book)."""
-    from .book import BUILTIN_BOOKS
+    from .book.steps import BUILTIN_BOOKS
 
     known = list(BUILTIN_BOOKS) + [a for a in cfg.advisors if a not in BUILTIN_BOOKS and a not in KNOWN_ADVISORS]
     for key, names in (("rules.sell_from", cfg.rules.sell_from), ("exits.books", cfg.exits.books)):

@@ -118,7 +118,7 @@ class Summary:
 def summarize(conn: sqlite3.Connection, last_prices: dict[str, Decimal]) -> Summary:
     """Everything from the database, the money from the book (tinybot.book); ``last_prices`` only marks open
     positions to market."""
-    from . import book
+    from .book import steps
 
     s = Summary()
     for r in conn.execute("SELECT source, COUNT(*) AS n FROM proposals GROUP BY source"):
@@ -126,7 +126,7 @@ def summarize(conn: sqlite3.Connection, last_prices: dict[str, Decimal]) -> Summ
     s.proposals = sum(s.by_source.values())
     s.orders = conn.execute("SELECT COUNT(*) FROM trade_executions WHERE submitting_at IS NOT NULL").fetchone()[0]
     s.filled = conn.execute("SELECT COUNT(*) FROM trade_executions WHERE state = 'filled'").fetchone()[0]
-    w = book.walk(conn)
+    w = steps.walk(conn)
     for step in w.steps:
         s.fills += 1
         if step.fill.side == "buy":

@@ -4,8 +4,8 @@ One alert with the day's result (realised during the day, unrealised now),
 its fills, fees (a fee in the coin valued at its fill's price) and LLM cost,
 the net since the start against the benchmarks as tinybot.book names them,
 and a PNG chart attached: the day's net P/L and benchmarks over time, drawn
-by tinybot.report from ``book.series``, whose last point is the same
-``book.summary`` the text quotes (needs matplotlib: `pip install
+by tinybot.report from ``figures.series``, whose last point is the same
+``figures.summary`` the text quotes (needs matplotlib: `pip install
 'tinybot[report]'`, else the text goes alone; a bot younger than an hour
 sends the text alone).  Every figure comes from tinybot.book.  The
 scheduler calls ``maybe_send`` after every tick; the day it was sent is kept
@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from . import book, clock, db, money
+from . import clock, db, money
+from .book import figures, steps, valuation
 
 log = logging.getLogger("tinybot.digest")
 STATE = "digest.last_day"
@@ -56,17 +57,17 @@ def _benchmark(b, value) -> str:
 
 
 def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> Digest:
-    """The day so far, and since the start at the last tick's prices; the chart is ``book.series`` of the day,
-    its last point the same ``book.summary`` the text quotes."""
+    """The day so far, and since the start at the last tick's prices; the chart is ``figures.series`` of the day,
+    its last point the same ``figures.summary`` the text quotes."""
     from . import report
 
     now = now or clock.now()
     start = clock.day_start(now, cfg.tz)
     lo, hi = clock.to_iso(start), clock.to_iso(now)
-    prices = book.last_prices(conn, cfg)
-    s = book.summary(conn, cfg, prices=prices, until=now)
+    prices = valuation.last_prices(conn, cfg)
+    s = figures.summary(conn, cfg, prices=prices, until=now)
     day = s.walk.period(lo, hi)
-    llm = book.llm_cost(conn, since=lo, until=hi)
+    llm = steps.llm_cost(conn, since=lo, until=hi)
     t = s.total
     benchmarks = "; ".join(x for x in (_benchmark(s.holding, s.holding_eur), _benchmark(s.dca, s.dca_eur)) if x)
     text = (
@@ -76,7 +77,7 @@ def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> Diges
         f"Since the start: net {money.eur(t.net_eur)} (unrealised {money.eur(t.unrealised_eur)})."
         + (f"\nAgainst {benchmarks}." if benchmarks else "")
     )
-    ser = book.series(conn, cfg, since=start, until=now, prices=prices)
+    ser = figures.series(conn, cfg, since=start, until=now, prices=prices)
     title = f"Net P/L, {report.local_time(start, cfg.tz)[:10]} ({cfg.timezone})"
     chart = report.equity_chart(ser, cfg.tz, report.young_sentence(s.start, now, cfg.tz), title=title)
     return Digest(start, text, chart)

@@ -26,7 +26,8 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 
-from . import book, clock, money
+from . import clock, money
+from .book import steps
 from .db import event  # noqa: F401  one home (tinybot.db); ledger.event stays importable
 from .exchange.base import FINAL_STATUSES, Fill, Order
 
@@ -170,36 +171,36 @@ def _settle(conn: sqlite3.Connection, stored: sqlite3.Row, f: Fill) -> None:
 
 # --- the books, as stored: one row per book and market (book_positions) and their sum per market (positions) -----
 # Both are what tinybot.book's walk over the fills gives, kept up to date in the transaction that records a fill so
-# that the guards read a row instead of the whole history.  EUR is stored at book.EUR_PLACES (8 decimals).
+# that the guards read a row instead of the whole history.  EUR is stored at book.steps.EUR_PLACES (8 decimals).
 
 
 def book_of(conn: sqlite3.Connection, execution_id: int | None, order_id: str, external: bool = False) -> str:
     """The book a fill belongs to: its proposal's; ``external`` for an --external sell and for orders no
     execution accounts for (none, or a second order under an execution's clientOrderId)."""
     if external or execution_id is None:
-        return book.EXTERNAL
+        return steps.EXTERNAL
     r = conn.execute(
         "SELECT p.book, p.source, p.external, e.exchange_order_id FROM trade_executions e"
         " JOIN proposals p ON p.id = e.proposal_id WHERE e.id = ?",
         (execution_id,),
     ).fetchone()
     if r is None or (r["exchange_order_id"] is not None and r["exchange_order_id"] != order_id):
-        return book.EXTERNAL
-    return r["book"] or book.default_book(r["source"], bool(r["external"]))
+        return steps.EXTERNAL
+    return r["book"] or steps.default_book(r["source"], bool(r["external"]))
 
 
 def _eur(d: Decimal) -> str:
-    return f"{book.q(d) + 0:f}"  # always 8 decimals; `+ 0` turns -0 into 0
+    return f"{steps.q(d) + 0:f}"  # always 8 decimals; `+ 0` turns -0 into 0
 
 
-def _read(conn: sqlite3.Connection, market: str) -> dict[str, book.Position]:
+def _read(conn: sqlite3.Connection, market: str) -> dict[str, steps.Position]:
     return {
-        r["book"]: book.Position(Decimal(r["base"]), Decimal(r["cost_eur"]), Decimal(r["realised_eur"]))
+        r["book"]: steps.Position(Decimal(r["base"]), Decimal(r["cost_eur"]), Decimal(r["realised_eur"]))
         for r in conn.execute("SELECT * FROM book_positions WHERE market = ?", (market,))
     }
 
 
-def _store(conn: sqlite3.Connection, market: str, books: dict[str, book.Position], only=None) -> None:
+def _store(conn: sqlite3.Connection, market: str, books: dict[str, steps.Position], only=None) -> None:
     """Write the books named in ``only`` (None: all) and the market's total, the sum of all its books."""
     now = clock.now_iso()
     conn.executemany(
@@ -212,7 +213,7 @@ def _store(conn: sqlite3.Connection, market: str, books: dict[str, book.Position
             if only is None or b in only
         ],
     )
-    total = sum(books.values(), book.EMPTY)
+    total = sum(books.values(), steps.EMPTY)
     conn.execute(
         "INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (market) DO UPDATE SET base = excluded.base, cost_eur = excluded.cost_eur,"
@@ -235,13 +236,13 @@ def _book(conn: sqlite3.Connection, fill_id: int) -> None:
         return
     books = _read(conn, row["market"])
     before = dict(books)
-    book.apply(books, book.Fill.from_row(row))
+    steps.apply(books, steps.Fill.from_row(row))
     _store(conn, row["market"], books, only={b for b, p in books.items() if before.get(b) != p})
 
 
 def rebuild_positions(conn: sqlite3.Connection, market: str | None = None) -> None:
     """Book one market (or all) again from its fills; the caller owns the transaction (migration 0010_books)."""
-    w = book.walk(conn, market=market)
+    w = steps.walk(conn, market=market)
     markets = [market] if market else sorted({r[0] for r in conn.execute("SELECT market FROM trade_history")})
     for m in markets:
         conn.execute("DELETE FROM book_positions WHERE market = ?", (m,))

@@ -16,8 +16,11 @@ import sqlite3
 from datetime import datetime
 from decimal import Decimal
 
-from . import book, clock, money, sizing
-from .book import PERIODS, Price, balances, baseline, last_prices, period_key  # noqa: F401  readers of pnl's names
+from . import clock, money, sizing
+from .book import benchmarks, figures, holdings, steps
+from .book.steps import PERIODS
+from .book.valuation import Price
+from .book.holdings import balances, baseline  # noqa: F401  readers of pnl's names
 
 plain = money.plain
 BY = ("market", "advisor")
@@ -62,7 +65,7 @@ def record_snapshot(conn: sqlite3.Connection, tickers: dict, account: dict | Non
             [(a, str(b.available), str(b.in_order), now) for a, b in account.items()],
         )
         if conn.execute("SELECT 1 FROM account_baseline LIMIT 1").fetchone() is None:
-            moved = book.account_delta(conn, recorded_by=now)  # the ledger as of these balances
+            moved = holdings.account_delta(conn, recorded_by=now)  # the ledger as of these balances
             held = {a: b.available + b.in_order for a, b in account.items()}
             conn.executemany(
                 "INSERT INTO account_baseline (asset, amount, at) VALUES (?, ?, ?)",
@@ -76,7 +79,7 @@ def record_snapshot(conn: sqlite3.Connection, tickers: dict, account: dict | Non
 # --- `tinybot pnl` -------------------------------------------------------------------------------------------------
 
 
-def _benchmark(b: book.Benchmark | None, value: Decimal | None) -> dict | None:
+def _benchmark(b: benchmarks.Benchmark | None, value: Decimal | None) -> dict | None:
     if b is None:
         return None
     return {
@@ -90,7 +93,7 @@ def _benchmark(b: book.Benchmark | None, value: Decimal | None) -> dict | None:
     }
 
 
-def _advisors(s: book.Summary) -> list[dict]:
+def _advisors(s: figures.Summary) -> list[dict]:
     out = []
     for name, fig in s.by_book.items():
         lines = [x for x in s.lines if x.book == name]
@@ -108,7 +111,7 @@ def _advisors(s: book.Summary) -> list[dict]:
     return out
 
 
-def _book_line(x: book.Line) -> dict:
+def _book_line(x: figures.Line) -> dict:
     unr = x.unrealised_eur
     return {
         "market": x.market,
@@ -124,7 +127,7 @@ def _book_line(x: book.Line) -> dict:
     }
 
 
-def stranded(cfg, s: book.Summary) -> list[dict]:
+def stranded(cfg, s: figures.Summary) -> list[dict]:
     """Books whose position is worth less than the exchange minimum: each can only be sold as a whole (€5 rule)."""
     tickers = {m: p for m, p in s.prices.items()}
     out = []
@@ -145,7 +148,7 @@ def report(
     """Everything `tinybot pnl` shows, as a JSON-ready dict (amounts as exact decimal strings)."""
     if period is not None and period not in PERIODS:
         raise ValueError(f"period must be one of {', '.join(PERIODS)}")
-    s = book.summary(conn, cfg, prices=prices, until=until)
+    s = figures.summary(conn, cfg, prices=prices, until=until)
     hold, spread = s.holding_eur, s.dca_eur
     net = s.total.net_eur
     markets = []
@@ -197,10 +200,10 @@ def report(
         "positions": positions,
         "advisors": _advisors(s),
         "stranded": stranded(cfg, s),
-        "drift": book.drift(conn, cfg),
+        "drift": holdings.drift(conn, cfg),
     }
     if period:
-        costs = book.llm_costs(conn, until=None if until is None else clock.to_iso(until))
+        costs = steps.llm_costs(conn, until=None if until is None else clock.to_iso(until))
         out["period"] = period
         out["periods"] = [
             {
@@ -211,6 +214,6 @@ def report(
                 "net_realised_eur": eur(b.realised_eur - b.llm_cost_eur),
                 "trades": b.fills,
             }
-            for k, b in book.buckets(s.walk, costs, period).items()
+            for k, b in steps.buckets(s.walk, costs, period).items()
         ]
     return out

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
-from . import book, clock, db
+from . import clock, db
+from .book import steps
 from .config import MARKET_RE
 from .markets import normalise_market
 from . import guards
@@ -122,9 +123,9 @@ def create(
         raise ProposalError("expires-in: must be longer than 0s")
     if external and d.side != "sell":
         raise ProposalError("external: only a sell can be external (it sells coins tinybot did not buy)")
-    if external and d.book not in (None, book.EXTERNAL):
+    if external and d.book not in (None, steps.EXTERNAL):
         raise ProposalError(f"book: an external sell sells coins outside every book; it cannot name {d.book!r}")
-    chosen = d.book or book.default_book(source, external)
+    chosen = d.book or steps.default_book(source, external)
     now = clock.now()
     with db.transaction(conn):
         cur = conn.execute(

@@ -750,11 +750,11 @@ def summarize(
 ) -> dict:
     """The replay's figures: P/L, fees, LLM cost, trades and the benchmarks from the book (tinybot.book) at the
     simulator's prices of the last tick; drawdown and exposure from the simulated account, tick by tick."""
-    from . import book
+    from .book import figures
 
     last = plan.slots[-1]
     final = _sim_prices(sim, last)
-    money_now = book.summary(conn, cfg, prices=final, until=last)
+    money_now = figures.summary(conn, cfg, prices=final, until=last)
     trades = [
         {
             "time": t.fill.at,
@@ -771,7 +771,7 @@ def summarize(
             "advisor": t.book,
             "reason": t.reason,
         }
-        for t in book.trades(conn, until=last)
+        for t in figures.trades(conn, until=last)
     ]
     blocks = {
         r["reason_code"]: r["n"]
@@ -854,7 +854,7 @@ def summarize(
 
 def _sim_prices(sim, at: datetime) -> dict:
     """The simulator's bid and ask per market at a moment (its price then, the spread and slippage around it)."""
-    from . import book
+    from .book import valuation
 
     sim.move_to(clock.to_ms(at))
     out = {}
@@ -862,7 +862,7 @@ def _sim_prices(sim, at: datetime) -> dict:
         if sim.price_at(m, clock.to_ms(at)) is None:
             continue
         bid, ask = state.bid_ask()
-        out[m] = book.Price(bid, ask, sim.price_at(m, clock.to_ms(at)), clock.to_iso(at))
+        out[m] = valuation.Price(bid, ask, sim.price_at(m, clock.to_ms(at)), clock.to_iso(at))
     return out
 
 
@@ -874,7 +874,7 @@ def _sim_price_at(sim):
 
 
 def _benchmark(sim, plan: Plan, eur: Decimal, b) -> dict:
-    """A book.Benchmark valued at the simulator's bids of the last tick, in the summary's shape."""
+    """A benchmarks.Benchmark valued at the simulator's bids of the last tick, in the summary's shape."""
     bids = {m: p.bid for m, p in _sim_prices(sim, plan.slots[-1]).items()}
     pnl = b.pnl_at(plan.slots[-1], bids) if b is not None else Decimal(0)
     pnl = pnl if pnl is not None else Decimal(0)
@@ -898,18 +898,18 @@ def _bench_args(sim, plan: Plan) -> dict:
 
 def benchmark_hold(sim, plan: Plan, eur: Decimal) -> dict:
     """Holding (tinybot.book.holding): the starting euros split over the markets, bought at the first tick, held."""
-    from . import book
+    from .book import benchmarks
 
-    b = book.holding(eur, list(plan.markets), plan.slots[0], _sim_price_at(sim), **_bench_args(sim, plan))
+    b = benchmarks.holding(eur, list(plan.markets), plan.slots[0], _sim_price_at(sim), **_bench_args(sim, plan))
     return _benchmark(sim, plan, eur, b)
 
 
 def benchmark_dca(sim, plan: Plan, cfg: Config, eur: Decimal) -> dict:
     """DCA (tinybot.book.dca): the same euros in equal buys spread over the period (every dca.every at most, each
     part at least €5), split over the markets."""
-    from . import book
+    from .book import benchmarks
 
-    b = book.dca(
+    b = benchmarks.dca(
         eur,
         list(plan.markets),
         plan.slots[0],

@@ -1,9 +1,9 @@
 """`tinybot report FILE.html`: what tinybot made, in tables and charts, in one self-contained page.
 
 Every money figure comes from tinybot.book: the P/L table and the books per
-advisor from ``book.summary``, the lines of the charts from ``book.series``
+advisor from ``figures.summary``, the lines of the charts from ``figures.series``
 (its last point *is* the summary, so a chart ends where its table does), the
-table of trades from ``book.trades``.  The page first builds its data (a
+table of trades from ``figures.trades``.  The page first builds its data (a
 JSON-ready dict), embeds it as ``<script type="application/json"
 id="report-data">`` (data, never executed) and draws every chart from that
 data alone, so what others reuse is what the charts show.
@@ -28,7 +28,8 @@ import textwrap
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from . import book, clock, money
+from . import clock, money
+from .book import benchmarks, figures, valuation
 
 MIN_SPAN = timedelta(hours=1)  # less history than this behind a chart: a sentence instead (price_log is hourly)
 LEGEND_WIDTH = 58  # characters per legend line: a benchmark's title wraps instead of widening the figure
@@ -73,7 +74,7 @@ def _too_short(times: list[datetime]) -> bool:
     return len(moments) < 2 or moments[-1] - moments[0] < MIN_SPAN
 
 
-def young_sentence(start: book.Start, at: datetime, tz) -> str | None:
+def young_sentence(start: benchmarks.Start, at: datetime, tz) -> str | None:
     """What a chart says instead while tinybot is too young for one (None: old enough)."""
     if start.at is None:
         return (
@@ -113,7 +114,7 @@ def _not_drawn(chart: dict, sentence: str) -> dict:
     return {**chart, "drawn": False, "sentence": sentence, "x": [], "lines": [], "markers": [], "bars": []}
 
 
-def equity_chart(ser: book.Series, tz, young: str | None, title: str = "Net P/L against the benchmarks") -> dict:
+def equity_chart(ser: figures.Series, tz, young: str | None, title: str = "Net P/L against the benchmarks") -> dict:
     """tinybot's net P/L since its start and the benchmarks' (as the book names them), over time."""
     chart = _chart(cid="equity", title=title, ylabel="EUR since the start", zero_line=True)
     if why := _sentence(young, ser.times):
@@ -127,7 +128,7 @@ def equity_chart(ser: book.Series, tz, young: str | None, title: str = "Net P/L 
     return chart
 
 
-def advisors_chart(ser: book.Series, tz, young: str | None) -> dict:
+def advisors_chart(ser: figures.Series, tz, young: str | None) -> dict:
     chart = _chart(cid="advisors", title="Net P/L per advisor's book", ylabel="EUR since the start", zero_line=True)
     if not ser.books():
         return _not_drawn(chart, "No advisor has traded yet.")
@@ -138,7 +139,7 @@ def advisors_chart(ser: book.Series, tz, young: str | None) -> dict:
     return chart
 
 
-def costs_chart(ser: book.Series, tz, young: str | None) -> dict:
+def costs_chart(ser: figures.Series, tz, young: str | None) -> dict:
     chart = _chart(cid="costs", title="What trading cost: fees and the LLM", ylabel="EUR since the start")
     if not any(ser.values("fees_eur")) and not any(ser.values("llm_cost_eur")):
         return _not_drawn(chart, "Nothing paid yet: no fees, no LLM cost.")
@@ -191,7 +192,7 @@ def blocks_chart(blocks: list[tuple[str, int]]) -> dict:
     return chart
 
 
-def _table(s: book.Summary) -> dict:
+def _table(s: figures.Summary) -> dict:
     t = s.total
     hold, spread = s.holding_eur, s.dca_eur
     return {
@@ -208,13 +209,13 @@ def _table(s: book.Summary) -> dict:
     }
 
 
-def _benchmark(b: book.Benchmark | None) -> dict | None:
+def _benchmark(b: benchmarks.Benchmark | None) -> dict | None:
     if b is None:
         return None
     return {"name": b.name, "title": b.title, "capital_eur": _cents(b.capital_eur), "spent_eur": _cents(b.spent_eur)}
 
 
-def _advisors(s: book.Summary) -> list[dict]:
+def _advisors(s: figures.Summary) -> list[dict]:
     out = []
     for name, fig in s.by_book.items():
         out.append(
@@ -243,7 +244,7 @@ def _advisors(s: book.Summary) -> list[dict]:
     return out
 
 
-def _markets(s: book.Summary, names: list[str]) -> list[dict]:
+def _markets(s: figures.Summary, names: list[str]) -> list[dict]:
     out = []
     for m in names:
         fig = s.by_market.get(m)
@@ -263,7 +264,7 @@ def _markets(s: book.Summary, names: list[str]) -> list[dict]:
     return out
 
 
-def _trade(t: book.Trade, tz) -> dict:
+def _trade(t: figures.Trade, tz) -> dict:
     f = t.fill
     return {
         "at": stamp(f.when, tz),
@@ -307,16 +308,16 @@ def collect(
     since: datetime | None = None,
     until: datetime | None = None,
     *,
-    prices: dict[str, book.Price] | None = None,
+    prices: dict[str, valuation.Price] | None = None,
     title: str = "tinybot report",
     replay: tuple[datetime, datetime] | None = None,
 ) -> dict:
-    """The page's data (JSON-ready): tables from ``book.summary``, chart lines from ``book.series`` at the same
-    moment and prices, trades from ``book.trades``.  ``replay``: the replayed period, for a replay's page."""
+    """The page's data (JSON-ready): tables from ``figures.summary``, chart lines from ``figures.series`` at the same
+    moment and prices, trades from ``figures.trades``.  ``replay``: the replayed period, for a replay's page."""
     tz = cfg.tz
-    s = book.summary(conn, cfg, prices=prices, until=until)
-    ser = book.series(conn, cfg, since=since, until=until, prices=prices)
-    trades = book.trades(conn, since=since, until=until)
+    s = figures.summary(conn, cfg, prices=prices, until=until)
+    ser = figures.series(conn, cfg, since=since, until=until, prices=prices)
+    trades = figures.trades(conn, since=since, until=until)
     lo, hi = clock.to_iso(since) if since else "", clock.to_iso(s.at)
     young = young_sentence(s.start, s.at, tz)
     hours = _hourly_prices(conn, lo, hi)
@@ -687,7 +688,7 @@ def write(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
-    prices: dict[str, book.Price] | None = None,
+    prices: dict[str, valuation.Price] | None = None,
     title: str = "tinybot report",
     replay: tuple[datetime, datetime] | None = None,
 ) -> dict:

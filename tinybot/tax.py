@@ -31,7 +31,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
-from . import book, clock, money
+from . import clock, money
+from .book import benchmarks, holdings, steps
 
 AMSTERDAM = ZoneInfo("Europe/Amsterdam")
 DISCLAIMER = (
@@ -87,7 +88,7 @@ def price_at(conn, market: str, at: datetime, client=None) -> PricePoint:
 def first_seen(conn, cfg) -> datetime | None:
     """From when tinybot knows what the account held: live, its first balance snapshot (the baseline's time);
     paper, the paper account's start (tinybot.book.start: its first snapshot, price or fill)."""
-    s = book.start(conn, cfg)
+    s = benchmarks.start(conn, cfg)
     # live: the first balance snapshot (Start.at can be an earlier price or fill, before any balance was read)
     return s.at if cfg.mode == "paper" else s.snapshot_at
 
@@ -118,7 +119,7 @@ def _when(at: datetime) -> str:
 
 def holdings_at(conn, cfg, at: datetime) -> tuple[dict[str, Decimal], str]:
     """What the account held at ``at`` by tinybot's ledger (tinybot.book): the baseline plus every fill to then."""
-    base, held = book.holdings_at(conn, cfg, at)
+    base, held = holdings.holdings_at(conn, cfg, at)
     note = "" if base is not None else "no balance snapshot yet: holdings are tinybot's fills only"
     return {a: v for a, v in held.items() if v != 0}, note
 
@@ -183,7 +184,7 @@ def snapshot(
 
 def _year_fills(conn, lo: str, hi: str) -> dict:
     """The year's fills as the book reads them (a fee in the coin valued at its fill's price)."""
-    rows = [f for f in book.fills(conn, until=hi) if f.at > lo]
+    rows = [f for f in steps.fills(conn, until=hi) if f.at > lo]
     return {
         "count": len(rows),
         "bought_eur": money.cents(sum((f.quote for f in rows if f.side == "buy"), Decimal(0))),
@@ -195,7 +196,7 @@ def _year_fills(conn, lo: str, hi: str) -> dict:
 
 def _unrealised(conn, at: datetime, client) -> Decimal:
     """What tinybot's positions at ``at`` were worth above their average cost, at Bitvavo's prices then."""
-    w = book.walk(conn, until=clock.to_iso(at))
+    w = steps.walk(conn, until=clock.to_iso(at))
     total = Decimal(0)
     for market in w.markets():
         pos = w.market(market)
@@ -217,11 +218,11 @@ def worksheet(conn, cfg, year: int, client=None, *, opening=None, closing=None) 
     opening_snap = snapshot(conn, cfg, start, client, opening, "--opening") if start <= now else None
     closing_snap = snapshot(conn, cfg, end, client, closing, "--closing") if end <= now else None
     lo, hi = clock.to_iso(start), clock.to_iso(end)
-    realised_year = book.walk(conn, until=hi).period(lo, hi).realised_eur
+    realised_year = steps.walk(conn, until=hi).period(lo, hi).realised_eur
     unrealised_end = None
     if closing_snap is not None:  # tinybot's own positions: known whoever supplied the account's value
         unrealised_end = _unrealised(conn, end, client)
-    drift = book.drift(conn, cfg)
+    drift = holdings.drift(conn, cfg)
     return {
         "year": year,
         "disclaimer": DISCLAIMER,
