@@ -81,7 +81,8 @@ def test_an_order_alert_names_market_side_amount_price_fee_and_eur_value(write_c
 def test_a_tick_records_prices_pings_the_heartbeat_and_runs_exits(write_config, monkeypatch):
     """The scheduler's wiring: what `pnl`/`status`/the report read is written every tick; the outside
     heartbeat is pinged after it; an [exits] rule turns the exits advisor on."""
-    from tinybot import heartbeat, scheduler
+    from tinybot import scheduler
+    from tinybot.loop import heartbeat
 
     cfg, conn, ex, _ = setup(write_config)
     cfg = write_config(cfg.path.read_text() + "[exits]\nstop_loss = 0.05\n")

@@ -144,7 +144,7 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
 
 def heartbeat_check(cfg: Config) -> Check:
     """The outside heartbeat answers (a warning, never a blocked start: the outside service may be down)."""
-    from . import heartbeat
+    from .loop import heartbeat
 
     if not heartbeat.configured(cfg):
         return skipped("heartbeat", "no [alerts] heartbeat_url: a dead Pi would go unnoticed (docs/TELEGRAM.md)")

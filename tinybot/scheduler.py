@@ -73,7 +73,7 @@ from .liveness import (  # noqa: F401  (re-exported: slots and liveness live in 
     slot_of,
     stale_after,
 )
-from .logfile import attach_log_file, detach_log_file  # noqa: F401  (re-exported)
+from .loop.logfile import attach_log_file, detach_log_file  # noqa: F401  (re-exported)
 
 log = logging.getLogger("tinybot.scheduler")
 
@@ -653,7 +653,7 @@ class Scheduler:
             )
         self._log_tick(tick_id, report, line)
         if report.status in ("ok", "failed"):  # the outside view: a dead Pi goes silent (never raises)
-            from . import heartbeat as outside
+            from .loop import heartbeat as outside
 
             outside.ping(self.cfg, report.status == "ok")
         self._digest(conn)
@@ -697,7 +697,7 @@ class Scheduler:
         if not self._prune_again and self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY:
             return
         try:
-            from . import retention
+            from .loop import retention
 
             self._prune_again = retention.prune(conn, now, keep_days=self.cfg.scheduler.keep_days).more
             self._pruned_at = now

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from .config import Config
+from ..config import Config
 
 
 class _UTCFormatter(logging.Formatter):

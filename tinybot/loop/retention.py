@@ -42,8 +42,8 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from . import clock, db
-from .ledger import FINAL_STATES
+from .. import clock, db
+from ..ledger import FINAL_STATES
 
 DEFAULT_KEEP_DAYS = 30
 DEFAULT_BATCH = 5000
