@@ -1114,7 +1114,8 @@ class WriteLedger:
 
 def bench_wear_breakdown(rep: Report, work: Path, ticks: int, interval: str) -> None:
     """The same idle bot in this process: what each transaction of a tick writes."""
-    from tinybot import clock, config, db, scheduler
+    from tinybot import clock, config, db
+    from tinybot.loop import scheduler
 
     step = clock.parse_duration(interval)
     print(
