@@ -491,6 +491,34 @@ def test_an_outage_pauses_trading_alerts_once_and_resumes_by_itself(write_config
     assert alerts(conn).count(("exchange_back", "info")) == 1
 
 
+def test_after_an_outage_with_the_kill_switch_on_nothing_says_trading_resumes(write_config, sim, caplog):
+    """Issue 20 item 9: the owner killed trading during an outage; when the exchange is back, the tick line,
+    the log and the alert say trading stays off and why (they said "trading resumes")."""
+    import logging
+
+    from tinybot import killswitch
+
+    cfg = write_config(sim_paper_text(sim.url, ["test_scheduler:buy_btc"]))
+    conn = db.open_db(cfg.db_path)
+    with freeze_time("2026-11-27 20:00:05") as frozen, caplog.at_level(logging.INFO, logger="tinybot"):
+        sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
+        sim.sim.add_fault("html_5xx", on="any", count=None)
+        assert sched.tick().outage
+        killswitch.set_enabled(conn, False, "owner: looking at the books", by="cli")
+        frozen.tick(timedelta(minutes=1))
+        assert sched.tick().outage
+        sim.sim.clear_faults()
+        frozen.tick(timedelta(minutes=1))
+        back = sched.tick()
+    said = "trading stays off: the kill switch is on (owner: looking at the books)"
+    assert back.notes == [f"exchange back after 2m; {said}"] and not back.orders
+    ((text,),) = conn.execute("SELECT text FROM alert_log WHERE kind = 'exchange_back'").fetchall()
+    assert said in text and "resumes" not in text
+    over = [r.getMessage() for r in caplog.records if "is over" in r.getMessage()]
+    assert len(over) == 1 and said in over[0] and "resumes" not in over[0]
+    assert outage.since(conn) is None and killswitch.state(conn)["trading_enabled"] == 0
+
+
 def test_trading_stays_paused_until_reconcile_is_clean(write_config, sim_factory, monkeypatch):
     """After an outage the market data answers again, but order lookups still fail: nothing is sent yet."""
     from simfixtures import READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, shared_accounts
@@ -921,6 +949,28 @@ def test_the_outage_tracker_alone_backs_off_doubling_up_to_fifteen_minutes_and_a
     assert note.startswith("exchange back after 3m") and outage.since(conn) is None
     assert alerts(conn) == [("exchange_outage", "warning"), ("exchange_back", "info")]
     assert "backing off 15m" in lines[4]
+
+
+def test_an_outage_that_starts_with_the_kill_switch_on_does_not_promise_to_resume(write_config):
+    from tinybot import killswitch
+    from tinybot.notify import Notifier
+
+    cfg = write_config(config_text())
+    conn = db.open_db(cfg.db_path)
+    killswitch.set_enabled(conn, False, "auto: 5 ticks in a row failed", by="auto")
+    tracker = outage.Outage(cfg, notifier=Notifier(cfg, conn), echo=lambda s: None)
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        tracker.begin(conn, ["markets: timeout"])
+        frozen.tick(timedelta(minutes=5))
+        note = tracker.end(conn)
+    texts = dict(conn.execute("SELECT kind, text FROM alert_log WHERE kind LIKE 'exchange_%'").fetchall())
+    said = "the kill switch is on (auto: 5 ticks in a row failed)"
+    assert texts["exchange_outage"] == (
+        "exchange unreachable since 2026-11-27T20:00:05.000000Z: trading is paused (nothing is sent) and stays off"
+        f" after it answers again: {said}. Last error: markets: timeout"
+    )
+    assert "resume" not in texts["exchange_outage"] and f"trading stays off: {said}" in texts["exchange_back"]
+    assert note == f"exchange back after 5m; trading stays off: {said}"
 
 
 def test_the_beat_alone_keeps_idle_rows_for_its_next_beat_and_writes_a_busy_tick_with_the_heartbeat(write_config):

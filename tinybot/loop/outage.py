@@ -3,7 +3,9 @@
 An unreachable exchange is an *outage*, not an error: trading pauses (no
 order is sent), one alert says so, the loop backs off (one interval,
 doubling, up to ``MAX_BACKOFF``), and trading resumes by itself at the first
-tick where the exchange answers and reconcile is clean (one more alert).
+tick where the exchange answers and reconcile is clean (one more alert).  Only
+the outage's pause ends there: a kill switch that is on keeps trading off, and
+both alerts and the log say so instead of "resumes".
 Outage ticks do not count towards the automatic kill switch; other failed
 ticks do (``tinybot.safety``).  The outage's start is kept in ``ops_state``,
 so `tinybot status` and the next run see it.
@@ -17,7 +19,7 @@ import sys
 from datetime import datetime, timedelta
 from typing import Callable
 
-from .. import clock
+from .. import clock, killswitch
 from ..config import Config
 from ..db import get_state, set_state
 from ..exchange.base import ExchangeError, ReadOnlyClientError
@@ -79,6 +81,12 @@ def since(conn: sqlite3.Connection) -> str | None:
     return get_state(conn, OUTAGE_KEY) or None
 
 
+def kept_off(conn: sqlite3.Connection) -> str | None:
+    """What keeps trading off whatever the exchange does: 'the kill switch is on (its reason)', or None."""
+    ks = killswitch.state(conn)  # the row, or the kill file when there is one
+    return None if ks["trading_enabled"] else f"the kill switch is on ({ks['reason'] or 'no reason given'})"
+
+
 class Outage:
     """One outage at a time: its start and end (each alerted once), and the backoff between outage ticks."""
 
@@ -95,12 +103,17 @@ class Outage:
         began = clock.now_iso()
         set_state(conn, OUTAGE_KEY, began)
         why = "; ".join(errors[-2:]) or "no answer"
+        off = kept_off(conn)
         log.warning("exchange outage started at %s: trading paused: %s", began, why)
+        after = (
+            "until it answers again and reconcile is clean; tinybot resumes by itself"
+            if off is None
+            else f"and stays off after it answers again: {off}"
+        )
         alerts.send(
             self.notifier,
             "exchange_outage",
-            f"exchange unreachable since {began}: trading is paused (nothing is sent)"
-            f" until it answers again and reconcile is clean; tinybot resumes by itself. Last error: {why}",
+            f"exchange unreachable since {began}: trading is paused (nothing is sent) {after}. Last error: {why}",
             key=f"exchange_outage:{began}",
             severity="warning",
         )
@@ -113,15 +126,17 @@ class Outage:
             return None
         set_state(conn, OUTAGE_KEY, "")
         took = clock.format_duration(clock.now() - clock.from_iso(began))
-        log.warning("exchange outage since %s is over (%s): reconcile clean, trading resumes", began, took)
-        alerts.send(
-            self.notifier,
-            "exchange_back",
-            f"exchange answers again after {took} (outage since {began}); reconcile is clean and trading resumes",
-            key=f"exchange_back:{began}",
-            severity="info",
-        )
-        return f"exchange back after {took}; trading resumes"
+        off = kept_off(conn)
+        now_trading = "trading resumes" if off is None else f"trading stays off: {off}"
+        log.warning("exchange outage since %s is over (%s): reconcile clean, %s", began, took, now_trading)
+        text = f"exchange answers again after {took} (outage since {began}); reconcile is clean and trading resumes"
+        if off is not None:
+            text = (
+                f"exchange answers again after {took} (outage since {began}); reconcile is clean, but {now_trading};"
+                " `tinybot resume` turns trading back on"
+            )
+        alerts.send(self.notifier, "exchange_back", text, key=f"exchange_back:{began}", severity="info")
+        return f"exchange back after {took}; {now_trading}"
 
     def backoff(self, outage: bool) -> datetime | None:
         """After a tick: None when the exchange answered, else the time before which the loop ticks no more
