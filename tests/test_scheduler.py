@@ -1021,3 +1021,23 @@ def test_a_tick_alone_runs_its_steps_and_stops_at_a_checkpoint(write_config):
         stopped = t.run(conn, rec)
     assert stopped.status == "interrupted" and stopped.notes == ["interrupted by SIGTERM before reconcile"]
     assert conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 1
+
+
+def test_the_loops_collaborators_never_import_the_loop_and_the_package_imports_nothing():
+    """The scheduler owns its collaborators; none of them imports it back (they get what they need passed
+    in), and `import tinybot.loop.heartbeat` (doctor) loads no other part of the loop."""
+    import ast
+
+    loop_dir = Path(scheduler.__file__).parent
+    for path in sorted(loop_dir.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tinybot.loop"):
+                imported.add(node.module.rsplit(".", 1)[-1])
+        if path.name == "__init__.py":
+            assert not [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], path.name
+        elif path.name != "scheduler.py":
+            assert "scheduler" not in imported, f"{path.name} imports the scheduler back"

@@ -29,9 +29,9 @@ from ..config import Config
 from ..exchange.base import ExchangeError
 from ..money import eur
 from ..notify import Notifier
-from . import outage as outages
 from .beat import Beat, TickRecord
-from .outage import Outage
+from .outage import Outage, classify, unreachable_now
+from .outage import since as outage_since
 from .stop import Interrupted, Stop
 
 log = logging.getLogger("tinybot.scheduler")
@@ -175,7 +175,9 @@ class Tick:
         return self._candle_cache
 
     # -- one tick --
-    def run(self, conn: sqlite3.Connection, record: TickRecord, before: Callable[[datetime], None] | None = None):
+    def run(
+        self, conn: sqlite3.Connection, record: TickRecord, before: Callable[[datetime], None] | None = None
+    ) -> TickReport:
         """The steps, then what follows every tick, failed or not: the outage and the failed-ticks count,
         then the alerts.  ``before(slot)`` is called first (the demo moves its simulated prices there)."""
         report = TickReport(record.slot)
@@ -223,7 +225,7 @@ class Tick:
         back = self.outage.end(conn) if clean else None  # the exchange answered and reconcile is clean
         if back:
             report.notes.append(back)
-        paused = outages.since(conn) or (clock.now_iso() if report.outage else None)
+        paused = outage_since(conn) or (clock.now_iso() if report.outage else None)
 
         created: list[int] = []
         for name in cfg.active_advisors:  # advisors, plus exits and top_up when their settings turn them on
@@ -260,7 +262,7 @@ class Tick:
         if rec.errors:
             # reconcile keeps its errors as text: whether the exchange answers at all tells an outage
             # (pause, resume by itself) from a refusal a person must look at (counts towards the switch)
-            report.outage = outages.unreachable_now(prices)
+            report.outage = unreachable_now(prices)
             report.reconcile_failed = not report.outage
         return not rec.errors
 
@@ -384,7 +386,7 @@ class Tick:
         except sqlite3.Error:
             pass
         step = self.stop.step
-        report.outage = outages.classify(e, lambda: self._prices or self.read_only())
+        report.outage = classify(e, lambda: self._prices or self.read_only())
         if report.outage:
             report.errors.append(f"{step}: exchange unreachable: {e}")
             log.warning("tick %s: exchange unreachable in %s: %s", label, step, e)
