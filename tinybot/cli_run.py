@@ -1,21 +1,16 @@
 """`tinybot run`, `tinybot advise` and `tinybot demo`: parse, call the core, print.
 
-Registered lazily in cli.py, so `tinybot kill` and friends never import this.  Each command imports
-the part of tinybot it runs when it runs: `run --once` from cron loads neither the simulator nor doctor.
+Registered lazily in cli.py, so `tinybot kill` and friends never import this.
 """
 
 from __future__ import annotations
 
-import json
-import logging
 import sys
-from datetime import timedelta
 
 import click
 
 from . import exitcodes
 from .cli import Fail, friendly, pass_state
-from .clock import format_duration
 from .runlock import AlreadyRunning
 
 
@@ -54,7 +49,7 @@ def run_command(state, once, ignore_doctor):
     try:
         if not once:
             click.echo(
-                f"tinybot run: mode {cfg.mode}, every {format_duration(cfg.scheduler.interval)}, approval "
+                f"tinybot run: mode {cfg.mode}, every {_fmt(cfg.scheduler.interval)}, approval "
                 f"{cfg.scheduler.approval}, advisors {', '.join(cfg.advisors) or '(none)'};"
                 f" log {cfg.log_path}. Ctrl-C stops after the current step."
             )
@@ -70,6 +65,8 @@ def _doctor_gate(sched, ignore: bool) -> list[str]:
 
     Returns the reasons to refuse the start (the scheduler logs them, alerts and exits REFUSED_START).
     """
+    import logging
+
     from . import doctor
 
     log = logging.getLogger("tinybot.run")
@@ -93,7 +90,7 @@ def _doctor_gate(sched, ignore: bool) -> list[str]:
     text = f"STARTING LIVE DESPITE FAILING DOCTOR CHECKS (--ignore-doctor): {summary}"
     click.echo(f"Warning: {text}", err=True)
     log.warning("%s", text)
-    sched.notifier.alert("doctor_ignored", text, key="doctor_ignored", severity="error")
+    sched.notifier().alert("doctor_ignored", text, key="doctor_ignored", severity="error")
     return []
 
 
@@ -103,6 +100,8 @@ def _doctor_gate(sched, ignore: bool) -> list[str]:
 @friendly
 def advise_command(state, as_json):
     """Ask the configured advisors once and print their drafts with reasons; nothing is proposed or executed."""
+    import json
+
     from .advisors import build_snapshot, run_advisor
     from .exchange import read_only
 
@@ -153,6 +152,8 @@ def advise_command(state, as_json):
 
 def _advise_llm(state, snap):
     """The LLM on demand: ignores [llm] every (you asked now), still spends and respects the budget."""
+    from datetime import timedelta
+
     from .advisors import Outcome, llm
 
     r = llm.run(snap, state.cfg, conn=state.conn, min_interval=timedelta(0))
@@ -184,3 +185,9 @@ def demo_command(seconds, seed, keep):
     from .demo import run_demo
 
     run_demo(seconds=seconds, seed=seed, keep=keep, echo=click.echo)
+
+
+def _fmt(td) -> str:
+    from .clock import format_duration
+
+    return format_duration(td)

@@ -90,21 +90,25 @@ class Scheduler:
         self.started_at = clock.now_iso()
         self.last_slot: datetime | None = None
         self.stop = Stop()
-        self.notifier = Notifier(cfg, conn)  # alerts: dedupe, rate limit, redaction; never raises
+        self._notifier = Notifier(cfg, conn)
         self.beat = Beat(cfg, stop=self.stop, echo=echo, started_at=self.started_at)
-        self.outage = Outage(cfg, notifier=self.notifier, echo=echo)
+        self.outage = Outage(cfg, notifier=self._notifier, echo=echo)
         self.ticks = Tick(
             cfg,
             stop=self.stop,
             beat=self.beat,
             outage=self.outage,
-            notifier=self.notifier,
+            notifier=self._notifier,
             read_only=read_only,
             trading=trading,
             cache_candles=cache_candles,
         )
         self.retention = retention.Pruning(cfg.scheduler.keep_days)
         self._sleep: Callable[[float], None] = time.sleep
+
+    def notifier(self) -> Notifier:
+        """Alerts (dedupe, rate limit, redaction): tinybot.notify.  Never raises.  The start gate alerts here."""
+        return self._notifier
 
     def request_stop(self, reason: str) -> None:
         self.stop.request(reason)
@@ -246,7 +250,7 @@ class Scheduler:
         conn, interval = self.conn, self.cfg.scheduler.interval
         self._previous_run_died(conn)
         self.beat.abandon_dead_ticks(conn)
-        self.notifier.drain_events()  # the first drain ever skips history; this run's events get alerted
+        self._notifier.drain_events()  # the first drain ever skips history; this run's events get alerted
         log.info(
             "scheduler started: pid %s, mode %s, interval %s, approval %s, advisors %s",
             os.getpid(),
@@ -296,7 +300,7 @@ class Scheduler:
             " This run starts with a reconcile."
         )
         log.error("%s", text)
-        alerts.send(self.notifier, "bot_died", text, key=f"bot_died:{hb['pid']}:{hb['started_at']}", severity="error")
+        alerts.send(self._notifier, "bot_died", text, key=f"bot_died:{hb['pid']}:{hb['started_at']}", severity="error")
 
     def _stopped(self, *, once: bool, died: str | None, refused: str | None) -> None:
         """Last heartbeat, last log line and the "bot stopped" alert, whatever the way out."""
@@ -316,7 +320,7 @@ class Scheduler:
             log.info("scheduler stopped (%s)", detail)
         if refused:
             alerts.send(
-                self.notifier,
+                self._notifier,
                 "start_refused",
                 f"tinybot run REFUSED TO START (exit {exitcodes.REFUSED_START}; systemd"
                 f" does not retry it): {refused}. Fix it, check with `tinybot doctor`, then start it again.",
@@ -333,9 +337,9 @@ class Scheduler:
                     f"tinybot run DIED ({died}); the traceback is in {self.cfg.log_path}."
                     " Trading stops until it runs again (systemd restarts it if configured)."
                 )
-                alerts.send(self.notifier, "bot_stopped", text, key=key, severity="error")
+                alerts.send(self._notifier, "bot_stopped", text, key=key, severity="error")
             else:
                 text = f"tinybot run stopped ({detail}) in {self.cfg.path.parent}; nothing trades until it runs again."
-                alerts.send(self.notifier, "bot_stopped", text, key=key, severity="warning")
+                alerts.send(self._notifier, "bot_stopped", text, key=key, severity="warning")
         except Exception:
             log.exception("could not send the bot-stopped alert")
