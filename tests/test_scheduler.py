@@ -35,7 +35,9 @@ TESTS = Path(__file__).resolve().parent
 
 def gate_advisor(snapshot, cfg):
     """Write $TB_MARKER, wait for $TB_RELEASE (at most 20 s), then propose a small buy."""
-    Path(os.environ["TB_MARKER"]).write_text(str(os.getpid()))
+    marker = Path(os.environ["TB_MARKER"])
+    marker.with_suffix(".tmp").write_text(str(os.getpid()))
+    marker.with_suffix(".tmp").replace(marker)  # whole: the test reads the PID as soon as the file exists
     release = Path(os.environ["TB_RELEASE"])
     deadline = time.monotonic() + 20
     while not release.exists() and time.monotonic() < deadline:
