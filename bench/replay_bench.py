@@ -56,7 +56,9 @@ def idle_live_tick_ms(work: Path, ticks: int) -> float:
     """Mean wall time of one live-mode tick with nothing to do, against the simulator over loopback HTTP."""
     from decimal import Decimal
 
-    from tinybot import config, db, replay, scheduler
+    from tinybot import config, db, replay
+    from tinybot.liveness import slot_of
+    from tinybot.loop import scheduler
     from tinybot.exchange import read_only
     from tinybot.executor import trading_exchange
     from tinybot.sim import SimAccount, Simulator
@@ -80,7 +82,7 @@ def idle_live_tick_ms(work: Path, ticks: int) -> float:
         ro, trading = read_only(cfg, rate_limit=False), trading_exchange(cfg)
         trading.client.enableRateLimit = False
         sched = scheduler.Scheduler(cfg, conn, echo=lambda line: None, read_only=ro, trading=trading)
-        slot = scheduler.slot_of(datetime.now(timezone.utc), timedelta(minutes=1)) - timedelta(days=1)
+        slot = slot_of(datetime.now(timezone.utc), timedelta(minutes=1)) - timedelta(days=1)
         sched.tick(slot)  # warm-up: market table, candle cache
         started = time.perf_counter()
         for i in range(1, ticks + 1):

@@ -22,7 +22,7 @@ Sections:
   run      tinybot run (live, against the simulator) over N ticks: peak RSS,
            CPU per idle tick
   growth   DB bytes per tick and per trade → bytes per day and per year,
-           with and without tinybot.retention
+           with and without tinybot.loop.retention
   storm    10 and 50 OS processes executing one proposal
   wear     bytes an idle `tinybot run` (live, against the simulator) writes:
            /proc/<pid>/io write_bytes per tick → per day at the 1-minute tick;
@@ -764,7 +764,8 @@ def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dic
 
 def bench_growth(rep: Report, work: Path, run_growth: dict | None, trades: int) -> None:
     """Bytes per day at a 1-minute tick: idle ticks (from the run section) plus trades (from executes)."""
-    from tinybot import config, db, executor, proposals, retention
+    from tinybot import config, db, executor, proposals
+    from tinybot.loop import retention
     from tinybot.exchange.paper import PaperExchange
     from tinybot.exchange.static import StaticMarketData
     from tinybot.proposals import Draft
@@ -1113,7 +1114,8 @@ class WriteLedger:
 
 def bench_wear_breakdown(rep: Report, work: Path, ticks: int, interval: str) -> None:
     """The same idle bot in this process: what each transaction of a tick writes."""
-    from tinybot import clock, config, db, scheduler
+    from tinybot import clock, config, db
+    from tinybot.loop import scheduler
 
     step = clock.parse_duration(interval)
     print(

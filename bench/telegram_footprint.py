@@ -62,7 +62,8 @@ def baseline(code: str, env: dict) -> int:
 
 IN_RUN_CHILD = r"""
 import sys, re
-from tinybot import config, scheduler, cli_run, telegram   # what `tinybot run` has loaded ...
+from tinybot import config, cli_run, telegram             # what `tinybot run` has loaded ...
+from tinybot.loop import scheduler
 from tinybot.exchange import bitvavo                       # ... ccxt included (live mode)
 bitvavo.read_only_client(config.load())                    # builds the ccxt client; connects to nothing
 def rss():

@@ -11,10 +11,12 @@ from freezegun import freeze_time
 
 from conftest import PAPER_TOML
 
-from tinybot import clock, db, proposals, scheduler
+from tinybot import clock, db, proposals
 from tinybot.advisors import Caps, Position, Snapshot, build_snapshot, closed_candles, dca, rules, run_advisor
 from tinybot.exchange.base import Balance, Candle
 from tinybot.exchange.static import eur_market
+from tinybot.liveness import slot_of
+from tinybot.loop import scheduler
 
 T0 = datetime(2026, 11, 27, 20, 0, tzinfo=timezone.utc)
 MIN = 60_000
@@ -198,10 +200,10 @@ def test_dca_buys_every_period_exactly_at_the_boundary(write_config):
         first = sched.tick()
         assert first.orders and first.proposals == ["#1 dca buy BTC-EUR €6.00"]
         frozen.move_to("2026-11-28 19:59:59")  # one second before a day has passed
-        sched.tick(scheduler.slot_of(clock.now(), timedelta(seconds=1)))
+        sched.tick(slot_of(clock.now(), timedelta(seconds=1)))
         assert len(dca_proposals(conn)) == 1
         frozen.move_to("2026-11-28 20:00:00")  # exactly `every` after the last one
-        r = sched.tick(scheduler.slot_of(clock.now(), timedelta(seconds=1)))
+        r = sched.tick(slot_of(clock.now(), timedelta(seconds=1)))
     assert r.proposals == ["#2 dca buy BTC-EUR €6.00"] and r.orders
     assert dca_proposals(conn) == [("2026-11-27T20:00:00", "approved"), ("2026-11-28T20:00:00", "approved")]
     assert "last one proposed 2026-11-27 20:00Z" in proposals.get(conn, 2)["reason"]

@@ -13,7 +13,9 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, db, fees, proposals, scheduler
+from tinybot import clock, db, fees, proposals
+from tinybot.liveness import slot_of
+from tinybot.loop import scheduler
 from tinybot.book import holdings, steps
 from tinybot.exchange import read_only
 from tinybot.exchange.bitvavo import BitvavoTrading
@@ -147,7 +149,7 @@ def test_a_month_of_rules_dca_and_exits_adds_up_per_advisor_from_the_export(sim,
             if i == 80:  # the owner sells part of what DCA bought, naming its book
                 sell = Draft("BTC-EUR", "sell", amount=Decimal("0.0003"), reason="cash out", book="dca")
                 proposals.create(conn, sell, source="cli", ttl=timedelta(hours=1), approve=True)
-            sched.tick(scheduler.slot_of(clock.now(), TICK))
+            sched.tick(slot_of(clock.now(), TICK))
             drift.append(holdings.drift(conn, cfg)["assets"])
     assert all(set(d.values()) <= {"0", "0.00"} for d in drift), [d for d in drift if set(d.values()) - {"0", "0.00"}]
 

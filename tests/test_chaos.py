@@ -279,7 +279,7 @@ def _trading(bench):
 
 def _tick(bench, trading):
     """One scheduler tick, as `tinybot run` after `tinybot resume`: reconcile (with the surprise scan), execute."""
-    from tinybot.scheduler import Scheduler
+    from tinybot.loop.scheduler import Scheduler
 
     return Scheduler(bench.cfg, bench.conn, echo=lambda line: None, read_only=bench.read_only(), trading=trading).tick()
 

@@ -169,7 +169,7 @@ def test_an_order_alert_names_market_side_amount_price_fee_and_eur_value(write_c
 def test_a_tick_records_prices_pings_the_heartbeat_and_runs_exits(write_config, monkeypatch):
     """The scheduler's wiring: what `pnl`/`status`/the report read is written every tick; the outside
     heartbeat is pinged after it; an [exits] rule turns the exits advisor on."""
-    from tinybot import heartbeat, scheduler
+    from tinybot.loop import heartbeat, scheduler
 
     cfg, conn, ex, _ = setup(write_config)
     cfg = write_config(cfg.path.read_text() + "[exits]\nstop_loss = 0.05\n")
@@ -186,7 +186,8 @@ def test_a_tick_records_prices_pings_the_heartbeat_and_runs_exits(write_config, 
 
 
 def test_the_loop_serves_telegram_beside_it_and_stops_it_but_run_once_does_not(write_config, monkeypatch):
-    from tinybot import clock, scheduler, telegram
+    from tinybot import clock, telegram
+    from tinybot.loop import scheduler
 
     cfg, conn, ex, _ = setup(write_config)
     seen = []

@@ -1,4 +1,4 @@
-"""The outside heartbeat (tinybot.heartbeat) against a local push-URL server on 127.0.0.1."""
+"""The outside heartbeat (tinybot.loop.heartbeat) against a local push-URL server on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests_helpers import paper_config_text
-from tinybot import heartbeat
+from tinybot.loop import heartbeat
 
 UUID = "5bf66975-d4c7-4bf5-bcc8-b8d8a82ea278"
 

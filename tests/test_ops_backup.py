@@ -98,11 +98,11 @@ def test_restore_refuses_while_the_scheduler_holds_the_lock(tmp_path):
 
 def test_restore_holds_the_same_lock_as_run_and_names_its_pid(tmp_path):
     """backup --restore and `tinybot run` share one lock (tinybot.runlock): a real process holding it
-    through scheduler.RunLock is refused by its PID, and while a restore holds it `run` cannot start."""
+    through runlock.RunLock is refused by its PID, and while a restore holds it `run` cannot start."""
     import subprocess
     import sys
 
-    from tinybot import runlock, scheduler
+    from tinybot import runlock
 
     tinybot("init")
     cfg = config.load()
@@ -111,7 +111,7 @@ def test_restore_holds_the_same_lock_as_run_and_names_its_pid(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from tinybot.scheduler import RunLock\n"
+            "import sys, time; from tinybot.runlock import RunLock\n"
             f"RunLock({str(cfg.lock_path)!r}).acquire(); print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -126,7 +126,7 @@ def test_restore_holds_the_same_lock_as_run_and_names_its_pid(tmp_path):
         holder.kill()
         holder.wait()
     with backup.scheduler_lock(cfg):
-        with pytest.raises(scheduler.AlreadyRunning) as e:
+        with pytest.raises(runlock.AlreadyRunning) as e:
             runlock.RunLock(cfg.lock_path).acquire()
         assert e.value.pid == os.getpid()
 

@@ -372,7 +372,8 @@ def paper_run(cfg, toml_path: Path, text: str, first: datetime, last: datetime) 
     candles of ``cfg``'s database over HTTP; returns its decisions."""
     from freezegun import freeze_time
 
-    from tinybot import scheduler
+    from tinybot.liveness import next_slot
+    from tinybot.loop import scheduler
     from tinybot.exchange import read_only
     from tinybot.exchange.bitvavo import read_only_client
     from tinybot.executor import trading_exchange
@@ -408,7 +409,7 @@ def paper_run(cfg, toml_path: Path, text: str, first: datetime, last: datetime) 
             )
 
             def sleep(_seconds):  # wake at the next slot (the loop asks for at most 0.5 s at a time)
-                frozen.move_to(scheduler.next_slot(clock.now(), pcfg.scheduler.interval))
+                frozen.move_to(next_slot(clock.now(), pcfg.scheduler.interval))
 
             sched.run(until=last + timedelta(minutes=1), sleep=sleep)
         return _decisions(conn)

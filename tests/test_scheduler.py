@@ -23,7 +23,8 @@ from freezegun import freeze_time
 
 from conftest import PAPER_TOML
 
-from tinybot import clock, db, proposals, scheduler
+from tinybot import clock, db, exitcodes, liveness, proposals, runlock
+from tinybot.loop import beat, outage, scheduler, tick
 from tinybot.proposals import Draft
 
 TESTS = Path(__file__).resolve().parent
@@ -34,7 +35,9 @@ TESTS = Path(__file__).resolve().parent
 
 def gate_advisor(snapshot, cfg):
     """Write $TB_MARKER, wait for $TB_RELEASE (at most 20 s), then propose a small buy."""
-    Path(os.environ["TB_MARKER"]).write_text(str(os.getpid()))
+    marker = Path(os.environ["TB_MARKER"])
+    marker.with_suffix(".tmp").write_text(str(os.getpid()))
+    marker.with_suffix(".tmp").replace(marker)  # whole: the test reads the PID as soon as the file exists
     release = Path(os.environ["TB_RELEASE"])
     deadline = time.monotonic() + 20
     while not release.exists() and time.monotonic() < deadline:
@@ -140,7 +143,7 @@ def test_two_run_once_at_the_same_moment_one_ticks_the_other_is_refused(tmp_path
     (tmp_path / "release").write_text("go")
     wout, werr = winner.communicate(timeout=30)
 
-    assert loser.returncode == scheduler.EXIT_LOCKED == 75
+    assert loser.returncode == exitcodes.LOCKED == 75
     assert err.strip() == (
         f"Error: tinybot run is already running: PID {winner.pid} holds the lock {cfg.lock_path}."
         f" Stop it first (Ctrl-C in its terminal, or kill -TERM {winner.pid});"
@@ -198,13 +201,13 @@ def test_a_stale_lock_file_from_a_killed_process_does_not_block(tmp_path, write_
         text=True,
     )
     assert killed.stdout.readline().strip() == "locked"
-    with pytest.raises(scheduler.AlreadyRunning) as e:
-        scheduler.RunLock(cfg.lock_path).acquire()
+    with pytest.raises(runlock.AlreadyRunning) as e:
+        runlock.RunLock(cfg.lock_path).acquire()
     assert e.value.pid == killed.pid
     killed.kill()
     killed.wait()
     assert cfg.lock_path.read_text() == str(killed.pid)  # the file is still there, naming a dead process
-    with scheduler.RunLock(cfg.lock_path) as lock:
+    with runlock.RunLock(cfg.lock_path) as lock:
         assert cfg.lock_path.read_text().strip() == str(os.getpid())
     assert lock.fd is None and lock_is_free(cfg.lock_path)
 
@@ -223,10 +226,10 @@ def test_lock_released_when_a_tick_raises_out_of_run(tmp_path, write_config, mon
 
 def test_slots_are_aligned():
     t = datetime(2026, 11, 27, 20, 7, 42, 123456, tzinfo=timezone.utc)
-    assert scheduler.slot_of(t, timedelta(minutes=1)) == t.replace(second=0, microsecond=0)
-    assert scheduler.slot_of(t, timedelta(minutes=5)) == t.replace(minute=5, second=0, microsecond=0)
-    assert scheduler.next_slot(t, timedelta(minutes=5)) == t.replace(minute=10, second=0, microsecond=0)
-    assert scheduler.slot_of(t.replace(minute=5, second=0, microsecond=0), timedelta(minutes=5)) == t.replace(
+    assert liveness.slot_of(t, timedelta(minutes=1)) == t.replace(second=0, microsecond=0)
+    assert liveness.slot_of(t, timedelta(minutes=5)) == t.replace(minute=5, second=0, microsecond=0)
+    assert liveness.next_slot(t, timedelta(minutes=5)) == t.replace(minute=10, second=0, microsecond=0)
+    assert liveness.slot_of(t.replace(minute=5, second=0, microsecond=0), timedelta(minutes=5)) == t.replace(
         minute=5, second=0, microsecond=0
     )
 
@@ -412,26 +415,26 @@ def test_exchange_outage_backs_off(write_config, sim):
 def test_liveness(write_config, tmp_path):
     cfg = write_config(config_text(["test_scheduler:buy_btc"]))
     conn = db.open_db(cfg.db_path)
-    assert scheduler.liveness(conn, cfg)["state"] == "never_run"
+    assert liveness.liveness(conn, cfg)["state"] == "never_run"
     with freeze_time("2026-11-27 20:00:05"):
         scheduler.Scheduler(cfg, conn, echo=lambda s: None).run(once=True)
-        live = scheduler.liveness(conn, cfg)
+        live = liveness.liveness(conn, cfg)
     assert live["alive"] is False and live["state"] == "stopped" and live["last_tick"]["status"] == "ok"
     # while a scheduler holds the lock, it is alive and says when it ticks next
     with freeze_time("2026-11-27 20:00:30"):
-        with scheduler.RunLock(cfg.lock_path):
-            scheduler.heartbeat(
+        with runlock.RunLock(cfg.lock_path):
+            beat.heartbeat(
                 conn,
                 cfg,
                 "running",
                 started_at=clock.now_iso(),
                 next_tick=datetime(2026, 11, 27, 20, 1, tzinfo=timezone.utc),
             )
-            live = scheduler.liveness(conn, cfg)
+            live = liveness.liveness(conn, cfg)
         assert live["alive"] is True and live["pid"] == os.getpid() and live["state"] == "running"
         assert live["next_tick_at"] == "2026-11-27T20:01:00.000000Z" and live["stale"] is False
         # the process "died" without a clean stop: heartbeat still says running, nobody holds the lock
-        dead = scheduler.liveness(conn, cfg)
+        dead = liveness.liveness(conn, cfg)
     assert dead["alive"] is False and dead["state"] == "died"
 
 
@@ -476,7 +479,7 @@ def test_an_outage_pauses_trading_alerts_once_and_resumes_by_itself(write_config
             down.append(sched.tick())
         assert all(r.status == "failed" and r.outage and r.exit_code == 5 for r in down)
         assert killswitch.state(conn)["trading_enabled"] == 1
-        assert sched.outage_since(conn)
+        assert outage.since(conn)
         assert alerts(conn).count(("exchange_outage", "warning")) == 1
         assert not any(k == "tick_failed" for k, _ in alerts(conn))  # not one alert per tick
         sim.sim.clear_faults()
@@ -485,9 +488,37 @@ def test_an_outage_pauses_trading_alerts_once_and_resumes_by_itself(write_config
     assert back.status == "ok" and back.exit_code == 0
     assert any(n.startswith("exchange back after") for n in back.notes)
     assert not any("trading paused" in n for n in back.notes)
-    assert sched.outage_since(conn) is None and killswitch.state(conn)["trading_enabled"] == 1
+    assert outage.since(conn) is None and killswitch.state(conn)["trading_enabled"] == 1
     assert alerts(conn).count(("exchange_outage", "warning")) == 1
     assert alerts(conn).count(("exchange_back", "info")) == 1
+
+
+def test_after_an_outage_with_the_kill_switch_on_nothing_says_trading_resumes(write_config, sim, caplog):
+    """Issue 20 item 9: the owner killed trading during an outage; when the exchange is back, the tick line,
+    the log and the alert say trading stays off and why (they said "trading resumes")."""
+    import logging
+
+    from tinybot import killswitch
+
+    cfg = write_config(sim_paper_text(sim.url, ["test_scheduler:buy_btc"]))
+    conn = db.open_db(cfg.db_path)
+    with freeze_time("2026-11-27 20:00:05") as frozen, caplog.at_level(logging.INFO, logger="tinybot"):
+        sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
+        sim.sim.add_fault("html_5xx", on="any", count=None)
+        assert sched.tick().outage
+        killswitch.set_enabled(conn, False, "owner: looking at the books", by="cli")
+        frozen.tick(timedelta(minutes=1))
+        assert sched.tick().outage
+        sim.sim.clear_faults()
+        frozen.tick(timedelta(minutes=1))
+        back = sched.tick()
+    said = "trading stays off: the kill switch is on (owner: looking at the books)"
+    assert back.notes == [f"exchange back after 2m; {said}"] and not back.orders
+    ((text,),) = conn.execute("SELECT text FROM alert_log WHERE kind = 'exchange_back'").fetchall()
+    assert said in text and "resumes" not in text
+    over = [r.getMessage() for r in caplog.records if "is over" in r.getMessage()]
+    assert len(over) == 1 and said in over[0] and "resumes" not in over[0]
+    assert outage.since(conn) is None and killswitch.state(conn)["trading_enabled"] == 0
 
 
 def test_trading_stays_paused_until_reconcile_is_clean(write_config, sim_factory, monkeypatch):
@@ -565,7 +596,7 @@ def test_each_tick_prunes_audit_rows_older_than_keep_days(tmp_path, write_config
     from freezegun import freeze_time
 
     from tinybot import db as tdb
-    from tinybot.scheduler import Scheduler
+    from tinybot.loop.scheduler import Scheduler
 
     cfg = write_config(PAPER_TOML.replace("[risk]", "[scheduler]\nkeep_days = 1\n[risk]"))
     conn = tdb.open_db(cfg.db_path)
@@ -602,7 +633,7 @@ def test_surprise_orders_are_looked_for_at_start_and_every_fifth_tick(write_conf
         for _ in range(6):
             reports.append(sched.tick())
             frozen.tick(timedelta(minutes=1))
-    assert len(scans) == 2  # tick 1 and tick 6 (scheduler.SURPRISE_EVERY = 5)
+    assert len(scans) == 2  # tick 1 and tick 6 (tick.SURPRISE_EVERY = 5)
     assert any("SURPRISE" in e for e in reports[0].errors)
     assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'surprise_order'").fetchone()[0] == 1
 
@@ -658,7 +689,7 @@ def test_a_crash_out_of_the_loop_is_logged_recorded_as_died_and_alerted(write_co
     monkeypatch.setattr(scheduler, "next_slot", lambda *a: (_ for _ in ()).throw(RuntimeError("loop bug")))
     with freeze_time("2026-11-27 20:00:05"):
         code = sched.run()
-        live = scheduler.liveness(conn, cfg)
+        live = liveness.liveness(conn, cfg)
     assert code == 1
     log_text = cfg.log_path.read_text()
     assert "scheduler DIED: RuntimeError: loop bug" in log_text and "Traceback" in log_text
@@ -675,7 +706,7 @@ def test_every_stop_is_alerted_and_a_run_killed_without_a_word_is_alerted_by_the
     proc.kill()  # SIGKILL: no finally, no alert from it
     proc.wait(timeout=10)
     conn = db.open_db(cfg.db_path)
-    assert scheduler.liveness(conn, cfg)["state"] == "died"
+    assert liveness.liveness(conn, cfg)["state"] == "died"
     (tmp_path / "marker").unlink()
     (tmp_path / "release").write_text("go")
     proc = start_run(tmp_path)  # the loop again; the next slot is a day away
@@ -710,7 +741,7 @@ def test_run_once_exits_unreachable_when_the_exchange_is_down(write_config, sim)
 
 
 def test_a_cached_closed_candle_that_the_exchange_corrects_is_not_trusted_forever(write_config, sim_factory):
-    """Closed candles are cached, but at most scheduler.CANDLE_CACHE_MAX_AGE: a correction gets through."""
+    """Closed candles are cached, but at most tick.CANDLE_CACHE_MAX_AGE: a correction gets through."""
     sim = sim_factory(interval="1h")
     cfg = write_config(
         sim_paper_text(sim.url, ["test_scheduler:record_candles"], extra='[rules]\ncandle_interval = "1h"\n')
@@ -727,7 +758,7 @@ def test_a_cached_closed_candle_that_the_exchange_corrects_is_not_trusted_foreve
         frozen.tick(timedelta(minutes=1))
         sched.tick()
         assert SEEN_CANDLES[-1][newest_closed] != Decimal("12345")  # still the cached candle
-        frozen.move_to(datetime(2026, 11, 27, 20, 10, 5, tzinfo=timezone.utc) + scheduler.CANDLE_CACHE_MAX_AGE)
+        frozen.move_to(datetime(2026, 11, 27, 20, 10, 5, tzinfo=timezone.utc) + tick.CANDLE_CACHE_MAX_AGE)
         sched.tick()
     assert SEEN_CANDLES[-1][newest_closed] == Decimal("12345")
 
@@ -861,22 +892,22 @@ def test_status_is_stale_only_after_the_heartbeats_own_cadence(write_config):
     under the old 3-minute rule), 13 minutes is; the next tick shown is never in the past."""
     cfg = write_config(config_text())
     conn = db.open_db(cfg.db_path)
-    assert scheduler.beat_every(timedelta(minutes=1)) == timedelta(minutes=10)
-    assert scheduler.beat_every(timedelta(seconds=1)) == timedelta(seconds=10)
-    assert scheduler.beat_every(timedelta(hours=1)) == timedelta(hours=1)
-    assert scheduler.stale_after(timedelta(minutes=1)) == timedelta(minutes=13)
-    with scheduler.RunLock(cfg.lock_path):
+    assert liveness.beat_every(timedelta(minutes=1)) == timedelta(minutes=10)
+    assert liveness.beat_every(timedelta(seconds=1)) == timedelta(seconds=10)
+    assert liveness.beat_every(timedelta(hours=1)) == timedelta(hours=1)
+    assert liveness.stale_after(timedelta(minutes=1)) == timedelta(minutes=13)
+    with runlock.RunLock(cfg.lock_path):
         with freeze_time("2026-11-27 20:00:30") as frozen:
-            scheduler.heartbeat(
+            beat.heartbeat(
                 conn, cfg, "running", started_at=clock.now_iso(), next_tick=datetime(2026, 11, 27, 20, 1, tzinfo=UTC)
             )
             frozen.move_to("2026-11-27 20:04:40")
-            live = scheduler.liveness(conn, cfg)
+            live = liveness.liveness(conn, cfg)
             assert live["stale"] is False and live["next_tick_at"] == "2026-11-27T20:05:00.000000Z"
             frozen.move_to("2026-11-27 20:13:20")
-            assert scheduler.liveness(conn, cfg)["stale"] is False
+            assert liveness.liveness(conn, cfg)["stale"] is False
             frozen.move_to("2026-11-27 20:13:40")
-            assert scheduler.liveness(conn, cfg)["stale"] is True
+            assert liveness.liveness(conn, cfg)["stale"] is True
 
 
 def test_idle_ticks_log_at_debug_with_one_info_line_an_hour(write_config, caplog):
@@ -891,3 +922,124 @@ def test_idle_ticks_log_at_debug_with_one_info_line_an_hour(write_config, caplog
     hourly = [r.getMessage() for r in caplog.records if "idle ticks since" in r.getMessage()]
     assert per_tick == []
     assert hourly == ["62 idle ticks since 2026-11-27T20:00:05.000000Z (nothing to do; each at DEBUG)"]
+
+
+# --- the loop's collaborators, each alone (no Scheduler) ----------------------------------
+
+
+def test_the_outage_tracker_alone_backs_off_doubling_up_to_fifteen_minutes_and_alerts_once_each_way(write_config):
+    from tinybot.notify import Notifier
+
+    cfg = write_config(config_text())
+    conn = db.open_db(cfg.db_path)
+    lines = []
+    tracker = outage.Outage(cfg, notifier=Notifier(cfg, conn), echo=lines.append)
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        waits = [tracker.backoff(True) - clock.now() for _ in range(6)]
+        assert [w // timedelta(minutes=1) for w in waits] == [1, 2, 4, 8, 15, 15]
+        assert tracker.backoff(False) is None and tracker.failures == 0
+        assert tracker.detail(conn) == "" and tracker.end(conn) is None  # no outage: nothing to end
+        tracker.begin(conn, ["ticker: timeout"])
+        tracker.begin(conn, ["ticker: timeout"])  # the next outage tick: no second alert
+        tracker.backoff(True)
+        assert outage.since(conn) == "2026-11-27T20:00:05.000000Z"
+        assert tracker.detail(conn) == (
+            "exchange unreachable since 2026-11-27T20:00:05.000000Z: trading paused; 1 outage tick(s) in a row"
+        )
+        frozen.tick(timedelta(minutes=3))
+        note = tracker.end(conn)
+    assert note.startswith("exchange back after 3m") and outage.since(conn) is None
+    assert alerts(conn) == [("exchange_outage", "warning"), ("exchange_back", "info")]
+    assert "backing off 15m" in lines[4]
+
+
+def test_an_outage_that_starts_with_the_kill_switch_on_does_not_promise_to_resume(write_config):
+    from tinybot import killswitch
+    from tinybot.notify import Notifier
+
+    cfg = write_config(config_text())
+    conn = db.open_db(cfg.db_path)
+    killswitch.set_enabled(conn, False, "auto: 5 ticks in a row failed", by="auto")
+    tracker = outage.Outage(cfg, notifier=Notifier(cfg, conn), echo=lambda s: None)
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        tracker.begin(conn, ["markets: timeout"])
+        frozen.tick(timedelta(minutes=5))
+        note = tracker.end(conn)
+    texts = dict(conn.execute("SELECT kind, text FROM alert_log WHERE kind LIKE 'exchange_%'").fetchall())
+    said = "the kill switch is on (auto: 5 ticks in a row failed)"
+    assert texts["exchange_outage"] == (
+        "exchange unreachable since 2026-11-27T20:00:05.000000Z: trading is paused (nothing is sent) and stays off"
+        f" after it answers again: {said}. Last error: markets: timeout"
+    )
+    assert "resume" not in texts["exchange_outage"] and f"trading stays off: {said}" in texts["exchange_back"]
+    assert note == f"exchange back after 5m; trading stays off: {said}"
+
+
+def test_the_beat_alone_keeps_idle_rows_for_its_next_beat_and_writes_a_busy_tick_with_the_heartbeat(write_config):
+    from tinybot.loop.stop import Stop
+
+    cfg = write_config(config_text())
+    conn = db.open_db(cfg.db_path)
+    b = beat.Beat(cfg, stop=Stop(), echo=lambda s: None, started_at="2026-11-27T20:00:00.000000Z")
+    b.lazy = True  # as in the loop
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        b.beat(conn, "running", None, "")  # the first beat of a run is always written
+        for minute in range(1, 4):  # three idle ticks
+            frozen.tick(timedelta(minutes=1))
+            before = conn.total_changes
+            rec = b.open(conn, liveness.slot_of(clock.now(), timedelta(minutes=1)))
+            b.close(conn, rec, "ok", f"20:0{minute}:00 ok | proposals: none", idle=True)
+            b.beat(conn, "running", None, "")
+            assert conn.total_changes == before  # nothing written: the rows wait for the next beat
+        frozen.tick(timedelta(minutes=1))
+        rec = b.open(conn, liveness.slot_of(clock.now(), timedelta(minutes=1)))
+        b.claim(conn, rec)  # before its first proposal
+        assert conn.execute("SELECT status FROM ticks WHERE id = ?", (rec.tick_id,)).fetchone()[0] == "running"
+        b.close(conn, rec, "ok", "20:04:00 ok | proposals: #1 ...", idle=False)
+        b.beat(conn, "running", None, "")  # a busy tick: written at once, the idle rows with it
+    rows = conn.execute("SELECT slot, status, summary FROM ticks ORDER BY slot").fetchall()
+    assert [(r["slot"][11:16], r["status"]) for r in rows] == [(f"20:0{m}", "ok") for m in range(1, 5)]
+    assert rows[-1]["summary"] == "20:04:00 ok | proposals: #1 ..."
+    assert conn.execute("SELECT beat_at FROM scheduler_heartbeat").fetchone()[0] == "2026-11-27T20:04:05.000000Z"
+
+
+def test_a_tick_alone_runs_its_steps_and_stops_at_a_checkpoint(write_config):
+    from tinybot.loop.stop import Stop
+    from tinybot.notify import Notifier
+
+    cfg = write_config(config_text(["test_scheduler:buy_btc"]))
+    conn = db.open_db(cfg.db_path)
+    stop, notifier = Stop(), Notifier(cfg, conn)
+    b = beat.Beat(cfg, stop=stop, echo=lambda s: None, started_at="2026-11-27T20:00:00.000000Z")
+    t = tick.Tick(
+        cfg, stop=stop, beat=b, outage=outage.Outage(cfg, notifier=notifier, echo=lambda s: None), notifier=notifier
+    )
+    with freeze_time("2026-11-27 20:00:05"):
+        rec = b.open(conn, liveness.slot_of(clock.now(), timedelta(minutes=1)))  # claimed: not lazy
+        report = t.run(conn, rec)
+        assert report.status == "ok" and report.orders[0].startswith("#1 buy BTC-EUR filled")
+        stop.request("SIGTERM")
+        rec = b.open(conn, liveness.slot_of(clock.now(), timedelta(minutes=1)) + timedelta(minutes=1))
+        stopped = t.run(conn, rec)
+    assert stopped.status == "interrupted" and stopped.notes == ["interrupted by SIGTERM before reconcile"]
+    assert conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 1
+
+
+def test_the_loops_collaborators_never_import_the_loop_and_the_package_imports_nothing():
+    """The scheduler owns its collaborators; none of them imports it back (they get what they need passed
+    in), and `import tinybot.loop.heartbeat` (doctor) loads no other part of the loop."""
+    import ast
+
+    loop_dir = Path(scheduler.__file__).parent
+    for path in sorted(loop_dir.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("tinybot.loop"):
+                imported.add(node.module.rsplit(".", 1)[-1])
+        if path.name == "__init__.py":
+            assert not [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))], path.name
+        elif path.name != "scheduler.py":
+            assert "scheduler" not in imported, f"{path.name} imports the scheduler back"

@@ -11,6 +11,7 @@ import click
 
 from . import exitcodes
 from .cli import Fail, friendly, pass_state
+from .runlock import AlreadyRunning
 
 
 @click.command(name="run")
@@ -40,7 +41,7 @@ def run_command(state, once, ignore_doctor):
     Example (in tmux on the Pi):
         tinybot run
     """
-    from . import scheduler
+    from .loop import scheduler
 
     cfg = state.cfg
     gate = (lambda sched: _doctor_gate(sched, ignore_doctor)) if cfg.mode == "live" else None
@@ -53,7 +54,7 @@ def run_command(state, once, ignore_doctor):
                 f" log {cfg.log_path}. Ctrl-C stops after the current step."
             )
         code = sched.run(once=once)
-    except scheduler.AlreadyRunning as e:
+    except AlreadyRunning as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(exitcodes.LOCKED)
     sys.exit(code)

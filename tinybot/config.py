@@ -185,7 +185,7 @@ class LlmConfig:
 class AlertsConfig:
     urls: tuple[str, ...] = strings(())
     min_interval: timedelta = duration("15m", maximum="7d")
-    # push URL pinged after each good tick (healthchecks.io, Uptime Kuma): tinybot.heartbeat
+    # push URL pinged after each good tick (healthchecks.io, Uptime Kuma): tinybot.loop.heartbeat
     heartbeat_url: str | None = text(None)
     # the daily digest (tinybot.digest): local time "HH:MM" (the config's timezone), "" = off
     digest_at: str = text("21:00")

@@ -164,7 +164,8 @@ def _sim_accounts():
 
 
 def run_demo(*, seconds: int = 40, seed: int = 7, keep: bool = False, echo: Callable[[str], None] = print) -> Summary:
-    from . import config, db, scheduler
+    from . import config, db
+    from .loop import scheduler
     from .sim import Simulator
 
     data_dir = Path(tempfile.mkdtemp(prefix="tinybot-demo-"))

@@ -1,8 +1,9 @@
 """Is `tinybot run` alive, and when does it tick?  Read from the database and the lock file only.
 
-What `tinybot status` (and Telegram's /status) shows about the scheduler, without importing the scheduler:
-the aligned tick slots, how often the loop rewrites its heartbeat after idle ticks, and when a running
-loop counts as stuck.
+What `tinybot status` (and Telegram's /status) shows about the scheduler, without importing the loop
+(tinybot.loop, which writes what this reads: loop.beat): the aligned tick slots, how often the loop rewrites
+its heartbeat after idle ticks, and when a running loop counts as stuck.  It stays outside tinybot/loop/
+because its readers sit below the loop.
 """
 
 from __future__ import annotations

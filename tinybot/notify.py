@@ -21,7 +21,7 @@ The scheduler's API, once per tick (outside any transaction)::
     n.summarise_blocks()      # guard blocks, one summary per min_interval
     n.execution(result)       # after each executor.execute(...)
 
-and on its own (tinybot.scheduler): ``exchange_outage`` / ``exchange_back``
+and on its own (tinybot.loop): ``exchange_outage`` / ``exchange_back``
 once per outage (keyed by its start), ``bot_stopped`` on every stop of the
 loop, ``bot_died`` when a start finds the last run vanished, and
 ``start_refused`` when the live start gate says no.

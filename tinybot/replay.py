@@ -535,7 +535,7 @@ def make_plan(store, cfg: Config, markets: tuple[str, ...], start: datetime | No
     start = max(start, clock.from_ms(max(firsts))) if start else data_start
     end = min(end, data_end) if end else data_end
     step = cfg.scheduler.interval
-    from .scheduler import slot_of
+    from .liveness import slot_of
 
     first = slot_of(start, step)
     if first < start:
@@ -703,7 +703,8 @@ def _run(
     cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_plan, progress, llm_url: str | None = None
 ) -> list[TickPoint]:
     """One real scheduler tick per slot, on the simulated clock, against the simulator on loopback."""
-    from . import db, scheduler
+    from . import db
+    from .loop import logfile, scheduler
     from .exchange import read_only
     from .executor import trading_exchange
 
@@ -713,7 +714,7 @@ def _run(
         rcfg = scratch_config(cfg, scratch, server.url, plan.markets if plan.explicit else None, llm_url)
         conn = db.open_db(rcfg.db_path)
         conn.execute("PRAGMA synchronous = OFF")  # a scratch database: durability buys nothing here
-        log_handler = scheduler.attach_log_file(rcfg)
+        log_handler = logfile.attach_log_file(rcfg)
         try:
             ro, trading = read_only(rcfg), trading_exchange(rcfg)
             session = InProcessSession(sim)
@@ -730,7 +731,7 @@ def _run(
                 if progress:
                     progress(1)
         finally:
-            scheduler.detach_log_file(log_handler)
+            logfile.detach_log_file(log_handler)
             conn.close()
             server.close()
     return points

@@ -101,7 +101,7 @@ def _enabled_since(conn: sqlite3.Connection) -> _Since:
 
 
 def consecutive_errors(conn: sqlite3.Connection, cfg, tick_ok: bool | None) -> str | None:
-    """Failed ticks in a row, outages not counted (they pause trading instead: tinybot.scheduler)."""
+    """Failed ticks in a row, outages not counted (they pause trading instead: tinybot.loop.outage)."""
     if tick_ok is None:
         return None
     count = 0 if tick_ok else int(get_state(conn, ERRORS_KEY) or 0) + 1

@@ -254,7 +254,7 @@ def alerts(cfg: Config, send_test: bool) -> Check:
 
 def heartbeat_check(cfg: Config) -> Check:
     """The outside heartbeat answers (a warning, never a blocked start: the outside service may be down)."""
-    from .. import heartbeat
+    from ..loop import heartbeat
 
     if not heartbeat.configured(cfg):
         return skipped("heartbeat", "no [alerts] heartbeat_url: a dead Pi would go unnoticed (docs/TELEGRAM.md)")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import time
 
-from .config import Config
+from ..config import Config
 
 
 class _UTCFormatter(logging.Formatter):
@@ -15,8 +16,6 @@ class _UTCFormatter(logging.Formatter):
 def attach_log_file(cfg: Config) -> logging.Handler:
     """Full detail to a rotating log file next to the config; the terminal gets one line per tick."""
     cfg.log_path.parent.mkdir(parents=True, exist_ok=True)
-    import logging.handlers  # here: only `tinybot run` pays for it
-
     handler = logging.handlers.RotatingFileHandler(
         cfg.log_path, maxBytes=cfg.scheduler.log_max_bytes, backupCount=cfg.scheduler.log_backups, encoding="utf-8"
     )

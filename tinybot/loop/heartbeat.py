@@ -23,7 +23,9 @@ library: one GET per tick needs no client library.
 from __future__ import annotations
 
 import logging
+import urllib.error
 import urllib.parse
+import urllib.request
 
 log = logging.getLogger("tinybot.heartbeat")
 
@@ -73,9 +75,6 @@ def where(url: str) -> str:
 
 
 def _hit(url: str) -> tuple[bool, str]:
-    import urllib.error
-    import urllib.request  # lazy: `tinybot kill` and `status` never pay for it
-
     req = urllib.request.Request(url, headers={"User-Agent": "tinybot"}, method="GET")
     try:
         with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:

@@ -26,8 +26,8 @@ Rules that keep the rest of tinybot right:
   by the newest-row rule.
 * **Short transactions.**  At most ``batch`` rows per table per call, so a
   first run on a big database cannot hold the write lock for long; call it
-  again.  The scheduler calls it at most once an hour (again the next tick
-  while ``Pruned.more``): each call deletes the rows that fell out of the
+  again.  The loop calls it at most once an hour (``Pruning``; again the next
+  tick while ``Pruned.more``): each call deletes the rows that fell out of the
   window since the last, and a commit per minute for one row would be most
   of what an idle bot writes to the SD card (docs/PERFORMANCE.md).
 
@@ -38,15 +38,19 @@ file stops growing once the window is full; it does not shrink unless you
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from . import clock, db
-from .ledger import FINAL_STATES
+from .. import clock, db
+from ..ledger import FINAL_STATES
+
+log = logging.getLogger("tinybot.scheduler")  # the loop's log
 
 DEFAULT_KEEP_DAYS = 30
 DEFAULT_BATCH = 5000
+PRUNE_EVERY = timedelta(hours=1)  # the loop prunes at most this often (again next tick if it hit its batch)
 
 # What a year of tinybot takes with the defaults (1-minute tick, rules + dca,
 # the paper or live account of a €25 bot); docs/PERFORMANCE.md shows the
@@ -130,6 +134,26 @@ def prune_all(conn: sqlite3.Connection, now: datetime | None = None, **kw) -> Pr
             total.counts[k] = total.counts.get(k, 0) + v
         if not p.more:
             return total
+
+
+class Pruning:
+    """Retention inside the loop: prune() at most once every PRUNE_EVERY, and again the next tick while a
+    batch limit was hit.  A failure is logged and tried again next tick (nothing is lost by waiting)."""
+
+    def __init__(self, keep_days: int = DEFAULT_KEEP_DAYS):
+        self.keep_days = keep_days
+        self._at: datetime | None = None
+        self._again = False
+
+    def maybe_prune(self, conn: sqlite3.Connection, now: datetime | None = None) -> None:
+        now = now or clock.now()
+        if not self._again and self._at is not None and now - self._at < PRUNE_EVERY:
+            return
+        try:
+            self._again = prune(conn, now, keep_days=self.keep_days).more
+            self._at = now
+        except Exception:
+            log.exception("pruning old rows failed (nothing lost; tried again next tick)")
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

@@ -1,0 +1,427 @@
+"""One tick of the loop: its steps in order, the approval policy, and executing approved proposals.
+
+One tick::
+
+    reconcile → safety rules (auto kill switch) → expire stale proposals
+      → snapshot (read-only client) → outage over?
+      → advisors → proposals → approval policy → execute approved → sync fills
+
+Each step starts with a checkpoint: after SIGINT/SIGTERM the step in progress
+finishes (an order being sent is sent and recorded) and the tick stops before
+its next step.  An exception in a tick is logged with its traceback, recorded
+(the tick fails, an ``events`` row) and alerted; the loop goes on.  An
+unreachable exchange is an outage instead (tinybot.loop.outage).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import traceback
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Callable
+
+from .. import clock, db, digest, exchange, executor, exitcodes, guards, ledger, proposals, reconcile, safety
+from ..advisors import build_snapshot, run_advisor
+from ..config import Config
+from ..exchange.base import ExchangeError
+from ..money import eur
+from ..notify import Notifier
+from .beat import Beat, TickRecord
+from .outage import Outage, classify, unreachable_now
+from .outage import since as outage_since
+from .stop import Interrupted, Stop
+
+log = logging.getLogger("tinybot.scheduler")
+
+# A cached closed candle is trusted at most this long: Bitvavo may still correct a candle after it closed.
+CANDLE_CACHE_MAX_AGE = timedelta(minutes=15)
+SURPRISE_EVERY = 5  # ticks between scans for orders we have no row for (5 weight per market per scan)
+
+
+@dataclass
+class TickReport:
+    slot: datetime
+    status: str = "ok"  # ok | failed | skipped | interrupted
+    prices: dict[str, Decimal] = field(default_factory=dict)
+    proposals: list[str] = field(default_factory=list)
+    waiting: list[int] = field(default_factory=list)  # manual approval: proposal ids waiting for a person
+    orders: list[str] = field(default_factory=list)
+    blocks: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    outage: bool = False  # the exchange could not be reached: trading pauses, the kill switch is not counted
+    reconcile_failed: bool = False  # reconcile had errors while the exchange answered: counts as a failed tick
+
+    @property
+    def exit_code(self) -> int:
+        """`run --once`: 0 when the tick ran (or its slot was already done), else why not."""
+        if self.status == "skipped":
+            return exitcodes.OK
+        if self.outage:
+            return exitcodes.UNREACHABLE
+        if self.status != "ok" or self.reconcile_failed:
+            return exitcodes.ERROR
+        return exitcodes.OK
+
+    @property
+    def idle(self) -> bool:
+        """Nothing happened: no proposal, order, block, note, error or failure (its row may wait)."""
+        return (
+            self.status == "ok"
+            and not self.outage
+            and not self.reconcile_failed
+            and not (self.proposals or self.waiting or self.orders or self.blocks or self.notes or self.errors)
+        )
+
+    def line(self) -> str:
+        """The one terminal line for this tick."""
+        t = self.slot.strftime("%H:%M:%S")
+        if self.status == "skipped":
+            return f"{t} slot already processed; skipped"
+        parts = [f"{t} {self.status}"]
+        if self.prices:
+            parts.append(" ".join(f"{m} {_price(p)}" for m, p in self.prices.items()))
+        parts.append(f"proposals: {', '.join(self.proposals) if self.proposals else 'none'}")
+        if self.waiting:
+            parts.append("waiting for approval: " + ", ".join(f"#{i}" for i in self.waiting))
+        if self.orders:
+            parts.append("orders: " + ", ".join(self.orders))
+        if self.blocks:
+            parts.append("blocked: " + ", ".join(self.blocks))
+        for n in self.notes:
+            parts.append(n)
+        if self.errors:
+            parts.append("errors: " + "; ".join(self.errors))
+        return " | ".join(parts)
+
+
+def _price(p: Decimal) -> str:
+    return f"{p:.2f}" if p >= 1 else f"{p:.6f}"
+
+
+class TickPrices:
+    """The read-only client for one tick: ticker() answers once per market, the rest passes through."""
+
+    def __init__(self, inner):
+        self._inner, self._tickers = inner, {}
+
+    def ticker(self, market):
+        if market not in self._tickers:
+            self._tickers[market] = self._inner.ticker(market)
+        return self._tickers[market]
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+
+class Tick:
+    """The work of each tick, with what it keeps between ticks: the clients, the closed-candle cache and
+    how many reconciles ran (the surprise scan runs every SURPRISE_EVERY).
+
+    ``read_only`` / ``trading`` may be injected (tests); otherwise the read-only client comes from
+    ``exchange.read_only`` and the trading one from ``executor.trading_exchange``, the only factory that
+    may build it.  ``beat`` claims the tick's slot before its first proposal or order, and records what the
+    tick saw; ``outage`` is told when the exchange is back.
+    """
+
+    def __init__(
+        self,
+        cfg: Config,
+        *,
+        stop: Stop,
+        beat: Beat,
+        outage: Outage,
+        notifier: Notifier,
+        read_only=None,
+        trading=None,
+        cache_candles: bool = True,
+    ):
+        self.cfg = cfg
+        self.stop = stop
+        self.beat = beat
+        self.outage = outage
+        self.notifier = notifier
+        self._ro = read_only
+        self._trading = trading
+        self._prices: TickPrices | None = None  # the last tick's read-only client (tickers read once per tick)
+        # Closed candles rarely change: read them again once the next one has closed, and at the latest
+        # after CANDLE_CACHE_MAX_AGE (Bitvavo can still correct a recent candle).  The demo turns the
+        # cache off: its simulator replays an accelerated path under fixed timestamps.
+        self._candle_cache: dict | None = {} if cache_candles else None
+        self._candle_cache_at: datetime | None = None
+        self._reconciles = 0
+
+    def read_only(self):
+        if self._ro is None:
+            self._ro = exchange.read_only(self.cfg)
+        return self._ro
+
+    def trading(self):
+        if self._trading is None:
+            self._trading = executor.trading_exchange(self.cfg)
+        return self._trading
+
+    def candle_cache(self) -> dict | None:
+        """The closed-candle cache, emptied when it is older than CANDLE_CACHE_MAX_AGE."""
+        if self._candle_cache is None:
+            return None
+        now = clock.now()
+        if self._candle_cache_at is None or now - self._candle_cache_at >= CANDLE_CACHE_MAX_AGE:
+            self._candle_cache.clear()
+            self._candle_cache_at = now
+        return self._candle_cache
+
+    # -- one tick --
+    def run(
+        self, conn: sqlite3.Connection, record: TickRecord, before: Callable[[datetime], None] | None = None
+    ) -> TickReport:
+        """The steps, then what follows every tick, failed or not: the outage and the failed-ticks count,
+        then the alerts.  ``before(slot)`` is called first (the demo moves its simulated prices there)."""
+        report = TickReport(record.slot)
+        label = record.label
+        log.debug("tick %s (slot %s) started", label, clock.to_iso(record.slot))
+        try:
+            if before:
+                before(record.slot)
+            self.steps(conn, record, report)
+        except Interrupted as e:
+            report.status = "interrupted"
+            report.notes.append(str(e))
+        except Exception as e:
+            self._failed(conn, report, e, label)
+        finally:
+            self.stop.step = ""
+        try:
+            self._after(conn, report)
+        except Exception:
+            log.exception("alerts after the tick failed")
+        return report
+
+    def steps(self, conn: sqlite3.Connection, record: TickRecord, report: TickReport) -> None:
+        """The steps of one tick, in order; each starts with a checkpoint (a stop ends the tick there)."""
+        cfg, stop = self.cfg, self.stop
+        stop.checkpoint("reconcile")
+        self._prices = prices = TickPrices(self.read_only())  # tickers read once, shared by safety and snapshot
+        clean = self._reconcile(conn, prices, report)
+
+        stop.checkpoint("safety")
+        self._safety(conn, report, tick_ok=None)
+
+        stop.checkpoint("expire")
+        expired = proposals.expire_stale(conn)
+        if expired:
+            report.notes.append("expired: " + ", ".join(f"#{i}" for i in expired))
+
+        stop.checkpoint("snapshot")
+        snap = build_snapshot(conn, cfg, prices, sources=cfg.active_advisors, candle_cache=self.candle_cache())
+        report.prices = {m: t.last for m, t in snap.tickers.items()}
+        self.beat.record_snapshot(conn, snap)
+        for p in snap.problems:
+            report.errors.append(p)
+            log.warning("snapshot: %s", p)
+        back = self.outage.end(conn) if clean else None  # the exchange answered and reconcile is clean
+        if back:
+            report.notes.append(back)
+        paused = outage_since(conn) or (clock.now_iso() if report.outage else None)
+
+        created: list[int] = []
+        for name in cfg.active_advisors:  # advisors, plus exits and top_up when their settings turn them on
+            stop.checkpoint(f"advisor {name}")
+            created += self._propose(conn, record, name, snap, report)
+
+        stop.checkpoint("approval")
+        for pid in created:
+            self._apply_policy(conn, pid, snap, report)
+
+        if paused:
+            report.notes.append(f"trading paused: exchange unreachable since {paused}; nothing sent")
+            log.info("trading paused (exchange outage since %s): approved proposals wait", paused)
+            return
+        stop.checkpoint("execute")
+        self._execute_approved(conn, record, report)
+
+        stop.checkpoint("sync")
+        self._sync(conn, prices, report)
+
+    # -- the steps --
+    def _reconcile(self, conn: sqlite3.Connection, prices: TickPrices, report: TickReport) -> bool:
+        """Resolve executions in doubt, sync fills; True when it had no errors."""
+        # orders we have no row for: looked for at start and every SURPRISE_EVERY ticks (each scan covers a day)
+        rec = reconcile.reconcile(conn, self.cfg, prices, surprises=self._reconciles % SURPRISE_EVERY == 0)
+        self._reconciles += 1
+        for c in rec.changes:
+            report.notes.append(f"reconciled #{c.execution_id}: {c.before}→{c.after}")
+        for s in rec.surprises:
+            report.errors.append(f"SURPRISE {s}")
+        for e in rec.errors:
+            report.errors.append(e)
+            log.warning("reconcile: %s", e)
+        if rec.errors:
+            # reconcile keeps its errors as text: whether the exchange answers at all tells an outage
+            # (pause, resume by itself) from a refusal a person must look at (counts towards the switch)
+            report.outage = unreachable_now(prices)
+            report.reconcile_failed = not report.outage
+        return not rec.errors
+
+    def _propose(self, conn: sqlite3.Connection, record: TickRecord, name: str, snap, report: TickReport) -> list[int]:
+        """Ask one advisor; each valid draft becomes a proposal.  Returns their ids."""
+        outcome = run_advisor(name, snap, self.cfg)
+        for err in outcome.errors:
+            report.errors.append(f"advisor {name}: {err}")
+        created = []
+        for d in outcome.drafts:
+            self.beat.claim(conn, record)  # a restart must not make this slot's proposals twice
+            pid = proposals.create(conn, d, source=name, ttl=self.cfg.risk.proposal_ttl)
+            created.append(pid)
+            amount = eur(d.amount_quote) if d.amount_quote is not None else f"{d.amount}"
+            report.proposals.append(f"#{pid} {name} {d.side} {d.market} {amount}")
+            log.info("proposal %s from %s: %s %s %s — %s", pid, name, d.side, d.market, amount, d.reason)
+        return created
+
+    def _apply_policy(self, conn: sqlite3.Connection, pid: int, snap, report: TickReport) -> None:
+        """auto: approve when the proposal fits the allowlist and caps now; manual: leave it pending."""
+        if self.cfg.scheduler.approval == "manual":
+            report.waiting.append(pid)
+            return
+        row = proposals.get(conn, pid)
+        ctx = guards.Context(
+            conn,
+            self.cfg,
+            clock.now(),
+            row,
+            None,
+            snap.markets.get(row["market"]),
+            snap.tickers.get(row["market"]),
+            dict(snap.balances),
+        )
+        verdicts = [g(ctx) for g in (guards.allowlist, guards.max_trade, guards.daily_cap, guards.exposure_cap)]
+        blocks = [v for v in verdicts if not v.ok]
+        if blocks:
+            with db.transaction(conn):
+                guards.record(conn, pid, None, "approval", verdicts, ctx.now)
+            for v in blocks:
+                report.blocks.append(f"#{pid} {v.code} (not auto-approved)")
+                log.info("proposal %s not auto-approved: %s: %s", pid, v.code, v.detail)
+            return
+        proposals.approve(conn, pid, by="auto")
+
+    def _execute_approved(self, conn: sqlite3.Connection, record: TickRecord, report: TickReport) -> None:
+        """Execute approved proposals that have no execution yet (or one left 'claimed' by a crash)."""
+        rows = conn.execute(
+            "SELECT p.id FROM proposals p LEFT JOIN trade_executions e ON e.proposal_id = p.id"
+            " WHERE p.status = 'approved' AND p.expires_at > ? AND (e.id IS NULL OR e.state = 'claimed')"
+            " ORDER BY p.id",
+            (clock.now_iso(),),
+        ).fetchall()
+        for r in rows:
+            self.stop.checkpoint(f"execute #{r['id']}")
+            self.beat.claim(conn, record)
+            try:
+                res = executor.execute(conn, self.cfg, self.trading(), r["id"])
+            except executor.NotExecutable as e:
+                report.errors.append(str(e))
+                continue
+            self.notifier.execution(res)
+            self._report_execution(conn, r["id"], res, report)
+
+    def _report_execution(self, conn: sqlite3.Connection, pid: int, res, report: TickReport) -> None:
+        """What one execution came to, on the tick's line and in the log."""
+        ex = (
+            conn.execute("SELECT * FROM trade_executions WHERE id = ?", (res.execution_id,)).fetchone()
+            if res.execution_id
+            else None
+        )
+        if res.state == "blocked":
+            codes = [
+                d["reason_code"]
+                for d in conn.execute(
+                    "SELECT reason_code FROM guard_decisions WHERE execution_id = ? AND verdict = 'block' ORDER BY id",
+                    (res.execution_id,),
+                )
+            ]
+            report.blocks.append(f"#{pid} {'+'.join(codes) or res.reason}")
+            log.info("proposal %s blocked: %s", pid, res.reason)
+        elif res.state == "claimed":
+            report.errors.append(f"#{pid} not sent: {res.reason}")
+        else:
+            desc = f"#{pid} {ex['side']} {ex['market']} {res.state}"
+            if ex["state"] == "filled" and Decimal(ex["filled_amount"]) > 0:
+                price = Decimal(ex["filled_quote"]) / Decimal(ex["filled_amount"])
+                desc += f" {ex['filled_amount']} @ {_price(price)} fee {eur(ex['fee_paid'])}"
+            elif res.reason:
+                desc += f" ({res.reason})"
+            report.orders.append(desc)
+            log.info("proposal %s: %s", pid, desc)
+
+    def _sync(self, conn: sqlite3.Connection, prices: TickPrices, report: TickReport) -> None:
+        """An execution still in flight: reconcile once more, so the tick's fills are booked in this tick."""
+        if conn.execute(
+            "SELECT 1 FROM trade_executions WHERE state IN ('submitting', 'submitted', 'unknown') LIMIT 1"
+        ).fetchone():
+            rec = reconcile.reconcile(conn, self.cfg, prices, surprises=False)
+            for c in rec.changes:
+                report.notes.append(f"synced #{c.execution_id}: {c.before}→{c.after}")
+            report.errors.extend(rec.errors)
+
+    def _safety(self, conn: sqlite3.Connection, report: TickReport, *, tick_ok: bool | None) -> None:
+        """The automatic kill switch rules (tinybot.safety).  tick_ok feeds the consecutive-errors count."""
+        turned_off = safety.check(
+            conn, self.cfg, tick_ok=tick_ok, market_data=self._prices or self._ro, notifier=self.notifier
+        )
+        if turned_off:
+            report.errors.append(
+                "KILL SWITCH turned trading OFF: " + "; ".join(turned_off) + " (`tinybot resume` after checking)"
+            )
+
+    # -- after the steps --
+    def _failed(self, conn: sqlite3.Connection, report: TickReport, e: Exception, label: str) -> None:
+        """An exception ended the steps: an outage, or an error with its traceback; recorded as an event."""
+        report.status = "failed"
+        try:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass
+        step = self.stop.step
+        report.outage = classify(e, lambda: self._prices or self.read_only())
+        if report.outage:
+            report.errors.append(f"{step}: exchange unreachable: {e}")
+            log.warning("tick %s: exchange unreachable in %s: %s", label, step, e)
+        else:
+            report.errors.append(f"{step}: {e}" if isinstance(e, ExchangeError) else f"{step}: {type(e).__name__}: {e}")
+            log.error("tick %s failed in %s:\n%s", label, step, traceback.format_exc())
+        try:
+            # an outage is alerted once when it starts (and once when it ends), not every tick
+            with db.transaction(conn):
+                ledger.event(
+                    conn,
+                    "tick_failed",
+                    f"slot {clock.to_iso(report.slot)}: {report.errors[-1]}",
+                    severity="info" if report.outage else "error",
+                )
+        except sqlite3.Error:
+            log.exception("could not record the failed tick as an event")
+
+    def _after(self, conn: sqlite3.Connection, report: TickReport) -> None:
+        """Outage bookkeeping, the consecutive-errors count, then the alerts (events, block summary)."""
+        try:
+            if report.outage:
+                self.outage.begin(conn, report.errors)  # not counted towards the kill switch: it pauses instead
+            elif report.status == "failed" or report.reconcile_failed:
+                self._safety(conn, report, tick_ok=False)
+            elif report.status == "ok":
+                safety.consecutive_errors(conn, self.cfg, True)  # a good tick resets the count
+        except Exception:
+            log.exception("safety check after the tick failed")
+        self.notifier.drain_events()  # kill switch, surprises, unknowns, tick failures: each alerted once
+        self.notifier.summarise_blocks()
+
+    def digest(self, conn: sqlite3.Connection) -> None:
+        """Once a day at [alerts] digest_at (local time): the day's P/L, trades, fees, LLM cost, with a chart."""
+        try:
+            digest.maybe_send(conn, self.cfg, self.notifier)
+        except Exception:
+            log.exception("the daily digest failed (tried again next tick)")
