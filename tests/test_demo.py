@@ -57,3 +57,30 @@ def test_demo_runs_offline_and_its_summary_matches_the_database(monkeypatch):
     assert len(ticks) >= 2 and all(t[0] == "ok" for t in ticks), [tuple(t) for t in ticks]
     assert re.search(r"^  \d\d:\d\d:\d\d ok \| BTC-EUR \d+\.\d\d ETH-EUR", out, re.M)
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _summary(out: str) -> list[str]:
+    """The summary's lines without its 'after Ns' header (real seconds differ from run to run)."""
+    return out.split("Summary after", 1)[1].splitlines()[1:]
+
+
+def test_the_same_seed_prints_the_same_summary_however_slow_the_machine(monkeypatch):
+    """Issue 22: the demo is a yardstick ("the same summary for the same seed before and after").  Ticks that
+    take real time (a loaded machine, a Pi) must not change what the bot decides: its clock moves only while
+    the loop sleeps.  On the wall clock a slow tick shifted cooldown and anti-flip and cost ticks."""
+    import time
+
+    from tinybot.sim.simulator import Simulator
+
+    fast = CliRunner().invoke(cli, ["demo", "--seconds", "10", "--seed", "3"])
+    assert fast.exit_code == 0, fast.output
+    advance = Simulator.advance
+
+    def slow_advance(self, *a, **k):
+        time.sleep(1.2)  # each tick now takes over a second of real time (the demo's ticks are 2 s apart)
+        return advance(self, *a, **k)
+
+    monkeypatch.setattr(Simulator, "advance", slow_advance)
+    slow = CliRunner().invoke(cli, ["demo", "--seconds", "10", "--seed", "3"])
+    assert slow.exit_code == 0, slow.output
+    assert _summary(slow.output) == _summary(fast.output)

@@ -217,7 +217,7 @@ def test_routed_in_process_the_lookup_key_still_cannot_place_or_cancel(tmp_path)
     from tinybot.exchange.base import ReadOnlyClientError
     from tinybot.exchange.bitvavo import BitvavoReadOnly
 
-    at = replay.SimClock(clock.from_ms(T0 + 10 * HOUR))
+    at = clock.Simulated(clock.from_ms(T0 + 10 * HOUR))
     series = {"BTC-EUR": [candles.Candle(T0 + i * HOUR, *(Decimal(100),) * 4, Decimal(1)) for i in range(12)]}
     sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
     (tmp_path / "bot.toml").write_text('mode = "live"\n[exchange]\nurl = "http://127.0.0.1:9"\noperator_id = 1\n')
@@ -229,7 +229,7 @@ def test_routed_in_process_the_lookup_key_still_cannot_place_or_cancel(tmp_path)
         lookup_secret=replay.REPLAY_SECRET,
     )
     ro.route_requests(InProcessSession(sim), milliseconds=at.ms)
-    with replay.simulated_clock(at):
+    with clock.simulated(at):
         assert ro.balances()["EUR"].available == 25 and ro.orders_since("BTC-EUR", T0) == []
     lookup = ro._lookup_ep.ccxt  # the trade key's instance (the test looks inside; replay never does)
     assert isinstance(lookup, ccxt.bitvavo) and lookup.apiKey == replay.REPLAY_KEY
@@ -254,13 +254,13 @@ def test_sending_an_order_leaves_tinybots_decimal_rounding_alone(tmp_path):
 
     from tinybot.exchange.bitvavo import BitvavoTrading
 
-    at = replay.SimClock(clock.from_ms(T0 + 10 * HOUR))
+    at = clock.Simulated(clock.from_ms(T0 + 10 * HOUR))
     series = {"BTC-EUR": [candles.Candle(T0 + i * HOUR, *(Decimal(60000),) * 4, Decimal(1)) for i in range(12)]}
     sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
     (tmp_path / "bot.toml").write_text('mode = "live"\n[exchange]\nurl = "http://127.0.0.1:9"\noperator_id = 1\n')
     trading = BitvavoTrading(config.load(tmp_path / "bot.toml"), replay.REPLAY_KEY, replay.REPLAY_SECRET)
     trading.route_requests(InProcessSession(sim), milliseconds=at.ms)
-    with decimal.localcontext(decimal.Context()), replay.simulated_clock(at):  # Python's default, whatever ran before
+    with decimal.localcontext(decimal.Context()), clock.simulated(at):  # Python's default, whatever ran before
         bought = trading.send_order("BTC-EUR", "buy", client_order_id=str(uuid.uuid4()), amount_quote=Decimal(12))
         sold = trading.send_order("BTC-EUR", "sell", client_order_id=str(uuid.uuid4()), amount=Decimal("0.0001"))
         assert (bought.kind, sold.kind) == ("accepted", "accepted")
@@ -642,7 +642,7 @@ def test_the_replay_simulator_shows_only_what_has_happened_by_now():
     series = {
         "BTC-EUR": [c(0, 100, 110, 90, 105), c(1, 105, 120, 100, 115), c(2, 115, 130, 111, 112), c(4, 120, 125, 95, 99)]
     }  # no candle at 3: an hour without trades
-    now = replay.SimClock(clock.from_ms(T0 + 2 * HOUR))
+    now = clock.Simulated(clock.from_ms(T0 + 2 * HOUR))
     sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), now, Decimal(0))
     assert sim.move_to(T0 + 2 * HOUR) == {"BTC-EUR": Decimal(115)}  # the open of the candle starting now
     assert [list(r[:5]) for r in sim.candles("BTC-EUR")] == [

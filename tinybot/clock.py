@@ -7,14 +7,47 @@ makes a timestamp in tinybot.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from datetime import datetime, timedelta, timezone
+from typing import Iterator
 
 ISO_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
+
+
+class Simulated:
+    """A clock that moves only when told to: replay's candles and the demo's ticks run on one (``simulated``)."""
+
+    def __init__(self, t: datetime):
+        self.t = t
+
+    def now(self) -> datetime:
+        return self.t
+
+    def seconds(self) -> float:
+        return self.t.timestamp()
+
+    def ms(self) -> int:
+        return to_ms(self.t)
+
+    def advance(self, seconds: float) -> None:
+        self.t += timedelta(seconds=seconds)
+
+
+@contextlib.contextmanager
+def simulated(sim: Simulated) -> Iterator[Simulated]:
+    """tinybot's one clock (``now`` and all that reads it) is ``sim`` for the duration."""
+    global now
+    original = now
+    now = sim.now
+    try:
+        yield sim
+    finally:
+        now = original
 
 
 def to_iso(dt: datetime) -> str:

@@ -9,6 +9,12 @@ Nothing leaves the machine and no real key is involved:
 * the real scheduler runs with short ticks, and before every tick the
   simulator's price path moves ``CANDLES_PER_TICK`` one-minute candles on,
   so an hour of market happens in under a minute;
+* bot and simulator share a simulated clock (``tinybot.clock.Simulated``)
+  that moves only when the loop sleeps between ticks, and the requests are
+  signed on it: a tick's decisions (cooldown, anti-flip, expiry) do not
+  depend on how busy the machine is, so the same seed prints the same
+  summary.  The loop still waits in real time, so the show takes as long as
+  it says;
 * advisors: ``rules`` (SMA 3/8 crossover on 1m candles, €6 buys) on both
   markets and ``dca`` (€5 of BTC every 8 s); guards with short windows so
   cooldown, anti-flip and the caps all get to say no;
@@ -164,13 +170,21 @@ def _sim_accounts():
 
 
 def run_demo(*, seconds: int = 40, seed: int = 7, keep: bool = False, echo: Callable[[str], None] = print) -> Summary:
+    import requests
+
     from . import config, db
+    from .exchange import read_only
+    from .executor import trading_exchange
+    from .liveness import slot_of
     from .loop import scheduler
     from .sim import Simulator
 
     data_dir = Path(tempfile.mkdtemp(prefix="tinybot-demo-"))
     accounts, read_key, read_secret = _sim_accounts()
-    sim = Simulator(accounts=accounts, markets=MARKETS, seed=seed, interval="1m")
+    # the demo's time starts on a tick boundary (else the first slot, and so the number of ticks, would depend
+    # on when the demo was started) and moves on only by the loop's sleeps (see the module docstring)
+    sim_clock = clock.Simulated(slot_of(clock.now(), clock.parse_duration(TICK)))
+    sim = Simulator(accounts=accounts, markets=MARKETS, seed=seed, interval="1m", clock=sim_clock.seconds)
     server = sim.serve(host="127.0.0.1", port=0)
     saved_env = {k: os.environ.get(k) for k in config.SECRET_NAMES}
     conn = None
@@ -213,12 +227,26 @@ def run_demo(*, seconds: int = 40, seed: int = 7, keep: bool = False, echo: Call
         def before_tick(slot):
             sim.advance(CANDLES_PER_TICK)
 
-        # no candle cache: the simulator rewrites "closed" candles as it fast-forwards its price path
-        sched = scheduler.Scheduler(
-            cfg, conn, echo=lambda line: echo("  " + line), before_tick=before_tick, cache_candles=False
-        )
+        def sleep(s: float) -> None:
+            time.sleep(s)  # the show runs in real time; the bot's clock moves by exactly what the loop slept
+            sim_clock.advance(s)
+
         started = time.monotonic()
-        sched.run(until=clock.now() + timedelta(seconds=seconds))
+        with clock.simulated(sim_clock):
+            ro, trading = read_only(cfg), trading_exchange(cfg)
+            for client in (ro, trading):  # over loopback HTTP, signed on the simulated clock
+                client.route_requests(requests.Session(), milliseconds=sim_clock.ms)
+            # no candle cache: the simulator rewrites "closed" candles as it fast-forwards its price path
+            sched = scheduler.Scheduler(
+                cfg,
+                conn,
+                echo=lambda line: echo("  " + line),
+                before_tick=before_tick,
+                cache_candles=False,
+                read_only=ro,
+                trading=trading,
+            )
+            sched.run(until=sim_clock.now() + timedelta(seconds=seconds), sleep=sleep)
         elapsed = time.monotonic() - started
 
         last = {m: sim.price(m) for m in MARKETS}

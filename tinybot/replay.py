@@ -18,7 +18,6 @@ semantics and why this, not the paper exchange, is the one code path with live.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import dataclasses
 import json
 import shutil
@@ -149,31 +148,6 @@ def scratch_config(
 # --- the simulated clock and exchange ----------------------------------------------------
 
 
-class SimClock:
-    def __init__(self, t: datetime):
-        self.t = t
-
-    def now(self) -> datetime:
-        return self.t
-
-    def seconds(self) -> float:
-        return self.t.timestamp()
-
-    def ms(self) -> int:
-        return clock.to_ms(self.t)
-
-
-@contextlib.contextmanager
-def simulated_clock(sim_clock: SimClock):
-    """tinybot's one clock (tinybot.clock.now) reads the simulated time for the duration."""
-    original = clock.now
-    clock.now = sim_clock.now
-    try:
-        yield sim_clock
-    finally:
-        clock.now = original
-
-
 class ReplayMarket(MarketState):
     """A simulator market serving its stored candles at their real times; buys and sells pay extra slippage.
 
@@ -287,7 +261,7 @@ class ReplaySimulator(Simulator):
         data_interval: dict[str, str],
         limits: dict,
         eur: Decimal,
-        sim_clock: SimClock,
+        sim_clock: clock.Simulated,
         slippage: Decimal,
     ):
         finest = min(data_interval.values(), key=lambda i: INTERVALS[i])
@@ -316,7 +290,7 @@ def make_simulator(
     data_interval: dict[str, str],
     limits: dict,
     eur: Decimal,
-    sim_clock: SimClock,
+    sim_clock: clock.Simulated,
     slippage: Decimal,
 ) -> ReplaySimulator:
     return ReplaySimulator(series, data_interval, limits, eur, sim_clock, slippage)
@@ -663,7 +637,7 @@ def replay(
 
     scratch = Path(tempfile.mkdtemp(prefix="tinybot-replay-")) if keep is None else Path(keep)
     scratch.mkdir(parents=True, exist_ok=True)
-    sim_clock = SimClock(plan.slots[0])
+    sim_clock = clock.Simulated(plan.slots[0])
     sim = make_simulator(series, plan.data_interval, limits, eur, sim_clock, slippage)
     conn = recorded_llm = None
     try:
@@ -700,7 +674,14 @@ def replay(
 
 
 def _run(
-    cfg: Config, plan: Plan, sim, sim_clock: SimClock, scratch: Path, on_plan, progress, llm_url: str | None = None
+    cfg: Config,
+    plan: Plan,
+    sim,
+    sim_clock: clock.Simulated,
+    scratch: Path,
+    on_plan,
+    progress,
+    llm_url: str | None = None,
 ) -> list[TickPoint]:
     """One real scheduler tick per slot, on the simulated clock, against the simulator on loopback."""
     from . import db
@@ -710,7 +691,7 @@ def _run(
 
     server = sim.serve()
     points: list[TickPoint] = []
-    with simulated_clock(sim_clock):
+    with clock.simulated(sim_clock):
         rcfg = scratch_config(cfg, scratch, server.url, plan.markets if plan.explicit else None, llm_url)
         conn = db.open_db(rcfg.db_path)
         conn.execute("PRAGMA synchronous = OFF")  # a scratch database: durability buys nothing here
