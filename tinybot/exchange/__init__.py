@@ -11,19 +11,7 @@ Nothing here imports ccxt until a Bitvavo client is actually built.
 
 from __future__ import annotations
 
-from .base import ReadOnlyClientError
-
-READ_METHODS = (
-    "markets",
-    "ticker",
-    "candles",
-    "balances",
-    "fetch_order",
-    "orders_since",
-    "open_orders",
-    "trades_since",
-    "server_time_ms",
-)
+from .base import READ_METHODS, ReadOnlyClientError
 
 
 def market_data(cfg, *, rate_limit: bool = True):
