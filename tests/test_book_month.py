@@ -16,7 +16,7 @@ from freezegun import freeze_time
 from tinybot import clock, db, fees, proposals, scheduler
 from tinybot.book import holdings, steps
 from tinybot.exchange import read_only
-from tinybot.exchange.bitvavo import BitvavoTrading
+from tinybot.exchange.bitvavo.clients import BitvavoTrading
 from tinybot.proposals import Draft
 from tinybot.sim import SimAccount, Simulator
 from tinybot.sim.engine import Matcher
