@@ -20,7 +20,7 @@ from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SEC
 from tinybot import clock
 from tinybot.config import Config, ConfigError, ExchangeConfig, Secrets
 from tinybot.exchange.bitvavo import endpoint, reads
-from tinybot.exchange.base import ExchangeError, ReadOnlyClientError
+from tinybot.exchange.base import READ_METHODS, ExchangeError, ReadOnlyClientError
 from tinybot.exchange.bitvavo.clients import BitvavoReadOnly, BitvavoTrading, probe_key_rights, read_only_client
 from tinybot.exchange.bitvavo.errors import classify_send
 from tinybot.sim import SimAccount
@@ -154,13 +154,15 @@ def test_ambiguous_even_when_the_exchange_did_nothing(trading, kind):
 
 
 def test_220_open_order_with_same_client_id_is_ambiguous(trading, monkeypatch):
-    t, _, sim = trading
+    t, wire, sim = trading
     c = cid()
     resting = make_ccxt(t.url)  # a limit order far below the market stays open
     resting.create_order("BTC/EUR", "limit", "buy", 0.01, 1000, {"clientOrderId": c})
     monkeypatch.setattr(t.reader, "fetch_order", lambda market, client_order_id: None)  # skip the pre-send lookup
+    monkeypatch.setattr(t.reader, "orders_since", lambda market, since_ms: [])  # and its scan
     out = buy(t, client_order_id=c)
     assert (out.kind, out.code) == ("ambiguous", "220")
+    assert len(wire.to("POST", "/v2/order")) == 1  # the exchange said 220, not the pre-send lookup
     assert len(sim.orders()) == 1
 
 
@@ -398,6 +400,18 @@ def test_backoff_is_shared_by_clients_of_the_same_key(trading, tmp_path):
 
 
 # --- the read-only client and key separation -------------------------------------------------
+
+
+def test_both_clients_answer_every_read_with_their_readers_own_method(tmp_path):
+    """The reads have one home (reads.Reader): neither client class defines or forwards one by hand."""
+    cfg = make_cfg(tmp_path, "http://127.0.0.1:9")  # nothing is called: construction opens no socket
+    ro = BitvavoReadOnly(cfg, READ_KEY, READ_SECRET, lookup_key=TRADE_KEY, lookup_secret=TRADE_SECRET)
+    trading = BitvavoTrading(cfg, TRADE_KEY, TRADE_SECRET)
+    for client in (ro, trading):
+        for name in reads.EXPOSED:
+            assert name not in vars(type(client)), f"{type(client).__name__}.{name} is written by hand"
+            assert getattr(client, name).__self__ is client.reader, name
+    assert set(READ_METHODS) <= set(reads.EXPOSED)
 
 
 def test_read_only_client_cannot_trade(rich_sim, tmp_path):
