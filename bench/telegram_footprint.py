@@ -64,8 +64,8 @@ IN_RUN_CHILD = r"""
 import sys, re
 from tinybot import config, cli_run, telegram             # what `tinybot run` has loaded ...
 from tinybot.loop import scheduler
-from tinybot.exchange import bitvavo                       # ... ccxt included (live mode)
-bitvavo.read_only_client(config.load())                    # builds the ccxt client; connects to nothing
+from tinybot.exchange.bitvavo import clients               # ... ccxt included (live mode)
+clients.read_only_client(config.load())                    # builds the ccxt client; connects to nothing
 def rss():
     return int(re.search(r"VmRSS:\s+(\d+)", open("/proc/self/status").read()).group(1))
 bg = None

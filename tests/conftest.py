@@ -61,9 +61,9 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("TINYBOT_RAISE_ERRORS", raising=False)
     for name in SECRET_ENV:
         monkeypatch.delenv(name, raising=False)
-    bitvavo = sys.modules.get("tinybot.exchange.bitvavo")
-    if bitvavo is not None:  # a rate-limit backoff is process-wide: never let one test's 110 leak into the next
-        bitvavo._backoff_until.clear()
+    endpoint = sys.modules.get("tinybot.exchange.bitvavo.endpoint")
+    if endpoint is not None:  # a rate-limit backoff is process-wide: never let one test's 110 leak into the next
+        endpoint._backoff_until.clear()
     yield tmp_path
 
 

@@ -19,9 +19,10 @@ from freezegun import freeze_time
 from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, make_ccxt
 from tinybot import clock
 from tinybot.config import Config, ConfigError, ExchangeConfig, Secrets
-from tinybot.exchange import bitvavo
-from tinybot.exchange.base import ExchangeError, ReadOnlyClientError
-from tinybot.exchange.bitvavo import BitvavoReadOnly, BitvavoTrading, classify_send, read_only_client
+from tinybot.exchange.bitvavo import endpoint, reads
+from tinybot.exchange.base import READ_METHODS, ExchangeError, ReadOnlyClientError
+from tinybot.exchange.bitvavo.clients import BitvavoReadOnly, BitvavoTrading, probe_key_rights, read_only_client
+from tinybot.exchange.bitvavo.errors import classify_send
 from tinybot.sim import SimAccount
 
 MARKET = "BTC-EUR"
@@ -31,9 +32,9 @@ CLIENT_TIMEOUT = timedelta(milliseconds=300)  # a hanging fault costs this much,
 @pytest.fixture(autouse=True)
 def no_backoff_left_over():
     # the backoff is process-wide, keyed by URL: a later simulator may reuse a port
-    bitvavo._backoff_until.clear()
+    endpoint._backoff_until.clear()
     yield
-    bitvavo._backoff_until.clear()
+    endpoint._backoff_until.clear()
 
 
 @pytest.fixture
@@ -153,13 +154,15 @@ def test_ambiguous_even_when_the_exchange_did_nothing(trading, kind):
 
 
 def test_220_open_order_with_same_client_id_is_ambiguous(trading, monkeypatch):
-    t, _, sim = trading
+    t, wire, sim = trading
     c = cid()
     resting = make_ccxt(t.url)  # a limit order far below the market stays open
     resting.create_order("BTC/EUR", "limit", "buy", 0.01, 1000, {"clientOrderId": c})
-    monkeypatch.setattr(t, "fetch_order", lambda market, client_order_id: None)  # skip the pre-send lookup
+    monkeypatch.setattr(t.reader, "fetch_order", lambda market, client_order_id: None)  # skip the pre-send lookup
+    monkeypatch.setattr(t.reader, "orders_since", lambda market, since_ms: [])  # and its scan
     out = buy(t, client_order_id=c)
     assert (out.kind, out.code) == ("ambiguous", "220")
+    assert len(wire.to("POST", "/v2/order")) == 1  # the exchange said 220, not the pre-send lookup
     assert len(sim.orders()) == 1
 
 
@@ -188,7 +191,7 @@ def test_below_minimum_from_the_exchange_is_refused_217(trading, monkeypatch):
     import dataclasses
 
     lax = {k: dataclasses.replace(m, min_quote=Decimal("0")) for k, m in t.markets().items()}
-    monkeypatch.setattr(t, "_cached_markets", lambda: lax)  # let the exchange be the one to refuse
+    monkeypatch.setattr(t.reader, "cached_markets", lambda: lax)  # let the exchange be the one to refuse
     out = buy(t, "4")
     assert (out.kind, out.code) == ("refused", "217")
     assert sim.orders() == [] and len(wire.to("POST", "/v2/order")) == 1
@@ -328,7 +331,7 @@ def test_after_a_110_nothing_reaches_the_exchange_until_the_end_of_the_next_minu
 
 def test_a_105_ban_lasts_as_long_as_its_message_says(trading, monkeypatch):
     t, wire, sim = trading
-    monkeypatch.setattr(bitvavo, "PACE_RESERVE", 0)  # let it run into the limit (pacing would stop short)
+    monkeypatch.setattr(endpoint, "PACE_RESERVE", 0)  # let it run into the limit (pacing would stop short)
     sim.set_mode(rate_limit_code=105)
     sim.rate_limit = 6  # balance weighs 5: the second call goes over
     over = at_second_15_of_next_minute()
@@ -397,6 +400,18 @@ def test_backoff_is_shared_by_clients_of_the_same_key(trading, tmp_path):
 
 
 # --- the read-only client and key separation -------------------------------------------------
+
+
+def test_both_clients_answer_every_read_with_their_readers_own_method(tmp_path):
+    """The reads have one home (reads.Reader): neither client class defines or forwards one by hand."""
+    cfg = make_cfg(tmp_path, "http://127.0.0.1:9")  # nothing is called: construction opens no socket
+    ro = BitvavoReadOnly(cfg, READ_KEY, READ_SECRET, lookup_key=TRADE_KEY, lookup_secret=TRADE_SECRET)
+    trading = BitvavoTrading(cfg, TRADE_KEY, TRADE_SECRET)
+    for client in (ro, trading):
+        for name in reads.EXPOSED:
+            assert name not in vars(type(client)), f"{type(client).__name__}.{name} is written by hand"
+            assert getattr(client, name).__self__ is client.reader, name
+    assert set(READ_METHODS) <= set(reads.EXPOSED)
 
 
 def test_read_only_client_cannot_trade(rich_sim, tmp_path):
@@ -554,7 +569,7 @@ def test_a_full_page_is_followed_back_until_it_is_not_full(trading, monkeypatch)
     t, _, sim = trading
     since = t.server_time_ms() - 1000
     sent = {buy(t).order.order_id for _ in range(5)}
-    monkeypatch.setattr(bitvavo, "PAGE_LIMIT", 2)
+    monkeypatch.setattr(reads, "PAGE_LIMIT", 2)
     wire = spy(t)
     assert {o.order_id for o in t.orders_since(MARKET, since)} == sent
     assert {f.order_id for f in t.trades_since(MARKET, since)} == sent
@@ -598,14 +613,14 @@ def test_probing_what_each_key_may_read_uses_get_only(sim_factory, tmp_path):
     running = sim_factory(accounts=shared_accounts())
     cfg = make_cfg(tmp_path, running.url)
     keys = {"read": (READ_KEY, READ_SECRET), "trade": (TRADE_KEY, TRADE_SECRET)}
-    read, trade = bitvavo.probe_key_rights(cfg, MARKET, keys, rate_limit=False)
+    read, trade = probe_key_rights(cfg, MARKET, keys, rate_limit=False)
     assert (read.role, read.balance, read.reads_orders) == ("read", None, False)
     assert "errorCode 310" in read.orders
     assert (trade.role, trade.balance, trade.orders, trade.reads_orders) == ("trade", None, None, True)
     # a "view" key that can read orders is reported as such (it very likely has trade rights)
     running.sim.set_mode(view_key_reads_orders=True)
-    read, _ = bitvavo.probe_key_rights(cfg, MARKET, keys, rate_limit=False)
+    read, _ = probe_key_rights(cfg, MARKET, keys, rate_limit=False)
     assert read.reads_orders
-    (bad,) = bitvavo.probe_key_rights(cfg, MARKET, {"read": ("nobody", "nothing")}, rate_limit=False)
+    (bad,) = probe_key_rights(cfg, MARKET, {"read": ("nobody", "nothing")}, rate_limit=False)
     assert bad.balance and bad.orders and "errorCode 30" in bad.balance
     assert running.sim.orders() == []

@@ -12,15 +12,10 @@ import ccxt
 import pytest
 
 from tinybot.config import Config, ExchangeConfig
-from tinybot.exchange import bitvavo
 from tinybot.exchange.base import ExchangeError
-from tinybot.exchange.bitvavo import (
-    BitvavoReadOnly,
-    classify_send,
-    fill_from_raw,
-    markets_from_raw,
-    order_from_raw,
-)
+from tinybot.exchange.bitvavo.clients import BitvavoReadOnly
+from tinybot.exchange.bitvavo.errors import ERROR_CODES, classify_send
+from tinybot.exchange.bitvavo.parse import fill_from_raw, markets_from_raw, order_from_raw
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -227,4 +222,4 @@ def test_a_200_that_is_not_an_order_and_timeouts_stay_ambiguous():
     assert classify_send({"id": None, "info": "<html>"}).kind == "ambiguous"
     assert classify_send(ccxt.RequestTimeout("bitvavo POST")).kind == "ambiguous"
     assert classify_send(ccxt.ExchangeNotAvailable("bitvavo 502 <html>")).kind == "ambiguous"
-    assert bitvavo.ERROR_CODES[110][0] == "ambiguous"  # with HTTP 429, or when the status is unknown
+    assert ERROR_CODES[110][0] == "ambiguous"  # with HTTP 429, or when the status is unknown

@@ -18,7 +18,7 @@ from tinybot.liveness import slot_of
 from tinybot.loop import scheduler
 from tinybot.book import holdings, steps
 from tinybot.exchange import read_only
-from tinybot.exchange.bitvavo import BitvavoTrading
+from tinybot.exchange.bitvavo.clients import BitvavoTrading
 from tinybot.proposals import Draft
 from tinybot.sim import SimAccount, Simulator
 from tinybot.sim.engine import Matcher

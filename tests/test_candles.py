@@ -29,7 +29,7 @@ def store(tmp_path):
 
 
 def client_for(tmp_path, url):
-    from tinybot.exchange.bitvavo import read_only_client
+    from tinybot.exchange.bitvavo.clients import read_only_client
 
     path = tmp_path / "fetch.toml"
     path.write_text(f'[exchange]\nurl = "{url}"\n')
@@ -84,7 +84,7 @@ def test_fetch_never_stores_the_candle_still_open(tmp_path, store, sim_factory):
 
 def test_the_trading_client_serves_candle_rows_too(tmp_path, store, sim_factory):
     """candle_rows is on both Bitvavo clients; BitvavoTrading's once read an endpoint it does not have."""
-    from tinybot.exchange.bitvavo import BitvavoTrading
+    from tinybot.exchange.bitvavo.clients import BitvavoTrading
 
     running = sim_factory(interval="1m", history=100, markets=("BTC-EUR",), clock=NOW.timestamp)
     path = tmp_path / "trade.toml"

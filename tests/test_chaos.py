@@ -272,7 +272,7 @@ def test_slow_reads_after_the_submitting_commit_never_lose_an_order(tmp_path, de
 
 def _trading(bench):
     """The trade client in this process (the chaos children build the same through executor.trading_exchange)."""
-    from tinybot.exchange.bitvavo import BitvavoTrading
+    from tinybot.exchange.bitvavo.clients import BitvavoTrading
 
     return BitvavoTrading(bench.cfg, chaos.TRADE_KEY, chaos.TRADE_SECRET, rate_limit=False)
 

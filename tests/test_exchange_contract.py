@@ -37,7 +37,7 @@ def _paper(tmp_path: Path, request) -> Backend:
 
 
 def _live(tmp_path: Path, request) -> Backend:
-    from tinybot.exchange.bitvavo import BitvavoTrading
+    from tinybot.exchange.bitvavo.clients import BitvavoTrading
 
     sim = request.getfixturevalue("sim")  # view+trade key with EUR 25
     cfg = Config(
@@ -53,9 +53,9 @@ BACKENDS: dict[str, Callable] = {"paper": _paper, "live": _live}
 @pytest.fixture(autouse=True)
 def no_rate_limit_backoff():
     # the adapter's backoff is process-wide, keyed by URL; a new simulator may reuse a port
-    from tinybot.exchange import bitvavo
+    from tinybot.exchange.bitvavo import endpoint
 
-    bitvavo._backoff_until.clear()
+    endpoint._backoff_until.clear()
 
 
 @pytest.fixture(params=list(BACKENDS))

@@ -55,28 +55,25 @@ def test_only_the_executor_reads_the_trade_key_to_trade():
         "tinybot/doctor/keys.py",
         "tinybot/demo.py",
         "tinybot/chaos/__init__.py",
-        "tinybot/exchange/bitvavo.py",
+        "tinybot/exchange/bitvavo/clients.py",
     }
     assert "tinybot/executor.py" in readers
 
 
 def test_the_adapter_reads_the_trade_key_only_for_get_only_lookups():
-    """In bitvavo.py the trade key is read in read_only_client alone, and handed only to lookup_key/lookup_secret."""
-    tree = ast.parse((PACKAGE / "exchange" / "bitvavo.py").read_text())
-    readers = {
-        f.name
-        for f in ast.walk(tree)
-        if isinstance(f, ast.FunctionDef) and any(names_trade_key(n) for n in ast.walk(f))
-    }
+    """In the adapter the trade key is read in read_only_client alone, and handed only to lookup_key/lookup_secret."""
+    adapter = [ast.parse(p.read_text()) for p in sorted((PACKAGE / "exchange" / "bitvavo").glob("*.py"))]
+    nodes = [n for m in adapter for n in ast.walk(m)]
+    readers = {f.name for f in nodes if isinstance(f, ast.FunctionDef) and any(names_trade_key(n) for n in ast.walk(f))}
     assert readers == {"read_only_client"}
-    (fn,) = [f for f in ast.walk(tree) if isinstance(f, ast.FunctionDef) and f.name == "read_only_client"]
+    (fn,) = [f for f in nodes if isinstance(f, ast.FunctionDef) and f.name == "read_only_client"]
     (build,) = [c for c in ast.walk(fn) if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "BitvavoReadOnly"]
     assert {k.arg for k in build.keywords} == {"lookup_key", "lookup_secret", "rate_limit"}
     lookups = [
         c
-        for c in ast.walk(tree)
+        for c in nodes
         if isinstance(c, ast.Call)
-        and getattr(c.func, "id", "") == "_Endpoint"
+        and getattr(c.func, "id", "") == "Endpoint"
         and any(
             k.arg == "lookup_key" or (isinstance(a, ast.Name) and a.id == "lookup_key")
             for k in c.keywords
@@ -248,14 +245,15 @@ def test_nothing_reachable_from_the_live_read_only_client_can_place_or_cancel(li
 
 
 def test_the_lookup_facade_has_no_trading_method_and_trading_composes_instead_of_inheriting():
-    from tinybot.exchange import bitvavo
+    from tinybot.exchange.bitvavo.clients import BitvavoReadOnly, BitvavoTrading
+    from tinybot.exchange.bitvavo.reads import Reader
 
     verbs = ("send", "cancel", "create", "place", "post", "delete", "put", "edit", "withdraw")
-    for cls in (bitvavo.OrderLookups,):
+    for cls in (Reader,):
         assert not [a for a in dir(cls) if any(v in a.lower() for v in verbs)]
     # BitvavoReadOnly's refusing methods are its own, and nothing that trades inherits from it
-    assert bitvavo.BitvavoTrading.__mro__ == (bitvavo.BitvavoTrading, object)
-    assert bitvavo.BitvavoReadOnly.__mro__ == (bitvavo.BitvavoReadOnly, object)
+    assert BitvavoTrading.__mro__ == (BitvavoTrading, object)
+    assert BitvavoReadOnly.__mro__ == (BitvavoReadOnly, object)
 
 
 def test_an_advisor_snapshot_reaches_no_client_key_or_trading_method(live_ro):
@@ -266,7 +264,9 @@ def test_an_advisor_snapshot_reaches_no_client_key_or_trading_method(live_ro):
     from simfixtures import READ_SECRET, TRADE_SECRET
     from tinybot import db
     from tinybot.advisors import build_snapshot
-    from tinybot.exchange import bitvavo
+    from tinybot.exchange.bitvavo.clients import BitvavoReadOnly, BitvavoTrading
+    from tinybot.exchange.bitvavo.endpoint import Endpoint
+    from tinybot.exchange.bitvavo.reads import Reader
 
     cfg, _ = live_ro
     ro = read_only(cfg)
@@ -276,10 +276,10 @@ def test_an_advisor_snapshot_reaches_no_client_key_or_trading_method(live_ro):
     forbidden = (
         ccxt.Exchange,
         requests.Session,
-        bitvavo.BitvavoReadOnly,
-        bitvavo.OrderLookups,
-        bitvavo._Endpoint,
-        bitvavo.BitvavoTrading,
+        BitvavoReadOnly,
+        Reader,
+        Endpoint,
+        BitvavoTrading,
     )
     assert not [o for o in objs if isinstance(o, forbidden)]
     assert not [o for o in objs if callable(o) and not isinstance(o, type)]

@@ -215,7 +215,7 @@ def test_routed_in_process_the_lookup_key_still_cannot_place_or_cancel(tmp_path)
     import ccxt
 
     from tinybot.exchange.base import ReadOnlyClientError
-    from tinybot.exchange.bitvavo import BitvavoReadOnly
+    from tinybot.exchange.bitvavo.clients import BitvavoReadOnly
 
     at = clock.Simulated(clock.from_ms(T0 + 10 * HOUR))
     series = {"BTC-EUR": [candles.Candle(T0 + i * HOUR, *(Decimal(100),) * 4, Decimal(1)) for i in range(12)]}
@@ -252,7 +252,7 @@ def test_sending_an_order_leaves_tinybots_decimal_rounding_alone(tmp_path):
     import decimal
     import uuid
 
-    from tinybot.exchange.bitvavo import BitvavoTrading
+    from tinybot.exchange.bitvavo.clients import BitvavoTrading
 
     at = clock.Simulated(clock.from_ms(T0 + 10 * HOUR))
     series = {"BTC-EUR": [candles.Candle(T0 + i * HOUR, *(Decimal(60000),) * 4, Decimal(1)) for i in range(12)]}
@@ -375,7 +375,7 @@ def paper_run(cfg, toml_path: Path, text: str, first: datetime, last: datetime) 
     from tinybot.liveness import next_slot
     from tinybot.loop import scheduler
     from tinybot.exchange import read_only
-    from tinybot.exchange.bitvavo import read_only_client
+    from tinybot.exchange.bitvavo.clients import read_only_client
     from tinybot.executor import trading_exchange
 
     store = replay.open_store(cfg.db_path)

@@ -170,7 +170,7 @@ def test_tax_command_says_unknown_takes_the_owners_value_and_refuses_bad_years(t
 
 def test_missing_prices_are_fetched_from_bitvavos_candles(write_config, tmp_path, sim_factory):
     from tinybot import config
-    from tinybot.exchange.bitvavo import read_only_client
+    from tinybot.exchange.bitvavo.clients import read_only_client
 
     cfg, conn, ex = paper_setup(write_config)
     with freeze_time(PEIL_2026 + timedelta(minutes=30), tick=True):

@@ -206,7 +206,7 @@ def fetch(
 ) -> FetchReport:
     """Download closed candles of ``markets`` in [since, until) into the store.
 
-    ``client`` is the read-only Bitvavo client (``exchange.bitvavo.read_only_client``; public
+    ``client`` is the read-only Bitvavo client (``exchange.bitvavo.clients.read_only_client``; public
     endpoints, no key needed).  Windows of at most 1440 candles; each window is committed with
     its coverage, so a fetch that stops (Ctrl-C, network, rate limit) keeps what it has and the
     same command later downloads only the rest.  ``on_plan(total requests)`` then

@@ -84,7 +84,7 @@ def fetch_command(state, markets, interval, since, until, as_json, no_progress):
         tinybot data fetch BTC-EUR ETH-EUR --interval 1h --since 2025-01-01
     """
     from . import candles
-    from .exchange.bitvavo import read_only_client
+    from .exchange.bitvavo.clients import read_only_client
 
     candles.interval_ms(interval)
     start = candles.parse_time(since, "--since")

@@ -69,7 +69,7 @@ def trading_exchange(cfg: Config, market_data=None) -> Trading:
             "live mode needs the trading key: set TINYBOT_TRADE_KEY and TINYBOT_TRADE_SECRET"
             f" in the environment or in {cfg.secrets_path} (chmod 600)"
         )
-    from .exchange.bitvavo import BitvavoTrading
+    from .exchange.bitvavo.clients import BitvavoTrading
 
     return BitvavoTrading(cfg, *creds)
 

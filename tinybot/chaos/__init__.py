@@ -339,11 +339,11 @@ class Bench:
     def read_only(self):
         """The reconcile client in this process, as `read_only(cfg)` builds it: the read key for data,
         the trade key (GET only) for order lookups."""
-        from tinybot.exchange import bitvavo
+        from tinybot.exchange.bitvavo import clients, endpoint
 
-        bitvavo._backoff_until.clear()  # a 110 seen by a crashed run must not outlive it (a restart forgets it too)
+        endpoint._backoff_until.clear()  # a 110 seen by a crashed run must not outlive it (a restart forgets it too)
         if self._ro is None:
-            self._ro = bitvavo.BitvavoReadOnly(
+            self._ro = clients.BitvavoReadOnly(
                 self.cfg, READ_KEY, READ_SECRET, lookup_key=TRADE_KEY, lookup_secret=TRADE_SECRET, rate_limit=False
             )
         return self._ro

@@ -82,12 +82,12 @@ def key_client(cfg: Config, env: str):
     """A ccxt client signed with TINYBOT_<env>_KEY behind the adapter's GET-only guard (the one the
     adapter puts the trade key behind for its lookups): it refuses every method but GET before a byte
     leaves, so no probe can place or cancel anything, whatever the key may do."""
-    from ..exchange import bitvavo
+    from ..exchange.bitvavo.endpoint import Endpoint
 
     key, key_secret = secret(cfg, f"TINYBOT_{env}_KEY"), secret(cfg, f"TINYBOT_{env}_SECRET")
     if not key or not key_secret:
         return None
-    return bitvavo._Endpoint(cfg, key, key_secret, rate_limit=False, get_only=True).ccxt
+    return Endpoint(cfg, key, key_secret, rate_limit=False, get_only=True).ccxt
 
 
 # --- what one key did ---------------------------------------------------------------
@@ -119,7 +119,7 @@ def _kind(code: int | None, exc: BaseException) -> str:
 def probe_key(cfg: Config, env: str) -> KeyProbe | None:
     """Two read-only requests signed with exactly this key (ccxt underneath, no facade that could route a
     lookup to another key): GET /balance, then GET /ordersOpen for the first allowlisted market."""
-    from ..exchange.bitvavo import describe_error, error_code
+    from ..exchange.bitvavo.errors import describe_error, error_code
 
     raw = key_client(cfg, env)
     if raw is None:

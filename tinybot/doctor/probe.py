@@ -49,7 +49,7 @@ WINDOW_PROBE = timedelta(days=3)  # longer than Bitvavo's documented 24 hours pe
 
 def _ask(client, path: str, params: dict) -> tuple[str, object]:
     """('ok', answer) or ('refused', 'errorCode N: text') or ('unreachable', text); never raises."""
-    from ..exchange.bitvavo import error_code
+    from ..exchange.bitvavo.errors import error_code
 
     try:
         return "ok", getattr(client, CCXT_CALL[path])(dict(params))

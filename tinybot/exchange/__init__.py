@@ -3,27 +3,16 @@
 ``read_only(cfg)`` is the client every module but the executor uses: market
 data, balances and order lookups, and order methods that raise.  In live
 mode market data and balances use the view key, and order/trade lookups the
-trade key behind a GET-only facade that has no method to place or cancel
-(Bitvavo lets only a key with trade rights read orders; see bitvavo.py).
+trade key behind a GET-only endpoint, read by a reader that has no method to
+place or cancel (Bitvavo lets only a key with trade rights read orders; see
+bitvavo/).
 The trading client is built only by ``tinybot.executor.trading_exchange``.
 Nothing here imports ccxt until a Bitvavo client is actually built.
 """
 
 from __future__ import annotations
 
-from .base import ReadOnlyClientError
-
-READ_METHODS = (
-    "markets",
-    "ticker",
-    "candles",
-    "balances",
-    "fetch_order",
-    "orders_since",
-    "open_orders",
-    "trades_since",
-    "server_time_ms",
-)
+from .base import READ_METHODS, ReadOnlyClientError
 
 
 def market_data(cfg, *, rate_limit: bool = True):
@@ -32,7 +21,7 @@ def market_data(cfg, *, rate_limit: bool = True):
         from .static import StaticMarketData
 
         return StaticMarketData(cfg.paper.prices)
-    from .bitvavo import read_only_client
+    from .bitvavo.clients import read_only_client
 
     return read_only_client(cfg, rate_limit=rate_limit)
 

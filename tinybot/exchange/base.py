@@ -169,6 +169,21 @@ class MarketData(Protocol):
     def server_time_ms(self) -> int: ...
 
 
+# The methods of MarketData, by name: what a read-only wrapper passes through and a Bitvavo client
+# takes from its reader.
+READ_METHODS = (
+    "markets",
+    "ticker",
+    "candles",
+    "balances",
+    "fetch_order",
+    "orders_since",
+    "open_orders",
+    "trades_since",
+    "server_time_ms",
+)
+
+
 @runtime_checkable
 class Trading(MarketData, Protocol):
     """An exchange that can place orders. Only the executor gets one."""
