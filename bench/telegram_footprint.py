@@ -62,8 +62,9 @@ def baseline(code: str, env: dict) -> int:
 
 IN_RUN_CHILD = r"""
 import sys, re
-from tinybot import config, cli_run, telegram             # what `tinybot run` has loaded ...
+from tinybot import config, cli_run                       # what `tinybot run` has loaded ...
 from tinybot.loop import scheduler
+from tinybot.telegram import poller
 from tinybot.exchange import bitvavo                       # ... ccxt included (live mode)
 bitvavo.read_only_client(config.load())                    # builds the ccxt client; connects to nothing
 def rss():
@@ -72,7 +73,7 @@ bg = None
 for line in sys.stdin:
     cmd = line.strip()
     if cmd == "start":
-        bg = telegram.Background(config.load()).start()
+        bg = poller.Background(config.load()).start()
     elif cmd == "stop":
         bg.stop()
         break
@@ -168,7 +169,7 @@ def main() -> None:
         [
             sys.executable,
             "-c",
-            "import tinybot.cli, tinybot.cli_telegram, tinybot.telegram, tinybot.status,"
+            "import tinybot.cli, tinybot.cli_telegram, tinybot.telegram.poller, tinybot.status,"
             " tinybot.proposals, tinybot.killswitch, tinybot.exchange.static, tinybot.backup, ssl,"
             " http.client",
         ],
