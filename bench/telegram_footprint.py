@@ -202,7 +202,7 @@ def main() -> None:
             fake.send_text(OWNER, text)
         assert fake.wait_for(lambda f: any(t.startswith(f"Proposal #{pid}") for t in f.texts()), 60)
         chat, mid = next(k for k, m in fake.messages.items() if m["text"].startswith(f"Proposal #{pid}"))
-        fake.tap(chat, mid, f"approve:{pid}")
+        fake.tap(chat, mid, fake.button(chat, mid, "Approve"))
         assert fake.wait_for(lambda f: len(f.answers) == 1, 30)
         fake.send_text(OWNER, "/kill footprint run")
         assert fake.wait_for(lambda f: any(t.startswith("Trading DISABLED") for t in f.texts()), 30)

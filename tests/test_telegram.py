@@ -19,7 +19,7 @@ from fake_telegram import FakeTelegram
 from tests_helpers import paper_config_text
 from tinybot import clock, config, db, executor, guards, killswitch, proposals
 from tinybot.telegram.api import TOKEN_NAME, BotApi, TelegramError, enabled, read_token, recent_chats
-from tinybot.telegram.commands import HELP, RESUME_TTL
+from tinybot.telegram.commands import HELP, RESUME_TTL, fingerprint
 from tinybot.telegram.poller import Background, Poller, run_loop
 from tinybot.config import ConfigError
 
@@ -93,8 +93,9 @@ def test_a_waiting_proposal_is_sent_once_with_reason_size_guards_and_buttons(mak
     assert chat == OWNER
     assert "BUY BTC-EUR €6.00 — from cli" in text and "Why: SMA 12 crossed above SMA 26" in text
     assert "Guards now: 11 of 11 pass." in text
-    assert fake.button(chat, mid, "Approve") == f"approve:{pid}"
-    assert fake.button(chat, mid, "Reject") == f"reject:{pid}"
+    shown = fingerprint(proposals.get(conn, pid))  # what the button showed: see the stale-button test
+    assert fake.button(chat, mid, "Approve") == f"approve:{pid}:{shown}"
+    assert fake.button(chat, mid, "Reject") == f"reject:{pid}:{shown}"
     blocked_text = fake.messages[announced(fake, blocked_pid)]["text"]
     assert (
         "would be BLOCKED" in blocked_text
@@ -183,7 +184,7 @@ def test_a_tap_on_a_proposal_already_decided_changes_nothing_and_says_so(make, f
     poller.poll_once()
     chat, mid = announced(fake, pid)
     proposals.approve(conn, pid, by="cli")
-    fake.tap(chat, mid, f"reject:{pid}")
+    fake.tap(chat, mid, fake.button(chat, mid, "Reject"))
     poller.poll_once()
     row = proposals.get(conn, pid)
     assert (row["status"], row["decided_by"]) == ("approved", "cli")
@@ -198,15 +199,72 @@ def test_a_tap_on_an_expired_proposal_changes_nothing_and_says_so(make, fake):
         pid = propose(conn, ttl=timedelta(minutes=10))
         poller.poll_once()
         chat, mid = announced(fake, pid)
+        approve = fake.button(chat, mid, "Approve")
         frozen.tick(timedelta(minutes=11))
-        fake.tap(chat, mid, f"approve:{pid}")
+        fake.tap(chat, mid, approve)
         poller.poll_once()
         assert proposals.get(conn, pid)["status"] == "pending"  # not approved; expiry marks it at the next tick
         assert fake.answers[-1]["text"].startswith(f"proposal {pid} expired at")
         proposals.expire_stale(conn)
-        fake.tap(chat, mid, f"approve:{pid}")
+        fake.tap(chat, mid, approve)
         poller.poll_once()
         assert fake.answers[-1]["text"] == f"#{pid} is already expired (by expiry)"
+
+
+def hand_out_again(conn, pid, **draft):
+    """Delete proposal ``pid`` and create a different one under the same id, as a restore of an older backup could."""
+    with db.transaction(conn):
+        conn.execute("DELETE FROM proposals WHERE id = ?", (pid,))
+    new = propose(conn, **draft)
+    with db.transaction(conn):
+        conn.execute("UPDATE proposals SET id = ? WHERE id = ?", (pid, new))
+
+
+def test_a_stale_button_never_acts_on_another_proposal_under_its_id(make, fake):
+    """Issue 20 item 4: "Approve #4" on a message for a €6 buy approved a new €10 proposal #4 after a restore."""
+    with freeze_time("2026-11-29 10:00:00") as frozen:
+        cfg, conn, poller = make()
+        started(poller)
+        pid = propose(conn, eur="6")
+        poller.poll_once()
+        chat, mid = announced(fake, pid)
+        approve, reject = fake.button(chat, mid, "Approve"), fake.button(chat, mid, "Reject")
+        frozen.tick(timedelta(minutes=1))
+        hand_out_again(conn, pid, eur="6")  # the same market, side and size; only when it was made differs
+        fake.tap(chat, mid, reject)
+        poller.poll_once()
+        assert proposals.get(conn, pid)["status"] == "pending"
+        assert fake.answers[-1]["text"].startswith("This message is out of date")
+        hand_out_again(conn, pid, eur="10")
+        fake.tap(chat, mid, approve)
+        fake.tap(chat, mid, f"approve:{pid}")  # a button sent before buttons carried what they showed
+        poller.poll_once()
+        row = proposals.get(conn, pid)
+        assert (row["status"], row["amount_quote"]) == ("pending", "10")
+        out_of_date = f"This message is out of date: #{pid} is not the proposal it showed."
+        assert [a["text"].split(" Nothing")[0] for a in fake.answers[-2:]] == [out_of_date] * 2
+        edited = fake.messages[(chat, mid)]
+        assert "reply_markup" not in edited and f"→ {out_of_date}" in edited["text"]
+        assert events(conn)[-1].startswith(f"chat {OWNER}: tap approve #{pid}: {out_of_date}")
+        # the proposal as it is now, shown again, has buttons that work
+        fake.send_text(OWNER, "/proposals")
+        poller.poll_once()
+        chat, mid = max(k for k in fake.messages if k[0] == OWNER)
+        assert "BUY BTC-EUR €10.00" in fake.messages[(chat, mid)]["text"]
+        fake.tap(chat, mid, fake.button(chat, mid, "Approve"))
+        poller.poll_once()
+        assert proposals.get(conn, pid)["status"] == "approved"
+
+
+def test_button_data_fits_telegrams_64_bytes_whatever_the_id(make, fake):
+    cfg, conn, poller = make()
+    started(poller)
+    pid = propose(conn)
+    with db.transaction(conn):
+        conn.execute("UPDATE proposals SET id = ? WHERE id = ?", (2**63 - 1, pid))  # SQLite's largest id
+    assert poller.poll_once().announced == [2**63 - 1]  # the fake refuses callback_data over 64 bytes, as Telegram
+    chat, mid = announced(fake, 2**63 - 1)
+    assert all(len(fake.button(chat, mid, b).encode()) <= 64 for b in ("Approve", "Reject"))
 
 
 def test_forged_buttons_do_nothing(make, fake):

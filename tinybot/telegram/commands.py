@@ -7,12 +7,16 @@ pre-check is ``guards.precheck``, /kill is ``killswitch.set_enabled``, and a
 tap on Approve/Reject is ``proposals.approve``/``reject`` (the CLI's code; the
 executor's guards decide again at send time).
 
-A button acts only on a *pending* proposal; one already decided or expired
-is answered so.
+A button acts only on the proposal it showed: its data carries a fingerprint
+of that proposal (``fingerprint``), and a proposal under the same id that
+does not match it (a restore can hand an id out again) is answered "this
+message is out of date" and left alone.  It acts only on a *pending*
+proposal; one already decided or expired is answered so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import secrets as _random
@@ -30,6 +34,7 @@ log = logging.getLogger("tinybot.telegram")
 ANNOUNCED_KEY = "telegram.announced"  # the highest proposal id sent to the owner
 RESUME_KEY = "telegram.resume"  # the one open /resume confirmation (JSON)
 RESUME_TTL = timedelta(minutes=2)
+FINGERPRINT_CHARS = 12  # 48 bits; "approve:<id>:<fingerprint>" stays far inside callback_data's 64 bytes
 HELP = (
     "Proposals waiting for your approval arrive here with Approve/Reject buttons.\nCommands:\n"
     "/status – trading on/off, positions, caps used today, scheduler\n"
@@ -161,16 +166,17 @@ class Commands:
     def on_tap(self, chat: int, query: dict) -> None:
         data = str(query.get("data") or "")
         action, _, arg = data.partition(":")
-        if action in ("approve", "reject") and arg.isdigit():
-            self._decide(chat, query, action, int(arg))
+        pid, _, shown = arg.partition(":")
+        if action in ("approve", "reject") and pid.isdigit():
+            self._decide(chat, query, action, int(pid), shown)
         elif action in ("resume", "cancel"):
             self._confirm_resume(chat, query, action, arg)
         else:
             audit(self.conn, chat, f"unknown button {short(data, 64)!r}")
             self.api.answer(query["id"], "Unknown button; nothing done.")
 
-    def _decide(self, chat: int, query: dict, action: str, pid: int) -> None:
-        """Approve or reject through the CLI's code; only a proposal that is pending now."""
+    def _decide(self, chat: int, query: dict, action: str, pid: int, shown: str) -> None:
+        """Approve or reject through the CLI's code: only the proposal the button showed, only while pending."""
         from .. import proposals
 
         by = f"telegram:{chat}"
@@ -180,7 +186,12 @@ class Commands:
             audit(self.conn, chat, f"tap {action} #{pid}: {e}")
             self.api.answer(query["id"], str(e))
             return
-        if row["status"] != "pending":
+        if shown != fingerprint(row):
+            outcome = (
+                f"This message is out of date: #{pid} is not the proposal it showed. Nothing done;"
+                " /proposals shows what waits now."
+            )
+        elif row["status"] != "pending":
             outcome = f"#{pid} is already {row['status']}" + (f" (by {row['decided_by']})" if row["decided_by"] else "")
         else:
             try:
@@ -305,6 +316,16 @@ def default_prices(cfg: Config) -> Prices | None:
     return None
 
 
+def fingerprint(row) -> str:
+    """What a button showed of its proposal: what approving it approves (``guards.approval_hash``: market,
+    side, size, expiry, book) and when it was created, in a few hex characters.  Another proposal under
+    the same id does not match."""
+    from .. import guards
+
+    text = f"{guards.approval_hash(row)}|{row['created_at']}"
+    return hashlib.sha256(text.encode()).hexdigest()[:FINGERPRINT_CHARS]
+
+
 # --- rendering: what the core computed, as the owner reads it --------------------------------
 
 
@@ -346,12 +367,12 @@ def precheck_lines(verdicts: list) -> list[str]:
 
 
 def buttons(row) -> dict:
-    pid = row["id"]
+    pid, shown = row["id"], fingerprint(row)
     return {
         "inline_keyboard": [
             [
-                {"text": f"Approve #{pid}", "callback_data": f"approve:{pid}"},
-                {"text": f"Reject #{pid}", "callback_data": f"reject:{pid}"},
+                {"text": f"Approve #{pid}", "callback_data": f"approve:{pid}:{shown}"},
+                {"text": f"Reject #{pid}", "callback_data": f"reject:{pid}:{shown}"},
             ]
         ]
     }
