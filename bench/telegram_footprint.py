@@ -62,9 +62,9 @@ def baseline(code: str, env: dict) -> int:
 
 IN_RUN_CHILD = r"""
 import sys, re
+from tinybot.telegram import poller
 from tinybot import config, cli_run                       # what `tinybot run` has loaded ...
 from tinybot.loop import scheduler
-from tinybot.telegram import poller
 from tinybot.exchange import bitvavo                       # ... ccxt included (live mode)
 bitvavo.read_only_client(config.load())                    # builds the ccxt client; connects to nothing
 def rss():
