@@ -62,7 +62,8 @@ def baseline(code: str, env: dict) -> int:
 
 IN_RUN_CHILD = r"""
 import sys, re
-from tinybot import config, cli_run, telegram             # what `tinybot run` has loaded ...
+from tinybot.telegram import poller
+from tinybot import config, cli_run                       # what `tinybot run` has loaded ...
 from tinybot.loop import scheduler
 from tinybot.exchange.bitvavo import clients               # ... ccxt included (live mode)
 clients.read_only_client(config.load())                    # builds the ccxt client; connects to nothing
@@ -72,7 +73,7 @@ bg = None
 for line in sys.stdin:
     cmd = line.strip()
     if cmd == "start":
-        bg = telegram.Background(config.load()).start()
+        bg = poller.Background(config.load()).start()
     elif cmd == "stop":
         bg.stop()
         break
@@ -168,7 +169,7 @@ def main() -> None:
         [
             sys.executable,
             "-c",
-            "import tinybot.cli, tinybot.cli_telegram, tinybot.telegram, tinybot.status,"
+            "import tinybot.cli, tinybot.cli_telegram, tinybot.telegram.poller, tinybot.status,"
             " tinybot.proposals, tinybot.killswitch, tinybot.exchange.static, tinybot.backup, ssl,"
             " http.client",
         ],
@@ -201,7 +202,7 @@ def main() -> None:
             fake.send_text(OWNER, text)
         assert fake.wait_for(lambda f: any(t.startswith(f"Proposal #{pid}") for t in f.texts()), 60)
         chat, mid = next(k for k, m in fake.messages.items() if m["text"].startswith(f"Proposal #{pid}"))
-        fake.tap(chat, mid, f"approve:{pid}")
+        fake.tap(chat, mid, fake.button(chat, mid, "Approve"))
         assert fake.wait_for(lambda f: len(f.answers) == 1, 30)
         fake.send_text(OWNER, "/kill footprint run")
         assert fake.wait_for(lambda f: any(t.startswith("Trading DISABLED") for t in f.texts()), 30)

@@ -186,8 +186,9 @@ def test_a_tick_records_prices_pings_the_heartbeat_and_runs_exits(write_config, 
 
 
 def test_the_loop_serves_telegram_beside_it_and_stops_it_but_run_once_does_not(write_config, monkeypatch):
-    from tinybot import clock, telegram
+    from tinybot import clock
     from tinybot.loop import scheduler
+    from tinybot.telegram import poller as telegram
 
     cfg, conn, ex, _ = setup(write_config)
     seen = []

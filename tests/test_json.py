@@ -301,7 +301,7 @@ def test_others_commands_keep_the_contract(trades):
 
 
 def test_telegram_chats(tmp_path, monkeypatch):
-    from tinybot import telegram
+    from tinybot.telegram import api as telegram
 
     with FakeTelegram() as fake:
         (tmp_path / "bot.toml").write_text(PAPER_TOML + f'[telegram]\nchat_ids = [111]\napi_url = "{fake.url}"\n')

@@ -17,7 +17,10 @@ from freezegun import freeze_time
 from conftest import ROOT
 from fake_telegram import FakeTelegram
 from tests_helpers import paper_config_text
-from tinybot import clock, config, db, executor, guards, killswitch, proposals, telegram
+from tinybot import clock, config, db, executor, guards, killswitch, proposals
+from tinybot.telegram.api import TOKEN_NAME, BotApi, TelegramError, enabled, read_token, recent_chats
+from tinybot.telegram.commands import HELP, RESUME_TTL, fingerprint
+from tinybot.telegram.poller import Background, Poller, run_loop
 from tinybot.config import ConfigError
 
 OWNER, STRANGER = 111, 222
@@ -42,8 +45,8 @@ def make(fake, write_config, monkeypatch):
         )
         cfg = write_config(text)
         conn = db.open_db(cfg.db_path)
-        monkeypatch.setenv(telegram.TOKEN_NAME, fake.token)
-        poller = telegram.Poller(cfg, conn)
+        monkeypatch.setenv(TOKEN_NAME, fake.token)
+        poller = Poller(cfg, conn)
         opened.append((poller, conn))
         return cfg, conn, poller
 
@@ -90,8 +93,9 @@ def test_a_waiting_proposal_is_sent_once_with_reason_size_guards_and_buttons(mak
     assert chat == OWNER
     assert "BUY BTC-EUR €6.00 — from cli" in text and "Why: SMA 12 crossed above SMA 26" in text
     assert "Guards now: 11 of 11 pass." in text
-    assert fake.button(chat, mid, "Approve") == f"approve:{pid}"
-    assert fake.button(chat, mid, "Reject") == f"reject:{pid}"
+    shown = fingerprint(proposals.get(conn, pid))  # what the button showed: see the stale-button test
+    assert fake.button(chat, mid, "Approve") == f"approve:{pid}:{shown}"
+    assert fake.button(chat, mid, "Reject") == f"reject:{pid}:{shown}"
     blocked_text = fake.messages[announced(fake, blocked_pid)]["text"]
     assert (
         "would be BLOCKED" in blocked_text
@@ -99,7 +103,7 @@ def test_a_waiting_proposal_is_sent_once_with_reason_size_guards_and_buttons(mak
     )
     # once: the cursor is in the database, a second cycle and a restarted poller send nothing again
     assert poller.poll_once().announced == []
-    again = telegram.Poller(cfg, conn)
+    again = Poller(cfg, conn)
     assert again.poll_once().announced == []
     again.close()
     assert len([t for t in fake.texts() if t.startswith("Proposal #")]) == 2
@@ -180,7 +184,7 @@ def test_a_tap_on_a_proposal_already_decided_changes_nothing_and_says_so(make, f
     poller.poll_once()
     chat, mid = announced(fake, pid)
     proposals.approve(conn, pid, by="cli")
-    fake.tap(chat, mid, f"reject:{pid}")
+    fake.tap(chat, mid, fake.button(chat, mid, "Reject"))
     poller.poll_once()
     row = proposals.get(conn, pid)
     assert (row["status"], row["decided_by"]) == ("approved", "cli")
@@ -195,15 +199,72 @@ def test_a_tap_on_an_expired_proposal_changes_nothing_and_says_so(make, fake):
         pid = propose(conn, ttl=timedelta(minutes=10))
         poller.poll_once()
         chat, mid = announced(fake, pid)
+        approve = fake.button(chat, mid, "Approve")
         frozen.tick(timedelta(minutes=11))
-        fake.tap(chat, mid, f"approve:{pid}")
+        fake.tap(chat, mid, approve)
         poller.poll_once()
         assert proposals.get(conn, pid)["status"] == "pending"  # not approved; expiry marks it at the next tick
         assert fake.answers[-1]["text"].startswith(f"proposal {pid} expired at")
         proposals.expire_stale(conn)
-        fake.tap(chat, mid, f"approve:{pid}")
+        fake.tap(chat, mid, approve)
         poller.poll_once()
         assert fake.answers[-1]["text"] == f"#{pid} is already expired (by expiry)"
+
+
+def hand_out_again(conn, pid, **draft):
+    """Delete proposal ``pid`` and create a different one under the same id, as a restore of an older backup could."""
+    with db.transaction(conn):
+        conn.execute("DELETE FROM proposals WHERE id = ?", (pid,))
+    new = propose(conn, **draft)
+    with db.transaction(conn):
+        conn.execute("UPDATE proposals SET id = ? WHERE id = ?", (pid, new))
+
+
+def test_a_stale_button_never_acts_on_another_proposal_under_its_id(make, fake):
+    """Issue 20 item 4: "Approve #4" on a message for a €6 buy approved a new €10 proposal #4 after a restore."""
+    with freeze_time("2026-11-29 10:00:00") as frozen:
+        cfg, conn, poller = make()
+        started(poller)
+        pid = propose(conn, eur="6")
+        poller.poll_once()
+        chat, mid = announced(fake, pid)
+        approve, reject = fake.button(chat, mid, "Approve"), fake.button(chat, mid, "Reject")
+        frozen.tick(timedelta(minutes=1))
+        hand_out_again(conn, pid, eur="6")  # the same market, side and size; only when it was made differs
+        fake.tap(chat, mid, reject)
+        poller.poll_once()
+        assert proposals.get(conn, pid)["status"] == "pending"
+        assert fake.answers[-1]["text"].startswith("This message is out of date")
+        hand_out_again(conn, pid, eur="10")
+        fake.tap(chat, mid, approve)
+        fake.tap(chat, mid, f"approve:{pid}")  # a button sent before buttons carried what they showed
+        poller.poll_once()
+        row = proposals.get(conn, pid)
+        assert (row["status"], row["amount_quote"]) == ("pending", "10")
+        out_of_date = f"This message is out of date: #{pid} is not the proposal it showed."
+        assert [a["text"].split(" Nothing")[0] for a in fake.answers[-2:]] == [out_of_date] * 2
+        edited = fake.messages[(chat, mid)]
+        assert "reply_markup" not in edited and f"→ {out_of_date}" in edited["text"]
+        assert events(conn)[-1].startswith(f"chat {OWNER}: tap approve #{pid}: {out_of_date}")
+        # the proposal as it is now, shown again, has buttons that work
+        fake.send_text(OWNER, "/proposals")
+        poller.poll_once()
+        chat, mid = max(k for k in fake.messages if k[0] == OWNER)
+        assert "BUY BTC-EUR €10.00" in fake.messages[(chat, mid)]["text"]
+        fake.tap(chat, mid, fake.button(chat, mid, "Approve"))
+        poller.poll_once()
+        assert proposals.get(conn, pid)["status"] == "approved"
+
+
+def test_button_data_fits_telegrams_64_bytes_whatever_the_id(make, fake):
+    cfg, conn, poller = make()
+    started(poller)
+    pid = propose(conn)
+    with db.transaction(conn):
+        conn.execute("UPDATE proposals SET id = ? WHERE id = ?", (2**63 - 1, pid))  # SQLite's largest id
+    assert poller.poll_once().announced == [2**63 - 1]  # the fake refuses callback_data over 64 bytes, as Telegram
+    chat, mid = announced(fake, 2**63 - 1)
+    assert all(len(fake.button(chat, mid, b).encode()) <= 64 for b in ("Approve", "Reject"))
 
 
 def test_forged_buttons_do_nothing(make, fake):
@@ -276,7 +337,7 @@ def test_an_update_delivered_again_is_not_acted_on_twice(make, fake):
     fake.ignore_offset = True  # Telegram hands the same update out again
     r = poller.poll_once()
     assert (r.updates, r.acted) == (1, 0)
-    restarted = telegram.Poller(cfg, conn)
+    restarted = Poller(cfg, conn)
     assert restarted.poll_once().acted == 0
     restarted.close()
     assert killswitch.state(conn)["trading_enabled"] == 1
@@ -335,7 +396,7 @@ def test_kill_from_a_separate_process_with_the_exchange_unreachable_and_ccxt_uni
     env = {
         **os.environ,
         "TINYBOT_CONFIG": str(cfg_path),
-        telegram.TOKEN_NAME: fake.token,
+        TOKEN_NAME: fake.token,
         "PYTHONPATH": os.pathsep.join([str(poison), str(ROOT)]),
     }
     assert subprocess.run([sys.executable, "-m", "tinybot", "init"], env=env, capture_output=True).returncode == 0
@@ -413,7 +474,7 @@ def test_resume_when_allowed_needs_one_confirmation_that_works_once_and_expires(
         fake.send_text(OWNER, "/resume")
         poller.poll_once()
         chat, mid = max(k for k in fake.messages if k[0] == OWNER)
-        frozen.tick(telegram.RESUME_TTL + timedelta(seconds=1))
+        frozen.tick(RESUME_TTL + timedelta(seconds=1))
         fake.tap(chat, mid, fake.button(chat, mid, "Yes, resume"))
         poller.poll_once()
         assert killswitch.state(conn)["trading_enabled"] == 0
@@ -445,7 +506,7 @@ def test_status_pnl_proposals_why_and_help(make, fake):
     assert texts[3].startswith(f"#{pid} buy BTC-EUR €6.00 from cli: pending") and "Not executed." in texts[3]
     assert texts[4] == "no proposal with id 999"
     assert texts[5].startswith("Usage: /why N")
-    assert texts[6] == telegram.HELP
+    assert texts[6] == HELP
     assert texts[7].startswith("Trading ENABLED")  # the one addressed to this bot; the other bot's was skipped
     assert len(texts) == 8
     assert [e.split(": ", 1)[1] for e in events(conn)][:3] == ["command /status", "command /pnl", "command /proposals"]
@@ -511,8 +572,8 @@ def test_the_token_never_reaches_logs_errors_replies_or_the_database(make, fake,
         assert r.error is not None and fake.token not in str(r.error)
         fake.send_text(OWNER, "/kill")
         poller.poll_once()
-    dead = telegram.BotApi("http://127.0.0.1:9", fake.token)
-    with pytest.raises(telegram.TelegramError) as e:
+    dead = BotApi("http://127.0.0.1:9", fake.token)
+    with pytest.raises(TelegramError) as e:
         dead.call("getMe")
     assert fake.token not in str(e.value) and "is http://127.0.0.1 reachable?" in str(e.value)
     assert fake.token not in caplog.text
@@ -528,23 +589,23 @@ def test_the_token_is_a_secret_like_the_others(tmp_path, write_config, monkeypat
     secrets = tmp_path / "secrets.env"
     secrets.write_text("TINYBOT_TELEGRAM_TOKEN=123456:from-the-file-abcdefgh\n")
     secrets.chmod(0o600)
-    assert telegram.read_token(cfg) == "123456:from-the-file-abcdefgh"
+    assert read_token(cfg) == "123456:from-the-file-abcdefgh"
     assert "123456:from-the-file-abcdefgh" in secret_values(cfg)  # redacted from logs and alerts
     secrets.chmod(0o644)
     with pytest.raises(ConfigError, match="readable by others"):
-        telegram.read_token(config.load(cfg.path))
+        read_token(config.load(cfg.path))
 
 
 def test_missing_or_malformed_token_is_a_clear_error(write_config, monkeypatch):
     cfg = write_config(paper_config_text() + "[telegram]\nchat_ids = [1]\n")
     with pytest.raises(ConfigError) as e:
-        telegram.read_token(cfg)
+        read_token(cfg)
     assert str(e.value).startswith("TINYBOT_TELEGRAM_TOKEN is not set: put the token BotFather gave you in")
-    monkeypatch.setenv(telegram.TOKEN_NAME, '"123:abc def"')
+    monkeypatch.setenv(TOKEN_NAME, '"123:abc def"')
     with pytest.raises(ConfigError) as e:
-        telegram.read_token(cfg)
+        read_token(cfg)
     assert "does not look like a bot token" in str(e.value) and "abc def" not in str(e.value)
-    assert telegram.Background(cfg).start().thread is None  # logs, never raises into the scheduler
+    assert Background(cfg).start().thread is None  # logs, never raises into the scheduler
 
 
 def test_a_refused_token_stops_the_loop_with_a_clear_reason(make, fake, monkeypatch):
@@ -555,7 +616,7 @@ def test_a_refused_token_stops_the_loop_with_a_clear_reason(make, fake, monkeypa
     assert "the token was refused: check TINYBOT_TELEGRAM_TOKEN" in str(r.error)
     import threading
 
-    assert telegram.run_loop(poller, threading.Event()) == 1
+    assert run_loop(poller, threading.Event()) == 1
 
 
 def test_network_trouble_is_a_result_not_an_exception(make, fake):
@@ -573,7 +634,7 @@ def test_network_trouble_is_a_result_not_an_exception(make, fake):
 def test_background_thread_serves_and_stops_promptly_during_a_long_poll(make, fake):
     fake.max_poll = 30  # the long poll really waits, as Telegram's does
     cfg, conn, _ = make(poll_timeout="25s")
-    bg = telegram.Background(cfg).start()
+    bg = Background(cfg).start()
     try:
         assert fake.wait_for(lambda f: "getUpdates" in f.methods(), 10)
         fake.send_text(OWNER, "/kill from the thread")
@@ -588,7 +649,7 @@ def test_background_thread_serves_and_stops_promptly_during_a_long_poll(make, fa
 def test_recent_chats_lists_who_wrote_and_confirms_nothing(make, fake):
     cfg, conn, poller = make(chat_ids="[]")
     fake.send_text(555, "/start")
-    rows = telegram.recent_chats(cfg)
+    rows = recent_chats(cfg)
     assert rows == [{"chat_id": 555, "type": "private", "name": "Owner", "last_text": "/start", "allowed": False}]
     assert fake.pending_updates() == 1
     assert [m for m, _ in fake.calls] == ["getUpdates"]
@@ -607,7 +668,7 @@ def test_cli_telegram_chats_and_test(make, fake, monkeypatch):
     res = CliRunner().invoke(cli, ["--config", str(cfg.path), "telegram", "--test"])
     assert res.exit_code == 0 and res.output.startswith(f"OK: token works: @{fake.username}; test message delivered")
     assert fake.texts(OWNER)[-1].startswith("tinybot test message from")
-    monkeypatch.setenv(telegram.TOKEN_NAME, "999:wrong-token")
+    monkeypatch.setenv(TOKEN_NAME, "999:wrong-token")
     res = CliRunner().invoke(cli, ["--config", str(cfg.path), "telegram", "--test"])
     assert res.exit_code == 1 and "Error: Telegram getMe: 401 Unauthorized — the token was refused" in res.output
 
@@ -618,7 +679,7 @@ def test_a_refused_token_exits_78_so_systemd_does_not_restart_it(make, fake, mon
     from tinybot.cli import cli
 
     cfg, conn, poller = make()
-    monkeypatch.setenv(telegram.TOKEN_NAME, "999:wrong-token")
+    monkeypatch.setenv(TOKEN_NAME, "999:wrong-token")
     res = CliRunner().invoke(cli, ["--config", str(cfg.path), "telegram"])
     assert res.exit_code == 78, res.output
     assert "Error: Telegram getMe: 401 Unauthorized — the token was refused" in res.output
@@ -631,7 +692,7 @@ def test_telegram_needs_chat_ids(write_config, monkeypatch):
     from tinybot.cli import cli
 
     cfg = write_config(paper_config_text())
-    monkeypatch.setenv(telegram.TOKEN_NAME, "123:abcdefgh")
+    monkeypatch.setenv(TOKEN_NAME, "123:abcdefgh")
     res = CliRunner().invoke(cli, ["--config", str(cfg.path), "telegram"])
     assert res.exit_code == 1
     assert res.output.startswith(f"Error: telegram.chat_ids is empty in {cfg.path}: add your chat id")
@@ -662,4 +723,4 @@ def test_telegram_config_defaults(write_config):
     assert cfg.telegram.chat_ids == (5, -100123)
     assert cfg.telegram.api_url == "https://api.telegram.org" and cfg.telegram.allow_resume is False
     assert cfg.telegram.poll_timeout == timedelta(seconds=25)
-    assert not telegram.enabled(write_config(paper_config_text()))
+    assert not enabled(write_config(paper_config_text()))

@@ -27,12 +27,12 @@ def telegram_command(state, chats, send_test, as_json):
         tinybot telegram --test
         tinybot telegram
     """
-    from . import telegram
+    from .telegram import api, poller
 
     cfg = state.cfg
     try:
         if chats:
-            rows = telegram.recent_chats(cfg)
+            rows = api.recent_chats(cfg)
             emit(
                 rows,
                 as_json,
@@ -44,17 +44,17 @@ def telegram_command(state, chats, send_test, as_json):
             )
             return
         if send_test:
-            ok, detail = telegram.check(cfg, send_test=True)
+            ok, detail = api.check(cfg, send_test=True)
             if not ok:  # under --json the failure is the error object (docs/JSON.md), not a second document
                 raise Fail(detail)
             emit({"ok": ok, "detail": detail}, as_json, lambda d: click.echo(("OK: " if ok else "") + detail))
             return
-    except telegram.TelegramError as e:
+    except api.TelegramError as e:
         raise Fail(str(e)) from None
     _log_to_stderr(cfg)
     try:
-        code = telegram.serve(cfg, state.conn, echo=click.echo)
-    except telegram.AlreadyServing as e:
+        code = poller.serve(cfg, state.conn, echo=click.echo)
+    except poller.AlreadyServing as e:
         from .exitcodes import LOCKED
 
         click.echo(f"Error: {e}", err=True)

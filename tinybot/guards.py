@@ -651,6 +651,28 @@ def evaluate(ctx: Context) -> list[Verdict]:
     return [g(ctx) for g in COMMIT_GUARDS]
 
 
+# A proposal before it has an execution (Telegram shows this beside its buttons): what the database alone can
+# judge, and, when a price is at hand, the two guards that need one.  Balance, minimum and precision wait for send.
+PRECHECK_GUARDS = (
+    kill_switch,
+    expiry,
+    allowlist,
+    cooldown,
+    anti_flip,
+    max_trade,
+    daily_cap,
+    exposure_cap,
+    own_position,
+)
+PRICED_PRECHECK_GUARDS = (sellable_after, no_dust)
+
+
+def precheck(conn: sqlite3.Connection, cfg: Config, proposal, ticker: Ticker | None, now: datetime) -> list[Verdict]:
+    """What the guards would say now about a proposal that has no execution (nothing recorded)."""
+    ctx = Context(conn, cfg, now, proposal, None, None, ticker, None)
+    return [g(ctx) for g in PRECHECK_GUARDS + (PRICED_PRECHECK_GUARDS if ticker is not None else ())]
+
+
 def record(
     conn: sqlite3.Connection,
     proposal_id: int,

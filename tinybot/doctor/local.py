@@ -268,7 +268,7 @@ def heartbeat_check(cfg: Config) -> Check:
 
 def telegram_check(cfg: Config, send_test: bool) -> Check:
     """The owner's phone: the token works and the chats are set (a warning: Telegram may be down at boot)."""
-    from .. import telegram
+    from ..telegram import api as telegram
 
     if not telegram.enabled(cfg):
         return skipped("telegram", "off (no [telegram] chat_ids)")

@@ -41,11 +41,12 @@ import traceback
 from datetime import datetime
 from typing import Callable
 
-from .. import clock, db, exitcodes, reconcile, telegram
+from .. import clock, db, exitcodes, reconcile
 from ..config import Config
 from ..liveness import DIED_PREFIX, next_slot, slot_of
 from ..notify import Notifier, install_redaction
 from ..runlock import RunLock
+from ..telegram import poller as telegram
 from . import alerts, heartbeat, retention
 from .beat import FINAL_WRITE_PATIENCE_S, Beat
 from .logfile import attach_log_file, detach_log_file
