@@ -112,6 +112,7 @@ def test_backup_while_claimed_then_sent_then_restored_makes_one_order(live, find
     taken = backup.make(cfg, label="before-upgrade")  # the row is `claimed` in this backup
     sent = executor.execute(conn, cfg, trading, pid)
     assert sent.state == "filled" and len(orders_of(sim, sent.client_order_id)) == 1
+    conn.close()  # the bot is stopped for the drill: nothing holds the database
 
     run_drill(cfg, taken.path)
     conn = db.connect(cfg.db_path)
@@ -136,6 +137,7 @@ def test_an_order_made_after_the_backup_is_reported_and_booked_after_the_restore
     )
     taken = backup.make(cfg, label="before-upgrade")  # approved, no execution yet
     assert executor.execute(conn, cfg, executor.trading_exchange(cfg), pid).state == "filled"
+    conn.close()  # the bot is stopped for the drill: nothing holds the database
 
     run_drill(cfg, taken.path)
     conn = db.connect(cfg.db_path)

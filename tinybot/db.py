@@ -260,14 +260,35 @@ def _apply(conn: sqlite3.Connection, m: Migration) -> bool:
     return True
 
 
+def highest_id(conn: sqlite3.Connection, table: str) -> int:
+    """The highest id ``table`` has handed out: its largest id, or more if sqlite_sequence remembers more."""
+    top = conn.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+        top = max(top, seq[0] if seq else 0)
+    return top
+
+
+def continue_ids_after(conn: sqlite3.Connection, table: str, highest: int) -> int:
+    """Make the next id ``table`` hands out come after ``highest`` (a table with AUTOINCREMENT, 0009_restore);
+    → the highest id now counted as handed out.  The caller owns the transaction."""
+    current = highest_id(conn, table)
+    if highest > current:
+        if not conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (highest, table)).rowcount:
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, highest))
+    return max(current, highest)
+
+
 def _with_autoincrement(conn: sqlite3.Connection, table: str) -> None:
     """Rebuild ``table`` with ``id INTEGER PRIMARY KEY AUTOINCREMENT``: every column, row and index kept."""
     sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
     if re.search(r"\bAUTOINCREMENT\b", sql, re.I):
         return
     shadow = f"{table}_autoincrement"
-    create, n = re.subn(r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b", "id INTEGER PRIMARY KEY AUTOINCREMENT", sql, 1, re.I)
-    create, m = re.subn(rf'^CREATE TABLE\s+"?{table}"?', f"CREATE TABLE {shadow}", create, 1)
+    create, n = re.subn(
+        r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b", "id INTEGER PRIMARY KEY AUTOINCREMENT", sql, count=1, flags=re.I
+    )
+    create, m = re.subn(rf'^CREATE TABLE\s+"?{table}"?', f"CREATE TABLE {shadow}", create, count=1)
     if n != 1 or m != 1:
         raise ValueError(f"cannot give {table} AUTOINCREMENT: its id column is not `id INTEGER PRIMARY KEY`")
     indexes = [

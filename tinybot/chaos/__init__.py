@@ -18,7 +18,7 @@ proposal and everything that can go wrong around it:
   run — before the proposal, before its execution, or right after the first
   attempt (often while its execution is ``claimed`` or ``submitting``) — and,
   once the run has sent and filled what it would, that backup restored
-  (``tinybot.backup.restore``: kill switch off, in-flight rows quarantined),
+  (``tinybot.restore.restore``: kill switch off, in-flight rows quarantined),
   trading resumed, the proposal executed again and reconciled, as a person
   running the README's rollback drill would.
 
@@ -55,7 +55,7 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
-from tinybot import backup, clock, config, crash, db, killswitch, ledger, proposals, reconcile
+from tinybot import backup, clock, config, crash, db, killswitch, ledger, proposals, reconcile, restore
 from tinybot.proposals import Draft
 
 from .invariants import Findings, check
@@ -378,7 +378,7 @@ class Bench:
         finally:
             src.close()
         self.conn.close()
-        backup.restore(self.cfg, str(saved.path))
+        restore.restore(self.cfg, str(saved.path))
         self.conn = db.open_db(self.cfg.db_path)
         self.keys = {p: k for p, k in self.keys.items() if p in kept}  # proposed after the backup: gone
         left = self.conn.execute(
