@@ -305,8 +305,12 @@ def _swap(cfg, scratch: Path) -> Backup | None:
             raise
         return aside
     previous = backup.make(cfg, label="pre-restore")
-    _quiesce(live)
-    _replace(scratch, live)
+    try:
+        _quiesce(live)
+        _replace(scratch, live)
+    except BaseException:
+        previous.path.unlink(missing_ok=True)  # a backup of a restore that did not happen would only mislead
+        raise
     return previous
 
 
