@@ -181,7 +181,7 @@ def test_the_documented_rollback_procedure(tmp_path, monkeypatch):
             monkeypatch.setenv("TINYBOT_CONFIG", str(cfg.path))
         else:
             assert "systemctl start" in line, f"the test does not know how to run: {line}"
-    assert seen == ["kill", "backup", "backup", "backup", "doctor", "status", "resume"]
+    assert seen == ["kill", "backup", "backup", "backup", "reconcile", "doctor", "status", "resume"]
 
     conn = db.connect(cfg.db_path)
     after = {t: rows(conn, t) for t in before}
