@@ -104,8 +104,9 @@ def test_a_backup_two_days_old_misses_no_order_made_since(live, find_closed):
         assert ours == {(t["market"], t["id"]) for t in sim.sim.trades()}
         scan = reconcile.restore_scan(conn)
         assert scan["from"] == "2026-11-27T09:00:00.000000Z" and scan["done_at"] == "2026-11-29T09:00:00.000000Z"
-        assert "orders since 2026-11-27T09:00:00.000000Z read on 2 market(s); 2 not accounted for, booked" in (
-            conn.execute("SELECT detail FROM events WHERE kind = 'restore_scan'").fetchone()[0]
+        assert (
+            "orders since 2026-11-27T09:00:00.000000Z read on 2 market(s); 2 not accounted for, booked"
+            in (conn.execute("SELECT detail FROM events WHERE kind = 'restore_scan'").fetchone()[0])
         )
 
 
