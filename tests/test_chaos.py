@@ -56,7 +56,8 @@ def test_checks_catch_an_id_handed_out_twice_forgotten_llm_spend_and_a_period_bo
         monkeypatch.setattr(db, "continue_ids_after", lambda conn, table, highest: db.highest_id(conn, table))
         monkeypatch.setattr(llm_budget, "carry_forward", lambda conn, rows: 0)
         monkeypatch.setattr(dca, "others_bought_at", lambda snapshot, market: None)
-    bench = chaos.Bench(tmp_path, "planted-restore", 1)
+    # no cooldown: it would refuse a second buy so soon after the first, and DCA's own check is what is tested
+    bench = chaos.Bench(tmp_path, "planted-restore", 1, chaos.Settings(cooldown="0s", anti_flip="0s"))
     report = chaos.Report(seed=1)
     try:
         saved = bench.take_backup("planted")

@@ -369,6 +369,10 @@ class Bench:
         self.server = self.sim.serve()
         self.cfg_path = self.dir / "bot.toml"
         self.cfg_path.write_text(CONFIG.format(url=self.server.url, **settings.__dict__), encoding="utf-8")
+        # the simulator's throwaway keys, where tinybot reads secrets from (the children also get them in env())
+        secrets = self.dir / "secrets.env"
+        secrets.write_text("".join(f"{k}={v}\n" for k, v in env(self.cfg_path).items() if k != "TINYBOT_CONFIG"))
+        secrets.chmod(0o600)
         self.cfg = config.load(self.cfg_path)
         self.in_process, self.pause = in_process, pause
         self.start_backup = self.schema_backup(schema) if schema else None
@@ -560,10 +564,9 @@ class Bench:
         if kind != "execute":
             self.reconcile_here()
             return 0, {}
-        if self._trading is None:
-            from tinybot.exchange.bitvavo import BitvavoTrading
-
-            self._trading = BitvavoTrading(self.cfg, TRADE_KEY, TRADE_SECRET, rate_limit=False)
+        if self._trading is None:  # the one factory, as `tinybot execute` builds it (its keys: the bench's file)
+            self._trading = executor.trading_exchange(self.cfg)
+            self._trading.client.enableRateLimit = False  # its throttle waits for a clock freezegun holds still
         try:
             return 0, executor.execute(self.conn, self.cfg, self._trading, extra["proposal_id"]).as_dict()
         except executor.NotExecutable as e:  # as worker.execute answers it
