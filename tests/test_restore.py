@@ -205,7 +205,7 @@ def test_a_restore_that_fails_at_any_step_leaves_the_database_and_the_kill_switc
     assert [b.label for b in backup.listing(cfg)] == [taken.label]  # no pre-restore backup of a restore not done
 
 
-def test_a_restore_waits_for_no_process_and_refuses_while_another_one_has_the_database_open(home, monkeypatch):
+def test_a_restore_refuses_while_another_process_has_the_database_open(home, monkeypatch):
     """The swap replaces the file: a process still holding the old one would go on writing into a file
     nobody reads (a `tinybot telegram` approving proposals).  So a real process with the database open
     makes the restore refuse, changing nothing; once it has ended, the restore goes through."""
