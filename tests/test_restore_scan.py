@@ -17,10 +17,9 @@ from freezegun import freeze_time
 from tinybot import backup, config, db, executor, proposals, reconcile, restore
 from tinybot.advisors import build_snapshot, dca
 from tinybot.exchange import read_only
-from tinybot.exchange.bitvavo import BitvavoTrading
 from tinybot.proposals import Draft
 
-from simfixtures import OPERATOR_ID, TRADE_KEY, TRADE_SECRET, shared_accounts, use_keys
+from simfixtures import OPERATOR_ID, TRADE_KEY, shared_accounts, use_keys
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 CONFIG = """mode = "live"
@@ -55,8 +54,8 @@ def live(sim_factory, tmp_path, monkeypatch):
         (tmp_path / "bot.toml").write_text(CONFIG.format(op=OPERATOR_ID, url=sim.url), encoding="utf-8")
         cfg = config.load(tmp_path / "bot.toml")
         db.open_db(cfg.db_path).close()  # as `tinybot init` leaves it
-        # no client-side throttle: it waits for a clock that freezegun holds still
-        trading = BitvavoTrading(cfg, TRADE_KEY, TRADE_SECRET, rate_limit=False)
+        trading = executor.trading_exchange(cfg)
+        trading.client.enableRateLimit = False  # its throttle waits for a clock that freezegun holds still
         return cfg, sim, trading, read_only(cfg, rate_limit=False)
 
     return make
