@@ -427,6 +427,19 @@ CREATE TABLE llm_calls (
 );
 CREATE INDEX llm_calls_prompt ON llm_calls (prompt_sha256);
 
+-- migration: 0009_restore
+
+-- A restore rolls back the database, never the world (docs/HARDENING.md): an
+-- id the owner has seen (a proposal in a Telegram message, an execution in
+-- an alert) must never name something else later.  SQLite hands out
+-- max(id) + 1, so a restored older database would hand the same ids out
+-- again; with AUTOINCREMENT it hands out past sqlite_sequence, which a
+-- restore sets past the highest ids of the database it replaces
+-- (tinybot/restore.py).  The tables are rebuilt by db.migrate right after
+-- this migration's (empty) statements, keeping every column and index they
+-- have (0010_books may already have added some): SQL cannot copy a table
+-- whose columns it does not know.
+
 -- migration: 0010_books
 
 -- Books per advisor (tinybot/book.py, docs/PNL.md): every fill belongs to one

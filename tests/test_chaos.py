@@ -26,15 +26,54 @@ def test_bounded_run_crashes_faults_restores_and_no_duplicate_lost_or_violation(
     # the tour put a process down at every crash point and fired every fault kind
     assert set(report.crashes) == set(crash.POINTS), report.crashes
     assert set(report.faults) == set(chaos.SCENARIOS), report.faults
-    assert report.runs == len(chaos.tour()) + 20
+    aged = 2 * (3 + len(chaos.SCHEMAS))  # per aged batch: three orders, then one per schema
+    assert report.runs == len(chaos.tour()) + 20 + aged
     assert report.orders > 10 and report.fills == report.orders  # market orders fill once each
     assert report.states["filled"] > 0 and report.states["blocked"] > 0
-    # backup and restore at every moment; the backups had executions claimed and submitting in them; orders
-    # the restored database never saw were booked; both kinds of simulator (closed-order lookup on and off)
-    assert set(report.restores) == set(chaos.BACKUP_MOMENTS), report.restores
+    # backup and restore at every moment, a day or more later too, and a backup of every shipped schema; the
+    # backups had executions claimed and submitting in them; orders the restored database never saw were
+    # booked; both kinds of simulator (closed-order lookup on and off), the aged batches included
+    assert set(report.restores) == set(chaos.BACKUP_MOMENTS + chaos.AGED_MOMENTS), report.restores
+    assert set(report.schemas) == set(chaos.SCHEMAS), report.schemas
     assert report.quarantined["claimed"] >= 2 and report.quarantined["submitting"] >= 2, report.quarantined
     assert report.surprises >= 2
-    assert report.lookup == {"on": 1, "off": 1}
+    assert report.lookup == {"on": 2, "off": 2}
+    # the new invariants had something to check: DCA bought (and was asked again after every restore), LLM
+    # calls were billed between backups and restores
+    assert report.dca_buys >= 3 and report.dca_ticks > report.restores.total() and report.llm_calls >= 10
+
+
+@pytest.mark.parametrize("removed", [False, True], ids=["as-is", "carry-forward-removed"])
+def test_checks_catch_an_id_handed_out_twice_forgotten_llm_spend_and_a_period_bought_twice(
+    tmp_path, monkeypatch, removed
+):
+    """Invariants 6, 7 and 8: with the restore's carrying forward (ids, LLM spend) and DCA's look at the
+    exchange's buys taken out, each is reported; as the code is, none is."""
+    from tinybot import llm_budget
+    from tinybot.advisors import dca
+
+    if removed:
+        monkeypatch.setattr(db, "continue_ids_after", lambda conn, table, highest: db.highest_id(conn, table))
+        monkeypatch.setattr(llm_budget, "carry_forward", lambda conn, rows: 0)
+        monkeypatch.setattr(dca, "others_bought_at", lambda snapshot, market: None)
+    # no cooldown: it would refuse a second buy so soon after the first, and DCA's own check is what is tested
+    bench = chaos.Bench(tmp_path, "planted-restore", 1, chaos.Settings(cooldown="0s", anti_flip="0s"))
+    report = chaos.Report(seed=1)
+    try:
+        saved = bench.take_backup("planted")
+        assert bench.dca_tick() == 1  # DCA buys its period (proposal 1) after the backup
+        bench.llm_call()
+        chaos.restore_and_resume(bench, None, saved, report, "before_propose")  # DCA is asked again
+        bench.wait_out_windows()
+        bench.reconcile_here()
+        f = bench.findings()
+    finally:
+        bench.close()
+    problems = "\n".join(bench.problems + f.violations)
+    assert ("(6) proposal id 1 was handed out again" in problems) == removed
+    assert ("(7) LLM spend went down across a restore" in problems) == removed
+    assert ("(8) DCA bought SOL-EUR twice in one period" in problems) == removed
+    assert f.dca_buys == (2 if removed else 1)
 
 
 def test_the_same_seed_plans_the_same_runs(tmp_path):

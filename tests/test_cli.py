@@ -138,12 +138,12 @@ def test_reject_and_cannot_approve_rejected(runner):
 
 
 def test_kill_and_resume(runner):
-    assert invoke(runner, "kill", "--reason", "going on holiday").output.strip() == "Trading DISABLED: going on holiday"
+    assert invoke(runner, "kill", "--reason", "going on holiday").stdout.strip() == "Trading DISABLED: going on holiday"
     status = json.loads(invoke(runner, "status", "--json").output)
     assert status["kill_switch"]["trading_enabled"] is False and status["kill_switch"]["reason"] == "going on holiday"
     invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     assert invoke(runner, "execute", "1").output.startswith("Proposal 1: blocked — kill_switch_on")
-    again = invoke(runner, "kill", "--reason", "second thoughts").output.strip()
+    again = invoke(runner, "kill", "--reason", "second thoughts").stdout.strip()
     assert again.startswith("Trading was already DISABLED since ") and again.endswith("(cli: going on holiday)")
     assert invoke(runner, "resume").output.strip() == "Trading ENABLED."
     assert invoke(runner, "resume").output.strip() == "Trading was already enabled."

@@ -272,7 +272,14 @@ def test_status_booleans_and_amounts(trades):
 
 
 def test_reconcile(trades):
-    assert run(trades, "reconcile") == {"changes": [], "still_unknown": [], "surprises": [], "errors": []}
+    assert run(trades, "reconcile") == {
+        "changes": [],
+        "still_unknown": [],
+        "surprises": [],
+        "errors": [],
+        "settled": [],
+        "restore_scan": None,
+    }
 
 
 def test_pnl_report_export_tax_usage(trades, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import gc
 import os
 import re
 import shlex
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tinybot import backup, config, db, killswitch
+from tinybot import backup, config, db, killswitch, restore
 from tinybot.cli import cli
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "OPERATIONS.md"
@@ -34,6 +35,9 @@ def clean_env(monkeypatch, tmp_path):
 
 
 def tinybot(*args, ok=True):
+    # CliRunner keeps a finished command's frames, and the database connections in them, until the garbage
+    # collector runs; a restore needs every other connection closed (a real command is its own process)
+    gc.collect()
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     if ok:
         assert result.exit_code == 0, result.output
@@ -125,7 +129,7 @@ def test_restore_holds_the_same_lock_as_run_and_names_its_pid(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    with backup.scheduler_lock(cfg):
+    with restore.scheduler_lock(cfg):
         with pytest.raises(runlock.AlreadyRunning) as e:
             runlock.RunLock(cfg.lock_path).acquire()
         assert e.value.pid == os.getpid()
@@ -152,6 +156,7 @@ def test_the_documented_rollback_procedure(tmp_path, monkeypatch):
     monkeypatch.setattr(db, "migrations", lambda: bad)
     db.migrate(conn, before_migration=backup.before_migration(cfg))
     assert rows(conn, "positions") != before["positions"]
+    conn.close()  # the bot is stopped: nothing holds the database while it is put back
     (pre,) = [b for b in backup.listing(cfg) if b.label == "pre-0099_bad"]
 
     seen = []
@@ -176,7 +181,7 @@ def test_the_documented_rollback_procedure(tmp_path, monkeypatch):
             monkeypatch.setenv("TINYBOT_CONFIG", str(cfg.path))
         else:
             assert "systemctl start" in line, f"the test does not know how to run: {line}"
-    assert seen == ["kill", "backup", "backup", "backup", "doctor", "status", "resume"]
+    assert seen == ["kill", "backup", "backup", "backup", "reconcile", "doctor", "status", "resume"]
 
     conn = db.connect(cfg.db_path)
     after = {t: rows(conn, t) for t in before}

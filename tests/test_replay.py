@@ -692,7 +692,7 @@ def test_keep_leaves_a_scratch_dir_that_tinybot_why_can_read(setup, tmp_path):
         .execute("SELECT proposal_id FROM guard_decisions WHERE verdict = 'block' LIMIT 1")
         .fetchone()[0]
     )
-    r = CliRunner().invoke(cli, ["--config", str(kept / "bot.toml"), "why", str(blocked), "--json"])
+    r = CliRunner().invoke(cli, ["--config", str(kept / "replay.toml"), "why", str(blocked), "--json"])
     assert r.exit_code == 0, r.output
     assert any(d["verdict"] == "block" for d in json.loads(r.output)["decisions"])
 

@@ -308,7 +308,7 @@ def test_restore_works_when_the_current_database_is_corrupt(home):
 
 
 def test_restore_quarantines_in_flight_executions_when_reconcile_can(home, monkeypatch):
-    from tinybot import backup, config, reconcile
+    from tinybot import backup, config, reconcile, restore
 
     cfg = config.load(home / "bot.toml")
     b = backup.make(cfg, label="x")
@@ -318,7 +318,7 @@ def test_restore_quarantines_in_flight_executions_when_reconcile_can(home, monke
         calls.append((conn.execute("SELECT trading_enabled FROM kill_switch").fetchone()[0], reason))
 
     monkeypatch.setattr(reconcile, "quarantine_after_restore", quarantine)
-    backup.restore(cfg, b.path.name)
+    restore.restore(cfg, b.path.name)
     assert calls == [(0, f"restore from backup {b.path.name}")]
 
 

@@ -1,4 +1,4 @@
-"""Consistent copies of the database, and putting one back.
+"""Consistent copies of the database: make them, list them, find one.
 
 ``make`` uses SQLite's online backup API (``sqlite3.Connection.backup``): the
 copy is one consistent snapshot even while `tinybot run` keeps writing (WAL
@@ -6,10 +6,9 @@ readers see a fixed state), unlike a ``cp`` that can catch the file and its
 ``-wal`` at different moments.  Backups live in ``backups/`` next to the
 database, named after the time (from tinybot's clock) they were taken.
 
-``restore`` copies a backup back *into* the database with the same API while
-holding the scheduler's lock, so `tinybot run` cannot be ticking meanwhile;
-the database as it was is kept first as a ``pre-restore`` backup, and the
-restored database starts with trading turned off (kill switch, by="restore").
+Putting one back is ``tinybot.restore`` (a scratch copy, migrated,
+quarantined and carried forward, then swapped in): this module is the store
+layer's file handling and imports nothing of tinybot but the clock.
 
 ``before_migration(cfg)`` is the callback for ``db.migrate``/``db.open_db``:
 migrations take a backup first.
@@ -17,20 +16,19 @@ migrations take a backup first.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from . import clock
 
 KEEP = 20  # newest backups kept by make(); older ones are deleted
 _NAME = re.compile(r"^tinybot-(\d{8}T\d{6}\.\d{6}Z)-([\w.-]+?)(?:-\d+)?\.db$")
-_STAMP = "%Y%m%dT%H%M%S.%fZ"
+STAMP = "%Y%m%dT%H%M%S.%fZ"  # the time in a backup's name (tinybot's clock)
 
 
 class BackupError(Exception):
@@ -70,11 +68,19 @@ def listing_in(d: Path) -> list[Backup]:
     out = []
     if d.is_dir():
         for p in d.iterdir():
-            m = _NAME.match(p.name)
-            if m:
-                at = datetime.strptime(m.group(1), _STAMP).replace(tzinfo=clock.now().tzinfo)
-                out.append(Backup(p, at, m.group(2), p.stat().st_size))
+            b = parse(p)
+            if b is not None:
+                out.append(b)
     return sorted(out, key=lambda b: (b.at, b.path.name), reverse=True)
+
+
+def parse(p: Path) -> Backup | None:
+    """The backup a file is, by its name (when tinybot made it and with which label); None for another name."""
+    m = _NAME.match(p.name)
+    if not m:
+        return None
+    at = datetime.strptime(m.group(1), STAMP).replace(tzinfo=clock.now().tzinfo)
+    return Backup(p, at, m.group(2), p.stat().st_size)
 
 
 def latest(cfg) -> Backup | None:
@@ -90,7 +96,7 @@ def make(cfg, label: str = "manual", *, keep: int = KEEP) -> Backup:
     d = backup_dir(cfg)
     d.mkdir(mode=0o700, parents=True, exist_ok=True)
     label = re.sub(r"[^\w.-]+", "-", label).strip("-") or "manual"
-    stem = f"tinybot-{clock.now().strftime(_STAMP)}-{label}"
+    stem = f"tinybot-{clock.now().strftime(STAMP)}-{label}"
     dest, n = d / f"{stem}.db", 1
     while dest.exists():
         n += 1
@@ -108,11 +114,9 @@ def make(cfg, label: str = "manual", *, keep: int = KEEP) -> Backup:
             check = dst.execute("PRAGMA integrity_check").fetchone()[0]
         finally:
             dst.close()
-    except sqlite3.Error as e:
+    except sqlite3.Error:
         tmp.unlink(missing_ok=True)
-        from .db import fault
-
-        raise BackupError(f"cannot back up: {fault(e, src_path)}") from None
+        raise  # the caller says it in words (db.fault: locked, disk full, read-only …)
     finally:
         src.close()
     if check != "ok":
@@ -135,22 +139,6 @@ def before_migration(cfg) -> Callable[[list[str]], None]:
     return take
 
 
-@contextlib.contextmanager
-def scheduler_lock(cfg) -> Iterator[None]:
-    """Hold the run lock (tinybot.runlock, the one `tinybot run` holds), or say that `tinybot run` is running."""
-    from .runlock import HOW_TO_STOP, AlreadyRunning, RunLock
-
-    try:
-        lock = RunLock(cfg.lock_path).acquire()
-    except AlreadyRunning as e:
-        who = f" (PID {e.pid})" if e.pid else ""
-        raise BackupError(f"`tinybot run` holds {cfg.lock_path}{who}; stop it first ({HOW_TO_STOP})") from None
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def resolve(cfg, name: str) -> Path:
     """A backup path as given, or a file name inside backup_dir(cfg)."""
     p = Path(name).expanduser()
@@ -159,83 +147,3 @@ def resolve(cfg, name: str) -> Path:
     if not p.is_file():
         raise BackupError(f"no backup file {name}; `tinybot backup --list` shows them")
     return p.resolve()
-
-
-def restore(cfg, name: str) -> Backup | None:
-    """Put a backup back as the database; returns where the database it replaced now is.
-
-    A healthy database is first copied to a ``pre-restore`` backup.  A damaged
-    one (corrupt, truncated, not a database, empty) cannot be backed up, and
-    restoring is exactly what it needs: it is set aside instead, renamed with
-    its ``-wal``/``-shm`` to ``<db>.damaged-<time>`` (a stale ``-wal`` left
-    beside the restored file would be replayed into it).  Then trading is
-    turned off, and executions that were in flight are quarantined for
-    reconcile (``reconcile.quarantine_after_restore``, where it exists).
-    """
-    path = resolve(cfg, name)
-    src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        check = src.execute("PRAGMA integrity_check").fetchone()[0]
-        if check != "ok":
-            raise BackupError(f"{path} fails SQLite's integrity check ({check}); pick another backup")
-        with scheduler_lock(cfg):
-            before = None
-            if cfg.db_path.exists():
-                problem = damaged(cfg.db_path)
-                before = set_aside(cfg.db_path) if problem else make(cfg, label="pre-restore")
-            dst = sqlite3.connect(cfg.db_path, timeout=30)
-            try:
-                src.backup(dst)
-            finally:
-                dst.close()
-            _after_restore(cfg, path)
-    except sqlite3.Error as e:
-        raise BackupError(f"restore from {path} failed: {e}") from None
-    finally:
-        src.close()
-    return before
-
-
-def _after_restore(cfg, path: Path) -> None:
-    """A restored database must not trade on its own: orders placed after the backup are unknown to it.
-    Trading goes off (`tinybot resume` after checking), and whatever was in flight is left to reconcile."""
-    from . import db, killswitch, reconcile
-
-    reason = f"restored from backup {path.name}; check, then `tinybot resume`"
-    conn = db.connect(cfg.db_path)
-    try:
-        killswitch.set_enabled(conn, False, reason, by="restore")
-        # what the backup shows in flight may have been sent since: only reconcile may decide it
-        reconcile.quarantine_after_restore(conn, f"restore from backup {path.name}")
-    finally:
-        conn.close()
-
-
-def damaged(db_path: Path) -> str | None:
-    """Why the database at ``db_path`` cannot be backed up (empty, not a database, corrupt), or None."""
-    if db_path.stat().st_size == 0:
-        return "empty (0 bytes)"
-    try:
-        conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=30)
-        try:
-            result = conn.execute("PRAGMA quick_check").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as e:
-        if "locked" in str(e).lower():
-            raise
-        return str(e)
-    return None if result == "ok" else result
-
-
-def set_aside(db_path: Path) -> Backup:
-    """Rename a damaged database (and its -wal/-shm) out of the way; returned as the 'backup' of what was there."""
-    now = clock.now()
-    target = db_path.with_name(f"{db_path.name}.damaged-{now.strftime(_STAMP)}")
-    size = db_path.stat().st_size
-    for suffix in ("-wal", "-shm"):
-        side = Path(f"{db_path}{suffix}")
-        if side.exists():
-            os.replace(side, Path(f"{target}{suffix}"))
-    os.replace(db_path, target)
-    return Backup(target, now, "damaged", size)

@@ -492,6 +492,14 @@ def reconcile(state, as_json):
             click.echo(f"SURPRISE: {s}", err=True)
         for e in r["errors"]:
             click.echo(f"Error: {e}", err=True)
+        for s in r["settled"]:
+            click.echo(f"Fee settled: {s}")
+        scan = r["restore_scan"]
+        if scan:
+            click.echo(
+                f"After the restore from {scan['backup']}: orders since {scan['from']} "
+                + ("read on every market." if scan["done_at"] else "not all read yet; the next reconcile repeats it.")
+            )
         if not any(r.values()):
             click.echo("Nothing to reconcile.")
 
@@ -665,11 +673,30 @@ def kill(state, reason, cancel_open):
             f" {out.row_detail}",
             err=True,
         )
+    _say_which_bot(state.cfg)
     if out.row == "fault":
         raise Fail("the database has a fault (above); trading is stopped by the kill file until `tinybot resume`")
     if not cancel_open:
         return
     _cancel_open(state)
+
+
+def _say_which_bot(cfg) -> None:
+    """Whom the kill reached: the `tinybot run` holding this database's run lock, or a warning that none does
+    (a bot started with another bot.toml reads another database's switch)."""
+    from .runlock import live_holder
+
+    pid = live_holder(cfg.lock_path)
+    if pid is not None:
+        who = f"PID {pid}" if pid else "a process that has not written its PID yet"
+        click.echo(f"Reached the running bot: `tinybot run` {who} holds {cfg.lock_path} and reads this switch.")
+        return
+    click.echo(
+        f"WARNING: no running `tinybot run` uses this database ({cfg.db_path}): nothing holds {cfg.lock_path}."
+        " A bot that is running uses another database (see its --config or TINYBOT_CONFIG, and `db =` in that"
+        " bot.toml): run `tinybot --config THAT/bot.toml kill`, or stop it (`sudo systemctl stop tinybot`).",
+        err=True,
+    )
 
 
 def _cancel_open(state) -> None:

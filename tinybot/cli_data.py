@@ -223,7 +223,7 @@ def _print_summary(s: dict, report_path=None) -> None:
     if s["scratch_dir"]:
         e(
             f"  kept in {s['scratch_dir']}: replay.db and replay.log; look around with"
-            f" tinybot --config {s['scratch_dir']}/bot.toml why N (or proposals, executions, history)"
+            f" tinybot --config {s['scratch_dir']}/replay.toml why N (or proposals, executions, history)"
         )
     if report_path:
         e(f"  report: {report_path}")
@@ -290,7 +290,12 @@ def _print_sweep(result: dict) -> None:
     help="Also write FILE: FILE.html is the report of `tinybot report` for the replay's history (charts:"
     " pip install 'tinybot[report]'); any other name gets the JSON summary.",
 )
-@click.option("--keep", "keep_dir", type=click.Path(file_okay=False), help="Keep the scratch database and log in DIR.")
+@click.option(
+    "--keep",
+    "keep_dir",
+    type=click.Path(file_okay=False),
+    help="Keep the scratch database and log in DIR, a new or empty folder (replay.toml, replay.db, replay.log).",
+)
 @click.option(
     "--llm",
     "llm_mode",

@@ -58,6 +58,8 @@ def usage_command(state, days, as_json):
         )
     if data["exhausted"]:
         click.echo(f"Budget exhausted: {data['exhausted']}")
+    if data["spend_unknown"]:
+        click.echo(f"No LLM call this month: {data['spend_unknown']}")
     if data["open_reservations"]:
         click.echo("Open reservations (each counts at its worst case until settled; expired ones keep counting):")
         for r in data["open_reservations"]:

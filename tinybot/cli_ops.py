@@ -81,7 +81,8 @@ def doctor_command(state, as_json, send_test_alert, live_probe):
     "--restore",
     "restore_from",
     metavar="FILE",
-    help="Put this backup back as the database (stop `tinybot run` first; the current DB is backed up).",
+    help="Put this backup back as the database (stop `tinybot run` first; the current DB is backed up;"
+    " trading stays off until `tinybot resume`).",
 )
 @click.option("--label", default="manual", show_default=True, help="Word added to the backup's file name.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -105,23 +106,37 @@ def backup_command(state, list_, restore_from, label, as_json):
             emit(rows, as_json, lambda rs: table(rs, ["at", "label", "size", "path"]))
             return
         if restore_from:
-            before = backup.restore(cfg, restore_from)
-            data = {
-                "restored": str(backup.resolve(cfg, restore_from)),
-                "db": str(cfg.db_path),
-                "previous_db_saved_as": str(before.path) if before else None,
-            }
-            emit(
-                data,
-                as_json,
-                lambda d: click.echo(
-                    f"Restored {d['restored']} into {d['db']}."
-                    + (f"\nThe database it replaced is saved as {d['previous_db_saved_as']}." if before else "")
-                    + "\nTrading is DISABLED until you check (`tinybot status`, `tinybot doctor`) and run `tinybot resume`."
-                ),
-            )
+            from .restore import restore
+
+            emit(restore(cfg, restore_from).as_dict(), as_json, _print_restored)
             return
         b = backup.make(cfg, label=label)
     except backup.BackupError as e:
         raise Fail(str(e)) from None
     emit(b.as_dict(), as_json, lambda d: click.echo(f"Backup: {d['path']} ({d['size']} bytes)"))
+
+
+def _print_restored(d: dict) -> None:
+    """What `backup --restore` did, and what the owner does next."""
+    click.echo(f"Restored {d['restored']} (taken {d['backup_taken_at']}) into {d['db']}.")
+    if d["previous_db_saved_as"]:
+        click.echo(f"The database it replaced is saved as {d['previous_db_saved_as']}.")
+    if d["migrated"]:
+        click.echo(f"Migrated it to the current schema: {', '.join(d['migrated'])}.")
+    ids = d["ids_continue_after"]
+    click.echo(
+        f"Carried forward: {d['llm_rows_carried']} LLM spend row(s) made after the backup; new proposals are"
+        f" numbered after #{ids['proposals']}, executions after #{ids['trade_executions']}."
+    )
+    if d["in_doubt_executions"] or d["rejected_proposals"]:
+        click.echo(
+            f"In doubt until reconcile asks the exchange: executions {d['in_doubt_executions'] or 'none'};"
+            f" proposals rejected (they may have been executed after the backup): {d['rejected_proposals'] or 'none'}."
+        )
+    click.echo(
+        f"The next reconcile (`tinybot reconcile`, or `tinybot run` as it starts) books every order made since"
+        f" {d['scan_orders_since']}, and repeats until it has read every market."
+    )
+    for w in d["warnings"]:
+        click.echo(f"WARNING: {w}", err=True)
+    click.echo("Trading is DISABLED until you check (`tinybot status`, `tinybot doctor`) and run `tinybot resume`.")

@@ -194,27 +194,56 @@ def pending_migrations(conn: sqlite3.Connection) -> list[Migration]:
     return [m for m in migrations() if m.name not in done]
 
 
-def migrate(conn: sqlite3.Connection, before_migration=None) -> list[str]:
+def migrate(conn: sqlite3.Connection, before_migration=None, *, upto: str | None = None) -> list[str]:
     """Apply pending migrations, each in its own transaction; return their names.
 
     ``before_migration(pending)`` is called once if anything is pending (the
     CLI passes a backup step).  Two processes migrating at once are safe: the
-    name is re-checked inside the transaction.
+    name is re-checked inside the transaction.  ``upto``: stop after that
+    migration (a database of an older schema, as an older tinybot left it:
+    tests and the chaos harness build their backups this way).
     """
     pending = pending_migrations(conn)
+    if upto is not None:
+        order = [m.name for m in migrations()]
+        if upto not in order:
+            raise ValueError(f"no migration {upto!r} in schema.sql")
+        pending = [m for m in pending if order.index(m.name) <= order.index(upto)]
     if pending and before_migration is not None:
         before_migration([m.name for m in pending])
     applied = []
     for m in pending:
+        if _apply(conn, m):
+            applied.append(m.name)
+    return applied
+
+
+# Tables whose ids the owner sees (a proposal on a Telegram button, an execution in an alert).  Migration
+# 0009_restore gives them AUTOINCREMENT, so their ids continue past sqlite_sequence, which a restore sets past
+# the highest ids of the database it replaces: an id is never handed out twice.
+SHOWN_IDS = ("proposals", "trade_executions")
+_REBUILT = {"0009_restore": SHOWN_IDS}
+
+
+def _apply(conn: sqlite3.Connection, m: Migration) -> bool:
+    """One migration in one transaction; False if another process applied it first."""
+    rebuilt = _REBUILT.get(m.name, ())
+    if rebuilt:  # a table others reference is dropped and renamed: SQLite's documented way, foreign keys off
+        conn.execute("PRAGMA foreign_keys = OFF")  # (only outside a transaction has this any effect)
+    try:
         with transaction(conn):
             if conn.execute("SELECT 1 FROM schema_migrations WHERE name = ?", (m.name,)).fetchone():
-                continue
+                return False
             for statement in _statements(m.sql):
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO schema_migrations (name, applied_at) VALUES (?, ?)",
                 (m.name, clock.now_iso()),
             )
+            for table in rebuilt:
+                _with_autoincrement(conn, table)
+            if rebuilt and conn.execute("PRAGMA foreign_key_check").fetchone():
+                raise sqlite3.IntegrityError(f"migration {m.name}: a foreign key no longer holds; nothing was changed")
             if m.name == "0010_books":  # the books from the fills: exact decimals, so in Python (tinybot.book)
                 from . import ledger
 
@@ -225,8 +254,56 @@ def migrate(conn: sqlite3.Connection, before_migration=None) -> list[str]:
                     " VALUES (1, 1, 'initial', ?, 'init')",
                     (clock.now_iso(),),
                 )
-        applied.append(m.name)
-    return applied
+    finally:
+        if rebuilt:
+            conn.execute("PRAGMA foreign_keys = ON")
+    return True
+
+
+def highest_id(conn: sqlite3.Connection, table: str) -> int:
+    """The highest id ``table`` has handed out: its largest id, or more if sqlite_sequence remembers more."""
+    top = conn.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_sequence'").fetchone():
+        seq = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = ?", (table,)).fetchone()
+        top = max(top, seq[0] if seq else 0)
+    return top
+
+
+def continue_ids_after(conn: sqlite3.Connection, table: str, highest: int) -> int:
+    """Make the next id ``table`` hands out come after ``highest`` (a table with AUTOINCREMENT, 0009_restore);
+    → the highest id now counted as handed out.  The caller owns the transaction."""
+    current = highest_id(conn, table)
+    if highest > current:
+        if not conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = ?", (highest, table)).rowcount:
+            conn.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, highest))
+    return max(current, highest)
+
+
+def _with_autoincrement(conn: sqlite3.Connection, table: str) -> None:
+    """Rebuild ``table`` with ``id INTEGER PRIMARY KEY AUTOINCREMENT``: every column, row and index kept."""
+    sql = conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone()[0]
+    if re.search(r"\bAUTOINCREMENT\b", sql, re.I):
+        return
+    shadow = f"{table}_autoincrement"
+    create, n = re.subn(
+        r"\bid\s+INTEGER\s+PRIMARY\s+KEY\b", "id INTEGER PRIMARY KEY AUTOINCREMENT", sql, count=1, flags=re.I
+    )
+    create, m = re.subn(rf'^CREATE TABLE\s+"?{table}"?', f"CREATE TABLE {shadow}", create, count=1)
+    if n != 1 or m != 1:
+        raise ValueError(f"cannot give {table} AUTOINCREMENT: its id column is not `id INTEGER PRIMARY KEY`")
+    indexes = [
+        r[0]
+        for r in conn.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? AND sql IS NOT NULL", (table,)
+        )
+    ]
+    columns = ", ".join(r[1] for r in conn.execute(f"PRAGMA table_info({table})"))
+    conn.execute(create)
+    conn.execute(f"INSERT INTO {shadow} ({columns}) SELECT {columns} FROM {table}")  # sets sqlite_sequence
+    conn.execute(f"DROP TABLE {table}")
+    conn.execute(f"ALTER TABLE {shadow} RENAME TO {table}")
+    for index in indexes:
+        conn.execute(index)
 
 
 def _statements(sql: str) -> list[str]:

@@ -26,10 +26,18 @@ waits for the lock and then sees the first one's reservation.
 
 Money is ``Decimal`` throughout and stored as decimal strings, exact (no
 rounding: 1 token of gpt-4o-mini output is €0.0000006).
+
+A restore rolls back the database, never the world: the provider billed
+every call made after the backup.  A restore carries the spend rows newer
+than the backup forward from the database it replaces (``carry_forward``);
+when that database cannot be read, the spend since the backup is unknown, and
+today's and this month's budgets count as spent until the month ends
+(``mark_spend_unknown``; ``reserve`` refuses, ``usage`` and doctor say why).
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -42,6 +50,8 @@ MTOK = Decimal(1_000_000)
 # generous bound for OpenAI's and Ollama's templates.
 MESSAGE_OVERHEAD_TOKENS = 16
 REPLY_PRIMING_TOKENS = 16
+
+UNKNOWN_SPEND = "llm_spend_unknown"  # ops_state: JSON {day, month, why}, set by a restore (module docstring)
 
 # Test hook: called between the budget check and the insert, inside the lock.
 # The race test sleeps here; removing BEGIN IMMEDIATE makes that test fail.
@@ -195,6 +205,9 @@ def reserve(
         notice = exhausted_notice(conn, now, tz)
         if notice is not None:
             raise BudgetRefused("budget_exhausted", notice["detail"])
+        unknown = unknown_spend(conn, now, tz)
+        if unknown is not None:
+            raise BudgetRefused("budget_exhausted", unknown, period="month", key=month)
         if min_interval:
             last = conn.execute(
                 "SELECT reserved_at FROM gpt_usage_log WHERE state != 'failed' AND reserved_at > ?"
@@ -379,5 +392,69 @@ def usage(conn: sqlite3.Connection, llm_cfg, *, days: int = 7, now: datetime | N
             for r in open_rows
         ],
         "exhausted": current["detail"] if current is not None else None,
+        "spend_unknown": unknown_spend(conn, now, tz),
         "budget_events": [{"at": r["at"], "detail": r["detail"]} for r in notices],
     }
+
+
+# --- after a restore --------------------------------------------------------
+
+# What identifies a call's row whichever database it sits in (ids differ between a backup and the database
+# that replaced it): a row of the backup is never carried in twice.
+_SAME_CALL = ("reserved_at", "model", "prompt_tokens_est", "max_tokens", "reserved_eur")
+
+
+def rows_since(replaced: sqlite3.Connection, since: datetime) -> list[dict]:
+    """The spend rows of ``replaced`` (the database a restore replaces) from ``since`` on, as dicts."""
+    return [
+        {k: r[k] for k in r.keys() if k != "id"}
+        for r in replaced.execute(
+            "SELECT * FROM gpt_usage_log WHERE reserved_at >= ? ORDER BY id", (clock.to_iso(since),)
+        )
+    ]
+
+
+def carry_forward(conn: sqlite3.Connection, rows: list[dict]) -> int:
+    """Add ``rows`` (``rows_since`` of the replaced database) to ``conn`` (the restored one), skipping those it
+    already has; → how many were added.  Columns ``conn`` does not know (a newer schema's) are left out.
+    The caller owns the transaction."""
+    known = {r[1] for r in conn.execute("PRAGMA table_info(gpt_usage_log)")}
+    have = {tuple(r) for r in conn.execute(f"SELECT {', '.join(_SAME_CALL)} FROM gpt_usage_log")}
+    added = 0
+    for row in rows:
+        if tuple(row[c] for c in _SAME_CALL) in have:
+            continue
+        columns = [c for c in row if c in known]
+        conn.execute(
+            f"INSERT INTO gpt_usage_log ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [row[c] for c in columns],
+        )
+        added += 1
+    return added
+
+
+def mark_spend_unknown(conn: sqlite3.Connection, why: str, now: datetime | None = None, tz=None) -> str:
+    """The spend since the backup cannot be known (``why``): count this day's and this month's budgets as
+    spent until the month ends.  Returns the line ``usage``, doctor and the restore print."""
+    day, month = period_keys(now or clock.now(), tz)
+    db.set_state(conn, UNKNOWN_SPEND, json.dumps({"day": day, "month": month, "why": why}))
+    return unknown_spend(conn, now, tz)
+
+
+def unknown_spend(conn: sqlite3.Connection, now: datetime | None = None, tz=None) -> str | None:
+    """Why no LLM call may be made this month (a restore could not read the spend it would carry), or None.
+
+    The one function doctor calls (tinybot.doctor): a line it can show as it is."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ops_state'").fetchone():
+        return None
+    text = db.get_state(conn, UNKNOWN_SPEND)
+    if not text:
+        return None
+    mark = json.loads(text)
+    _, month = period_keys(now or clock.now(), tz)
+    if month != mark["month"]:
+        return None  # the period whose spend was unknown is over
+    return (
+        f"LLM spend unknown since a restore ({mark['why']}): the day's and the month's budgets count as spent"
+        f" until {_next_period_start('month', month, tz)} (llm.monthly_budget_eur in bot.toml)"
+    )

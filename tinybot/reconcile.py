@@ -15,6 +15,10 @@ Runs at start-up, at every tick before anything else, and on demand
   Bitvavo reports the fee (the ledger corrects fee and position).
 * Surprises: orders carrying a clientOrderId on an allowlisted market that no
   execution accounts for are booked and reported loudly (an ``error`` event).
+  The scan looks back one day; after a restore it looks back to the backup's
+  time (a restore rolls back the database, never the world: every order
+  made since is still on the exchange), and it is repeated by every
+  reconcile until it has read every market once without an error.
 
 The decision "absent" is taken with the time read *before* the lookup: an
 order that lands while the lookup or the lock wait is under way must not eat
@@ -23,15 +27,17 @@ the grace period.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from . import clock, crash, db, ledger
 from .config import THROTTLE_ALLOWANCE, Config, grace_floor  # noqa: F401  the floor is checked when bot.toml loads
 from .exchange.base import ExchangeError, MarketData, Order
 
 SURPRISE_LOOKBACK = timedelta(days=1)
+RESTORE_SCAN = "restore_scan"  # ops_state: the scan a restore asked for, JSON {from, backup, done_at}
 IN_DOUBT = ("claimed", "submitting", "unknown")
 
 
@@ -49,6 +55,8 @@ class Report:
     still_unknown: list[int] = field(default_factory=list)
     surprises: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    settled: list[str] = field(default_factory=list)  # fills whose fee the exchange reported only now
+    restore_scan: dict | None = None  # the scan after a restore, when this reconcile ran it: {from, backup, done_at}
 
     def as_dict(self) -> dict:
         return {
@@ -56,6 +64,8 @@ class Report:
             "still_unknown": self.still_unknown,
             "surprises": self.surprises,
             "errors": self.errors,
+            "settled": self.settled,
+            "restore_scan": self.restore_scan,
         }
 
 
@@ -147,6 +157,31 @@ def quarantine_after_restore(conn: sqlite3.Connection, reason: str) -> dict:
     return {"in_doubt": moved, "rejected_proposals": retired}
 
 
+def scan_after_restore(conn: sqlite3.Connection, since: datetime, backup_name: str) -> datetime:
+    """A restore's part, on the database it is about to put back: the next reconcile scans the exchange
+    for orders since ``since`` (the backup's time) and keeps doing so until one scan has read every
+    market.  A scan still pending in that database from an earlier restore is kept: the earlier start wins.
+    Returns where the scan starts.  The caller owns the transaction (or there is none)."""
+    pending = restore_scan_from(conn)
+    start = min(since, pending) if pending is not None else since
+    db.set_state(conn, RESTORE_SCAN, json.dumps({"from": clock.to_iso(start), "backup": backup_name, "done_at": None}))
+    return start
+
+
+def restore_scan(conn: sqlite3.Connection) -> dict | None:
+    """The scan a restore asked for, as recorded: {from, backup, done_at (None while pending)}; None if none."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'ops_state'").fetchone():
+        return None  # a database older than 0004_ops (a backup being read)
+    text = db.get_state(conn, RESTORE_SCAN)
+    return json.loads(text) if text else None
+
+
+def restore_scan_from(conn: sqlite3.Connection) -> datetime | None:
+    """Where a pending scan after a restore starts; None when no scan is pending."""
+    scan = restore_scan(conn)
+    return clock.from_iso(scan["from"]) if scan and not scan["done_at"] else None
+
+
 def _due(conn: sqlite3.Connection) -> list[sqlite3.Row]:
     """Executions whose fate or fees the exchange still has to tell us."""
     return conn.execute(
@@ -175,7 +210,14 @@ def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, su
                 continue  # someone else moved it meanwhile
             if order is not None:
                 crash.point("mid_fill_sync")
-                if ledger.apply_order(conn, current, exchange.name, order, from_states=(row["state"],)):
+                unsettled = _unsettled(conn, row["id"])
+                moved = ledger.apply_order(conn, current, exchange.name, order, from_states=(row["state"],))
+                report.settled += [
+                    f"execution {row['id']}: fill {f.trade_id} on {f.market} settled, fee {f.fee} {f.fee_currency}"
+                    for f in order.fills
+                    if f.trade_id in unsettled and f.settled
+                ]
+                if moved:
                     after = conn.execute("SELECT state FROM trade_executions WHERE id = ?", (row["id"],)).fetchone()[0]
                     if after != row["state"]:
                         detail = f"found on the exchange as {order.status} (order {order.order_id})"
@@ -213,12 +255,20 @@ def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, su
                 )
             else:
                 report.still_unknown.append(row["id"])
-    if surprises:
-        _surprises(conn, cfg, exchange, report)
+    scan_from = restore_scan_from(conn)
+    if surprises or scan_from is not None:  # a scan a restore asked for runs in every reconcile until done
+        _surprises(conn, cfg, exchange, report, since=scan_from)
     return report
 
 
-def _surprises(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, report: Report) -> None:
+def _unsettled(conn: sqlite3.Connection, execution_id: int) -> set[str]:
+    rows = conn.execute("SELECT trade_id FROM trade_history WHERE execution_id = ? AND settled = 0", (execution_id,))
+    return {r[0] for r in rows}
+
+
+def _surprises(
+    conn: sqlite3.Connection, cfg: Config, exchange: MarketData, report: Report, since: datetime | None = None
+) -> None:
     """Orders on our markets that tinybot's executions do not account for.
 
     Every order carrying a clientOrderId on an allowlisted market is checked
@@ -236,18 +286,42 @@ def _surprises(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, repo
       clientOrderId; its fills are booked under that execution (positions
       and the daily cap count them).
     """
-    since = clock.to_ms(clock.now() - SURPRISE_LOOKBACK)
+    start = clock.now() - SURPRISE_LOOKBACK
+    if since is not None:
+        start = min(start, since)
+    complete, booked = True, len(report.surprises)
     for market in cfg.risk.allowlist:
         try:
-            orders = exchange.orders_since(market, since)
+            orders = exchange.orders_since(market, clock.to_ms(start))  # Bitvavo: read in 24-hour slices
         except ExchangeError as e:
             report.errors.append(f"{market}: could not list orders: {e}")
+            complete = False
             continue
         for o in orders:
             if not o.client_order_id:
                 continue  # placed by hand, without a clientOrderId: not tinybot's
             with db.transaction(conn):
                 _account_for(conn, exchange.name, market, o, report)
+    if since is not None:
+        if complete:
+            _restore_scan_done(conn, start, len(cfg.risk.allowlist), len(report.surprises) - booked)
+        report.restore_scan = restore_scan(conn)
+
+
+def _restore_scan_done(conn: sqlite3.Connection, start: datetime, markets: int, booked: int) -> None:
+    """Record that the scan a restore asked for has read every market; until then every reconcile repeats it."""
+    with db.transaction(conn):
+        scan = restore_scan(conn)
+        if scan is None or scan["done_at"]:
+            return
+        scan["done_at"] = clock.now_iso()
+        db.set_state(conn, RESTORE_SCAN, json.dumps(scan))
+        ledger.event(
+            conn,
+            "restore_scan",
+            f"after the restore from {scan['backup']}: orders since {clock.to_iso(start)} read on {markets}"
+            f" market(s); {booked} not accounted for, booked",
+        )
 
 
 def _account_for(conn: sqlite3.Connection, exchange_name: str, market: str, o: Order, report: Report) -> None:

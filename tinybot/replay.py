@@ -113,6 +113,27 @@ class ReplayConfig(Config):
         return ReplaySecrets()
 
 
+# The files replay writes, all inside its scratch folder (one it created, or an empty one given with --keep):
+# never named like the live ones, so no command ever mistakes them for the bot's own (issue 20, item 2)
+SCRATCH_CONFIG = "replay.toml"
+
+
+def scratch_folder(keep: Path | None) -> Path:
+    """Where a replay writes: a new temporary folder, or ``keep`` if it is new or empty.  A folder that
+    holds anything (a live config folder with its bot.toml and database) is refused: replay never writes
+    outside a folder it created itself."""
+    if keep is None:
+        return Path(tempfile.mkdtemp(prefix="tinybot-replay-"))
+    keep = Path(keep)
+    if keep.exists() and (not keep.is_dir() or any(keep.iterdir())):
+        raise ReplayError(
+            f"--keep {keep}: it exists and is not an empty folder; replay keeps its files only in a new or"
+            " empty folder (never next to a bot.toml): name one that does not exist yet"
+        )
+    keep.mkdir(parents=True, exist_ok=True)
+    return keep
+
+
 def scratch_config(
     cfg: Config, scratch: Path, url: str, markets: tuple[str, ...] | None, llm_url: str | None = None
 ) -> ReplayConfig:
@@ -130,7 +151,7 @@ def scratch_config(
             dca = dataclasses.replace(dca, market=None)
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     values.update(
-        path=scratch / "bot.toml",
+        path=scratch / SCRATCH_CONFIG,
         mode="live",
         db="replay.db",
         risk=risk,
@@ -635,8 +656,7 @@ def replay(
             live = LiveLLM(cfg, live_llm_budget(store, cfg, clock.now()))  # the real clock: today's budget
         llm_answers = (llm_record.load(store), live)
 
-    scratch = Path(tempfile.mkdtemp(prefix="tinybot-replay-")) if keep is None else Path(keep)
-    scratch.mkdir(parents=True, exist_ok=True)
+    scratch = scratch_folder(keep)
     sim_clock = clock.Simulated(plan.slots[0])
     sim = make_simulator(series, plan.data_interval, limits, eur, sim_clock, slippage)
     conn = recorded_llm = None
@@ -648,10 +668,10 @@ def replay(
         )
         conn = sqlite3.connect(scratch / "replay.db")
         conn.row_factory = sqlite3.Row
-        if keep is not None:  # `tinybot --config DIR/bot.toml why N` (history, executions, ...) then reads it
-            (scratch / "bot.toml").write_text(
+        if keep is not None:  # `tinybot --config DIR/replay.toml why N` (history, executions, ...) then reads it
+            (scratch / SCRATCH_CONFIG).write_text(
                 "# Written by `tinybot replay --keep`: its scratch database, to look around with\n"
-                f"# tinybot --config {scratch / 'bot.toml'} why N   (or proposals, executions, history)\n"
+                f"# tinybot --config {scratch / SCRATCH_CONFIG} why N   (or proposals, executions, history)\n"
                 'mode = "paper"\ndb = "replay.db"\n',
                 encoding="utf-8",
             )

@@ -90,6 +90,15 @@ def holder_pid(path: Path, attempts: int = 20) -> int | None:
     return None
 
 
+def live_holder(path: Path) -> int | None:
+    """The PID of the process that holds the lock at ``path`` now (the `tinybot run` of that database);
+    0 when it is held but its PID is not written yet; None when nobody holds it."""
+    if not Path(path).exists() or not lock_is_held(path):
+        return None
+    pid = holder_pid(path)
+    return pid if pid and pid_alive(pid) else 0
+
+
 def lock_is_held(path: Path) -> bool:
     """True if some process holds the flock.  Probes with a *shared* non-blocking lock.
 

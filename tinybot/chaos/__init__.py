@@ -18,13 +18,22 @@ proposal and everything that can go wrong around it:
   run — before the proposal, before its execution, or right after the first
   attempt (often while its execution is ``claimed`` or ``submitting``) — and,
   once the run has sent and filled what it would, that backup restored
-  (``tinybot.backup.restore``: kill switch off, in-flight rows quarantined),
+  (``tinybot.restore.restore``: kill switch off, in-flight rows quarantined),
   trading resumed, the proposal executed again and reconciled, as a person
   running the README's rollback drill would.
 
 Each batch's simulator finds closed orders by clientOrderId or not
 (``find_closed_by_client_id``; Bitvavo documents neither): by default the
 batches alternate, the tour runs without it (the hard case).
+
+A restore rolls back the database, never the world.  Each batch's database
+is first made as a tinybot of an older schema made it (the batches go
+through every shipped schema in turn), and that first backup is one of the
+backups a run may restore; some runs are a DCA advisor's tick on a market of
+its own, some make an LLM call; after every restore the DCA advisor is asked
+again.  Two *aged* batches (closed-order lookup on, then off) run in this
+process on a clock freezegun moves, so backups are restored one and two days
+after they were taken, a backup of every shipped schema among them.
 
 Runs are grouped in *batches*: one simulator account and one fresh bot
 database per batch.  At the end of a batch the harness waits until every
@@ -55,14 +64,19 @@ from datetime import timedelta
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
 
-from tinybot import backup, clock, config, crash, db, killswitch, ledger, proposals, reconcile
+from tinybot import backup, clock, config, crash, db, killswitch, ledger, proposals, reconcile, restore
 from tinybot.proposals import Draft
 
 from .invariants import Findings, check
 
 TRADE_KEY, TRADE_SECRET = "chaos-trade-key", "chaos-trade-secret"
 READ_KEY, READ_SECRET = "chaos-read-key", "chaos-read-secret"
-MARKETS = ("BTC-EUR", "ETH-EUR")
+MARKETS = ("BTC-EUR", "ETH-EUR")  # the random runs' markets
+# DCA's own market: a buy of the random runs on its market would count as its period's buy (a buy on its
+# market in any other book does), and it would hardly ever buy
+DCA_MARKET = "SOL-EUR"
+SIM_MARKETS = MARKETS + (DCA_MARKET,)
+SCHEMAS = tuple(m.name for m in db.migrations())  # every shipped schema, a new migration included by itself
 START = {"EUR": Decimal("100")}
 EXEC_POINTS = ("after_claim", "after_submitting_commit", "after_send_before_reply", "after_reply_before_record")
 RECONCILE_POINTS = ("mid_reconcile", "mid_fill_sync")
@@ -87,9 +101,15 @@ ACCEPT_CHOOSABLE = ("error_101", "error_109", "garbage_200", "reset")
 # where a fault lands: mostly the order itself, else a read before or after it
 FAULT_ON = ("create_order",) * 6 + ("get_order", "orders", "balance", "markets", "ticker")
 CRASH_EXIT = 137
-# The moments a backup is taken at; it is restored at the end of the same run.
-BACKUP_MOMENTS = ("before_propose", "before_execute", "after_first_attempt")
+# The moments a backup is taken at; it is restored at the end of the same run.  "batch_start": the backup
+# taken when the batch's database was made, at an older schema (restored at the end of the run that drew it).
+BACKUP_MOMENTS = ("before_propose", "before_execute", "after_first_attempt", "batch_start")
+# The aged batches' restores, of backups taken a day or more before (docs/CHAOS.md).
+AGED_MOMENTS = ("aged_two_days", "aged_claimed", "aged_dca", "aged_schema")
 RESTORE_SHARE = 0.12  # of the random runs
+DCA_SHARE = 0.1  # of the random runs: a DCA advisor's tick instead of a random proposal
+DCA_RESTORE_SHARE = 0.5  # of those: with a backup and a restore
+LLM_SHARE = 0.3  # of the random runs: an LLM call (spend a restore must not forget)
 IN_DOUBT = ("claimed", "submitting", "unknown")
 # Buy sizes: at least the smallest sellable buy (sizing.min_sellable_buy_eur: €5.52 at a 0.25 % fee and a
 # 10 % margin); €12 is over max_trade_eur, so the caps still get buys to refuse.
@@ -102,7 +122,7 @@ BUY_EUR = ("6", "6", "7", "7.50", "10", "12")
 CONFIG = """\
 mode = "live"
 [risk]
-allowlist = ["BTC-EUR", "ETH-EUR"]
+allowlist = ["BTC-EUR", "ETH-EUR", "SOL-EUR"]
 max_trade_eur = {max_trade}
 max_daily_eur = {max_daily}
 max_exposure_eur = {max_exposure}
@@ -115,6 +135,13 @@ url = "{url}"
 timeout = "{timeout}"
 access_window = "{window}"
 reconcile_grace = "{grace}"
+[dca]
+market = "SOL-EUR"
+buy_eur = 6
+every = "{dca_every}"
+[llm]
+daily_budget_eur = 10
+monthly_budget_eur = 100
 """
 TIMEOUT_FAULT_DELAY = 1.3
 
@@ -134,6 +161,7 @@ class Settings:
     # 2.25 s at the 1 s window, so an unresolved request waits 4.25 s.
     grace: str = "2250ms"
     timeout: str = "1s"
+    dca_every: str = "1h"  # longer than a batch: DCA buys once per batch, and never twice (invariant 8)
 
 
 @dataclass
@@ -155,6 +183,10 @@ class Report:
     late: int = 0
     surprises: int = 0  # orders a restore made the DB forget, booked by reconcile's surprise scan
     restores: Counter = field(default_factory=Counter)  # backup moment -> restores done
+    schemas: Counter = field(default_factory=Counter)  # schema of the backup restored -> restores (older ones)
+    dca_buys: int = 0  # DCA orders on the exchange (at most one per period: invariant 8)
+    dca_ticks: int = 0  # times the DCA advisor was asked (in DCA runs and after every restore)
+    llm_calls: int = 0  # LLM calls recorded (each restore compares the spend before and after it)
     quarantined: Counter = field(default_factory=Counter)  # state in the backup -> rows the restore made unknown
     lookup: Counter = field(default_factory=Counter)  # "on"/"off" -> batches with the closed-order lookup so
     violations: list[str] = field(default_factory=list)
@@ -174,6 +206,7 @@ class Report:
         self.lost += f.lost
         self.late += f.late
         self.surprises += f.surprises
+        self.dca_buys += f.dca_buys
         self.violations += [f"batch {batch}: {v}" for v in f.violations]
         if f.violations or f.duplicates or f.lost:
             self.failed_batches.append(batch)
@@ -198,6 +231,10 @@ class Report:
             "late_orders": self.late,
             "surprises_booked": self.surprises,
             "restores": dict(self.restores),
+            "restored_schemas": dict(self.schemas),
+            "dca_buys": self.dca_buys,
+            "dca_ticks": self.dca_ticks,
+            "llm_calls": self.llm_calls,
             "quarantined": dict(self.quarantined),
             "closed_lookup_batches": dict(self.lookup),
             "violations": self.violations,
@@ -219,7 +256,10 @@ class Report:
             "faults per kind (runs where it fired):",
             counts(self.faults, self.faults_armed, SCENARIOS),
             "backup and restore (restores per backup moment):",
-            "\n".join(f"  {n:<27} {self.restores.get(n, 0):>6}" for n in BACKUP_MOMENTS),
+            "\n".join(f"  {n:<27} {self.restores.get(n, 0):>6}" for n in BACKUP_MOMENTS + AGED_MOMENTS),
+            "backups of an older schema restored: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(self.schemas.items())) or "none"),
+            f"DCA: asked {self.dca_ticks} times, {self.dca_buys} buys; LLM calls recorded: {self.llm_calls}",
             "rows in flight in the backups, made unknown by restore: "
             + (", ".join(f"{k} {v}" for k, v in sorted(self.quarantined.items())) or "none"),
             "batches by the simulator's closed-order lookup: "
@@ -303,7 +343,13 @@ class Bench:
         settings: Settings = Settings(),
         start: dict[str, Decimal] = START,
         closed_lookup: bool = True,
+        schema: str | None = None,
+        in_process: bool = False,
+        pause=time.sleep,
     ):
+        """``schema``: make the database as a tinybot of that schema did, and back it up first
+        (``start_backup``).  ``in_process``: run every job in this process (the aged batches, whose
+        clock freezegun moves; ``pause`` then moves it instead of sleeping)."""
         from tinybot.sim import SimAccount, Simulator
 
         self.dir = root / name
@@ -315,7 +361,7 @@ class Bench:
                 SimAccount(TRADE_KEY, TRADE_SECRET, frozenset({"view", "trade"}), dict(start), account="me"),
                 SimAccount(READ_KEY, READ_SECRET, frozenset({"view"}), {}, account="me"),
             ],
-            markets=MARKETS,
+            markets=SIM_MARKETS,
             seed=seed,
             rate_limit=10**9,
             find_closed_by_client_id=closed_lookup,
@@ -323,9 +369,15 @@ class Bench:
         self.server = self.sim.serve()
         self.cfg_path = self.dir / "bot.toml"
         self.cfg_path.write_text(CONFIG.format(url=self.server.url, **settings.__dict__), encoding="utf-8")
+        # the simulator's throwaway keys, where tinybot reads secrets from (the children also get them in env())
+        secrets = self.dir / "secrets.env"
+        secrets.write_text("".join(f"{k}={v}\n" for k, v in env(self.cfg_path).items() if k != "TINYBOT_CONFIG"))
+        secrets.chmod(0o600)
         self.cfg = config.load(self.cfg_path)
+        self.in_process, self.pause = in_process, pause
+        self.start_backup = self.schema_backup(schema) if schema else None
         self.conn = db.open_db(self.cfg.db_path)
-        self._ro = None
+        self._ro = self._trading = None
         self._n = 0
         self.processes = 0
         self.errors: list[str] = []
@@ -335,6 +387,8 @@ class Bench:
         self.keys: dict[int, int] = {}  # DB proposal id -> the harness's proposal number
         self.history: dict[str, dict] = {}  # clientOrderId -> execution row (+ proposal_key) before a restore
         self._proposals = 0
+        self.shown: dict[int, int] = {}  # every proposal id ever handed out -> the harness's number (never pruned)
+        self.dca_ticks = self.llm_calls = 0
 
     def read_only(self):
         """The reconcile client in this process, as `read_only(cfg)` builds it: the read key for data,
@@ -348,18 +402,71 @@ class Bench:
             )
         return self._ro
 
-    def propose(self, draft: Draft) -> int:
-        pid = proposals.create(self.conn, draft, source="chaos", ttl=timedelta(minutes=30), approve=True)
+    def propose(self, draft: Draft, source: str = "chaos") -> int:
+        pid = proposals.create(self.conn, draft, source=source, ttl=timedelta(minutes=30), approve=True)
         self._proposals += 1
         self.keys[pid] = self._proposals
+        if pid in self.shown:  # invariant 6: an id the owner saw (a Telegram button) now names another proposal
+            self.problems.append(
+                f"(6) proposal id {pid} was handed out again: it named the harness's proposal"
+                f" #{self.shown[pid]} and now names #{self._proposals}"
+            )
+        self.shown[pid] = self._proposals
         return pid
 
     def take_backup(self, label: str) -> backup.Backup:
         return backup.make(self.cfg, label=label, keep=1000)
 
+    def schema_backup(self, schema: str) -> backup.Backup:
+        """A backup of a database as a tinybot of ``schema`` made it, when it was new (tinybot.db.migrate upto)."""
+        older = replace(self.cfg, db=f"schema-{schema}.db")
+        conn = db.connect(older.db_path)
+        try:
+            db.migrate(conn, upto=schema)
+        finally:
+            conn.close()
+        try:
+            return backup.make(older, label=f"chaos-schema-{schema}", keep=1000)
+        finally:
+            for side in ("", "-wal", "-shm"):
+                Path(f"{older.db_path}{side}").unlink(missing_ok=True)
+
+    def llm_call(self) -> None:
+        """What the llm advisor's call leaves in the budget: a reservation settled to its usage."""
+        from tinybot import llm_budget
+
+        r = llm_budget.reserve(self.conn, self.cfg.llm, prompt_tokens_est=2000, tz=self.cfg.tz)
+        llm_budget.settle(self.conn, r.id, self.cfg.llm, input_tokens=1500, output_tokens=200)
+        self.llm_calls += 1
+
+    def llm_spend(self) -> tuple[Decimal, Decimal]:
+        from tinybot import llm_budget
+
+        day, month = llm_budget.period_keys(clock.now(), self.cfg.tz)
+        return llm_budget.committed_eur(self.conn, day=day), llm_budget.committed_eur(self.conn, month=month)
+
+    def dca_draft(self) -> Draft | None:
+        """What the DCA advisor proposes now, from a snapshot as a tick builds it (None: its period is bought)."""
+        from tinybot.advisors import build_snapshot, dca
+
+        drafts = dca.advise(build_snapshot(self.conn, self.cfg, self.read_only(), sources=("dca",)), self.cfg)
+        return drafts[0] if drafts else None
+
+    def dca_tick(self) -> int | None:
+        """The DCA advisor's turn in a tick: its draft proposed and executed when it has one; → the proposal."""
+        self.dca_ticks += 1
+        draft = self.dca_draft()
+        if draft is None:
+            return None
+        pid = self.propose(draft, source="dca")
+        self.spawn([("execute", env(self.cfg_path), {"proposal_id": pid})])
+        return pid
+
     def restore(self, saved: backup.Backup) -> Counter:
         """`tinybot backup --restore`: → the states of the rows the backup had in flight."""
-        for r in self.conn.execute("SELECT * FROM trade_executions"):
+        for r in self.conn.execute(
+            "SELECT e.*, p.source AS source FROM trade_executions e JOIN proposals p ON p.id = e.proposal_id"
+        ):
             row = dict(r) | {"proposal_key": self.keys[r["proposal_id"]]}
             # what an earlier restore erased (a submitting_at the backup never had) stays known
             for k, v in self.history.get(r["client_order_id"], {}).items():
@@ -377,9 +484,16 @@ class Bench:
             kept = {r[0] for r in src.execute("SELECT id FROM proposals")}
         finally:
             src.close()
+        spent = self.llm_spend()
         self.conn.close()
-        backup.restore(self.cfg, str(saved.path))
+        restore.restore(self.cfg, str(saved.path))
         self.conn = db.open_db(self.cfg.db_path)
+        after = self.llm_spend()
+        if after[0] < spent[0] or after[1] < spent[1]:  # invariant 7: the provider billed those calls
+            self.problems.append(
+                f"(7) LLM spend went down across a restore: €{after[0]} today and €{after[1]} this month after"
+                f" restoring {saved.path.name}, €{spent[0]} and €{spent[1]} before it"
+            )
         self.keys = {p: k for p, k in self.keys.items() if p in kept}  # proposed after the backup: gone
         left = self.conn.execute(
             "SELECT id, state FROM trade_executions WHERE state IN ('claimed', 'submitting')"
@@ -403,6 +517,8 @@ class Bench:
         Reconcile jobs loop until every execute job has ended (at most their
         ``seconds``), so they race the executors for the whole of their run.
         """
+        if self.in_process:
+            return [self._here(kind, extra) for kind, _, extra in jobs]
         from . import worker
 
         ctx = processes()
@@ -441,6 +557,21 @@ class Bench:
             results.append((p.exitcode, data))
         return results
 
+    def _here(self, kind: str, extra: dict) -> tuple[int, dict]:
+        """One job in this process (an aged batch: no crash point, no racer)."""
+        from tinybot import executor
+
+        if kind != "execute":
+            self.reconcile_here()
+            return 0, {}
+        if self._trading is None:  # the one factory, as `tinybot execute` builds it (its keys: the bench's file)
+            self._trading = executor.trading_exchange(self.cfg)
+            self._trading.client.enableRateLimit = False  # its throttle waits for a clock freezegun holds still
+        try:
+            return 0, executor.execute(self.conn, self.cfg, self._trading, extra["proposal_id"]).as_dict()
+        except executor.NotExecutable as e:  # as worker.execute answers it
+            return 0, {"state": "not_executable", "reason": str(e), "sent": False, "client_order_id": None}
+
     def reconcile_here(self):
         return reconcile.reconcile(self.conn, self.cfg, self.read_only())
 
@@ -451,7 +582,7 @@ class Bench:
             deadline = max(reconcile.absent_after(r, self.cfg.exchange.reconcile_grace) for r in rows)
             pause = (deadline - clock.now()).total_seconds() + 0.05
             if pause > 0:
-                time.sleep(pause)
+                self.pause(pause)
 
     def findings(self) -> Findings:
         bal = self.sim.balance(TRADE_KEY)
@@ -466,7 +597,19 @@ class Bench:
             self.start,
             history=self.history,
             keys=self.keys,
+            dca=(DCA_MARKET, self.cfg.dca.every, self.dca_orders()),
         )
+
+    def dca_orders(self) -> set[str]:
+        """The clientOrderIds of the DCA advisor's executions, those a restore made the database forget too."""
+        now = {
+            r[0]
+            for r in self.conn.execute(
+                "SELECT e.client_order_id FROM trade_executions e JOIN proposals p ON p.id = e.proposal_id"
+                " WHERE p.source = 'dca'"
+            )
+        }
+        return now | {cid for cid, h in self.history.items() if h.get("source") == "dca"}
 
     def close(self) -> None:
         self.conn.close()
@@ -478,7 +621,7 @@ class Bench:
 
 @dataclass
 class Plan:
-    draft: Draft
+    draft: Draft | None  # None: the DCA advisor's draft, asked for when the run starts (``dca``)
     racers: int
     exec_crash: str | None
     reconcile_crash: str | None
@@ -486,12 +629,27 @@ class Plan:
     fault: dict | None
     racing_reconcile: bool
     backup_at: str | None = None  # one of BACKUP_MOMENTS: back up then, restore at the end of the run
+    dca: bool = False  # a DCA advisor's tick: its draft, if it has one, is the run's proposal
+    llm: bool = False  # an LLM call is billed after the backup (the restore must not forget it)
 
 
 SELLABLE = Decimal("5.5")  # what a sell leaves behind must stay worth the €5 minimum (no_dust), with room
 
 
 def plan_run(rng: random.Random, bench: Bench) -> Plan:
+    if rng.random() < DCA_SHARE:
+        return Plan(
+            None,
+            rng.choice((1, 1, 2)),
+            rng.choice(EXEC_POINTS) if rng.random() < 0.3 else None,
+            None,
+            0,
+            None,
+            rng.random() < 0.3,
+            backup_at=rng.choice(BACKUP_MOMENTS) if rng.random() < DCA_RESTORE_SHARE else None,
+            dca=True,
+            llm=rng.random() < LLM_SHARE,
+        )
     market = rng.choice(MARKETS)
     price = bench.sim.price(market)
     if rng.random() < 0.7:
@@ -539,6 +697,7 @@ def plan_run(rng: random.Random, bench: Bench) -> Plan:
         fault=fault,
         racing_reconcile=racing,
         backup_at=rng.choice(BACKUP_MOMENTS) if rng.random() < RESTORE_SHARE else None,
+        llm=rng.random() < LLM_SHARE,
     )
 
 
@@ -554,10 +713,33 @@ def arm(bench: Bench, fault: dict | None) -> list:
     return [bench.sim.add_fault(**fault)]
 
 
-def do_run(bench: Bench, plan: Plan, report: Report) -> None:  # noqa: C901  (one run of the harness, step by step)
-    saved = bench.take_backup("chaos-before-propose") if plan.backup_at == "before_propose" else None
-    pid = bench.propose(plan.draft)
-    report.proposals += 1
+def do_run(bench: Bench, plan: Plan, report: Report) -> None:
+    """One run: its backup (if any), its proposal and the attempts at it, a reconcile, an LLM call, the restore."""
+    saved = bench.start_backup if plan.backup_at == "batch_start" else None
+    if plan.backup_at == "before_propose":
+        saved = bench.take_backup("chaos-before-propose")
+    draft = plan.draft
+    if plan.dca:
+        bench.dca_ticks += 1
+        draft = bench.dca_draft()
+    pid = None
+    if draft is not None:
+        pid = bench.propose(draft, source="dca" if plan.dca else "chaos")
+        report.proposals += 1
+        saved = attempt(bench, plan, pid, report) or saved
+    elif plan.backup_at in ("before_execute", "after_first_attempt"):  # DCA had nothing to buy: back up all the same
+        saved = bench.take_backup(f"chaos-{plan.backup_at.replace('_', '-')}")
+    bench.reconcile_here()  # the restarted bot reconciles at start
+    if plan.llm:
+        bench.llm_call()
+    if saved is not None:
+        restore_and_resume(bench, pid, saved, report, plan.backup_at, plan.racing_reconcile)
+
+
+def attempt(bench: Bench, plan: Plan, pid: int, report: Report) -> backup.Backup | None:  # noqa: C901
+    """The run's processes on its proposal: racers, crash points, a fault, the restart; → a backup taken
+    before the execute or after the first attempt, when the plan says so."""
+    saved = None
     if plan.backup_at == "before_execute":
         saved = bench.take_backup("chaos-before-execute")
     armed = arm(bench, plan.fault)
@@ -601,35 +783,41 @@ def do_run(bench: Bench, plan: Plan, report: Report) -> None:  # noqa: C901  (on
         )
         if code == CRASH_EXIT:
             report.crashes[reconcile_crash] += 1
-    bench.reconcile_here()  # the restarted bot reconciles at start
-    if saved is not None:
-        restore_and_resume(bench, plan, pid, saved, report)
+    return saved
 
 
-def restore_and_resume(bench: Bench, plan: Plan, pid: int, saved: backup.Backup, report: Report) -> None:
-    """The rollback drill: restore the run's backup, resume, execute the proposal again, reconcile.
+def restore_and_resume(
+    bench: Bench, pid: int | None, saved: backup.Backup, report: Report, moment: str, racing: bool = False
+) -> None:
+    """The rollback drill: restore the run's backup, resume, execute the proposal again, reconcile, and
+    let the DCA advisor have its turn, as the bot's next tick would.
 
     The executions the backup had in flight may have been sent and filled
     since, and the proposal may have been executed after the backup under a
     clientOrderId the restored database never saw: nothing may be sent again,
     and reconcile must find or book every order.  The restart executes before
     any reconcile (the hard case: `tinybot resume && tinybot execute ID`),
-    with a reconcile racing it when the run had one.
+    with a reconcile racing it when the run had one.  The DCA advisor must
+    not buy a period it bought after the backup (invariant 8).
     """
-    report.restores[plan.backup_at] += 1
+    report.restores[moment] += 1
+    if saved.label.startswith("chaos-schema-"):
+        report.schemas[saved.label.removeprefix("chaos-schema-")] += 1
     report.quarantined.update(bench.restore(saved))
     bench.resume()
-    jobs = [("execute", env(bench.cfg_path), {"proposal_id": pid})]
-    if plan.racing_reconcile:
-        jobs.append(("reconcile", env(bench.cfg_path), {"seconds": 6}))
-    results = bench.spawn(jobs)
-    for (kind, _, _), (_, data) in zip(jobs, results):
-        if kind == "execute" and data is not None and data["sent"]:
-            bench.problems.append(
-                f"(1) after restoring {saved.path.name}, execute sent an order for proposal"
-                f" {pid} again (clientOrderId {data['client_order_id']})"
-            )
+    if pid is not None:
+        jobs = [("execute", env(bench.cfg_path), {"proposal_id": pid})]
+        if racing:
+            jobs.append(("reconcile", env(bench.cfg_path), {"seconds": 6}))
+        results = bench.spawn(jobs)
+        for (kind, _, _), (_, data) in zip(jobs, results):
+            if kind == "execute" and data is not None and data["sent"]:
+                bench.problems.append(
+                    f"(1) after restoring {saved.path.name}, execute sent an order for proposal"
+                    f" {pid} again (clientOrderId {data['client_order_id']})"
+                )
     bench.reconcile_here()
+    bench.dca_tick()
 
 
 TOUR_RISK = {"max_daily": "1000", "max_exposure": "1000", "cooldown": "0s", "anti_flip": "0s"}
@@ -664,8 +852,13 @@ def tour() -> list[Plan]:
         Plan(buy(1), 1, None, None, 0, {"kind": "html_5xx", "on": "balance"}, False, first),
         Plan(buy(0), 1, "after_submitting_commit", None, 0, None, True, first),
         Plan(buy(1), 2, "after_send_before_reply", None, 0, None, False, first),
-        Plan(buy(0), 1, None, None, 0, None, False, "before_execute"),
-        Plan(buy(1), 2, None, None, 0, None, True, "before_propose"),
+        Plan(buy(0), 1, None, None, 0, None, False, "before_execute", llm=True),
+        Plan(buy(1), 2, None, None, 0, None, True, "before_propose", llm=True),
+        # the DCA advisor buys after the backup; after the restore it must not buy that period again
+        Plan(None, 1, None, None, 0, None, False, "before_propose", dca=True, llm=True),
+        # everything since the tour's database was made, by a tinybot of the oldest schema, is rolled back
+        Plan(buy(0), 1, None, None, 0, None, False, "batch_start", llm=True),
+        Plan(None, 1, None, None, 0, None, False, dca=True),  # asked again later: still not due
     ]
     return plans
 
@@ -680,6 +873,7 @@ def run_tour(
         replace(settings, **TOUR_RISK),
         start={"EUR": Decimal("500")},
         closed_lookup=closed_lookup,
+        schema=SCHEMAS[0],
     )
     try:
         for plan in tour():
@@ -688,6 +882,92 @@ def run_tour(
         finish(bench, -1, report)
     finally:
         bench.close()
+
+
+AGED_RISK = TOUR_RISK | {"dca_every": "2d"}
+AGED_BATCHES = {True: -2, False: -3}  # closed-order lookup on / off
+
+
+def run_aged(
+    root: Path, seed: int, report: Report, settings: Settings = Settings(), closed_lookup: bool = True
+) -> None:
+    """Backups restored a day or more after they were taken (batch −2: closed-order lookup on, −3: off).
+
+    In this process, on a clock freezegun holds still and moves by hours and
+    days (the simulator runs in this process too, on the same clock): no
+    crash point, no racer.  Every shipped schema's backup is taken first, at
+    the start, as a tinybot of that schema would have made its database, and
+    each is restored later, a day after the last order.
+    """
+    try:
+        from freezegun import freeze_time
+    except ImportError:  # a test dependency: pip install -e '.[test]'
+        raise RuntimeError("the aged batches move the clock with freezegun: pip install -e '.[test]'") from None
+    batch = AGED_BATCHES[closed_lookup]
+    with freeze_time(clock.now()) as frozen:
+        bench = Bench(
+            root,
+            f"aged-lookup-{'on' if closed_lookup else 'off'}",
+            batch_seed(seed, batch),
+            replace(settings, **AGED_RISK),
+            start={"EUR": Decimal("1000")},
+            closed_lookup=closed_lookup,
+            in_process=True,
+            pause=lambda seconds: frozen.tick(timedelta(seconds=seconds)),
+        )
+        try:
+            aged_runs(bench, frozen.tick, report)
+            finish(bench, batch, report)
+        finally:
+            bench.close()
+
+
+def aged_runs(bench: Bench, tick, report: Report) -> None:
+    """The aged batch's steps; ``tick(timedelta)`` moves the clock."""
+    hour, day = timedelta(hours=1), timedelta(days=1)
+    schemas = [bench.schema_backup(s) for s in SCHEMAS]  # all taken now, before any order
+
+    def buy(market: str = "BTC-EUR", fault: dict | None = None) -> tuple[int, dict]:
+        pid = bench.propose(Draft(market, "buy", Decimal("6"), None))
+        report.proposals += 1
+        report.runs += 1
+        arm(bench, fault)
+        ((_, data),) = bench.spawn([("execute", {}, {"proposal_id": pid})])
+        bench.sim.clear_faults()
+        return pid, data
+
+    # 1. orders 47 and 23 hours old when a backup of two days ago is restored
+    saved = bench.take_backup("chaos-aged-two-days")
+    tick(hour)
+    buy("BTC-EUR")
+    bench.llm_call()
+    tick(day)
+    pid, _ = buy("ETH-EUR")
+    bench.llm_call()
+    tick(23 * hour)
+    restore_and_resume(bench, pid, saved, report, "aged_two_days")
+    # 2. an execution claimed in the backup (its preflight read failed), sent a day later
+    pid, first = buy("BTC-EUR", {"kind": "html_5xx", "on": "balance"})
+    saved = bench.take_backup("chaos-aged-claimed")
+    tick(26 * hour)
+    bench.spawn([("execute", {}, {"proposal_id": pid})])
+    tick(25 * hour)
+    restore_and_resume(bench, pid, saved, report, "aged_claimed")
+    # 3. the DCA advisor buys after the backup; after the restore, a day later, not again; in its next period, yes
+    saved = bench.take_backup("chaos-aged-dca")
+    tick(hour)
+    bench.dca_tick()
+    tick(30 * hour)
+    restore_and_resume(bench, None, saved, report, "aged_dca")
+    tick(2 * day)
+    bench.dca_tick()
+    # 4. every shipped schema's backup, from before all of it, restored a day after the last order
+    for i, saved in enumerate(schemas):
+        tick(hour)
+        pid, _ = buy(MARKETS[i % 2])
+        bench.llm_call()
+        tick(day)
+        restore_and_resume(bench, pid, saved, report, "aged_schema")
 
 
 def finish(bench: Bench, batch: int, report: Report) -> None:
@@ -700,6 +980,8 @@ def finish(bench: Bench, batch: int, report: Report) -> None:
     report.lookup["on" if bench.closed_lookup else "off"] += 1
     report.child_errors += [f"batch {batch}: {e}" for e in bench.errors]
     report.processes += bench.processes
+    report.dca_ticks += bench.dca_ticks
+    report.llm_calls += bench.llm_calls
     report.states.update(r[0] for r in bench.conn.execute("SELECT state FROM trade_executions"))
     report.batches += 1
 
@@ -726,7 +1008,10 @@ def run_batch(
     closed_lookup: bool = True,
 ) -> None:
     rng = random.Random(batch_seed(seed, batch))
-    bench = Bench(root, f"batch-{batch:04d}", batch_seed(seed, batch), settings, closed_lookup=closed_lookup)
+    schema = SCHEMAS[batch % len(SCHEMAS)]  # the batches go through every shipped schema in turn
+    bench = Bench(
+        root, f"batch-{batch:04d}", batch_seed(seed, batch), settings, closed_lookup=closed_lookup, schema=schema
+    )
     try:
         for _ in range(runs):
             do_run(bench, plan_run(rng, bench), report)
@@ -760,6 +1045,9 @@ def run(
     try:
         if with_tour and only_batch in (None, -1):
             run_tour(root, seed, report, settings, closed_lookup_for(closed_lookup, -1))
+        for lookup in {"on": (True,), "off": (False,)}.get(closed_lookup, (True, False)):
+            if with_tour and only_batch in (None, AGED_BATCHES[lookup]):
+                run_aged(root, seed, report, settings, lookup)
         batches = range((runs + batch_size - 1) // batch_size)
         for b in batches:
             if only_batch is not None and b != only_batch:

@@ -44,6 +44,7 @@ class Findings:
     lost: int = 0  # exchange orders tinybot has no row for, or a row that says they do not exist
     late: int = 0  # orders that reached the exchange after reconcile could have called them absent
     surprises: int = 0  # orders a restore made the DB forget, found and booked by reconcile's surprise scan
+    dca_buys: int = 0  # the DCA advisor's orders on the exchange
     violations: list[str] = field(default_factory=list)
 
 
@@ -61,12 +62,16 @@ def check(
     *,
     history: dict[str, dict] | None = None,
     keys: dict[int, int] | None = None,
+    dca: tuple[str, timedelta, set[str]] | None = None,
 ) -> Findings:
-    """All five invariants.  Call after the final reconcile, once every window has passed.
+    """The invariants.  Call after the final reconcile, once every window has passed.
 
     ``history``: execution rows (dicts with a ``proposal_key``) the database
     had before a restore, by clientOrderId; ``keys``: the database's proposal
-    ids → the same proposal numbers (identity when there was no restore).
+    ids → the same proposal numbers (identity when there was no restore);
+    ``dca``: (its market, its period, the clientOrderIds of its executions).
+    Invariants 6 (an id never handed out twice) and 7 (LLM spend after a
+    restore ≥ before it) are checked by the harness as they happen.
     """
     f = Findings(orders=len(orders), fills=len(trades))
     rows = {r["client_order_id"]: r for r in conn.execute("SELECT * FROM trade_executions")}
@@ -78,7 +83,28 @@ def check(
     _guards(f, cfg, matched)
     _cap_counts(f, conn, cfg, matched)
     _db_health(f, conn, cfg, balances, start, orders, unaccounted)
+    if dca is not None:
+        _dca(f, cfg, orders, *dca)
     return f
+
+
+def _dca(f: Findings, cfg: Config, orders: list[dict], market: str, every: timedelta, cids: set[str]) -> None:
+    """(8) At most one DCA buy per period: each of the DCA advisor's orders at least ``every`` after the one
+    before it, whether the database still has its proposal or a restore made it forget (and reconcile booked
+    it).  An order lands at most 2 access windows + grace after it was decided: that much is allowed."""
+    buys = sorted(
+        (o for o in orders if o.get("clientOrderId") in cids and o["side"] == "buy" and o["market"] == market),
+        key=lambda o: o["created"],
+    )
+    f.dca_buys = len(buys)
+    slack = 2 * cfg.exchange.access_window + cfg.exchange.reconcile_grace
+    for a, b in zip(buys, buys[1:]):
+        gap = timedelta(milliseconds=b["created"] - a["created"])
+        if gap < every - slack:
+            f.violations.append(
+                f"(8) DCA bought {market} twice in one period: orders {a['orderId']} and {b['orderId']}"
+                f" {gap} apart; dca.every is {every}"
+            )
 
 
 def _orders_vs_rows(  # noqa: C901  (one invariant, case by case)

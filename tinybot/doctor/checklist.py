@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 
+from .. import llm_budget
 from ..config import Config
 from . import keys, local, market
-from .check import Check, guarded, skipped
+from .check import Check, guarded, skipped, warned
 
 UNREACHABLE = "the exchange did not answer (see exchange)"
 NO_SECRETS = "tinybot refuses to read the secrets file (see secrets_file)"
@@ -24,6 +25,9 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
     try:
         if conn is not None:
             checks.append(guarded("kill_switch", lambda: local.kill_switch_wired(conn)))
+            unknown = llm_budget.unknown_spend(conn, tz=cfg.tz)  # a restore could not read the LLM spend
+            if unknown:
+                checks.append(warned("llm_budget", unknown, "check the spend on the provider's dashboard"))
         secrets = guarded("secrets_file", lambda: local.secrets_file(cfg))
         checks += [secrets, guarded("keys_separated", lambda: keys.keys_separated(cfg))]
         leaks_at = len(checks)  # scanned last, once this process's own connection is closed (see above)
