@@ -182,3 +182,25 @@ def test_no_sql_clock_anywhere():
     texts = list(_sql_texts())
     assert len(texts) > 50  # the scan really sees the code's SQL
     assert [name for name, text in texts if pattern.search(text)] == []
+
+
+def test_the_books_migration_refuses_a_database_with_fills_unless_given_the_ledgers_step(tmp_path):
+    """The store does not import the trade layer: migration 0010_books gets its Python step (the books walked
+    from the fills) from whoever opens the database.  Without it, a database holding fills is refused before
+    anything changes, rather than left with empty books; the CLI's way of opening it books them."""
+    from tinybot import ledger
+
+    path = tmp_path / "old.db"
+    conn = db.connect(path)
+    db.migrate(conn, upto="0009_restore")
+    conn.execute(
+        "INSERT INTO trade_history (exchange, market, trade_id, order_id, side, amount, price, fee, fee_currency,"
+        " executed_at, recorded_at, external) VALUES ('paper', 'BTC-EUR', 't1', 'o1', 'buy', '0.0001', '60000',"
+        " '0.015', 'EUR', '2026-12-01T10:00:00.000000Z', '2026-12-01T10:00:00.000000Z', 0)"
+    )
+    with pytest.raises(db.DatabaseFault, match="0010_books books this database's fills"):
+        db.migrate(conn)
+    assert "0010_books" not in db.applied_migrations(conn)
+    db.migrate(conn, after_migration=ledger.after_migration)
+    row = conn.execute("SELECT book, base, cost_eur FROM book_positions WHERE market = 'BTC-EUR'").fetchone()
+    assert (row["book"], row["base"], row["cost_eur"]) == ("external", "0.0001", "6.01500000")

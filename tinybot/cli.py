@@ -21,6 +21,7 @@ from .cli_common import (  # noqa: F401  re-exported: cli_run, cli_ops, cli_data
     echo_json,
     emit,
     friendly,
+    migrate_books,
     json_option,
     pass_state,
     plain,
@@ -114,7 +115,7 @@ def init(state, force, as_json):
     cfg.db_path.parent.mkdir(parents=True, exist_ok=True)  # init, and only init, creates the database
     conn = db.connect(cfg.db_path)
     try:
-        applied = db.migrate(conn, before_migration=backup.before_migration(cfg))
+        applied = db.migrate(conn, before_migration=backup.before_migration(cfg), after_migration=migrate_books)
     finally:
         conn.close()
     emit(

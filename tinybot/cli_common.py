@@ -122,6 +122,14 @@ def _database_fault(e: Exception, args):
     return db.fault(e, path if path is not None else "the database")
 
 
+def migrate_books(conn, name: str) -> None:
+    """db.migrate's step in Python (tinybot.ledger.after_migration), loaded only when a migration runs:
+    `kill` and `status` stay light."""
+    from . import ledger
+
+    ledger.after_migration(conn, name)
+
+
 class State:
     """What every command shares: the config (loaded on first use) and the database (opened on first use)."""
 
@@ -145,7 +153,11 @@ class State:
             from . import backup, db
 
             # migrations of an existing database take a backup first
-            self._conn = db.open_existing(self.cfg.db_path, before_migration=backup.before_migration(self.cfg))
+            self._conn = db.open_existing(
+                self.cfg.db_path,
+                before_migration=backup.before_migration(self.cfg),
+                after_migration=migrate_books,
+            )
         return self._conn
 
     def close(self) -> None:

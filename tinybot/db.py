@@ -17,7 +17,7 @@ import sqlite3
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from . import clock, exitcodes
 
@@ -194,12 +194,28 @@ def pending_migrations(conn: sqlite3.Connection) -> list[Migration]:
     return [m for m in migrations() if m.name not in done]
 
 
-def migrate(conn: sqlite3.Connection, before_migration=None, *, upto: str | None = None) -> list[str]:
+# Migrations that also need a step in Python, inside their transaction, from a room above this one: the
+# books of 0010_books are the fills walked with exact decimals (tinybot.ledger.after_migration).  The store
+# does not import the trade layer, so whoever opens a database with fills passes that step.
+NEEDS_AFTER_STEP = ("0010_books",)
+
+
+def migrate(
+    conn: sqlite3.Connection,
+    before_migration=None,
+    *,
+    upto: str | None = None,
+    after_migration: Callable[[sqlite3.Connection, str], None] | None = None,
+) -> list[str]:
     """Apply pending migrations, each in its own transaction; return their names.
 
     ``before_migration(pending)`` is called once if anything is pending (the
-    CLI passes a backup step).  Two processes migrating at once are safe: the
-    name is re-checked inside the transaction.  ``upto``: stop after that
+    CLI passes a backup step).  ``after_migration(conn, name)`` runs inside
+    each migration's transaction, after its SQL (the CLI, the loop and a
+    restore pass ``ledger.after_migration``); a migration of
+    ``NEEDS_AFTER_STEP`` on a database that holds fills is refused without
+    it, before anything changes.  Two processes migrating at once are safe:
+    the name is re-checked inside the transaction.  ``upto``: stop after that
     migration (a database of an older schema, as an older tinybot left it:
     tests and the chaos harness build their backups this way).
     """
@@ -209,13 +225,25 @@ def migrate(conn: sqlite3.Connection, before_migration=None, *, upto: str | None
         if upto not in order:
             raise ValueError(f"no migration {upto!r} in schema.sql")
         pending = [m for m in pending if order.index(m.name) <= order.index(upto)]
+    needy = [m.name for m in pending if m.name in NEEDS_AFTER_STEP]
+    if needy and after_migration is None and _has_fills(conn):
+        raise DatabaseFault(
+            f"migration {needy[0]} books this database's fills and was not given the ledger's step;"
+            " open it with the tinybot command (e.g. `tinybot status`), which migrates it whole"
+        )
     if pending and before_migration is not None:
         before_migration([m.name for m in pending])
     applied = []
     for m in pending:
-        if _apply(conn, m):
+        if _apply(conn, m, after_migration):
             applied.append(m.name)
     return applied
+
+
+def _has_fills(conn: sqlite3.Connection) -> bool:
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'trade_history'").fetchone():
+        return False
+    return conn.execute("SELECT 1 FROM trade_history LIMIT 1").fetchone() is not None
 
 
 # Tables whose ids the owner sees (a proposal on a Telegram button, an execution in an alert).  Migration
@@ -225,7 +253,7 @@ SHOWN_IDS = ("proposals", "trade_executions")
 _REBUILT = {"0009_restore": SHOWN_IDS}
 
 
-def _apply(conn: sqlite3.Connection, m: Migration) -> bool:
+def _apply(conn: sqlite3.Connection, m: Migration, after_migration=None) -> bool:
     """One migration in one transaction; False if another process applied it first."""
     rebuilt = _REBUILT.get(m.name, ())
     if rebuilt:  # a table others reference is dropped and renamed: SQLite's documented way, foreign keys off
@@ -244,10 +272,8 @@ def _apply(conn: sqlite3.Connection, m: Migration) -> bool:
                 _with_autoincrement(conn, table)
             if rebuilt and conn.execute("PRAGMA foreign_key_check").fetchone():
                 raise sqlite3.IntegrityError(f"migration {m.name}: a foreign key no longer holds; nothing was changed")
-            if m.name == "0010_books":  # the books from the fills: exact decimals, so in Python (tinybot.book)
-                from . import ledger
-
-                ledger.rebuild_positions(conn)
+            if after_migration is not None:
+                after_migration(conn, m.name)
             if m.name == "0001_core":
                 conn.execute(
                     "INSERT INTO kill_switch (id, trading_enabled, reason, changed_at, changed_by)"
@@ -322,14 +348,14 @@ def _statements(sql: str) -> list[str]:
     return out
 
 
-def open_db(path: str | Path, before_migration=None) -> sqlite3.Connection:
+def open_db(path: str | Path, before_migration=None, after_migration=None) -> sqlite3.Connection:
     """connect() + migrate(), creating the file if needed: `tinybot init` (and test set-ups)."""
     conn = connect(path)
-    migrate(conn, before_migration=before_migration)
+    migrate(conn, before_migration=before_migration, after_migration=after_migration)
     return conn
 
 
-def open_existing(path: str | Path, before_migration=None) -> sqlite3.Connection:
+def open_existing(path: str | Path, before_migration=None, after_migration=None) -> sqlite3.Connection:
     """What every command but `tinybot init` calls: the database must exist and be a tinybot database.
 
     A missing or empty file is refused with the fix (only init creates one);
@@ -345,7 +371,7 @@ def open_existing(path: str | Path, before_migration=None) -> sqlite3.Connection
                 f" check `db =` in bot.toml, or {restore_hint(path)}"
             )
         if not read_only_fs(path):
-            migrate(conn, before_migration=before_migration)
+            migrate(conn, before_migration=before_migration, after_migration=after_migration)
     except BaseException:
         conn.close()
         raise

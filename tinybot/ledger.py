@@ -240,6 +240,12 @@ def _book(conn: sqlite3.Connection, fill_id: int) -> None:
     _store(conn, row["market"], books, only={b for b, p in books.items() if before.get(b) != p})
 
 
+def after_migration(conn: sqlite3.Connection, name: str) -> None:
+    """db.migrate's step in Python: 0010_books fills the books from the fills, in that migration's transaction."""
+    if name == "0010_books":
+        rebuild_positions(conn)
+
+
 def rebuild_positions(conn: sqlite3.Connection, market: str | None = None) -> None:
     """Book one market (or all) again from its fills; the caller owns the transaction (migration 0010_books)."""
     w = steps.walk(conn, market=market)

@@ -39,7 +39,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
-from . import backup, clock, db, killswitch, llm_budget, reconcile
+from . import backup, clock, db, killswitch, ledger, llm_budget, reconcile
 from .backup import Backup, BackupError
 
 SCRATCH_SUFFIX = ".restoring"
@@ -189,7 +189,7 @@ def _prepare(cfg, path: Path, taken: datetime, scratch: Path) -> Restored:
     _copy(path, scratch, like=cfg.db_path)
     conn = db.connect(scratch)
     try:
-        migrated = db.migrate(conn)
+        migrated = db.migrate(conn, after_migration=ledger.after_migration)
         killswitch.set_enabled(
             conn, False, f"restored from backup {path.name}; check, then `tinybot resume`", "restore"
         )

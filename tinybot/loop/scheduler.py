@@ -41,7 +41,7 @@ import traceback
 from datetime import datetime
 from typing import Callable
 
-from .. import clock, db, exitcodes, reconcile
+from .. import clock, db, exitcodes, ledger, reconcile
 from ..config import Config
 from ..liveness import DIED_PREFIX, next_slot, slot_of
 from ..notify import Notifier, install_redaction
@@ -83,7 +83,7 @@ class Scheduler:
         self.cfg = cfg
         if conn is None:
             cfg.db_path.parent.mkdir(parents=True, exist_ok=True)
-            conn = db.open_db(cfg.db_path)
+            conn = db.open_db(cfg.db_path, after_migration=ledger.after_migration)
         self.conn = conn
         self.echo = echo
         self.before_tick = before_tick
