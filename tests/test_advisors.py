@@ -156,7 +156,7 @@ def test_rules_never_sells_what_dca_bought_unless_told_to(write_config):
 def test_book_names_in_the_config_are_checked(write_config):
     import pytest
 
-    from tinybot.config import ConfigError
+    from tinybot.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"rules.sell_from: 'dac' is not a book; books are 'dca', 'rules'"):
         rules_cfg(write_config, 'sell_from = ["rules", "dac"]\n')

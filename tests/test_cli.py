@@ -9,6 +9,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
+from tinybot import exitcodes
 from tinybot.cli import cli
 
 from conftest import PAPER_TOML, run_cli
@@ -202,3 +203,35 @@ def test_the_kill_switch_never_loads_the_exchange_contract(tmp_path, command):
     r = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
     assert "Trading" in r.stdout
+
+
+def test_every_expected_error_is_one_line_with_its_own_exit_code_and_a_bug_still_raises(monkeypatch):
+    """One root exception (tinybot.errors.TinybotError) replaces a list of (module, class) names: any error a
+    person can act on becomes `Error: …` with the exit code it carries; anything else is a bug and shows."""
+    import click
+
+    from tinybot.cli_common import Fail, friendly
+    from tinybot.exchange.base import ExchangeError, ReadOnlyClientError
+    from tinybot.report import ReportError
+
+    monkeypatch.delenv("TINYBOT_RAISE_ERRORS", raising=False)
+
+    def failing(exc):
+        @friendly
+        def command():
+            raise exc
+
+        return command
+
+    for exc, code in (
+        (ReportError("no matplotlib: pip install 'tinybot[report]'"), exitcodes.ERROR),
+        (ExchangeError("bitvavo unreachable"), exitcodes.UNREACHABLE),
+        (ReadOnlyClientError("the read-only client cannot trade"), exitcodes.ERROR),
+    ):
+        with click.Context(click.Command("x")):
+            with pytest.raises(Fail) as e:
+                failing(exc)()
+        assert (e.value.message, e.value.exit_code) == (str(exc), code)
+    with click.Context(click.Command("x")):
+        with pytest.raises(KeyError):
+            failing(KeyError("a bug"))()

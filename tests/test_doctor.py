@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from tinybot import backup, config, db
+from tinybot import backup, config, db, secrets
 from tinybot.doctor import checklist, gate, keys, local, market
 from tinybot.cli import cli
 from tinybot.exchange.base import ReadOnlyClientError
@@ -21,7 +21,7 @@ from test_notify import Receiver
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in config.SECRET_NAMES + ("TINYBOT_CONFIG",):
+    for name in secrets.SECRET_NAMES + ("TINYBOT_CONFIG",):
         monkeypatch.delenv(name, raising=False)
 
 

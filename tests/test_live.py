@@ -12,7 +12,7 @@ import pytest
 from freezegun import freeze_time
 
 from tinybot import clock, db, executor, guards, proposals, reconcile
-from tinybot.config import ConfigError
+from tinybot.errors import ConfigError
 from tinybot.exchange import read_only
 from tinybot.proposals import Draft
 

@@ -10,7 +10,7 @@ import pytest
 from freezegun import freeze_time
 
 from tinybot import clock, executor, guards, llm_budget, proposals
-from tinybot.config import ConfigError
+from tinybot.errors import ConfigError
 from tinybot.proposals import Draft
 
 from tests_helpers import paper_config_text, paper_setup

@@ -14,7 +14,7 @@ import pytest
 from freezegun import freeze_time
 
 from tinybot import clock, db, executor, killswitch, ledger, proposals, reconcile, sizing
-from tinybot.config import ConfigError
+from tinybot.errors import ConfigError
 from tinybot.exchange.base import Fill
 from tinybot.proposals import Draft
 

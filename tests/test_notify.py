@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, config, db, killswitch, ledger, notify
+from tinybot import clock, config, db, killswitch, ledger, notify, secrets
 
 SECRET_TOKEN = "tok-SECRET-9f8e7d6c5b4a"
 READ_SECRET = "read-SECRET-0a1b2c3d"
@@ -64,7 +64,7 @@ def receiver():
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in config.SECRET_NAMES + ("TINYBOT_CONFIG",):
+    for name in secrets.SECRET_NAMES + ("TINYBOT_CONFIG",):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tinybot import backup, config, db, killswitch, restore
+from tinybot import backup, config, db, killswitch, restore, secrets
 from tinybot.cli import cli
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "OPERATIONS.md"
@@ -28,7 +28,7 @@ prices = { "BTC-EUR" = "60000" }
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
-    for name in config.SECRET_NAMES:
+    for name in secrets.SECRET_NAMES:
         monkeypatch.delenv(name, raising=False)
     (tmp_path / "bot.toml").write_text(PAPER, encoding="utf-8")
     monkeypatch.setenv("TINYBOT_CONFIG", str(tmp_path / "bot.toml"))

@@ -10,13 +10,13 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
-from tinybot import clock, config, db, killswitch, ledger, notify, safety
+from tinybot import clock, config, db, killswitch, ledger, notify, safety, secrets
 from tinybot.exchange.static import StaticMarketData
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
-    for name in config.SECRET_NAMES + ("TINYBOT_CONFIG",):
+    for name in secrets.SECRET_NAMES + ("TINYBOT_CONFIG",):
         monkeypatch.delenv(name, raising=False)
 
 

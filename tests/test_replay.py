@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tinybot import candles, clock, config, db, replay
+from tinybot import candles, clock, config, db, replay, secrets
 from tinybot.cli import cli
 from tinybot.sim.transport import InProcessSession
 
@@ -199,7 +199,7 @@ def test_summary_has_benchmarks_drawdown_and_trades_with_their_proposals(setup):
 
 def test_real_keys_in_the_environment_are_never_used(setup, monkeypatch):
     cfg, _ = setup
-    for name in config.SECRET_NAMES:
+    for name in secrets.SECRET_NAMES:
         monkeypatch.setenv(name, "real-value-must-not-be-used")
     monkeypatch.setenv("TINYBOT_ALERT_URLS", "json://127.0.0.1:9/")
     s = run(cfg, keep=Path(cfg.base_dir) / "scratch")

@@ -21,7 +21,7 @@ from tinybot import clock, config, db, executor, guards, killswitch, proposals
 from tinybot.telegram.api import TOKEN_NAME, BotApi, TelegramError, enabled, read_token, recent_chats
 from tinybot.telegram.commands import HELP, RESUME_TTL, fingerprint
 from tinybot.telegram.poller import Background, Poller, run_loop
-from tinybot.config import ConfigError
+from tinybot.errors import ConfigError
 
 OWNER, STRANGER = 111, 222
 

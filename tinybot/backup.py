@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
+from .errors import TinybotError
 from . import clock
 
 KEEP = 20  # newest backups kept by make(); older ones are deleted
@@ -31,7 +32,7 @@ _NAME = re.compile(r"^tinybot-(\d{8}T\d{6}\.\d{6}Z)-([\w.-]+?)(?:-\d+)?\.db$")
 STAMP = "%Y%m%dT%H%M%S.%fZ"  # the time in a backup's name (tinybot's clock)
 
 
-class BackupError(Exception):
+class BackupError(TinybotError):
     """A backup or restore could not be made; the message says why and what to do."""
 
 

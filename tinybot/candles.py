@@ -28,6 +28,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Callable, Iterable
 
+from .errors import TinybotError
 from . import clock, db
 from .exchange.base import Candle, ExchangeError, Market
 
@@ -51,7 +52,7 @@ RATE_LIMIT_RETRIES = 3
 BATCH = 2000
 
 
-class CandleError(Exception):
+class CandleError(TinybotError):
     """Bad input or a failed download; the message names the file, line, market or range and the fix."""
 
 
@@ -279,8 +280,8 @@ def _fetch_window(client, market: str, interval: str, a: int, b: int, sleep) -> 
 
 
 def _normalise_markets(markets: Iterable[str]) -> list[str]:
-    from .config import MARKET_RE
-    from .exchange.base import normalise_market
+    from .markets import MARKET_RE
+    from .markets import normalise_market
 
     out = []
     for raw in markets:

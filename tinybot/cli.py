@@ -14,17 +14,15 @@ from decimal import Decimal
 import click
 
 from . import exitcodes
-from .cli_common import (  # noqa: F401  re-exported: cli_run, cli_ops, cli_data import them from here
+from .cli_common import (
     Fail,
     JsonErrorGroup,
     State,
-    echo_json,
     emit,
     friendly,
     migrate_books,
     json_option,
     pass_state,
-    plain,
     shown,
     table,
 )

@@ -13,13 +13,13 @@ import functools
 import json
 import os
 import re
-import sys
 from datetime import datetime
 from decimal import Decimal
 
 import click
 
 from . import exitcodes
+from .errors import TinybotError
 
 
 class Fail(click.ClickException):
@@ -61,9 +61,9 @@ def friendly(fn):
             fault = _database_fault(e, args)
             if fault is not None:
                 raise Fail(str(fault), fault.exit_code) from None
-            if not _known_error(e):
-                raise
-            raise Fail(str(e), _exit_code_of(e)) from None
+            if not isinstance(e, TinybotError):
+                raise  # a bug: let it show
+            raise Fail(str(e), e.exit_code) from None
 
     return wrapper
 
@@ -84,27 +84,6 @@ def error_object(e: click.ClickException) -> dict:
 
 def echo_error_json(e: click.ClickException) -> None:
     click.echo(json.dumps(error_object(e), indent=2))
-
-
-# (module, class): an error of a module nobody imported cannot have been raised,
-# so checking sys.modules keeps kill/status from importing the executor.
-KNOWN_ERRORS = (
-    ("tinybot.config", "ConfigError"),
-    ("tinybot.proposals", "ProposalError"),
-    ("tinybot.executor", "NotExecutable"),
-    ("tinybot.exchange.base", "ExchangeError"),
-)
-
-
-def _known_error(e: Exception) -> bool:
-    return any(isinstance(e, getattr(sys.modules[m], c)) for m, c in KNOWN_ERRORS if m in sys.modules)
-
-
-def _exit_code_of(e: Exception) -> int:
-    base = sys.modules.get("tinybot.exchange.base")
-    if base is not None and isinstance(e, base.ExchangeError) and not isinstance(e, base.ReadOnlyClientError):
-        return exitcodes.UNREACHABLE  # a read failed: nothing was changed
-    return exitcodes.ERROR
 
 
 def _database_fault(e: Exception, args):

@@ -5,33 +5,11 @@ Registered lazily in cli.py, so `tinybot kill` and friends never import this.
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
 
 import click
 
-from .cli import Fail, emit, friendly, pass_state, table
-
-
-def data_errors(fn):
-    """CandleError / ReplayError → one `Error: …` line (TINYBOT_RAISE_ERRORS=1 re-raises)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as e:
-            known = [
-                getattr(sys.modules[m], c)
-                for m, c in (("tinybot.candles", "CandleError"), ("tinybot.replay", "ReplayError"))
-                if m in sys.modules
-            ]
-            if not any(isinstance(e, k) for k in known) or os.environ.get("TINYBOT_RAISE_ERRORS"):
-                raise
-            raise Fail(str(e)) from None
-
-    return wrapper
+from .cli_common import Fail, emit, friendly, pass_state, table
 
 
 class _Bar:
@@ -71,7 +49,6 @@ def data_group():
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @pass_state
 @friendly
-@data_errors
 def fetch_command(state, markets, interval, since, until, as_json, no_progress):
     """Download Bitvavo candles into the candle store (public endpoint, no key needed).
 
@@ -115,7 +92,6 @@ def fetch_command(state, markets, interval, since, until, as_json, no_progress):
 @click.option("--json", "as_json", is_flag=True, help="Print what was imported as JSON.")
 @pass_state
 @friendly
-@data_errors
 def import_command(state, path, interval, as_json):
     """Import candles from a CSV file (the simulator's --candles-csv format).
 
@@ -144,7 +120,6 @@ def import_command(state, path, interval, as_json):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @pass_state
 @friendly
-@data_errors
 def list_command(state, as_json):
     """What the candle store holds: per market and interval, span, count, gaps."""
     from . import candles
@@ -308,7 +283,6 @@ def _print_sweep(result: dict) -> None:
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @pass_state
 @friendly
-@data_errors
 def replay_command(
     state, start, end, markets, eur, sets, slippage, as_json, report_path, keep_dir, llm_mode, no_progress
 ):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .cli import Fail, emit, friendly, pass_state, table
+from .cli_common import Fail, emit, friendly, pass_state, table
 
 MARK = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "skip", "same": "SAME", "differs": "DIFF"}
 

@@ -10,7 +10,7 @@ import sys
 import click
 
 from . import exitcodes
-from .cli import Fail, friendly, pass_state
+from .cli_common import Fail, friendly, pass_state
 from .runlock import AlreadyRunning
 
 

@@ -3,8 +3,8 @@
 Every problem is a ``ConfigError`` that names the file and the key
 (``bot.toml: risk.max_trade_eur: must not be negative``) and nothing starts.
 Secrets never come from bot.toml: they come from environment variables or a
-secrets file readable by its owner only (tinybot.secrets, re-exported here as
-``Secrets`` and ``SECRET_NAMES``).
+secrets file readable by its owner only (tinybot.secrets; ``Config.secrets()`` reads
+them).
 """
 
 from __future__ import annotations
@@ -20,15 +20,12 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
 from .clock import format_duration, parse_duration
-from .markets import MARKET_RE, normalise_market  # noqa: F401  MARKET_RE re-exported
-from .secrets import SECRET_NAMES, Secrets  # noqa: F401  one home (tinybot.secrets), re-exported
+from .markets import MARKET_RE, normalise_market
+from .secrets import Secrets
 
 DEFAULT_CONFIG = Path("~/.tinybot/bot.toml")
-
-
-class ConfigError(Exception):
-    """A config or secrets problem a person can fix; the message says where."""
 
 
 # --- typed field markers -------------------------------------------------
@@ -284,6 +281,11 @@ SECTIONS = {
     "safety": SafetyConfig,
     "telegram": TelegramConfig,
 }
+# The books a fill can belong to (tinybot.book): an advisor's, a person's (manual) or nobody's (external).
+# Named here because bot.toml names them (rules.sell_from, exits.books); the book imports them from here.
+MANUAL, EXTERNAL = "manual", "external"
+BUILTIN_BOOKS = ("dca", "rules", "llm", MANUAL, EXTERNAL)
+
 KNOWN_ADVISORS = ("rules", "dca", "llm", "top_up", "exits")
 
 
@@ -558,8 +560,6 @@ def _cross_checks(cfg: Config) -> None:
 
 def _book_names(cfg: Config) -> None:
     """rules.sell_from and exits.books name books: a built-in one or an advisor of `advisors` (tinybot.book)."""
-    from .book.steps import BUILTIN_BOOKS
-
     known = list(BUILTIN_BOOKS) + [a for a in cfg.advisors if a not in BUILTIN_BOOKS and a not in KNOWN_ADVISORS]
     for key, names in (("rules.sell_from", cfg.rules.sell_from), ("exits.books", cfg.exits.books)):
         for name in names:

@@ -19,12 +19,13 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
+from .errors import TinybotError
 from . import clock, exitcodes
 
 BUSY_TIMEOUT_MS = 30_000
 
 
-class DatabaseFault(Exception):
+class DatabaseFault(TinybotError):
     """The database file cannot be used as it is: one line naming the file and the fix.
 
     ``exit_code`` is what the CLI exits with (LOCKED for a lock held too long,

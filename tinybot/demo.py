@@ -172,7 +172,7 @@ def _sim_accounts():
 def run_demo(*, seconds: int = 40, seed: int = 7, keep: bool = False, echo: Callable[[str], None] = print) -> Summary:
     import requests
 
-    from . import config, db
+    from . import config, db, secrets
     from .exchange import read_only
     from .executor import trading_exchange
     from .liveness import slot_of
@@ -186,10 +186,10 @@ def run_demo(*, seconds: int = 40, seed: int = 7, keep: bool = False, echo: Call
     sim_clock = clock.Simulated(slot_of(clock.now(), clock.parse_duration(TICK)))
     sim = Simulator(accounts=accounts, markets=MARKETS, seed=seed, interval="1m", clock=sim_clock.seconds)
     server = sim.serve(host="127.0.0.1", port=0)
-    saved_env = {k: os.environ.get(k) for k in config.SECRET_NAMES}
+    saved_env = {k: os.environ.get(k) for k in secrets.SECRET_NAMES}
     conn = None
     try:
-        for k in config.SECRET_NAMES:
+        for k in secrets.SECRET_NAMES:
             os.environ.pop(k, None)
         os.environ.update(
             {

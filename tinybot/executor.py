@@ -22,12 +22,14 @@ import uuid
 from dataclasses import asdict, dataclass
 from decimal import Decimal
 
+from .errors import TinybotError
 from . import clock, crash, db, guards, ledger
-from .config import Config, ConfigError
+from .config import Config
+from .errors import ConfigError
 from .exchange.base import ExchangeError, SendOutcome, Trading
 
 
-class NotExecutable(Exception):
+class NotExecutable(TinybotError):
     """The proposal cannot be executed as it stands (not approved, unknown id); nothing was written but the audit."""
 
 
@@ -238,7 +240,7 @@ def record_outcome(conn: sqlite3.Connection, execution: sqlite3.Row, exchange_na
             if current in ("failed", "blocked"):
                 # reconcile called it absent, yet the exchange accepted it: the exchange is right
                 ledger.apply_order(conn, execution, exchange_name, outcome.order, from_states=(current,))
-                ledger.event(
+                db.event(
                     conn,
                     "surprise_order",
                     f"order {outcome.order.order_id} was accepted for execution {execution['id']}, which"
@@ -261,7 +263,7 @@ def record_outcome(conn: sqlite3.Connection, execution: sqlite3.Row, exchange_na
         == 1
     )
     if state == "unknown" and moved:  # reconcile may have resolved it while the send was slow: then nothing is unknown
-        ledger.event(
+        db.event(
             conn,
             "execution_unknown",
             f"execution {execution['id']}: {reason}",

@@ -23,6 +23,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+from .errors import TinybotError
 from . import clock, money
 
 LAYOUTS = ("generic", "koinly")
@@ -57,7 +58,7 @@ KOINLY = [
 ]
 
 
-class ExportError(Exception):
+class ExportError(TinybotError):
     """Nothing was written; the message says why."""
 
 

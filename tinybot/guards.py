@@ -19,7 +19,8 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from . import clock, sizing
-from .book.steps import MANUAL, default_book
+from .book.steps import default_book
+from .config import MANUAL
 from .config import Config
 
 if TYPE_CHECKING:  # types only: `tinybot kill` imports guards (through proposals) and never the exchange contract

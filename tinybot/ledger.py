@@ -27,8 +27,9 @@ import sqlite3
 from decimal import Decimal
 
 from . import clock, money
+from .config import EXTERNAL
 from .book import steps
-from .db import event  # noqa: F401  one home (tinybot.db); ledger.event stays importable
+from .db import event
 from .exchange.base import FINAL_STATUSES, Fill, Order
 
 # Execution states no process moves again (retention may prune their guard decisions).
@@ -178,14 +179,14 @@ def book_of(conn: sqlite3.Connection, execution_id: int | None, order_id: str, e
     """The book a fill belongs to: its proposal's; ``external`` for an --external sell and for orders no
     execution accounts for (none, or a second order under an execution's clientOrderId)."""
     if external or execution_id is None:
-        return steps.EXTERNAL
+        return EXTERNAL
     r = conn.execute(
         "SELECT p.book, p.source, p.external, e.exchange_order_id FROM trade_executions e"
         " JOIN proposals p ON p.id = e.proposal_id WHERE e.id = ?",
         (execution_id,),
     ).fetchone()
     if r is None or (r["exchange_order_id"] is not None and r["exchange_order_id"] != order_id):
-        return steps.EXTERNAL
+        return EXTERNAL
     return r["book"] or steps.default_book(r["source"], bool(r["external"]))
 
 

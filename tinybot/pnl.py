@@ -20,7 +20,6 @@ from . import clock, money, sizing
 from .book import benchmarks, figures, holdings, steps
 from .book.steps import PERIODS
 from .book.valuation import Price
-from .book.holdings import balances, baseline  # noqa: F401  readers of pnl's names
 
 plain = money.plain
 BY = ("market", "advisor")

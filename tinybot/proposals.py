@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
+from .errors import TinybotError
 from . import clock, db
+from .config import EXTERNAL
 from .book import steps
-from .config import MARKET_RE
+from .markets import MARKET_RE
 from .markets import normalise_market
 from . import guards
 from .guards import approval_hash
 
 
-class ProposalError(Exception):
+class ProposalError(TinybotError):
     """Bad input or a state that does not allow the action; nothing was written."""
 
 
@@ -123,7 +125,7 @@ def create(
         raise ProposalError("expires-in: must be longer than 0s")
     if external and d.side != "sell":
         raise ProposalError("external: only a sell can be external (it sells coins tinybot did not buy)")
-    if external and d.book not in (None, steps.EXTERNAL):
+    if external and d.book not in (None, EXTERNAL):
         raise ProposalError(f"book: an external sell sells coins outside every book; it cannot name {d.book!r}")
     chosen = d.book or steps.default_book(source, external)
     now = clock.now()

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from . import clock, crash, db, ledger
-from .config import THROTTLE_ALLOWANCE, Config, grace_floor  # noqa: F401  the floor is checked when bot.toml loads
+from .config import Config, grace_floor
 from .exchange.base import ExchangeError, MarketData, Order
 
 SURPRISE_LOOKBACK = timedelta(days=1)
@@ -146,7 +146,7 @@ def quarantine_after_restore(conn: sqlite3.Connection, reason: str) -> dict:
             [(now, i) for i in retired],
         )
         if moved or retired:
-            ledger.event(
+            db.event(
                 conn,
                 "restore_in_doubt",
                 f"{reason}: executions {moved or 'none'} are in doubt until reconcile finds them on the"
@@ -222,7 +222,7 @@ def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, su
                     if after != row["state"]:
                         detail = f"found on the exchange as {order.status} (order {order.order_id})"
                         report.changes.append(Change(row["id"], row["state"], after, detail))
-                        ledger.event(
+                        db.event(
                             conn,
                             "reconciled",
                             f"execution {row['id']}: {row['state']} → {after}: {detail}",
@@ -247,7 +247,7 @@ def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, su
                     (detail, clock.now_iso(), clock.now_iso(), row["id"], row["state"]),
                 )
                 report.changes.append(Change(row["id"], row["state"], "failed", detail))
-                ledger.event(
+                db.event(
                     conn,
                     "reconciled",
                     f"execution {row['id']}: {row['state']} → failed: {detail}",
@@ -316,7 +316,7 @@ def _restore_scan_done(conn: sqlite3.Connection, start: datetime, markets: int, 
             return
         scan["done_at"] = clock.now_iso()
         db.set_state(conn, RESTORE_SCAN, json.dumps(scan))
-        ledger.event(
+        db.event(
             conn,
             "restore_scan",
             f"after the restore from {scan['backup']}: orders since {clock.to_iso(start)} read on {markets}"
@@ -377,4 +377,4 @@ def _account_for(conn: sqlite3.Connection, exchange_name: str, market: str, o: O
             msg,
         ),
     )
-    ledger.event(conn, "surprise_order", msg, severity="error", execution_id=row["id"] if row is not None else None)
+    db.event(conn, "surprise_order", msg, severity="error", execution_id=row["id"] if row is not None else None)

@@ -30,8 +30,11 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from pathlib import Path
 from typing import Callable
 
+from .errors import TinybotError
 from . import candles, clock, money
-from .config import AlertsConfig, Config, ConfigError, Secrets, from_dict
+from .config import AlertsConfig, Config, from_dict
+from .errors import ConfigError
+from .secrets import Secrets
 from .sim.accounts import SimAccount
 from .sim.market import INTERVALS, MarketState, to_tick
 from .sim.simulator import Simulator
@@ -46,7 +49,7 @@ SERIES_POINTS = 500  # equity/exposure points kept in the JSON
 MAX_ERRORS_SHOWN = 5  # tick errors quoted in the summary (the count has them all)
 
 
-class ReplayError(Exception):
+class ReplayError(TinybotError):
     """Bad input for a replay (range, markets, candles, --set); the message says what to fix."""
 
 
@@ -94,7 +97,7 @@ class ReplaySecrets(Secrets):
         super().__init__(None)
 
     def get(self, name: str) -> str | None:
-        from .config import SECRET_NAMES
+        from .secrets import SECRET_NAMES
 
         if name not in SECRET_NAMES:
             raise KeyError(name)
@@ -555,8 +558,8 @@ def _day(dt: datetime) -> str:
 
 def replay_markets(cfg: Config, markets: tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
     from .advisors import watched_markets
-    from .config import MARKET_RE
-    from .exchange.base import normalise_market
+    from .markets import MARKET_RE
+    from .markets import normalise_market
 
     if markets:
         out = []

@@ -28,6 +28,7 @@ import textwrap
 from datetime import datetime, timedelta
 from decimal import Decimal
 
+from .errors import TinybotError
 from . import clock, money
 from .book import benchmarks, figures, valuation
 
@@ -35,7 +36,7 @@ MIN_SPAN = timedelta(hours=1)  # less history than this behind a chart: a senten
 LEGEND_WIDTH = 58  # characters per legend line: a benchmark's title wraps instead of widening the figure
 
 
-class ReportError(Exception):
+class ReportError(TinybotError):
     """The report cannot be made (no plotting library, bad range); the message says what to do."""
 
 

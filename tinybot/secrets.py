@@ -17,7 +17,7 @@ Two readers, one parser:
   and adds each URL of ``TINYBOT_ALERT_URLS`` and the tokens inside it, so
   the leak scan looks for exactly what the redaction hides.
 
-This module imports nothing from tinybot at load time (config imports it).
+This module imports only tinybot.errors (config imports it).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import ConfigError
 
 SECRET_NAMES = (
     "TINYBOT_READ_KEY",
@@ -42,8 +44,6 @@ MIN_TOKEN_LEN = 8  # a part of an alert URL worth hiding on its own
 
 
 def _error(message: str) -> Exception:
-    from .config import ConfigError  # late: config imports this module
-
     return ConfigError(message)
 
 

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo
 
+from .errors import TinybotError
 from . import clock, money
 from .book import benchmarks, holdings, steps
 
@@ -41,7 +42,7 @@ DISCLAIMER = (
 )
 
 
-class TaxError(Exception):
+class TaxError(TinybotError):
     """The worksheet cannot be made (no price for the peildatum, bad year); the message says what to do."""
 
 

@@ -49,6 +49,7 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Callable, Mapping
 
+from ..errors import TinybotError
 from .. import clock, guards
 from ..config import Config
 from ..exchange.base import Balance, Candle, ExchangeError, Market, Ticker
@@ -311,7 +312,7 @@ def read_history(conn: sqlite3.Connection, source: str, limit: int = HISTORY_PER
 # --- finding and running advisors ------------------------------------------------
 
 
-class AdvisorError(Exception):
+class AdvisorError(TinybotError):
     """An advisor could not be loaded or did not behave; the message names it."""
 
 

@@ -8,18 +8,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Iterable, Mapping
 
 from .. import clock
+from ..config import EXTERNAL, MANUAL
 
 
 EUR_PLACES = Decimal("0.00000001")  # every EUR figure of a book, stored or computed, to 8 decimals
 
 
 ZERO = Decimal(0)
-
-
-MANUAL, EXTERNAL = "manual", "external"
-
-
-BUILTIN_BOOKS = ("dca", "rules", "llm", MANUAL, EXTERNAL)
 
 
 MANUAL_SOURCES = ("cli", "telegram")  # a person proposed it

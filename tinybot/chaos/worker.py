@@ -21,7 +21,7 @@ import ccxt  # noqa: F401
 
 from tinybot import config, db, executor, reconcile
 from tinybot.exchange import read_only
-from tinybot.exchange.bitvavo import clients  # noqa: F401  (the adapter, preloaded)
+import tinybot.exchange.bitvavo.clients  # noqa: F401  (the adapter, preloaded)
 
 
 def _write(out: str | None, data: dict) -> None:

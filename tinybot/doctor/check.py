@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Callable
 
-from ..config import ConfigError
+from ..errors import ConfigError
 
 # What `tinybot run` refuses to start on: each makes trading unsafe.  Everything else only warns.
 BLOCKS_START = frozenset(

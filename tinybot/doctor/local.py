@@ -13,7 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from .. import backup, clock, db, notify
-from ..config import Config, ConfigError
+from ..config import Config
+from ..errors import ConfigError
 from ..secrets import file_problem
 from .check import Check, failed, guarded, passed, skipped, warned
 

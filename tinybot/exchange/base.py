@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Protocol, runtime_checkable
 
+from .. import exitcodes
+from ..errors import TinybotError
+
 Side = Literal["buy", "sell"]
 
 # Exchange-side order statuses, normalised. Bitvavo's: new, awaitingTrigger,
@@ -27,12 +30,16 @@ OPEN_STATUSES = frozenset({"new", "awaitingTrigger", "partiallyFilled"})
 FINAL_STATUSES = frozenset({"filled", "canceled", "expired", "rejected"})
 
 
-class ExchangeError(Exception):
+class ExchangeError(TinybotError):
     """A read (market data, balance, lookup) failed; nothing was changed."""
+
+    exit_code = exitcodes.UNREACHABLE  # a read failed: nothing was changed
 
 
 class ReadOnlyClientError(ExchangeError):
     """Somebody tried to place or cancel an order through a read-only client."""
+
+    exit_code = exitcodes.ERROR  # a bug in the caller, not an unreachable exchange
 
 
 @dataclass(frozen=True)
@@ -215,6 +222,3 @@ class Trading(MarketData, Protocol):
 
     def cancel_order(self, market: str, client_order_id: str) -> bool:
         """Cancel an open order; True if the exchange confirmed it."""
-
-
-from ..markets import normalise_market  # noqa: E402,F401  one home (tinybot.markets), re-exported here

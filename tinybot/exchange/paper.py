@@ -21,17 +21,8 @@ from decimal import Decimal
 from pathlib import Path
 
 from .. import clock, crash, db, fees
-from .base import (
-    Balance,
-    Candle,
-    ExchangeError,
-    Fill,
-    Market,
-    Order,
-    SendOutcome,
-    Ticker,
-    normalise_market,
-)
+from .base import Balance, Candle, ExchangeError, Fill, Market, Order, SendOutcome, Ticker
+from ..markets import normalise_market
 
 # Faults a test (or the chaos harness) can arm on the paper exchange.
 FAULTS = ("timeout_after_accept", "timeout_before_accept", "refuse")

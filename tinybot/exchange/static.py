@@ -11,7 +11,8 @@ from decimal import Decimal
 
 from .. import clock
 from ..markets import PAPER_HALF_SPREAD
-from .base import Candle, ExchangeError, Market, Ticker, normalise_market
+from .base import Candle, ExchangeError, Market, Ticker
+from ..markets import normalise_market
 
 SPREAD = PAPER_HALF_SPREAD  # half-spread around the mid price (tinybot.markets)
 

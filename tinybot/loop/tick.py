@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable
 
-from .. import clock, db, digest, exchange, executor, exitcodes, guards, ledger, proposals, reconcile, safety
+from .. import clock, db, digest, exchange, executor, exitcodes, guards, proposals, reconcile, safety
 from ..advisors import build_snapshot, run_advisor
 from ..config import Config
 from ..exchange.base import ExchangeError
@@ -396,7 +396,7 @@ class Tick:
         try:
             # an outage is alerted once when it starts (and once when it ends), not every tick
             with db.transaction(conn):
-                ledger.event(
+                db.event(
                     conn,
                     "tick_failed",
                     f"slot {clock.to_iso(report.slot)}: {report.errors[-1]}",

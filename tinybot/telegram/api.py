@@ -18,7 +18,8 @@ import urllib.parse
 from typing import Any
 
 from .. import clock
-from ..config import Config, ConfigError
+from ..config import Config
+from ..errors import ConfigError
 
 log = logging.getLogger("tinybot.telegram")
 

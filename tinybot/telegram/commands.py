@@ -301,10 +301,9 @@ class Announcer:
 
 def audit(conn: sqlite3.Connection, chat: int, detail: str, *, severity: str = "info") -> None:
     """The audit trail: an ``events`` row of kind ``telegram`` naming the chat."""
-    from .. import ledger
 
     with db.transaction(conn):
-        ledger.event(conn, "telegram", f"chat {chat}: {detail}", severity=severity)
+        db.event(conn, "telegram", f"chat {chat}: {detail}", severity=severity)
 
 
 def default_prices(cfg: Config) -> Prices | None:

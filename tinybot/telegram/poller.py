@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .. import clock, db
-from ..config import Config, ConfigError
+from ..config import Config
+from ..errors import ConfigError
 from ..runlock import AlreadyRunning, RunLock
 from .api import BotApi, TelegramError, enabled, read_token, short, what, where
 from .commands import Announcer, Commands, Prices, audit, default_prices

@@ -19,7 +19,8 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from ... import clock, crash
-from ...config import Config, ConfigError
+from ...config import Config
+from ...errors import ConfigError
 from ...markets import normalise_market
 from ..base import ExchangeError, Order, ReadOnlyClientError, SendOutcome, Side
 from .endpoint import Endpoint
