@@ -122,5 +122,5 @@ def test_max_spend_is_never_below_what_bitvavo_takes():
 
 
 def test_eur_balances_are_whole_cents_rounded_down():
-    assert fees.eur(Decimal("16.489")) == Decimal("16.48")
-    assert fees.eur(Decimal("25")) == Decimal("25.00")
+    assert fees.cents_down(Decimal("16.489")) == Decimal("16.48")
+    assert fees.cents_down(Decimal("25")) == Decimal("25.00")

@@ -402,10 +402,10 @@ def history(state, market, limit, as_json):
     rows = fills(state.conn, market, limit)
 
     def human(rs):
-        from .money import eur
+        from .money import eur_text
 
         table(
-            [{**r, "eur_value": eur(Decimal(r["eur_value"]))} for r in rs],
+            [{**r, "eur_value": eur_text(Decimal(r["eur_value"]))} for r in rs],
             [
                 "executed_at",
                 "market",
@@ -424,7 +424,7 @@ def history(state, market, limit, as_json):
             sold = sum((Decimal(r["eur_value"]) for r in rs if r["side"] == "sell"), Decimal(0))
             fees = sum((Decimal(r["fee"]) for r in rs if r["fee_currency"] == "EUR"), Decimal(0))
             click.echo(
-                f"Total of these {len(rs)} fill(s): bought {eur(bought)}, sold {eur(sold)}, fees {eur(fees)}"
+                f"Total of these {len(rs)} fill(s): bought {eur_text(bought)}, sold {eur_text(sold)}, fees {eur_text(fees)}"
                 + (" (+ fees paid in coin)" if any(r["fee_currency"] != "EUR" for r in rs) else "")
             )
 
@@ -583,12 +583,12 @@ def status(state, as_json):
                 f" a buy of €{s['top_up_eur']} makes it sellable ([risk] top_up_to_exit)"
             )
         m = d["pnl"]
-        from .money import eur
+        from .money import eur_text
 
         click.echo(
-            f"P/L: net {eur(m['net_eur'])} (realised {eur(m['realised_eur'])}, unrealised"
-            f" {eur(m['unrealised_eur'])}, fees {eur(m['fees_eur'])}, LLM {eur(m['llm_cost_eur'])});"
-            f" {m['hold_title'] or 'holding'}: {eur(m['hold_eur'])} — `tinybot pnl --by advisor` for more"
+            f"P/L: net {eur_text(m['net_eur'])} (realised {eur_text(m['realised_eur'])}, unrealised"
+            f" {eur_text(m['unrealised_eur'])}, fees {eur_text(m['fees_eur'])}, LLM {eur_text(m['llm_cost_eur'])});"
+            f" {m['hold_title'] or 'holding'}: {eur_text(m['hold_eur'])} — `tinybot pnl --by advisor` for more"
         )
         c = d["caps"]
         click.echo(

@@ -12,7 +12,7 @@ import click
 from .cli_common import echo_json, friendly, json_option, pass_state
 
 
-def _eur(d: Decimal) -> str:
+def _small_eur_text(d: Decimal) -> str:
     """Small amounts stay readable: €0.000179, not €0.00."""
     return f"€{d.quantize(Decimal('0.000001')).normalize():f}" if d else "€0"
 
@@ -52,8 +52,8 @@ def usage_command(state, days, as_json):
     click.echo(f"LLM advisor: {data['advisor']}")
     for label, p in (("Today", data["today"]), ("Month", data["month"])):
         click.echo(
-            f"{label} {p['period']}: {_eur(p['spent_eur'])} spent + {_eur(p['reserved_eur'])} reserved"
-            f" of {_eur(p['budget_eur'])} ({_eur(p['left_eur'])} left); {p['calls']} call(s),"
+            f"{label} {p['period']}: {_small_eur_text(p['spent_eur'])} spent + {_small_eur_text(p['reserved_eur'])} reserved"
+            f" of {_small_eur_text(p['budget_eur'])} ({_small_eur_text(p['left_eur'])} left); {p['calls']} call(s),"
             f" {p['input_tokens']} input / {p['output_tokens']} output tokens"
         )
     if data["exhausted"]:
@@ -64,7 +64,7 @@ def usage_command(state, days, as_json):
         click.echo("Open reservations (each counts at its worst case until settled; expired ones keep counting):")
         for r in data["open_reservations"]:
             click.echo(
-                f"  #{r['id']} {r['model']} reserved {_eur(r['reserved_eur'])} at {r['reserved_at']},"
+                f"  #{r['id']} {r['model']} reserved {_small_eur_text(r['reserved_eur'])} at {r['reserved_at']},"
                 f" expires {r['expires_at']}"
             )
     if data["days"]:
@@ -73,7 +73,7 @@ def usage_command(state, days, as_json):
             extra = ", ".join(f"{d[k]} {k}" for k in ("reserved", "expired", "failed") if d[k])
             click.echo(
                 f"  {d['period']}  {d['calls']:>4} call(s)  {d['input_tokens']:>8} in  {d['output_tokens']:>7} out"
-                f"  {_eur(d['spent_eur'])}" + (f"  ({extra})" if extra else "")
+                f"  {_small_eur_text(d['spent_eur'])}" + (f"  ({extra})" if extra else "")
             )
     else:
         click.echo("No LLM calls yet.")

@@ -7,7 +7,7 @@ import click
 
 from . import exitcodes
 from .cli_common import Fail, echo_json, friendly, json_option, pass_state
-from .money import eur
+from .money import eur_text
 
 
 @click.command(name="pnl")
@@ -86,32 +86,36 @@ def _live_prices(cfg, conn):
 def _print(d: dict) -> None:
     when = f"prices of {d['prices_at']}" if d["prices_at"] else "configured paper prices"
     click.echo(f"P/L ({d['mode']}, {when})")
-    click.echo(f"  realised    {eur(d['realised_eur'])}")
+    click.echo(f"  realised    {eur_text(d['realised_eur'])}")
     click.echo(
-        f"  unrealised  {eur(d['unrealised_eur'])}"
+        f"  unrealised  {eur_text(d['unrealised_eur'])}"
         + (f"  (no price for {', '.join(d['unpriced'])})" if d["unpriced"] else "")
     )
-    click.echo(f"  LLM cost    {eur(d['llm_cost_eur'])}")
-    click.echo(f"  net         {eur(d['net_eur'])}   (fees paid, included above: {eur(d['fees_eur'])})")
+    click.echo(f"  LLM cost    {eur_text(d['llm_cost_eur'])}")
+    click.echo(f"  net         {eur_text(d['net_eur'])}   (fees paid, included above: {eur_text(d['fees_eur'])})")
     for key, vs in (("holding", "vs_hold_eur"), ("dca", "vs_dca_eur")):
         b = d["benchmarks"][key]
         if b is None:
             click.echo(f"  {key:<11} —   (no start yet: it needs the first tick's prices and balance)")
             continue
-        click.echo(f"  {key:<11} {eur(b['pnl_eur'])}   ({b['title']}); net vs {key} {eur(d[vs])}")
+        click.echo(f"  {key:<11} {eur_text(b['pnl_eur'])}   ({b['title']}); net vs {key} {eur_text(d[vs])}")
     if d["external_eur"] != "0.00":
-        click.echo(f"  external    {eur(d['external_eur'])}   (sales of coins tinybot did not buy; not in its P/L)")
+        click.echo(
+            f"  external    {eur_text(d['external_eur'])}   (sales of coins tinybot did not buy; not in its P/L)"
+        )
     for p in d["positions"]:
         state = (
             "sellable"
             if p["sellable"]
             else ("STRANDED: under the €5 minimum" if p["sellable"] is False else "no price")
         )
-        click.echo(f"  {p['market']}: {p['base']} at cost {eur(p['cost_eur'])}, worth {eur(p['value_eur'])} ({state})")
+        click.echo(
+            f"  {p['market']}: {p['base']} at cost {eur_text(p['cost_eur'])}, worth {eur_text(p['value_eur'])} ({state})"
+        )
     for s in d["stranded"]:
         click.echo(
-            f"  {s['market']} ({s['advisor']} book): worth {eur(s['value_eur'])}, under the {eur(s['minimum_eur'])}"
-            f" minimum: a buy of {eur(s['top_up_eur'])} into that book makes it sellable again"
+            f"  {s['market']} ({s['advisor']} book): worth {eur_text(s['value_eur'])}, under the {eur_text(s['minimum_eur'])}"
+            f" minimum: a buy of {eur_text(s['top_up_eur'])} into that book makes it sellable again"
             f" ([risk] top_up_to_exit does it for you)"
         )
     drift = d["drift"]
@@ -128,8 +132,8 @@ def _print(d: dict) -> None:
         )
     for p in d.get("periods", []):
         click.echo(
-            f"  {p['period']}: realised {eur(p['realised_eur'])}, fees {eur(p['fees_eur'])},"
-            f" LLM {eur(p['llm_cost_eur'])}, {p['trades']} fill(s)"
+            f"  {p['period']}: realised {eur_text(p['realised_eur'])}, fees {eur_text(p['fees_eur'])},"
+            f" LLM {eur_text(p['llm_cost_eur'])}, {p['trades']} fill(s)"
         )
 
 
@@ -137,15 +141,15 @@ def _print_advisors(d: dict) -> None:
     click.echo("Books per advisor (the market's position is their sum):")
     for a in d["advisors"]:
         click.echo(
-            f"  {a['advisor']}: net {eur(a['net_eur'])} (realised {eur(a['realised_eur'])}, unrealised"
-            f" {eur(a['unrealised_eur'])}, fees {eur(a['fees_eur'])}"
-            + (f", LLM {eur(a['llm_cost_eur'])}" if a["llm_cost_eur"] != "0.00" else "")
+            f"  {a['advisor']}: net {eur_text(a['net_eur'])} (realised {eur_text(a['realised_eur'])}, unrealised"
+            f" {eur_text(a['unrealised_eur'])}, fees {eur_text(a['fees_eur'])}"
+            + (f", LLM {eur_text(a['llm_cost_eur'])}" if a["llm_cost_eur"] != "0.00" else "")
             + ")"
         )
         for m in a["markets"]:
             click.echo(
-                f"    {m['market']}: {m['base']} at cost {eur(m['cost_eur'])}, realised {eur(m['realised_eur'])},"
-                f" unrealised {eur(m['unrealised_eur'])}, fees {eur(m['fees_eur'])}, {m['fills']} fill(s)"
+                f"    {m['market']}: {m['base']} at cost {eur_text(m['cost_eur'])}, realised {eur_text(m['realised_eur'])},"
+                f" unrealised {eur_text(m['unrealised_eur'])}, fees {eur_text(m['fees_eur'])}, {m['fills']} fill(s)"
             )
 
 
@@ -318,24 +322,24 @@ def _print_tax(year: int, data: dict) -> None:
             click.echo(f"{label} {snap['at_local']}: UNKNOWN — {snap['note']}")
             continue
         click.echo(
-            f"{label} {snap['at_local']}: savings (EUR) {eur(snap['savings_eur'])}, other assets (crypto)"
-            f" {eur(snap['other_assets_eur'])}, total {eur(snap['total_eur'])}"
+            f"{label} {snap['at_local']}: savings (EUR) {eur_text(snap['savings_eur'])}, other assets (crypto)"
+            f" {eur_text(snap['other_assets_eur'])}, total {eur_text(snap['total_eur'])}"
         )
         for c in snap["crypto"]:
             click.echo(
-                f"  {c['asset']} {c['amount']} × €{c['price_eur']} = {eur(c['value_eur'])} ({c['price_source']})"
+                f"  {c['asset']} {c['amount']} × €{c['price_eur']} = {eur_text(c['value_eur'])} ({c['price_source']})"
             )
         if snap["note"]:
             click.echo(f"  note: {snap['note']}")
     f = data["fills"]
     click.echo(
-        f"Fills in {year}: {f['count']} (bought {eur(f['bought_eur'])}, sold {eur(f['sold_eur'])},"
-        f" fees {eur(f['fees_eur'])})"
+        f"Fills in {year}: {f['count']} (bought {eur_text(f['bought_eur'])}, sold {eur_text(f['sold_eur'])},"
+        f" fees {eur_text(f['fees_eur'])})"
     )
     ce = data["counter_evidence"]
     click.echo(
-        f"Counter-evidence: value at start {eur(ce['value_start_eur'])}, at end {eur(ce['value_end_eur'])},"
-        f" realised {eur(ce['realised_eur'])}, unrealised at the end {eur(ce['unrealised_end_eur'])}"
+        f"Counter-evidence: value at start {eur_text(ce['value_start_eur'])}, at end {eur_text(ce['value_end_eur'])},"
+        f" realised {eur_text(ce['realised_eur'])}, unrealised at the end {eur_text(ce['unrealised_end_eur'])}"
     )
     drift = {a: v for a, v in ce["deposits_withdrawals_seen"]["drift"].items() if v not in ("0", "0.00")}
     click.echo(

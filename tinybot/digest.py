@@ -53,7 +53,7 @@ class Digest:
 
 
 def _benchmark(b, value) -> str:
-    return f"{b.title}: {money.eur(value)}" if b is not None else ""
+    return f"{b.title}: {money.eur_text(value)}" if b is not None else ""
 
 
 def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> Digest:
@@ -71,10 +71,10 @@ def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> Diges
     t = s.total
     benchmarks = "; ".join(x for x in (_benchmark(s.holding, s.holding_eur), _benchmark(s.dca, s.dca_eur)) if x)
     text = (
-        f"{start.astimezone(cfg.tz):%A %d %B}: realised {money.eur(day.realised_eur)},"
-        f" {day.fills} fill(s) ({day.buys} buy, {day.sells} sell), fees {money.eur(day.fees_eur)},"
-        f" LLM {money.eur(llm)}.\n"
-        f"Since the start: net {money.eur(t.net_eur)} (unrealised {money.eur(t.unrealised_eur)})."
+        f"{start.astimezone(cfg.tz):%A %d %B}: realised {money.eur_text(day.realised_eur)},"
+        f" {day.fills} fill(s) ({day.buys} buy, {day.sells} sell), fees {money.eur_text(day.fees_eur)},"
+        f" LLM {money.eur_text(llm)}.\n"
+        f"Since the start: net {money.eur_text(t.net_eur)} (unrealised {money.eur_text(t.unrealised_eur)})."
         + (f"\nAgainst {benchmarks}." if benchmarks else "")
     )
     ser = figures.series(conn, cfg, since=start, until=now, prices=prices)

@@ -65,11 +65,6 @@ def cents_down(x: Decimal) -> Decimal:
     return x.quantize(CENT, rounding=ROUND_FLOOR)
 
 
-def eur(x: Decimal) -> Decimal:
-    """A EUR balance as Bitvavo keeps it: whole cents (never rounds in the user's favour)."""
-    return cents_down(x)
-
-
 def buy_by_quote(
     amount_quote: Decimal, price: Decimal, quantity_decimals: int, rate: Decimal = TAKER_FEE
 ) -> Settlement:

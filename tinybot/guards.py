@@ -668,6 +668,15 @@ PRECHECK_GUARDS = (
 PRICED_PRECHECK_GUARDS = (sellable_after, no_dust)
 
 
+# `[scheduler] approval = "auto"` approves a fresh proposal only if it fits these now (the rest wait for send).
+AUTO_APPROVAL_GUARDS = (allowlist, max_trade, daily_cap, exposure_cap)
+
+
+def auto_approval(ctx: Context) -> list[Verdict]:
+    """What auto-approval asks of a proposal before approving it (recorded when one says no)."""
+    return [g(ctx) for g in AUTO_APPROVAL_GUARDS]
+
+
 def precheck(conn: sqlite3.Connection, cfg: Config, proposal, ticker: Ticker | None, now: datetime) -> list[Verdict]:
     """What the guards would say now about a proposal that has no execution (nothing recorded)."""
     ctx = Context(conn, cfg, now, proposal, None, None, ticker, None)

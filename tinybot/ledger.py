@@ -190,7 +190,7 @@ def book_of(conn: sqlite3.Connection, execution_id: int | None, order_id: str, e
     return r["book"] or steps.default_book(r["source"], bool(r["external"]))
 
 
-def _eur(d: Decimal) -> str:
+def _stored_eur(d: Decimal) -> str:
     return f"{steps.q(d) + 0:f}"  # always 8 decimals; `+ 0` turns -0 into 0
 
 
@@ -209,7 +209,7 @@ def _store(conn: sqlite3.Connection, market: str, books: dict[str, steps.Positio
         " ON CONFLICT (book, market) DO UPDATE SET base = excluded.base, cost_eur = excluded.cost_eur,"
         " realised_eur = excluded.realised_eur, updated_at = excluded.updated_at",
         [
-            (b, market, money.plain(p.base), _eur(p.cost_eur), _eur(p.realised_eur), now)
+            (b, market, money.plain(p.base), _stored_eur(p.cost_eur), _stored_eur(p.realised_eur), now)
             for b, p in books.items()
             if only is None or b in only
         ],
@@ -219,7 +219,7 @@ def _store(conn: sqlite3.Connection, market: str, books: dict[str, steps.Positio
         "INSERT INTO positions (market, base, cost_eur, realised_eur, updated_at) VALUES (?, ?, ?, ?, ?)"
         " ON CONFLICT (market) DO UPDATE SET base = excluded.base, cost_eur = excluded.cost_eur,"
         " realised_eur = excluded.realised_eur, updated_at = excluded.updated_at",
-        (market, money.plain(total.base), _eur(total.cost_eur), _eur(total.realised_eur), now),
+        (market, money.plain(total.base), _stored_eur(total.cost_eur), _stored_eur(total.realised_eur), now),
     )
 
 

@@ -17,13 +17,18 @@ def plain(d: Decimal) -> str:
     return "0" if s in ("-0", "0") else s
 
 
+def cents_or_none(d: Decimal | None) -> str | None:
+    """A EUR amount for JSON: the exact decimal string to the cent (``cents``), or None for no value."""
+    return None if d is None else cents(d)
+
+
 def cents(d: Decimal) -> str:
     """A EUR amount to the cent, as a decimal string: '6.00', '-0.02'; never '-0.00'."""
     q = d.quantize(CENT, rounding=ROUND_HALF_EVEN)
     return f"{q if q else abs(q):f}"
 
 
-def eur(d: Decimal | str | int | None) -> str:
+def eur_text(d: Decimal | str | int | None) -> str:
     """A EUR amount for people: '€6.00', '-€0.02', '€—' for no value."""
     if d is None:
         return "€—"

@@ -360,7 +360,7 @@ class Notifier:
             return ""
         from decimal import Decimal
 
-        from .money import eur, plain
+        from .money import eur_text, plain
 
         e = self.conn.execute("SELECT * FROM trade_executions WHERE id = ?", (execution_id,)).fetchone()
         if e is None:
@@ -369,10 +369,10 @@ class Notifier:
         if amount <= 0:
             asked = f"€{e['amount_quote']}" if e["amount_quote"] else e["amount"]
             return f"{e['side']} {e['market']} {asked}; "
-        fee_text = eur(fee) if (e["fee_currency"] or "EUR") == "EUR" else f"{plain(fee)} {e['fee_currency']}"
+        fee_text = eur_text(fee) if (e["fee_currency"] or "EUR") == "EUR" else f"{plain(fee)} {e['fee_currency']}"
         return (
             f"{e['side']} {e['market']} {plain(amount)} @ {plain((quote / amount).quantize(Decimal('0.01')))}"
-            f" = {eur(quote)}, fee {fee_text}; "
+            f" = {eur_text(quote)}, fee {fee_text}; "
         )
 
 

@@ -25,11 +25,6 @@ plain = money.plain
 BY = ("market", "advisor")
 
 
-def eur(d: Decimal | None) -> str | None:
-    """A EUR amount as an exact decimal string, to the cent (JSON): money.cents."""
-    return None if d is None else money.cents(d)
-
-
 # --- what a tick records ------------------------------------------------------------------------------------------
 
 
@@ -84,11 +79,11 @@ def _benchmark(b: benchmarks.Benchmark | None, value: Decimal | None) -> dict | 
     return {
         "name": b.name,
         "title": b.title,
-        "capital_eur": eur(b.capital_eur),
-        "spent_eur": eur(b.spent_eur),
+        "capital_eur": money.cents_or_none(b.capital_eur),
+        "spent_eur": money.cents_or_none(b.spent_eur),
         "buys": len(b.buys),
         "markets": b.markets,
-        "pnl_eur": eur(value),
+        "pnl_eur": money.cents_or_none(value),
     }
 
 
@@ -99,11 +94,11 @@ def _advisors(s: figures.Summary) -> list[dict]:
         out.append(
             {
                 "advisor": name,
-                "realised_eur": eur(fig.realised_eur),
-                "unrealised_eur": eur(fig.unrealised_eur),
-                "fees_eur": eur(fig.fees_eur),
-                "llm_cost_eur": eur(fig.llm_cost_eur),
-                "net_eur": eur(fig.net_eur),
+                "realised_eur": money.cents_or_none(fig.realised_eur),
+                "unrealised_eur": money.cents_or_none(fig.unrealised_eur),
+                "fees_eur": money.cents_or_none(fig.fees_eur),
+                "llm_cost_eur": money.cents_or_none(fig.llm_cost_eur),
+                "net_eur": money.cents_or_none(fig.net_eur),
                 "markets": [_book_line(x) for x in lines],
             }
         )
@@ -115,13 +110,13 @@ def _book_line(x: figures.Line) -> dict:
     return {
         "market": x.market,
         "base": plain(x.position.base),
-        "cost_eur": eur(x.position.cost_eur),
-        "value_eur": eur(x.value_eur) if x.position.base else "0.00",
-        "realised_eur": eur(x.position.realised_eur),
-        "unrealised_eur": eur(unr),
-        "fees_eur": eur(x.position.fees_eur),
+        "cost_eur": money.cents_or_none(x.position.cost_eur),
+        "value_eur": money.cents_or_none(x.value_eur) if x.position.base else "0.00",
+        "realised_eur": money.cents_or_none(x.position.realised_eur),
+        "unrealised_eur": money.cents_or_none(unr),
+        "fees_eur": money.cents_or_none(x.position.fees_eur),
         "llm_cost_eur": None,  # an LLM call is about no one market: its cost is on the advisor's line
-        "net_eur": None if unr is None else eur(x.position.realised_eur + unr),
+        "net_eur": None if unr is None else money.cents_or_none(x.position.realised_eur + unr),
         "fills": x.position.fills,
     }
 
@@ -156,10 +151,12 @@ def report(
         markets.append(
             {
                 "market": m,
-                "realised_eur": eur(fig.realised_eur),
-                "unrealised_eur": None if fig.unpriced else eur(fig.unrealised_eur),
-                "fees_eur": eur(fig.fees_eur),
-                "hold_eur": eur(s.holding.pnl_at(s.at, s.bids, m)) if s.holding and m in s.holding.markets else None,
+                "realised_eur": money.cents_or_none(fig.realised_eur),
+                "unrealised_eur": None if fig.unpriced else money.cents_or_none(fig.unrealised_eur),
+                "fees_eur": money.cents_or_none(fig.fees_eur),
+                "hold_eur": money.cents_or_none(s.holding.pnl_at(s.at, s.bids, m))
+                if s.holding and m in s.holding.markets
+                else None,
                 "trades": p.fills,
             }
         )
@@ -171,8 +168,8 @@ def report(
             {
                 "market": m,
                 "base": plain(p.base),
-                "cost_eur": eur(p.cost_eur),
-                "value_eur": eur(value),
+                "cost_eur": money.cents_or_none(p.cost_eur),
+                "value_eur": money.cents_or_none(value),
                 "bid": None if price is None else plain(price.bid),
                 "sellable": None if value is None else value >= sizing.EXCHANGE_MINIMUM_EUR,
             }
@@ -180,19 +177,19 @@ def report(
     out = {
         "now": clock.to_iso(s.at),
         "mode": cfg.mode,
-        "realised_eur": eur(s.total.realised_eur),
-        "unrealised_eur": eur(s.total.unrealised_eur),
-        "fees_eur": eur(s.total.fees_eur),
-        "llm_cost_eur": eur(s.total.llm_cost_eur),
-        "net_eur": eur(net),
-        "hold_eur": eur(hold),
-        "vs_hold_eur": None if hold is None else eur(net - hold),
-        "dca_eur": eur(spread),
-        "vs_dca_eur": None if spread is None else eur(net - spread),
+        "realised_eur": money.cents_or_none(s.total.realised_eur),
+        "unrealised_eur": money.cents_or_none(s.total.unrealised_eur),
+        "fees_eur": money.cents_or_none(s.total.fees_eur),
+        "llm_cost_eur": money.cents_or_none(s.total.llm_cost_eur),
+        "net_eur": money.cents_or_none(net),
+        "hold_eur": money.cents_or_none(hold),
+        "vs_hold_eur": None if hold is None else money.cents_or_none(net - hold),
+        "dca_eur": money.cents_or_none(spread),
+        "vs_dca_eur": None if spread is None else money.cents_or_none(net - spread),
         "benchmarks": {"holding": _benchmark(s.holding, hold), "dca": _benchmark(s.dca, spread)},
         "started_at": None if s.start.at is None else clock.to_iso(s.start.at),
-        "capital_eur": eur(s.start.capital_eur),
-        "external_eur": eur(s.walk.external_eur),
+        "capital_eur": money.cents_or_none(s.start.capital_eur),
+        "external_eur": money.cents_or_none(s.walk.external_eur),
         "prices_at": max((p.at for p in s.prices.values() if p.at), default=None),
         "unpriced": list(s.total.unpriced),
         "markets": markets,
@@ -207,10 +204,10 @@ def report(
         out["periods"] = [
             {
                 "period": k,
-                "realised_eur": eur(b.realised_eur),
-                "fees_eur": eur(b.fees_eur),
-                "llm_cost_eur": eur(b.llm_cost_eur),
-                "net_realised_eur": eur(b.realised_eur - b.llm_cost_eur),
+                "realised_eur": money.cents_or_none(b.realised_eur),
+                "fees_eur": money.cents_or_none(b.fees_eur),
+                "llm_cost_eur": money.cents_or_none(b.llm_cost_eur),
+                "net_realised_eur": money.cents_or_none(b.realised_eur - b.llm_cost_eur),
                 "trades": b.fills,
             }
             for k, b in steps.buckets(s.walk, costs, period).items()

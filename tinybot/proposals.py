@@ -13,6 +13,7 @@ from . import clock, db
 from .config import EXTERNAL
 from .book import steps
 from .markets import MARKET_RE
+from .sizing import EXCHANGE_MINIMUM_EUR
 from .markets import normalise_market
 from . import guards
 from .guards import approval_hash
@@ -152,9 +153,6 @@ def create(
     return pid
 
 
-EXCHANGE_MIN_ORDER_EUR = Decimal("5")  # Bitvavo's minOrderInQuoteAsset on its EUR markets
-
-
 def warnings(conn: sqlite3.Connection, cfg, row) -> list[str]:
     """What will stop a proposal that was just written, said at once instead of at execution time."""
     from . import killswitch
@@ -162,9 +160,9 @@ def warnings(conn: sqlite3.Connection, cfg, row) -> list[str]:
     out = []
     if row["market"] not in cfg.risk.allowlist:
         out.append(f"{row['market']} is not in risk.allowlist in {cfg.path}; the executor will block it.")
-    if row["amount_quote"] is not None and Decimal(row["amount_quote"]) < EXCHANGE_MIN_ORDER_EUR:
+    if row["amount_quote"] is not None and Decimal(row["amount_quote"]) < EXCHANGE_MINIMUM_EUR:
         out.append(
-            f"€{row['amount_quote']} is below the exchange's minimum order of €{EXCHANGE_MIN_ORDER_EUR};"
+            f"€{row['amount_quote']} is below the exchange's minimum order of €{EXCHANGE_MINIMUM_EUR};"
             " the executor will block it."
         )
     ks = killswitch.state(conn)

@@ -487,8 +487,8 @@ def _e(x) -> str:
     return html.escape(str(x))
 
 
-def _eur(v: str | None) -> str:
-    return _e(money.eur(v))
+def _eur_html(v: str | None) -> str:
+    return _e(money.eur_text(v))
 
 
 def _cards(tid: str, heads: list[str], rows: list[str]) -> str:
@@ -518,7 +518,7 @@ def _pnl_table(d: dict) -> str:
             continue
         rows += [(f"benchmark, {b[key]['title']}", f"{key}_eur"), (f"net against {key}", vs)]
     body = "".join(
-        f"<tr><td>{_e(label)}</td>" + (f"<td id='fig-{key}'>{_eur(t[key])}</td>" if key else "<td></td>") + "</tr>"
+        f"<tr><td>{_e(label)}</td>" + (f"<td id='fig-{key}'>{_eur_html(t[key])}</td>" if key else "<td></td>") + "</tr>"
         for label, key in rows
     )
     extra = f"<p class='note'>No price for {_e(', '.join(t['unpriced']))}: not valued.</p>" if t["unpriced"] else ""
@@ -535,10 +535,10 @@ def _advisors_table(d: dict) -> str:
                 + _td("advisor", _e(a["advisor"]), cls="text")
                 + _td("market", _e(m["market"]), cls="text")
                 + _td("held", _e(m["base"]))
-                + _td("cost", _eur(m["cost_eur"]))
-                + _td("realised", _eur(m["realised_eur"]))
-                + _td("unrealised", _eur(m["unrealised_eur"]))
-                + _td("fees", _eur(m["fees_eur"]))
+                + _td("cost", _eur_html(m["cost_eur"]))
+                + _td("realised", _eur_html(m["realised_eur"]))
+                + _td("unrealised", _eur_html(m["unrealised_eur"]))
+                + _td("fees", _eur_html(m["fees_eur"]))
                 + _td("LLM", "")
                 + _td("net", "")
                 + _td("fills", _e(m["fills"]))
@@ -551,11 +551,11 @@ def _advisors_table(d: dict) -> str:
             + _td("market", "all", cls="text")
             + _td("held", "")
             + _td("cost", "")
-            + _td("realised", _eur(a["realised_eur"]))
-            + _td("unrealised", _eur(a["unrealised_eur"]))
-            + _td("fees", _eur(a["fees_eur"]))
-            + _td("LLM", _eur(a["llm_cost_eur"]))
-            + _td("net", _eur(a["net_eur"]), cid=f"fig-book-{name}")
+            + _td("realised", _eur_html(a["realised_eur"]))
+            + _td("unrealised", _eur_html(a["unrealised_eur"]))
+            + _td("fees", _eur_html(a["fees_eur"]))
+            + _td("LLM", _eur_html(a["llm_cost_eur"]))
+            + _td("net", _eur_html(a["net_eur"]), cid=f"fig-book-{name}")
             + _td("fills", "")
             + "</tr>"
         )
@@ -573,9 +573,9 @@ def _markets_table(d: dict) -> str:
         + _td("market", _e(m["market"]), cls="text")
         + _td("held", _e(m["base"]))
         + _td("valued at (bid)", "—" if m["bid"] is None else _e(m["bid"]), cid=f"fig-bid-{m['market']}")
-        + _td("realised", _eur(m["realised_eur"]))
-        + _td("unrealised", _eur(m["unrealised_eur"]))
-        + _td("fees", _eur(m["fees_eur"]))
+        + _td("realised", _eur_html(m["realised_eur"]))
+        + _td("unrealised", _eur_html(m["unrealised_eur"]))
+        + _td("fees", _eur_html(m["fees_eur"]))
         + _td("fills", _e(m["fills"]))
         + "</tr>"
         for m in d["markets"]
@@ -585,8 +585,8 @@ def _markets_table(d: dict) -> str:
 
 def _fee(t: dict) -> str:
     if t["fee_currency"] == "EUR":
-        return _eur(t["fee"])
-    return f"{_e(t['fee'])} {_e(t['fee_currency'])} ({_eur(t['fee_eur'])})"
+        return _eur_html(t["fee"])
+    return f"{_e(t['fee'])} {_e(t['fee_currency'])} ({_eur_html(t['fee_eur'])})"
 
 
 def _trades_table(d: dict, tz) -> str:
@@ -600,7 +600,7 @@ def _trades_table(d: dict, tz) -> str:
         + _td("side", _e(t["side"]), cls="text")
         + _td("amount", _e(t["amount"]))
         + _td("price", _e(t["price"]))
-        + _td("EUR", _eur(t["eur"]))
+        + _td("EUR", _eur_html(t["eur"]))
         + _td("fee", _fee(t))
         + _td("advisor", _e(t["advisor"]), cls="text")
         + _td("reason", _e(t["reason"]), cls="text wide")

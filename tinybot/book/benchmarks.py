@@ -107,7 +107,7 @@ def holding(
     *,
     fee_rate: Decimal = fees.TAKER_FEE,
     decimals: Mapping[str, int] | None = None,
-    minimum: Decimal = Decimal("5"),
+    minimum: Decimal = sizing.EXCHANGE_MINIMUM_EUR,
 ) -> Benchmark | None:
     """The money split evenly over the markets (each part at least the exchange minimum), bought at the start."""
     chosen = _buyable(capital, list(markets), minimum)
@@ -135,7 +135,7 @@ def dca(
     *,
     fee_rate: Decimal = fees.TAKER_FEE,
     decimals: Mapping[str, int] | None = None,
-    minimum: Decimal = Decimal("5"),
+    minimum: Decimal = sizing.EXCHANGE_MINIMUM_EUR,
 ) -> Benchmark | None:
     """The money in equal buys spread evenly from the start to the end (every ``every`` at most, each part at
     least the exchange minimum), split over the markets."""

@@ -53,7 +53,7 @@ class PaperExchange:
             if c.execute("SELECT COUNT(*) FROM paper_balances").fetchone()[0] == 0:
                 c.execute(
                     "INSERT INTO paper_balances (asset, available) VALUES ('EUR', ?)",
-                    (str(fees.eur(Decimal(starting_eur))),),
+                    (str(fees.cents_down(Decimal(starting_eur))),),
                 )
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from .. import clock
 from ..markets import PAPER_HALF_SPREAD
+from ..sizing import EXCHANGE_MINIMUM_EUR
 from .base import Candle, ExchangeError, Market, Ticker
 from ..markets import normalise_market
 
@@ -27,7 +28,7 @@ def eur_market(name: str, *, tick: str = "1", qty_decimals: int = 8) -> Market:
         tick_size=Decimal(tick),
         quantity_decimals=qty_decimals,
         notional_decimals=2,
-        min_quote=Decimal("5"),
+        min_quote=EXCHANGE_MINIMUM_EUR,
         min_base=Decimal("0"),
     )
 

@@ -27,7 +27,7 @@ from .. import clock, db, digest, exchange, executor, exitcodes, guards, proposa
 from ..advisors import build_snapshot, run_advisor
 from ..config import Config
 from ..exchange.base import ExchangeError
-from ..money import eur
+from ..money import eur_text
 from ..notify import Notifier
 from .beat import Beat, TickRecord
 from .outage import Outage, classify, unreachable_now
@@ -276,7 +276,7 @@ class Tick:
             self.beat.claim(conn, record)  # a restart must not make this slot's proposals twice
             pid = proposals.create(conn, d, source=name, ttl=self.cfg.risk.proposal_ttl)
             created.append(pid)
-            amount = eur(d.amount_quote) if d.amount_quote is not None else f"{d.amount}"
+            amount = eur_text(d.amount_quote) if d.amount_quote is not None else f"{d.amount}"
             report.proposals.append(f"#{pid} {name} {d.side} {d.market} {amount}")
             log.info("proposal %s from %s: %s %s %s — %s", pid, name, d.side, d.market, amount, d.reason)
         return created
@@ -297,7 +297,7 @@ class Tick:
             snap.tickers.get(row["market"]),
             dict(snap.balances),
         )
-        verdicts = [g(ctx) for g in (guards.allowlist, guards.max_trade, guards.daily_cap, guards.exposure_cap)]
+        verdicts = guards.auto_approval(ctx)
         blocks = [v for v in verdicts if not v.ok]
         if blocks:
             with db.transaction(conn):
@@ -350,7 +350,7 @@ class Tick:
             desc = f"#{pid} {ex['side']} {ex['market']} {res.state}"
             if ex["state"] == "filled" and Decimal(ex["filled_amount"]) > 0:
                 price = Decimal(ex["filled_quote"]) / Decimal(ex["filled_amount"])
-                desc += f" {ex['filled_amount']} @ {_price(price)} fee {eur(ex['fee_paid'])}"
+                desc += f" {ex['filled_amount']} @ {_price(price)} fee {eur_text(ex['fee_paid'])}"
             elif res.reason:
                 desc += f" ({res.reason})"
             report.orders.append(desc)

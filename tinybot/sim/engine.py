@@ -27,7 +27,9 @@ from .wire import OPEN_STATUSES, bad, s
 
 TAKER_FEE = Decimal("0.0025")
 MAKER_FEE = Decimal("0.0015")
-MIN_QUOTE = Decimal("5")
+MIN_QUOTE = Decimal(
+    "5"
+)  # the world's value, kept apart from the bot's (sizing.EXCHANGE_MINIMUM_EUR): a wrong belief of the bot must meet Bitvavo's real answer (217)
 
 # How a market order may end besides "filled at once, completely" (docs get-orders: status values;
 # BITVAVO.md: canceledMarketProtection is a market order stopped part-way, with fills).

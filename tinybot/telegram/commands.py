@@ -419,18 +419,20 @@ def status_text(d: dict) -> str:
 
 
 def pnl_text(d: dict) -> str:
-    from ..money import eur
+    from ..money import eur_text
 
     when = f"prices of {hm(d['prices_at'])}" if d["prices_at"] else "configured paper prices"
     lines = [
-        f"Net {eur(d['net_eur'])} ({when})",
-        f"realised {eur(d['realised_eur'])}, unrealised {eur(d['unrealised_eur'])}",
-        f"fees {eur(d['fees_eur'])} (included), LLM {eur(d['llm_cost_eur'])}",
+        f"Net {eur_text(d['net_eur'])} ({when})",
+        f"realised {eur_text(d['realised_eur'])}, unrealised {eur_text(d['unrealised_eur'])}",
+        f"fees {eur_text(d['fees_eur'])} (included), LLM {eur_text(d['llm_cost_eur'])}",
     ]
-    lines += [f"{b['title']}: {eur(b['pnl_eur'])}" for b in d["benchmarks"].values() if b and b["pnl_eur"] is not None]
-    lines += [f"book {a['advisor']}: net {eur(a['net_eur'])}" for a in d["advisors"]]
     lines += [
-        f"{p['market']}: {p['base']} worth {eur(p['value_eur'])}"
+        f"{b['title']}: {eur_text(b['pnl_eur'])}" for b in d["benchmarks"].values() if b and b["pnl_eur"] is not None
+    ]
+    lines += [f"book {a['advisor']}: net {eur_text(a['net_eur'])}" for a in d["advisors"]]
+    lines += [
+        f"{p['market']}: {p['base']} worth {eur_text(p['value_eur'])}"
         + ("" if p["sellable"] is not False else " — STRANDED under the €5 minimum")
         for p in d["positions"]
     ] or ["No open positions."]
