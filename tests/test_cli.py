@@ -51,6 +51,13 @@ def test_every_command_has_help(runner):
         assert doc and doc.strip(), f"{name} has no docstring"
 
 
+def test_the_root_group_holds_only_the_lazy_command_table():
+    """cli.py is the root group: every command lives in its family's module and is imported only when run."""
+    assert cli.commands == {}
+    assert cli.lazy["kill"] == ("tinybot.cli_trade", "kill_command")
+    assert cli.lazy["status"] == ("tinybot.cli_trade", "status_command")
+
+
 def test_listings_have_json(runner):
     invoke(runner, "propose", "BTC-EUR", "buy", "--eur", "6", "--approve")
     invoke(runner, "execute", "1")

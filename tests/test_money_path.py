@@ -263,7 +263,7 @@ def test_buy_sizes_that_cannot_stay_sellable_are_rejected_with_the_numbers(write
 
 def test_the_shipped_defaults_keep_positions_sellable(tmp_path):
     from tinybot import config
-    from tinybot.cli import example_config
+    from tinybot.cli_trade import example_config
 
     text = (
         example_config()
