@@ -219,6 +219,7 @@ def test_every_expected_error_is_one_line_with_its_own_exit_code_and_a_bug_still
 
     from tinybot.cli_common import Fail, friendly
     from tinybot.exchange.base import ExchangeError, ReadOnlyClientError
+    from tinybot.charts import ChartError
     from tinybot.report import ReportError
 
     monkeypatch.delenv("TINYBOT_RAISE_ERRORS", raising=False)
@@ -231,7 +232,8 @@ def test_every_expected_error_is_one_line_with_its_own_exit_code_and_a_bug_still
         return command
 
     for exc, code in (
-        (ReportError("no matplotlib: pip install 'tinybot[report]'"), exitcodes.ERROR),
+        (ReportError("--from 2026-02-01 00:00 must be before --to 2026-01-01 00:00 (UTC)"), exitcodes.ERROR),
+        (ChartError("no matplotlib: pip install 'tinybot[report]'"), exitcodes.ERROR),
         (ExchangeError("bitvavo unreachable"), exitcodes.UNREACHABLE),
         (ReadOnlyClientError("the read-only client cannot trade"), exitcodes.ERROR),
     ):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -88,7 +89,7 @@ def figure_of(text: str, pattern: str) -> Decimal:
 
 def test_the_digest_chart_ends_at_the_figures_its_text_quotes(write_config):
     """Its net line ends at the net the text says, its holding and DCA lines at theirs, to the cent."""
-    from tinybot import report
+    from tinybot import charts
 
     cfg, conn = a_day(write_config)
     with freeze_time("2026-11-27 20:00:00"):
@@ -101,20 +102,30 @@ def test_the_digest_chart_ends_at_the_figures_its_text_quotes(write_config):
     assert Decimal(lines["holding_eur"]["values"][-1]) == holding
     assert Decimal(lines["dca_eur"]["values"][-1]) == dca
     assert d.chart["x"][-1] == "2026-11-27T21:00:00+01:00" and d.chart["x"][0] == "2026-11-27T00:00:00+01:00"
-    drawn = {line.get_label(): line for line in report.figure(d.chart, cfg.tz).axes[0].get_lines()}
+    drawn = {line.get_label(): line for line in charts.figure(d.chart, cfg.tz).axes[0].get_lines()}
     for name, want in (("net_eur", net), ("holding_eur", holding), ("dca_eur", dca)):
         assert abs(Decimal(str(drawn[lines[name]["label"]].get_ydata()[-1])) - want) < Decimal("0.005"), name
 
 
 def test_the_digest_chart_is_titled_with_its_local_day(write_config):
     """27 November starts at 23:00 UTC on the 26th: the chart still says the 27th."""
-    from tinybot import report
+    from tinybot import charts
 
     cfg, conn = a_day(write_config)
     with freeze_time("2026-11-27 20:00:00"):
         d = digest.compose(conn, cfg)
     assert d.text.startswith("Friday 27 November:")
-    assert report.figure(d.chart, cfg.tz).axes[0].get_title() == "Net P/L, 2026-11-27 (Europe/Amsterdam)"
+    assert charts.figure(d.chart, cfg.tz).axes[0].get_title() == "Net P/L, 2026-11-27 (Europe/Amsterdam)"
+
+
+def test_without_matplotlib_the_digest_still_goes_out_and_says_how_to_get_its_chart(write_config, monkeypatch):
+    cfg, conn = a_day(write_config)
+    rec = Recorder()
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed: importing it raises
+    with freeze_time("2026-11-27 20:00:00"):
+        assert digest.maybe_send(conn, cfg, rec) is True
+    [(kind, text, key, attached)] = rec.sent
+    assert attached == [] and text.endswith("\n(For a chart: pip install 'tinybot[report]'.)")
 
 
 def test_the_digests_fees_value_a_fee_paid_in_the_coin(write_config):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -20,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
-from tinybot import config, db, executor, ledger, pnl, proposals, report
+from tinybot import charts, config, db, executor, ledger, pnl, proposals, report
 from tinybot.exchange.base import Balance, Fill, Ticker
 from tinybot.proposals import Draft
 
@@ -156,7 +157,7 @@ def test_each_chart_ends_where_its_table_does_to_the_cent(made, cid, which):
     m = made[which]
     c = chart(m, cid)
     assert c["drawn"] and c["lines"], c
-    drawn = {line.get_label(): line for line in report.figure(c, m.cfg.tz).axes[0].get_lines()}
+    drawn = {line.get_label(): line for line in charts.figure(c, m.cfg.tz).axes[0].get_lines()}
     for line in c["lines"]:
         table = euros(cell(m.html, line["ends_at"]))
         last = Decimal(line["values"][-1])
@@ -183,7 +184,7 @@ def test_the_blocks_chart_counts_what_its_table_lists_on_a_whole_number_axis(mad
     c = chart(m, "blocks")
     rows = re.findall(r"<tr><td>([a-z_]+)</td><td>(\d+)</td></tr>", m.html.split("id='blocks'")[1])
     assert [(b["label"], b["count"]) for b in c["bars"]] == [(r, int(n)) for r, n in rows] != []
-    fig = report.figure(c, m.cfg.tz)
+    fig = charts.figure(c, m.cfg.tz)
     ax = fig.axes[0]
     assert sorted(p.get_width() for p in ax.patches) == sorted(int(n) for _, n in rows)
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
@@ -203,7 +204,7 @@ def test_legends_sit_off_the_plot(made):
     """A legend never covers a line or a marker: it is outside the axes, below them."""
     m = made["whole"]
     for cid in ("equity", "advisors", "costs", "price-BTC-EUR"):
-        fig = report.figure(chart(m, cid), m.cfg.tz)
+        fig = charts.figure(chart(m, cid), m.cfg.tz)
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
         renderer = FigureCanvasAgg(fig).get_renderer()
@@ -234,7 +235,7 @@ def test_a_time_axis_is_in_the_configured_timezone():
     c = report._chart(cid="equity", title="t")
     c["x"] = [report.stamp(t, tz) for t in x]
     c["lines"] = [report._line("net_eur", "net", [Decimal(h) for h in range(30)])]
-    ax = report.figure(c, tz).axes[0]
+    ax = charts.figure(c, tz).axes[0]
     ticks = [matplotlib.dates.num2date(t, tz=tz) for t in ax.get_xticks()]
     assert ticks and all(t.minute == 0 for t in ticks), ticks
     assert ax.get_xlabel() == "time (Asia/Kolkata)"
@@ -324,6 +325,24 @@ def test_a_young_bot_gets_a_sentence_not_an_empty_chart(write_config, tmp_path):
         )
         out = report.write(conn, cfg, tmp_path / "older.html")
     assert out["charts"] == 2  # equity and the price; nothing traded, paid or blocked yet
+
+
+def test_without_matplotlib_the_report_says_how_to_install_it_and_writes_nothing(made, tmp_path, monkeypatch):
+    """The drawing (tinybot.charts) needs matplotlib: without it `tinybot report` is one line naming the package to
+    install, exit code 1, and no page, not even a partial one."""
+    from tinybot.cli import cli
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # as if not installed: importing it raises
+    monkeypatch.setenv("TINYBOT_CONFIG", str(made["whole"].cfg.path))
+    monkeypatch.setenv("TINYBOT_RAISE_ERRORS", "1")  # the command's own handling says it, not the catch-all
+    with freeze_time("2026-11-29 00:00:00"):
+        r = CliRunner().invoke(cli, ["report", str(tmp_path / "r.html")])
+    assert r.exit_code == 1, r.output
+    assert r.output.splitlines()[-1] == (
+        "Error: the report draws its charts with matplotlib: pip install 'tinybot[report]'"
+        " (or: .venv/bin/pip install matplotlib)"
+    )
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_report_command_json_and_a_bad_range(tmp_path):

@@ -398,6 +398,7 @@ def _html_report(cfg, scratch, path, summary: dict) -> None:
     replayed period (valued at its last tick's prices), in the user's timezone, saying it is a replay."""
     from . import clock, db, replay
     from .book import valuation
+    from .charts import ChartError
     from .report import ReportError, write
 
     rcfg = replay.scratch_config(cfg, scratch, "", tuple(summary["markets"]))  # as the replay's ticks saw it
@@ -413,7 +414,7 @@ def _html_report(cfg, scratch, path, summary: dict) -> None:
             title="tinybot replay",
             replay=period,
         )
-    except ReportError as e:
+    except (ReportError, ChartError) as e:
         raise Fail(str(e)) from None
     finally:
         conn.close()

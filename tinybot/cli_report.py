@@ -189,6 +189,7 @@ def report_command(state, file, since, until, title, as_json):
     Example:
         tinybot report ~/tinybot-2026.html --from 2026-01-01
     """
+    from .charts import ChartError
     from .report import ReportError, write
 
     tz = state.cfg.tz
@@ -201,7 +202,7 @@ def report_command(state, file, since, until, title, as_json):
             until=_date(until, "--to", tz),
             title=title,
         )
-    except ReportError as e:
+    except (ReportError, ChartError) as e:
         raise Fail(str(e)) from None
     if as_json:
         echo_json(out)

@@ -98,7 +98,7 @@ def maybe_send(conn: sqlite3.Connection, cfg, notifier, now: datetime | None = N
     attach: list[str] = []
     tmp = None
     try:
-        from .report import ReportError, figure, png
+        from .charts import ChartError, figure, png
 
         try:
             if d.chart["drawn"]:
@@ -109,7 +109,7 @@ def maybe_send(conn: sqlite3.Connection, cfg, notifier, now: datetime | None = N
                 attach.append(tmp.name)
             else:
                 body += f"\n({d.chart['sentence']})"
-        except ReportError:
+        except ChartError:
             body += "\n(For a chart: pip install 'tinybot[report]'.)"
         db.set_state(conn, STATE, day)  # claimed before sending: a crash mid-send never sends it twice
         notifier.alert("digest", body, key=f"digest:{day}", severity="info", attach=attach)

@@ -1,43 +1,40 @@
-"""`tinybot report FILE.html`: what tinybot made, in tables and charts, in one self-contained page.
+"""`tinybot report FILE.html`: the page's data (from the book) and its HTML: one self-contained page.
 
 Every money figure comes from tinybot.book: the P/L table and the books per
 advisor from ``figures.summary``, the lines of the charts from ``figures.series``
 (its last point *is* the summary, so a chart ends where its table does), the
 table of trades from ``figures.trades``.  The page first builds its data (a
 JSON-ready dict), embeds it as ``<script type="application/json"
-id="report-data">`` (data, never executed) and draws every chart from that
-data alone, so what others reuse is what the charts show.
+id="report-data">`` (data, never executed) and tinybot.charts draws every
+chart from that data alone, so what others reuse is what the charts show.
 
 Every time on the page is in the configured ``timezone``, to the second at
 most.  A chart with too little history behind it (a young bot) is a sentence,
-not an empty frame.  Legends sit under the plot, never on it; counts are
-drawn on integer axes.  The page needs no network to view (inline SVG drawn
-by matplotlib, imported only to draw: `pip install 'tinybot[report]'`;
-inline styles; nothing executes, nothing is fetched) and is laid out for a
-phone 390 px wide as well as a desktop.  It reads the database only, so it
-works for the paper or live history and for a replay's scratch database.
+not an empty frame.  The page needs no network to view (inline SVG; inline
+styles; nothing executes, nothing is fetched) and is laid out for a phone
+390 px wide as well as a desktop.  It reads the database only, so it works
+for the paper or live history and for a replay's scratch database.
 """
 
 from __future__ import annotations
 
 import html
-import io
 import json
 import sqlite3
-import textwrap
 from datetime import datetime, timedelta
 from decimal import Decimal
 
 from .errors import TinybotError
 from . import clock, money
 from .book import benchmarks, figures, valuation
+from .charts import figure, svg
 
 MIN_SPAN = timedelta(hours=1)  # less history than this behind a chart: a sentence instead (price_log is hourly)
-LEGEND_WIDTH = 58  # characters per legend line: a benchmark's title wraps instead of widening the figure
 
 
 class ReportError(TinybotError):
-    """The report cannot be made (no plotting library, bad range); the message says what to do."""
+    """The report cannot be made for the period asked; the message says what to do (no plotting library:
+    tinybot.charts.ChartError)."""
 
 
 # --- time, as people here read it --------------------------------------------------------------------
@@ -347,110 +344,6 @@ def collect(
         "blocks": [{"reason": r, "count": n} for r, n in blocks],
         "charts": charts,
     }
-
-
-# --- drawing: every chart from its data alone ------------------------------------------------------------
-
-
-def _figure(height: float = 4.2):
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ReportError(
-            "the report draws its charts with matplotlib: pip install 'tinybot[report]'"
-            " (or: .venv/bin/pip install matplotlib)"
-        ) from None
-    import matplotlib
-    import matplotlib.dates  # noqa: F401  registers the datetime converter (pyplot would; we do not use it)
-
-    matplotlib.rcParams["svg.fonttype"] = "none"  # text stays text: smaller, selectable
-    matplotlib.rcParams["svg.hashsalt"] = "tinybot"  # stable ids: the same data gives the same file
-    matplotlib.rcParams["font.size"] = 12  # read on a phone, where the page shrinks the figure to ~370 px
-    return Figure(figsize=(6.4, height), layout="constrained")
-
-
-def _number(v: str | None) -> float:
-    return float("nan") if v is None else float(Decimal(v))  # a pixel position, not an amount
-
-
-def _time_axis(ax, tz) -> None:
-    from matplotlib import dates
-
-    locator = dates.AutoDateLocator(tz=tz, minticks=3, maxticks=7)
-    ax.xaxis.set_major_locator(locator)
-    ax.xaxis.set_major_formatter(dates.ConciseDateFormatter(locator, tz=tz))
-
-
-def _legend(fig, ax) -> None:
-    """Under the plot, outside it: a legend never covers a line or a marker."""
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        wrapped = [textwrap.fill(label, LEGEND_WIDTH) for label in labels]
-        fig.legend(handles, wrapped, loc="outside lower center", ncols=1, fontsize="small", frameon=False)
-
-
-MARKERS = {"buy": ("^", "tab:green"), "sell": ("v", "tab:red")}
-STYLES = {"solid": "-", "dashed": "--", "dotted": ":"}
-
-
-def _draw_lines(ax, chart: dict, tz) -> None:
-    x = [datetime.fromisoformat(t) for t in chart["x"]]
-    for line in chart["lines"]:
-        y = [_number(v) for v in line["values"]]
-        style = STYLES[line["style"]]
-        if line["step"]:
-            ax.step(x, y, where="post", linestyle=style, label=line["label"])
-        else:
-            ax.plot(x, y, linestyle=style, linewidth=1.2, label=line["label"])
-    for m in chart.get("markers", []):
-        marker, color = MARKERS[m["side"]]
-        xs = [datetime.fromisoformat(t) for t in m["x"]]
-        ax.scatter(xs, [_number(v) for v in m["y"]], marker=marker, color=color, s=50, label=m["label"], zorder=3)
-    if chart.get("zero_line"):
-        ax.axhline(0, color="grey", linewidth=0.5)
-    _time_axis(ax, tz)
-    ax.set_xlabel(f"time ({tz.key})")
-
-
-def _draw_bars(ax, chart: dict) -> None:
-    from matplotlib.ticker import MaxNLocator
-
-    bars = chart["bars"][::-1]  # the most frequent on top
-    ax.barh([b["label"] for b in bars], [b["count"] for b in bars], color="tab:orange")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # counts: 0, 1, 2, never 0.5
-    ax.set_xlabel(chart["xlabel"])
-
-
-def figure(chart: dict, tz, *, titled: bool = True):
-    """One chart, drawn from its data only (the dict embedded in the page); ``titled=False`` where a heading
-    above it says the title already."""
-    if not chart["drawn"]:
-        raise ValueError(f"chart {chart['id']!r} is a sentence, not a figure: {chart['sentence']}")
-    fig = _figure(min(1.6 + 0.5 * len(chart["bars"]), 6.0) if chart["kind"] == "bars" else 4.2)
-    ax = fig.subplots()
-    if chart["kind"] == "bars":
-        _draw_bars(ax, chart)
-    else:
-        _draw_lines(ax, chart, tz)
-    if chart.get("ylabel"):
-        ax.set_ylabel(chart["ylabel"])
-    if titled:
-        ax.set_title(chart["title"])
-    _legend(fig, ax)
-    return fig
-
-
-def svg(fig) -> str:
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", metadata={"Date": None})
-    text = buf.getvalue()
-    return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
-
-
-def png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return buf.getvalue()
 
 
 # --- the page ---------------------------------------------------------------------------------------------
