@@ -11,7 +11,7 @@ from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
-from tinybot import chaos, clock, crash, db, executor, guards, ledger
+from tinybot import chaos, clock, committed, crash, db, executor, ledger
 from tinybot.chaos.invariants import Findings, _guards
 from tinybot.proposals import Draft
 
@@ -381,7 +381,7 @@ def test_daily_cap_counts_the_order_found_for_a_row_restored_as_claimed(tmp_path
     try:
         (order,) = orders
         spent = Decimal(order["filledAmountQuote"]) + Decimal(order["feePaid"])
-        assert guards.spent_today(bench.conn, clock.now()) == spent
+        assert committed.spent_today(bench.conn, clock.now()) == spent
         assert bench.findings().violations == []  # the harness's own check of the same: (4) the daily cap counts
     finally:
         bench.close()
@@ -417,7 +417,7 @@ def test_restore_of_a_backup_taken_before_the_claim_books_the_order_as_a_surpris
         assert [tuple(f) for f in fills] == [(order["orderId"], None)]
         assert ledger.position_base(bench.conn, "BTC-EUR") == Decimal(order["filledAmount"])
         spent = Decimal(order["filledAmountQuote"]) + Decimal(order["feePaid"])
-        assert guards.spent_today(bench.conn, clock.now()) == spent
+        assert committed.spent_today(bench.conn, clock.now()) == spent
         f = bench.findings()
         assert (f.duplicates, f.lost, f.surprises, f.violations) == (0, 0, 1, [])
     finally:

@@ -55,6 +55,55 @@ def test_execute_fills_and_records_everything(paper):
 
 
 @freeze_time(T0)
+def test_every_guard_is_evaluated_and_recorded_in_its_order(paper):
+    """The first block is the reason shown, so the order is part of the behaviour: the executor records every
+    commit guard, in this order; auto-approval and Telegram's pre-check ask these, in this order."""
+    from tinybot import guards
+
+    cfg, conn, ex, _ = paper
+    r = executor.execute(conn, cfg, ex, propose(conn, eur="6"))
+    rows = conn.execute(
+        "SELECT guard, verdict, reason_code FROM guard_decisions WHERE execution_id = ? AND stage = 'commit'"
+        " ORDER BY id",
+        (r.execution_id,),
+    ).fetchall()
+    assert [row["guard"] for row in rows] == [
+        "kill_switch",
+        "approval",
+        "expiry",
+        "allowlist",
+        "market_open",
+        "cooldown",
+        "anti_flip",
+        "max_trade",
+        "daily_cap",
+        "exposure_cap",
+        "exchange_minimum",
+        "precision",
+        "balance",
+        "book",
+        "own_position",
+        "sellable_after",
+        "no_dust",
+    ]
+    assert {(row["verdict"], row["reason_code"]) for row in rows} == {("pass", "ok")}
+    assert [g.__name__ for g in guards.AUTO_APPROVAL_GUARDS] == ["allowlist", "max_trade", "daily_cap", "exposure_cap"]
+    assert [g.__name__ for g in guards.PRECHECK_GUARDS + guards.PRICED_PRECHECK_GUARDS] == [
+        "kill_switch",
+        "expiry",
+        "allowlist",
+        "cooldown",
+        "anti_flip",
+        "max_trade",
+        "daily_cap",
+        "exposure_cap",
+        "own_position",
+        "sellable_after",
+        "no_dust",
+    ]
+
+
+@freeze_time(T0)
 def test_second_execute_returns_the_same_execution_and_sends_nothing(paper):
     """(1) Idempotency: the UNIQUE claim stops a second execution of one proposal."""
     cfg, conn, ex, _ = paper

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, db, executor, guards, proposals, reconcile
+from tinybot import clock, committed, db, executor, proposals, reconcile
 from tinybot.errors import ConfigError
 from tinybot.exchange import read_only
 from tinybot.proposals import Draft
@@ -268,7 +268,7 @@ def test_reconcile_reports_orders_we_have_no_row_for(live):
     assert Decimal(conn.execute("SELECT base FROM positions WHERE market = 'BTC-EUR'").fetchone()[0]) == Decimal(
         fill["amount"]
     )
-    assert guards.spent_today(conn, clock.now()) == Decimal(fill["amount"]) * Decimal(fill["price"]) + Decimal(
+    assert committed.spent_today(conn, clock.now()) == Decimal(fill["amount"]) * Decimal(fill["price"]) + Decimal(
         fill["fee"]
     )
     # reported once: a later scan books nothing twice and raises no second alarm

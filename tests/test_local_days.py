@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, executor, guards, llm_budget, proposals
+from tinybot import clock, committed, executor, llm_budget, proposals
 from tinybot.errors import ConfigError
 from tinybot.proposals import Draft
 
@@ -53,9 +53,9 @@ def test_the_daily_cap_resets_at_local_midnight_on_dst_days(write_config, first_
         assert buy("BTC-EUR") == "filled"
     with freeze_time(datetime.fromisoformat(fresh_utc) - timedelta(seconds=1)):  # 23:59:59 local, same day
         assert buy("ETH-EUR") == "blocked"
-        assert guards.spent_today(conn, clock.now(), tz=cfg.tz) == Decimal("6")
+        assert committed.spent_today(conn, clock.now(), tz=cfg.tz) == Decimal("6")
     with freeze_time(fresh_utc):  # local midnight: a new day
-        assert guards.spent_today(conn, clock.now(), tz=cfg.tz) == 0
+        assert committed.spent_today(conn, clock.now(), tz=cfg.tz) == 0
         assert buy("ETH-EUR") == "filled"
 
 

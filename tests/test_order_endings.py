@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import pytest
 
-from tinybot import clock, db, executor, guards, ledger, proposals, reconcile
+from tinybot import clock, committed, db, executor, ledger, proposals, reconcile
 from tinybot.exchange import read_only
 from tinybot.proposals import Draft
 
@@ -76,7 +76,7 @@ def test_each_ending_is_booked_as_the_exchange_says(live, kind, kwargs, state):
     booked_as_the_exchange_says(conn, sim)
     e = conn.execute("SELECT * FROM trade_executions").fetchone()
     # what the daily cap counts for a finished buy: what it really took from the account
-    assert guards.spent_today(conn, clock.now()) == Decimal(e["filled_quote"]) + Decimal(e["fee_paid"])
+    assert committed.spent_today(conn, clock.now()) == Decimal(e["filled_quote"]) + Decimal(e["fee_paid"])
 
 
 def test_a_partly_filled_order_stays_submitted_counts_in_full_then_completes(live):
@@ -84,7 +84,7 @@ def test_a_partly_filled_order_stays_submitted_counts_in_full_then_completes(liv
     sim.sim.add_outcome("partiallyFilled", fraction="0.5")
     r = buy(cfg, conn, ex)
     assert r.state == "submitted"
-    assert guards.spent_today(conn, clock.now()) == Decimal("9")  # in flight: the most it can spend
+    assert committed.spent_today(conn, clock.now()) == Decimal("9")  # in flight: the most it can spend
     sim.sim.advance(1)  # the rest fills
     reconcile.reconcile(conn, cfg, read_only(cfg), surprises=False)
     assert conn.execute("SELECT state FROM trade_executions").fetchone()[0] == "filled"

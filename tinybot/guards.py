@@ -1,12 +1,14 @@
-"""Guards: one small function per rule, each returning a verdict with a reason code.
+"""Guards: one small function per rule, each returning a verdict with a reason code; the lists the executor,
+auto-approval and Telegram's pre-check evaluate, in their order; and the record of each decision.
 
 The DB-state guards (kill switch, expiry, approval, cooldown, anti-flip, the
 caps) are evaluated by the executor *inside* the ``BEGIN IMMEDIATE``
 transaction that moves an execution to ``submitting``, and they count
-in-flight executions (submitting/submitted/unknown), not only fills: two
-proposals racing cannot both see room under a cap or both be first after a
-cooldown.  The exchange guards (minimum, precision, balance) use what the
-preflight read from the exchange just before, with no lock held.
+in-flight executions (submitting/submitted/unknown), not only fills
+(tinybot.committed): two proposals racing cannot both see room under a cap
+or both be first after a cooldown.  The exchange guards (minimum, precision,
+balance) use what the preflight read from the exchange just before, with no
+lock held.
 """
 
 from __future__ import annotations
@@ -18,18 +20,13 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from . import clock, sizing
+from . import clock, committed, sizing
 from .book.steps import default_book
 from .config import MANUAL
 from .config import Config
 
 if TYPE_CHECKING:  # types only: `tinybot kill` imports guards (through proposals) and never the exchange contract
     from .exchange.base import Balance, Market, Ticker
-
-# States whose order exists (or may exist) on the exchange: these count
-# against cooldown, anti-flip and the caps from the moment of `submitting`.
-IN_FLIGHT = ("submitting", "submitted", "unknown")
-COUNTED = IN_FLIGHT + ("filled",)
 
 
 @dataclass(frozen=True)
@@ -233,36 +230,6 @@ def allowlist(ctx: Context) -> Verdict:
     return passed("allowlist")
 
 
-def _latest(ctx: Context, side: str | None, since: datetime) -> sqlite3.Row | None:
-    """Most recent counted execution on this market after `since` (a window ends at since + window exactly)."""
-    sql = (
-        "SELECT id, side, submitting_at FROM trade_executions"
-        " WHERE market = ? AND submitting_at > ? AND +state IN (%s)" % ",".join("?" * len(COUNTED))
-    )
-    args: list = [ctx.name, clock.to_iso(since), *COUNTED]
-    if side:
-        sql += " AND side = ?"
-        args.append(side)
-    if ctx.execution_id is not None:
-        sql += " AND id != ?"
-        args.append(ctx.execution_id)
-    ours = ctx.conn.execute(sql + " ORDER BY submitting_at DESC LIMIT 1", args).fetchone()
-    # orders reconcile found and booked without an execution of their own (say, made after a backup that a
-    # restore went back to) traded all the same: they count too
-    sql = (
-        "SELECT 'order ' || order_id AS id, side, created_at AS submitting_at FROM unaccounted_orders"
-        " WHERE market = ? AND created_at > ?"
-    )
-    args = [ctx.name, clock.to_iso(since)]
-    if side:
-        sql += " AND side = ?"
-        args.append(side)
-    found = ctx.conn.execute(sql + " ORDER BY created_at DESC LIMIT 1", args).fetchone()
-    if ours is None or (found is not None and found["submitting_at"] > ours["submitting_at"]):
-        return found
-    return ours
-
-
 def _protective_exit(ctx: Context) -> bool:
     """A sell by the exits advisor (stop-loss, take-profit, trailing stop): not held back by cooldown or anti-flip."""
     return ctx.side == "sell" and ctx.proposal["source"] == "exits"
@@ -274,7 +241,7 @@ def cooldown(ctx: Context) -> Verdict:
         return passed("cooldown", "cooldown is off")
     if _protective_exit(ctx):
         return passed("cooldown", "exempt: protective exit")
-    last = _latest(ctx, None, ctx.now - window)
+    last = committed.latest_trade(ctx.conn, ctx.name, None, ctx.now - window, ctx.execution_id)
     if last is not None:
         until = clock.from_iso(last["submitting_at"]) + window
         return blocked(
@@ -293,7 +260,7 @@ def anti_flip(ctx: Context) -> Verdict:
     if _protective_exit(ctx):
         return passed("anti_flip", "exempt: protective exit")
     opposite = "sell" if ctx.side == "buy" else "buy"
-    last = _latest(ctx, opposite, ctx.now - window)
+    last = committed.latest_trade(ctx.conn, ctx.name, opposite, ctx.now - window, ctx.execution_id)
     if last is not None:
         until = clock.from_iso(last["submitting_at"]) + window
         return blocked(
@@ -319,48 +286,13 @@ def max_trade(ctx: Context) -> Verdict:
     return passed("max_trade", f"€{notional:.2f} of €{cap} (fee included)")
 
 
-def spent_today(conn: sqlite3.Connection, now: datetime, exclude_id: int | None = None, tz=None) -> Decimal:
-    """EUR committed to buys today (in ``tz``, the config's timezone): in flight at the most they can spend,
-    done at what filled plus the fee."""
-    rows = conn.execute(
-        "SELECT id, state, notional_eur, filled_quote, fee_paid FROM trade_executions"
-        # "+state": never walk the state index (it holds every filled execution ever); today's rows come
-        # from trade_executions_time, so this reads one day, however long the history
-        " WHERE side = 'buy' AND submitting_at >= ? AND +state IN (%s)" % ",".join("?" * len(COUNTED + ("canceled",))),
-        (clock.to_iso(clock.day_start(now, tz)), *COUNTED, "canceled"),
-    ).fetchall()
-    total = Decimal(0)
-    for r in rows:
-        if r["id"] == exclude_id:
-            continue
-        if r["state"] in IN_FLIGHT:
-            total += Decimal(r["notional_eur"] or 0)
-        else:
-            total += Decimal(r["filled_quote"]) + Decimal(r["fee_paid"])
-    return total + unaccounted_spent(conn, now, tz)
-
-
-def unaccounted_spent(conn: sqlite3.Connection, now: datetime, tz=None) -> Decimal:
-    """EUR spent today by buy fills that no execution's own order accounts for (reconcile's surprises)."""
-    total = Decimal(0)
-    for r in conn.execute(
-        "SELECT h.amount, h.price, h.fee, h.fee_currency FROM trade_history h"
-        " LEFT JOIN trade_executions e ON e.id = h.execution_id"
-        " WHERE h.executed_at >= ? AND h.side = 'buy' AND h.external = 0"
-        " AND (e.id IS NULL OR e.exchange_order_id IS NULL OR h.order_id != e.exchange_order_id)",
-        (clock.to_iso(clock.day_start(now, tz)),),
-    ):
-        total += Decimal(r["amount"]) * Decimal(r["price"]) + (Decimal(r["fee"]) if r["fee_currency"] == "EUR" else 0)
-    return total
-
-
 def daily_cap(ctx: Context) -> Verdict:
     if ctx.side != "buy":
         return passed("daily_cap", "sells do not spend")
     notional = ctx.spend_eur()
     if notional is None:
         return blocked("daily_cap", "no_price", "no price to value the trade")
-    used = spent_today(ctx.conn, ctx.now, ctx.execution_id, ctx.cfg.tz)
+    used = committed.spent_today(ctx.conn, ctx.now, ctx.execution_id, ctx.cfg.tz)
     cap = ctx.cfg.risk.max_daily_eur
     if used + notional > cap:
         return blocked(
@@ -371,26 +303,13 @@ def daily_cap(ctx: Context) -> Verdict:
     return passed("daily_cap", f"€{used + notional:.2f} of €{cap} today")
 
 
-def exposure(conn: sqlite3.Connection, exclude_id: int | None = None) -> Decimal:
-    """EUR at cost in open positions, plus in-flight buys not yet filled."""
-    total = sum((Decimal(r["cost_eur"]) for r in conn.execute("SELECT cost_eur FROM positions")), Decimal(0))
-    for r in conn.execute(
-        "SELECT id, notional_eur, filled_quote FROM trade_executions WHERE side = 'buy' AND state IN (%s)"
-        % ",".join("?" * len(IN_FLIGHT)),
-        IN_FLIGHT,
-    ):
-        if r["id"] != exclude_id:
-            total += max(Decimal(r["notional_eur"] or 0) - Decimal(r["filled_quote"]), Decimal(0))
-    return total
-
-
 def exposure_cap(ctx: Context) -> Verdict:
     if ctx.side != "buy":
         return passed("exposure_cap", "sells reduce exposure")
     notional = ctx.spend_eur()
     if notional is None:
         return blocked("exposure_cap", "no_price", "no price to value the trade")
-    used = exposure(ctx.conn, ctx.execution_id)
+    used = committed.exposure(ctx.conn, ctx.execution_id)
     cap = ctx.cfg.risk.max_exposure_eur
     if used + notional > cap:
         return blocked(
@@ -464,43 +383,6 @@ def balance(ctx: Context) -> Verdict:
     return passed("balance", f"{have} {asset} available")
 
 
-def selling_in_flight(
-    conn: sqlite3.Connection,
-    market: str,
-    exclude_id: int | None,
-    bid: Decimal | None = None,
-    book_name: str | None = None,
-    *,
-    external: bool = False,
-) -> Decimal:
-    """Base amount of sells on ``market`` in flight and not yet filled: tinybot's own (of one book, or of all), or
-    with ``external`` the --external ones.
-
-    A sell by EUR sends a base amount fixed at commit (sell_amount); one from before that (no amount) is counted
-    at ``bid``, or, without a price, as everything its book holds.
-    """
-    from .ledger import position_base
-
-    sql = (
-        "SELECT e.id, e.amount, e.amount_quote, e.filled_amount, p.book, p.source, p.external FROM trade_executions e"
-        " JOIN proposals p ON p.id = e.proposal_id WHERE e.market = ? AND e.side = 'sell' AND e.external = ?"
-        " AND e.state IN (%s)" % ",".join("?" * len(IN_FLIGHT))
-    )
-    total = Decimal(0)
-    for r in conn.execute(sql, (market, int(external), *IN_FLIGHT)):
-        name = r["book"] or default_book(r["source"], bool(r["external"]))
-        if r["id"] == exclude_id or (book_name is not None and name != book_name):
-            continue
-        if r["amount"] is not None:
-            asked = Decimal(r["amount"])
-        elif bid:
-            asked = Decimal(r["amount_quote"]) / bid
-        else:
-            asked = position_base(conn, market, name)
-        total += max(asked - Decimal(r["filled_amount"]), Decimal(0))
-    return total
-
-
 def own_position(ctx: Context) -> Verdict:
     """A sell is bounded by its book's position, not by the exchange balance; an external one by the coins
     outside every book."""
@@ -514,7 +396,7 @@ def own_position(ctx: Context) -> Verdict:
     from .ledger import position_base
 
     bid = ctx.ticker.bid if ctx.ticker is not None else None
-    held = position_base(ctx.conn, ctx.name, ctx.book) - selling_in_flight(
+    held = position_base(ctx.conn, ctx.name, ctx.book) - committed.selling_in_flight(
         ctx.conn, ctx.name, ctx.execution_id, bid, ctx.book
     )
     if selling > held:
@@ -555,7 +437,7 @@ def outside_books(ctx: Context) -> Verdict:
     have = ctx.balances.get(asset, Balance(Decimal(0), Decimal(0))).available
     bid = ctx.ticker.bid if ctx.ticker is not None else None
     own = position_base(ctx.conn, ctx.name)
-    flight = selling_in_flight(ctx.conn, ctx.name, ctx.execution_id, bid) + selling_in_flight(
+    flight = committed.selling_in_flight(ctx.conn, ctx.name, ctx.execution_id, bid) + committed.selling_in_flight(
         ctx.conn, ctx.name, ctx.execution_id, bid, external=True
     )
     room = have - own - flight
@@ -610,7 +492,7 @@ def no_dust(ctx: Context) -> Verdict:
     if ctx.ticker is None:
         return blocked("no_dust", "no_price", "no price to value what the sell leaves behind")
     # what stays in the book once this sell *and* its sells still in flight have filled
-    held = position_base(ctx.conn, ctx.name, ctx.book) - selling_in_flight(
+    held = position_base(ctx.conn, ctx.name, ctx.book) - committed.selling_in_flight(
         ctx.conn, ctx.name, ctx.execution_id, ctx.ticker.bid, ctx.book
     )
     rest = held - selling

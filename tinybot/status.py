@@ -5,15 +5,15 @@ from __future__ import annotations
 import sqlite3
 from decimal import Decimal
 
-from . import clock, guards, killswitch
+from . import clock, committed, killswitch
 from .config import Config, describe
 from .money import cents, plain
 
 
 def status(conn: sqlite3.Connection, cfg: Config) -> dict:
     now = clock.now()
-    spent = guards.spent_today(conn, now, tz=cfg.tz)
-    exposed = guards.exposure(conn)
+    spent = committed.spent_today(conn, now, tz=cfg.tz)
+    exposed = committed.exposure(conn)
     balances = (
         {
             r["asset"]: {"available": r["available"], "in_order": r["in_order"]}

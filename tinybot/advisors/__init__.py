@@ -50,7 +50,7 @@ from types import MappingProxyType
 from typing import Callable, Mapping
 
 from ..errors import TinybotError
-from .. import clock, guards
+from .. import clock, committed
 from ..config import Config
 from ..exchange.base import Balance, Candle, ExchangeError, Market, Ticker
 from ..proposals import Draft, ProposalError, validate
@@ -279,8 +279,8 @@ def read_caps(conn: sqlite3.Connection, cfg: Config, now: datetime) -> Caps:
     zero = Decimal(0)
     return Caps(
         max_trade_eur=cfg.risk.max_trade_eur,
-        daily_left_eur=max(cfg.risk.max_daily_eur - guards.spent_today(conn, now, tz=cfg.tz), zero),
-        exposure_left_eur=max(cfg.risk.max_exposure_eur - guards.exposure(conn), zero),
+        daily_left_eur=max(cfg.risk.max_daily_eur - committed.spent_today(conn, now, tz=cfg.tz), zero),
+        exposure_left_eur=max(cfg.risk.max_exposure_eur - committed.exposure(conn), zero),
     )
 
 

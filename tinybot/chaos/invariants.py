@@ -336,12 +336,12 @@ def _cap_counts(
 ) -> None:
     """(4) the daily cap counts every buy the exchange made today, fee included.
 
-    Once nothing is in flight, ``guards.spent_today`` (what the daily cap
+    Once nothing is in flight, ``committed.spent_today`` (what the daily cap
     adds the next buy to) must be exactly what the exchange's buys decided
     today took (``filledAmountQuote + feePaid``), orders booked as
     unaccounted included.  Less means a buy escaped the cap.
     """
-    from tinybot import guards
+    from tinybot import committed
 
     now = clock.now()
     today = clock.to_ms(clock.day_start(now, cfg.tz))  # the config's day (UTC unless [timezone] is set)
@@ -353,10 +353,10 @@ def _cap_counts(
             theirs += took
             if isinstance(row, dict) and row.get("_restored") == "claimed":
                 restored += took
-    ours = guards.spent_today(conn, now, tz=cfg.tz)
+    ours = committed.spent_today(conn, now, tz=cfg.tz)
     if ours != theirs:
         f.violations.append(
-            f"(4) the daily cap counts €{ours} of buys today (guards.spent_today); the exchange's"
+            f"(4) the daily cap counts €{ours} of buys today (committed.spent_today); the exchange's"
             f" buys decided today took €{theirs} (fill + fee)"
             + (RESTORED_CLAIMED if restored and ours + restored == theirs else "")
         )
