@@ -56,17 +56,17 @@ def idle_live_tick_ms(work: Path, ticks: int) -> float:
     """Mean wall time of one live-mode tick with nothing to do, against the simulator over loopback HTTP."""
     from decimal import Decimal
 
-    from tinybot import config, db, replay
-    from tinybot.liveness import slot_of
-    from tinybot.loop import scheduler
+    from tinybot import config, db
     from tinybot.exchange import read_only
     from tinybot.executor import trading_exchange
+    from tinybot.liveness import slot_of
+    from tinybot.loop import scheduler
+    from tinybot.replay.settings import scratch_config
+    from tinybot.replay.simulator import REPLAY_KEY, REPLAY_SECRET
     from tinybot.sim import SimAccount, Simulator
 
     sim = Simulator(
-        accounts=[
-            SimAccount(replay.REPLAY_KEY, replay.REPLAY_SECRET, frozenset({"view", "trade"}), {"EUR": Decimal(25)})
-        ],
+        accounts=[SimAccount(REPLAY_KEY, REPLAY_SECRET, frozenset({"view", "trade"}), {"EUR": Decimal(25)})],
         interval="1h",
         history=200,
     )
@@ -74,7 +74,7 @@ def idle_live_tick_ms(work: Path, ticks: int) -> float:
     live = work / "live"
     live.mkdir()
     (live / "bot.toml").write_text(CONFIG)
-    cfg = replay.scratch_config(config.load(live / "bot.toml"), live, server.url, None)
+    cfg = scratch_config(config.load(live / "bot.toml"), live, server.url, None)
     conn = db.open_db(cfg.db_path)
     try:
         # the loop's own pacing, not ccxt's throttle, is what live waits on: off on every key's instance
@@ -94,7 +94,9 @@ def idle_live_tick_ms(work: Path, ticks: int) -> float:
 
 
 def bench_replay(days: int = 365, live_ticks: int = 40) -> dict:
-    from tinybot import candles, config, db, replay
+    from tinybot import candles, config, db
+    from tinybot.replay.plan import open_store
+    from tinybot.replay.run import replay
 
     with tempfile.TemporaryDirectory(prefix="tinybot-bench-replay-") as tmp:
         work = Path(tmp)
@@ -104,9 +106,9 @@ def bench_replay(days: int = 365, live_ticks: int = 40) -> dict:
         conn = db.open_db(cfg.db_path)
         candles.import_csv(conn, work / "c.csv")
         conn.close()
-        store = replay.open_store(cfg.db_path)
+        store = open_store(cfg.db_path)
         started = time.perf_counter()
-        summary = replay.replay(cfg, store)
+        summary = replay(cfg, store)
         seconds = time.perf_counter() - started
         store.close()
         live_ms = idle_live_tick_ms(work, live_ticks)

@@ -14,8 +14,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tinybot import candles, clock, config, db, replay, secrets
+from tinybot import candles, clock, config, db, secrets
 from tinybot.cli import cli
+from tinybot.replay.plan import ReplayError, open_store
+from tinybot.replay.run import replay
+from tinybot.replay.settings import apply_sets
+from tinybot.replay.simulator import DEFAULT_SLIPPAGE, REPLAY_KEY, REPLAY_SECRET, make_simulator
+from tinybot.replay.sweep import expand_sets
 from tinybot.sim.transport import InProcessSession
 
 HOUR = 3_600_000
@@ -79,9 +84,9 @@ def setup(tmp_path):
 
 
 def run(cfg, **kw):
-    store = replay.open_store(cfg.db_path)
+    store = open_store(cfg.db_path)
     try:
-        return replay.replay(cfg, store, **kw)
+        return replay(cfg, store, **kw)
     finally:
         store.close()
 
@@ -97,7 +102,7 @@ def test_orders_fill_at_the_open_of_the_next_candle_with_fee_minimum_and_slippag
     assert len(s["trades"]) >= 10 and {t["side"] for t in s["trades"]} == {"buy", "sell"}
     # every key's requests run on the simulated clock: no lookup refused as outside its access window (304)
     assert (s["failed_ticks"], s["ticks_with_errors"], s["tick_errors"]) == (0, 0, [])
-    store = replay.open_store(cfg.db_path)
+    store = open_store(cfg.db_path)
     ticks = {"BTC-EUR": Decimal(1), "ETH-EUR": Decimal("0.1")}  # the CSV's precision
     for t in s["trades"]:
         at = clock.to_ms(clock.from_iso(t["time"]))
@@ -172,7 +177,7 @@ def test_guards_and_the_automatic_kill_switch_apply_as_live(setup):
     s = run(cfg)
     assert s["blocks"].get("anti_flip", 0) > 0  # the 6h anti-flip window said no
     assert s["kill_switch"]["trading_enabled"] is True
-    tight = replay.apply_sets(cfg, ["safety.max_daily_loss_eur=0.05"])
+    tight = apply_sets(cfg, ["safety.max_daily_loss_eur=0.05"])
     k = run(tight)
     assert k["kill_switch"]["trading_enabled"] is False
     assert k["kill_switch"]["reason"].startswith("auto: ") and "loss" in k["kill_switch"]["reason"]
@@ -219,20 +224,20 @@ def test_routed_in_process_the_lookup_key_still_cannot_place_or_cancel(tmp_path)
 
     at = clock.Simulated(clock.from_ms(T0 + 10 * HOUR))
     series = {"BTC-EUR": [candles.Candle(T0 + i * HOUR, *(Decimal(100),) * 4, Decimal(1)) for i in range(12)]}
-    sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
+    sim = make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
     (tmp_path / "bot.toml").write_text('mode = "live"\n[exchange]\nurl = "http://127.0.0.1:9"\noperator_id = 1\n')
     ro = BitvavoReadOnly(
         config.load(tmp_path / "bot.toml"),
-        replay.REPLAY_KEY,
-        replay.REPLAY_SECRET,
-        lookup_key=replay.REPLAY_KEY,
-        lookup_secret=replay.REPLAY_SECRET,
+        REPLAY_KEY,
+        REPLAY_SECRET,
+        lookup_key=REPLAY_KEY,
+        lookup_secret=REPLAY_SECRET,
     )
     ro.route_requests(InProcessSession(sim), milliseconds=at.ms)
     with clock.simulated(at):
         assert ro.balances()["EUR"].available == 25 and ro.orders_since("BTC-EUR", T0) == []
     lookup = ro._lookup_ep.ccxt  # the trade key's instance (the test looks inside; replay never does)
-    assert isinstance(lookup, ccxt.bitvavo) and lookup.apiKey == replay.REPLAY_KEY
+    assert isinstance(lookup, ccxt.bitvavo) and lookup.apiKey == REPLAY_KEY
     lookup.options["operatorId"] = 1
     for attempt in (
         lambda: lookup.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6}),
@@ -241,7 +246,7 @@ def test_routed_in_process_the_lookup_key_still_cannot_place_or_cancel(tmp_path)
     ):
         with pytest.raises(ReadOnlyClientError):
             attempt()
-    assert sim.orders(replay.REPLAY_KEY) == []
+    assert sim.orders(REPLAY_KEY) == []
     sim.close()
 
 
@@ -256,9 +261,9 @@ def test_sending_an_order_leaves_tinybots_decimal_rounding_alone(tmp_path):
 
     at = clock.Simulated(clock.from_ms(T0 + 10 * HOUR))
     series = {"BTC-EUR": [candles.Candle(T0 + i * HOUR, *(Decimal(60000),) * 4, Decimal(1)) for i in range(12)]}
-    sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
+    sim = make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), at, Decimal(0))
     (tmp_path / "bot.toml").write_text('mode = "live"\n[exchange]\nurl = "http://127.0.0.1:9"\noperator_id = 1\n')
-    trading = BitvavoTrading(config.load(tmp_path / "bot.toml"), replay.REPLAY_KEY, replay.REPLAY_SECRET)
+    trading = BitvavoTrading(config.load(tmp_path / "bot.toml"), REPLAY_KEY, REPLAY_SECRET)
     trading.route_requests(InProcessSession(sim), milliseconds=at.ms)
     with decimal.localcontext(decimal.Context()), clock.simulated(at):  # Python's default, whatever ran before
         bought = trading.send_order("BTC-EUR", "buy", client_order_id=str(uuid.uuid4()), amount_quote=Decimal(12))
@@ -378,7 +383,7 @@ def paper_run(cfg, toml_path: Path, text: str, first: datetime, last: datetime) 
     from tinybot.exchange.bitvavo.clients import read_only_client
     from tinybot.executor import trading_exchange
 
-    store = replay.open_store(cfg.db_path)
+    store = open_store(cfg.db_path)
     series = {m: candles.load(store, m, "1h") for m in ("BTC-EUR", "ETH-EUR")}
     store.close()
 
@@ -389,7 +394,7 @@ def paper_run(cfg, toml_path: Path, text: str, first: datetime, last: datetime) 
 
             return time.time()
 
-    sim = replay.make_simulator(series, {m: "1h" for m in series}, {}, Decimal(25), TimeTime, replay.DEFAULT_SLIPPAGE)
+    sim = make_simulator(series, {m: "1h" for m in series}, {}, Decimal(25), TimeTime, DEFAULT_SLIPPAGE)
     server = sim.serve()
     toml_path.write_text(
         text.replace("[scheduler]\n", "[scheduler]\nkeep_days = 36500\n") + f'\n[exchange]\nurl = "{server.url}"\n'
@@ -480,7 +485,7 @@ def test_llm_answers_come_from_the_record_at_no_cost_with_the_same_decisions(set
         paper = paper_run(cfg, tmp_path / "paper.toml", text, start, end - timedelta(hours=1))
         calls = fake.count
         assert calls == 48
-        store = replay.open_store(cfg.db_path)
+        store = open_store(cfg.db_path)
         assert store.execute("SELECT COUNT(*) FROM llm_calls").fetchone()[0] == 48
         recorded_cost = sum(Decimal(r[0]) for r in store.execute("SELECT cost_eur FROM llm_calls"))
         store.close()
@@ -553,15 +558,15 @@ def test_llm_live_calls_only_prompts_not_in_the_record_within_the_budget_left_to
 
         r = CliRunner().invoke(cli, ["replay", "--llm", "live", "--set", "rules.fast=2,4", "--no-progress"])
         assert r.exit_code == 1 and "--llm live runs one replay at a time" in r.output
-        plain = replay.apply_sets(cfg, ['llm.base_url="http://192.0.2.1/v1"'])
-        with pytest.raises(replay.ReplayError) as e:
+        plain = apply_sets(cfg, ['llm.base_url="http://192.0.2.1/v1"'])
+        with pytest.raises(ReplayError) as e:
             run(plain, start=start, end=end, llm="live")
         assert "plain http to another machine" in str(e.value) and fake.count == 12
 
 
 def test_a_sweep_runs_the_grid_in_processes_sorted_by_net_pnl(setup):
     cfg, _ = setup
-    assert replay.expand_sets(["rules.fast=2,3", "rules.slow=8,13", 'risk.allowlist=["BTC-EUR","ETH-EUR"]']) == [
+    assert expand_sets(["rules.fast=2,3", "rules.slow=8,13", 'risk.allowlist=["BTC-EUR","ETH-EUR"]']) == [
         ["rules.fast=2", "rules.slow=8", 'risk.allowlist=["BTC-EUR","ETH-EUR"]'],
         ["rules.fast=2", "rules.slow=13", 'risk.allowlist=["BTC-EUR","ETH-EUR"]'],
         ["rules.fast=3", "rules.slow=8", 'risk.allowlist=["BTC-EUR","ETH-EUR"]'],
@@ -590,7 +595,7 @@ def test_a_sweep_runs_the_grid_in_processes_sorted_by_net_pnl(setup):
         "error": f"--set: {cfg.path}: rules.fast: must be smaller than rules.slow (8)",
     }
     single = run(
-        replay.apply_sets(cfg, ["rules.fast=2"]),
+        apply_sets(cfg, ["rules.fast=2"]),
         start=datetime(2025, 1, 5, tzinfo=timezone.utc),
         end=datetime(2025, 1, 10, tzinfo=timezone.utc),
     )
@@ -625,7 +630,7 @@ def test_a_sweep_table_is_sorted_by_net_pnl_with_benchmarks_beside(setup):
 
 def test_the_config_lists_are_replayed_as_they_are_and_markets_replaces_them(setup):
     cfg, _ = setup
-    narrow = replay.apply_sets(cfg, ['risk.allowlist=["BTC-EUR"]', 'rules.markets=["BTC-EUR","ETH-EUR"]'])
+    narrow = apply_sets(cfg, ['risk.allowlist=["BTC-EUR"]', 'rules.markets=["BTC-EUR","ETH-EUR"]'])
     s = run(narrow)
     assert s["markets"] == ["BTC-EUR", "ETH-EUR"]  # rules watches ETH: its candles are replayed
     assert s["blocks"].get("not_allowlisted", 0) > 0  # ... and the allowlist still says no to it
@@ -643,7 +648,7 @@ def test_the_replay_simulator_shows_only_what_has_happened_by_now():
         "BTC-EUR": [c(0, 100, 110, 90, 105), c(1, 105, 120, 100, 115), c(2, 115, 130, 111, 112), c(4, 120, 125, 95, 99)]
     }  # no candle at 3: an hour without trades
     now = clock.Simulated(clock.from_ms(T0 + 2 * HOUR))
-    sim = replay.make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), now, Decimal(0))
+    sim = make_simulator(series, {"BTC-EUR": "1h"}, {}, Decimal(25), now, Decimal(0))
     assert sim.move_to(T0 + 2 * HOUR) == {"BTC-EUR": Decimal(115)}  # the open of the candle starting now
     assert [list(r[:5]) for r in sim.candles("BTC-EUR")] == [
         [T0, 100, 110, 90, 105],
@@ -705,3 +710,33 @@ def test_candles_finer_than_the_store_has_are_a_clear_error(setup):
         "BTC-EUR: the advisors read 30m candles (rules.candle_interval) but the store has only 1h; run"
         " `tinybot data fetch BTC-EUR --interval 30m --since …` or replay with --set rules.candle_interval=1h"
     ) in r.output
+
+
+def test_the_replay_package_has_a_room_per_concern_and_re_exports_nothing():
+    """tinybot/replay/__init__.py is only its docstring (importers name each module: an old path fails loudly),
+    every module's first line says what it is for, and the modules' imports of each other (inside functions
+    too) form no cycle."""
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "tinybot" / "replay"
+    imports: dict[str, set[str]] = {}
+    for path in sorted(package.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        doc = ast.get_docstring(tree, clean=False)
+        assert doc and doc.splitlines()[0].strip(), f"{path.name} has no first line saying what it is for"
+        if path.name == "__init__.py":
+            assert [type(n) for n in tree.body] == [ast.Expr], (
+                "tinybot/replay/__init__.py holds more than its docstring"
+            )
+            continue
+        imports[path.stem] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imports[path.stem] |= {node.module} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tinybot.replay."):
+                imports[path.stem].add(node.module.split(".")[2])
+    done: set[str] = set()
+    while len(done) < len(imports):  # peel off the modules whose imports are all peeled off: a cycle never peels
+        ready = {m for m, deps in imports.items() if m not in done and deps <= done}
+        assert ready, f"an import cycle among {sorted(set(imports) - done)}"
+        done |= ready

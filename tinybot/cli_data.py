@@ -304,10 +304,14 @@ def replay_command(
     from decimal import Decimal, InvalidOperation
     from pathlib import Path
 
-    from . import candles, replay
+    from . import candles
+    from .replay.plan import open_store
+    from .replay.run import replay
+    from .replay.settings import apply_sets
+    from .replay.sweep import expand_sets, sweep
 
-    grid = replay.expand_sets(sets)
-    cfg = replay.apply_sets(state.cfg, grid[0]) if len(grid) == 1 else state.cfg
+    grid = expand_sets(sets)
+    cfg = apply_sets(state.cfg, grid[0]) if len(grid) == 1 else state.cfg
     begin = candles.parse_time(start, "--from") if start else None
     stop = candles.parse_time(end, "--to") if end else None
     if begin and stop and stop <= begin:
@@ -330,13 +334,13 @@ def replay_command(
             "--llm live runs one replay at a time: a sweep would spend the LLM budget once per"
             " combination; sweep with --llm record (the default) or off"
         )
-    store = replay.open_store(cfg.db_path)
+    store = open_store(cfg.db_path)
     if len(grid) > 1:
         store.close()
         bar = _Bar(f"replaying {len(grid)} combinations", enabled=not no_progress)
         bar.start(len(grid))
         try:
-            runs = replay.sweep(
+            runs = sweep(
                 state.cfg,
                 grid,
                 progress=bar.step,
@@ -365,7 +369,7 @@ def replay_command(
     )
     try:
         try:
-            summary = replay.replay(
+            summary = replay(
                 cfg,
                 store,
                 start=begin,
@@ -396,12 +400,13 @@ def replay_command(
 def _html_report(cfg, scratch, path, summary: dict) -> None:
     """`tinybot report` over the replay's scratch database: the same page as for the live history, for the
     replayed period (valued at its last tick's prices), in the user's timezone, saying it is a replay."""
-    from . import clock, db, replay
+    from . import clock, db
     from .book import valuation
     from .charts import ChartError
+    from .replay.settings import scratch_config
     from .report import ReportError, write
 
-    rcfg = replay.scratch_config(cfg, scratch, "", tuple(summary["markets"]))  # as the replay's ticks saw it
+    rcfg = scratch_config(cfg, scratch, "", tuple(summary["markets"]))  # as the replay's ticks saw it
     conn = db.connect(scratch / "replay.db")
     period = (clock.from_iso(summary["from"]), clock.from_iso(summary["to"]))
     try:
