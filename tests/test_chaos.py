@@ -11,8 +11,26 @@ from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
-from tinybot import chaos, clock, committed, crash, db, executor, ledger
+from tinybot import clock, committed, crash, db, executor, ledger
+from tinybot.chaos.batches import run
+from tinybot.chaos.bench import Bench
 from tinybot.chaos.invariants import Findings, _guards
+from tinybot.chaos.plan import plan_run, tour
+from tinybot.chaos.processes import env
+from tinybot.chaos.report import Report
+from tinybot.chaos.runs import arm, restore_and_resume
+from tinybot.chaos.settings import (
+    AGED_MOMENTS,
+    BACKUP_MOMENTS,
+    SCENARIOS,
+    SCHEMAS,
+    SLOW_PREPARE,
+    TIMEOUT_FAULT_DELAY,
+    Settings,
+)
+from tinybot.chaos.settings import TRADE_KEY as CHAOS_TRADE_KEY
+from tinybot.chaos.settings import TRADE_SECRET as CHAOS_TRADE_SECRET
+from tinybot.chaos.storms import cap_race, storm
 from tinybot.proposals import Draft
 
 from conftest import run_cli
@@ -20,21 +38,21 @@ from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SEC
 
 
 def test_bounded_run_crashes_faults_restores_and_no_duplicate_lost_or_violation(tmp_path):
-    report = chaos.run(20, seed=20261127, batch_size=20, workdir=tmp_path)
+    report = run(20, seed=20261127, batch_size=20, workdir=tmp_path)
     assert report.ok and report.violations == [], report.text("pytest")
     assert (report.duplicates, report.lost, report.child_errors) == (0, 0, [])
     # the tour put a process down at every crash point and fired every fault kind
     assert set(report.crashes) == set(crash.POINTS), report.crashes
-    assert set(report.faults) == set(chaos.SCENARIOS), report.faults
-    aged = 2 * (3 + len(chaos.SCHEMAS))  # per aged batch: three orders, then one per schema
-    assert report.runs == len(chaos.tour()) + 20 + aged
+    assert set(report.faults) == set(SCENARIOS), report.faults
+    aged = 2 * (3 + len(SCHEMAS))  # per aged batch: three orders, then one per schema
+    assert report.runs == len(tour()) + 20 + aged
     assert report.orders > 10 and report.fills == report.orders  # market orders fill once each
     assert report.states["filled"] > 0 and report.states["blocked"] > 0
     # backup and restore at every moment, a day or more later too, and a backup of every shipped schema; the
     # backups had executions claimed and submitting in them; orders the restored database never saw were
     # booked; both kinds of simulator (closed-order lookup on and off), the aged batches included
-    assert set(report.restores) == set(chaos.BACKUP_MOMENTS + chaos.AGED_MOMENTS), report.restores
-    assert set(report.schemas) == set(chaos.SCHEMAS), report.schemas
+    assert set(report.restores) == set(BACKUP_MOMENTS + AGED_MOMENTS), report.restores
+    assert set(report.schemas) == set(SCHEMAS), report.schemas
     assert report.quarantined["claimed"] >= 2 and report.quarantined["submitting"] >= 2, report.quarantined
     assert report.surprises >= 2
     assert report.lookup == {"on": 2, "off": 2}
@@ -57,13 +75,13 @@ def test_checks_catch_an_id_handed_out_twice_forgotten_llm_spend_and_a_period_bo
         monkeypatch.setattr(llm_budget, "carry_forward", lambda conn, rows: 0)
         monkeypatch.setattr(dca, "others_bought_at", lambda snapshot, market: None)
     # no cooldown: it would refuse a second buy so soon after the first, and DCA's own check is what is tested
-    bench = chaos.Bench(tmp_path, "planted-restore", 1, chaos.Settings(cooldown="0s", anti_flip="0s"))
-    report = chaos.Report(seed=1)
+    bench = Bench(tmp_path, "planted-restore", 1, Settings(cooldown="0s", anti_flip="0s"))
+    report = Report(seed=1)
     try:
         saved = bench.take_backup("planted")
         assert bench.dca_tick() == 1  # DCA buys its period (proposal 1) after the backup
         bench.llm_call()
-        chaos.restore_and_resume(bench, None, saved, report, "before_propose")  # DCA is asked again
+        restore_and_resume(bench, None, saved, report, "before_propose")  # DCA is asked again
         bench.wait_out_windows()
         bench.reconcile_here()
         f = bench.findings()
@@ -79,10 +97,10 @@ def test_checks_catch_an_id_handed_out_twice_forgotten_llm_spend_and_a_period_bo
 def test_the_same_seed_plans_the_same_runs(tmp_path):
     import random
 
-    bench = chaos.Bench(tmp_path, "plans", 1)
+    bench = Bench(tmp_path, "plans", 1)
     try:
-        a = [chaos.plan_run(random.Random(5), bench) for _ in range(3)]
-        b = [chaos.plan_run(random.Random(5), bench) for _ in range(3)]
+        a = [plan_run(random.Random(5), bench) for _ in range(3)]
+        b = [plan_run(random.Random(5), bench) for _ in range(3)]
     finally:
         bench.close()
     assert a == b
@@ -90,14 +108,14 @@ def test_the_same_seed_plans_the_same_runs(tmp_path):
 
 @pytest.mark.parametrize("n", [10, 50])
 def test_retry_storm_one_proposal_one_order(tmp_path, n):
-    s = chaos.storm(tmp_path, n)
+    s = storm(tmp_path, n)
     assert s["ok"], s
     assert (s["orders"], s["sent"]) == (1, 1)
     assert sum(s["returned"].values()) == n
 
 
 def test_cap_race_fifty_proposals_never_past_the_daily_cap(tmp_path):
-    c = chaos.cap_race(tmp_path, 50, cap="24", eur="6")
+    c = cap_race(tmp_path, 50, cap="24", eur="6")
     assert c["ok"], c
     assert c["orders"] <= 4 and Decimal(c["spent_eur"]) <= 24
     assert c["returned"].get("blocked", 0) >= 46
@@ -107,13 +125,13 @@ def test_cap_race_fifty_proposals_never_past_the_daily_cap(tmp_path):
 
 
 def test_checks_catch_a_duplicate_an_untracked_order_and_missing_fills(tmp_path):
-    bench = chaos.Bench(tmp_path, "planted", 1)
+    bench = Bench(tmp_path, "planted", 1)
     try:
         pid = bench.propose(Draft("BTC-EUR", "buy", Decimal("6"), None))
-        ((code, result),) = bench.spawn([("execute", chaos.env(bench.cfg_path), {"proposal_id": pid})])
+        ((code, result),) = bench.spawn([("execute", env(bench.cfg_path), {"proposal_id": pid})])
         assert code == 0 and result["state"] == "filled"
         assert bench.findings().violations == []
-        client = make_ccxt(bench.server.url, chaos.TRADE_KEY, chaos.TRADE_SECRET)
+        client = make_ccxt(bench.server.url, CHAOS_TRADE_KEY, CHAOS_TRADE_SECRET)
         # what a blind resend would do: the filled order's clientOrderId is free again
         client.create_order(
             "BTC/EUR", "market", "buy", None, None, {"cost": "6", "clientOrderId": result["client_order_id"]}
@@ -140,7 +158,7 @@ def test_checks_catch_a_duplicate_an_untracked_order_and_missing_fills(tmp_path)
 
 
 def test_guard_check_catches_cooldown_anti_flip_and_cap_breaches(tmp_path):
-    bench = chaos.Bench(tmp_path, "guards", 1)  # for its config: cooldown 300ms, anti-flip 600ms, caps 10/80/60
+    bench = Bench(tmp_path, "guards", 1)  # for its config: cooldown 300ms, anti-flip 600ms, caps 10/80/60
     cfg = bench.cfg
     bench.close()
 
@@ -176,7 +194,7 @@ def test_guard_check_catches_cooldown_anti_flip_and_cap_breaches(tmp_path):
 
 
 def test_guard_check_counts_the_fee_own_position_and_the_five_euro_rule(tmp_path):
-    bench = chaos.Bench(tmp_path, "guards", 1)  # caps 10/80/60
+    bench = Bench(tmp_path, "guards", 1)  # caps 10/80/60
     cfg = bench.cfg
     bench.close()
 
@@ -281,14 +299,14 @@ def test_slow_reads_after_the_submitting_commit_never_lose_an_order(tmp_path, de
     reconcile had called it failed, and its fills were never recorded.  Since 1b58408 the order is signed by
     submitting_at + window or not sent, and reconcile waits 2 windows + grace.  (A zero grace is refused by
     config since issue 11: the smallest, a quarter window + 2 s, is the harness's default.)"""
-    bench = chaos.Bench(tmp_path, "late", 1)  # window 1s, timeout 1s, grace 2.25s
+    bench = Bench(tmp_path, "late", 1)  # window 1s, timeout 1s, grace 2.25s
     try:
         pid = bench.propose(Draft("BTC-EUR", "buy", Decimal("6"), None))
-        chaos.arm(bench, {"kind": chaos.SLOW_PREPARE, "delay": delay})  # ~2 × delay after the submitting commit
+        arm(bench, {"kind": SLOW_PREPARE, "delay": delay})  # ~2 × delay after the submitting commit
         results = bench.spawn(
             [
-                ("execute", chaos.env(bench.cfg_path), {"proposal_id": pid}),
-                ("reconcile", chaos.env(bench.cfg_path), {"seconds": 6}),
+                ("execute", env(bench.cfg_path), {"proposal_id": pid}),
+                ("reconcile", env(bench.cfg_path), {"seconds": 6}),
             ]
         )
         assert [code for code, _ in results] == [0, 0]
@@ -296,7 +314,7 @@ def test_slow_reads_after_the_submitting_commit_never_lose_an_order(tmp_path, de
         bench.reconcile_here()
         f = bench.findings()
         ((state, reason),) = bench.conn.execute("SELECT state, reason FROM trade_executions").fetchall()
-        orders = bench.sim.orders(chaos.TRADE_KEY)
+        orders = bench.sim.orders(CHAOS_TRADE_KEY)
     finally:
         bench.close()
     assert (f.lost, f.late, f.violations) == (0, 0, [])
@@ -313,7 +331,7 @@ def _trading(bench):
     """The trade client in this process (the chaos children build the same through executor.trading_exchange)."""
     from tinybot.exchange.bitvavo.clients import BitvavoTrading
 
-    return BitvavoTrading(bench.cfg, chaos.TRADE_KEY, chaos.TRADE_SECRET, rate_limit=False)
+    return BitvavoTrading(bench.cfg, CHAOS_TRADE_KEY, CHAOS_TRADE_SECRET, rate_limit=False)
 
 
 def _tick(bench, trading):
@@ -328,7 +346,7 @@ def _drill_backup_while_claimed(tmp_path):
     resume; `tinybot execute` again before any reconcile (the hard case), a tick, a reconcile.  The
     simulator does NOT find closed orders by clientOrderId, so nothing but tinybot's own state stops a
     second order.  → (orders on the exchange, the execution row, the bench) with the bench still open."""
-    bench = chaos.Bench(tmp_path, "drill", 1, closed_lookup=False)
+    bench = Bench(tmp_path, "drill", 1, closed_lookup=False)
     trading = _trading(bench)
     pid = bench.propose(Draft("BTC-EUR", "buy", Decimal("6"), None))
     bench.sim.add_fault("html_5xx", on="balance")
@@ -344,7 +362,7 @@ def _drill_backup_while_claimed(tmp_path):
     _tick(bench, trading)
     bench.reconcile_here()
     row = bench.conn.execute("SELECT * FROM trade_executions WHERE proposal_id = ?", (pid,)).fetchone()
-    return bench.sim.orders(chaos.TRADE_KEY), row, bench, again
+    return bench.sim.orders(CHAOS_TRADE_KEY), row, bench, again
 
 
 def test_restore_of_a_backup_taken_while_claimed_sends_nothing_again_closed_lookup_off(tmp_path):
@@ -392,7 +410,7 @@ def test_restore_of_a_backup_taken_before_the_claim_books_the_order_as_a_surpris
     never seen the order's clientOrderId.  Restore rejects the proposal (it may have been executed since);
     the first tick's surprise scan books the order (fill, position, daily cap) and raises an error event.
     Fails without the quarantine (seen: the approved proposal is executed again under a new clientOrderId)."""
-    bench = chaos.Bench(tmp_path, "drill", 1, closed_lookup=False)
+    bench = Bench(tmp_path, "drill", 1, closed_lookup=False)
     try:
         trading = _trading(bench)
         pid = bench.propose(Draft("BTC-EUR", "buy", Decimal("6"), None))
@@ -405,7 +423,7 @@ def test_restore_of_a_backup_taken_before_the_claim_books_the_order_as_a_surpris
         except executor.NotExecutable as e:
             again = {"refused": str(e)}
         report = _tick(bench, trading)
-        orders = bench.sim.orders(chaos.TRADE_KEY)
+        orders = bench.sim.orders(CHAOS_TRADE_KEY)
         assert len(orders) == 1, [o["orderId"] for o in orders]  # ONE order for the proposal
         (order,) = orders
         assert again == {"refused": f"proposal {pid} is rejected, not approved"}  # restore rejected it
@@ -425,7 +443,7 @@ def test_restore_of_a_backup_taken_before_the_claim_books_the_order_as_a_surpris
 
 
 def test_cooldown_counts_an_order_booked_after_a_restore(tmp_path):
-    bench = chaos.Bench(tmp_path, "drill", 1, chaos.Settings(cooldown="1h", anti_flip="1h"), closed_lookup=False)
+    bench = Bench(tmp_path, "drill", 1, Settings(cooldown="1h", anti_flip="1h"), closed_lookup=False)
     try:
         trading = _trading(bench)
         pid = bench.propose(Draft("BTC-EUR", "buy", Decimal("6"), None))
@@ -448,9 +466,7 @@ def test_cooldown_counts_an_order_booked_after_a_restore(tmp_path):
 def _position_then_a_sell_in_flight(tmp_path, first_sell, start):
     """Buy €20 of BTC; a first sell times out after the exchange filled it (the row stays 'unknown': in flight,
     its fill not yet in the position); → (bench, trading, BTC held before that sell, price)."""
-    bench = chaos.Bench(
-        tmp_path, "sells", 1, chaos.Settings(max_trade="30", cooldown="0s", anti_flip="0s"), start=start
-    )
+    bench = Bench(tmp_path, "sells", 1, Settings(max_trade="30", cooldown="0s", anti_flip="0s"), start=start)
     trading = _trading(bench)
     assert (
         executor.execute(
@@ -459,9 +475,9 @@ def _position_then_a_sell_in_flight(tmp_path, first_sell, start):
         == "filled"
     )
     held = ledger.position_base(bench.conn, "BTC-EUR")
-    bench.sim.add_fault("timeout_after_accept", on="create_order", delay=chaos.TIMEOUT_FAULT_DELAY)
+    bench.sim.add_fault("timeout_after_accept", on="create_order", delay=TIMEOUT_FAULT_DELAY)
     first = executor.execute(bench.conn, bench.cfg, trading, bench.propose(first_sell(held)))
-    assert first.state == "unknown" and len(bench.sim.orders(chaos.TRADE_KEY)) == 2  # sold, not yet booked
+    assert first.state == "unknown" and len(bench.sim.orders(CHAOS_TRADE_KEY)) == 2  # sold, not yet booked
     return bench, trading, held, bench.sim.price("BTC-EUR")
 
 
@@ -491,6 +507,6 @@ def test_own_position_counts_sells_by_eur_in_flight(tmp_path):
     try:
         executor.execute(bench.conn, bench.cfg, trading, bench.propose(Draft("BTC-EUR", "sell", None, held)))
         bench.reconcile_here()
-        assert bench.sim.balance(chaos.TRADE_KEY)["BTC"] >= external, "tinybot sold coins it did not buy"
+        assert bench.sim.balance(CHAOS_TRADE_KEY)["BTC"] >= external, "tinybot sold coins it did not buy"
     finally:
         bench.close()

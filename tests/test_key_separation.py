@@ -54,7 +54,7 @@ def test_only_the_executor_reads_the_trade_key_to_trade():
         "tinybot/executor.py",
         "tinybot/doctor/keys.py",
         "tinybot/demo.py",
-        "tinybot/chaos/__init__.py",
+        "tinybot/chaos/settings.py",
         "tinybot/exchange/bitvavo/clients.py",
     }
     assert "tinybot/executor.py" in readers

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
-from . import LOOKUP_MODES, Settings, cap_race, run, storm
+from .batches import LOOKUP_MODES, run
+from .settings import Settings
+from .storms import cap_race, storm
 
 
 @click.command()
