@@ -359,7 +359,7 @@ CREATE TABLE price_log (
 
 -- migration: 0007_candles
 
--- The candle store (tinybot/candles.py): Bitvavo candles fetched with
+-- The candle store (tinybot/analysis/candles.py): Bitvavo candles fetched with
 -- `tinybot data fetch` or imported from CSV, for `tinybot replay`.  Prices
 -- and volumes are decimal strings as Bitvavo sends them; ts_ms is the
 -- candle's open time in ms since the epoch (UTC).  An interval without
@@ -407,7 +407,7 @@ CREATE TABLE candle_markets (
 
 -- migration: 0008_llm_record
 
--- The LLM record (tinybot/llm_record.py): every LLM call that got an answer,
+-- The LLM record (tinybot/advisors/llm_record.py): every LLM call that got an answer,
 -- in paper and live runs alike, written right after the budget settles it.
 -- `tinybot replay` answers the llm advisor from here at €0 when the prompt
 -- (the request's messages, byte for byte once canonical) matches.  The
@@ -435,14 +435,14 @@ CREATE INDEX llm_calls_prompt ON llm_calls (prompt_sha256);
 -- max(id) + 1, so a restored older database would hand the same ids out
 -- again; with AUTOINCREMENT it hands out past sqlite_sequence, which a
 -- restore sets past the highest ids of the database it replaces
--- (tinybot/restore.py).  The tables are rebuilt by db.migrate right after
+-- (tinybot/ops/restore.py).  The tables are rebuilt by db.migrate right after
 -- this migration's (empty) statements, keeping every column and index they
 -- have (0010_books may already have added some): SQL cannot copy a table
 -- whose columns it does not know.
 
 -- migration: 0010_books
 
--- Books per advisor (tinybot/book.py, docs/PNL.md): every fill belongs to one
+-- Books per advisor (tinybot/trade/book/, docs/PNL.md): every fill belongs to one
 -- book, named after the advisor whose proposal made it ('dca', 'rules',
 -- 'llm', a custom advisor's name), 'manual' for a person's proposals (CLI,
 -- Telegram) and 'external' for --external sells and for orders no execution

@@ -56,13 +56,14 @@ def idle_live_tick_ms(work: Path, ticks: int) -> float:
     """Mean wall time of one live-mode tick with nothing to do, against the simulator over loopback HTTP."""
     from decimal import Decimal
 
-    from tinybot import config, db
+    from tinybot.base import config
+    from tinybot.store import db
     from tinybot.exchange import read_only
-    from tinybot.executor import trading_exchange
-    from tinybot.liveness import slot_of
+    from tinybot.trade.executor import trading_exchange
+    from tinybot.store.liveness import slot_of
     from tinybot.loop import scheduler
-    from tinybot.replay.settings import scratch_config
-    from tinybot.replay.simulator import REPLAY_KEY, REPLAY_SECRET
+    from tinybot.rehearse.replay.settings import scratch_config
+    from tinybot.rehearse.replay.simulator import REPLAY_KEY, REPLAY_SECRET
     from tinybot.sim import SimAccount, Simulator
 
     sim = Simulator(
@@ -94,9 +95,11 @@ def idle_live_tick_ms(work: Path, ticks: int) -> float:
 
 
 def bench_replay(days: int = 365, live_ticks: int = 40) -> dict:
-    from tinybot import candles, config, db
-    from tinybot.replay.plan import open_store
-    from tinybot.replay.run import replay
+    from tinybot.analysis import candles
+    from tinybot.base import config
+    from tinybot.store import db
+    from tinybot.rehearse.replay.plan import open_store
+    from tinybot.rehearse.replay.run import replay
 
     with tempfile.TemporaryDirectory(prefix="tinybot-bench-replay-") as tmp:
         work = Path(tmp)

@@ -189,7 +189,7 @@ def machine() -> dict:
 
 
 def floor_conn(path: Path) -> sqlite3.Connection:
-    from tinybot import db
+    from tinybot.store import db
 
     conn = db.connect(path)  # tinybot's pragmas: WAL, synchronous=FULL
     conn.execute("CREATE TABLE IF NOT EXISTS floor (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
@@ -216,7 +216,7 @@ class DayShift:
     """
 
     def __init__(self, per_day: int):
-        from tinybot import clock
+        from tinybot.base import clock
 
         self.clock, self.per_day, self.real = clock, per_day, clock.now
 
@@ -238,10 +238,12 @@ class DayShift:
 def bench_execute(
     rep: Report, work: Path, n: int, profile: bool = False, spread: bool = True, sync_off: bool = False
 ) -> None:
-    from tinybot import config, db, executor, proposals
+    from tinybot.base import config
+    from tinybot.store import db
+    from tinybot.trade import executor, proposals
     from tinybot.exchange.paper import PaperExchange
     from tinybot.exchange.static import StaticMarketData
-    from tinybot.proposals import Draft
+    from tinybot.trade.proposals import Draft
 
     if sync_off:
         return _execute_sync_off(rep, work, n)
@@ -326,7 +328,7 @@ def _execute_sync_off(rep: Report, work: Path, n: int) -> None:
 
     Not a mode tinybot has: an analysis row, to tell fsync cost from Python cost.
     """
-    from tinybot import db
+    from tinybot.store import db
 
     real = db.connect
 
@@ -419,9 +421,11 @@ def seed_history(conn: sqlite3.Connection, n: int, now: datetime, per_day: int =
 
 
 def bench_guards(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
-    from tinybot import clock, config, db, guards, proposals
+    from tinybot.base import clock, config
+    from tinybot.store import db
+    from tinybot.trade import guards, proposals
     from tinybot.exchange.static import StaticMarketData
-    from tinybot.proposals import Draft
+    from tinybot.trade.proposals import Draft
 
     print(f"\n2. guards.evaluate() as history grows (cooldown 1h, anti-flip 6h; {reps} evaluations each)", flush=True)
     setups = {}
@@ -764,11 +768,13 @@ def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dic
 
 def bench_growth(rep: Report, work: Path, run_growth: dict | None, trades: int) -> None:
     """Bytes per day at a 1-minute tick: idle ticks (from the run section) plus trades (from executes)."""
-    from tinybot import config, db, executor, proposals
+    from tinybot.base import config
+    from tinybot.store import db
+    from tinybot.trade import executor, proposals
     from tinybot.loop import retention
     from tinybot.exchange.paper import PaperExchange
     from tinybot.exchange.static import StaticMarketData
-    from tinybot.proposals import Draft
+    from tinybot.trade.proposals import Draft
 
     print("\n5. DB growth: bytes per tick (measured on the run above) and per trade (execute + its audit)", flush=True)
     d = work / "growth"
@@ -855,7 +861,9 @@ def bench_growth(rep: Report, work: Path, run_growth: dict | None, trades: int) 
 
 def _storm_worker(config_path: str, proposal_id: int, barrier, results, bare: bool) -> None:
     os.environ["TINYBOT_CONFIG"] = config_path
-    from tinybot import config, db, executor
+    from tinybot.base import config
+    from tinybot.store import db
+    from tinybot.trade import executor
 
     cfg = config.load(config_path)
     conn = db.open_db(cfg.db_path)
@@ -890,8 +898,10 @@ def storm(config_path: Path, proposal_id: int, n: int, bare: bool) -> tuple[floa
 
 
 def bench_storm(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
-    from tinybot import config, db, proposals
-    from tinybot.proposals import Draft
+    from tinybot.base import config
+    from tinybot.store import db
+    from tinybot.trade import proposals
+    from tinybot.trade.proposals import Draft
 
     print(
         f"\n6. retry storm: {', '.join(map(str, sizes))} processes execute one proposal (released by a barrier;"
@@ -957,7 +967,8 @@ def seed_month_of_ticks(db_path: Path, interval: timedelta, run_for: timedelta, 
     retention cutoff for the length of the run: every tick of the run then finds about one tick due
     for deletion, as at the default 1-minute tick, whatever interval the bench uses.
     """
-    from tinybot import clock, db
+    from tinybot.base import clock
+    from tinybot.store import db
 
     now = clock.now()
     cut = now - timedelta(days=keep_days)
@@ -999,7 +1010,7 @@ def wear_env(d: Path, url: str, interval: str) -> tuple[dict, Path]:
 
 def bench_wear(rep: Report, work: Path, ticks: int, interval: str) -> dict:
     """write_bytes of a real `tinybot run` process (live, simulator), idle, over `ticks` ticks after two warm-ups."""
-    from tinybot import clock
+    from tinybot.base import clock
 
     step = clock.parse_duration(interval)
     scale = timedelta(days=1) / timedelta(minutes=1)  # ticks a day at the default interval
@@ -1114,7 +1125,8 @@ class WriteLedger:
 
 def bench_wear_breakdown(rep: Report, work: Path, ticks: int, interval: str) -> None:
     """The same idle bot in this process: what each transaction of a tick writes."""
-    from tinybot import clock, config, db
+    from tinybot.base import clock, config
+    from tinybot.store import db
     from tinybot.loop import scheduler
 
     step = clock.parse_duration(interval)

@@ -62,8 +62,8 @@ def baseline(code: str, env: dict) -> int:
 
 IN_RUN_CHILD = r"""
 import sys, re
-from tinybot.telegram import poller
-from tinybot import config, cli_run                       # what `tinybot run` has loaded ...
+from tinybot.owner.telegram import poller
+from tinybot.base import config; from tinybot.cli import run                           # what `tinybot run` has loaded ...
 from tinybot.loop import scheduler
 from tinybot.exchange.bitvavo import clients               # ... ccxt included (live mode)
 clients.read_only_client(config.load())                    # builds the ccxt client; connects to nothing
@@ -169,8 +169,8 @@ def main() -> None:
         [
             sys.executable,
             "-c",
-            "import tinybot.cli, tinybot.cli_telegram, tinybot.telegram.poller, tinybot.status,"
-            " tinybot.proposals, tinybot.killswitch, tinybot.exchange.static, tinybot.backup, ssl,"
+            "import tinybot.cli, tinybot.cli.telegram, tinybot.owner.telegram.poller, tinybot.analysis.status,"
+            " tinybot.trade.proposals, tinybot.trade.killswitch, tinybot.exchange.static, tinybot.store.backup, ssl,"
             " http.client",
         ],
         env=env,
@@ -188,7 +188,9 @@ def main() -> None:
         assert fake.wait_for(lambda f: "getUpdates" in f.methods(), 30), "the loop never polled"
         at_start = proc_kib(child.pid)
         # exercise everything once: a proposal announced with its pre-check, a tap, every command
-        from tinybot import config, db, proposals
+        from tinybot.base import config
+        from tinybot.store import db
+        from tinybot.trade import proposals
 
         cfg = config.load(work / "bot.toml")
         conn = db.open_db(cfg.db_path)
@@ -226,7 +228,7 @@ def main() -> None:
         fake.close()
     bare = baseline("pass", env)
     tls = baseline("import ssl, sqlite3, json, http.client", env)
-    status = baseline("import tinybot.cli, tinybot.status", env)  # what `tinybot status` loads
+    status = baseline("import tinybot.cli, tinybot.analysis.status", env)  # what `tinybot status` loads
     mib = lambda k: f"{k / 1024:.1f} MiB"  # noqa: E731
     print(f"tinybot telegram, polling, before any update: VmRSS {mib(at_start['VmRSS'])}")
     print(f"after serving a proposal, a tap and every command: VmRSS {mib(busy['VmRSS'])}")

@@ -74,7 +74,8 @@ def write_config(tmp_path):
     ``init=True`` also creates the database, as `tinybot init` does: every other
     command refuses a missing one.  Pass ``init=False`` to test that refusal.
     """
-    from tinybot import config, db
+    from tinybot.base import config
+    from tinybot.store import db
 
     def write(text: str = PAPER_TOML, name: str = "bot.toml", init: bool = True):
         path = tmp_path / name
@@ -91,7 +92,7 @@ def write_config(tmp_path):
 @pytest.fixture
 def paper(write_config):
     """A paper-mode setup: (cfg, conn, exchange over fixed prices)."""
-    from tinybot import db
+    from tinybot.store import db
     from tinybot.exchange.paper import PaperExchange
     from tinybot.exchange.static import StaticMarketData
 

@@ -16,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from tinybot import config, db, executor
+from tinybot.base import config
+from tinybot.store import db
+from tinybot.trade import executor
 from tinybot.exchange.paper import PaperExchange
 from tinybot.exchange.static import StaticMarketData
 

@@ -11,11 +11,13 @@ from freezegun import freeze_time
 
 from conftest import PAPER_TOML
 
-from tinybot import clock, db, proposals
+from tinybot.base import clock
+from tinybot.store import db
+from tinybot.trade import proposals
 from tinybot.advisors import Caps, Position, Snapshot, build_snapshot, closed_candles, dca, rules, run_advisor
 from tinybot.exchange.base import Balance, Candle
 from tinybot.exchange.static import eur_market
-from tinybot.liveness import slot_of
+from tinybot.store.liveness import slot_of
 from tinybot.loop import scheduler
 
 T0 = datetime(2026, 11, 27, 20, 0, tzinfo=timezone.utc)
@@ -156,7 +158,7 @@ def test_rules_never_sells_what_dca_bought_unless_told_to(write_config):
 def test_book_names_in_the_config_are_checked(write_config):
     import pytest
 
-    from tinybot.errors import ConfigError
+    from tinybot.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"rules.sell_from: 'dac' is not a book; books are 'dca', 'rules'"):
         rules_cfg(write_config, 'sell_from = ["rules", "dac"]\n')
@@ -212,7 +214,7 @@ def test_dca_buys_every_period_exactly_at_the_boundary(write_config):
 def test_dca_retries_a_blocked_buy_after_the_ttl_not_every_tick(write_config):
     cfg = dca_cfg(write_config, every="7d", ttl="30m")
     conn = db.open_db(cfg.db_path)
-    from tinybot import killswitch
+    from tinybot.trade import killswitch
 
     killswitch.set_enabled(conn, False, "test", by="test")
     with freeze_time("2026-11-27 20:00:00") as frozen:

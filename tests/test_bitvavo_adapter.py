@@ -17,10 +17,10 @@ import pytest
 from freezegun import freeze_time
 
 from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, make_ccxt
-from tinybot import clock
-from tinybot.config import Config, ExchangeConfig
-from tinybot.errors import ConfigError
-from tinybot.secrets import Secrets
+from tinybot.base import clock
+from tinybot.base.config import Config, ExchangeConfig
+from tinybot.base.errors import ConfigError
+from tinybot.base.secrets import Secrets
 from tinybot.exchange.bitvavo import endpoint, reads
 from tinybot.exchange.base import READ_METHODS, ExchangeError, ReadOnlyClientError
 from tinybot.exchange.bitvavo.clients import BitvavoReadOnly, BitvavoTrading, probe_key_rights, read_only_client

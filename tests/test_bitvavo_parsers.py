@@ -11,7 +11,7 @@ from pathlib import Path
 import ccxt
 import pytest
 
-from tinybot.config import Config, ExchangeConfig
+from tinybot.base.config import Config, ExchangeConfig
 from tinybot.exchange.base import ExchangeError
 from tinybot.exchange.bitvavo.clients import BitvavoReadOnly
 from tinybot.exchange.bitvavo.errors import ERROR_CODES, classify_send

@@ -8,9 +8,12 @@ from decimal import Decimal
 
 from freezegun import freeze_time
 
-from tinybot import clock, db, ledger, pnl, proposals
-from tinybot.book import benchmarks, figures, holdings, steps, valuation
-from tinybot.book.steps import Fill, Position
+from tinybot.base import clock
+from tinybot.store import db
+from tinybot.trade import ledger, proposals
+from tinybot.analysis import pnl
+from tinybot.trade.book import benchmarks, figures, holdings, steps, valuation
+from tinybot.trade.book.steps import Fill, Position
 from tinybot.exchange.base import Balance, Ticker
 from tinybot.exchange.base import Fill as ExchangeFill
 
@@ -92,7 +95,7 @@ def test_an_external_fill_moves_the_account_but_no_book():
 
 
 def _proposal(conn, source, side="buy", book_name=None, external=False):
-    from tinybot.proposals import Draft
+    from tinybot.trade.proposals import Draft
 
     pid = proposals.create(
         conn,
@@ -169,8 +172,8 @@ def test_cost_is_stored_at_a_fixed_precision_after_a_partial_sell(write_config):
     from tests_helpers import paper_setup
 
     cfg, conn, ex = paper_setup(write_config, cooldown='"0s"', anti_flip='"0s"', max_trade_eur="20")
-    from tinybot import executor
-    from tinybot.proposals import Draft
+    from tinybot.trade import executor
+    from tinybot.trade.proposals import Draft
 
     for side, kw in (("buy", {"amount_quote": Decimal("15")}), ("sell", {"amount": Decimal("0.00009")})):
         pid = proposals.create(conn, Draft("BTC-EUR", side, **kw), source="cli", ttl=timedelta(hours=1), approve=True)
@@ -212,8 +215,8 @@ def test_the_holding_benchmark_invests_the_starting_money_once_not_every_buy(wri
     """Issue 21: "holding the same buys" spent €66 of a €25 account (each buy counted again)."""
     from tests_helpers import paper_setup
 
-    from tinybot import executor
-    from tinybot.proposals import Draft
+    from tinybot.trade import executor
+    from tinybot.trade.proposals import Draft
 
     cfg, conn, ex = paper_setup(write_config, cooldown='"0s"', anti_flip='"0s"', max_daily_eur="100")
     with freeze_time(T0) as frozen:
@@ -241,8 +244,8 @@ def test_the_holding_benchmark_invests_the_starting_money_once_not_every_buy(wri
 def test_the_series_ends_on_the_summary_figure_for_figure(write_config):
     from tests_helpers import paper_setup
 
-    from tinybot import executor
-    from tinybot.proposals import Draft
+    from tinybot.trade import executor
+    from tinybot.trade.proposals import Draft
 
     cfg, conn, ex = paper_setup(write_config, cooldown='"0s"', anti_flip='"0s"')
     with freeze_time(T0) as frozen:

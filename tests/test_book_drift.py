@@ -10,8 +10,8 @@ import sys
 import time
 from decimal import Decimal
 
-from tinybot import db
-from tinybot.book import holdings
+from tinybot.store import db
+from tinybot.trade.book import holdings
 
 from simfixtures import OPERATOR_ID, READ_KEY, TRADE_KEY, use_keys
 from tinybot.sim import SimAccount

@@ -8,10 +8,11 @@ from decimal import Decimal
 
 from freezegun import freeze_time
 
-from tinybot import db, executor, ledger, proposals
+from tinybot.store import db
+from tinybot.trade import executor, ledger, proposals
 from tinybot.exchange.paper import PaperExchange
 from tinybot.exchange.static import StaticMarketData
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from tests_helpers import paper_setup
 

@@ -13,13 +13,15 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, db, fees, proposals
-from tinybot.liveness import slot_of
+from tinybot.base import clock, fees
+from tinybot.store import db
+from tinybot.trade import proposals
+from tinybot.store.liveness import slot_of
 from tinybot.loop import scheduler
-from tinybot.book import holdings, steps
+from tinybot.trade.book import holdings, steps
 from tinybot.exchange import read_only
 from tinybot.exchange.bitvavo.clients import BitvavoTrading
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 from tinybot.sim import SimAccount, Simulator
 from tinybot.sim.engine import Matcher
 

@@ -12,7 +12,9 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
-from tinybot import candles, config, db
+from tinybot.analysis import candles
+from tinybot.base import config
+from tinybot.store import db
 from tinybot.cli import cli
 from tinybot.sim.faults import make_fault
 
@@ -272,7 +274,7 @@ def test_fast_commands_never_import_the_candle_store(tmp_path, command):
     probe = (
         "import sys; from tinybot.cli import cli\n"
         "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('sqlite_utils', 'tinybot.candles', 'tinybot.replay') if m in sys.modules),"
+        "print(sorted(m for m in ('sqlite_utils', 'tinybot.analysis.candles', 'tinybot.rehearse.replay') if m in sys.modules),"
         " file=sys.stderr)"
     )
     r = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)

@@ -1,6 +1,6 @@
 """The chaos harness: a bounded run, the retry storm and cap race, and proof that its checks can fail.
 
-The long soak is `python -m tinybot.chaos --runs 2000 ...` (docs/CHAOS.md).
+The long soak is `python -m tinybot.rehearse.chaos --runs 2000 ...` (docs/CHAOS.md).
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ from decimal import ROUND_DOWN, Decimal
 
 import pytest
 
-from tinybot import clock, committed, crash, db, executor, ledger
-from tinybot.chaos.batches import run
-from tinybot.chaos.bench import Bench
-from tinybot.chaos.invariants import Findings, _guards
-from tinybot.chaos.plan import plan_run, tour
-from tinybot.chaos.processes import env
-from tinybot.chaos.report import Report
-from tinybot.chaos.runs import arm, restore_and_resume
-from tinybot.chaos.settings import (
+from tinybot.base import clock, crash
+from tinybot.trade import committed, executor, ledger
+from tinybot.store import db
+from tinybot.rehearse.chaos.batches import run
+from tinybot.rehearse.chaos.bench import Bench
+from tinybot.rehearse.chaos.invariants import Findings, _guards
+from tinybot.rehearse.chaos.plan import plan_run, tour
+from tinybot.rehearse.chaos.processes import env
+from tinybot.rehearse.chaos.report import Report
+from tinybot.rehearse.chaos.runs import arm, restore_and_resume
+from tinybot.rehearse.chaos.settings import (
     AGED_MOMENTS,
     BACKUP_MOMENTS,
     SCENARIOS,
@@ -28,10 +30,10 @@ from tinybot.chaos.settings import (
     TIMEOUT_FAULT_DELAY,
     Settings,
 )
-from tinybot.chaos.settings import TRADE_KEY as CHAOS_TRADE_KEY
-from tinybot.chaos.settings import TRADE_SECRET as CHAOS_TRADE_SECRET
-from tinybot.chaos.storms import cap_race, storm
-from tinybot.proposals import Draft
+from tinybot.rehearse.chaos.settings import TRADE_KEY as CHAOS_TRADE_KEY
+from tinybot.rehearse.chaos.settings import TRADE_SECRET as CHAOS_TRADE_SECRET
+from tinybot.rehearse.chaos.storms import cap_race, storm
+from tinybot.trade.proposals import Draft
 
 from conftest import run_cli
 from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, make_ccxt
@@ -67,7 +69,7 @@ def test_checks_catch_an_id_handed_out_twice_forgotten_llm_spend_and_a_period_bo
 ):
     """Invariants 6, 7 and 8: with the restore's carrying forward (ids, LLM spend) and DCA's look at the
     exchange's buys taken out, each is reported; as the code is, none is."""
-    from tinybot import llm_budget
+    from tinybot.advisors import llm_budget
     from tinybot.advisors import dca
 
     if removed:

@@ -9,7 +9,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from tinybot import exitcodes
+from tinybot.base import exitcodes
 from tinybot.cli import cli
 
 from conftest import PAPER_TOML, run_cli
@@ -54,8 +54,8 @@ def test_every_command_has_help(runner):
 def test_the_root_group_holds_only_the_lazy_command_table():
     """cli.py is the root group: every command lives in its family's module and is imported only when run."""
     assert cli.commands == {}
-    assert cli.lazy["kill"] == ("tinybot.cli_trade", "kill_command")
-    assert cli.lazy["status"] == ("tinybot.cli_trade", "status_command")
+    assert cli.lazy["kill"] == ("tinybot.cli.trade", "kill_command")
+    assert cli.lazy["status"] == ("tinybot.cli.trade", "status_command")
 
 
 def test_listings_have_json(runner):
@@ -127,7 +127,7 @@ def test_bad_input_gets_an_exact_error_and_writes_nothing(runner, tmp_path, args
     r = runner.invoke(cli, args)
     assert r.exit_code == 1, r.output
     assert r.output.strip().splitlines()[-1] == error
-    from tinybot import db
+    from tinybot.store import db
 
     conn = db.connect(tmp_path / "tinybot.db")
     assert conn.execute("SELECT COUNT(*) FROM proposals").fetchone()[0] == 0
@@ -204,8 +204,8 @@ def test_the_kill_switch_never_loads_the_exchange_contract(tmp_path, command):
     probe = (
         "import sys; from tinybot.cli import cli\n"
         "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('tinybot.exchange', 'tinybot.ledger',"
-        " 'tinybot.reconcile', 'tinybot.notify'))), file=sys.stderr)"
+        "print(sorted(m for m in sys.modules if m.startswith(('tinybot.exchange', 'tinybot.trade.ledger',"
+        " 'tinybot.trade.reconcile', 'tinybot.owner.notify'))), file=sys.stderr)"
     )
     r = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr
@@ -213,14 +213,14 @@ def test_the_kill_switch_never_loads_the_exchange_contract(tmp_path, command):
 
 
 def test_every_expected_error_is_one_line_with_its_own_exit_code_and_a_bug_still_raises(monkeypatch):
-    """One root exception (tinybot.errors.TinybotError) replaces a list of (module, class) names: any error a
+    """One root exception (tinybot.base.errors.TinybotError) replaces a list of (module, class) names: any error a
     person can act on becomes `Error: …` with the exit code it carries; anything else is a bug and shows."""
     import click
 
-    from tinybot.cli_common import Fail, friendly
+    from tinybot.cli.common import Fail, friendly
     from tinybot.exchange.base import ExchangeError, ReadOnlyClientError
-    from tinybot.charts import ChartError
-    from tinybot.report import ReportError
+    from tinybot.analysis.charts import ChartError
+    from tinybot.analysis.report import ReportError
 
     monkeypatch.delenv("TINYBOT_RAISE_ERRORS", raising=False)
 

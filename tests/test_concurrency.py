@@ -9,8 +9,9 @@ import sys
 from decimal import Decimal
 from datetime import timedelta
 
-from tinybot import db, proposals
-from tinybot.proposals import Draft
+from tinybot.store import db
+from tinybot.trade import proposals
+from tinybot.trade.proposals import Draft
 
 from conftest import run_cli
 from tests_helpers import paper_config_text
@@ -20,7 +21,9 @@ def _execute_after_barrier(config_path: str, proposal_id: int, barrier, results)
     import os
 
     os.environ["TINYBOT_CONFIG"] = config_path
-    from tinybot import config, db as tdb, executor
+    from tinybot.base import config
+    from tinybot.store import db as tdb
+    from tinybot.trade import executor
 
     cfg = config.load(config_path)
     conn = tdb.open_db(cfg.db_path)
@@ -120,7 +123,7 @@ def test_tinybot_execute_from_ten_cli_processes_yields_one_order(write_config):
     ]
     outs = [json.loads(p.communicate(timeout=60)[0]) for p in procs]
     # 0 when the order is known placed; 4 (UNKNOWN) from a racer that returned while another process's send was
-    # still in flight ("submitting"): exit codes follow the state each process saw (tinybot/exitcodes.py)
+    # still in flight ("submitting"): exit codes follow the state each process saw (tinybot/base/exitcodes.py)
     assert [p.returncode for p in procs] == [0 if o["state"] in ("filled", "submitted") else 4 for o in outs]
     assert {o["state"] for o in outs} <= {"filled", "submitting"} and "filled" in {o["state"] for o in outs}
     assert sum(o["sent"] for o in outs) == 1

@@ -7,8 +7,8 @@ from decimal import Decimal
 
 import pytest
 
-from tinybot import config, secrets
-from tinybot.errors import ConfigError
+from tinybot.base import config, secrets
+from tinybot.base.errors import ConfigError
 
 from conftest import PAPER_TOML, run_cli
 
@@ -136,12 +136,12 @@ def test_dca_market_is_stored_as_bitvavo_spells_it(tmp_path):
 
 
 def test_market_names_need_no_exchange_package():
-    """normalise_market has one home (tinybot.markets), importable without tinybot.exchange."""
+    """normalise_market has one home (tinybot.base.markets), importable without tinybot.exchange."""
     import subprocess
     import sys
 
     probe = (
-        "import sys; from tinybot.markets import normalise_market; from tinybot import config\n"
+        "import sys; from tinybot.base.markets import normalise_market; from tinybot.base import config\n"
         "assert normalise_market(' btc/eur') == 'BTC-EUR'\n"
         "print(sorted(m for m in sys.modules if m.startswith('tinybot.exchange')))"
     )
@@ -214,8 +214,9 @@ def test_half_a_key_pair_is_an_error(tmp_path, monkeypatch):
 
 def test_paper_mode_never_reads_the_trade_key(tmp_path, monkeypatch):
     """Paper execution builds its exchange without asking for TINYBOT_TRADE_* at all."""
-    from tinybot import db, executor, proposals
-    from tinybot.proposals import Draft
+    from tinybot.store import db
+    from tinybot.trade import executor, proposals
+    from tinybot.trade.proposals import Draft
 
     monkeypatch.setenv("TINYBOT_TRADE_KEY", "must-not-be-read")
     monkeypatch.setenv("TINYBOT_TRADE_SECRET", "must-not-be-read")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from tinybot import db
+from tinybot.store import db
 
 from conftest import ROOT
 
@@ -143,7 +143,7 @@ def test_our_writers_inside_an_outer_transaction_leak_nothing(conn, tmp_path):
     from datetime import timedelta
     from decimal import Decimal
 
-    from tinybot import killswitch, proposals
+    from tinybot.trade import killswitch, proposals
 
     writers = [
         lambda: killswitch.set_enabled(conn, False, "x", by="t"),
@@ -188,7 +188,7 @@ def test_the_books_migration_refuses_a_database_with_fills_unless_given_the_ledg
     """The store does not import the trade layer: migration 0010_books gets its Python step (the books walked
     from the fills) from whoever opens the database.  Without it, a database holding fills is refused before
     anything changes, rather than left with empty books; the CLI's way of opening it books them."""
-    from tinybot import ledger
+    from tinybot.trade import ledger
 
     path = tmp_path / "old.db"
     conn = db.connect(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from tinybot import db
+from tinybot.store import db
 from tinybot.cli import cli
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import matplotlib.dates  # noqa: F401  first import outside freeze_time, or it registers freezegun's datetime
 from freezegun import freeze_time
 
-from tinybot import digest, executor, proposals
-from tinybot.notify import Notifier
-from tinybot.proposals import Draft
+from tinybot.owner import digest
+from tinybot.trade import executor, proposals
+from tinybot.owner.notify import Notifier
+from tinybot.trade.proposals import Draft
 
 from tests_helpers import paper_setup
 
@@ -48,7 +49,7 @@ def test_the_digest_goes_out_once_a_day_at_the_local_time_with_a_chart(write_con
     assert kind == "digest" and key == "digest:2026-11-27"
     assert text.startswith("Friday 27 November: realised €0.00, 1 fill(s) (1 buy, 0 sell), fees €0.02, LLM €0.00.")
     assert "\nAgainst holding: €25.00 put into BTC-EUR at the start and held (fees included): " in text
-    assert "; DCA: €25.00 in " in text  # the benchmarks as tinybot.book names them
+    assert "; DCA: €25.00 in " in text  # the benchmarks as tinybot.trade.book names them
     assert attached == [b"\x89PNG\r\n\x1a\n"]  # the chart, a real PNG file at the time it was sent
     with freeze_time("2026-11-28 22:30:00"):  # next day, the Pi was off at 21:00: sent late, still once
         assert digest.maybe_send(conn, cfg, rec) is True
@@ -57,7 +58,9 @@ def test_the_digest_goes_out_once_a_day_at_the_local_time_with_a_chart(write_con
 
 def a_day(write_config):
     """A day in Amsterdam with hourly prices, a buy by DCA, and a fill whose fee Bitvavo took in the coin."""
-    from tinybot import db, ledger, pnl
+    from tinybot.store import db
+    from tinybot.trade import ledger
+    from tinybot.analysis import pnl
     from tinybot.exchange.base import Balance, Fill, Ticker
 
     cfg, conn, ex = paper_setup(lambda t: write_config('timezone = "Europe/Amsterdam"\n' + t))
@@ -89,7 +92,7 @@ def figure_of(text: str, pattern: str) -> Decimal:
 
 def test_the_digest_chart_ends_at_the_figures_its_text_quotes(write_config):
     """Its net line ends at the net the text says, its holding and DCA lines at theirs, to the cent."""
-    from tinybot import charts
+    from tinybot.analysis import charts
 
     cfg, conn = a_day(write_config)
     with freeze_time("2026-11-27 20:00:00"):
@@ -109,7 +112,7 @@ def test_the_digest_chart_ends_at_the_figures_its_text_quotes(write_config):
 
 def test_the_digest_chart_is_titled_with_its_local_day(write_config):
     """27 November starts at 23:00 UTC on the 26th: the chart still says the 27th."""
-    from tinybot import charts
+    from tinybot.analysis import charts
 
     cfg, conn = a_day(write_config)
     with freeze_time("2026-11-27 20:00:00"):
@@ -130,7 +133,7 @@ def test_without_matplotlib_the_digest_still_goes_out_and_says_how_to_get_its_ch
 
 def test_the_digests_fees_value_a_fee_paid_in_the_coin(write_config):
     """The day's fees are the book's: the EUR fee of the DCA buy and the BTC fee at its fill's price."""
-    from tinybot.book import steps
+    from tinybot.trade.book import steps
 
     cfg, conn = a_day(write_config)
     with freeze_time("2026-11-27 20:00:00"):
@@ -155,7 +158,7 @@ def test_no_digest_when_off(write_config):
     cfg = write_config(
         'timezone = "Europe/Amsterdam"\n' + write_config().path.read_text() + '[alerts]\ndigest_at = ""\n'
     )
-    from tinybot import db
+    from tinybot.store import db
 
     conn = db.open_db(cfg.db_path)
     with freeze_time("2026-11-27 22:00:00"):
@@ -197,9 +200,9 @@ def test_a_tick_records_prices_pings_the_heartbeat_and_runs_exits(write_config, 
 
 
 def test_the_loop_serves_telegram_beside_it_and_stops_it_but_run_once_does_not(write_config, monkeypatch):
-    from tinybot import clock
+    from tinybot.base import clock
     from tinybot.loop import scheduler
-    from tinybot.telegram import poller as telegram
+    from tinybot.owner.telegram import poller as telegram
 
     cfg, conn, ex, _ = setup(write_config)
     seen = []

@@ -10,8 +10,9 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from tinybot import backup, config, db, secrets
-from tinybot.doctor import checklist, gate, keys, local, market
+from tinybot.store import backup, db
+from tinybot.base import config, secrets
+from tinybot.ops.doctor import checklist, gate, keys, local, market
 from tinybot.cli import cli
 from tinybot.exchange.base import ReadOnlyClientError
 from tinybot.sim import SimAccount
@@ -205,8 +206,8 @@ def test_caps_that_make_no_sense_fail_caps_over_the_account_only_warn(tmp_path, 
 
 def test_caps_are_judged_against_the_account_value_after_a_trade(tmp_path, sim, monkeypatch):
     """€25 caps on a €25 account: after one buy the EUR is €20 minus fees; EUR + BTC at the bid must pass."""
-    from tinybot import executor, proposals
-    from tinybot.proposals import Draft
+    from tinybot.trade import executor, proposals
+    from tinybot.trade.proposals import Draft
     from datetime import timedelta
 
     cfg = write_live(tmp_path, sim)
@@ -268,7 +269,7 @@ def test_a_read_key_with_trade_rights_fails_without_blocking_the_start(tmp_path,
 
 def test_the_start_decision_logs_and_alerts_an_override_and_alerts_nothing_else(tmp_path, sim, receiver, caplog):
     """doctor.gate decides what `tinybot run`'s start logs and alerts; the CLI only prints the decision."""
-    from tinybot import notify
+    from tinybot.owner import notify
 
     caplog.set_level("WARNING", logger="tinybot.run")
     cfg = write_live(tmp_path, sim, receiver, trade=("trade-key", "not-the-secret"))
@@ -354,7 +355,7 @@ def test_kill_switch_check_leaves_the_switch_as_it_was(tmp_path):
     path.write_text("", encoding="utf-8")
     cfg = config.load(path)
     conn = db.open_db(cfg.db_path)
-    from tinybot import killswitch
+    from tinybot.trade import killswitch
 
     killswitch.set_enabled(conn, False, "by hand", by="cli")
     before = killswitch.state(conn)
@@ -391,8 +392,8 @@ def test_live_probe_against_the_simulator_finds_no_difference(tmp_path, sim, rec
 def test_live_probe_reports_where_the_exchange_differs(tmp_path, sim_factory, monkeypatch):
     """A stand-in for Bitvavo that differs from the model: another fee tier, filled orders not found by
     clientOrderId, and a read key that may read orders."""
-    from tinybot import executor, proposals
-    from tinybot.proposals import Draft
+    from tinybot.trade import executor, proposals
+    from tinybot.trade.proposals import Draft
     from datetime import timedelta
 
     other = sim_factory(
@@ -422,9 +423,9 @@ def test_live_probe_needs_live_mode(tmp_path):
 
 
 def test_the_leak_scan_finds_an_alert_url_token_that_the_log_redaction_hides(tmp_path):
-    """One list of secret values (tinybot.secrets): a bot token inside TINYBOT_ALERT_URLS, written alone to
+    """One list of secret values (tinybot.base.secrets): a bot token inside TINYBOT_ALERT_URLS, written alone to
     the log (apprise logs URL pieces), is hidden by the redaction and found by doctor's leak scan."""
-    from tinybot import notify
+    from tinybot.owner import notify
 
     (tmp_path / "bot.toml").write_text('mode = "paper"\n', encoding="utf-8")
     token = "AAHdqTcv1vGWJx0K5PALDsaw"  # the shape of a Telegram bot token's secret part

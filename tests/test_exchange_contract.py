@@ -15,7 +15,7 @@ from typing import Callable
 
 import pytest
 
-from tinybot.config import Config, ExchangeConfig
+from tinybot.base.config import Config, ExchangeConfig
 from tinybot.exchange.base import MarketData, Trading
 
 MARKET = "BTC-EUR"
@@ -109,7 +109,7 @@ class TestExchangeContract:
         assert sum(f.amount * f.price for f in o.fills) == o.filled_amount_quote
         assert sum(f.fee for f in o.fills) == o.fee_paid
         # Bitvavo: a buy by amountQuote costs exactly amountQuote; the base is truncated to
-        # quantityDecimals (8 on BTC-EUR) and that remainder is part of the fee (tinybot/fees.py)
+        # quantityDecimals (8 on BTC-EUR) and that remainder is part of the fee (tinybot/base/fees.py)
         assert o.filled_amount_quote + o.fee_paid == Decimal("10")
         assert o.filled_amount == o.filled_amount.quantize(Decimal("1e-8"))
         top = max(f.price for f in o.fills)

@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import db, executor, killswitch, proposals, reconcile
-from tinybot.proposals import Draft
+from tinybot.store import db
+from tinybot.trade import executor, killswitch, proposals, reconcile
+from tinybot.trade.proposals import Draft
 
 T0 = "2026-11-27 12:00:00"
 
@@ -47,7 +48,7 @@ def test_execute_fills_and_records_everything(paper):
     row = conn.execute("SELECT * FROM trade_executions WHERE id = ?", (r.execution_id,)).fetchone()
     assert row["client_order_id"] == r.client_order_id and row["exchange_order_id"] == r.exchange_order_id
     fill = conn.execute("SELECT * FROM trade_history").fetchone()
-    # a €6 buy by amountQuote costs exactly €6: 0.25 % plus the base truncation remainder (tinybot/fees.py)
+    # a €6 buy by amountQuote costs exactly €6: 0.25 % plus the base truncation remainder (tinybot/base/fees.py)
     assert Decimal(fill["fee"]) == Decimal("6") - Decimal(fill["amount"]) * Decimal(fill["price"]) >= Decimal("0.0149")
     assert ex.balances()["EUR"].available == Decimal("19")
     pos = conn.execute("SELECT * FROM positions WHERE market = 'BTC-EUR'").fetchone()
@@ -58,7 +59,7 @@ def test_execute_fills_and_records_everything(paper):
 def test_every_guard_is_evaluated_and_recorded_in_its_order(paper):
     """The first block is the reason shown, so the order is part of the behaviour: the executor records every
     commit guard, in this order; auto-approval and Telegram's pre-check ask these, in this order."""
-    from tinybot import guards
+    from tinybot.trade import guards
 
     cfg, conn, ex, _ = paper
     r = executor.execute(conn, cfg, ex, propose(conn, eur="6"))
@@ -375,7 +376,7 @@ def test_an_order_found_for_a_failed_execution_corrects_the_record_loudly(paper)
 def test_time_window_guards_read_through_the_time_indexes(paper):
     """Guards stay flat as history grows: the cooldown, anti-flip and daily-cap queries are planned on the
     (market, submitting_at) / (submitting_at) indexes, never on the state index that holds every fill ever."""
-    from tinybot import guards
+    from tinybot.trade import guards
 
     cfg, conn, ex, _ = paper
     pid = propose(conn)

@@ -1,4 +1,4 @@
-"""Every exit tells the truth (issue 14, item 6): execute, reconcile and kill --cancel-open keep tinybot.exitcodes.
+"""Every exit tells the truth (issue 14, item 6): execute, reconcile and kill --cancel-open keep tinybot.base.exitcodes.
 
 Live mode goes through real ccxt to the simulator on 127.0.0.1, or to a
 loopback port where nothing listens (an unreachable exchange).
@@ -14,7 +14,8 @@ from decimal import Decimal
 import pytest
 from click.testing import CliRunner
 
-from tinybot import db, exitcodes
+from tinybot.store import db
+from tinybot.base import exitcodes
 from tinybot.cli import cli
 
 from conftest import RISK_TOML, ROOT

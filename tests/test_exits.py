@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from freezegun import freeze_time
 
-from tinybot import executor, proposals
+from tinybot.trade import executor, proposals
 from tinybot.advisors import build_snapshot, run_advisor
 
 from tests_helpers import paper_setup
@@ -74,7 +74,7 @@ def test_trailing_stop_measures_from_the_peak_since_the_last_buy(write_config):
     import dataclasses
     from types import MappingProxyType
 
-    from tinybot import clock
+    from tinybot.base import clock
     from tinybot.advisors import exits
     from tinybot.exchange.base import Candle
 

@@ -8,8 +8,9 @@ from decimal import Decimal
 
 from freezegun import freeze_time
 
-from tinybot import executor, export, proposals
-from tinybot.proposals import Draft
+from tinybot.trade import executor, proposals
+from tinybot.analysis import export
+from tinybot.trade.proposals import Draft
 
 from conftest import run_cli
 from tests_helpers import paper_setup

@@ -1,4 +1,4 @@
-"""tinybot.fees against Bitvavo's recorded fills, and the invariants the caps rely on."""
+"""tinybot.base.fees against Bitvavo's recorded fills, and the invariants the caps rely on."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tinybot import fees
+from tinybot.base import fees
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

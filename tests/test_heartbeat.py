@@ -147,7 +147,7 @@ def test_check_for_doctor_uses_a_signal_that_is_neither_up_nor_down(write_config
 
 
 def test_heartbeat_url_must_be_http(write_config):
-    from tinybot.errors import ConfigError
+    from tinybot.base.errors import ConfigError
 
     with pytest.raises(ConfigError, match="alerts.heartbeat_url: 'hc-ping.com/x' is not an http"):
         cfg_with(write_config, "hc-ping.com/x")

@@ -308,7 +308,7 @@ def test_others_commands_keep_the_contract(trades):
 
 
 def test_telegram_chats(tmp_path, monkeypatch):
-    from tinybot.telegram import api as telegram
+    from tinybot.owner.telegram import api as telegram
 
     with FakeTelegram() as fake:
         (tmp_path / "bot.toml").write_text(PAPER_TOML + f'[telegram]\nchat_ids = [111]\napi_url = "{fake.url}"\n')
@@ -342,7 +342,7 @@ def test_the_error_object_carries_the_exit_code(runner, tmp_path):
     (tmp_path / "tinybot.db").write_bytes(b"this is not a database" * 100)
     err, stderr, code = fail(runner, "status", "--json")
     assert code == 1 and err["error"]["exit_code"] == 1 and stderr == f"Error: {err['error']['message']}\n"
-    # the exchange unreachable: exit 5 (tinybot.exitcodes.UNREACHABLE)
+    # the exchange unreachable: exit 5 (tinybot.base.exitcodes.UNREACHABLE)
     (tmp_path / "tinybot.db").unlink()
     (tmp_path / "bot.toml").write_text(
         PAPER_TOML.replace('prices = { "BTC-EUR" = "60000", "ETH-EUR" = "3000" }\n', "")
@@ -372,7 +372,7 @@ def test_decimals_never_print_in_exponent_notation():
 
     import click
 
-    from tinybot.cli_common import echo_json
+    from tinybot.cli.common import echo_json
 
     @click.command()
     def probe():

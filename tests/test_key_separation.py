@@ -30,8 +30,8 @@ def test_only_the_executor_constructs_the_trading_client():
                     builders.add((name, called))
     # PaperExchange is also the read side of paper mode, wrapped read-only in exchange/__init__.py
     assert builders == {
-        ("tinybot/executor.py", "BitvavoTrading"),
-        ("tinybot/executor.py", "PaperExchange"),
+        ("tinybot/trade/executor.py", "BitvavoTrading"),
+        ("tinybot/trade/executor.py", "PaperExchange"),
         ("tinybot/exchange/__init__.py", "PaperExchange"),
     }
 
@@ -50,14 +50,14 @@ def test_only_the_executor_reads_the_trade_key_to_trade():
             if names_trade_key(node):
                 readers.add(name)
     assert readers <= {
-        "tinybot/secrets.py",
-        "tinybot/executor.py",
-        "tinybot/doctor/keys.py",
-        "tinybot/demo.py",
-        "tinybot/chaos/settings.py",
+        "tinybot/base/secrets.py",
+        "tinybot/trade/executor.py",
+        "tinybot/ops/doctor/keys.py",
+        "tinybot/rehearse/demo.py",
+        "tinybot/rehearse/chaos/settings.py",
         "tinybot/exchange/bitvavo/clients.py",
     }
-    assert "tinybot/executor.py" in readers
+    assert "tinybot/trade/executor.py" in readers
 
 
 def test_the_adapter_reads_the_trade_key_only_for_get_only_lookups():
@@ -86,7 +86,7 @@ def test_the_adapter_reads_the_trade_key_only_for_get_only_lookups():
 
 
 def test_advisors_cannot_reach_trading_code():
-    forbidden = ("tinybot.executor", "tinybot.exchange.bitvavo", "tinybot.exchange.paper", "ccxt")
+    forbidden = ("tinybot.trade.executor", "tinybot.exchange.bitvavo", "tinybot.exchange.paper", "ccxt")
     for name, tree in modules():
         if not name.startswith("tinybot/advisors/"):
             continue
@@ -262,7 +262,7 @@ def test_an_advisor_snapshot_reaches_no_client_key_or_trading_method(live_ro):
     import requests
 
     from simfixtures import READ_SECRET, TRADE_SECRET
-    from tinybot import db
+    from tinybot.store import db
     from tinybot.advisors import build_snapshot
     from tinybot.exchange.bitvavo.clients import BitvavoReadOnly, BitvavoTrading
     from tinybot.exchange.bitvavo.endpoint import Endpoint

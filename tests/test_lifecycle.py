@@ -10,7 +10,9 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
-from tinybot import clock, db, exitcodes, proposals
+from tinybot.base import clock, exitcodes
+from tinybot.store import db
+from tinybot.trade import proposals
 from tinybot.cli import cli
 
 from conftest import RISK_TOML

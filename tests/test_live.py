@@ -11,10 +11,12 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, committed, db, executor, proposals, reconcile
-from tinybot.errors import ConfigError
+from tinybot.base import clock
+from tinybot.trade import committed, executor, proposals, reconcile
+from tinybot.store import db
+from tinybot.base.errors import ConfigError
 from tinybot.exchange import read_only
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from conftest import RISK_TOML, run_cli
 from simfixtures import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET

@@ -14,11 +14,13 @@ from types import MappingProxyType
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, db, llm_budget
+from tinybot.base import clock
+from tinybot.store import db
+from tinybot.advisors import llm_budget
 from tinybot.advisors import Caps, PastProposal, Position, Snapshot, run_advisor
 from tinybot.advisors import llm
 from tinybot.exchange.base import Balance, Candle, Ticker
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from fake_openai import FakeOpenAI
 
@@ -76,7 +78,7 @@ def snapshot(now=None, *, daily_left="20", held="0.0001", reason="x", book="llm"
         candles=MappingProxyType({"BTC-EUR": candles, "ETH-EUR": candles}),
         balances=MappingProxyType({"EUR": Balance(Decimal("19"), Decimal("0"))}),
         positions=MappingProxyType({"BTC-EUR": Position("BTC-EUR", Decimal(held), Decimal("6"), Decimal("0"))}),
-        # the coins are the llm's own (tinybot.book): a sell is held to its own book
+        # the coins are the llm's own (tinybot.trade.book): a sell is held to its own book
         books=MappingProxyType(
             {book: MappingProxyType({"BTC-EUR": Position("BTC-EUR", Decimal(held), Decimal("6"), Decimal("0"))})}
         ),
@@ -201,7 +203,7 @@ def test_budget_boundary_the_call_that_would_cross_never_reaches_the_server(setu
 CHILD = r"""
 import json, sys, time
 sys.path[:0] = [{root!r}, {tests!r}]
-from tinybot import config, llm_budget
+from tinybot.base import config; from tinybot.advisors import llm_budget
 from tinybot.advisors import llm
 from datetime import timedelta
 import test_llm_advisor as t
@@ -407,7 +409,7 @@ def test_a_loopback_server_needs_no_key(setup, fake):
 
 def test_the_advisor_module_is_not_imported_by_the_budget_or_the_cli():
     code = (
-        "import sys, tinybot.cli, tinybot.llm_budget, tinybot.cli_llm;"
+        "import sys, tinybot.cli, tinybot.advisors.llm_budget, tinybot.cli.llm;"
         "print('tinybot.advisors.llm' in sys.modules, 'urllib.request' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

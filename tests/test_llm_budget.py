@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
-from tinybot import db, llm_budget
-from tinybot.llm_budget import BudgetRefused
+from tinybot.store import db
+from tinybot.advisors import llm_budget
+from tinybot.advisors.llm_budget import BudgetRefused
 
 T0 = "2026-11-27 12:00:00"
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,7 +241,7 @@ def test_usage_report(setup):
 CHILD = r"""
 import json, sys, time
 sys.path.insert(0, {root!r})
-from tinybot import config, db, llm_budget
+from tinybot.base import config; from tinybot.store import db; from tinybot.advisors import llm_budget
 cfg = config.load({config!r})
 conn = db.connect(cfg.db_path)
 # Widen the window between the budget check and the insert: without

@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
-from tinybot import db, llm_budget
+from tinybot.store import db
+from tinybot.advisors import llm_budget
 from tinybot.cli import cli
 
 from conftest import run_cli

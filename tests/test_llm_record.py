@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from freezegun import freeze_time
 
-from tinybot import llm_record
+from tinybot.advisors import llm_record
 from tinybot.advisors import llm
 
 from fake_openai import FakeOpenAI  # noqa: F401  (the fake fixture comes from test_llm_advisor)

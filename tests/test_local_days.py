@@ -9,9 +9,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, committed, executor, llm_budget, proposals
-from tinybot.errors import ConfigError
-from tinybot.proposals import Draft
+from tinybot.base import clock
+from tinybot.trade import committed, executor, proposals
+from tinybot.advisors import llm_budget
+from tinybot.base.errors import ConfigError
+from tinybot.trade.proposals import Draft
 
 from tests_helpers import paper_config_text, paper_setup
 

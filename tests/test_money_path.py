@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, db, executor, killswitch, ledger, proposals, reconcile, sizing
-from tinybot.errors import ConfigError
+from tinybot.base import clock, sizing
+from tinybot.store import db
+from tinybot.trade import executor, killswitch, ledger, proposals, reconcile
+from tinybot.base.errors import ConfigError
 from tinybot.exchange.base import Fill
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from tests_helpers import paper_config_text, paper_setup
 
@@ -262,8 +264,8 @@ def test_buy_sizes_that_cannot_stay_sellable_are_rejected_with_the_numbers(write
 
 
 def test_the_shipped_defaults_keep_positions_sellable(tmp_path):
-    from tinybot import config
-    from tinybot.cli_trade import example_config
+    from tinybot.base import config
+    from tinybot.cli.trade import example_config
 
     text = (
         example_config()

@@ -11,7 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from freezegun import freeze_time
 
-from tinybot import clock, config, db, killswitch, ledger, notify, secrets
+from tinybot.base import clock, config, secrets
+from tinybot.store import db
+from tinybot.trade import killswitch, ledger
+from tinybot.owner import notify
 
 SECRET_TOKEN = "tok-SECRET-9f8e7d6c5b4a"
 READ_SECRET = "read-SECRET-0a1b2c3d"
@@ -222,7 +225,7 @@ def test_guard_blocks_are_summarised_not_one_per_tick(setup, receiver):
 
 
 def test_execution_alerts(setup, receiver):
-    from tinybot.executor import Result
+    from tinybot.trade.executor import Result
 
     cfg, conn = setup
     n = notify.Notifier(cfg, conn)
@@ -270,6 +273,8 @@ def test_importing_notify_does_not_import_apprise():
     import subprocess
     import sys
 
-    code = "import sys, tinybot.notify, tinybot.safety; print('apprise' in sys.modules, 'ccxt' in sys.modules)"
+    code = (
+        "import sys, tinybot.owner.notify, tinybot.trade.safety; print('apprise' in sys.modules, 'ccxt' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]

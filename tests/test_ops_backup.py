@@ -12,7 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tinybot import backup, config, db, killswitch, restore, secrets
+from tinybot.store import backup, db
+from tinybot.base import config, secrets
+from tinybot.trade import killswitch
+from tinybot.ops import restore
 from tinybot.cli import cli
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "OPERATIONS.md"
@@ -101,12 +104,12 @@ def test_restore_refuses_while_the_scheduler_holds_the_lock(tmp_path):
 
 
 def test_restore_holds_the_same_lock_as_run_and_names_its_pid(tmp_path):
-    """backup --restore and `tinybot run` share one lock (tinybot.runlock): a real process holding it
+    """backup --restore and `tinybot run` share one lock (tinybot.base.runlock): a real process holding it
     through runlock.RunLock is refused by its PID, and while a restore holds it `run` cannot start."""
     import subprocess
     import sys
 
-    from tinybot import runlock
+    from tinybot.base import runlock
 
     tinybot("init")
     cfg = config.load()
@@ -115,7 +118,7 @@ def test_restore_holds_the_same_lock_as_run_and_names_its_pid(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from tinybot.runlock import RunLock\n"
+            "import sys, time; from tinybot.base.runlock import RunLock\n"
             f"RunLock({str(cfg.lock_path)!r}).acquire(); print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,

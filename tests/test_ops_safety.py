@@ -1,4 +1,4 @@
-"""The automatic kill switch (tinybot.safety.check) and `tinybot kill --cancel-open`."""
+"""The automatic kill switch (tinybot.trade.safety.check) and `tinybot kill --cancel-open`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
-from tinybot import clock, config, db, killswitch, ledger, notify, safety, secrets
+from tinybot.base import clock, config, secrets
+from tinybot.store import db
+from tinybot.trade import killswitch, ledger, safety
+from tinybot.owner import notify
 from tinybot.exchange.static import StaticMarketData
 
 
@@ -154,7 +157,7 @@ def test_auto_kill_blocks_the_executor_and_is_alerted(env, tmp_path):
     assert kinds == ["surprise_order", "kill_switch"]
     assert "trading disabled by auto: auto: reconcile found 1 order(s)" in sent[1][1]
 
-    from tinybot import executor, proposals
+    from tinybot.trade import executor, proposals
     from tinybot.exchange.paper import PaperExchange
 
     pid = proposals.create(

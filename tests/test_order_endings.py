@@ -14,9 +14,11 @@ from decimal import Decimal
 
 import pytest
 
-from tinybot import clock, committed, db, executor, ledger, proposals, reconcile
+from tinybot.base import clock
+from tinybot.trade import committed, executor, ledger, proposals, reconcile
+from tinybot.store import db
 from tinybot.exchange import read_only
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from conftest import RISK_TOML
 from simfixtures import OPERATOR_ID, shared_accounts, use_keys

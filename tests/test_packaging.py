@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import tinybot
-from tinybot import db
+from tinybot.store import db
 
 ROOT = Path(__file__).resolve().parent.parent
 # what a clean clone does not have: local state, build leftovers, caches
@@ -112,7 +112,7 @@ def in_venv(v: dict, *argv) -> subprocess.CompletedProcess:
 def test_the_wheel_holds_every_module_and_the_shipped_files(venv):
     names = set(zipfile.ZipFile(venv["wheel"]).namelist())
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "tinybot").rglob("*.py")}
-    assert modules - names == set()  # every package is found, tinybot.chaos included
+    assert modules - names == set()  # every package is found, tinybot.rehearse.chaos included
     assert {"tinybot/schema.sql", "tinybot/bot.toml"} <= names
     installed = venv["site"] / "tinybot"
     for name in ("schema.sql", "bot.toml"):  # the files themselves, not the checkout's symlinks
@@ -122,7 +122,10 @@ def test_the_wheel_holds_every_module_and_the_shipped_files(venv):
 
 def test_the_installed_tinybot_is_the_wheel_not_the_checkout(venv):
     r = in_venv(
-        venv, venv["py"], "-c", "import tinybot, tinybot.db as d; print(tinybot.__file__); print(len(d.migrations()))"
+        venv,
+        venv["py"],
+        "-c",
+        "import tinybot, tinybot.store.db as d; print(tinybot.__file__); print(len(d.migrations()))",
     )
     where, n = r.stdout.split()
     assert Path(where).is_relative_to(venv["site"])
@@ -149,5 +152,5 @@ def test_init_writes_the_example_config_and_a_migrated_database(venv):
 def test_the_chaos_harness_runs_from_the_installed_package(venv):
     # one seeded run through the simulator, forkserver workers and invariants, all from the wheel; the
     # tour's verdict on the guarantees is tests/test_chaos.py's business (and 15 s), not packaging's
-    r = in_venv(venv, venv["py"], "-m", "tinybot.chaos", "--runs", "1", "--no-tour")
+    r = in_venv(venv, venv["py"], "-m", "tinybot.rehearse.chaos", "--runs", "1", "--no-tour")
     assert "OK — replay:" in r.stdout, r.stdout

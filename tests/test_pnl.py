@@ -7,9 +7,11 @@ from decimal import Decimal
 
 from freezegun import freeze_time
 
-from tinybot import db, executor, pnl, proposals
+from tinybot.store import db
+from tinybot.trade import executor, proposals
+from tinybot.analysis import pnl
 from tinybot.exchange.base import Balance, Ticker
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from tests_helpers import paper_setup
 
@@ -125,7 +127,7 @@ def test_pnl_command_reads_the_database_only_and_never_imports_ccxt(tmp_path):
 def test_status_has_a_pnl_line_and_live_balances_with_their_age_and_history_has_eur_values(write_config):
     from freezegun import freeze_time as ft
 
-    from tinybot.status import fills, status
+    from tinybot.analysis.status import fills, status
 
     cfg = write_config(
         write_config().path.read_text().replace('mode = "paper"', 'mode = "live"') + "[exchange]\noperator_id = 1\n"

@@ -10,10 +10,12 @@ from decimal import Decimal
 
 from freezegun import freeze_time
 
-from tinybot import db, executor, ledger, pnl, proposals, reconcile, tax
+from tinybot.store import db
+from tinybot.trade import executor, ledger, proposals, reconcile
+from tinybot.analysis import pnl, tax
 from tinybot.exchange import read_only
 from tinybot.exchange.base import Balance
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from conftest import RISK_TOML
 from simfixtures import OPERATOR_ID, TRADE_KEY, shared_accounts, use_keys
@@ -100,7 +102,7 @@ def test_a_month_with_faults_leaves_no_drift_and_equity_equals_the_account(sim_f
 
 def test_box3_snapshot_is_the_balances_times_the_prices_at_the_peildatum(write_config, tmp_path):
     """The worksheet's values on the peildatum are exactly balance × price (here: a live account's baseline)."""
-    from tinybot import candles
+    from tinybot.analysis import candles
     from tinybot.exchange.base import Ticker
 
     cfg = write_config(

@@ -14,13 +14,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tinybot import candles, clock, config, db, secrets
+from tinybot.analysis import candles
+from tinybot.base import clock, config, secrets
+from tinybot.store import db
 from tinybot.cli import cli
-from tinybot.replay.plan import ReplayError, open_store
-from tinybot.replay.run import replay
-from tinybot.replay.settings import apply_sets
-from tinybot.replay.simulator import DEFAULT_SLIPPAGE, REPLAY_KEY, REPLAY_SECRET, make_simulator
-from tinybot.replay.sweep import expand_sets
+from tinybot.rehearse.replay.plan import ReplayError, open_store
+from tinybot.rehearse.replay.run import replay
+from tinybot.rehearse.replay.settings import apply_sets
+from tinybot.rehearse.replay.simulator import DEFAULT_SLIPPAGE, REPLAY_KEY, REPLAY_SECRET, make_simulator
+from tinybot.rehearse.replay.sweep import expand_sets
 from tinybot.sim.transport import InProcessSession
 
 HOUR = 3_600_000
@@ -125,7 +127,7 @@ def test_orders_fill_at_the_open_of_the_next_candle_with_fee_minimum_and_slippag
         if t["side"] == "buy":
             assert price == to_tick((ref + half) * (1 + slip), tick, ROUND_CEILING)
             # a buy by amountQuote costs exactly the €6: base = €6 / (price × 1.0025), truncated to
-            # 8 decimals; the fee is what is left of the €6 (tinybot/fees.py, Bitvavo's recorded fills)
+            # 8 decimals; the fee is what is left of the €6 (tinybot/base/fees.py, Bitvavo's recorded fills)
             assert amount == (Decimal(6) / (price * Decimal("1.0025"))).quantize(Decimal("1e-8"), ROUND_DOWN)
             assert fee == Decimal(6) - amount * price
             floor = Decimal(6) - Decimal(6) / Decimal("1.0025")  # 0.25 % of what was traded, no less
@@ -353,7 +355,7 @@ def _decisions(conn) -> dict:
         "verdicts": q(
             "SELECT proposal_id, stage, guard, verdict, reason_code, decided_at FROM guard_decisions ORDER BY id"
         ),
-        # filled_quote too: the paper exchange and the simulator both settle through tinybot/fees.py
+        # filled_quote too: the paper exchange and the simulator both settle through tinybot/base/fees.py
         # (Bitvavo: filledAmountQuote + feePaid == amountQuote)
         # numbers compared by value: the paper exchange stores "0.014988370", the simulator sends
         # "0.01498837" (Bitvavo writes no trailing zeros); both are the same exact Decimal
@@ -377,11 +379,11 @@ def paper_run(cfg, toml_path: Path, text: str, first: datetime, last: datetime) 
     candles of ``cfg``'s database over HTTP; returns its decisions."""
     from freezegun import freeze_time
 
-    from tinybot.liveness import next_slot
+    from tinybot.store.liveness import next_slot
     from tinybot.loop import scheduler
     from tinybot.exchange import read_only
     from tinybot.exchange.bitvavo.clients import read_only_client
-    from tinybot.executor import trading_exchange
+    from tinybot.trade.executor import trading_exchange
 
     store = open_store(cfg.db_path)
     series = {m: candles.load(store, m, "1h") for m in ("BTC-EUR", "ETH-EUR")}
@@ -531,7 +533,7 @@ def test_llm_answers_come_from_the_record_at_no_cost_with_the_same_decisions(set
 def test_llm_live_calls_only_prompts_not_in_the_record_within_the_budget_left_today(setup, tmp_path):
     from fake_openai import FakeOpenAI
 
-    from tinybot import llm_budget
+    from tinybot.advisors import llm_budget
 
     cfg, _ = setup
     start, end = datetime(2025, 1, 6, tzinfo=timezone.utc), datetime(2025, 1, 6, 12, tzinfo=timezone.utc)
@@ -713,7 +715,7 @@ def test_candles_finer_than_the_store_has_are_a_clear_error(setup):
 
 
 def test_the_replay_package_has_a_room_per_concern_and_re_exports_nothing():
-    """tinybot/replay/__init__.py is only its docstring (importers name each module: an old path fails loudly),
+    """tinybot/rehearse/replay/__init__.py is only its docstring (importers name each module: an old path fails loudly),
     every module's first line says what it is for, and the modules' imports of each other (inside functions
     too) form no cycle."""
     import ast
@@ -726,14 +728,14 @@ def test_the_replay_package_has_a_room_per_concern_and_re_exports_nothing():
         assert doc and doc.splitlines()[0].strip(), f"{path.name} has no first line saying what it is for"
         if path.name == "__init__.py":
             assert [type(n) for n in tree.body] == [ast.Expr], (
-                "tinybot/replay/__init__.py holds more than its docstring"
+                "tinybot/rehearse/replay/__init__.py holds more than its docstring"
             )
             continue
         imports[path.stem] = set()
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level == 1:
                 imports[path.stem] |= {node.module} if node.module else {a.name for a in node.names}
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tinybot.replay."):
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tinybot.rehearse.replay."):
                 imports[path.stem].add(node.module.split(".")[2])
     done: set[str] = set()
     while len(done) < len(imports):  # peel off the modules whose imports are all peeled off: a cycle never peels

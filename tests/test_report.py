@@ -1,6 +1,6 @@
 """`tinybot report`: a self-contained page a user would trust, checked in a real headless Chromium (issues 16, 21).
 
-Every chart ends where its table does (one test per chart, the figures from tinybot.book); times are local and
+Every chart ends where its table does (one test per chart, the figures from tinybot.trade.book); times are local and
 without microseconds; a young bot gets a sentence; legends sit off the plot; counts are whole; a phone 390 px
 wide never scrolls sideways; the data each chart draws is in the page as JSON.
 """
@@ -21,9 +21,12 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
-from tinybot import charts, config, db, executor, ledger, pnl, proposals, report
+from tinybot.analysis import charts, pnl, report
+from tinybot.base import config
+from tinybot.store import db
+from tinybot.trade import executor, ledger, proposals
 from tinybot.exchange.base import Balance, Fill, Ticker
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from browser import load, phone
 from conftest import PAPER_TOML, run_cli
@@ -328,7 +331,7 @@ def test_a_young_bot_gets_a_sentence_not_an_empty_chart(write_config, tmp_path):
 
 
 def test_without_matplotlib_the_report_says_how_to_install_it_and_writes_nothing(made, tmp_path, monkeypatch):
-    """The drawing (tinybot.charts) needs matplotlib: without it `tinybot report` is one line naming the package to
+    """The drawing (tinybot.analysis.charts) needs matplotlib: without it `tinybot report` is one line naming the package to
     install, exit code 1, and no page, not even a partial one."""
     from tinybot.cli import cli
 
@@ -400,7 +403,7 @@ def test_a_replays_page_names_the_replayed_period_and_its_folder_is_not_printed_
     scratch folder the page was made from is deleted and not printed as kept."""
     import math
 
-    from tinybot import candles
+    from tinybot.analysis import candles
     from tinybot.cli import cli
 
     (tmp_path / "bot.toml").write_text(REPLAY_TOML)

@@ -22,7 +22,10 @@ import pytest
 from click.testing import CliRunner
 from freezegun import freeze_time
 
-from tinybot import backup, clock, config, db, killswitch, llm_budget, reconcile
+from tinybot.store import backup, db
+from tinybot.base import clock, config
+from tinybot.trade import killswitch, reconcile
+from tinybot.advisors import llm_budget
 from tinybot.cli import cli
 
 T0 = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
@@ -165,9 +168,9 @@ FAILURES = {
     "migrate": lambda mp: mp.setattr(db, "migrate", boom),
     "quarantine": lambda mp: mp.setattr(reconcile, "quarantine_after_restore", boom),
     "carry forward": lambda mp: mp.setattr(llm_budget, "carry_forward", boom),
-    "check": lambda mp: mp.setattr("tinybot.restore._check_scratch", boom),
+    "check": lambda mp: mp.setattr("tinybot.ops.restore._check_scratch", boom),
     "pre-restore backup": lambda mp: mp.setattr(backup, "make", boom),
-    "swap": lambda mp: mp.setattr("tinybot.restore.os.replace", failing_replace(os.replace)),
+    "swap": lambda mp: mp.setattr("tinybot.ops.restore.os.replace", failing_replace(os.replace)),
 }
 
 
@@ -223,7 +226,7 @@ def test_a_restore_refuses_while_another_process_has_the_database_open(home, mon
         stdout=subprocess.PIPE,
         text=True,
     )
-    monkeypatch.setattr("tinybot.restore.QUIESCE_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("tinybot.ops.restore.QUIESCE_TIMEOUT_S", 0.2)
     try:
         assert holder.stdout.readline().strip() == "open"
         r = tinybot("backup", "--restore", taken.path.name)

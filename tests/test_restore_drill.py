@@ -25,10 +25,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tinybot import backup, config, db, executor, killswitch, proposals
+from tinybot.store import backup, db
+from tinybot.base import config
+from tinybot.trade import executor, killswitch, proposals
 from tinybot.cli import cli
 from tinybot.exchange.base import ExchangeError
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from conftest import run_cli
 from simfixtures import OPERATOR_ID, TRADE_KEY, shared_accounts, use_keys
@@ -87,7 +89,7 @@ class Service:
 
 
 def killswitch_reaches(cfg) -> bool:
-    from tinybot import runlock
+    from tinybot.base import runlock
 
     return bool(runlock.live_holder(cfg.lock_path))
 

@@ -14,7 +14,10 @@ import time
 
 import pytest
 
-from tinybot import candles, config, db, killswitch, runlock
+from tinybot.analysis import candles
+from tinybot.base import config, runlock
+from tinybot.store import db
+from tinybot.trade import killswitch
 
 from conftest import run_cli
 

@@ -14,10 +14,13 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import backup, config, db, executor, proposals, reconcile, restore
+from tinybot.store import backup, db
+from tinybot.base import config
+from tinybot.trade import executor, proposals, reconcile
+from tinybot.ops import restore
 from tinybot.advisors import build_snapshot, dca
 from tinybot.exchange import read_only
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from simfixtures import OPERATOR_ID, TRADE_KEY, shared_accounts, use_keys
 

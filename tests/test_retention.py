@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tinybot import clock, db
+from tinybot.base import clock
+from tinybot.store import db
 from tinybot.loop import retention
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tinybot import backup, db, exitcodes
+from tinybot.store import backup, db
+from tinybot.base import exitcodes
 
 from conftest import run_cli
 from simfixtures import READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, shared_accounts

@@ -23,9 +23,11 @@ from freezegun import freeze_time
 
 from conftest import PAPER_TOML
 
-from tinybot import clock, db, exitcodes, liveness, proposals, runlock
+from tinybot.base import clock, exitcodes, runlock
+from tinybot.store import db, liveness
+from tinybot.trade import proposals
 from tinybot.loop import beat, outage, scheduler, tick
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 TESTS = Path(__file__).resolve().parent
 
@@ -356,7 +358,7 @@ def test_invalid_drafts_are_skipped_one_by_one(write_config):
 
 def test_an_exception_in_a_tick_is_recorded_and_the_loop_goes_on(write_config, monkeypatch):
     cfg = write_config(config_text(["test_scheduler:buy_btc"]))
-    from tinybot import reconcile
+    from tinybot.trade import reconcile
 
     real = reconcile.reconcile
     calls = {"n": 0}
@@ -463,7 +465,7 @@ def alerts(conn):
 
 def test_an_outage_pauses_trading_alerts_once_and_resumes_by_itself(write_config, sim):
     """Outages are no reason to distrust the bot: no kill switch, one alert when it starts, one when it ends."""
-    from tinybot import killswitch
+    from tinybot.trade import killswitch
 
     cfg = write_config(
         sim_paper_text(sim.url, ["test_scheduler:buy_btc"], extra="[safety]\nmax_consecutive_errors = 2\n")
@@ -498,7 +500,7 @@ def test_after_an_outage_with_the_kill_switch_on_nothing_says_trading_resumes(wr
     the log and the alert say trading stays off and why (they said "trading resumes")."""
     import logging
 
-    from tinybot import killswitch
+    from tinybot.trade import killswitch
 
     cfg = write_config(sim_paper_text(sim.url, ["test_scheduler:buy_btc"]))
     conn = db.open_db(cfg.db_path)
@@ -526,7 +528,7 @@ def test_trading_stays_paused_until_reconcile_is_clean(write_config, sim_factory
     from simfixtures import READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, shared_accounts
     from test_live import live_text
 
-    from tinybot import killswitch
+    from tinybot.trade import killswitch
 
     sim = sim_factory(accounts=shared_accounts())
     for name, value in (
@@ -573,7 +575,7 @@ def test_trading_stays_paused_until_reconcile_is_clean(write_config, sim_factory
 
 def test_failed_ticks_other_than_outages_trip_the_kill_switch_and_are_alerted(write_config, monkeypatch):
     cfg = write_config(config_text(extra="[safety]\nmax_consecutive_errors = 2\n"))
-    from tinybot import killswitch, reconcile
+    from tinybot.trade import killswitch, reconcile
 
     monkeypatch.setattr(reconcile, "reconcile", lambda *a, **k: (_ for _ in ()).throw(ValueError("bug")))
     with freeze_time("2026-11-27 20:00:05") as frozen:
@@ -595,7 +597,7 @@ def test_each_tick_prunes_audit_rows_older_than_keep_days(tmp_path, write_config
     """The retention rule runs once a tick: old ticks go, the money record stays."""
     from freezegun import freeze_time
 
-    from tinybot import db as tdb
+    from tinybot.store import db as tdb
     from tinybot.loop.scheduler import Scheduler
 
     cfg = write_config(PAPER_TOML.replace("[risk]", "[scheduler]\nkeep_days = 1\n[risk]"))
@@ -612,7 +614,7 @@ def test_each_tick_prunes_audit_rows_older_than_keep_days(tmp_path, write_config
 
 
 def test_surprise_orders_are_looked_for_at_start_and_every_fifth_tick(write_config, monkeypatch):
-    from tinybot import reconcile
+    from tinybot.trade import reconcile
 
     cfg = write_config(config_text())
     scans = []
@@ -874,7 +876,7 @@ def test_retention_runs_at_most_once_an_hour(write_config):
 
 
 def test_set_state_of_an_unchanged_value_writes_nothing(write_config):
-    from tinybot.notify import get_state, set_state
+    from tinybot.owner.notify import get_state, set_state
 
     cfg = write_config(config_text())
     conn = db.open_db(cfg.db_path)
@@ -928,7 +930,7 @@ def test_idle_ticks_log_at_debug_with_one_info_line_an_hour(write_config, caplog
 
 
 def test_the_outage_tracker_alone_backs_off_doubling_up_to_fifteen_minutes_and_alerts_once_each_way(write_config):
-    from tinybot.notify import Notifier
+    from tinybot.owner.notify import Notifier
 
     cfg = write_config(config_text())
     conn = db.open_db(cfg.db_path)
@@ -954,8 +956,8 @@ def test_the_outage_tracker_alone_backs_off_doubling_up_to_fifteen_minutes_and_a
 
 
 def test_an_outage_that_starts_with_the_kill_switch_on_does_not_promise_to_resume(write_config):
-    from tinybot import killswitch
-    from tinybot.notify import Notifier
+    from tinybot.trade import killswitch
+    from tinybot.owner.notify import Notifier
 
     cfg = write_config(config_text())
     conn = db.open_db(cfg.db_path)
@@ -1005,7 +1007,7 @@ def test_the_beat_alone_keeps_idle_rows_for_its_next_beat_and_writes_a_busy_tick
 
 def test_a_tick_alone_runs_its_steps_and_stops_at_a_checkpoint(write_config):
     from tinybot.loop.stop import Stop
-    from tinybot.notify import Notifier
+    from tinybot.owner.notify import Notifier
 
     cfg = write_config(config_text(["test_scheduler:buy_btc"]))
     conn = db.open_db(cfg.db_path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tinybot import db
+from tinybot.store import db
 
 
 def test_migrations_are_in_the_file_in_the_order_they_apply():

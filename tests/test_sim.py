@@ -657,7 +657,7 @@ def test_cli_starts_prints_url_and_stops_on_ctrl_c(tmp_path):
 def test_cli_bad_flags_name_the_flag(args, flag):
     from click.testing import CliRunner
 
-    from tinybot.sim.cli import sim_command
+    from tinybot.cli.sim import sim_command
 
     result = CliRunner().invoke(sim_command, args)
     assert result.exit_code == 2 and flag in result.output, result.output
@@ -666,7 +666,7 @@ def test_cli_bad_flags_name_the_flag(args, flag):
 def test_cli_refuses_a_non_loopback_host():
     from click.testing import CliRunner
 
-    from tinybot.sim.cli import sim_command
+    from tinybot.cli.sim import sim_command
 
     result = CliRunner().invoke(sim_command, ["--host", "0.0.0.0"])
     assert result.exit_code == 1 and "Error: the simulator binds to loopback only" in result.output

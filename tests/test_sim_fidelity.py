@@ -584,7 +584,7 @@ def test_cli_keys_share_an_account_with_clock_skew_and_state(tmp_path):
 def test_cli_relaxed_reads_flag(tmp_path):
     from click.testing import CliRunner
 
-    from tinybot.sim.cli import build_accounts, sim_command
+    from tinybot.cli.sim import build_accounts, sim_command
 
     accounts = build_accounts(
         ("K", "R"),
@@ -604,7 +604,7 @@ def test_cli_relaxed_reads_flag(tmp_path):
 def test_view_key_reads_orders_flag_reaches_the_simulator(monkeypatch):
     from click.testing import CliRunner
 
-    from tinybot.sim import cli
+    from tinybot.cli import sim as cli
 
     seen = {}
 

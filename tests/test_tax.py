@@ -8,9 +8,11 @@ from decimal import Decimal
 import pytest
 from freezegun import freeze_time
 
-from tinybot import candles, db, executor, pnl, proposals, tax
+from tinybot.analysis import candles, pnl, tax
+from tinybot.store import db
+from tinybot.trade import executor, proposals
 from tinybot.exchange.base import Balance
-from tinybot.proposals import Draft
+from tinybot.trade.proposals import Draft
 
 from conftest import run_cli
 from tests_helpers import paper_setup
@@ -169,7 +171,7 @@ def test_tax_command_says_unknown_takes_the_owners_value_and_refuses_bad_years(t
 
 
 def test_missing_prices_are_fetched_from_bitvavos_candles(write_config, tmp_path, sim_factory):
-    from tinybot import config
+    from tinybot.base import config
     from tinybot.exchange.bitvavo.clients import read_only_client
 
     cfg, conn, ex = paper_setup(write_config)

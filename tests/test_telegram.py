@@ -1,4 +1,4 @@
-"""The owner's phone (tinybot.telegram) against a local fake Bot API (tests/fake_telegram.py), real SQLite."""
+"""The owner's phone (tinybot.owner.telegram) against a local fake Bot API (tests/fake_telegram.py), real SQLite."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from freezegun import freeze_time
 from conftest import ROOT
 from fake_telegram import FakeTelegram
 from tests_helpers import paper_config_text
-from tinybot import clock, config, db, executor, guards, killswitch, proposals
-from tinybot.telegram.api import TOKEN_NAME, BotApi, TelegramError, enabled, read_token, recent_chats
-from tinybot.telegram.commands import HELP, RESUME_TTL, fingerprint
-from tinybot.telegram.poller import Background, Poller, run_loop
-from tinybot.errors import ConfigError
+from tinybot.base import clock, config
+from tinybot.store import db
+from tinybot.trade import executor, guards, killswitch, proposals
+from tinybot.owner.telegram.api import TOKEN_NAME, BotApi, TelegramError, enabled, read_token, recent_chats
+from tinybot.owner.telegram.commands import HELP, RESUME_TTL, fingerprint
+from tinybot.owner.telegram.poller import Background, Poller, run_loop
+from tinybot.base.errors import ConfigError
 
 OWNER, STRANGER = 111, 222
 
@@ -583,7 +585,7 @@ def test_the_token_never_reaches_logs_errors_replies_or_the_database(make, fake,
 
 
 def test_the_token_is_a_secret_like_the_others(tmp_path, write_config, monkeypatch):
-    from tinybot.notify import secret_values
+    from tinybot.owner.notify import secret_values
 
     cfg = write_config(paper_config_text())
     secrets = tmp_path / "secrets.env"

@@ -6,7 +6,9 @@ from decimal import Decimal
 
 from freezegun import freeze_time
 
-from tinybot import db, proposals, sizing
+from tinybot.store import db
+from tinybot.trade import proposals
+from tinybot.base import sizing
 from tinybot.advisors import build_snapshot, run_advisor
 
 from tests_helpers import paper_setup

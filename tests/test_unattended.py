@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tinybot import db, exitcodes, killswitch
+from tinybot.store import db
+from tinybot.base import exitcodes
+from tinybot.trade import killswitch
 from tinybot.cli import cli
 
 from conftest import PAPER_TOML, run_cli
@@ -280,7 +282,7 @@ def test_read_only_filesystem_still_reads_what_only_the_wal_holds(tmp_path_facto
     assert run_cli("--config", str(home / "bot.toml"), "init").returncode == 0
     crash = (
         "import os, sys; from datetime import timedelta; from decimal import Decimal\n"
-        "from tinybot import db, proposals\n"
+        "from tinybot.store import db; from tinybot.trade import proposals\n"
         "conn = db.connect(sys.argv[1]); conn.execute('PRAGMA wal_autocheckpoint = 0')\n"
         "proposals.create(conn, proposals.Draft('BTC-EUR', 'buy', Decimal('6')), source='t',"
         " ttl=timedelta(minutes=30))\n"
@@ -308,7 +310,10 @@ def test_restore_works_when_the_current_database_is_corrupt(home):
 
 
 def test_restore_quarantines_in_flight_executions_when_reconcile_can(home, monkeypatch):
-    from tinybot import backup, config, reconcile, restore
+    from tinybot.store import backup
+    from tinybot.base import config
+    from tinybot.trade import reconcile
+    from tinybot.ops import restore
 
     cfg = config.load(home / "bot.toml")
     b = backup.make(cfg, label="x")

@@ -20,7 +20,7 @@ def paper_config_text(**risk) -> str:
 
 
 def paper_setup(write_config, **risk):
-    from tinybot import db
+    from tinybot.store import db
     from tinybot.exchange.paper import PaperExchange
     from tinybot.exchange.static import StaticMarketData
 

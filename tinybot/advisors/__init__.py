@@ -4,7 +4,7 @@ The whole interface, for anyone writing one (the built-ins ``rules`` and
 ``dca`` are short examples)::
 
     from tinybot.advisors import Snapshot
-    from tinybot.proposals import Draft
+    from tinybot.trade.proposals import Draft
 
     def advise(snapshot: Snapshot, cfg) -> list[Draft]:
         t = snapshot.tickers.get("BTC-EUR")
@@ -18,7 +18,7 @@ The whole interface, for anyone writing one (the built-ins ``rules`` and
   exchange client, no database connection, so an advisor cannot place an
   order.  ``cfg`` is the whole ``Config``; a built-in reads its own table
   (``cfg.rules``, ``cfg.dca``, ``cfg.llm``).
-* **Output.** A ``list`` (or tuple) of ``tinybot.proposals.Draft``:
+* **Output.** A ``list`` (or tuple) of ``tinybot.trade.proposals.Draft``:
   ``Draft(market, side, amount_quote=EUR, amount=base, reason="why")``, exactly
   one of ``amount_quote``/``amount``, and a non-empty ``reason`` (it is shown in
   ``tinybot proposals`` and ``tinybot why``).  Return ``[]`` for "nothing to do".
@@ -49,11 +49,12 @@ from decimal import Decimal
 from types import MappingProxyType
 from typing import Callable, Mapping
 
-from ..errors import TinybotError
-from .. import clock, committed
-from ..config import Config
+from ..base.errors import TinybotError
+from ..base import clock
+from ..trade import committed
+from ..base.config import Config
 from ..exchange.base import Balance, Candle, ExchangeError, Market, Ticker
-from ..proposals import Draft, ProposalError, validate
+from ..trade.proposals import Draft, ProposalError, validate
 
 log = logging.getLogger("tinybot.advisors")
 
@@ -81,7 +82,7 @@ class Position:
     cost_eur: Decimal  # at cost, fees included
     realised_eur: Decimal
     last_buy_at: datetime | None = None  # the newest buy fill of this position (trailing stops measure from it)
-    book: str | None = None  # the book (tinybot.book) it is; None for the market's total
+    book: str | None = None  # the book (tinybot.trade.book) it is; None for the market's total
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class PastProposal:
     created_at: datetime
     execution_state: str | None  # None if never executed, else trade_executions.state
     reason: str
-    book: str | None = None  # the book it traded (tinybot.book)
+    book: str | None = None  # the book it traded (tinybot.trade.book)
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class Snapshot:
     allowlist: tuple[str, ...]
     history: Mapping[str, tuple[PastProposal, ...]] = field(default_factory=lambda: MappingProxyType({}))
     problems: tuple[str, ...] = ()
-    # book → market → Position: what each advisor's own fills hold (tinybot.book); ``positions`` is their sum
+    # book → market → Position: what each advisor's own fills hold (tinybot.trade.book); ``positions`` is their sum
     books: Mapping[str, Mapping[str, Position]] = field(default_factory=lambda: MappingProxyType({}))
 
     def proposals_by(self, source: str) -> tuple[PastProposal, ...]:

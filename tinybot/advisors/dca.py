@@ -24,8 +24,8 @@ tick.  Unset ``dca.market`` = off.
 
 from __future__ import annotations
 
-from ..config import Config
-from ..proposals import Draft
+from ..base.config import Config
+from ..trade.proposals import Draft
 from . import PastProposal, Snapshot
 
 SOURCE = "dca"
@@ -78,6 +78,6 @@ def advise(snapshot: Snapshot, cfg: Config) -> list[Draft]:
 
 
 def _fmt(td) -> str:
-    from ..clock import format_duration
+    from ..base.clock import format_duration
 
     return format_duration(td)

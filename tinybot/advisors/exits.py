@@ -25,9 +25,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .. import clock
-from ..config import Config
-from ..proposals import Draft
+from ..base import clock
+from ..base.config import Config
+from ..trade.proposals import Draft
 from . import Snapshot
 
 SOURCE = "exits"

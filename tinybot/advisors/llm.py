@@ -5,7 +5,7 @@ One call per run (at most one per ``llm.every``), to ``{llm.base_url}/chat/compl
 the standard library, so it needs no client package, and this module is only
 imported when ``"llm"`` is in ``advisors``.
 
-Every call goes through ``tinybot.llm_budget``: the worst-case cost is reserved
+Every call goes through ``tinybot.advisors.llm_budget``: the worst-case cost is reserved
 before the request (refused when it could pass ``llm.daily_budget_eur`` or
 ``llm.monthly_budget_eur``) and settled to the response's ``usage`` after.
 
@@ -35,9 +35,11 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 
-from .. import clock, db, llm_budget, llm_record
-from ..config import Config
-from ..proposals import Draft, ProposalError, validate
+from ..base import clock
+from ..store import db
+from . import llm_budget, llm_record
+from ..base.config import Config
+from ..trade.proposals import Draft, ProposalError, validate
 from . import Snapshot
 
 log = logging.getLogger("tinybot.advisors.llm")
@@ -167,7 +169,7 @@ def snapshot_view(snapshot: Snapshot) -> dict:
     for m in snapshot.allowlist:
         t = snapshot.tickers.get(m)
         candles = snapshot.candles.get(m, ())[-CANDLES_SHOWN:]
-        pos = snapshot.position(m, SOURCE)  # its own book: the guards hold its sells to it (tinybot.book)
+        pos = snapshot.position(m, SOURCE)  # its own book: the guards hold its sells to it (tinybot.trade.book)
         markets[m] = {
             "bid": _s(t.bid) if t else None,
             "ask": _s(t.ask) if t else None,

@@ -30,10 +30,10 @@ from __future__ import annotations
 import logging
 from decimal import ROUND_DOWN, Decimal
 
-from .. import clock
-from ..config import Config
+from ..base import clock
+from ..base.config import Config
 from ..exchange.base import Candle
-from ..proposals import Draft
+from ..trade.proposals import Draft
 from . import Snapshot
 
 log = logging.getLogger("tinybot.advisors.rules")

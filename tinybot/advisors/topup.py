@@ -1,7 +1,7 @@
 """The ``top_up`` advisor: free a stranded position with the smallest buy that makes it sellable.
 
 A position worth less than Bitvavo's €5 minimum at the bid cannot be sold
-(tinybot.sizing), and each book is sold on its own (tinybot.book), so a
+(tinybot.base.sizing), and each book is sold on its own (tinybot.trade.book), so a
 book's position is stranded when *it* is worth less than that.  With ``[risk]
 top_up_to_exit = true`` the scheduler runs this advisor every tick: for each
 stranded book on an allowlisted market it proposes, into that book, the
@@ -14,9 +14,9 @@ nothing new is proposed.
 
 from __future__ import annotations
 
-from .. import sizing
-from ..config import Config
-from ..proposals import Draft
+from ..base import sizing
+from ..base.config import Config
+from ..trade.proposals import Draft
 from . import Snapshot
 
 SOURCE = "top_up"

@@ -6,7 +6,7 @@ mode market data and balances use the view key, and order/trade lookups the
 trade key behind a GET-only endpoint, read by a reader that has no method to
 place or cancel (Bitvavo lets only a key with trade rights read orders; see
 bitvavo/).
-The trading client is built only by ``tinybot.executor.trading_exchange``.
+The trading client is built only by ``tinybot.trade.executor.trading_exchange``.
 Nothing here imports ccxt until a Bitvavo client is actually built.
 """
 

@@ -5,7 +5,7 @@ Two roles, kept apart on purpose:
 * ``MarketData`` — read-only: markets, tickers, candles, balances, and order
   *lookups*. Advisors, status, doctor and reconcile get only this.
 * ``Trading`` — adds ``send_order`` and ``cancel_order``. Only the executor's
-  factory (``tinybot.executor.trading_exchange``) builds one.
+  factory (``tinybot.trade.executor.trading_exchange``) builds one.
 
 All amounts are ``Decimal``; all times are unix milliseconds (ints) taken from
 the caller's clock. ``send_order`` never raises for an exchange outcome: it
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal, Protocol, runtime_checkable
 
-from .. import exitcodes
-from ..errors import TinybotError
+from ..base import exitcodes
+from ..base.errors import TinybotError
 
 Side = Literal["buy", "sell"]
 

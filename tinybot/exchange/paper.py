@@ -6,7 +6,7 @@ tables), each order in one ``BEGIN IMMEDIATE`` transaction, so paper mode has
 the same crash behaviour as the bot's own rows.
 
 Fill model (the same as the Bitvavo simulator's; the arithmetic is
-``tinybot.fees``): market orders fill at once, buys at the ask and sells at
+``tinybot.base.fees``): market orders fill at once, buys at the ask and sells at
 the bid, paying the taker fee in EUR.  A buy by EUR (``amount_quote``)
 debits exactly that much EUR (``filledAmountQuote + feePaid ==
 amountQuote``, the base truncated to the market's quantity decimals); by
@@ -20,9 +20,10 @@ import uuid
 from decimal import Decimal
 from pathlib import Path
 
-from .. import clock, crash, db, fees
+from ..base import clock, crash, fees
+from ..store import db
 from .base import Balance, Candle, ExchangeError, Fill, Market, Order, SendOutcome, Ticker
-from ..markets import normalise_market
+from ..base.markets import normalise_market
 
 # Faults a test (or the chaos harness) can arm on the paper exchange.
 FAULTS = ("timeout_after_accept", "timeout_before_accept", "refuse")

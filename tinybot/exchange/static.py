@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .. import clock
-from ..markets import PAPER_HALF_SPREAD
-from ..sizing import EXCHANGE_MINIMUM_EUR
+from ..base import clock
+from ..base.markets import PAPER_HALF_SPREAD
+from ..base.sizing import EXCHANGE_MINIMUM_EUR
 from .base import Candle, ExchangeError, Market, Ticker
-from ..markets import normalise_market
+from ..base.markets import normalise_market
 
-SPREAD = PAPER_HALF_SPREAD  # half-spread around the mid price (tinybot.markets)
+SPREAD = PAPER_HALF_SPREAD  # half-spread around the mid price (tinybot.base.markets)
 
 
 def eur_market(name: str, *, tick: str = "1", qty_decimals: int = 8) -> Market:
@@ -78,7 +78,7 @@ class StaticMarketData:
     def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
         self._check()
         market = normalise_market(market)
-        from ..clock import parse_duration
+        from ..base.clock import parse_duration
 
         step = int(parse_duration(interval).total_seconds() * 1000)
         closes = (self.history.get(market, []) + [self.prices[market]])[-limit:]

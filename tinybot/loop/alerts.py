@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..notify import Notifier
+from ..owner.notify import Notifier
 
 
 def send(notifier: Notifier, kind: str, text: str, *, key: str, severity: str) -> None:

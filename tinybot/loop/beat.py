@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable
 
-from .. import clock, db, pnl
-from ..config import Config
-from ..liveness import beat_every
+from ..base import clock
+from ..store import db
+from ..analysis import pnl
+from ..base.config import Config
+from ..store.liveness import beat_every
 from .stop import Interrupted, Stop
 
 log = logging.getLogger("tinybot.scheduler")

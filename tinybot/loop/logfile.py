@@ -6,7 +6,7 @@ import logging
 import logging.handlers
 import time
 
-from ..config import Config
+from ..base.config import Config
 
 
 class _UTCFormatter(logging.Formatter):

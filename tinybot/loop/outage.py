@@ -7,7 +7,7 @@ tick where the exchange answers and reconcile is clean (one more alert).  Only
 the outage's pause ends there: a kill switch that is on keeps trading off, and
 both alerts and the log say so instead of "resumes".
 Outage ticks do not count towards the automatic kill switch; other failed
-ticks do (``tinybot.safety``).  The outage's start is kept in ``ops_state``,
+ticks do (``tinybot.trade.safety``).  The outage's start is kept in ``ops_state``,
 so `tinybot status` and the next run see it.
 """
 
@@ -19,11 +19,12 @@ import sys
 from datetime import datetime, timedelta
 from typing import Callable
 
-from .. import clock, killswitch
-from ..config import Config
-from ..db import get_state, set_state
+from ..base import clock
+from ..trade import killswitch
+from ..base.config import Config
+from ..store.db import get_state, set_state
 from ..exchange.base import ExchangeError, ReadOnlyClientError
-from ..notify import Notifier
+from ..owner.notify import Notifier
 from . import alerts
 
 log = logging.getLogger("tinybot.scheduler")

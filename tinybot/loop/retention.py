@@ -43,8 +43,9 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .. import clock, db
-from ..ledger import FINAL_STATES
+from ..base import clock
+from ..store import db
+from ..trade.ledger import FINAL_STATES
 
 log = logging.getLogger("tinybot.scheduler")  # the loop's log
 

@@ -1,13 +1,13 @@
 """The loop of `tinybot run`: the run lock, signals, start and stop, and sleeping between tick slots.
 
 ``tinybot run`` holds an exclusive ``fcntl.flock`` on the lock file next to
-the database for as long as it runs (tinybot.runlock).  The kernel drops a
+the database for as long as it runs (tinybot.base.runlock).  The kernel drops a
 flock when its process ends, however it ends, so a lock file left behind by
 a crash never blocks a restart.  A second ``tinybot run`` (or ``run --once``)
 on the same database exits at once with ``exitcodes.LOCKED``.
 
 Ticks run on slots aligned to ``scheduler.interval`` (12:00, 12:01, ... for
-``1m``; slots count from the Unix epoch in UTC: tinybot.liveness).  The loop
+``1m``; slots count from the Unix epoch in UTC: tinybot.store.liveness).  The loop
 owns its collaborators and passes each what it needs:
 
 * ``Tick`` (loop.tick) — the steps of one tick, the approval policy, executing;
@@ -41,12 +41,14 @@ import traceback
 from datetime import datetime
 from typing import Callable
 
-from .. import clock, db, exitcodes, ledger, reconcile
-from ..config import Config
-from ..liveness import DIED_PREFIX, next_slot, slot_of
-from ..notify import Notifier, install_redaction
-from ..runlock import RunLock
-from ..telegram import poller as telegram
+from ..base import clock, exitcodes
+from ..store import db
+from ..trade import ledger, reconcile
+from ..base.config import Config
+from ..store.liveness import DIED_PREFIX, next_slot, slot_of
+from ..owner.notify import Notifier, install_redaction
+from ..base.runlock import RunLock
+from ..owner.telegram import poller as telegram
 from . import alerts, heartbeat, retention
 from .beat import FINAL_WRITE_PATIENCE_S, Beat
 from .logfile import attach_log_file, detach_log_file
@@ -108,7 +110,7 @@ class Scheduler:
         self._sleep: Callable[[float], None] = time.sleep
 
     def notifier(self) -> Notifier:
-        """Alerts (dedupe, rate limit, redaction): tinybot.notify.  Never raises.  The start gate alerts here."""
+        """Alerts (dedupe, rate limit, redaction): tinybot.owner.notify.  Never raises.  The start gate alerts here."""
         return self._notifier
 
     def request_stop(self, reason: str) -> None:
@@ -138,7 +140,7 @@ class Scheduler:
     def run(
         self, *, once: bool = False, until: datetime | None = None, sleep: Callable[[float], None] | None = None
     ) -> int:
-        """Hold the lock and tick until stopped (or once).  Returns the exit code (tinybot.exitcodes).
+        """Hold the lock and tick until stopped (or once).  Returns the exit code (tinybot.base.exitcodes).
 
         Raises ``AlreadyRunning`` if another process holds the lock.  ``once``:
         the tick's own exit code (``TickReport.exit_code``).

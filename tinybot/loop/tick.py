@@ -23,12 +23,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable
 
-from .. import clock, db, digest, exchange, executor, exitcodes, guards, proposals, reconcile, safety
+from ..base import clock, exitcodes
+from ..store import db
+from ..owner import digest
+from .. import exchange
+from ..trade import executor, guards, proposals, reconcile, safety
 from ..advisors import build_snapshot, run_advisor
-from ..config import Config
+from ..base.config import Config
 from ..exchange.base import ExchangeError
-from ..money import eur_text
-from ..notify import Notifier
+from ..base.money import eur_text
+from ..owner.notify import Notifier
 from .beat import Beat, TickRecord
 from .outage import Outage, classify, unreachable_now
 from .outage import since as outage_since
@@ -367,7 +371,7 @@ class Tick:
             report.errors.extend(rec.errors)
 
     def _safety(self, conn: sqlite3.Connection, report: TickReport, *, tick_ok: bool | None) -> None:
-        """The automatic kill switch rules (tinybot.safety).  tick_ok feeds the consecutive-errors count."""
+        """The automatic kill switch rules (tinybot.trade.safety).  tick_ok feeds the consecutive-errors count."""
         turned_off = safety.check(
             conn, self.cfg, tick_ok=tick_ok, market_data=self._prices or self._ro, notifier=self.notifier
         )

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Callable
 
-from .. import fees
+from ..base import fees
 from . import wire
 from .accounts import Accounts
 from .market import MarketState, lookup, to_tick
@@ -237,7 +237,7 @@ class Outcomes:
 
 # --- settlement -------------------------------------------------------------------------
 #
-# What a fill moves comes from tinybot/fees.py, the one home of Bitvavo's settlement arithmetic
+# What a fill moves comes from tinybot/base/fees.py, the one home of Bitvavo's settlement arithmetic
 # that the paper exchange uses too. Its rules match every fill recorded in SRC_CCXT_FIXTURES:
 # sell 0.00020002 BTC @ 34469 → gross 6.89448938, fee 0.02448938, net 6.87 (0.355 %); buy
 # 0.0002 @ 34488 → gross 6.8976, fee 0.0224, total 6.92 (0.325 %); sell 0.0002 @ 34464 → fee
@@ -259,7 +259,7 @@ def _split(total: Decimal, n: int, quantum: Decimal) -> list[Decimal]:
 class Matcher:
     """Fills orders: market orders at once, limit orders at once or when the price reaches them.
 
-    It moves the accounts' balances by tinybot/fees.py and records each fill in
+    It moves the accounts' balances by tinybot/base/fees.py and records each fill in
     ``trades`` (oldest first). Order records are dicts owned by the ``Engine``.
     """
 

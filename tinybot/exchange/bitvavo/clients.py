@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable
 
-from ... import clock, crash
-from ...config import Config
-from ...errors import ConfigError
-from ...markets import normalise_market
+from ...base import clock, crash
+from ...base.config import Config
+from ...base.errors import ConfigError
+from ...base.markets import normalise_market
 from ..base import ExchangeError, Order, ReadOnlyClientError, SendOutcome, Side
 from .endpoint import Endpoint
 from .errors import NOT_FOUND_CODES, classify_send

@@ -19,8 +19,8 @@ from typing import Any, Callable
 
 import ccxt
 
-from ... import clock
-from ...config import Config
+from ...base import clock
+from ...base.config import Config
 from ..base import ExchangeError, ReadOnlyClientError
 from .errors import describe_error, error_code, is_rate_limit
 

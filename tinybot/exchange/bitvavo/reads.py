@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Callable
 
-from ... import clock
-from ...markets import normalise_market
+from ...base import clock
+from ...base.markets import normalise_market
 from ..base import READ_METHODS, Balance, Candle, ExchangeError, Fill, Market, Order, Ticker
 from .endpoint import Endpoint
 from .errors import NOT_FOUND_CODES
@@ -112,7 +112,7 @@ class Reader:
     def candle_rows(self, what: str, params: dict) -> Any:
         """``GET /{market}/candles`` with the caller's start/end/limit, the rows as Bitvavo sent them.
 
-        For the candle store (tinybot.candles), which pages through history
+        For the candle store (tinybot.analysis.candles), which pages through history
         itself; rate limits and errors are handled as for every other read.
         """
         return self._view.call(what, self._view.ccxt.publicGetMarketCandles, params)

@@ -1,0 +1,1 @@
+"""Running it safely: the doctor's checks and restoring a backup."""

@@ -1,0 +1,1 @@
+"""What reaches the owner: alerts (apprise), the daily digest, Telegram."""

@@ -1,0 +1,1 @@
+"""Trying tinybot without risk: the offline demo, replay over stored candles, the chaos harness."""
