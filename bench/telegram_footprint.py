@@ -3,7 +3,7 @@
     python bench/telegram_footprint.py                # 25 s long polls, 75 s idle window
     python bench/telegram_footprint.py --idle 30 --poll 10
 
-It starts tests/fake_telegram.py in this process behind HTTPS (a throwaway
+It starts tests/helpers/fake_telegram.py in this process behind HTTPS (a throwaway
 self-signed certificate, trusted by the child through SSL_CERT_FILE, so the
 child loads OpenSSL exactly as it does against api.telegram.org), starts
 `tinybot telegram` as a child process, has it serve a proposal, a tap and
@@ -28,7 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from fake_telegram import FakeTelegram  # noqa: E402
+from helpers.fake_telegram import FakeTelegram  # noqa: E402
 
 OWNER = 111
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+# helpers/ holds fixtures and checks too: its asserts explain themselves like a test module's
+pytest.register_assert_rewrite("helpers")
 
 # matplotlib registers its datetime converter for the datetime class it sees on first import: under
 # freeze_time that is freezegun's FakeDatetime, and every later real datetime fails to plot.  Import it
@@ -17,9 +17,8 @@ try:
 except ImportError:  # the report extra is not installed: those tests say so themselves
     pass
 
-pytest_plugins = ["simfixtures"]
+pytest_plugins = ["helpers.sim"]
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = (
     "TINYBOT_READ_KEY",
     "TINYBOT_READ_SECRET",
@@ -28,27 +27,6 @@ SECRET_ENV = (
     "TINYBOT_LLM_KEY",
     "TINYBOT_ALERT_URLS",
     "TINYBOT_TELEGRAM_TOKEN",
-)
-
-RISK_TOML = """\
-[risk]
-allowlist = ["BTC-EUR", "ETH-EUR"]
-max_trade_eur = 10
-max_daily_eur = 20
-max_exposure_eur = 25
-cooldown = "1h"
-anti_flip = "6h"
-proposal_ttl = "30m"
-"""
-
-PAPER_TOML = (
-    'mode = "paper"\n'
-    + RISK_TOML
-    + """\
-[paper]
-starting_eur = 25
-prices = { "BTC-EUR" = "60000", "ETH-EUR" = "3000" }
-"""
 )
 
 
@@ -77,6 +55,8 @@ def write_config(tmp_path):
     from tinybot.base import config
     from tinybot.store import db
 
+    from helpers.configs import PAPER_TOML
+
     def write(text: str = PAPER_TOML, name: str = "bot.toml", init: bool = True):
         path = tmp_path / name
         path.write_text(text, encoding="utf-8")
@@ -103,12 +83,3 @@ def paper(write_config):
     yield cfg, conn, ex, prices
     ex.close()
     conn.close()
-
-
-def run_cli(*args, env=None, timeout=60):
-    """Run the real `tinybot` entry point in a fresh OS process."""
-    full_env = {k: v for k, v in os.environ.items()}
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "tinybot", *args], capture_output=True, text=True, env=full_env, timeout=timeout
-    )

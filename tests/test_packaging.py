@@ -23,9 +23,9 @@ from pathlib import Path
 import pytest
 
 import tinybot
+from helpers import ROOT
 from tinybot.store import db
 
-ROOT = Path(__file__).resolve().parent.parent
 # what a clean clone does not have: local state, build leftovers, caches
 NOT_IN_A_CLONE = shutil.ignore_patterns(
     ".git",
@@ -151,6 +151,6 @@ def test_init_writes_the_example_config_and_a_migrated_database(venv):
 
 def test_the_chaos_harness_runs_from_the_installed_package(venv):
     # one seeded run through the simulator, forkserver workers and invariants, all from the wheel; the
-    # tour's verdict on the guarantees is tests/test_chaos.py's business (and 15 s), not packaging's
+    # tour's verdict on the guarantees is tests/rehearse/test_chaos.py's business (and 15 s), not packaging's
     r = in_venv(venv, venv["py"], "-m", "tinybot.rehearse.chaos", "--runs", "1", "--no-tour")
     assert "OK — replay:" in r.stdout, r.stdout

@@ -242,7 +242,7 @@ class Outcomes:
 # sell 0.00020002 BTC @ 34469 → gross 6.89448938, fee 0.02448938, net 6.87 (0.355 %); buy
 # 0.0002 @ 34488 → gross 6.8976, fee 0.0224, total 6.92 (0.325 %); sell 0.0002 @ 34464 → fee
 # 0.0228; a limit buy 0.0003 @ 30000 holds 9.03 (9.00 × 1.0025 = 9.0225 rounded up to the cent).
-# tests/test_sim_fidelity.py replays each recorded fill through the simulator.
+# tests/sim/test_sim_fidelity.py replays each recorded fill through the simulator.
 
 
 def limit_buy_hold(amount: Decimal, price: Decimal, rate: Decimal) -> Decimal:

@@ -22,7 +22,7 @@ are written once and neither client forwards them by hand, while
 ``send_order``/``cancel_order`` are its own. No base class sits between a
 client that refuses to trade and one that trades; the reader has no method
 that places or cancels, and the read-only client's trade-key endpoint
-refuses every HTTP method but GET (tests/test_key_separation.py checks all
+refuses every HTTP method but GET (tests/exchange/test_key_separation.py checks all
 three).
 
 ``errors`` and ``endpoint`` (and so ``reads`` and ``clients``) import ccxt
