@@ -354,6 +354,24 @@ def sim_command(
     for fault in faults:
         sim.arm(fault)
 
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # systemd/kill stop as cleanly as Ctrl-C
+    # the server already answers: a Ctrl-C from here on (even while the lines below print) is a clean stop
+    try:
+        _announce(sim, server, accounts, clock_skew)
+        while not stop.wait(step_every or 3600):
+            if step_every:
+                sim.advance(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    click.echo("simulator stopped")
+
+
+def _announce(sim, server, accounts, clock_skew) -> None:
+    """The lines a person (or a test) reads once the simulator listens: its URL first."""
     click.echo(f"Bitvavo simulator listening on {server.url}", color=False)
     for a in accounts:
         bal = ", ".join(f"{k}={v}" for k, v in sim.balance(a.key).items() if v) or "nothing"
@@ -363,19 +381,6 @@ def sim_command(
         click.echo(f"  clock skew {clock_skew:+g}s")
     click.echo(f"  markets {', '.join(sim.markets)}; state at {server.url}/_sim/state; Ctrl-C stops")
     click.get_text_stream("stdout").flush()
-
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # systemd/kill stop as cleanly as Ctrl-C
-    try:
-        while not stop.wait(step_every or 3600):
-            if step_every:
-                sim.advance(1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
-    click.echo("simulator stopped")
 
 
 def _secrets_of(keys, owners, secrets) -> dict[int, str]:
