@@ -1,6 +1,6 @@
 """The house's rules, read off the code: rooms by concern, arrows pointing down only, no cycles, small files.
 
-docs/ARCHITECTURE.md and ../shared/DESIGN.md draw the same floors.  Imports inside functions count
+README.md ("Layout") and ../shared/DESIGN.md draw the same floors.  Imports inside functions count
 like any other (a lazy import is still a dependency); `if TYPE_CHECKING:` imports count too.
 """
 
