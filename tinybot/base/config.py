@@ -186,6 +186,10 @@ class AlertsConfig:
     heartbeat_url: str | None = text(None)
     # the daily digest (tinybot.owner.digest): local time "HH:MM" (the config's timezone), "" = off
     digest_at: str = text("21:00")
+    # issue 23 (phone): fills alert one by one ("each"), go into the daily digest ("digest"), or not at all ("off")
+    fills: str = text("each", choices=("each", "digest", "off"))
+    # the URL pinged when a tick fails; unset = heartbeat_url + "/fail" (healthchecks.io style); "" = none
+    heartbeat_fail_url: str | None = text(None)
 
 
 @dataclass(frozen=True)
