@@ -429,25 +429,29 @@ class Notifier:
         return "order", f"order {state}: {what}", "info"
 
     def _trade(self, execution_id) -> str:
-        """'buy BTC-EUR 0.0000997 @ 60030.09 = €5.99, fee €0.02; ' for an alert (empty when unknown)."""
-        if self.conn is None or execution_id is None:
-            return ""
-        from decimal import Decimal
+        return "" if self.conn is None else trade_text(self.conn, execution_id)
 
-        from ..base.money import eur_text, plain
 
-        e = self.conn.execute("SELECT * FROM trade_executions WHERE id = ?", (execution_id,)).fetchone()
-        if e is None:
-            return ""
-        amount, quote, fee = Decimal(e["filled_amount"]), Decimal(e["filled_quote"]), Decimal(e["fee_paid"])
-        if amount <= 0:
-            asked = f"€{e['amount_quote']}" if e["amount_quote"] else e["amount"]
-            return f"{e['side']} {e['market']} {asked}; "
-        fee_text = eur_text(fee) if (e["fee_currency"] or "EUR") == "EUR" else f"{plain(fee)} {e['fee_currency']}"
-        return (
-            f"{e['side']} {e['market']} {plain(amount)} @ {plain((quote / amount).quantize(Decimal('0.01')))}"
-            f" = {eur_text(quote)}, fee {fee_text}; "
-        )
+def trade_text(conn: sqlite3.Connection, execution_id) -> str:
+    """'buy BTC-EUR 0.0000997 @ 60030.09 = €5.99, fee €0.02; ' for an alert or the phone (empty when unknown)."""
+    if execution_id is None:
+        return ""
+    from decimal import Decimal
+
+    from ..base.money import eur_text, plain
+
+    e = conn.execute("SELECT * FROM trade_executions WHERE id = ?", (execution_id,)).fetchone()
+    if e is None:
+        return ""
+    amount, quote, fee = Decimal(e["filled_amount"]), Decimal(e["filled_quote"]), Decimal(e["fee_paid"])
+    if amount <= 0:
+        asked = f"€{e['amount_quote']}" if e["amount_quote"] else e["amount"]
+        return f"{e['side']} {e['market']} {asked}; "
+    fee_text = eur_text(fee) if (e["fee_currency"] or "EUR") == "EUR" else f"{plain(fee)} {e['fee_currency']}"
+    return (
+        f"{e['side']} {e['market']} {plain(amount)} @ {plain((quote / amount).quantize(Decimal('0.01')))}"
+        f" = {eur_text(quote)}, fee {fee_text}; "
+    )
 
 
 # --- the key/value store for cursors and counters: tinybot.db (re-exported for existing callers) ---------
