@@ -111,7 +111,7 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "pending_proposals": pending,
         "expired_unmarked_proposals": expired,
         "unresolved_executions": unresolved,
-        "scheduler": _scheduler(liveness(conn, cfg)),
+        "scheduler": _scheduler(liveness(conn, cfg), cfg),
         "risk": describe(cfg)["risk"],
     }
 
@@ -150,9 +150,17 @@ def kill_switch(ks: dict) -> dict:
     return _api(ks, drop=("id",))
 
 
-def _scheduler(live: dict) -> dict:
+def _scheduler(live: dict, cfg: Config) -> dict:
+    """The loop as liveness sees it, plus ``next_write_by``: a running loop writes idle ticks' rows in batches
+    with its heartbeat (tinybot.loop.beat), so ``last_tick`` can lag the tick that really ran last; this is
+    when the next batch is due at the latest (null when no loop runs)."""
+    from ..store.liveness import beat_every
+
     tick = live.get("last_tick")
-    return {**live, "last_tick": _api(tick, drop=("id",)) if tick else None}
+    due = None
+    if live["alive"] and live.get("beat_at"):
+        due = clock.to_iso(clock.from_iso(live["beat_at"]) + beat_every(cfg.scheduler.interval))
+    return {**live, "last_tick": _api(tick, drop=("id",)) if tick else None, "next_write_by": due}
 
 
 def executions(conn: sqlite3.Connection, state: str | None = None, limit: int = 50) -> list[dict]:

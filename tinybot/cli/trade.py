@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import click
 
-from ..base import exitcodes
+from ..base import clock, exitcodes
 from .common import Fail, emit, friendly, json_option, migrate_books, pass_state, shown, table
 
 
@@ -152,7 +152,8 @@ def propose_command(state, market, side, eur, amount, expires_in, reason, approv
         as_json,
         lambda r: click.echo(
             f"Proposal {r['id']}: {r['side']} {r['market']} "
-            f"{'€' + r['amount_quote'] if r['amount_quote'] else r['amount']} — {r['status']}, expires {r['expires_at']}"
+            f"{'€' + r['amount_quote'] if r['amount_quote'] else r['amount']} — {r['status']},"
+            f" expires {local(r['expires_at'], state.cfg)}"
         ),
     )
 
@@ -387,7 +388,7 @@ def why_command(state, proposal_id, as_json):
                 + final_note(e["state"], pr["id"])
             )
         elif pr["status"] == "expired":
-            click.echo(f"Not executed: expired at {pr['expires_at']}. Propose it again to trade.")
+            click.echo(f"Not executed: expired at {local(pr['expires_at'], state.cfg)}. Propose it again to trade.")
         else:
             click.echo(
                 "Not executed."
@@ -466,7 +467,7 @@ def status_command(state, as_json):
         click.echo(
             "Trading: "
             + ("ENABLED" if ks["trading_enabled"] else f"DISABLED (kill switch: {shown(ks['reason'])})")
-            + f" since {ks['changed_at']}"
+            + f" since {local(ks['changed_at'], state.cfg)}"
         )
         if ks.get("kill_file"):
             click.echo(f"Kill file: {ks['kill_file']['path']} (trading stays off until `tinybot resume`)")
@@ -487,7 +488,11 @@ def status_command(state, as_json):
                     )
                     or "(none)"
                 )
-                + (f" — as of the last tick, {lb['age_s']}s ago" if lb["at"] else " — no tick has read them yet")
+                + (
+                    f" — as of the last tick, {clock.spoken(timedelta(seconds=lb['age_s']))} ago"
+                    if lb["at"]
+                    else " — no tick has read them yet"
+                )
             )
         click.echo(
             "Positions: "
@@ -545,11 +550,29 @@ def status_command(state, as_json):
             + (f" (PID {sch['pid']})" if sch["pid"] else "")
             + (f" — {shown(sch['detail'])}" if sch.get("detail") else "")
             + (" — STALE: no sign of life for longer than its heartbeat allows (stuck?)" if sch["stale"] else "")
-            + (f"; next tick {sch['next_tick_at']}" if sch["next_tick_at"] else "")
+            + (f"; next tick {local(sch['next_tick_at'], state.cfg)}" if sch["next_tick_at"] else "")
         )
-        click.echo(f"Last tick: {t['slot']} ({t['status']})" if t else "Last tick: never")
+        click.echo(last_tick_line(t, sch, state.cfg))
 
     emit(data, as_json, human)
+
+
+def local(iso: str | None, cfg) -> str:
+    """A stored ISO-8601 UTC time as a person reads it: the configured timezone, to the second."""
+    return clock.human_time(iso, cfg.tz, seconds=True) if iso else "?"
+
+
+def last_tick_line(t: dict | None, sch: dict, cfg) -> str:
+    """The last tick written, and, while a loop runs, that its idle ticks are written in batches and by when."""
+    if t is None:
+        return "Last tick: never" + ("" if not sch["alive"] else " written yet (idle ticks are written in batches)")
+    line = f"Last tick written: {local(t['slot'], cfg)} ({t['status']})"
+    if sch["alive"] and sch.get("next_write_by"):
+        line += (
+            f"; the running loop ticks every {clock.spoken(clock.parse_duration(sch['interval']))} and writes idle"
+            f" ticks in batches: the next write is due by {local(sch['next_write_by'], cfg)}"
+        )
+    return line
 
 
 @click.command(name="kill")
@@ -593,7 +616,10 @@ def kill_command(state, reason, cancel_open):
         ) from None
     if out.previous is not None:
         p = out.previous
-        click.echo(f"Trading was already DISABLED since {p['changed_at']} ({p['changed_by']}: {shown(p['reason'])})")
+        click.echo(
+            f"Trading was already DISABLED since {local(p['changed_at'], state.cfg)}"
+            f" ({p['changed_by']}: {shown(p['reason'])})"
+        )
     else:
         click.echo(f"Trading DISABLED: {shown(reason)}")
     if out.row in ("locked", "fault"):

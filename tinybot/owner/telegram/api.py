@@ -284,7 +284,7 @@ def check(cfg: Config, *, send_test: bool = False) -> tuple[bool, str]:
                     "sendMessage",
                     {
                         "chat_id": chat,
-                        "text": f"tinybot test message from {cfg.path.parent} at {clock.now():%H:%M} UTC",
+                        "text": f"tinybot test message from {cfg.path.parent} at {clock.human_time(clock.now(), cfg.tz)}",
                     },
                 )
             detail += f"; test message delivered to {len(cfg.telegram.chat_ids)} chat(s)"
