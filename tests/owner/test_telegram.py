@@ -789,3 +789,44 @@ def test_an_approval_request_that_expires_is_edited_to_say_so_in_local_time(make
     assert other["text"].endswith("\n\n→ Rejected by cli.") and "reply_markup" not in other
     edits = [p for m, p in fake.calls if m == "editMessageText"]
     assert len(edits) == 2  # once each
+
+
+# --- issue 23 item 8: /balance, /daily, /sell ---------------------------------------------------
+
+
+def test_balance_daily_and_sell_from_the_phone(make, fake):
+    with freeze_time("2026-11-29 10:00:00") as frozen:
+        cfg, conn, poller = make()
+        started(poller)
+        pid = propose(conn)
+        proposals.approve(conn, pid, by="cli")
+        ex = _paper(cfg)
+        try:
+            assert executor.execute(conn, cfg, ex, pid).state == "filled"
+        finally:
+            ex.close()
+        held = conn.execute("SELECT base FROM book_positions WHERE book = 'manual'").fetchone()["base"]
+        frozen.tick(timedelta(minutes=5))
+        for text in ("/balance", "/daily", "/sell BTC-EUR", "/sell ETH-EUR all", "/sell BTC-EUR 0.0001 dca"):
+            fake.send_text(OWNER, text)
+        poller.poll_once()
+        poller.poll_once()  # the announcer sends the new sell proposal
+    said = fake.texts(OWNER)
+    balance, daily, sold, none, empty = said[said.index(next(t for t in said if t.startswith("Paper balances"))) :][:5]
+    assert balance.startswith("Paper balances: ") and " BTC " in balance + " "
+    assert balance.endswith(f"Books:\nBTC-EUR manual: {held} (cost €6.00)")
+    assert daily.startswith("Sunday 29 November: realised €0.00, 1 fill(s) (1 buy, 0 sell)")
+    assert "\nFills:\n10:00 UTC buy BTC-EUR " in daily
+    [row] = conn.execute("SELECT * FROM proposals WHERE source = 'telegram'").fetchall()
+    assert (row["side"], row["market"], row["amount"], row["book"], row["status"]) == (
+        "sell",
+        "BTC-EUR",
+        held,
+        "manual",
+        "pending",
+    )  # pending: approval and the guards still decide
+    assert sold.startswith(f"Proposal #{row['id']}: SELL BTC-EUR {held} from the manual book")
+    assert none == "no book holds ETH-EUR: nothing to sell"
+    assert empty == "the dca book holds no BTC-EUR: nothing to sell"
+    announced_now = fake.texts(OWNER)[-1]
+    assert announced_now.startswith((f"Proposal #{row['id']} ", f"#{row['id']} SELL BTC-EUR"))

@@ -200,3 +200,16 @@ def why(conn: sqlite3.Connection, proposal_id: int) -> dict:
         )
     ]
     return {"proposal": p, "execution": execution(ex) if ex else None, "decisions": decisions}
+
+
+def last_tick_line(t: dict | None, sch: dict, cfg: Config) -> str:
+    """The last tick written, and, while a loop runs, that its idle ticks are written in batches and by when."""
+    if t is None:
+        return "Last tick: never" + ("" if not sch["alive"] else " written yet (idle ticks are written in batches)")
+    line = f"Last tick written: {clock.human_time(t['slot'], cfg.tz, seconds=True)} ({t['status']})"
+    if sch["alive"] and sch.get("next_write_by"):
+        line += (
+            f"; the running loop ticks every {clock.spoken(clock.parse_duration(sch['interval']))} and writes idle"
+            f" ticks in batches: the next write is due by {clock.human_time(sch['next_write_by'], cfg.tz, seconds=True)}"
+        )
+    return line

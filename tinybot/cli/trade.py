@@ -552,6 +552,8 @@ def status_command(state, as_json):
             + (" — STALE: no sign of life for longer than its heartbeat allows (stuck?)" if sch["stale"] else "")
             + (f"; next tick {local(sch['next_tick_at'], state.cfg)}" if sch["next_tick_at"] else "")
         )
+        from ..analysis.status import last_tick_line
+
         click.echo(last_tick_line(t, sch, state.cfg))
 
     emit(data, as_json, human)
@@ -560,19 +562,6 @@ def status_command(state, as_json):
 def local(iso: str | None, cfg) -> str:
     """A stored ISO-8601 UTC time as a person reads it: the configured timezone, to the second."""
     return clock.human_time(iso, cfg.tz, seconds=True) if iso else "?"
-
-
-def last_tick_line(t: dict | None, sch: dict, cfg) -> str:
-    """The last tick written, and, while a loop runs, that its idle ticks are written in batches and by when."""
-    if t is None:
-        return "Last tick: never" + ("" if not sch["alive"] else " written yet (idle ticks are written in batches)")
-    line = f"Last tick written: {local(t['slot'], cfg)} ({t['status']})"
-    if sch["alive"] and sch.get("next_write_by"):
-        line += (
-            f"; the running loop ticks every {clock.spoken(clock.parse_duration(sch['interval']))} and writes idle"
-            f" ticks in batches: the next write is due by {local(sch['next_write_by'], cfg)}"
-        )
-    return line
 
 
 @click.command(name="kill")

@@ -67,9 +67,10 @@ def _fill_lines(walk, since: str, until: str, tz) -> str:
     )
 
 
-def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> Digest:
+def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None, *, with_fills: bool = False) -> Digest:
     """The day so far, and since the start at the last tick's prices; the chart is ``figures.series`` of the day,
-    its last point the same ``figures.summary`` the text quotes."""
+    its last point the same ``figures.summary`` the text quotes.  ``with_fills``: list the day's fills (the
+    phone's /daily; the digest does when ``[alerts] fills = "digest"``)."""
     from ..analysis import report
 
     now = now or clock.now()
@@ -87,7 +88,7 @@ def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> Diges
         f" LLM {money.eur_text(llm)}.\n"
         f"Since the start: net {money.eur_text(t.net_eur)} (unrealised {money.eur_text(t.unrealised_eur)})."
         + (f"\nAgainst {benchmarks}." if benchmarks else "")
-        + (_fill_lines(s.walk, lo, hi, cfg.tz) if cfg.alerts.fills == "digest" else "")
+        + (_fill_lines(s.walk, lo, hi, cfg.tz) if with_fills or cfg.alerts.fills == "digest" else "")
     )
     ser = figures.series(conn, cfg, since=start, until=now, prices=prices)
     title = f"Net P/L, {report.local_time(start, cfg.tz)[:10]} ({cfg.timezone})"

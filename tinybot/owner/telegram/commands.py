@@ -44,6 +44,9 @@ HELP = (
     "/pnl – net profit or loss, fees, LLM cost, against holding\n"
     "/proposals – proposals waiting for you\n"
     "/why N – every guard decision for proposal N\n"
+    "/balance – balances and what each book holds\n"
+    "/daily – today's fills and result\n"
+    "/sell MARKET [AMOUNT|all] [BOOK] – propose a sell (approval and the guards still decide)\n"
     "/kill [reason] – stop all trading now\n"
     "/resume – allow trading again (only if telegram.allow_resume = true)"
 )
@@ -76,6 +79,9 @@ class Commands:
             "/pnl": self.cmd_pnl,
             "/proposals": self.cmd_proposals,
             "/why": self.cmd_why,
+            "/balance": self.cmd_balance,
+            "/daily": self.cmd_daily,
+            "/sell": self.cmd_sell,
             "/kill": self.cmd_kill,
             "/resume": self.cmd_resume,
         }.get(cmd.lower())
@@ -120,6 +126,28 @@ class Commands:
             self.api.send(chat, str(e))
             return
         self.api.send(chat, why_text(d))
+
+    def cmd_balance(self, chat: int, rest: str) -> None:
+        from .account import balance_text
+
+        self.api.send(chat, balance_text(self.conn, self.cfg))
+
+    def cmd_daily(self, chat: int, rest: str) -> None:
+        from .account import daily_text
+
+        self.api.send(chat, daily_text(self.conn, self.cfg))
+
+    def cmd_sell(self, chat: int, rest: str) -> None:
+        """A pending sell proposal; the announcer sends it for approval like any other (the guards decide)."""
+        from ...trade.proposals import ProposalError
+        from .account import propose_sell
+
+        try:
+            reply = propose_sell(self.conn, self.cfg, rest)
+        except ProposalError as e:
+            reply = str(e)
+        audit(self.conn, chat, f"/sell: {reply}")
+        self.api.send(chat, reply)
 
     def cmd_kill(self, chat: int, rest: str) -> None:
         from ...trade import killswitch
@@ -434,6 +462,8 @@ def resume_buttons(nonce: str) -> dict:
 
 
 def status_text(d: dict, cfg: Config) -> str:
+    from ...analysis.status import last_tick_line
+
     ks = d["kill_switch"]
     lines = [
         f"Trading {'ENABLED' if ks['trading_enabled'] else 'DISABLED (' + ks['reason'] + ')'}"
@@ -455,11 +485,8 @@ def status_text(d: dict, cfg: Config) -> str:
         f"Pending proposals: {d['pending_proposals']} · unresolved executions: {len(d['unresolved_executions'])}"
     )
     s, t = d["scheduler"], d["scheduler"]["last_tick"]
-    lines.append(
-        f"Scheduler: {s['state']}"
-        + (" (STALE)" if s["stale"] else "")
-        + (f", last tick {hm(t['slot'], cfg)} {t['status']}" if t else ", never ticked")
-    )
+    lines.append(f"Scheduler: {s['state']}" + (" (STALE)" if s["stale"] else ""))
+    lines.append(last_tick_line(t, s, cfg))
     return "\n".join(lines)
 
 
