@@ -73,3 +73,19 @@ def test_durations_read_as_a_person_says_them():
         "1 day 1 h",
         "2 days",
     ]
+
+
+def test_lists_and_proposals_show_local_time_to_the_second_and_json_keeps_iso_utc(write_config):
+    write_config('timezone = "Europe/Amsterdam"\n' + paper_config_text())
+    with freeze_time("2026-11-27 16:28:51.123456"):
+        run = CliRunner()
+        made = run.invoke(cli, ["propose", "BTC-EUR", "buy", "--eur", "6", "--approve"], catch_exceptions=False)
+        run.invoke(cli, ["execute", "1"], catch_exceptions=False)
+        listed = run.invoke(cli, ["proposals"], catch_exceptions=False).output
+        history = run.invoke(cli, ["history"], catch_exceptions=False).output
+        data = json.loads(run.invoke(cli, ["proposals", "--json"], catch_exceptions=False).output)
+    assert made.output.rstrip().endswith("expires 17:58:51 CET")
+    assert "17:58:51 CET" in listed and "17:28:51 CET" in history
+    for text in (made.output, listed, history):
+        assert ".123456" not in text and "Z " not in text + " " and "T16:" not in text
+    assert data[0]["expires_at"] == "2026-11-27T16:58:51.123456Z"

@@ -213,3 +213,13 @@ def last_tick_line(t: dict | None, sch: dict, cfg: Config) -> str:
             f" ticks in batches: the next write is due by {clock.human_time(sch['next_write_by'], cfg.tz, seconds=True)}"
         )
     return line
+
+
+def local(iso: str | None, cfg: Config) -> str:
+    """A stored ISO-8601 UTC time as a person reads it: the configured timezone, to the second ('?' for none)."""
+    return clock.human_time(iso, cfg.tz, seconds=True) if iso else "?"
+
+
+def localised(rows: list[dict], cfg: Config, *keys: str) -> list[dict]:
+    """Rows for a person's table: the ``keys`` (ISO-8601 UTC times) in the configured timezone (--json keeps ISO)."""
+    return [{**r, **{k: local(r[k], cfg) for k in keys if r.get(k)}} for r in rows]

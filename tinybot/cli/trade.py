@@ -116,7 +116,7 @@ def propose_command(state, market, side, eur, amount, expires_in, reason, approv
     """
     from ..trade import proposals
     from ..base.config import MAX_TTL, bounded_duration
-    from ..analysis.status import proposal
+    from ..analysis.status import local, proposal
 
     if (eur is None) == (amount is None):
         raise Fail("give exactly one of --eur or --amount")
@@ -167,14 +167,14 @@ def propose_command(state, market, side, eur, amount, expires_in, reason, approv
 def proposals_command(state, status, limit, as_json):
     """List proposals, newest first, with their execution state."""
     from ..trade import proposals
-    from ..analysis.status import proposal
+    from ..analysis.status import localised, proposal
 
     rows = [proposal(r) for r in proposals.listing(state.conn, status, limit)]
     emit(
         rows,
         as_json,
         lambda rs: table(
-            [{**r, "reason": shown(r["reason"])} for r in rs],
+            [{**r, "reason": shown(r["reason"])} for r in localised(rs, state.cfg, "expires_at")],
             [
                 "id",
                 "market",
@@ -295,14 +295,14 @@ def execute_exit_code(state: str, reason: str) -> int:
 @friendly
 def executions_command(state, state_filter, limit, as_json):
     """List executions (one per executed proposal), newest first."""
-    from ..analysis.status import executions as rows_of
+    from ..analysis.status import executions as rows_of, localised
 
     rows = rows_of(state.conn, state_filter, limit)
     emit(
         rows,
         as_json,
         lambda rs: table(
-            rs,
+            localised(rs, state.cfg, "submitting_at"),
             [
                 "id",
                 "proposal_id",
@@ -327,7 +327,7 @@ def executions_command(state, state_filter, limit, as_json):
 @friendly
 def history_command(state, market, limit, as_json):
     """List fills as the exchange reported them, newest first."""
-    from ..analysis.status import fills
+    from ..analysis.status import fills, localised
 
     rows = fills(state.conn, market, limit)
 
@@ -335,7 +335,7 @@ def history_command(state, market, limit, as_json):
         from ..base.money import eur_text
 
         table(
-            [{**r, "eur_value": eur_text(Decimal(r["eur_value"]))} for r in rs],
+            [{**r, "eur_value": eur_text(Decimal(r["eur_value"]))} for r in localised(rs, state.cfg, "executed_at")],
             [
                 "executed_at",
                 "market",
@@ -368,7 +368,7 @@ def history_command(state, market, limit, as_json):
 @friendly
 def why_command(state, proposal_id, as_json):
     """Explain what happened to a proposal: every guard decision, and the execution."""
-    from ..analysis.status import why as explain
+    from ..analysis.status import local, why as explain
 
     data = explain(state.conn, proposal_id)
 
@@ -457,7 +457,7 @@ def reconcile_exit_code(report) -> int:
 @friendly
 def status_command(state, as_json):
     """Mode, kill switch, balances, positions, caps used today, pending and unresolved work (from the DB)."""
-    from ..analysis.status import status as build
+    from ..analysis.status import local, status as build
 
     data = build(state.conn, state.cfg)
 
@@ -559,11 +559,6 @@ def status_command(state, as_json):
     emit(data, as_json, human)
 
 
-def local(iso: str | None, cfg) -> str:
-    """A stored ISO-8601 UTC time as a person reads it: the configured timezone, to the second."""
-    return clock.human_time(iso, cfg.tz, seconds=True) if iso else "?"
-
-
 @click.command(name="kill")
 @click.option("--reason", default="manual kill", show_default=True, help="Recorded with the switch.")
 @click.option(
@@ -605,6 +600,8 @@ def kill_command(state, reason, cancel_open):
         ) from None
     if out.previous is not None:
         p = out.previous
+        from ..analysis.status import local
+
         click.echo(
             f"Trading was already DISABLED since {local(p['changed_at'], state.cfg)}"
             f" ({p['changed_by']}: {shown(p['reason'])})"
