@@ -63,7 +63,7 @@ def test_usage_shows_spend_reservations_calls_tokens_and_the_exhausted_notice(cf
     assert lines[2].startswith("Month 2026-11: €0.000179 spent + €0.00039 reserved of €1 ")
     assert lines[3].startswith("Budget exhausted: LLM daily budget 2026-11-27 used up")
     assert (
-        "  #2 gpt-4o-mini reserved €0.00039 at 2026-11-27T12:00:00.000000Z, expires 2026-11-27T13:00:00.000000Z"
+        "  #2 gpt-4o-mini reserved €0.00039 at 12:00:00 UTC, expires 13:00:00 UTC"  # local time (issue 23 item 9)
         in lines
     )
     assert any(row.startswith("  2026-11-27     2 call(s)") and "(1 reserved)" in row for row in lines)

@@ -76,11 +76,44 @@ def test_uptime_kuma_push_says_up_or_down(write_config, push):
     ]
 
 
-def test_a_service_without_a_failure_signal_is_only_pinged_after_good_ticks(write_config, push):
-    cfg = cfg_with(write_config, f"{push.url}/beat")
-    assert heartbeat.ping(cfg, False) is False
-    assert heartbeat.ping(cfg, True) is True
+def test_the_failure_url_is_explicit_in_config_with_healthchecks_fail_as_the_default(write_config, push):
+    """Issue 23 item 14: a plain URL pinged nothing on failure and doctor pinged its success URL, unlike the docs."""
+    plain = cfg_with(write_config, f"{push.url}/beat")
+    assert heartbeat.ping(plain, False) is True and heartbeat.ping(plain, True) is True
+    ok, detail = heartbeat.check(plain)
+    assert ok and detail.endswith(
+        f"to its /log signal (neither success nor failure); a failed tick pings {push.url}/… (the default)"
+    )
+    assert push.paths == ["/beat/fail", "/beat", "/beat/log"]
+
+
+def test_an_explicit_failure_url_is_used_and_doctor_then_pings_one_success_beat(write_config, push):
+    own = write_config(
+        paper_config_text() + f'[alerts]\nheartbeat_url = "{push.url}/beat"\nheartbeat_fail_url = "{push.url}/down"\n'
+    )
+    assert heartbeat.ping(own, False) is True
+    ok, detail = heartbeat.check(own)
+    assert ok and "to one success beat" in detail and detail.endswith(f"a failed tick pings {push.url}/…")
+    assert push.paths == ["/down", "/beat"]
+
+
+def test_an_empty_failure_url_pings_nothing_on_failure(write_config, push):
+    silent = write_config(
+        paper_config_text() + f'[alerts]\nheartbeat_url = "{push.url}/beat"\nheartbeat_fail_url = ""\n'
+    )
+    assert heartbeat.ping(silent, False) is False
+    ok, detail = heartbeat.check(silent)
+    assert ok and detail.endswith(
+        'a failed tick pings nothing (heartbeat_fail_url = ""): the missing success ping is the alarm'
+    )
     assert push.paths == ["/beat"]
+
+
+def test_the_failure_url_must_be_http(write_config):
+    from tinybot.base.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="alerts.heartbeat_fail_url: 'nope' is not an http"):
+        write_config(paper_config_text() + '[alerts]\nheartbeat_fail_url = "nope"\n')
 
 
 def test_url_for_the_known_services():
@@ -138,7 +171,7 @@ def test_not_configured_is_a_no_op(write_config, push):
 def test_check_for_doctor_uses_a_signal_that_is_neither_up_nor_down(write_config, push):
     cfg = cfg_with(write_config, f"{push.url}/ping/{UUID}")
     ok, detail = heartbeat.check(cfg)
-    assert ok and detail == f"{push.url}/… answered (HTTP 200)"
+    assert ok and detail.startswith(f"{push.url}/… answered (HTTP 200) to its /log signal")
     assert push.paths == [f"/ping/{UUID}/log"]
     push.status = 404
     ok, detail = heartbeat.check(cfg)

@@ -225,3 +225,12 @@ def test_the_loop_serves_telegram_beside_it_and_stops_it_but_run_once_does_not(w
     seen.clear()
     scheduler.Scheduler(cfg, conn, echo=lambda s: None, read_only=ex, trading=ex).run(once=True)
     assert seen == []  # a cron `run --once` must not answer the phone's queued commands
+
+
+def test_with_alerts_fills_digest_the_days_fills_are_listed_in_the_digest(write_config):
+    cfg, conn, ex, _ = setup(lambda t: write_config(t + '\n[alerts]\nfills = "digest"\n'))
+    rec = Recorder()
+    with freeze_time("2026-11-27 20:00:00"):
+        assert digest.maybe_send(conn, cfg, rec) is True
+    [(_, text, _, _)] = rec.sent
+    assert re.search(r"\nFills:\n10:00 CET buy BTC-EUR [\d.]+ @ [\d.]+ = €7\.9\d\b", text), text

@@ -240,3 +240,61 @@ def test_importing_notify_does_not_import_apprise():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+# --- issue 23 item 6: priorities, the held-back count, [alerts] fills ----------------------------------
+
+
+class _Result:
+    def __init__(self, state, eid, reason="", sent=True):
+        self.state, self.execution_id, self.proposal_id, self.reason = state, eid, eid, reason
+        self.exchange_order_id, self.sent = f"o{eid}", sent
+
+
+def test_routine_fills_never_use_up_the_budget_of_an_unknown_order_or_a_key_problem(setup, receiver):
+    cfg, conn = setup
+    with freeze_time("2026-03-01 12:00:00"):
+        n = notify.Notifier(cfg, conn)
+        for i in range(notify.MAX_PER_HOUR + 3):
+            n.execution(_Result("filled", i))
+        assert n.execution(_Result("unknown", 100, "timeout")).delivered
+        assert n.execution(_Result("failed", 101, "Bitvavo: key does not allow trading (errorCode 310)")).delivered
+        for kind in ("exchange_outage", "surprise_order", "fill_conflict", "restore_in_doubt", "execution_overdue"):
+            assert n.alert(kind, f"{kind} now").delivered, kind
+        assert n.alert("tick_failed", "AuthenticationError: bad key", severity="error").delivered
+        assert n.alert("guard_blocks", "2 blocked", severity="info").status == "suppressed"
+    texts = [m["message"] for m in receiver.messages]
+    assert any(t.startswith("order outcome unknown: proposal 100") for t in texts)
+    kinds = [k for (k,) in conn.execute("SELECT kind FROM alert_log WHERE status = 'sent' AND id > 20")]
+    assert "execution_unknown" in kinds and "key_problem" in kinds
+
+
+def test_a_held_back_routine_alert_is_counted_in_the_next_one_sent(setup, receiver):
+    cfg, conn = setup
+    with freeze_time("2026-03-01 12:00:00") as frozen:
+        n = notify.Notifier(cfg, conn)
+        for i in range(notify.MAX_PER_HOUR + 3):
+            n.alert("order", f"order {i}", severity="info")
+        assert n.alert("kill_switch", "trading disabled").delivered
+        frozen.tick(timedelta(hours=1, seconds=1))
+        assert n.alert("order", "next hour", severity="info").delivered
+    texts = [m["message"] for m in receiver.messages]
+    assert texts[-2] == (
+        "trading disabled\n(3 routine alert(s) held back by the hourly limit since 12:00 UTC:"
+        " `tinybot status` and the log have them)"
+    )
+    assert texts[-1] == "next hour"  # counted once
+
+
+@pytest.mark.parametrize("fills, alerted", [("each", True), ("digest", False), ("off", False)])
+def test_alerts_fills_setting_decides_whether_a_fill_alerts(tmp_path, receiver, fills, alerted):
+    cfg = make_cfg(tmp_path, f'[alerts]\nurls = ["{receiver.url}"]\nfills = "{fills}"\n')
+    conn = db.open_db(cfg.db_path)
+    n = notify.Notifier(cfg, conn)
+    assert (n.execution(_Result("filled", 1)) is not None) is alerted
+    assert n.execution(_Result("unknown", 2, "timeout")).delivered  # never affected by the setting
+
+
+def test_alerts_fills_is_validated(tmp_path):
+    with pytest.raises(config.ConfigError, match=r"alerts\.fills"):
+        make_cfg(tmp_path, '[alerts]\nfills = "sometimes"\n')

@@ -98,17 +98,19 @@ def test_a_waiting_proposal_is_sent_once_with_reason_size_guards_and_buttons(mak
     shown = fingerprint(proposals.get(conn, pid))  # what the button showed: see the stale-button test
     assert fake.button(chat, mid, "Approve") == f"approve:{pid}:{shown}"
     assert fake.button(chat, mid, "Reject") == f"reject:{pid}:{shown}"
-    blocked_text = fake.messages[announced(fake, blocked_pid)]["text"]
-    assert (
-        "would be BLOCKED" in blocked_text
-        and "✗ max_trade: €15.00 (fee included) is over risk.max_trade_eur" in blocked_text
+    # issue 23 item 7: a proposal the guards block now is not an approval request: one line, no buttons
+    [(key, blocked)] = [(k, m) for k, m in fake.messages.items() if m["text"].startswith(f"#{blocked_pid} ")]
+    assert blocked["text"].startswith(
+        f"#{blocked_pid} BUY ETH-EUR €15.00 from cli not asked for: blocked by max_trade: €15.00 (fee included)"
+        " is over risk.max_trade_eur"
     )
+    assert "\n" not in blocked["text"] and "reply_markup" not in blocked
     # once: the cursor is in the database, a second cycle and a restarted poller send nothing again
     assert poller.poll_once().announced == []
     again = Poller(cfg, conn)
     assert again.poll_once().announced == []
     again.close()
-    assert len([t for t in fake.texts() if t.startswith("Proposal #")]) == 2
+    assert len([t for t in fake.texts() if t.startswith("Proposal #")]) == 1
 
 
 def test_a_proposal_not_delivered_is_sent_again_next_cycle(make, fake):
@@ -726,3 +728,105 @@ def test_telegram_config_defaults(write_config):
     assert cfg.telegram.api_url == "https://api.telegram.org" and cfg.telegram.allow_resume is False
     assert cfg.telegram.poll_timeout == timedelta(seconds=25)
     assert not enabled(write_config(paper_config_text()))
+
+
+# --- issue 23 item 7: follow-ups and expired requests ----------------------------------------------
+
+
+def _paper(cfg):
+    from tinybot.exchange.paper import PaperExchange
+    from tinybot.exchange.static import StaticMarketData
+
+    return PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+
+
+def test_after_an_approval_from_the_phone_a_follow_up_says_filled_at_what_price_or_blocked_and_why(make, fake):
+    cfg, conn, poller = make()
+    started(poller)
+    filled, blocked = propose(conn), propose(conn, eur="7")
+    poller.poll_once()
+    for pid in (filled, blocked):
+        chat, mid = announced(fake, pid)
+        fake.tap(chat, mid, fake.button(chat, mid, "Approve"))
+    poller.poll_once()
+    before = len(fake.texts(OWNER))
+    poller.poll_once()
+    assert len(fake.texts(OWNER)) == before  # nothing decided yet: nothing said
+    ex = _paper(cfg)
+    try:
+        assert executor.execute(conn, cfg, ex, filled).state == "filled"
+        killswitch.set_enabled(conn, False, "owner checks something", by="cli")
+        assert executor.execute(conn, cfg, ex, blocked).state == "blocked"
+    finally:
+        ex.close()
+    poller.poll_once()
+    said = fake.texts(OWNER)[before:]
+    assert said[0].startswith(f"#{filled} filled: buy BTC-EUR ") and " @ " in said[0] and "= €5.9" in said[0]
+    assert said[1].startswith(f"#{blocked} blocked: kill_switch: ") and said[1].endswith("Nothing was bought or sold.")
+    poller.poll_once()
+    assert fake.texts(OWNER)[before:] == said  # once each
+
+
+def test_an_approval_request_that_expires_is_edited_to_say_so_in_local_time(make, fake):
+    with freeze_time("2026-11-29 10:00:00") as frozen:
+        cfg, conn, poller = make(extra="")
+        cfg = config.load(cfg.path.write_text('timezone = "Europe/Amsterdam"\n' + cfg.path.read_text()) and cfg.path)
+        poller.close()
+        poller = Poller(cfg, conn)
+        started(poller)
+        pid = propose(conn, ttl=timedelta(minutes=10))
+        decided = propose(conn)
+        poller.poll_once()
+        chat, mid = announced(fake, pid)
+        assert "Expires 11:10 CET (in 10 min)" in fake.messages[(chat, mid)]["text"]  # local, not UTC
+        proposals.reject(conn, decided, by="cli")
+        frozen.tick(timedelta(minutes=11))
+        poller.poll_once()
+        poller.close()
+    msg = fake.messages[(chat, mid)]
+    assert msg["text"].endswith("\n\n→ Expired at 11:10 CET; nothing done.") and "reply_markup" not in msg
+    other = fake.messages[announced(fake, decided)]
+    assert other["text"].endswith("\n\n→ Rejected by cli.") and "reply_markup" not in other
+    edits = [p for m, p in fake.calls if m == "editMessageText"]
+    assert len(edits) == 2  # once each
+
+
+# --- issue 23 item 8: /balance, /daily, /sell ---------------------------------------------------
+
+
+def test_balance_daily_and_sell_from_the_phone(make, fake):
+    with freeze_time("2026-11-29 10:00:00") as frozen:
+        cfg, conn, poller = make()
+        started(poller)
+        pid = propose(conn)
+        proposals.approve(conn, pid, by="cli")
+        ex = _paper(cfg)
+        try:
+            assert executor.execute(conn, cfg, ex, pid).state == "filled"
+        finally:
+            ex.close()
+        held = conn.execute("SELECT base FROM book_positions WHERE book = 'manual'").fetchone()["base"]
+        frozen.tick(timedelta(minutes=5))
+        for text in ("/balance", "/daily", "/sell BTC-EUR", "/sell ETH-EUR all", "/sell BTC-EUR 0.0001 dca"):
+            fake.send_text(OWNER, text)
+        poller.poll_once()
+        poller.poll_once()  # the announcer sends the new sell proposal
+    said = fake.texts(OWNER)
+    balance, daily, sold, none, empty = said[said.index(next(t for t in said if t.startswith("Paper balances"))) :][:5]
+    assert balance.startswith("Paper balances: ") and " BTC " in balance + " "
+    assert balance.endswith(f"Books:\nBTC-EUR manual: {held} (cost €6.00)")
+    assert daily.startswith("Sunday 29 November: realised €0.00, 1 fill(s) (1 buy, 0 sell)")
+    assert "\nFills:\n10:00 UTC buy BTC-EUR " in daily
+    [row] = conn.execute("SELECT * FROM proposals WHERE source = 'telegram'").fetchall()
+    assert (row["side"], row["market"], row["amount"], row["book"], row["status"]) == (
+        "sell",
+        "BTC-EUR",
+        held,
+        "manual",
+        "pending",
+    )  # pending: approval and the guards still decide
+    assert sold.startswith(f"Proposal #{row['id']}: SELL BTC-EUR {held} from the manual book")
+    assert none == "no book holds ETH-EUR: nothing to sell"
+    assert empty == "the dca book holds no BTC-EUR: nothing to sell"
+    announced_now = fake.texts(OWNER)[-1]
+    assert announced_now.startswith((f"Proposal #{row['id']} ", f"#{row['id']} SELL BTC-EUR"))

@@ -43,7 +43,7 @@ def test_expired_shows_as_expired_everywhere_without_a_tick(home):
         assert json.loads(invoke("proposals", "--status", "approved", "--json").output) == []
         why = invoke("why", "1").output.splitlines()
         assert why[0] == "Proposal 1: buy BTC-EUR €6 from cli — expired"
-        assert why[1] == "Not executed: expired at 2026-11-02T10:30:00.000000Z. Propose it again to trade."
+        assert why[1] == "Not executed: expired at 10:30:00 UTC. Propose it again to trade."  # local time (issue 23)
         assert json.loads(invoke("why", "2", "--json").output)["proposal"]["status"] == "expired"
         st = invoke("status").output
         assert "Pending proposals: 0 (2 more expired: `tinybot proposals --status expired`)" in st

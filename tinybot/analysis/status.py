@@ -111,7 +111,7 @@ def status(conn: sqlite3.Connection, cfg: Config) -> dict:
         "pending_proposals": pending,
         "expired_unmarked_proposals": expired,
         "unresolved_executions": unresolved,
-        "scheduler": _scheduler(liveness(conn, cfg)),
+        "scheduler": _scheduler(liveness(conn, cfg), cfg),
         "risk": describe(cfg)["risk"],
     }
 
@@ -150,9 +150,17 @@ def kill_switch(ks: dict) -> dict:
     return _api(ks, drop=("id",))
 
 
-def _scheduler(live: dict) -> dict:
+def _scheduler(live: dict, cfg: Config) -> dict:
+    """The loop as liveness sees it, plus ``next_write_by``: a running loop writes idle ticks' rows in batches
+    with its heartbeat (tinybot.loop.beat), so ``last_tick`` can lag the tick that really ran last; this is
+    when the next batch is due at the latest (null when no loop runs)."""
+    from ..store.liveness import beat_every
+
     tick = live.get("last_tick")
-    return {**live, "last_tick": _api(tick, drop=("id",)) if tick else None}
+    due = None
+    if live["alive"] and live.get("beat_at"):
+        due = clock.to_iso(clock.from_iso(live["beat_at"]) + beat_every(cfg.scheduler.interval))
+    return {**live, "last_tick": _api(tick, drop=("id",)) if tick else None, "next_write_by": due}
 
 
 def executions(conn: sqlite3.Connection, state: str | None = None, limit: int = 50) -> list[dict]:
@@ -192,3 +200,26 @@ def why(conn: sqlite3.Connection, proposal_id: int) -> dict:
         )
     ]
     return {"proposal": p, "execution": execution(ex) if ex else None, "decisions": decisions}
+
+
+def last_tick_line(t: dict | None, sch: dict, cfg: Config) -> str:
+    """The last tick written, and, while a loop runs, that its idle ticks are written in batches and by when."""
+    if t is None:
+        return "Last tick: never" + ("" if not sch["alive"] else " written yet (idle ticks are written in batches)")
+    line = f"Last tick written: {clock.human_time(t['slot'], cfg.tz, seconds=True)} ({t['status']})"
+    if sch["alive"] and sch.get("next_write_by"):
+        line += (
+            f"; the running loop ticks every {clock.spoken(clock.parse_duration(sch['interval']))} and writes idle"
+            f" ticks in batches: the next write is due by {clock.human_time(sch['next_write_by'], cfg.tz, seconds=True)}"
+        )
+    return line
+
+
+def local(iso: str | None, cfg: Config) -> str:
+    """A stored ISO-8601 UTC time as a person reads it: the configured timezone, to the second ('?' for none)."""
+    return clock.human_time(iso, cfg.tz, seconds=True) if iso else "?"
+
+
+def localised(rows: list[dict], cfg: Config, *keys: str) -> list[dict]:
+    """Rows for a person's table: the ``keys`` (ISO-8601 UTC times) in the configured timezone (--json keeps ISO)."""
+    return [{**r, **{k: local(r[k], cfg) for k in keys if r.get(k)}} for r in rows]

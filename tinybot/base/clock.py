@@ -124,3 +124,22 @@ def format_duration(td: timedelta) -> str:
         if seconds and seconds % size == 0:
             return f"{seconds // size}{unit}"
     return f"{seconds}s"
+
+
+def human_time(moment: datetime | str, tz=None, *, seconds: bool = False) -> str:
+    """A moment as a person reads it, in ``tz`` (the config's timezone): '17:14 CET' today, else with its date."""
+    dt = from_iso(moment) if isinstance(moment, str) else moment
+    local, today = dt.astimezone(tz or timezone.utc), now().astimezone(tz or timezone.utc)
+    shown = "%H:%M:%S %Z" if seconds else "%H:%M %Z"
+    return local.strftime(shown if local.date() == today.date() else "%Y-%m-%d " + shown)
+
+
+def spoken(td: timedelta) -> str:
+    """A duration as a person says it: '45 s', '5 min', '2 h 5 min', '3 days 4 h' (never '300740ms')."""
+    s = max(int(td.total_seconds()), 0)
+    if s < 60:
+        return f"{s} s"
+    days, hours, minutes = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if days:
+        return f"{days} day{'s' if days > 1 else ''}" + (f" {hours} h" if hours else "")
+    return f"{hours} h {minutes} min" if hours and minutes else f"{hours} h" if hours else f"{minutes} min"

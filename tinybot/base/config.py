@@ -186,6 +186,10 @@ class AlertsConfig:
     heartbeat_url: str | None = text(None)
     # the daily digest (tinybot.owner.digest): local time "HH:MM" (the config's timezone), "" = off
     digest_at: str = text("21:00")
+    # issue 23 (phone): fills alert one by one ("each"), go into the daily digest ("digest"), or not at all ("off")
+    fills: str = text("each", choices=("each", "digest", "off"))
+    # the URL pinged when a tick fails; unset = heartbeat_url + "/fail" (healthchecks.io style); "" = none
+    heartbeat_fail_url: str | None = text(None)
 
 
 @dataclass(frozen=True)
@@ -551,7 +555,11 @@ def _cross_checks(cfg: Config) -> None:
             f'{p}: alerts.digest_at: {cfg.alerts.digest_at!r} is not a local time like "21:00"'
             ' ("" turns the daily digest off)'
         )
-    for key, url in (("alerts.heartbeat_url", cfg.alerts.heartbeat_url), ("telegram.api_url", cfg.telegram.api_url)):
+    for key, url in (
+        ("alerts.heartbeat_url", cfg.alerts.heartbeat_url),
+        ("alerts.heartbeat_fail_url", cfg.alerts.heartbeat_fail_url or None),  # "" = no failure ping
+        ("telegram.api_url", cfg.telegram.api_url),
+    ):
         if url is not None and not re.match(r"^https?://[^\s/]+\S*$", url):
             raise ConfigError(f"{p}: {key}: {url!r} is not an http(s) URL")
     _sellable_buys(cfg)

@@ -42,6 +42,7 @@ def usage_command(state, days, as_json):
         tinybot usage --json
     """
     from ..advisors import llm_budget
+    from ..analysis.status import local
 
     cfg = state.cfg
     data = llm_budget.usage(state.conn, cfg.llm, days=days, tz=cfg.tz)
@@ -64,8 +65,8 @@ def usage_command(state, days, as_json):
         click.echo("Open reservations (each counts at its worst case until settled; expired ones keep counting):")
         for r in data["open_reservations"]:
             click.echo(
-                f"  #{r['id']} {r['model']} reserved {_small_eur_text(r['reserved_eur'])} at {r['reserved_at']},"
-                f" expires {r['expires_at']}"
+                f"  #{r['id']} {r['model']} reserved {_small_eur_text(r['reserved_eur'])} at"
+                f" {local(r['reserved_at'], cfg)}, expires {local(r['expires_at'], cfg)}"
             )
     if data["days"]:
         click.echo("Per day:")

@@ -56,7 +56,7 @@ def pnl_command(state, period, price_source, by, as_json):
     if as_json:
         echo_json(data)
         return
-    _print(data)
+    _print(data, cfg.tz)
     if by == "advisor":
         _print_advisors(data)
 
@@ -84,8 +84,14 @@ def _live_prices(cfg, conn):
     return out
 
 
-def _print(d: dict) -> None:
-    when = f"prices of {d['prices_at']}" if d["prices_at"] else "configured paper prices"
+def _print(d: dict, tz) -> None:
+    from ..base import clock
+
+    when = (
+        f"prices of {clock.human_time(d['prices_at'], tz, seconds=True)}"
+        if d["prices_at"]
+        else "configured paper prices"
+    )
     click.echo(f"P/L ({d['mode']}, {when})")
     click.echo(f"  realised    {eur_text(d['realised_eur'])}")
     click.echo(

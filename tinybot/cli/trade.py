@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import click
 
-from ..base import exitcodes
+from ..base import clock, exitcodes
 from .common import Fail, emit, friendly, json_option, migrate_books, pass_state, shown, table
 
 
@@ -116,7 +116,7 @@ def propose_command(state, market, side, eur, amount, expires_in, reason, approv
     """
     from ..trade import proposals
     from ..base.config import MAX_TTL, bounded_duration
-    from ..analysis.status import proposal
+    from ..analysis.status import local, proposal
 
     if (eur is None) == (amount is None):
         raise Fail("give exactly one of --eur or --amount")
@@ -152,7 +152,8 @@ def propose_command(state, market, side, eur, amount, expires_in, reason, approv
         as_json,
         lambda r: click.echo(
             f"Proposal {r['id']}: {r['side']} {r['market']} "
-            f"{'€' + r['amount_quote'] if r['amount_quote'] else r['amount']} — {r['status']}, expires {r['expires_at']}"
+            f"{'€' + r['amount_quote'] if r['amount_quote'] else r['amount']} — {r['status']},"
+            f" expires {local(r['expires_at'], state.cfg)}"
         ),
     )
 
@@ -166,14 +167,14 @@ def propose_command(state, market, side, eur, amount, expires_in, reason, approv
 def proposals_command(state, status, limit, as_json):
     """List proposals, newest first, with their execution state."""
     from ..trade import proposals
-    from ..analysis.status import proposal
+    from ..analysis.status import localised, proposal
 
     rows = [proposal(r) for r in proposals.listing(state.conn, status, limit)]
     emit(
         rows,
         as_json,
         lambda rs: table(
-            [{**r, "reason": shown(r["reason"])} for r in rs],
+            [{**r, "reason": shown(r["reason"])} for r in localised(rs, state.cfg, "expires_at")],
             [
                 "id",
                 "market",
@@ -294,14 +295,14 @@ def execute_exit_code(state: str, reason: str) -> int:
 @friendly
 def executions_command(state, state_filter, limit, as_json):
     """List executions (one per executed proposal), newest first."""
-    from ..analysis.status import executions as rows_of
+    from ..analysis.status import executions as rows_of, localised
 
     rows = rows_of(state.conn, state_filter, limit)
     emit(
         rows,
         as_json,
         lambda rs: table(
-            rs,
+            localised(rs, state.cfg, "submitting_at"),
             [
                 "id",
                 "proposal_id",
@@ -326,7 +327,7 @@ def executions_command(state, state_filter, limit, as_json):
 @friendly
 def history_command(state, market, limit, as_json):
     """List fills as the exchange reported them, newest first."""
-    from ..analysis.status import fills
+    from ..analysis.status import fills, localised
 
     rows = fills(state.conn, market, limit)
 
@@ -334,7 +335,7 @@ def history_command(state, market, limit, as_json):
         from ..base.money import eur_text
 
         table(
-            [{**r, "eur_value": eur_text(Decimal(r["eur_value"]))} for r in rs],
+            [{**r, "eur_value": eur_text(Decimal(r["eur_value"]))} for r in localised(rs, state.cfg, "executed_at")],
             [
                 "executed_at",
                 "market",
@@ -367,7 +368,7 @@ def history_command(state, market, limit, as_json):
 @friendly
 def why_command(state, proposal_id, as_json):
     """Explain what happened to a proposal: every guard decision, and the execution."""
-    from ..analysis.status import why as explain
+    from ..analysis.status import local, why as explain
 
     data = explain(state.conn, proposal_id)
 
@@ -387,7 +388,7 @@ def why_command(state, proposal_id, as_json):
                 + final_note(e["state"], pr["id"])
             )
         elif pr["status"] == "expired":
-            click.echo(f"Not executed: expired at {pr['expires_at']}. Propose it again to trade.")
+            click.echo(f"Not executed: expired at {local(pr['expires_at'], state.cfg)}. Propose it again to trade.")
         else:
             click.echo(
                 "Not executed."
@@ -456,7 +457,7 @@ def reconcile_exit_code(report) -> int:
 @friendly
 def status_command(state, as_json):
     """Mode, kill switch, balances, positions, caps used today, pending and unresolved work (from the DB)."""
-    from ..analysis.status import status as build
+    from ..analysis.status import local, status as build
 
     data = build(state.conn, state.cfg)
 
@@ -466,7 +467,7 @@ def status_command(state, as_json):
         click.echo(
             "Trading: "
             + ("ENABLED" if ks["trading_enabled"] else f"DISABLED (kill switch: {shown(ks['reason'])})")
-            + f" since {ks['changed_at']}"
+            + f" since {local(ks['changed_at'], state.cfg)}"
         )
         if ks.get("kill_file"):
             click.echo(f"Kill file: {ks['kill_file']['path']} (trading stays off until `tinybot resume`)")
@@ -487,7 +488,11 @@ def status_command(state, as_json):
                     )
                     or "(none)"
                 )
-                + (f" — as of the last tick, {lb['age_s']}s ago" if lb["at"] else " — no tick has read them yet")
+                + (
+                    f" — as of the last tick, {clock.spoken(timedelta(seconds=lb['age_s']))} ago"
+                    if lb["at"]
+                    else " — no tick has read them yet"
+                )
             )
         click.echo(
             "Positions: "
@@ -545,9 +550,11 @@ def status_command(state, as_json):
             + (f" (PID {sch['pid']})" if sch["pid"] else "")
             + (f" — {shown(sch['detail'])}" if sch.get("detail") else "")
             + (" — STALE: no sign of life for longer than its heartbeat allows (stuck?)" if sch["stale"] else "")
-            + (f"; next tick {sch['next_tick_at']}" if sch["next_tick_at"] else "")
+            + (f"; next tick {local(sch['next_tick_at'], state.cfg)}" if sch["next_tick_at"] else "")
         )
-        click.echo(f"Last tick: {t['slot']} ({t['status']})" if t else "Last tick: never")
+        from ..analysis.status import last_tick_line
+
+        click.echo(last_tick_line(t, sch, state.cfg))
 
     emit(data, as_json, human)
 
@@ -593,7 +600,12 @@ def kill_command(state, reason, cancel_open):
         ) from None
     if out.previous is not None:
         p = out.previous
-        click.echo(f"Trading was already DISABLED since {p['changed_at']} ({p['changed_by']}: {shown(p['reason'])})")
+        from ..analysis.status import local
+
+        click.echo(
+            f"Trading was already DISABLED since {local(p['changed_at'], state.cfg)}"
+            f" ({p['changed_by']}: {shown(p['reason'])})"
+        )
     else:
         click.echo(f"Trading DISABLED: {shown(reason)}")
     if out.row in ("locked", "fault"):

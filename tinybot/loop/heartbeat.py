@@ -4,15 +4,18 @@
 raises the alarm when the pings stop: a power cut, a dead SD card, a hung
 process or a lost network all look the same from outside — silence.
 
-* healthchecks.io (or a self-hosted Healthchecks): ``https://hc-ping.com/<uuid>``.
-  A good tick pings the URL, a failed tick pings ``<url>/fail``, doctor's check
-  uses ``<url>/log`` (recorded, neither success nor failure).
-  (https://healthchecks.io/docs/http_api/, /docs/signaling_failures/)
-* Uptime Kuma push monitors: ``https://kuma.example/api/push/<token>?status=up&msg=OK&ping=``.
-  A good tick sends ``status=up``, a failed one ``status=down`` with a short
+Where a failed tick goes is explicit: ``[alerts] heartbeat_fail_url``.
+
+* Unset (the default): Healthchecks' convention, ``<url>/fail`` (hc-ping.com or
+  a self-hosted Healthchecks, https://healthchecks.io/docs/signaling_failures/);
+  doctor's check uses ``<url>/log`` (recorded, neither success nor failure).
+* Uptime Kuma push monitors (``https://kuma.example/api/push/<token>?status=up&msg=OK&ping=``):
+  a good tick sends ``status=up``, a failed one ``status=down`` with a short
   ``msg``; doctor's check sends ``status=up`` with ``msg=tinybot doctor``.
-* Anything else: pinged after good ticks only (a service without a failure
-  signal alarms on the silence).
+* Set to a URL: a failed tick GETs that URL; doctor's check pings the success
+  URL itself (one real beat: the service has no neutral signal tinybot knows).
+* Set to ``""``: a failed tick pings nothing (the missing success ping is the
+  alarm); doctor pings the success URL.
 
 A ping never breaks a tick: ``ping`` catches everything, waits at most
 ``TIMEOUT_S``, and logs without the URL's secret part (the UUID or push token
@@ -40,8 +43,8 @@ def is_kuma(url: str) -> bool:
     return "/api/push/" in urllib.parse.urlsplit(url).path
 
 
-def url_for(url: str, kind: str, msg: str = "") -> str | None:
-    """The URL to hit for ``kind`` ('ok' | 'fail' | 'check'); None when the service has no such signal."""
+def url_for(url: str, kind: str, msg: str = "") -> str:
+    """The URL to hit for ``kind`` ('ok' | 'fail' | 'check') by Uptime Kuma's or Healthchecks' convention."""
     parts = urllib.parse.urlsplit(url)
     if is_kuma(url):
         query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
@@ -51,20 +54,36 @@ def url_for(url: str, kind: str, msg: str = "") -> str | None:
         return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
     if kind == "ok":
         return url
-    if not _healthchecks_style(parts):
-        return None
     suffix = "/fail" if kind == "fail" else "/log"
     return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix))
 
 
-def _healthchecks_style(parts: urllib.parse.SplitResult) -> bool:
-    """hc-ping.com, or a self-hosted Healthchecks: /ping/<uuid> or /<uuid>, /<ping-key>/<slug>."""
-    return "hc-ping" in (parts.hostname or "") or "/ping/" in parts.path or _looks_like_uuid(parts.path)
+def fail_url(cfg, msg: str = "") -> str | None:
+    """Where a failed tick is signalled: ``[alerts] heartbeat_fail_url`` when set ("" = nowhere), else the
+    heartbeat URL's own failure signal (Kuma: status=down; otherwise Healthchecks' ``<url>/fail``)."""
+    explicit = cfg.alerts.heartbeat_fail_url
+    if explicit is not None:
+        return (url_for(explicit, "fail", msg) if is_kuma(explicit) else explicit) or None
+    base = cfg.alerts.heartbeat_url
+    return url_for(base, "fail", msg) if base else None
 
 
-def _looks_like_uuid(path: str) -> bool:
-    last = path.rstrip("/").rsplit("/", 1)[-1]
-    return len(last) == 36 and last.count("-") == 4
+def check_url(cfg) -> tuple[str, str]:
+    """(URL, what it is) doctor pings: a neutral signal where the convention has one, else one success beat."""
+    base = cfg.alerts.heartbeat_url
+    if is_kuma(base):
+        return url_for(base, "check"), "an 'up' beat with msg=tinybot doctor"
+    if cfg.alerts.heartbeat_fail_url is None:
+        return url_for(base, "check"), "its /log signal (neither success nor failure)"
+    return base, "one success beat (heartbeat_fail_url is set, so no Healthchecks /log is assumed)"
+
+
+def failure_route(cfg) -> str:
+    """What a failed tick does, for doctor's line: where it pings, or that only the silence tells."""
+    url = fail_url(cfg)
+    if url is None:
+        return 'a failed tick pings nothing (heartbeat_fail_url = ""): the missing success ping is the alarm'
+    return f"a failed tick pings {where(url)}" + ("" if cfg.alerts.heartbeat_fail_url else " (the default)")
 
 
 def where(url: str) -> str:
@@ -93,9 +112,9 @@ def ping(cfg, ok: bool, msg: str = "") -> bool:
         base = cfg.alerts.heartbeat_url
         if not base:
             return False
-        url = url_for(base, "ok" if ok else "fail", msg[:100])
+        url = base if ok else fail_url(cfg, msg[:100])
         if url is None:
-            return False  # no failure signal: the missing success ping is the alarm
+            return False  # heartbeat_fail_url = "": the missing success ping is the alarm
         done, detail = _hit(url)
         if not done:
             log.warning(
@@ -108,15 +127,15 @@ def ping(cfg, ok: bool, msg: str = "") -> bool:
 
 
 def check(cfg) -> tuple[bool, str]:
-    """For `tinybot doctor`: does the heartbeat URL answer?  Uses a signal that is neither up nor down where the
-    service has one (Healthchecks' /log); an Uptime Kuma push counts as one 'up' beat."""
+    """For `tinybot doctor`: does the heartbeat URL answer?  ``check_url`` says what is pinged (never the
+    failure signal: that would raise the alarm); the line says where a failed tick goes too."""
     base = cfg.alerts.heartbeat_url
     if not base:
         return True, "not configured ([alerts] heartbeat_url)"
-    url = url_for(base, "check") or base
+    url, what = check_url(cfg)
     done, detail = _hit(url)
     if done:
-        return True, f"{where(base)} answered ({detail})"
+        return True, f"{where(base)} answered ({detail}) to {what}; {failure_route(cfg)}"
     return False, (
         f"{where(base)} did not answer ({detail}): check [alerts] heartbeat_url in {cfg.path}"
         " and that this machine can reach it"

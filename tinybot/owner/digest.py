@@ -57,9 +57,20 @@ def _benchmark(b, value) -> str:
     return f"{b.title}: {money.eur_text(value)}" if b is not None else ""
 
 
-def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> Digest:
+def _fill_lines(walk, since: str, until: str, tz) -> str:
+    """The day's fills, one line each, for ``[alerts] fills = "digest"`` (they were not alerted one by one)."""
+    chosen = [st.fill for st in walk.steps if not st.fill.external and since < st.fill.at <= until]
+    return ("\nFills:" if chosen else "") + "".join(
+        f"\n{clock.human_time(f.at, tz)} {f.side} {f.market} {money.plain(f.amount)} @ {money.plain(f.price)}"
+        f" = {money.eur_text(f.quote)}"
+        for f in chosen
+    )
+
+
+def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None, *, with_fills: bool = False) -> Digest:
     """The day so far, and since the start at the last tick's prices; the chart is ``figures.series`` of the day,
-    its last point the same ``figures.summary`` the text quotes."""
+    its last point the same ``figures.summary`` the text quotes.  ``with_fills``: list the day's fills (the
+    phone's /daily; the digest does when ``[alerts] fills = "digest"``)."""
     from ..analysis import report
 
     now = now or clock.now()
@@ -77,6 +88,7 @@ def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> Diges
         f" LLM {money.eur_text(llm)}.\n"
         f"Since the start: net {money.eur_text(t.net_eur)} (unrealised {money.eur_text(t.unrealised_eur)})."
         + (f"\nAgainst {benchmarks}." if benchmarks else "")
+        + (_fill_lines(s.walk, lo, hi, cfg.tz) if with_fills or cfg.alerts.fills == "digest" else "")
     )
     ser = figures.series(conn, cfg, since=start, until=now, prices=prices)
     title = f"Net P/L, {report.local_time(start, cfg.tz)[:10]} ({cfg.timezone})"

@@ -6,10 +6,16 @@ Three promises:
   cannot be delivered is logged and recorded, and the tick goes on.  apprise
   is imported only when an alert is actually sent, so `tinybot kill` and
   `tinybot status` never pay for it.
-* **Not a flood.** The same dedupe key is sent at most once per
-  ``[alerts] min_interval``, and at most ``MAX_PER_HOUR`` alerts go out per
-  rolling hour (kill-switch alerts excepted).  The check and the claim happen
-  in one ``BEGIN IMMEDIATE``, so two processes cannot both send the same one.
+* **Not a flood, never a gap.** The same dedupe key is sent at most once per
+  ``[alerts] min_interval``.  Alerts have a priority (``urgent``): kill
+  switch, the bot stopped or died, an outage, an order whose outcome is
+  unknown, drift (surprise orders, fill conflicts, a restore in doubt), key
+  problems and every error are never held back; routine ones (fills, block
+  summaries, the digest) share ``MAX_PER_HOUR`` per rolling hour, and the next
+  alert sent says how many were held back.  ``[alerts] fills`` = "each" |
+  "digest" | "off" says whether fills alert one by one.  The check and the
+  claim happen in one ``BEGIN IMMEDIATE``, so two processes cannot both send
+  the same one.
 * **No secrets.** Every text is redacted against every secret value before it
   is stored or sent; ``RedactingFilter`` does the same for log records
   (apprise's own log lines included, once it sits on the handler).
@@ -30,6 +36,7 @@ loop, ``bot_died`` when a start finds the last run vanished, and
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from dataclasses import dataclass
 from datetime import timedelta
@@ -44,8 +51,36 @@ REDACTED = "«redacted»"
 SEVERITIES = ("info", "warning", "error")
 # apprise's notify types, by our severity
 _APPRISE_TYPE = {"info": "info", "warning": "warning", "error": "failure"}
-# kinds that bypass the hourly cap (they are rare and must get through)
-UNCAPPED_KINDS = frozenset({"kill_switch", "test", "bot_stopped", "bot_died", "start_refused"})
+# kinds never held back by the hourly cap (rare, and each one needs the owner); any "error" alert is urgent too
+URGENT_KINDS = frozenset(
+    {
+        "kill_switch",
+        "test",
+        "bot_stopped",
+        "bot_died",
+        "start_refused",
+        "doctor_ignored",
+        "exchange_outage",
+        "exchange_back",
+        "execution_unknown",
+        "execution_overdue",
+        "surprise_order",
+        "fill_conflict",
+        "restore_in_doubt",
+        "key_problem",
+    }
+)
+HELD_BACK = "rate limit"  # alert_log.detail of a routine alert the hourly cap held back starts with this
+DROPPED_CURSOR = "alerts.dropped_reported"  # the last held-back alert_log id already counted in a sent alert
+# Bitvavo's errorCodes for a key that is wrong, expired or lacks a permission (tinybot.exchange.bitvavo.errors)
+_KEY_PROBLEM = re.compile(r"errorCode 3(0\d|1[0-3])\b|AuthenticationError|PermissionDenied")
+
+
+def urgent(kind: str, severity: str) -> bool:
+    """Never held back by the hourly cap: the kinds in URGENT_KINDS and every error."""
+    return kind in URGENT_KINDS or severity == "error"
+
+
 # event kinds (tinybot.trade.ledger.event) that become alerts, with the alert kind
 EVENT_ALERTS = {
     "kill_switch": "kill_switch",
@@ -206,6 +241,7 @@ class Notifier:
             if verdict is not None:
                 log.info("alert %s suppressed (%s): %s", kind, verdict, text)
                 return Sent("suppressed", verdict)
+            text = self._claimed_text
         elif self.conn is not None:
             log.warning("alert %s sent without dedupe: called inside an open transaction", kind)
         if not self.urls:
@@ -232,26 +268,11 @@ class Notifier:
         return result
 
     def _claim(self, kind: str, key: str, severity: str, text: str, force: bool) -> tuple[str | None, int | None]:
-        """Dedupe + cap check and the claim row, in one BEGIN IMMEDIATE."""
+        """Dedupe + cap check and the claim row, in one BEGIN IMMEDIATE; ``text`` gets the held-back count."""
         now = clock.now()
         with db.transaction(self.conn):
             if not force:
-                recent = self.conn.execute(
-                    "SELECT at FROM alert_log WHERE dedupe_key = ? AND status IN ('sending', 'sent', 'unconfigured')"
-                    " AND at > ? ORDER BY at DESC LIMIT 1",
-                    (key, clock.to_iso(now - self.min_interval)),
-                ).fetchone()
-                verdict = None
-                if recent is not None:
-                    verdict = f"duplicate of an alert sent at {recent['at']}"
-                elif kind not in UNCAPPED_KINDS:
-                    n = self.conn.execute(
-                        "SELECT COUNT(*) FROM alert_log WHERE status IN ('sending', 'sent', 'failed') AND at > ?"
-                        " AND kind NOT IN (%s)" % ",".join("?" * len(UNCAPPED_KINDS)),
-                        (clock.to_iso(now - timedelta(hours=1)), *UNCAPPED_KINDS),
-                    ).fetchone()[0]
-                    if n >= MAX_PER_HOUR:
-                        verdict = f"rate limit: {MAX_PER_HOUR} alerts in the last hour"
+                verdict = self._verdict(kind, key, severity, now)
                 if verdict is not None:
                     self.conn.execute(
                         "INSERT INTO alert_log (at, kind, dedupe_key, severity, text, status, detail)"
@@ -259,11 +280,49 @@ class Notifier:
                         (clock.to_iso(now), kind, key, severity, text, verdict),
                     )
                     return verdict, None
+            self._claimed_text = text + self._held_back_note()
             cur = self.conn.execute(
                 "INSERT INTO alert_log (at, kind, dedupe_key, severity, text, status) VALUES (?, ?, ?, ?, ?, 'sending')",
-                (clock.to_iso(now), kind, key, severity, text),
+                (clock.to_iso(now), kind, key, severity, self._claimed_text),
             )
             return None, cur.lastrowid
+
+    def _verdict(self, kind: str, key: str, severity: str, now) -> str | None:
+        """Why this alert is not sent now (a duplicate, or a routine one over the hour's cap); None to send it."""
+        recent = self.conn.execute(
+            "SELECT at FROM alert_log WHERE dedupe_key = ? AND status IN ('sending', 'sent', 'unconfigured')"
+            " AND at > ? ORDER BY at DESC LIMIT 1",
+            (key, clock.to_iso(now - self.min_interval)),
+        ).fetchone()
+        if recent is not None:
+            return f"duplicate of an alert sent at {recent['at']}"
+        if urgent(kind, severity):
+            return None
+        kinds = ",".join("?" * len(URGENT_KINDS))
+        n = self.conn.execute(
+            "SELECT COUNT(*) FROM alert_log WHERE status IN ('sending', 'sent', 'failed') AND at > ?"
+            f" AND kind NOT IN ({kinds}) AND severity != 'error'",
+            (clock.to_iso(now - timedelta(hours=1)), *URGENT_KINDS),
+        ).fetchone()[0]
+        if n >= MAX_PER_HOUR:
+            return f"{HELD_BACK}: {MAX_PER_HOUR} routine alerts in the last hour"
+        return None
+
+    def _held_back_note(self) -> str:
+        """'(3 routine alerts held back by the hourly limit since 14:02)' once, in the next alert sent; else ''."""
+        after = int(get_state(self.conn, DROPPED_CURSOR) or 0)
+        row = self.conn.execute(
+            "SELECT COUNT(*) AS n, MIN(at) AS first, MAX(id) AS last FROM alert_log"
+            " WHERE status = 'suppressed' AND detail LIKE ? AND id > ?",
+            (HELD_BACK + "%", after),
+        ).fetchone()
+        if not row["n"]:
+            return ""
+        set_state(self.conn, DROPPED_CURSOR, str(row["last"]))
+        return (
+            f"\n({row['n']} routine alert(s) held back by the hourly limit since"
+            f" {clock.human_time(row['first'], self.cfg.tz)}: `tinybot status` and the log have them)"
+        )
 
     # --- what the scheduler calls each tick -------------------------------------
     def drain_events(self) -> int:
@@ -333,48 +392,66 @@ class Notifier:
         return self.alert("guard_blocks", text, key="guard_blocks", severity="info")
 
     def execution(self, result) -> Sent | None:
-        """Alert for one ``executor.Result``: order sent / filled / unknown / refused (blocks are summarised)."""
+        """Alert for one ``executor.Result``: an unknown outcome and a key problem always; a fill or a sent
+        order as ``[alerts] fills`` says (each / digest / off); a refusal (blocks are summarised)."""
         try:
             if not getattr(result, "sent", False):
                 return None
             state = result.state
-            what = f"proposal {result.proposal_id} (execution {result.execution_id})"
-            trade = self._trade(result.execution_id)
-            if state == "filled":
-                text, sev = f"order filled: {trade}{what}, order {result.exchange_order_id}", "info"
-            elif state == "submitted":
-                text, sev = f"order sent: {trade}{what}, order {result.exchange_order_id}", "info"
-            elif state == "unknown":
-                text, sev = f"order outcome unknown: {what}: {result.reason}; reconcile will resolve it", "warning"
-            elif state == "failed":
-                text, sev = f"order refused: {what}: {result.reason}", "warning"
-            else:
-                text, sev = f"order {state}: {what}", "info"
+            if state in ("filled", "submitted") and self.cfg.alerts.fills != "each":
+                return None  # "digest": tinybot.owner.digest lists the day's fills; "off": none
+            kind, text, sev = self._describe(result)
         except Exception as e:
             log.error("cannot describe execution for an alert: %s", e)
             return None
-        return self.alert("order", text, key=f"execution:{result.execution_id}:{state}", severity=sev)
+        return self.alert(kind, text, key=f"execution:{result.execution_id}:{state}", severity=sev)
+
+    def _describe(self, result) -> tuple[str, str, str]:
+        """(alert kind, text, severity) of one execution's outcome."""
+        state = result.state
+        what = f"proposal {result.proposal_id} (execution {result.execution_id})"
+        if state in ("filled", "submitted"):
+            done = "filled" if state == "filled" else "sent"
+            return (
+                "order",
+                f"order {done}: {self._trade(result.execution_id)}{what}, order {result.exchange_order_id}",
+                "info",
+            )
+        if state == "unknown":
+            return (
+                "execution_unknown",
+                f"order outcome unknown: {what}: {result.reason}; reconcile will resolve it",
+                "warning",
+            )
+        if state == "failed":
+            kind = "key_problem" if _KEY_PROBLEM.search(result.reason or "") else "order"
+            return kind, f"order refused: {what}: {result.reason}", "warning"
+        return "order", f"order {state}: {what}", "info"
 
     def _trade(self, execution_id) -> str:
-        """'buy BTC-EUR 0.0000997 @ 60030.09 = €5.99, fee €0.02; ' for an alert (empty when unknown)."""
-        if self.conn is None or execution_id is None:
-            return ""
-        from decimal import Decimal
+        return "" if self.conn is None else trade_text(self.conn, execution_id)
 
-        from ..base.money import eur_text, plain
 
-        e = self.conn.execute("SELECT * FROM trade_executions WHERE id = ?", (execution_id,)).fetchone()
-        if e is None:
-            return ""
-        amount, quote, fee = Decimal(e["filled_amount"]), Decimal(e["filled_quote"]), Decimal(e["fee_paid"])
-        if amount <= 0:
-            asked = f"€{e['amount_quote']}" if e["amount_quote"] else e["amount"]
-            return f"{e['side']} {e['market']} {asked}; "
-        fee_text = eur_text(fee) if (e["fee_currency"] or "EUR") == "EUR" else f"{plain(fee)} {e['fee_currency']}"
-        return (
-            f"{e['side']} {e['market']} {plain(amount)} @ {plain((quote / amount).quantize(Decimal('0.01')))}"
-            f" = {eur_text(quote)}, fee {fee_text}; "
-        )
+def trade_text(conn: sqlite3.Connection, execution_id) -> str:
+    """'buy BTC-EUR 0.0000997 @ 60030.09 = €5.99, fee €0.02; ' for an alert or the phone (empty when unknown)."""
+    if execution_id is None:
+        return ""
+    from decimal import Decimal
+
+    from ..base.money import eur_text, plain
+
+    e = conn.execute("SELECT * FROM trade_executions WHERE id = ?", (execution_id,)).fetchone()
+    if e is None:
+        return ""
+    amount, quote, fee = Decimal(e["filled_amount"]), Decimal(e["filled_quote"]), Decimal(e["fee_paid"])
+    if amount <= 0:
+        asked = f"€{e['amount_quote']}" if e["amount_quote"] else e["amount"]
+        return f"{e['side']} {e['market']} {asked}; "
+    fee_text = eur_text(fee) if (e["fee_currency"] or "EUR") == "EUR" else f"{plain(fee)} {e['fee_currency']}"
+    return (
+        f"{e['side']} {e['market']} {plain(amount)} @ {plain((quote / amount).quantize(Decimal('0.01')))}"
+        f" = {eur_text(quote)}, fee {fee_text}; "
+    )
 
 
 # --- the key/value store for cursors and counters: tinybot.db (re-exported for existing callers) ---------

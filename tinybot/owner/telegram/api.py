@@ -196,11 +196,12 @@ class BotApi:
         msg = query.get("message") or {}
         if not msg.get("message_id"):
             return
-        text = f"{msg.get('text') or ''}\n\n→ {outcome}".strip()
+        self.edit_message(msg["chat"]["id"], msg["message_id"], f"{msg.get('text') or ''}\n\n→ {outcome}".strip())
+
+    def edit_message(self, chat: int, message_id: int, text: str) -> None:
+        """editMessageText without reply_markup: the new text, and the message's buttons gone."""
         try:
-            self.call(
-                "editMessageText", {"chat_id": msg["chat"]["id"], "message_id": msg["message_id"], "text": fit(text)}
-            )
+            self.call("editMessageText", {"chat_id": chat, "message_id": message_id, "text": fit(text)})
         except TelegramError as e:
             log.info("telegram: message not edited: %s", e)
 
@@ -283,7 +284,7 @@ def check(cfg: Config, *, send_test: bool = False) -> tuple[bool, str]:
                     "sendMessage",
                     {
                         "chat_id": chat,
-                        "text": f"tinybot test message from {cfg.path.parent} at {clock.now():%H:%M} UTC",
+                        "text": f"tinybot test message from {cfg.path.parent} at {clock.human_time(clock.now(), cfg.tz)}",
                     },
                 )
             detail += f"; test message delivered to {len(cfg.telegram.chat_ids)} chat(s)"

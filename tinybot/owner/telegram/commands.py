@@ -3,7 +3,8 @@
 The core computes, this module only formats (docs/TELEGRAM.md shows each
 reply): /status is ``status.status``, /pnl is ``pnl.report`` (the one book),
 /proposals is ``proposals.listing``, /why is ``status.why``, a proposal's
-pre-check is ``guards.precheck``, /kill is ``killswitch.set_enabled``, and a
+pre-check is ``guards.precheck`` (a proposal it blocks is told in one line, never sent with buttons),
+/kill is ``killswitch.set_enabled``, and a
 tap on Approve/Reject is ``proposals.approve``/``reject`` (the CLI's code; the
 executor's guards decide again at send time).
 
@@ -29,6 +30,7 @@ from ...base import clock
 from ...store import db
 from ...base.config import Config
 from .api import BotApi, short
+from .followup import Followups
 
 log = logging.getLogger("tinybot.telegram")
 
@@ -42,6 +44,9 @@ HELP = (
     "/pnl – net profit or loss, fees, LLM cost, against holding\n"
     "/proposals – proposals waiting for you\n"
     "/why N – every guard decision for proposal N\n"
+    "/balance – balances and what each book holds\n"
+    "/daily – today's fills and result\n"
+    "/sell MARKET [AMOUNT|all] [BOOK] – propose a sell (approval and the guards still decide)\n"
     "/kill [reason] – stop all trading now\n"
     "/resume – allow trading again (only if telegram.allow_resume = true)"
 )
@@ -57,8 +62,10 @@ class Commands:
     so and decide at send time).
     """
 
-    def __init__(self, cfg: Config, conn: sqlite3.Connection, api: BotApi, *, prices: Prices | None):
-        self.cfg, self.conn, self.api, self.prices = cfg, conn, api, prices
+    def __init__(
+        self, cfg: Config, conn: sqlite3.Connection, api: BotApi, *, prices: Prices | None, followups: Followups
+    ):
+        self.cfg, self.conn, self.api, self.prices, self.followups = cfg, conn, api, prices, followups
 
     def on_message(self, chat: int, msg: dict, *, username: str | None) -> None:
         text = (msg.get("text") or "").strip()
@@ -72,6 +79,9 @@ class Commands:
             "/pnl": self.cmd_pnl,
             "/proposals": self.cmd_proposals,
             "/why": self.cmd_why,
+            "/balance": self.cmd_balance,
+            "/daily": self.cmd_daily,
+            "/sell": self.cmd_sell,
             "/kill": self.cmd_kill,
             "/resume": self.cmd_resume,
         }.get(cmd.lower())
@@ -83,12 +93,12 @@ class Commands:
     def cmd_status(self, chat: int, rest: str) -> None:
         from ...analysis.status import status
 
-        self.api.send(chat, status_text(status(self.conn, self.cfg)))
+        self.api.send(chat, status_text(status(self.conn, self.cfg), self.cfg))
 
     def cmd_pnl(self, chat: int, rest: str) -> None:
         from ...analysis import pnl
 
-        self.api.send(chat, pnl_text(pnl.report(self.conn, self.cfg)))
+        self.api.send(chat, pnl_text(pnl.report(self.conn, self.cfg), self.cfg))
 
     def cmd_proposals(self, chat: int, rest: str) -> None:
         from ...trade import proposals
@@ -98,7 +108,10 @@ class Commands:
             self.api.send(chat, "No proposal is waiting for approval.")
             return
         for r in reversed(rows):
-            self.api.send(chat, describe(self.conn, self.cfg, r, self.prices), markup=buttons(r))
+            text, markup = request(self.conn, self.cfg, r, self.prices)
+            sent = self.api.send(chat, text, markup=markup)
+            if sent is not None and markup is not None:
+                self.followups.requested(r["id"], sent)
 
     def cmd_why(self, chat: int, rest: str) -> None:
         from ...trade.proposals import ProposalError
@@ -113,6 +126,28 @@ class Commands:
             self.api.send(chat, str(e))
             return
         self.api.send(chat, why_text(d))
+
+    def cmd_balance(self, chat: int, rest: str) -> None:
+        from .account import balance_text
+
+        self.api.send(chat, balance_text(self.conn, self.cfg))
+
+    def cmd_daily(self, chat: int, rest: str) -> None:
+        from .account import daily_text
+
+        self.api.send(chat, daily_text(self.conn, self.cfg))
+
+    def cmd_sell(self, chat: int, rest: str) -> None:
+        """A pending sell proposal; the announcer sends it for approval like any other (the guards decide)."""
+        from ...trade.proposals import ProposalError
+        from .account import propose_sell
+
+        try:
+            reply = propose_sell(self.conn, self.cfg, rest)
+        except ProposalError as e:
+            reply = str(e)
+        audit(self.conn, chat, f"/sell: {reply}")
+        self.api.send(chat, reply)
 
     def cmd_kill(self, chat: int, rest: str) -> None:
         from ...trade import killswitch
@@ -130,7 +165,7 @@ class Commands:
             ks = killswitch.state(self.conn)
             self.api.send(
                 chat,
-                f"Trading was already DISABLED since {hm(ks['changed_at'])} ({ks['changed_by']}: {ks['reason']}).",
+                f"Trading was already DISABLED since {hm(ks['changed_at'], self.cfg)} ({ks['changed_by']}: {ks['reason']}).",
             )
 
     def cmd_resume(self, chat: int, rest: str) -> None:
@@ -157,7 +192,7 @@ class Commands:
         ks = killswitch.state(self.conn)
         self.api.send(
             chat,
-            f"Resume trading? It was stopped {hm(ks['changed_at'])} by {ks['changed_by']}:"
+            f"Resume trading? It was stopped {hm(ks['changed_at'], self.cfg)} by {ks['changed_by']}:"
             f" {ks['reason']}.\nThis button works once, for {int(RESUME_TTL.total_seconds() // 60)}"
             " minutes.",
             markup=resume_buttons(nonce),
@@ -209,7 +244,9 @@ class Commands:
         self.api.answer(query["id"], outcome)
         final = outcome
         if outcome.startswith("Approved"):
-            final += f" at {hm(clock.now_iso())}. " + self._execution_hint(pid)
+            final += f" at {hm(clock.now_iso(), self.cfg)}. " + self._execution_hint(pid)
+            self.followups.approved(pid, chat)
+        self.followups.answered(pid, chat)
         self.api.edit(query, final)
 
     def _execution_hint(self, pid: int) -> str:
@@ -261,9 +298,17 @@ class Announcer:
     """
 
     def __init__(
-        self, cfg: Config, conn: sqlite3.Connection, api: BotApi, chats: frozenset[int], *, prices: Prices | None
+        self,
+        cfg: Config,
+        conn: sqlite3.Connection,
+        api: BotApi,
+        chats: frozenset[int],
+        *,
+        prices: Prices | None,
+        followups: Followups,
     ):
         self.cfg, self.conn, self.api, self.chats, self.prices = cfg, conn, api, chats, prices
+        self.followups = followups
 
     def announce(self) -> list[int]:
         """The ids sent this time, in order; stops at the first one no chat received (sent again next cycle)."""
@@ -279,11 +324,13 @@ class Announcer:
         for row in rows:
             if self._tick_may_still_approve(row, now):
                 break  # its tick's approval step has not run yet: announce it after, in order
-            text, markup = describe(self.conn, self.cfg, row, self.prices), buttons(row)
-            delivered = [c for c in sorted(self.chats) if self.api.send(c, text, markup=markup) is not None]
+            text, markup = request(self.conn, self.cfg, row, self.prices)
+            delivered = [m for m in (self.api.send(c, text, markup=markup) for c in sorted(self.chats)) if m]
             if not delivered:
                 break  # Telegram unreachable: the same proposal next cycle
             set_state(self.conn, ANNOUNCED_KEY, str(row["id"]))
+            for message in delivered if markup is not None else ():
+                self.followups.requested(row["id"], message)
             sent.append(row["id"])
         return sent
 
@@ -329,8 +376,18 @@ def fingerprint(row) -> str:
 # --- rendering: what the core computed, as the owner reads it --------------------------------
 
 
-def describe(conn: sqlite3.Connection, cfg: Config, row, prices: Prices | None) -> str:
-    """A proposal as the owner sees it: what, why, until when, and what the guards say now."""
+def request(conn: sqlite3.Connection, cfg: Config, row, prices: Prices | None) -> tuple[str, dict | None]:
+    """(text, buttons) for a pending proposal: an approval request when the guards would pass it now,
+    else one line saying what blocks it (no buttons: approving it would only be blocked at send time)."""
+    verdicts = precheck(conn, cfg, row, prices)
+    blocks = blocking(verdicts)
+    if blocks:
+        return blocked_line(row, blocks, cfg), None
+    return proposal_text(row, verdicts, cfg), buttons(row)
+
+
+def precheck(conn: sqlite3.Connection, cfg: Config, row, prices: Prices | None) -> list:
+    """What the guards say now (``guards.precheck``), with a price when one can be had."""
     from ...trade import guards
 
     ticker = None
@@ -338,10 +395,25 @@ def describe(conn: sqlite3.Connection, cfg: Config, row, prices: Prices | None) 
         ticker = prices(row["market"]) if prices else None
     except Exception as e:  # a price is a nicety here: the executor reads a fresh one at send time
         log.info("telegram: no price for %s for the pre-check: %s", row["market"], e)
-    return proposal_text(row, guards.precheck(conn, cfg, row, ticker, clock.now()))
+    return guards.precheck(conn, cfg, row, ticker, clock.now())
 
 
-def proposal_text(row, verdicts: list) -> str:
+def blocking(verdicts: list) -> list:
+    """The verdicts that block now (a guard that only lacks a price decides at send time)."""
+    return [v for v in verdicts if not v.ok and v.code != "no_price"]
+
+
+def blocked_line(row, blocks: list, cfg: Config) -> str:
+    first = blocks[0]
+    more = f" (and {', '.join(v.guard for v in blocks[1:])})" if blocks[1:] else ""
+    return (
+        f"#{row['id']} {row['side'].upper()} {row['market']} {size(row)} from {row['source']} not asked for:"
+        f" blocked by {first.guard}: {first.detail}{more}. It expires {hm(row['expires_at'], cfg)} unless"
+        " something changes; /why " + str(row["id"]) + " has the rest."
+    )
+
+
+def proposal_text(row, verdicts: list, cfg: Config | None = None) -> str:
     expires = clock.from_iso(row["expires_at"])
     left = max(int((expires - clock.now()).total_seconds() // 60), 0)
     lines = [
@@ -350,12 +422,12 @@ def proposal_text(row, verdicts: list) -> str:
     ]
     if row["reason"]:
         lines.append(f"Why: {short(row['reason'], 600)}")
-    lines.append(f"Expires {hm(row['expires_at'])} (in {left} min)")
+    lines.append(f"Expires {hm(row['expires_at'], cfg)} (in {clock.spoken(timedelta(minutes=left))})")
     return "\n".join(lines + precheck_lines(verdicts))
 
 
 def precheck_lines(verdicts: list) -> list[str]:
-    blocks = [v for v in verdicts if not v.ok and v.code != "no_price"]
+    blocks = blocking(verdicts)
     unknown = [v for v in verdicts if not v.ok and v.code == "no_price"]
     ok = len(verdicts) - len(blocks) - len(unknown)
     lines = [f"Guards now: {ok} of {len(verdicts)} pass" + (" — would be BLOCKED:" if blocks else ".")]
@@ -389,11 +461,13 @@ def resume_buttons(nonce: str) -> dict:
     }
 
 
-def status_text(d: dict) -> str:
+def status_text(d: dict, cfg: Config) -> str:
+    from ...analysis.status import last_tick_line
+
     ks = d["kill_switch"]
     lines = [
         f"Trading {'ENABLED' if ks['trading_enabled'] else 'DISABLED (' + ks['reason'] + ')'}"
-        f" since {hm(ks['changed_at'])} · mode {d['mode']}"
+        f" since {hm(ks['changed_at'], cfg)} · mode {d['mode']}"
     ]
     lines.append(
         "Positions: "
@@ -411,18 +485,15 @@ def status_text(d: dict) -> str:
         f"Pending proposals: {d['pending_proposals']} · unresolved executions: {len(d['unresolved_executions'])}"
     )
     s, t = d["scheduler"], d["scheduler"]["last_tick"]
-    lines.append(
-        f"Scheduler: {s['state']}"
-        + (" (STALE)" if s["stale"] else "")
-        + (f", last tick {hm(t['slot'])} {t['status']}" if t else ", never ticked")
-    )
+    lines.append(f"Scheduler: {s['state']}" + (" (STALE)" if s["stale"] else ""))
+    lines.append(last_tick_line(t, s, cfg))
     return "\n".join(lines)
 
 
-def pnl_text(d: dict) -> str:
+def pnl_text(d: dict, cfg: Config) -> str:
     from ...base.money import eur_text
 
-    when = f"prices of {hm(d['prices_at'])}" if d["prices_at"] else "configured paper prices"
+    when = f"prices of {hm(d['prices_at'], cfg)}" if d["prices_at"] else "configured paper prices"
     lines = [
         f"Net {eur_text(d['net_eur'])} ({when})",
         f"realised {eur_text(d['realised_eur'])}, unrealised {eur_text(d['unrealised_eur'])}",
@@ -464,8 +535,6 @@ def size(row) -> str:
     return f"€{Decimal(row['amount_quote']):.2f}" if row["amount_quote"] is not None else f"{row['amount']} (base)"
 
 
-def hm(iso: str | None) -> str:
-    if not iso:
-        return "?"
-    t = clock.from_iso(iso)
-    return t.strftime("%H:%M UTC") if t.date() == clock.now().date() else t.strftime("%Y-%m-%d %H:%M UTC")
+def hm(iso: str | None, cfg: Config | None = None) -> str:
+    """A moment in the configured timezone: '17:14 CET' today, else with its date."""
+    return clock.human_time(iso, cfg.tz if cfg is not None else None) if iso else "?"

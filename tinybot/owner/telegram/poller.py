@@ -37,6 +37,7 @@ from ...base.errors import ConfigError
 from ...base.runlock import AlreadyRunning, RunLock
 from .api import BotApi, TelegramError, enabled, read_token, short, what, where
 from .commands import Announcer, Commands, Prices, audit, default_prices
+from .followup import Followups
 
 log = logging.getLogger("tinybot.telegram")
 
@@ -82,8 +83,9 @@ class Poller:
         self.poll_timeout = cfg.telegram.poll_timeout.total_seconds()
         self.api = BotApi(cfg.telegram.api_url, token or read_token(cfg), timeout_s=15.0)
         prices = prices if prices is not None else default_prices(cfg)
-        self.commands = Commands(cfg, conn, self.api, prices=prices)
-        self.announcer = Announcer(cfg, conn, self.api, self.chats, prices=prices)
+        self.followups = Followups(cfg, conn, self.api)
+        self.commands = Commands(cfg, conn, self.api, prices=prices, followups=self.followups)
+        self.announcer = Announcer(cfg, conn, self.api, self.chats, prices=prices, followups=self.followups)
         self.started_at: datetime | None = None
         self.username: str | None = None
         self._ignored_chats: set[int] = set()
@@ -112,6 +114,7 @@ class Poller:
             if self.started_at is None:
                 self.start()
             result.announced = self.announcer.announce()
+            self.followups.check()
             updates = self._get_updates(self.poll_timeout if timeout is None else timeout)
         except TelegramError as e:
             result.error = e
