@@ -206,6 +206,14 @@ class SafetyConfig:
 
 
 @dataclass(frozen=True)
+class ScoreboardConfig:
+    """The scoreboard (issue 25, docs/SCORE.md): advisors that run in the shadows beside the live ones, each on
+    its own virtual book (tinybot.trade.shadow), never trading."""
+
+    shadow: tuple[str, ...] = strings(())
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     mode: str = text("paper", choices=("paper", "live"))
@@ -225,6 +233,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    scoreboard: ScoreboardConfig = field(default_factory=ScoreboardConfig)
 
     @property
     def active_advisors(self) -> tuple[str, ...]:
@@ -280,6 +289,7 @@ SECTIONS = {
     "alerts": AlertsConfig,
     "safety": SafetyConfig,
     "telegram": TelegramConfig,
+    "scoreboard": ScoreboardConfig,
 }
 # The books a fill can belong to (tinybot.trade.book): an advisor's, a person's (manual) or nobody's (external).
 # Named here because bot.toml names them (rules.sell_from, exits.books); the book imports them from here.
@@ -556,6 +566,23 @@ def _cross_checks(cfg: Config) -> None:
             raise ConfigError(f"{p}: {key}: {url!r} is not an http(s) URL")
     _sellable_buys(cfg)
     _book_names(cfg)
+    _scoreboard(cfg)
+
+
+def _scoreboard(cfg: Config) -> None:
+    """[scoreboard] shadow names advisors as `advisors` does, each once; a shadow trades nothing, so top_up
+    (which only frees live positions) is not one."""
+    seen: set[str] = set()
+    for name in cfg.scoreboard.shadow:
+        if name == "top_up" or (name not in KNOWN_ADVISORS and not re.match(r"^[\w.]+:\w+$", name)):
+            shadows = [a for a in KNOWN_ADVISORS if a != "top_up"]
+            raise ConfigError(
+                f"{cfg.path}: scoreboard.shadow: {name!r} is not an advisor that can run in the shadows"
+                f" ({', '.join(shadows)} or a 'module:function' path)"
+            )
+        if name in seen:
+            raise ConfigError(f"{cfg.path}: scoreboard.shadow: {name!r} is listed twice")
+        seen.add(name)
 
 
 def _book_names(cfg: Config) -> None:
