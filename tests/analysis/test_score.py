@@ -167,3 +167,37 @@ def test_score_command_json_and_table(scored, tmp_path):
     assert table.exit_code == 0 and "rules vs holding" in table.output
     bad = CliRunner().invoke(cli, ["--config", str(cfg.path), "score", "--since", "yesterday"])
     assert bad.exit_code != 0 and "--since: 'yesterday' is not a date" in bad.output
+
+
+def test_a_shadow_has_its_row_with_its_llm_cost_and_the_live_llm_book_does_not(scored):
+    """A shadow llm that bought once on paper and paid €0.30 for its calls: its row's net is its book's net minus
+    that cost; no live llm row appears for it."""
+    from tinybot.exchange.base import Market, Ticker
+    from tinybot.trade import shadow
+    from tinybot.trade.proposals import Draft
+
+    cfg, conn, _, _ = scored
+    opened = T0 + timedelta(days=20)
+    shadow.open_book(conn, "llm", Decimal("25"), opened)
+    shadow.record(conn, "llm", [Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason="x")], opened)
+    t = {"BTC-EUR": Ticker("BTC-EUR", Decimal("59990"), Decimal("60010"), Decimal("60000"), 0)}
+    m = {"BTC-EUR": Market("BTC-EUR", "BTC", "EUR", "trading", Decimal("1"), 8, 2, Decimal("5"), Decimal("0.00001"))}
+    (o,) = shadow.fill_pending(conn, cfg, t, m, opened + timedelta(minutes=1))
+    assert o.state == "filled"
+    with db.transaction(conn):
+        conn.execute(
+            "INSERT INTO gpt_usage_log (state, model, reserved_at, settled_at, day, month, prompt_tokens_est,"
+            " max_tokens, reserved_eur, cost_eur, book) VALUES ('settled', 'm', ?, ?, '2026-10-21', '2026-10', 1, 1,"
+            " '0.30', '0.30', 'shadow:llm')",
+            (clock.to_iso(opened), clock.to_iso(opened)),
+        )
+    with freeze_time(T0 + timedelta(days=30, hours=1)):
+        board = score.scoreboard(conn, cfg, until=T0 + timedelta(days=30))
+    rows = {r["advisor"]: r for r in board["rows"]}
+    assert "llm" not in rows
+    s = rows["shadow:llm"]
+    assert (s["kind"], s["trades"], s["llm_cost_eur"], s["days"]) == ("shadow", 1, "0.30", 11)
+    (f,) = shadow.fills(conn, book="llm")
+    bid = conn.execute("SELECT bid FROM price_log ORDER BY hour DESC LIMIT 1").fetchone()[0]
+    book_net = f.amount * Decimal(bid) - f.eur  # what the one buy is worth at the last bid, minus what it cost
+    assert Decimal(s["net_eur"]) == (book_net - Decimal("0.30")).quantize(Decimal("0.01"))
