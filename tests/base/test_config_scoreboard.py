@@ -37,3 +37,10 @@ def test_a_wrong_shadow_names_the_key_and_the_fix(tmp_path, value, message):
 def test_an_unknown_scoreboard_key_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="scoreboard.shadows: unknown key"):
         _load(tmp_path, '[scoreboard]\nshadows = ["llm"]\n')
+
+
+def test_knowledge_cutoff_is_a_date(tmp_path):
+    assert _load(tmp_path, '[llm]\nknowledge_cutoff = "2024-10-01"\n').llm.knowledge_cutoff == "2024-10-01"
+    for bad in ("2024-13-01", "Oct 2024", "2024-10"):
+        with pytest.raises(ConfigError, match=f"llm.knowledge_cutoff: '{bad}' is not a date"):
+            _load(tmp_path, f'[llm]\nknowledge_cutoff = "{bad}"\n')

@@ -176,6 +176,8 @@ class LlmConfig:
     timeout: timedelta = duration("30s", minimum="100ms", maximum="10m")
     reservation_expiry: timedelta = duration("1h", minimum="1m", maximum="30d")
     every: timedelta = duration("1h", maximum="30d")
+    # the model's training cutoff "YYYY-MM-DD": replay refuses to score the llm advisor before it (docs/SCORE.md)
+    knowledge_cutoff: str | None = text(None)
 
 
 @dataclass(frozen=True)
@@ -569,6 +571,15 @@ def _cross_checks(cfg: Config) -> None:
     _scoreboard(cfg)
 
 
+def _is_date(text: str) -> bool:
+    import datetime as dt
+
+    try:
+        return len(text) == 10 and dt.date.fromisoformat(text) is not None
+    except ValueError:
+        return False
+
+
 def _scoreboard(cfg: Config) -> None:
     """[scoreboard] shadow names advisors as `advisors` does, each once; a shadow trades nothing, so top_up
     (which only frees live positions) is not one."""
@@ -583,6 +594,11 @@ def _scoreboard(cfg: Config) -> None:
         if name in seen:
             raise ConfigError(f"{cfg.path}: scoreboard.shadow: {name!r} is listed twice")
         seen.add(name)
+    cutoff = cfg.llm.knowledge_cutoff
+    if cutoff is not None and not _is_date(cutoff):
+        raise ConfigError(
+            f'{cfg.path}: llm.knowledge_cutoff: {cutoff!r} is not a date like "2024-10-01" (the model\'s training cutoff)'
+        )
 
 
 def _book_names(cfg: Config) -> None:
