@@ -99,11 +99,19 @@ class Player:
     holds: list[bool]
 
     @property
+    def opened(self) -> datetime:
+        """Where the window starts as shown: ``since``, or the first moment (its first mark is just before)."""
+        first = self.at[0]
+        return first if self.since else first + BEFORE
+
+    since: bool = False  # the window starts at --since (else at the row's own start)
+
+    @property
     def equity(self) -> list[Decimal]:
         return [self.capital + n for n in self.net]
 
 
-def _book_player(name: str, kind: str, capital: Decimal, ms: list[figures.Mark], book: str) -> Player:
+def _book_player(name: str, kind: str, capital: Decimal, ms: list[figures.Mark], book: str, since: bool) -> Player:
     fig = [m.by_book.get(book) for m in ms]
     pick = lambda attr: [getattr(f, attr) if f is not None else ZERO for f in fig]  # noqa: E731
     return Player(
@@ -116,10 +124,11 @@ def _book_player(name: str, kind: str, capital: Decimal, ms: list[figures.Mark],
         pick("llm_cost_eur"),
         [m.fills(book) for m in ms],
         [m.holds(book) for m in ms],
+        since,
     )
 
 
-def _bench_player(b: Benchmark, moments: list[datetime], bids_at) -> Player:
+def _bench_player(b: Benchmark, moments: list[datetime], bids_at, since: bool) -> Player:
     nets, fees_, trades, holds = [], [], [], []
     for at in moments:
         bought = [x for x in b.buys if x.at <= at]
@@ -143,7 +152,7 @@ def row(p: Player) -> dict:
     return {
         "advisor": p.name,
         "kind": p.kind,
-        "from": clock.to_iso(p.at[0]),
+        "from": clock.to_iso(p.opened),
         "days": days,
         "capital_eur": money.cents(p.capital),
         "net_eur": money.cents(p.net[-1] - p.net[0]),
@@ -174,14 +183,23 @@ def against(p: Player, b: Player, name: str) -> dict:
 
 def _origin(opened: datetime, since: datetime | None) -> datetime:
     """Where a row's window starts: ``since``, or just before its first moment (so its first fill counts)."""
-    return max(opened, since) if since else opened - BEFORE
+    return since if _cut(opened, since) else opened - BEFORE
 
 
-def players(conn, cfg, since, until) -> tuple[list[Player], list[datetime], list[tuple[Benchmark, Callable]]]:
+def _cut(opened: datetime | None, since: datetime | None) -> bool:
+    """The window starts at ``since`` (after the row's own start)."""
+    return since is not None and opened is not None and since > opened
+
+
+def players(
+    conn, cfg, since, until, prices=None
+) -> tuple[list[Player], Player | None, list[tuple[Benchmark, Callable]]]:
+    """The rows' players (live books, shadows), the moments and window of the benchmarks' rows (as a Player
+    with no figures, or None before the start), and the benchmarks with the bids they are valued at."""
     end = until or clock.now()
     s = start(conn, cfg)
     history = PriceHistory(conn)
-    final = {m: p.bid for m, p in prices_as_of(conn, cfg, until).items()}
+    final = {m: p.bid for m, p in (prices if prices is not None else prices_as_of(conn, cfg, until)).items()}
 
     def bids_at(at: datetime) -> dict:
         return final if at == end else {m: p.bid for m, p in history.as_of(at).items()}
@@ -192,26 +210,30 @@ def players(conn, cfg, since, until) -> tuple[list[Player], list[datetime], list
         ms = figures.marks(fills(conn, until=clock.to_iso(end)), llm_costs(conn), moments, bids_at)
         for book in sorted(ms[-1].by_book):
             if book not in SKIP_BOOKS:
-                out.append(_book_player(book, "live", s.capital_eur, ms, book))
+                out.append(_book_player(book, "live", s.capital_eur, ms, book, _cut(s.at, since)))
     for name, (opened, capital) in shadow.started(conn).items():
-        moments = figures.day_ends(_origin(opened, since), end, cfg.tz)
+        own = figures.day_ends(_origin(opened, since), end, cfg.tz)
         costs = llm_costs(conn, book=shadow.SHADOW_LLM) if name == "llm" else []
-        ms = figures.marks(shadow.fills(conn, book=name), costs, moments, bids_at)
-        out.append(_book_player(f"shadow:{name}", "shadow", capital, ms, name))
+        ms = figures.marks(shadow.fills(conn, book=name), costs, own, bids_at)
+        out.append(_book_player(f"shadow:{name}", "shadow", capital, ms, name, _cut(opened, since)))
     hold, spread = benchmarks(conn, cfg, until=end, history=history)
-    return out, moments, [(b, bids_at) for b in (hold, spread) if b is not None]
+    base = Player("", "benchmark", ZERO, moments, [], [], [], [], [], _cut(s.at, since)) if moments else None
+    return out, base, [(b, bids_at) for b in (hold, spread) if b is not None]
 
 
-def scoreboard(conn: sqlite3.Connection, cfg, *, since: datetime | None = None, until: datetime | None = None) -> dict:
-    """Every row and, per advisor, each benchmark's comparison (docs/JSON.md, `tinybot score --json`)."""
-    rowed, moments, benches = players(conn, cfg, since, until)
+def scoreboard(
+    conn: sqlite3.Connection, cfg, *, since: datetime | None = None, until: datetime | None = None, prices=None
+) -> dict:
+    """Every row and, per advisor, each benchmark's comparison (docs/JSON.md, `tinybot score --json`).  The last
+    mark is valued at ``prices`` (default: ``prices_as_of``, as `pnl`)."""
+    rowed, base, benches = players(conn, cfg, since, until, prices)
     rows = []
     for p in rowed:
         r = row(p)
-        r["versus"] = {b.name: against(p, _bench_player(b, p.at, f), TITLES[b.name]) for b, f in benches}
+        r["versus"] = {b.name: against(p, _bench_player(b, p.at, f, p.since), TITLES[b.name]) for b, f in benches}
         rows.append(r)
     for b, f in benches:
-        rows.append(row(_bench_player(b, moments, f)) | {"versus": {}})
+        rows.append(row(_bench_player(b, base.at, f, base.since)) | {"versus": {}})
     return {
         "at": clock.to_iso(until or clock.now()),
         "since": clock.to_iso(since) if since else None,
