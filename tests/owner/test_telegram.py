@@ -726,3 +726,27 @@ def test_telegram_config_defaults(write_config):
     assert cfg.telegram.api_url == "https://api.telegram.org" and cfg.telegram.allow_resume is False
     assert cfg.telegram.poll_timeout == timedelta(seconds=25)
     assert not enabled(write_config(paper_config_text()))
+
+
+def test_score_renders_tinybot_scores_board(make, fake):
+    """/score is `tinybot score`'s board, a few lines per advisor with its verdict against each benchmark."""
+    from tinybot.analysis import score
+    from tinybot.exchange.paper import PaperExchange
+    from tinybot.exchange.static import StaticMarketData
+
+    cfg, conn, poller = make()
+    started(poller)
+    pid = propose(conn)
+    proposals.approve(conn, pid)
+    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    try:
+        assert executor.execute(conn, cfg, ex, pid).state == "filled"
+    finally:
+        ex.close()
+    fake.send_text(OWNER, "/score")
+    poller.poll_once()
+    lines = fake.texts(OWNER)[-1].splitlines()
+    assert lines[0].startswith("manual: net -€0.02 (") and ", 1 fill(s), fees €0.02, LLM €0.00" in lines[0]
+    assert lines[1].startswith("  vs holding: ") and lines[1].endswith("not enough evidence yet (1 day)")
+    assert lines[2].startswith("  vs DCA: ")
+    assert lines == score.phone_text(score.scoreboard(conn, cfg)).splitlines()

@@ -265,3 +265,29 @@ def render(board: dict) -> str:
 
 def _pct(v: str | None) -> str:
     return "n/a" if v is None else f"{v}%"
+
+
+def phone_text(board: dict) -> str:
+    """The scoreboard for a phone (Telegram's /score): a few lines per advisor, the benchmarks' nets last."""
+    lines = ["LOOK-AHEAD: the model may have seen this period."] if board["look_ahead"] else []
+    for r in board["rows"]:
+        lines.append(
+            f"{r['advisor']}: net {money.eur_text(r['net_eur'])} ({_pct(r['return_pct'])}), max drawdown"
+            f" {_pct(r['max_drawdown_pct'])}, {r['trades']} fill(s), fees {money.eur_text(r['fees_eur'])},"
+            f" LLM {money.eur_text(r['llm_cost_eur'])}"
+        )
+        for name, v in r["versus"].items():
+            ci = "" if v["ci95"] is None else f" [{v['ci95'][0]}, {v['ci95'][1]}]"
+            lines.append(f"  vs {TITLES[name]}: {v['mean_daily_diff_eur'] or 'n/a'} €/day{ci}: {v['verdict']}")
+    return "\n".join(lines) or "Nothing to score yet: no start money, no fills, no shadow advisor."
+
+
+def one_line(board: dict) -> str:
+    """The scoreboard in one line (the weekly digest): each advisor's net and its verdict against DCA."""
+    parts = [
+        f"{r['advisor']} {money.eur_text(r['net_eur'])}, "
+        + (r["versus"].get("dca") or r["versus"].get("holding") or {"verdict": "no benchmark yet"})["verdict"]
+        for r in board["rows"]
+        if r["kind"] != "benchmark"
+    ]
+    return "Scoreboard: " + ("; ".join(parts) if parts else "no advisor to score yet") + " (tinybot score)."

@@ -40,6 +40,7 @@ HELP = (
     "Proposals waiting for your approval arrive here with Approve/Reject buttons.\nCommands:\n"
     "/status – trading on/off, positions, caps used today, scheduler\n"
     "/pnl – net profit or loss, fees, LLM cost, against holding\n"
+    "/score – each advisor against holding and DCA, with a verdict\n"
     "/proposals – proposals waiting for you\n"
     "/why N – every guard decision for proposal N\n"
     "/kill [reason] – stop all trading now\n"
@@ -70,6 +71,7 @@ class Commands:
         handler = {
             "/status": self.cmd_status,
             "/pnl": self.cmd_pnl,
+            "/score": self.cmd_score,
             "/proposals": self.cmd_proposals,
             "/why": self.cmd_why,
             "/kill": self.cmd_kill,
@@ -89,6 +91,11 @@ class Commands:
         from ...analysis import pnl
 
         self.api.send(chat, pnl_text(pnl.report(self.conn, self.cfg)))
+
+    def cmd_score(self, chat: int, rest: str) -> None:
+        from ...analysis import score
+
+        self.api.send(chat, score.phone_text(score.scoreboard(self.conn, self.cfg)))
 
     def cmd_proposals(self, chat: int, rest: str) -> None:
         from ...trade import proposals
