@@ -201,3 +201,13 @@ def test_a_shadow_has_its_row_with_its_llm_cost_and_the_live_llm_book_does_not(s
     bid = conn.execute("SELECT bid FROM price_log ORDER BY hour DESC LIMIT 1").fetchone()[0]
     book_net = f.amount * Decimal(bid) - f.eur  # what the one buy is worth at the last bid, minus what it cost
     assert Decimal(s["net_eur"]) == (book_net - Decimal("0.30")).quantize(Decimal("0.01"))
+
+
+def test_every_row_of_a_window_starts_at_since(scored):
+    cfg, conn, _, _ = scored
+    since = datetime(2026, 10, 15, tzinfo=timezone.utc)
+    with freeze_time(T0 + timedelta(days=30, hours=1)):
+        board = score.scoreboard(conn, cfg, since=since, until=T0 + timedelta(days=30))
+    assert {r["from"] for r in board["rows"]} == {clock.to_iso(since)}
+    whole = {r["advisor"]: r for r in scored[2]["rows"]}
+    assert {r["from"] for r in whole.values()} == {clock.to_iso(T0)}

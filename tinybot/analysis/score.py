@@ -97,14 +97,13 @@ class Player:
     llm: list[Decimal]
     trades: list[int]
     holds: list[bool]
+    since: bool = False  # the window starts at --since (else at the row's own start)
 
     @property
     def opened(self) -> datetime:
         """Where the window starts as shown: ``since``, or the first moment (its first mark is just before)."""
         first = self.at[0]
         return first if self.since else first + BEFORE
-
-    since: bool = False  # the window starts at --since (else at the row's own start)
 
     @property
     def equity(self) -> list[Decimal]:
@@ -137,7 +136,16 @@ def _bench_player(b: Benchmark, moments: list[datetime], bids_at, since: bool) -
         trades.append(len(bought))
         holds.append(bool(bought))
     return Player(
-        f"benchmark:{b.name}", "benchmark", b.capital_eur, moments, nets, fees_, [ZERO] * len(moments), trades, holds
+        f"benchmark:{b.name}",
+        "benchmark",
+        b.capital_eur,
+        moments,
+        nets,
+        fees_,
+        [ZERO] * len(moments),
+        trades,
+        holds,
+        since,
     )
 
 
