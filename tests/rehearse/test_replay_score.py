@@ -93,6 +93,23 @@ def test_llm_needs_its_knowledge_cutoff_and_a_period_before_it_is_refused_or_mar
     rows = {r["advisor"]: r for r in s["score"]["rows"]}
     assert s["score"]["look_ahead"] is True
     assert rows["shadow:llm"]["look_ahead"] is True and rows["shadow:rules"]["look_ahead"] is False
+    r = CliRunner().invoke(
+        cli,
+        [
+            "replay",
+            "--no-progress",
+            "--score",
+            "--advisors",
+            "rules,llm",
+            "--allow-look-ahead",
+            "--report",
+            str(tmp_path / "p.html"),
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert r.output.startswith("LOOK-AHEAD") and "shadow:llm (look-ahead)" in r.output
+    page = (tmp_path / "p.html").read_text()
+    assert "LOOK-AHEAD: the model may have seen this period." in page and "shadow:llm (look-ahead)" in page
     (tmp_path / "bot.toml").write_text(CONFIG + '[llm]\nknowledge_cutoff = "2024-06-01"\n')
     after = _run(config.load(tmp_path / "bot.toml"), score_advisors=("llm",))
     assert after["score"]["look_ahead"] is False

@@ -274,6 +274,7 @@ def _score_table(d: dict) -> str:
         vs = [r["versus"][k]["verdict"] if k in r["versus"] else "" for k in ("holding", "dca")]
         cells = [r["advisor"], money.eur_text(r["net_eur"]), pct[0], pct[1], str(r["trades"])]
         cells += [money.eur_text(r["fees_eur"]), money.eur_text(r["llm_cost_eur"]), pct[2], *vs]
+        cells[0] += " (look-ahead)" if r["look_ahead"] else ""
         rows.append("<tr>" + "".join(_td(h, _e(c)) for h, c in zip(heads, cells)) + "</tr>")
     note = (
         "<p class='note'>LOOK-AHEAD: the model may have seen this period.</p>" if d["scoreboard"]["look_ahead"] else ""
@@ -357,6 +358,7 @@ def collect(
     prices: dict[str, valuation.Price] | None = None,
     title: str = "tinybot report",
     replay: tuple[datetime, datetime] | None = None,
+    look_ahead: bool = False,
 ) -> dict:
     """The page's data (JSON-ready): tables from ``figures.summary``, chart lines from ``figures.series`` at the same
     moment and prices, trades from ``figures.trades``.  ``replay``: the replayed period, for a replay's page."""
@@ -374,7 +376,8 @@ def collect(
         end = (s.at, s.prices[m].bid) if m in s.prices else None
         charts.append(price_chart(m, hours.get(m, []), end, [t for t in trades if t.fill.market == m], tz, young))
     charts += [costs_chart(ser, tz, young), blocks_chart(blocks)]
-    board = _local(score.scoreboard(conn, cfg, since=since, until=until, prices=prices), tz)
+    board = score.mark_look_ahead(score.scoreboard(conn, cfg, since=since, until=until, prices=prices), look_ahead)
+    board = _local(board, tz)
     charts += score_charts(board, tz)
     first = since or s.start.at
     return {
@@ -639,6 +642,7 @@ def write(
     prices: dict[str, valuation.Price] | None = None,
     title: str = "tinybot report",
     replay: tuple[datetime, datetime] | None = None,
+    look_ahead: bool = False,
 ) -> dict:
     """Write the report atomically (a partial file never replaces a good one); return what it holds."""
     import os
@@ -648,7 +652,7 @@ def write(
     if since and since >= end:
         to = f"--to {local_time(until, cfg.tz)}" if until else f"now, {local_time(end, cfg.tz)}"
         raise ReportError(f"--from {local_time(since, cfg.tz)} must be before {to} ({cfg.timezone})")
-    d = collect(conn, cfg, since, until, prices=prices, title=title, replay=replay)
+    d = collect(conn, cfg, since, until, prices=prices, title=title, replay=replay, look_ahead=look_ahead)
     page = render(d, cfg.tz)
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")

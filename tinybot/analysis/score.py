@@ -171,6 +171,7 @@ def row(p: Player) -> dict:
         "llm_cost_eur": money.cents(p.llm[-1] - p.llm[0]),
         "time_in_market_pct": _dec(Decimal(sum(p.holds[1:])) / days * 100 if days else None),
         "equity": [[clock.to_iso(a), money.cents(e)] for a, e in zip(p.at, eq)],
+        "look_ahead": False,
     }
 
 
@@ -245,10 +246,25 @@ def scoreboard(
     return {
         "at": clock.to_iso(until or clock.now()),
         "since": clock.to_iso(since) if since else None,
-        "look_ahead": False,
+        "look_ahead": False,  # a replay's board says so (mark_look_ahead)
         "bootstrap": {"resamples": RESAMPLES, "seed": SEED, "method": "circular block bootstrap over days"},
         "rows": rows,
     }
+
+
+LOOK_AHEAD_BOOKS = ("llm", "shadow:llm")  # the rows a model's memory of the period can flatter
+
+
+def mark_look_ahead(board: dict, ahead: bool) -> dict:
+    """A board over a period the model may have seen in training: the board and the llm's rows say so."""
+    board["look_ahead"] = ahead
+    for r in board["rows"]:
+        r["look_ahead"] = ahead and r["advisor"] in LOOK_AHEAD_BOOKS
+    return board
+
+
+def _name(r: dict) -> str:
+    return r["advisor"] + (" (look-ahead)" if r.get("look_ahead") else "")
 
 
 def render(board: dict) -> str:
@@ -257,15 +273,13 @@ def render(board: dict) -> str:
     lines = [("LOOK-AHEAD: the model may have seen this period in training\n" if board["look_ahead"] else "") + head]
     for r in board["rows"]:
         lines.append(
-            f"{r['advisor']:<20} {r['net_eur']:>9} {_pct(r['return_pct']):>8} {_pct(r['max_drawdown_pct']):>7}"
+            f"{_name(r):<20} {r['net_eur']:>9} {_pct(r['return_pct']):>8} {_pct(r['max_drawdown_pct']):>7}"
             f" {r['trades']:>6} {r['fees_eur']:>7} {r['llm_cost_eur']:>6} {_pct(r['time_in_market_pct']):>7}"
         )
     for r in board["rows"]:
         for name, v in r["versus"].items():
             ci = "n/a" if v["ci95"] is None else f"[{v['ci95'][0]}, {v['ci95'][1]}]"
-            lines.append(
-                f"{r['advisor']} vs {name}: {v['mean_daily_diff_eur'] or 'n/a'} €/day, 95 % {ci}: {v['verdict']}"
-            )
+            lines.append(f"{_name(r)} vs {name}: {v['mean_daily_diff_eur'] or 'n/a'} €/day, 95 % {ci}: {v['verdict']}")
     if not board["rows"]:
         lines.append("(nothing to score yet: no start money, no fills, no shadow)")
     return "\n".join(lines)
@@ -280,7 +294,7 @@ def phone_text(board: dict) -> str:
     lines = ["LOOK-AHEAD: the model may have seen this period."] if board["look_ahead"] else []
     for r in board["rows"]:
         lines.append(
-            f"{r['advisor']}: net {money.eur_text(r['net_eur'])} ({_pct(r['return_pct'])}), max drawdown"
+            f"{_name(r)}: net {money.eur_text(r['net_eur'])} ({_pct(r['return_pct'])}), max drawdown"
             f" {_pct(r['max_drawdown_pct'])}, {r['trades']} fill(s), fees {money.eur_text(r['fees_eur'])},"
             f" LLM {money.eur_text(r['llm_cost_eur'])}"
         )

@@ -443,6 +443,7 @@ def _html_report(cfg, scratch, path, summary: dict) -> None:
             prices=valuation.last_prices(conn, rcfg),
             title="tinybot replay",
             replay=period,
+            look_ahead=summary.get("score", {}).get("look_ahead", False),  # --score over a model's training period
         )
     except (ReportError, ChartError) as e:
         raise Fail(str(e)) from None

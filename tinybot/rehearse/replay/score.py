@@ -69,8 +69,4 @@ def look_ahead(cfg: Config, advisors: tuple[str, ...], start: datetime, allow: b
 def board(conn, cfg: Config, markets: tuple[str, ...], until: datetime, ahead: bool) -> dict:
     """`tinybot score`'s board over the replay's scratch database, look-ahead marked on the board and llm's row."""
     rcfg = dataclasses.replace(cfg, mode="live", risk=dataclasses.replace(cfg.risk, allowlist=tuple(markets)))
-    out = score.scoreboard(conn, rcfg, until=until)
-    out["look_ahead"] = ahead
-    for r in out["rows"]:
-        r["look_ahead"] = ahead and r["advisor"] in ("shadow:llm", "llm")
-    return out
+    return score.mark_look_ahead(score.scoreboard(conn, rcfg, until=until), ahead)
