@@ -135,3 +135,19 @@ def test_the_llm_shadows_calls_spend_the_one_budget_and_are_charged_to_its_score
     assert len(paid) == 1 and paid[0][1] > 0
     assert steps.llm_costs(conn) == []  # not on the live llm book
     assert llm_budget.committed_eur(conn, day=llm_budget.period_keys(clock.now())[0]) == paid[0][1]
+
+
+def test_waiting_shadow_buys_fill_in_order_the_first_in_room_goes_through(write_config):
+    """Two €6 buys waiting, €10 a day: the first fills, the second is over the daily cap (as live, in order)."""
+    from tinybot.exchange.base import Market, Ticker
+    from tinybot.trade.proposals import Draft
+
+    cfg = write_config(PAPER_TOML.replace("max_daily_eur = 20", "max_daily_eur = 10"))
+    conn = db.open_db(cfg.db_path)
+    now = clock.now()
+    t = {"BTC-EUR": Ticker("BTC-EUR", Decimal("59000"), Decimal("60000"), Decimal("59500"), 0)}
+    m = {"BTC-EUR": Market("BTC-EUR", "BTC", "EUR", "trading", Decimal("1"), 8, 2, Decimal("5"), Decimal("0.00001"))}
+    shadow.open_book(conn, "rules", Decimal("25"), now)
+    buy = Draft("BTC-EUR", "buy", amount_quote=Decimal("6"), reason="x")
+    shadow.record(conn, "rules", [buy, buy], now)
+    assert [o.state for o in shadow.fill_pending(conn, cfg, t, m, now)] == ["filled", "blocked"]

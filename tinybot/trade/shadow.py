@@ -177,24 +177,14 @@ def spend(cfg, p: Pending, ask: Decimal) -> Decimal:
     return sizing.max_spend_eur(cfg, amount_quote=p.amount_quote, amount=p.amount, ask=ask)
 
 
-def _in_flight(cfg, book: VirtualBook, p: Pending, tickers) -> Decimal:
-    """The most the book's other waiting buys can spend (counted by the caps, as live counts orders in flight)."""
-    total = ZERO
-    for o in book.pending:
-        t = tickers.get(o.market)
-        if o.id != p.id and o.side == "buy" and t is not None:
-            total += spend(cfg, o, t.ask)
-    return total
-
-
 def _caps(cfg, book: VirtualBook, p: Pending, tickers, now: datetime) -> list[Verdict]:
     if p.side != "buy":
         return [passed("max_trade"), passed("daily_cap"), passed("exposure_cap")]
     r = cfg.risk
+    # filled in order: every earlier proposal of the book is already booked (or blocked), none is in flight
     eur = spend(cfg, p, tickers[p.market].ask)
-    flight = _in_flight(cfg, book, p, tickers)
-    today = book.spent_since(clock.day_start(now, cfg.tz)) + flight
-    exposed = sum((x.cost_eur for x in book.positions().values()), ZERO) + flight
+    today = book.spent_since(clock.day_start(now, cfg.tz))
+    exposed = sum((x.cost_eur for x in book.positions().values()), ZERO)
     return [
         passed("max_trade")
         if eur <= r.max_trade_eur
