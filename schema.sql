@@ -479,3 +479,51 @@ CREATE TABLE book_positions (
     updated_at   TEXT NOT NULL,
     PRIMARY KEY (book, market)
 );
+
+-- migration: 0013_score
+
+-- Shadow advisors ([scoreboard] shadow in bot.toml; tinybot/trade/shadow.py,
+-- tinybot/advisors/shadow.py; docs/SCORE.md).  A shadow advisor runs each tick
+-- beside the live ones; its proposals live here, never in `proposals`: they are
+-- never approved, executed, counted in the caps or sent to the phone.  The next
+-- tick fills each on paper (buy at the ask, sell at the bid, Bitvavo's fee, the
+-- €5 minimum) into the shadow's own virtual book, after the same caps and
+-- guards the live bot applies, counted on that book.
+CREATE TABLE shadow_books (
+    advisor     TEXT PRIMARY KEY,
+    started_at  TEXT NOT NULL,
+    capital_eur TEXT NOT NULL            -- the EUR it starts with: the live bot's starting money
+);
+CREATE TABLE shadow_proposals (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    advisor      TEXT NOT NULL REFERENCES shadow_books (advisor),
+    created_at   TEXT NOT NULL,
+    market       TEXT NOT NULL,
+    side         TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    amount_quote TEXT,                   -- EUR, or
+    amount       TEXT,                   -- base amount (exactly one of the two)
+    reason       TEXT NOT NULL,
+    state        TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'filled', 'blocked')),
+    decided_at   TEXT,
+    detail       TEXT NOT NULL DEFAULT '',  -- a blocked one: the guard's reason code and why
+    CHECK ((amount_quote IS NULL) != (amount IS NULL))
+);
+CREATE INDEX shadow_proposals_open ON shadow_proposals (state, advisor, id);
+-- A paper fill, shaped like a trade_history row so the book reads it with the same step.
+CREATE TABLE shadow_fills (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    proposal_id  INTEGER NOT NULL UNIQUE REFERENCES shadow_proposals (id),
+    book         TEXT NOT NULL,          -- the shadow advisor
+    market       TEXT NOT NULL,
+    side         TEXT NOT NULL CHECK (side IN ('buy', 'sell')),
+    amount       TEXT NOT NULL,
+    price        TEXT NOT NULL,
+    fee          TEXT NOT NULL,
+    fee_currency TEXT NOT NULL,
+    executed_at  TEXT NOT NULL,
+    external     INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX shadow_fills_book ON shadow_fills (book, executed_at);
+-- Whose LLM call a usage row is: the live llm advisor's ('llm') or a shadow's
+-- ('shadow:llm').  Both spend the one budget; each is charged to its own score.
+ALTER TABLE gpt_usage_log ADD COLUMN book TEXT NOT NULL DEFAULT 'llm';

@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from freezegun import freeze_time
 
 from tinybot.analysis import charts, pnl, report
-from tinybot.base import config
+from tinybot.base import config, money
 from tinybot.store import db
 from tinybot.trade import executor, ledger, proposals
 from tinybot.exchange.base import Balance, Fill, Ticker
@@ -247,21 +247,24 @@ def test_a_time_axis_is_in_the_configured_timezone():
 def test_the_page_carries_the_data_each_chart_draws(made):
     m = made["whole"]
     assert m.html.count("<script") == 1  # the data block, the only one: the page runs nothing
-    assert {c["id"] for c in m.data["charts"]} == {"equity", "advisors", "price-BTC-EUR", "costs", "blocks"}
+    scored = {f"score-{r['advisor'].replace(':', '-')}" for r in m.data["scoreboard"]["rows"]}
+    assert {"score-rules", "score-benchmark-holding"} <= scored
+    assert {c["id"] for c in m.data["charts"]} == {"equity", "advisors", "price-BTC-EUR", "costs", "blocks"} | scored
     assert all(c["drawn"] for c in m.data["charts"])
     e = chart(m, "equity")
     assert [line["name"] for line in e["lines"]] == ["net_eur", "holding_eur", "dca_eur"]
     assert e["lines"][1]["label"].startswith("holding: €25.00 put into BTC-EUR at the start")  # the book's name
     assert len(e["x"]) == len(e["lines"][0]["values"])
     assert m.data["timezone"] == "Europe/Amsterdam" and m.data["kind"] == "paper" and m.data["replay"] is None
-    assert m.out == {"path": str(m.path), "bytes": len(m.html.encode()), "charts": 5, "fills": 5}
+    rows = len(m.data["scoreboard"]["rows"])  # one equity chart per scoreboard row
+    assert m.out == {"path": str(m.path), "bytes": len(m.html.encode()), "charts": 5 + rows, "fills": 5}
 
 
 def test_report_renders_offline_with_its_charts_and_no_console_errors(made):
     m = made["whole"]
     page = load(m.path)
     assert page.requests == [] and page.console == []
-    assert page.dom.count("<svg") == 5
+    assert page.dom.count("<svg") == 5 + len(m.data["scoreboard"]["rows"])
     for cid in ("chart-equity", "chart-advisors", "chart-price-BTC-EUR", "chart-costs", "chart-blocks"):
         assert f'id="{cid}"' in page.dom
     assert 'id="pnl"' in page.dom and 'id="trades"' in page.dom and 'id="advisors"' in page.dom
@@ -327,7 +330,7 @@ def test_a_young_bot_gets_a_sentence_not_an_empty_chart(write_config, tmp_path):
             {"EUR": Balance(Decimal(25), Decimal(0))},
         )
         out = report.write(conn, cfg, tmp_path / "older.html")
-    assert out["charts"] == 2  # equity and the price; nothing traded, paid or blocked yet
+    assert out["charts"] == 2 + 2  # equity and the price, and the two benchmarks' equity; nothing traded yet
 
 
 def test_without_matplotlib_the_report_says_how_to_install_it_and_writes_nothing(made, tmp_path, monkeypatch):
@@ -458,3 +461,27 @@ def test_a_replays_page_names_the_replayed_period_and_its_folder_is_not_printed_
 def chart_by(data: dict, cid: str) -> dict:
     [c] = [c for c in data["charts"] if c["id"] == cid]
     return c
+
+
+@pytest.mark.parametrize("which", ["whole", "window"])
+def test_the_scoreboard_section_and_its_charts_are_tinybot_scores_figures(made, which):
+    """The page's scoreboard is `tinybot score`'s for the same period (times in local time); each advisor's
+    equity chart, as drawn, ends at its row's equity, and the table shows its net."""
+    from tinybot.analysis import score
+
+    m = made[which]
+    board = m.data["scoreboard"]
+    since = None if which == "whole" else datetime(2026, 11, 27, 12, tzinfo=AMS)
+    until = None if which == "whole" else datetime(2026, 11, 28, 20, tzinfo=AMS)
+    with freeze_time("2026-11-29 00:00:00"):  # when the page was made
+        fresh = score.scoreboard(m.conn, m.cfg, since=since, until=until)
+    assert [(r["advisor"], r["net_eur"], r["trades"]) for r in board["rows"]] == [
+        (r["advisor"], r["net_eur"], r["trades"]) for r in fresh["rows"]
+    ]
+    assert "id='scoreboard'" in m.html
+    for r in board["rows"]:
+        c = chart(m, f"score-{r['advisor'].replace(':', '-')}")
+        assert c["drawn"] and c["lines"][0]["values"][-1] == r["equity"][-1][1]
+        (line,) = charts.figure(c, m.cfg.tz).axes[0].get_lines()
+        assert line.get_ydata()[-1] == pytest.approx(float(r["equity"][-1][1]))
+        assert f"<td data-label='net'>{money.eur_text(r['net_eur'])}</td>" in m.html.replace("&#x27;", "'")

@@ -234,3 +234,18 @@ def test_with_alerts_fills_digest_the_days_fills_are_listed_in_the_digest(write_
         assert digest.maybe_send(conn, cfg, rec) is True
     [(_, text, _, _)] = rec.sent
     assert re.search(r"\nFills:\n10:00 CET buy BTC-EUR [\d.]+ @ [\d.]+ = €7\.9\d\b", text), text
+
+
+def test_sundays_digest_carries_the_scoreboard_in_one_line(write_config):
+    """Once a week (Sunday, local) one line: each advisor's net and its verdict against DCA; other days none."""
+    from tinybot.analysis import score
+
+    cfg, conn, ex, _ = setup(write_config)
+    with freeze_time("2026-11-27 20:00:00"):  # a Friday
+        assert "Scoreboard:" not in digest.compose(conn, cfg).text
+    with freeze_time("2026-11-29 20:00:00"):  # Sunday 21:00 in Amsterdam
+        text = digest.compose(conn, cfg).text
+        board = score.scoreboard(conn, cfg, prices=digest.valuation.last_prices(conn, cfg))
+    [line] = [x for x in text.splitlines() if x.startswith("Scoreboard:")]
+    assert line == score.one_line(board)
+    assert line.startswith("Scoreboard: manual -€") and "(3 days; a difference this size needs about" in line

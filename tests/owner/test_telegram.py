@@ -830,3 +830,27 @@ def test_balance_daily_and_sell_from_the_phone(make, fake):
     assert empty == "the dca book holds no BTC-EUR: nothing to sell"
     announced_now = fake.texts(OWNER)[-1]
     assert announced_now.startswith((f"Proposal #{row['id']} ", f"#{row['id']} SELL BTC-EUR"))
+
+
+def test_score_renders_tinybot_scores_board(make, fake):
+    """/score is `tinybot score`'s board, a few lines per advisor with its verdict against each benchmark."""
+    from tinybot.analysis import score
+    from tinybot.exchange.paper import PaperExchange
+    from tinybot.exchange.static import StaticMarketData
+
+    cfg, conn, poller = make()
+    started(poller)
+    pid = propose(conn)
+    proposals.approve(conn, pid)
+    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    try:
+        assert executor.execute(conn, cfg, ex, pid).state == "filled"
+    finally:
+        ex.close()
+    fake.send_text(OWNER, "/score")
+    poller.poll_once()
+    lines = fake.texts(OWNER)[-1].splitlines()
+    assert lines[0].startswith("manual: net -€0.02 (") and ", 1 fill(s), fees €0.02, LLM €0.00" in lines[0]
+    assert lines[1].startswith("  vs holding: ") and lines[1].endswith("not enough evidence yet (1 day)")
+    assert lines[2].startswith("  vs DCA: ")
+    assert lines == score.phone_text(score.scoreboard(conn, cfg)).splitlines()

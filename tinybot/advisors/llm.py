@@ -455,19 +455,25 @@ def _event(conn: sqlite3.Connection, kind: str, severity: str, detail: str) -> N
 
 
 def run(
-    snapshot: Snapshot, cfg: Config, *, conn: sqlite3.Connection | None = None, min_interval: timedelta | None = None
+    snapshot: Snapshot,
+    cfg: Config,
+    *,
+    conn: sqlite3.Connection | None = None,
+    min_interval: timedelta | None = None,
+    book: str = SOURCE,
 ) -> LlmResult:
-    """One advisor run with the full story (drafts, or why none).  ``advise`` returns its drafts."""
+    """One advisor run with the full story (drafts, or why none).  ``advise`` returns its drafts.  ``book``: whose
+    score the call's cost is charged to (a shadow's is ``shadow:llm``; the budget is one)."""
     own = conn is None
     conn = conn or db.connect(cfg.db_path)
     try:
-        return _run(conn, snapshot, cfg, every(cfg) if min_interval is None else min_interval)
+        return _run(conn, snapshot, cfg, every(cfg) if min_interval is None else min_interval, book)
     finally:
         if own:
             conn.close()
 
 
-def _run(conn, snapshot: Snapshot, cfg: Config, min_interval: timedelta) -> LlmResult:
+def _run(conn, snapshot: Snapshot, cfg: Config, min_interval: timedelta, book: str) -> LlmResult:
     reason = disabled_reason(cfg)
     if reason:
         if reason not in _told_disabled:  # told once per process, not every tick
@@ -480,7 +486,12 @@ def _run(conn, snapshot: Snapshot, cfg: Config, min_interval: timedelta) -> LlmR
     body = request_body(cfg, build_messages(snapshot))
     try:
         r = llm_budget.reserve(
-            conn, cfg.llm, prompt_tokens_est=prompt_tokens_estimate(body), min_interval=min_interval, tz=cfg.tz
+            conn,
+            cfg.llm,
+            prompt_tokens_est=prompt_tokens_estimate(body),
+            min_interval=min_interval,
+            tz=cfg.tz,
+            book=book,
         )
     except llm_budget.BudgetRefused as e:
         if e.code == "budget_exhausted" and e.period:  # first refusal of the period: say it loudly

@@ -185,7 +185,13 @@ def expire_stale(conn: sqlite3.Connection, expiry: timedelta, now: datetime | No
 
 
 def reserve(
-    conn: sqlite3.Connection, llm_cfg, *, prompt_tokens_est: int, min_interval: timedelta | None = None, tz=None
+    conn: sqlite3.Connection,
+    llm_cfg,
+    *,
+    prompt_tokens_est: int,
+    min_interval: timedelta | None = None,
+    tz=None,
+    book: str = "llm",
 ) -> Reservation:
     """Reserve the worst case of one call, or raise ``BudgetRefused``.
 
@@ -193,7 +199,8 @@ def reserve(
     period was already declared exhausted, refuse if ``min_interval`` has not
     passed since the last call, refuse if spent + reserved + this worst case
     would pass the daily or the monthly budget (and record a
-    ``budget_exhausted`` event, once per period), else insert the row.
+    ``budget_exhausted`` event, once per period), else insert the row, charged to ``book`` (the live
+    ``llm`` advisor, or a shadow's ``shadow:llm``: one budget, each call on its own score).
     """
     if prompt_tokens_est < 0:
         raise ValueError("prompt_tokens_est must not be negative")
@@ -211,9 +218,9 @@ def reserve(
             raise BudgetRefused("budget_exhausted", unknown, period="month", key=month)
         if min_interval:
             last = conn.execute(
-                "SELECT reserved_at FROM gpt_usage_log WHERE state != 'failed' AND reserved_at > ?"
+                "SELECT reserved_at FROM gpt_usage_log WHERE state != 'failed' AND reserved_at > ? AND book = ?"
                 " ORDER BY reserved_at DESC LIMIT 1",
-                (clock.to_iso(now - min_interval),),
+                (clock.to_iso(now - min_interval), book),
             ).fetchone()
             if last is not None:
                 raise BudgetRefused(
@@ -242,8 +249,8 @@ def reserve(
                 _between_check_and_insert()
             cur = conn.execute(
                 "INSERT INTO gpt_usage_log (state, model, reserved_at, day, month, prompt_tokens_est,"
-                " max_tokens, reserved_eur) VALUES ('reserved', ?, ?, ?, ?, ?, ?, ?)",
-                (llm_cfg.model, clock.to_iso(now), day, month, prompt_tokens_est, llm_cfg.max_tokens, str(need)),
+                " max_tokens, reserved_eur, book) VALUES ('reserved', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (llm_cfg.model, clock.to_iso(now), day, month, prompt_tokens_est, llm_cfg.max_tokens, str(need), book),
             )
             rid = cur.lastrowid
     # Raised after COMMIT: the event must persist; the refusal itself writes no usage row.

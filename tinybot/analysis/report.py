@@ -26,6 +26,7 @@ from decimal import Decimal
 
 from ..base.errors import TinybotError
 from ..base import clock, money
+from . import score
 from ..trade.book import benchmarks, figures, valuation
 from .charts import figure, svg
 
@@ -262,6 +263,25 @@ def _markets(s: figures.Summary, names: list[str]) -> list[dict]:
     return out
 
 
+def _score_table(d: dict) -> str:
+    """The scoreboard (tinybot.analysis.score): a row per advisor and benchmark, each verdict beside it."""
+    heads = ["advisor", "net", "return", "max drawdown", "trades", "fees", "LLM", "in market", "vs holding", "vs DCA"]
+    rows = []
+    for r in d["scoreboard"]["rows"]:
+        pct = [
+            f"{r[k]} %" if r[k] is not None else "" for k in ("return_pct", "max_drawdown_pct", "time_in_market_pct")
+        ]
+        vs = [r["versus"][k]["verdict"] if k in r["versus"] else "" for k in ("holding", "dca")]
+        cells = [r["advisor"], money.eur_text(r["net_eur"]), pct[0], pct[1], str(r["trades"])]
+        cells += [money.eur_text(r["fees_eur"]), money.eur_text(r["llm_cost_eur"]), pct[2], *vs]
+        cells[0] += " (look-ahead)" if r["look_ahead"] else ""
+        rows.append("<tr>" + "".join(_td(h, _e(c)) for h, c in zip(heads, cells)) + "</tr>")
+    note = (
+        "<p class='note'>LOOK-AHEAD: the model may have seen this period.</p>" if d["scoreboard"]["look_ahead"] else ""
+    )
+    return note + _cards("scoreboard", heads, rows)
+
+
 def _trade(t: figures.Trade, tz) -> dict:
     f = t.fill
     return {
@@ -278,6 +298,35 @@ def _trade(t: figures.Trade, tz) -> dict:
         "reason": t.reason if t.proposal_id is not None else "no proposal of tinybot's placed it",
         "realised_eur": _cents(t.realised_eur),
     }
+
+
+def _local(board: dict, tz) -> dict:
+    """The scoreboard with every time in the config's timezone, as the rest of the page."""
+    at = {k: None if board[k] is None else stamp(clock.from_iso(board[k]), tz) for k in ("at", "since")}
+    rows = [
+        r
+        | {
+            "from": stamp(clock.from_iso(r["from"]), tz),
+            "equity": [[stamp(clock.from_iso(t), tz), e] for t, e in r["equity"]],
+        }
+        for r in board["rows"]
+    ]
+    return board | at | {"rows": rows}
+
+
+def score_charts(board: dict, tz) -> list[dict]:
+    """One equity chart per scoreboard row, drawn from the row's own daily marks (the table's figures)."""
+    out = []
+    for r in board["rows"]:
+        chart = _chart(f"score-{r['advisor'].replace(':', '-')}", f"Equity: {r['advisor']}", ylabel="EUR")
+        times = [datetime.fromisoformat(t) for t, _ in r["equity"]]
+        if _too_short(times):
+            out.append(_not_drawn(chart, SHORT_PERIOD))
+            continue
+        chart["x"] = [stamp(t, tz) for t in times]
+        chart["lines"] = [_line(f"score:{r['advisor']}", r["advisor"], [Decimal(e) for _, e in r["equity"]])]
+        out.append(chart)
+    return out
 
 
 def _hourly_prices(conn: sqlite3.Connection, lo: str, hi: str) -> dict[str, list[tuple[datetime, Decimal]]]:
@@ -309,6 +358,7 @@ def collect(
     prices: dict[str, valuation.Price] | None = None,
     title: str = "tinybot report",
     replay: tuple[datetime, datetime] | None = None,
+    look_ahead: bool = False,
 ) -> dict:
     """The page's data (JSON-ready): tables from ``figures.summary``, chart lines from ``figures.series`` at the same
     moment and prices, trades from ``figures.trades``.  ``replay``: the replayed period, for a replay's page."""
@@ -326,6 +376,9 @@ def collect(
         end = (s.at, s.prices[m].bid) if m in s.prices else None
         charts.append(price_chart(m, hours.get(m, []), end, [t for t in trades if t.fill.market == m], tz, young))
     charts += [costs_chart(ser, tz, young), blocks_chart(blocks)]
+    board = score.mark_look_ahead(score.scoreboard(conn, cfg, since=since, until=until, prices=prices), look_ahead)
+    board = _local(board, tz)
+    charts += score_charts(board, tz)
     first = since or s.start.at
     return {
         "title": title,
@@ -343,6 +396,7 @@ def collect(
         "trades": [_trade(t, tz) for t in trades],
         "blocks": [{"reason": r, "count": n} for r, n in blocks],
         "charts": charts,
+        "scoreboard": board,
     }
 
 
@@ -557,6 +611,9 @@ def render(d: dict, tz) -> str:
         "<h2>Books per advisor</h2>",
         _advisors_table(d),
         _chart_section(charts.pop("advisors"), tz),
+        "<h2>Scoreboard (docs/SCORE.md)</h2>",
+        _score_table(d),
+        *[_chart_section(charts.pop(k), tz) for k in [k for k in charts if k.startswith("score-")]],
         "<h2>Per market</h2>",
         _markets_table(d),
     ]
@@ -585,6 +642,7 @@ def write(
     prices: dict[str, valuation.Price] | None = None,
     title: str = "tinybot report",
     replay: tuple[datetime, datetime] | None = None,
+    look_ahead: bool = False,
 ) -> dict:
     """Write the report atomically (a partial file never replaces a good one); return what it holds."""
     import os
@@ -594,7 +652,7 @@ def write(
     if since and since >= end:
         to = f"--to {local_time(until, cfg.tz)}" if until else f"now, {local_time(end, cfg.tz)}"
         raise ReportError(f"--from {local_time(since, cfg.tz)} must be before {to} ({cfg.timezone})")
-    d = collect(conn, cfg, since, until, prices=prices, title=title, replay=replay)
+    d = collect(conn, cfg, since, until, prices=prices, title=title, replay=replay, look_ahead=look_ahead)
     page = render(d, cfg.tz)
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")

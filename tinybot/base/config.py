@@ -176,6 +176,8 @@ class LlmConfig:
     timeout: timedelta = duration("30s", minimum="100ms", maximum="10m")
     reservation_expiry: timedelta = duration("1h", minimum="1m", maximum="30d")
     every: timedelta = duration("1h", maximum="30d")
+    # the model's training cutoff "YYYY-MM-DD": replay refuses to score the llm advisor before it (docs/SCORE.md)
+    knowledge_cutoff: str | None = text(None)
 
 
 @dataclass(frozen=True)
@@ -210,6 +212,14 @@ class SafetyConfig:
 
 
 @dataclass(frozen=True)
+class ScoreboardConfig:
+    """The scoreboard (issue 25, docs/SCORE.md): advisors that run in the shadows beside the live ones, each on
+    its own virtual book (tinybot.trade.shadow), never trading."""
+
+    shadow: tuple[str, ...] = strings(())
+
+
+@dataclass(frozen=True)
 class Config:
     path: Path
     mode: str = text("paper", choices=("paper", "live"))
@@ -229,6 +239,7 @@ class Config:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     safety: SafetyConfig = field(default_factory=SafetyConfig)
     telegram: TelegramConfig = field(default_factory=TelegramConfig)
+    scoreboard: ScoreboardConfig = field(default_factory=ScoreboardConfig)
 
     @property
     def active_advisors(self) -> tuple[str, ...]:
@@ -284,6 +295,7 @@ SECTIONS = {
     "alerts": AlertsConfig,
     "safety": SafetyConfig,
     "telegram": TelegramConfig,
+    "scoreboard": ScoreboardConfig,
 }
 # The books a fill can belong to (tinybot.trade.book): an advisor's, a person's (manual) or nobody's (external).
 # Named here because bot.toml names them (rules.sell_from, exits.books); the book imports them from here.
@@ -564,6 +576,37 @@ def _cross_checks(cfg: Config) -> None:
             raise ConfigError(f"{p}: {key}: {url!r} is not an http(s) URL")
     _sellable_buys(cfg)
     _book_names(cfg)
+    _scoreboard(cfg)
+
+
+def _is_date(text: str) -> bool:
+    import datetime as dt
+
+    try:
+        return len(text) == 10 and dt.date.fromisoformat(text) is not None
+    except ValueError:
+        return False
+
+
+def _scoreboard(cfg: Config) -> None:
+    """[scoreboard] shadow names advisors as `advisors` does, each once; a shadow trades nothing, so top_up
+    (which only frees live positions) is not one."""
+    seen: set[str] = set()
+    for name in cfg.scoreboard.shadow:
+        if name == "top_up" or (name not in KNOWN_ADVISORS and not re.match(r"^[\w.]+:\w+$", name)):
+            shadows = [a for a in KNOWN_ADVISORS if a != "top_up"]
+            raise ConfigError(
+                f"{cfg.path}: scoreboard.shadow: {name!r} is not an advisor that can run in the shadows"
+                f" ({', '.join(shadows)} or a 'module:function' path)"
+            )
+        if name in seen:
+            raise ConfigError(f"{cfg.path}: scoreboard.shadow: {name!r} is listed twice")
+        seen.add(name)
+    cutoff = cfg.llm.knowledge_cutoff
+    if cutoff is not None and not _is_date(cutoff):
+        raise ConfigError(
+            f'{cfg.path}: llm.knowledge_cutoff: {cutoff!r} is not a date like "2024-10-01" (the model\'s training cutoff)'
+        )
 
 
 def _book_names(cfg: Config) -> None:

@@ -43,6 +43,7 @@ class LazyGroup(JsonErrorGroup):
         "data": ("tinybot.cli.data", "data_group"),
         "replay": ("tinybot.cli.data", "replay_command"),
         "telegram": ("tinybot.cli.telegram", "telegram_command"),
+        "score": ("tinybot.cli.score", "score_command"),
     }
 
     def list_commands(self, ctx):

@@ -281,10 +281,13 @@ def _print_sweep(result: dict) -> None:
     " also calls the LLM for those, within today's llm budget; off leaves it out.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option("--score", "scored", is_flag=True, help="Head to head: the --advisors each on its own book, scored.")
+@click.option("--advisors", "score_names", help="With --score: advisors to compare, e.g. rules,dca,llm.")
+@click.option("--allow-look-ahead", is_flag=True, help="With --score: score llm before [llm] knowledge_cutoff, marked.")
 @pass_state
 @friendly
 def replay_command(
-    state, start, end, markets, eur, sets, slippage, as_json, report_path, keep_dir, llm_mode, no_progress
+    state, start, end, markets, eur, sets, slippage, as_json, report_path, keep_dir, llm_mode, no_progress, **score
 ):
     """What would tinybot have done?  The real tick over stored candles.
 
@@ -312,6 +315,7 @@ def replay_command(
 
     grid = expand_sets(sets)
     cfg = apply_sets(state.cfg, grid[0]) if len(grid) == 1 else state.cfg
+    head_to_head = _head_to_head(cfg, grid, **score)
     begin = candles.parse_time(start, "--from") if start else None
     stop = candles.parse_time(end, "--to") if end else None
     if begin and stop and stop <= begin:
@@ -381,6 +385,8 @@ def replay_command(
                 llm=llm_mode,
                 on_plan=bar.start,
                 progress=bar.step,
+                score_advisors=head_to_head,
+                allow_look_ahead=score["allow_look_ahead"],
             )
         finally:
             bar.close()
@@ -394,7 +400,25 @@ def replay_command(
             shutil.rmtree(keep, ignore_errors=True)
     if not keep_dir:
         summary["scratch_dir"] = None  # the report's scratch folder is gone: never print it as kept
+    if head_to_head:
+        from ..analysis.score import render
+
+        emit(summary["score"] | {"replay": summary}, as_json, lambda b: click.echo(render(b)))
+        return
     emit(summary, as_json, lambda s: _print_summary(s, report_path))
+
+
+def _head_to_head(cfg, grid, *, scored: bool, score_names: str | None, allow_look_ahead: bool):
+    """`--score --advisors a,b`: the advisors to run head to head (default: the configured ones), or None."""
+    from ..rehearse.replay.score import parse_advisors
+
+    if not scored:
+        if score_names or allow_look_ahead:
+            raise Fail("--advisors and --allow-look-ahead go with --score")
+        return None
+    if len(grid) > 1:
+        raise Fail("--score runs one replay: a --set sweep has one per combination")
+    return parse_advisors(score_names if score_names is not None else ",".join(cfg.advisors))
 
 
 def _html_report(cfg, scratch, path, summary: dict) -> None:
@@ -419,6 +443,7 @@ def _html_report(cfg, scratch, path, summary: dict) -> None:
             prices=valuation.last_prices(conn, rcfg),
             title="tinybot replay",
             replay=period,
+            look_ahead=summary.get("score", {}).get("look_ahead", False),  # --score over a model's training period
         )
     except (ReportError, ChartError) as e:
         raise Fail(str(e)) from None

@@ -28,7 +28,7 @@ from ..store import db
 from ..owner import digest
 from .. import exchange
 from ..trade import executor, guards, proposals, reconcile, safety
-from ..advisors import build_snapshot, run_advisor
+from ..advisors import build_snapshot, run_advisor, shadow
 from ..base.config import Config
 from ..exchange.base import ExchangeError
 from ..base.money import eur_text
@@ -250,6 +250,9 @@ class Tick:
         stop.checkpoint("sync")
         self._sync(conn, prices, report)
 
+        stop.checkpoint("shadow")
+        self._shadow(conn, snap, report)
+
     # -- the steps --
     def _reconcile(self, conn: sqlite3.Connection, prices: TickPrices, report: TickReport) -> bool:
         """Resolve executions in doubt, sync fills; True when it had no errors."""
@@ -369,6 +372,15 @@ class Tick:
             for c in rec.changes:
                 report.notes.append(f"synced #{c.execution_id}: {c.before}→{c.after}")
             report.errors.extend(rec.errors)
+
+    def _shadow(self, conn: sqlite3.Connection, snap, report: TickReport) -> None:
+        """[scoreboard] shadow advisors, on paper only (tinybot.advisors.shadow); their faults never fail the tick."""
+        if self.cfg.scoreboard.shadow:
+            try:
+                done = shadow.step(conn, self.cfg, snap)
+                report.notes += [f"shadow: {line}" for line in done.filled + done.blocked + done.proposed + done.errors]
+            except Exception:
+                log.exception("shadow advisors failed (the live tick is not affected)")
 
     def _safety(self, conn: sqlite3.Connection, report: TickReport, *, tick_ok: bool | None) -> None:
         """The automatic kill switch rules (tinybot.trade.safety).  tick_ok feeds the consecutive-errors count."""

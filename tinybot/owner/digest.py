@@ -28,6 +28,7 @@ from ..trade.book import figures, steps, valuation
 
 log = logging.getLogger("tinybot.digest")
 STATE = "digest.last_day"
+SCORE_WEEKDAY = 7  # Sunday's digest (local) carries the scoreboard's line (tinybot.analysis.score)
 
 
 def due(conn: sqlite3.Connection, cfg, now: datetime | None = None) -> str | None:
@@ -90,6 +91,10 @@ def compose(conn: sqlite3.Connection, cfg, now: datetime | None = None, *, with_
         + (f"\nAgainst {benchmarks}." if benchmarks else "")
         + (_fill_lines(s.walk, lo, hi, cfg.tz) if with_fills or cfg.alerts.fills == "digest" else "")
     )
+    if start.astimezone(cfg.tz).isoweekday() == SCORE_WEEKDAY:  # once a week, the scoreboard in one line
+        from ..analysis import score
+
+        text += "\n" + score.one_line(score.scoreboard(conn, cfg, prices=prices, until=now))
     ser = figures.series(conn, cfg, since=start, until=now, prices=prices)
     title = f"Net P/L, {report.local_time(start, cfg.tz)[:10]} ({cfg.timezone})"
     chart = report.equity_chart(ser, cfg.tz, report.young_sentence(s.start, now, cfg.tz), title=title)

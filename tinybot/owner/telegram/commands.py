@@ -42,6 +42,7 @@ HELP = (
     "Proposals waiting for your approval arrive here with Approve/Reject buttons.\nCommands:\n"
     "/status – trading on/off, positions, caps used today, scheduler\n"
     "/pnl – net profit or loss, fees, LLM cost, against holding\n"
+    "/score – each advisor against holding and DCA, with a verdict\n"
     "/proposals – proposals waiting for you\n"
     "/why N – every guard decision for proposal N\n"
     "/balance – balances and what each book holds\n"
@@ -77,6 +78,7 @@ class Commands:
         handler = {
             "/status": self.cmd_status,
             "/pnl": self.cmd_pnl,
+            "/score": self.cmd_score,
             "/proposals": self.cmd_proposals,
             "/why": self.cmd_why,
             "/balance": self.cmd_balance,
@@ -99,6 +101,11 @@ class Commands:
         from ...analysis import pnl
 
         self.api.send(chat, pnl_text(pnl.report(self.conn, self.cfg), self.cfg))
+
+    def cmd_score(self, chat: int, rest: str) -> None:
+        from ...analysis import score
+
+        self.api.send(chat, score.phone_text(score.scoreboard(self.conn, self.cfg)))
 
     def cmd_proposals(self, chat: int, rest: str) -> None:
         from ...trade import proposals

@@ -24,6 +24,8 @@ semantics and why this, not the paper exchange, is the one code path with live.
 * ``summary`` — the figures: P/L, fees, trades from the book (``tinybot.trade.book``),
   drawdown and exposure tick by tick, the buy-and-hold and DCA benchmarks.
 * ``sweep`` — the grid of ``--set`` combinations, each replayed in its own process.
+* ``score`` — ``--score --advisors``: the advisors head to head, each a shadow on its own book; the
+  knowledge cutoff (look-ahead) check; `tinybot score`'s board over the scratch database.
 
 Nothing is imported here: import each name from its module.
 """

@@ -150,8 +150,9 @@ def live_llm_budget(store: sqlite3.Connection, cfg: Config, now: datetime) -> De
 
 
 def llm_answers(cfg: Config, store: sqlite3.Connection, mode: str) -> tuple[dict, LiveLLM | None] | None:
-    """The LLM record and --llm live's forwarder (or None) when the llm advisor runs in this replay, else None."""
-    if "llm" not in cfg.advisors or mode == "off":
+    """The LLM record and --llm live's forwarder (or None) when the llm advisor runs in this replay (live or in the
+    shadows), else None."""
+    if ("llm" not in cfg.advisors and "llm" not in cfg.scoreboard.shadow) or mode == "off":
         return None
     live = None
     if mode == "live":

@@ -20,6 +20,7 @@ from .llm import LLM_MODES, RecordedLLM, llm_answers, llm_summary
 from .plan import Plan, ReplayError, load_candles, plan_replay
 from .settings import scratch_config, scratch_folder, write_kept_config
 from .simulator import DEFAULT_SLIPPAGE, ReplaySimulator, make_simulator
+from . import score
 from .summary import TickPoint, summarize
 
 
@@ -36,19 +37,25 @@ def replay(
     llm: str = "record",
     on_plan: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    score_advisors: tuple[str, ...] | None = None,
+    allow_look_ahead: bool = False,
 ) -> dict:
     """Replay the stored candles through the real tick; return the summary (JSON-ready).
 
     ``llm``: "record" answers the llm advisor from the LLM record (else it proposes nothing),
     "live" also calls the provider for prompts not in the record (within the budget left today),
-    "off" leaves the advisor out.
+    "off" leaves the advisor out.  ``score_advisors``: run these head to head, each a shadow on its own book
+    (tinybot.rehearse.replay.score); the summary then has ``score``, `tinybot score`'s board.
     """
     eur = cfg.paper.starting_eur if eur is None else Decimal(eur)
     if eur <= 0:
         raise ReplayError("--eur must be more than 0")
     if llm not in LLM_MODES:
         raise ReplayError(f"--llm must be one of {', '.join(LLM_MODES)}, not {llm!r}")
+    if score_advisors:
+        cfg = score.score_config(cfg, score_advisors)
     plan = plan_replay(store, cfg, markets, start, end)
+    ahead = score.look_ahead(cfg, score_advisors, plan.slots[0], allow_look_ahead, llm) if score_advisors else False
     series, limits = load_candles(store, cfg, plan)
     answers = llm_answers(cfg, store, llm)  # before the scratch folder: a refused --llm live leaves nothing behind
 
@@ -68,6 +75,8 @@ def replay(
             write_kept_config(scratch)
         summary = summarize(conn, cfg, plan, points, sim, eur, slippage, scratch if keep else None)
         summary.update(llm_summary(cfg, llm, stand_in))
+        if score_advisors:
+            summary["score"] = score.board(conn, cfg, plan.markets, plan.slots[-1], ahead)
         return summary
     finally:
         sim.close()

@@ -118,6 +118,10 @@ def scratch_config(
         rules=rules,
         dca=dca,
         advisors=tuple(a for a in cfg.advisors if a != "llm" or llm_url),
+        # a replay never calls the provider on its own: without the stand-in the llm shadow is left out too
+        scoreboard=dataclasses.replace(
+            cfg.scoreboard, shadow=tuple(a for a in cfg.scoreboard.shadow if a != "llm" or llm_url)
+        ),
         llm=dataclasses.replace(cfg.llm, base_url=llm_url) if llm_url else cfg.llm,
         exchange=dataclasses.replace(cfg.exchange, url=url, operator_id=cfg.exchange.operator_id or 1),
         scheduler=dataclasses.replace(cfg.scheduler, approval="auto", log_file="replay.log", keep_days=KEEP_DAYS),

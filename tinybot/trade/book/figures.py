@@ -3,9 +3,9 @@
 from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Mapping
+from typing import Callable, Iterable, Mapping
 
 from ...base import clock
 from .benchmarks import Benchmark, Start, benchmarks, start
@@ -275,3 +275,68 @@ def trades(conn: sqlite3.Connection, *, since: datetime | None = None, until: da
             )
         )
     return out
+
+
+# --- the scoreboard's figures: each book marked at each day's end, and its drawdown ---------------------------------
+
+
+def day_ends(start: datetime, end: datetime, tz=None) -> list[datetime]:
+    """``start``, every local midnight after it (in ``tz``; None = UTC) before ``end``, then ``end``."""
+    out = [start]
+    day = clock.day_start(start, tz)
+    while True:
+        day = clock.day_start(day + timedelta(hours=36), tz)  # the next local midnight, DST or not
+        if day >= end:
+            break
+        out.append(day)
+    return out + ([end] if end > start else [])
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Every book at one moment: its figures (fills and LLM cost up to then, valued at the bids then)."""
+
+    at: datetime
+    bids: Mapping[str, Decimal]
+    lines: list[Line]
+    by_book: Mapping[str, Figures]
+
+    def fills(self, book: str) -> int:
+        return sum((x.position.fills for x in self.lines if x.book == book), 0)
+
+    def holds(self, book: str) -> bool:
+        return any(x.position.base > 0 for x in self.lines if x.book == book)
+
+
+def marks(
+    items: Iterable[Fill],
+    llm: list[tuple[str, Decimal]],
+    moments: list[datetime],
+    bids_at: Callable[[datetime], Mapping[str, Decimal]],
+) -> list[Mark]:
+    """The books of ``items`` (fills in the book's order) at each of ``moments`` (ascending): the same step and
+    the same figures as ``summary``; ``llm`` is the llm book's cost ((when, EUR), in order)."""
+    pending = sorted(items, key=lambda f: f.at)
+    w, out, i, j, cost = Walk(), [], 0, 0, ZERO
+    for at in moments:
+        upto = clock.to_iso(at)
+        while i < len(pending) and pending[i].at <= upto:
+            w.add(pending[i])
+            i += 1
+        while j < len(llm) and llm[j][0] <= upto:
+            cost += llm[j][1]
+            j += 1
+        bids = bids_at(at)
+        lines = _lines(w.books, bids)
+        out.append(Mark(at, bids, lines, _by_book(lines, cost)))
+    return out
+
+
+def max_drawdown(equity: list[Decimal]) -> Decimal:
+    """The largest fall from a peak, as a share of that peak (0.25 = 25 %); 0 for a series that never fell."""
+    peak, worst = None, ZERO
+    for e in equity:
+        peak = e if peak is None or e > peak else peak
+        if peak > 0:
+            worst = max(worst, (peak - e) / peak)
+    return worst

@@ -327,10 +327,16 @@ def walk(conn: sqlite3.Connection, *, until: str | None = None, market: str | No
     return walk_fills(fills(conn, until=until, market=market))
 
 
-def llm_costs(conn: sqlite3.Connection, *, until: str | None = None) -> list[tuple[str, Decimal]]:
-    """(when, EUR) of every settled LLM call, in time order (when = settled, else reserved)."""
-    sql = "SELECT COALESCE(settled_at, reserved_at) AS at, cost_eur FROM gpt_usage_log WHERE cost_eur IS NOT NULL"
-    args: list = []
+LIVE_LLM = "llm"  # gpt_usage_log.book of the live llm advisor's calls; a shadow's is "shadow:llm"
+
+
+def llm_costs(conn: sqlite3.Connection, *, until: str | None = None, book: str = LIVE_LLM) -> list[tuple[str, Decimal]]:
+    """(when, EUR) of every settled LLM call charged to ``book``, in time order (when = settled, else reserved)."""
+    sql = (
+        "SELECT COALESCE(settled_at, reserved_at) AS at, cost_eur FROM gpt_usage_log"
+        " WHERE cost_eur IS NOT NULL AND book = ?"
+    )
+    args: list = [book]
     if until is not None:
         sql += " AND COALESCE(settled_at, reserved_at) <= ?"
         args.append(until)
