@@ -397,7 +397,7 @@ def test_live_probe_reports_where_the_exchange_differs(tmp_path, sim_factory, mo
     from datetime import timedelta
 
     other = sim_factory(
-        accounts=accounts(read_perms=("view", "trade")), taker_fee=Decimal("0.0015"), find_closed_by_client_id=False
+        accounts=accounts(read_perms=("view", "trade")), taker_fee=Decimal("0.0015"), find_closed_by_client_id=True
     )
     cfg = write_live(tmp_path, other)
     conn = db.open_db(cfg.db_path)
@@ -408,7 +408,7 @@ def test_live_probe_reports_where_the_exchange_differs(tmp_path, sim_factory, mo
     result = run_doctor(cfg, "--live-probe")
     out = result.output
     assert "DIFF  fee_tier         taker 0.0015" in out and "simulator taker 0.0025" in out
-    assert "DIFF  client_order_id" in out and "did not find it" in out
+    assert "DIFF  client_order_id" in out and "found it (filled)" in out
     assert "DIFF  key_rights" in out and "GET /ordersOpen with the read key: Bitvavo allowed" in out
     assert "3 difference(s)" in out
 

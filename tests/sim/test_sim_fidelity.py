@@ -93,7 +93,7 @@ def order_body(**kw) -> dict:
 # --- 1. key permissions ------------------------------------------------------------------
 
 READS = [
-    ("fetch_order", lambda ex, c: ex.fetch_order(None, "BTC/EUR", {"clientOrderId": c})),
+    ("fetch_order", lambda ex, order_id: ex.fetch_order(order_id, "BTC/EUR")),
     ("fetch_orders", lambda ex, c: ex.fetch_orders("BTC/EUR")),
     ("fetch_open_orders", lambda ex, c: ex.fetch_open_orders("BTC/EUR")),
     ("fetch_my_trades", lambda ex, c: ex.fetch_my_trades("BTC/EUR")),
@@ -105,8 +105,7 @@ def test_view_only_key_may_not_read_orders_or_trades(sim_factory, what, read):
     """SDK README: Trade = place, update, VIEW and cancel orders. Refused 403/310 by default; balance stays readable."""
     s = sim_factory(accounts=shared_accounts())
     trader, reader = make_ccxt(s.url), make_ccxt(s.url, READ_KEY, READ_SECRET)
-    c = cid()
-    trader.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6, "clientOrderId": c})
+    c = trader.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6, "clientOrderId": cid()})["id"]
     read(trader, c)  # the trade key may
     with pytest.raises(ccxt.PermissionDenied) as e:
         read(reader, c)
@@ -195,7 +194,7 @@ def test_unsettled_fills_have_no_fee_until_settled(sim_factory):
     [trade] = ex.fetch_my_trades("BTC/EUR")
     assert trade["info"]["settled"] is False and "fee" not in trade["info"]
     assert admin(s.url, "POST", "/_sim/settle") == (200, {"settled": 1})
-    later = ex.fetch_order(None, "BTC/EUR", {"clientOrderId": c})["info"]
+    later = ex.fetch_order(order["id"], "BTC/EUR")["info"]
     assert later["fills"][0]["settled"] is True and D(later["fills"][0]["fee"]) == D(later["feePaid"]) > 0
     assert D(later["filledAmountQuote"]) + D(later["feePaid"]) == D(6)
 
@@ -442,7 +441,8 @@ def test_lookup_with_both_ids_uses_the_client_order_id(sim, ccxt_client):
     """docs websocket-api/get-order: "If you set both, we use the clientOrderId to identify the order"."""
     ex = ccxt_client()
     c = cid()
-    order = ex.create_order("BTC/EUR", "market", "buy", None, None, {"cost": 6, "clientOrderId": c})
+    # a resting order: a clientOrderId finds open orders under every reading
+    order = ex.create_order("BTC/EUR", "limit", "buy", 0.0002, 30000, {"clientOrderId": c})
     found = ex.privateGetOrder({"market": "BTC-EUR", "orderId": str(uuid.uuid4()), "clientOrderId": c})
     assert found["orderId"] == order["id"]
 

@@ -57,7 +57,7 @@ class Modes:
     # on GET /order, /orders, /ordersOpen, /trades unless this relaxes it.
     view_key_reads_orders: bool = False
     clock_skew: float = 0.0  # seconds the exchange's clock is ahead of ours (may be < 0)
-    find_closed_by_client_id: bool = True
+    find_closed_by_client_id: bool = False
 
     @staticmethod
     def check(modes: dict) -> dict:

@@ -88,7 +88,7 @@ class Simulator:
         clock: Callable[[], float] | None = None,
         interval: str = "1m",
         *,
-        find_closed_by_client_id: bool = True,
+        find_closed_by_client_id: bool = False,
         history: int = 1440,
         rate_limit: int = 1000,
         taker_fee: Decimal = TAKER_FEE,

@@ -274,9 +274,11 @@ def cancel_open(conn: sqlite3.Connection, cfg, exchange) -> CancelReport:
 
 
 def _cancel_one(conn: sqlite3.Connection, exchange, row: sqlite3.Row, market: str, cid: str) -> Cancel:
+    from .reconcile import find_order  # here: it imports the ledger, which `tinybot kill` never loads
+
     try:
         confirmed = exchange.cancel_order(market, cid)
-        after = exchange.fetch_order(market, cid)
+        after = find_order(exchange, row)  # canceled: Bitvavo may no longer find it by clientOrderId
     except Exception as e:  # keep going: the other orders still need cancelling
         return Cancel(row["id"], market, cid, "error", f"{type(e).__name__}: {e}")
     if after is not None and row["state"] == "submitted":
