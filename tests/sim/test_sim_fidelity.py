@@ -749,3 +749,22 @@ def test_each_documented_error_comes_with_its_http_status(sim_factory):
         record(signed(s.url, "GET", "/time"))
         sim.limiter.weights.clear()
     assert want <= got, want - got
+
+
+def test_candle_bounds_must_align_and_end_brings_back_its_candle_by_default(sim_factory):
+    """docs rest-api/get-candlestick-data: start and end "must align exactly" with the interval (refused 205
+    here: the code is not documented); whether the candle starting at `end` comes back is not said either:
+    by default it does (the hard case for a client), `candle_end="exclusive"` is the other reading."""
+    now = [1_735_689_600.0 + 7200.5]  # 2025-01-01T02:00:00.5Z
+    s = sim_factory(interval="1m", history=300, clock=lambda: now[0])
+    ex = make_ccxt(s.url)
+    start, end = int(now[0] * 1000) // 60_000 * 60_000 - 10 * 60_000, int(now[0] * 1000) // 60_000 * 60_000
+    for bad_params in ({"start": start + 1, "end": end}, {"start": start, "end": end - 1}):
+        with pytest.raises(ccxt.BadRequest) as e:
+            ex.publicGetMarketCandles({"market": "BTC-EUR", "interval": "1m", **bad_params})
+        assert code_of(e.value) == 205
+    rows = ex.publicGetMarketCandles({"market": "BTC-EUR", "interval": "1m", "start": start, "end": end})
+    assert [int(r[0]) for r in rows] == list(range(end, start - 1, -60_000))  # newest first, `end` included
+    s.sim.set_mode(candle_end="exclusive")
+    rows = ex.publicGetMarketCandles({"market": "BTC-EUR", "interval": "1m", "start": start, "end": end})
+    assert [int(r[0]) for r in rows] == list(range(end - 60_000, start - 1, -60_000))

@@ -57,7 +57,12 @@ class Modes:
     # on GET /order, /orders, /ordersOpen, /trades unless this relaxes it.
     view_key_reads_orders: bool = False
     clock_skew: float = 0.0  # seconds the exchange's clock is ahead of ours (may be < 0)
+    # docs websocket-api/get-order and FIX OrderStatusRequest: a clientOrderId finds open orders only;
+    # docs rest-api/get-order says either id. The hard reading by default; True turns lookups on.
     find_closed_by_client_id: bool = False
+    # docs rest-api/get-candlestick-data: `end` must "align exactly with the end of the specified interval";
+    # whether the candle that starts there comes back is not said. The hard reading by default: it does.
+    candle_end: str = "inclusive"
 
     @staticmethod
     def check(modes: dict) -> dict:
@@ -113,6 +118,9 @@ _MODE_CHECKS = {
     "candle_revisions": _check(_count, "candle_revisions must be an integer >= 0"),
     "view_key_reads_orders": bool,
     "clock_skew": float,
+    "candle_end": _check(
+        lambda v: v if v in ("inclusive", "exclusive") else _BAD, "candle_end must be 'inclusive' or 'exclusive'"
+    ),
 }
 MODES = tuple(_MODE_CHECKS)  # the modes set_mode may change, in the order modes() lists them
 

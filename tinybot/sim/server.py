@@ -70,9 +70,17 @@ def _candles(sim, market: str, params: dict) -> list:
     if interval not in INTERVALS or INTERVALS[interval] * 1000 < sim.interval_ms:
         raise bad(205, "interval parameter is invalid.")
     start, end, limit = wire.window(params, 1440, 1440)
+    step = INTERVALS[interval] * 1000
+    for name, bound in (("start", start), ("end", end)):
+        # docs rest-api/get-candlestick-data: start and end "must align exactly" with the interval
+        if bound is not None and bound % step:
+            raise bad(205, f"{name} parameter is invalid: it must align exactly with a {interval} interval.")
     sim.revise_candles(market)
+    inclusive = sim.candle_end == "inclusive"
     rows = [
-        r for r in sim.candles(market, interval) if (start is None or r[0] >= start) and (end is None or r[0] < end)
+        r
+        for r in sim.candles(market, interval)
+        if (start is None or r[0] >= start) and (end is None or r[0] < end or (inclusive and r[0] == end))
     ]
     return wire.candle_rows(rows[::-1][:limit])  # newest first
 

@@ -78,6 +78,7 @@ class Simulator:
     view_key_reads_orders = _mode("view_key_reads_orders")
     clock_skew = _mode("clock_skew")
     find_closed_by_client_id = _mode("find_closed_by_client_id")
+    candle_end = _mode("candle_end")
 
     def __init__(
         self,
@@ -102,6 +103,7 @@ class Simulator:
         candle_gaps: float = 0.0,
         candle_revisions: int = 0,
         clock_skew: float = 0.0,
+        candle_end: str = "inclusive",
     ):
         if interval not in INTERVALS:
             raise ValueError(f"interval {interval!r} is not one of {', '.join(INTERVALS)}")
@@ -120,6 +122,7 @@ class Simulator:
             balance_zero_rows=balance_zero_rows,
             unsettled=unsettled,
             candle_revisions=candle_revisions,
+            candle_end=candle_end,
         )
         self.interval = interval
         self.interval_ms = INTERVALS[interval] * 1000
