@@ -235,7 +235,7 @@ def test_a_wrong_trade_secret_fails_and_blocks_the_start(tmp_path, sim):
 
 
 def test_an_unknown_trade_key_fails(tmp_path, sim):
-    cfg = write_live(tmp_path, sim, trade=("deleted-key", "trade-secret"))
+    cfg = write_live(tmp_path, sim, trade=("d" * 64, "trade-secret"))  # whole length: Bitvavo answers 305
     c = by_name(checklist.run_checks(cfg))["trade_key"]
     assert c.status == "fail" and "Bitvavo knows no such key" in c.detail
 
@@ -428,6 +428,14 @@ def test_live_probe_reports_where_the_exchange_differs(tmp_path, sim_factory, mo
     assert "DIFF  client_order_id" in out and "found it (filled)" in out
     assert "DIFF  key_rights" in out and "GET /ordersOpen with the read key: Bitvavo allowed" in out
     assert "3 difference(s)" in out
+
+
+def test_a_key_cut_short_is_named_as_such(tmp_path, sim):
+    """Bitvavo answers 301 ("API Key must be of length 64") to a key of another length: say it was cut short."""
+    cfg = write_live(tmp_path, sim, read=("read-ke", "read-secret"))
+    checks = by_name(checklist.run_checks(cfg))
+    assert checks["read_key"].status == "fail" and "64 characters" in checks["read_key"].detail
+    assert "all of it" in checks["read_key"].fix
 
 
 def test_live_probe_save_writes_what_it_observed_with_keys_and_ids_redacted(tmp_path, sim_factory):

@@ -455,6 +455,9 @@ class Handler(BaseHTTPRequestHandler):
             )
         if fault.kind == "garbage_200":
             return self._send(200, raw=_GARBAGE, content_type="text/plain")
+        if fault.kind == "not_found_240":
+            err = wire.order_not_found()
+            return self._send(err.status, err.as_json())
         if fault.kind == "reset":
             raise DropConnection(reset=True)
         raise AssertionError(fault.kind)
@@ -493,6 +496,11 @@ class Handler(BaseHTTPRequestHandler):
         if not window.isdigit() or not 100 <= int(window) <= 60000:
             raise refuse(303, "Window must be between 100 and 60000 ms.")
         account = sim.accounts.get(key)
+        if account is None and len(key) != 64:
+            # Bitvavo's keys are 64 characters; a key of another length is refused before it is looked up
+            # (ccxt's error table and support.bitvavo.com API-Fehlermeldungen: 301). The simulator's own
+            # keys may be any length, as tests name them.
+            raise refuse(301, "API Key must be of length 64.")
         if account is None:
             raise refuse(305, "No active API key found.")
         if not _SIG_RE.fullmatch(sig):

@@ -79,6 +79,9 @@ class Simulator:
     clock_skew = _mode("clock_skew")
     find_closed_by_client_id = _mode("find_closed_by_client_id")
     candle_end = _mode("candle_end")
+    short_balance = _mode("short_balance")
+    halted_cancel_code = _mode("halted_cancel_code")
+    halted_cancel_status = _mode("halted_cancel_status")
 
     def __init__(
         self,
@@ -103,7 +106,7 @@ class Simulator:
         candle_gaps: float = 0.0,
         candle_revisions: int = 0,
         clock_skew: float = 0.0,
-        candle_end: str = "inclusive",
+        **modes,  # any other mode of MODES (candle_end, short_balance, halted_cancel_code, ...)
     ):
         if interval not in INTERVALS:
             raise ValueError(f"interval {interval!r} is not one of {', '.join(INTERVALS)}")
@@ -122,7 +125,7 @@ class Simulator:
             balance_zero_rows=balance_zero_rows,
             unsettled=unsettled,
             candle_revisions=candle_revisions,
-            candle_end=candle_end,
+            **modes,
         )
         self.interval = interval
         self.interval_ms = INTERVALS[interval] * 1000
@@ -209,7 +212,8 @@ class Simulator:
         """Halt a market (or put it in cancelOnly, auction, auctionMatching, delisted, or back to trading).
 
         POST /order then gets the status's definite refusal (MARKET_STATUSES); a delisted market
-        also leaves GET /markets. Canceling stays possible in every status.
+        also leaves GET /markets. A halted market refuses cancels too (halted_cancel_code/_status modes);
+        canceling stays possible in every other status.
         """
         if status not in MARKET_STATUSES:
             raise ValueError(f"unknown market status {status!r}; use one of {', '.join(MARKET_STATUSES)}")

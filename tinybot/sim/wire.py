@@ -422,22 +422,23 @@ def order_shape(otype: str, body: dict, post_only: bool) -> None:
 
 
 def order_amounts(m, body: dict) -> tuple:
-    """amount, amountQuote and price as Decimals.  Too many decimals is errorCode 429, a price off the tick
-    size 422 (SRC_ERRORS, as listed in BITVAVO.md "Definite refusals"); a value that is no positive number
-    stays 205."""
+    """amount, amountQuote and price as Decimals.  Too many decimals is errorCode 205 ("amount parameter is
+    invalid": what the real exchange answered an XRP amount with 14 decimals, ccxt issue 19346; BITVAVO.md's
+    429 is not what it sends), a price off the tick size 422 (docs releases v2.12.0); a value that is no
+    positive number is 205 too."""
     amount = amount_quote = price = None
     if "amount" in body:
         amount = dec(body["amount"], "amount")
         if amount <= 0:
             raise bad(205, "amount parameter is invalid.")
         if decimals_of(amount) > m.quantity_decimals:
-            raise bad(429, f"amount has too many decimals: {m.base} allows {m.quantity_decimals}.")
+            raise bad(205, "amount parameter is invalid.")  # too many decimals: 205 on the real exchange
     if "amountQuote" in body:
         amount_quote = dec(body["amountQuote"], "amountQuote")
         if amount_quote <= 0:
             raise bad(205, "amountQuote parameter is invalid.")
         if decimals_of(amount_quote) > m.notional_decimals:
-            raise bad(429, f"amountQuote has too many decimals: {m.quote} allows {m.notional_decimals}.")
+            raise bad(205, "amountQuote parameter is invalid.")
     if "price" in body:
         price = dec(body["price"], "price")
         if price <= 0:

@@ -20,6 +20,7 @@ from .check import Check, failed, passed, skipped, warned
 OBSERVED_FILE = "live_probe.json"  # what the last `doctor --live-probe` saw, beside the database
 
 AUTH_UNKNOWN_KEY = frozenset({305})
+AUTH_KEY_LENGTH = frozenset({301})  # "API Key must be of length 64"
 AUTH_BAD_SIGNATURE = frozenset({308, 309})
 AUTH_CLOCK = frozenset({304})
 NO_PERMISSION = frozenset({307, 310, 311, 312, 402, 403})
@@ -135,7 +136,7 @@ class KeyProbe:
     """What one API key did on two read-only calls: GET /balance (View) and GET /ordersOpen (Trade)."""
 
     env: str  # "READ" or "TRADE"
-    auth: str  # ok | unknown_key | bad_secret | clock | unreachable | error
+    auth: str  # ok | unknown_key | key_length | bad_secret | clock | unreachable | error
     auth_detail: str = ""
     orders: str = "untried"  # readable | refused | error | untried
     orders_detail: str = ""
@@ -144,6 +145,8 @@ class KeyProbe:
 def _kind(code: int | None, exc: BaseException) -> str:
     if code in AUTH_UNKNOWN_KEY:
         return "unknown_key"
+    if code in AUTH_KEY_LENGTH:
+        return "key_length"
     if code in AUTH_BAD_SIGNATURE:
         return "bad_secret"
     if code in AUTH_CLOCK:
@@ -299,6 +302,12 @@ def _auth_failure(name: str, p: KeyProbe, cfg: Config) -> Check:
             f"{var}_KEY does not authenticate: Bitvavo knows no such key ({p.auth_detail})",
             f"copy the key again from Bitvavo (API settings) into {var}_KEY in {cfg.secrets_path};"
             " it may have been deleted",
+        )
+    if p.auth == "key_length":
+        return failed(
+            name,
+            f"{var}_KEY is not a whole Bitvavo API key: Bitvavo's keys are 64 characters ({p.auth_detail})",
+            f"copy the key again, all of it, from Bitvavo (API settings) into {var}_KEY in {cfg.secrets_path}",
         )
     if p.auth == "bad_secret":
         return failed(
