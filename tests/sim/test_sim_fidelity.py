@@ -679,6 +679,7 @@ def test_balance_cancel_candles_and_assets_shapes_match_the_recording(sim, ccxt_
     )
     canceled = ex.privateDeleteOrder({"market": "BTC-EUR", "orderId": resting["id"], "operatorId": 1})
     assert set(recorded("cancel_order")) <= set(canceled)
+    sim.sim.set_mode(live_shapes=False)  # the recording's shapes (the live ones: test_answer_shapes_seen_live_…)
     rows = ex.publicGetMarketCandles({"market": "BTC-EUR", "interval": "1m", "limit": 5})
     rec_rows = recorded("candles")
     assert [[_kind(x) for x in r] for r in rows] == [[_kind(x) for x in r] for r in rec_rows]
@@ -850,3 +851,31 @@ def test_get_order_may_miss_an_order_just_created(sim_factory):
         ex.fetch_order(order["id"], "BTC/EUR")
     assert code_of(e.value) == 240
     assert ex.fetch_order(order["id"], "BTC/EUR")["status"] == "closed"  # a moment later it is there
+
+
+# --- issue 24 item 5: answer shapes seen live, served by default ------------------------------------
+
+
+def test_answer_shapes_seen_live_are_the_default_and_the_recorded_ones_a_setting(sim_factory):
+    """Seen live (issue 24): candle timestamps as strings (docs get-candlestick-data's example too),
+    quantityDecimals/notionalDecimals as integers, market orders without timeInForce/postOnly (the ccxt
+    recording too), a filled amountQuote buy showing its fee as amountQuoteRemaining."""
+    s = sim_factory()
+    ex = make_ccxt(s.url)
+    [row, *_] = ex.publicGetMarketCandles({"market": "BTC-EUR", "interval": "1m", "limit": 2})
+    assert isinstance(row[0], str) and row[0].isdigit()
+    market = ex.publicGetMarkets({"market": "BTC-EUR"})
+    assert isinstance(market["quantityDecimals"], int) and isinstance(market["notionalDecimals"], int)
+    buy = ex.privatePostOrder(order_body(side="buy", orderType="market", amountQuote="6"))
+    assert "timeInForce" not in buy and "postOnly" not in buy and buy["status"] == "filled"
+    assert D(buy["amountQuoteRemaining"]) == D(buy["feePaid"]) > 0
+    assert D(buy["filledAmountQuote"]) + D(buy["feePaid"]) == D(6)
+    limit = ex.privatePostOrder(order_body(side="buy", orderType="limit", amount="0.0002", price="30000"))
+    assert limit["timeInForce"] == "GTC" and limit["postOnly"] is False
+
+    s.sim.set_mode(live_shapes=False)  # the recorded / documented shapes
+    [row, *_] = ex.publicGetMarketCandles({"market": "BTC-EUR", "interval": "1m", "limit": 2})
+    assert isinstance(row[0], int)
+    assert ex.publicGetMarkets({"market": "BTC-EUR"})["quantityDecimals"] == str(market["quantityDecimals"])
+    buy = ex.privatePostOrder(order_body(side="buy", orderType="market", amountQuote="6"))
+    assert buy["amountQuoteRemaining"] == "0"

@@ -70,6 +70,9 @@ class Modes:
     # of that refusal are not documented, so both are settings.
     halted_cancel_code: int = 423
     halted_cancel_status: int = 400
+    # Answer shapes seen live (issue 24): candle timestamps as strings, quantityDecimals/notionalDecimals as
+    # integers, a filled amountQuote buy's fee as amountQuoteRemaining. False: the recorded/documented shapes.
+    live_shapes: bool = True
 
     @staticmethod
     def check(modes: dict) -> dict:
@@ -134,6 +137,7 @@ _MODE_CHECKS = {
     "halted_cancel_status": _check(
         lambda v: v if isinstance(v, int) and 400 <= v <= 599 else _BAD, "halted_cancel_status must be 400..599"
     ),
+    "live_shapes": bool,
     "candle_end": _check(
         lambda v: v if v in ("inclusive", "exclusive") else _BAD, "candle_end must be 'inclusive' or 'exclusive'"
     ),
@@ -494,7 +498,7 @@ class Engine:
 
     def order_json(self, o: dict, on_hold: Decimal | None = None) -> dict:
         self.matcher.settle_due()
-        return wire.order_json(o, self.markets[o["market"]], on_hold)
+        return wire.order_json(o, self.markets[o["market"]], on_hold, self.mode.live_shapes)
 
     def trade_json(self, t: dict) -> dict:
         self.matcher.settle_due()

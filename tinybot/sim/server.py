@@ -82,7 +82,7 @@ def _candles(sim, market: str, params: dict) -> list:
         for r in sim.candles(market, interval)
         if (start is None or r[0] >= start) and (end is None or r[0] < end or (inclusive and r[0] == end))
     ]
-    return wire.candle_rows(rows[::-1][:limit])  # newest first
+    return wire.candle_rows(rows[::-1][:limit], sim.live_shapes)  # newest first
 
 
 def _assets(sim, params: dict):
@@ -118,8 +118,8 @@ ROUTES = {
         1,
         lambda sim, k, p, m: _one_or_all(
             p,
-            lambda n: wire.market_json(_listed(sim, n)),
-            lambda: [wire.market_json(x) for x in sim.listed_markets()],
+            lambda n: wire.market_json(_listed(sim, n), sim.live_shapes),
+            lambda: [wire.market_json(x, sim.live_shapes) for x in sim.listed_markets()],
         ),
     ),
     ("GET", "/assets"): Route("assets", False, None, ("symbol",), 1, lambda sim, k, p, m: _assets(sim, p)),

@@ -80,6 +80,7 @@ class Simulator:
     find_closed_by_client_id = _mode("find_closed_by_client_id")
     candle_end = _mode("candle_end")
     short_balance = _mode("short_balance")
+    live_shapes = _mode("live_shapes")
     halted_cancel_code = _mode("halted_cancel_code")
     halted_cancel_status = _mode("halted_cancel_status")
 
