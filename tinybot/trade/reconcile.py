@@ -89,13 +89,15 @@ def absent_after(row: sqlite3.Row, grace: timedelta):
     return deadline
 
 
-def find_order(exchange: MarketData, row: sqlite3.Row) -> Order | None:
-    """An execution's order: by its clientOrderId, else in the market's orders since the send (Bitvavo may
-    find only open orders by clientOrderId)."""
+def find_order(exchange: MarketData, row: sqlite3.Row, since_ms: int | None = None) -> Order | None:
+    """An execution's order: by its clientOrderId, else in the market's orders since the send (or
+    ``since_ms``): Bitvavo may find only open orders by clientOrderId."""
     order = exchange.fetch_order(row["market"], row["client_order_id"])
     if order is not None:
         return order
-    since = clock.to_ms(clock.from_iso(row["submitting_at"] or row["claimed_at"])) - 60_000
+    since = since_ms
+    if since is None:
+        since = clock.to_ms(clock.from_iso(row["submitting_at"] or row["claimed_at"])) - 60_000
     for o in exchange.orders_since(row["market"], since):
         if o.client_order_id == row["client_order_id"]:
             return o
