@@ -108,11 +108,15 @@ def test_timeout_after_accept_is_ambiguous_and_the_order_exists(trading):
     t, wire, sim = trading
     sim.add_fault("timeout_after_accept", delay=5)
     c = cid()
+    since = t.server_time_ms() - 1000
     out = buy(t, client_order_id=c)
     assert (out.kind, out.code) == ("ambiguous", "RequestTimeout")
     assert [o["clientOrderId"] for o in sim.orders()] == [c]
     assert len(wire.to("POST", "/v2/order")) == 1
-    assert t.fetch_order(MARKET, c).status == "filled"  # what reconcile will find
+    # what reconcile will find: not by its clientOrderId (a filled order, the simulator's default reading),
+    # but in the market's orders since the send
+    assert t.fetch_order(MARKET, c) is None
+    assert [o.status for o in t.orders_since(MARKET, since) if o.client_order_id == c] == ["filled"]
 
 
 def test_timeout_before_accept_is_ambiguous_and_nothing_exists(trading):
@@ -489,7 +493,8 @@ def test_open_orders_always_name_the_market_and_cancel(trading):
     assert t.cancel_order(MARKET, c) is True
     assert t.open_orders(MARKET) == []
     assert t.cancel_order(MARKET, c) is False
-    assert t.fetch_order(MARKET, c).status == "canceled"
+    assert t.fetch_order(MARKET, c) is None  # closed: not found by clientOrderId (the default reading)
+    assert [o.status for o in t.orders_since(MARKET, t.server_time_ms() - 60_000)] == ["canceled"]
 
 
 # --- the classifier on its own ----------------------------------------------------------------
@@ -530,7 +535,8 @@ def test_unsettled_fills_carry_no_fee_until_bitvavo_settles_them(sim_factory, tm
     assert running.sim.settle_fills() == 1
     (g,) = t.trades_since(MARKET, since)
     assert (g.trade_id, g.settled) == (f.trade_id, True) and g.fee > 0
-    assert g.fee == t.fetch_order(MARKET, out.order.client_order_id).fee_paid
+    [later] = t.orders_since(MARKET, since)
+    assert g.fee == later.fee_paid
 
 
 @pytest.mark.parametrize("window", ["clamp", "refuse"])

@@ -193,6 +193,9 @@ EXPECTED = {  # (HTTP status, errorCode) → kind
     (403, 311): "refused",
     (500, 101): "ambiguous",
     (503, 109): "ambiguous",
+    (400, 205): "refused",  # too many decimals, as the real exchange answered it
+    (403, 301): "refused",  # a key that is not 64 characters
+    (404, 240): "ambiguous",  # "not found" is no answer to a send: reconcile looks (errors.py)
 }
 
 
@@ -221,3 +224,65 @@ def test_a_200_that_is_not_an_order_and_timeouts_stay_ambiguous():
     assert classify_send(ccxt.RequestTimeout("bitvavo POST")).kind == "ambiguous"
     assert classify_send(ccxt.ExchangeNotAvailable("bitvavo 502 <html>")).kind == "ambiguous"
     assert ERROR_CODES[110][0] == "ambiguous"  # with HTTP 429, or when the status is unknown
+
+
+# --- answer shapes seen live (issue 24 item 5) --------------------------------------------------------
+
+
+def test_answer_shapes_seen_live_parse_the_same():
+    """Timestamps as strings, decimals counts as integers, a market order without timeInForce/postOnly and a
+    filled amountQuote buy whose amountQuoteRemaining is its fee: tinybot reads each as it reads the rest."""
+    from tinybot.exchange.bitvavo.parse import candles_from_raw, ticker_from_raw
+
+    order = {
+        "orderId": "1be6d0df-d5dc-4b53-a250-3376f3b393e6",
+        "clientOrderId": "2be6d0df-d5dc-4b53-a250-3376f3b393e6",
+        "market": "BTC-EUR",
+        "created": "1706100650751",
+        "updated": "1706100650751",
+        "status": "filled",
+        "side": "buy",
+        "orderType": "market",
+        "amountQuote": "6",
+        "amountQuoteRemaining": "0.0149",
+        "onHold": "0",
+        "onHoldCurrency": "EUR",
+        "filledAmount": "0.0001",
+        "filledAmountQuote": "5.9851",
+        "feePaid": "0.0149",
+        "feeCurrency": "EUR",
+        "fills": [
+            {
+                "id": "371c6bd3-d06d-4573-9f15-18697cd210e5",
+                "timestamp": "1706100650759",
+                "amount": "0.0001",
+                "price": "59851",
+                "taker": True,
+                "fee": "0.0149",
+                "feeCurrency": "EUR",
+                "settled": True,
+            }
+        ],
+        "selfTradePrevention": "decrementAndCancel",
+        "visible": False,
+    }
+    o = order_from_raw(order)
+    assert (o.status, o.created_ms, o.fills[0].timestamp_ms) == ("filled", 1706100650751, 1706100650759)
+    assert (o.filled_amount_quote, o.fee_paid, o.amount_quote) == (Decimal("5.9851"), Decimal("0.0149"), Decimal(6))
+    row = {
+        "market": "BTC-EUR",
+        "status": "trading",
+        "base": "BTC",
+        "quote": "EUR",
+        "tickSize": "1",
+        "minOrderInBaseAsset": "0.00006",
+        "minOrderInQuoteAsset": "5.00",
+        "quantityDecimals": 8,
+        "notionalDecimals": 2,
+    }
+    markets, skipped = markets_from_raw([row])
+    assert skipped == {} and (markets["BTC-EUR"].quantity_decimals, markets["BTC-EUR"].notional_decimals) == (8, 2)
+    [c] = candles_from_raw([["1706100600000", "59800", "59900", "59700", "59851", "0.5"]])
+    assert c.timestamp_ms == 1706100600000
+    t = ticker_from_raw("BTC-EUR", {"bid": "1", "ask": "2", "last": "1.5", "timestamp": "1706100650751"})
+    assert t.timestamp_ms == 1706100650751

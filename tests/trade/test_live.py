@@ -167,10 +167,13 @@ def test_220_duplicate_open_client_id_is_unknown_not_failed(live):
     "eur, setup, code",
     [
         ("10", "drain", "216"),
+        ("10", "drain-expire", "expired"),  # docs order lifecycle: a market order may expire for lack of balance
     ],
 )
 def test_insufficient_funds_is_failed_with_the_reason(live, eur, setup, code):
     cfg, conn, ex, sim = live
+    if setup == "drain-expire":
+        sim.sim.set_mode(short_balance="expire")
     # spend the EUR outside tinybot between preflight and send: the exchange refuses for sure
     real_send = ex.send_order
 
@@ -189,7 +192,26 @@ def test_insufficient_funds_is_failed_with_the_reason(live, eur, setup, code):
 
     ex.send_order = drain_then_send
     r = executor.execute(conn, cfg, ex, propose(conn, eur=eur))
-    assert r.state == "failed" and code in r.reason, r.reason
+    if setup == "drain-expire":  # accepted, then expired with nothing filled: final, nothing booked
+        assert r.state == "canceled", r.reason
+        assert conn.execute("SELECT state FROM trade_executions").fetchone()[0] == "canceled"
+        assert conn.execute("SELECT COUNT(*) FROM trade_history").fetchone()[0] == 0
+    else:
+        assert r.state == "failed" and code in r.reason, r.reason
+
+
+def test_a_lookup_that_misses_an_order_just_created_is_not_taken_for_no_order(live):
+    """A third-party SDK reports GET /order answering 240 for a moment after the create (the simulator's
+    not_found_240 fault): reconcile does not take that "not found" for "never placed"; it scans the order list."""
+    cfg, conn, ex, sim = live
+    sim.sim.add_fault("timeout_after_accept", on="create_order", delay=2)
+    sim.sim.add_fault("not_found_240", on="get_order", count=None)
+    r = executor.execute(conn, cfg, ex, propose(conn))
+    assert r.state == "unknown", r.reason
+    report = reconcile.reconcile(conn, cfg, read_only(cfg))
+    assert [(c.before, c.after) for c in report.changes] == [("unknown", "filled")]
+    assert sim.sim.faults()[0].fired >= 1  # the lookup did miss
+    assert len(our_orders(sim)) == 1
 
 
 def test_operator_id_missing_refuses_before_anything_is_sent(sim, write_config, monkeypatch):

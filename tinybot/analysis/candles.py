@@ -48,6 +48,9 @@ INTERVALS = {
     "1d": 86_400_000,
 }
 PER_CALL = 1440  # Bitvavo's maximum candles per request
+# A window spans one candle less: its aligned `end` may bring back the candle that starts there too
+# (Bitvavo does not say), and newest-first with limit 1440 would then drop the window's oldest.
+PER_WINDOW = PER_CALL - 1
 CSV_COLUMNS = ("market", "timestamp", "open", "high", "low", "close", "volume")
 RATE_LIMIT_RETRIES = 3
 BATCH = 2000
@@ -180,14 +183,14 @@ class FetchReport:
 
 
 def plan(conn, markets: list[str], interval: str, start_ms: int, end_ms: int) -> dict[str, list[tuple[int, int]]]:
-    """Per market, the windows still to download: ≤ PER_CALL candles each, covered parts skipped."""
+    """Per market, the windows still to download: ≤ PER_WINDOW candles each, covered parts skipped."""
     step = interval_ms(interval)
     out = {}
     for m in markets:
         windows = []
         for a, b in uncovered(coverage(conn, m, interval), start_ms, end_ms):
             while a < b:
-                w_end = min(a + PER_CALL * step, b)
+                w_end = min(a + PER_WINDOW * step, b)
                 windows.append((a, w_end))
                 a = w_end
         out[m] = windows
@@ -228,7 +231,9 @@ def fetch(
     except ExchangeError as e:
         raise CandleError(f"cannot read Bitvavo's time: {e}") from None
     start = clock.to_ms(since) // step * step
-    end = min(clock.to_ms(until) if until else now_ms, now_ms // step * step)  # only closed candles
+    # Bitvavo wants both bounds on the interval's grid: `until` goes up to the end of the candle it falls in
+    until_ms = -(-clock.to_ms(until) // step) * step if until else now_ms
+    end = min(until_ms, now_ms // step * step)  # only closed candles
     if end <= start:
         raise CandleError(f"empty range: from {iso_ms(start)} to {iso_ms(end)} holds no closed {interval} candle")
     for m in names:
@@ -251,9 +256,13 @@ def fetch(
 
 
 def _fetch_window(client, market: str, interval: str, a: int, b: int, sleep) -> list[tuple]:
-    """Every candle with open time in [a, b): one request (the window holds ≤ 1440)."""
-    # end = b - 1: whether Bitvavo's `end` is inclusive or not, nothing at b comes back
-    params = {"market": market, "interval": interval, "start": a, "end": b - 1, "limit": PER_CALL}
+    """Every candle with open time in [a, b): one request (the window holds ≤ PER_WINDOW).
+
+    docs rest-api/get-candlestick-data: start and end "must align exactly" with the interval, so both go
+    as they are (a and b are on its grid); whether the candle opening at b comes back is not said, so it
+    is dropped here either way.
+    """
+    params = {"market": market, "interval": interval, "start": a, "end": b, "limit": PER_CALL}
     what = f"candles {market} {interval} from {iso_ms(a)}"
     for attempt in range(RATE_LIMIT_RETRIES + 1):
         try:

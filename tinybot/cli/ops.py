@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from .common import Fail, emit, friendly, pass_state, table
@@ -18,9 +20,15 @@ MARK = {"pass": "PASS", "fail": "FAIL", "warn": "WARN", "skip": "skip", "same": 
     help="Live mode: also ask Bitvavo, read-only and placing no order, where it differs from the"
     " simulator's model (key rights, market table, fee tier, 24h windows, clientOrderId lookups).",
 )
+@click.option(
+    "--save",
+    "save_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="With --live-probe: also write what it observed to this JSON file, keys and ids redacted, to share.",
+)
 @pass_state
 @friendly
-def doctor_command(state, as_json, send_test_alert, live_probe):
+def doctor_command(state, as_json, send_test_alert, live_probe, save_to):
     """Go/no-go checklist before (and while) trading live; exit code 1 if any check fails.
 
     \b
@@ -28,6 +36,7 @@ def doctor_command(state, as_json, send_test_alert, live_probe):
     Examples:
         tinybot doctor --send-test-alert
         tinybot doctor --live-probe
+        tinybot doctor --live-probe --save first-day.json
     """
     from ..ops.doctor.checklist import run_checks
     from ..ops.doctor.probe import live_probe as probe_exchange
@@ -35,8 +44,13 @@ def doctor_command(state, as_json, send_test_alert, live_probe):
     cfg = state.cfg
     if live_probe and cfg.mode != "live":
         raise Fail(f'--live-probe asks the real exchange with your keys: set mode = "live" in {cfg.path} first')
+    if save_to is not None and not live_probe:
+        raise Fail("--save writes what --live-probe observed: add --live-probe")
+    try:  # first: the checks read what it recorded (read_key)
+        probes = probe_exchange(cfg, save_to=save_to) if live_probe else []
+    except OSError as e:
+        raise Fail(f"cannot write {e.filename}: {e.strerror}; choose a --save path in a folder you can write") from None
     checks = run_checks(cfg, send_test_alert=send_test_alert)
-    probes = probe_exchange(cfg) if live_probe else []
     ok = all(c.ok for c in checks)
     data = {"ok": ok, "mode": cfg.mode, "checks": [c.as_dict() for c in checks]}
     if live_probe:

@@ -213,9 +213,10 @@ def _markets(ctx, param, values):
 )
 @click.option(
     "--find-closed-by-client-id/--no-find-closed-by-client-id",
-    default=True,
+    default=False,
     show_default=True,
-    help="Whether GET /order?clientOrderId= still finds filled/canceled orders.",
+    help="Whether GET /order?clientOrderId= still finds filled/canceled orders (Bitvavo's websocket and FIX"
+    " pages: open orders only; off by default, the hard case).",
 )
 @click.option(
     "--view-key-reads-orders",

@@ -23,7 +23,7 @@ from ..base import fees
 from . import wire
 from .accounts import Accounts
 from .market import MarketState, lookup, to_tick
-from .wire import OPEN_STATUSES, bad, s
+from .wire import OPEN_STATUSES, SimError, bad, s
 
 TAKER_FEE = Decimal("0.0025")
 MAKER_FEE = Decimal("0.0015")
@@ -57,7 +57,22 @@ class Modes:
     # on GET /order, /orders, /ordersOpen, /trades unless this relaxes it.
     view_key_reads_orders: bool = False
     clock_skew: float = 0.0  # seconds the exchange's clock is ahead of ours (may be < 0)
-    find_closed_by_client_id: bool = True
+    # docs websocket-api/get-order and FIX OrderStatusRequest: a clientOrderId finds open orders only;
+    # docs rest-api/get-order says either id. The hard reading by default; True turns lookups on.
+    find_closed_by_client_id: bool = False
+    # docs rest-api/get-candlestick-data: `end` must "align exactly with the end of the specified interval";
+    # whether the candle that starts there comes back is not said. The hard reading by default: it does.
+    candle_end: str = "inclusive"
+    # docs get-orders / order lifecycle: a market order may end `expired` for lack of balance; the errors
+    # page lists 216 for it. Which one a market order meets is not said: "refuse" (216) or "expire".
+    short_balance: str = "refuse"
+    # docs order lifecycle: a halted market refuses cancels too; the code (423-426, 431) and HTTP status
+    # of that refusal are not documented, so both are settings.
+    halted_cancel_code: int = 423
+    halted_cancel_status: int = 400
+    # Answer shapes seen live (issue 24): candle timestamps as strings, quantityDecimals/notionalDecimals as
+    # integers, a filled amountQuote buy's fee as amountQuoteRemaining. False: the recorded/documented shapes.
+    live_shapes: bool = True
 
     @staticmethod
     def check(modes: dict) -> dict:
@@ -113,6 +128,19 @@ _MODE_CHECKS = {
     "candle_revisions": _check(_count, "candle_revisions must be an integer >= 0"),
     "view_key_reads_orders": bool,
     "clock_skew": float,
+    "short_balance": _check(
+        lambda v: v if v in ("refuse", "expire") else _BAD, "short_balance must be 'refuse' or 'expire'"
+    ),
+    "halted_cancel_code": _check(
+        lambda v: v if v in (423, 424, 425, 426, 431) else _BAD, "halted_cancel_code must be 423-426 or 431"
+    ),
+    "halted_cancel_status": _check(
+        lambda v: v if isinstance(v, int) and 400 <= v <= 599 else _BAD, "halted_cancel_status must be 400..599"
+    ),
+    "live_shapes": bool,
+    "candle_end": _check(
+        lambda v: v if v in ("inclusive", "exclusive") else _BAD, "candle_end must be 'inclusive' or 'exclusive'"
+    ),
 }
 MODES = tuple(_MODE_CHECKS)  # the modes set_mode may change, in the order modes() lists them
 
@@ -470,7 +498,7 @@ class Engine:
 
     def order_json(self, o: dict, on_hold: Decimal | None = None) -> dict:
         self.matcher.settle_due()
-        return wire.order_json(o, self.markets[o["market"]], on_hold)
+        return wire.order_json(o, self.markets[o["market"]], on_hold, self.mode.live_shapes)
 
     def trade_json(self, t: dict) -> dict:
         self.matcher.settle_due()
@@ -504,6 +532,17 @@ class Engine:
         if avail.get(m.base, Decimal(0)) < base_needed:
             raise bad(216, "You do not have sufficient balance to complete this operation.")
 
+    def _short_balance(self, key, m, side, otype, amount, amount_quote, price, bid, ask) -> bool:
+        """216 for an order the balance cannot pay, unless the short_balance mode lets a market order be
+        accepted and expire (True)."""
+        try:
+            self._check_funds(key, m, side, otype, amount, amount_quote, price, bid, ask)
+        except SimError as e:
+            if e.code == 216 and otype == "market" and self.mode.short_balance == "expire":
+                return True
+            raise
+        return False
+
     def create_order(self, key: str, body: dict) -> dict:
         operator_id, side, otype, cid, tif, post_only, stp = wire.order_params(body)
         m = lookup(self.markets, body["market"])
@@ -526,7 +565,7 @@ class Engine:
             raise bad(
                 220, "clientOrderId conflict: an open order with this clientOrderId already exists in this market."
             )
-        self._check_funds(key, m, side, otype, amount, amount_quote, price, bid, ask)
+        short = self._short_balance(key, m, side, otype, amount, amount_quote, price, bid, ask)
 
         now = self.clock.now_ms()
         o = {
@@ -556,6 +595,9 @@ class Engine:
             "sent": {k: str(body[k]) for k in ("amount", "amountQuote", "price") if k in body},
         }
         self.orders[o["orderId"]] = o
+        if short:  # accepted, and at once expired: nothing filled, nothing held
+            o["status"] = "expired"
+            return self.order_json(o)
         if otype == "market":
             self.matcher.fill_market(o, m, bid, ask, self.outcomes.take())
         else:
@@ -624,11 +666,20 @@ class Engine:
             raise bad(203, "operatorId parameter is required.")
         if not str(op).isdigit() or int(op) < 1:
             raise bad(205, "operatorId parameter is invalid.")
+        self._refuse_if_halted(market)
         o = self._find(key, market, order_id, cid)
         if o["status"] not in OPEN_STATUSES:
             raise bad(233, "Order must be active (status new or partiallyFilled) to allow updating/cancelling.")
         self._cancel(o)
         return wire.canceled_json(o, int(op))
+
+    def _refuse_if_halted(self, market: str | None) -> None:
+        if market is not None and self.markets[market].status == "halted":
+            raise SimError(
+                self.mode.halted_cancel_status,
+                self.mode.halted_cancel_code,
+                "The market is halted: orders cannot be placed or canceled.",
+            )
 
     def _cancel(self, o: dict) -> None:
         m = self.markets[o["market"]]
@@ -643,6 +694,7 @@ class Engine:
         op = params.get("operatorId")
         if op is None:
             raise bad(203, "operatorId parameter is required.")
+        self._refuse_if_halted(market)
         out = []
         for o in self.orders.values():
             if o["key"] == key and o["status"] in OPEN_STATUSES and market in (None, o["market"]):

@@ -21,6 +21,9 @@ KINDS = {
     "rate_limit_105": (False, False, 0.0),  # 429 {"errorCode":105} "ban expires at …"; nothing done
     "garbage_200": (True, True, 0.0),  # 200 with a non-JSON body; done unless accept=False
     "reset": (True, True, 0.0),  # TCP reset, no answer; done unless accept=False
+    # 404 {"errorCode":240} although the order exists: GET /order for a moment right after the order was
+    # created (reported by a third-party Bitvavo SDK); nothing is done, the lookup just misses
+    "not_found_240": (False, False, 0.0),
 }
 
 # What `on` may name: one per endpoint family, plus "any".

@@ -70,11 +70,19 @@ def _candles(sim, market: str, params: dict) -> list:
     if interval not in INTERVALS or INTERVALS[interval] * 1000 < sim.interval_ms:
         raise bad(205, "interval parameter is invalid.")
     start, end, limit = wire.window(params, 1440, 1440)
+    step = INTERVALS[interval] * 1000
+    for name, bound in (("start", start), ("end", end)):
+        # docs rest-api/get-candlestick-data: start and end "must align exactly" with the interval
+        if bound is not None and bound % step:
+            raise bad(205, f"{name} parameter is invalid: it must align exactly with a {interval} interval.")
     sim.revise_candles(market)
+    inclusive = sim.candle_end == "inclusive"
     rows = [
-        r for r in sim.candles(market, interval) if (start is None or r[0] >= start) and (end is None or r[0] < end)
+        r
+        for r in sim.candles(market, interval)
+        if (start is None or r[0] >= start) and (end is None or r[0] < end or (inclusive and r[0] == end))
     ]
-    return wire.candle_rows(rows[::-1][:limit])  # newest first
+    return wire.candle_rows(rows[::-1][:limit], sim.live_shapes)  # newest first
 
 
 def _assets(sim, params: dict):
@@ -110,8 +118,8 @@ ROUTES = {
         1,
         lambda sim, k, p, m: _one_or_all(
             p,
-            lambda n: wire.market_json(_listed(sim, n)),
-            lambda: [wire.market_json(x) for x in sim.listed_markets()],
+            lambda n: wire.market_json(_listed(sim, n), sim.live_shapes),
+            lambda: [wire.market_json(x, sim.live_shapes) for x in sim.listed_markets()],
         ),
     ),
     ("GET", "/assets"): Route("assets", False, None, ("symbol",), 1, lambda sim, k, p, m: _assets(sim, p)),
@@ -447,6 +455,9 @@ class Handler(BaseHTTPRequestHandler):
             )
         if fault.kind == "garbage_200":
             return self._send(200, raw=_GARBAGE, content_type="text/plain")
+        if fault.kind == "not_found_240":
+            err = wire.order_not_found()
+            return self._send(err.status, err.as_json())
         if fault.kind == "reset":
             raise DropConnection(reset=True)
         raise AssertionError(fault.kind)
@@ -485,6 +496,11 @@ class Handler(BaseHTTPRequestHandler):
         if not window.isdigit() or not 100 <= int(window) <= 60000:
             raise refuse(303, "Window must be between 100 and 60000 ms.")
         account = sim.accounts.get(key)
+        if account is None and len(key) != 64:
+            # Bitvavo's keys are 64 characters; a key of another length is refused before it is looked up
+            # (ccxt's error table and support.bitvavo.com API-Fehlermeldungen: 301). The simulator's own
+            # keys may be any length, as tests name them.
+            raise refuse(301, "API Key must be of length 64.")
         if account is None:
             raise refuse(305, "No active API key found.")
         if not _SIG_RE.fullmatch(sig):

@@ -78,6 +78,11 @@ class Simulator:
     view_key_reads_orders = _mode("view_key_reads_orders")
     clock_skew = _mode("clock_skew")
     find_closed_by_client_id = _mode("find_closed_by_client_id")
+    candle_end = _mode("candle_end")
+    short_balance = _mode("short_balance")
+    live_shapes = _mode("live_shapes")
+    halted_cancel_code = _mode("halted_cancel_code")
+    halted_cancel_status = _mode("halted_cancel_status")
 
     def __init__(
         self,
@@ -88,7 +93,7 @@ class Simulator:
         clock: Callable[[], float] | None = None,
         interval: str = "1m",
         *,
-        find_closed_by_client_id: bool = True,
+        find_closed_by_client_id: bool = False,
         history: int = 1440,
         rate_limit: int = 1000,
         taker_fee: Decimal = TAKER_FEE,
@@ -102,6 +107,7 @@ class Simulator:
         candle_gaps: float = 0.0,
         candle_revisions: int = 0,
         clock_skew: float = 0.0,
+        **modes,  # any other mode of MODES (candle_end, short_balance, halted_cancel_code, ...)
     ):
         if interval not in INTERVALS:
             raise ValueError(f"interval {interval!r} is not one of {', '.join(INTERVALS)}")
@@ -120,6 +126,7 @@ class Simulator:
             balance_zero_rows=balance_zero_rows,
             unsettled=unsettled,
             candle_revisions=candle_revisions,
+            **modes,
         )
         self.interval = interval
         self.interval_ms = INTERVALS[interval] * 1000
@@ -206,7 +213,8 @@ class Simulator:
         """Halt a market (or put it in cancelOnly, auction, auctionMatching, delisted, or back to trading).
 
         POST /order then gets the status's definite refusal (MARKET_STATUSES); a delisted market
-        also leaves GET /markets. Canceling stays possible in every status.
+        also leaves GET /markets. A halted market refuses cancels too (halted_cancel_code/_status modes);
+        canceling stays possible in every other status.
         """
         if status not in MARKET_STATUSES:
             raise ValueError(f"unknown market status {status!r}; use one of {', '.join(MARKET_STATUSES)}")

@@ -104,8 +104,11 @@ def is_uuid(value) -> bool:
 # --- orders, fills, trades ------------------------------------------------------------------
 
 
-def order_json(o: dict, m, on_hold: Decimal | None = None) -> dict:
-    """An order record as Bitvavo answers it; `on_hold` overrides what the record holds (an outcome's)."""
+def order_json(o: dict, m, on_hold: Decimal | None = None, live: bool = True) -> dict:
+    """An order record as Bitvavo answers it; `on_hold` overrides what the record holds (an outcome's).
+
+    ``live`` (the live_shapes mode): a filled buy by amountQuote shows its fee as amountQuoteRemaining,
+    as seen on the live exchange (issue 24); otherwise "0"."""
     out = {"orderId": o["orderId"]}
     if o["clientOrderId"]:
         out["clientOrderId"] = o["clientOrderId"]
@@ -124,7 +127,10 @@ def order_json(o: dict, m, on_hold: Decimal | None = None) -> dict:
     if o["amountQuote"] is not None:
         out["amountQuote"] = sent.get("amountQuote", s(o["amountQuote"]))
         spent = o["filledQuote"] + (o["fee"] if o["side"] == "buy" else 0)
-        out["amountQuoteRemaining"] = "0" if o["status"] == "filled" else s(max(Decimal(0), o["amountQuote"] - spent))
+        if o["status"] == "filled":
+            out["amountQuoteRemaining"] = s(o["amountQuote"] - o["filledQuote"]) if live else "0"
+        else:
+            out["amountQuoteRemaining"] = s(max(Decimal(0), o["amountQuote"] - spent))
     elif o["amount"] is not None:
         out["amount"] = sent.get("amount", s(o["amount"]))
         out["amountRemaining"] = s(o["amount"] - o["filled"])
@@ -133,7 +139,7 @@ def order_json(o: dict, m, on_hold: Decimal | None = None) -> dict:
     held = o["held"] if o["status"] in OPEN_STATUSES else Decimal(0)
     if on_hold is not None:
         held = on_hold
-    return out | {
+    out |= {
         "onHold": s(held),
         "onHoldCurrency": m.quote if o["side"] == "buy" else m.base,
         "filledAmount": s(o["filled"]),
@@ -144,11 +150,10 @@ def order_json(o: dict, m, on_hold: Decimal | None = None) -> dict:
         "fills": [fill_json(t) for t in o["fills"]],
         "selfTradePrevention": o["selfTradePrevention"],
         "visible": o["orderType"] == "limit",
-        "timeInForce": o["timeInForce"],
-        "postOnly": o["postOnly"],
-        "disableMarketProtection": False,
-        "operatorId": o["operatorId"],
     }
+    if o["orderType"] == "limit":  # the recorded market orders (SRC_CCXT_FIXTURES) carry neither
+        out |= {"timeInForce": o["timeInForce"], "postOnly": o["postOnly"]}
+    return out | {"disableMarketProtection": False, "operatorId": o["operatorId"]}
 
 
 def fill_json(t: dict) -> dict:
@@ -227,8 +232,10 @@ def account_json(taker: Decimal, maker: Decimal) -> dict:
 # --- markets and market data ---------------------------------------------------------------
 
 
-def market_json(m) -> dict:
-    """A row of GET /markets."""
+def market_json(m, live: bool = True) -> dict:
+    """A row of GET /markets; ``live``: quantityDecimals/notionalDecimals as integers, as seen live (the
+    docs' example shows them as numbers too), else as strings."""
+    decimals = (lambda n: n) if live else str
     return {
         "market": m.name,
         "status": m.status,
@@ -240,8 +247,8 @@ def market_json(m) -> dict:
         "minOrderInQuoteAsset": "5.00",
         "maxOrderInBaseAsset": "1000000000.00000000",
         "maxOrderInQuoteAsset": "1000000000.00",
-        "quantityDecimals": str(m.quantity_decimals),
-        "notionalDecimals": str(m.notional_decimals),
+        "quantityDecimals": decimals(m.quantity_decimals),
+        "notionalDecimals": decimals(m.notional_decimals),
         "maxOpenOrders": "100",
         "feeCategory": "A",
         "orderTypes": ["market", "limit"],
@@ -324,9 +331,10 @@ def book_json(m, depth: int) -> dict:
     }
 
 
-def candle_rows(rows: list) -> list[list]:
-    """GET /{market}/candles rows: ``[ts, "o", "h", "l", "c", "v"]`` (SRC_CCXT_FIXTURES, fetchOHLCV)."""
-    return [[r[0], *(format(x, "f") for x in r[1:])] for r in rows]
+def candle_rows(rows: list, live: bool = True) -> list[list]:
+    """GET /{market}/candles rows: ``[ts, "o", "h", "l", "c", "v"]`` (SRC_CCXT_FIXTURES, fetchOHLCV); ``live``:
+    the timestamp as a string, as docs rest-api/get-candlestick-data's example and the live exchange send it."""
+    return [[str(r[0]) if live else r[0], *(format(x, "f") for x in r[1:])] for r in rows]
 
 
 # --- requests: what Bitvavo checks in them ----------------------------------------------------
@@ -422,22 +430,23 @@ def order_shape(otype: str, body: dict, post_only: bool) -> None:
 
 
 def order_amounts(m, body: dict) -> tuple:
-    """amount, amountQuote and price as Decimals.  Too many decimals is errorCode 429, a price off the tick
-    size 422 (SRC_ERRORS, as listed in BITVAVO.md "Definite refusals"); a value that is no positive number
-    stays 205."""
+    """amount, amountQuote and price as Decimals.  Too many decimals is errorCode 205 ("amount parameter is
+    invalid": what the real exchange answered an XRP amount with 14 decimals, ccxt issue 19346; BITVAVO.md's
+    429 is not what it sends), a price off the tick size 422 (docs releases v2.12.0); a value that is no
+    positive number is 205 too."""
     amount = amount_quote = price = None
     if "amount" in body:
         amount = dec(body["amount"], "amount")
         if amount <= 0:
             raise bad(205, "amount parameter is invalid.")
         if decimals_of(amount) > m.quantity_decimals:
-            raise bad(429, f"amount has too many decimals: {m.base} allows {m.quantity_decimals}.")
+            raise bad(205, "amount parameter is invalid.")  # too many decimals: 205 on the real exchange
     if "amountQuote" in body:
         amount_quote = dec(body["amountQuote"], "amountQuote")
         if amount_quote <= 0:
             raise bad(205, "amountQuote parameter is invalid.")
         if decimals_of(amount_quote) > m.notional_decimals:
-            raise bad(429, f"amountQuote has too many decimals: {m.quote} allows {m.notional_decimals}.")
+            raise bad(205, "amountQuote parameter is invalid.")
     if "price" in body:
         price = dec(body["price"], "price")
         if price <= 0:

@@ -89,11 +89,15 @@ def absent_after(row: sqlite3.Row, grace: timedelta):
     return deadline
 
 
-def _find(exchange: MarketData, row: sqlite3.Row) -> Order | None:
+def find_order(exchange: MarketData, row: sqlite3.Row, since_ms: int | None = None) -> Order | None:
+    """An execution's order: by its clientOrderId, else in the market's orders since the send (or
+    ``since_ms``): Bitvavo may find only open orders by clientOrderId."""
     order = exchange.fetch_order(row["market"], row["client_order_id"])
     if order is not None:
         return order
-    since = clock.to_ms(clock.from_iso(row["submitting_at"] or row["claimed_at"])) - 60_000
+    since = since_ms
+    if since is None:
+        since = clock.to_ms(clock.from_iso(row["submitting_at"] or row["claimed_at"])) - 60_000
     for o in exchange.orders_since(row["market"], since):
         if o.client_order_id == row["client_order_id"]:
             return o
@@ -199,7 +203,7 @@ def reconcile(conn: sqlite3.Connection, cfg: Config, exchange: MarketData, *, su
     for row in _due(conn):
         decided_at = clock.now()  # before the lookup: a slow lookup or lock wait must not eat the grace
         try:
-            order = _find(exchange, row)
+            order = find_order(exchange, row)
         except ExchangeError as e:
             report.errors.append(f"execution {row['id']}: lookup failed: {e}")
             if row["state"] != "submitted":

@@ -269,14 +269,17 @@ def cancel_open(conn: sqlite3.Connection, cfg, exchange) -> CancelReport:
             )
             if row is None:
                 continue  # not tinybot's
-            out.append(_cancel_one(conn, exchange, row, market, cid))
+            out.append(_cancel_one(conn, exchange, row, market, cid, order.created_ms))
     return CancelReport(markets, out, unreachable)
 
 
-def _cancel_one(conn: sqlite3.Connection, exchange, row: sqlite3.Row, market: str, cid: str) -> Cancel:
+def _cancel_one(conn: sqlite3.Connection, exchange, row: sqlite3.Row, market: str, cid: str, created_ms: int) -> Cancel:
+    from .reconcile import find_order  # here: it imports the ledger, which `tinybot kill` never loads
+
     try:
         confirmed = exchange.cancel_order(market, cid)
-        after = exchange.fetch_order(market, cid)
+        # canceled: Bitvavo may no longer find it by clientOrderId; the list since its creation has it
+        after = find_order(exchange, row, since_ms=created_ms - 60_000)
     except Exception as e:  # keep going: the other orders still need cancelling
         return Cancel(row["id"], market, cid, "error", f"{type(e).__name__}: {e}")
     if after is not None and row["state"] == "submitted":

@@ -31,6 +31,7 @@ ERROR_CODES: dict[int, tuple[Kind, str]] = {
     108: ("ambiguous", "matching engine did not process the order in time"),
     109: ("ambiguous", "matching engine did not respond; the order may or may not exist"),
     110: ("ambiguous", "rate limited (HTTP 429)"),  # ccxt raises this as BadRequest
+    # 205 is also what the real exchange answers an amount with too many decimals (ccxt issue 19346)
     **{c: ("refused", "parameter not supported or invalid") for c in range(200, 207)},
     **{c: ("refused", "amount or price out of range") for c in range(210, 216)},
     216: ("refused", "insufficient balance"),
@@ -41,7 +42,8 @@ ERROR_CODES: dict[int, tuple[Kind, str]] = {
     231: ("refused", "rejected by the matching engine (market paused)"),
     234: ("refused", "market orders cannot be updated"),
     235: ("refused", "too many open orders on this book"),
-    **{c: ("refused", "authentication failed") for c in range(300, 307)},  # 304: outside the access window
+    # 301: the key is not 64 characters; 304: outside the access window (docs errors, HTTP 403)
+    **{c: ("refused", "authentication failed") for c in range(300, 307)},
     307: ("refused", "key not allowed from this IP"),
     308: ("refused", "authentication failed"),
     309: ("refused", "invalid signature"),
@@ -55,7 +57,10 @@ ERROR_CODES: dict[int, tuple[Kind, str]] = {
     424: ("refused", "market is cancel-only"),
     425: ("refused", "market is in an auction"),
     426: ("refused", "market is matching its auction"),
-    429: ("refused", "too many decimals"),
+    429: ("refused", "too many decimals"),  # BITVAVO.md's reading; live answered 205 (above)
+    # 431 (a halted market refusing a cancel, by one reading) is undocumented: ambiguous, like any unknown code.
+    # 240 is "not found", yet GET /order may answer it for a moment right after the order was created
+    # (a third-party SDK reports it): a lookup's "not found" is never proof; reconcile scans the order list.
 }
 RATE_LIMIT_CODES = frozenset({103, 104, 105, 110})
 NOT_FOUND_CODES = frozenset({233, 240})

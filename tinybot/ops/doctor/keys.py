@@ -8,13 +8,19 @@ that names the trade key.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ...base.config import Config
 from ...base.secrets import lookup
-from .check import Check, failed, passed, skipped
+from .check import Check, failed, passed, skipped, warned
+
+OBSERVED_FILE = "live_probe.json"  # what the last `doctor --live-probe` saw, beside the database
 
 AUTH_UNKNOWN_KEY = frozenset({305})
+AUTH_KEY_LENGTH = frozenset({301})  # "API Key must be of length 64"
 AUTH_BAD_SIGNATURE = frozenset({308, 309})
 AUTH_CLOCK = frozenset({304})
 NO_PERMISSION = frozenset({307, 310, 311, 312, 402, 403})
@@ -62,6 +68,12 @@ def keys_separated(cfg: Config) -> Check:
     return passed("keys_separated", "read key and trade key are both set and different")
 
 
+def credentials(cfg: Config) -> dict[str, str]:
+    """The keys and secrets that are set, by a label that names none of them ("read key" → value)."""
+    names = ("TINYBOT_READ_KEY", "TINYBOT_READ_SECRET", "TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET")
+    return {n[8:].lower().replace("_", " "): v for n in names if (v := secret(cfg, n))}
+
+
 def same_key(cfg: Config) -> bool:
     read, trade = secret(cfg, "TINYBOT_READ_KEY"), secret(cfg, "TINYBOT_TRADE_KEY")
     return bool(read) and read == trade
@@ -90,6 +102,32 @@ def key_client(cfg: Config, env: str):
     return Endpoint(cfg, key, key_secret, rate_limit=False, get_only=True).ccxt
 
 
+# --- what the live probe saw a key do (written by probe.py) -----------------------------------
+
+
+def observed_path(cfg: Config) -> Path:
+    return cfg.db_path.parent / OBSERVED_FILE
+
+
+def fingerprint(key: str) -> str:
+    """Which key a record speaks of, without the key: the first 12 hex of its SHA-256."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def observed_key(cfg: Config, env: str) -> dict | None:
+    """What the last live probe recorded of TINYBOT_<env>_KEY ({reads_orders, rights, at}), if it probed this
+    very key; None when there is no record, it cannot be read, or it is of another key."""
+    key = secret(cfg, f"TINYBOT_{env}_KEY")
+    try:
+        record = json.loads(observed_path(cfg).read_text())
+        seen = record["keys"][env.lower()]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not key or not isinstance(seen, dict) or seen.get("fingerprint") != fingerprint(key):
+        return None
+    return seen | {"at": record.get("at")}
+
+
 # --- what one key did ---------------------------------------------------------------
 
 
@@ -98,7 +136,7 @@ class KeyProbe:
     """What one API key did on two read-only calls: GET /balance (View) and GET /ordersOpen (Trade)."""
 
     env: str  # "READ" or "TRADE"
-    auth: str  # ok | unknown_key | bad_secret | clock | unreachable | error
+    auth: str  # ok | unknown_key | key_length | bad_secret | clock | unreachable | error
     auth_detail: str = ""
     orders: str = "untried"  # readable | refused | error | untried
     orders_detail: str = ""
@@ -107,6 +145,8 @@ class KeyProbe:
 def _kind(code: int | None, exc: BaseException) -> str:
     if code in AUTH_UNKNOWN_KEY:
         return "unknown_key"
+    if code in AUTH_KEY_LENGTH:
+        return "key_length"
     if code in AUTH_BAD_SIGNATURE:
         return "bad_secret"
     if code in AUTH_CLOCK:
@@ -198,17 +238,31 @@ def _read_key(cfg: Config, read: KeyProbe | None, swapped: bool) -> Check:
     if swapped:
         return skipped("read_key", "see trade_key: the two keys look swapped")
     if read.orders == "readable":
-        return failed(
-            "read_key",
-            "TINYBOT_READ_KEY can read orders, which Bitvavo allows only to keys with"
-            " Trade rights: the advisors' key could trade",
-            "make a key with View rights only on Bitvavo and put it in TINYBOT_READ_KEY/SECRET"
-            f" in {cfg.secrets_path} (if Bitvavo lists this key as View only, Bitvavo differs"
-            " from its documentation: run `tinybot doctor --live-probe` and report it)",
-        )
+        return _read_key_reads_orders(cfg)
     if read.orders == "refused":
         return passed("read_key", "authenticates (balance read); refused order reads: View only, as it should be")
     return skipped("read_key", f"authenticates; order-read right unknown: {read.orders_detail}")
+
+
+def _read_key_reads_orders(cfg: Config) -> Check:
+    """Bitvavo is unclear here: its SDK README gives "view orders" to Trade keys, its get-started page does not
+    say whether View keys may. So a warning that names the uncertainty, until the live probe has seen this key."""
+    seen = observed_key(cfg, "READ")
+    if seen is not None and seen.get("reads_orders"):
+        return passed(
+            "read_key",
+            f"reads orders, as the live probe saw on {seen.get('at')}: Bitvavo lets this key read orders"
+            " (whether View rights include that is undocumented; tinybot only reads with it)",
+        )
+    return warned(
+        "read_key",
+        "TINYBOT_READ_KEY can read orders: either it has Trade rights (the advisors' key could trade) or"
+        " Bitvavo lets View keys read orders (its SDK README says Trade; its get-started page is unclear);"
+        " not yet observed by the live probe",
+        "check in Bitvavo's API settings that this key has View rights only (else make a View-only key for"
+        f" TINYBOT_READ_KEY/SECRET in {cfg.secrets_path}), then run `tinybot doctor --live-probe` to record"
+        " what Bitvavo lets it do",
+    )
 
 
 def _trade_key(cfg: Config, trade: KeyProbe | None, swapped: bool) -> Check:
@@ -248,6 +302,12 @@ def _auth_failure(name: str, p: KeyProbe, cfg: Config) -> Check:
             f"{var}_KEY does not authenticate: Bitvavo knows no such key ({p.auth_detail})",
             f"copy the key again from Bitvavo (API settings) into {var}_KEY in {cfg.secrets_path};"
             " it may have been deleted",
+        )
+    if p.auth == "key_length":
+        return failed(
+            name,
+            f"{var}_KEY is not a whole Bitvavo API key: Bitvavo's keys are 64 characters ({p.auth_detail})",
+            f"copy the key again, all of it, from Bitvavo (API settings) into {var}_KEY in {cfg.secrets_path}",
         )
     if p.auth == "bad_secret":
         return failed(

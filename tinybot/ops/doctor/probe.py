@@ -6,14 +6,18 @@ memory (no server, no network), with the default settings the tests run against.
 
 from __future__ import annotations
 
+import json
+import os
+import re
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 from ...base import clock
 from ...store import db
 from ...base.config import Config
-from .keys import is_network_error, key_client, probe_market
+from .keys import credentials, fingerprint, is_network_error, key_client, observed_path, probe_market, secret
 
 
 @dataclass(frozen=True)
@@ -94,26 +98,36 @@ class SimModel:
             return "refused", f"errorCode {e.code}: {e.message}"
 
 
-def live_probe(cfg: Config, clients: dict | None = None) -> list[Probe]:
+def live_probe(cfg: Config, clients: dict | None = None, save_to: Path | None = None) -> list[Probe]:
     """Read-only questions to the real exchange (no order is placed or cancelled), each compared with what
     `tinybot sim` answers: key rights, market table, fee tier, the 24-hour window of /trades and /orders,
-    and whether a past filled order of tinybot's is found by its clientOrderId."""
+    and whether a past filled order of tinybot's is found by its clientOrderId.
+
+    What it saw is recorded beside the database (keys.observed_path: doctor's read_key check reads it) and,
+    with ``save_to``, written there to be shared: keys, secrets and ids redacted (``observation``).
+    """
     clients = clients or {}
     for env in ("READ", "TRADE"):
         if env not in clients:
             clients[env] = key_client(cfg, env)
     model = SimModel()
     market = probe_market(cfg)
+    rights: dict[str, dict[str, str]] = {}
     out: list[Probe] = []
-    out.append(_probe_rights(clients, market, model))
+    out.append(_probe_rights(clients, market, model, rights))
     out += _probe_markets(clients.get("TRADE") or clients.get("READ"), cfg, model)
     out.append(_probe_fees(clients.get("TRADE") or clients.get("READ"), model))
     out += _probe_windows(clients.get("TRADE"), market, model)
     out.append(_probe_client_order_id(clients.get("TRADE"), cfg, model))
+    record = observation(cfg, out, rights)
+    _write_json(observed_path(cfg), record)
+    if save_to is not None:
+        _write_json(save_to, {k: v for k, v in record.items() if k != "keys"} | {"keys": _shareable(record)})
     return out
 
 
-def _probe_rights(clients: dict, market: str, model: SimModel) -> Probe:
+def _probe_rights(clients: dict, market: str, model: SimModel, rights: dict) -> Probe:
+    """Each key on each read of RIGHTS; what Bitvavo answered goes into ``rights`` ({env: {path: answer}})."""
     seen, diffs = [], []
     for env in ("READ", "TRADE"):
         client = clients.get(env)
@@ -123,9 +137,11 @@ def _probe_rights(clients: dict, market: str, model: SimModel) -> Probe:
         for method, path, params in RIGHTS:
             real, answer = _ask(client, path, params(market))
             if real == "unreachable":
+                rights.pop(env, None)
                 return Probe("key_rights", "skip", f"the exchange did not answer: {answer}")
             modelled, _ = model.answer(path, method, params(market), "probe", MODEL_RIGHTS[env])
             allowed = "allowed" if real == "ok" else f"refused ({answer})"
+            rights.setdefault(env, {})[path] = allowed
             seen.append(f"{env.lower()} {path}: {allowed}")
             if (real == "ok") != (modelled == "ok"):
                 diffs.append(
@@ -135,6 +151,76 @@ def _probe_rights(clients: dict, market: str, model: SimModel) -> Probe:
     if diffs:
         return Probe("key_rights", "differs", "; ".join(diffs))
     return Probe("key_rights", "same", "; ".join(seen))
+
+
+# --- what it saw, recorded --------------------------------------------------------------
+
+ORDER_READS = ("/ordersOpen", "/orders", "/trades")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_CODE = re.compile(r"errorCode (\d+)")
+_EXECUTION = re.compile(r"execution \d+")
+
+
+def observation(cfg: Config, probes: list[Probe], rights: dict) -> dict:
+    """The probe's findings as JSON-ready data: when, each probe, each key's rights, the error codes seen.
+
+    Keys and secrets never appear (a key is named by ``keys.fingerprint``), nor order ids, clientOrderIds
+    or execution numbers: the record can be shared as it is, less its fingerprints."""
+    keys = {}
+    for env, seen in rights.items():
+        key = secret(cfg, f"TINYBOT_{env}_KEY")
+        if key:
+            keys[env.lower()] = {
+                "fingerprint": fingerprint(key),
+                "reads_orders": all(seen.get(p) == "allowed" for p in ORDER_READS),
+                "rights": seen,
+            }
+    redact = _redactor(cfg)
+    found = [redact(p.as_dict()) for p in probes]
+    codes = sorted({int(c) for p in found for c in _CODE.findall(p["detail"])} | _codes_in(rights))
+    return {
+        "at": clock.to_iso(clock.now()),
+        "exchange": "bitvavo",
+        "probes": found,
+        "keys": redact(keys),
+        "error_codes": codes,
+        "differences": sum(1 for p in probes if p.status == "differs"),
+    }
+
+
+def _codes_in(rights: dict) -> set[int]:
+    return {int(c) for seen in rights.values() for a in seen.values() for c in _CODE.findall(a)}
+
+
+def _redactor(cfg: Config):
+    """A function that blanks every key and secret of ``cfg``, UUIDs and execution numbers in JSON data."""
+    values = [(v, f"<{label}>") for label, v in credentials(cfg).items()]
+
+    def text(t: str) -> str:
+        for v, label in values:
+            t = t.replace(v, label)
+        return _EXECUTION.sub("execution <n>", _UUID.sub("<id>", t))
+
+    def redact(data):
+        if isinstance(data, dict):
+            return {k: redact(v) for k, v in data.items()}
+        if isinstance(data, list):
+            return [redact(v) for v in data]
+        return text(data) if isinstance(data, str) else data
+
+    return redact
+
+
+def _shareable(record: dict) -> dict:
+    """The keys' part of a record without fingerprints (what a shared file shows)."""
+    return {env: {k: v for k, v in seen.items() if k != "fingerprint"} for env, seen in record["keys"].items()}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Whole or not at all: a temporary file beside it, then a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def _probe_markets(client, cfg: Config, model: SimModel) -> list[Probe]:
