@@ -742,3 +742,15 @@ def test_the_replay_package_has_a_room_per_concern_and_re_exports_nothing():
         ready = {m for m, deps in imports.items() if m not in done and deps <= done}
         assert ready, f"an import cycle among {sorted(set(imports) - done)}"
         done |= ready
+
+
+def test_a_replay_composes_no_daily_digest(setup, monkeypatch):
+    """A replay delivers no alert: its digest drew a matplotlib chart every simulated day nobody saw (issue 26:
+    most of a replay's time).  The days replayed here cross 21:00, the default digest time, five times."""
+    from tinybot.owner import digest
+
+    composed = []
+    monkeypatch.setattr(digest, "compose", lambda *a, **k: composed.append(a) or pytest.fail("digest composed"))
+    cfg, _ = setup
+    s = run(cfg, start=datetime(2025, 1, 5, tzinfo=timezone.utc), end=datetime(2025, 1, 10, tzinfo=timezone.utc))
+    assert s["ticks"] > 100 and composed == []
