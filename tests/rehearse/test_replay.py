@@ -754,3 +754,37 @@ def test_a_replay_composes_no_daily_digest(setup, monkeypatch):
     cfg, _ = setup
     s = run(cfg, start=datetime(2025, 1, 5, tzinfo=timezone.utc), end=datetime(2025, 1, 10, tzinfo=timezone.utc))
     assert s["ticks"] > 100 and composed == []
+
+
+def test_a_sweep_uses_every_usable_core_unless_jobs_says_otherwise(setup, monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tinybot.rehearse.replay import sweep as sweep_module
+
+    asked = []
+
+    class Pool(ProcessPoolExecutor):
+        def __init__(self, max_workers=None):
+            asked.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(sweep_module, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(sweep_module, "usable_cores", lambda: 3)
+    args = [
+        "replay",
+        "--json",
+        "--no-progress",
+        "--set",
+        "rules.fast=2,3,4",
+        "--from",
+        "2025-01-05",
+        "--to",
+        "2025-01-07",
+    ]
+    every = CliRunner().invoke(cli, args)
+    one = CliRunner().invoke(cli, [*args, "--jobs", "1"])
+    assert every.exit_code == 0 and one.exit_code == 0, every.output + one.output
+    assert asked == [3, 1]
+    assert json.loads(every.output) == json.loads(one.output)
+    r = CliRunner().invoke(cli, [*args, "--jobs", "0"])
+    assert r.exit_code == 2 and "--jobs" in r.output

@@ -281,10 +281,15 @@ def _print_sweep(result: dict) -> None:
     " also calls the LLM for those, within today's llm budget; off leaves it out.",
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="A sweep's combinations replayed at once, one process each (default: every core this process may use).",
+)
 @pass_state
 @friendly
 def replay_command(
-    state, start, end, markets, eur, sets, slippage, as_json, report_path, keep_dir, llm_mode, no_progress
+    state, start, end, markets, eur, sets, slippage, as_json, report_path, keep_dir, llm_mode, no_progress, jobs
 ):
     """What would tinybot have done?  The real tick over stored candles.
 
@@ -343,6 +348,7 @@ def replay_command(
             runs = sweep(
                 state.cfg,
                 grid,
+                workers=jobs,
                 progress=bar.step,
                 start=begin,
                 end=stop,
