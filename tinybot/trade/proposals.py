@@ -16,6 +16,7 @@ from .book import steps
 from ..base.markets import MARKET_RE
 from ..base.sizing import EXCHANGE_MINIMUM_EUR
 from ..base.markets import normalise_market
+from ..base.text import REASON_MAX, escape_controls
 from . import guards
 from .guards import approval_hash
 
@@ -77,21 +78,6 @@ def validate(draft: Draft) -> Draft:
 
 
 BOOK_RE = re.compile(r"^[\w.:-]{1,100}$")
-
-
-REASON_MAX = 2000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def escape_controls(text: str) -> str:
-    """Show control characters (escape sequences, carriage returns, newlines) as visible escapes, e.g. ``\\x1b``.
-
-    A reason comes from a person or an LLM; printed raw, an escape sequence
-    could rewrite the terminal (hide a line, fake a status).
-    """
-    return _CONTROL.sub(
-        lambda m: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(m.group(), f"\\x{ord(m.group()):02x}"), text
-    )
 
 
 def effective_status(status: str, expires_at: str, has_execution: bool, now=None) -> str:
