@@ -479,3 +479,11 @@ CREATE TABLE book_positions (
     updated_at   TEXT NOT NULL,
     PRIMARY KEY (book, market)
 );
+
+-- migration: 0011_speed
+
+-- What every tick reads seeks, however long the history (issue 26, docs/PERFORMANCE.md).  An advisor's
+-- recent proposals (advisors.read_history, every tick, per advisor): without this index SQLite walks the
+-- proposals back from the newest until it has 50 of that source, i.e. the whole table for an advisor that
+-- rarely proposes (dca: once a period; an advisor turned off a year ago and on again).
+CREATE INDEX proposals_source ON proposals (source, id);

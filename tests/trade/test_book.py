@@ -368,7 +368,7 @@ def test_migration_0010_books_the_fills_by_their_proposals_source(tmp_path):
             " '65000', '0.01', 'EUR', ?, ?)",
             (clock.to_iso(T0 + timedelta(hours=9)),) * 2,
         )
-    assert db.migrate(conn, after_migration=ledger.after_migration)[-1] == "0010_books"
+    assert "0010_books" in db.migrate(conn, after_migration=ledger.after_migration)
     assert {r["trade_id"]: r["book"] for r in conn.execute("SELECT trade_id, book FROM trade_history")} == {
         "t1": "rules",
         "t2": "dca",
