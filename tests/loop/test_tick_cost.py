@@ -43,6 +43,24 @@ def test_an_idle_tick_runs_a_fixed_number_of_statements(write_config, tmp_path):
 
 
 @freeze_time("2026-11-27 20:00:05")
+def test_an_idle_tick_reads_no_more_after_a_long_history_than_on_the_first_day(write_config, tmp_path):
+    """The whole tick, counted: expiring stale proposals (it walked every approved proposal ever, each executed one
+    stays 'approved'), the snapshot, the safety rules, the alerts' cursors."""
+    slot = datetime(2026, 11, 27, 20, 0, tzinfo=UTC)
+    costs = []
+    for name, history in (("first", 0), ("later", 3000)):
+        cfg, conn, sched = idle_loop(write_config, tmp_path / name, history)
+        for i in range(3):
+            sched.tick(slot + timedelta(minutes=i))
+        with counted(conn) as cost:
+            assert sched.tick(slot + timedelta(minutes=3)).idle
+        costs.append(cost)
+    first, later = costs
+    assert len(later.statements) == len(first.statements)
+    assert later.steps <= 1.2 * first.steps, (first.steps, later.steps)
+
+
+@freeze_time("2026-11-27 20:00:05")
 def test_the_snapshot_reads_no_more_after_a_long_history_than_on_the_first_day(write_config, tmp_path):
     """Every tick's snapshot reads the advisors' recent proposals, positions, books and caps: each a seek."""
     costs = []

@@ -219,9 +219,12 @@ def expire_stale(conn: sqlite3.Connection) -> list[int]:
         ids = [
             r["id"]
             for r in conn.execute(
-                "SELECT id FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at <= ?"
-                " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)",
-                (now_iso,),
+                # the candidates come from proposals_open (schema.sql, 0011_speed), not from every approved
+                # proposal ever (CROSS JOIN: SQLite reads o first); each is still checked here
+                "SELECT p.id FROM proposals_open o CROSS JOIN proposals p ON p.id = o.id WHERE o.expires_at <= ?"
+                " AND p.status IN ('pending', 'approved') AND p.expires_at <= ?"
+                " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id) ORDER BY p.id",
+                (now_iso, now_iso),
             )
         ]
         conn.executemany(
