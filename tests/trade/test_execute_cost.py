@@ -16,7 +16,9 @@ from tinybot.trade import executor, proposals
 from tinybot.trade.proposals import Draft
 
 T0 = "2026-11-27 12:00:00"
-STATEMENTS_PER_EXECUTE = 51  # a buy today: claim, commit (17 guard records, cooldown and anti-flip reads), record
+STATEMENTS_PER_EXECUTE = (
+    53  # a buy today: claim (+ the proposals_open trigger), commit (17 guard records, cooldown and anti-flip), record
+)
 
 
 def execute_cost(write_config, folder, history: int):
