@@ -480,6 +480,53 @@ CREATE TABLE book_positions (
     PRIMARY KEY (book, market)
 );
 
+-- migration: 0011_speed
+
+-- What every tick reads seeks, however long the history (issue 26, docs/PERFORMANCE.md).  An advisor's
+-- recent proposals (advisors.read_history, every tick, per advisor): without this index SQLite walks the
+-- proposals back from the newest until it has 50 of that source, i.e. the whole table for an advisor that
+-- rarely proposes (dca: once a period; an advisor turned off a year ago and on again).
+CREATE INDEX proposals_source ON proposals (source, id);
+-- The proposals that may still expire: pending or approved, with no execution.  proposals.expire_stale
+-- runs every tick and looked for them among every approved proposal ever (each executed one stays
+-- 'approved': its execution carries what became of it), a walk that grew with the history (1.3 ms of
+-- CPU a tick at 5 000).  Kept by these triggers, in the same transaction as the change; expire_stale
+-- still checks each candidate against proposals itself, so a row here never expires anything on its own.
+CREATE TABLE proposals_open (
+    id         INTEGER PRIMARY KEY,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX proposals_open_expiry ON proposals_open (expires_at);
+INSERT INTO proposals_open (id, expires_at)
+    SELECT id, expires_at FROM proposals p WHERE status IN ('pending', 'approved')
+    AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id);
+CREATE TRIGGER proposals_open_created AFTER INSERT ON proposals
+WHEN NEW.status IN ('pending', 'approved')
+BEGIN
+    INSERT OR REPLACE INTO proposals_open (id, expires_at) VALUES (NEW.id, NEW.expires_at);
+END;
+CREATE TRIGGER proposals_open_changed AFTER UPDATE OF status, expires_at ON proposals
+BEGIN
+    DELETE FROM proposals_open WHERE id = NEW.id;
+    INSERT INTO proposals_open (id, expires_at) SELECT NEW.id, NEW.expires_at
+        WHERE NEW.status IN ('pending', 'approved')
+        AND NOT EXISTS (SELECT 1 FROM trade_executions WHERE proposal_id = NEW.id);
+END;
+CREATE TRIGGER proposals_open_deleted AFTER DELETE ON proposals
+BEGIN
+    DELETE FROM proposals_open WHERE id = OLD.id;
+END;
+CREATE TRIGGER proposals_open_executed AFTER INSERT ON trade_executions
+BEGIN
+    DELETE FROM proposals_open WHERE id = NEW.proposal_id;
+END;
+CREATE TRIGGER proposals_open_unexecuted AFTER DELETE ON trade_executions
+BEGIN
+    INSERT OR REPLACE INTO proposals_open (id, expires_at) SELECT id, expires_at FROM proposals
+        WHERE id = OLD.proposal_id AND status IN ('pending', 'approved')
+        AND NOT EXISTS (SELECT 1 FROM trade_executions WHERE proposal_id = OLD.proposal_id);
+END;
+
 -- migration: 0013_score
 
 -- Shadow advisors ([scoreboard] shadow in bot.toml; tinybot/trade/shadow.py,

@@ -132,6 +132,39 @@ def bench_replay(days: int = 365, live_ticks: int = 40) -> dict:
     }
 
 
+def sweep_speedup(days: int = 30, combos: int = 4) -> dict:
+    """A sweep of ``combos`` rules settings over ``days``, one process at a time and then --jobs at its default
+    (every usable core): the wall-time ratio is what the cores buy."""
+    from tinybot.analysis import candles
+    from tinybot.base import config
+    from tinybot.store import db
+    from tinybot.rehearse.replay.sweep import expand_sets, sweep, usable_cores
+
+    with tempfile.TemporaryDirectory(prefix="tinybot-bench-sweep-") as tmp:
+        work = Path(tmp)
+        (work / "bot.toml").write_text(CONFIG)
+        write_candles(work / "c.csv", days)
+        cfg = config.load(work / "bot.toml")
+        conn = db.open_db(cfg.db_path)
+        candles.import_csv(conn, work / "c.csv")
+        conn.close()
+        grid = expand_sets([f"rules.fast={','.join(str(f) for f in range(6, 6 + combos))}"])
+        walls = {}
+        for jobs in (1, None):
+            started = time.perf_counter()
+            runs = sweep(cfg, grid, workers=jobs)
+            walls[jobs] = time.perf_counter() - started
+            assert all("error" not in r for r in runs), runs
+    return {
+        "combos": combos,
+        "days": days,
+        "cores": usable_cores(),
+        "one_job_s": round(walls[1], 2),
+        "all_cores_s": round(walls[None], 2),
+        "speedup": round(walls[1] / walls[None], 2),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=365)

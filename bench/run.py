@@ -96,9 +96,30 @@ def verdict(ok: bool) -> str:
     return "OK" if ok else "MISS"
 
 
+DOCS = ROOT / "docs" / "PERFORMANCE.md"
+PREVIOUS_HEADING = "## Latest figures"
+
+
+def previous_figures(path: Path = DOCS) -> dict[str, str]:
+    """The figures docs/PERFORMANCE.md last wrote down, by row name: its "Latest figures" table, whose first
+    column is this script's row name and whose second is the value it printed."""
+    if not path.exists():
+        return {}
+    out, inside = {}, False
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            inside = line.startswith(PREVIOUS_HEADING)
+        elif inside and line.startswith("| `"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if len(cells) >= 2:
+                out[cells[0].strip("`")] = cells[1]
+    return out
+
+
 class Report:
-    def __init__(self):
+    def __init__(self, previous: dict[str, str] | None = None):
         self.rows: list[dict] = []
+        self.previous = previous or {}
 
     def add(
         self,
@@ -111,11 +132,14 @@ class Report:
         ok: bool | None = None,
         **raw,
     ):
+        before = self.previous.get(name, "")
         row = dict(section=section, name=name, value=value, ratio=ratio, baseline=baseline, target=target, ok=ok, **raw)
+        row["docs"] = before
         self.rows.append(row)
         r = f"{ratio:.2f}×" if ratio is not None else ""
         t = f"target {target}: {verdict(ok)}" if ok is not None else (f"({target})" if target else "")
-        print(f"  {name:<44} {value:>14}  {r:>7}  {('vs ' + baseline) if baseline else '':<34} {t}", flush=True)
+        was = f"  [docs: {before}]" if before else ""
+        print(f"  {name:<44} {value:>14}  {r:>7}  {('vs ' + baseline) if baseline else '':<34} {t}{was}", flush=True)
 
 
 def bench_replay_section(rep: Report, days: int) -> None:
@@ -139,8 +163,20 @@ def bench_replay_section(rep: Report, days: int) -> None:
         "replay",
         f"{r['days']} days of hourly candles, 2 markets ({r['trades']} trades)",
         f"{r['seconds']} s",
-        target="≤ 30 s for a year",
-        ok=r["seconds"] <= 30 if r["days"] >= 365 else None,
+        target="≤ 15 s for a year",
+        ok=r["seconds"] <= 15 if r["days"] >= 365 else None,
+    )
+    from replay_bench import sweep_speedup
+
+    s = sweep_speedup(days=3 if days < 365 else 30)
+    rep.add(
+        "replay",
+        f"sweep of {s['combos']}, {s['days']} days: --jobs {s['cores']} (default) vs --jobs 1",
+        f"{s['all_cores_s']} s",
+        s["speedup"],
+        f"{s['one_job_s']} s",
+        "≥ 1.8× on 2 cores" if s["cores"] >= 2 else "",
+        s["speedup"] >= 1.8 if s["cores"] >= 2 and days >= 365 else None,
     )
 
 
@@ -302,8 +338,8 @@ def bench_execute(
         ms(p50),
         p50 / f50,
         "floor p50",
-        "≤ 1.5×" if spread else "",
-        p50 / f50 <= 1.5 if spread else None,
+        "≤ 2×" if spread else "",  # issue 26 (issue 8 asked 1.5×)
+        p50 / f50 <= 2 if spread else None,
         raw_s=p50,
     )
     rep.add("execute", f"execute() p99{tag}", ms(p99), p99 / f99, "floor p99", "", None, raw_s=p99)
@@ -312,12 +348,12 @@ def bench_execute(
     first, last = pct(times[:k], 50), pct(times[-k:], 50)
     rep.add(
         "execute",
-        f"execute() p50, first {k} vs last {k}",
+        f"execute() p50, first {k} vs last {k}{tag}",
         f"{ms(first)}→{ms(last)}",
         last / first,
         "first tenth",
-        "",
-        None,
+        "" if spread else "≤ 1.2× (one day)",
+        None if spread else last / first <= 1.2,
     )
     ex.close()
     conn.close()
@@ -564,7 +600,7 @@ def bench_startup(rep: Report, work: Path, reps: int) -> dict:
         res[name] = (statistics.median(x[0] for x in xs), max(x[1] for x in xs), statistics.median(x[2] for x in xs))
     subprocess.run([py, "-m", "tinybot", "resume"], env=env, capture_output=True)
     ccxt_wall, ccxt_rss, ccxt_cpu = res["python -c 'import ccxt'"]
-    bare_wall, bare_rss, _ = res["python -c pass"]
+    bare_wall, bare_rss, bare_cpu = res["python -c pass"]
     for name, (w, r, cpu) in res.items():
         rep.add(
             "startup",
@@ -581,7 +617,20 @@ def bench_startup(rep: Report, work: Path, reps: int) -> dict:
     rep.add("startup", "tinybot kill without .pyc (compiles each start)", ms(cold), cold / ccxt_wall, "import ccxt")
     for name in ("tinybot kill", "tinybot status"):
         w = res[name][0]
-        rep.add("startup", f"{name}: wall over bare python", ms(w - bare_wall), w / bare_wall, "python -c pass")
+        over = w - bare_wall
+        kill = name == "tinybot kill"
+        rep.add(
+            "startup",
+            f"{name}: wall over bare python",
+            ms(over),
+            w / bare_wall,
+            "python -c pass",
+            "≤ 60 ms" if kill else "",
+            over <= 0.060 if kill else None,
+        )
+        # the CPU it takes beyond Python's own start: a loaded machine stretches wall time, not this
+        cpu = res[name][2]
+        rep.add("startup", f"{name}: CPU over bare python", ms(cpu - bare_cpu), cpu / bare_cpu, "python -c pass")
     # never import ccxt: the modules loaded by the real entry point, read at exit
     for args in (["kill", "--reason", "bench"], ["resume"], ["status"], ["status", "--json"], ["--help"]):
         out = d / "modules.txt"
@@ -755,10 +804,10 @@ def bench_run(rep: Report, work: Path, ticks: int, baseline: dict | None) -> dic
         "run",
         "CPU per idle tick (user+sys)",
         ms(per_tick),
-        per_tick / 0.020,
-        "20 ms budget",
-        "≤ 20 ms",
-        per_tick <= 0.020,
+        per_tick / 0.005,
+        "5 ms budget",
+        "≤ 5 ms",  # issue 26 (issue 8 asked 20 ms)
+        per_tick <= 0.005,
         raw_s=per_tick,
     )
     rep.add("run", "wall per tick slot", ms((t1 - t0) / max(1, n1 - n0)), None, "", "1s interval")
@@ -1299,7 +1348,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     base = Path(args.dir) if args.dir else Path.cwd()
     base.mkdir(parents=True, exist_ok=True)
-    rep = Report()
+    rep = Report(previous_figures())
     with tempfile.TemporaryDirectory(prefix="tinybot-bench-", dir=base) as tmp:
         work = Path(tmp)
         print(f"  databases under {work}", flush=True)

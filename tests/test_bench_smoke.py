@@ -37,6 +37,8 @@ def test_bench_quick_runs_every_section_and_reports_figures(tmp_path):
     imports = [row for row in rows if row["name"].endswith("imports ccxt?")]
     assert imports and all(row["ok"] for row in imports), imports
     assert {"replay ticks per second", "replay tick vs an idle live tick"} <= names
+    assert any(n.startswith("sweep of 4") for n in names)  # --jobs: all cores against one
+    assert all("docs" in row for row in rows)  # the figures docs/PERFORMANCE.md last wrote down, beside each
     storm = [row for row in rows if row["section"] == "storm"]
     assert storm and all(row["ok"] for row in storm), storm
     assert not list(tmp_path.glob("tinybot-bench-*")), "the bench left its databases behind"

@@ -198,14 +198,17 @@ def test_fast_commands_never_import_ccxt(tmp_path, command):
 @pytest.mark.parametrize("command", [["kill"], ["resume"]])
 def test_the_kill_switch_never_loads_the_exchange_contract(tmp_path, command):
     """kill/resume write the switch, its event and nothing else: the exchange contract (and ledger, reconcile,
-    notify, which import it or apprise) stay unloaded, so a broken exchange module cannot stop a kill."""
+    notify, which import it or apprise) stay unloaded, so a broken exchange module cannot stop a kill.  Nor the
+    proposals and guards (a reason's checks and printing live in tinybot.base.text), nor importlib.resources: each
+    was a slice of kill's start-up (issue 26)."""
     (tmp_path / "bot.toml").write_text(PAPER_TOML)
     assert run_cli("init").returncode == 0
     probe = (
         "import sys; from tinybot.cli import cli\n"
         "try:\n    cli.main(sys.argv[1:], prog_name='tinybot')\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in sys.modules if m.startswith(('tinybot.exchange', 'tinybot.trade.ledger',"
-        " 'tinybot.trade.reconcile', 'tinybot.owner.notify'))), file=sys.stderr)"
+        " 'tinybot.trade.reconcile', 'tinybot.owner.notify', 'tinybot.trade.proposals', 'tinybot.trade.guards',"
+        " 'importlib.resources'))), file=sys.stderr)"
     )
     r = subprocess.run([sys.executable, "-c", probe, *command], capture_output=True, text=True, timeout=60)
     assert r.stderr.strip().splitlines()[-1] == "[]", r.stderr

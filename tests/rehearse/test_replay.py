@@ -742,3 +742,49 @@ def test_the_replay_package_has_a_room_per_concern_and_re_exports_nothing():
         ready = {m for m, deps in imports.items() if m not in done and deps <= done}
         assert ready, f"an import cycle among {sorted(set(imports) - done)}"
         done |= ready
+
+
+def test_a_replay_composes_no_daily_digest(setup, monkeypatch):
+    """A replay delivers no alert: its digest drew a matplotlib chart every simulated day nobody saw (issue 26:
+    most of a replay's time).  The days replayed here cross 21:00, the default digest time, five times."""
+    from tinybot.owner import digest
+
+    composed = []
+    monkeypatch.setattr(digest, "compose", lambda *a, **k: composed.append(a) or pytest.fail("digest composed"))
+    cfg, _ = setup
+    s = run(cfg, start=datetime(2025, 1, 5, tzinfo=timezone.utc), end=datetime(2025, 1, 10, tzinfo=timezone.utc))
+    assert s["ticks"] > 100 and composed == []
+
+
+def test_a_sweep_uses_every_usable_core_unless_jobs_says_otherwise(setup, monkeypatch):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tinybot.rehearse.replay import sweep as sweep_module
+
+    asked = []
+
+    class Pool(ProcessPoolExecutor):
+        def __init__(self, max_workers=None):
+            asked.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(sweep_module, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(sweep_module, "usable_cores", lambda: 3)
+    args = [
+        "replay",
+        "--json",
+        "--no-progress",
+        "--set",
+        "rules.fast=2,3,4",
+        "--from",
+        "2025-01-05",
+        "--to",
+        "2025-01-07",
+    ]
+    every = CliRunner().invoke(cli, args)
+    one = CliRunner().invoke(cli, [*args, "--jobs", "1"])
+    assert every.exit_code == 0 and one.exit_code == 0, every.output + one.output
+    assert asked == [3, 1]
+    assert json.loads(every.output) == json.loads(one.output)
+    r = CliRunner().invoke(cli, [*args, "--jobs", "0"])
+    assert r.exit_code == 2 and "--jobs" in r.output

@@ -200,7 +200,7 @@ def table(rows: list[dict], columns: list[str]) -> None:
 
 def shown(text) -> str:
     """Text from a user or an advisor as it is safe to print: control characters escaped (no terminal tricks)."""
-    from ..trade.proposals import escape_controls
+    from ..base.text import escape_controls
 
     return escape_controls("" if text is None else str(text))
 

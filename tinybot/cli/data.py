@@ -284,10 +284,28 @@ def _print_sweep(result: dict) -> None:
 @click.option("--score", "scored", is_flag=True, help="Head to head: the --advisors each on its own book, scored.")
 @click.option("--advisors", "score_names", help="With --score: advisors to compare, e.g. rules,dca,llm.")
 @click.option("--allow-look-ahead", is_flag=True, help="With --score: score llm before [llm] knowledge_cutoff, marked.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1),
+    help="A sweep's combinations replayed at once, one process each (default: every core this process may use).",
+)
 @pass_state
 @friendly
 def replay_command(
-    state, start, end, markets, eur, sets, slippage, as_json, report_path, keep_dir, llm_mode, no_progress, **score
+    state,
+    start,
+    end,
+    markets,
+    eur,
+    sets,
+    slippage,
+    as_json,
+    report_path,
+    keep_dir,
+    llm_mode,
+    no_progress,
+    jobs,
+    **score,
 ):
     """What would tinybot have done?  The real tick over stored candles.
 
@@ -347,6 +365,7 @@ def replay_command(
             runs = sweep(
                 state.cfg,
                 grid,
+                workers=jobs,
                 progress=bar.step,
                 start=begin,
                 end=stop,

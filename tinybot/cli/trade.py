@@ -686,7 +686,7 @@ def resume_command(state, as_json):
 
 def check_reason(text: str, flag: str) -> str:
     """The same limit as a proposal's reason: longer is refused, never cut."""
-    from ..trade.proposals import REASON_MAX
+    from ..base.text import REASON_MAX
 
     if len(text) > REASON_MAX:
         raise Fail(f"{flag}: {len(text)} characters is over the limit of {REASON_MAX}; shorten it")

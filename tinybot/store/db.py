@@ -15,7 +15,6 @@ import os
 import re
 import sqlite3
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -110,7 +109,8 @@ def fault(e: BaseException, path: str | Path, *, waited_ms: int | None = None) -
 
 def schema_text() -> str:
     """schema.sql, package data (in a checkout tinybot/schema.sql links to the top-level file)."""
-    return resources.files("tinybot").joinpath("schema.sql").read_text(encoding="utf-8")
+    # the package's own folder, not importlib.resources: that import (tempfile, random, …) was a fifth of `kill`'s
+    return (Path(__file__).resolve().parent.parent / "schema.sql").read_text(encoding="utf-8")
 
 
 @dataclass(frozen=True)

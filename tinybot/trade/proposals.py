@@ -16,6 +16,7 @@ from .book import steps
 from ..base.markets import MARKET_RE
 from ..base.sizing import EXCHANGE_MINIMUM_EUR
 from ..base.markets import normalise_market
+from ..base.text import REASON_MAX, escape_controls
 from . import guards
 from .guards import approval_hash
 
@@ -77,21 +78,6 @@ def validate(draft: Draft) -> Draft:
 
 
 BOOK_RE = re.compile(r"^[\w.:-]{1,100}$")
-
-
-REASON_MAX = 2000
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def escape_controls(text: str) -> str:
-    """Show control characters (escape sequences, carriage returns, newlines) as visible escapes, e.g. ``\\x1b``.
-
-    A reason comes from a person or an LLM; printed raw, an escape sequence
-    could rewrite the terminal (hide a line, fake a status).
-    """
-    return _CONTROL.sub(
-        lambda m: {"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(m.group(), f"\\x{ord(m.group()):02x}"), text
-    )
 
 
 def effective_status(status: str, expires_at: str, has_execution: bool, now=None) -> str:
@@ -233,9 +219,12 @@ def expire_stale(conn: sqlite3.Connection) -> list[int]:
         ids = [
             r["id"]
             for r in conn.execute(
-                "SELECT id FROM proposals p WHERE status IN ('pending', 'approved') AND expires_at <= ?"
-                " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id)",
-                (now_iso,),
+                # the candidates come from proposals_open (schema.sql, 0011_speed), not from every approved
+                # proposal ever (CROSS JOIN: SQLite reads o first); each is still checked here
+                "SELECT p.id FROM proposals_open o CROSS JOIN proposals p ON p.id = o.id WHERE o.expires_at <= ?"
+                " AND p.status IN ('pending', 'approved') AND p.expires_at <= ?"
+                " AND NOT EXISTS (SELECT 1 FROM trade_executions e WHERE e.proposal_id = p.id) ORDER BY p.id",
+                (now_iso, now_iso),
             )
         ]
         conn.executemany(

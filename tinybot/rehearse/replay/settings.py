@@ -125,7 +125,8 @@ def scratch_config(
         llm=dataclasses.replace(cfg.llm, base_url=llm_url) if llm_url else cfg.llm,
         exchange=dataclasses.replace(cfg.exchange, url=url, operator_id=cfg.exchange.operator_id or 1),
         scheduler=dataclasses.replace(cfg.scheduler, approval="auto", log_file="replay.log", keep_days=KEEP_DAYS),
-        alerts=AlertsConfig(),
+        # a replay delivers no alert: its daily digest drew a chart nobody saw, most of a replay's time
+        alerts=AlertsConfig(digest_at=""),
     )
     return ReplayConfig(**values)
 

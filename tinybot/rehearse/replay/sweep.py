@@ -61,6 +61,14 @@ def _sweep_one(args) -> dict:
     return {"sets": sets, "trades": len(s["trades"]), **{k: s[k] for k in KEPT}}
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container or `taskset` may allow fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def sweep(
     cfg: Config,
     grid: list[list[str]],
@@ -76,7 +84,7 @@ def sweep(
         except ReplayError as e:
             if "unknown key" in str(e) or "write it as key=value" in str(e):
                 raise
-    workers = max(1, min(workers or os.cpu_count() or 1, len(grid)))
+    workers = max(1, min(workers or usable_cores(), len(grid)))
     jobs = [(str(cfg.path), sets, kw) for sets in grid]
     results = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
