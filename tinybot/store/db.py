@@ -30,12 +30,14 @@ class DatabaseFault(TinybotError):
     """The database file cannot be used as it is: one line naming the file and the fix.
 
     ``exit_code`` is what the CLI exits with (LOCKED for a lock held too long,
-    ERROR for everything a person must repair).
+    ERROR for everything a person must repair); ``kind`` what is wrong: locked, damaged, read_only, full,
+    io (the card failed a read or write), missing, other.
     """
 
-    def __init__(self, message: str, exit_code: int = exitcodes.ERROR):
+    def __init__(self, message: str, exit_code: int = exitcodes.ERROR, kind: str = "other"):
         super().__init__(message)
         self.exit_code = exit_code
+        self.kind = kind
 
 
 def restore_hint(path: str | Path) -> str:
@@ -165,9 +167,10 @@ def fault(e: BaseException, path: str | Path, *, waited_ms: int | None = None) -
             f"{path} is locked by another process (waited {waited:g}s); find it with"
             f" `fuser -v {path}` (a `sqlite3` shell left open? another tinybot?), end it and try again",
             exitcodes.LOCKED,
+            "locked",
         )
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in low or "not a database" in low:
-        return DatabaseFault(f"{path} is damaged ({text}); {restore_hint(path)}")
+        return DatabaseFault(f"{path} is damaged ({text}); {restore_hint(path)}", kind="damaged")
     refused = (
         name.startswith("SQLITE_READONLY") or "readonly" in low or "read-only" in low or getattr(e, "errno", None) == 30
     )  # EROFS; a full disk's read-only fallback (connect) refuses writes the same way
@@ -175,16 +178,26 @@ def fault(e: BaseException, path: str | Path, *, waited_ms: int | None = None) -
         return DatabaseFault(
             f"{path} cannot be written: the disk holding it is full ({_size(free_bytes(path))} free); nothing in it"
             f" is lost: free some space on {Path(path).parent} (old files in backups/, logs, other files), then"
-            " try again (a running `tinybot run` pauses trading and resumes by itself)"
+            " try again (a running `tinybot run` pauses trading and resumes by itself)",
+            kind="full",
         )
     if refused:
+        hint = backup_hint(path)
+        move = (
+            f"copy {Path(path).parent} to a good card, then {hint}"
+            if hint
+            else f'copy it to a good card (`sqlite3 {path} ".backup /good/card/{Path(path).name}"`) and run'
+            " tinybot from there"
+        )
         return DatabaseFault(
             f"{path} cannot be written: its filesystem is read-only (a failing SD card turns read-only);"
-            " `tinybot status`, `history`, `why` and `doctor` still work; copy the newest backup to a good card,"
-            f" then {restore_hint(path)}"
+            f" `tinybot status`, `history`, `why` and `doctor` still work; {move}",
+            kind="read_only",
         )
     if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) or isinstance(e, OSError):
-        return DatabaseFault(f"{path} cannot be used ({text}): check the card (`dmesg`); {restore_hint(path)}")
+        return DatabaseFault(
+            f"{path} cannot be used ({text}): check the card (`dmesg`); {restore_hint(path)}", kind="io"
+        )
     return DatabaseFault(f"{path}: database error ({text}); {restore_hint(path)}")
 
 
