@@ -8,6 +8,8 @@ read-only mount), corrupt and truncated files, `tinybot` in its own process.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -445,3 +447,61 @@ def test_a_missing_database_with_backups_names_init_and_the_restore_command(home
         " (check `db =` in bot.toml if it should exist)"
     )
     assert not (home / "tinybot.db").exists()
+
+
+# --- issue 23 items 4 and 5: stopping and exit codes ------------------------------------------------------
+
+
+def _start_run(home: Path, receiver_url: str) -> subprocess.Popen:
+    """A real `tinybot run` (paper, ticking every minute) whose output goes into a pipe this test reads;
+    returns once it printed its banner and its first tick."""
+    env = dict(os.environ, TINYBOT_CONFIG=str(home / "bot.toml"), TINYBOT_ALERT_URLS=receiver_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinybot", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout.readline().startswith("tinybot run: mode paper")
+    assert " ok | " in proc.stdout.readline()
+    return proc
+
+
+@pytest.fixture
+def receiver():
+    from helpers.receiver import Receiver
+
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_ctrl_c_after_the_reader_of_the_output_went_away_is_a_clean_stop(home, receiver):
+    """`tinybot run | tee -a run.log` and Ctrl-C: tee ends first, then tinybot's next line met a closed pipe
+    (BrokenPipeError, exit 1, a traceback, a "DIED" alert, and systemd restarting it)."""
+    proc = _start_run(home, receiver.url)
+    proc.stdout.close()  # the reader is gone
+    proc.send_signal(signal.SIGINT)
+    rc, err = proc.wait(timeout=60), proc.stderr.read()
+    assert rc == exitcodes.OK, err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
+    conn = db.connect(home / "tinybot.db")
+    hb = conn.execute("SELECT state, detail FROM scheduler_heartbeat").fetchone()
+    assert (hb["state"], hb["detail"]) == ("stopped", "SIGINT")
+    stopped = [m["message"] for m in receiver.messages if m.get("title") == "tinybot: bot stopped"]
+    assert len(stopped) == 1 and "stopped (SIGINT)" in stopped[0] and "DIED" not in stopped[0]
+
+
+def test_restore_while_run_holds_the_lock_exits_75_as_the_readme_says(home, receiver):
+    backup = invoke("backup", "--label", "nightly")
+    name = Path(backup.output.split()[1]).name
+    proc = _start_run(home, receiver.url)
+    try:
+        r = run_cli("backup", "--restore", name, env={"TINYBOT_CONFIG": str(home / "bot.toml")})
+        assert r.returncode == exitcodes.LOCKED == 75, r.stderr
+        assert r.stderr.strip() == (
+            f"Error: `tinybot run` holds {home / 'tinybot.db.lock'} (PID {proc.pid}); stop it first"
+            " (`sudo systemctl stop tinybot`, or Ctrl-C in its terminal)"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == exitcodes.OK
+        proc.stdout.close()
+        proc.stderr.close()

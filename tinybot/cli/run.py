@@ -5,6 +5,7 @@ Registered lazily in cli.py, so `tinybot kill` and friends never import this.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -45,19 +46,39 @@ def run_command(state, once, ignore_doctor):
 
     cfg = state.cfg
     gate = (lambda sched: _doctor_gate(sched, ignore_doctor)) if cfg.mode == "live" else None
-    sched = scheduler.Scheduler(cfg, state.conn, echo=click.echo, gate=gate)
+    sched = scheduler.Scheduler(cfg, state.conn, echo=_echo, gate=gate)
     try:
         if not once:
-            click.echo(
+            _echo(
                 f"tinybot run: mode {cfg.mode}, every {_fmt(cfg.scheduler.interval)}, approval "
                 f"{cfg.scheduler.approval}, advisors {', '.join(cfg.advisors) or '(none)'};"
                 f" log {cfg.log_path}. Ctrl-C stops after the current step."
             )
         code = sched.run(once=once)
     except AlreadyRunning as e:
-        click.echo(f"Error: {e}", err=True)
+        _echo(f"Error: {e}", err=True)
         sys.exit(exitcodes.LOCKED)
     sys.exit(code)
+
+
+def _echo(text: str, err: bool = False) -> None:
+    """A line for whoever reads `tinybot run`'s output.  When that reader is gone (`| tee run.log` ended by
+    the same Ctrl-C, `| head`), the run goes on, or stops as it was asked to, without a word more there:
+    the log file has every line.  A closed pipe is not a reason to die."""
+    stream = sys.stderr if err else sys.stdout
+    if stream in _GONE:
+        return
+    try:
+        click.echo(text, err=err)
+    except BrokenPipeError:
+        _GONE.add(stream)
+        # what is still buffered would fail again when Python flushes it on the way out (exit 120)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+_GONE: set = set()
 
 
 def _doctor_gate(sched, ignore: bool) -> list[str]:
@@ -70,14 +91,14 @@ def _doctor_gate(sched, ignore: bool) -> list[str]:
 
     decision = decide_start(sched.cfg, sched.notifier(), ignore=ignore)
     for c in decision.warnings:
-        click.echo(f"Warning: doctor: {c.name}: {c.detail}", err=True)
+        _echo(f"Warning: doctor: {c.name}: {c.detail}", err=True)
     if decision.ignored:
-        click.echo(f"Warning: {decision.override}", err=True)
+        _echo(f"Warning: {decision.override}", err=True)
     elif decision.refused:
-        click.echo(f"Error: refusing to start live trading: {decision.summary}", err=True)
+        _echo(f"Error: refusing to start live trading: {decision.summary}", err=True)
         for c in decision.blocking:
-            click.echo(f"  fix {c.name}: {c.fix}", err=True)
-        click.echo(
+            _echo(f"  fix {c.name}: {c.fix}", err=True)
+        _echo(
             f"Run `tinybot doctor` after fixing it (exit code {exitcodes.REFUSED_START}: systemd does not"
             " restart this; --ignore-doctor overrides, loudly).",
             err=True,
