@@ -49,7 +49,7 @@ from ..store.liveness import DIED_PREFIX, next_slot, slot_of
 from ..owner.notify import Notifier, install_redaction
 from ..base.runlock import RunLock
 from ..owner.telegram import poller as telegram
-from . import alerts, heartbeat, retention
+from . import alerts, allowlist, heartbeat, retention
 from .beat import FINAL_WRITE_PATIENCE_S, Beat
 from .diskfull import DiskFull, is_disk_full
 from .logfile import attach_log_file, detach_log_file
@@ -300,6 +300,10 @@ class Scheduler:
         )
         self.beat.starting(conn)
         self._startup_reconcile(conn)
+        unlisted = allowlist.start_refusal(self.cfg, self.ticks.read_only())
+        if unlisted:
+            self.echo(f"Error: refusing to start: {unlisted}")
+            return unlisted
         if self.gate is not None:
             reasons = self.gate(self)
             if reasons:
