@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...base.config import Config
-from ...base.secrets import lookup
+from ...base.secrets import lookup, where
 from .check import Check, failed, passed, skipped
 
 AUTH_UNKNOWN_KEY = frozenset({305})
@@ -246,7 +246,7 @@ def _auth_failure(name: str, p: KeyProbe, cfg: Config) -> Check:
         return failed(
             name,
             f"{var}_KEY does not authenticate: Bitvavo knows no such key ({p.auth_detail})",
-            f"copy the key again from Bitvavo (API settings) into {var}_KEY in {cfg.secrets_path};"
+            f"copy the key again from Bitvavo (API settings) into {where(cfg.secrets_path, var + '_KEY')};"
             " it may have been deleted",
         )
     if p.auth == "bad_secret":
@@ -254,7 +254,7 @@ def _auth_failure(name: str, p: KeyProbe, cfg: Config) -> Check:
             name,
             f"{var}_KEY does not authenticate: the signature is wrong, so {var}_SECRET is not"
             f" that key's secret ({p.auth_detail})",
-            f"copy the secret again into {var}_SECRET in {cfg.secrets_path} (Bitvavo shows it once:"
+            f"copy the secret again into {where(cfg.secrets_path, var + '_SECRET')} (Bitvavo shows it once:"
             " if it is lost, make a new key)",
         )
     return failed(
