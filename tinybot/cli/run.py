@@ -31,13 +31,16 @@ def run_command(state, once, ignore_doctor):
     Each tick: reconcile, expire stale proposals, read the market, ask the
     advisors, apply the approval policy, execute approved proposals, sync
     fills.  One line per tick here; full detail in scheduler.log_file.
-    An unreachable exchange pauses trading; it resumes by itself.
+    An unreachable exchange or a full disk pauses trading; it resumes by
+    itself.  Every allowlisted market must be one the exchange lists.
     Live mode: in-flight orders are reconciled first, then doctor's blocking
     checks must pass (the others only warn).
     \b
-    Exit codes: 0 stopped cleanly (--once: the tick ran); 1 the loop died or
-    the tick failed; 5 (--once) the exchange was unreachable; 75 another
-    `tinybot run` holds the lock; 78 refused to start (see `tinybot doctor`).
+    Exit codes: 0 stopped cleanly (--once: the tick ran), Ctrl-C included,
+    even when what read the output (`| tee`) went away first; 1 the loop
+    died or the tick failed; 5 (--once) the exchange was unreachable; 75
+    another `tinybot run` holds the lock; 78 refused to start (an allowlist
+    market the exchange does not list, or see `tinybot doctor`).
     \b
     Example (in tmux on the Pi):
         tinybot run
