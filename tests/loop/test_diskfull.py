@@ -153,6 +153,7 @@ def test_on_a_full_disk_reads_work_and_writes_say_the_disk_is_full_not_start_afr
         ["history"],
         ["propose", "BTC-EUR", "buy", "--eur", "6"],
         ["backup"],
+        ["run", "--once"],
         then_free=["propose", "BTC-EUR", "buy", "--eur", "6"],
     )
     for rc, _out, err in results[:4]:
@@ -165,6 +166,9 @@ def test_on_a_full_disk_reads_work_and_writes_say_the_disk_is_full_not_start_afr
             f"Error: {home / 'tinybot.db'} cannot be written: the disk holding it is full ("
         ), err
         assert "free some space" in err and "aside" not in err and "tinybot init" not in err
+    rc, out, err = results[6]  # the lock is taken (its PID is only a hint); the start's first write finds no room
+    assert rc == exitcodes.ERROR and "Traceback" not in err + out, err + out
+    assert f"{home / 'tinybot.db'} cannot be written: the disk holding it is full (" in out, out
     rc, out, err = results[-1]
     assert rc == 0 and out.startswith("Proposal 2: buy BTC-EUR €6"), err  # room again: it just works
 

@@ -171,6 +171,8 @@ class Scheduler:
             return code
         except Exception as e:
             died = f"{type(e).__name__}: {e}"
+            if isinstance(e, sqlite3.Error):  # a fault of the file or its card (full, read-only): which, and the fix
+                died = str(db.fault(e, self.cfg.db_path))
             log.error("scheduler DIED: %s\n%s", died, traceback.format_exc())
             self.echo(f"Error: tinybot run died: {died}. The traceback is in {self.cfg.log_path}.")
             return exitcodes.ERROR
