@@ -146,11 +146,12 @@ def check_exists(path: str | Path) -> None:
     if not p.exists():
         hint = backup_hint(p)
         fix = "run `tinybot init` to create it" + ("" if hint is None else f", or {hint}")
-        raise DatabaseFault(f"no database at {p}; {fix} (check `db =` in bot.toml if it should exist)")
+        raise DatabaseFault(f"no database at {p}; {fix} (check `db =` in bot.toml if it should exist)", kind="missing")
     if p.is_file() and p.stat().st_size == 0:
         raise DatabaseFault(
             f"{p} is empty (0 bytes), not a tinybot database; "
-            + (backup_hint(p) or "there is no backup: delete it and run `tinybot init` to start a new database")
+            + (backup_hint(p) or "there is no backup: delete it and run `tinybot init` to start a new database"),
+            kind="missing",
         )
 
 
