@@ -65,7 +65,8 @@ def test_a_blocking_check_refuses_the_start_with_exit_78_and_an_alert(live_env, 
     r = run_cli("run")
     assert r.returncode == exitcodes.REFUSED_START == 78, (r.stdout, r.stderr)
     assert "Error: refusing to start live trading: trade_key: TINYBOT_TRADE_KEY does not authenticate" in r.stderr
-    assert "fix trade_key: copy the secret again into TINYBOT_TRADE_SECRET" in r.stderr
+    # the bad secret came from the environment (it wins over secrets.env): the fix says so (issue 23 item 13)
+    assert "fix trade_key: copy the secret again into the environment variable TINYBOT_TRADE_SECRET" in r.stderr
     assert ticks(cfg) == 0 and sim.sim.orders() == []
     refused = [t for t in alert_texts(receiver) if "start refused" in t]
     assert len(refused) == 1 and "REFUSED TO START (exit 78" in refused[0]

@@ -8,6 +8,8 @@ read-only mount), corrupt and truncated files, `tinybot` in its own process.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -177,13 +179,18 @@ def test_a_damaged_database_gives_one_line_with_the_restore_command_from_every_c
         r = CliRunner().invoke(cli, command)  # an exception that escaped would show here as r.exception
         assert isinstance(r.exception, SystemExit) and r.exit_code == exitcodes.ERROR, (command, r.output)
         last = r.output.strip().splitlines()[-1]
-        assert last.startswith("Error: "), (command, r.output)
         assert "Traceback" not in r.output
+        said = (
+            f"{home / 'tinybot.db'} is damaged ({sqlite_says}); restore a backup:"
+            f" `tinybot backup --restore {name}` (`tinybot backup --list` shows all)"
+        )
+        if command == ["doctor"]:  # the checklist says what it is and the fix (issue 23 item 3), then NO-GO
+            assert f"FAIL  database         {said}  [blocks start]" in r.output, r.output
+            assert "report this as a bug" not in r.output and last.startswith("NO-GO"), r.output
+            continue
+        assert last.startswith("Error: "), (command, r.output)
         if command != ["kill"]:
-            assert last == (
-                f"Error: {home / 'tinybot.db'} is damaged ({sqlite_says}); restore a backup:"
-                f" `tinybot backup --restore {name}` (`tinybot backup --list` shows all)"
-            ), command
+            assert last == f"Error: {said}", command
 
 
 def test_a_damaged_database_in_a_real_process_prints_no_traceback(home):
@@ -191,8 +198,9 @@ def test_a_damaged_database_in_a_real_process_prints_no_traceback(home):
     for command in (["status"], ["doctor"], ["kill"]):
         r = run_cli(*command)
         assert r.returncode == exitcodes.ERROR and "Traceback" not in r.stderr, r.stderr
-        assert "is damaged (file is not a database)" in r.stderr
-        assert "there is no backup" in r.stderr and "run `tinybot init` to start a new database" in r.stderr
+        said = r.stdout if command == ["doctor"] else r.stderr  # doctor: its database check says it
+        assert "is damaged (file is not a database)" in said
+        assert "there is no backup" in said and "run `tinybot init` to start a new database" in said
 
 
 def test_kill_on_a_damaged_database_still_stops_trading_and_says_what_it_could_not_do(home):
@@ -219,11 +227,12 @@ def test_a_lock_held_past_the_timeout_exits_locked_with_the_file_and_the_fix(hom
 
 
 def _in_read_only_mount(home: Path, tmp_path_factory, *commands: list[str]) -> list[tuple[int, str, str]]:
-    """Run tinybot commands with home/ bind-mounted read-only at another path, in a private mount namespace."""
+    """Run tinybot commands with home/ bind-mounted read-only at another path, in a private mount namespace.
+    An argument starting with HOME/ names a path inside that read-only view."""
     view, base = tmp_path_factory.mktemp("ro-view"), tmp_path_factory.mktemp("ro-out")
     script = [f"mount --bind -o ro {home} {view} || exit 1"]
     for i, c in enumerate(commands):
-        args = " ".join(f"'{a}'" for a in c)
+        args = " ".join(f"'{a}'".replace("HOME/", f"{view}/") for a in c)  # HOME/: a path on the read-only card
         script.append(
             f"TINYBOT_CONFIG={view}/bot.toml {sys.executable} -m tinybot {args}"
             f" >{base}/out{i} 2>{base}/err{i}; echo $? >{base}/rc{i}"
@@ -273,6 +282,69 @@ def test_read_only_filesystem_reads_work_and_writes_say_so(tmp_path_factory):
         " is read-only, so the bot cannot commit an order either (each is written before it is sent); stop the bot"
         " itself: `sudo systemctl stop tinybot` (or Ctrl-C in its tmux window)"
     )
+
+
+def test_on_a_read_only_card_run_backup_export_and_doctor_say_the_path_and_the_fix(tmp_path_factory):
+    """Issue 23 items 2 and 3: tracebacks from runlock.py, backup.py, export; doctor called it a bug."""
+    home = tmp_path_factory.mktemp("pi")
+    (home / "bot.toml").write_text(PAPER_TOML)
+    assert run_cli("--config", str(home / "bot.toml"), "init").returncode == 0
+    (home / "tinybot.db.lock").unlink(missing_ok=True)  # a card that went read-only before the first run
+    results = _in_read_only_mount(
+        home,
+        tmp_path_factory,
+        ["run", "--once"],
+        ["run"],
+        ["backup"],
+        ["export", "--csv", "HOME/fills.csv"],
+        ["doctor"],
+    )
+    read_only = f"the filesystem holding {home} is read-only (a failing SD card turns read-only): check the card"
+    for rc, _out, err in results:
+        assert rc == exitcodes.ERROR and "Traceback" not in err, err
+    for _rc, _out, err in results[:2]:
+        assert (
+            err.strip()
+            .splitlines()[-1]
+            .startswith(f"Error: cannot write the run lock {home / 'tinybot.db.lock'}: {read_only}")
+        ), err
+    assert err_line(results[2]).startswith(f"Error: cannot write the backup {home / 'backups'}: {read_only}")
+    assert err_line(results[2]).endswith(f'`sqlite3 {home / "tinybot.db"} ".backup /other/disk/tinybot.db"`')
+    assert err_line(results[3]).startswith(f"Error: cannot write the export {home / 'fills.csv'}: {read_only}")
+    doctor = results[4][1]
+    assert f"FAIL  kill_switch      {home / 'tinybot.db'} cannot be written: its filesystem is read-only" in doctor
+    assert "the card is failing (it turned read-only): check it (`dmesg`)" in doctor
+    assert "report this as a bug" not in doctor
+
+
+def err_line(result) -> str:
+    return result[2].strip().splitlines()[-1]
+
+
+def test_export_into_a_missing_folder_names_the_folder_and_the_fix(home):
+    r = CliRunner().invoke(cli, ["export", "--csv", str(home / "no" / "such" / "fills.csv")])
+    assert r.exit_code == exitcodes.ERROR
+    assert r.output.strip().splitlines()[-1] == (
+        f"Error: cannot write the export {home / 'no' / 'such' / 'fills.csv'}: the folder {home / 'no' / 'such'}"
+        f" does not exist: create it (`mkdir -p {home / 'no' / 'such'}`) or give another path"
+    )
+
+
+def test_doctor_on_a_corrupt_database_says_it_is_damaged_and_the_restore_command(home):
+    backup = invoke("backup", "--label", "nightly")
+    name = Path(backup.output.split()[1]).name
+    path = _closed(home / "tinybot.db")
+    with open(path, "r+b") as f:  # pages in the middle overwritten: the header reads, the tables do not
+        f.seek(path.stat().st_size // 2)
+        f.write(b"\xff" * 16384)
+    r = CliRunner().invoke(cli, ["doctor"])
+    assert r.exit_code == exitcodes.ERROR and "Traceback" not in r.output
+    assert "report this as a bug" not in r.output, r.output
+    assert (
+        f"{home / 'tinybot.db'} is damaged (database disk image is malformed); restore a backup:"
+        f" `tinybot backup --restore {name}`"
+    ) in r.output
+    assert "fix:             stop the bot (`sudo systemctl stop tinybot`) and do what the line above says" in r.output
 
 
 def test_read_only_filesystem_still_reads_what_only_the_wal_holds(tmp_path_factory):
@@ -375,3 +447,61 @@ def test_a_missing_database_with_backups_names_init_and_the_restore_command(home
         " (check `db =` in bot.toml if it should exist)"
     )
     assert not (home / "tinybot.db").exists()
+
+
+# --- issue 23 items 4 and 5: stopping and exit codes ------------------------------------------------------
+
+
+def _start_run(home: Path, receiver_url: str) -> subprocess.Popen:
+    """A real `tinybot run` (paper, ticking every minute) whose output goes into a pipe this test reads;
+    returns once it printed its banner and its first tick."""
+    env = dict(os.environ, TINYBOT_CONFIG=str(home / "bot.toml"), TINYBOT_ALERT_URLS=receiver_url)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tinybot", "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    assert proc.stdout.readline().startswith("tinybot run: mode paper")
+    assert " ok | " in proc.stdout.readline()
+    return proc
+
+
+@pytest.fixture
+def receiver():
+    from helpers.receiver import Receiver
+
+    r = Receiver()
+    yield r
+    r.close()
+
+
+def test_ctrl_c_after_the_reader_of_the_output_went_away_is_a_clean_stop(home, receiver):
+    """`tinybot run | tee -a run.log` and Ctrl-C: tee ends first, then tinybot's next line met a closed pipe
+    (BrokenPipeError, exit 1, a traceback, a "DIED" alert, and systemd restarting it)."""
+    proc = _start_run(home, receiver.url)
+    proc.stdout.close()  # the reader is gone
+    proc.send_signal(signal.SIGINT)
+    rc, err = proc.wait(timeout=60), proc.stderr.read()
+    assert rc == exitcodes.OK, err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
+    conn = db.connect(home / "tinybot.db")
+    hb = conn.execute("SELECT state, detail FROM scheduler_heartbeat").fetchone()
+    assert (hb["state"], hb["detail"]) == ("stopped", "SIGINT")
+    stopped = [m["message"] for m in receiver.messages if m.get("title") == "tinybot: bot stopped"]
+    assert len(stopped) == 1 and "stopped (SIGINT)" in stopped[0] and "DIED" not in stopped[0]
+
+
+def test_restore_while_run_holds_the_lock_exits_75_as_the_readme_says(home, receiver):
+    backup = invoke("backup", "--label", "nightly")
+    name = Path(backup.output.split()[1]).name
+    proc = _start_run(home, receiver.url)
+    try:
+        r = run_cli("backup", "--restore", name, env={"TINYBOT_CONFIG": str(home / "bot.toml")})
+        assert r.returncode == exitcodes.LOCKED == 75, r.stderr
+        assert r.stderr.strip() == (
+            f"Error: `tinybot run` holds {home / 'tinybot.db.lock'} (PID {proc.pid}); stop it first"
+            " (`sudo systemctl stop tinybot`, or Ctrl-C in its terminal)"
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == exitcodes.OK
+        proc.stdout.close()
+        proc.stderr.close()

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from helpers import ROOT
 from tinybot.store import backup, db
-from tinybot.base import config, secrets
+from tinybot.base import config, exitcodes, secrets
 from tinybot.trade import killswitch
 from tinybot.ops import restore
 from tinybot.cli import cli
@@ -98,7 +98,7 @@ def test_restore_refuses_while_the_scheduler_holds_the_lock(tmp_path):
     with open(cfg.lock_path, "a+") as f:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         result = tinybot("backup", "--restore", b.path.name, ok=False)
-    assert result.exit_code == 1
+    assert result.exit_code == exitcodes.LOCKED  # 75: try again once it is stopped (README, Exit codes)
     assert "`tinybot run` holds" in result.output and "stop it first" in result.output
     # the README installs a system service: the hint names it (not a `systemctl --user` unit nobody has)
     assert "`sudo systemctl stop tinybot`" in result.output and "--user" not in result.output
@@ -128,7 +128,7 @@ def test_restore_holds_the_same_lock_as_run_and_names_its_pid(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         result = tinybot("backup", "--restore", b.path.name, ok=False)
-        assert result.exit_code == 1
+        assert result.exit_code == exitcodes.LOCKED
         assert f"`tinybot run` holds {cfg.lock_path} (PID {holder.pid}); stop it first" in result.output
     finally:
         holder.kill()

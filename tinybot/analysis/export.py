@@ -17,6 +17,7 @@ never scientific notation).  The file is written whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from ..base.errors import TinybotError
 from ..base import clock, money
+from ..base.writable import cannot_write
 
 LAYOUTS = ("generic", "koinly")
 GENERIC = [
@@ -140,6 +142,11 @@ def write(conn, cfg, path, *, layout: str = "generic", year: int | None = None) 
     w.writerows(body)
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(buf.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ExportError(str(cannot_write("the export", path, e))) from None
     return {"path": str(path), "layout": layout, "year": year, "fills": len(body)}

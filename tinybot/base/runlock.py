@@ -19,6 +19,8 @@ import os
 import time
 from pathlib import Path
 
+from .writable import cannot_write
+
 # How a person stops the holder: the README installs tinybot as a system service.
 HOW_TO_STOP = "`sudo systemctl stop tinybot`, or Ctrl-C in its terminal"
 
@@ -44,18 +46,30 @@ class RunLock:
         self.fd: int | None = None
 
     def acquire(self) -> "RunLock":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock or raise ``AlreadyRunning``; a lock file that cannot be made (a read-only card, a
+        missing permission) raises ``CannotWrite``, one line with the path and the fix."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise cannot_write("the run lock", self.path, e) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise AlreadyRunning(self.path, holder_pid(self.path)) from None
-            raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        os.fsync(fd)
+            raise cannot_write("the run lock", self.path, e) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            os.fsync(fd)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+                raise cannot_write("the run lock", self.path, e) from None
+            # a full disk: the lock is held, only the PID (a hint) is missing; the loop pauses until there is room
         self.fd = fd
         return self
 

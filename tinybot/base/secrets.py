@@ -114,9 +114,33 @@ def read_file(path: Path | None, *, strict: bool = True) -> dict[str, str]:
     return values
 
 
+ENVIRONMENT, FILE = "environment", "file"  # where a value came from
+
+
+def found(path: Path | None, name: str, file_values: dict[str, str] | None = None) -> tuple[str | None, str | None]:
+    """The one rule of where a value comes from: (value, ENVIRONMENT or FILE), the environment winning;
+    (None, None) when neither sets it.  ``file_values``: the file as already read (else read leniently)."""
+    value = os.environ.get(name)
+    if value:
+        return value, ENVIRONMENT
+    value = (file_values if file_values is not None else read_file(path, strict=False)).get(name)
+    return (value, FILE) if value else (None, None)
+
+
 def lookup(path: Path | None, name: str) -> str | None:
     """A value as tinybot would find it (environment first), read leniently: for doctor's checks."""
-    return os.environ.get(name) or read_file(path, strict=False).get(name) or None
+    return found(path, name)[0]
+
+
+def where(path: Path | None, name: str) -> str:
+    """Where a person changes ``name``'s value: the environment variable when the value came from there (it
+    wins over the file, so editing the file would change nothing), else its line in the secrets file."""
+    if found(path, name)[1] == ENVIRONMENT:
+        return (
+            f"the environment variable {name} (it comes from there, not from {path}: change or unset it where it is"
+            " set, e.g. your shell's `export` or the systemd unit's `Environment=`)"
+        )
+    return f"{name} in {path}"
 
 
 # --- what must never be shown --------------------------------------------------------
@@ -150,16 +174,20 @@ class Secrets:
     def __init__(self, path: Path | None):
         self.path = path
         self.requested: list[str] = []
+        self.origins: dict[str, str] = {}  # name -> ENVIRONMENT or FILE, for each value handed out
         self._file: dict[str, str] | None = None
 
     def get(self, name: str) -> str | None:
         if name not in SECRET_NAMES:
             raise KeyError(name)
         self.requested.append(name)
-        value = os.environ.get(name)
-        if value:
-            return value
-        return self._from_file().get(name) or None
+        if os.environ.get(name):
+            value, origin = found(self.path, name, {})
+        else:
+            value, origin = found(self.path, name, self._from_file())
+        if origin is not None:
+            self.origins[name] = origin
+        return value
 
     def pair(self, key_name: str, secret_name: str) -> tuple[str, str] | None:
         key, secret = self.get(key_name), self.get(secret_name)

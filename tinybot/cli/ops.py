@@ -126,7 +126,7 @@ def backup_command(state, list_, restore_from, label, as_json):
             return
         b = backup.make(cfg, label=label)
     except backup.BackupError as e:
-        raise Fail(str(e)) from None
+        raise Fail(str(e), e.exit_code) from None  # 75: `tinybot run` holds the lock (restore)
     emit(b.as_dict(), as_json, lambda d: click.echo(f"Backup: {d['path']} ({d['size']} bytes)"))
 
 

@@ -5,6 +5,7 @@ Registered lazily in cli.py, so `tinybot kill` and friends never import this.
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -30,13 +31,16 @@ def run_command(state, once, ignore_doctor):
     Each tick: reconcile, expire stale proposals, read the market, ask the
     advisors, apply the approval policy, execute approved proposals, sync
     fills.  One line per tick here; full detail in scheduler.log_file.
-    An unreachable exchange pauses trading; it resumes by itself.
+    An unreachable exchange or a full disk pauses trading; it resumes by
+    itself.  Every allowlisted market must be one the exchange lists.
     Live mode: in-flight orders are reconciled first, then doctor's blocking
     checks must pass (the others only warn).
     \b
-    Exit codes: 0 stopped cleanly (--once: the tick ran); 1 the loop died or
-    the tick failed; 5 (--once) the exchange was unreachable; 75 another
-    `tinybot run` holds the lock; 78 refused to start (see `tinybot doctor`).
+    Exit codes: 0 stopped cleanly (--once: the tick ran), Ctrl-C included,
+    even when what read the output (`| tee`) went away first; 1 the loop
+    died or the tick failed; 5 (--once) the exchange was unreachable; 75
+    another `tinybot run` holds the lock; 78 refused to start (an allowlist
+    market the exchange does not list, or see `tinybot doctor`).
     \b
     Example (in tmux on the Pi):
         tinybot run
@@ -45,19 +49,39 @@ def run_command(state, once, ignore_doctor):
 
     cfg = state.cfg
     gate = (lambda sched: _doctor_gate(sched, ignore_doctor)) if cfg.mode == "live" else None
-    sched = scheduler.Scheduler(cfg, state.conn, echo=click.echo, gate=gate)
+    sched = scheduler.Scheduler(cfg, state.conn, echo=_echo, gate=gate)
     try:
         if not once:
-            click.echo(
+            _echo(
                 f"tinybot run: mode {cfg.mode}, every {_fmt(cfg.scheduler.interval)}, approval "
                 f"{cfg.scheduler.approval}, advisors {', '.join(cfg.advisors) or '(none)'};"
                 f" log {cfg.log_path}. Ctrl-C stops after the current step."
             )
         code = sched.run(once=once)
     except AlreadyRunning as e:
-        click.echo(f"Error: {e}", err=True)
+        _echo(f"Error: {e}", err=True)
         sys.exit(exitcodes.LOCKED)
     sys.exit(code)
+
+
+def _echo(text: str, err: bool = False) -> None:
+    """A line for whoever reads `tinybot run`'s output.  When that reader is gone (`| tee run.log` ended by
+    the same Ctrl-C, `| head`), the run goes on, or stops as it was asked to, without a word more there:
+    the log file has every line.  A closed pipe is not a reason to die."""
+    stream = sys.stderr if err else sys.stdout
+    if stream in _GONE:
+        return
+    try:
+        click.echo(text, err=err)
+    except BrokenPipeError:
+        _GONE.add(stream)
+        # what is still buffered would fail again when Python flushes it on the way out (exit 120)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+
+
+_GONE: set = set()
 
 
 def _doctor_gate(sched, ignore: bool) -> list[str]:
@@ -70,14 +94,14 @@ def _doctor_gate(sched, ignore: bool) -> list[str]:
 
     decision = decide_start(sched.cfg, sched.notifier(), ignore=ignore)
     for c in decision.warnings:
-        click.echo(f"Warning: doctor: {c.name}: {c.detail}", err=True)
+        _echo(f"Warning: doctor: {c.name}: {c.detail}", err=True)
     if decision.ignored:
-        click.echo(f"Warning: {decision.override}", err=True)
+        _echo(f"Warning: {decision.override}", err=True)
     elif decision.refused:
-        click.echo(f"Error: refusing to start live trading: {decision.summary}", err=True)
+        _echo(f"Error: refusing to start live trading: {decision.summary}", err=True)
         for c in decision.blocking:
-            click.echo(f"  fix {c.name}: {c.fix}", err=True)
-        click.echo(
+            _echo(f"  fix {c.name}: {c.fix}", err=True)
+        _echo(
             f"Run `tinybot doctor` after fixing it (exit code {exitcodes.REFUSED_START}: systemd does not"
             " restart this; --ignore-doctor overrides, loudly).",
             err=True,

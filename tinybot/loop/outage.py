@@ -33,6 +33,12 @@ OUTAGE_KEY = "scheduler.outage_since"
 MAX_BACKOFF = timedelta(minutes=15)
 
 
+def backoff_wait(interval: timedelta, failures: int) -> timedelta:
+    """How long the loop waits after ``failures`` paused ticks in a row: one interval, doubling, at most
+    MAX_BACKOFF (an outage here; a full disk in loop.diskfull)."""
+    return max(min(interval * (2 ** (failures - 1)), MAX_BACKOFF), interval)
+
+
 def network_failure(exc: BaseException) -> bool | None:
     """True: the exchange could not be reached (timeout, refused, 5xx, rate limited); False: it answered
     and refused or made no sense; None: cannot tell from the exception alone (ask the exchange)."""
@@ -146,8 +152,7 @@ class Outage:
             self.failures = 0
             return None
         self.failures += 1
-        interval = self.cfg.scheduler.interval
-        wait = max(min(interval * (2 ** (self.failures - 1)), MAX_BACKOFF), interval)
+        wait = backoff_wait(self.cfg.scheduler.interval, self.failures)
         until = clock.now() + wait
         self.echo(f"  exchange unreachable ({self.failures} in a row); backing off {clock.format_duration(wait)}")
         log.warning("exchange outage %s in a row; backing off until %s", self.failures, clock.to_iso(until))

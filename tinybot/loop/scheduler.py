@@ -49,8 +49,9 @@ from ..store.liveness import DIED_PREFIX, next_slot, slot_of
 from ..owner.notify import Notifier, install_redaction
 from ..base.runlock import RunLock
 from ..owner.telegram import poller as telegram
-from . import alerts, heartbeat, retention
+from . import alerts, allowlist, heartbeat, retention
 from .beat import FINAL_WRITE_PATIENCE_S, Beat
+from .diskfull import DiskFull, is_disk_full
 from .logfile import attach_log_file, detach_log_file
 from .outage import Outage
 from .stop import Interrupted, Stop
@@ -96,6 +97,7 @@ class Scheduler:
         self._notifier = Notifier(cfg, conn)
         self.beat = Beat(cfg, stop=self.stop, echo=echo, started_at=self.started_at)
         self.outage = Outage(cfg, notifier=self._notifier, echo=echo)
+        self.disk = DiskFull(cfg, notifier=self._notifier, echo=echo)
         self.ticks = Tick(
             cfg,
             stop=self.stop,
@@ -169,6 +171,8 @@ class Scheduler:
             return code
         except Exception as e:
             died = f"{type(e).__name__}: {e}"
+            if isinstance(e, sqlite3.Error):  # a fault of the file or its card (full, read-only): which, and the fix
+                died = str(db.fault(e, self.cfg.db_path))
             log.error("scheduler DIED: %s\n%s", died, traceback.format_exc())
             self.echo(f"Error: tinybot run died: {died}. The traceback is in {self.cfg.log_path}.")
             return exitcodes.ERROR
@@ -192,20 +196,52 @@ class Scheduler:
             slot = slot_of(now, interval)
             if (not_before is None or now >= not_before) and slot != self.last_slot:
                 try:
-                    report = self.tick(slot)
+                    report = self._tick_unless_full(slot)
                 except Interrupted:
                     break  # stopped while waiting for the database lock
-                self.echo(report.line())
-                not_before = self.outage.backoff(report.outage)
+                if report is not None:
+                    self.echo(report.line())
+                if report is None or report.disk_full:
+                    not_before = self.disk.backoff()
+                else:
+                    not_before = self.outage.backoff(report.outage)
                 if once:
-                    return report.exit_code
+                    return report.exit_code if report is not None else exitcodes.ERROR
             wake = self._wake(interval, not_before, until)
             try:
                 self._beat_between_ticks(wake, not_before)
             except Interrupted:
                 break
+            except sqlite3.Error as e:
+                if not is_disk_full(e, self.cfg):
+                    raise
+                self.disk.begin(e)  # the heartbeat found no room: retry (and tick) after the backoff
+                not_before = self.disk.backoff()
+                wake = self._wake(interval, not_before, until)
             self._sleep_until(wake)
         return exitcodes.OK
+
+    def _tick_unless_full(self, slot: datetime) -> TickReport | None:
+        """The tick, unless the disk is still full (None: no tick, back off).  A tick that finds no room for
+        its writes, wherever in the tick, reports ``disk_full`` and starts the pause (loop.diskfull)."""
+        back = None
+        if self.disk.paused:
+            back = self.disk.retry(self.conn)
+            if back is None:
+                return None
+        try:
+            report = self.tick(slot)
+        except sqlite3.Error as e:
+            if not is_disk_full(e, self.cfg):
+                raise
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            report = TickReport(slot, status="failed", errors=[f"disk full: {e}"], disk_full=True)
+        if report.disk_full:
+            self.disk.begin(report.errors[-1] if report.errors else "disk full")
+        if back:
+            report.notes.insert(0, back)
+        return report
 
     def _wake(self, interval, not_before: datetime | None, until: datetime | None) -> datetime:
         """When the loop next wakes: the next slot, the current one if a tick overran into it (run late rather
@@ -219,6 +255,8 @@ class Scheduler:
         return wake
 
     def _beat_between_ticks(self, wake: datetime, not_before: datetime | None) -> None:
+        if self.disk.paused:
+            return  # nothing can be written; the retry's own write says when there is room again
         state = "backing_off" if not_before and not_before > clock.now() else "running"
         self.beat.beat(self.conn, state, wake, self.outage.detail(self.conn))
 
@@ -264,6 +302,10 @@ class Scheduler:
         )
         self.beat.starting(conn)
         self._startup_reconcile(conn)
+        unlisted = allowlist.start_refusal(self.cfg, self.ticks.read_only())
+        if unlisted:
+            self.echo(f"Error: refusing to start: {unlisted}")
+            return unlisted
         if self.gate is not None:
             reasons = self.gate(self)
             if reasons:

@@ -58,6 +58,7 @@ class TickReport:
     errors: list[str] = field(default_factory=list)
     outage: bool = False  # the exchange could not be reached: trading pauses, the kill switch is not counted
     reconcile_failed: bool = False  # reconcile had errors while the exchange answered: counts as a failed tick
+    disk_full: bool = False  # a write found no room (loop.diskfull): trading pauses, the kill switch is not counted
 
     @property
     def exit_code(self) -> int:
@@ -402,7 +403,12 @@ class Tick:
         except sqlite3.Error:
             pass
         step = self.stop.step
-        report.outage = classify(e, lambda: self._prices or self.read_only())
+        report.disk_full = db.disk_full(e, self.cfg.db_path)
+        report.outage = not report.disk_full and classify(e, lambda: self._prices or self.read_only())
+        if report.disk_full:
+            report.errors.append(f"{step}: disk full: {e}")
+            log.warning("tick %s: disk full in %s: %s", label, step, e)
+            return  # nothing can be recorded; loop.diskfull alerts once and pauses
         if report.outage:
             report.errors.append(f"{step}: exchange unreachable: {e}")
             log.warning("tick %s: exchange unreachable in %s: %s", label, step, e)
@@ -424,7 +430,9 @@ class Tick:
     def _after(self, conn: sqlite3.Connection, report: TickReport) -> None:
         """Outage bookkeeping, the consecutive-errors count, then the alerts (events, block summary)."""
         try:
-            if report.outage:
+            if report.disk_full:
+                pass  # not counted towards the kill switch either: the loop pauses (loop.diskfull)
+            elif report.outage:
                 self.outage.begin(conn, report.errors)  # not counted towards the kill switch: it pauses instead
             elif report.status == "failed" or report.reconcile_failed:
                 self._safety(conn, report, tick_ok=False)

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..store import backup, db
-from ..base import clock
+from ..base import clock, exitcodes
 from ..trade import killswitch, ledger, reconcile
 from ..advisors import llm_budget
 from ..store.backup import Backup, BackupError
@@ -136,7 +136,9 @@ def scheduler_lock(cfg) -> Iterator[None]:
         lock = RunLock(cfg.lock_path).acquire()
     except AlreadyRunning as e:
         who = f" (PID {e.pid})" if e.pid else ""
-        raise RestoreError(f"`tinybot run` holds {cfg.lock_path}{who}; stop it first ({HOW_TO_STOP})") from None
+        refused = RestoreError(f"`tinybot run` holds {cfg.lock_path}{who}; stop it first ({HOW_TO_STOP})")
+        refused.exit_code = exitcodes.LOCKED  # try again once it is stopped (README, Exit codes)
+        raise refused from None
     try:
         yield
     finally:

@@ -26,6 +26,7 @@ from typing import Callable
 
 from ..base.errors import TinybotError
 from ..base import clock
+from ..base.writable import cannot_write
 
 KEEP = 20  # newest backups kept by make(); older ones are deleted
 _NAME = re.compile(r"^tinybot-(\d{8}T\d{6}\.\d{6}Z)-([\w.-]+?)(?:-\d+)?\.db$")
@@ -95,7 +96,10 @@ def make(cfg, label: str = "manual", *, keep: int = KEEP) -> Backup:
     if not src_path.exists() or src_path.stat().st_size == 0:
         raise BackupError(f"no database at {src_path} yet; nothing to back up (run `tinybot init`)")
     d = backup_dir(cfg)
-    d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        d.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as e:
+        raise _cannot_write(d, src_path, e) from None
     label = re.sub(r"[^\w.-]+", "-", label).strip("-") or "manual"
     stem = f"tinybot-{clock.now().strftime(STAMP)}-{label}"
     dest, n = d / f"{stem}.db", 1
@@ -106,8 +110,10 @@ def make(cfg, label: str = "manual", *, keep: int = KEEP) -> Backup:
     src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True, timeout=30)
     try:
         # the copy may hold the read key's nothing, but it holds the whole trade history: owner only
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        os.close(fd)
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600))
+        except OSError as e:
+            raise _cannot_write(dest, src_path, e) from None
         dst = sqlite3.connect(tmp)
         try:
             src.backup(dst)
@@ -127,6 +133,14 @@ def make(cfg, label: str = "manual", *, keep: int = KEEP) -> Backup:
     for old in listing(cfg)[keep:]:
         old.path.unlink(missing_ok=True)
     return next(b for b in listing(cfg) if b.path == dest)
+
+
+def _cannot_write(dest: Path, src: Path, e: OSError) -> BackupError:
+    """A backup that cannot be written where it goes: the path, why, and the fix (tinybot.base.writable)."""
+    return BackupError(
+        f"{cannot_write('the backup', dest, e)}; meanwhile a copy can go to another disk:"
+        f' `sqlite3 {src} ".backup /other/disk/{src.name}"`'
+    )
 
 
 def before_migration(cfg) -> Callable[[list[str]], None]:

@@ -11,6 +11,7 @@ its write (the check-then-act race the guards depend on).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sqlite3
@@ -28,25 +29,96 @@ class DatabaseFault(TinybotError):
     """The database file cannot be used as it is: one line naming the file and the fix.
 
     ``exit_code`` is what the CLI exits with (LOCKED for a lock held too long,
-    ERROR for everything a person must repair).
+    ERROR for everything a person must repair); ``kind`` what is wrong: locked, damaged, read_only, full,
+    io (the card failed a read or write), missing, other.
     """
 
-    def __init__(self, message: str, exit_code: int = exitcodes.ERROR):
+    def __init__(self, message: str, exit_code: int = exitcodes.ERROR, kind: str = "other"):
         super().__init__(message)
         self.exit_code = exit_code
+        self.kind = kind
 
 
 def restore_hint(path: str | Path) -> str:
-    """The exact restore command for the newest backup next to ``path``, or what to do without one."""
-    from .backup import newest_in
+    """The exact restore command for the newest backup next to ``path``, or what to do without one.
 
-    newest = newest_in(Path(path).parent / "backups")
-    if newest is None:
+    A new database is suggested only when there is no backup *and* SQLite's ``quick_check`` says the file
+    itself is damaged: an intact file, or one that cannot even be checked, is never to be thrown away."""
+    hint = backup_hint(path)
+    if hint is not None:
+        return hint
+    health = quick_check(path)
+    if health == "ok":
         return (
-            f"there is no backup in {Path(path).parent / 'backups'}: move {Path(path).name} aside and run"
-            " `tinybot init` to start a new database"
+            f"{Path(path).name} itself passes SQLite's quick_check: keep it (do not move or delete it), fix the"
+            " disk, then take a backup (`tinybot backup`)"
         )
-    return f"restore a backup: `tinybot backup --restore {newest.path.name}` (`tinybot backup --list` shows all)"
+    if health is None:
+        return (
+            f"{Path(path).name} could not be checked: keep it (do not delete it); there is no backup in"
+            f" {Path(path).parent / 'backups'} to restore"
+        )
+    return (
+        f"there is no backup in {Path(path).parent / 'backups'}: move {Path(path).name} aside (keep it) and run"
+        " `tinybot init` to start a new database"
+    )
+
+
+def quick_check(path: str | Path) -> str | None:
+    """SQLite's ``PRAGMA quick_check`` of the file at ``path``, read-only: 'ok', what it found wrong, or None
+    when the file could not be read at all (its disk fails, or it is not there)."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        conn = read_only(p, 2000)
+        try:
+            return "; ".join(r[0] for r in conn.execute("PRAGMA quick_check").fetchall()[:3])
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as e:
+        name = getattr(e, "sqlite_errorname", "") or ""
+        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+            return str(e)
+        return None
+
+
+# Less free space than this on the database's filesystem is a full disk: SQLite needs room for its -wal and
+# a 32 KiB -shm, and ext4 keeps a reserve only root may use.
+FULL_BELOW_BYTES = 256 * 1024
+
+
+def free_bytes(path: str | Path) -> int | None:
+    """Bytes a non-root process may still write on the filesystem holding ``path`` (None: cannot tell)."""
+    try:
+        st = os.statvfs(Path(path).parent)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def disk_full(e: BaseException, path: str | Path | None = None) -> bool:
+    """Is ``e`` a full disk: SQLITE_FULL, ENOSPC/EDQUOT, or an I/O error while the filesystem of ``path``
+    has no room left (SQLite reports a -shm it cannot grow as a disk I/O error)."""
+    name = getattr(e, "sqlite_errorname", "") or ""
+    if name.startswith("SQLITE_FULL") or "database or disk is full" in str(e).lower():
+        return True
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if path is not None and (name.startswith("SQLITE_IOERR") or "disk i/o error" in str(e).lower()):
+        return _short_of_room(path)
+    return False
+
+
+def _short_of_room(path: str | Path) -> bool:
+    free = free_bytes(path)
+    return free is not None and free < FULL_BELOW_BYTES
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    return f"{n // 1024} KiB" if n < 10 * 1024 * 1024 else f"{n // (1024 * 1024)} MiB"
 
 
 def read_only_fs(path: str | Path) -> bool:
@@ -57,22 +129,28 @@ def read_only_fs(path: str | Path) -> bool:
         return False
 
 
+def backup_hint(path: str | Path) -> str | None:
+    """The exact restore command for the newest backup next to ``path``; None when there is no backup."""
+    from .backup import newest_in
+
+    newest = newest_in(Path(path).parent / "backups")
+    if newest is None:
+        return None
+    return f"restore a backup: `tinybot backup --restore {newest.path.name}` (`tinybot backup --list` shows all)"
+
+
 def check_exists(path: str | Path) -> None:
     """Refuse a missing or empty database: only `tinybot init` creates one (a typo must not start afresh)."""
     p = Path(path)
     if not p.exists():
-        hint = restore_hint(p)
-        fix = "run `tinybot init` to create it" + ("" if hint.startswith("there is no backup") else f", or {hint}")
-        raise DatabaseFault(f"no database at {p}; {fix} (check `db =` in bot.toml if it should exist)")
+        hint = backup_hint(p)
+        fix = "run `tinybot init` to create it" + ("" if hint is None else f", or {hint}")
+        raise DatabaseFault(f"no database at {p}; {fix} (check `db =` in bot.toml if it should exist)", kind="missing")
     if p.is_file() and p.stat().st_size == 0:
-        hint = restore_hint(p)
         raise DatabaseFault(
             f"{p} is empty (0 bytes), not a tinybot database; "
-            + (
-                hint
-                if not hint.startswith("there is no backup")
-                else "there is no backup: delete it and run `tinybot init` to start a new database"
-            )
+            + (backup_hint(p) or "there is no backup: delete it and run `tinybot init` to start a new database"),
+            kind="missing",
         )
 
 
@@ -89,20 +167,36 @@ def fault(e: BaseException, path: str | Path, *, waited_ms: int | None = None) -
             f"{path} is locked by another process (waited {waited:g}s); find it with"
             f" `fuser -v {path}` (a `sqlite3` shell left open? another tinybot?), end it and try again",
             exitcodes.LOCKED,
+            "locked",
         )
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in low or "not a database" in low:
-        return DatabaseFault(f"{path} is damaged ({text}); {restore_hint(path)}")
-    if (
+        return DatabaseFault(f"{path} is damaged ({text}); {restore_hint(path)}", kind="damaged")
+    refused = (
         name.startswith("SQLITE_READONLY") or "readonly" in low or "read-only" in low or getattr(e, "errno", None) == 30
-    ):  # EROFS
+    )  # EROFS; a full disk's read-only fallback (connect) refuses writes the same way
+    if disk_full(e, path) or (refused and not read_only_fs(path) and _short_of_room(path)):
+        return DatabaseFault(
+            f"{path} cannot be written: the disk holding it is full ({_size(free_bytes(path))} free); nothing in it"
+            f" is lost: free some space on {Path(path).parent} (old files in backups/, logs, other files), then"
+            " try again (a running `tinybot run` pauses trading and resumes by itself)",
+            kind="full",
+        )
+    if refused:
+        hint = backup_hint(path)
+        move = (
+            f"copy {Path(path).parent} to a good card, then {hint}"
+            if hint
+            else f'copy it to a good card (`sqlite3 {path} ".backup /good/card/{Path(path).name}"`) and run'
+            " tinybot from there"
+        )
         return DatabaseFault(
             f"{path} cannot be written: its filesystem is read-only (a failing SD card turns read-only);"
-            " `tinybot status`, `history`, `why` and `doctor` still work; copy the newest backup to a good card,"
-            f" then {restore_hint(path)}"
+            f" `tinybot status`, `history`, `why` and `doctor` still work; {move}",
+            kind="read_only",
         )
-    if name.startswith(("SQLITE_IOERR", "SQLITE_FULL", "SQLITE_CANTOPEN")) or isinstance(e, OSError):
+    if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")) or isinstance(e, OSError):
         return DatabaseFault(
-            f"{path} cannot be used ({text}): check the disk (full? failing SD card?), then {restore_hint(path)}"
+            f"{path} cannot be used ({text}): check the card (`dmesg`); {restore_hint(path)}", kind="io"
         )
     return DatabaseFault(f"{path}: database error ({text}); {restore_hint(path)}")
 
@@ -140,30 +234,53 @@ def migrations() -> list[Migration]:
 def connect(path: str | Path, *, busy_timeout_ms: int | None = None) -> sqlite3.Connection:
     """Open the database the one way tinybot opens it.
 
-    On a read-only filesystem (an SD card that failed into read-only mode)
-    the file is opened read-only, so the commands that only read keep
-    working: ``mode=ro`` while a ``-wal`` file holds data (SQLite reads it),
-    ``immutable=1`` when there is none (nothing can change the file, and
-    SQLite could not create the ``-shm`` it would otherwise need).
+    On a read-only filesystem (an SD card that failed into read-only mode),
+    and on a full one (SQLite cannot even make its 32 KiB ``-shm``), the file
+    is opened read-only (``read_only``), so the commands that only read keep
+    working; a write then fails, and ``fault`` says which of the two it is.
     """
     timeout_ms = BUSY_TIMEOUT_MS if busy_timeout_ms is None else busy_timeout_ms
     if read_only_fs(path) and Path(path).exists():
-        wal = Path(f"{path}-wal")
-        mode = "mode=ro" if wal.exists() and wal.stat().st_size > 0 else "mode=ro&immutable=1"
-        conn = sqlite3.connect(
-            f"file:{Path(path).resolve()}?{mode}", uri=True, isolation_level=None, timeout=timeout_ms / 1000
-        )
+        return read_only(path, timeout_ms)
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=timeout_ms / 1000)
+    try:
         conn.row_factory = sqlite3.Row
         conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
-        return conn
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=timeout_ms / 1000)
+    except sqlite3.OperationalError as e:
+        conn.close()
+        if not (Path(path).is_file() and disk_full(e, path)):
+            raise
+        return read_only(path, timeout_ms)
+    return conn
+
+
+def read_only(path: str | Path, timeout_ms: int = BUSY_TIMEOUT_MS) -> sqlite3.Connection:
+    """A connection that only reads (``PRAGMA query_only``): ``mode=ro``, which shares the ``-shm`` of a
+    running writer; when SQLite cannot set that up (a read-only or full filesystem) and no ``-wal`` holds
+    data, ``immutable=1`` (the file alone is the whole database then)."""
+    uri = f"file:{Path(path).resolve()}?mode=ro"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=timeout_ms / 1000)
+    try:
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        conn.close()
+        wal = Path(f"{path}-wal")
+        if wal.exists() and wal.stat().st_size > 0:
+            raise
+        conn = sqlite3.connect(uri + "&immutable=1", uri=True, isolation_level=None, timeout=timeout_ms / 1000)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA query_only = 1")
     return conn
+
+
+def is_read_only(conn: sqlite3.Connection) -> bool:
+    """Was ``conn`` opened by ``read_only`` (a read-only or full filesystem)?"""
+    return bool(conn.execute("PRAGMA query_only").fetchone()[0])
 
 
 @contextlib.contextmanager
@@ -179,7 +296,8 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite has already rolled back after SQLITE_FULL (and IOERR, NOMEM): a second
+            conn.execute("ROLLBACK")  # ROLLBACK would raise "no transaction is active" and hide the real error
         raise
     else:
         conn.execute("COMMIT")
@@ -371,7 +489,7 @@ def open_existing(path: str | Path, before_migration=None, after_migration=None)
                 f"{path} is an SQLite file but not a tinybot database (no kill_switch table);"
                 f" check `db =` in bot.toml, or {restore_hint(path)}"
             )
-        if not read_only_fs(path):
+        if not is_read_only(conn):  # a migration cannot be written on a read-only or full disk
             migrate(conn, before_migration=before_migration, after_migration=after_migration)
     except BaseException:
         conn.close()

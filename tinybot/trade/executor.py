@@ -164,7 +164,8 @@ def execute(conn: sqlite3.Connection, cfg: Config, exchange: Trading, proposal_i
         guards.record(conn, proposal_id, execution["id"], "commit", verdicts, now)
         blocks = [v for v in verdicts if not v.ok]
         if blocks:
-            reason = "; ".join(f"{v.code}: {v.detail}" for v in blocks)
+            # said once: several guards can block for one cause (an unlisted market fails three of them)
+            reason = "; ".join(dict.fromkeys(f"{v.code}: {v.detail}" for v in blocks))
             conn.execute(
                 "UPDATE trade_executions SET state = 'blocked', reason = ?, updated_at = ?, resolved_at = ?"
                 " WHERE id = ?",

@@ -24,7 +24,7 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
     conn, checks = local.open_database(cfg)
     try:
         if conn is not None:
-            checks.append(guarded("kill_switch", lambda: local.kill_switch_wired(conn)))
+            checks.append(local.on_database("kill_switch", cfg, lambda: local.kill_switch_wired(conn)))
             unknown = llm_budget.unknown_spend(conn, tz=cfg.tz)  # a restore could not read the LLM spend
             if unknown:
                 checks.append(warned("llm_budget", unknown, "check the spend on the provider's dashboard"))

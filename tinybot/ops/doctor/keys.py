@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...base.config import Config
-from ...base.secrets import lookup
+from ...base.secrets import lookup, where
 from .check import Check, failed, passed, skipped, warned
 
 OBSERVED_FILE = "live_probe.json"  # what the last `doctor --live-probe` saw, beside the database
@@ -300,7 +300,7 @@ def _auth_failure(name: str, p: KeyProbe, cfg: Config) -> Check:
         return failed(
             name,
             f"{var}_KEY does not authenticate: Bitvavo knows no such key ({p.auth_detail})",
-            f"copy the key again from Bitvavo (API settings) into {var}_KEY in {cfg.secrets_path};"
+            f"copy the key again from Bitvavo (API settings) into {where(cfg.secrets_path, var + '_KEY')};"
             " it may have been deleted",
         )
     if p.auth == "key_length":
@@ -314,7 +314,7 @@ def _auth_failure(name: str, p: KeyProbe, cfg: Config) -> Check:
             name,
             f"{var}_KEY does not authenticate: the signature is wrong, so {var}_SECRET is not"
             f" that key's secret ({p.auth_detail})",
-            f"copy the secret again into {var}_SECRET in {cfg.secrets_path} (Bitvavo shows it once:"
+            f"copy the secret again into {where(cfg.secrets_path, var + '_SECRET')} (Bitvavo shows it once:"
             " if it is lost, make a new key)",
         )
     return failed(

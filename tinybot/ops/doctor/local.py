@@ -27,15 +27,48 @@ BACKUP_MAX_AGE = timedelta(days=7)
 
 
 def open_database(cfg: Config) -> tuple[sqlite3.Connection | None, list[Check]]:
-    """The database's connection (None when there is none) and its two checks: constraints, integrity."""
+    """The database's connection (None when there is none or it cannot be read) and its two checks:
+    constraints, integrity.  A damaged file, a read-only or full card is said as such, with its fix."""
     if not cfg.db_path.exists():
         return None, [failed("database", f"no database at {cfg.db_path}", "run `tinybot init`")]
-    conn = db.connect(cfg.db_path)
-    pending = [m.name for m in db.pending_migrations(conn)]
+    try:
+        conn = db.connect(cfg.db_path)
+        pending = [m.name for m in (db.pending_migrations(conn) if not db.is_read_only(conn) else ())]
+    except sqlite3.Error as e:
+        return None, [database_fault("database", cfg, e)]
     return conn, [
-        guarded("database", lambda: db_constraints(conn, pending)),
-        guarded("integrity", lambda: integrity(conn)),
+        on_database("database", cfg, lambda: db_constraints(conn, pending)),
+        on_database("integrity", cfg, lambda: integrity(conn)),
     ]
+
+
+def on_database(name: str, cfg: Config, fn) -> Check:
+    """``guarded`` for a check that reads or writes the database: a fault of the file or its card is not a
+    bug in the check (``database_fault``)."""
+
+    def checked() -> Check:
+        try:
+            return fn()
+        except sqlite3.Error as e:
+            return database_fault(name, cfg, e)
+
+    return guarded(name, checked)
+
+
+def database_fault(name: str, cfg: Config, e: sqlite3.Error) -> Check:
+    """What is wrong with the database or its card (tinybot.store.db.fault), and the fix for that."""
+    f = db.fault(e, cfg.db_path)
+    folder = cfg.db_path.parent
+    fix = {
+        "damaged": "stop the bot (`sudo systemctl stop tinybot`) and do what the line above says (docs/OPERATIONS.md,"
+        " Rollback); then check the card (`dmesg`)",
+        "read_only": "the card is failing (it turned read-only): check it (`dmesg`) and move to a good card as the"
+        " line above says (docs/OPERATIONS.md, A failing SD card)",
+        "full": f"free some space on {folder} (old backups, logs); a running bot resumes by itself",
+        "locked": f"find the process that holds it (`fuser -v {cfg.db_path}`) and end it",
+        "io": "check the card (`dmesg`); keep the file, and restore a backup if it does not read again",
+    }.get(f.kind, "check the card (`dmesg`) and the file")
+    return failed(name, str(f), fix)
 
 
 def _unique_columns(conn: sqlite3.Connection, table: str) -> set[tuple[str, ...]]:

@@ -8,6 +8,7 @@ from decimal import Decimal
 from ...base import clock
 from ...base.config import Config
 from ...base.sizing import EXCHANGE_MINIMUM_EUR
+from ...loop.allowlist import unlisted
 from .check import Check, failed, passed, skipped, warned
 
 SKEW_SHARE = 4  # clock skew must stay under a quarter of the access window
@@ -88,7 +89,7 @@ def allowlist(cfg: Config, markets: dict | None, why_none: str = "the exchange d
         )
     if markets is None:
         return skipped("allowlist", f"{', '.join(allow)}: not checked: {why_none}")
-    unknown = [m for m in allow if m not in markets]
+    unknown = unlisted(allow, markets)  # `tinybot run` refuses to start on these (loop.allowlist)
     halted = [f"{m} ({markets[m].status})" for m in allow if m in markets and markets[m].status != "trading"]
     if unknown or halted:
         parts = ([f"not on the exchange: {', '.join(unknown)}"] if unknown else []) + (
