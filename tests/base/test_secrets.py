@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from helpers.configs import live_text
 from helpers.sim import READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, shared_accounts
 
@@ -36,7 +38,14 @@ def test_each_value_handed_out_records_where_it_came_from(tmp_path, monkeypatch)
     )
 
 
-def test_doctor_names_the_environment_for_a_bad_key_that_came_from_there(tmp_path, sim_factory, monkeypatch):
+@pytest.mark.parametrize(
+    "value,says",
+    [("deleted-key".ljust(64, "0"), "Bitvavo knows no such key"), ("cut-short", "is not a whole Bitvavo API key")],
+    ids=["unknown-key", "key-length"],
+)
+def test_doctor_names_the_environment_for_a_bad_key_that_came_from_there(
+    tmp_path, sim_factory, monkeypatch, value, says
+):
     sim = sim_factory(accounts=shared_accounts())
     (tmp_path / "bot.toml").write_text(live_text(sim.url), encoding="utf-8")
     secrets_file(
@@ -46,14 +55,14 @@ def test_doctor_names_the_environment_for_a_bad_key_that_came_from_there(tmp_pat
         TINYBOT_TRADE_KEY=TRADE_KEY,
         TINYBOT_TRADE_SECRET=TRADE_SECRET,
     )
-    monkeypatch.setenv("TINYBOT_TRADE_KEY", "deleted-key")  # left exported in the shell: it wins over the file
+    monkeypatch.setenv("TINYBOT_TRADE_KEY", value)  # left exported in the shell: it wins over the file
     from tinybot.ops.doctor import checklist
     from tinybot.store import db
 
     cfg = config.load(tmp_path / "bot.toml")
     db.open_db(cfg.db_path).close()
     trade_key = {c.name: c for c in checklist.run_checks(cfg)}["trade_key"]
-    assert trade_key.status == "fail" and "Bitvavo knows no such key" in trade_key.detail
+    assert trade_key.status == "fail" and says in trade_key.detail, trade_key.detail
     assert "into the environment variable TINYBOT_TRADE_KEY (it comes from there" in trade_key.fix, trade_key.fix
     assert f"TINYBOT_TRADE_KEY in {cfg.secrets_path}" not in trade_key.fix
-    assert secrets.lookup(cfg.secrets_path, "TINYBOT_TRADE_KEY") == "deleted-key"
+    assert secrets.lookup(cfg.secrets_path, "TINYBOT_TRADE_KEY") == value

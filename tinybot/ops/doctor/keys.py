@@ -307,7 +307,7 @@ def _auth_failure(name: str, p: KeyProbe, cfg: Config) -> Check:
         return failed(
             name,
             f"{var}_KEY is not a whole Bitvavo API key: Bitvavo's keys are 64 characters ({p.auth_detail})",
-            f"copy the key again, all of it, from Bitvavo (API settings) into {var}_KEY in {cfg.secrets_path}",
+            f"copy the key again, all of it, from Bitvavo (API settings) into {where(cfg.secrets_path, var + '_KEY')}",
         )
     if p.auth == "bad_secret":
         return failed(
