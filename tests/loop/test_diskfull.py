@@ -87,8 +87,8 @@ def test_a_full_disk_pauses_trading_alerts_once_each_way_and_resumes_by_itself(w
     assert kinds(receiver).index("disk full") < kinds(receiver).index("disk back")
     assert "bot stopped" in kinds(receiver) and not any("DIED" in m["message"] for m in receiver.messages)
     # back-off while full: 1m, 2m, 4m, ... (not a tick a minute)
-    assert "disk full (1 in a row); trading paused; retrying in 1m" in out
-    assert "disk full (2 in a row); trading paused; retrying in 2m" in out
+    assert "disk full (1 in a row); trading paused; retrying in 1 min" in out
+    assert "disk full (2 in a row); trading paused; retrying in 2 min" in out
     assert "disk has room again after" in out
     assert killswitch.state(conn)["trading_enabled"] == 1  # a full disk is a pause, not a reason to distrust
     # every order the exchange has was written before it was sent; trading resumed once there was room

@@ -361,7 +361,7 @@ def test_exchange_outage_backs_off(write_config, sim):
     slots = [r[0][11:16] for r in conn.execute("SELECT slot FROM ticks ORDER BY slot")]
     # backoff 1m, 2m, 4m: 20:00 → 20:01 → 20:03 → 20:07 (not every minute)
     assert slots == ["20:00", "20:01", "20:03", "20:07"]
-    assert "backing off 4m" in "\n".join(lines)
+    assert "backing off 4 min" in "\n".join(lines)
 
 
 def test_liveness(write_config, tmp_path):
@@ -465,7 +465,7 @@ def test_after_an_outage_with_the_kill_switch_on_nothing_says_trading_resumes(wr
         frozen.tick(timedelta(minutes=1))
         back = sched.tick()
     said = "trading stays off: the kill switch is on (owner: looking at the books)"
-    assert back.notes == [f"exchange back after 2m; {said}"] and not back.orders
+    assert back.notes == [f"exchange back after 2 min; {said}"] and not back.orders
     ((text,),) = conn.execute("SELECT text FROM alert_log WHERE kind = 'exchange_back'").fetchall()
     assert said in text and "resumes" not in text
     over = [r.getMessage() for r in caplog.records if "is over" in r.getMessage()]
@@ -896,13 +896,13 @@ def test_the_outage_tracker_alone_backs_off_doubling_up_to_fifteen_minutes_and_a
         tracker.backoff(True)
         assert outage.since(conn) == "2026-11-27T20:00:05.000000Z"
         assert tracker.detail(conn) == (
-            "exchange unreachable since 2026-11-27T20:00:05.000000Z: trading paused; 1 outage tick(s) in a row"
+            "exchange unreachable since 20:00:05 UTC: trading paused; 1 outage tick(s) in a row"
         )
         frozen.tick(timedelta(minutes=3))
         note = tracker.end(conn)
-    assert note.startswith("exchange back after 3m") and outage.since(conn) is None
+    assert note.startswith("exchange back after 3 min") and outage.since(conn) is None
     assert alerts(conn) == [("exchange_outage", "warning"), ("exchange_back", "info")]
-    assert "backing off 15m" in lines[4]
+    assert "backing off 15 min" in lines[4]
 
 
 def test_an_outage_that_starts_with_the_kill_switch_on_does_not_promise_to_resume(write_config):
@@ -920,11 +920,11 @@ def test_an_outage_that_starts_with_the_kill_switch_on_does_not_promise_to_resum
     texts = dict(conn.execute("SELECT kind, text FROM alert_log WHERE kind LIKE 'exchange_%'").fetchall())
     said = "the kill switch is on (auto: 5 ticks in a row failed)"
     assert texts["exchange_outage"] == (
-        "exchange unreachable since 2026-11-27T20:00:05.000000Z: trading is paused (nothing is sent) and stays off"
+        "exchange unreachable since 20:00:05 UTC: trading is paused (nothing is sent) and stays off"
         f" after it answers again: {said}. Last error: markets: timeout"
     )
     assert "resume" not in texts["exchange_outage"] and f"trading stays off: {said}" in texts["exchange_back"]
-    assert note == f"exchange back after 5m; trading stays off: {said}"
+    assert note == f"exchange back after 5 min; trading stays off: {said}"
 
 
 def test_the_beat_alone_keeps_idle_rows_for_its_next_beat_and_writes_a_busy_tick_with_the_heartbeat(write_config):

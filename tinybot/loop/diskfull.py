@@ -74,7 +74,8 @@ class DiskFull:
         alerts.send(
             self.notifier,
             "disk_full",
-            f"the disk holding {self.cfg.db_path} is full ({error}): trading is paused since {began}; nothing is"
+            f"the disk holding {self.cfg.db_path} is full ({error}): trading is paused since"
+            f" {clock.human_time(began, self.cfg.tz, seconds=True)}; nothing is"
             " sent (each order is written before it is sent). The database is intact. Free some space on"
             f" {self.cfg.db_path.parent} (old backups, logs); tinybot retries with back-off and resumes by itself.",
             key=f"disk_full:{began}",
@@ -86,14 +87,15 @@ class DiskFull:
         over (alerted once), else None (still full: no tick)."""
         if not room_for_a_tick(conn):
             return None
-        took = clock.format_duration(clock.now() - self.since)
+        took = clock.spoken(clock.now() - self.since)
         began = clock.to_iso(self.since)
+        since_text = clock.human_time(began, self.cfg.tz, seconds=True)
         self.since, self.failures = None, 0
         log.warning("disk has room again after %s (full since %s): trading resumes", took, began)
         alerts.send(
             self.notifier,
             "disk_back",
-            f"the disk holding {self.cfg.db_path} has room again after {took} (full since {began}); trading resumes",
+            f"the disk holding {self.cfg.db_path} has room again after {took} (full since {since_text}); trading resumes",
             key=f"disk_back:{began}",
             severity="info",
         )
@@ -104,6 +106,6 @@ class DiskFull:
         self.failures += 1
         wait = backoff_wait(self.cfg.scheduler.interval, self.failures)
         until = clock.now() + wait
-        self.echo(f"  disk full ({self.failures} in a row); trading paused; retrying in {clock.format_duration(wait)}")
+        self.echo(f"  disk full ({self.failures} in a row); trading paused; retrying in {clock.spoken(wait)}")
         log.warning("disk still full (%s in a row); retrying at %s", self.failures, clock.to_iso(until))
         return until

@@ -120,7 +120,8 @@ class Outage:
         alerts.send(
             self.notifier,
             "exchange_outage",
-            f"exchange unreachable since {began}: trading is paused (nothing is sent) {after}. Last error: {why}",
+            f"exchange unreachable since {clock.human_time(began, self.cfg.tz, seconds=True)}: trading is paused"
+            f" (nothing is sent) {after}. Last error: {why}",
             key=f"exchange_outage:{began}",
             severity="warning",
         )
@@ -132,14 +133,17 @@ class Outage:
         if not began:
             return None
         set_state(conn, OUTAGE_KEY, "")
-        took = clock.format_duration(clock.now() - clock.from_iso(began))
+        took = clock.spoken(clock.now() - clock.from_iso(began))
+        since_text = clock.human_time(began, self.cfg.tz, seconds=True)
         off = kept_off(conn)
         now_trading = "trading resumes" if off is None else f"trading stays off: {off}"
         log.warning("exchange outage since %s is over (%s): reconcile clean, %s", began, took, now_trading)
-        text = f"exchange answers again after {took} (outage since {began}); reconcile is clean and trading resumes"
+        text = (
+            f"exchange answers again after {took} (outage since {since_text}); reconcile is clean and trading resumes"
+        )
         if off is not None:
             text = (
-                f"exchange answers again after {took} (outage since {began}); reconcile is clean, but {now_trading};"
+                f"exchange answers again after {took} (outage since {since_text}); reconcile is clean, but {now_trading};"
                 " `tinybot resume` turns trading back on"
             )
         alerts.send(self.notifier, "exchange_back", text, key=f"exchange_back:{began}", severity="info")
@@ -154,7 +158,7 @@ class Outage:
         self.failures += 1
         wait = backoff_wait(self.cfg.scheduler.interval, self.failures)
         until = clock.now() + wait
-        self.echo(f"  exchange unreachable ({self.failures} in a row); backing off {clock.format_duration(wait)}")
+        self.echo(f"  exchange unreachable ({self.failures} in a row); backing off {clock.spoken(wait)}")
         log.warning("exchange outage %s in a row; backing off until %s", self.failures, clock.to_iso(until))
         return until
 
@@ -163,4 +167,7 @@ class Outage:
         began = since(conn)
         if not began:
             return ""
-        return f"exchange unreachable since {began}: trading paused; {self.failures} outage tick(s) in a row"
+        return (
+            f"exchange unreachable since {clock.human_time(began, self.cfg.tz, seconds=True)}: trading paused;"
+            f" {self.failures} outage tick(s) in a row"
+        )

@@ -25,7 +25,10 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
     try:
         if conn is not None:
             checks.append(local.on_database("kill_switch", cfg, lambda: local.kill_switch_wired(conn)))
-            unknown = llm_budget.unknown_spend(conn, tz=cfg.tz)  # a restore could not read the LLM spend
+            try:
+                unknown = llm_budget.unknown_spend(conn, tz=cfg.tz)  # a restore could not read the LLM spend
+            except sqlite3.DatabaseError:  # a damaged file: the kill_switch check above already says so, and how
+                unknown = None
             if unknown:
                 checks.append(warned("llm_budget", unknown, "check the spend on the provider's dashboard"))
         secrets = guarded("secrets_file", lambda: local.secrets_file(cfg))
