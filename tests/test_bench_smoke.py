@@ -217,10 +217,12 @@ def test_a_window_that_sees_no_commit_is_never_ok(bench, tmp_path):
     assert bench.wear_verdict(two)[0] is False  # fewer than three beats: not measured either
     three = bench.WearFigures(ticks=30, write_bytes=3 * 60_000, commits=3, checkpoints=0, log_bytes=0, seconds=1.0)
     assert bench.wear_verdict(three) == (True, "3 commits seen")
+    pruning = bench.dataclasses.replace(three, prunes_a_day=4, prune_bytes=100_000, prune_commits=1)
+    assert pruning.fsyncs_day == 3 / 30 * 1440 + 4 and pruning.bytes_day == 3 * 60_000 / 30 * 1440 + 400_000
 
 
 def test_the_window_holds_whole_beat_periods_at_least_three(bench):
-    assert bench.wear_window_ticks(timedelta(minutes=1)) == (30, 10)
-    assert bench.wear_window_ticks(timedelta(seconds=2), asked=1) == (30, 10)
-    assert bench.wear_window_ticks(timedelta(minutes=1), asked=31) == (40, 10)
+    assert bench.wear_window_ticks(timedelta(minutes=1)) == (45, 15)
+    assert bench.wear_window_ticks(timedelta(seconds=2), asked=1) == (45, 15)
+    assert bench.wear_window_ticks(timedelta(minutes=1), asked=46) == (60, 15)
     assert bench.wear_window_ticks(timedelta(hours=1)) == (3, 1)
