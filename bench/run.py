@@ -6,8 +6,8 @@ this is a script, not a timed test (tests/test_bench_smoke.py runs it in
 ``--quick`` mode so it cannot rot).
 
     python bench/run.py                 # everything but wear, ~4 minutes
-    python bench/run.py --only wear     # SD-card wear at the real 1-minute tick, ~30 minutes
-    python bench/run.py --only wear --wear-interval 2s   # the same, scaled per tick, ~1 minute
+    python bench/run.py --only wear     # SD-card wear at the real 1-minute tick, ~35 minutes
+    python bench/run.py --only wear --wear-interval 2s   # the same, scaled per tick, ~2 minutes
     python bench/run.py --only execute,guards
     python bench/run.py --quick         # tiny sizes, a few seconds: proves it runs
     python bench/run.py --dir /mnt/sd   # put the databases on another disk
@@ -24,12 +24,13 @@ Sections:
   growth   DB bytes per tick and per trade → bytes per day and per year,
            with and without tinybot.loop.retention
   storm    10 and 50 OS processes executing one proposal
-  wear     bytes an idle `tinybot run` (live, against the simulator) writes:
-           /proc/<pid>/io write_bytes per tick → per day at the 1-minute tick;
-           then the same bot in-process, write_bytes per db.transaction()
-           caller (which step of the tick writes what).  An idle tick now writes
-           nothing; one commit every 10 ticks carries the heartbeat and the idle
-           rows (docs/PERFORMANCE.md), so measure a multiple of 10 ticks
+  wear     bytes and fsynced commits an idle `tinybot run` (live, against the
+           simulator, its prices moving every tick) writes over a window of
+           whole beat periods holding at least 3 of the loop's batched commits:
+           /proc/<pid>/io write_bytes and the WAL's commit frames per tick → per
+           day at the 1-minute tick; never OK when the window saw no commit.
+           Side by side, the same bot in-process, write_bytes and commits per
+           db.transaction() caller (which step of the tick writes what)
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import queue
 import signal
 import sqlite3
 import statistics
@@ -48,9 +48,12 @@ import sys
 import tempfile
 import threading
 import time
+import dataclasses
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -998,7 +1001,13 @@ def bench_storm(rep: Report, work: Path, sizes: list[int], reps: int) -> None:
         )
 
 
-# --- 7. SD-card wear: the bytes an idle `tinybot run` writes ---------------------------------
+# --- 7. SD-card wear: the bytes and the fsynced commits an idle `tinybot run` writes -------------
+
+WEAR_BEATS = 3  # a wear window holds at least this many of the loop's batched commits (issue 27)
+WEAR_DAY_MIB = 10  # targets for an idle day at the 1-minute tick
+WEAR_DAY_COMMITS = 200
+SETTLE_S = 0.3  # after a commit frame lands: its fsync and the WAL-index update are done by then
+WRITEBACK_S = 30  # the kernel writes a dirty page back after ~30 s: ticks further apart find their pages clean
 
 
 def proc_write_bytes(pid: int | str = "self") -> int:
@@ -1007,6 +1016,61 @@ def proc_write_bytes(pid: int | str = "self") -> int:
         if line.startswith("write_bytes:"):
             return int(line.split()[1])
     raise RuntimeError(f"/proc/{pid}/io has no write_bytes")
+
+
+class WalCommits:
+    """The commits that land in a database's WAL, read from the WAL file itself, whichever connection made them.
+
+    A WAL frame whose header holds a non-zero "database size after commit" ends a transaction.  Frames belong to
+    the WAL's current generation while their salts match the WAL header's (a checkpoint that restarts the WAL
+    changes them).  Every tinybot connection runs ``synchronous = FULL``, so each commit is one fsync of the WAL;
+    a checkpoint (the main file's mtime moves) costs fsyncs of its own and is counted apart.  Poll it more often
+    than the WAL restarts (at most once per checkpoint) and no commit is missed.
+    """
+
+    def __init__(self, db_path: Path):
+        self.db_path, self.wal = Path(db_path), Path(f"{db_path}-wal")
+        self.commits = self.checkpoints = 0
+        self._salts: bytes | None = None
+        self._offset = 32  # just past the last commit frame counted
+        self._mtime = self._db_mtime()
+        self._lock = threading.Lock()
+
+    def _db_mtime(self) -> int | None:
+        try:
+            return self.db_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
+    def poll(self) -> tuple[int, int]:
+        """Count the commit frames written since the last poll; (commits, checkpoints) so far."""
+        with self._lock:
+            mtime = self._db_mtime()
+            if mtime != self._mtime:
+                self.checkpoints += self._mtime is not None
+                self._mtime = mtime
+            try:
+                with open(self.wal, "rb") as f:
+                    head = f.read(32)
+                    if len(head) < 32 or int.from_bytes(head[:4], "big") not in (0x377F0682, 0x377F0683):
+                        return self.commits, self.checkpoints
+                    page, salts = int.from_bytes(head[8:12], "big"), head[16:24]
+                    if salts != self._salts:
+                        self._salts, self._offset = salts, 32
+                    f.seek(self._offset)
+                    tail = f.read()
+            except FileNotFoundError:
+                return self.commits, self.checkpoints
+            size, base = 24 + page, self._offset
+            # frames after the last commit may be a transaction still writing (or one rolled back, whose frames
+            # the next writer overwrites): read again next poll, from just past the last commit frame
+            for i in range(0, len(tail) - size + 1, size):
+                if tail[i + 8 : i + 16] != salts:
+                    break
+                if int.from_bytes(tail[i + 4 : i + 8], "big"):
+                    self.commits += 1
+                    self._offset = base + i + size
+            return self.commits, self.checkpoints
 
 
 def seed_month_of_ticks(db_path: Path, interval: timedelta, run_for: timedelta, keep_days: int = 30) -> int:
@@ -1057,26 +1121,198 @@ def wear_env(d: Path, url: str, interval: str) -> tuple[dict, Path]:
     return env, cfg_path
 
 
-def bench_wear(rep: Report, work: Path, ticks: int, interval: str) -> dict:
-    """write_bytes of a real `tinybot run` process (live, simulator), idle, over `ticks` ticks after two warm-ups."""
+def sim_advance(url: str) -> None:
+    """One step of the simulator's price path: a real market moves between two ticks, so the bot sees new prices."""
+    import urllib.request
+
+    root = url.rstrip("/").removesuffix("/v2")
+    req = urllib.request.Request(
+        root + "/_sim/advance", data=b'{"steps": 1}', method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=5) as r:
+        r.read()
+
+
+def is_tick_line(line: str) -> bool:
+    """The one line `tinybot run` prints per tick: "12:01:00 ok | …"."""
+    return line[:9].count(":") == 2 and line[:8].replace(":", "").isdigit()
+
+
+def wear_window_ticks(interval: timedelta, asked: int = 0) -> tuple[int, int]:
+    """(ticks in a wear window, ticks between two of the loop's beats): whole beat periods, at least WEAR_BEATS."""
+    from tinybot.store.liveness import beat_every
+
+    beat_ticks = max(1, round(beat_every(interval) / interval))
+    periods = max(WEAR_BEATS, -(-asked // beat_ticks))
+    return periods * beat_ticks, beat_ticks
+
+
+@dataclass
+class WearMark:
+    ticks: int
+    write_bytes: int
+    commits: int
+    checkpoints: int
+    log_bytes: int
+    at: float
+
+
+@dataclass
+class WearFigures:
+    """What a wear window saw, per tick and scaled to a day at the 1-minute tick."""
+
+    ticks: int
+    write_bytes: int
+    commits: int
+    checkpoints: int
+    log_bytes: int
+    seconds: float
+    prunes_a_day: float = 0.0  # the loop's one write outside its beats (retention), measured apart
+    prune_bytes: int = 0
+    prune_commits: int = 0
+
+    @classmethod
+    def between(cls, a: WearMark, b: WearMark) -> "WearFigures":
+        return cls(
+            b.ticks - a.ticks,
+            b.write_bytes - a.write_bytes,
+            b.commits - a.commits,
+            b.checkpoints - a.checkpoints,
+            b.log_bytes - a.log_bytes,
+            b.at - a.at,
+        )
+
+    def per_day(self, amount: float) -> float:
+        return amount / self.ticks * TICKS_A_DAY if self.ticks else 0.0
+
+    @property
+    def bytes_day(self) -> float:
+        return self.per_day(self.write_bytes) + self.prunes_a_day * self.prune_bytes
+
+    @property
+    def fsyncs_day(self) -> float:
+        """Fsynced commits a day: every commit (synchronous = FULL), and a checkpoint as one more."""
+        return self.per_day(self.commits + self.checkpoints) + self.prunes_a_day * self.prune_commits
+
+
+TICKS_A_DAY = timedelta(days=1) / timedelta(minutes=1)
+
+
+def wear_verdict(fig: WearFigures) -> tuple[bool, str]:
+    """(measured, why): a window measured the bot only when it saw it commit at least WEAR_BEATS times.
+
+    A window without commits measured nothing (the bot writes: its beats, at least): never OK (issue 27)."""
+    if fig.commits == 0:
+        return False, "saw NO commit: the window missed the bot's writes, nothing measured"
+    if fig.commits < WEAR_BEATS:
+        return False, f"saw only {fig.commits} commit(s), fewer than {WEAR_BEATS} beats: not measured"
+    return True, f"{fig.commits} commits seen"
+
+
+class WearWindow:
+    """From just after one of the bot's commits to just after the first commit once ``ticks`` more ticks ran:
+    whole beat periods, so at least WEAR_BEATS batched commits.  A bot that commits nothing still gets a window
+    (after ``patience_s`` without a commit), which then reports zero commits and is refused an OK.
+
+    ``on_tick`` runs once per tick seen (the bench moves the simulator's prices one step: a real market moves
+    between two 1-minute ticks).  ``writeback``: ticks come faster than the kernel writes dirty pages back,
+    so ``os.sync()`` after each tick cleans them as 60 s would: each tick dirties its pages afresh."""
+
+    def __init__(
+        self,
+        watch: WalCommits,
+        write_bytes: Callable[[], int],
+        ticks_done: Callable[[], int],
+        log_path: Path,
+        *,
+        ticks: int,
+        patience_s: float,
+        on_tick: Callable[[], None] = lambda: None,
+        writeback: bool = False,
+        alive: Callable[[], bool] = lambda: True,
+        deadline_s: float = 3600.0,
+    ):
+        self.watch, self.write_bytes, self.ticks_done, self.log_path = watch, write_bytes, ticks_done, log_path
+        self.ticks, self.patience, self.deadline_s = ticks, patience_s, deadline_s
+        self.on_tick, self.writeback, self.alive = on_tick, writeback, alive
+        self._seen = 0
+        self._synced_at = 0
+        self._tick_at = 0.0
+
+    def run(self, warm: int = 1, on_start: Callable[[], None] = lambda: None) -> tuple[WearMark, WearMark]:
+        """A warm-up tick (imports, the first prune and surprise scan), then the window from just after the
+        commit that follows it; ``on_start`` is called just after its start is taken."""
+        deadline = time.monotonic() + self.deadline_s
+        self._after_commit(warm, deadline)
+        start = self._mark()
+        on_start()
+        self._after_commit(start.ticks + self.ticks, deadline)
+        return start, self._mark()
+
+    def _after_commit(self, ticks: int, deadline: float) -> None:
+        """Wait for tick ``ticks`` and a commit after tick ``ticks - 1`` (or a beat period's patience).  The beat
+        after a tick follows its line by milliseconds: a count taken when that line is seen could miss it."""
+        self._wait(lambda: self.ticks_done() >= ticks - 1, deadline)
+        c = self.watch.poll()[0]
+        self._wait(lambda: self.ticks_done() >= ticks, deadline)
+        self._wait(lambda: self.watch.commits > c, min(deadline, time.monotonic() + self.patience), give_up=True)
+
+    def _wait(self, done: Callable[[], bool], until: float, give_up: bool = False) -> None:
+        while True:
+            self.watch.poll()
+            self._each_tick()
+            if done():
+                return
+            if not self.alive():
+                raise RuntimeError("the measured bot stopped")
+            if time.monotonic() >= until:
+                if give_up:
+                    return  # no commit came: the window says so
+                raise RuntimeError("the measured bot stalled")
+            time.sleep(0.05)
+
+    def _each_tick(self) -> None:
+        n = self.ticks_done()
+        if n > self._seen:
+            self._seen, self._tick_at = n, time.monotonic()
+            self.on_tick()
+        if self.writeback and self._synced_at < self._seen and time.monotonic() - self._tick_at > SETTLE_S:
+            os.sync()  # after the tick and its beat: the next tick finds its pages clean, as 60 s later
+            self._synced_at = self._seen
+
+    def _mark(self) -> WearMark:
+        end = time.monotonic() + SETTLE_S
+        while time.monotonic() < end:
+            self.watch.poll()
+            time.sleep(0.05)
+        commits, checkpoints = self.watch.poll()
+        size = self.log_path.stat().st_size if self.log_path.exists() else 0
+        return WearMark(self.ticks_done(), self.write_bytes(), commits, checkpoints, size, time.monotonic())
+
+
+def window_settings(step: timedelta, ticks: int, beat_ticks: int, url: str) -> dict:
+    """A bench window: a beat period and a few ticks of patience, prices moving, writeback as at 60 s."""
+    s = step.total_seconds()
+    patience = (beat_ticks + 3) * (s + 2) + 10
+    return dict(
+        ticks=ticks,
+        patience_s=patience,
+        on_tick=lambda: sim_advance(url),
+        writeback=s < WRITEBACK_S,
+        deadline_s=(ticks + 4) * (s + 5) + 3 * patience + 60,
+    )
+
+
+def wear_headline(work: Path, interval: str, ticks: int, beat_ticks: int, out: dict) -> None:
+    """A real `tinybot run` process (live, simulator, idle) over one wear window; its figures go to ``out``."""
     from tinybot.base import clock
 
     step = clock.parse_duration(interval)
-    scale = timedelta(days=1) / timedelta(minutes=1)  # ticks a day at the default interval
-    print(
-        f"\n7. SD-card wear: an idle `tinybot run` (live → simulator, no advisors, a month of ticks behind it),"
-        f" {ticks} ticks at {interval}; /proc/<pid>/io write_bytes × {scale:.0f} ticks a day",
-        flush=True,
-    )
     d = work / "wear"
-    sim_env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
-    sim, url = start_sim(sim_env)
+    sim, url = start_sim({k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")})
     try:
         env, cfg_path = wear_env(d, url, interval)
-        seeded = seed_month_of_ticks(d / "tinybot.db", step, step * (ticks + 4))
-        # ticks are counted by the one line a tick `tinybot run` prints (after its banner), not by rows:
-        # the loop writes an idle tick's row only with its heartbeat, every 10 ticks (scheduler.beat_every;
-        # 10 s at 1s, 10 min at 1m): measure a multiple of 10 ticks (the default 10) for a fair figure
+        out["seeded"] = seed_month_of_ticks(d / "tinybot.db", step, step * (ticks + 4 * beat_ticks))
         bot = subprocess.Popen(
             [sys.executable, "-m", "tinybot", "run", "--ignore-doctor"],
             env={**env, "PYTHONUNBUFFERED": "1"},
@@ -1084,66 +1320,40 @@ def bench_wear(rep: Report, work: Path, ticks: int, interval: str) -> dict:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(
-            target=lambda: [lines.put(x) for x in iter(bot.stdout.readline, "")] + [lines.put(None)], daemon=True
-        ).start()
-        deadline = time.monotonic() + (ticks + 3) * (step.total_seconds() + 5) + 60
-        seen = [0]
+        done = [0]
+
+        def read_lines() -> None:
+            for line in iter(bot.stdout.readline, ""):
+                done[0] += is_tick_line(line)
+
+        threading.Thread(target=read_lines, daemon=True).start()
         try:
-
-            def wait_for(n: int) -> None:
-                while seen[0] < n:
-                    try:
-                        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-                    except queue.Empty:
-                        raise RuntimeError("tinybot run stalled") from None
-                    if line is None:
-                        raise RuntimeError(f"tinybot run stopped (exit {bot.wait()})")
-                    if line[:9].count(":") == 2 and line[:8].replace(":", "").isdigit():  # "12:01:00 ok | …"
-                        seen[0] += 1
-
-            wait_for(2)  # warm-up: imports, the first prune of the month's backlog, the first surprise scan
-            log = d / "tinybot.log"
-            w0, log0, t0 = proc_write_bytes(bot.pid), log.stat().st_size, time.monotonic()
-            wait_for(2 + ticks)
-            w1, log1, t1 = proc_write_bytes(bot.pid), log.stat().st_size, time.monotonic()
+            window = WearWindow(
+                WalCommits(d / "tinybot.db"),
+                lambda: proc_write_bytes(bot.pid),
+                lambda: done[0],
+                d / "tinybot.log",
+                alive=lambda: bot.poll() is None,
+                **window_settings(step, ticks, beat_ticks, url),
+            )
+            out["figures"] = WearFigures.between(*window.run())
         finally:
             bot.send_signal(signal.SIGTERM)
             bot.wait(timeout=60)
+    except BaseException as e:
+        out["error"] = e
     finally:
         sim.terminate()
         sim.wait(timeout=10)
-    per_tick = (w1 - w0) / ticks
-    day = per_tick * scale
-    rep.add(
-        "wear",
-        f"write_bytes per idle tick ({interval}, {seeded:,} ticks seeded)",
-        f"{per_tick / 1024:,.1f} KiB",
-        raw_b=per_tick,
-    )
-    rep.add(
-        "wear",
-        "→ per day at the 1-minute tick",
-        f"{day / 2**20:,.1f} MiB",
-        day / (10 * 2**20),
-        "10 MiB/day target",
-        "≤ 10 MiB/day",
-        day <= 10 * 2**20,
-        raw_b=day,
-    )
-    rep.add("wear", "  of which log file appended (bytes, not pages)", f"{(log1 - log0) / ticks:,.0f} B/tick")
-    rep.add("wear", "wall per tick", ms((t1 - t0) / ticks))
-    return {"per_tick": per_tick, "per_day": day}
 
 
 class WriteLedger:
-    """Attributes write_bytes of this process to the function that opened each db.transaction()."""
+    """Charges write_bytes of this process, and the WAL commits, to the function that opened each db.transaction()."""
 
     def __init__(self, db_path: Path):
         self.db_path, self.on = db_path, False
-        self.calls: dict[str, list[int]] = {}
-        self.checkpoint = 0
+        self.watch = WalCommits(db_path)
+        self.calls: dict[str, list[tuple[int, int]]] = {}  # caller → [(write_bytes, commits)] per transaction
 
     def wrap(self, real):
         import contextlib
@@ -1156,73 +1366,91 @@ class WriteLedger:
 
             @contextlib.contextmanager
             def measured():
-                w0, m0 = proc_write_bytes(), self.db_path.stat().st_mtime_ns
+                c0, k0 = ledger.watch.poll()
+                w0 = proc_write_bytes()
                 with real(conn) as c:
                     yield c
                 w = proc_write_bytes() - w0
+                c1, k1 = ledger.watch.poll()
                 if ledger.on:
-                    if self.db_path.stat().st_mtime_ns != m0:  # only a checkpoint writes the main file in WAL mode
-                        label_ = label + " (+checkpoint)"
-                    else:
-                        label_ = label
-                    ledger.calls.setdefault(label_, []).append(w)
+                    name = label + (" (+checkpoint)" if k1 != k0 else "")  # only a checkpoint writes the main file
+                    ledger.calls.setdefault(name, []).append((w, c1 - c0))
 
             return measured()
 
         return transaction
 
 
-def bench_wear_breakdown(rep: Report, work: Path, ticks: int, interval: str) -> None:
-    """The same idle bot in this process: what each transaction of a tick writes."""
-    from tinybot.base import clock, config
+def periodic_prune(db_path: Path) -> tuple[int, int, int]:
+    """(write_bytes, commits, rows) of one retention prune: the loop's one write outside its beats, at most every
+    retention.PRUNE_EVERY (a window of ticks holds it only by chance, so it is measured apart): the rows a month
+    of ticks has due PRUNE_EVERY from now, on pages written back since."""
+    from tinybot.base import clock
+    from tinybot.loop import retention
     from tinybot.store import db
+
+    conn = db.open_db(db_path)
+    try:
+        watch = WalCommits(db_path)
+        c0 = watch.poll()[0]
+        os.sync()
+        w0 = proc_write_bytes()
+        rows = retention.prune(conn, clock.now() + retention.PRUNE_EVERY).total
+        w1 = proc_write_bytes()
+        return w1 - w0, watch.poll()[0] - c0, rows
+    finally:
+        conn.close()
+
+
+def wear_breakdown(work: Path, interval: str, ticks: int, beat_ticks: int, out: dict) -> None:
+    """The same idle bot in this process over one wear window: what each transaction writes and commits."""
+    from tinybot.base import clock, config
     from tinybot.loop import scheduler
+    from tinybot.store import db
 
     step = clock.parse_duration(interval)
-    print(
-        f"\n   breakdown: the same bot in-process, {ticks} ticks at {interval}; write_bytes per"
-        " db.transaction() (its caller), the rest",
-        flush=True,
-    )
     sys.dont_write_bytecode = True  # a .pyc written mid-run would count as the bot's
     d = work / "wear-breakdown"
-    sim_env = {k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")}
-    sim, url = start_sim(sim_env)
-    saved = {
-        k: os.environ.get(k)
-        for k in (
-            "TINYBOT_CONFIG",
-            "TINYBOT_TRADE_KEY",
-            "TINYBOT_TRADE_SECRET",
-            "TINYBOT_READ_KEY",
-            "TINYBOT_READ_SECRET",
-        )
-    }
+    sim, url = start_sim({k: v for k, v in os.environ.items() if not k.startswith("TINYBOT_")})
+    names = ("TINYBOT_CONFIG", "TINYBOT_TRADE_KEY", "TINYBOT_TRADE_SECRET", "TINYBOT_READ_KEY", "TINYBOT_READ_SECRET")
+    saved = {k: os.environ.get(k) for k in names}
     real_tx = db.transaction
     try:
         env, cfg_path = wear_env(d, url, interval)
-        os.environ.update({k: env[k] for k in saved})
+        os.environ.update({k: env[k] for k in names})
         cfg = config.load(cfg_path)
-        seed_month_of_ticks(cfg.db_path, step, step * (ticks + 4))
+        seed_month_of_ticks(cfg.db_path, step, step * (ticks + 4 * beat_ticks))
         ledger = WriteLedger(cfg.db_path)
         db.transaction = ledger.wrap(real_tx)
-        marks: dict[str, int] = {}
-        seen = [0]
+        done = [0]
 
-        def before_tick(slot):
-            seen[0] += 1
-            if seen[0] == 3:  # two warm-up ticks, as above
-                ledger.on = True
-                marks["w0"], marks["log0"] = proc_write_bytes(), cfg.log_path.stat().st_size
-            if seen[0] == 3 + ticks:
+        def echo(line: str) -> None:
+            done[0] += is_tick_line(line)
+
+        sched = scheduler.Scheduler(cfg, echo=echo)
+        window = WearWindow(
+            WalCommits(cfg.db_path),
+            proc_write_bytes,
+            lambda: done[0],
+            cfg.log_path,
+            **window_settings(step, ticks, beat_ticks, url),
+        )
+
+        def measure() -> None:
+            try:
+                out["figures"] = WearFigures.between(*window.run(on_start=lambda: setattr(ledger, "on", True)))
                 ledger.on = False
-                marks["w1"], marks["log1"] = proc_write_bytes(), cfg.log_path.stat().st_size
+            except BaseException as e:
+                out["error"] = e
+            finally:
                 sched.request_stop("bench")
 
-        sched = scheduler.Scheduler(cfg, echo=lambda line: None, before_tick=before_tick)
-        sched.run(until=clock.now() + step * (ticks + 6) + timedelta(seconds=60))
+        threading.Thread(target=measure, daemon=True).start()
+        sched.run(until=clock.now() + step * (ticks + 6 * beat_ticks) + timedelta(seconds=120))
         if sched.conn is not None:
             sched.conn.close()
+        out["calls"] = ledger.calls
+        out["prune"] = periodic_prune(cfg.db_path)
     finally:
         db.transaction = real_tx
         for k, v in saved.items():
@@ -1232,39 +1460,147 @@ def bench_wear_breakdown(rep: Report, work: Path, ticks: int, interval: str) -> 
                 os.environ[k] = v
         sim.terminate()
         sim.wait(timeout=10)
-    if "w1" not in marks:
-        raise RuntimeError("the in-process bot did not reach its last measured tick")
-    total = (marks["w1"] - marks["w0"]) / ticks
-    attributed = 0.0
-    for label, ws in sorted(ledger.calls.items(), key=lambda kv: -sum(kv[1])):
-        per = sum(ws) / ticks
-        attributed += per
-        writing = sum(1 for w in ws if w)
-        rep.add(
-            "wear",
-            f"  {label}",
-            f"{per / 1024:,.1f} KiB/tick",
-            per / total if total else None,
-            "all",
-            f"{len(ws) / ticks:.2g} commits/tick, {writing / ticks:.2g} wrote",
-            raw_b=per,
-        )
+
+
+def wear_rows(rep: Report, label: str, fig: WearFigures, interval: str) -> None:
+    """The figures of one window: a tick, a day at the 1-minute tick, the commits seen, and the verdict."""
+    measured, why = wear_verdict(fig)
+    per_tick = fig.write_bytes / fig.ticks if fig.ticks else 0.0
     rep.add(
         "wear",
-        "  outside any transaction (log pages, lock, …)",
-        f"{(total - attributed) / 1024:,.1f} KiB/tick",
-        (total - attributed) / total if total else None,
-        "all",
-        raw_b=total - attributed,
+        f"{label}: write_bytes per idle tick ({interval}, {fig.ticks} ticks)",
+        f"{per_tick / 1024:,.1f} KiB",
+        raw_b=per_tick,
     )
     rep.add(
         "wear",
-        "  in-process total",
-        f"{total / 1024:,.1f} KiB/tick",
+        f"{label}: commits seen in the window",
+        f"{fig.commits}",
+        None,
+        f"{fig.checkpoints} checkpoint(s)",
+        f"at least {WEAR_BEATS} batched commits",
+        None,
+        raw_commits=fig.commits,
+        raw_checkpoints=fig.checkpoints,
+    )
+    rep.add(
+        "wear",
+        f"{label}: → bytes a day at the 1-minute tick",
+        f"{fig.bytes_day / 2**20:,.1f} MiB",
+        fig.bytes_day / (WEAR_DAY_MIB * 2**20),
+        f"{WEAR_DAY_MIB} MiB/day target; {why}",
+        f"≤ {WEAR_DAY_MIB} MiB/day",
+        measured and fig.bytes_day <= WEAR_DAY_MIB * 2**20,
+        raw_b=fig.bytes_day,
+    )
+    rep.add(
+        "wear",
+        f"{label}: → fsynced commits a day at the 1-minute tick",
+        f"{fig.fsyncs_day:,.0f}",
+        fig.fsyncs_day / WEAR_DAY_COMMITS,
+        f"{WEAR_DAY_COMMITS}/day target; {why}",
+        f"≤ {WEAR_DAY_COMMITS}/day",
+        measured and fig.fsyncs_day <= WEAR_DAY_COMMITS,
+        raw_n=fig.fsyncs_day,
+    )
+
+
+def breakdown_rows(rep: Report, fig: WearFigures, calls: dict[str, list[tuple[int, int]]]) -> None:
+    """Which caller of db.transaction() wrote what, per tick and per day, and what no transaction wrote."""
+    ticks = fig.ticks or 1
+    attributed = 0
+    for label, xs in sorted(calls.items(), key=lambda kv: -sum(w for w, _ in kv[1])):
+        written, commits = sum(w for w, _ in xs), sum(c for _, c in xs)
+        attributed += written
+        rep.add(
+            "wear",
+            f"  {label}",
+            f"{written / ticks / 1024:,.1f} KiB/tick",
+            written / fig.write_bytes if fig.write_bytes else None,
+            "all",
+            f"{len(xs) / ticks:.2g} transactions/tick, {commits} fsynced commits: {commits / ticks * TICKS_A_DAY:,.0f}/day",
+            raw_b=written / ticks,
+            raw_commits=commits,
+        )
+    rest = fig.write_bytes - attributed
+    rep.add(
+        "wear",
+        "  outside any transaction (log pages, lock, …)",
+        f"{rest / ticks / 1024:,.1f} KiB/tick",
+        rest / fig.write_bytes if fig.write_bytes else None,
+        "all",
+        f"log appended {fig.log_bytes / ticks:,.0f} B/tick",
+        raw_b=rest / ticks,
+    )
+
+
+def bench_wear(rep: Report, work: Path, asked_ticks: int, interval: str) -> dict:
+    """An idle `tinybot run` process and the same bot in this process, side by side, over wear windows."""
+    from tinybot.base import clock
+
+    step = clock.parse_duration(interval)
+    ticks, beat_ticks = wear_window_ticks(step, asked_ticks)
+    print(
+        f"\n7. SD-card wear: an idle `tinybot run` (live → simulator, prices moving every tick, no advisors, a"
+        f" month of ticks behind it) at {interval}: from just after a commit to just after the first commit"
+        f" {ticks} ticks later ({ticks // beat_ticks} beat periods); /proc/<pid>/io write_bytes and the WAL's"
+        f" commit frames × {TICKS_A_DAY:.0f} ticks a day"
+        + ("; os.sync() after each tick, as 60 s of writeback would" if step.total_seconds() < WRITEBACK_S else ""),
+        flush=True,
+    )
+    head: dict = {}
+    side = threading.Thread(target=wear_headline, args=(work, interval, ticks, beat_ticks, head))
+    side.start()
+    inproc: dict = {}
+    wear_breakdown(work, interval, ticks, beat_ticks, inproc)
+    side.join()
+    for part in (head, inproc):
+        if "error" in part:
+            raise RuntimeError(f"the wear section failed: {part['error']}") from part["error"]
+    from tinybot.loop.retention import PRUNE_EVERY
+
+    prune_b, prune_c, pruned = inproc["prune"]
+    prunes = timedelta(days=1) / PRUNE_EVERY
+    fig, bfig = (
+        dataclasses.replace(f, prunes_a_day=prunes, prune_bytes=prune_b, prune_commits=prune_c)
+        for f in (head["figures"], inproc["figures"])
+    )
+    print(f"   the `tinybot run` process ({head['seeded']:,} ticks seeded)", flush=True)
+    wear_rows(rep, "process", fig, interval)
+    print("   breakdown: the same bot in this process; write_bytes and fsynced commits per db.transaction() caller")
+    breakdown_rows(rep, bfig, inproc["calls"])
+    rep.add(
+        "wear",
+        f"  + retention.prune every {clock.format_duration(PRUNE_EVERY)}, measured once, × {prunes:g} a day",
+        f"{prune_b / 1024:,.1f} KiB",
         None,
         "",
-        f"log appended {(marks['log1'] - marks['log0']) / ticks:,.0f} B/tick",
-        raw_b=total,
+        f"{prune_c} fsynced commit(s), {pruned} rows deleted; in both day figures",
+        raw_b=prune_b,
+        raw_commits=prune_c,
+    )
+    wear_rows(rep, "in-process", bfig, interval)
+    agree(rep, fig, bfig)
+    return {"per_tick": fig.write_bytes / fig.ticks, "per_day": fig.bytes_day, "commits_day": fig.fsyncs_day}
+
+
+def agree(rep: Report, fig: WearFigures, bfig: WearFigures) -> None:
+    """The headline (a process) and the breakdown (in-process) measure the same bot: say how far apart they are."""
+    ratio = bfig.bytes_day / fig.bytes_day if fig.bytes_day else None
+    why = []
+    if fig.commits != bfig.commits or fig.checkpoints != bfig.checkpoints:
+        why.append(
+            f"commits {fig.commits} vs {bfig.commits}, checkpoints {fig.checkpoints} vs {bfig.checkpoints}"
+            " (a write outside the beats or a checkpoint fell in one window only)"
+        )
+    if abs(fig.log_bytes - bfig.log_bytes) > 0:
+        why.append(f"log {fig.log_bytes} vs {bfig.log_bytes} B")
+    rep.add(
+        "wear",
+        "in-process vs process, bytes a day",
+        f"{bfig.bytes_day / 2**20:,.1f} / {fig.bytes_day / 2**20:,.1f} MiB",
+        ratio,
+        "; ".join(why) or "same commits, same checkpoints: the rest is page-cache noise",
     )
 
 
@@ -1291,10 +1627,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--wear-interval",
         default=None,
-        help="tick interval of the wear section (default the real 1m, ~30 minutes for both parts; 2s"
-        " with --quick). A shorter one is scaled per tick and undercounts the log's page writes",
+        help="tick interval of the wear section (default the real 1m, ~35 minutes, both parts side by side; 2s"
+        " with --quick). Below 30s the bench runs os.sync() after each tick, as the kernel's writeback would",
     )
-    ap.add_argument("--wear-ticks", type=int, default=0, help="measured ticks in the wear section (default 10)")
+    ap.add_argument(
+        "--wear-ticks",
+        type=int,
+        default=0,
+        help=f"ticks in a wear window, rounded up to whole beat periods (default and least: {WEAR_BEATS} beats, 30 ticks)",
+    )
     args = ap.parse_args(argv)
     if args.fsync_delay_ms and not os.environ.get("TINYBOT_BENCH_UNDER_STRACE"):
         import shutil
@@ -1334,7 +1675,7 @@ def main(argv: list[str] | None = None) -> int:
         trades=5 if q else 200,
         storm=[3] if q else [10, 50],
         storm_reps=1 if q else 3,
-        wear_ticks=args.wear_ticks or (2 if q else 10),
+        wear_ticks=args.wear_ticks,
     )
 
     m = machine()
@@ -1372,7 +1713,6 @@ def main(argv: list[str] | None = None) -> int:
         if "wear" in only:
             every = args.wear_interval or ("2s" if q else "1m")
             bench_wear(rep, work, sizes["wear_ticks"], every)
-            bench_wear_breakdown(rep, work, sizes["wear_ticks"], every)
     misses = [r for r in rep.rows if r["ok"] is False]
     print(f"\n{len(misses)} target(s) missed" + (": " + "; ".join(r["name"] for r in misses) if misses else ""))
     if args.json:

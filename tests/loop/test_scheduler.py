@@ -720,7 +720,7 @@ def test_a_cached_closed_candle_that_the_exchange_corrects_is_not_trusted_foreve
 UTC = timezone.utc
 
 
-def test_an_idle_loop_writes_only_at_its_ten_minute_beats_and_loses_no_tick_row(write_config):
+def test_an_idle_loop_writes_only_at_its_fifteen_minute_beats_and_loses_no_tick_row(write_config):
     """Between beats an idle tick changes nothing (no tick row, no heartbeat, no unchanged cursor or balance
     rewritten, no prune): the WAL does not grow.  Every slot still gets its row, written with the beat."""
     cfg = write_config(config_text())
@@ -735,14 +735,14 @@ def test_an_idle_loop_writes_only_at_its_ten_minute_beats_and_loses_no_tick_row(
             frozen.tick(timedelta(seconds=s))
 
         scheduler.Scheduler(cfg, conn, echo=lambda s: None).run(
-            until=datetime(2026, 11, 27, 20, 22, 30, tzinfo=UTC), sleep=sleep
+            until=datetime(2026, 11, 27, 20, 37, 30, tzinfo=UTC), sleep=sleep
         )
     changed = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:], strict=False) if b[1] != a[1]})
     grew = sorted({f"{b[0]:%H:%M}" for a, b in zip(samples, samples[1:], strict=False) if b[2] != a[2]})
-    assert changed == ["20:10", "20:20"], changed
-    assert grew == ["20:10", "20:20"], grew
+    assert changed == ["20:15", "20:30"], changed
+    assert grew == ["20:15", "20:30"], grew
     rows = conn.execute("SELECT slot, status FROM ticks ORDER BY slot").fetchall()
-    assert [r["slot"][11:16] for r in rows] == [f"20:{m:02d}" for m in range(23)]  # the last ones at the stop
+    assert [r["slot"][11:16] for r in rows] == [f"20:{m:02d}" for m in range(38)]  # the last ones at the stop
     assert {r["status"] for r in rows} == {"ok"}
     assert conn.execute("SELECT state FROM scheduler_heartbeat").fetchone()["state"] == "stopped"
 
@@ -799,7 +799,7 @@ def test_a_busy_loop_tick_is_recorded_with_the_heartbeat_in_one_commit(write_con
     assert row["status"] == "ok" and "orders: #1 buy BTC-EUR filled" in row["summary"]
 
 
-def test_retention_runs_at_most_once_an_hour(write_config):
+def test_retention_runs_at_most_every_six_hours(write_config):
     cfg = write_config(PAPER_TOML.replace("[risk]", "[scheduler]\nkeep_days = 1\n[risk]"))
     conn = db.open_db(cfg.db_path)
 
@@ -815,11 +815,11 @@ def test_retention_runs_at_most_once_an_hour(write_config):
         sched = scheduler.Scheduler(cfg, conn, echo=lambda s: None)
         sched.tick()
         old_row("2026-10-02T00:00:00.000000Z")
-        frozen.move_to("2026-11-01 12:59:00")
+        frozen.move_to("2026-11-01 17:59:00")
         sched.tick()
         slots = [r[0][:10] for r in conn.execute("SELECT slot FROM ticks ORDER BY slot")]
-        assert slots[0] == "2026-10-02"  # not pruned yet: the last prune was 59 minutes ago
-        frozen.move_to("2026-11-01 13:00:00")
+        assert slots[0] == "2026-10-02"  # not pruned yet: the last prune was 5 h 59 min ago
+        frozen.move_to("2026-11-01 18:00:00")
         sched.tick()
     slots = [r[0][:10] for r in conn.execute("SELECT slot FROM ticks ORDER BY slot")]
     assert slots == ["2026-11-01"] * 3
@@ -840,14 +840,14 @@ def test_set_state_of_an_unchanged_value_writes_nothing(write_config):
 
 
 def test_status_is_stale_only_after_the_heartbeats_own_cadence(write_config):
-    """After idle ticks the heartbeat is rewritten every 10 minutes: 4 minutes of quiet is not stale (it was
-    under the old 3-minute rule), 13 minutes is; the next tick shown is never in the past."""
+    """After idle ticks the heartbeat is rewritten every 15 minutes: 4 minutes of quiet is not stale (it was
+    under the old 3-minute rule), 18 minutes is; the next tick shown is never in the past."""
     cfg = write_config(config_text())
     conn = db.open_db(cfg.db_path)
-    assert liveness.beat_every(timedelta(minutes=1)) == timedelta(minutes=10)
-    assert liveness.beat_every(timedelta(seconds=1)) == timedelta(seconds=10)
+    assert liveness.beat_every(timedelta(minutes=1)) == timedelta(minutes=15)
+    assert liveness.beat_every(timedelta(seconds=1)) == timedelta(seconds=15)
     assert liveness.beat_every(timedelta(hours=1)) == timedelta(hours=1)
-    assert liveness.stale_after(timedelta(minutes=1)) == timedelta(minutes=13)
+    assert liveness.stale_after(timedelta(minutes=1)) == timedelta(minutes=18)
     with runlock.RunLock(cfg.lock_path):
         with freeze_time("2026-11-27 20:00:30") as frozen:
             beat.heartbeat(
@@ -856,9 +856,9 @@ def test_status_is_stale_only_after_the_heartbeats_own_cadence(write_config):
             frozen.move_to("2026-11-27 20:04:40")
             live = liveness.liveness(conn, cfg)
             assert live["stale"] is False and live["next_tick_at"] == "2026-11-27T20:05:00.000000Z"
-            frozen.move_to("2026-11-27 20:13:20")
+            frozen.move_to("2026-11-27 20:18:20")
             assert liveness.liveness(conn, cfg)["stale"] is False
-            frozen.move_to("2026-11-27 20:13:40")
+            frozen.move_to("2026-11-27 20:18:40")
             assert liveness.liveness(conn, cfg)["stale"] is True
 
 

@@ -37,37 +37,40 @@ def record_snapshot(conn: sqlite3.Connection, tickers: dict, account: dict | Non
     """
     from ..store import db
 
-    now = clock.now_iso()
     with db.transaction(conn):
+        write_snapshot(conn, tickers, account, clock.now())
+
+
+def write_snapshot(conn: sqlite3.Connection, tickers: dict, account: dict | None, read_at: datetime) -> None:
+    """record_snapshot's rows, inside the caller's transaction, for what was read at ``read_at`` (the loop
+    writes its reads with its next heartbeat: tinybot.loop.beat)."""
+    now = clock.to_iso(read_at)
+    conn.executemany(
+        "INSERT INTO market_prices (market, bid, ask, last, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (market)"
+        " DO UPDATE SET bid = excluded.bid, ask = excluded.ask, last = excluded.last, at = excluded.at",
+        [(m, str(t.bid), str(t.ask), str(t.last), now) for m, t in tickers.items()],
+    )
+    hour = clock.to_iso(read_at.replace(minute=0, second=0, microsecond=0))
+    conn.executemany(
+        "INSERT INTO price_log (hour, market, bid, ask, last) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (hour, market) DO NOTHING",
+        [(hour, m, str(t.bid), str(t.ask), str(t.last)) for m, t in tickers.items()],
+    )
+    if account is None:
+        return
+    # /balance omits zero balances: an asset that is gone is zero, not "as before"
+    conn.execute("DELETE FROM account_balances")
+    conn.executemany(
+        "INSERT INTO account_balances (asset, available, in_order, at) VALUES (?, ?, ?, ?)",
+        [(a, str(b.available), str(b.in_order), now) for a, b in account.items()],
+    )
+    if conn.execute("SELECT 1 FROM account_baseline LIMIT 1").fetchone() is None:
+        moved = holdings.account_delta(conn, recorded_by=now)  # the ledger as of these balances
+        held = {a: b.available + b.in_order for a, b in account.items()}
         conn.executemany(
-            "INSERT INTO market_prices (market, bid, ask, last, at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (market)"
-            " DO UPDATE SET bid = excluded.bid, ask = excluded.ask, last = excluded.last, at = excluded.at",
-            [(m, str(t.bid), str(t.ask), str(t.last), now) for m, t in tickers.items()],
+            "INSERT INTO account_baseline (asset, amount, at) VALUES (?, ?, ?)",
+            [(a, str(held.get(a, Decimal(0)) - moved.get(a, Decimal(0))), now) for a in sorted(set(held) | set(moved))],
         )
-        hour = clock.to_iso(clock.now().replace(minute=0, second=0, microsecond=0))
-        conn.executemany(
-            "INSERT INTO price_log (hour, market, bid, ask, last) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (hour, market) DO NOTHING",
-            [(hour, m, str(t.bid), str(t.ask), str(t.last)) for m, t in tickers.items()],
-        )
-        if account is None:
-            return
-        # /balance omits zero balances: an asset that is gone is zero, not "as before"
-        conn.execute("DELETE FROM account_balances")
-        conn.executemany(
-            "INSERT INTO account_balances (asset, available, in_order, at) VALUES (?, ?, ?, ?)",
-            [(a, str(b.available), str(b.in_order), now) for a, b in account.items()],
-        )
-        if conn.execute("SELECT 1 FROM account_baseline LIMIT 1").fetchone() is None:
-            moved = holdings.account_delta(conn, recorded_by=now)  # the ledger as of these balances
-            held = {a: b.available + b.in_order for a, b in account.items()}
-            conn.executemany(
-                "INSERT INTO account_baseline (asset, amount, at) VALUES (?, ?, ?)",
-                [
-                    (a, str(held.get(a, Decimal(0)) - moved.get(a, Decimal(0))), now)
-                    for a in sorted(set(held) | set(moved))
-                ],
-            )
 
 
 # --- `tinybot pnl` -------------------------------------------------------------------------------------------------

@@ -8,10 +8,14 @@ checks that the slot is free and claims it just before the tick's first
 write that must not happen twice (a proposal, an order).
 
 SD-card wear (docs/PERFORMANCE.md): an idle tick of the loop writes nothing.
-Its row waits in memory and is written with the next heartbeat, in one
-commit: at once when the state changes or a tick did something, else every
-``beat_every`` (10 ticks, at most 10 minutes).  Prices and balances read
-unchanged since they were written only get a new time, in that same commit.
+Its row, and the prices and balances it read, wait in memory and are written
+with the next heartbeat, in one commit (one fsync): at once when the state
+changes or a tick did something, else every ``beat_every`` (15 ticks, at most
+15 minutes).  Balances read unchanged since they were written only get a new
+time; the hourly price log keeps the first reading of each hour.  Nothing
+that trades reads prices or balances from the database, and every write of
+the trade path (claims, proposals, executions, fills, the kill switch) is
+still its own commit at once.
 
 The loop's own writes survive a database write lock held by another process
 past the busy timeout: each is retried with backoff, with a message while it
@@ -111,6 +115,47 @@ class TickRecord:
             )
 
 
+@dataclass
+class Reading:
+    """Prices and balances (None: their read failed) a loop tick read at ``at``, not written yet."""
+
+    tickers: dict
+    balances: dict | None
+    at: datetime
+    same_balances: bool = False  # as last written: only their time moves (one page fewer in the beat's commit)
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        """Inside the caller's transaction."""
+        if not self.same_balances:
+            pnl.write_snapshot(conn, self.tickers, self.balances, self.at)
+            return
+        pnl.write_snapshot(conn, self.tickers, None, self.at)
+        at = clock.to_iso(self.at)
+        conn.execute("UPDATE account_balances SET at = ? WHERE at < ?", (at, at))
+
+    @property
+    def balances_seen(self) -> tuple | None:
+        if self.balances is None:
+            return None
+        return tuple(sorted((a, b.available, b.in_order) for a, b in self.balances.items()))
+
+    def after(self, waiting: list["Reading"]) -> list["Reading"]:
+        """The readings to write with the next beat once this one joins ``waiting``: this one, and the earlier
+        ones a later write would lose: the first reading of each hour (the hourly price log keeps it) and the
+        last balances read when this read failed (written with the time they were read)."""
+        keep = []
+        for i, r in enumerate(waiting):
+            first_of_hour = all(_hour(w.at) != _hour(r.at) for w in waiting[:i])
+            last_balances = r.balances is not None and all(w.balances is None for w in [*waiting[i + 1 :], self])
+            if first_of_hour or last_balances:
+                keep.append(r)
+        return keep + [self]
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
 def abandon_dead_ticks(conn: sqlite3.Connection) -> list[int]:
     """Mark ticks left 'running' as failed.  Called under the lock: no scheduler on this DB is mid-tick."""
     with db.transaction(conn):
@@ -135,18 +180,15 @@ def heartbeat(
     next_tick: datetime | None,
     detail: str = "",
     ticks: list[TickRecord] = (),
-    restamp: tuple[str, bool] | None = None,
+    readings: list[Reading] = (),
 ) -> None:
-    """The heartbeat row, the loop's tick rows not written yet and, ``restamp`` = (read at, balances read),
-    the new time of prices and balances read unchanged since they were written, in one commit."""
+    """The heartbeat row, the loop's tick rows and what its ticks read (prices, balances), not written yet,
+    in one commit."""
     with db.transaction(conn):
         for t in ticks:
             t.write(conn)
-        if restamp is not None:
-            at, balances_read = restamp
-            conn.execute("UPDATE market_prices SET at = ? WHERE at < ?", (at, at))
-            if balances_read:
-                conn.execute("UPDATE account_balances SET at = ? WHERE at < ?", (at, at))
+        for r in readings:
+            r.write(conn)
         conn.execute(
             "INSERT INTO scheduler_heartbeat (id, pid, state, started_at, beat_at, interval_s, next_tick_at, detail)"
             " VALUES (1, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET pid = excluded.pid,"
@@ -185,8 +227,8 @@ class Beat:
         self._unwritten: list[TickRecord] = []  # finished loop ticks whose rows go with the next beat
         self._beat_at: datetime | None = None  # when the loop last wrote its heartbeat
         self._beat_said: tuple[str, str] | None = None  # (state, detail) it wrote then
-        self._snapshot_seen: tuple | None = None  # the hour, prices and balances last written
-        self._restamp: tuple[str, bool] | None = None  # read unchanged since: their new `at`, with the next beat
+        self._readings: list[Reading] = []  # what loop ticks read, written with the next beat
+        self._balances_written: tuple | None = None  # the balances the last beat wrote
         self._idle_count = 0
         self._idle_since: datetime | None = None
 
@@ -289,24 +331,20 @@ class Beat:
     # -- what the tick saw --
     def record_snapshot(self, conn: sqlite3.Connection, snap) -> None:
         """What this tick saw, for `tinybot pnl`, `status` and the report: prices, balances (a failed balance
-        read keeps the last snapshot, with its age), the hourly price log."""
+        read keeps the last snapshot, with its age), the hourly price log.
+
+        The loop writes its reads with its next heartbeat, in that commit (SD-card wear: a market's prices move
+        every minute, and a commit a minute for them was most of an idle day's writes).  Nothing that trades
+        reads them: they are for the owner's eyes, up to ``beat_every`` old, each with the time it was read."""
         balances_read = not any(p.startswith("balances:") for p in snap.problems)
-        tickers, balances = dict(snap.tickers), dict(snap.balances) if balances_read else None
-        # the loop writes prices and balances read unchanged only as a new `at`, with its next heartbeat (every
-        # beat_every after idle ticks: SD-card wear); `at` is then never later than the read it stands for
-        seen = (
-            clock.now().strftime("%Y%m%d%H"),  # a new hour: a new price_log row
-            sorted((m, t.bid, t.ask, t.last) for m, t in tickers.items()),
-            None if balances is None else sorted((a, b.available, b.in_order) for a, b in balances.items()),
-        )
-        if seen == self._snapshot_seen and self.lazy:
-            self._restamp = (clock.now_iso(), balances is not None)  # with the next heartbeat (beat)
+        read = Reading(dict(snap.tickers), dict(snap.balances) if balances_read else None, clock.now())
+        if not self.lazy:
+            try:
+                pnl.record_snapshot(conn, read.tickers, read.balances)
+            except sqlite3.Error:
+                log.exception("could not record this tick's prices and balances (P/L shows the last ones)")
             return
-        try:
-            pnl.record_snapshot(conn, tickers, balances)
-            self._snapshot_seen, self._restamp = seen, None
-        except sqlite3.Error:
-            log.exception("could not record this tick's prices and balances (P/L shows the last ones)")
+        self._readings = read.after(self._readings)
 
     # -- the heartbeat --
     def starting(self, conn: sqlite3.Connection) -> None:
@@ -345,7 +383,11 @@ class Beat:
             or self._due(self._beat_at, now)
         ):
             return
-        rows, restamp = list(self._unwritten), self._restamp
+        rows, readings = list(self._unwritten), list(self._readings)
+        balances = self._balances_written
+        for r in readings:
+            r.same_balances = r.balances is not None and r.balances_seen == balances
+            balances = r.balances_seen or balances
         self.write(
             conn,
             "heartbeat",
@@ -357,13 +399,13 @@ class Beat:
                 next_tick=next_tick,
                 detail=detail,
                 ticks=rows,
-                restamp=restamp,
+                readings=readings,
             ),
             patience_s=patience_s,
         )
         del self._unwritten[: len(rows)]
-        if self._restamp == restamp:
-            self._restamp = None
+        del self._readings[: len(readings)]
+        self._balances_written = balances
         self._beat_at, self._beat_said = now, (state, detail)
 
     def _due(self, last: datetime, now: datetime) -> bool:

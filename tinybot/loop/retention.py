@@ -26,7 +26,7 @@ Rules that keep the rest of tinybot right:
   by the newest-row rule.
 * **Short transactions.**  At most ``batch`` rows per table per call, so a
   first run on a big database cannot hold the write lock for long; call it
-  again.  The loop calls it at most once an hour (``Pruning``; again the next
+  again.  The loop calls it at most every 6 hours (``Pruning``; again the next
   tick while ``Pruned.more``): each call deletes the rows that fell out of the
   window since the last, and a commit per minute for one row would be most
   of what an idle bot writes to the SD card (docs/PERFORMANCE.md).
@@ -51,7 +51,7 @@ log = logging.getLogger("tinybot.scheduler")  # the loop's log
 
 DEFAULT_KEEP_DAYS = 30
 DEFAULT_BATCH = 5000
-PRUNE_EVERY = timedelta(hours=1)  # the loop prunes at most this often (again next tick if it hit its batch)
+PRUNE_EVERY = timedelta(hours=6)  # the loop prunes at most this often (again next tick if it hit its batch)
 
 # What a year of tinybot takes with the defaults (1-minute tick, rules + dca,
 # the paper or live account of a €25 bot); docs/PERFORMANCE.md shows the

@@ -18,8 +18,8 @@ from ..base.runlock import holder_pid, lock_is_held, pid_alive
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 DIED_PREFIX = "died: "  # heartbeat detail of a run that crashed out of its loop (state stays 'stopped')
 # After an idle tick the loop rewrites an unchanged heartbeat only this often (SD-card wear):
-HEARTBEAT_EVERY = timedelta(minutes=10)
-HEARTBEAT_TICKS = 10
+HEARTBEAT_EVERY = timedelta(minutes=15)
+HEARTBEAT_TICKS = 15
 
 
 def slot_of(now: datetime, interval: timedelta) -> datetime:
@@ -34,14 +34,15 @@ def next_slot(now: datetime, interval: timedelta) -> datetime:
 
 
 def beat_every(interval: timedelta) -> timedelta:
-    """How often the loop rewrites an unchanged heartbeat after idle ticks: 10 minutes at the 1-minute tick,
-    every tick at a tick of 10 minutes or more (10 s at a 1 s tick, so a bench at 1 s sees the same mix).
-    One beat costs ~70 KiB of SD-card writes (its WAL frames, the -shm pages): 10 MiB a day at 10 minutes."""
+    """How often the loop rewrites an unchanged heartbeat after idle ticks: 15 minutes at the 1-minute tick,
+    every tick at a tick of 15 minutes or more (15 s at a 1 s tick, so a bench at 1 s sees the same mix).
+    One beat costs ~75 KiB of SD-card writes (its WAL frames, the -shm pages) and one fsync: 7 MiB and 96
+    commits a day at 15 minutes (10 minutes was 10.8 MiB: docs/PERFORMANCE.md)."""
     return max(interval, min(HEARTBEAT_EVERY, HEARTBEAT_TICKS * interval))
 
 
 def stale_after(interval: timedelta) -> timedelta:
-    """No sign of life for longer than this while the lock is held: stuck (see liveness).  13 minutes at
+    """No sign of life for longer than this while the lock is held: stuck (see liveness).  18 minutes at
     the 1-minute tick (3 before the heartbeat was spared after idle ticks)."""
     return beat_every(interval) + 2 * interval + timedelta(minutes=1)
 
@@ -53,7 +54,7 @@ def liveness(conn: sqlite3.Connection, cfg: Config) -> dict:
     it is alive but its last sign of life is older than ``stale_after(interval)``
     (stuck?): after idle ticks the loop rewrites an unchanged heartbeat only
     every ``beat_every(interval)``, so that is beat_every + two intervals + a
-    minute (13 minutes at the 1-minute tick).  ``next_tick_at`` of a heartbeat written
+    minute (18 minutes at the 1-minute tick).  ``next_tick_at`` of a heartbeat written
     before some idle ticks is in the past: the next slot is shown instead.
     ``last_tick`` lags as much: idle ticks' rows are written with the beat.
     ``state`` is one of: running, backing_off, stopped,
