@@ -44,12 +44,12 @@ def test_status_shows_local_time_and_says_idle_ticks_are_batched_and_when_the_ne
         held.release()
     assert (
         "Last tick written: 17:28:00 CET (ok); the running loop ticks every 20 s and writes idle ticks in batches:"
-        " the next write is due by 17:31:20 CET"
+        " the next write is due by 17:33:00 CET"  # 15 idle ticks of 20 s after the beat (liveness.beat_every)
     ) in human
     assert "UTC" not in human and "T16:" not in human  # no ISO text for a person
     sch = data["scheduler"]  # --json stays ISO-8601 UTC
     assert sch["last_tick"]["slot"] == "2026-11-27T16:28:00.000000Z"
-    assert sch["next_write_by"] == "2026-11-27T16:31:20.000000Z"
+    assert sch["next_write_by"] == "2026-11-27T16:33:00.000000Z"
 
 
 def test_status_without_a_running_loop_says_only_the_last_tick_written(write_config):
