@@ -18,6 +18,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -81,6 +82,21 @@ def stop(proc: subprocess.Popen) -> str:
     return proc.stdout.read() if proc.stdout else ""
 
 
+class Terminal:
+    """What the bot prints, read as it prints: the test watches for what a person would watch for."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+        self.reader.start()
+
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def prices(self) -> set[str]:
+        return set(re.findall(r"\| BTC-EUR (\d+\.\d+) \|", self.text()))
+
+
 def filled(db: Path) -> int:
     if not db.exists():
         return 0
@@ -105,16 +121,20 @@ def test_readme_rehearsal_works_as_written(tmp_path):
     try:
         wait_for_port(port, sim)
         bot = subprocess.Popen(["bash", "-e", "-c", steps], start_new_session=True, **spawn)
+        terminal = Terminal(bot)
         db = tmp_path / "home" / "rehearsal" / "tinybot.db"
         deadline = time.monotonic() + WAIT_S
         while time.monotonic() < deadline and bot.poll() is None and not filled(db):
             time.sleep(1)
         trades = filled(db)
-        time.sleep(25)  # a few more ticks: the price the ticks print has moved meanwhile
+        while time.monotonic() < deadline and bot.poll() is None and len(terminal.prices()) < 2:
+            time.sleep(1)  # a few more ticks, until the price the ticks print has moved
     finally:
-        out = stop(bot) if bot is not None else ""
+        if bot is not None:
+            stop(bot)
+            terminal.reader.join(10)
         stop(sim)
+    out = terminal.text()
     assert "GO" in out and "NO-GO" not in out, out
     assert trades >= 1, out
-    prices = set(re.findall(r"\| BTC-EUR (\d+\.\d+) \|", out))
-    assert len(prices) >= 2, out  # the market moves: rules has something to cross
+    assert len(terminal.prices()) >= 2, out  # the market moves: rules has something to cross
