@@ -19,16 +19,6 @@ except ImportError:  # the report extra is not installed: those tests say so the
 
 pytest_plugins = ["helpers.sim"]
 
-SECRET_ENV = (
-    "TINYBOT_READ_KEY",
-    "TINYBOT_READ_SECRET",
-    "TINYBOT_TRADE_KEY",
-    "TINYBOT_TRADE_SECRET",
-    "TINYBOT_LLM_KEY",
-    "TINYBOT_ALERT_URLS",
-    "TINYBOT_TELEGRAM_TOKEN",
-)
-
 
 @pytest.fixture(autouse=True)
 def isolated(tmp_path, monkeypatch):
@@ -37,7 +27,9 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("TINYBOT_CRASH_AT", raising=False)
     monkeypatch.delenv("TINYBOT_RAISE_ERRORS", raising=False)
-    for name in SECRET_ENV:
+    from tinybot.base.secrets import SECRET_NAMES
+
+    for name in SECRET_NAMES:  # a new secret is cleared here the day it is named there
         monkeypatch.delenv(name, raising=False)
     endpoint = sys.modules.get("tinybot.exchange.bitvavo.endpoint")
     if endpoint is not None:  # a rate-limit backoff is process-wide: never let one test's 110 leak into the next

@@ -29,8 +29,7 @@ from tinybot.exchange.base import Balance, Fill, Ticker
 from tinybot.trade.proposals import Draft
 
 from helpers.browser import load, phone
-from helpers.configs import PAPER_TOML, run_cli
-from helpers.configs import paper_config_text
+from helpers.configs import PAPER_TOML, paper_config_text, paper_exchange, run_cli
 
 AMS = ZoneInfo("Europe/Amsterdam")
 T0 = datetime(2026, 11, 27, tzinfo=timezone.utc)
@@ -40,13 +39,11 @@ CENT = Decimal("0.01")
 def history(cfg_text: str, folder: Path):
     """Two days of hourly prices; buys by dca, rules and a person, a blocked buy, a rules sell, a fill with its fee
     in BTC that no proposal accounts for, and an LLM call: every book and every way of paying."""
-    from tinybot.exchange.paper import PaperExchange
-    from tinybot.exchange.static import StaticMarketData
 
     (folder / "bot.toml").write_text(cfg_text)
     cfg = config.load(folder / "bot.toml")
     conn = db.open_db(cfg.db_path)
-    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    ex = paper_exchange(cfg)
     price = Decimal("60000")
     plan = {5: ("dca", "buy", "8"), 30: ("rules", "buy", "8"), 31: ("rules", "buy", "12"), 44: ("cli", "buy", "6")}
     for h in range(48):

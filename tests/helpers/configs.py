@@ -44,15 +44,19 @@ def paper_config_text(**risk) -> str:
     return text
 
 
-def paper_setup(write_config, **risk):
-    from tinybot.store import db
+def paper_exchange(cfg):
+    """The paper exchange of a paper config, over its fixed prices (close it after use)."""
     from tinybot.exchange.paper import PaperExchange
     from tinybot.exchange.static import StaticMarketData
 
+    return PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+
+
+def paper_setup(write_config, **risk):
+    from tinybot.store import db
+
     cfg = write_config(paper_config_text(**risk))
-    conn = db.open_db(cfg.db_path)
-    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
-    return cfg, conn, ex
+    return cfg, db.open_db(cfg.db_path), paper_exchange(cfg)
 
 
 def run_cli(*args, env=None, timeout=60):

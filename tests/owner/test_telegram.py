@@ -16,7 +16,7 @@ from freezegun import freeze_time
 
 from helpers import ROOT
 from helpers.fake_telegram import FakeTelegram
-from helpers.configs import paper_config_text
+from helpers.configs import paper_config_text, paper_exchange
 from tinybot.base import clock, config
 from tinybot.store import db
 from tinybot.trade import executor, guards, killswitch, proposals
@@ -142,8 +142,6 @@ def test_auto_approval_proposals_wait_until_their_tick_has_decided(make, fake):
 
 
 def test_approve_tap_goes_through_the_cli_code_and_the_executor_still_decides(make, fake, tmp_path):
-    from tinybot.exchange.paper import PaperExchange
-    from tinybot.exchange.static import StaticMarketData
 
     cfg, conn, poller = make()
     started(poller)
@@ -160,7 +158,7 @@ def test_approve_tap_goes_through_the_cli_code_and_the_executor_still_decides(ma
     assert "reply_markup" not in edited and f"→ Approved #{pid} at" in edited["text"]
     assert f"`tinybot execute {pid}`" in edited["text"]  # no scheduler runs in this test
     assert events(conn)[-1] == f"chat {OWNER}: tap approve #{pid}: Approved #{pid}"
-    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    ex = paper_exchange(cfg)
     try:
         assert executor.execute(conn, cfg, ex, pid).state == "filled"
     finally:
@@ -359,8 +357,6 @@ def test_an_update_delivered_again_is_not_acted_on_twice(make, fake):
 
 
 def test_kill_is_one_write_and_the_executor_then_sends_nothing(make, fake):
-    from tinybot.exchange.paper import PaperExchange
-    from tinybot.exchange.static import StaticMarketData
 
     cfg, conn, poller = make()
     started(poller)
@@ -371,7 +367,7 @@ def test_kill_is_one_write_and_the_executor_then_sends_nothing(make, fake):
     ks = killswitch.state(conn)
     assert (ks["trading_enabled"], ks["reason"], ks["changed_by"]) == (0, "leaving for a week", f"telegram:{OWNER}")
     assert "kill switch ON: leaving for a week" in events(conn)[-1]
-    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    ex = paper_exchange(cfg)
     try:
         res = executor.execute(conn, cfg, ex, pid)
     finally:
@@ -517,14 +513,12 @@ def test_status_pnl_proposals_why_and_help(make, fake):
 
 
 def test_pnl_shows_net_result_and_positions(make, fake):
-    from tinybot.exchange.paper import PaperExchange
-    from tinybot.exchange.static import StaticMarketData
 
     cfg, conn, poller = make()
     started(poller)
     pid = propose(conn)
     proposals.approve(conn, pid)
-    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    ex = paper_exchange(cfg)
     try:
         assert executor.execute(conn, cfg, ex, pid).state == "filled"
     finally:
@@ -542,14 +536,12 @@ def test_pnl_shows_net_result_and_positions(make, fake):
 
 
 def test_why_shows_guard_decisions(make, fake):
-    from tinybot.exchange.paper import PaperExchange
-    from tinybot.exchange.static import StaticMarketData
 
     cfg, conn, poller = make()
     started(poller)
     pid = propose(conn, eur="15")
     proposals.approve(conn, pid)
-    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    ex = paper_exchange(cfg)
     try:
         executor.execute(conn, cfg, ex, pid)
     finally:
@@ -733,13 +725,6 @@ def test_telegram_config_defaults(write_config):
 # --- issue 23 item 7: follow-ups and expired requests ----------------------------------------------
 
 
-def _paper(cfg):
-    from tinybot.exchange.paper import PaperExchange
-    from tinybot.exchange.static import StaticMarketData
-
-    return PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
-
-
 def test_after_an_approval_from_the_phone_a_follow_up_says_filled_at_what_price_or_blocked_and_why(make, fake):
     cfg, conn, poller = make()
     started(poller)
@@ -752,7 +737,7 @@ def test_after_an_approval_from_the_phone_a_follow_up_says_filled_at_what_price_
     before = len(fake.texts(OWNER))
     poller.poll_once()
     assert len(fake.texts(OWNER)) == before  # nothing decided yet: nothing said
-    ex = _paper(cfg)
+    ex = paper_exchange(cfg)
     try:
         assert executor.execute(conn, cfg, ex, filled).state == "filled"
         killswitch.set_enabled(conn, False, "owner checks something", by="cli")
@@ -800,7 +785,7 @@ def test_balance_daily_and_sell_from_the_phone(make, fake):
         started(poller)
         pid = propose(conn)
         proposals.approve(conn, pid, by="cli")
-        ex = _paper(cfg)
+        ex = paper_exchange(cfg)
         try:
             assert executor.execute(conn, cfg, ex, pid).state == "filled"
         finally:
@@ -835,14 +820,12 @@ def test_balance_daily_and_sell_from_the_phone(make, fake):
 def test_score_renders_tinybot_scores_board(make, fake):
     """/score is `tinybot score`'s board, a few lines per advisor with its verdict against each benchmark."""
     from tinybot.analysis import score
-    from tinybot.exchange.paper import PaperExchange
-    from tinybot.exchange.static import StaticMarketData
 
     cfg, conn, poller = make()
     started(poller)
     pid = propose(conn)
     proposals.approve(conn, pid)
-    ex = PaperExchange(cfg.db_path, StaticMarketData(cfg.paper.prices), starting_eur=cfg.paper.starting_eur)
+    ex = paper_exchange(cfg)
     try:
         assert executor.execute(conn, cfg, ex, pid).state == "filled"
     finally:
