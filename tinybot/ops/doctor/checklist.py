@@ -27,7 +27,7 @@ def run_checks(cfg: Config, *, send_test_alert: bool = False, exchange=None, sca
             checks.append(local.on_database("kill_switch", cfg, lambda: local.kill_switch_wired(conn)))
             try:
                 unknown = llm_budget.unknown_spend(conn, tz=cfg.tz)  # a restore could not read the LLM spend
-            except sqlite3.DatabaseError:  # a damaged file: the kill_switch check above already says so, and how
+            except sqlite3.DatabaseError:  # a damaged file: the integrity check says so, and how to restore
                 unknown = None
             if unknown:
                 checks.append(warned("llm_budget", unknown, "check the spend on the provider's dashboard"))
