@@ -21,6 +21,7 @@ from helpers import ROOT
 from tinybot.store import db
 
 
+@pytest.mark.waits
 def test_bench_quick_runs_every_section_and_reports_figures(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run(
@@ -56,6 +57,7 @@ def test_bench_quick_runs_every_section_and_reports_figures(tmp_path):
     assert not list(tmp_path.glob("tinybot-bench-*")), "the bench left its databases behind"
 
 
+@pytest.mark.waits
 def test_bench_quick_run_section_against_the_simulator(tmp_path):
     """`tinybot run` in live mode against the simulator, a few ticks."""
     out = tmp_path / "bench.json"
@@ -82,6 +84,7 @@ def test_bench_quick_run_section_against_the_simulator(tmp_path):
     assert "bytes per idle tick (rows + indexes)" in rows
 
 
+@pytest.mark.waits
 def test_bench_quick_wear_section(tmp_path):
     """SD-card wear: a real `tinybot run` against the simulator and the in-process breakdown, side by side, each
     over a window of three beat periods (30 ticks at 1s, --wear-ticks 1 is rounded up to it)."""

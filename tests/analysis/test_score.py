@@ -7,7 +7,6 @@ import random
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
-import empyrical
 import numpy as np
 import pytest
 from freezegun import freeze_time
@@ -76,12 +75,20 @@ def test_each_row_is_the_books_figure(scored):
     json.dumps(board)  # every figure is JSON as it stands
 
 
+@pytest.fixture(scope="module")
+def empyrical():
+    """empyrical imports scipy (1.4 s): only the tests checked against it pay for it, not every worker's collection."""
+    import empyrical
+
+    return empyrical
+
+
 def _returns(equity: list[str]) -> np.ndarray:
     e = np.array([float(x) for x in equity])
     return e[1:] / e[:-1] - 1
 
 
-def test_return_and_drawdown_agree_with_empyrical_on_the_same_series(scored):
+def test_return_and_drawdown_agree_with_empyrical_on_the_same_series(scored, empyrical):
     """Each row's daily equity series given to empyrical: cumulative return and maximum drawdown agree to the
     0.01 percentage point the row shows."""
     cfg, conn, _, _ = scored
@@ -96,7 +103,7 @@ def test_return_and_drawdown_agree_with_empyrical_on_the_same_series(scored):
     assert any(float(score.row(p)["max_drawdown_pct"]) > 0.1 for p in players)  # a real drawdown was compared
 
 
-def test_max_drawdown_against_empyrical_on_a_long_random_path():
+def test_max_drawdown_against_empyrical_on_a_long_random_path(empyrical):
     rng = random.Random(9)
     equity = [Decimal("25")]
     for _ in range(400):

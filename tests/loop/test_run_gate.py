@@ -130,6 +130,7 @@ def test_a_restart_after_kill_9_mid_order_reconciles_that_order_first(live_env):
     assert any("bot died" in t and "ended without stopping" in t for t in alert_texts(receiver))
 
 
+@pytest.mark.waits
 def test_other_processes_see_a_live_bots_writes_after_its_start_gate(live_env):
     """The start gate runs inside the bot, beside its open database: it must not open() and close() the
     database file (that drops the process's POSIX locks, SQLite's too), or readers such as the status of

@@ -247,6 +247,7 @@ def one_order_per_proposal(conn, sim, forgotten: dict[str, str]) -> None:
     assert len(owners) == len(set(owners)), owners
 
 
+@pytest.mark.waits
 @pytest.mark.parametrize("find_closed", [True, False], ids=["closed-lookup-on", "closed-lookup-off"])
 def test_the_drill_with_the_bot_running_ends_with_a_kill_that_stops_it(live, find_closed):
     """Issue 20's proof: the bot runs and trades, a backup is taken, it trades again (an order the backup

@@ -39,6 +39,7 @@ from helpers.configs import run_cli
 from helpers.sim import OPERATOR_ID, READ_KEY, READ_SECRET, TRADE_KEY, TRADE_SECRET, make_ccxt
 
 
+@pytest.mark.waits
 def test_bounded_run_crashes_faults_restores_and_no_duplicate_lost_or_violation(tmp_path):
     report = run(20, seed=20261127, batch_size=20, workdir=tmp_path)
     assert report.ok and report.violations == [], report.text("pytest")

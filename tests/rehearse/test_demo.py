@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import re
 from decimal import Decimal
 from pathlib import Path
@@ -64,6 +66,7 @@ def _summary(out: str) -> list[str]:
     return out.split("Summary after", 1)[1].splitlines()[1:]
 
 
+@pytest.mark.waits
 def test_the_same_seed_prints_the_same_summary_however_slow_the_machine(monkeypatch):
     """Issue 22: the demo is a yardstick ("the same summary for the same seed before and after").  Ticks that
     take real time (a loaded machine, a Pi) must not change what the bot decides: its clock moves only while

@@ -11,6 +11,8 @@ minutes (DCA's first buy is filled by the simulator).
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import re
 import signal
@@ -109,6 +111,7 @@ def filled(db: Path) -> int:
         conn.close()
 
 
+@pytest.mark.waits
 def test_readme_rehearsal_works_as_written(tmp_path):
     port = free_port()
     sim_cmd, steps = (block(n).replace("8123", str(port)) for n in ("rehearsal-sim", "rehearsal"))

@@ -4,6 +4,8 @@ really moves outside tinybot still shows."""
 
 from __future__ import annotations
 
+import pytest
+
 import signal
 import subprocess
 import sys
@@ -57,6 +59,7 @@ def sample(cfg) -> tuple[str | None, dict, int]:
         conn.close()
 
 
+@pytest.mark.waits
 def test_tinybot_run_trading_every_tick_shows_no_drift_at_any_moment(sim_factory, write_config, monkeypatch):
     accounts = [
         SimAccount(TRADE_KEY, "trade-secret", frozenset({"view", "trade"}), {"EUR": Decimal("500")}, account="me"),
