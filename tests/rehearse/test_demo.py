@@ -75,12 +75,18 @@ def test_the_same_seed_prints_the_same_summary_however_slow_the_machine(monkeypa
 
     from tinybot.sim.simulator import Simulator
 
+    # The show's real-time pause between ticks is skipped (the bot's clock moves by what the loop *asked* to
+    # sleep, whatever the wall clock did), but a slow tick still takes real time: that is what is tested.
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: None)
     fast = CliRunner().invoke(cli, ["demo", "--seconds", "10", "--seed", "3"])
     assert fast.exit_code == 0, fast.output
     advance = Simulator.advance
 
     def slow_advance(self, *a, **k):
-        time.sleep(1.2)  # each tick now takes over a second of real time (the demo's ticks are 2 s apart)
+        # each tick now takes 2 s of real time: a bot on the wall clock would see a second DCA period (8 s)
+        # pass in the slow run only (seen failing so, with the bot's simulated clock taken out)
+        real_sleep(2.0)
         return advance(self, *a, **k)
 
     monkeypatch.setattr(Simulator, "advance", slow_advance)
