@@ -24,6 +24,7 @@ import pytest
 
 import tinybot
 from helpers import ROOT
+from helpers.once import built_once
 from tinybot.store import db
 
 # what a clean clone does not have: local state, build leftovers, caches
@@ -51,9 +52,8 @@ def run(argv, **kw) -> subprocess.CompletedProcess:
     return r
 
 
-@pytest.fixture(scope="module")
-def venv(tmp_path_factory) -> dict:
-    tmp = tmp_path_factory.mktemp("packaging")
+def build_venv(tmp: Path) -> None:
+    """The wheel in tmp/dist, installed into the venv tmp/venv; where its site-packages are in tmp/site.txt."""
     src = tmp / "src"  # a copy: setuptools writes build/ and *.egg-info into the tree it builds
     shutil.copytree(ROOT, src, symlinks=True, ignore=NOT_IN_A_CLONE)
     run(
@@ -96,13 +96,28 @@ def venv(tmp_path_factory) -> dict:
     # the dependencies, from this venv, after the wheel's own files (written after the install, so pip
     # never sees this venv's editable tinybot as "already installed")
     (site / "zz-test-venv-deps.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    (tmp / "site.txt").write_text(str(site))
+    (tmp / "cwd").mkdir()  # never the checkout: `python -m` puts the working directory on sys.path
 
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory) -> dict:
+    tmp = built_once(tmp_path_factory, "packaging", build_venv)
+    (wheel,) = (tmp / "dist").glob("tinybot-*.whl")
+    home = tmp / "venv"
+    site = Path((tmp / "site.txt").read_text())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TINYBOT_", "PYTHON"))}
     env["TINYBOT_CONFIG"] = str(tmp / "home" / "bot.toml")
     env["HOME"] = str(tmp / "home")
-    work = tmp / "cwd"  # never the checkout: `python -m` puts the working directory on sys.path
-    work.mkdir()
-    return {"wheel": wheel, "py": py, "bin": home / "bin", "site": site, "env": env, "cwd": work, "tmp": tmp}
+    return {
+        "wheel": wheel,
+        "py": home / "bin" / "python",
+        "bin": home / "bin",
+        "site": site,
+        "env": env,
+        "cwd": tmp / "cwd",
+        "tmp": tmp,
+    }
 
 
 def in_venv(v: dict, *argv) -> subprocess.CompletedProcess:
