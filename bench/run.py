@@ -647,7 +647,47 @@ def bench_startup(rep: Report, work: Path, reps: int) -> dict:
             target="never",
             ok=not loaded,
         )
+    bench_telegram_alone(rep)
     return {"ccxt_rss_kib": ccxt_rss, "ccxt_wall": ccxt_wall}
+
+
+def bench_telegram_alone(rep: Report) -> None:
+    """`tinybot telegram` on its own, over TLS to the local fake Bot API: peak RSS after serving a proposal, a tap
+    and every command (bench/telegram_footprint.py, short idle windows), beside Python with TLS loaded."""
+    import re
+
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "telegram_footprint.py"),
+            "--idle",
+            "2",
+            "--poll",
+            "1",
+            "--in-run-idle",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    peak = re.search(r"peak VmHWM ([0-9.]+) MiB", out.stdout)
+    floor = re.search(r"python \+ ssl, sqlite3, json, http.client ([0-9.]+) MiB", out.stdout)
+    if out.returncode != 0 or not (peak and floor):
+        rep.add("startup", "tinybot telegram alone: peak RSS", "(footprint failed)", target="≤ 20 MiB", ok=False)
+        print(out.stderr[-2000:], file=sys.stderr)
+        return
+    mib_peak, mib_floor = float(peak.group(1)), float(floor.group(1))
+    rep.add("startup", "python + ssl, sqlite3, json, http.client: RSS", f"{mib_floor:.1f} MiB")
+    rep.add(
+        "startup",
+        "tinybot telegram alone: peak RSS",
+        f"{mib_peak:.1f} MiB",
+        mib_peak / mib_floor,
+        "python with TLS",
+        "≤ 20 MiB",
+        mib_peak <= 20,
+    )
 
 
 # --- 4 + 5. the running bot against the simulator; DB growth -------------------------------

@@ -6,12 +6,14 @@ import sqlite3
 from decimal import Decimal
 
 from ..base import clock
-from ..trade import committed, killswitch
+from ..trade import killswitch
 from ..base.config import Config, describe
 from ..base.money import cents, plain
 
 
 def status(conn: sqlite3.Connection, cfg: Config) -> dict:
+    from ..trade import committed  # the caps' figures (and the book): `kill` formats a time here without them
+
     now = clock.now()
     spent = committed.spent_today(conn, now, tz=cfg.tz)
     exposed = committed.exposure(conn)

@@ -1,1 +1,1 @@
-"""The ground floor: the one clock, exact money, markets, fees, sizing, exit codes, the config and its secrets, the run lock, crash points and the root exception. Imports nothing else of tinybot's."""
+"""The ground floor: the one clock, exact money, markets, fees, sizing, exit codes, the config and its secrets, cheap records (dataclasses), the run lock, crash points and the root exception. Imports nothing else of tinybot's."""

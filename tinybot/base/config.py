@@ -14,7 +14,7 @@ import math
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -24,6 +24,7 @@ from .errors import ConfigError
 from .clock import format_duration, parse_duration
 from .markets import MARKET_RE, normalise_market
 from .secrets import Secrets
+from .record import Record, record
 
 DEFAULT_CONFIG = Path("~/.tinybot/bot.toml")
 
@@ -89,8 +90,10 @@ def integers(default: tuple[int, ...] = ()) -> Any:
     return field(default=default, metadata={"kind": "ints"})
 
 
-@dataclass(frozen=True)
-class RiskConfig:
+@record
+class RiskConfig(Record):
+    """[risk]: the caps every buy is checked against (tinybot.trade.guards)."""
+
     allowlist: tuple[str, ...] = markets(())
     max_trade_eur: Decimal = money("10")
     max_daily_eur: Decimal = money("20")
@@ -108,16 +111,20 @@ class RiskConfig:
     top_up_to_exit: bool = boolean(False)
 
 
-@dataclass(frozen=True)
-class PaperConfig:
+@record
+class PaperConfig(Record):
+    """[paper]: the simulated account of paper mode."""
+
     starting_eur: Decimal = money("25")
     taker_fee: Decimal = fraction("0.0025", maximum="0.05")
     # Fixed mid prices per market: paper mode then needs no network at all.
     prices: dict = prices()
 
 
-@dataclass(frozen=True)
-class ExchangeConfig:
+@record
+class ExchangeConfig(Record):
+    """[exchange]: how live mode reaches Bitvavo."""
+
     operator_id: int | None = integer(None, minimum=1, maximum=INT64_MAX)  # Bitvavo: a 64-bit integer
     url: str | None = text(None)
     access_window: timedelta = duration("10s", maximum="1d")  # Bitvavo's own range: _cross_checks
@@ -125,8 +132,10 @@ class ExchangeConfig:
     reconcile_grace: timedelta = duration("60s", maximum="1d")
 
 
-@dataclass(frozen=True)
-class SchedulerConfig:
+@record
+class SchedulerConfig(Record):
+    """[scheduler]: the loop's pace, approval and log."""
+
     interval: timedelta = duration("1m", minimum="1s", maximum="1d")
     approval: str = text("auto", choices=("auto", "manual"))
     log_file: str = text("tinybot.log")
@@ -135,8 +144,10 @@ class SchedulerConfig:
     keep_days: int = integer(30, minimum=1, maximum=36500)
 
 
-@dataclass(frozen=True)
-class RulesConfig:
+@record
+class RulesConfig(Record):
+    """[rules]: the moving-average crossover advisor."""
+
     markets: tuple[str, ...] = markets(())
     candle_interval: str = text("1h", choices=("1m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d"))
     fast: int = integer(12, minimum=1, maximum=1000)
@@ -146,8 +157,8 @@ class RulesConfig:
     sell_from: tuple[str, ...] = strings(("rules",))
 
 
-@dataclass(frozen=True)
-class ExitsConfig:
+@record
+class ExitsConfig(Record):
     """Protective exits (tinybot.advisors.exits): shares of the position's average cost; 0 = off."""
 
     stop_loss: Decimal = fraction("0", maximum="0.9")  # sell all when the bid falls this far below cost
@@ -157,15 +168,19 @@ class ExitsConfig:
     books: tuple[str, ...] = strings(("rules", "llm", "manual"))
 
 
-@dataclass(frozen=True)
-class DcaConfig:
+@record
+class DcaConfig(Record):
+    """[dca]: the regular buy of one market."""
+
     market: str | None = market(None)
     buy_eur: Decimal = money("6", allow_zero=False)
     every: timedelta = duration("7d", minimum="1s", maximum="365d")
 
 
-@dataclass(frozen=True)
-class LlmConfig:
+@record
+class LlmConfig(Record):
+    """[llm]: the language-model advisor, its prices and budgets."""
+
     base_url: str = text("https://api.openai.com/v1")
     model: str = text("gpt-4o-mini")
     max_tokens: int = integer(400, minimum=16, maximum=1_000_000)
@@ -180,8 +195,10 @@ class LlmConfig:
     knowledge_cutoff: str | None = text(None)
 
 
-@dataclass(frozen=True)
-class AlertsConfig:
+@record
+class AlertsConfig(Record):
+    """[alerts]: where alerts, the heartbeat and the daily digest go."""
+
     urls: tuple[str, ...] = strings(())
     min_interval: timedelta = duration("15m", maximum="7d")
     # push URL pinged after each good tick (healthchecks.io, Uptime Kuma): tinybot.loop.heartbeat
@@ -194,8 +211,8 @@ class AlertsConfig:
     heartbeat_fail_url: str | None = text(None)
 
 
-@dataclass(frozen=True)
-class TelegramConfig:
+@record
+class TelegramConfig(Record):
     """The owner's phone (tinybot.owner.telegram): only these chats are served; the token is a secret."""
 
     chat_ids: tuple[int, ...] = integers(())
@@ -204,23 +221,27 @@ class TelegramConfig:
     poll_timeout: timedelta = duration("25s", maximum="50s")
 
 
-@dataclass(frozen=True)
-class SafetyConfig:
+@record
+class SafetyConfig(Record):
+    """[safety]: what stops trading on its own (loss, errors, unknown orders)."""
+
     max_daily_loss_eur: Decimal = money("5")
     max_consecutive_errors: int = integer(5, minimum=1, maximum=100_000)
     unknown_limit: timedelta = duration("15m", minimum="1s", maximum="30d")
 
 
-@dataclass(frozen=True)
-class ScoreboardConfig:
+@record
+class ScoreboardConfig(Record):
     """The scoreboard (issue 25, docs/SCORE.md): advisors that run in the shadows beside the live ones, each on
     its own virtual book (tinybot.trade.shadow), never trading."""
 
     shadow: tuple[str, ...] = strings(())
 
 
-@dataclass(frozen=True)
-class Config:
+@record
+class Config(Record):
+    """The whole bot.toml, one attribute per top-level key and per section."""
+
     path: Path
     mode: str = text("paper", choices=("paper", "live"))
     db: str = text("tinybot.db")

@@ -22,9 +22,9 @@ One home for it, so the paper exchange, the simulator and the caps agree
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from typing import Iterable
+from .record import Record, record
 
 TAKER_FEE = Decimal("0.0025")  # lowest volume tier, market orders
 EUR_DECIMALS = 2
@@ -32,8 +32,8 @@ CENT = Decimal("0.01")
 FEE_QUANTUM = Decimal("0.00000001")  # a per-fill share of a fee is never finer than this
 
 
-@dataclass(frozen=True)
-class Settlement:
+@record
+class Settlement(Record):
     """What one (complete) market order moves.
 
     ``base`` = filledAmount; ``quote`` = filledAmountQuote (Σ amount × price);

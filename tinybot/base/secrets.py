@@ -25,10 +25,10 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError
+from .record import Record, record
 
 SECRET_NAMES = (
     "TINYBOT_READ_KEY",
@@ -50,8 +50,8 @@ def _error(message: str) -> Exception:
 # --- the file ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FileProblem:
+@record
+class FileProblem(Record):
     """Why tinybot will not read a secrets file, and the command that fixes it."""
 
     what: str  # "readable by others (mode 644)"

@@ -20,11 +20,11 @@ what every cap counts (``max_spend_eur``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from . import fees
 from .fees import cents_up as up_to_cent
+from .record import Record, record
 
 EXCHANGE_MINIMUM_EUR = Decimal("5")  # Bitvavo's minOrderInQuoteAsset on EUR markets
 CENT = fees.CENT
@@ -82,8 +82,10 @@ def top_up_eur(cfg, base: Decimal, bid: Decimal, ask: Decimal, min_quote: Decima
     return max(need, min_quote)
 
 
-@dataclass(frozen=True)
-class Stranded:
+@record
+class Stranded(Record):
+    """A position worth less than the exchange's minimum order: it cannot be sold as it is."""
+
     market: str
     base: Decimal
     value_eur: Decimal  # at the bid

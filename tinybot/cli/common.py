@@ -129,12 +129,12 @@ class State:
     def conn(self):
         """The existing database (only `tinybot init` creates one), migrated unless its filesystem is read-only."""
         if self._conn is None:
-            from ..store import backup, db
+            from ..store import db
 
             # migrations of an existing database take a backup first
             self._conn = db.open_existing(
                 self.cfg.db_path,
-                before_migration=backup.before_migration(self.cfg),
+                before_migration=_backup_first(self.cfg),
                 after_migration=migrate_books,
             )
         return self._conn
@@ -146,6 +146,17 @@ class State:
 
     def db_path_or_none(self):
         return self._cfg.db_path if self._cfg is not None else None
+
+
+def _backup_first(cfg):
+    """store.backup's ``before_migration``, loaded only when a migration is pending (rarely: not on a status)."""
+
+    def take(pending: list[str]) -> None:
+        from ..store import backup
+
+        backup.before_migration(cfg)(pending)
+
+    return take
 
 
 pass_state = click.make_pass_decorator(State)

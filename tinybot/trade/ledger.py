@@ -25,18 +25,23 @@ from __future__ import annotations
 
 import sqlite3
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from ..base import clock, money
 from ..base.config import EXTERNAL
 from .book import steps
 from ..store.db import event
-from ..exchange.base import FINAL_STATUSES, Fill, Order
+
+if TYPE_CHECKING:  # `tinybot status` reads book_positions here and never loads the exchange contract
+    from ..exchange.base import Fill, Order
 
 # Execution states no process moves again (retention may prune their guard decisions).
 FINAL_STATES = ("filled", "canceled", "failed", "blocked")
 
 
 def state_for(order: Order) -> str:
+    from ..exchange.base import FINAL_STATUSES
+
     if order.status == "filled":
         return "filled"
     if order.status in FINAL_STATUSES:

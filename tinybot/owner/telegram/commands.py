@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import secrets as _random
 import sqlite3
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -190,7 +189,9 @@ class Commands:
         if killswitch.state(self.conn)["trading_enabled"]:
             self.api.send(chat, "Trading is already enabled.")
             return
-        nonce = _random.token_hex(8)
+        import secrets  # the nonce's randomness; loaded by the one command that needs it
+
+        nonce = secrets.token_hex(8)
         set_state(
             self.conn,
             RESUME_KEY,
@@ -363,11 +364,18 @@ def audit(conn: sqlite3.Connection, chat: int, detail: str, *, severity: str = "
 
 def default_prices(cfg: Config) -> Prices | None:
     """[paper] prices when they are fixed; otherwise no price (the executor reads a fresh one at send time)."""
-    if cfg.mode == "paper" and cfg.paper.prices:
-        from ...exchange.static import StaticMarketData
+    if not (cfg.mode == "paper" and cfg.paper.prices):
+        return None
+    fixed: list = []  # the exchange package loads on the first pre-check, not while the loop waits
 
-        return StaticMarketData(cfg.paper.prices).ticker
-    return None
+    def ticker(market: str):
+        if not fixed:
+            from ...exchange.static import StaticMarketData
+
+            fixed.append(StaticMarketData(cfg.paper.prices))
+        return fixed[0].ticker(market)
+
+    return ticker
 
 
 def fingerprint(row) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable, Mapping
@@ -10,10 +9,13 @@ from typing import Callable, Mapping
 from ...base import clock, fees, sizing
 from .steps import ZERO
 from .valuation import Price, PriceHistory
+from ...base.record import Record, record
 
 
-@dataclass(frozen=True)
-class Start:
+@record
+class Start(Record):
+    """When tinybot started and with how much: what the benchmarks start from."""
+
     at: datetime | None  # when tinybot started: its first balance snapshot, else its first price or fill
     capital_eur: Decimal | None  # the money it had then: paper's starting_eur, live the EUR of that snapshot
     snapshot_at: datetime | None = None  # its first balance snapshot: from then on it knows what the account held
@@ -40,8 +42,10 @@ def start(conn: sqlite3.Connection, cfg) -> Start:
     return Start(at, Decimal(row["amount"]) if row else ZERO, snapshot_at)
 
 
-@dataclass(frozen=True)
-class BenchBuy:
+@record
+class BenchBuy(Record):
+    """One buy of a benchmark, as the exchange would have filled it."""
+
     at: datetime
     market: str
     eur: Decimal  # amountQuote: what the buy cost, the fee included
@@ -49,8 +53,8 @@ class BenchBuy:
     ask: Decimal
 
 
-@dataclass(frozen=True)
-class Benchmark:
+@record
+class Benchmark(Record):
     """What the same money would have made: market buys by amountQuote at the ask, fee included, then held."""
 
     name: str  # "holding" | "dca"

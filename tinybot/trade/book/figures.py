@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Callable, Iterable, Mapping
@@ -11,10 +10,11 @@ from ...base import clock
 from .benchmarks import Benchmark, Start, benchmarks, start
 from .steps import Fill, Position, Walk, ZERO, fills, llm_cost, llm_costs, walk
 from .valuation import Price, PriceHistory, prices_as_of
+from ...base.record import MutableRecord, Record, mutable_record, record
 
 
-@dataclass(frozen=True)
-class Line:
+@record
+class Line(Record):
     """One book in one market, valued."""
 
     book: str
@@ -34,8 +34,10 @@ class Line:
         return None if self.bid is None else self.position.unrealised(self.bid)
 
 
-@dataclass(frozen=True)
-class Figures:
+@record
+class Figures(Record):
+    """The P/L of some books: realised, unrealised, fees and the LLM's cost."""
+
     realised_eur: Decimal
     unrealised_eur: Decimal  # priced positions only (``unpriced`` names the others)
     fees_eur: Decimal
@@ -73,8 +75,8 @@ def _by_market(lines: list[Line]) -> dict[str, Figures]:
     return {m: _figures([x for x in lines if x.market == m], ZERO) for m in sorted({x.market for x in lines})}
 
 
-@dataclass
-class Summary:
+@mutable_record
+class Summary(MutableRecord):
     """Everything a view shows about the money, at one moment and one set of prices."""
 
     at: datetime
@@ -130,8 +132,10 @@ def summary(
     )
 
 
-@dataclass(frozen=True)
-class Point:
+@record
+class Point(Record):
+    """The figures at one moment of the P/L curve, beside the holding benchmark's."""
+
     at: datetime
     realised_eur: Decimal
     unrealised_eur: Decimal
@@ -146,8 +150,8 @@ class Point:
         return self.realised_eur + self.unrealised_eur - self.llm_cost_eur
 
 
-@dataclass
-class Series:
+@mutable_record
+class Series(MutableRecord):
     """The money over time: one point per price-log hour, fill and LLM call, then the end at the view's prices."""
 
     points: list[Point]
@@ -232,8 +236,8 @@ def series(
     return Series(points, hold, spread, start(conn, cfg))
 
 
-@dataclass(frozen=True)
-class Trade:
+@record
+class Trade(Record):
     """A fill with what a table shows beside it."""
 
     fill: Fill
@@ -292,8 +296,8 @@ def day_ends(start: datetime, end: datetime, tz=None) -> list[datetime]:
     return out + ([end] if end > start else [])
 
 
-@dataclass(frozen=True)
-class Mark:
+@record
+class Mark(Record):
     """Every book at one moment: its figures (fills and LLM cost up to then, valued at the bids then)."""
 
     at: datetime

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 import sqlite3
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Iterable, Mapping
 
 from ...base import clock
 from ...base.config import EXTERNAL, MANUAL
+from ...base.record import MutableRecord, Record, mutable_record, record
 
 
 EUR_PLACES = Decimal("0.00000001")  # every EUR figure of a book, stored or computed, to 8 decimals
@@ -49,8 +50,8 @@ def spill_order(books: Iterable[str]) -> list[str]:
     return first + sorted(names - set(first) - set(last)) + last
 
 
-@dataclass(frozen=True)
-class Fill:
+@record
+class Fill(Record):
     """A fill as the book reads it (``trade_history``)."""
 
     market: str
@@ -126,8 +127,8 @@ class Fill:
         return {self.asset: sign * self.amount - self.fee_in_coin, "EUR": -sign * self.quote - self.fee_in_eur}
 
 
-@dataclass(frozen=True)
-class Position:
+@record
+class Position(Record):
     """One book's holding in one market, at average cost."""
 
     base: Decimal = ZERO
@@ -227,8 +228,8 @@ def apply(books: dict[str, Position], fill: Fill) -> dict[str, Decimal]:
     return realised
 
 
-@dataclass(frozen=True)
-class Step:
+@record
+class Step(Record):
     """One fill as the walk booked it."""
 
     fill: Fill
@@ -239,8 +240,8 @@ class Step:
         return sum(self.realised.values(), ZERO)
 
 
-@dataclass(frozen=True)
-class Period:
+@record
+class Period(Record):
     """What the fills of a period did (``Walk.period``)."""
 
     realised_eur: Decimal
@@ -250,8 +251,8 @@ class Period:
     sells: int
 
 
-@dataclass
-class Walk:
+@mutable_record
+class Walk(MutableRecord):
     """Every fill up to a moment, booked in order."""
 
     books: dict[str, dict[str, Position]] = field(default_factory=dict)  # market → book → Position
@@ -362,8 +363,10 @@ def period_key(at: datetime, period: str, tz=None) -> str:
     return local.strftime("%Y-%m")
 
 
-@dataclass
-class Bucket:
+@mutable_record
+class Bucket(MutableRecord):
+    """One period's figures (daily, weekly, monthly) of `tinybot pnl --by`."""
+
     realised_eur: Decimal = ZERO
     fees_eur: Decimal = ZERO
     llm_cost_eur: Decimal = ZERO

@@ -3,15 +3,17 @@
 from __future__ import annotations
 import bisect
 import sqlite3
-from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
 from ...base import clock
+from ...base.record import Record, record
 
 
-@dataclass(frozen=True)
-class Price:
+@record
+class Price(Record):
+    """One market's last recorded (or configured) bid, ask and last price."""
+
     bid: Decimal
     ask: Decimal
     last: Decimal
