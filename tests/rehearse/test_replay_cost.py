@@ -113,3 +113,43 @@ def test_the_in_process_transport_writes_and_parses_no_http_text(tmp_path, monke
         assert ro.rate_limited_until_ms() is None
     sim.close()
     assert lines == []
+
+
+def test_a_replay_tick_asks_the_simulator_no_more_than_a_live_tick_did(tmp_path, monkeypatch):
+    """A replay tick is a live tick: every request it makes reaches the simulator's handler, and none is added on the
+    replay side (main, 300 hourly candles, 240 ticks: 1864 requests, 7.8 a tick; fewer once a live tick asks less)."""
+    from tinybot.sim.server import Handler
+
+    paths = []
+    respond = Handler.respond
+
+    def counted_respond(self, method):
+        paths.append(self.path.partition("?")[0])
+        return respond(self, method)
+
+    monkeypatch.setattr(Handler, "respond", counted_respond)
+    cfg, _ = candle_store(tmp_path, csv_rows())
+    s = replayed(cfg)
+    assert s["ticks"] == 240 and s["ticks_with_errors"] == 0
+    assert 240 * 2 <= len(paths) <= 1864  # at least a ticker or candle read per market and tick
+
+
+def test_only_the_replays_scratch_database_goes_without_fsync(tmp_path, monkeypatch):
+    from tinybot.rehearse.replay import run
+    from tinybot.store import db
+
+    seen = []
+    real = run.open_scratch_db
+
+    def watched(path):
+        conn = real(path)
+        seen.append((str(path), *(conn.execute(f"PRAGMA {p}").fetchone()[0] for p in ("synchronous", "journal_mode"))))
+        return conn
+
+    monkeypatch.setattr(run, "open_scratch_db", watched)
+    cfg, _ = candle_store(tmp_path, csv_rows(n=80))
+    replayed(cfg)
+    assert len(seen) == 1 and seen[0][0] != str(cfg.db_path) and seen[0][1:] == (0, "wal")  # 0: OFF
+    live = db.connect(cfg.db_path)  # in the same process, after the replay
+    assert [live.execute(f"PRAGMA {p}").fetchone()[0] for p in ("synchronous", "journal_mode")] == [2, "wal"]  # FULL
+    live.close()
