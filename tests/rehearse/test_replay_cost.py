@@ -153,3 +153,29 @@ def test_only_the_replays_scratch_database_goes_without_fsync(tmp_path, monkeypa
     live = db.connect(cfg.db_path)  # in the same process, after the replay
     assert [live.execute(f"PRAGMA {p}").fetchone()[0] for p in ("synchronous", "journal_mode")] == [2, "wal"]  # FULL
     live.close()
+
+
+SWEEP_WORKER = """
+import sys
+from tinybot.base.config import load
+from tinybot.rehearse.replay import sweep
+from tinybot.rehearse.replay.plan import ReplayError
+
+def watched(cfg, store, **kw):  # in the worker: was the Bitvavo adapter there before its replay began?
+    raise ReplayError("ccxt modules at the start: %d" % sum(m.split(".")[0] == "ccxt" for m in sys.modules))
+
+sweep.replay = watched
+print(sweep.sweep(load(sys.argv[1]), [[]], workers=1)[0]["error"])
+"""
+
+
+def test_a_sweeps_workers_start_with_the_bitvavo_adapter_imported(tmp_path):
+    """ccxt is imported once, in the sweep, before its workers fork; not once per worker (main: 0 at the start)."""
+    import subprocess
+    import sys
+
+    cfg, _ = candle_store(tmp_path, csv_rows(n=80))
+    out = subprocess.run(
+        [sys.executable, "-c", SWEEP_WORKER, str(cfg.path)], capture_output=True, text=True, timeout=120, check=True
+    ).stdout
+    assert int(out.rsplit(":", 1)[1]) > 100, out
