@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import operator
 import re
 import socket
 import struct
@@ -29,6 +30,7 @@ from .faults import make_fault, parse_fault_spec
 from .market import INTERVALS
 from .wire import SimError, bad
 
+_STAMP = operator.itemgetter(0)  # a candle row's timestamp
 _SIG_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MARKET_PATH = re.compile(r"/([A-Za-z0-9]+-[A-Za-z0-9]+)/(book|candles|trades)")
 
@@ -78,16 +80,12 @@ def _candles(sim, market: str, params: dict) -> list:
             raise bad(205, f"{name} parameter is invalid: it must align exactly with a {interval} interval.")
     sim.revise_candles(market)
     rows = sim.candles(market, interval)  # oldest first, one per timestamp: the window is found by bisection
-    lo = 0 if start is None else bisect.bisect_left(rows, start, key=_stamp)
+    lo = 0 if start is None else bisect.bisect_left(rows, start, key=_STAMP)
     hi = len(rows)
     if end is not None:
-        hi = (bisect.bisect_right if sim.candle_end == "inclusive" else bisect.bisect_left)(rows, end, key=_stamp)
+        hi = (bisect.bisect_right if sim.candle_end == "inclusive" else bisect.bisect_left)(rows, end, key=_STAMP)
     newest_first = rows[max(lo, hi - limit) : hi][::-1]
     return sim.market(market).candle_wire(newest_first, step, sim.now_ms(), sim.live_shapes)
-
-
-def _stamp(row) -> int:
-    return row[0]
 
 
 def _assets(sim, params: dict):
