@@ -1,6 +1,6 @@
 """Replay speed (issue 15, item 8): ticks per second, and one replay tick against one idle live tick.
 
-    python bench/replay_bench.py            # a year of hourly candles on two markets (target ≤ 30 s)
+    python bench/replay_bench.py            # a year of hourly candles on two markets (target ≤ 15 s, issue 26)
     python bench/replay_bench.py --days 7   # quick
 
 Both figures come from the same run: the replay of ``--days`` of synthetic hourly candles
@@ -128,7 +128,7 @@ def bench_replay(days: int = 365, live_ticks: int = 40) -> dict:
         "idle_live_tick_ms": round(live_ms, 2),
         "ratio": round(replay_ms / live_ms, 3),
         "target_ratio": 1 / 20,
-        "target_seconds_for_a_year": 30,
+        "target_seconds_for_a_year": 15,
     }
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-import random
 import sqlite3
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
@@ -15,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from helpers import ROOT
+from helpers.replay_data import CONFIG, HOUR, T0, candle_store, csv_rows
 from tinybot.analysis import candles
 from tinybot.base import clock, config, secrets
 from tinybot.store import db
@@ -26,64 +25,11 @@ from tinybot.rehearse.replay.simulator import DEFAULT_SLIPPAGE, REPLAY_KEY, REPL
 from tinybot.rehearse.replay.sweep import expand_sets
 from tinybot.sim.transport import InProcessSession
 
-HOUR = 3_600_000
-T0 = 1_735_689_600_000  # 2025-01-01T00:00Z
-N = 300  # hourly candles per market: a fast test, still a dozen crossings
-
-CONFIG = """\
-mode = "paper"
-advisors = ["rules"]
-
-[risk]
-allowlist = ["BTC-EUR", "ETH-EUR"]
-max_trade_eur = 10
-max_daily_eur = 20
-max_exposure_eur = 25
-cooldown = "1h"
-anti_flip = "6h"
-proposal_ttl = "30m"
-
-[scheduler]
-interval = "1h"
-
-[rules]
-candle_interval = "1h"
-fast = 3
-slow = 8
-buy_eur = 6
-"""
-
-
-def csv_rows(n=N, seed=3, gaps=True, start_ms=T0):
-    """Two markets of a wavy random walk; every 97th candle missing (an hour without trades)."""
-    rnd = random.Random(seed)
-    rows = []
-    for market, p0, dec in (("BTC-EUR", 60000, 0), ("ETH-EUR", 3000, 1)):
-        p = p0
-        for i in range(n):
-            o = p
-            c = o * (1 + 0.002 * math.sin(i / 15) + rnd.gauss(0, 0.004))
-            h = max(o, c) * (1 + abs(rnd.gauss(0, 0.002)))
-            lo = min(o, c) * (1 - abs(rnd.gauss(0, 0.002)))
-            f = lambda x, dec=dec: f"{x:.{dec}f}"  # noqa: E731
-            p = float(f(c))
-            if gaps and i % 97 == 50:
-                continue
-            rows.append(f"{market},{start_ms + i * HOUR},{f(o)},{f(h)},{f(lo)},{f(c)},{rnd.uniform(0.1, 5):.4f}")
-    return rows
-
 
 @pytest.fixture
 def setup(tmp_path):
     """bot.toml + the live database holding the candles; returns (cfg, path of the csv)."""
-    (tmp_path / "bot.toml").write_text(CONFIG)
-    path = tmp_path / "candles.csv"
-    path.write_text("\n".join(["market,timestamp,open,high,low,close,volume", *csv_rows()]) + "\n")
-    cfg = config.load(tmp_path / "bot.toml")
-    conn = db.open_db(cfg.db_path)
-    candles.import_csv(conn, path)
-    conn.close()
-    return cfg, path
+    return candle_store(tmp_path, csv_rows())
 
 
 def run(cfg, **kw):

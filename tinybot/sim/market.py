@@ -12,7 +12,7 @@ import random
 import zlib
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal, InvalidOperation
 
-from .wire import SimError, bad
+from .wire import SimError, bad, candle_rows
 
 VOLUME_QUANTUM = Decimal("1e-8")  # candle volumes have 8 decimals
 
@@ -191,6 +191,10 @@ class MarketState:
             else:
                 out.append([bucket, o, h, lo, c, v])
         return out
+
+    def candle_wire(self, rows: list, step_ms: int, now_ms: int, live: bool) -> list[list]:
+        """These candle rows of ``step_ms`` as GET /{market}/candles sends them (wire.candle_rows); at ``now_ms``."""
+        return candle_rows(rows, live)
 
     def revise(self, k: int) -> None:
         """The newest candles change between calls (BITVAVO.md "Candles"): with candle_revisions=k,

@@ -9,10 +9,12 @@ simulator imports this module to serve itself.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import hmac
 import ipaddress
 import json
+import operator
 import re
 import socket
 import struct
@@ -28,6 +30,7 @@ from .faults import make_fault, parse_fault_spec
 from .market import INTERVALS
 from .wire import SimError, bad
 
+_STAMP = operator.itemgetter(0)  # a candle row's timestamp
 _SIG_RE = re.compile(r"[0-9a-fA-F]{64}")
 _MARKET_PATH = re.compile(r"/([A-Za-z0-9]+-[A-Za-z0-9]+)/(book|candles|trades)")
 
@@ -76,13 +79,13 @@ def _candles(sim, market: str, params: dict) -> list:
         if bound is not None and bound % step:
             raise bad(205, f"{name} parameter is invalid: it must align exactly with a {interval} interval.")
     sim.revise_candles(market)
-    inclusive = sim.candle_end == "inclusive"
-    rows = [
-        r
-        for r in sim.candles(market, interval)
-        if (start is None or r[0] >= start) and (end is None or r[0] < end or (inclusive and r[0] == end))
-    ]
-    return wire.candle_rows(rows[::-1][:limit], sim.live_shapes)  # newest first
+    rows = sim.candles(market, interval)  # oldest first, one per timestamp: the window is found by bisection
+    lo = 0 if start is None else bisect.bisect_left(rows, start, key=_STAMP)
+    hi = len(rows)
+    if end is not None:
+        hi = (bisect.bisect_right if sim.candle_end == "inclusive" else bisect.bisect_left)(rows, end, key=_STAMP)
+    newest_first = rows[max(lo, hi - limit) : hi][::-1]
+    return sim.market(market).candle_wire(newest_first, step, sim.now_ms(), sim.live_shapes)
 
 
 def _assets(sim, params: dict):
@@ -247,6 +250,11 @@ def _json_default(o):
     raise TypeError(type(o).__name__)
 
 
+def answer_body(payload) -> bytes:
+    """A JSON answer as the simulator sends it: compact, Decimals as plain decimal strings."""
+    return json.dumps(payload, default=_json_default, separators=(",", ":")).encode()
+
+
 class DropConnection(Exception):
     """Close the connection without an answer (reset=True: with a TCP RST)."""
 
@@ -301,11 +309,14 @@ class Handler(BaseHTTPRequestHandler):
         content_type: str = "application/json; charset=utf-8",
         headers: dict | None = None,
     ):
-        body = raw if raw is not None else json.dumps(payload, default=_json_default, separators=(",", ":")).encode()
+        self._answer(status, content_type, raw if raw is not None else answer_body(payload), headers or {})
+
+    def _answer(self, status: int, content_type: str, body: bytes, headers: dict) -> None:
+        """Write the answer as HTTP/1.1 onto the connection (the in-process transport keeps it instead)."""
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for k, v in (headers or {}).items():
+        for k, v in headers.items():
             self.send_header(k, str(v))
         self.end_headers()
         self.wfile.write(body)

@@ -334,7 +334,19 @@ def book_json(m, depth: int) -> dict:
 def candle_rows(rows: list, live: bool = True) -> list[list]:
     """GET /{market}/candles rows: ``[ts, "o", "h", "l", "c", "v"]`` (SRC_CCXT_FIXTURES, fetchOHLCV); ``live``:
     the timestamp as a string, as docs rest-api/get-candlestick-data's example and the live exchange send it."""
-    return [[str(r[0]) if live else r[0], *(format(x, "f") for x in r[1:])] for r in rows]
+    return [candle_row(r, live) for r in rows]
+
+
+def candle_row(r, live: bool = True) -> list:
+    """One row of ``candle_rows``."""
+    return [
+        str(r[0]) if live else r[0],
+        format(r[1], "f"),
+        format(r[2], "f"),
+        format(r[3], "f"),
+        format(r[4], "f"),
+        format(r[5], "f"),
+    ]
 
 
 # --- requests: what Bitvavo checks in them ----------------------------------------------------

@@ -103,8 +103,7 @@ def run_ticks(
     points: list[TickPoint] = []
     with clock.simulated(sim_clock):
         rcfg = scratch_config(cfg, scratch, server.url, plan.markets if plan.explicit else None, llm_url)
-        conn = db.open_db(rcfg.db_path)
-        conn.execute("PRAGMA synchronous = OFF")  # a scratch database: durability buys nothing here
+        conn = open_scratch_db(rcfg.db_path)
         log_handler = logfile.attach_log_file(rcfg)
         try:
             ro, trading = read_only(rcfg), trading_exchange(rcfg)
@@ -127,3 +126,11 @@ def run_ticks(
             conn.close()
             server.close()
     return points
+
+
+def open_scratch_db(path: Path) -> sqlite3.Connection:
+    """The replay's own database, without fsync: a replay that dies is run again, so durability buys nothing
+    here.  Only this connection: the live database (``db.connect``) keeps ``synchronous = FULL``."""
+    conn = db.open_db(path)
+    conn.execute("PRAGMA synchronous = OFF")
+    return conn

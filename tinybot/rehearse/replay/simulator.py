@@ -12,7 +12,7 @@ from ...trade.book.valuation import Price
 from ...sim.accounts import SimAccount
 from ...sim.market import INTERVALS, MarketState, to_tick
 from ...sim.simulator import Simulator
-from ...sim.wire import bad
+from ...sim.wire import bad, candle_row
 
 REPLAY_KEY, REPLAY_SECRET = "replay-key", "replay-secret"  # the simulator's throwaway account
 DEFAULT_SLIPPAGE = Decimal("0.0005")  # 0.05 % against the order, on top of the simulator's spread
@@ -38,6 +38,7 @@ class ReplayMarket(MarketState):
         self.rows = [(c.timestamp_ms, c.open, c.high, c.low, c.close, c.volume) for c in series]
         self.step_ms = INTERVALS[interval] * 1000
         self._aggregated: dict = {}
+        self._wire: dict[tuple[int, bool], dict[int, list]] = {}  # (interval ms, live shapes) → closed rows by time
 
     def bid_ask(self):
         bid, ask = super().bid_ask()
@@ -95,6 +96,21 @@ class ReplayMarket(MarketState):
                     sum((r[5] for r in current), Decimal(0)),
                 )
             )
+        return out
+
+    def candle_wire(self, rows: list, step_ms: int, now_ms: int, live: bool) -> list[list]:
+        """As the simulator's, but a stored candle that has closed never changes: each is formatted once
+        per replay (a tick's candle read re-sent the same 60 closed candles but one)."""
+        closed = self._wire.setdefault((step_ms, live), {})
+        out = []
+        for r in rows:
+            if r[0] + step_ms > now_ms:  # still open at now: only its open so far, as at its first instant
+                out.append(candle_row(r, live))
+                continue
+            shaped = closed.get(r[0])
+            if shaped is None:
+                shaped = closed[r[0]] = candle_row(r, live)
+            out.append(shaped)
         return out
 
     def _coarse(self, want: int) -> tuple[list[int], list[tuple]]:
