@@ -189,26 +189,40 @@ def candle_limit(cfg: Config) -> int:
 
 
 def build_snapshot(
-    conn: sqlite3.Connection, cfg: Config, exchange, *, sources: tuple[str, ...] = (), candle_cache: dict | None = None
+    conn: sqlite3.Connection,
+    cfg: Config,
+    exchange,
+    *,
+    sources: tuple[str, ...] = (),
+    candle_cache: dict | None = None,
+    markets: Mapping[str, Market] | None = None,
 ) -> Snapshot:
     """Read markets, tickers, candles and balances through the *read-only* client.
 
-    Raises ``ExchangeError`` when the exchange cannot be reached at all (no
-    market list): the scheduler treats that as an outage and backs off.  A
+    ``markets``: the market table when the caller keeps one between snapshots (the loop); else it is read here.
+    Raises ``ExchangeError`` when the exchange cannot be reached at all (no market list, or no answer to the
+    tickers request, one for every watched market): the scheduler treats that as an outage and backs off.  A
     single market failing is recorded in ``problems`` and left out.
     """
     now = clock.now()
     problems: list[str] = []
-    markets = exchange.markets()  # an outage raises here
-    tickers: dict[str, Ticker] = {}
-    candles: dict[str, tuple[Candle, ...]] = {}
+    kept = markets is not None
+    if markets is None:
+        markets = exchange.markets()  # an outage raises here
     interval = cfg.rules.candle_interval
-    for m in watched_markets(cfg):
-        if m not in markets:
-            problems.append(f"{m}: the exchange does not list it")
-            continue
+    listed = [m for m in watched_markets(cfg) if m in markets]
+    problems += [f"{m}: the exchange does not list it" for m in watched_markets(cfg) if m not in markets]
+    try:
+        tickers = exchange.tickers(listed) if listed else {}  # one request for every watched market
+    except ExchangeError:
+        if kept:
+            exchange.markets()  # the kept table did not ask whether the exchange answers at all: an outage raises here
+        tickers = {}  # it answers: each market is asked alone below, its error is its problem
+    candles: dict[str, tuple[Candle, ...]] = {}
+    for m in listed:
         try:
-            tickers[m] = exchange.ticker(m)
+            if m not in tickers:
+                tickers[m] = exchange.ticker(m)  # left out of the answer: asked alone, its error is the problem
             candles[m] = _closed_candles_cached(
                 exchange, m, interval, candle_limit(cfg), clock.to_ms(now), candle_cache
             )
