@@ -164,12 +164,14 @@ class Kept:
         self._ticks_since_scan = 0
 
     def candle_cache(self) -> dict | None:
-        """The closed-candle cache, emptied when it is older than CANDLE_CACHE_MAX_AGE."""
+        """The closed-candle cache; once it is CANDLE_CACHE_MAX_AGE old each entry is read again (its newest
+        candles: a correction among them has the whole window read again)."""
         if self._candle_cache is None:
             return None
         now = clock.now()
         if self._candle_cache_at is None or now - self._candle_cache_at >= CANDLE_CACHE_MAX_AGE:
-            self._candle_cache.clear()
+            for key, (_, closed) in self._candle_cache.items():
+                self._candle_cache[key] = (None, closed)  # good for no slot: refreshed at its next read
             self._candle_cache_at = now
         return self._candle_cache
 
