@@ -19,7 +19,7 @@ from tinybot.store import db
 from tinybot.trade import reconcile
 
 IDLE = 'advisors = ["helpers.advisors:sneaky"]\n' + PAPER_TOML + '[scheduler]\ninterval = "1m"\n'
-STATEMENTS_PER_IDLE_TICK = 39  # paper mode, one advisor that proposes nothing, in the loop (lazy claims)
+STATEMENTS_PER_IDLE_TICK = 38  # paper mode, one advisor that proposes nothing, in the loop (lazy claims)
 
 
 def idle_loop(write_config, folder, history: int):

@@ -308,7 +308,8 @@ class Tick:
         back = self.outage.end(conn) if clean else None  # the exchange answered and reconcile is clean
         if back:
             report.notes.append(back)
-        paused = outage_since(conn) or (clock.now_iso() if report.outage else None)
+        # clean: any outage has just ended; else one in progress (or this tick's own) pauses trading
+        paused = None if clean else outage_since(conn) or (clock.now_iso() if report.outage else None)
 
         created: list[int] = []
         for name in cfg.active_advisors:  # advisors, plus exits and top_up when their settings turn them on
