@@ -563,7 +563,7 @@ def test_each_tick_prunes_audit_rows_older_than_keep_days(tmp_path, write_config
     assert slots == ["2026-11-05T12:00:00.000000Z"]  # the two old ones pruned (the newest is always kept)
 
 
-def test_surprise_orders_are_looked_for_at_start_and_every_fifth_tick(write_config, monkeypatch):
+def test_surprise_orders_are_looked_for_at_start(write_config, monkeypatch):
     from tinybot.trade import reconcile
 
     cfg = write_config(config_text())
@@ -585,7 +585,7 @@ def test_surprise_orders_are_looked_for_at_start_and_every_fifth_tick(write_conf
         for _ in range(6):
             reports.append(sched.tick())
             frozen.tick(timedelta(minutes=1))
-    assert len(scans) == 2  # tick 1 and tick 6 (tick.SURPRISE_EVERY = 5)
+    assert len(scans) == 2  # tick 1, and tick 2 after the first balances read (tests/loop/test_tick_cost.py: the rest)
     assert any("SURPRISE" in e for e in reports[0].errors)
     assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'surprise_order'").fetchone()[0] == 1
 

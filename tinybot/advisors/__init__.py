@@ -61,6 +61,7 @@ log = logging.getLogger("tinybot.advisors")
 MAX_DRAFTS = 10  # more than this in one call is treated as garbage
 HISTORY_PER_SOURCE = 50  # recent proposals of each advisor shown to it
 CANDLE_LIMIT_MIN = 60  # at least this many candles are fetched per watched market
+CANDLE_OVERLAP = 3  # held closed candles read again with the newer ones: Bitvavo may still correct its newest
 
 BUILTIN = {
     "rules": "tinybot.advisors.rules:advise",
@@ -170,7 +171,8 @@ def closed_candles(candles: list[Candle], interval: str, now_ms: int) -> tuple[C
 
 
 def _closed_candles_cached(exchange, market: str, interval: str, limit: int, now_ms: int, cache: dict | None):
-    """Closed candles cannot change: read them again only once the next one has closed."""
+    """Closed candles cannot change: read them again only once the next one has closed, and then only the newer
+    ones (``fresh_candles``).  A cache entry: (the slot it is good for, its closed candles, the window read)."""
     if cache is None:
         return closed_candles(exchange.candles(market, interval, limit), interval, now_ms)
     step = int(clock.parse_duration(interval).total_seconds() * 1000)
@@ -178,10 +180,31 @@ def _closed_candles_cached(exchange, market: str, interval: str, limit: int, now
     hit = cache.get(key)
     if hit is not None and hit[0] == now_ms // step:
         return hit[1]
-    closed = closed_candles(exchange.candles(market, interval, limit), interval, now_ms)
+    window = fresh_candles(exchange, market, interval, limit, hit[1] if hit else (), step, now_ms)
+    closed = closed_candles(window, interval, now_ms)
     if closed and closed[-1].timestamp_ms == (now_ms // step - 1) * step:  # the newest closed one is there
         cache[key] = (now_ms // step, closed)
+    else:
+        cache.pop(key, None)
     return closed
+
+
+def fresh_candles(exchange, market: str, interval: str, limit: int, held, step: int, now_ms: int) -> list[Candle]:
+    """The newest ``limit`` candles, as one request for ``limit`` would answer, reading only those newer than the
+    closed ones ``held`` plus CANDLE_OVERLAP of them again.  Read in full when nothing is held, when the newer
+    ones do not reach back to what is held, or when a candle read again differs from the one held (a correction,
+    or a source that moved its history): then what is held cannot be trusted."""
+    if not held:
+        return exchange.candles(market, interval, limit)
+    want = min(limit, now_ms // step - held[-1].timestamp_ms // step + 1 + CANDLE_OVERLAP)
+    fresh = exchange.candles(market, interval, want)
+    if len(fresh) < want:
+        return fresh  # the exchange has no more than these
+    kept = {c.timestamp_ms: c for c in held}
+    if fresh[0].timestamp_ms > held[-1].timestamp_ms or any(kept.get(c.timestamp_ms, c) != c for c in fresh):
+        return exchange.candles(market, interval, limit)
+    older = [c for c in held if c.timestamp_ms < fresh[0].timestamp_ms]
+    return (older + list(fresh))[-limit:]
 
 
 def candle_limit(cfg: Config) -> int:
@@ -189,26 +212,40 @@ def candle_limit(cfg: Config) -> int:
 
 
 def build_snapshot(
-    conn: sqlite3.Connection, cfg: Config, exchange, *, sources: tuple[str, ...] = (), candle_cache: dict | None = None
+    conn: sqlite3.Connection,
+    cfg: Config,
+    exchange,
+    *,
+    sources: tuple[str, ...] = (),
+    candle_cache: dict | None = None,
+    markets: Mapping[str, Market] | None = None,
 ) -> Snapshot:
     """Read markets, tickers, candles and balances through the *read-only* client.
 
-    Raises ``ExchangeError`` when the exchange cannot be reached at all (no
-    market list): the scheduler treats that as an outage and backs off.  A
+    ``markets``: the market table when the caller keeps one between snapshots (the loop); else it is read here.
+    Raises ``ExchangeError`` when the exchange cannot be reached at all (no market list, or no answer to the
+    tickers request, one for every watched market): the scheduler treats that as an outage and backs off.  A
     single market failing is recorded in ``problems`` and left out.
     """
     now = clock.now()
     problems: list[str] = []
-    markets = exchange.markets()  # an outage raises here
-    tickers: dict[str, Ticker] = {}
-    candles: dict[str, tuple[Candle, ...]] = {}
+    kept = markets is not None
+    if markets is None:
+        markets = exchange.markets()  # an outage raises here
     interval = cfg.rules.candle_interval
-    for m in watched_markets(cfg):
-        if m not in markets:
-            problems.append(f"{m}: the exchange does not list it")
-            continue
+    listed = [m for m in watched_markets(cfg) if m in markets]
+    problems += [f"{m}: the exchange does not list it" for m in watched_markets(cfg) if m not in markets]
+    try:
+        tickers = exchange.tickers(listed) if listed else {}  # one request for every watched market
+    except ExchangeError:
+        if kept:
+            exchange.markets()  # the kept table did not ask whether the exchange answers at all: an outage raises here
+        tickers = {}  # it answers: each market is asked alone below, its error is its problem
+    candles: dict[str, tuple[Candle, ...]] = {}
+    for m in listed:
         try:
-            tickers[m] = exchange.ticker(m)
+            if m not in tickers:
+                tickers[m] = exchange.ticker(m)  # left out of the answer: asked alone, its error is the problem
             candles[m] = _closed_candles_cached(
                 exchange, m, interval, candle_limit(cfg), clock.to_ms(now), candle_cache
             )

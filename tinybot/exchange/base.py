@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, Protocol, Sequence, runtime_checkable
 
 from ..base import exitcodes
 from ..base.errors import TinybotError
@@ -157,6 +157,10 @@ class MarketData(Protocol):
 
     def ticker(self, market: str) -> Ticker: ...
 
+    def tickers(self, markets: Sequence[str]) -> dict[str, Ticker]:
+        """Several markets' tickers in as few requests as the exchange allows (Bitvavo: one for all).
+        A market it has no ticker for is left out: ``ticker`` says why.  Raises when nothing could be read."""
+
     def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
         """Closed and current candles, oldest first."""
 
@@ -181,6 +185,7 @@ class MarketData(Protocol):
 READ_METHODS = (
     "markets",
     "ticker",
+    "tickers",
     "candles",
     "balances",
     "fetch_order",

@@ -67,6 +67,9 @@ class PaperExchange:
     def ticker(self, market: str) -> Ticker:
         return self.source.ticker(market)
 
+    def tickers(self, markets) -> dict[str, Ticker]:
+        return self.source.tickers(markets)
+
     def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
         return self.source.candles(market, interval, limit)
 

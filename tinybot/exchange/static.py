@@ -75,6 +75,10 @@ class StaticMarketData:
             timestamp_ms=clock.now_ms(),
         )
 
+    def tickers(self, markets) -> dict[str, Ticker]:
+        self._check()
+        return {m: self.ticker(m) for m in map(normalise_market, markets) if m in self.prices}
+
     def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
         self._check()
         market = normalise_market(market)

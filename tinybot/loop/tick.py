@@ -28,7 +28,7 @@ from ..store import db
 from ..owner import digest
 from .. import exchange
 from ..trade import executor, guards, proposals, reconcile, safety
-from ..advisors import build_snapshot, run_advisor, shadow
+from ..advisors import build_snapshot, run_advisor, shadow, watched_markets
 from ..base.config import Config
 from ..exchange.base import ExchangeError
 from ..base.money import eur_text
@@ -42,7 +42,15 @@ log = logging.getLogger("tinybot.scheduler")
 
 # A cached closed candle is trusted at most this long: Bitvavo may still correct a candle after it closed.
 CANDLE_CACHE_MAX_AGE = timedelta(minutes=15)
-SURPRISE_EVERY = 5  # ticks between scans for orders we have no row for (5 weight per market per scan)
+# The market table (statuses, minimum sizes) changes rarely; what trades does not rely on this copy: the
+# executor reads the table afresh before every send.
+MARKET_TABLE_MAX_AGE = timedelta(hours=1)
+# The scan for orders we have no row for (5 weight a market and 24-hour slice) runs at start, at the tick after
+# the balances moved (an order that fills or holds funds moves them), after a scan with errors, and otherwise
+# every SURPRISE_EVERY ticks or SURPRISE_MAX_AGE, whichever comes first (half the scan's one-day lookback, so
+# consecutive scans' windows overlap at any interval).
+SURPRISE_EVERY = 60
+SURPRISE_MAX_AGE = timedelta(hours=12)
 
 
 @dataclass
@@ -108,23 +116,100 @@ def _price(p: Decimal) -> str:
 
 
 class TickPrices:
-    """The read-only client for one tick: ticker() answers once per market, the rest passes through."""
+    """The read-only client for one tick: the watched markets' tickers in one request, read once (the first
+    ticker asked for reads them all); the balances it read kept; the rest passes through."""
 
-    def __init__(self, inner):
-        self._inner, self._tickers = inner, {}
+    def __init__(self, inner, watched: tuple[str, ...] = ()):
+        self._inner, self._watched, self._tickers, self._asked = inner, watched, {}, set()
+        self.balances_read: dict | None = None  # what balances() answered this tick (None: not read, or it failed)
 
     def ticker(self, market):
         if market not in self._tickers:
-            self._tickers[market] = self._inner.ticker(market)
+            self.tickers((market,))
+        if market not in self._tickers:
+            self._tickers[market] = self._inner.ticker(market)  # left out of the answer: asked alone
         return self._tickers[market]
+
+    def tickers(self, markets):
+        """These markets' tickers; those not read yet this tick are read with every watched market, at once."""
+        missing = [m for m in markets if m not in self._asked]
+        if missing:
+            wanted = list(dict.fromkeys((*self._watched, *missing)))
+            self._tickers.update(self._inner.tickers(wanted))
+            self._asked.update(wanted)  # a market left out of the answer is asked alone, not in a batch again
+        return {m: self._tickers[m] for m in markets if m in self._tickers}
+
+    def balances(self):
+        self.balances_read = dict(self._inner.balances())
+        return self.balances_read
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
 
+class Kept:
+    """What the loop keeps between ticks, and when each is read again: the market table, the closed candles,
+    and when the surprise scan is due."""
+
+    def __init__(self, cache_candles: bool = True):
+        # Closed candles rarely change: read them again once the next one has closed, and at the latest
+        # after CANDLE_CACHE_MAX_AGE (Bitvavo can still correct a recent candle).  The demo turns the
+        # cache off: its simulator replays an accelerated path under fixed timestamps.
+        self._candle_cache: dict | None = {} if cache_candles else None
+        self._candle_cache_at: datetime | None = None
+        self._markets: dict | None = None  # the market table, read again after MARKET_TABLE_MAX_AGE
+        self._markets_at: datetime | None = None
+        self._balances_known: dict | None = None  # the newest balances a tick read
+        self._scanned_at: datetime | None = None  # the last surprise scan without errors (None: not yet)
+        self._ticks_since_scan = 0
+
+    def candle_cache(self) -> dict | None:
+        """The closed-candle cache; once it is CANDLE_CACHE_MAX_AGE old each entry is read again (its newest
+        candles: a correction among them has the whole window read again)."""
+        if self._candle_cache is None:
+            return None
+        now = clock.now()
+        if self._candle_cache_at is None or now - self._candle_cache_at >= CANDLE_CACHE_MAX_AGE:
+            for key, (_, closed) in self._candle_cache.items():
+                self._candle_cache[key] = (None, closed)  # good for no slot: refreshed at its next read
+            self._candle_cache_at = now
+        return self._candle_cache
+
+    def market_table(self, market_data) -> dict:
+        """The market table, read again once it is MARKET_TABLE_MAX_AGE old (an outage raises then)."""
+        now = clock.now()
+        if self._markets is None or now - self._markets_at >= MARKET_TABLE_MAX_AGE:
+            self._markets, self._markets_at = market_data.markets(), now
+        return self._markets
+
+    def _balances_moved(self, read: dict | None) -> bool:
+        """Did the last tick read (``read``) other balances than the tick before it that read them?  (None:
+        it read none; no news.)"""
+        if read is None:
+            return False
+        moved = read != self._balances_known
+        self._balances_known = read
+        return moved
+
+    def surprise_scan_due(self, balances_read: dict | None) -> bool:
+        """At start, after the balances moved (``balances_read``: what the last tick read), after a reconcile with
+        errors, else every SURPRISE_EVERY ticks or SURPRISE_MAX_AGE (see there)."""
+        moved = self._balances_moved(balances_read)
+        self._ticks_since_scan += 1
+        return (
+            moved
+            or self._scanned_at is None
+            or self._ticks_since_scan >= SURPRISE_EVERY
+            or clock.now() - self._scanned_at >= SURPRISE_MAX_AGE
+        )
+
+    def scanned(self) -> None:
+        """A surprise scan ran without errors."""
+        self._scanned_at, self._ticks_since_scan = clock.now(), 0
+
+
 class Tick:
-    """The work of each tick, with what it keeps between ticks: the clients, the closed-candle cache and
-    how many reconciles ran (the surprise scan runs every SURPRISE_EVERY).
+    """The work of each tick, with what it keeps between ticks: the clients and ``kept`` (Kept).
 
     ``read_only`` / ``trading`` may be injected (tests); otherwise the read-only client comes from
     ``exchange.read_only`` and the trading one from ``executor.trading_exchange``, the only factory that
@@ -152,12 +237,7 @@ class Tick:
         self._ro = read_only
         self._trading = trading
         self._prices: TickPrices | None = None  # the last tick's read-only client (tickers read once per tick)
-        # Closed candles rarely change: read them again once the next one has closed, and at the latest
-        # after CANDLE_CACHE_MAX_AGE (Bitvavo can still correct a recent candle).  The demo turns the
-        # cache off: its simulator replays an accelerated path under fixed timestamps.
-        self._candle_cache: dict | None = {} if cache_candles else None
-        self._candle_cache_at: datetime | None = None
-        self._reconciles = 0
+        self.kept = Kept(cache_candles)
 
     def read_only(self):
         if self._ro is None:
@@ -168,16 +248,6 @@ class Tick:
         if self._trading is None:
             self._trading = executor.trading_exchange(self.cfg)
         return self._trading
-
-    def candle_cache(self) -> dict | None:
-        """The closed-candle cache, emptied when it is older than CANDLE_CACHE_MAX_AGE."""
-        if self._candle_cache is None:
-            return None
-        now = clock.now()
-        if self._candle_cache_at is None or now - self._candle_cache_at >= CANDLE_CACHE_MAX_AGE:
-            self._candle_cache.clear()
-            self._candle_cache_at = now
-        return self._candle_cache
 
     # -- one tick --
     def run(
@@ -209,8 +279,9 @@ class Tick:
         """The steps of one tick, in order; each starts with a checkpoint (a stop ends the tick there)."""
         cfg, stop = self.cfg, self.stop
         stop.checkpoint("reconcile")
-        self._prices = prices = TickPrices(self.read_only())  # tickers read once, shared by safety and snapshot
-        clean = self._reconcile(conn, prices, report)
+        scan = self.kept.surprise_scan_due(self._prices.balances_read if self._prices else None)
+        self._prices = prices = TickPrices(self.read_only(), watched_markets(cfg))  # shared by safety and snapshot
+        clean = self._reconcile(conn, prices, report, scan)
 
         stop.checkpoint("safety")
         self._safety(conn, report, tick_ok=None)
@@ -221,7 +292,14 @@ class Tick:
             report.notes.append("expired: " + ", ".join(f"#{i}" for i in expired))
 
         stop.checkpoint("snapshot")
-        snap = build_snapshot(conn, cfg, prices, sources=cfg.active_advisors, candle_cache=self.candle_cache())
+        snap = build_snapshot(
+            conn,
+            cfg,
+            prices,
+            sources=cfg.active_advisors,
+            candle_cache=self.kept.candle_cache(),
+            markets=self.kept.market_table(prices),
+        )
         report.prices = {m: t.last for m, t in snap.tickers.items()}
         self.beat.record_snapshot(conn, snap)
         for p in snap.problems:
@@ -230,7 +308,8 @@ class Tick:
         back = self.outage.end(conn) if clean else None  # the exchange answered and reconcile is clean
         if back:
             report.notes.append(back)
-        paused = outage_since(conn) or (clock.now_iso() if report.outage else None)
+        # clean: any outage has just ended; else one in progress (or this tick's own) pauses trading
+        paused = None if clean else outage_since(conn) or (clock.now_iso() if report.outage else None)
 
         created: list[int] = []
         for name in cfg.active_advisors:  # advisors, plus exits and top_up when their settings turn them on
@@ -255,11 +334,12 @@ class Tick:
         self._shadow(conn, snap, report)
 
     # -- the steps --
-    def _reconcile(self, conn: sqlite3.Connection, prices: TickPrices, report: TickReport) -> bool:
-        """Resolve executions in doubt, sync fills; True when it had no errors."""
-        # orders we have no row for: looked for at start and every SURPRISE_EVERY ticks (each scan covers a day)
-        rec = reconcile.reconcile(conn, self.cfg, prices, surprises=self._reconciles % SURPRISE_EVERY == 0)
-        self._reconciles += 1
+    def _reconcile(self, conn: sqlite3.Connection, prices: TickPrices, report: TickReport, scan: bool) -> bool:
+        """Resolve executions in doubt, sync fills, and with ``scan`` look for orders we have no row for (each
+        scan covers a day); True when it had no errors."""
+        rec = reconcile.reconcile(conn, self.cfg, prices, surprises=scan)
+        if scan and not rec.errors:
+            self.kept.scanned()
         for c in rec.changes:
             report.notes.append(f"reconciled #{c.execution_id}: {c.before}→{c.after}")
         for s in rec.surprises:

@@ -169,14 +169,21 @@ class Endpoint:
     def _headers(self) -> dict:
         return getattr(self._ccxt, "last_response_headers", None) or {}
 
-    def note_answer(self) -> None:
-        """After an answer: if the minute's weight is nearly spent, pause reads until it resets."""
+    def weight_left(self) -> tuple[int, int] | None:
+        """The last answer's (weight left this minute, when the minute resets in ms), or None if it did not say.
+        Unsigned (public) requests count against the IP, signed ones against the key."""
         headers = self._headers()
         try:
-            remaining = int(headers.get("bitvavo-ratelimit-remaining"))
-            reset_at = int(headers.get("bitvavo-ratelimit-resetat"))
+            return int(headers.get("bitvavo-ratelimit-remaining")), int(headers.get("bitvavo-ratelimit-resetat"))
         except (TypeError, ValueError):
+            return None
+
+    def note_answer(self) -> None:
+        """After an answer: if the minute's weight is nearly spent, pause reads until it resets."""
+        left = self.weight_left()
+        if left is None:
             return
+        remaining, reset_at = left
         now = clock.now_ms()
         if remaining < PACE_RESERVE and now < reset_at <= now + PACE_MAX_MS:
             key = self.backoff_key()

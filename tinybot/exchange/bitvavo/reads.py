@@ -36,6 +36,8 @@ MAX_PAGES = 40  # per call, over every 24-hour slice
 SLICE_MS = 23 * 3_600_000  # GET /trades spans at most 24 h a request: slices of 23 h leave an hour for clock skew
 MAX_LOOKBACK_MS = 31 * 86_400_000  # a lookup further back than this is refused (one request per slice)
 CANDLE_LIMIT = 1440
+ALL_TICKERS_WEIGHT = 25  # GET /ticker/24h without a market (1 with one)
+ALL_TICKERS_RESERVE = 100  # public weight kept for markets and candles: below it, tickers are read one by one
 
 NO_LOOKUP_KEY = (
     "needs the trade key: Bitvavo lets only a key with trade rights read orders and trades;"
@@ -62,6 +64,7 @@ class Reader:
         self._markets: dict[str, Market] | None = None
         self._markets_at = 0
         self.skipped_markets: dict[str, str] = {}  # malformed rows left out of the last market table
+        self._public_weight: tuple[int, int] | None = None  # (left, resets at) after the last ticker answer
 
     def expose_on(self, client) -> None:
         """Make this reader's reads ``client``'s own methods (the very same bound methods, nothing wrapped)."""
@@ -100,7 +103,37 @@ class Reader:
     def ticker(self, market: str) -> Ticker:
         market = normalise_market(market)
         raw = self._view.call(f"ticker {market}", self._view.ccxt.publicGetTicker24h, {"market": market})
+        self._public_weight = self._view.weight_left()
         return parse_answer(f"ticker {market}", lambda r: ticker_from_raw(market, r), raw)
+
+    def tickers(self, markets) -> dict[str, Ticker]:
+        """Several markets in one ``GET /ticker/24h`` without a market (it answers for every market) while the
+        minute's public weight has room for it (it weighs ALL_TICKERS_WEIGHT), else one request per market.
+
+        A market missing from the answer, or whose row does not parse, is left out (``ticker`` says why).
+        """
+        wanted = list(dict.fromkeys(normalise_market(m) for m in markets))
+        if len(wanted) < 2 or not self._room_for_all_tickers():
+            return {m: self.ticker(m) for m in wanted}
+        raw = self._view.call("tickers", self._view.ccxt.publicGetTicker24h, {})
+        self._public_weight = self._view.weight_left()
+        if not isinstance(raw, list):
+            raise ExchangeError(f"Bitvavo sent an unexpected answer to tickers: {shape(raw)}")
+        rows = {r.get("market"): r for r in raw if isinstance(r, dict)}
+        out = {}
+        for m in wanted:
+            try:
+                out[m] = ticker_from_raw(m, rows[m])
+            except (ExchangeError, KeyError, TypeError, ValueError, AttributeError):
+                continue  # left out: ticker(m) alone says what is wrong with it
+        return out
+
+    def _room_for_all_tickers(self) -> bool:
+        """Does the minute's public weight (the last ticker answer's headers) leave room for one request for all?"""
+        if self._public_weight is None:
+            return True
+        remaining, reset_at = self._public_weight
+        return clock.now_ms() >= reset_at or remaining >= ALL_TICKERS_WEIGHT + ALL_TICKERS_RESERVE
 
     def candles(self, market: str, interval: str, limit: int) -> list[Candle]:
         """Oldest first; at most 1440 (Bitvavo's limit per request)."""
