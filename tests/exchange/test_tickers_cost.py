@@ -23,7 +23,7 @@ def no_backoff_left_over():
     endpoint._backoff_until.clear()
 
 
-def client_and_requests(sim, tmp_path, monkeypatch):
+def client_and_requests(sim, tmp_path, monkeypatch, rate_limit=False):
     """A read-only client on the simulator, and (kind, market or None) for every request that reached it."""
     cfg = Config(
         path=tmp_path / "bot.toml",
@@ -32,7 +32,7 @@ def client_and_requests(sim, tmp_path, monkeypatch):
     seen: list[str] = []
     real = sim.sim.take_fault
     monkeypatch.setattr(sim.sim, "take_fault", lambda kind: seen.append(kind) or real(kind))
-    return BitvavoReadOnly(cfg, READ_KEY, READ_SECRET, rate_limit=False), seen
+    return BitvavoReadOnly(cfg, READ_KEY, READ_SECRET, rate_limit=rate_limit), seen
 
 
 def test_tickers_of_several_markets_are_one_request_and_the_same_as_each_asked_alone(sim, tmp_path, monkeypatch):
@@ -73,3 +73,22 @@ def test_tickers_are_asked_one_by_one_while_the_minutes_public_weight_is_short(s
         ro.tickers(BOTH)
     assert seen == ["ticker"] * (1 + 1 + 2 + 2 + 1), seen  # all, all, then one each (twice), then all again
     assert weights == [budget - 25, budget - 50, budget - 52, budget - 54]
+
+
+def test_within_ccxts_spacing_tickers_are_asked_one_by_one_so_that_no_tick_waits(sim, tmp_path, monkeypatch):
+    """ccxt's own throttle sends a request its weight × 60 ms after the previous one: the request for every
+    market (25) within 1.5 s of the last slept up to 1.5 s, every tick at a 1 s tick (the bench's ticks took
+    1.8 s).  There, each market is asked alone (weight 1); once 1.5 s have passed, all at once again."""
+    import time
+
+    slept: list[float] = []
+    with freeze_time("2026-11-27 20:00:05") as frozen:
+        ro, seen = client_and_requests(sim, tmp_path, monkeypatch, rate_limit=True)
+        monkeypatch.setattr(time, "sleep", slept.append)
+        ro.tickers(BOTH)
+        frozen.tick(timedelta(seconds=1))
+        ro.tickers(BOTH)
+        frozen.tick(timedelta(seconds=1.5))
+        ro.tickers(BOTH)
+    assert seen == ["ticker"] * (1 + 2 + 1), seen
+    assert max(slept, default=0) <= 0.06, slept  # one market's spacing at most, never the 25-weight one

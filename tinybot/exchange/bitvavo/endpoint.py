@@ -128,6 +128,14 @@ class Endpoint:
     def ccxt(self):
         return self._ccxt
 
+    def throttle_would_wait(self, weight: int) -> bool:
+        """Would ccxt's own throttle sleep before a request of this weight?  It spaces a request rateLimit ×
+        weight (60 ms a unit) after the previous one: one weighing 25 within 1.5 s of the last would wait."""
+        c = self._ccxt
+        if not getattr(c, "enableRateLimit", False):
+            return False
+        return c.milliseconds() - c.lastRestRequestTimestamp < c.rateLimit * weight
+
     def route(self, session, milliseconds: Callable[[], int]) -> None:
         """Send through ``session`` (requests.Session's ``request``), sign on ``milliseconds``, no throttle.
 

@@ -129,7 +129,11 @@ class Reader:
         return out
 
     def _room_for_all_tickers(self) -> bool:
-        """Does the minute's public weight (the last ticker answer's headers) leave room for one request for all?"""
+        """Does the minute's public weight (the last ticker answer's headers) leave room for one request for all,
+        and would it go out at once?  At a tick of a few seconds ccxt's throttle would hold it up to 1.5 s (its
+        weight × 60 ms since the previous request) every tick, where one request per market waits ~60 ms each."""
+        if self._view.throttle_would_wait(ALL_TICKERS_WEIGHT):
+            return False
         if self._public_weight is None:
             return True
         remaining, reset_at = self._public_weight
