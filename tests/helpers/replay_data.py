@@ -10,23 +10,16 @@ from tinybot.analysis import candles
 from tinybot.base import config
 from tinybot.store import db
 
+from .configs import RISK_TOML
+
 HOUR = 3_600_000
 T0 = 1_735_689_600_000  # 2025-01-01T00:00Z
 N = 300  # hourly candles per market: a fast test, still a dozen crossings
 
-CONFIG = """\
-mode = "paper"
-advisors = ["rules"]
-
-[risk]
-allowlist = ["BTC-EUR", "ETH-EUR"]
-max_trade_eur = 10
-max_daily_eur = 20
-max_exposure_eur = 25
-cooldown = "1h"
-anti_flip = "6h"
-proposal_ttl = "30m"
-
+CONFIG = (
+    'mode = "paper"\nadvisors = ["rules"]\n\n'
+    + RISK_TOML
+    + """
 [scheduler]
 interval = "1h"
 
@@ -36,6 +29,7 @@ fast = 3
 slow = 8
 buy_eur = 6
 """
+)
 
 
 def csv_rows(n=N, seed=3, gaps=True, start_ms=T0):
