@@ -33,7 +33,7 @@ def test_a_month_with_faults_leaves_no_drift_and_equity_equals_the_account(sim_f
         f'url = "{sim.url}"\ntimeout = "2s"\naccess_window = "10s"\nreconcile_grace = "5s"\n'
     )
     conn = db.open_db(cfg.db_path)
-    ex, ro = executor.trading_exchange(cfg), read_only(cfg)
+    ex, ro = executor.trading_exchange(cfg), read_only(cfg, rate_limit=False)  # no client-side throttle sleeps
     s = sim.sim
 
     def snapshot():  # what a tick records: the prices and the account as the exchange reports them
