@@ -302,7 +302,10 @@ def test_slow_checks_before_sending_past_the_deadline_send_nothing(live):
     with freeze_time(clock.now(), tick=True) as frozen:
 
         def slow_prepare(*a, **k):
-            frozen.tick(cfg.exchange.access_window + timedelta(seconds=1))  # the reads "took" over a window
+            # the reads "took" over a window.  Not frozen.tick(): with tick=True it moves the clock to the start
+            # of the freeze + the delta, dropping the real time since, so a claim slower than a second (a loaded
+            # machine) left the clock before the deadline and the order went out (seen once in CI-like runs)
+            frozen.move_to(clock.now() + cfg.exchange.access_window + timedelta(seconds=1))
             return real_prepare(*a, **k)
 
         ex._prepare = slow_prepare
